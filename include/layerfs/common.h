@@ -1,0 +1,77 @@
+/* Small shared helpers: cleanup attributes, fault injection, progress callbacks.
+ * Every module may include this header; it pulls in no dependency but libc. */
+#pragma once
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static inline void lyr_freep(void *p) { free(*(void **)p); }
+static inline void lyr_closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+static inline void lyr_fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+static inline void lyr_closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(lyr_freep)
+#define _cleanup_close_ _cleanup_(lyr_closep)
+#define _cleanup_fclose_ _cleanup_(lyr_fclosep)
+#define _cleanup_closedir_ _cleanup_(lyr_closedirp)
+
+/* Hand a resource over to the caller: returns it and leaves the local empty. */
+#define LYR_TAKE_PTR(p)                    \
+	({                                 \
+		typeof(p) _tmp_ = (p);     \
+		(p) = NULL;                \
+		_tmp_;                     \
+	})
+#define LYR_TAKE_FD(fd)                    \
+	({                                 \
+		int _tmp_ = (fd);          \
+		(fd) = -1;                 \
+		_tmp_;                     \
+	})
+
+#define LYR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Fault injection for crash tests: when $LAYERFS_FAULT names POINT (a comma-separated list
+ * of point names), the process kills itself with SIGKILL right there, as a crash would. */
+void lyr_fault(const char *point);
+
+/* Progress of a long operation; fn may be NULL.  Called with running totals. */
+typedef struct lyr_progress {
+	void (*fn)(void *ctx, uint64_t files, uint64_t bytes);
+	void *ctx;
+} lyr_progress;
+
+static inline void lyr_progress_report(const lyr_progress *p, uint64_t files, uint64_t bytes)
+{
+	if (p && p->fn)
+		p->fn(p->ctx, files, bytes);
+}
+
+/* Lower-case hex of LEN bytes into OUT (2*LEN+1 bytes). */
+void lyr_hex(const uint8_t *bytes, size_t len, char *out);
+
+/* mkdir -p of PATH (absolute or relative to the cwd) with MODE; returns 0 or -errno. */
+int lyr_mkdir_p(const char *path, mode_t mode);
+
+/* Reads PATH fully into a NUL-terminated heap buffer; returns 0 or -errno. */
+int lyr_read_file(const char *path, char **ret, size_t *ret_len);

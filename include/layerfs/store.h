@@ -1,0 +1,135 @@
+/* db/: the layer store.  A store is one directory holding a transactional Berkeley DB
+ * environment (layer, ref, tag, mount records; room for the hash and action caches), the
+ * immutable layer diff directories and the refs' upper and work directories.  This header
+ * is the only interface to it; nothing outside db/ includes <db.h>.
+ *
+ * IDs: a layer ID is "sha256:<64 hex>" (see hash.h); a ref ID is 64 hex digits with no
+ * prefix.  Functions that take an ID from a user go through lyr_store_resolve first. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "layerfs/common.h"
+#include "layerfs/hash.h"
+#include "layerfs/tree.h"
+
+typedef struct lyr_store lyr_store;
+
+#define LYR_REF_ID_LEN 65 /* 64 hex + NUL */
+#define LYR_ID_MAX 72     /* fits a layer ID text and a ref ID */
+#define LYR_MIN_PREFIX 12 /* hex digits a user must give at least */
+
+/* Current on-disk format version; a store with a higher one is refused (-EPROTO). */
+#define LYR_STORE_FORMAT 1
+
+/* Opens (creating when missing) the store at ROOT.  Returns 0, or -errno: -EROFS when the
+ * store cannot be created or written on a read-only filesystem, -EPROTO when it was written by
+ * a newer format.  Safe for many processes at once. */
+int lyr_store_open(const char *root, lyr_store **ret);
+void lyr_store_free(lyr_store *s);
+const char *lyr_store_root(const lyr_store *s);
+
+/* Default store directory: $LAYERFS_ROOT, else $XDG_DATA_HOME/layerfs (~/.local/share/layerfs),
+ * or /var/lib/layerfs for root.  Returns a heap string or NULL. */
+char *lyr_store_default_root(void);
+
+typedef enum { LYR_OBJ_NONE = 0, LYR_OBJ_LAYER, LYR_OBJ_REF } lyr_obj_kind;
+
+/* Resolves what a user typed: a full layer ID, a full ref ID, a unique prefix of at least
+ * LYR_MIN_PREFIX hex digits (with or without "sha256:"), or a tag name.  Returns 0 and fills
+ * RET_KIND and RET_ID (LYR_ID_MAX bytes); -ENOENT unknown, -EINVAL malformed (too short),
+ * -EEXIST (ambiguous: more than one object has that prefix). */
+int lyr_store_resolve(lyr_store *s, const char *text, lyr_obj_kind *ret_kind, char *ret_id);
+
+typedef struct lyr_layer_info {
+	char id[LYR_ID_MAX];
+	char parent[LYR_ID_MAX]; /* "" for a base layer */
+	char diff_digest[LYR_DIGEST_TEXT_LEN];
+	uint64_t size;    /* bytes of the layer's own diff */
+	uint64_t entries; /* entries in its own diff */
+	int64_t created;  /* Unix time, seconds */
+	char *desc;       /* heap, may be "" */
+	char **tags;      /* heap, NULL-terminated */
+	unsigned children, refs; /* layers and refs that have this layer as parent */
+} lyr_layer_info;
+
+typedef struct lyr_ref_info {
+	char id[LYR_ID_MAX];
+	char parent[LYR_ID_MAX]; /* "" for scratch */
+	int64_t created;
+	char *desc;
+	char *mountpoint; /* NULL when not mounted (a stale record is reported as not mounted) */
+	pid_t mount_pid;
+	uint64_t size; /* bytes in the upper dir (filled by lyr_store_du only) */
+} lyr_ref_info;
+
+void lyr_layer_info_clear(lyr_layer_info *info);
+void lyr_ref_info_clear(lyr_ref_info *info);
+
+int lyr_layer_get(lyr_store *s, const char *id, lyr_layer_info *ret);
+int lyr_ref_get(lyr_store *s, const char *id, lyr_ref_info *ret);
+
+/* Lists every layer / ref; the callback returns 0 to go on or a negative errno to stop. */
+int lyr_layer_list(lyr_store *s, int (*fn)(void *ctx, const lyr_layer_info *), void *ctx);
+int lyr_ref_list(lyr_store *s, int (*fn)(void *ctx, const lyr_ref_info *), void *ctx);
+
+/* Diff directories of LAYER_ID and its ancestors, topmost first, as a NULL-terminated heap
+ * array of heap strings (free with lyr_strv_free).  The paths stay valid while the layers
+ * exist. */
+int lyr_layer_chain(lyr_store *s, const char *layer_id, char ***ret_dirs);
+/* Upper and work directories of a ref (heap strings). */
+int lyr_ref_dirs(lyr_store *s, const char *ref_id, char **ret_upper, char **ret_work);
+/* Bytes and entries currently in a ref's upper dir (walks it). */
+int lyr_ref_usage(lyr_store *s, const char *ref_id, uint64_t *ret_bytes, uint64_t *ret_entries);
+void lyr_strv_free(char **v);
+
+/* import: copies SRC_DIR into a new base layer (reusing an identical existing layer), tags it
+ * with TAG when non-NULL.  On failure ERR (may be NULL) names the failing source path. */
+int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const char *tag,
+		     const lyr_progress *progress, lyr_tree_error *err, char *ret_id);
+
+/* new: a mutable ref on PARENT_ID (a full layer ID, or NULL for scratch).  RET_ID gets the ref
+ * ID (LYR_ID_MAX bytes). */
+int lyr_ref_new(lyr_store *s, const char *parent_id, const char *desc, char *ret_id);
+
+/* commit: freezes the ref's upper dir into a layer (rename, no copy; hashing only the upper)
+ * and removes the ref.  -EBUSY when the ref is mounted (lyr_ref_get tells where).  An identical
+ * existing layer is reused.  Tags the layer with TAG when non-NULL. */
+int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_progress *progress,
+		   char *ret_layer_id);
+
+/* release: drops a ref and its directories (-EBUSY when mounted). */
+int lyr_ref_release(lyr_store *s, const char *ref_id);
+
+/* Records that REF_ID is mounted at MOUNTPOINT by PID (-EBUSY if a live record exists), or
+ * clears that record. */
+int lyr_ref_set_mount(lyr_store *s, const char *ref_id, const char *mountpoint, pid_t pid);
+int lyr_ref_clear_mount(lyr_store *s, const char *ref_id);
+
+/* Tags: NAME is 1-128 bytes of [A-Za-z0-9._:-], not starting with '.' or '-' (-EINVAL).
+ * Setting an existing tag moves it. */
+int lyr_tag_valid(const char *name);
+int lyr_tag_set(lyr_store *s, const char *name, const char *layer_id);
+int lyr_tag_remove(lyr_store *s, const char *name); /* -ENOENT when missing */
+
+/* rm: removes a layer (-EBUSY when a child layer, a ref or a tag needs it; TAGS are not
+ * removed implicitly) or a ref (-EBUSY when mounted). */
+int lyr_store_rm(lyr_store *s, const char *id);
+
+/* prune: removes refs that are not mounted and layers that no tag, no ref and no child needs,
+ * repeatedly (a removed child can free its parent).  Only objects created more than
+ * KEEP_SECONDS ago are removed.  Without ALL, refs are kept and only layers go.  The callback
+ * (may be NULL) is told each removed ID and its size. */
+int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
+		    void (*fn)(void *ctx, lyr_obj_kind kind, const char *id, uint64_t size), void *ctx);
+
+/* fsck: checks records against directories.  Each finding goes to FN as one line of text
+ * ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...) with
+ * whether it was repaired.  With REPAIR: orphan and temporary directories are removed,
+ * interrupted commits are rolled forward or back, stale mount records cleared; records
+ * without data are reported, not deleted.  Returns the number of problems left (>= 0) or
+ * -errno. */
+int lyr_store_fsck(lyr_store *s, bool repair,
+		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);

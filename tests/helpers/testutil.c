@@ -1,0 +1,185 @@
+/* Test helpers; see testutil.h.  Failures abort the test through Criterion's assertions. */
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "layerfs/common.h"
+
+extern char **environ;
+
+char *tu_mkdtemp(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *path;
+	cr_assert(asprintf(&path, "%s/layerfs-test-XXXXXX", tmp && *tmp ? tmp : "/tmp") > 0);
+	cr_assert_not_null(mkdtemp(path), "mkdtemp: %s", strerror(errno));
+	return path;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	if (flag == FTW_DP)
+		chmod(path, 0700);
+	remove(path);
+	return 0;
+}
+
+static int unlock_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag == FTW_D || flag == FTW_DNR)
+		chmod(path, (st->st_mode & 07777) | 0700);
+	return 0;
+}
+
+void tu_rmtree(const char *path)
+{
+	if (!path)
+		return;
+	nftw(path, unlock_one, 64, FTW_PHYS);
+	nftw(path, rm_one, 64, FTW_DEPTH | FTW_PHYS);
+}
+
+char *tu_path(const char *dir, const char *rel)
+{
+	char *p;
+	cr_assert(asprintf(&p, "%s/%s", dir, rel) > 0);
+	return p;
+}
+
+void tu_write(const char *dir, const char *rel, const char *data)
+{
+	_cleanup_free_ char *p = tu_path(dir, rel);
+	_cleanup_free_ char *parent = strdup(p);
+	*strrchr(parent, '/') = '\0';
+	cr_assert_eq(lyr_mkdir_p(parent, 0755), 0, "mkdir -p %s", parent);
+	FILE *f = fopen(p, "w");
+	cr_assert_not_null(f, "fopen %s: %s", p, strerror(errno));
+	fputs(data, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+char *tu_read(const char *dir, const char *rel)
+{
+	_cleanup_free_ char *p = tu_path(dir, rel);
+	char *buf = NULL;
+	if (lyr_read_file(p, &buf, NULL) < 0)
+		return NULL;
+	return buf;
+}
+
+static void drain(int fd, char **buf, size_t *len, size_t *cap, bool *open)
+{
+	if (*len + 4096 > *cap) {
+		*cap = (*cap + 4096) * 2;
+		*buf = realloc(*buf, *cap);
+		cr_assert_not_null(*buf);
+	}
+	ssize_t r = read(fd, *buf + *len, *cap - *len - 1);
+	if (r <= 0)
+		*open = false;
+	else
+		*len += (size_t)r;
+	(*buf)[*len] = '\0';
+}
+
+tu_run tu_cmd(const char *const *env, const char *const *argv)
+{
+	int out[2], err[2];
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
+
+	size_t n_env = 0, n_extra = 0;
+	while (environ[n_env])
+		n_env++;
+	while (env && env[n_extra])
+		n_extra++;
+	char **envp = calloc(n_env + n_extra + 1, sizeof(char *));
+	size_t k = 0;
+	for (size_t i = 0; i < n_env; i++) {
+		bool overridden = false;
+		for (size_t j = 0; j < n_extra; j++) {
+			size_t kl = strcspn(env[j], "=");
+			if (strncmp(environ[i], env[j], kl + 1) == 0)
+				overridden = true;
+		}
+		if (!overridden)
+			envp[k++] = environ[i];
+	}
+	for (size_t j = 0; j < n_extra; j++)
+		envp[k++] = (char *)env[j];
+
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	pid_t pid;
+	int r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	free(envp);
+	cr_assert_eq(r, 0, "spawn %s: %s", argv[0], strerror(r));
+	close(out[1]);
+	close(err[1]);
+
+	tu_run run = {0};
+	size_t olen = 0, ocap = 0, elen = 0, ecap = 0;
+	bool oopen = true, eopen = true;
+	run.out = calloc(1, 1);
+	run.err = calloc(1, 1);
+	while (oopen || eopen) {
+		struct pollfd p[2] = {{oopen ? out[0] : -1, POLLIN, 0}, {eopen ? err[0] : -1, POLLIN, 0}};
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[0].revents)
+			drain(out[0], &run.out, &olen, &ocap, &oopen);
+		if (p[1].revents)
+			drain(err[0], &run.err, &elen, &ecap, &eopen);
+	}
+	close(out[0]);
+	close(err[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	run.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return run;
+}
+
+tu_run tu_layerfs(const char *const *env, const char *const *argv)
+{
+	const char *full[64] = {LAYERFS_BIN};
+	size_t i = 0;
+	while (argv[i]) {
+		cr_assert_lt(i + 2, LYR_ARRAY_SIZE(full));
+		full[i + 1] = argv[i];
+		i++;
+	}
+	full[i + 1] = NULL;
+	return tu_cmd(env, full);
+}
+
+void tu_run_free(tu_run *r)
+{
+	free(r->out);
+	free(r->err);
+	r->out = r->err = NULL;
+}
+
+bool tu_have_fuse(void)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}

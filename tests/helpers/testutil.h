@@ -1,0 +1,34 @@
+/* Test helpers: temporary directories, running the layerfs binary, building trees. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A fresh directory under $TMPDIR (or /tmp); the caller removes it with tu_rmtree. */
+char *tu_mkdtemp(void);
+/* rm -rf PATH (not following symlinks). */
+void tu_rmtree(const char *path);
+
+/* Writes DATA to DIR/REL, creating parent directories. */
+void tu_write(const char *dir, const char *rel, const char *data);
+/* Reads DIR/REL into a heap string (NULL when missing). */
+char *tu_read(const char *dir, const char *rel);
+/* Joins DIR and REL into a heap string. */
+char *tu_path(const char *dir, const char *rel);
+
+typedef struct tu_run {
+	int status; /* exit status, or 128+signal */
+	char *out;  /* stdout, heap, NUL-terminated */
+	char *err;  /* stderr */
+} tu_run;
+
+/* Runs the built layerfs binary with ARGV (NULL-terminated, without argv[0]) and the
+ * environment plus ENV (NULL-terminated "K=V" list, may be NULL); captures output. */
+tu_run tu_layerfs(const char *const *env, const char *const *argv);
+/* Runs an arbitrary command the same way. */
+tu_run tu_cmd(const char *const *env, const char *const *argv);
+void tu_run_free(tu_run *r);
+
+/* True when /dev/fuse can be opened read-write. */
+bool tu_have_fuse(void);
