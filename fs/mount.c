@@ -102,8 +102,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		append(opts, sizeof(opts), "ro");
 	if (cfg->nodev)
 		append(opts, sizeof(opts), "nodev");
-	if (cfg->nosuid)
-		append(opts, sizeof(opts), "nosuid");
+	/* set-id programs of a container's root must work (as with fuse-overlayfs); devices not */
+	append(opts, sizeof(opts), cfg->nosuid || geteuid() != 0 ? "nosuid" : "suid");
 	if (cfg->noexec)
 		append(opts, sizeof(opts), "noexec");
 	if (cfg->noatime)
@@ -191,6 +191,10 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	}
 	if (pid == 0) {
 		close(p[0]);
+		/* the serving process holds nothing of its parent's but the status pipe */
+		if (p[1] > 3)
+			close_range(3, (unsigned)p[1] - 1, 0);
+		close_range((unsigned)p[1] + 1, ~0U, 0);
 		setsid();
 		lyr_fs_error cerr = {{0}};
 		int r = serve(cfg, mountpoint, &cerr, p[1]);
