@@ -26,7 +26,7 @@ typedef struct mnt {
 
 static mnt M;
 
-static void mnt_skip_unless_fuse(void)
+static inline void mnt_skip_unless_fuse(void)
 {
 	if (!tu_have_fuse())
 		cr_skip_test("/dev/fuse cannot be opened here");
@@ -35,7 +35,7 @@ static void mnt_skip_unless_fuse(void)
 		cr_skip_test("fusermount3 is not installed");
 }
 
-static void mnt_dirs(void)
+static inline void mnt_dirs(void)
 {
 	M.root = tu_mkdtemp();
 	M.l1 = tu_path(M.root, "l1");
@@ -56,7 +56,7 @@ typedef struct mnt_opts {
 	size_t nuidmap;
 } mnt_opts;
 
-static void mnt_mount_opts(const mnt_opts *o)
+static inline void mnt_mount_opts(const mnt_opts *o)
 {
 	lyr_fs_config cfg;
 	lyr_fs_config_init(&cfg);
@@ -79,9 +79,9 @@ static void mnt_mount_opts(const mnt_opts *o)
 	M.mounted = true;
 }
 
-static void mnt_mount(void) { mnt_mount_opts(NULL); }
+static inline void mnt_mount(void) { mnt_mount_opts(NULL); }
 
-static void mnt_umount(void)
+static inline void mnt_umount(void)
 {
 	if (!M.mounted)
 		return;
@@ -94,7 +94,7 @@ static void mnt_umount(void)
 	M.mounted = false;
 }
 
-static void mnt_teardown(void)
+static inline void mnt_teardown(void)
 {
 	mnt_umount();
 	if (M.root)
@@ -109,7 +109,7 @@ static void mnt_teardown(void)
 }
 
 /* Path inside the mount / a layer (static buffers, rotating). */
-static const char *in_dir(const char *dir, const char *rel)
+static inline const char *in_dir(const char *dir, const char *rel)
 {
 	static char bufs[8][4096];
 	static int k;
@@ -120,13 +120,13 @@ static const char *in_dir(const char *dir, const char *rel)
 #define MP(rel) in_dir(M.mp, rel)
 #define UP(rel) in_dir(M.upper, rel)
 
-static void mk_whiteout(const char *dir, const char *rel)
+static inline void mk_whiteout(const char *dir, const char *rel)
 {
 	const char *p = in_dir(dir, rel);
 	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p, strerror(errno));
 }
 
-static char *slurp(const char *path)
+static inline char *slurp(const char *path)
 {
 	char *buf = NULL;
 	if (lyr_read_file(path, &buf, NULL) < 0)
@@ -134,7 +134,7 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-static void put(const char *path, const char *data)
+static inline void put(const char *path, const char *data)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
@@ -143,7 +143,7 @@ static void put(const char *path, const char *data)
 	cr_assert_eq(close(fd), 0);
 }
 
-static ino_t ino_of(const char *path)
+static inline ino_t ino_of(const char *path)
 {
 	struct stat st;
 	cr_assert_eq(lstat(path, &st), 0, "lstat %s: %s", path, strerror(errno));
@@ -151,7 +151,7 @@ static ino_t ino_of(const char *path)
 }
 
 /* True when the file at PATH holds no data blocks (a metadata-only copy: all hole). */
-static bool all_hole(const char *path)
+static inline bool all_hole(const char *path)
 {
 	int fd = open(path, O_RDONLY);
 	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
