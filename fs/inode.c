@@ -80,7 +80,23 @@ static int shard_insert(struct ovl_shard *sh, struct ovl_inode *in)
 	sh->buckets[k] = in;
 	sh->n++;
 	in->hashed = true;
+	in->aprev = NULL;
+	in->anext = sh->all;
+	if (sh->all)
+		sh->all->aprev = in;
+	sh->all = in;
 	return 0;
+}
+
+static void shard_unlist(struct ovl_shard *sh, struct ovl_inode *in)
+{
+	if (in->aprev)
+		in->aprev->anext = in->anext;
+	else if (sh->all == in)
+		sh->all = in->anext;
+	if (in->anext)
+		in->anext->aprev = in->aprev;
+	in->anext = in->aprev = NULL;
 }
 
 struct ovl_inode *ovl_inode_from_id(struct ovl_fs *fs, fuse_ino_t id)
@@ -272,8 +288,10 @@ static void put(struct ovl_fs *fs, struct ovl_inode *in, uint64_t nlookup, uint6
 	in->nlookup -= nlookup < in->nlookup ? nlookup : in->nlookup;
 	in->refs -= refs < in->refs ? refs : in->refs;
 	bool dead = in->nlookup == 0 && in->refs == 0 && in != fs->root;
-	if (dead)
+	if (dead) {
 		shard_remove(sh, in);
+		shard_unlist(sh, in);
+	}
 	pthread_mutex_unlock(&sh->lock);
 	if (dead)
 		inode_destroy(fs, in);
@@ -288,10 +306,10 @@ void ovl_table_free(struct ovl_fs *fs)
 	/* at unmount the kernel has forgotten everything but may not have said so: free all */
 	for (size_t s = 0; s < OVL_SHARDS; s++) {
 		struct ovl_shard *sh = &fs->shards[s];
-		for (size_t i = 0; i < sh->cap; i++) {
-			struct ovl_inode *in = sh->buckets[i];
+		{
+			struct ovl_inode *in = sh->all;
 			while (in) {
-				struct ovl_inode *next = in->hnext;
+				struct ovl_inode *next = in->anext;
 				in->parent = NULL; /* every inode is freed here; no unref chains */
 				lyr_stack_node_clear(&in->node);
 				free(in->name);

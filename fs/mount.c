@@ -108,7 +108,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		append(opts, sizeof(opts), "noexec");
 	if (cfg->noatime)
 		append(opts, sizeof(opts), "noatime");
-	if (cfg->context) {
+	/* context= means something only to SELinux; elsewhere the kernel would refuse the mount */
+	if (cfg->context && access("/sys/fs/selinux/enforce", F_OK) == 0) {
 		char ctx[1024];
 		snprintf(ctx, sizeof(ctx), "context=%s", cfg->context);
 		append(opts, sizeof(opts), ctx);

@@ -49,13 +49,15 @@ struct ovl_inode {
 	struct ovl_inode *parent; /* the directory it was last seen in (holds a ref), NULL for root */
 	char *name;
 	bool unlinked;            /* its last name is gone */
-	struct ovl_inode *hnext;  /* shard chain */
+	struct ovl_inode *hnext;  /* shard hash chain (hashed inodes) */
+	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
 };
 
 struct ovl_shard {
 	pthread_mutex_t lock;
 	size_t n, cap;
 	struct ovl_inode **buckets;
+	struct ovl_inode *all; /* every live inode of the shard, so unmount frees them all */
 };
 
 struct ovl_fs {

@@ -1,0 +1,189 @@
+/* Entry points: lyr_fs_mount in the foreground (serving until unmounted, then freeing
+ * everything), lyr_fs_umount, and the fuse-overlayfs-compatible command line with its option
+ * grammar and mount(8)'s helper convention.  Needs /dev/fuse; skips otherwise. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mnt.h"
+
+static void dirs_only(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	tu_write(M.l1, "top", "T");
+	tu_write(M.l2, "bottom", "B");
+}
+
+TestSuite(fs_mount, .init = dirs_only, .fini = mnt_teardown, .timeout = 60);
+
+static void ready(void *ctx, pid_t pid)
+{
+	int fd = *(int *)ctx;
+	cr_assert_eq(write(fd, &pid, sizeof(pid)), (ssize_t)sizeof(pid));
+	close(fd);
+}
+
+Test(fs_mount, foreground_mount_serves_until_unmounted_and_exits_cleanly)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		close(p[0]);
+		lyr_fs_config cfg;
+		lyr_fs_config_init(&cfg);
+		const char *lowers[] = {M.l1, M.l2};
+		cfg.lowers = lowers;
+		cfg.nlowers = 2;
+		cfg.upper = M.upper;
+		cfg.work = M.work;
+		cfg.foreground = true;
+		cfg.ready = ready;
+		cfg.ready_ctx = &p[1];
+		lyr_fs_error err;
+		pid_t pid = 0;
+		int r = lyr_fs_mount(&cfg, M.mp, &err, &pid);
+		/* exit(), not _exit(): the leak checker of sanitizer builds runs here */
+		exit(r == 0 && pid == getpid() ? 0 : 1);
+	}
+	close(p[1]);
+	pid_t served = 0;
+	cr_assert_eq(read(p[0], &served, sizeof(served)), (ssize_t)sizeof(served));
+	close(p[0]);
+	cr_assert_eq(served, child);
+	/* some work for the inode table: lookups, copy-up, rename, unlink, readdir */
+	_cleanup_free_ char *t = slurp(MP("top"));
+	cr_assert_str_eq(t, "T");
+	put(MP("bottom"), "B2");
+	cr_assert_eq(rename(MP("top"), MP("top2")), 0);
+	cr_assert_eq(unlink(MP("bottom")), 0);
+	cr_assert_eq(mkdir(MP("d"), 0755), 0);
+	DIR *d = opendir(M.mp);
+	cr_assert_not_null(d);
+	while (readdir(d))
+		;
+	closedir(d);
+	lyr_fs_error err;
+	cr_assert_eq(lyr_fs_umount(M.mp, 0, &err), 0, "%s", err.msg);
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	cr_assert(WIFEXITED(st));
+	cr_assert_eq(WEXITSTATUS(st), 0);
+}
+
+Test(fs_mount, mount_failures_name_the_cause)
+{
+	lyr_fs_config cfg;
+	lyr_fs_config_init(&cfg);
+	const char *lowers[] = {M.l1, "/nonexistent/layer"};
+	cfg.lowers = lowers;
+	cfg.nlowers = 2;
+	lyr_fs_error err;
+	pid_t pid;
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &pid), -ENOENT);
+	cr_assert_str_eq(err.msg, "lower directory '/nonexistent/layer': No such file or directory");
+	cfg.nlowers = 1;
+	cfg.upper = M.upper;
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &pid), -EINVAL);
+	cfg.work = "/dev/shm";
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &pid), -EXDEV);
+	cr_assert_eq(lyr_fs_mount(&cfg, "/nonexistent/mnt", &err, &pid), -ENOENT);
+	cr_assert_eq(lyr_fs_umount(M.mp, 0, &err), -EINVAL);
+}
+
+/* Runs lyr_fs_overlay_main with ARGV, capturing stderr into *ERR_OUT (heap). */
+static int overlay(char **err_out, const char *const *argv)
+{
+	int argc = 0;
+	while (argv[argc])
+		argc++;
+	char path[] = "/tmp/layerfs-stderr-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(fd, 2);
+	int status = lyr_fs_overlay_main(argc, (char **)argv);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	off_t len = lseek(fd, 0, SEEK_END);
+	char *buf = calloc(1, (size_t)len + 1);
+	cr_assert_eq(pread(fd, buf, (size_t)len, 0), len);
+	close(fd);
+	*err_out = buf;
+	return status;
+}
+
+static void unmount_and_reap(void)
+{
+	lyr_fs_error err;
+	cr_assert_eq(lyr_fs_umount(M.mp, 0, &err), 0, "%s", err.msg);
+	while (waitpid(-1, NULL, 0) > 0)
+		;
+}
+
+Test(fs_mount, overlay_command_accepts_the_fuse_overlayfs_grammar)
+{
+	/* a lower dir with a colon in its name, given relative to the working directory */
+	cr_assert_eq(chdir(M.root), 0);
+	cr_assert_eq(rename("l1", "l:1"), 0);
+	char opts[8192];
+	snprintf(opts, sizeof(opts),
+		 "lowerdir=l\\:1:%s,upperdir=upper,workdir=work,,context=\"system_u:object_r:"
+		 "container_file_t:s0:c1,c2\",uidmapping=:0:0:4294967295,gidmapping=0:0:4294967295,"
+		 "xattr_permissions=0,fsync=0,static_nlink,noacl,timeout=5,threaded=1,writeback=1,"
+		 "nodev,noatime,redirect_dir=on,index=off,",
+		 M.l2);
+	const char *argv[] = {"layerfs overlay", "-o", opts, "mnt", NULL};
+	_cleanup_free_ char *err = NULL;
+	cr_assert_eq(overlay(&err, argv), 0, "stderr: %s", err);
+	cr_assert_str_eq(err, "layerfs overlay: ignoring unknown options: redirect_dir=on,index=off\n");
+	_cleanup_free_ char *t = slurp(MP("top"));
+	cr_assert_str_eq(t, "T");
+	_cleanup_free_ char *b = slurp(MP("bottom"));
+	cr_assert_str_eq(b, "B");
+	put(MP("new"), "N");
+	struct stat st;
+	cr_assert_eq(stat(MP("."), &st), 0);
+	cr_assert_eq(st.st_nlink, 1); /* static_nlink */
+	unmount_and_reap();
+	_cleanup_free_ char *n = slurp(UP("new"));
+	cr_assert_str_eq(n, "N");
+}
+
+Test(fs_mount, mount_helper_convention_is_understood)
+{
+	char opts[8192];
+	snprintf(opts, sizeof(opts), "rw,lowerdir=%s:%s", M.l1, M.l2);
+	const char *argv[] = {"/sbin/mount.fuse.layerfs", "none", M.mp, "-o", opts, NULL};
+	_cleanup_free_ char *err = NULL;
+	cr_assert_eq(overlay(&err, argv), 0, "stderr: %s", err);
+	cr_assert_str_eq(err, "");
+	_cleanup_free_ char *t = slurp(MP("top"));
+	cr_assert_str_eq(t, "T");
+	/* no upperdir: read-only */
+	cr_assert_eq(open(MP("top"), O_WRONLY), -1);
+	cr_assert_eq(errno, EROFS);
+	unmount_and_reap();
+}
+
+Test(fs_mount, overlay_command_usage_errors)
+{
+	_cleanup_free_ char *e1 = NULL, *e2 = NULL, *e3 = NULL, *e4 = NULL, *e5 = NULL;
+	const char *help[] = {"layerfs overlay", "--help", NULL};
+	cr_assert_eq(overlay(&e1, help), 0);
+	const char *none[] = {"layerfs overlay", NULL};
+	cr_assert_eq(overlay(&e2, none), 2);
+	const char *nolower[] = {"layerfs overlay", "-o", "upperdir=/tmp", M.mp, NULL};
+	cr_assert_eq(overlay(&e3, nolower), 2);
+	cr_assert_str_eq(e3, "layerfs overlay: no lowerdir given\n");
+	const char *badmap[] = {"layerfs overlay", "-o", "lowerdir=/tmp,uidmapping=1:2", M.mp, NULL};
+	cr_assert_eq(overlay(&e4, badmap), 2);
+	cr_assert_str_eq(e4, "layerfs overlay: bad id mapping '1:2'\n");
+	const char *missing[] = {"layerfs overlay", "-o", "lowerdir=/nonexistent", M.mp, NULL};
+	cr_assert_eq(overlay(&e5, missing), 1);
+	cr_assert_str_eq(e5, "layerfs overlay: lower directory '/nonexistent': No such file or directory\n");
+}
