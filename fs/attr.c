@@ -83,11 +83,14 @@ int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *st)
 		st->st_gid = og;
 		st->st_mode = (st->st_mode & S_IFMT) | om;
 	}
+	bool merged = in->node.nparts > 1;
 	pthread_rwlock_unlock(&in->lock);
 	if (r < 0)
 		return r;
 	st->st_ino = in->ino;
-	if (S_ISDIR(st->st_mode) && fs->cfg.static_nlink)
+	/* a merged directory's link count would be a guess; 1 tells find(1) and fts not to
+	 * count on it (as kernel overlayfs reports it) */
+	if (S_ISDIR(st->st_mode) && (fs->cfg.static_nlink || merged))
 		st->st_nlink = 1;
 	st->st_uid = map_out(fs->uidmap, fs->cfg.nuidmap, st->st_uid);
 	st->st_gid = map_out(fs->gidmap, fs->cfg.ngidmap, st->st_gid);

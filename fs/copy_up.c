@@ -169,6 +169,14 @@ static int set_origin(struct ovl_fs *fs, int fd, uint64_t ino, mode_t type)
 	return r;
 }
 
+/* Puts back the parent directory's times after a copy-up renamed an object into it: a copy-up
+ * is not a change of the directory (kernel overlayfs does the same). */
+static void keep_parent_times(int parent_upper, const struct stat *before)
+{
+	struct timespec ts[2] = {before->st_atim, before->st_mtim};
+	utimensat(parent_upper, "", ts, AT_EMPTY_PATH);
+}
+
 /* Swaps in the upper copy of IN, now at NAME in PARENT's upper dir. */
 static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_inode *in,
 			const char *name)
@@ -228,10 +236,14 @@ int ovl_copy_up_dir(struct ovl_fs *fs, struct ovl_inode *dir)
 		goto out;
 	pthread_rwlock_wrlock(&parent->lock);
 	pthread_rwlock_wrlock(&dir->lock);
+	struct stat pst;
+	bool have_pst = fstat(parent->node.parts[0].fd, &pst) == 0;
 	if (renameat(fs->work_fd, tmp, parent->node.parts[0].fd, name) < 0) {
 		r = -errno;
 	} else {
 		tmp[0] = '\0';
+		if (have_pst)
+			keep_parent_times(parent->node.parts[0].fd, &pst);
 		r = refresh_node(fs, parent, dir, name);
 	}
 	pthread_rwlock_unlock(&dir->lock);
@@ -381,10 +393,14 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 
 	pthread_rwlock_wrlock(&parent->lock);
 	pthread_rwlock_wrlock(&in->lock);
+	struct stat pst;
+	bool have_pst = fstat(parent->node.parts[0].fd, &pst) == 0;
 	if (renameat2(fs->work_fd, tmp, parent->node.parts[0].fd, name, RENAME_NOREPLACE) < 0) {
 		r = -errno;
 	} else {
 		tmp[0] = '\0';
+		if (have_pst)
+			keep_parent_times(parent->node.parts[0].fd, &pst);
 		r = refresh_node(fs, parent, in, name);
 	}
 	pthread_rwlock_unlock(&in->lock);

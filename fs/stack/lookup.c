@@ -200,7 +200,7 @@ static int find_data(const lyr_stack *s, const lyr_stack_part *parts, unsigned n
 		r = lookup_parts(s, parts + i + 1, nparts - i - 1, name, depth + 1, &d);
 	}
 	if (r < 0)
-		return r == -ENOENT ? -EIO : r;
+		return r == -ENOENT || r == -EINVAL || r == -ENOTDIR ? -EIO : r;
 	if (!S_ISREG(d.st.st_mode)) {
 		lyr_stack_node_clear(&d);
 		return -EIO;
@@ -233,8 +233,9 @@ static int follow_redirect(const lyr_stack *s, const lyr_stack_part *parts, unsi
 	else if (!strchr(value, '/'))
 		r = lookup_parts(s, parts + i + 1, nparts - i - 1, value, depth + 1, &d);
 	else
-		r = -ENOENT; /* malformed: treat as nothing below */
-	if (r == -ENOENT)
+		r = -ENOENT;
+	/* a redirect naming nothing, or malformed ("..", empty components): nothing below */
+	if (r == -ENOENT || r == -EINVAL || r == -ENOTDIR)
 		return 0;
 	if (r < 0)
 		return r;

@@ -1,0 +1,218 @@
+/* The overlay with malformed or vanishing layers, id mappings, override_stat permissions, large
+ * and changing directories, deep paths and locks.  Needs /dev/fuse; skips otherwise. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+
+#include "mnt.h"
+
+static void bad_layers(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	const char *dev = in_dir(M.l1, "dev13");
+	cr_assert_eq(mknod(dev, S_IFCHR | 0600, makedev(1, 3)), 0);
+	tu_write(M.l1, "redir/own", "own");
+	cr_assert_eq(setxattr(in_dir(M.l1, "redir"), "trusted.overlay.redirect", "../../etc", 9, 0), 0);
+	tu_write(M.l1, "orphan", "");
+	cr_assert_eq(setxattr(in_dir(M.l1, "orphan"), "trusted.overlay.metacopy", "", 0, 0), 0);
+	tu_write(M.l1, "dir/g", "G");
+	tu_write(M.l2, "dir/h", "H");
+	tu_write(M.l2, "etc/passwd", "not this one");
+	mnt_mount();
+}
+
+TestSuite(fs_robust, .fini = mnt_teardown, .timeout = 60);
+
+Test(fs_robust, malformed_layers_give_errors_not_crashes, .init = bad_layers)
+{
+	struct stat st;
+	cr_assert_eq(lstat(MP("dev13"), &st), 0);
+	cr_assert(S_ISCHR(st.st_mode));
+	cr_assert_eq(st.st_rdev, makedev(1, 3));
+	cr_assert_eq(lstat(MP("redir/own"), &st), 0);
+	cr_assert_eq(lstat(MP("redir/passwd"), &st), -1);
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_eq(lstat(MP("orphan"), &st), -1);
+	cr_assert_eq(errno, EIO);
+	/* a lower layer vanishes under the mount */
+	tu_rmtree(M.l2);
+	cr_assert_eq(lstat(MP("dir/h"), &st), -1);
+	cr_assert_eq(errno, ENOENT);
+	_cleanup_free_ char *g = slurp(MP("dir/g"));
+	cr_assert_str_eq(g, "G");
+	put(MP("dir/new"), "still serving");
+	_cleanup_free_ char *n = slurp(MP("dir/new"));
+	cr_assert_str_eq(n, "still serving");
+}
+
+static void plain_layers(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	tu_write(M.l1, "mapped", "m");
+	cr_assert_eq(chown(in_dir(M.l1, "mapped"), 100005, 100006), 0);
+	tu_write(M.l1, "unmapped", "u");
+	cr_assert_eq(chown(in_dir(M.l1, "unmapped"), 7, 7), 0);
+	tu_write(M.l2, "file", "f");
+}
+
+Test(fs_robust, id_mappings_apply_to_stat_chown_and_new_files, .init = plain_layers)
+{
+	static const lyr_fs_idmap map = {0, 100000, 65536};
+	mnt_mount_opts(&(mnt_opts){.uidmap = &map, .nuidmap = 1});
+	struct stat st;
+	cr_assert_eq(stat(MP("mapped"), &st), 0);
+	cr_assert_eq(st.st_uid, 5);
+	cr_assert_eq(st.st_gid, 100006); /* no gid mapping given */
+	cr_assert_eq(stat(MP("unmapped"), &st), 0);
+	cr_assert_eq(st.st_uid, 65534);
+	cr_assert_eq(chown(MP("file"), 10, -1), 0);
+	cr_assert_eq(stat(MP("file"), &st), 0);
+	cr_assert_eq(st.st_uid, 10);
+	cr_assert_eq(lstat(UP("file"), &st), 0);
+	cr_assert_eq(st.st_uid, 100010);
+	put(MP("created"), "c");
+	cr_assert_eq(lstat(UP("created"), &st), 0);
+	cr_assert_eq(st.st_uid, 100000);
+	cr_assert_eq(stat(MP("created"), &st), 0);
+	cr_assert_eq(st.st_uid, 0);
+}
+
+Test(fs_robust, xattr_permissions_keep_owner_and_mode_in_an_xattr, .init = plain_layers)
+{
+	mnt_mount_opts(&(mnt_opts){.xattr_permissions = 1});
+	cr_assert_eq(chown(MP("file"), 1000, 1001), 0);
+	cr_assert_eq(chmod(MP("file"), 0640), 0);
+	struct stat st;
+	cr_assert_eq(stat(MP("file"), &st), 0);
+	cr_assert_eq(st.st_uid, 1000);
+	cr_assert_eq(st.st_gid, 1001);
+	cr_assert_eq(st.st_mode & 07777, 0640);
+	cr_assert_eq(lstat(UP("file"), &st), 0);
+	cr_assert_eq(st.st_uid, 0);
+	cr_assert_eq(st.st_mode & 07777, 0644);
+	char v[64] = "";
+	cr_assert_eq(getxattr(UP("file"), "user.containers.override_stat", v, sizeof(v)), 14);
+	cr_assert_str_eq(v, "1000:1001:0640");
+	char list[256];
+	cr_assert_eq(listxattr(MP("file"), list, sizeof(list)), 0);
+	/* honoured when found on a lower file */
+	cr_assert_eq(setxattr(in_dir(M.l1, "mapped"), "user.containers.override_stat", "3:4:0700", 8, 0), 0);
+	cr_assert_eq(stat(MP("mapped"), &st), 0);
+	cr_assert_eq(st.st_uid, 3);
+	cr_assert_eq(st.st_gid, 4);
+	cr_assert_eq(st.st_mode & 07777, 0700);
+}
+
+#define BIGDIR 10000
+
+static void big_dir(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	cr_assert_eq(mkdir(in_dir(M.l2, "big"), 0755), 0);
+	int dfd = open(in_dir(M.l2, "big"), O_DIRECTORY | O_RDONLY);
+	for (int i = 0; i < BIGDIR; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "entry-%05d", i);
+		int fd = openat(dfd, name, O_CREAT | O_WRONLY, 0644);
+		cr_assert_geq(fd, 0);
+		close(fd);
+	}
+	close(dfd);
+	mnt_mount();
+}
+
+Test(fs_robust, readdir_lists_every_entry_once_while_the_directory_changes, .init = big_dir)
+{
+	static unsigned char seen[BIGDIR];
+	DIR *d = opendir(MP("big"));
+	cr_assert_not_null(d);
+	size_t count = 0;
+	long pos = -1;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		int i = atoi(de->d_name + 6);
+		cr_assert_eq(seen[i], 0, "%s listed twice", de->d_name);
+		seen[i] = 1;
+		if (++count == 3000) {
+			pos = telldir(d);
+			/* change the directory under the open stream */
+			for (int k = 0; k < 50; k++) {
+				char name[64];
+				snprintf(name, sizeof(name), "big/new-%d", k);
+				put(MP(name), "n");
+			}
+			cr_assert_eq(unlink(MP("big/entry-09999")), 0);
+			seekdir(d, pos);
+		}
+	}
+	closedir(d);
+	cr_assert_eq(count, BIGDIR);
+	/* a fresh listing sees the changes */
+	d = opendir(MP("big"));
+	count = 0;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			count++;
+	closedir(d);
+	cr_assert_eq(count, BIGDIR - 1 + 50);
+}
+
+Test(fs_robust, paths_deeper_than_path_max_work, .init = plain_layers)
+{
+	mnt_mount();
+	char name[201];
+	memset(name, 'd', 200);
+	name[200] = '\0';
+	int fd = open(M.mp, O_DIRECTORY | O_RDONLY);
+	cr_assert_geq(fd, 0);
+	for (int depth = 0; depth < 30; depth++) { /* 30 * 201 bytes > PATH_MAX */
+		cr_assert_eq(mkdirat(fd, name, 0755), 0, "mkdir at depth %d: %s", depth, strerror(errno));
+		int next = openat(fd, name, O_DIRECTORY | O_RDONLY);
+		cr_assert_geq(next, 0);
+		close(fd);
+		fd = next;
+	}
+	int f = openat(fd, "leaf", O_CREAT | O_RDWR, 0644);
+	cr_assert_geq(f, 0);
+	cr_assert_eq(write(f, "deep", 4), 4);
+	char buf[8] = "";
+	cr_assert_eq(pread(f, buf, sizeof(buf), 0), 4);
+	cr_assert_str_eq(buf, "deep");
+	close(f);
+	cr_assert_eq(renameat(fd, "leaf", fd, "leaf2"), 0);
+	close(fd);
+}
+
+Test(fs_robust, flock_and_record_locks_work, .init = plain_layers)
+{
+	mnt_mount();
+	int a = open(MP("file"), O_RDWR);
+	int b = open(MP("file"), O_RDWR);
+	cr_assert_geq(a, 0);
+	cr_assert_geq(b, 0);
+	cr_assert_eq(flock(a, LOCK_EX), 0);
+	cr_assert_eq(flock(b, LOCK_EX | LOCK_NB), -1);
+	cr_assert_eq(errno, EWOULDBLOCK);
+	cr_assert_eq(flock(a, LOCK_UN), 0);
+	cr_assert_eq(flock(b, LOCK_EX | LOCK_NB), 0);
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+	cr_assert_eq(fcntl(a, F_OFD_SETLK, &fl), 0);
+	cr_assert_eq(fcntl(b, F_OFD_SETLK, &fl), -1);
+	cr_assert_eq(errno, EAGAIN);
+	close(a);
+	close(b);
+	/* private and shared mappings of a lower file */
+	int fd = open(MP("mapped"), O_RDONLY);
+	char *p = mmap(NULL, 1, PROT_READ, MAP_PRIVATE, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	cr_assert_eq(p[0], 'm');
+	munmap(p, 1);
+	close(fd);
+}
