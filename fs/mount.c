@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -81,6 +82,12 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		int r = fail(err, -ENOTDIR, "mountpoint '%s': not a directory", mountpoint);
 		report(notify, r, err);
 		return r;
+	}
+	/* every inode the kernel holds keeps an O_PATH fd: allow as many as we may */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	struct ovl_fs *fs;
 	int r = ovl_fs_new(cfg, err, &fs);

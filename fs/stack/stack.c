@@ -152,12 +152,11 @@ bool lyr_stack_is_marker_name(const char *name)
 
 static ssize_t fd_getxattr(int fd, const char *name, char *buf, size_t size)
 {
-	ssize_t r = fgetxattr(fd, name, buf, size);
-	if (r >= 0 || errno != EBADF)
-		return r < 0 ? -errno : r;
+	/* fgetxattr refuses O_PATH fds, which is what layers are walked with; the proc path
+	 * works for every kind of fd and names the object itself, not a symlink's target */
 	char proc[64];
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	r = getxattr(proc, name, buf, size);
+	ssize_t r = getxattr(proc, name, buf, size);
 	return r < 0 ? -errno : r;
 }
 
