@@ -12,13 +12,16 @@
 #define LYR_DIGEST_TEXT_LEN 72
 #define LYR_DIGEST_PREFIX "sha256:"
 
-typedef struct lyr_sha256 lyr_sha256;
+/* Streaming SHA-256 context (opaque; the type is not named lyr_sha256 because C puts types and
+ * functions in one namespace and lyr_sha256() is the one-shot digest below). */
+typedef struct lyr_sha256_ctx lyr_sha256_ctx;
 
-/* Streaming SHA-256.  _new returns 0 or -ENOMEM; _final may be called once. */
-int lyr_sha256_new(lyr_sha256 **ret);
-void lyr_sha256_update(lyr_sha256 *h, const void *data, size_t len);
-void lyr_sha256_final(lyr_sha256 *h, uint8_t out[LYR_SHA256_LEN]);
-void lyr_sha256_free(lyr_sha256 *h);
+/* Streaming SHA-256.  _new returns 0 or -ENOMEM; _final may be called once; _free accepts NULL.
+ * A context belongs to one thread at a time. */
+int lyr_sha256_new(lyr_sha256_ctx **ret);
+void lyr_sha256_update(lyr_sha256_ctx *h, const void *data, size_t len);
+void lyr_sha256_final(lyr_sha256_ctx *h, uint8_t out[LYR_SHA256_LEN]);
+void lyr_sha256_free(lyr_sha256_ctx *h);
 /* One-shot digest of a buffer. */
 void lyr_sha256(const void *data, size_t len, uint8_t out[LYR_SHA256_LEN]);
 
