@@ -63,14 +63,25 @@ void hb_lnum(hbuf *b, uint64_t v)
 	hb_lstr(b, num, (size_t)n);
 }
 
-static ssize_t do_list(int fd, const char *path, char *buf, size_t size)
+/* The fd or /proc path an entry is reached through, for hx_read. */
+typedef struct xsrc {
+	int fd;
+	char path[64 + 256];
+} xsrc;
+
+static ssize_t src_list(void *arg, char *buf, size_t size)
 {
-	return fd >= 0 ? flistxattr(fd, buf, size) : llistxattr(path, buf, size);
+	const xsrc *x = arg;
+	ssize_t n = x->fd >= 0 ? flistxattr(x->fd, buf, size) : llistxattr(x->path, buf, size);
+	return n < 0 ? -errno : n;
 }
 
-static ssize_t do_get(int fd, const char *path, const char *n, void *buf, size_t size)
+static ssize_t src_get(void *arg, const char *name, void *buf, size_t size)
 {
-	return fd >= 0 ? fgetxattr(fd, n, buf, size) : lgetxattr(path, n, buf, size);
+	const xsrc *x = arg;
+	ssize_t n = x->fd >= 0 ? fgetxattr(x->fd, name, buf, size)
+			       : lgetxattr(x->path, name, buf, size);
+	return n < 0 ? -errno : n;
 }
 
 static int attr_cmp(const void *a, const void *b)
@@ -86,22 +97,22 @@ void hx_free(hx_list *l)
 	memset(l, 0, sizeof *l);
 }
 
-int hx_read(int fd, int dirfd, const char *name, hx_list *ret)
+int hx_read_cb(ssize_t (*list)(void *arg, char *buf, size_t size),
+	       ssize_t (*get)(void *arg, const char *name, void *buf, size_t size), void *arg,
+	       hx_list *ret)
 {
-	char path[64 + 256];
 	hx_list l = {0};
 	int r;
 
-	if (fd < 0) {
-		int n = snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, name);
-		if (n < 0 || (size_t)n >= sizeof path)
-			return -ENAMETOOLONG;
-	}
 	/* Sizes can change between the size query and the read; retry on ERANGE. */
 	for (;;) {
-		ssize_t sz = do_list(fd, path, NULL, 0);
+		ssize_t sz = list(arg, NULL, 0);
+		if (sz == -ENOTSUP) {
+			*ret = l;
+			return 0;
+		}
 		if (sz < 0)
-			return errno == ENOTSUP ? (*ret = l, 0) : -errno;
+			return (int)sz;
 		if (sz == 0) {
 			*ret = l;
 			return 0;
@@ -110,11 +121,11 @@ int hx_read(int fd, int dirfd, const char *name, hx_list *ret)
 		l.names = malloc((size_t)sz);
 		if (!l.names)
 			return -ENOMEM;
-		ssize_t got = do_list(fd, path, l.names, (size_t)sz);
-		if (got < 0 && errno == ERANGE)
+		ssize_t got = list(arg, l.names, (size_t)sz);
+		if (got == -ERANGE)
 			continue;
 		if (got < 0) {
-			r = -errno;
+			r = (int)got;
 			goto fail;
 		}
 		sz = got;
@@ -132,13 +143,13 @@ int hx_read(int fd, int dirfd, const char *name, hx_list *ret)
 		bool again = false;
 		for (ssize_t off = 0; off < sz; off += (ssize_t)strlen(l.names + off) + 1, i++) {
 			l.v[i].name = l.names + off;
-			ssize_t v = do_get(fd, path, l.v[i].name, NULL, 0);
-			if (v < 0 && errno == ENODATA) {
+			ssize_t v = get(arg, l.v[i].name, NULL, 0);
+			if (v == -ENODATA) {
 				again = true; /* removed meanwhile */
 				break;
 			}
 			if (v < 0) {
-				r = -errno;
+				r = (int)v;
 				free(offs);
 				goto fail;
 			}
@@ -154,13 +165,13 @@ int hx_read(int fd, int dirfd, const char *name, hx_list *ret)
 				goto fail;
 			}
 			for (i = 0; i < count; i++) {
-				ssize_t v = do_get(fd, path, l.v[i].name, l.vals + offs[i], l.v[i].len);
-				if (v < 0 && (errno == ERANGE || errno == ENODATA)) {
+				ssize_t v = get(arg, l.v[i].name, l.vals + offs[i], l.v[i].len);
+				if (v == -ERANGE || v == -ENODATA) {
 					again = true;
 					break;
 				}
 				if (v < 0) {
-					r = -errno;
+					r = (int)v;
 					free(offs);
 					goto fail;
 				}
@@ -184,4 +195,15 @@ int hx_read(int fd, int dirfd, const char *name, hx_list *ret)
 fail:
 	hx_free(&l);
 	return r;
+}
+
+int hx_read(int fd, int dirfd, const char *name, hx_list *ret)
+{
+	xsrc x = {.fd = fd};
+	if (fd < 0) {
+		int n = snprintf(x.path, sizeof x.path, "/proc/self/fd/%d/%s", dirfd, name);
+		if (n < 0 || (size_t)n >= sizeof x.path)
+			return -ENAMETOOLONG;
+	}
+	return hx_read_cb(src_list, src_get, &x, ret);
 }

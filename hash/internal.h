@@ -48,3 +48,14 @@ typedef struct hx_list {
  * A file system without xattr support yields an empty list.  Returns 0 or -errno. */
 int hx_read(int fd, int dirfd, const char *name, hx_list *ret);
 void hx_free(hx_list *l);
+
+/* Matches STR against the glob PAT: `*` and `?` never match `/`, `**` matches across `/`
+ * (a pattern "a/" + "**" + "/b" also matches "a/b"), bracket classes as fnmatch, backslash escapes. */
+bool hglob_match(const char *pat, const char *str);
+/* True when PAT matches STR or one of STR's leading path components ("a" for "a/b/c"). */
+bool hglob_match_path(const char *pat, const char *str);
+
+/* Reads xattrs through callbacks (for hash sources); same result as hx_read. */
+int hx_read_cb(ssize_t (*list)(void *arg, char *buf, size_t size),
+	       ssize_t (*get)(void *arg, const char *name, void *buf, size_t size), void *arg,
+	       hx_list *ret);
