@@ -233,6 +233,103 @@ static int encode_header(hbuf *b, const struct stat *st, const char *target, siz
 
 /* ---- workers ------------------------------------------------------------------------------- */
 
+/* Reading a big file ahead in a second thread: SHA-256 of one file cannot be split, so the
+ * copy out of the page cache is what a second core can take off the hashing thread. */
+#define PIPE_BUFS 4
+#define PIPELINE_MIN (16u << 20)
+
+typedef struct reader {
+	int fd;
+	uint8_t *buf[PIPE_BUFS];
+	size_t len[PIPE_BUFS];
+	size_t head, count;
+	bool eof, cancel;
+	int err;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+} reader;
+
+static void *reader_run(void *arg)
+{
+	reader *rd = arg;
+	for (;;) {
+		pthread_mutex_lock(&rd->lock);
+		while (rd->count == PIPE_BUFS && !rd->cancel)
+			pthread_cond_wait(&rd->cond, &rd->lock);
+		size_t idx = (rd->head + rd->count) % PIPE_BUFS;
+		bool cancel = rd->cancel;
+		pthread_mutex_unlock(&rd->lock);
+		if (cancel)
+			return NULL;
+		ssize_t n;
+		do
+			n = read(rd->fd, rd->buf[idx], READ_CHUNK);
+		while (n < 0 && errno == EINTR);
+		pthread_mutex_lock(&rd->lock);
+		if (n <= 0) {
+			rd->eof = true;
+			rd->err = n < 0 ? -errno : 0;
+		} else {
+			rd->len[idx] = (size_t)n;
+			rd->count++;
+		}
+		pthread_cond_broadcast(&rd->cond);
+		pthread_mutex_unlock(&rd->lock);
+		if (n <= 0)
+			return NULL;
+	}
+}
+
+/* Feeds the file to C through a reader thread; returns bytes hashed or -errno, or 1 in
+ * *FALLBACK when no thread could be made (the caller then reads by itself). */
+static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, bool *fallback)
+{
+	reader rd = {.fd = fd};
+	int64_t total = 0;
+	*fallback = false;
+	for (int i = 0; i < PIPE_BUFS; i++)
+		if (!(rd.buf[i] = malloc(READ_CHUNK)))
+			*fallback = true;
+	pthread_t t;
+	pthread_mutex_init(&rd.lock, NULL);
+	pthread_cond_init(&rd.cond, NULL);
+	if (!*fallback && pthread_create(&t, NULL, reader_run, &rd) != 0)
+		*fallback = true;
+	if (!*fallback) {
+		for (;;) {
+			pthread_mutex_lock(&rd.lock);
+			while (rd.count == 0 && !rd.eof)
+				pthread_cond_wait(&rd.cond, &rd.lock);
+			if (rd.count == 0 || atomic_load(&h->error)) {
+				rd.cancel = true;
+				pthread_cond_broadcast(&rd.cond);
+				pthread_mutex_unlock(&rd.lock);
+				break;
+			}
+			size_t idx = rd.head;
+			pthread_mutex_unlock(&rd.lock);
+			lyr_sha256_update(c, rd.buf[idx], rd.len[idx]);
+			total += (int64_t)rd.len[idx];
+			atomic_fetch_add(&h->bytes, (uint64_t)rd.len[idx]);
+			pthread_mutex_lock(&rd.lock);
+			rd.head = (rd.head + 1) % PIPE_BUFS;
+			rd.count--;
+			pthread_cond_broadcast(&rd.cond);
+			pthread_mutex_unlock(&rd.lock);
+		}
+		pthread_join(t, NULL);
+		if (rd.err < 0)
+			total = rd.err;
+		else if (atomic_load(&h->error))
+			total = atomic_load(&h->error);
+	}
+	pthread_cond_destroy(&rd.cond);
+	pthread_mutex_destroy(&rd.lock);
+	for (int i = 0; i < PIPE_BUFS; i++)
+		free(rd.buf[i]);
+	return total;
+}
+
 static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256_LEN])
 {
 	lyr_sha256_ctx *c = NULL;
@@ -241,8 +338,14 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 		return r;
 	/* Whole files are read once, front to back: tell the kernel to read ahead further. */
 	(void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	uint64_t total = 0;
-	for (;;) {
+	int64_t total = 0;
+	bool fallback = true;
+	if (j->size >= (off_t)PIPELINE_MIN) {
+		total = hash_pipelined(h, j->fd, c, &fallback);
+		if (total < 0)
+			r = (int)total;
+	}
+	while (fallback && r == 0) {
 		if (atomic_load(&h->error)) {
 			r = atomic_load(&h->error);
 			break;
@@ -257,10 +360,10 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 		if (n == 0)
 			break;
 		lyr_sha256_update(c, buf, (size_t)n);
-		total += (uint64_t)n;
+		total += n;
 		atomic_fetch_add(&h->bytes, (uint64_t)n);
 	}
-	if (r == 0 && total != (uint64_t)j->size)
+	if (r == 0 && total != (int64_t)j->size)
 		r = -ESTALE; /* changed while being hashed: the header would not describe it */
 	lyr_sha256_final(c, out);
 	lyr_sha256_free(c);

@@ -295,11 +295,18 @@ static void build_rich(const char *dir, bool reverse)
 		snprintf(data, sizeof data, "file number %d", i * i);
 		tu_write(dir, rel, data);
 	}
-	/* A multi-chunk file: 3 MiB + 5 bytes. */
+	/* Files of many read chunks, below and above the size read ahead by a second thread. */
 	_cleanup_free_ char *bigp = tu_path(dir, "big");
+	_cleanup_free_ char *hugep = tu_path(dir, "huge");
+	size_t huge = (17u << 20) + 5;
+	_cleanup_free_ char *pat = malloc(huge);
+	for (size_t i = 0; i < huge; i++)
+		pat[i] = (char)('a' + (i * 31 + i / 65536) % 23);
 	FILE *f = fopen(bigp, "w");
-	for (int i = 0; i < (3 << 20) + 5; i++)
-		fputc('a' + i % 23, f);
+	cr_assert_eq(fwrite(pat, 1, (3u << 20) + 5, f), (3u << 20) + 5);
+	fclose(f);
+	f = fopen(hugep, "w");
+	cr_assert_eq(fwrite(pat, 1, huge, f), huge);
 	fclose(f);
 	run("ln -s files/00/f0 %s/sym && ln -s /nowhere %s/dangling && ln %s/files/01/f1 %s/files/hard &&"
 	    " mkfifo %s/fifo && mknod %s/wh c 0 0",
@@ -308,7 +315,7 @@ static void build_rich(const char *dir, bool reverse)
 	cr_assert_eq(setxattr(files, "user.overlay.opaque", "y", 1, 0), 0);
 	cr_assert_eq(setxattr(bigp, "user.z", "1", 1, 0), 0);
 	cr_assert_eq(setxattr(bigp, "user.b", "2", 1, 0), 0);
-	run("chmod 0644 %s/files/*/* %s/big && chmod 0755 %s/files %s/files/* %s && chmod 0600 %s/wh", dir);
+	run("chmod 0644 %s/files/*/* %s/big %s/huge && chmod 0755 %s/files %s/files/* %s && chmod 0600 %s/wh", dir);
 	run("find %s -exec touch -h -d '2020-01-02 03:04:05.123456789' {} +", dir);
 }
 
