@@ -1,0 +1,296 @@
+/* The Berkeley DB environment of a store: opening it safely from many processes, running
+ * transactions with retries, and converting Berkeley DB return values to -errno (the only
+ * place that does).
+ *
+ * Many short-lived processes share one environment.  Every open uses DB_REGISTER, so the
+ * environment knows which processes have it open; DB_RECOVER then runs recovery only when a
+ * registered process died without closing, and DB_FAILCHK first tries the cheap repair
+ * (releasing the dead process's locks, aborting its transactions).  When another process
+ * runs recovery, the regions we have mapped are marked as panicked and every call returns
+ * DB_RUNRECOVERY: txn_run then closes and reopens the environment (which joins the recovered
+ * one) and runs the transaction again.  Deadlocks (DB_LOCK_DEADLOCK, found by the detector on
+ * every conflict) and lock timeouts (a lock held by a process that died, DB_LOCK_NOTGRANTED)
+ * abort the transaction; a timeout also runs failchk, which frees the dead holder's locks.
+ * Both retry with a short random backoff, a bounded number of times.
+ *
+ * A store handle is used by one thread at a time: txn_run may replace s->env. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+
+#include "db-int.h"
+
+#define TXN_ATTEMPTS 200     /* deadlocks and lock timeouts */
+#define RECOVER_ATTEMPTS 8   /* environment reopened after a panic */
+#define LOCK_TIMEOUT_US 2000000
+
+static __thread char last_error[512];
+
+const char *lyr_store_last_error(void)
+{
+	return last_error;
+}
+
+void db_seterr(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	va_end(ap);
+}
+
+int dbx(int r)
+{
+	if (r == 0 || db_retryable(r))
+		return r;
+	if (r > 0)
+		return -r; /* a system error passed through */
+	switch (r) {
+	case DB_NOTFOUND:
+	case DB_KEYEMPTY:
+		return -ENOENT;
+	case DB_KEYEXIST:
+		return -EEXIST;
+	case DB_VERSION_MISMATCH:
+		return -EPROTO;
+	case DB_LOCK_NOTGRANTED:
+		return -EAGAIN;
+	default:
+		return -EIO;
+	}
+}
+
+/* Liveness for failchk: another process is alive while /proc/<pid> exists; threads of this
+ * process are taken to be alive (a handle is used by one thread at a time). */
+static int is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, uint32_t flags)
+{
+	(void)env, (void)tid, (void)flags;
+	if (pid == getpid())
+		return 1;
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
+{
+	(void)env, (void)pfx;
+	if (getenv("LAYERFS_DB_DEBUG"))
+		fprintf(stderr, "layerfs: db: %s\n", msg);
+}
+
+static const struct {
+	size_t off;
+	const char *file;
+} tables[] = {
+	{offsetof(lyr_store, meta), "meta.db"},     {offsetof(lyr_store, layers), "layers.db"},
+	{offsetof(lyr_store, refs), "refs.db"},     {offsetof(lyr_store, tags), "tags.db"},
+	{offsetof(lyr_store, uses), "uses.db"},     {offsetof(lyr_store, hashes), "hashes.db"},
+	{offsetof(lyr_store, actions), "actions.db"},
+};
+
+static DB **table(lyr_store *s, size_t i)
+{
+	return (DB **)((char *)s + tables[i].off);
+}
+
+void env_close(lyr_store *s)
+{
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(tables); i++) {
+		DB **db = table(s, i);
+		if (*db)
+			(*db)->close(*db, 0);
+		*db = NULL;
+	}
+	if (s->env) {
+		/* Keep the log short: a checkpoint lets DB_LOG_AUTO_REMOVE drop old log files.
+		 * It only writes when enough log accumulated, so closing stays cheap. */
+		s->env->txn_checkpoint(s->env, 512, 0, 0);
+		s->env->close(s->env, 0);
+	}
+	s->env = NULL;
+}
+
+static int env_open_once(lyr_store *s)
+{
+	DB_ENV *env;
+	int r = db_env_create(&env, 0);
+	if (r)
+		return dbx(r);
+	s->env = env;
+	env->set_errcall(env, errcall);
+	env->set_isalive(env, is_alive);
+	env->set_thread_count(env, 256);
+	env->set_lk_detect(env, DB_LOCK_DEFAULT);
+	env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT);
+	env->set_lg_max(env, 4 << 20);
+	env->set_lg_bsize(env, 256 << 10);
+	env->set_cachesize(env, 0, 4 << 20, 1);
+	env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1);
+	/* A killed process loses nothing it wrote (the log is in the page cache); after a
+	 * machine crash the last transactions may be lost, and fsck reconciles directories
+	 * with whatever records survived. */
+	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
+	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
+			 DB_THREAD | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	r = env->open(env, s->dbdir, flags, 0644);
+	if (r)
+		return dbx(r);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(tables); i++) {
+		DB **db = table(s, i);
+		r = db_create(db, env, 0);
+		if (r)
+			return dbx(r);
+		r = (*db)->open(*db, NULL, tables[i].file, NULL, DB_BTREE,
+				DB_CREATE | DB_AUTO_COMMIT | DB_THREAD, 0644);
+		if (r)
+			return dbx(r);
+	}
+	return 0;
+}
+
+static void backoff(int attempt)
+{
+	static __thread uint32_t seed;
+	if (!seed)
+		seed = (uint32_t)getpid() * 2654435761u | 1;
+	seed ^= seed << 13, seed ^= seed >> 17, seed ^= seed << 5;
+	unsigned cap = attempt < 10 ? 1000u << (attempt / 2) : 32000u; /* microseconds */
+	struct timespec ts = {0, (long)(seed % cap) * 1000};
+	nanosleep(&ts, NULL);
+}
+
+/* ROOT/db/open.lock serialises opening and closing the environment across processes, so
+ * DB_REGISTER never looks at the registry while another process is half registered or half
+ * gone (the cause of spurious recoveries under heavy open/close churn).  Returns the fd. */
+int env_lock(lyr_store *s)
+{
+	_cleanup_free_ char *p = NULL;
+	if (asprintf(&p, "%s/open.lock", s->dbdir) < 0)
+		return -ENOMEM;
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int e = -errno;
+			close(fd);
+			return e;
+		}
+	}
+	return fd;
+}
+
+int env_open(lyr_store *s)
+{
+	int r = 0;
+	for (int attempt = 0; attempt < RECOVER_ATTEMPTS * 4; attempt++) {
+		int lk = env_lock(s);
+		if (lk < 0)
+			return lk;
+		r = env_open_once(s);
+		if (r)
+			env_close(s);
+		close(lk);
+		if (!db_retryable(r) && r != -EAGAIN)
+			return r;
+		backoff(attempt);
+	}
+	return r == DB_RUNRECOVERY ? -EIO : (db_retryable(r) ? -EAGAIN : r);
+}
+
+static int reopen(lyr_store *s)
+{
+	int lk = env_lock(s);
+	if (lk < 0)
+		return lk;
+	env_close(s);
+	close(lk);
+	return env_open(s);
+}
+
+int txn_run(lyr_store *s, txn_fn fn, void *ctx)
+{
+	int recoveries = 0, r = 0;
+	for (int attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
+		if (!s->env) {
+			r = env_open(s);
+			if (r < 0)
+				return r;
+		}
+		DB_TXN *txn = NULL;
+		r = dbx(s->env->txn_begin(s->env, NULL, &txn, 0));
+		if (r == 0) {
+			r = fn(s, txn, ctx);
+			if (r >= 0 && !db_retryable(r))
+				r = dbx(txn->commit(txn, 0));
+			else
+				txn->abort(txn);
+		}
+		if (!db_retryable(r))
+			return r;
+		if (r == DB_LOCK_NOTGRANTED && s->env->failchk(s->env, 0) == DB_RUNRECOVERY)
+			r = DB_RUNRECOVERY;
+		if (r == DB_RUNRECOVERY) {
+			if (++recoveries > RECOVER_ATTEMPTS)
+				break;
+			int e = reopen(s);
+			if (e < 0)
+				return e;
+			continue;
+		}
+		backoff(attempt);
+	}
+	db_seterr("store '%s': database stayed busy or in recovery; giving up", s->root);
+	return r == DB_RUNRECOVERY ? -EIO : -EAGAIN;
+}
+
+static void dbt_in(DBT *d, const void *p, size_t len)
+{
+	memset(d, 0, sizeof *d);
+	d->data = (void *)p;
+	d->size = (uint32_t)len;
+}
+
+int rec_get(DB *db, DB_TXN *txn, const void *key, size_t klen, void **ret, size_t *ret_len)
+{
+	DBT k, v;
+	dbt_in(&k, key, klen);
+	memset(&v, 0, sizeof v);
+	v.flags = DB_DBT_MALLOC;
+	int r = dbx(db->get(db, txn, &k, &v, 0));
+	if (r)
+		return r;
+	*ret = v.data;
+	if (ret_len)
+		*ret_len = v.size;
+	return 0;
+}
+
+int rec_put(DB *db, DB_TXN *txn, const void *key, size_t klen, const void *val, size_t vlen,
+	    uint32_t flags)
+{
+	DBT k, v;
+	dbt_in(&k, key, klen);
+	dbt_in(&v, val, vlen);
+	return dbx(db->put(db, txn, &k, &v, flags));
+}
+
+int rec_del(DB *db, DB_TXN *txn, const void *key, size_t klen)
+{
+	DBT k;
+	dbt_in(&k, key, klen);
+	return dbx(db->del(db, txn, &k, 0));
+}
+
+bool rec_exists(DB *db, DB_TXN *txn, const void *key, size_t klen, int *ret_err)
+{
+	DBT k, v;
+	dbt_in(&k, key, klen);
+	memset(&v, 0, sizeof v);
+	v.flags = DB_DBT_USERMEM | DB_DBT_PARTIAL; /* no data wanted */
+	int r = dbx(db->get(db, txn, &k, &v, 0));
+	*ret_err = r == -ENOENT ? 0 : r;
+	return r == 0;
+}

@@ -1,0 +1,9 @@
+/* Hooks for tests of db/ only; nothing else calls them. */
+#pragma once
+
+#include <stdint.h>
+
+#include "layerfs/store.h"
+
+/* Overwrites the store's format record (to test the refusal of newer stores). */
+int lyr_store_debug_set_format(lyr_store *s, uint32_t format);
