@@ -23,6 +23,8 @@ struct lyr_store {
 	int rootfd;   /* O_DIRECTORY of the root; every path below is opened *at() it */
 	int lockfd;   /* ROOT/lock: flock serialises directory moves with their records */
 	int lock_depth;
+	struct shared_env *shared;
+	/* The shared environment's handles, bound by txn_run for the transaction it runs. */
 	DB_ENV *env;
 	DB *meta, *layers, *refs, *tags, *uses, *hashes, *actions;
 	lyr_owner self;
@@ -38,7 +40,6 @@ static inline bool db_retryable(int r)
 /* env.c */
 int dbx(int r);
 int env_open(lyr_store *s);
-int env_lock(lyr_store *s);
 void env_close(lyr_store *s);
 typedef int (*txn_fn)(lyr_store *s, DB_TXN *txn, void *ctx);
 int txn_run(lyr_store *s, txn_fn fn, void *ctx);

@@ -13,12 +13,15 @@
  * abort the transaction; a timeout also runs failchk, which frees the dead holder's locks.
  * Both retry with a short random backoff, a bounded number of times.
  *
- * A store handle is used by one thread at a time: txn_run may replace s->env. */
+ * A store handle is used by one thread at a time; handles of one process on one store share
+ * one environment (DB_REGISTER allows no more), which any thread may use. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "db-int.h"
@@ -89,36 +92,64 @@ static const struct {
 	{offsetof(lyr_store, uses), "uses.db"},     {offsetof(lyr_store, hashes), "hashes.db"},
 	{offsetof(lyr_store, actions), "actions.db"},
 };
+#define NTABLES LYR_ARRAY_SIZE(tables)
+
+/* DB_REGISTER allows one DB_ENV handle per process and environment, so every lyr_store of a
+ * process on one store shares this (found by the db directory's device and inode).  The
+ * rwlock is read-held for the duration of each transaction and write-held to replace a
+ * panicked environment; GEN counts replacements.  A child after fork() never touches its
+ * parent's handles (PID tells them apart). */
+struct shared_env {
+	dev_t dev;
+	ino_t ino;
+	pid_t pid;
+	unsigned refs, gen;
+	pthread_rwlock_t lock;
+	DB_ENV *env;
+	DB *db[NTABLES];
+	struct shared_env *next;
+};
+
+static pthread_mutex_t envs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_env *envs;
 
 static DB **table(lyr_store *s, size_t i)
 {
 	return (DB **)((char *)s + tables[i].off);
 }
 
-void env_close(lyr_store *s)
+/* Copies the shared handles into S for the transaction about to run. */
+static void env_bind(lyr_store *s)
 {
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(tables); i++) {
-		DB **db = table(s, i);
-		if (*db)
-			(*db)->close(*db, 0);
-		*db = NULL;
-	}
-	if (s->env) {
-		/* Keep the log short: a checkpoint lets DB_LOG_AUTO_REMOVE drop old log files.
-		 * It only writes when enough log accumulated, so closing stays cheap. */
-		s->env->txn_checkpoint(s->env, 512, 0, 0);
-		s->env->close(s->env, 0);
-	}
-	s->env = NULL;
+	s->env = s->shared->env;
+	for (size_t i = 0; i < NTABLES; i++)
+		*table(s, i) = s->shared->db[i];
 }
 
-static int env_open_once(lyr_store *s)
+static void handles_close(struct shared_env *e, bool opened)
+{
+	for (size_t i = 0; i < NTABLES; i++) {
+		if (e->db[i])
+			e->db[i]->close(e->db[i], 0);
+		e->db[i] = NULL;
+	}
+	if (e->env) {
+		/* Keep the log short: a checkpoint lets DB_LOG_AUTO_REMOVE drop old log files.
+		 * It writes only when enough log accumulated, so closing stays cheap. */
+		if (opened)
+			e->env->txn_checkpoint(e->env, 512, 0, 0);
+		e->env->close(e->env, 0);
+	}
+	e->env = NULL;
+}
+
+static int handles_open(struct shared_env *e, const char *dbdir)
 {
 	DB_ENV *env;
 	int r = db_env_create(&env, 0);
 	if (r)
 		return dbx(r);
-	s->env = env;
+	e->env = env;
 	env->set_errcall(env, errcall);
 	env->set_isalive(env, is_alive);
 	env->set_thread_count(env, 256);
@@ -128,24 +159,26 @@ static int env_open_once(lyr_store *s)
 	env->set_lg_bsize(env, 256 << 10);
 	env->set_cachesize(env, 0, 4 << 20, 1);
 	env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1);
-	/* A killed process loses nothing it wrote (the log is in the page cache); after a
+	/* A killed process loses nothing it committed (the log is in the page cache); after a
 	 * machine crash the last transactions may be lost, and fsck reconciles directories
 	 * with whatever records survived. */
 	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
 	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
 			 DB_THREAD | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
-	r = env->open(env, s->dbdir, flags, 0644);
-	if (r)
+	r = env->open(env, dbdir, flags, 0644);
+	if (r) {
+		handles_close(e, false);
 		return dbx(r);
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(tables); i++) {
-		DB **db = table(s, i);
-		r = db_create(db, env, 0);
-		if (r)
+	}
+	for (size_t i = 0; i < NTABLES; i++) {
+		r = db_create(&e->db[i], env, 0);
+		if (r == 0)
+			r = e->db[i]->open(e->db[i], NULL, tables[i].file, NULL, DB_BTREE,
+					   DB_CREATE | DB_AUTO_COMMIT | DB_THREAD, 0644);
+		if (r) {
+			handles_close(e, true);
 			return dbx(r);
-		r = (*db)->open(*db, NULL, tables[i].file, NULL, DB_BTREE,
-				DB_CREATE | DB_AUTO_COMMIT | DB_THREAD, 0644);
-		if (r)
-			return dbx(r);
+		}
 	}
 	return 0;
 }
@@ -164,10 +197,10 @@ static void backoff(int attempt)
 /* ROOT/db/open.lock serialises opening and closing the environment across processes, so
  * DB_REGISTER never looks at the registry while another process is half registered or half
  * gone (the cause of spurious recoveries under heavy open/close churn).  Returns the fd. */
-int env_lock(lyr_store *s)
+static int env_lock(const char *dbdir)
 {
 	_cleanup_free_ char *p = NULL;
-	if (asprintf(&p, "%s/open.lock", s->dbdir) < 0)
+	if (asprintf(&p, "%s/open.lock", dbdir) < 0)
 		return -ENOMEM;
 	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -182,62 +215,140 @@ int env_lock(lyr_store *s)
 	return fd;
 }
 
-int env_open(lyr_store *s)
+/* Opens E's handles, retrying while another process holds the environment in recovery. */
+static int handles_open_retry(struct shared_env *e, const char *dbdir)
 {
 	int r = 0;
 	for (int attempt = 0; attempt < RECOVER_ATTEMPTS * 4; attempt++) {
-		int lk = env_lock(s);
+		int lk = env_lock(dbdir);
 		if (lk < 0)
 			return lk;
-		r = env_open_once(s);
-		if (r)
-			env_close(s);
+		r = handles_open(e, dbdir);
 		close(lk);
 		if (!db_retryable(r) && r != -EAGAIN)
 			return r;
 		backoff(attempt);
 	}
-	return r == DB_RUNRECOVERY ? -EIO : (db_retryable(r) ? -EAGAIN : r);
+	return db_retryable(r) ? -EAGAIN : r;
 }
 
-static int reopen(lyr_store *s)
+int env_open(lyr_store *s)
 {
-	int lk = env_lock(s);
-	if (lk < 0)
-		return lk;
-	env_close(s);
-	close(lk);
-	return env_open(s);
+	struct stat st;
+	if (stat(s->dbdir, &st) < 0)
+		return -errno;
+	pid_t pid = getpid();
+	pthread_mutex_lock(&envs_lock);
+	struct shared_env *e;
+	for (e = envs; e; e = e->next)
+		if (e->dev == st.st_dev && e->ino == st.st_ino && e->pid == pid)
+			break;
+	if (e) {
+		e->refs++;
+		pthread_mutex_unlock(&envs_lock);
+		s->shared = e;
+		return 0;
+	}
+	e = calloc(1, sizeof *e);
+	if (!e) {
+		pthread_mutex_unlock(&envs_lock);
+		return -ENOMEM;
+	}
+	e->dev = st.st_dev, e->ino = st.st_ino, e->pid = pid, e->refs = 1;
+	pthread_rwlock_init(&e->lock, NULL);
+	int r = handles_open_retry(e, s->dbdir);
+	if (r < 0) {
+		pthread_rwlock_destroy(&e->lock);
+		free(e);
+		pthread_mutex_unlock(&envs_lock);
+		return r;
+	}
+	e->next = envs;
+	envs = e;
+	pthread_mutex_unlock(&envs_lock);
+	s->shared = e;
+	return 0;
+}
+
+void env_close(lyr_store *s)
+{
+	struct shared_env *e = s->shared;
+	if (!e)
+		return;
+	s->shared = NULL;
+	s->env = NULL;
+	pthread_mutex_lock(&envs_lock);
+	if (--e->refs == 0) {
+		for (struct shared_env **p = &envs; *p; p = &(*p)->next)
+			if (*p == e) {
+				*p = e->next;
+				break;
+			}
+		if (e->pid == getpid() && e->env) {
+			int lk = env_lock(s->dbdir);
+			handles_close(e, true);
+			if (lk >= 0)
+				close(lk);
+		}
+		pthread_rwlock_destroy(&e->lock);
+		free(e);
+	}
+	pthread_mutex_unlock(&envs_lock);
+}
+
+/* Replaces the panicked environment of generation GEN (unless another handle already did). */
+static int reopen(lyr_store *s, unsigned gen)
+{
+	struct shared_env *e = s->shared;
+	pthread_rwlock_wrlock(&e->lock);
+	int r = 0;
+	if (e->gen == gen || !e->env) {
+		int lk = env_lock(s->dbdir);
+		if (lk < 0) {
+			r = lk;
+		} else {
+			handles_close(e, false);
+			close(lk);
+			r = handles_open_retry(e, s->dbdir);
+			e->gen++;
+		}
+	}
+	pthread_rwlock_unlock(&e->lock);
+	return r;
 }
 
 int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 {
 	int recoveries = 0, r = 0;
+	struct shared_env *e = s->shared;
 	for (int attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
-		if (!s->env) {
-			r = env_open(s);
-			if (r < 0)
-				return r;
+		pthread_rwlock_rdlock(&e->lock);
+		unsigned gen = e->gen;
+		if (!e->env) {
+			r = DB_RUNRECOVERY; /* a reopen failed earlier: try again */
+		} else {
+			env_bind(s);
+			DB_TXN *txn = NULL;
+			r = dbx(s->env->txn_begin(s->env, NULL, &txn, 0));
+			if (r == 0) {
+				r = fn(s, txn, ctx);
+				if (r >= 0 && !db_retryable(r))
+					r = dbx(txn->commit(txn, 0));
+				else
+					txn->abort(txn);
+			}
+			if (r == DB_LOCK_NOTGRANTED && s->env->failchk(s->env, 0) == DB_RUNRECOVERY)
+				r = DB_RUNRECOVERY;
 		}
-		DB_TXN *txn = NULL;
-		r = dbx(s->env->txn_begin(s->env, NULL, &txn, 0));
-		if (r == 0) {
-			r = fn(s, txn, ctx);
-			if (r >= 0 && !db_retryable(r))
-				r = dbx(txn->commit(txn, 0));
-			else
-				txn->abort(txn);
-		}
+		pthread_rwlock_unlock(&e->lock);
 		if (!db_retryable(r))
 			return r;
-		if (r == DB_LOCK_NOTGRANTED && s->env->failchk(s->env, 0) == DB_RUNRECOVERY)
-			r = DB_RUNRECOVERY;
 		if (r == DB_RUNRECOVERY) {
 			if (++recoveries > RECOVER_ATTEMPTS)
 				break;
-			int e = reopen(s);
-			if (e < 0)
-				return e;
+			int err = reopen(s, gen);
+			if (err < 0)
+				return err;
 			continue;
 		}
 		backoff(attempt);

@@ -199,10 +199,9 @@ static int ref_new_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	return r;
 }
 
-int lyr_ref_new(lyr_store *s, const char *parent_id, const char *desc, char *ret_id)
+static int ref_new_id(lyr_store *s, const char *id, const char *parent_id, const char *desc)
 {
-	char id[LYR_REF_ID_LEN], tmp[128], path[200], to[128];
-	rand_hex(id, 32);
+	char tmp[128], path[200], to[128];
 	if (parent_id && !*parent_id)
 		parent_id = NULL;
 	tmp_name(s, "new", tmp, sizeof tmp);
@@ -236,10 +235,27 @@ int lyr_ref_new(lyr_store *s, const char *parent_id, const char *desc, char *ret
 		lyr_tree_remove(s->rootfd, path);
 		if (r == -ENOENT)
 			db_seterr("new ref on '%s': no such layer", parent_id);
+		else if (r == -EEXIST)
+			db_seterr("new ref '%s': exists", id);
 		return r;
 	}
-	memcpy(ret_id, id, LYR_REF_ID_LEN);
 	return 0;
+}
+
+int lyr_ref_new(lyr_store *s, const char *parent_id, const char *desc, char *ret_id)
+{
+	char id[LYR_REF_ID_LEN];
+	rand_hex(id, 32);
+	int r = ref_new_id(s, id, parent_id, desc);
+	if (r == 0)
+		memcpy(ret_id, id, LYR_REF_ID_LEN);
+	return r;
+}
+
+/* For tests that need chosen ref IDs (declared in db/testing.h). */
+int lyr_store_debug_ref_new(lyr_store *s, const char *id, const char *parent_id)
+{
+	return valid_ref_id(id) ? ref_new_id(s, id, parent_id, "") : -EINVAL;
 }
 
 static int ref_exists_txn(lyr_store *s, DB_TXN *txn, void *ctx)

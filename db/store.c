@@ -190,12 +190,7 @@ void lyr_store_free(lyr_store *s)
 {
 	if (!s)
 		return;
-	if (s->env) {
-		int lk = env_lock(s);
-		env_close(s);
-		if (lk >= 0)
-			close(lk);
-	}
+	env_close(s);
 	if (s->lockfd >= 0)
 		close(s->lockfd);
 	if (s->rootfd >= 0)
