@@ -83,6 +83,14 @@ static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
 		fprintf(stderr, "layerfs: db: %s\n", msg);
 }
 
+/* failchk reports what it freed for dead processes as messages; they are expected. */
+static void msgcall(const DB_ENV *env, const char *msg)
+{
+	(void)env;
+	if (getenv("LAYERFS_DB_DEBUG"))
+		fprintf(stderr, "layerfs: db: %s\n", msg);
+}
+
 static const struct {
 	size_t off;
 	const char *file;
@@ -151,6 +159,7 @@ static int handles_open(struct shared_env *e, const char *dbdir)
 		return dbx(r);
 	e->env = env;
 	env->set_errcall(env, errcall);
+	env->set_msgcall(env, msgcall);
 	env->set_isalive(env, is_alive);
 	env->set_thread_count(env, 256);
 	env->set_lk_detect(env, DB_LOCK_DEFAULT);
