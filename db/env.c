@@ -28,6 +28,7 @@
 
 #define TXN_ATTEMPTS 200     /* deadlocks and lock timeouts */
 #define RECOVER_ATTEMPTS 8   /* environment reopened after a panic */
+#define OPEN_ATTEMPTS 100    /* opens while another process recovers (about 3 s) */
 #define LOCK_TIMEOUT_US 2000000
 
 static __thread char last_error[512];
@@ -228,17 +229,22 @@ static int env_lock(const char *dbdir)
 static int handles_open_retry(struct shared_env *e, const char *dbdir)
 {
 	int r = 0;
-	for (int attempt = 0; attempt < RECOVER_ATTEMPTS * 4; attempt++) {
+	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
 		int lk = env_lock(dbdir);
 		if (lk < 0)
 			return lk;
 		r = handles_open(e, dbdir);
 		close(lk);
-		if (!db_retryable(r) && r != -EAGAIN)
+		if (r && getenv("LAYERFS_DB_DEBUG"))
+			fprintf(stderr, "layerfs: db: pid %d: open: %s\n", (int)getpid(),
+				r < 0 && r > -4096 ? strerror(-r) : db_strerror(r));
+		/* EBUSY: recovery found the old regions still mapped by other processes (it
+		 * panics them, and they reopen); the next attempt joins the new environment. */
+		if (!db_retryable(r) && r != -EAGAIN && r != -EBUSY)
 			return r;
 		backoff(attempt);
 	}
-	return db_retryable(r) ? -EAGAIN : r;
+	return db_retryable(r) || r == -EBUSY ? -EAGAIN : r;
 }
 
 int env_open(lyr_store *s)
@@ -352,6 +358,9 @@ int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 		pthread_rwlock_unlock(&e->lock);
 		if (!db_retryable(r))
 			return r;
+		if (getenv("LAYERFS_DB_DEBUG"))
+			fprintf(stderr, "layerfs: db: pid %d: retrying after %s\n", (int)getpid(),
+				db_strerror(r));
 		if (r == DB_RUNRECOVERY) {
 			if (++recoveries > RECOVER_ATTEMPTS)
 				break;

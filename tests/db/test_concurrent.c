@@ -122,3 +122,67 @@ Test(db_concurrent, sixteen_processes_creating_and_committing_at_once_all_succee
 	free(found);
 	ts_teardown(&t);
 }
+
+/* Processes that die holding the store force recovery on the next open, which panics the
+ * environment under every other process; their operations must still all succeed. */
+Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes, .timeout = 300)
+{
+	tstore t;
+	ts_setup(&t);
+	enum { WORKERS = 6, VICTIMS = 12 };
+	pid_t pids[WORKERS];
+	fflush(NULL);
+	for (int p = 0; p < WORKERS; p++) {
+		pids[p] = fork();
+		cr_assert_geq(pids[p], 0);
+		if (pids[p] == 0)
+			_exit(worker(t.root, p));
+	}
+	static const char *const points[] = {"commit-after-intent", "commit-after-rename",
+					     "commit-after-txn", "new-after-rename"};
+	for (int v = 0; v < VICTIMS; v++) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			setenv("LAYERFS_FAULT", points[v % 4], 1);
+			lyr_store *s;
+			char ref[LYR_ID_MAX], layer[LYR_ID_MAX];
+			char *upper, *work, name[16];
+			if (lyr_store_open(t.root, &s) < 0 || lyr_ref_new(s, NULL, "victim", ref) < 0 ||
+			    lyr_ref_dirs(s, ref, &upper, &work) < 0)
+				_exit(1);
+			snprintf(name, sizeof name, "v%d", v);
+			tu_write(upper, name, name); /* a diff of its own: no reuse */
+			lyr_ref_commit(s, ref, NULL, NULL, layer);
+			_exit(2);
+		}
+		int status;
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "victim %d: %#x", v,
+			  status);
+	}
+	int failed = 0;
+	for (int p = 0; p < WORKERS; p++) {
+		int status;
+		cr_assert_eq(waitpid(pids[p], &status, 0), pids[p]);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			failed++;
+	}
+	cr_assert_eq(failed, 0, "%d workers failed", failed);
+	int left;
+	char *found = ts_fsck(&t, true, &left);
+	cr_assert_eq(left, 0, "%s", found);
+	free(found);
+	found = ts_fsck(&t, false, &left);
+	cr_assert_str_eq(found, "");
+	free(found);
+	for (int p = 0; p < WORKERS; p++) {
+		for (int i = 0; i < OPS; i++) {
+			char tag[32], id[LYR_ID_MAX];
+			lyr_obj_kind kind;
+			snprintf(tag, sizeof tag, "p%d-%d", p, i);
+			cr_assert_eq(lyr_store_resolve(t.s, tag, &kind, id), 0, "%s", tag);
+		}
+	}
+	ts_teardown(&t);
+}
