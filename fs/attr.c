@@ -66,8 +66,10 @@ static bool read_override(struct ovl_fs *fs, int fd, uid_t *uid, gid_t *gid, mod
 
 int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *st)
 {
-	pthread_rwlock_rdlock(&in->lock);
-	int r = fstatat(in->node.fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
+	r = fstatat(in->node.fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 	if (r == 0 && in->node.metacopy && in->node.data_fd >= 0) {
 		struct stat dst;
 		if (fstatat(in->node.data_fd, "", &dst, AT_EMPTY_PATH) == 0)
@@ -107,9 +109,11 @@ static int write_override(struct ovl_fs *fs, struct ovl_inode *in, const struct 
 			  int valid)
 {
 	struct stat cur;
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	int fd = in->node.fd;
-	int r = fstatat(fd, "", &cur, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	r = fstatat(fd, "", &cur, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 	uid_t u = cur.st_uid;
 	gid_t g = cur.st_gid;
 	mode_t m = cur.st_mode & 07777;
@@ -144,7 +148,8 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 			return r;
 		_cleanup_close_ int own = -1;
 		if (fd < 0) {
-			pthread_rwlock_rdlock(&in->lock);
+			if ((r = ovl_inode_rdlock(fs, in)) < 0)
+				return r;
 			own = ovl_reopen(in->node.fd, O_WRONLY);
 			pthread_rwlock_unlock(&in->lock);
 			if (own < 0)
@@ -166,9 +171,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 			return r;
 		valid &= ~owner;
 	}
-	pthread_rwlock_rdlock(&in->lock);
+	if ((r = ovl_inode_rdlock(fs, in)) < 0)
+		return r;
 	int ofd = in->node.fd;
-	r = 0;
 	if (valid & FUSE_SET_ATTR_MODE && !S_ISLNK(in->type)) {
 		char proc[64];
 		ovl_proc_path(ofd, proc);
@@ -205,10 +210,11 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 
 int ovl_readlink(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size)
 {
-	(void)fs;
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	ssize_t n = readlinkat(in->node.fd, "", buf, size - 1);
-	int r = n < 0 ? -errno : (int)n;
+	r = n < 0 ? -errno : (int)n;
 	pthread_rwlock_unlock(&in->lock);
 	if (r >= 0)
 		buf[r] = '\0';

@@ -185,8 +185,7 @@ static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_
 	int r = lyr_stack_lookup(fs->stack, &parent->node, name, &node);
 	if (r < 0)
 		return r;
-	lyr_stack_node_clear(&in->node);
-	in->node = node;
+	ovl_inode_set_node(fs, in, &node);
 	return 0;
 }
 
@@ -260,14 +259,15 @@ out:
 /* Completes the data of IN's upper metacopy file in place (or empties it). */
 static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode)
 {
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	_cleanup_close_ int dst = ovl_reopen(in->node.fd, O_WRONLY);
 	_cleanup_close_ int src = in->node.data_fd >= 0 ? ovl_reopen(in->node.data_fd, O_RDONLY) : -1;
 	off_t size = in->node.st.st_size;
 	pthread_rwlock_unlock(&in->lock);
 	if (dst < 0)
 		return dst;
-	int r;
 	if (mode == OVL_COPY_EMPTY || src < 0)
 		r = ftruncate(dst, 0) < 0 ? -errno : 0;
 	else
@@ -276,14 +276,14 @@ static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_
 		return r;
 	if (fs->cfg.no_fsync == false && mode == OVL_COPY_DATA)
 		fdatasync(dst);
-	remove_private_xattr(in->node.fd, LYR_OVL_METACOPY);
-	remove_private_xattr(in->node.fd, LYR_OVL_REDIRECT);
+	remove_private_xattr(dst, LYR_OVL_METACOPY);
+	remove_private_xattr(dst, LYR_OVL_REDIRECT);
 	pthread_rwlock_wrlock(&in->lock);
 	in->node.metacopy = false;
 	if (in->node.data_fd >= 0)
 		close(in->node.data_fd);
 	in->node.data_fd = -1;
-	fstatat(in->node.fd, "", &in->node.st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	fstat(dst, &in->node.st);
 	pthread_rwlock_unlock(&in->lock);
 	return 0;
 }
@@ -297,8 +297,11 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	if (!S_ISREG(in->type) && mode != OVL_COPY_META)
 		mode = OVL_COPY_META;
 	pthread_mutex_lock(&in->cu_lock);
-	pthread_rwlock_rdlock(&in->lock);
-	int r = 0;
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0) {
+		pthread_mutex_unlock(&in->cu_lock);
+		return r;
+	}
 	char tmp[32] = "";
 	struct ovl_inode *parent = NULL;
 	_cleanup_free_ char *name = NULL;

@@ -55,7 +55,7 @@ static void unlock_pair(struct ovl_inode *a, struct ovl_inode *b)
 }
 
 static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
-		       const struct ovl_create_args *a, int *ret_fd)
+		       const struct ovl_create_args *a, int link_fd, int *ret_fd)
 {
 	mode_t perm = a->mode & 07777;
 	switch (a->mode & S_IFMT) {
@@ -66,11 +66,8 @@ static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
 	case S_IFREG:
 		if (a->link_src) {
 			char proc[64];
-			pthread_rwlock_rdlock(&a->link_src->lock);
-			ovl_proc_path(a->link_src->node.fd, proc);
-			int r = linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
-			pthread_rwlock_unlock(&a->link_src->lock);
-			return r;
+			ovl_proc_path(link_fd, proc);
+			return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
 		}
 		if (a->open_flags >= 0) {
 			int fd = openat(dirfd, name, (a->open_flags & ~O_TRUNC) | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -97,11 +94,19 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		return -EPERM; /* would be a whiteout */
 	if (!fs->has_upper || fs->read_only)
 		return -EROFS;
+	_cleanup_close_ int link_fd = -1;
 	if (a->link_src) {
 		if (S_ISDIR(a->link_src->type))
 			return -EPERM;
 		if ((r = ovl_copy_up(fs, a->link_src, OVL_COPY_META)) < 0)
 			return r;
+		/* an fd of our own: the parent is locked below, the source's parent may be the same */
+		if ((r = ovl_inode_rdlock(fs, a->link_src)) < 0)
+			return r;
+		link_fd = fcntl(a->link_src->node.fd, F_DUPFD_CLOEXEC, 3);
+		pthread_rwlock_unlock(&a->link_src->lock);
+		if (link_fd < 0)
+			return -errno;
 	}
 	if ((r = ovl_copy_up_dir(fs, parent)) < 0)
 		return r;
@@ -130,7 +135,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		dirfd = fs->work_fd;
 		obj = tmp;
 	}
-	if ((r = make_object(fs, dirfd, obj, a, &fd)) < 0) {
+	if ((r = make_object(fs, dirfd, obj, a, link_fd, &fd)) < 0) {
 		tmp[0] = '\0';
 		goto unlock;
 	}
@@ -294,21 +299,29 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 	if ((r = lower) < 0)
 		goto out;
 	int upper = parent->node.parts[0].fd;
+	if (child) {
+		pthread_rwlock_wrlock(&child->lock);
+		/* its name is going: from now on it lives by its fd */
+		if (child->parent == parent && child->name && strcmp(child->name, name) == 0 &&
+		    (r = ovl_inode_pin(fs, child)) < 0) {
+			pthread_rwlock_unlock(&child->lock);
+			goto out;
+		}
+	}
 	if (node.layer == 0)
 		r = remove_upper(fs, upper, name, lower, dir);
 	else
 		r = ovl_make_whiteout(fs, upper, name);
 	if (r == 0) {
 		fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
-		if (child) {
-			pthread_rwlock_wrlock(&child->lock);
-			struct stat st;
-			if (dir || node.st.st_nlink <= 1 ||
-			    (fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0))
-				child->unlinked = true;
-			pthread_rwlock_unlock(&child->lock);
-		}
+		struct stat st;
+		if (child && (dir || node.st.st_nlink <= 1 ||
+			      (child->node.fd >= 0 &&
+			       fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0)))
+			child->unlinked = true;
 	}
+	if (child)
+		pthread_rwlock_unlock(&child->lock);
 out:
 	pthread_rwlock_unlock(&parent->lock);
 	lyr_stack_node_clear(&node);
@@ -327,20 +340,24 @@ static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in)
 	int r;
 	_cleanup_free_ char *path = NULL;
 	if (!S_ISDIR(in->type)) {
-		pthread_rwlock_rdlock(&in->lock);
+		if ((r = ovl_inode_rdlock(fs, in)) < 0)
+			return r;
 		bool lower = in->node.layer != 0, meta = in->node.metacopy;
-		int fd = in->node.fd;
+		char v[8];
+		bool has_redirect = meta && lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, v,
+								sizeof(v)) != -ENODATA;
 		pthread_rwlock_unlock(&in->lock);
 		if (lower)
 			return ovl_copy_up(fs, in, OVL_COPY_META);
-		if (!meta)
-			return 0;
-		char v[8];
-		if (lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, v, sizeof(v)) != -ENODATA)
+		if (!meta || has_redirect)
 			return 0;
 		if ((r = ovl_lower_path(fs, in, &path)) < 0)
 			return r;
-		return ovl_set_private_xattr(fs, fd, LYR_OVL_REDIRECT, path, strlen(path));
+		if ((r = ovl_inode_rdlock(fs, in)) < 0)
+			return r;
+		r = ovl_set_private_xattr(fs, in->node.fd, LYR_OVL_REDIRECT, path, strlen(path));
+		pthread_rwlock_unlock(&in->lock);
+		return r;
 	}
 	pthread_rwlock_rdlock(&in->lock);
 	bool has_lower = false;
@@ -384,8 +401,8 @@ static int refresh(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *pa
 	if (r < 0)
 		return r;
 	pthread_rwlock_wrlock(&in->lock);
-	lyr_stack_node_clear(&in->node);
-	in->node = node;
+	ovl_inode_set_node(fs, in, &node);
+	in->pinned = false; /* found by its new name again */
 	r = ovl_inode_set_name(fs, in, parent, name);
 	pthread_rwlock_unlock(&in->lock);
 	return r;
@@ -478,6 +495,13 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 			goto out_locked;
 		}
 	} else {
+		if (t) {
+			pthread_rwlock_wrlock(&t->lock);
+			r = t->parent == p2 && t->name && strcmp(t->name, n2) == 0 ? ovl_inode_pin(fs, t) : 0;
+			pthread_rwlock_unlock(&t->lock);
+			if (r < 0)
+				goto out_locked;
+		}
 		int old_lower = ovl_lower_has(fs, p1, n1);
 		if ((r = old_lower) < 0 || (r = guard_pure_dir(fs, s, p2, n2)) < 0)
 			goto out_locked;
@@ -524,7 +548,8 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 		pthread_rwlock_wrlock(&t->lock);
 		struct stat st;
 		if (S_ISDIR(t->type) || tn.st.st_nlink <= 1 ||
-		    (fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0))
+		    (t->node.fd >= 0 && fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 &&
+		     st.st_nlink == 0))
 			t->unlinked = true;
 		pthread_rwlock_unlock(&t->lock);
 	}

@@ -32,7 +32,9 @@ int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_
 			flags = (flags & ~O_ACCMODE) | O_RDWR;
 		flags &= ~O_APPEND;
 	}
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	int src = in->node.metacopy && in->node.data_fd >= 0 && !writing ? in->node.data_fd : in->node.fd;
 	int fd = ovl_reopen(src, flags);
 	pthread_rwlock_unlock(&in->lock);

@@ -60,6 +60,7 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		return r;
 	}
 	ovl_fill_entry(fs, in, &st, e);
+	ovl_inode_evict(fs);
 	return 0;
 }
 
@@ -84,7 +85,9 @@ int ovl_lower_path(struct ovl_fs *fs, struct ovl_inode *in, char **ret)
 		return *ret ? 0 : -ENOMEM;
 	}
 	char redirect[4096] = "";
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	struct ovl_inode *parent = in->parent;
 	char *name = in->name ? strdup(in->name) : NULL;
 	if (parent)
@@ -96,7 +99,6 @@ int ovl_lower_path(struct ovl_fs *fs, struct ovl_inode *in, char **ret)
 			redirect[0] = '\0';
 	}
 	pthread_rwlock_unlock(&in->lock);
-	int r;
 	if (redirect[0] == '/') {
 		*ret = strdup(redirect);
 		r = *ret ? 0 : -ENOMEM;

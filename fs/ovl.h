@@ -49,6 +49,8 @@ struct ovl_inode {
 	struct ovl_inode *parent; /* the directory it was last seen in (holds a ref), NULL for root */
 	char *name;
 	bool unlinked;            /* its last name is gone */
+	bool pinned;              /* keeps node.fd: its name no longer finds it (see inode.c) */
+	atomic_bool used;         /* touched since the fd evictor last looked */
 	struct ovl_inode *hnext;  /* shard hash chain (hashed inodes) */
 	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
 };
@@ -74,6 +76,10 @@ struct ovl_fs {
 	bool privileged;          /* may chown / mknod devices */
 	double timeout;
 	atomic_uint_fast64_t tmp_seq;
+	atomic_long open_fds;     /* O_PATH fds held by non-directory inodes */
+	long fd_budget;           /* above it, fds of idle non-directory inodes are closed */
+	pthread_mutex_t evict_lock;
+	size_t evict_shard;       /* evict_lock: where the next eviction scan starts */
 	struct ovl_inode *root;
 	struct ovl_shard shards[OVL_SHARDS];
 	struct fuse_session *se;
@@ -110,6 +116,16 @@ void ovl_inode_forget(struct ovl_fs *fs, struct ovl_inode *in, uint64_t n);
 int ovl_inode_set_name(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *parent,
 		       const char *name);
 void ovl_table_free(struct ovl_fs *fs);
+/* Takes IN's lock shared with IN->node.fd open (reopened through the parent if the evictor closed
+ * it).  Must not be called with any inode lock held.  0 or -errno (then nothing is held). */
+int ovl_inode_rdlock(struct ovl_fs *fs, struct ovl_inode *in);
+/* Installs NODE (consumed) as IN's node; the caller holds IN's lock exclusively. */
+void ovl_inode_set_node(struct ovl_fs *fs, struct ovl_inode *in, lyr_stack_node *node);
+/* Makes IN keep its fd for good, because the name it was found by is about to go: the caller
+ * holds IN's parent's lock and IN's lock, both exclusively.  0 or -errno. */
+int ovl_inode_pin(struct ovl_fs *fs, struct ovl_inode *in);
+/* Closes fds of idle non-directory inodes when more than fs->fd_budget are open. */
+void ovl_inode_evict(struct ovl_fs *fs);
 
 /* namei.c */
 int ovl_check_name(const char *name, bool creating);

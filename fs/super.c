@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -60,6 +61,15 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 	fs->upper_fd = fs->work_fd = -1;
 	for (size_t i = 0; i < OVL_SHARDS; i++)
 		pthread_mutex_init(&fs->shards[i].lock, NULL);
+	pthread_mutex_init(&fs->evict_lock, NULL);
+	/* half the fds we may have for non-directory inodes; the rest for directories, open files
+	 * and copy-ups */
+	struct rlimit rl;
+	fs->fd_budget = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+				? (long)(rl.rlim_cur / 2)
+				: 1L << 19;
+	if (fs->fd_budget < 32)
+		fs->fd_budget = 32;
 	fs->uidmap = copy_map(cfg->uidmap, cfg->nuidmap);
 	fs->gidmap = copy_map(cfg->gidmap, cfg->ngidmap);
 	fs->has_upper = cfg->upper != NULL;
@@ -138,6 +148,7 @@ void ovl_fs_free(struct ovl_fs *fs)
 	ovl_table_free(fs);
 	for (size_t i = 0; i < OVL_SHARDS; i++)
 		pthread_mutex_destroy(&fs->shards[i].lock);
+	pthread_mutex_destroy(&fs->evict_lock);
 	if (fs->work_fd >= 0)
 		close(fs->work_fd);
 	lyr_stack_free(fs->stack);

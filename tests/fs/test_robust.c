@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "mnt.h"
 
@@ -215,4 +216,90 @@ Test(fs_robust, flock_and_record_locks_work, .init = plain_layers)
 	cr_assert_eq(p[0], 'm');
 	munmap(p, 1);
 	close(fd);
+}
+
+#define MANY 600
+
+static void many_files(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	cr_assert_eq(mkdir(in_dir(M.l2, "many"), 0755), 0);
+	for (int i = 0; i < MANY; i++) {
+		char rel[64], data[64];
+		snprintf(rel, sizeof(rel), "many/f%d", i);
+		snprintf(data, sizeof(data), "file-%d", i);
+		tu_write(M.l2, rel, data);
+	}
+	/* the serving process inherits a small fd limit: it must close and reopen inode fds */
+	struct rlimit rl = {200, 200};
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	mnt_mount();
+}
+
+static void check_many(const char *prefix, int from, int to, int step)
+{
+	for (int i = from; i < to; i += step) {
+		char rel[64], want[64];
+		snprintf(rel, sizeof(rel), "many/%s%d", prefix, i);
+		snprintf(want, sizeof(want), "file-%d", i);
+		_cleanup_free_ char *got = slurp(MP(rel));
+		cr_assert_not_null(got, "read %s: %s", rel, strerror(errno));
+		cr_assert_str_eq(got, want, "%s", rel);
+	}
+}
+
+Test(fs_robust, more_inodes_than_the_fd_limit_keep_working, .init = many_files)
+{
+	static ino_t inos[MANY];
+	for (int i = 0; i < MANY; i++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "many/f%d", i);
+		inos[i] = ino_of(MP(rel));
+	}
+	check_many("f", 0, MANY, 1);
+	for (int i = 0; i < MANY; i += 2) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "many/f%d", i);
+		cr_assert_eq(chmod(MP(rel), 0600), 0, "chmod %s: %s", rel, strerror(errno));
+	}
+	check_many("f", 0, MANY, 1);
+	int fds[5];
+	for (int k = 0; k < 5; k++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "many/f%d", 100 + k);
+		fds[k] = open(MP(rel), O_RDONLY);
+		cr_assert_geq(fds[k], 0);
+		cr_assert_eq(unlink(MP(rel)), 0);
+	}
+	for (int i = 200; i < 300; i++) {
+		char a[64], b[64];
+		snprintf(a, sizeof(a), "many/f%d", i);
+		snprintf(b, sizeof(b), "many/r%d", i);
+		cr_assert_eq(rename(MP(a), MP(b)), 0);
+	}
+	check_many("r", 200, 300, 1);
+	check_many("f", 300, MANY, 1);
+	for (int k = 0; k < 5; k++) {
+		char buf[32] = "", want[32];
+		snprintf(want, sizeof(want), "file-%d", 100 + k);
+		cr_assert_eq(pread(fds[k], buf, sizeof(buf), 0), (ssize_t)strlen(want));
+		cr_assert_str_eq(buf, want);
+		close(fds[k]);
+	}
+	DIR *d = opendir(MP("many"));
+	struct dirent *de;
+	size_t n = 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char rel[300];
+		snprintf(rel, sizeof(rel), "many/%s", de->d_name);
+		int i = atoi(de->d_name + 1);
+		cr_assert_eq(de->d_ino, inos[i], "d_ino of %s", rel);
+		cr_assert_eq(ino_of(MP(rel)), inos[i], "st_ino of %s", rel);
+		n++;
+	}
+	closedir(d);
+	cr_assert_eq(n, MANY - 5);
 }
