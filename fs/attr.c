@@ -75,6 +75,13 @@ int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *st)
 		if (fstatat(in->node.data_fd, "", &dst, AT_EMPTY_PATH) == 0)
 			st->st_blocks = dst.st_blocks;
 	}
+	if (r == 0 && in->indexed) {
+		/* the copy's own count includes the index; the group's count is kept on it */
+		char v[32];
+		ssize_t n = lyr_stack_xattr_get(in->node.fd, "layerfs.nlink", v, sizeof(v));
+		if (n > 0)
+			st->st_nlink = (nlink_t)strtoul(v, NULL, 10);
+	}
 	if (r == 0 && in->unlinked && !S_ISDIR(st->st_mode))
 		st->st_nlink = 0;
 	uid_t ou;

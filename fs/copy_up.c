@@ -338,6 +338,18 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		goto out;
 
 	ovl_tmp_name(fs, tmp);
+	/* a file of a lower hard-link group: one upper copy for the whole group, in the index */
+	char idx[24] = "";
+	if (S_ISREG(st.st_mode) && st.st_nlink > 1 && fs->index_fd >= 0) {
+		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)in->ino);
+		if (linkat(fs->index_fd, idx, fs->work_fd, tmp, 0) == 0)
+			goto link_in; /* copied up before, through another name */
+		if (errno != ENOENT) {
+			r = -errno;
+			tmp[0] = '\0';
+			goto out;
+		}
+	}
 	switch (st.st_mode & S_IFMT) {
 	case S_IFREG:
 		fd = openat(fs->work_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
@@ -393,7 +405,17 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	}
 	if ((r = copy_meta(fs, opath, &st)) < 0)
 		goto out;
-
+	if (idx[0]) {
+		char v[32];
+		int n = snprintf(v, sizeof(v), "%lu", (unsigned long)st.st_nlink);
+		if ((r = ovl_set_private_xattr(fs, opath, "layerfs.nlink", v, (size_t)n)) < 0)
+			goto out;
+		if (linkat(fs->work_fd, tmp, fs->index_fd, idx, 0) < 0 && errno != EEXIST) {
+			r = -errno;
+			goto out;
+		}
+	}
+link_in:
 	pthread_rwlock_wrlock(&parent->lock);
 	pthread_rwlock_wrlock(&in->lock);
 	struct stat pst;
@@ -405,9 +427,14 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		if (have_pst)
 			keep_parent_times(parent->node.parts[0].fd, &pst);
 		r = refresh_node(fs, parent, in, name);
+		if (idx[0])
+			in->indexed = true;
 	}
+	bool fill = r == 0 && in->node.metacopy && mode != OVL_COPY_META;
 	pthread_rwlock_unlock(&in->lock);
 	pthread_rwlock_unlock(&parent->lock);
+	if (fill) /* the group's copy was metadata only so far */
+		r = fill_metacopy(fs, in, mode);
 out:
 	if (tmp[0])
 		unlinkat(fs->work_fd, tmp, 0);

@@ -185,6 +185,11 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		lyr_stack_node_clear(&node);
 		goto fail;
 	}
+	if (is_link && in->indexed) {
+		pthread_rwlock_wrlock(&in->lock);
+		ovl_index_nlink_add(fs, in, +1);
+		pthread_rwlock_unlock(&in->lock);
+	}
 	struct stat st;
 	if ((r = ovl_getattr(fs, in, &st)) < 0) {
 		ovl_inode_forget(fs, in, 1);
@@ -289,6 +294,15 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 	struct ovl_inode *child = ovl_inode_find(fs, node.ino);
 	if (child)
 		pthread_mutex_lock(&child->cu_lock);
+	/* a member of a lower hard-link group: keep the group's link count in the index (a
+	 * metadata-only copy, no data) so the other names show the right count */
+	if (child && node.layer != 0 && S_ISREG(node.st.st_mode) && node.st.st_nlink > 1 &&
+	    fs->index_fd >= 0 && (r = ovl_copy_up(fs, child, OVL_COPY_META)) < 0) {
+		pthread_mutex_unlock(&child->cu_lock);
+		ovl_inode_unref(fs, child);
+		lyr_stack_node_clear(&node);
+		return r;
+	}
 	pthread_rwlock_wrlock(&parent->lock);
 	/* look again: a copy-up may have finished meanwhile */
 	lyr_stack_node_clear(&node);
@@ -315,7 +329,9 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 	if (r == 0) {
 		fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
 		struct stat st;
-		if (child && (dir || node.st.st_nlink <= 1 ||
+		if (child && child->indexed)
+			ovl_index_nlink_add(fs, child, -1);
+		else if (child && (dir || node.st.st_nlink <= 1 ||
 			      (child->node.fd >= 0 &&
 			       fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0)))
 			child->unlinked = true;
@@ -547,7 +563,9 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	} else if (t) {
 		pthread_rwlock_wrlock(&t->lock);
 		struct stat st;
-		if (S_ISDIR(t->type) || tn.st.st_nlink <= 1 ||
+		if (t->indexed)
+			ovl_index_nlink_add(fs, t, -1);
+		else if (S_ISDIR(t->type) || tn.st.st_nlink <= 1 ||
 		    (t->node.fd >= 0 && fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 &&
 		     st.st_nlink == 0))
 			t->unlinked = true;

@@ -419,6 +419,13 @@ int ovl_inode_rdlock(struct ovl_fs *fs, struct ovl_inode *in)
 			pthread_rwlock_rdlock(&parent->lock);
 			fd = lyr_stack_lookup(fs->stack, &parent->node, name, &fresh);
 			pthread_rwlock_unlock(&parent->lock);
+			if (fd == 0) {
+				int ir = ovl_index_lookup(fs, &fresh);
+				if (ir < 0) {
+					lyr_stack_node_clear(&fresh);
+					fd = ir;
+				}
+			}
 		}
 		if (fd == 0 && (fresh.layer != layer || fresh.st.st_ino != want.st_ino ||
 				fresh.st.st_dev != want.st_dev)) {

@@ -50,6 +50,7 @@ struct ovl_inode {
 	char *name;
 	bool unlinked;            /* its last name is gone */
 	bool pinned;              /* keeps node.fd: its name no longer finds it (see inode.c) */
+	bool indexed;             /* a lower hard-link group's upper copy, kept in the index */
 	atomic_bool used;         /* touched since the fd evictor last looked */
 	struct ovl_inode *hnext;  /* shard hash chain (hashed inodes) */
 	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
@@ -71,6 +72,7 @@ struct ovl_fs {
 	unsigned first_lower;     /* 1 with an upper, else 0 */
 	int upper_fd;             /* O_PATH root of the upper, -1 without */
 	int work_fd;              /* O_PATH dir for temporary objects (WORK/work), -1 without */
+	int index_fd;             /* O_PATH WORK/index: upper copies of lower hard-link groups */
 	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
 	const char *override_xattr; /* xattr_permissions name, or NULL */
 	bool privileged;          /* may chown / mknod devices */
@@ -135,6 +137,12 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 /* Looks NAME up in PARENT (under PARENT's lock, shared or exclusive, held by the caller). */
 int ovl_lookup_node(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		    lyr_stack_node *ret);
+/* When NODE is a lower file of a hard-link group that has been copied up, replaces it by the
+ * upper copy kept in the index (so every name of the group shows the same data, also after a
+ * remount).  Returns 1 when replaced, 0 when not, -errno. */
+int ovl_index_lookup(struct ovl_fs *fs, lyr_stack_node *node);
+/* Adds DELTA to the link count kept on an indexed inode's copy (caller holds its lock). */
+void ovl_index_nlink_add(struct ovl_fs *fs, struct ovl_inode *in, int delta);
 /* 1 when the layers below the upper hold NAME in PARENT (so removing it needs a whiteout). */
 int ovl_lower_has(struct ovl_fs *fs, struct ovl_inode *parent, const char *name);
 /* Path of IN in the merged view of the lower layers ("/a/b"), as a redirect names it. */

@@ -58,7 +58,7 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 	if (!fs)
 		return -ENOMEM;
 	fs->cfg = *cfg;
-	fs->upper_fd = fs->work_fd = -1;
+	fs->upper_fd = fs->work_fd = fs->index_fd = -1;
 	for (size_t i = 0; i < OVL_SHARDS; i++)
 		pthread_mutex_init(&fs->shards[i].lock, NULL);
 	pthread_mutex_init(&fs->evict_lock, NULL);
@@ -128,6 +128,12 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
 			goto out_fail;
 		}
+		/* the index outlives mounts: it is what keeps hard-link groups together */
+		if ((mkdirat(wfd, "index", 0700) < 0 && errno != EEXIST) ||
+		    (fs->index_fd = openat(wfd, "index", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			r = fail(err, -errno, "work directory '%s': index: %s", cfg->work, strerror(errno));
+			goto out_fail;
+		}
 	}
 	r = ovl_inode_root_new(fs);
 	if (r < 0) {
@@ -151,6 +157,8 @@ void ovl_fs_free(struct ovl_fs *fs)
 	pthread_mutex_destroy(&fs->evict_lock);
 	if (fs->work_fd >= 0)
 		close(fs->work_fd);
+	if (fs->index_fd >= 0)
+		close(fs->index_fd);
 	lyr_stack_free(fs->stack);
 	free(fs->uidmap);
 	free(fs->gidmap);

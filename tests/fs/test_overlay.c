@@ -504,3 +504,46 @@ Test(fs_readonly, mount_without_upper_refuses_writes, .fini = mnt_teardown, .tim
 	cr_assert_eq(mkdir(MP("d"), 0755), -1);
 	cr_assert_eq(errno, EROFS);
 }
+
+Test(fs_overlay, hard_link_groups_stay_together_across_remount)
+{
+	put(MP("link1"), "changed");
+	struct stat st;
+	cr_assert_eq(stat(MP("link2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	mnt_umount();
+	mnt_mount();
+	_cleanup_free_ char *c = slurp(MP("link2"));
+	cr_assert_str_eq(c, "changed");
+	cr_assert_eq(stat(MP("link2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	cr_assert_eq(st.st_ino, ino_of(MP("link1")));
+	/* writing through the name that was never copied up reaches the same file */
+	put(MP("link2"), "again");
+	_cleanup_free_ char *a = slurp(MP("link1"));
+	cr_assert_str_eq(a, "again");
+	cr_assert_eq(unlink(MP("link1")), 0);
+	cr_assert_eq(stat(MP("link2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 1);
+	cr_assert_eq(link(MP("link2"), MP("link3")), 0);
+	mnt_umount();
+	mnt_mount();
+	cr_assert_eq(stat(MP("link3"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	_cleanup_free_ char *b = slurp(MP("link3"));
+	cr_assert_str_eq(b, "again");
+}
+
+Test(fs_overlay, unlink_of_a_lower_hard_link_keeps_the_count_of_the_other)
+{
+	cr_assert_eq(unlink(MP("link2")), 0);
+	struct stat st;
+	cr_assert_eq(stat(MP("link1"), &st), 0);
+	cr_assert_eq(st.st_nlink, 1);
+	/* the group's count lives on a metadata-only copy in the index: no data was copied */
+	char idx[64];
+	snprintf(idx, sizeof(idx), "index/%llu", (unsigned long long)st.st_ino);
+	cr_assert(all_hole(in_dir(M.work, idx)), "unlink copied data");
+	_cleanup_free_ char *l = slurp(MP("link1"));
+	cr_assert_str_eq(l, "L");
+}
