@@ -348,6 +348,32 @@ out:
 	return r;
 }
 
+/* Makes IN, found as NAME in PARENT (RAW: what NAME resolves to without the index), use that
+ * name for the copy-up a move needs: a lower hard-link partner may carry another name, and a
+ * group already in the index gets NAME linked to its upper copy. */
+static int claim_name(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *parent,
+		      const char *name, const lyr_stack_node *raw)
+{
+	if (S_ISDIR(in->type) || raw->layer == 0)
+		return 0;
+	int r = 0;
+	pthread_rwlock_wrlock(&parent->lock);
+	pthread_rwlock_wrlock(&in->lock);
+	if (in->node.layer != 0) {
+		r = ovl_inode_set_name(fs, in, parent, name);
+	} else if (in->indexed) {
+		char idx[24];
+		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)in->ino);
+		if (linkat(fs->index_fd, idx, parent->node.parts[0].fd, name, 0) < 0)
+			r = -errno;
+		else
+			r = ovl_inode_set_name(fs, in, parent, name);
+	}
+	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&parent->lock);
+	return r;
+}
+
 /* Readies IN (seen at its current name) to move: a lower non-directory is copied up metadata
  * only; a directory with lower parts gets an upper copy with a redirect to them; an upper
  * metacopy gets a redirect to its data. */
@@ -495,9 +521,10 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	if (second)
 		pthread_mutex_lock(&second->cu_lock);
 
-	if ((r = prepare_move(fs, s)) < 0)
+	if ((r = claim_name(fs, s, p1, n1, &sn)) < 0 || (r = prepare_move(fs, s)) < 0)
 		goto out_cu;
-	if (flags & RENAME_EXCHANGE && (r = prepare_move(fs, t)) < 0)
+	if (flags & RENAME_EXCHANGE &&
+	    ((r = claim_name(fs, t, p2, n2, &tn)) < 0 || (r = prepare_move(fs, t)) < 0))
 		goto out_cu;
 
 	lock_pair(p1, p2);

@@ -547,3 +547,27 @@ Test(fs_overlay, unlink_of_a_lower_hard_link_keeps_the_count_of_the_other)
 	_cleanup_free_ char *l = slurp(MP("link1"));
 	cr_assert_str_eq(l, "L");
 }
+
+Test(fs_overlay, renaming_either_name_of_a_lower_hard_link_pair)
+{
+	struct stat st;
+	cr_assert_eq(stat(MP("link2"), &st), 0); /* the inode now carries the name link2 */
+	cr_assert_eq(rename(MP("link1"), MP("dir/l1")), 0);
+	_cleanup_free_ char *a = slurp(MP("dir/l1"));
+	cr_assert_str_eq(a, "L");
+	put(MP("link2"), "both");
+	_cleanup_free_ char *b = slurp(MP("dir/l1"));
+	cr_assert_str_eq(b, "both");
+	cr_assert_eq(rename(MP("link2"), MP("dir/l2")), 0);
+	cr_assert_eq(stat(MP("dir/l2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	cr_assert_eq(st.st_ino, ino_of(MP("dir/l1")));
+	mnt_umount();
+	mnt_mount();
+	_cleanup_free_ char *c = slurp(MP("dir/l2"));
+	cr_assert_str_eq(c, "both");
+	_cleanup_free_ char *d = slurp(MP("dir/l1"));
+	cr_assert_str_eq(d, "both");
+	_cleanup_free_ char *s = sorted_listing(M.mp);
+	cr_assert_str_eq(s, "a,aufs,big,dir,opq,ro,sparse,sym");
+}
