@@ -571,3 +571,75 @@ Test(fs_overlay, renaming_either_name_of_a_lower_hard_link_pair)
 	_cleanup_free_ char *s = sorted_listing(M.mp);
 	cr_assert_str_eq(s, "a,aufs,big,dir,opq,ro,sparse,sym");
 }
+
+Test(fs_overlay, writes_by_other_users_clear_setuid)
+{
+	/* let the other user reach the mount */
+	mnt_umount();
+	cr_assert_eq(chmod(M.root, 0755), 0);
+	mnt_mount_opts(&(mnt_opts){.allow_other = true});
+	cr_assert_eq(chmod(MP("a"), 04777), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		if (setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+			_exit(2);
+		int fd = open(MP("a"), O_WRONLY | O_APPEND);
+		if (fd < 0 || write(fd, "x", 1) != 1)
+			_exit(3);
+		close(fd);
+		_exit(0);
+	}
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert_eq(WEXITSTATUS(status), 0);
+	struct stat st;
+	cr_assert_eq(stat(MP("a"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0777);
+	_cleanup_free_ char *a = slurp(MP("a"));
+	cr_assert_str_eq(a, "Ax");
+}
+
+Test(fs_overlay, copy_up_keeps_times_and_changes_only_what_posix_says)
+{
+	struct timespec old[2] = {{1000, 0}, {1000, 0}};
+	mnt_umount();
+	cr_assert_eq(utimensat(AT_FDCWD, in_dir(M.l1, "dir"), old, 0), 0);
+	cr_assert_eq(utimensat(AT_FDCWD, in_dir(M.l1, "dir/g"), old, 0), 0);
+	mnt_mount();
+	struct stat st;
+	cr_assert_eq(chmod(MP("dir/g"), 0600), 0);
+	cr_assert_eq(stat(MP("dir"), &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1000, "a copy-up is not a change of the directory");
+	cr_assert_eq(stat(MP("dir/g"), &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1000, "chmod does not change mtime");
+	cr_assert_gt(st.st_ctim.tv_sec, 1000, "chmod changes ctime");
+	cr_assert_eq(rename(MP("dir/g"), MP("dir/g2")), 0);
+	cr_assert_eq(stat(MP("dir/g2"), &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1000, "rename does not change mtime");
+	cr_assert_eq(stat(MP("dir"), &st), 0);
+	cr_assert_gt(st.st_mtim.tv_sec, 1000, "rename changes the directory");
+	put(MP("dir/g2"), "new");
+	cr_assert_eq(stat(MP("dir/g2"), &st), 0);
+	cr_assert_gt(st.st_mtim.tv_sec, 1000, "a write changes mtime");
+}
+
+static void squashed(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	tu_write(M.l1, "f", "f");
+	cr_assert_eq(chown(in_dir(M.l1, "f"), 123, 456), 0);
+	mnt_mount_opts(&(mnt_opts){.squash_to_root = true});
+}
+
+Test(fs_squash, squash_to_root_shows_every_file_owned_by_root, .init = squashed,
+     .fini = mnt_teardown, .timeout = 60)
+{
+	struct stat st;
+	cr_assert_eq(stat(MP("f"), &st), 0);
+	cr_assert_eq(st.st_uid, 0);
+	cr_assert_eq(st.st_gid, 0);
+	cr_assert_eq(lstat(in_dir(M.l1, "f"), &st), 0);
+	cr_assert_eq(st.st_uid, 123);
+}
