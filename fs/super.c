@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "ovl.h"
@@ -23,6 +24,18 @@ static bool has_cap(int cap)
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return false;
 	return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+/* True when a trusted.* xattr can be set on the directory at FD (removed again at once). */
+static bool fsetxattr_probe(int fd)
+{
+	char proc[64];
+	ovl_proc_path(fd, proc);
+	const char *name = "trusted.overlay.layerfs.probe";
+	if (setxattr(proc, name, "1", 1, 0) < 0)
+		return false;
+	removexattr(proc, name);
+	return true;
 }
 
 static int fail(lyr_fs_error *err, int r, const char *fmt, ...)
@@ -76,7 +89,7 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 	fs->read_only = cfg->read_only || !fs->has_upper;
 	fs->first_lower = fs->has_upper ? 1 : 0;
 	fs->privileged = has_cap(CAP_CHOWN);
-	fs->xattr_prefix = has_cap(CAP_SYS_ADMIN) ? "trusted.overlay." : "user.overlay.";
+	fs->xattr_prefix = "user.overlay.";
 	fs->override_xattr = cfg->xattr_permissions == 1   ? "user.containers.override_stat"
 			     : cfg->xattr_permissions == 2 ? "security.fuseoverlayfs.override_stat"
 							   : NULL;
@@ -128,6 +141,10 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
 			goto out_fail;
 		}
+		/* trusted.* when the upper's filesystem lets us (CAP_SYS_ADMIN in its user
+		 * namespace, which a capability check of our own namespace cannot tell) */
+		if (fsetxattr_probe(fs->work_fd))
+			fs->xattr_prefix = "trusted.overlay.";
 		/* the index outlives mounts: it is what keeps hard-link groups together */
 		if ((mkdirat(wfd, "index", 0700) < 0 && errno != EEXIST) ||
 		    (fs->index_fd = openat(wfd, "index", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {

@@ -1,6 +1,7 @@
 /* Entry points: lyr_fs_mount in the foreground (serving until unmounted, then freeing
  * everything), lyr_fs_umount, and the fuse-overlayfs-compatible command line with its option
  * grammar and mount(8)'s helper convention.  Needs /dev/fuse; skips otherwise. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -186,4 +187,89 @@ Test(fs_mount, overlay_command_usage_errors)
 	const char *missing[] = {"layerfs overlay", "-o", "lowerdir=/nonexistent", M.mp, NULL};
 	cr_assert_eq(overlay(&e5, missing), 1);
 	cr_assert_str_eq(e5, "layerfs overlay: lower directory '/nonexistent': No such file or directory\n");
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+static bool has_xattr(const char *path, const char *name)
+{
+	return lgetxattr(path, name, NULL, 0) >= 0;
+}
+
+/* Runs in a child inside a new user namespace: mounts, changes things, checks the upper.
+ * Returns 0 or the number of the first check that failed. */
+static int userns_run(void)
+{
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+		return 100;
+	if (write_file("/proc/self/setgroups", "deny") < 0 ||
+	    write_file("/proc/self/uid_map", "0 0 1") < 0 || write_file("/proc/self/gid_map", "0 0 1") < 0)
+		return 101;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return 102;
+	lyr_fs_config cfg;
+	lyr_fs_config_init(&cfg);
+	const char *lowers[] = {M.l1, M.l2};
+	cfg.lowers = lowers;
+	cfg.nlowers = 2;
+	cfg.upper = M.upper;
+	cfg.work = M.work;
+	lyr_fs_error err;
+	pid_t pid;
+	if (lyr_fs_mount(&cfg, M.mp, &err, &pid) < 0)
+		return 103;
+	int fail = 0;
+	char up[4096];
+	struct stat st;
+	if (unlink(MP("bottom")) < 0)
+		fail = 1;
+	snprintf(up, sizeof(up), "%s/bottom", M.upper);
+	if (!fail && (lstat(up, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != 0))
+		fail = 2;
+	if (!fail && mkdir(MP("bottom"), 0755) < 0)
+		fail = 3;
+	if (!fail && (!has_xattr(up, "user.overlay.opaque") || has_xattr(up, "trusted.overlay.opaque")))
+		fail = 4;
+	if (!fail && chmod(MP("top"), 0600) < 0)
+		fail = 5;
+	snprintf(up, sizeof(up), "%s/top", M.upper);
+	if (!fail && !has_xattr(up, "user.overlay.metacopy"))
+		fail = 6;
+	if (!fail && rename(MP("ldir"), MP("moved")) < 0)
+		fail = 7;
+	snprintf(up, sizeof(up), "%s/moved", M.upper);
+	if (!fail && !has_xattr(up, "user.overlay.redirect"))
+		fail = 8;
+	if (!fail) {
+		char *c = slurp(MP("moved/inner"));
+		if (!c || strcmp(c, "I") != 0)
+			fail = 9;
+		free(c);
+	}
+	if (lyr_fs_umount(M.mp, pid, &err) < 0 && !fail)
+		fail = 10;
+	return fail;
+}
+
+Test(fs_mount, inside_a_user_namespace_markers_use_the_user_xattr_namespace)
+{
+	tu_write(M.l2, "ldir/inner", "I");
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0)
+		_exit(userns_run());
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	cr_assert(WIFEXITED(st));
+	if (WEXITSTATUS(st) >= 100 && WEXITSTATUS(st) <= 102)
+		cr_skip_test("user namespaces are not available here (step %d)", WEXITSTATUS(st));
+	cr_assert_eq(WEXITSTATUS(st), 0, "check %d failed", WEXITSTATUS(st));
 }
