@@ -271,7 +271,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->cache_readdir = 0;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		ovl_dir_free(d);
+		ovl_dir_free(FS(req), d);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -306,7 +306,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	ovl_dir_free((struct ovl_dir *)(uintptr_t)fi->fh);
+	ovl_dir_free(FS(req), (struct ovl_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

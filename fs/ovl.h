@@ -84,6 +84,8 @@ struct ovl_fs {
 	size_t evict_shard;       /* evict_lock: where the next eviction scan starts */
 	struct ovl_inode *root;
 	struct ovl_shard shards[OVL_SHARDS];
+	pthread_mutex_t dirs_lock;
+	struct ovl_dir *dirs;     /* open directory handles (the kernel may not release them all) */
 	struct fuse_session *se;
 };
 
@@ -95,6 +97,7 @@ struct ovl_dirent {
 };
 
 struct ovl_dir {
+	struct ovl_dir *next, *prev; /* fs->dirs_lock: every open handle, freed at unmount */
 	pthread_mutex_t lock;
 	size_t n;
 	struct ovl_dirent *entries; /* entries[0] ".", entries[1] "..", then the merged names */
@@ -185,7 +188,9 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 
 /* readdir.c */
 int ovl_dir_open(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir **ret);
-void ovl_dir_free(struct ovl_dir *d);
+void ovl_dir_free(struct ovl_fs *fs, struct ovl_dir *d);
+/* Frees every handle still open (at unmount). */
+void ovl_dir_free_all(struct ovl_fs *fs);
 /* Fills BUF with entries from offset OFF; with PLUS, looks each up.  Returns bytes used. */
 int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struct ovl_dir *d,
 		 char *buf, size_t size, off_t off, bool plus);

@@ -92,17 +92,33 @@ int ovl_dir_open(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir **ret)
 	pthread_mutex_init(&d->lock, NULL);
 	int r = load(fs, dir, d);
 	if (r < 0) {
-		ovl_dir_free(d);
+		entries_free(d->entries, d->n);
+		pthread_mutex_destroy(&d->lock);
+		free(d);
 		return r;
 	}
+	pthread_mutex_lock(&fs->dirs_lock);
+	d->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = d;
+	fs->dirs = d;
+	pthread_mutex_unlock(&fs->dirs_lock);
 	*ret = d;
 	return 0;
 }
 
-void ovl_dir_free(struct ovl_dir *d)
+void ovl_dir_free(struct ovl_fs *fs, struct ovl_dir *d)
 {
 	if (!d)
 		return;
+	pthread_mutex_lock(&fs->dirs_lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fs->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fs->dirs_lock);
 	entries_free(d->entries, d->n);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -155,4 +171,10 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 	}
 	pthread_mutex_unlock(&d->lock);
 	return r < 0 ? r : (int)pos;
+}
+
+void ovl_dir_free_all(struct ovl_fs *fs)
+{
+	while (fs->dirs)
+		ovl_dir_free(fs, fs->dirs);
 }
