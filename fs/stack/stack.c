@@ -217,3 +217,18 @@ uint64_t lyr_stack_origin_ino(int fd)
 		return 0;
 	return ino;
 }
+
+int lyr_stack_node_open(const lyr_stack_node *node, int flags)
+{
+	bool writing = (flags & O_ACCMODE) != O_RDONLY;
+	int fd = node->metacopy && node->data_fd >= 0 && !writing ? node->data_fd : node->fd;
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	int r = open(proc, (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL)) | O_CLOEXEC);
+	return r < 0 ? -errno : r;
+}
+
+bool lyr_stack_xattr_private(const char *name)
+{
+	return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+}

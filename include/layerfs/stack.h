@@ -130,6 +130,15 @@ int lyr_stack_lookup_from(const lyr_stack *s, const lyr_stack_node *dir, unsigne
  * following redirects as lookups do.  Returns 0 or -errno as lyr_stack_lookup. */
 int lyr_stack_resolve(const lyr_stack *s, unsigned from, const char *path, lyr_stack_node *ret);
 
+/* Opens NODE's content for reading or writing with open(2) FLAGS (O_NOFOLLOW, O_CREAT and
+ * O_EXCL are ignored): a metacopy file's data copy when reading, the topmost copy otherwise.
+ * Returns an fd or -errno. */
+int lyr_stack_node_open(const lyr_stack_node *node, int flags);
+
+/* True for xattr names that are the overlay's private markers ({trusted,user}.overlay.*): they
+ * are not part of what a merged tree shows. */
+bool lyr_stack_xattr_private(const char *name);
+
 /* One entry of a merged listing. */
 typedef struct lyr_stack_dirent {
 	char *name;

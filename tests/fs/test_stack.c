@@ -177,9 +177,7 @@ Test(fs_stack, metacopy_takes_data_from_below)
 	cr_assert_eq(n.layer, 0);
 	cr_assert_eq(n.data_layer, 1);
 	char buf[32] = "";
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n.data_fd);
-	int fd = open(proc, O_RDONLY);
+	int fd = lyr_stack_node_open(&n, O_RDONLY);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(read(fd, buf, sizeof(buf)), 10);
 	cr_assert_str_eq(buf, "0123456789");
@@ -234,4 +232,12 @@ Test(fs_stack, malformed_whiteout_is_a_plain_device)
 	cr_assert(S_ISCHR(n.st.st_mode));
 	cr_assert_eq(n.layer, 0);
 	lyr_stack_node_clear(&n);
+}
+
+Test(fs_stack, private_xattr_names_are_recognised)
+{
+	cr_assert(lyr_stack_xattr_private("trusted.overlay.opaque"));
+	cr_assert(lyr_stack_xattr_private("user.overlay.redirect"));
+	cr_assert_not(lyr_stack_xattr_private("user.overlayx"));
+	cr_assert_not(lyr_stack_xattr_private("security.capability"));
 }
