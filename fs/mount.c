@@ -154,7 +154,7 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		if (chdir("/") < 0)
 			ovl_log("chdir /: %s", strerror(errno));
 	}
-	if (cfg->ready)
+	if (cfg->ready && notify < 0)
 		cfg->ready(cfg->ready_ctx, getpid());
 	if (cfg->threads == 1) {
 		fuse_session_loop(se);

@@ -9,15 +9,7 @@
 
 #include "ovl.h"
 
-static bool starts_with(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-static bool overlay_private(const char *name)
-{
-	return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.");
-}
+static bool overlay_private(const char *name) { return lyr_stack_xattr_private(name); }
 
 bool ovl_xattr_private(struct ovl_fs *fs, const char *name)
 {

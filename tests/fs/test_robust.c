@@ -303,3 +303,35 @@ Test(fs_robust, more_inodes_than_the_fd_limit_keep_working, .init = many_files)
 	closedir(d);
 	cr_assert_eq(n, MANY - 5);
 }
+
+Test(fs_robust, layers_on_several_filesystems_get_distinct_stable_inode_numbers)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	char shm[] = "/dev/shm/layerfs-test-XXXXXX";
+	if (!mkdtemp(shm))
+		cr_skip_test("no /dev/shm here");
+	/* the upper and work dir on tmpfs, the lowers on the temporary directory's filesystem */
+	free(M.upper);
+	free(M.work);
+	M.upper = tu_path(shm, "upper");
+	M.work = tu_path(shm, "work");
+	cr_assert_eq(mkdir(M.upper, 0755), 0);
+	cr_assert_eq(mkdir(M.work, 0755), 0);
+	tu_write(M.l1, "lower", "l");
+	mnt_mount();
+	put(MP("upper"), "u");
+	ino_t lo = ino_of(MP("lower")), up = ino_of(MP("upper"));
+	cr_assert_neq(lo, up);
+	struct stat raw;
+	cr_assert_eq(lstat(in_dir(M.l1, "lower"), &raw), 0);
+	cr_assert_neq(lo, raw.st_ino, "inode numbers of different filesystems are tagged");
+	put(MP("lower"), "changed"); /* copy-up onto tmpfs */
+	cr_assert_eq(ino_of(MP("lower")), lo);
+	mnt_umount();
+	mnt_mount();
+	cr_assert_eq(ino_of(MP("lower")), lo);
+	cr_assert_eq(ino_of(MP("upper")), up);
+	mnt_umount();
+	tu_rmtree(shm);
+}
