@@ -269,7 +269,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)d;
-	fi->cache_readdir = 0;
+	/* the kernel may keep listings: lower dirs never change, and it drops its copy itself when
+	 * a directory changes through the mount */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		ovl_dir_free(FS(req), d);
 }

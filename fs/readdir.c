@@ -1,5 +1,5 @@
-/* Merged directory reading.  opendir takes a snapshot of the merged listing (lyr_stack_list_dir)
- * with the st_ino each entry shows, so every entry appears exactly once and an offset (the index
+/* Merged directory reading.  The first read of a handle takes a snapshot of the merged listing
+ * (lyr_stack_list_dir) with the st_ino each entry shows, so every entry appears exactly once and an offset (the index
  * in the snapshot plus one) stays valid for the life of the handle whatever happens to the
  * directory; a rewind to offset 0 takes a fresh snapshot, as rewinddir(3) promises.  The
  * snapshot is guarded by the handle's mutex; the directory's rwlock is held only while listing. */
@@ -35,8 +35,14 @@ static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const ly
 	if (de->type != DT_LNK) {
 		char path[64 + 256 + 2], v[32];
 		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", partfd, de->name);
+		/* one listxattr tells whether there is anything to read: most entries carry none */
+		char names[1024];
+		ssize_t len = llistxattr(path, names, sizeof(names));
+		bool maybe = len < 0 ? errno == ERANGE : false;
+		for (ssize_t i = 0; i < len && !maybe; i += (ssize_t)strlen(names + i) + 1)
+			maybe = strstr(names + i, "overlay." LYR_OVL_INO) != NULL;
 		static const char *const ns[] = {"trusted.overlay." LYR_OVL_INO, "user.overlay." LYR_OVL_INO};
-		for (size_t k = fs->privileged ? 0 : 1; k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
+		for (size_t k = 0; maybe && k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
 			ssize_t n = lgetxattr(path, ns[k], v, sizeof(v) - 1);
 			if (n > 0) {
 				v[n] = '\0';
@@ -90,13 +96,8 @@ int ovl_dir_open(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir **ret)
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_init(&d->lock, NULL);
-	int r = load(fs, dir, d);
-	if (r < 0) {
-		entries_free(d->entries, d->n);
-		pthread_mutex_destroy(&d->lock);
-		free(d);
-		return r;
-	}
+	(void)dir; /* the snapshot is taken by the first read: a kernel that kept the listing
+		    * from an earlier open never asks */
 	pthread_mutex_lock(&fs->dirs_lock);
 	d->next = fs->dirs;
 	if (fs->dirs)
@@ -129,7 +130,7 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 {
 	pthread_mutex_lock(&d->lock);
 	int r = 0;
-	if (off == 0 && d->read_once)
+	if (!d->entries || (off == 0 && d->read_once))
 		r = load(fs, dir, d);
 	d->read_once = true;
 	size_t pos = 0;

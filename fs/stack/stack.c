@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "layerfs/common.h"
+#include "stack_private.h"
 
 struct lyr_stack {
 	size_t n;
@@ -231,4 +232,47 @@ int lyr_stack_node_open(const lyr_stack_node *node, int flags)
 bool lyr_stack_xattr_private(const char *name)
 {
 	return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+}
+
+static unsigned mark_of(const char *name)
+{
+	const char *suffix;
+	if (strncmp(name, "trusted.overlay.", 16) == 0)
+		suffix = name + 16;
+	else if (strncmp(name, "user.overlay.", 13) == 0)
+		suffix = name + 13;
+	else
+		return 0;
+	if (strcmp(suffix, LYR_OVL_OPAQUE) == 0)
+		return LYR_MARK_OPAQUE;
+	if (strcmp(suffix, LYR_OVL_REDIRECT) == 0)
+		return LYR_MARK_REDIRECT;
+	if (strcmp(suffix, LYR_OVL_METACOPY) == 0)
+		return LYR_MARK_METACOPY;
+	if (strcmp(suffix, LYR_OVL_INO) == 0)
+		return LYR_MARK_INO;
+	return 0;
+}
+
+unsigned lyr_stack_marks(int fd)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	char small[1024];
+	char *buf = small;
+	ssize_t n = listxattr(proc, small, sizeof(small));
+	if (n < 0 && errno == ERANGE) {
+		ssize_t want = listxattr(proc, NULL, 0);
+		if (want <= 0 || !(buf = malloc((size_t)want)))
+			return 0;
+		n = listxattr(proc, buf, (size_t)want);
+	}
+	unsigned marks = 0;
+	for (ssize_t i = 0; i < n;) {
+		marks |= mark_of(buf + i);
+		i += (ssize_t)strlen(buf + i) + 1;
+	}
+	if (buf != small)
+		free(buf);
+	return marks;
 }
