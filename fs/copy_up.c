@@ -28,8 +28,9 @@
 
 void ovl_tmp_name(struct ovl_fs *fs, char name[32])
 {
+	/* the work dir is emptied at every mount, so a sequence number is unique enough */
 	uint64_t seq = atomic_fetch_add(&fs->tmp_seq, 1);
-	snprintf(name, 32, "#%x.%llx", (unsigned)getpid(), (unsigned long long)seq);
+	snprintf(name, 32, "#%llx", (unsigned long long)seq);
 }
 
 int ovl_set_private_xattr(struct ovl_fs *fs, int fd, const char *suffix, const void *value,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ovl.h"
+#include "stack/stack_private.h"
 
 int ovl_check_name(const char *name, bool creating)
 {
@@ -173,7 +174,7 @@ int ovl_lower_path(struct ovl_fs *fs, struct ovl_inode *in, char **ret)
 	char *name = in->name ? strdup(in->name) : NULL;
 	if (parent)
 		ovl_inode_ref(fs, parent);
-	if (fs->has_upper && in->node.layer == 0) {
+	if (fs->has_upper && in->node.layer == 0 && (lyr_stack_marks(in->node.fd) & LYR_MARK_REDIRECT)) {
 		ssize_t n = lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, redirect,
 						sizeof(redirect));
 		if (n <= 0 || (size_t)n >= sizeof(redirect))
