@@ -443,3 +443,75 @@ out:
 	args_free(&a);
 	return status;
 }
+
+struct owned_options {
+	lyr_fs_idmap *uidmap, *gidmap;
+	char *context;
+};
+
+void lyr_fs_config_clear(lyr_fs_config *cfg)
+{
+	struct owned_options *o = cfg->owned;
+	if (!o)
+		return;
+	free(o->uidmap);
+	free(o->gidmap);
+	free(o->context);
+	free(o);
+	cfg->owned = NULL;
+}
+
+int lyr_fs_config_apply_options(lyr_fs_config *cfg, const char *opts, lyr_fs_error *err)
+{
+	struct overlay_args a;
+	memset(&a, 0, sizeof(a));
+	a.cfg = *cfg;
+	if (err)
+		err->msg[0] = '\0';
+	int r = parse_options(&a, opts);
+	if (r == 0 && (a.nlowers || a.upper || a.work)) {
+		snprintf(a.error, sizeof(a.error), "lowerdir, upperdir and workdir come from the store");
+		r = -EINVAL;
+	}
+	if (r < 0) {
+		if (err)
+			snprintf(err->msg, sizeof(err->msg), "%s", a.error[0] ? a.error : strerror(-r));
+		args_free(&a);
+		return r;
+	}
+	struct owned_options *o = cfg->owned;
+	if ((a.uidmap || a.gidmap || a.context) && !o) {
+		if (!(o = calloc(1, sizeof(*o)))) {
+			args_free(&a);
+			return -ENOMEM;
+		}
+	}
+	lyr_fs_config out = a.cfg;
+	if (a.uidmap) {
+		free(o->uidmap);
+		o->uidmap = LYR_TAKE_PTR(a.uidmap);
+		out.uidmap = o->uidmap;
+		out.nuidmap = a.nuid;
+	}
+	if (a.gidmap) {
+		free(o->gidmap);
+		o->gidmap = LYR_TAKE_PTR(a.gidmap);
+		out.gidmap = o->gidmap;
+		out.ngidmap = a.ngid;
+	}
+	if (a.context) {
+		free(o->context);
+		o->context = LYR_TAKE_PTR(a.context);
+		out.context = o->context;
+	}
+	out.owned = o;
+	*cfg = out;
+	r = 0;
+	if (a.unknown[0]) {
+		if (err)
+			snprintf(err->msg, sizeof(err->msg), "unknown options ignored: %.900s", a.unknown);
+		r = 1;
+	}
+	args_free(&a);
+	return r;
+}

@@ -47,9 +47,11 @@ typedef struct lyr_fs_config {
 	const char *fsname;     /* shown in /proc/mounts; default "layerfs" */
 	const char *context;    /* SELinux context= mount option, or NULL */
 
-	/* Called once the mount is live, in the serving process when FOREGROUND (NULL: none). */
+	/* Called once a FOREGROUND mount is live, in the serving process (NULL: none). */
 	void (*ready)(void *ctx, pid_t pid);
 	void *ready_ctx;
+
+	void *owned; /* what lyr_fs_config_apply_options allocated; freed by lyr_fs_config_clear */
 } lyr_fs_config;
 
 /* A message for people naming the object and the cause of a failure. */
@@ -59,6 +61,16 @@ typedef struct lyr_fs_error {
 
 /* Defaults: no layers, timeout -1, squash ids -1, everything else off. */
 void lyr_fs_config_init(lyr_fs_config *cfg);
+
+/* Applies a comma-separated option string in the `layerfs overlay -o` grammar (see
+ * docs/overlay.md) to CFG, for `layerfs mount ... -o OPTS`.  lowerdir, upperdir and workdir are
+ * refused (-EINVAL): the caller sets the layers.  Returns 0; 1 when some options were unknown
+ * (ignored; ERR->msg lists them for a warning); -EINVAL for a malformed value (ERR->msg says
+ * which).  Values that need memory (id mappings, context) are owned by CFG until
+ * lyr_fs_config_clear. */
+int lyr_fs_config_apply_options(lyr_fs_config *cfg, const char *opts, lyr_fs_error *err);
+/* Frees what lyr_fs_config_apply_options allocated (CFG's own fields stay). */
+void lyr_fs_config_clear(lyr_fs_config *cfg);
 
 /* Mounts CFG at MOUNTPOINT.  Without CFG->foreground: forks a serving process, waits until the
  * mount is live (or failed), and returns 0 with the serving process's pid in *RET_PID; that
