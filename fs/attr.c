@@ -141,8 +141,7 @@ static int write_override(struct ovl_fs *fs, struct ovl_inode *in, const struct 
 	return r;
 }
 
-int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
-		int fd)
+int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid, int fd)
 {
 	if (!fs->has_upper || fs->read_only)
 		return -EROFS;
@@ -166,8 +165,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 		if (ftruncate(fd, attr->st_size) < 0)
 			return -errno;
 	}
-	int meta = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
-		   FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
+	int meta = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		   FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		   FUSE_SET_ATTR_MTIME_NOW;
 	if (!(valid & meta))
 		return 0;
 	if ((r = ovl_copy_up(fs, in, OVL_COPY_META)) < 0)
@@ -190,9 +190,11 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 	if (r == 0 && valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t u = (uid_t)-1;
 		gid_t g = (gid_t)-1;
-		if (valid & FUSE_SET_ATTR_UID && (u = ovl_uid_to_disk(fs, attr->st_uid)) == (uid_t)-1)
+		if (valid & FUSE_SET_ATTR_UID &&
+		    (u = ovl_uid_to_disk(fs, attr->st_uid)) == (uid_t)-1)
 			r = -EINVAL;
-		if (valid & FUSE_SET_ATTR_GID && (g = ovl_gid_to_disk(fs, attr->st_gid)) == (gid_t)-1)
+		if (valid & FUSE_SET_ATTR_GID &&
+		    (g = ovl_gid_to_disk(fs, attr->st_gid)) == (gid_t)-1)
 			r = -EINVAL;
 		if (r == 0 && fchownat(ofd, "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			r = -errno;

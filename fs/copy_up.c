@@ -94,8 +94,8 @@ static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
-			    errno == EBADF) {
+			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+			    errno == EOPNOTSUPP || errno == EBADF) {
 				*use_cfr = false;
 				break;
 			}
@@ -231,8 +231,8 @@ int ovl_copy_up_dir(struct ovl_fs *fs, struct ovl_inode *dir)
 		r = -errno;
 		goto out;
 	}
-	if ((r = ovl_copy_xattrs(fs, src, fd)) < 0 || (r = set_origin(fs, fd, dir->ino, S_IFDIR)) < 0 ||
-	    (r = copy_meta(fs, fd, &st)) < 0)
+	if ((r = ovl_copy_xattrs(fs, src, fd)) < 0 ||
+	    (r = set_origin(fs, fd, dir->ino, S_IFDIR)) < 0 || (r = copy_meta(fs, fd, &st)) < 0)
 		goto out;
 	pthread_rwlock_wrlock(&parent->lock);
 	pthread_rwlock_wrlock(&dir->lock);
@@ -264,7 +264,8 @@ static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_
 	if (r < 0)
 		return r;
 	_cleanup_close_ int dst = ovl_reopen(in->node.fd, O_WRONLY);
-	_cleanup_close_ int src = in->node.data_fd >= 0 ? ovl_reopen(in->node.data_fd, O_RDONLY) : -1;
+	_cleanup_close_ int src =
+	    in->node.data_fd >= 0 ? ovl_reopen(in->node.data_fd, O_RDONLY) : -1;
 	off_t size = in->node.st.st_size;
 	pthread_rwlock_unlock(&in->lock);
 	if (dst < 0)
@@ -335,7 +336,8 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	}
 	if ((r = ovl_copy_up_dir(fs, parent)) < 0)
 		goto out;
-	if (S_ISREG(st.st_mode) && mode == OVL_COPY_META && (r = ovl_lower_path(fs, in, &redirect)) < 0)
+	if (S_ISREG(st.st_mode) && mode == OVL_COPY_META &&
+	    (r = ovl_lower_path(fs, in, &redirect)) < 0)
 		goto out;
 
 	ovl_tmp_name(fs, tmp);
@@ -380,7 +382,8 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		break;
 	}
 	default:
-		fd = mknodat(fs->work_fd, tmp, st.st_mode & (S_IFMT | 0600), st.st_rdev) < 0 ? -1 : -2;
+		fd = mknodat(fs->work_fd, tmp, st.st_mode & (S_IFMT | 0600), st.st_rdev) < 0 ? -1
+											     : -2;
 		break;
 	}
 	if (fd == -1) {
@@ -401,7 +404,8 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		goto out;
 	if (redirect) {
 		if ((r = ovl_set_private_xattr(fs, opath, LYR_OVL_METACOPY, "", 0)) < 0 ||
-		    (r = ovl_set_private_xattr(fs, opath, LYR_OVL_REDIRECT, redirect, strlen(redirect))) < 0)
+		    (r = ovl_set_private_xattr(fs, opath, LYR_OVL_REDIRECT, redirect,
+					       strlen(redirect))) < 0)
 			goto out;
 	}
 	if ((r = copy_meta(fs, opath, &st)) < 0)

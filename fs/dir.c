@@ -67,11 +67,13 @@ static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
 		if (a->link_src) {
 			char proc[64];
 			ovl_proc_path(link_fd, proc);
-			return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+			return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno
+											  : 0;
 		}
 		if (a->open_flags >= 0) {
-			int fd = openat(dirfd, name, (a->open_flags & ~O_TRUNC) | O_CREAT | O_EXCL | O_CLOEXEC,
-					perm);
+			int fd =
+			    openat(dirfd, name,
+				   (a->open_flags & ~O_TRUNC) | O_CREAT | O_EXCL | O_CLOEXEC, perm);
 			if (fd < 0)
 				return -errno;
 			*ret_fd = fd;
@@ -100,7 +102,8 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 			return -EPERM;
 		if ((r = ovl_copy_up(fs, a->link_src, OVL_COPY_META)) < 0)
 			return r;
-		/* an fd of our own: the parent is locked below, the source's parent may be the same */
+		/* an fd of our own: the parent is locked below, the source's parent may be the same
+		 */
 		if ((r = ovl_inode_rdlock(fs, a->link_src)) < 0)
 			return r;
 		link_fd = fcntl(a->link_src->node.fd, F_DUPFD_CLOEXEC, 3);
@@ -157,7 +160,8 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	}
 	if (wh) {
 		if (S_ISDIR(a->mode)) {
-			_cleanup_close_ int dfd = openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			_cleanup_close_ int dfd =
+			    openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (dfd < 0 || set_opaque(fs, dfd) < 0) {
 				r = dfd < 0 ? -errno : -EIO;
 				goto undo;
@@ -236,7 +240,8 @@ static int remove_upper(struct ovl_fs *fs, int dirfd, const char *name, bool whi
 			return r;
 		}
 	}
-	return dir ? ovl_remove_tree(fs->work_fd, tmp) : (unlinkat(fs->work_fd, tmp, 0) < 0 ? -errno : 0);
+	return dir ? ovl_remove_tree(fs->work_fd, tmp)
+		   : (unlinkat(fs->work_fd, tmp, 0) < 0 ? -errno : 0);
 }
 
 static struct ovl_inode *inode_for(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
@@ -332,8 +337,9 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 		if (child && child->indexed)
 			ovl_index_nlink_add(fs, child, -1);
 		else if (child && (dir || node.st.st_nlink <= 1 ||
-			      (child->node.fd >= 0 &&
-			       fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0)))
+				   (child->node.fd >= 0 &&
+				    fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 &&
+				    st.st_nlink == 0)))
 			child->unlinked = true;
 	}
 	if (child)
@@ -531,7 +537,8 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	int up1 = p1->node.parts[0].fd, up2 = p2->node.parts[0].fd;
 	char tmp_t[32] = "";
 	if (flags & RENAME_EXCHANGE) {
-		if ((r = guard_pure_dir(fs, s, p2, n2)) < 0 || (r = guard_pure_dir(fs, t, p1, n1)) < 0)
+		if ((r = guard_pure_dir(fs, s, p2, n2)) < 0 ||
+		    (r = guard_pure_dir(fs, t, p1, n1)) < 0)
 			goto out_locked;
 		if (renameat2(up1, n1, up2, n2, RENAME_EXCHANGE) < 0) {
 			r = -errno;
@@ -540,7 +547,9 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	} else {
 		if (t) {
 			pthread_rwlock_wrlock(&t->lock);
-			r = t->parent == p2 && t->name && strcmp(t->name, n2) == 0 ? ovl_inode_pin(fs, t) : 0;
+			r = t->parent == p2 && t->name && strcmp(t->name, n2) == 0
+				? ovl_inode_pin(fs, t)
+				: 0;
 			pthread_rwlock_unlock(&t->lock);
 			if (r < 0)
 				goto out_locked;
@@ -593,8 +602,8 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 		if (t->indexed)
 			ovl_index_nlink_add(fs, t, -1);
 		else if (S_ISDIR(t->type) || tn.st.st_nlink <= 1 ||
-		    (t->node.fd >= 0 && fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 &&
-		     st.st_nlink == 0))
+			 (t->node.fd >= 0 && fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 &&
+			  st.st_nlink == 0))
 			t->unlinked = true;
 		pthread_rwlock_unlock(&t->lock);
 	}

@@ -35,7 +35,8 @@ int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_
 	int r = ovl_inode_rdlock(fs, in);
 	if (r < 0)
 		return r;
-	int src = in->node.metacopy && in->node.data_fd >= 0 && !writing ? in->node.data_fd : in->node.fd;
+	int src =
+	    in->node.metacopy && in->node.data_fd >= 0 && !writing ? in->node.data_fd : in->node.fd;
 	int fd = ovl_reopen(src, flags);
 	pthread_rwlock_unlock(&in->lock);
 	/* lower layers never change and upper files change only through this mount */

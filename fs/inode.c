@@ -224,8 +224,9 @@ int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		pthread_mutex_lock(&sh->lock);
 		struct ovl_inode *in = shard_find(sh, node->ino);
 		if (in && (in->type != (node->st.st_mode & S_IFMT) || in->unlinked)) {
-			/* the number now names another object (an unlinked file's inode number reused
-			 * by the upper filesystem): the old inode lives on, unhashed, until forgotten */
+			/* the number now names another object (an unlinked file's inode number
+			 * reused by the upper filesystem): the old inode lives on, unhashed, until
+			 * forgotten */
 			shard_remove(sh, in);
 			in = NULL;
 		}
@@ -236,8 +237,8 @@ int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 				in->refs++;
 			pthread_mutex_unlock(&sh->lock);
 			/* a copy higher in the stack is newer than what the inode holds (the inode
-			 * was copied up through another path); otherwise keep what it has, which may
-			 * already be an upper copy of a hard-link partner */
+			 * was copied up through another path); otherwise keep what it has, which
+			 * may already be an upper copy of a hard-link partner */
 			pthread_rwlock_wrlock(&in->lock);
 			int r = 0;
 			/* the name follows the node: an inode reopens its fd by the name it has */
@@ -328,9 +329,15 @@ static void put(struct ovl_fs *fs, struct ovl_inode *in, uint64_t nlookup, uint6
 		inode_destroy(fs, in);
 }
 
-void ovl_inode_unref(struct ovl_fs *fs, struct ovl_inode *in) { put(fs, in, 0, 1); }
+void ovl_inode_unref(struct ovl_fs *fs, struct ovl_inode *in)
+{
+	put(fs, in, 0, 1);
+}
 
-void ovl_inode_forget(struct ovl_fs *fs, struct ovl_inode *in, uint64_t n) { put(fs, in, n, 0); }
+void ovl_inode_forget(struct ovl_fs *fs, struct ovl_inode *in, uint64_t n)
+{
+	put(fs, in, n, 0);
+}
 
 void ovl_table_free(struct ovl_fs *fs)
 {
@@ -374,7 +381,8 @@ static int open_in_parent(struct ovl_inode *parent, unsigned layer, const char *
 {
 	for (unsigned i = 0; i < parent->node.nparts; i++)
 		if (parent->node.parts[i].layer == layer) {
-			int fd = openat(parent->node.parts[i].fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			int fd =
+			    openat(parent->node.parts[i].fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 			return fd < 0 ? -errno : fd;
 		}
 	return -ESTALE;
@@ -463,7 +471,8 @@ void ovl_inode_evict(struct ovl_fs *fs)
 	if (atomic_load(&fs->open_fds) <= fs->fd_budget || pthread_mutex_trylock(&fs->evict_lock))
 		return;
 	long target = fs->fd_budget * 3 / 4;
-	for (size_t pass = 0; pass < 2 * OVL_SHARDS && atomic_load(&fs->open_fds) > target; pass++) {
+	for (size_t pass = 0; pass < 2 * OVL_SHARDS && atomic_load(&fs->open_fds) > target;
+	     pass++) {
 		struct ovl_shard *sh = &fs->shards[fs->evict_shard];
 		fs->evict_shard = (fs->evict_shard + 1) % OVL_SHARDS;
 		pthread_mutex_lock(&sh->lock);

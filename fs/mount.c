@@ -133,7 +133,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	}
 	fs->se = se;
 	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mp) < 0) {
-		r = fail(err, -EIO, "mounting at '%s' failed (is /dev/fuse usable and fusermount3 installed?)",
+		r = fail(err, -EIO,
+			 "mounting at '%s' failed (is /dev/fuse usable and fusermount3 installed?)",
 			 mountpoint);
 		fuse_remove_signal_handlers(se);
 		fuse_session_destroy(se);
@@ -217,7 +218,8 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	close(p[0]);
 	if (n != (ssize_t)sizeof(st)) {
 		waitpid(pid, NULL, 0);
-		return fail(err, -EIO, "the serving process for '%s' died before mounting", mountpoint);
+		return fail(err, -EIO, "the serving process for '%s' died before mounting",
+			    mountpoint);
 	}
 	if (st.r < 0) {
 		waitpid(pid, NULL, 0);
@@ -263,7 +265,8 @@ int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err)
 		pid_t child;
 		int e = posix_spawnp(&child, "fusermount3", NULL, NULL, argv, environ);
 		if (e)
-			return fail(err, -e, "unmounting '%s': fusermount3: %s", mountpoint, strerror(e));
+			return fail(err, -e, "unmounting '%s': fusermount3: %s", mountpoint,
+				    strerror(e));
 		int st;
 		while (waitpid(child, &st, 0) < 0 && errno == EINTR)
 			;

@@ -111,8 +111,8 @@ int ovl_index_lookup(struct ovl_fs *fs, lyr_stack_node *node)
 		ssize_t rl = lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect));
 		lyr_stack_node d;
 		int r = rl > 0 && (size_t)rl < sizeof(redirect)
-				? lyr_stack_resolve(fs->stack, fs->first_lower, redirect, &d)
-				: -EIO;
+			    ? lyr_stack_resolve(fs->stack, fs->first_lower, redirect, &d)
+			    : -EIO;
 		if (r < 0 || !S_ISREG(d.st.st_mode)) {
 			if (r == 0)
 				lyr_stack_node_clear(&d);
@@ -174,9 +174,10 @@ int ovl_lower_path(struct ovl_fs *fs, struct ovl_inode *in, char **ret)
 	char *name = in->name ? strdup(in->name) : NULL;
 	if (parent)
 		ovl_inode_ref(fs, parent);
-	if (fs->has_upper && in->node.layer == 0 && (lyr_stack_marks(in->node.fd) & LYR_MARK_REDIRECT)) {
-		ssize_t n = lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, redirect,
-						sizeof(redirect));
+	if (fs->has_upper && in->node.layer == 0 &&
+	    (lyr_stack_marks(in->node.fd) & LYR_MARK_REDIRECT)) {
+		ssize_t n =
+		    lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect));
 		if (n <= 0 || (size_t)n >= sizeof(redirect))
 			redirect[0] = '\0';
 	}

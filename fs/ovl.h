@@ -39,20 +39,21 @@
 struct ovl_inode {
 	pthread_mutex_t cu_lock;
 	pthread_rwlock_t lock;
-	uint64_t ino;      /* st_ino shown; the table key; constant */
-	mode_t type;       /* S_IFMT bits; constant */
-	uint64_t nlookup;  /* shard lock */
-	uint64_t refs;     /* shard lock */
-	bool hashed;       /* in the table (shard lock) */
+	uint64_t ino;	  /* st_ino shown; the table key; constant */
+	mode_t type;	  /* S_IFMT bits; constant */
+	uint64_t nlookup; /* shard lock */
+	uint64_t refs;	  /* shard lock */
+	bool hashed;	  /* in the table (shard lock) */
 	/* lock: */
-	lyr_stack_node node;      /* where the object is now */
-	struct ovl_inode *parent; /* the directory it was last seen in (holds a ref), NULL for root */
+	lyr_stack_node node; /* where the object is now */
+	struct ovl_inode
+	    *parent; /* the directory it was last seen in (holds a ref), NULL for root */
 	char *name;
-	bool unlinked;            /* its last name is gone */
-	bool pinned;              /* keeps node.fd: its name no longer finds it (see inode.c) */
-	bool indexed;             /* a lower hard-link group's upper copy, kept in the index */
-	atomic_bool used;         /* touched since the fd evictor last looked */
-	struct ovl_inode *hnext;  /* shard hash chain (hashed inodes) */
+	bool unlinked;		 /* its last name is gone */
+	bool pinned;		 /* keeps node.fd: its name no longer finds it (see inode.c) */
+	bool indexed;		 /* a lower hard-link group's upper copy, kept in the index */
+	atomic_bool used;	 /* touched since the fd evictor last looked */
+	struct ovl_inode *hnext; /* shard hash chain (hashed inodes) */
 	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
 };
 
@@ -64,28 +65,28 @@ struct ovl_shard {
 };
 
 struct ovl_fs {
-	lyr_fs_config cfg;        /* copied; pointers into the caller's config stay the caller's */
+	lyr_fs_config cfg; /* copied; pointers into the caller's config stay the caller's */
 	lyr_fs_idmap *uidmap, *gidmap;
-	lyr_stack *stack;         /* layer 0 is the upper when has_upper */
+	lyr_stack *stack; /* layer 0 is the upper when has_upper */
 	bool has_upper;
 	bool read_only;
-	unsigned first_lower;     /* 1 with an upper, else 0 */
-	int upper_fd;             /* O_PATH root of the upper, -1 without */
-	int work_fd;              /* O_PATH dir for temporary objects (WORK/work), -1 without */
-	int index_fd;             /* O_PATH WORK/index: upper copies of lower hard-link groups */
+	unsigned first_lower;	  /* 1 with an upper, else 0 */
+	int upper_fd;		  /* O_PATH root of the upper, -1 without */
+	int work_fd;		  /* O_PATH dir for temporary objects (WORK/work), -1 without */
+	int index_fd;		  /* O_PATH WORK/index: upper copies of lower hard-link groups */
 	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
 	const char *override_xattr; /* xattr_permissions name, or NULL */
-	bool privileged;          /* may chown / mknod devices */
+	bool privileged;	    /* may chown / mknod devices */
 	double timeout;
 	atomic_uint_fast64_t tmp_seq;
-	atomic_long open_fds;     /* O_PATH fds held by non-directory inodes */
-	long fd_budget;           /* above it, fds of idle non-directory inodes are closed */
+	atomic_long open_fds; /* O_PATH fds held by non-directory inodes */
+	long fd_budget;	      /* above it, fds of idle non-directory inodes are closed */
 	pthread_mutex_t evict_lock;
-	size_t evict_shard;       /* evict_lock: where the next eviction scan starts */
+	size_t evict_shard; /* evict_lock: where the next eviction scan starts */
 	struct ovl_inode *root;
 	struct ovl_shard shards[OVL_SHARDS];
 	pthread_mutex_t dirs_lock;
-	struct ovl_dir *dirs;     /* open directory handles (the kernel may not release them all) */
+	struct ovl_dir *dirs; /* open directory handles (the kernel may not release them all) */
 	struct fuse_session *se;
 };
 
@@ -155,8 +156,8 @@ void ovl_fill_entry(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *
 
 /* copy_up.c */
 enum ovl_copy_mode {
-	OVL_COPY_META,  /* metadata only (data stays below, marked metacopy) */
-	OVL_COPY_DATA,  /* metadata and data */
+	OVL_COPY_META,	/* metadata only (data stays below, marked metacopy) */
+	OVL_COPY_DATA,	/* metadata and data */
 	OVL_COPY_EMPTY, /* metadata, data truncated to 0 (open with O_TRUNC, truncate to 0) */
 };
 /* Makes sure the upper holds IN (and its parents), copying what MODE says.  0 or -errno. */
@@ -172,12 +173,12 @@ int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name);
 
 /* dir.c */
 struct ovl_create_args {
-	mode_t mode;       /* with S_IFMT */
+	mode_t mode; /* with S_IFMT */
 	dev_t rdev;
-	const char *link;  /* symlink target */
+	const char *link;	    /* symlink target */
 	struct ovl_inode *link_src; /* hard link source */
-	int open_flags;    /* create: open flags, else -1 */
-	uid_t uid;         /* on-disk owner */
+	int open_flags;		    /* create: open flags, else -1 */
+	uid_t uid;		    /* on-disk owner */
 	gid_t gid;
 };
 int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,

@@ -27,22 +27,25 @@ struct overlay_args {
 
 static void usage(FILE *out, const char *prog)
 {
-	fprintf(out,
-		"usage: %s -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER,workdir=WORK][,OPTION...] MOUNTPOINT\n"
-		"       mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTIONS\n"
-		"Mounts a copy-on-write overlay of the lower directories (topmost first) and UPPER.\n"
-		"Without upperdir the mount is read-only.  Options (as fuse-overlayfs):\n"
-		"  uidmapping=C:H:S[:C:H:S...], gidmapping=...   id mappings (container:host:size)\n"
-		"  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
-		"  xattr_permissions=0|1|2   keep owner and mode in an xattr (1: user.containers.override_stat,\n"
-		"                            2: security.fuseoverlayfs.override_stat)\n"
-		"  volatile, fsync=0         fsync does nothing\n"
-		"  static_nlink              directories report 1 link\n"
-		"  noacl, timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
-		"  ro, nodev, nosuid, noexec, noatime, allow_other, allow_root, default_permissions,\n"
-		"  context=\"...\"\n"
-		"  -f  stay in the foreground    -d  debug output\n",
-		prog);
+	fprintf(
+	    out,
+	    "usage: %s -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER,workdir=WORK][,OPTION...] "
+	    "MOUNTPOINT\n"
+	    "       mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTIONS\n"
+	    "Mounts a copy-on-write overlay of the lower directories (topmost first) and UPPER.\n"
+	    "Without upperdir the mount is read-only.  Options (as fuse-overlayfs):\n"
+	    "  uidmapping=C:H:S[:C:H:S...], gidmapping=...   id mappings (container:host:size)\n"
+	    "  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
+	    "  xattr_permissions=0|1|2   keep owner and mode in an xattr (1: "
+	    "user.containers.override_stat,\n"
+	    "                            2: security.fuseoverlayfs.override_stat)\n"
+	    "  volatile, fsync=0         fsync does nothing\n"
+	    "  static_nlink              directories report 1 link\n"
+	    "  noacl, timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
+	    "  ro, nodev, nosuid, noexec, noatime, allow_other, allow_root, default_permissions,\n"
+	    "  context=\"...\"\n"
+	    "  -f  stay in the foreground    -d  debug output\n",
+	    prog);
 }
 
 /* Removes backslash escapes in place. */
@@ -69,7 +72,8 @@ static int add_lower(struct overlay_args *a, const char *path)
 	a->lowers = l;
 	char *abs = realpath(path, NULL);
 	if (!abs) {
-		snprintf(a->error, sizeof(a->error), "lower directory '%s': %s", path, strerror(errno));
+		snprintf(a->error, sizeof(a->error), "lower directory '%s': %s", path,
+			 strerror(errno));
 		return -errno;
 	}
 	a->lowers[a->nlowers++] = abs;
@@ -117,8 +121,8 @@ static int parse_idmap(struct overlay_args *a, const char *value, lyr_fs_idmap *
 			char *end;
 			errno = 0;
 			v[i] = strtoul(p, &end, 10);
-			if (errno || end == p || v[i] > UINT32_MAX || (*end != ':' && *end != '\0') ||
-			    (i < 2 && *end != ':')) {
+			if (errno || end == p || v[i] > UINT32_MAX ||
+			    (*end != ':' && *end != '\0') || (i < 2 && *end != ':')) {
 				free(m);
 				snprintf(a->error, sizeof(a->error), "bad id mapping '%s'", value);
 				return -EINVAL;
@@ -184,7 +188,8 @@ static int apply_option(struct overlay_args *a, char *opt)
 		unescape(value);
 		char *abs = realpath(value, NULL);
 		if (!abs) {
-			snprintf(a->error, sizeof(a->error), "%s '%s': %s", k, value, strerror(errno));
+			snprintf(a->error, sizeof(a->error), "%s '%s': %s", k, value,
+				 strerror(errno));
 			return -errno;
 		}
 		char **slot = k[0] == 'u' ? &a->upper : &a->work;
@@ -236,7 +241,8 @@ static int apply_option(struct overlay_args *a, char *opt)
 		char *end;
 		double t = value ? strtod(value, &end) : -1;
 		if (!value || end == value || *end || t < 0) {
-			snprintf(a->error, sizeof(a->error), "option timeout needs a number of seconds");
+			snprintf(a->error, sizeof(a->error),
+				 "option timeout needs a number of seconds");
 			return -EINVAL;
 		}
 		c->timeout = t;
@@ -275,19 +281,19 @@ static int apply_option(struct overlay_args *a, char *opt)
 		size_t off;
 		bool val;
 	} flags[] = {
-		{"ro", offsetof(lyr_fs_config, read_only), true},
-		{"rw", offsetof(lyr_fs_config, read_only), false},
-		{"nodev", offsetof(lyr_fs_config, nodev), true},
-		{"dev", offsetof(lyr_fs_config, nodev), false},
-		{"nosuid", offsetof(lyr_fs_config, nosuid), true},
-		{"suid", offsetof(lyr_fs_config, nosuid), false},
-		{"noexec", offsetof(lyr_fs_config, noexec), true},
-		{"exec", offsetof(lyr_fs_config, noexec), false},
-		{"noatime", offsetof(lyr_fs_config, noatime), true},
-		{"atime", offsetof(lyr_fs_config, noatime), false},
-		{"allow_other", offsetof(lyr_fs_config, allow_other), true},
-		{"allow_root", offsetof(lyr_fs_config, allow_root), true},
-		{"debug", offsetof(lyr_fs_config, debug), true},
+	    {"ro", offsetof(lyr_fs_config, read_only), true},
+	    {"rw", offsetof(lyr_fs_config, read_only), false},
+	    {"nodev", offsetof(lyr_fs_config, nodev), true},
+	    {"dev", offsetof(lyr_fs_config, nodev), false},
+	    {"nosuid", offsetof(lyr_fs_config, nosuid), true},
+	    {"suid", offsetof(lyr_fs_config, nosuid), false},
+	    {"noexec", offsetof(lyr_fs_config, noexec), true},
+	    {"exec", offsetof(lyr_fs_config, noexec), false},
+	    {"noatime", offsetof(lyr_fs_config, noatime), true},
+	    {"atime", offsetof(lyr_fs_config, noatime), false},
+	    {"allow_other", offsetof(lyr_fs_config, allow_other), true},
+	    {"allow_root", offsetof(lyr_fs_config, allow_root), true},
+	    {"debug", offsetof(lyr_fs_config, debug), true},
 	};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(flags); i++) {
 		if (strcmp(k, flags[i].name) == 0 && !value) {
@@ -297,9 +303,10 @@ static int apply_option(struct overlay_args *a, char *opt)
 	}
 	/* always on, or meaningless here */
 	if (strcmp(k, "default_permissions") == 0 || strcmp(k, "relatime") == 0 ||
-	    strcmp(k, "strictatime") == 0 || strcmp(k, "fsname") == 0 || strcmp(k, "subtype") == 0 ||
-	    strcmp(k, "defaults") == 0 || strcmp(k, "auto") == 0 || strcmp(k, "noauto") == 0 ||
-	    strcmp(k, "user") == 0 || strcmp(k, "nouser") == 0 || strcmp(k, "_netdev") == 0)
+	    strcmp(k, "strictatime") == 0 || strcmp(k, "fsname") == 0 ||
+	    strcmp(k, "subtype") == 0 || strcmp(k, "defaults") == 0 || strcmp(k, "auto") == 0 ||
+	    strcmp(k, "noauto") == 0 || strcmp(k, "user") == 0 || strcmp(k, "nouser") == 0 ||
+	    strcmp(k, "_netdev") == 0)
 		return 0;
 	if (value)
 		value[-1] = '=';
@@ -470,12 +477,14 @@ int lyr_fs_config_apply_options(lyr_fs_config *cfg, const char *opts, lyr_fs_err
 		err->msg[0] = '\0';
 	int r = parse_options(&a, opts);
 	if (r == 0 && (a.nlowers || a.upper || a.work)) {
-		snprintf(a.error, sizeof(a.error), "lowerdir, upperdir and workdir come from the store");
+		snprintf(a.error, sizeof(a.error),
+			 "lowerdir, upperdir and workdir come from the store");
 		r = -EINVAL;
 	}
 	if (r < 0) {
 		if (err)
-			snprintf(err->msg, sizeof(err->msg), "%s", a.error[0] ? a.error : strerror(-r));
+			snprintf(err->msg, sizeof(err->msg), "%s",
+				 a.error[0] ? a.error : strerror(-r));
 		args_free(&a);
 		return r;
 	}
@@ -509,7 +518,8 @@ int lyr_fs_config_apply_options(lyr_fs_config *cfg, const char *opts, lyr_fs_err
 	r = 0;
 	if (a.unknown[0]) {
 		if (err)
-			snprintf(err->msg, sizeof(err->msg), "unknown options ignored: %.900s", a.unknown);
+			snprintf(err->msg, sizeof(err->msg), "unknown options ignored: %.900s",
+				 a.unknown);
 		r = 1;
 	}
 	args_free(&a);

@@ -1,8 +1,9 @@
 /* Merged directory reading.  The first read of a handle takes a snapshot of the merged listing
- * (lyr_stack_list_dir) with the st_ino each entry shows, so every entry appears exactly once and an offset (the index
- * in the snapshot plus one) stays valid for the life of the handle whatever happens to the
- * directory; a rewind to offset 0 takes a fresh snapshot, as rewinddir(3) promises.  The
- * snapshot is guarded by the handle's mutex; the directory's rwlock is held only while listing. */
+ * (lyr_stack_list_dir) with the st_ino each entry shows, so every entry appears exactly once and an
+ * offset (the index in the snapshot plus one) stays valid for the life of the handle whatever
+ * happens to the directory; a rewind to offset 0 takes a fresh snapshot, as rewinddir(3) promises.
+ * The snapshot is guarded by the handle's mutex; the directory's rwlock is held only while listing.
+ */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +42,8 @@ static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const ly
 		bool maybe = len < 0 ? errno == ERANGE : false;
 		for (ssize_t i = 0; i < len && !maybe; i += (ssize_t)strlen(names + i) + 1)
 			maybe = strstr(names + i, "overlay." LYR_OVL_INO) != NULL;
-		static const char *const ns[] = {"trusted.overlay." LYR_OVL_INO, "user.overlay." LYR_OVL_INO};
+		static const char *const ns[] = {"trusted.overlay." LYR_OVL_INO,
+						 "user.overlay." LYR_OVL_INO};
 		for (size_t k = 0; maybe && k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
 			ssize_t n = lgetxattr(path, ns[k], v, sizeof(v) - 1);
 			if (n > 0) {
@@ -74,8 +76,10 @@ static int load(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir *d)
 		e[i + 2].name = l.entries[i].name;
 		l.entries[i].name = NULL;
 		e[i + 2].type = l.entries[i].type;
-		e[i + 2].ino = entry_ino(fs, &dir->node, &(lyr_stack_dirent){e[i + 2].name,
-			l.entries[i].layer, l.entries[i].type, l.entries[i].raw_ino});
+		e[i + 2].ino =
+		    entry_ino(fs, &dir->node,
+			      &(lyr_stack_dirent){e[i + 2].name, l.entries[i].layer,
+						  l.entries[i].type, l.entries[i].raw_ino});
 	}
 	pthread_rwlock_unlock(&dir->lock);
 	size_t n = l.n + 2;
@@ -164,7 +168,8 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 			}
 		} else {
 			struct stat st = {.st_ino = ent->ino, .st_mode = (mode_t)DTTOIF(ent->type)};
-			used = fuse_add_direntry(req, buf + pos, size - pos, ent->name, &st, (off_t)i + 1);
+			used = fuse_add_direntry(req, buf + pos, size - pos, ent->name, &st,
+						 (off_t)i + 1);
 			if (used > size - pos)
 				break;
 		}

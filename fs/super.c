@@ -62,9 +62,11 @@ static lyr_fs_idmap *copy_map(const lyr_fs_idmap *m, size_t n)
 int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 {
 	if (cfg->nlowers < 1 || cfg->nlowers > 500)
-		return fail(err, -EINVAL, "%zu lower layers given (1 to 500 are allowed)", cfg->nlowers);
+		return fail(err, -EINVAL, "%zu lower layers given (1 to 500 are allowed)",
+			    cfg->nlowers);
 	if (!cfg->upper != !cfg->work)
-		return fail(err, -EINVAL, "an upper directory needs a work directory and the other way round");
+		return fail(err, -EINVAL,
+			    "an upper directory needs a work directory and the other way round");
 	if (cfg->xattr_permissions < 0 || cfg->xattr_permissions > 2)
 		return fail(err, -EINVAL, "xattr_permissions must be 0, 1 or 2");
 	struct ovl_fs *fs = calloc(1, sizeof(*fs));
@@ -80,8 +82,8 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 	 * and copy-ups */
 	struct rlimit rl;
 	fs->fd_budget = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-				? (long)(rl.rlim_cur / 2)
-				: 1L << 19;
+			    ? (long)(rl.rlim_cur / 2)
+			    : 1L << 19;
 	if (fs->fd_budget < 32)
 		fs->fd_budget = 32;
 	fs->uidmap = copy_map(cfg->uidmap, cfg->nuidmap);
@@ -123,15 +125,18 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 		_cleanup_close_ int wfd = open(cfg->work, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		struct stat ust, wst;
 		if (wfd < 0) {
-			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
+			r = fail(err, -errno, "work directory '%s': %s", cfg->work,
+				 strerror(errno));
 			goto out_fail;
 		}
 		if (fstat(fs->upper_fd, &ust) < 0 || fstat(wfd, &wst) < 0) {
-			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
+			r = fail(err, -errno, "work directory '%s': %s", cfg->work,
+				 strerror(errno));
 			goto out_fail;
 		}
 		if (ust.st_dev != wst.st_dev) {
-			r = fail(err, -EXDEV, "work directory '%s' is not on the upper directory's filesystem",
+			r = fail(err, -EXDEV,
+				 "work directory '%s' is not on the upper directory's filesystem",
 				 cfg->work);
 			goto out_fail;
 		}
@@ -139,7 +144,8 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 		ovl_remove_tree(wfd, "work");
 		if (mkdirat(wfd, "work", 0700) < 0 ||
 		    (fs->work_fd = openat(wfd, "work", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
-			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
+			r = fail(err, -errno, "work directory '%s': %s", cfg->work,
+				 strerror(errno));
 			goto out_fail;
 		}
 		/* trusted.* when the upper's filesystem lets us (CAP_SYS_ADMIN in its user
@@ -149,7 +155,8 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 		/* the index outlives mounts: it is what keeps hard-link groups together */
 		if ((mkdirat(wfd, "index", 0700) < 0 && errno != EEXIST) ||
 		    (fs->index_fd = openat(wfd, "index", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
-			r = fail(err, -errno, "work directory '%s': index: %s", cfg->work, strerror(errno));
+			r = fail(err, -errno, "work directory '%s': index: %s", cfg->work,
+				 strerror(errno));
 			goto out_fail;
 		}
 	}

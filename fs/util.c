@@ -10,7 +10,10 @@
 
 #include "ovl.h"
 
-void ovl_proc_path(int fd, char buf[64]) { snprintf(buf, 64, "/proc/self/fd/%d", fd); }
+void ovl_proc_path(int fd, char buf[64])
+{
+	snprintf(buf, 64, "/proc/self/fd/%d", fd);
+}
 
 void ovl_log(const char *fmt, ...)
 {

@@ -9,11 +9,15 @@
 
 #include "ovl.h"
 
-static bool overlay_private(const char *name) { return lyr_stack_xattr_private(name); }
+static bool overlay_private(const char *name)
+{
+	return lyr_stack_xattr_private(name);
+}
 
 bool ovl_xattr_private(struct ovl_fs *fs, const char *name)
 {
-	return overlay_private(name) || (fs->override_xattr && strcmp(name, fs->override_xattr) == 0);
+	return overlay_private(name) ||
+	       (fs->override_xattr && strcmp(name, fs->override_xattr) == 0);
 }
 
 ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, void *buf,
@@ -151,8 +155,8 @@ int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst)
 			break;
 		}
 		len = getxattr(sproc, name, v, (size_t)len);
-		if (len >= 0 && setxattr(dproc, name, v, (size_t)len, 0) < 0 && errno != EOPNOTSUPP &&
-		    errno != EPERM)
+		if (len >= 0 && setxattr(dproc, name, v, (size_t)len, 0) < 0 &&
+		    errno != EOPNOTSUPP && errno != EPERM)
 			r = -errno;
 		free(v);
 	}

@@ -345,9 +345,10 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 			break;
 		}
 		char redirect[4096];
-		ssize_t rl = marks & LYR_MARK_REDIRECT
-				     ? lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect))
-				     : -ENODATA;
+		ssize_t rl =
+		    marks & LYR_MARK_REDIRECT
+			? lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect))
+			: -ENODATA;
 		if (rl > 0 && (size_t)rl < sizeof(redirect)) {
 			r = follow_redirect(s, parts, nparts, i, redirect, depth, &n);
 			if (r < 0)

@@ -128,9 +128,15 @@ void lyr_stack_free(lyr_stack *s)
 	free(s);
 }
 
-size_t lyr_stack_layers(const lyr_stack *s) { return s->n; }
+size_t lyr_stack_layers(const lyr_stack *s)
+{
+	return s->n;
+}
 
-int lyr_stack_layer_fd(const lyr_stack *s, size_t i) { return i < s->n ? s->fds[i] : -1; }
+int lyr_stack_layer_fd(const lyr_stack *s, size_t i)
+{
+	return i < s->n ? s->fds[i] : -1;
+}
 
 uint64_t lyr_stack_ino(const lyr_stack *s, dev_t dev, ino_t raw, uint64_t origin)
 {
@@ -231,7 +237,8 @@ int lyr_stack_node_open(const lyr_stack_node *node, int flags)
 
 bool lyr_stack_xattr_private(const char *name)
 {
-	return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+	return strncmp(name, "trusted.overlay.", 16) == 0 ||
+	       strncmp(name, "user.overlay.", 13) == 0;
 }
 
 static unsigned mark_of(const char *name)

@@ -78,21 +78,23 @@ int lyr_stack_is_metacopy(int fd);
 /* The origin inode number stored on FD, or 0. */
 uint64_t lyr_stack_origin_ino(int fd);
 
-/* --- merged directories and names -------------------------------------------------------------- */
+/* --- merged directories and names --------------------------------------------------------------
+ */
 
 /* One layer's part of a merged directory. */
 typedef struct lyr_stack_part {
 	unsigned layer;
-	int fd;     /* O_PATH|O_DIRECTORY */
-	char *path; /* "/a/b": its path in the merged view of layers >= LAYER (used for redirects) */
+	int fd; /* O_PATH|O_DIRECTORY */
+	char
+	    *path; /* "/a/b": its path in the merged view of layers >= LAYER (used for redirects) */
 } lyr_stack_part;
 
 /* A resolved object of the merged tree.  All fds are owned by the node. */
 typedef struct lyr_stack_node {
-	struct stat st;  /* lstat of the topmost copy */
-	unsigned layer;  /* layer of the topmost copy */
-	int fd;          /* O_PATH fd of the topmost copy */
-	uint64_t ino;    /* st_ino the merged view shows (lyr_stack_ino) */
+	struct stat st; /* lstat of the topmost copy */
+	unsigned layer; /* layer of the topmost copy */
+	int fd;		/* O_PATH fd of the topmost copy */
+	uint64_t ino;	/* st_ino the merged view shows (lyr_stack_ino) */
 	/* directories: the merged parts, topmost first (parts[0] is the topmost copy) */
 	unsigned nparts;
 	lyr_stack_part *parts;
@@ -100,7 +102,7 @@ typedef struct lyr_stack_node {
 	/* regular files: where the data is (the topmost copy itself unless it is a metacopy) */
 	bool metacopy;
 	unsigned data_layer;
-	int data_fd;     /* metacopy files: O_PATH fd of the data copy; -1 otherwise (use FD) */
+	int data_fd;	  /* metacopy files: O_PATH fd of the data copy; -1 otherwise (use FD) */
 	char *lower_path; /* path of the topmost copy in the merged view of layers >= LAYER */
 } lyr_stack_node;
 
@@ -142,9 +144,9 @@ bool lyr_stack_xattr_private(const char *name);
 /* One entry of a merged listing. */
 typedef struct lyr_stack_dirent {
 	char *name;
-	unsigned layer;      /* layer of the topmost copy */
-	unsigned char type;  /* DT_* of the topmost copy (DT_UNKNOWN if the layer fs did not say) */
-	ino_t raw_ino;       /* d_ino in that layer */
+	unsigned layer;	    /* layer of the topmost copy */
+	unsigned char type; /* DT_* of the topmost copy (DT_UNKNOWN if the layer fs did not say) */
+	ino_t raw_ino;	    /* d_ino in that layer */
 } lyr_stack_dirent;
 
 typedef struct lyr_stack_list {

@@ -83,7 +83,10 @@ static inline void mnt_mount_opts(const mnt_opts *o)
 	M.mounted = true;
 }
 
-static inline void mnt_mount(void) { mnt_mount_opts(NULL); }
+static inline void mnt_mount(void)
+{
+	mnt_mount_opts(NULL);
+}
 
 static inline void mnt_umount(void)
 {
@@ -127,7 +130,8 @@ static inline const char *in_dir(const char *dir, const char *rel)
 static inline void mk_whiteout(const char *dir, const char *rel)
 {
 	const char *p = in_dir(dir, rel);
-	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p, strerror(errno));
+	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p,
+		     strerror(errno));
 }
 
 static inline char *slurp(const char *path)

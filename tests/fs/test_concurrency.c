@@ -140,8 +140,8 @@ static void check_tree(const char *dir)
 		}
 		_cleanup_free_ char *c = slurp(p);
 		cr_assert_not_null(c, "%s", p);
-		cr_assert(strcmp(c, "") == 0 || strcmp(c, "lower") == 0 || strcmp(c, "content") == 0 ||
-				  strcmp(c, "contentr") == 0,
+		cr_assert(strcmp(c, "") == 0 || strcmp(c, "lower") == 0 ||
+			      strcmp(c, "content") == 0 || strcmp(c, "contentr") == 0,
 			  "%s holds '%s'", p, c);
 	}
 	closedir(d);
@@ -154,8 +154,8 @@ Test(fs_concurrency, racing_namespace_changes_keep_the_tree_consistent)
 		cr_assert_eq(pthread_create(&t[i], NULL, worker, (void *)(i * 7919 + 1)), 0);
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	cr_assert_eq(atomic_load(&bad_errno), 0, "unexpected errno %d (%s)", atomic_load(&bad_errno),
-		     strerror(atomic_load(&bad_errno)));
+	cr_assert_eq(atomic_load(&bad_errno), 0, "unexpected errno %d (%s)",
+		     atomic_load(&bad_errno), strerror(atomic_load(&bad_errno)));
 	check_tree(M.mp);
 	mnt_umount();
 	mnt_mount();

@@ -21,7 +21,10 @@ extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
  * workers that fork and run threads finish together; that is not ours to fix or to fail on.  Any
  * leak in layerfs code is still reported. */
 const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:libcriterion.so\n"; }
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libcriterion.so\n";
+}
 
 TestSuite(fs_mount, .init = dirs_only, .fini = mnt_teardown, .timeout = 60);
 
@@ -54,8 +57,10 @@ Test(fs_mount, foreground_mount_serves_until_unmounted_and_exits_cleanly)
 		pid_t pid = 0;
 		int r = lyr_fs_mount(&cfg, M.mp, &err, &pid);
 		/* everything the mount allocated must be freed by now: in sanitizer builds, check
-		 * (not through exit(), which would run the test runner's exit hooks in this copy) */
-		int leaks = __lsan_do_recoverable_leak_check ? __lsan_do_recoverable_leak_check() : 0;
+		 * (not through exit(), which would run the test runner's exit hooks in this copy)
+		 */
+		int leaks =
+		    __lsan_do_recoverable_leak_check ? __lsan_do_recoverable_leak_check() : 0;
 		_exit(r == 0 && pid == getpid() && !leaks ? 0 : 1);
 	}
 	close(p[1]);
@@ -93,7 +98,8 @@ Test(fs_mount, mount_failures_name_the_cause)
 	lyr_fs_error err;
 	pid_t pid;
 	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &pid), -ENOENT);
-	cr_assert_str_eq(err.msg, "lower directory '/nonexistent/layer': No such file or directory");
+	cr_assert_str_eq(err.msg,
+			 "lower directory '/nonexistent/layer': No such file or directory");
 	cfg.nlowers = 1;
 	cfg.upper = M.upper;
 	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &pid), -EINVAL);
@@ -151,7 +157,8 @@ Test(fs_mount, overlay_command_accepts_the_fuse_overlayfs_grammar)
 	const char *argv[] = {"layerfs overlay", "-o", opts, "mnt", NULL};
 	_cleanup_free_ char *err = NULL;
 	cr_assert_eq(overlay(&err, argv), 0, "stderr: %s", err);
-	cr_assert_str_eq(err, "layerfs overlay: ignoring unknown options: redirect_dir=on,index=off\n");
+	cr_assert_str_eq(err,
+			 "layerfs overlay: ignoring unknown options: redirect_dir=on,index=off\n");
 	_cleanup_free_ char *t = slurp(MP("top"));
 	cr_assert_str_eq(t, "T");
 	_cleanup_free_ char *b = slurp(MP("bottom"));
@@ -191,12 +198,14 @@ Test(fs_mount, overlay_command_usage_errors)
 	const char *nolower[] = {"layerfs overlay", "-o", "upperdir=/tmp", M.mp, NULL};
 	cr_assert_eq(overlay(&e3, nolower), 2);
 	cr_assert_str_eq(e3, "layerfs overlay: no lowerdir given\n");
-	const char *badmap[] = {"layerfs overlay", "-o", "lowerdir=/tmp,uidmapping=1:2", M.mp, NULL};
+	const char *badmap[] = {"layerfs overlay", "-o", "lowerdir=/tmp,uidmapping=1:2", M.mp,
+				NULL};
 	cr_assert_eq(overlay(&e4, badmap), 2);
 	cr_assert_str_eq(e4, "layerfs overlay: bad id mapping '1:2'\n");
 	const char *missing[] = {"layerfs overlay", "-o", "lowerdir=/nonexistent", M.mp, NULL};
 	cr_assert_eq(overlay(&e5, missing), 1);
-	cr_assert_str_eq(e5, "layerfs overlay: lower directory '/nonexistent': No such file or directory\n");
+	cr_assert_str_eq(
+	    e5, "layerfs overlay: lower directory '/nonexistent': No such file or directory\n");
 }
 
 static int write_file(const char *path, const char *text)
@@ -221,7 +230,8 @@ static int userns_run(void)
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
 		return 100;
 	if (write_file("/proc/self/setgroups", "deny") < 0 ||
-	    write_file("/proc/self/uid_map", "0 0 1") < 0 || write_file("/proc/self/gid_map", "0 0 1") < 0)
+	    write_file("/proc/self/uid_map", "0 0 1") < 0 ||
+	    write_file("/proc/self/gid_map", "0 0 1") < 0)
 		return 101;
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return 102;
@@ -246,7 +256,8 @@ static int userns_run(void)
 		fail = 2;
 	if (!fail && mkdir(MP("bottom"), 0755) < 0)
 		fail = 3;
-	if (!fail && (!has_xattr(up, "user.overlay.opaque") || has_xattr(up, "trusted.overlay.opaque")))
+	if (!fail &&
+	    (!has_xattr(up, "user.overlay.opaque") || has_xattr(up, "trusted.overlay.opaque")))
 		fail = 4;
 	if (!fail && chmod(MP("top"), 0600) < 0)
 		fail = 5;
@@ -289,7 +300,8 @@ Test(fs_mount, mount_options_apply_to_a_config)
 	lyr_fs_config cfg;
 	lyr_fs_config_init(&cfg);
 	lyr_fs_error err;
-	cr_assert_eq(lyr_fs_config_apply_options(&cfg, "writeback=1,timeout=2.5,uidmapping=0:1000:1,,"
+	cr_assert_eq(lyr_fs_config_apply_options(&cfg,
+						 "writeback=1,timeout=2.5,uidmapping=0:1000:1,,"
 						 "allow_other,ro,context=\"a,b\",squash_to_gid=7",
 						 &err),
 		     0, "%s", err.msg);

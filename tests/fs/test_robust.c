@@ -16,7 +16,8 @@ static void bad_layers(void)
 	const char *dev = in_dir(M.l1, "dev13");
 	cr_assert_eq(mknod(dev, S_IFCHR | 0600, makedev(1, 3)), 0);
 	tu_write(M.l1, "redir/own", "own");
-	cr_assert_eq(setxattr(in_dir(M.l1, "redir"), "trusted.overlay.redirect", "../../etc", 9, 0), 0);
+	cr_assert_eq(setxattr(in_dir(M.l1, "redir"), "trusted.overlay.redirect", "../../etc", 9, 0),
+		     0);
 	tu_write(M.l1, "orphan", "");
 	cr_assert_eq(setxattr(in_dir(M.l1, "orphan"), "trusted.overlay.metacopy", "", 0, 0), 0);
 	tu_write(M.l1, "dir/g", "G");
@@ -101,7 +102,8 @@ Test(fs_robust, xattr_permissions_keep_owner_and_mode_in_an_xattr, .init = plain
 	char list[256];
 	cr_assert_eq(listxattr(MP("file"), list, sizeof(list)), 0);
 	/* honoured when found on a lower file */
-	cr_assert_eq(setxattr(in_dir(M.l1, "mapped"), "user.containers.override_stat", "3:4:0700", 8, 0), 0);
+	cr_assert_eq(
+	    setxattr(in_dir(M.l1, "mapped"), "user.containers.override_stat", "3:4:0700", 8, 0), 0);
 	cr_assert_eq(stat(MP("mapped"), &st), 0);
 	cr_assert_eq(st.st_uid, 3);
 	cr_assert_eq(st.st_gid, 4);
@@ -174,7 +176,8 @@ Test(fs_robust, paths_deeper_than_path_max_work, .init = plain_layers)
 	int fd = open(M.mp, O_DIRECTORY | O_RDONLY);
 	cr_assert_geq(fd, 0);
 	for (int depth = 0; depth < 30; depth++) { /* 30 * 201 bytes > PATH_MAX */
-		cr_assert_eq(mkdirat(fd, name, 0755), 0, "mkdir at depth %d: %s", depth, strerror(errno));
+		cr_assert_eq(mkdirat(fd, name, 0755), 0, "mkdir at depth %d: %s", depth,
+			     strerror(errno));
 		int next = openat(fd, name, O_DIRECTORY | O_RDONLY);
 		cr_assert_geq(next, 0);
 		close(fd);

@@ -19,7 +19,8 @@ static lyr_stack *stack;
 static void mk_whiteout(const char *dir, const char *rel)
 {
 	_cleanup_free_ char *p = tu_path(dir, rel);
-	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p, strerror(errno));
+	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p,
+		     strerror(errno));
 }
 
 static void mk_dir(const char *dir, const char *rel)
@@ -36,10 +37,9 @@ static void set_x(const char *dir, const char *rel, const char *name, const char
 }
 
 /* l0 (top): a whiteout for "gone", ".wh.oci" marker, opaque dir "opq", dir "merged" with a file,
- *           redirect dir "moved" -> "/orig", metacopy "meta" (data below), file "shadow" over a dir.
- * l1:       "gone", "oci", "opq/hidden", "merged/b", "orig/x", "meta" (data), "shadow/inner", "aufs/"
- *           with ".wh..wh..opq", "keep".
- * l2:       "merged/c", "aufs/below", "opq/also" */
+ *           redirect dir "moved" -> "/orig", metacopy "meta" (data below), file "shadow" over a
+ * dir. l1:       "gone", "oci", "opq/hidden", "merged/b", "orig/x", "meta" (data), "shadow/inner",
+ * "aufs/" with ".wh..wh..opq", "keep". l2:       "merged/c", "aufs/below", "opq/also" */
 static void setup(void)
 {
 	root = tu_mkdtemp();
@@ -92,7 +92,10 @@ static void teardown(void)
 
 TestSuite(fs_stack, .init = setup, .fini = teardown);
 
-static int lookup(const char *path, lyr_stack_node *n) { return lyr_stack_resolve(stack, 0, path, n); }
+static int lookup(const char *path, lyr_stack_node *n)
+{
+	return lyr_stack_resolve(stack, 0, path, n);
+}
 
 static char *listing(const char *path)
 {
@@ -111,7 +114,8 @@ static char *listing(const char *path)
 	char *out = calloc(1, 4096);
 	for (size_t i = 0; i < l.n; i++) {
 		char item[300];
-		snprintf(item, sizeof(item), "%s%s:%u", i ? "," : "", l.entries[i].name, l.entries[i].layer);
+		snprintf(item, sizeof(item), "%s%s:%u", i ? "," : "", l.entries[i].name,
+			 l.entries[i].layer);
 		strcat(out, item);
 	}
 	lyr_stack_list_clear(&l);
