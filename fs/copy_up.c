@@ -286,6 +286,7 @@ static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_
 		close(in->node.data_fd);
 	in->node.data_fd = -1;
 	fstat(dst, &in->node.st);
+	atomic_fetch_add(&in->data_gen, 1);
 	pthread_rwlock_unlock(&in->lock);
 	return 0;
 }
@@ -434,6 +435,8 @@ link_in:
 		r = refresh_node(fs, parent, in, name);
 		if (idx[0])
 			in->indexed = true;
+		if (r == 0 && !in->node.metacopy)
+			atomic_fetch_add(&in->data_gen, 1);
 	}
 	bool fill = r == 0 && in->node.metacopy && mode != OVL_COPY_META;
 	pthread_rwlock_unlock(&in->lock);

@@ -46,14 +46,15 @@ struct ovl_inode {
 	bool hashed;	  /* in the table (shard lock) */
 	/* lock: */
 	lyr_stack_node node; /* where the object is now */
-	struct ovl_inode
-	    *parent; /* the directory it was last seen in (holds a ref), NULL for root */
+	/* the directory it was last seen in (holds a ref), NULL for the root */
+	struct ovl_inode *parent;
 	char *name;
-	bool unlinked;		 /* its last name is gone */
-	bool pinned;		 /* keeps node.fd: its name no longer finds it (see inode.c) */
-	bool indexed;		 /* a lower hard-link group's upper copy, kept in the index */
-	atomic_bool used;	 /* touched since the fd evictor last looked */
-	struct ovl_inode *hnext; /* shard hash chain (hashed inodes) */
+	bool unlinked;	  /* its last name is gone */
+	bool pinned;	  /* keeps node.fd: its name no longer finds it (see inode.c) */
+	bool indexed;	  /* a lower hard-link group's upper copy, kept in the index */
+	atomic_bool used; /* touched since the fd evictor last looked */
+	atomic_uint_fast64_t data_gen;	 /* bumped when the data moves to the upper (copy-up) */
+	struct ovl_inode *hnext;	 /* shard hash chain (hashed inodes) */
 	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
 };
 
@@ -206,8 +207,26 @@ int ovl_readlink(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size
 int ovl_statfs(struct ovl_fs *fs, struct statvfs *ret);
 
 /* file.c */
-/* Opens IN for I/O with FLAGS (copying up first when writing).  Returns an fd. */
-int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache);
+/* An open file.  A handle opened for reading before its file was copied up reads the lower copy;
+ * once the data has moved up (another handle wrote), it switches to the upper copy, so every
+ * reader sees every write. */
+struct ovl_file {
+	pthread_rwlock_t lock; /* shared while fd is in use; exclusive to switch it */
+	int fd;
+	int flags;
+	struct ovl_inode *in; /* holds a ref */
+	bool lower;	      /* fd reads a lower copy */
+	uint64_t gen;	      /* in->data_gen when fd was opened */
+};
+/* Opens IN for I/O with FLAGS (copying up first when writing). */
+int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache,
+	     struct ovl_file **ret);
+/* Wraps FD, just created in the upper for IN, as a handle. */
+int ovl_file_new(struct ovl_fs *fs, struct ovl_inode *in, int fd, int flags, struct ovl_file **ret);
+/* The fd to use now, with F's lock held shared until ovl_file_put. */
+int ovl_file_get(struct ovl_fs *fs, struct ovl_file *f);
+void ovl_file_put(struct ovl_file *f);
+void ovl_file_release(struct ovl_fs *fs, struct ovl_file *f);
 /* An fd for I/O on the object at O_PATH FD. */
 int ovl_reopen(int fd, int flags);
 

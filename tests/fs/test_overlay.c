@@ -643,3 +643,17 @@ Test(fs_squash, squash_to_root_shows_every_file_owned_by_root, .init = squashed,
 	cr_assert_eq(lstat(in_dir(M.l1, "f"), &st), 0);
 	cr_assert_eq(st.st_uid, 123);
 }
+
+Test(fs_overlay, a_reader_opened_before_copy_up_sees_later_writes)
+{
+	int r = open(MP("big"), O_RDONLY);
+	cr_assert_geq(r, 0);
+	int w = open(MP("big"), O_WRONLY);
+	cr_assert_geq(w, 0);
+	cr_assert_eq(pwrite(w, "#", 1, 50001), 1);
+	cr_assert_eq(close(w), 0);
+	char c = 0;
+	cr_assert_eq(pread(r, &c, 1, 50001), 1);
+	cr_assert_eq(c, '#');
+	close(r);
+}
