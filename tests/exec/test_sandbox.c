@@ -1,0 +1,478 @@
+/* The sandbox over a busybox root.  Needs root (CI runs as root); each test builds its own
+ * root directory from Debian's busybox-static and runs lyr_exec_sandbox_run in a forked child
+ * whose stdout and stderr go to files. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "layerfs/exec.h"
+#include "testutil.h"
+
+#define BUSYBOX "/bin/busybox"
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static const char *const applets[] = {"sh",    "cat",   "echo", "id",       "ls",   "true",
+				      "false", "sleep", "hostname", "mkdir", "touch", "env",
+				      "dd",    "kill",  "pwd",  "readlink"};
+
+static void need_root(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root (namespaces, mounts)");
+	if (access(BUSYBOX, X_OK) != 0)
+		cr_skip_test("needs %s (Debian package busybox-static)", BUSYBOX);
+}
+
+/* A root directory: /bin/busybox with applet links, /etc/passwd and /etc/group. */
+static char *make_root(void)
+{
+	char *root = tu_mkdtemp();
+	chmod(root, 0755);
+	_cleanup_free_ char *bin = tu_path(root, "bin");
+	cr_assert_eq(mkdir(bin, 0755), 0);
+	_cleanup_free_ char *bb = tu_path(root, "bin/busybox");
+	const char *cp[] = {"/bin/cp", BUSYBOX, bb, NULL};
+	tu_run r = tu_cmd(NULL, cp);
+	cr_assert_eq(r.status, 0, "cp busybox: %s", r.err);
+	tu_run_free(&r);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(applets); i++) {
+		_cleanup_free_ char *l = tu_path(bin, applets[i]);
+		cr_assert_eq(symlink("busybox", l), 0);
+	}
+	tu_write(root, "etc/passwd",
+		 "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n");
+	tu_write(root, "etc/group", "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\n");
+	return root;
+}
+
+typedef struct result {
+	int r;
+	int status;
+	char msg[512];
+	char *out, *err;
+} result;
+
+static void result_free(result *res)
+{
+	free(res->out);
+	free(res->err);
+}
+
+/* Runs SB in a child with stdout/stderr captured; STDIN_DATA (may be NULL) feeds its stdin.
+ * When KILL_AFTER_MS > 0, the child gets SIGTERM after that many milliseconds. */
+static result run_ex(const lyr_sandbox *sb, const char *stdin_data, int kill_after_ms)
+{
+	char *dir = tu_mkdtemp();
+	_cleanup_free_ char *outp = tu_path(dir, "out"), *errp = tu_path(dir, "err");
+	int pfd[2], in[2];
+	cr_assert_eq(pipe(pfd), 0);
+	cr_assert_eq(pipe(in), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(o, 1);
+		dup2(e, 2);
+		dup2(in[0], 0);
+		close(in[1]);
+		result res = {0};
+		lyr_exec_error err = {{0}};
+		res.r = lyr_exec_sandbox_run(sb, &res.status, &err);
+		memcpy(res.msg, err.msg, sizeof res.msg);
+		(void)!write(pfd[1], &res, sizeof res);
+		_exit(0);
+	}
+	close(pfd[1]);
+	close(in[0]);
+	if (stdin_data)
+		(void)!write(in[1], stdin_data, strlen(stdin_data));
+	close(in[1]);
+	if (kill_after_ms > 0) {
+		struct timespec ts = {kill_after_ms / 1000, (kill_after_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		kill(pid, SIGTERM);
+	}
+	result res = {0};
+	cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res, "runner died");
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	res.out = tu_read(dir, "out");
+	res.err = tu_read(dir, "err");
+	tu_rmtree(dir);
+	free(dir);
+	return res;
+}
+
+static result run(const lyr_sandbox *sb)
+{
+	return run_ex(sb, NULL, 0);
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+Test(exec_sandbox, command_is_a_child_of_pid_1_and_sees_no_host_process)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("ls", "/proc")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	char pids[64] = "";
+	char *save = NULL;
+	for (char *t = strtok_r(res.out, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+		if (strspn(t, "0123456789") == strlen(t)) {
+			strcat(pids, t);
+			strcat(pids, " ");
+		}
+	cr_assert_str_eq(pids, "1 2 ");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, root_gets_the_default_capabilities_and_no_new_privs)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat", "/proc/self/status")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_not_null(strstr(res.out, "\nCapInh:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapPrm:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapEff:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapBnd:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapAmb:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nNoNewPrivs:\t1\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nUid:\t0\t0\t0\t0\n"), "%s", res.out);
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, numeric_user_and_group_run_as_that_user_without_capabilities)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .user = "1000:1000",
+			  .args = ARGS("sh", "-c", "id -u; id -g; id -G; cat /proc/self/status")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_eq(strncmp(res.out, "1000\n1000\n1000 10\n", 18), 0, "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapPrm:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapEff:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapBnd:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nNoNewPrivs:\t1\n"), "%s", res.out);
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, user_name_is_looked_up_in_the_roots_passwd_and_group)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .user = "alice:wheel",
+			  .args = ARGS("sh", "-c", "id -u; id -g; id -G")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "1000\n10\n10\n");
+	result_free(&res);
+
+	sb.user = "mallory";
+	res = run(&sb);
+	cr_assert_eq(res.r, -ENOENT);
+	cr_assert_str_eq(res.msg, "user 'mallory': no such user in the root's /etc/passwd");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, exit_codes_propagate_like_docker_run)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	tu_write(root, "bin/notexec", "#!/bin/sh\necho never\n");
+	_cleanup_free_ char *ne = tu_path(root, "bin/notexec");
+	chmod(ne, 0644);
+	struct {
+		const char *const *args;
+		int status;
+	} cases[] = {
+		{ARGS("true"), 0},
+		{ARGS("false"), 1},
+		{ARGS("sh", "-c", "exit 3"), 3},
+		{ARGS("/bin/notexec"), 126},
+		{ARGS("notexec"), 126},
+		{ARGS("/bin/nosuch"), 127},
+		{ARGS("nosuch"), 127},
+		{ARGS("sh", "-c", "kill -9 $$"), 128 + 9},
+		{ARGS("sh", "-c", "kill -TERM $$"), 128 + 15},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		lyr_sandbox sb = {.rootfs = root, .args = cases[i].args};
+		result res = run(&sb);
+		cr_assert_eq(res.r, 0, "%s", res.msg);
+		cr_assert_eq(res.status, cases[i].status, "%s: %d (%s)", cases[i].args[0],
+			     res.status, res.err);
+		if (cases[i].status == 127)
+			cr_assert_not_null(strstr(res.err, "layerfs: exec '"), "%s", res.err);
+		result_free(&res);
+	}
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, mount_through_a_symlink_to_etc_lands_inside_the_root)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	char name[64], target[96], host[96], inside[256];
+	snprintf(name, sizeof name, "layerfs-evil-%d", (int)getpid());
+	snprintf(target, sizeof target, "/evil/%s", name);
+	snprintf(host, sizeof host, "/etc/%s", name);
+	snprintf(inside, sizeof inside, "echo hi > %s/f && cat /etc/%s/f", target, name);
+	cr_assert_eq(access(host, F_OK), -1);
+	_cleanup_free_ char *evil = tu_path(root, "evil");
+	cr_assert_eq(symlink("/etc", evil), 0);
+
+	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = target, .source = src};
+	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1,
+			  .args = ARGS("sh", "-c", inside)};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "hi\n");
+	_cleanup_free_ char *f = tu_read(src, "f");
+	cr_assert_str_eq(f, "hi\n");
+	cr_assert_eq(access(host, F_OK), -1, "the host's /etc was touched");
+	_cleanup_free_ char *made = tu_path(root, host + 1);
+	cr_assert_eq(access(made, F_OK), -1, "the directory made for the mount is left over");
+	result_free(&res);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, missing_target_directories_are_created_and_removed_afterwards)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	tu_write(src, "hello", "world\n");
+	tu_write(root, "keep/.placeholder", "");
+	lyr_sandbox_mount m[] = {
+		{.type = LYR_MOUNT_BIND, .target = "/new/deep/dir", .source = src},
+		{.type = LYR_MOUNT_TMPFS, .target = "/keep/t"},
+	};
+	lyr_sandbox sb = {.rootfs = root, .mounts = m, .n_mounts = 2,
+			  .args = ARGS("sh", "-c", "cat /new/deep/dir/hello; ls /keep")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "world\nt\n");
+	_cleanup_free_ char *n = tu_path(root, "new"), *t = tu_path(root, "keep/t"),
+			    *k = tu_path(root, "keep"), *p = tu_path(root, "proc"),
+			    *d = tu_path(root, "dev");
+	cr_assert_eq(access(n, F_OK), -1);
+	cr_assert_eq(access(t, F_OK), -1);
+	cr_assert_eq(access(k, F_OK), 0);
+	cr_assert_eq(access(p, F_OK), -1, "/proc was made only for the mount");
+	cr_assert_eq(access(d, F_OK), -1, "/dev was made only for the mount");
+	result_free(&res);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, readonly_bind_refuses_writes_and_tmpfs_honours_its_size)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	lyr_sandbox_mount m[] = {
+		{.type = LYR_MOUNT_TMPFS, .target = "/t", .size = 65536},
+		{.type = LYR_MOUNT_BIND, .target = "/ro", .source = src, .readonly = true},
+	};
+	lyr_sandbox sb = {.rootfs = root, .mounts = m, .n_mounts = 2,
+			  .args = ARGS("sh", "-c", "touch /ro/f; dd if=/dev/zero of=/t/f bs=4096 "
+						   "count=32 2>&1; ls -l /t/f")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_not_null(strstr(res.err, "touch: /ro/f: Read-only file system"), "%s", res.err);
+	cr_assert_not_null(strstr(res.out, "No space left on device"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, " 65536 "), "the file fills exactly 64 KiB: %s",
+			   res.out);
+	_cleanup_free_ char *f = tu_path(src, "f");
+	cr_assert_eq(access(f, F_OK), -1);
+	result_free(&res);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, network_none_has_only_loopback_and_hostname_is_set)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .hostname = "box", .network = LYR_NET_NONE,
+			  .args = ARGS("sh", "-c", "hostname; cat /proc/net/dev")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	char *nl = strchr(res.out, '\n');
+	cr_assert_not_null(nl);
+	*nl = '\0';
+	cr_assert_str_eq(res.out, "box");
+	char names[256] = "";
+	char *save = NULL;
+	for (char *line = strtok_r(nl + 1, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *colon = strchr(line, ':');
+		if (!colon)
+			continue;
+		*colon = '\0';
+		strcat(names, line + strspn(line, " "));
+		strcat(names, " ");
+	}
+	cr_assert_str_eq(names, "lo ");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, environment_is_exactly_the_given_variables_plus_path_and_proxies)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .env = ARGS("A=1", "B=two words"),
+			  .proxy_env = ARGS("HTTPS_PROXY=http://proxy:3128"),
+			  .args = ARGS("env")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "A=1\nB=two words\n" DEFAULT_PATH "\n"
+				  "HTTPS_PROXY=http://proxy:3128\nhttps_proxy=http://proxy:3128\n");
+	result_free(&res);
+
+	lyr_sandbox sb2 = {.rootfs = root, .env = ARGS("PATH=/bin"), .cwd = "/etc",
+			   .args = ARGS("env")};
+	res = run(&sb2);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "PATH=/bin\n");
+	result_free(&res);
+
+	sb2.args = ARGS("pwd");
+	res = run(&sb2);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "/etc\n");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, stdin_is_dev_null_unless_passed_through)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat")};
+	result res = run_ex(&sb, "hello\n", 0);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "");
+	result_free(&res);
+	sb.stdin_passthrough = true;
+	res = run_ex(&sb, "hello\n", 0);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "hello\n");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, sigterm_to_the_caller_reaches_the_command)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sh", "-c", "trap 'echo got TERM; exit 7' TERM; "
+						   "sleep 20 & wait")};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	result res = run_ex(&sb, NULL, 500);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 7, "%s", res.err);
+	cr_assert_str_eq(res.out, "got TERM\n");
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 10, "the background sleep kept the sandbox alive");
+	result_free(&res);
+
+	lyr_sandbox plain = {.rootfs = root, .args = ARGS("sleep", "20")};
+	res = run_ex(&plain, NULL, 500);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 128 + SIGTERM);
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+static char *mountinfo_without_fuse(void)
+{
+	char *buf = NULL;
+	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &buf, NULL), 0);
+	/* Other suites on this machine may mount FUSE filesystems meanwhile. */
+	size_t o = 0;
+	for (char *line = buf; *line;) {
+		char *end = strchrnul(line, '\n');
+		size_t n = (size_t)(end - line) + (*end ? 1 : 0);
+		if (!memmem(line, n, " - fuse", 7)) {
+			memmove(buf + o, line, n);
+			o += n;
+		}
+		line += n;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+Test(exec_sandbox, host_sees_no_leftover_mounts)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	_cleanup_free_ char *before = mountinfo_without_fuse();
+	lyr_sandbox_mount m[] = {
+		{.type = LYR_MOUNT_BIND, .target = "/src", .source = src},
+		{.type = LYR_MOUNT_TMPFS, .target = "/src/tmp"},
+	};
+	lyr_sandbox sb = {.rootfs = root, .mounts = m, .n_mounts = 2,
+			  .args = ARGS("sh", "-c", "exit 5")};
+	result res = run(&sb);
+	cr_assert_eq(res.status, 5, "%s %s", res.msg, res.err);
+	result_free(&res);
+	_cleanup_free_ char *after = mountinfo_without_fuse();
+	cr_assert_str_eq(after, before);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, setup_failure_is_an_error_naming_the_cause)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/x", .source = "/nonexistent-src"};
+	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("true")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, -ENOENT);
+	cr_assert_str_eq(res.msg, "bind mount source '/nonexistent-src': No such file or directory");
+	result_free(&res);
+
+	sb = (lyr_sandbox){.rootfs = root, .cwd = "/nowhere", .args = ARGS("true")};
+	res = run(&sb);
+	cr_assert_eq(res.r, -ENOENT);
+	cr_assert_str_eq(res.msg, "working directory '/nowhere': No such file or directory");
+	result_free(&res);
+	tu_rmtree(root);
+}
