@@ -519,7 +519,8 @@ int lyr_exec_op_validate(lyr_exec_op *op, lyr_exec_error *err)
 			return -EINVAL;
 		}
 	}
-	qsort(op->mounts, op->n_mounts, sizeof *op->mounts, mount_cmp);
+	if (op->n_mounts)
+		qsort(op->mounts, op->n_mounts, sizeof *op->mounts, mount_cmp);
 	for (size_t i = 1; i < op->n_mounts; i++)
 		if (strcmp(op->mounts[i].target, op->mounts[i - 1].target) == 0) {
 			lyr_exec_errf(err, "mount target '%s': given twice", op->mounts[i].target);
