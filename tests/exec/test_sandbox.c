@@ -2,10 +2,13 @@
  * root directory from Debian's busybox-static and runs lyr_exec_sandbox_run in a forked child
  * whose stdout and stderr go to files. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -474,5 +477,140 @@ Test(exec_sandbox, setup_failure_is_an_error_naming_the_cause)
 	cr_assert_eq(res.r, -ENOENT);
 	cr_assert_str_eq(res.msg, "working directory '/nowhere': No such file or directory");
 	result_free(&res);
+	tu_rmtree(root);
+}
+
+/* True when some process runs exactly ARGV0 ARGV1 (its cmdline "ARGV0\0ARGV1\0"). */
+static bool process_running(const char *argv0, const char *argv1)
+{
+	char want[64];
+	int n = snprintf(want, sizeof want, "%s%c%s", argv0, '\0', argv1) + 1;
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	bool found = false;
+	for (struct dirent *e; !found && (e = readdir(d));) {
+		if (strspn(e->d_name, "0123456789") != strlen(e->d_name))
+			continue;
+		char path[300], buf[128];
+		snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t r = read(fd, buf, sizeof buf);
+		close(fd);
+		found = r == n && memcmp(buf, want, (size_t)n) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+Test(exec_sandbox, killing_the_caller_kills_the_whole_sandbox)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	char secs[16];
+	snprintf(secs, sizeof secs, "%d", 3000 + (int)(getpid() % 1000));
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", "sleep $0 & wait", secs)};
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int st;
+		lyr_exec_error err;
+		_exit(lyr_exec_sandbox_run(&sb, &st, &err) < 0 ? 1 : 0);
+	}
+	bool seen = false;
+	for (int i = 0; i < 100 && !seen; i++) {
+		usleep(20000);
+		seen = process_running("sleep", secs);
+	}
+	cr_assert(seen, "the command never started");
+	kill(pid, SIGKILL);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++) {
+		gone = !process_running("sleep", secs);
+		if (!gone)
+			usleep(20000);
+	}
+	cr_assert(gone, "the sandboxed sleep outlived its caller");
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, interrupted_run_undoes_its_mounts_and_directories)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	_cleanup_free_ char *before = mountinfo_without_fuse();
+	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/made/here", .source = src};
+	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1,
+			  .args = ARGS("sleep", "20")};
+	result res = run_ex(&sb, NULL, 500);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 128 + SIGTERM);
+	result_free(&res);
+	_cleanup_free_ char *after = mountinfo_without_fuse();
+	cr_assert_str_eq(after, before);
+	_cleanup_free_ char *made = tu_path(root, "made");
+	cr_assert_eq(access(made, F_OK), -1);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, unprivileged_caller_runs_as_root_in_a_user_namespace)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	/* An unprivileged user cannot create these in a root-owned directory. */
+	_cleanup_free_ char *proc = tu_path(root, "proc"), *dev = tu_path(root, "dev");
+	cr_assert_eq(mkdir(proc, 0755), 0);
+	cr_assert_eq(mkdir(dev, 0755), 0);
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	chmod(dir, 0777);
+	_cleanup_free_ char *outp = tu_path(dir, "out");
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sh", "-c", "id -u; cat /proc/self/uid_map; "
+						   "cat /proc/self/status")};
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(o, 1);
+		result res = {0};
+		lyr_exec_error err = {{0}};
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0 ||
+		    /* a uid change makes a process non-dumpable, which an ordinary
+		     * unprivileged caller is not; its /proc files would belong to root */
+		    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) {
+			res.r = -errno;
+			snprintf(res.msg, sizeof res.msg, "dropping to nobody: %s", strerror(errno));
+		} else {
+			res.r = lyr_exec_sandbox_run(&sb, &res.status, &err);
+			memcpy(res.msg, err.msg, sizeof res.msg);
+		}
+		(void)!write(pfd[1], &res, sizeof res);
+		_exit(0);
+	}
+	close(pfd[1]);
+	result res = {0};
+	cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res);
+	close(pfd[0]);
+	waitpid(pid, NULL, 0);
+	if (res.r == -EPERM || res.r == -ENOSPC) {
+		tu_rmtree(dir);
+		tu_rmtree(root);
+		cr_skip_test("unprivileged user namespaces are not available here: %s", res.msg);
+	}
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0);
+	_cleanup_free_ char *out = tu_read(dir, "out");
+	cr_assert_eq(strncmp(out, "0\n         0      65534          1\n", 35), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\nCapBnd:\t00000000a80425fb\n"), "%s", out);
+	cr_assert_not_null(strstr(out, "\nNoNewPrivs:\t1\n"), "%s", out);
+	tu_rmtree(dir);
 	tu_rmtree(root);
 }
