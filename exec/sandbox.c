@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -52,6 +53,7 @@ typedef struct run {
 	const lyr_sandbox *sb;
 	lyr_exec_mounts st;
 	bool userns;
+	bool in_init; /* false in the caller and the command: only the init undoes mounts */
 	int sync_rd, err_wr;
 	uid_t uid;
 	gid_t gid;
@@ -67,6 +69,8 @@ static _Noreturn void die(run *c, int e, const lyr_exec_error *err)
 	memcpy(rec.msg, err->msg, sizeof rec.msg);
 	rec.msg[sizeof rec.msg - 1] = '\0';
 	(void)!write(c->err_wr, &rec, sizeof rec);
+	if (c->in_init)
+		lyr_exec_mounts_undo(&c->st);
 	_exit(125);
 }
 
@@ -155,12 +159,13 @@ static int exec_command(const char *const *args, char **envp)
 static _Noreturn void command_main(run *c)
 {
 	const lyr_sandbox *sb = c->sb;
+	/* The command starts with every signal at its default and none blocked, whatever the
+	 * caller had ignored (a CLI commonly ignores SIGPIPE). */
 	sigset_t none;
 	sigemptyset(&none);
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(forwarded); i++)
-		signal(forwarded[i], SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
 	if (!sb->stdin_passthrough) {
@@ -254,13 +259,35 @@ static _Noreturn void init_wait(run *c, pid_t cmd)
 	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
+/* Closes every descriptor above 2 except A and B. */
+static void close_all_but(int a, int b)
+{
+	int lo = a < b ? a : b, hi = a < b ? b : a;
+	unsigned ranges[3][2] = {{3, (unsigned)lo - 1}, {(unsigned)lo + 1, (unsigned)hi - 1},
+				 {(unsigned)hi + 1, ~0U}};
+	for (size_t i = 0; i < 3; i++) {
+		if (ranges[i][0] > ranges[i][1])
+			continue;
+		if (syscall(SYS_close_range, ranges[i][0], ranges[i][1], 0) == 0)
+			continue;
+		/* Before Linux 5.9: close one by one up to the descriptor limit. */
+		long max = sysconf(_SC_OPEN_MAX);
+		for (long fd = ranges[i][0]; fd <= (long)ranges[i][1] && fd < max; fd++)
+			close((int)fd);
+	}
+}
+
 static _Noreturn void init_main(run *c)
 {
 	const lyr_sandbox *sb = c->sb;
 	lyr_exec_error err;
 	int r;
 
+	c->in_init = true;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Nothing of the caller's (store database, FUSE devices, host directories) may reach
+	 * the sandbox: keep only stdio and the two channels to the caller. */
+	close_all_but(c->sync_rd, c->err_wr);
 	char go = 0;
 	if (read(c->sync_rd, &go, 1) != 1 || go != 'g')
 		_exit(125); /* the caller is gone or gave up */
@@ -301,6 +328,12 @@ static _Noreturn void init_main(run *c)
 				  &err);
 	if (r < 0)
 		die(c, r, &err);
+	if (c->userns && (c->uid != 0 || c->gid != 0)) {
+		lyr_exec_errf(&err, "user '%s': an unprivileged caller can only run the command as "
+				    "root (its user namespace maps just the caller)",
+			      sb->user);
+		die(c, -EPERM, &err);
+	}
 
 	/* Signals arrive through sigwaitinfo; handlers (not SIG_DFL) make sure the kernel
 	 * queues them for a pid 1 instead of dropping them. */
@@ -317,8 +350,10 @@ static _Noreturn void init_main(run *c)
 	pid_t cmd = fork();
 	if (cmd < 0)
 		die_errno(c, "fork of", sb->args[0]);
-	if (cmd == 0)
+	if (cmd == 0) {
+		c->in_init = false;
 		command_main(c);
+	}
 	close(c->err_wr);
 	init_wait(c, cmd);
 }
@@ -389,7 +424,9 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 	c.st.created = created;
 
 	int syncp[2], errp[2];
-	if (pipe2(syncp, O_CLOEXEC) < 0)
+	/* A socket, not a pipe: send(MSG_NOSIGNAL) to an init that died cannot raise SIGPIPE
+	 * in the caller. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, syncp) < 0)
 		return -errno;
 	if (pipe2(errp, O_CLOEXEC) < 0) {
 		int e = -errno;
@@ -441,8 +478,10 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
 	int r = c.userns ? map_user(pid, err) : 0;
-	if (r >= 0 && write(syncp[1], "g", 1) != 1)
+	if (r >= 0 && send(syncp[1], "g", 1, MSG_NOSIGNAL) != 1) {
 		r = -errno;
+		lyr_exec_errf(err, "sandbox: starting the init: %s", strerror(-r));
+	}
 	close(syncp[1]);
 
 	struct errrec rec;

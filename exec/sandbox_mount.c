@@ -272,9 +272,29 @@ static int mount_cmp(const void *a, const void *b)
 				 (*(const lyr_sandbox_mount *const *)b)->target);
 }
 
+/* /proc and /dev must be directories (or missing) in the root itself: a symlink there would
+ * put the sandbox's /proc or /dev over some other directory of the root. */
+static int check_system_dir(lyr_exec_mounts *st, const char *name, lyr_exec_error *err)
+{
+	struct stat s;
+	if (fstatat(st->rootfd, name, &s, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : fail(err, -errno, "root directory", name);
+	if (!S_ISDIR(s.st_mode)) {
+		lyr_exec_errf(err, "root directory '/%s': not a directory (%s)", name,
+			      S_ISLNK(s.st_mode) ? "a symlink" : "some other file");
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
 int lyr_exec_mounts_apply(lyr_exec_mounts *st, const lyr_sandbox *sb, lyr_exec_error *err)
 {
-	int r = mount_fs(st, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
+	int r = check_system_dir(st, "proc", err);
+	if (r == 0)
+		r = check_system_dir(st, "dev", err);
+	if (r < 0)
+		return r;
+	r = mount_fs(st, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
 	if (r < 0)
 		return r;
 	r = mount_dev(st, err);

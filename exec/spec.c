@@ -431,8 +431,12 @@ int lyr_exec_op_add_mount_spec(lyr_exec_op *op, const char *spec, lyr_exec_error
 	unsigned seen = 0;
 	int r = 0;
 	lyr_exec_error sub;
-	char *save = NULL;
-	for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+	for (char *rest = copy, *item; (item = strsep(&rest, ","));) {
+		if (!*item) {
+			lyr_exec_errf(&sub, "empty item");
+			r = -EINVAL;
+			goto fail;
+		}
 		char *eq = strchr(item, '=');
 		if (eq)
 			*eq = '\0';
@@ -516,6 +520,21 @@ int lyr_exec_op_validate(lyr_exec_op *op, lyr_exec_error *err)
 			lyr_exec_errf(err, "mount %zu: target '%s' is not a normalized absolute path "
 					   "below '/'",
 				      i + 1, m->target ? m->target : "");
+			return -EINVAL;
+		}
+		/* The parsers check these per key; an op built field by field gets them here. */
+		const char *bad = m->size && m->type != LYR_MOUNT_TMPFS ? "size is only for tmpfs"
+			: m->sharing != LYR_SHARING_SHARED && m->type != LYR_MOUNT_CACHE
+				? "sharing is only for cache mounts"
+			: (m->type == LYR_MOUNT_CACHE) != (m->cache_id != NULL)
+				? "an id is for, and required by, cache mounts"
+			: m->type == LYR_MOUNT_TMPFS && (m->source || m->selector || m->output)
+				? "a tmpfs mount takes no source, selector or output"
+			: m->selector && !m->source ? "a selector needs a source"
+			: m->type == LYR_MOUNT_CACHE && m->output ? "a cache mount is never committed"
+								   : NULL;
+		if (bad) {
+			lyr_exec_errf(err, "mount '%s': %s", m->target, bad);
 			return -EINVAL;
 		}
 	}

@@ -471,6 +471,17 @@ Test(exec_sandbox, setup_failure_is_an_error_naming_the_cause)
 	cr_assert_eq(res.r, -ENOENT);
 	cr_assert_str_eq(res.msg, "bind mount source '/nonexistent-src': No such file or directory");
 	result_free(&res);
+	_cleanup_free_ char *dev = tu_path(root, "dev");
+	cr_assert_eq(access(dev, F_OK), -1, "a failed setup leaves the directories it made");
+
+	_cleanup_free_ char *proc = tu_path(root, "proc");
+	cr_assert_eq(symlink("/etc", proc), 0);
+	sb = (lyr_sandbox){.rootfs = root, .args = ARGS("true")};
+	res = run(&sb);
+	cr_assert_eq(res.r, -ENOTDIR);
+	cr_assert_str_eq(res.msg, "root directory '/proc': not a directory (a symlink)");
+	result_free(&res);
+	cr_assert_eq(unlink(proc), 0);
 
 	sb = (lyr_sandbox){.rootfs = root, .cwd = "/nowhere", .args = ARGS("true")};
 	res = run(&sb);

@@ -143,6 +143,8 @@ Test(exec_spec, mount_spec_errors_name_the_bad_key_or_value)
 			   "no value, or true/false");
 	expect_mount_error("type=bind,target=/x,source=",
 			   "mount 'type=bind,target=/x,source=': key 'source' needs a value");
+	expect_mount_error("type=bind,,target=/x", "mount 'type=bind,,target=/x': empty item");
+	expect_mount_error("type=bind,target=/x,", "mount 'type=bind,target=/x,': empty item");
 	expect_mount_error("type=bind,target=/x,output,readonly",
 			   "mount 'type=bind,target=/x,output,readonly': output: a readonly output "
 			   "is its input layer, and there is no source");
@@ -163,6 +165,31 @@ Test(exec_spec, validate_sorts_mounts_parents_first_and_rejects_duplicate_target
 	cr_assert_eq(lyr_exec_op_add_mount_spec(op, "type=bind,target=/a/b/,source=x", &err), 0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
 	cr_assert_str_eq(err.msg, "mount target '/a/b': given twice");
+	lyr_exec_op_free(op);
+}
+
+Test(exec_spec, validate_checks_mounts_built_field_by_field)
+{
+	lyr_exec_op *op = op_new();
+	lyr_exec_error err = {{0}};
+	cr_assert_eq(lyr_exec_op_add_mount_spec(op, "type=bind,target=/x,source=s", &err), 0);
+	op->mounts[0].size = 10;
+	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "mount '/x': size is only for tmpfs");
+	op->mounts[0].size = 0;
+	op->mounts[0].sharing = LYR_SHARING_LOCKED;
+	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "mount '/x': sharing is only for cache mounts");
+	op->mounts[0].sharing = LYR_SHARING_SHARED;
+	op->mounts[0].type = LYR_MOUNT_CACHE;
+	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "mount '/x': an id is for, and required by, cache mounts");
+	op->mounts[0].type = LYR_MOUNT_BIND;
+	free(op->mounts[0].target);
+	op->mounts[0].target = strdup("/x/../y");
+	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "mount 1: target '/x/../y' is not a normalized absolute path "
+				  "below '/'");
 	lyr_exec_op_free(op);
 }
 
