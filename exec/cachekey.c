@@ -17,9 +17,9 @@ void lyr_exec_platform(char out[32])
 {
 	static const struct {
 		const char *machine, *arch;
-	} map[] = {{"x86_64", "amd64"},   {"aarch64", "arm64"},  {"armv7l", "arm/v7"},
-		   {"armv6l", "arm/v6"},   {"i686", "386"},      {"i386", "386"},
-		   {"ppc64le", "ppc64le"}, {"s390x", "s390x"},   {"riscv64", "riscv64"}};
+	} map[] = {{"x86_64", "amd64"},	   {"aarch64", "arm64"}, {"armv7l", "arm/v7"},
+		   {"armv6l", "arm/v6"},   {"i686", "386"},	 {"i386", "386"},
+		   {"ppc64le", "ppc64le"}, {"s390x", "s390x"},	 {"riscv64", "riscv64"}};
 	struct utsname u;
 	const char *arch = "unknown";
 	if (uname(&u) == 0) {

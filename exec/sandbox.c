@@ -263,8 +263,8 @@ static _Noreturn void init_wait(run *c, pid_t cmd)
 static void close_all_but(int a, int b)
 {
 	int lo = a < b ? a : b, hi = a < b ? b : a;
-	unsigned ranges[3][2] = {{3, (unsigned)lo - 1}, {(unsigned)lo + 1, (unsigned)hi - 1},
-				 {(unsigned)hi + 1, ~0U}};
+	unsigned ranges[3][2] = {
+	    {3, (unsigned)lo - 1}, {(unsigned)lo + 1, (unsigned)hi - 1}, {(unsigned)hi + 1, ~0U}};
 	for (size_t i = 0; i < 3; i++) {
 		if (ranges[i][0] > ranges[i][1])
 			continue;
@@ -329,8 +329,9 @@ static _Noreturn void init_main(run *c)
 	if (r < 0)
 		die(c, r, &err);
 	if (c->userns && (c->uid != 0 || c->gid != 0)) {
-		lyr_exec_errf(&err, "user '%s': an unprivileged caller can only run the command as "
-				    "root (its user namespace maps just the caller)",
+		lyr_exec_errf(&err,
+			      "user '%s': an unprivileged caller can only run the command as "
+			      "root (its user namespace maps just the caller)",
 			      sb->user);
 		die(c, -EPERM, &err);
 	}
@@ -464,8 +465,8 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 		close(errp[0]);
 		lyr_exec_errf(err, "sandbox: creating namespaces: %s%s", strerror(clone_errno),
 			      clone_errno == EPERM || clone_errno == ENOSPC
-				      ? " (are user namespaces disabled?)"
-				      : "");
+				  ? " (are user namespaces disabled?)"
+				  : "");
 		return -clone_errno;
 	}
 

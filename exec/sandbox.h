@@ -14,7 +14,7 @@ typedef struct lyr_exec_mounts {
 	struct {
 		int parentfd;
 		char name[256];
-	} *created; /* directories created for a mount target, outermost first */
+	} * created; /* directories created for a mount target, outermost first */
 	size_t n_created;
 } lyr_exec_mounts;
 

@@ -59,8 +59,8 @@ static int open_in_root(int rootfd, const char *path)
 {
 	const char *rel = path[1] ? path + 1 : ".";
 	struct open_how how = {
-		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
 	int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
 	if (fd >= 0 || errno != ENOSYS)
@@ -120,7 +120,7 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_erro
 			if (mkdirat(cur, name, 0755) == 0) {
 				if (st->n_created < st->max_created) {
 					st->created[st->n_created].parentfd =
-						fcntl(cur, F_DUPFD_CLOEXEC, 3);
+					    fcntl(cur, F_DUPFD_CLOEXEC, 3);
 					snprintf(st->created[st->n_created].name,
 						 sizeof st->created[0].name, "%s", name);
 					st->n_created++;
@@ -128,8 +128,8 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_erro
 			} else if (errno != EEXIST) {
 				int e = -errno;
 				close(cur);
-				lyr_exec_errf(err, "mount target '%s': cannot create '%s': %s", target,
-					      prefix, strerror(-e));
+				lyr_exec_errf(err, "mount target '%s': cannot create '%s': %s",
+					      target, prefix, strerror(-e));
 				return e;
 			}
 			fd = open_in_root(st->rootfd, prefix);
@@ -137,8 +137,9 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_erro
 		close(cur);
 		if (fd < 0) {
 			if (fd == -ELOOP)
-				lyr_exec_errf(err, "mount target '%s': '%s' is a symlink, which this "
-						   "kernel cannot resolve safely inside the root",
+				lyr_exec_errf(err,
+					      "mount target '%s': '%s' is a symlink, which this "
+					      "kernel cannot resolve safely inside the root",
 					      target, prefix);
 			else
 				lyr_exec_errf(err, "mount target '%s': '%s': %s", target, prefix,
@@ -166,8 +167,8 @@ static void fdpath(char out[64], int fd)
 }
 
 /* A new filesystem of TYPE on TARGET (resolved inside the root). */
-static int mount_fs(lyr_exec_mounts *st, const char *target, const char *type,
-		    unsigned long flags, const char *data, lyr_exec_error *err)
+static int mount_fs(lyr_exec_mounts *st, const char *target, const char *type, unsigned long flags,
+		    const char *data, lyr_exec_error *err)
 {
 	int fd = resolve_target(st, target, err);
 	if (fd < 0)
@@ -208,8 +209,8 @@ static int mount_bind(lyr_exec_mounts *st, const char *source, const char *targe
 	}
 	int r = syscall(SYS_move_mount, tree, "", fd, "",
 			MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
-			? -errno
-			: 0;
+		    ? -errno
+		    : 0;
 	close(fd);
 	close(tree);
 	if (r < 0)
@@ -312,20 +313,23 @@ int lyr_exec_mounts_apply(lyr_exec_mounts *st, const lyr_sandbox *sb, lyr_exec_e
 		_cleanup_free_ char *target = NULL;
 		r = lyr_exec_path_normalize(m->target, &target);
 		if (r < 0 || strcmp(target, "/") == 0) {
-			lyr_exec_errf(err, "mount target '%s': not an absolute path below '/' "
-					   "without '..'",
+			lyr_exec_errf(err,
+				      "mount target '%s': not an absolute path below '/' "
+				      "without '..'",
 				      m->target);
 			return -EINVAL;
 		}
 		if (m->type == LYR_MOUNT_TMPFS) {
 			char data[64] = "";
 			if (m->size)
-				snprintf(data, sizeof data, "size=%llu", (unsigned long long)m->size);
+				snprintf(data, sizeof data, "size=%llu",
+					 (unsigned long long)m->size);
 			r = mount_fs(st, target, "tmpfs", MS_NOSUID | MS_NODEV, data, err);
 		} else if (m->source) {
 			r = mount_bind(st, m->source, target, m->readonly, err);
 		} else {
-			lyr_exec_errf(err, "mount target '%s': a bind mount needs a source", target);
+			lyr_exec_errf(err, "mount target '%s': a bind mount needs a source",
+				      target);
 			r = -EINVAL;
 		}
 		if (r < 0)

@@ -207,7 +207,8 @@ int lyr_exec_op_set_hostname(lyr_exec_op *op, const char *hostname, lyr_exec_err
 		ok = isalnum((unsigned char)hostname[i]) || hostname[i] == '-' ||
 		     hostname[i] == '.' || hostname[i] == '_';
 	if (!ok) {
-		lyr_exec_errf(err, "hostname '%s': 1-64 letters, digits, '-', '_' or '.'", hostname);
+		lyr_exec_errf(err, "hostname '%s': 1-64 letters, digits, '-', '_' or '.'",
+			      hostname);
 		return -EINVAL;
 	}
 	return set_str(&op->hostname, hostname);
@@ -286,81 +287,109 @@ int lyr_exec_op_push_mount(lyr_exec_op *op, lyr_exec_mount *m)
 	return 0;
 }
 
+/* The keys of a mount, in the order of their bits in the SEEN masks below. */
+enum mount_key {
+	K_TYPE,
+	K_TARGET,
+	K_SOURCE,
+	K_SELECTOR,
+	K_READONLY,
+	K_OUTPUT,
+	K_ID,
+	K_SHARING,
+	K_SIZE,
+	K_COUNT
+};
+static const char *const mount_keys[K_COUNT] = {[K_TYPE] = "type",
+						[K_TARGET] = "target",
+						[K_SOURCE] = "source",
+						[K_SELECTOR] = "selector",
+						[K_READONLY] = "readonly",
+						[K_OUTPUT] = "output",
+						[K_ID] = "id",
+						[K_SHARING] = "sharing",
+						[K_SIZE] = "size"};
+#define SEEN(k) (1u << (k))
+
+/* Target or selector VALUE, normalized into *FIELD; a selector of "/" is the whole input and
+ * stored as NULL. */
+static int set_path(char **field, enum mount_key k, const char *value, lyr_exec_error *err)
+{
+	char *n = NULL;
+	int r = lyr_exec_path_normalize(value, &n);
+	if (r == -EINVAL)
+		lyr_exec_errf(err, "%s '%s': must be an absolute path without '..'", mount_keys[k],
+			      value);
+	if (r < 0)
+		return r;
+	if (strcmp(n, "/") == 0) {
+		free(n);
+		if (k == K_TARGET) {
+			lyr_exec_errf(err, "target '/': the root is ROOT, not a mount");
+			return -EINVAL;
+		}
+		n = NULL;
+	}
+	free(*field);
+	*field = n;
+	return 0;
+}
+
 /* Sets one key of M from the SPEC grammar or JSON; KEY/VALUE are NUL-terminated, VALUE is NULL
- * for a bare flag.  SEEN tracks repeated keys (bit per key). */
+ * for a bare flag.  SEEN tracks the keys given so far (a bit per key). */
 int lyr_exec_mount_set(lyr_exec_mount *m, const char *key, const char *value, unsigned *seen,
 		       lyr_exec_error *err)
 {
-	static const char *const keys[] = {"type",     "target", "source", "selector", "readonly",
-					   "output",   "id",     "sharing", "size"};
-	size_t k = 0;
-	while (k < LYR_ARRAY_SIZE(keys) && strcmp(keys[k], key) != 0)
+	enum mount_key k = 0;
+	while (k < K_COUNT && strcmp(mount_keys[k], key) != 0)
 		k++;
-	if (k == LYR_ARRAY_SIZE(keys)) {
+	if (k == K_COUNT) {
 		lyr_exec_errf(err, "unknown key '%s'", key);
 		return -EINVAL;
 	}
-	if (*seen & (1u << k)) {
+	if (*seen & SEEN(k)) {
 		lyr_exec_errf(err, "key '%s' given twice", key);
 		return -EINVAL;
 	}
-	*seen |= 1u << k;
-	bool flag = k == 4 || k == 5;
+	*seen |= SEEN(k);
+	bool flag = k == K_READONLY || k == K_OUTPUT;
 	if (!flag && (!value || !*value)) {
 		lyr_exec_errf(err, "key '%s' needs a value", key);
 		return -EINVAL;
 	}
-	int r = 0;
 	switch (k) {
-	case 0:
+	case K_TYPE:
 		if (lyr_exec_mount_type_parse(value, &m->type) < 0) {
 			lyr_exec_errf(err, "type '%s': expected bind, cache or tmpfs", value);
 			return -EINVAL;
 		}
 		return 0;
-	case 1:
-	case 3: {
-		char *n = NULL;
-		r = lyr_exec_path_normalize(value, &n);
-		if (r == -EINVAL) {
-			lyr_exec_errf(err, "%s '%s': must be an absolute path without '..'", key,
-				      value);
-			return r;
-		}
-		if (r < 0)
-			return r;
-		if (k == 1 && strcmp(n, "/") == 0) {
-			free(n);
-			lyr_exec_errf(err, "target '/': the root is ROOT, not a mount");
-			return -EINVAL;
-		}
-		if (k == 3 && strcmp(n, "/") == 0) { /* the whole input, same as no selector */
-			free(n);
-			n = NULL;
-		}
-		free(k == 1 ? m->target : m->selector);
-		*(k == 1 ? &m->target : &m->selector) = n;
-		return 0;
-	}
-	case 2:
+	case K_TARGET:
+		return set_path(&m->target, k, value, err);
+	case K_SELECTOR:
+		return set_path(&m->selector, k, value, err);
+	case K_SOURCE:
 		return set_str(&m->source, value);
-	case 4:
-	case 5:
+	case K_READONLY:
+	case K_OUTPUT:
 		if (value && strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
 			lyr_exec_errf(err, "%s '%s': a flag takes no value, or true/false", key,
 				      value);
 			return -EINVAL;
 		}
-		*(k == 4 ? &m->readonly : &m->output) = !value || strcmp(value, "true") == 0;
+		*(k == K_READONLY ? &m->readonly : &m->output) =
+		    !value || strcmp(value, "true") == 0;
 		return 0;
-	case 6:
+	case K_ID:
 		return set_str(&m->cache_id, value);
-	case 7:
+	case K_SHARING:
 		if (lyr_exec_sharing_parse(value, &m->sharing) < 0) {
-			lyr_exec_errf(err, "sharing '%s': expected shared, private or locked", value);
+			lyr_exec_errf(err, "sharing '%s': expected shared, private or locked",
+				      value);
 			return -EINVAL;
 		}
 		return 0;
+	case K_SIZE:
 	default:
 		if (lyr_exec_size_parse(value, &m->size) < 0) {
 			lyr_exec_errf(err, "size '%s': expected a positive number of bytes", value);
@@ -370,15 +399,9 @@ int lyr_exec_mount_set(lyr_exec_mount *m, const char *key, const char *value, un
 	}
 }
 
-/* Bits of SEEN that the op validation needs to know were given explicitly. */
-#define SEEN_TYPE (1u << 0)
-#define SEEN_ID (1u << 6)
-#define SEEN_SHARING (1u << 7)
-#define SEEN_SIZE (1u << 8)
-
 int lyr_exec_mount_finish(lyr_exec_mount *m, unsigned seen, lyr_exec_error *err)
 {
-	if (!(seen & SEEN_TYPE)) {
+	if (!(seen & SEEN(K_TYPE))) {
 		lyr_exec_errf(err, "missing key 'type'");
 		return -EINVAL;
 	}
@@ -387,21 +410,21 @@ int lyr_exec_mount_finish(lyr_exec_mount *m, unsigned seen, lyr_exec_error *err)
 		return -EINVAL;
 	}
 	const char *t = lyr_exec_mount_type_name(m->type);
-	if ((seen & SEEN_SHARING) && m->type != LYR_MOUNT_CACHE) {
+	if ((seen & SEEN(K_SHARING)) && m->type != LYR_MOUNT_CACHE) {
 		lyr_exec_errf(err, "sharing: only cache mounts take it, not %s", t);
 		return -EINVAL;
 	}
-	if ((seen & SEEN_ID) && m->type != LYR_MOUNT_CACHE) {
+	if ((seen & SEEN(K_ID)) && m->type != LYR_MOUNT_CACHE) {
 		lyr_exec_errf(err, "id: only cache mounts take it, not %s", t);
 		return -EINVAL;
 	}
-	if ((seen & SEEN_SIZE) && m->type != LYR_MOUNT_TMPFS) {
+	if ((seen & SEEN(K_SIZE)) && m->type != LYR_MOUNT_TMPFS) {
 		lyr_exec_errf(err, "size: only tmpfs mounts take it, not %s", t);
 		return -EINVAL;
 	}
 	if (m->type == LYR_MOUNT_TMPFS && (m->source || m->selector || m->output)) {
-		lyr_exec_errf(err, "%s: a tmpfs mount takes no source, selector or output",
-			      m->source ? "source" : m->selector ? "selector" : "output");
+		const char *what = m->source ? "source" : m->selector ? "selector" : "output";
+		lyr_exec_errf(err, "%s: a tmpfs mount takes no source, selector or output", what);
 		return -EINVAL;
 	}
 	if (m->selector && !m->source) {
@@ -484,6 +507,25 @@ static int mount_cmp(const void *a, const void *b)
 				 ((const lyr_exec_mount *)b)->target);
 }
 
+/* The per-type rules on field values, for ops built field by field (the parsers already
+ * checked them per key).  Returns what is wrong, or NULL. */
+static const char *mount_rule_broken(const lyr_exec_mount *m)
+{
+	if (m->size && m->type != LYR_MOUNT_TMPFS)
+		return "size is only for tmpfs";
+	if (m->sharing != LYR_SHARING_SHARED && m->type != LYR_MOUNT_CACHE)
+		return "sharing is only for cache mounts";
+	if ((m->type == LYR_MOUNT_CACHE) != (m->cache_id != NULL))
+		return "an id is for, and required by, cache mounts";
+	if (m->type == LYR_MOUNT_TMPFS && (m->source || m->selector || m->output))
+		return "a tmpfs mount takes no source, selector or output";
+	if (m->selector && !m->source)
+		return "a selector needs a source";
+	if (m->type == LYR_MOUNT_CACHE && m->output)
+		return "a cache mount is never committed";
+	return NULL;
+}
+
 int lyr_exec_op_validate(lyr_exec_op *op, lyr_exec_error *err)
 {
 	if (!op->root || !*op->root) {
@@ -517,22 +559,13 @@ int lyr_exec_op_validate(lyr_exec_op *op, lyr_exec_error *err)
 		_cleanup_free_ char *n = NULL;
 		if (!m->target || lyr_exec_path_normalize(m->target, &n) < 0 ||
 		    strcmp(n, m->target) != 0 || strcmp(n, "/") == 0) {
-			lyr_exec_errf(err, "mount %zu: target '%s' is not a normalized absolute path "
-					   "below '/'",
+			lyr_exec_errf(err,
+				      "mount %zu: target '%s' is not a normalized absolute path "
+				      "below '/'",
 				      i + 1, m->target ? m->target : "");
 			return -EINVAL;
 		}
-		/* The parsers check these per key; an op built field by field gets them here. */
-		const char *bad = m->size && m->type != LYR_MOUNT_TMPFS ? "size is only for tmpfs"
-			: m->sharing != LYR_SHARING_SHARED && m->type != LYR_MOUNT_CACHE
-				? "sharing is only for cache mounts"
-			: (m->type == LYR_MOUNT_CACHE) != (m->cache_id != NULL)
-				? "an id is for, and required by, cache mounts"
-			: m->type == LYR_MOUNT_TMPFS && (m->source || m->selector || m->output)
-				? "a tmpfs mount takes no source, selector or output"
-			: m->selector && !m->source ? "a selector needs a source"
-			: m->type == LYR_MOUNT_CACHE && m->output ? "a cache mount is never committed"
-								   : NULL;
+		const char *bad = mount_rule_broken(m);
 		if (bad) {
 			lyr_exec_errf(err, "mount '%s': %s", m->target, bad);
 			return -EINVAL;

@@ -198,7 +198,8 @@ int lyr_exec_op_parse_json(const char *text, lyr_exec_op **ret, lyr_exec_error *
 	json_error_t jerr;
 	_cleanup_(decrefp) json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
-		lyr_exec_errf(err, "spec: line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		lyr_exec_errf(err, "spec: line %d column %d: %s", jerr.line, jerr.column,
+			      jerr.text);
 		return -EINVAL;
 	}
 	lyr_exec_op *op = NULL;

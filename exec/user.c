@@ -90,13 +90,15 @@ int lyr_exec_user_resolve(int rootfd, const char *user, uid_t *ret_uid, gid_t *r
 		while (gr && !found && fgets(line, sizeof line, gr)) {
 			char *f[4];
 			unsigned g;
-			if (split(line, f, 4) >= 3 && parse_id(f[2], &g) && strcmp(f[0], gspec) == 0) {
+			if (split(line, f, 4) >= 3 && parse_id(f[2], &g) &&
+			    strcmp(f[0], gspec) == 0) {
 				gid = g;
 				found = true;
 			}
 		}
 		if (!found) {
-			lyr_exec_errf(err, "group '%s': no such group in the root's /etc/group", gspec);
+			lyr_exec_errf(err, "group '%s': no such group in the root's /etc/group",
+				      gspec);
 			return -ENOENT;
 		}
 	}
@@ -108,7 +110,8 @@ int lyr_exec_user_resolve(int rootfd, const char *user, uid_t *ret_uid, gid_t *r
 			if (split(line, f, 4) < 4 || !parse_id(f[2], &g))
 				continue;
 			char *save = NULL;
-			for (char *m = strtok_r(f[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
+			for (char *m = strtok_r(f[3], ",", &save); m;
+			     m = strtok_r(NULL, ",", &save))
 				if (strcmp(m, name) == 0 && n < max) {
 					groups[n++] = g;
 					break;

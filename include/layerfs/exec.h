@@ -28,34 +28,34 @@ typedef struct lyr_exec_error {
 /* One mount of an op.  Strings are heap-owned by the op. */
 typedef struct lyr_exec_mount {
 	lyr_mount_type type;
-	char *target;   /* absolute, normalized ("/a/b"; never "/" — that is the root) */
-	char *source;   /* ID text as the user gave it, unresolved; NULL: no input (scratch) */
+	char *target;	/* absolute, normalized ("/a/b"; never "/" — that is the root) */
+	char *source;	/* ID text as the user gave it, unresolved; NULL: no input (scratch) */
 	char *selector; /* normalized absolute sub-path of the input; NULL: the whole input */
 	bool readonly;
 	bool output;
-	char *cache_id;      /* cache mounts: id=NAME (defaults to the target) */
+	char *cache_id;	     /* cache mounts: id=NAME (defaults to the target) */
 	lyr_sharing sharing; /* cache mounts only */
-	uint64_t size;       /* tmpfs only: bytes, 0 = the kernel's default */
+	uint64_t size;	     /* tmpfs only: bytes, 0 = the kernel's default */
 } lyr_exec_mount;
 
 /* The op.  Build with lyr_exec_op_new + setters/parsers, or lyr_exec_op_load_json; then call
  * lyr_exec_op_validate once before using it (it checks and sorts mounts parents first). */
 typedef struct lyr_exec_op {
-	char *root;     /* ROOT ID text (layer or ref), unresolved */
-	char **args;    /* NULL-terminated, n_args >= 1 */
+	char *root;  /* ROOT ID text (layer or ref), unresolved */
+	char **args; /* NULL-terminated, n_args >= 1 */
 	size_t n_args;
-	char **env;     /* NULL-terminated "K=V", keys unique */
+	char **env; /* NULL-terminated "K=V", keys unique */
 	size_t n_env;
 	char **proxy_env; /* NULL-terminated "K=V"; K one of the proxy names (see below) */
 	size_t n_proxy_env;
-	char *cwd;      /* absolute, normalized; NULL: "/" */
-	char *user;     /* "UID[:GID]" or "NAME[:GROUP]"; NULL: root */
+	char *cwd;	/* absolute, normalized; NULL: "/" */
+	char *user;	/* "UID[:GID]" or "NAME[:GROUP]"; NULL: root */
 	char *hostname; /* NULL: "layerfs" */
 	lyr_network network;
 	lyr_exec_mount *mounts; /* sorted by target (component order) after validate */
 	size_t n_mounts;
-	bool cache;             /* --cache: answer from the action cache when possible */
-	bool interactive;       /* -i: pass stdin */
+	bool cache;		/* --cache: answer from the action cache when possible */
+	bool interactive;	/* -i: pass stdin */
 	bool commit_on_failure; /* --commit-on-failure */
 } lyr_exec_op;
 
@@ -131,7 +131,7 @@ int lyr_exec_mount_input(const lyr_exec_op *op, size_t i);
  * lyr_exec_op_inputs) and either the content hash of the selectors or the layer ID. */
 typedef struct lyr_exec_input_digest {
 	const char *selector_digest; /* "sha256:<hex>" */
-	const char *digest;          /* content hash or layer ID, "sha256:<hex>" */
+	const char *digest;	     /* content hash or layer ID, "sha256:<hex>" */
 } lyr_exec_input_digest;
 
 /* The canonical encoding of validated OP for PLATFORM (NULL: this machine's), as
@@ -158,17 +158,17 @@ typedef struct lyr_sandbox_mount {
 } lyr_sandbox_mount;
 
 typedef struct lyr_sandbox {
-	const char *rootfs;               /* host directory that becomes "/" */
-	const lyr_sandbox_mount *mounts;  /* any order; applied parents first */
+	const char *rootfs;		 /* host directory that becomes "/" */
+	const lyr_sandbox_mount *mounts; /* any order; applied parents first */
 	size_t n_mounts;
-	const char *const *args;          /* NULL-terminated; args[0] is looked up in $PATH */
-	const char *const *env;           /* NULL-terminated "K=V" or NULL */
-	const char *const *proxy_env;     /* NULL-terminated "K=V" or NULL; set in both cases */
-	const char *cwd;                  /* NULL: "/" */
-	const char *user;                 /* NULL: root; "UID[:GID]" or "NAME[:GROUP]" */
-	const char *hostname;             /* NULL: "layerfs" */
+	const char *const *args;      /* NULL-terminated; args[0] is looked up in $PATH */
+	const char *const *env;	      /* NULL-terminated "K=V" or NULL */
+	const char *const *proxy_env; /* NULL-terminated "K=V" or NULL; set in both cases */
+	const char *cwd;	      /* NULL: "/" */
+	const char *user;	      /* NULL: root; "UID[:GID]" or "NAME[:GROUP]" */
+	const char *hostname;	      /* NULL: "layerfs" */
 	lyr_network network;
-	bool stdin_passthrough;           /* false: stdin is /dev/null */
+	bool stdin_passthrough; /* false: stdin is /dev/null */
 } lyr_sandbox;
 
 /* Runs SB's command and waits for it.  The caller's stdout and stderr are inherited.  SIGINT

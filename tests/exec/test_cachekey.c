@@ -52,14 +52,13 @@ Test(exec_cachekey, small_op_has_the_documented_encoding_and_digest)
 	lyr_exec_error err;
 	cr_assert_eq(lyr_exec_op_add_proxy_env(op, "HTTP_PROXY=http://proxy:3128", &err), 0);
 
-	static const char expect[] =
-		"17:layerfs-exec-op/1,8:platform,11:linux/amd64,"
-		"4:args,1:3,2:sh,2:-c,7:echo hi,"
-		"3:env,1:2,3:A=1,3:B=2,"
-		"3:cwd,1:/,4:user,0:,8:hostname,7:layerfs,7:network,4:none,"
-		"6:mounts,1:2,"
-		"4:bind,4:/src,1:1,1:1,1:0,0:,0:,1:0,"
-		"5:tmpfs,4:/tmp,1:-,1:0,1:0,0:,0:,4:4096,";
+	static const char expect[] = "17:layerfs-exec-op/1,8:platform,11:linux/amd64,"
+				     "4:args,1:3,2:sh,2:-c,7:echo hi,"
+				     "3:env,1:2,3:A=1,3:B=2,"
+				     "3:cwd,1:/,4:user,0:,8:hostname,7:layerfs,7:network,4:none,"
+				     "6:mounts,1:2,"
+				     "4:bind,4:/src,1:1,1:1,1:0,0:,0:,1:0,"
+				     "5:tmpfs,4:/tmp,1:-,1:0,1:0,0:,0:,4:4096,";
 	uint8_t *enc = NULL;
 	size_t len = 0;
 	cr_assert_eq(lyr_exec_op_encode(op, "linux/amd64", &enc, &len), 0);
@@ -108,18 +107,18 @@ Test(exec_cachekey, every_mount_field_is_part_of_the_key)
 {
 	const char *base = "type=bind,target=/src,source=s1";
 	const char *variants[] = {
-		base,
-		"type=bind,target=/src2,source=s1",
-		"type=bind,target=/src,source=s1,readonly",
-		"type=bind,target=/src,source=s1,output",
-		"type=cache,target=/src,source=s1",
-		"type=cache,target=/src,source=s1,id=other",
-		"type=cache,target=/src,source=s1,sharing=locked",
-		"type=cache,target=/src,source=s1,sharing=private",
-		"type=tmpfs,target=/src",
-		"type=tmpfs,target=/src,size=4096",
-		"type=tmpfs,target=/src,size=8192",
-		"type=bind,target=/src",
+	    base,
+	    "type=bind,target=/src2,source=s1",
+	    "type=bind,target=/src,source=s1,readonly",
+	    "type=bind,target=/src,source=s1,output",
+	    "type=cache,target=/src,source=s1",
+	    "type=cache,target=/src,source=s1,id=other",
+	    "type=cache,target=/src,source=s1,sharing=locked",
+	    "type=cache,target=/src,source=s1,sharing=private",
+	    "type=tmpfs,target=/src",
+	    "type=tmpfs,target=/src,size=4096",
+	    "type=tmpfs,target=/src,size=8192",
+	    "type=bind,target=/src",
 	};
 	char keys[LYR_ARRAY_SIZE(variants)][LYR_DIGEST_TEXT_LEN];
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(variants); i++) {
@@ -139,12 +138,12 @@ Test(exec_cachekey, every_mount_field_is_part_of_the_key)
 Test(exec_cachekey, which_input_a_mount_reads_is_part_of_the_key)
 {
 	/* Same mounts, but in one op both read input 1, in the other they read inputs 1 and 2. */
-	lyr_exec_op *a = op_make("make", NULL,
-				 L("type=bind,target=/a,source=x,readonly",
-				   "type=bind,target=/b,source=x,readonly"));
-	lyr_exec_op *b = op_make("make", NULL,
-				 L("type=bind,target=/a,source=x,readonly",
-				   "type=bind,target=/b,source=y,readonly"));
+	lyr_exec_op *a = op_make(
+	    "make", NULL,
+	    L("type=bind,target=/a,source=x,readonly", "type=bind,target=/b,source=x,readonly"));
+	lyr_exec_op *b = op_make(
+	    "make", NULL,
+	    L("type=bind,target=/a,source=x,readonly", "type=bind,target=/b,source=y,readonly"));
 	cr_assert_eq(lyr_exec_mount_input(a, 1), 1);
 	cr_assert_eq(lyr_exec_mount_input(b, 1), 2);
 	uint8_t *ea = NULL, *eb = NULL;
@@ -214,8 +213,10 @@ Test(exec_cachekey, meta_fields_and_platform_are_part_of_the_key)
 
 Test(exec_cachekey, selectors_are_blanked_in_the_op_and_keyed_per_input)
 {
-	lyr_exec_op *a = op_make("make", NULL, L("type=bind,target=/s,source=x,selector=/a,readonly"));
-	lyr_exec_op *b = op_make("make", NULL, L("type=bind,target=/s,source=x,selector=/b,readonly"));
+	lyr_exec_op *a =
+	    op_make("make", NULL, L("type=bind,target=/s,source=x,selector=/a,readonly"));
+	lyr_exec_op *b =
+	    op_make("make", NULL, L("type=bind,target=/s,source=x,selector=/b,readonly"));
 	uint8_t *ea = NULL, *eb = NULL;
 	size_t la = 0, lb = 0;
 	cr_assert_eq(lyr_exec_op_encode(a, "linux/amd64", &ea, &la), 0);

@@ -20,9 +20,9 @@
 #define BUSYBOX "/bin/busybox"
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-static const char *const applets[] = {"sh",    "cat",   "echo", "id",       "ls",   "true",
-				      "false", "sleep", "hostname", "mkdir", "touch", "env",
-				      "dd",    "kill",  "pwd",  "readlink"};
+static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",      "ls",	"true",
+				      "false", "sleep", "hostname", "mkdir",   "touch", "env",
+				      "dd",    "kill",	"pwd",	    "readlink"};
 
 static void need_root(void)
 {
@@ -183,9 +183,8 @@ Test(exec_sandbox, user_name_is_looked_up_in_the_roots_passwd_and_group)
 {
 	need_root();
 	_cleanup_free_ char *root = make_root();
-	lyr_sandbox sb = {.rootfs = root,
-			  .user = "alice:wheel",
-			  .args = ARGS("sh", "-c", "id -u; id -g; id -G")};
+	lyr_sandbox sb = {
+	    .rootfs = root, .user = "alice:wheel", .args = ARGS("sh", "-c", "id -u; id -g; id -G")};
 	result res = run(&sb);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 0, "%s", res.err);
@@ -211,15 +210,15 @@ Test(exec_sandbox, exit_codes_propagate_like_docker_run)
 		const char *const *args;
 		int status;
 	} cases[] = {
-		{ARGS("true"), 0},
-		{ARGS("false"), 1},
-		{ARGS("sh", "-c", "exit 3"), 3},
-		{ARGS("/bin/notexec"), 126},
-		{ARGS("notexec"), 126},
-		{ARGS("/bin/nosuch"), 127},
-		{ARGS("nosuch"), 127},
-		{ARGS("sh", "-c", "kill -9 $$"), 128 + 9},
-		{ARGS("sh", "-c", "kill -TERM $$"), 128 + 15},
+	    {ARGS("true"), 0},
+	    {ARGS("false"), 1},
+	    {ARGS("sh", "-c", "exit 3"), 3},
+	    {ARGS("/bin/notexec"), 126},
+	    {ARGS("notexec"), 126},
+	    {ARGS("/bin/nosuch"), 127},
+	    {ARGS("nosuch"), 127},
+	    {ARGS("sh", "-c", "kill -9 $$"), 128 + 9},
+	    {ARGS("sh", "-c", "kill -TERM $$"), 128 + 15},
 	};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
 		lyr_sandbox sb = {.rootfs = root, .args = cases[i].args};
@@ -249,8 +248,8 @@ Test(exec_sandbox, mount_through_a_symlink_to_etc_lands_inside_the_root)
 	cr_assert_eq(symlink("/etc", evil), 0);
 
 	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = target, .source = src};
-	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1,
-			  .args = ARGS("sh", "-c", inside)};
+	lyr_sandbox sb = {
+	    .rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("sh", "-c", inside)};
 	result res = run(&sb);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 0, "%s", res.err);
@@ -273,10 +272,12 @@ Test(exec_sandbox, missing_target_directories_are_created_and_removed_afterwards
 	tu_write(src, "hello", "world\n");
 	tu_write(root, "keep/.placeholder", "");
 	lyr_sandbox_mount m[] = {
-		{.type = LYR_MOUNT_BIND, .target = "/new/deep/dir", .source = src},
-		{.type = LYR_MOUNT_TMPFS, .target = "/keep/t"},
+	    {.type = LYR_MOUNT_BIND, .target = "/new/deep/dir", .source = src},
+	    {.type = LYR_MOUNT_TMPFS, .target = "/keep/t"},
 	};
-	lyr_sandbox sb = {.rootfs = root, .mounts = m, .n_mounts = 2,
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = m,
+			  .n_mounts = 2,
 			  .args = ARGS("sh", "-c", "cat /new/deep/dir/hello; ls /keep")};
 	result res = run(&sb);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
@@ -301,12 +302,15 @@ Test(exec_sandbox, readonly_bind_refuses_writes_and_tmpfs_honours_its_size)
 	_cleanup_free_ char *root = make_root();
 	_cleanup_free_ char *src = tu_mkdtemp();
 	lyr_sandbox_mount m[] = {
-		{.type = LYR_MOUNT_TMPFS, .target = "/t", .size = 65536},
-		{.type = LYR_MOUNT_BIND, .target = "/ro", .source = src, .readonly = true},
+	    {.type = LYR_MOUNT_TMPFS, .target = "/t", .size = 65536},
+	    {.type = LYR_MOUNT_BIND, .target = "/ro", .source = src, .readonly = true},
 	};
-	lyr_sandbox sb = {.rootfs = root, .mounts = m, .n_mounts = 2,
-			  .args = ARGS("sh", "-c", "touch /ro/f; dd if=/dev/zero of=/t/f bs=4096 "
-						   "count=32 2>&1; ls -l /t/f")};
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = m,
+			  .n_mounts = 2,
+			  .args = ARGS("sh", "-c",
+				       "touch /ro/f; dd if=/dev/zero of=/t/f bs=4096 "
+				       "count=32 2>&1; ls -l /t/f")};
 	result res = run(&sb);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 0, "%s", res.err);
@@ -325,7 +329,9 @@ Test(exec_sandbox, network_none_has_only_loopback_and_hostname_is_set)
 {
 	need_root();
 	_cleanup_free_ char *root = make_root();
-	lyr_sandbox sb = {.rootfs = root, .hostname = "box", .network = LYR_NET_NONE,
+	lyr_sandbox sb = {.rootfs = root,
+			  .hostname = "box",
+			  .network = LYR_NET_NONE,
 			  .args = ARGS("sh", "-c", "hostname; cat /proc/net/dev")};
 	result res = run(&sb);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
@@ -364,8 +370,8 @@ Test(exec_sandbox, environment_is_exactly_the_given_variables_plus_path_and_prox
 				  "HTTPS_PROXY=http://proxy:3128\nhttps_proxy=http://proxy:3128\n");
 	result_free(&res);
 
-	lyr_sandbox sb2 = {.rootfs = root, .env = ARGS("PATH=/bin"), .cwd = "/etc",
-			   .args = ARGS("env")};
+	lyr_sandbox sb2 = {
+	    .rootfs = root, .env = ARGS("PATH=/bin"), .cwd = "/etc", .args = ARGS("env")};
 	res = run(&sb2);
 	cr_assert_eq(res.status, 0, "%s", res.err);
 	cr_assert_str_eq(res.out, "PATH=/bin\n");
@@ -401,8 +407,9 @@ Test(exec_sandbox, sigterm_to_the_caller_reaches_the_command)
 	need_root();
 	_cleanup_free_ char *root = make_root();
 	lyr_sandbox sb = {.rootfs = root,
-			  .args = ARGS("sh", "-c", "trap 'echo got TERM; exit 7' TERM; "
-						   "sleep 20 & wait")};
+			  .args = ARGS("sh", "-c",
+				       "trap 'echo got TERM; exit 7' TERM; "
+				       "sleep 20 & wait")};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	result res = run_ex(&sb, NULL, 500);
@@ -447,11 +454,11 @@ Test(exec_sandbox, host_sees_no_leftover_mounts)
 	_cleanup_free_ char *src = tu_mkdtemp();
 	_cleanup_free_ char *before = mountinfo_without_fuse();
 	lyr_sandbox_mount m[] = {
-		{.type = LYR_MOUNT_BIND, .target = "/src", .source = src},
-		{.type = LYR_MOUNT_TMPFS, .target = "/src/tmp"},
+	    {.type = LYR_MOUNT_BIND, .target = "/src", .source = src},
+	    {.type = LYR_MOUNT_TMPFS, .target = "/src/tmp"},
 	};
-	lyr_sandbox sb = {.rootfs = root, .mounts = m, .n_mounts = 2,
-			  .args = ARGS("sh", "-c", "exit 5")};
+	lyr_sandbox sb = {
+	    .rootfs = root, .mounts = m, .n_mounts = 2, .args = ARGS("sh", "-c", "exit 5")};
 	result res = run(&sb);
 	cr_assert_eq(res.status, 5, "%s %s", res.msg, res.err);
 	result_free(&res);
@@ -465,11 +472,13 @@ Test(exec_sandbox, setup_failure_is_an_error_naming_the_cause)
 {
 	need_root();
 	_cleanup_free_ char *root = make_root();
-	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/x", .source = "/nonexistent-src"};
+	lyr_sandbox_mount m = {
+	    .type = LYR_MOUNT_BIND, .target = "/x", .source = "/nonexistent-src"};
 	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("true")};
 	result res = run(&sb);
 	cr_assert_eq(res.r, -ENOENT);
-	cr_assert_str_eq(res.msg, "bind mount source '/nonexistent-src': No such file or directory");
+	cr_assert_str_eq(res.msg,
+			 "bind mount source '/nonexistent-src': No such file or directory");
 	result_free(&res);
 	_cleanup_free_ char *dev = tu_path(root, "dev");
 	cr_assert_eq(access(dev, F_OK), -1, "a failed setup leaves the directories it made");
@@ -555,8 +564,7 @@ Test(exec_sandbox, interrupted_run_undoes_its_mounts_and_directories)
 	_cleanup_free_ char *src = tu_mkdtemp();
 	_cleanup_free_ char *before = mountinfo_without_fuse();
 	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/made/here", .source = src};
-	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1,
-			  .args = ARGS("sleep", "20")};
+	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("sleep", "20")};
 	result res = run_ex(&sb, NULL, 500);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 128 + SIGTERM);
@@ -581,8 +589,9 @@ Test(exec_sandbox, unprivileged_caller_runs_as_root_in_a_user_namespace)
 	chmod(dir, 0777);
 	_cleanup_free_ char *outp = tu_path(dir, "out");
 	lyr_sandbox sb = {.rootfs = root,
-			  .args = ARGS("sh", "-c", "id -u; cat /proc/self/uid_map; "
-						   "cat /proc/self/status")};
+			  .args = ARGS("sh", "-c",
+				       "id -u; cat /proc/self/uid_map; "
+				       "cat /proc/self/status")};
 	int pfd[2];
 	cr_assert_eq(pipe(pfd), 0);
 	pid_t pid = fork();
@@ -598,7 +607,8 @@ Test(exec_sandbox, unprivileged_caller_runs_as_root_in_a_user_namespace)
 		     * unprivileged caller is not; its /proc files would belong to root */
 		    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) {
 			res.r = -errno;
-			snprintf(res.msg, sizeof res.msg, "dropping to nobody: %s", strerror(errno));
+			snprintf(res.msg, sizeof res.msg, "dropping to nobody: %s",
+				 strerror(errno));
 		} else {
 			res.r = lyr_exec_sandbox_run(&sb, &res.status, &err);
 			memcpy(res.msg, err.msg, sizeof res.msg);

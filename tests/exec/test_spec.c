@@ -49,19 +49,21 @@ Test(exec_spec, mount_spec_sets_every_key)
 {
 	lyr_exec_op *op = op_new();
 	lyr_exec_error err = {{0}};
-	cr_assert_eq(lyr_exec_op_add_mount_spec(op, "type=cache,target=/root//.cache/,id=gems,"
-						    "sharing=locked,source=abcdef123456",
+	cr_assert_eq(lyr_exec_op_add_mount_spec(op,
+						"type=cache,target=/root//.cache/,id=gems,"
+						"sharing=locked,source=abcdef123456",
 						&err),
 		     0, "%s", err.msg);
 	cr_assert_eq(lyr_exec_op_add_mount_spec(
-			     op, "type=bind,target=/src,source=sha256:aa,selector=/app/./lib,readonly,"
-				 "output",
-			     &err),
+			 op,
+			 "type=bind,target=/src,source=sha256:aa,selector=/app/./lib,readonly,"
+			 "output",
+			 &err),
 		     0, "%s", err.msg);
-	cr_assert_eq(lyr_exec_op_add_mount_spec(op, "type=tmpfs,target=/tmp,size=1048576", &err),
-		     0, "%s", err.msg);
-	cr_assert_eq(lyr_exec_op_add_mount_spec(op, "target=/out,type=bind,output=true,readonly=false",
-						&err),
+	cr_assert_eq(lyr_exec_op_add_mount_spec(op, "type=tmpfs,target=/tmp,size=1048576", &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(lyr_exec_op_add_mount_spec(
+			 op, "target=/out,type=bind,output=true,readonly=false", &err),
 		     0, "%s", err.msg);
 	cr_assert_eq(lyr_exec_op_add_mount_spec(op, "type=cache,target=/var/cache", &err), 0);
 	cr_assert_eq(op->n_mounts, 5);
@@ -96,7 +98,8 @@ Test(exec_spec, mount_spec_sets_every_key)
 
 Test(exec_spec, mount_spec_errors_name_the_bad_key_or_value)
 {
-	expect_mount_error("type=bind,tagret=/x", "mount 'type=bind,tagret=/x': unknown key 'tagret'");
+	expect_mount_error("type=bind,tagret=/x",
+			   "mount 'type=bind,tagret=/x': unknown key 'tagret'");
 	expect_mount_error("type=volume,target=/x",
 			   "mount 'type=volume,target=/x': type 'volume': expected bind, cache or "
 			   "tmpfs");
@@ -155,7 +158,8 @@ Test(exec_spec, validate_sorts_mounts_parents_first_and_rejects_duplicate_target
 	lyr_exec_op *op = op_new();
 	lyr_exec_error err = {{0}};
 	const char *specs[] = {"type=tmpfs,target=/a-b", "type=tmpfs,target=/a/b/c",
-			       "type=tmpfs,target=/a", "type=tmpfs,target=/a/b", "type=tmpfs,target=/A"};
+			       "type=tmpfs,target=/a", "type=tmpfs,target=/a/b",
+			       "type=tmpfs,target=/A"};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(specs); i++)
 		cr_assert_eq(lyr_exec_op_add_mount_spec(op, specs[i], &err), 0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), 0, "%s", err.msg);
@@ -244,17 +248,17 @@ Test(exec_spec, setters_check_their_values)
 Test(exec_spec, json_spec_reads_every_field)
 {
 	const char *text =
-		"{\"root\": \"sha256:abcdefabcdef\", \"args\": [\"sh\", \"-c\", \"make\"],\n"
-		" \"env\": [\"A=1\"], \"cwd\": \"/src\", \"user\": \"1000:1000\",\n"
-		" \"hostname\": \"builder\", \"network\": \"host\",\n"
-		" \"proxy_env\": [\"HTTP_PROXY=http://p:3128\"],\n"
-		" \"mounts\": [\n"
-		"  {\"type\": \"tmpfs\", \"target\": \"/tmp\", \"size\": 4096},\n"
-		"  {\"type\": \"bind\", \"target\": \"/src\", \"source\": \"srcid\",\n"
-		"   \"selector\": \"/app\", \"readonly\": true, \"output\": false},\n"
-		"  {\"type\": \"cache\", \"target\": \"/root/.cache\", \"id\": \"pip\",\n"
-		"   \"sharing\": \"private\"}],\n"
-		" \"cache\": true, \"interactive\": false, \"commit_on_failure\": true}\n";
+	    "{\"root\": \"sha256:abcdefabcdef\", \"args\": [\"sh\", \"-c\", \"make\"],\n"
+	    " \"env\": [\"A=1\"], \"cwd\": \"/src\", \"user\": \"1000:1000\",\n"
+	    " \"hostname\": \"builder\", \"network\": \"host\",\n"
+	    " \"proxy_env\": [\"HTTP_PROXY=http://p:3128\"],\n"
+	    " \"mounts\": [\n"
+	    "  {\"type\": \"tmpfs\", \"target\": \"/tmp\", \"size\": 4096},\n"
+	    "  {\"type\": \"bind\", \"target\": \"/src\", \"source\": \"srcid\",\n"
+	    "   \"selector\": \"/app\", \"readonly\": true, \"output\": false},\n"
+	    "  {\"type\": \"cache\", \"target\": \"/root/.cache\", \"id\": \"pip\",\n"
+	    "   \"sharing\": \"private\"}],\n"
+	    " \"cache\": true, \"interactive\": false, \"commit_on_failure\": true}\n";
 	lyr_exec_op *op = NULL;
 	lyr_exec_error err = {{0}};
 	cr_assert_eq(lyr_exec_op_parse_json(text, &op, &err), 0, "%s", err.msg);
