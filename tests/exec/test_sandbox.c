@@ -428,16 +428,40 @@ Test(exec_sandbox, sigterm_to_the_caller_reaches_the_command)
 	tu_rmtree(root);
 }
 
-static char *mountinfo_without_fuse(void)
+/* The mount point (fifth field) of mountinfo LINE, copied into OUT. */
+static void mount_point(const char *line, char *out, size_t size)
+{
+	const char *p = line;
+	for (int i = 0; i < 4 && p; i++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	size_t n = p ? strcspn(p, " \n") : 0;
+	snprintf(out, size, "%.*s", (int)n, p ? p : "");
+}
+
+/* /proc/self/mountinfo without what other suites on this machine may mount meanwhile (FUSE
+ * filesystems, anything in their temporary directories), and the number of mounts at or below
+ * each of UNDER[0..1] (which must be 0 for this test's own directories). */
+static char *mountinfo_stable(const char *const under[2], int count[2])
 {
 	char *buf = NULL;
 	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &buf, NULL), 0);
-	/* Other suites on this machine may mount FUSE filesystems meanwhile. */
+	const char *tmp = getenv("TMPDIR");
+	char scratch[512];
+	snprintf(scratch, sizeof scratch, "%s/layerfs-test-", tmp && *tmp ? tmp : "/tmp");
+	count[0] = count[1] = 0;
 	size_t o = 0;
 	for (char *line = buf; *line;) {
 		char *end = strchrnul(line, '\n');
 		size_t n = (size_t)(end - line) + (*end ? 1 : 0);
-		if (!memmem(line, n, " - fuse", 7)) {
+		char mp[1024];
+		mount_point(line, mp, sizeof mp);
+		for (int i = 0; i < 2; i++)
+			if (strncmp(mp, under[i], strlen(under[i])) == 0)
+				count[i]++;
+		if (!memmem(line, n, " - fuse", 7) && strncmp(mp, scratch, strlen(scratch)) != 0) {
 			memmove(buf + o, line, n);
 			o += n;
 		}
@@ -452,7 +476,13 @@ Test(exec_sandbox, host_sees_no_leftover_mounts)
 	need_root();
 	_cleanup_free_ char *root = make_root();
 	_cleanup_free_ char *src = tu_mkdtemp();
-	_cleanup_free_ char *before = mountinfo_without_fuse();
+	const char *const control[2] = {"/proc", "/"};
+	int c[2];
+	free(mountinfo_stable(control, c));
+	cr_assert(c[0] >= 1 && c[1] > c[0], "mountinfo parsing: %d %d", c[0], c[1]);
+	const char *const ours[2] = {root, src};
+	int n[2];
+	_cleanup_free_ char *before = mountinfo_stable(ours, n);
 	lyr_sandbox_mount m[] = {
 	    {.type = LYR_MOUNT_BIND, .target = "/src", .source = src},
 	    {.type = LYR_MOUNT_TMPFS, .target = "/src/tmp"},
@@ -462,8 +492,10 @@ Test(exec_sandbox, host_sees_no_leftover_mounts)
 	result res = run(&sb);
 	cr_assert_eq(res.status, 5, "%s %s", res.msg, res.err);
 	result_free(&res);
-	_cleanup_free_ char *after = mountinfo_without_fuse();
+	_cleanup_free_ char *after = mountinfo_stable(ours, n);
 	cr_assert_str_eq(after, before);
+	cr_assert_eq(n[0], 0, "a mount below the root is visible on the host");
+	cr_assert_eq(n[1], 0, "a mount below the bind source is visible on the host");
 	tu_rmtree(src);
 	tu_rmtree(root);
 }
@@ -562,15 +594,19 @@ Test(exec_sandbox, interrupted_run_undoes_its_mounts_and_directories)
 	need_root();
 	_cleanup_free_ char *root = make_root();
 	_cleanup_free_ char *src = tu_mkdtemp();
-	_cleanup_free_ char *before = mountinfo_without_fuse();
+	const char *const ours[2] = {root, src};
+	int n[2];
+	_cleanup_free_ char *before = mountinfo_stable(ours, n);
 	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/made/here", .source = src};
 	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("sleep", "20")};
 	result res = run_ex(&sb, NULL, 500);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 128 + SIGTERM);
 	result_free(&res);
-	_cleanup_free_ char *after = mountinfo_without_fuse();
+	_cleanup_free_ char *after = mountinfo_stable(ours, n);
 	cr_assert_str_eq(after, before);
+	cr_assert_eq(n[0], 0, "a mount below the root is visible on the host");
+	cr_assert_eq(n[1], 0, "a mount below the bind source is visible on the host");
 	_cleanup_free_ char *made = tu_path(root, "made");
 	cr_assert_eq(access(made, F_OK), -1);
 	tu_rmtree(src);
