@@ -68,8 +68,8 @@ static void result_free(result *res)
 }
 
 /* Runs SB in a child with stdout/stderr captured; STDIN_DATA (may be NULL) feeds its stdin.
- * When KILL_AFTER_MS > 0, the child gets SIGTERM after that many milliseconds. */
-static result run_ex(const lyr_sandbox *sb, const char *stdin_data, int kill_after_ms)
+ * When READY (a host path) is given, the child gets SIGTERM as soon as that file exists. */
+static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *ready)
 {
 	char *dir = tu_mkdtemp();
 	_cleanup_free_ char *outp = tu_path(dir, "out"), *errp = tu_path(dir, "err");
@@ -97,9 +97,10 @@ static result run_ex(const lyr_sandbox *sb, const char *stdin_data, int kill_aft
 	if (stdin_data)
 		(void)!write(in[1], stdin_data, strlen(stdin_data));
 	close(in[1]);
-	if (kill_after_ms > 0) {
-		struct timespec ts = {kill_after_ms / 1000, (kill_after_ms % 1000) * 1000000L};
-		nanosleep(&ts, NULL);
+	if (ready) {
+		for (int i = 0; i < 1000 && access(ready, F_OK) != 0; i++)
+			usleep(10000);
+		cr_assert_eq(access(ready, F_OK), 0, "the command never got ready");
 		kill(pid, SIGTERM);
 	}
 	result res = {0};
@@ -116,7 +117,7 @@ static result run_ex(const lyr_sandbox *sb, const char *stdin_data, int kill_aft
 
 static result run(const lyr_sandbox *sb)
 {
-	return run_ex(sb, NULL, 0);
+	return run_ex(sb, NULL, NULL);
 }
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -390,12 +391,12 @@ Test(exec_sandbox, stdin_is_dev_null_unless_passed_through)
 	need_root();
 	_cleanup_free_ char *root = make_root();
 	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat")};
-	result res = run_ex(&sb, "hello\n", 0);
+	result res = run_ex(&sb, "hello\n", NULL);
 	cr_assert_eq(res.status, 0, "%s", res.err);
 	cr_assert_str_eq(res.out, "");
 	result_free(&res);
 	sb.stdin_passthrough = true;
-	res = run_ex(&sb, "hello\n", 0);
+	res = run_ex(&sb, "hello\n", NULL);
 	cr_assert_eq(res.status, 0, "%s", res.err);
 	cr_assert_str_eq(res.out, "hello\n");
 	result_free(&res);
@@ -406,13 +407,18 @@ Test(exec_sandbox, sigterm_to_the_caller_reaches_the_command)
 {
 	need_root();
 	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *flags = tu_mkdtemp();
+	_cleanup_free_ char *r1 = tu_path(flags, "r1"), *r2 = tu_path(flags, "r2");
+	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/ready", .source = flags};
 	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = &m,
+			  .n_mounts = 1,
 			  .args = ARGS("sh", "-c",
 				       "trap 'echo got TERM; exit 7' TERM; "
-				       "sleep 20 & wait")};
+				       "sleep 20 & touch /ready/r1; wait")};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	result res = run_ex(&sb, NULL, 500);
+	result res = run_ex(&sb, NULL, r1);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 7, "%s", res.err);
@@ -420,11 +426,15 @@ Test(exec_sandbox, sigterm_to_the_caller_reaches_the_command)
 	cr_assert_lt(t1.tv_sec - t0.tv_sec, 10, "the background sleep kept the sandbox alive");
 	result_free(&res);
 
-	lyr_sandbox plain = {.rootfs = root, .args = ARGS("sleep", "20")};
-	res = run_ex(&plain, NULL, 500);
+	lyr_sandbox plain = {.rootfs = root,
+			     .mounts = &m,
+			     .n_mounts = 1,
+			     .args = ARGS("sh", "-c", "touch /ready/r2; exec sleep 20")};
+	res = run_ex(&plain, NULL, r2);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 128 + SIGTERM);
 	result_free(&res);
+	tu_rmtree(flags);
 	tu_rmtree(root);
 }
 
@@ -598,8 +608,12 @@ Test(exec_sandbox, interrupted_run_undoes_its_mounts_and_directories)
 	int n[2];
 	_cleanup_free_ char *before = mountinfo_stable(ours, n);
 	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/made/here", .source = src};
-	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("sleep", "20")};
-	result res = run_ex(&sb, NULL, 500);
+	_cleanup_free_ char *ready = tu_path(src, "r");
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = &m,
+			  .n_mounts = 1,
+			  .args = ARGS("sh", "-c", "touch /made/here/r; exec sleep 20")};
+	result res = run_ex(&sb, NULL, ready);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 128 + SIGTERM);
 	result_free(&res);
