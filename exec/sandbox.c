@@ -359,6 +359,33 @@ static _Noreturn void init_main(run *c)
 	init_wait(c, cmd);
 }
 
+void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_sandbox_mount *mounts,
+			      lyr_sandbox *ret)
+{
+	for (size_t i = 0; i < op->n_mounts; i++) {
+		const lyr_exec_mount *m = &op->mounts[i];
+		mounts[i] = (lyr_sandbox_mount){
+		    .type = m->type == LYR_MOUNT_TMPFS ? LYR_MOUNT_TMPFS : LYR_MOUNT_BIND,
+		    .target = m->target,
+		    .readonly = m->readonly,
+		    .size = m->size,
+		};
+	}
+	*ret = (lyr_sandbox){
+	    .rootfs = rootfs,
+	    .mounts = mounts,
+	    .n_mounts = op->n_mounts,
+	    .args = (const char *const *)op->args,
+	    .env = (const char *const *)op->env,
+	    .proxy_env = (const char *const *)op->proxy_env,
+	    .cwd = op->cwd,
+	    .user = op->user,
+	    .hostname = op->hostname,
+	    .network = op->network,
+	    .stdin_passthrough = op->interactive,
+	};
+}
+
 static volatile pid_t forward_to;
 
 static void forward(int sig, siginfo_t *si, void *uc)

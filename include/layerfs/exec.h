@@ -171,6 +171,14 @@ typedef struct lyr_sandbox {
 	bool stdin_passthrough; /* false: stdin is /dev/null */
 } lyr_sandbox;
 
+/* Fills RET from validated OP for a run over ROOTFS: args, env, proxy env, cwd, user, hostname,
+ * network and stdin (-i).  MOUNTS must have room for op->n_mounts entries; entry i gets mount i's
+ * target, readonly and size, and its type with cache turned into bind; its source is left NULL
+ * for the caller to set to the host directory where it mounted that mount's view.  RET borrows
+ * from OP, ROOTFS and MOUNTS. */
+void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_sandbox_mount *mounts,
+			      lyr_sandbox *ret);
+
 /* Runs SB's command and waits for it.  The caller's stdout and stderr are inherited.  SIGINT
  * and SIGTERM that reach the calling process while the command runs are forwarded to it (the
  * previous handlers are restored before returning); the whole sandbox dies with the caller.

@@ -685,3 +685,42 @@ Test(exec_sandbox, unprivileged_caller_runs_as_root_in_a_user_namespace)
 	tu_rmtree(dir);
 	tu_rmtree(root);
 }
+
+Test(exec_sandbox, an_op_from_json_runs_with_its_mounts_once_sources_are_set)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *view = tu_mkdtemp();
+	tu_write(view, "in.txt", "input\n");
+	lyr_exec_op *op = NULL;
+	lyr_exec_error err = {{0}};
+	cr_assert_eq(lyr_exec_op_parse_json(
+			 "{\"root\": \"r\", \"args\": [\"sh\", \"-c\", \"cat in.txt; hostname; "
+			 "echo $HTTP_PROXY $no_proxy; touch /t/x /src/y\"],"
+			 " \"cwd\": \"/src\", \"hostname\": \"jsonbox\", \"env\": [\"A=1\"],"
+			 " \"proxy_env\": [\"HTTP_PROXY=http://p\", \"NO_PROXY=l\"],"
+			 " \"mounts\": [{\"type\": \"tmpfs\", \"target\": \"/t\", \"size\": 4096},"
+			 "  {\"type\": \"cache\", \"target\": \"/src\", \"readonly\": true}]}",
+			 &op, &err),
+		     0, "%s", err.msg);
+	lyr_sandbox_mount mounts[2];
+	lyr_sandbox sb;
+	lyr_exec_sandbox_from_op(op, root, mounts, &sb);
+	cr_assert_eq(sb.n_mounts, 2);
+	cr_assert_str_eq(mounts[0].target, "/src");
+	cr_assert_eq(mounts[0].type, LYR_MOUNT_BIND);
+	cr_assert(mounts[0].readonly);
+	cr_assert_null(mounts[0].source);
+	cr_assert_eq(mounts[1].type, LYR_MOUNT_TMPFS);
+	cr_assert_eq(mounts[1].size, 4096);
+	mounts[0].source = view;
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 1, "touch of the read-only /src/y fails: %s", res.err);
+	cr_assert_str_eq(res.out, "input\njsonbox\nhttp://p l\n");
+	cr_assert_str_eq(res.err, "touch: /src/y: Read-only file system\n");
+	result_free(&res);
+	lyr_exec_op_free(op);
+	tu_rmtree(view);
+	tu_rmtree(root);
+}
