@@ -68,8 +68,8 @@ static void result_free(result *res)
 }
 
 /* Runs SB in a child with stdout/stderr captured; STDIN_DATA (may be NULL) feeds its stdin.
- * When READY (a host path) is given, the child gets SIGTERM as soon as that file exists. */
-static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *ready)
+ * When READY (a host path) is given, the child gets signal SIG as soon as that file exists. */
+static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char *ready, int sig)
 {
 	char *dir = tu_mkdtemp();
 	_cleanup_free_ char *outp = tu_path(dir, "out"), *errp = tu_path(dir, "err");
@@ -101,7 +101,7 @@ static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *
 		for (int i = 0; i < 1000 && access(ready, F_OK) != 0; i++)
 			usleep(10000);
 		cr_assert_eq(access(ready, F_OK), 0, "the command never got ready");
-		kill(pid, SIGTERM);
+		kill(pid, sig);
 	}
 	result res = {0};
 	cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res, "runner died");
@@ -113,6 +113,11 @@ static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *
 	tu_rmtree(dir);
 	free(dir);
 	return res;
+}
+
+static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *ready)
+{
+	return run_sig(sb, stdin_data, ready, SIGTERM);
 }
 
 static result run(const lyr_sandbox *sb)
@@ -403,7 +408,7 @@ Test(exec_sandbox, stdin_is_dev_null_unless_passed_through)
 	tu_rmtree(root);
 }
 
-Test(exec_sandbox, sigterm_to_the_caller_reaches_the_command)
+Test(exec_sandbox, sigint_and_sigterm_to_the_caller_reach_the_command)
 {
 	need_root();
 	_cleanup_free_ char *root = make_root();
@@ -433,6 +438,12 @@ Test(exec_sandbox, sigterm_to_the_caller_reaches_the_command)
 	res = run_ex(&plain, NULL, r2);
 	cr_assert_eq(res.r, 0, "%s", res.msg);
 	cr_assert_eq(res.status, 128 + SIGTERM);
+	result_free(&res);
+	cr_assert_eq(unlink(r2), 0);
+
+	res = run_sig(&plain, NULL, r2, SIGINT);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 128 + SIGINT);
 	result_free(&res);
 	tu_rmtree(flags);
 	tu_rmtree(root);
