@@ -20,7 +20,8 @@ typedef enum { LYR_MOUNT_BIND = 0, LYR_MOUNT_CACHE, LYR_MOUNT_TMPFS } lyr_mount_
 typedef enum { LYR_SHARING_SHARED = 0, LYR_SHARING_PRIVATE, LYR_SHARING_LOCKED } lyr_sharing;
 typedef enum { LYR_NET_NONE = 0, LYR_NET_HOST } lyr_network;
 
-/* A message for people, naming the object and the cause ("mount 2: unknown key 'tagret'"). */
+/* A message for people, naming the object and the cause
+ * ("mount 'type=bind,tagret=/x': unknown key 'tagret'"). */
 typedef struct lyr_exec_error {
 	char msg[512];
 } lyr_exec_error;
@@ -184,5 +185,7 @@ void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_san
  * previous handlers are restored before returning); the whole sandbox dies with the caller.
  * Returns 0 and RET_STATUS as `docker run` reports it: the command's exit code, 126 when it
  * cannot be executed, 127 when it is not found, 128+N when signal N ended it.  Returns -errno
- * with ERR naming the cause when the sandbox itself could not be set up (report 125). */
+ * with ERR naming the cause when the sandbox itself could not be set up (report 125).
+ * One sandbox at a time per process (signal forwarding has one slot), called from a process
+ * with no other thread holding malloc's lock (the init is started with a raw clone). */
 int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error *err);
