@@ -20,8 +20,8 @@
  * a message); the pipe reaching EOF without a record means the command was executed.
  *
  * Signal forwarding uses one process-wide slot: one sandbox at a time per process.  The init
- * is created with a raw clone (no fork handlers run), so the caller must not be multi-threaded
- * while holding locks the child needs (malloc's); the CLI is single-threaded. */
+ * is created with a raw clone (no fork handlers run), so the caller must be single-threaded
+ * (the CLI is; FUSE daemons are processes of their own). */
 #include <ctype.h>
 #include <fcntl.h>
 #include <grp.h>

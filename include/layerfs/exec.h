@@ -186,6 +186,6 @@ void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_san
  * Returns 0 and RET_STATUS as `docker run` reports it: the command's exit code, 126 when it
  * cannot be executed, 127 when it is not found, 128+N when signal N ended it.  Returns -errno
  * with ERR naming the cause when the sandbox itself could not be set up (report 125).
- * One sandbox at a time per process (signal forwarding has one slot), called from a process
- * with no other thread holding malloc's lock (the init is started with a raw clone). */
+ * Call it from a single-threaded process, one sandbox at a time: the init is started with a
+ * raw clone (no fork handlers reset other threads' locks) and signal forwarding has one slot. */
 int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error *err);
