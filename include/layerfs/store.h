@@ -31,6 +31,11 @@ int lyr_store_open(const char *root, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
 const char *lyr_store_root(const lyr_store *s);
 
+/* A message for people about the last failure of a store function on this thread, naming the
+ * object and the cause ("store '/x': format 2 is newer than this layerfs supports (1)");
+ * "" when none.  Valid until the next store call on this thread. */
+const char *lyr_store_last_error(void);
+
 /* Default store directory: $LAYERFS_ROOT, else $XDG_DATA_HOME/layerfs (~/.local/share/layerfs),
  * or /var/lib/layerfs for root.  Returns a heap string or NULL. */
 char *lyr_store_default_root(void);
@@ -124,6 +129,11 @@ int lyr_store_rm(lyr_store *s, const char *id);
  * (may be NULL) is told each removed ID and its size. */
 int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
 		    void (*fn)(void *ctx, lyr_obj_kind kind, const char *id, uint64_t size), void *ctx);
+
+/* du: calls LAYER_FN (may be NULL) for every layer, with size = bytes of its own diff, and
+ * REF_FN (may be NULL) for every ref, with size = bytes now in its upper dir (walked). */
+int lyr_store_du(lyr_store *s, int (*layer_fn)(void *ctx, const lyr_layer_info *),
+		 int (*ref_fn)(void *ctx, const lyr_ref_info *), void *ctx);
 
 /* fsck: checks records against directories.  Each finding goes to FN as one line of text
  * ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...) with

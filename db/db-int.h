@@ -1,0 +1,145 @@
+/* Private to db/: the store handle, the transaction runner, record encodings, process
+ * identity and the namespace lock.  Prototypes are grouped under the file that defines them.
+ * Only db/ includes this header (it pulls in <db.h>). */
+#pragma once
+
+#include <db.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "layerfs/store.h"
+
+/* A live process: pid plus its start time in clock ticks since boot, so a recycled pid is
+ * not mistaken for the process that wrote a record. */
+typedef struct lyr_owner {
+	int32_t pid;
+	uint64_t start;
+} lyr_owner;
+
+struct lyr_store {
+	char *root;
+	char *dbdir;
+	int rootfd;   /* O_DIRECTORY of the root; every path below is opened *at() it */
+	int lockfd;   /* ROOT/lock: flock serialises directory moves with their records */
+	int lock_depth;
+	struct shared_env *shared;
+	/* The shared environment's handles, bound by txn_run for the transaction it runs. */
+	DB_ENV *env;
+	DB *meta, *layers, *refs, *tags, *uses, *hashes, *actions;
+	lyr_owner self;
+};
+
+/* Berkeley DB return values the runner retries on; every other value is converted to -errno
+ * by dbx() at the call site. */
+static inline bool db_retryable(int r)
+{
+	return r == DB_LOCK_DEADLOCK || r == DB_LOCK_NOTGRANTED || r == DB_RUNRECOVERY;
+}
+
+/* env.c */
+int dbx(int r);
+int env_open(lyr_store *s);
+void env_close(lyr_store *s);
+typedef int (*txn_fn)(lyr_store *s, DB_TXN *txn, void *ctx);
+int txn_run(lyr_store *s, txn_fn fn, void *ctx);
+void db_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Record get/put/del inside TXN; get returns a heap copy in *ret and its length. */
+int rec_get(DB *db, DB_TXN *txn, const void *key, size_t klen, void **ret, size_t *ret_len);
+int rec_put(DB *db, DB_TXN *txn, const void *key, size_t klen, const void *val, size_t vlen,
+	    uint32_t flags);
+int rec_del(DB *db, DB_TXN *txn, const void *key, size_t klen);
+bool rec_exists(DB *db, DB_TXN *txn, const void *key, size_t klen, int *ret_err);
+
+/* record.c: records as fixed little-endian fields and u32-length-prefixed strings. */
+#define REC_LAYER_VERSION 1
+#define REC_REF_VERSION 1
+#define REC_TAG_VERSION 1
+
+typedef struct layer_rec {
+	uint64_t size, entries;
+	int64_t created;
+	char *parent, *digest, *desc;
+} layer_rec;
+
+enum { REF_IDLE = 0, REF_COMMITTING = 1 };
+
+typedef struct ref_rec {
+	uint16_t state;
+	int64_t created;
+	char *parent, *desc;
+	lyr_owner mount_owner; /* pid 0: not mounted */
+	char *mountpoint;
+	lyr_owner owner;       /* who runs the commit (state COMMITTING) */
+	char *target, *digest, *tag; /* intent: layer the commit produces ("" until hashed) */
+	uint64_t size, entries;
+	int64_t stamp;         /* time the intent was recorded */
+} ref_rec;
+
+void layer_rec_clear(layer_rec *r);
+void ref_rec_clear(ref_rec *r);
+int layer_rec_encode(const layer_rec *r, void **ret, size_t *ret_len);
+int layer_rec_decode(const void *buf, size_t len, layer_rec *ret);
+int ref_rec_encode(const ref_rec *r, void **ret, size_t *ret_len);
+int ref_rec_decode(const void *buf, size_t len, ref_rec *ret);
+int tag_rec_encode(const char *layer, void **ret, size_t *ret_len);
+int tag_rec_decode(const void *buf, size_t len, char **ret_layer);
+
+/* Reads records by ID inside TXN (-ENOENT when missing). */
+int layer_load(lyr_store *s, DB_TXN *txn, const char *id, layer_rec *ret);
+int ref_load(lyr_store *s, DB_TXN *txn, const char *id, ref_rec *ret);
+int ref_store(lyr_store *s, DB_TXN *txn, const char *id, const ref_rec *r);
+int layer_store(lyr_store *s, DB_TXN *txn, const char *id, const layer_rec *r);
+
+/* "uses" index: key "<layer id>\0<kind><name>" for every child layer (L), ref (R) and tag
+ * (T) that keeps a layer alive. */
+#define USE_LAYER 'L'
+#define USE_REF 'R'
+#define USE_TAG 'T'
+int use_put(lyr_store *s, DB_TXN *txn, const char *layer, char kind, const char *name);
+int use_del(lyr_store *s, DB_TXN *txn, const char *layer, char kind, const char *name);
+/* Calls FN for every use of LAYER (kind, name); FN returns 0 to go on, 1 to stop, <0 error.
+ * Returns the number of uses visited or -errno. */
+int use_each(lyr_store *s, DB_TXN *txn, const char *layer,
+	     int (*fn)(void *ctx, char kind, const char *name), void *ctx);
+
+/* proc.c */
+int owner_self(lyr_owner *ret);
+int owner_of(pid_t pid, lyr_owner *ret);
+bool owner_alive(const lyr_owner *o);
+/* Temporary names below tmp/: "<op>-<pid>-<start>-<rand>", so fsck can tell whose they are. */
+void tmp_name(const lyr_store *s, const char *op, char *ret, size_t len);
+/* Owner of a temporary name; false when NAME is not one. */
+bool tmp_owner(const char *name, lyr_owner *ret);
+void rand_hex(char *out, size_t nbytes);
+
+/* store.c */
+int ns_lock(lyr_store *s);
+void ns_unlock(lyr_store *s);
+int64_t now_seconds(void);
+/* "sha256:<hex>" -> "<hex>" (the directory name of a layer). */
+const char *layer_hex(const char *id);
+/* Moves ROOT/SUB/NAME into tmp/ under a temporary name for OP (RET_TMP gets it, "" when
+ * there was nothing); tmp_remove deletes it.  Stashing is one rename, so it can happen
+ * under the namespace lock and the slow removal after it. */
+int dir_stash(lyr_store *s, const char *sub, const char *name, const char *op, char *ret_tmp,
+	      size_t len);
+int tmp_remove(lyr_store *s, const char *tmp);
+/* Both at once; ENOENT counts as success. */
+int dir_discard(lyr_store *s, const char *sub, const char *name, const char *op);
+
+/* commit.c: finishes or undoes the commit recorded on a ref whose owner died.  Must hold the
+ * namespace lock.  FN (may be NULL) gets a line of text describing what was done. */
+int commit_settle(lyr_store *s, const char *ref_id, bool repair,
+		  void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx, bool *ret_found);
+
+/* Settles a dead process's commit on REF_ID, if any, under the namespace lock.  Returns 0
+ * (nothing to do, or rolled back), -ENOENT when it was rolled forward (the ref is gone). */
+int ref_settle(lyr_store *s, const char *ref_id);
+
+/* layer.c */
+int tag_point_txn(lyr_store *s, DB_TXN *txn, const char *name, const char *layer);
+
+/* remove.c */
+int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size);
+int ref_remove(lyr_store *s, const char *id, uint64_t *ret_size);

@@ -1,0 +1,425 @@
+/* The Berkeley DB environment of a store: opening it safely from many processes, running
+ * transactions with retries, and converting Berkeley DB return values to -errno (the only
+ * place that does).
+ *
+ * Many short-lived processes share one environment.  Every open uses DB_REGISTER, so the
+ * environment knows which processes have it open; DB_RECOVER then runs recovery only when a
+ * registered process died without closing, and DB_FAILCHK first tries the cheap repair
+ * (releasing the dead process's locks, aborting its transactions).  When another process
+ * runs recovery, the regions we have mapped are marked as panicked and every call returns
+ * DB_RUNRECOVERY: txn_run then closes and reopens the environment (which joins the recovered
+ * one) and runs the transaction again.  Deadlocks (DB_LOCK_DEADLOCK, found by the detector on
+ * every conflict) and lock timeouts (a lock held by a process that died, DB_LOCK_NOTGRANTED)
+ * abort the transaction; a timeout also runs failchk, which frees the dead holder's locks.
+ * Both retry with a short random backoff, a bounded number of times.
+ *
+ * A store handle is used by one thread at a time; handles of one process on one store share
+ * one environment (DB_REGISTER allows no more), which any thread may use. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "db-int.h"
+
+#define TXN_ATTEMPTS 200     /* deadlocks and lock timeouts */
+#define RECOVER_ATTEMPTS 8   /* environment reopened after a panic */
+#define OPEN_ATTEMPTS 100    /* opens while another process recovers (about 3 s) */
+#define LOCK_TIMEOUT_US 2000000
+
+static __thread char last_error[512];
+
+const char *lyr_store_last_error(void)
+{
+	return last_error;
+}
+
+void db_seterr(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	va_end(ap);
+}
+
+int dbx(int r)
+{
+	if (r == 0 || db_retryable(r))
+		return r;
+	if (r > 0)
+		return -r; /* a system error passed through */
+	switch (r) {
+	case DB_NOTFOUND:
+	case DB_KEYEMPTY:
+		return -ENOENT;
+	case DB_KEYEXIST:
+		return -EEXIST;
+	case DB_VERSION_MISMATCH:
+		return -EPROTO;
+	case DB_LOCK_NOTGRANTED:
+		return -EAGAIN;
+	default:
+		return -EIO;
+	}
+}
+
+/* Liveness for failchk: another process is alive while /proc/<pid> exists; threads of this
+ * process are taken to be alive (a handle is used by one thread at a time). */
+static int is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, uint32_t flags)
+{
+	(void)env, (void)tid, (void)flags;
+	if (pid == getpid())
+		return 1;
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
+{
+	(void)env, (void)pfx;
+	if (getenv("LAYERFS_DB_DEBUG"))
+		fprintf(stderr, "layerfs: db: %s\n", msg);
+}
+
+/* failchk reports what it freed for dead processes as messages; they are expected. */
+static void msgcall(const DB_ENV *env, const char *msg)
+{
+	(void)env;
+	if (getenv("LAYERFS_DB_DEBUG"))
+		fprintf(stderr, "layerfs: db: %s\n", msg);
+}
+
+static const struct {
+	size_t off;
+	const char *file;
+} tables[] = {
+	{offsetof(lyr_store, meta), "meta.db"},     {offsetof(lyr_store, layers), "layers.db"},
+	{offsetof(lyr_store, refs), "refs.db"},     {offsetof(lyr_store, tags), "tags.db"},
+	{offsetof(lyr_store, uses), "uses.db"},     {offsetof(lyr_store, hashes), "hashes.db"},
+	{offsetof(lyr_store, actions), "actions.db"},
+};
+#define NTABLES LYR_ARRAY_SIZE(tables)
+
+/* DB_REGISTER allows one DB_ENV handle per process and environment, so every lyr_store of a
+ * process on one store shares this (found by the db directory's device and inode).  The
+ * rwlock is read-held for the duration of each transaction and write-held to replace a
+ * panicked environment; GEN counts replacements.  A child after fork() never touches its
+ * parent's handles (PID tells them apart). */
+struct shared_env {
+	dev_t dev;
+	ino_t ino;
+	pid_t pid;
+	unsigned refs, gen;
+	pthread_rwlock_t lock;
+	DB_ENV *env;
+	DB *db[NTABLES];
+	struct shared_env *next;
+};
+
+static pthread_mutex_t envs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_env *envs;
+
+static DB **table(lyr_store *s, size_t i)
+{
+	return (DB **)((char *)s + tables[i].off);
+}
+
+/* Copies the shared handles into S for the transaction about to run. */
+static void env_bind(lyr_store *s)
+{
+	s->env = s->shared->env;
+	for (size_t i = 0; i < NTABLES; i++)
+		*table(s, i) = s->shared->db[i];
+}
+
+static void handles_close(struct shared_env *e, bool opened)
+{
+	for (size_t i = 0; i < NTABLES; i++) {
+		if (e->db[i])
+			e->db[i]->close(e->db[i], 0);
+		e->db[i] = NULL;
+	}
+	if (e->env) {
+		/* Keep the log short: a checkpoint lets DB_LOG_AUTO_REMOVE drop old log files.
+		 * It writes only when enough log accumulated, so closing stays cheap. */
+		if (opened)
+			e->env->txn_checkpoint(e->env, 512, 0, 0);
+		e->env->close(e->env, 0);
+	}
+	e->env = NULL;
+}
+
+static int handles_open(struct shared_env *e, const char *dbdir)
+{
+	DB_ENV *env;
+	int r = db_env_create(&env, 0);
+	if (r)
+		return dbx(r);
+	e->env = env;
+	env->set_errcall(env, errcall);
+	env->set_msgcall(env, msgcall);
+	env->set_isalive(env, is_alive);
+	env->set_thread_count(env, 256);
+	env->set_lk_detect(env, DB_LOCK_DEFAULT);
+	env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT);
+	env->set_lg_max(env, 4 << 20);
+	env->set_lg_bsize(env, 256 << 10);
+	env->set_cachesize(env, 0, 4 << 20, 1);
+	env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1);
+	/* A killed process loses nothing it committed (the log is in the page cache); after a
+	 * machine crash the last transactions may be lost, and fsck reconciles directories
+	 * with whatever records survived. */
+	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
+	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
+			 DB_THREAD | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	r = env->open(env, dbdir, flags, 0644);
+	if (r) {
+		handles_close(e, false);
+		return dbx(r);
+	}
+	for (size_t i = 0; i < NTABLES; i++) {
+		r = db_create(&e->db[i], env, 0);
+		if (r == 0)
+			r = e->db[i]->open(e->db[i], NULL, tables[i].file, NULL, DB_BTREE,
+					   DB_CREATE | DB_AUTO_COMMIT | DB_THREAD, 0644);
+		if (r) {
+			handles_close(e, true);
+			return dbx(r);
+		}
+	}
+	return 0;
+}
+
+static void backoff(int attempt)
+{
+	static __thread uint32_t seed;
+	if (!seed)
+		seed = (uint32_t)getpid() * 2654435761u | 1;
+	seed ^= seed << 13, seed ^= seed >> 17, seed ^= seed << 5;
+	unsigned cap = attempt < 10 ? 1000u << (attempt / 2) : 32000u; /* microseconds */
+	struct timespec ts = {0, (long)(seed % cap) * 1000};
+	nanosleep(&ts, NULL);
+}
+
+/* ROOT/db/open.lock serialises opening and closing the environment across processes, so
+ * DB_REGISTER never looks at the registry while another process is half registered or half
+ * gone (the cause of spurious recoveries under heavy open/close churn).  Returns the fd. */
+static int env_lock(const char *dbdir)
+{
+	_cleanup_free_ char *p = NULL;
+	if (asprintf(&p, "%s/open.lock", dbdir) < 0)
+		return -ENOMEM;
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int e = -errno;
+			close(fd);
+			return e;
+		}
+	}
+	return fd;
+}
+
+/* Opens E's handles, retrying while another process holds the environment in recovery. */
+static int handles_open_retry(struct shared_env *e, const char *dbdir)
+{
+	int r = 0;
+	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
+		int lk = env_lock(dbdir);
+		if (lk < 0)
+			return lk;
+		r = handles_open(e, dbdir);
+		close(lk);
+		if (r && getenv("LAYERFS_DB_DEBUG"))
+			fprintf(stderr, "layerfs: db: pid %d: open: %s\n", (int)getpid(),
+				r < 0 && r > -4096 ? strerror(-r) : db_strerror(r));
+		/* EBUSY: recovery found the old regions still mapped by other processes (it
+		 * panics them, and they reopen); the next attempt joins the new environment. */
+		if (!db_retryable(r) && r != -EAGAIN && r != -EBUSY)
+			return r;
+		backoff(attempt);
+	}
+	return db_retryable(r) || r == -EBUSY ? -EAGAIN : r;
+}
+
+int env_open(lyr_store *s)
+{
+	struct stat st;
+	if (stat(s->dbdir, &st) < 0)
+		return -errno;
+	pid_t pid = getpid();
+	pthread_mutex_lock(&envs_lock);
+	struct shared_env *e;
+	for (e = envs; e; e = e->next)
+		if (e->dev == st.st_dev && e->ino == st.st_ino && e->pid == pid)
+			break;
+	if (e) {
+		e->refs++;
+		pthread_mutex_unlock(&envs_lock);
+		s->shared = e;
+		return 0;
+	}
+	e = calloc(1, sizeof *e);
+	if (!e) {
+		pthread_mutex_unlock(&envs_lock);
+		return -ENOMEM;
+	}
+	e->dev = st.st_dev, e->ino = st.st_ino, e->pid = pid, e->refs = 1;
+	pthread_rwlock_init(&e->lock, NULL);
+	int r = handles_open_retry(e, s->dbdir);
+	if (r < 0) {
+		pthread_rwlock_destroy(&e->lock);
+		free(e);
+		pthread_mutex_unlock(&envs_lock);
+		return r;
+	}
+	e->next = envs;
+	envs = e;
+	pthread_mutex_unlock(&envs_lock);
+	s->shared = e;
+	return 0;
+}
+
+void env_close(lyr_store *s)
+{
+	struct shared_env *e = s->shared;
+	if (!e)
+		return;
+	s->shared = NULL;
+	s->env = NULL;
+	pthread_mutex_lock(&envs_lock);
+	if (--e->refs == 0) {
+		for (struct shared_env **p = &envs; *p; p = &(*p)->next)
+			if (*p == e) {
+				*p = e->next;
+				break;
+			}
+		if (e->pid == getpid() && e->env) {
+			int lk = env_lock(s->dbdir);
+			handles_close(e, true);
+			if (lk >= 0)
+				close(lk);
+		}
+		pthread_rwlock_destroy(&e->lock);
+		free(e);
+	}
+	pthread_mutex_unlock(&envs_lock);
+}
+
+/* Replaces the panicked environment of generation GEN (unless another handle already did). */
+static int reopen(lyr_store *s, unsigned gen)
+{
+	struct shared_env *e = s->shared;
+	pthread_rwlock_wrlock(&e->lock);
+	int r = 0;
+	if (e->gen == gen || !e->env) {
+		int lk = env_lock(s->dbdir);
+		if (lk < 0) {
+			r = lk;
+		} else {
+			handles_close(e, false);
+			close(lk);
+			r = handles_open_retry(e, s->dbdir);
+			e->gen++;
+		}
+	}
+	pthread_rwlock_unlock(&e->lock);
+	return r;
+}
+
+int txn_run(lyr_store *s, txn_fn fn, void *ctx)
+{
+	int recoveries = 0, r = 0;
+	struct shared_env *e = s->shared;
+	for (int attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
+		pthread_rwlock_rdlock(&e->lock);
+		unsigned gen = e->gen;
+		if (!e->env) {
+			r = DB_RUNRECOVERY; /* a reopen failed earlier: try again */
+		} else {
+			env_bind(s);
+			DB_TXN *txn = NULL;
+			r = dbx(s->env->txn_begin(s->env, NULL, &txn, 0));
+			if (r == 0) {
+				r = fn(s, txn, ctx);
+				if (r >= 0 && !db_retryable(r))
+					r = dbx(txn->commit(txn, 0));
+				else
+					txn->abort(txn);
+			}
+			if (r == DB_LOCK_NOTGRANTED && s->env->failchk(s->env, 0) == DB_RUNRECOVERY)
+				r = DB_RUNRECOVERY;
+		}
+		pthread_rwlock_unlock(&e->lock);
+		if (!db_retryable(r))
+			return r;
+		if (getenv("LAYERFS_DB_DEBUG"))
+			fprintf(stderr, "layerfs: db: pid %d: retrying after %s\n", (int)getpid(),
+				db_strerror(r));
+		if (r == DB_RUNRECOVERY) {
+			if (++recoveries > RECOVER_ATTEMPTS)
+				break;
+			int err = reopen(s, gen);
+			if (err < 0)
+				return err;
+			continue;
+		}
+		backoff(attempt);
+	}
+	db_seterr("store '%s': database stayed busy or in recovery; giving up", s->root);
+	return r == DB_RUNRECOVERY ? -EIO : -EAGAIN;
+}
+
+static void dbt_in(DBT *d, const void *p, size_t len)
+{
+	memset(d, 0, sizeof *d);
+	d->data = (void *)p;
+	d->size = (uint32_t)len;
+}
+
+int rec_get(DB *db, DB_TXN *txn, const void *key, size_t klen, void **ret, size_t *ret_len)
+{
+	DBT k, v;
+	dbt_in(&k, key, klen);
+	memset(&v, 0, sizeof v);
+	v.flags = DB_DBT_MALLOC;
+	int r = dbx(db->get(db, txn, &k, &v, 0));
+	if (r)
+		return r;
+	*ret = v.data;
+	if (ret_len)
+		*ret_len = v.size;
+	return 0;
+}
+
+int rec_put(DB *db, DB_TXN *txn, const void *key, size_t klen, const void *val, size_t vlen,
+	    uint32_t flags)
+{
+	DBT k, v;
+	dbt_in(&k, key, klen);
+	dbt_in(&v, val, vlen);
+	return dbx(db->put(db, txn, &k, &v, flags));
+}
+
+int rec_del(DB *db, DB_TXN *txn, const void *key, size_t klen)
+{
+	DBT k;
+	dbt_in(&k, key, klen);
+	return dbx(db->del(db, txn, &k, 0));
+}
+
+bool rec_exists(DB *db, DB_TXN *txn, const void *key, size_t klen, int *ret_err)
+{
+	DBT k, v;
+	dbt_in(&k, key, klen);
+	memset(&v, 0, sizeof v);
+	v.flags = DB_DBT_USERMEM | DB_DBT_PARTIAL; /* no data wanted */
+	int r = dbx(db->get(db, txn, &k, &v, 0));
+	*ret_err = r == -ENOENT ? 0 : r;
+	return r == 0;
+}

@@ -1,0 +1,520 @@
+/* fsck: checks records against directories and the uses index against records, holding the
+ * namespace lock throughout so no import, commit or rm is half way through a rename.
+ *
+ * Findings, in this order (docs/store-format.md lists the texts):
+ *   refs    interrupted commits of dead processes (settled: forward or back), stale mount
+ *           records (cleared), missing upper (reported) or work (recreated) directories,
+ *           missing parent layers (reported);
+ *   layers  missing diff directories, missing parents (reported);
+ *   tags    tags of missing layers (reported);
+ *   uses    index entries without their record (removed) and missing entries (added);
+ *   dirs    orphan layers/ and refs/ directories and temporary directories of dead
+ *           processes (removed).
+ * Records without data are never deleted: that would hide the loss. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "db-int.h"
+#include "layerfs/tree.h"
+
+typedef struct fsck {
+	lyr_store *s;
+	bool repair;
+	void (*fn)(void *ctx, const char *finding, bool repaired);
+	void *ctx;
+	int left;
+	char **targets; /* layer dirs that pending commits will claim (reported with them) */
+	size_t ntargets;
+} fsck;
+
+static void finding(fsck *f, bool repaired, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void finding(fsck *f, bool repaired, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (!repaired)
+		f->left++;
+	if (f->fn)
+		f->fn(f->ctx, line, repaired);
+}
+
+static void settle_report(void *ctx, const char *line, bool repaired)
+{
+	fsck *f = ctx;
+	if (!repaired)
+		f->left++;
+	if (f->fn)
+		f->fn(f->ctx, line, repaired);
+}
+
+static bool is_dir(lyr_store *s, const char *path)
+{
+	struct stat st;
+	return fstatat(s->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Keys of a table, collected in one transaction. */
+typedef struct keys {
+	DB *db;
+	char **v;
+	size_t n;
+} keys;
+
+static void keys_reset(keys *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		free(k->v[i]);
+	free(k->v);
+	k->v = NULL;
+	k->n = 0;
+}
+
+static int keys_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	(void)s;
+	keys *k = ctx;
+	keys_reset(k);
+	DBC *c;
+	int r = dbx(k->db->cursor(k->db, txn, &c, 0));
+	if (r)
+		return r;
+	DBT key = {0}, v = {0};
+	key.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_USERMEM | DB_DBT_PARTIAL;
+	while ((r = dbx(c->get(c, &key, &v, DB_NEXT))) == 0) {
+		char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
+		if (!nv) {
+			r = -ENOMEM;
+			break;
+		}
+		k->v = nv;
+		/* uses keys hold a NUL: keep the raw bytes with the length in front */
+		char *copy = malloc(key.size + 5);
+		if (!copy) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(copy, &key.size, 4);
+		memcpy(copy + 4, key.data, key.size);
+		copy[4 + key.size] = '\0';
+		k->v[k->n++] = copy;
+	}
+	free(key.data);
+	int e = dbx(c->close(c));
+	return r == -ENOENT ? e : r;
+}
+
+static int collect(lyr_store *s, DB *db, keys *k)
+{
+	k->db = db;
+	return txn_run(s, keys_txn, k);
+}
+
+static const char *key_str(const char *k)
+{
+	return k + 4;
+}
+
+static uint32_t key_len(const char *k)
+{
+	uint32_t n;
+	memcpy(&n, k, 4);
+	return n;
+}
+
+typedef struct one_ctx {
+	const char *id;
+	layer_rec l;
+	ref_rec r;
+	bool is_layer, have;
+	bool exists_parent;
+	char *tag_layer;
+} one_ctx;
+
+static int load_ref_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	one_ctx *o = ctx;
+	if (o->have)
+		ref_rec_clear(&o->r);
+	o->have = false;
+	int r = ref_load(s, txn, o->id, &o->r);
+	if (r)
+		return r;
+	o->have = true;
+	o->exists_parent = !*o->r.parent ||
+			   rec_exists(s->layers, txn, o->r.parent, strlen(o->r.parent), &r);
+	return r;
+}
+
+static int clear_mount_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	const char *id = ctx;
+	ref_rec rec;
+	int r = ref_load(s, txn, id, &rec);
+	if (r)
+		return r;
+	if (rec.mount_owner.pid && !owner_alive(&rec.mount_owner)) {
+		rec.mount_owner = (lyr_owner){0, 0};
+		free(rec.mountpoint);
+		rec.mountpoint = NULL;
+		r = ref_store(s, txn, id, &rec);
+	}
+	ref_rec_clear(&rec);
+	return r;
+}
+
+static int check_ref(fsck *f, const char *id)
+{
+	lyr_store *s = f->s;
+	bool found;
+	int r = commit_settle(s, id, f->repair, settle_report, f, &found);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	if (r == 1)
+		return 0; /* rolled forward: the ref is gone */
+	one_ctx o = {.id = id};
+	r = txn_run(s, load_ref_txn, &o);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	if (o.r.mount_owner.pid && !owner_alive(&o.r.mount_owner)) {
+		int e = f->repair ? txn_run(s, clear_mount_txn, (void *)id) : -1;
+		finding(f, e >= 0, "ref %s: stale mount record (pid %d, '%s')", id,
+			(int)o.r.mount_owner.pid, o.r.mountpoint);
+	}
+	char path[160];
+	snprintf(path, sizeof path, "refs/%s/upper", id);
+	if (!found && !is_dir(s, path))
+		finding(f, false, "ref %s has no upper directory", id);
+	snprintf(path, sizeof path, "refs/%s/work", id);
+	if (!is_dir(s, path)) {
+		char ref[128];
+		snprintf(ref, sizeof ref, "refs/%s", id);
+		bool ok = f->repair && is_dir(s, ref) && mkdirat(s->rootfd, path, 0700) == 0;
+		finding(f, ok, "ref %s has no work directory", id);
+	}
+	if (!o.exists_parent)
+		finding(f, false, "ref %s: parent layer %s has no record", id, o.r.parent);
+	ref_rec_clear(&o.r);
+	return 0;
+}
+
+static int load_layer_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	one_ctx *o = ctx;
+	if (o->have)
+		layer_rec_clear(&o->l);
+	o->have = false;
+	int r = layer_load(s, txn, o->id, &o->l);
+	if (r)
+		return r;
+	o->have = true;
+	o->exists_parent = !*o->l.parent ||
+			   rec_exists(s->layers, txn, o->l.parent, strlen(o->l.parent), &r);
+	return r;
+}
+
+static int check_layer(fsck *f, const char *id)
+{
+	one_ctx o = {.id = id};
+	int r = txn_run(f->s, load_layer_txn, &o);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	char path[160];
+	snprintf(path, sizeof path, "layers/%s/diff", layer_hex(id));
+	if (!is_dir(f->s, path))
+		finding(f, false, "layer %s has no diff directory", id);
+	if (!o.exists_parent)
+		finding(f, false, "layer %s: parent layer %s has no record", id, o.l.parent);
+	layer_rec_clear(&o.l);
+	return 0;
+}
+
+typedef struct tag_ctx {
+	const char *name;
+	char *layer;
+	bool layer_exists;
+} tag_ctx;
+
+static int load_tag_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	tag_ctx *t = ctx;
+	_cleanup_free_ void *v = NULL;
+	size_t len;
+	free(t->layer);
+	t->layer = NULL;
+	int r = rec_get(s->tags, txn, t->name, strlen(t->name), &v, &len);
+	if (r == 0)
+		r = tag_rec_decode(v, len, &t->layer);
+	if (r == 0)
+		t->layer_exists = rec_exists(s->layers, txn, t->layer, strlen(t->layer), &r);
+	return r;
+}
+
+/* One uses entry: is its record there and does it say the same?  Repair drops it. */
+typedef struct use_ctx {
+	const char *key;
+	uint32_t len;
+	bool valid;
+	bool repair;
+} use_ctx;
+
+static int use_check_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	use_ctx *u = ctx;
+	const char *layer = u->key;
+	size_t ll = strlen(layer);
+	if (ll + 2 > u->len) {
+		u->valid = false;
+	} else {
+		char kind = u->key[ll + 1];
+		_cleanup_free_ char *name = strndup(u->key + ll + 2, u->len - ll - 2);
+		if (!name)
+			return -ENOMEM;
+		layer_rec l;
+		ref_rec f;
+		int r = 0;
+		u->valid = false;
+		if (kind == USE_LAYER && (r = layer_load(s, txn, name, &l)) == 0) {
+			u->valid = strcmp(l.parent, layer) == 0;
+			layer_rec_clear(&l);
+		} else if (kind == USE_REF && (r = ref_load(s, txn, name, &f)) == 0) {
+			u->valid = strcmp(f.parent, layer) == 0;
+			ref_rec_clear(&f);
+		} else if (kind == USE_TAG) {
+			_cleanup_free_ void *v = NULL;
+			_cleanup_free_ char *target = NULL;
+			size_t len;
+			r = rec_get(s->tags, txn, name, strlen(name), &v, &len);
+			if (r == 0 && (r = tag_rec_decode(v, len, &target)) == 0)
+				u->valid = strcmp(target, layer) == 0;
+		}
+		if (r && r != -ENOENT)
+			return r;
+	}
+	if (!u->valid && u->repair)
+		return rec_del(s->uses, txn, u->key, u->len);
+	return 0;
+}
+
+/* A record's entry in the uses index, added when missing. */
+typedef struct need_ctx {
+	const char *layer, *name;
+	char kind;
+	bool missing, repair;
+} need_ctx;
+
+static int use_need_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	need_ctx *n = ctx;
+	size_t ll = strlen(n->layer), nl = strlen(n->name);
+	_cleanup_free_ char *k = malloc(ll + 2 + nl);
+	if (!k)
+		return -ENOMEM;
+	memcpy(k, n->layer, ll + 1);
+	k[ll + 1] = n->kind;
+	memcpy(k + ll + 2, n->name, nl);
+	int r;
+	n->missing = !rec_exists(s->uses, txn, k, ll + 2 + nl, &r);
+	if (r)
+		return r;
+	if (n->missing && n->repair)
+		return use_put(s, txn, n->layer, n->kind, n->name);
+	return 0;
+}
+
+static const char *kind_name(char kind)
+{
+	return kind == USE_LAYER ? "child layer" : kind == USE_REF ? "ref" : "tag";
+}
+
+static int need_use(fsck *f, const char *layer, char kind, const char *name)
+{
+	if (!*layer)
+		return 0;
+	need_ctx n = {layer, name, kind, false, f->repair};
+	int r = txn_run(f->s, use_need_txn, &n);
+	if (r < 0)
+		return r;
+	if (n.missing)
+		finding(f, f->repair, "index entry for %s %s of layer %s was missing",
+			kind_name(kind), name, layer);
+	return 0;
+}
+
+static int check_dir(fsck *f, const char *sub, bool (*known)(fsck *, const char *))
+{
+	_cleanup_close_ int fd = openat(f->s->rootfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d)
+		return -errno;
+	fd = -1;
+	_cleanup_closedir_ DIR *dir = d;
+	keys names = {0};
+	int r = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		char **nv = realloc(names.v, (names.n + 1) * sizeof *nv);
+		if (!nv || !(nv[names.n] = strdup(de->d_name))) {
+			names.v = nv ? nv : names.v;
+			r = -ENOMEM;
+			break;
+		}
+		names.v = nv;
+		names.n++;
+	}
+	for (size_t i = 0; r == 0 && i < names.n; i++) {
+		const char *name = names.v[i];
+		if (known(f, name))
+			continue;
+		bool tmp = strcmp(sub, "tmp") == 0;
+		int e = f->repair ? dir_discard(f->s, sub, name, "fsck") : -1;
+		finding(f, e >= 0, "%s directory %s/%s", tmp ? "temporary" : "orphan", sub, name);
+	}
+	keys_reset(&names);
+	return r;
+}
+
+typedef struct exists_ctx {
+	DB *db;
+	const char *key;
+	bool yes;
+} exists_ctx;
+
+static int exists_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	(void)s;
+	exists_ctx *e = ctx;
+	int r;
+	e->yes = rec_exists(e->db, txn, e->key, strlen(e->key), &r);
+	return r;
+}
+
+/* True when the record exists; an error counts as "exists" so nothing is removed on it. */
+static bool exists_in(fsck *f, DB *db, const char *key)
+{
+	exists_ctx e = {db, key, false};
+	return txn_run(f->s, exists_txn, &e) < 0 || e.yes;
+}
+
+static bool known_layer_dir(fsck *f, const char *name)
+{
+	char id[LYR_ID_MAX + 8];
+	snprintf(id, sizeof id, "%s%s", LYR_DIGEST_PREFIX, name);
+	for (size_t i = 0; i < f->ntargets; i++)
+		if (strcmp(f->targets[i], name) == 0)
+			return true;
+	return exists_in(f, f->s->layers, id);
+}
+
+static bool known_ref_dir(fsck *f, const char *name)
+{
+	return exists_in(f, f->s->refs, name);
+}
+
+static bool live_tmp_dir(fsck *f, const char *name)
+{
+	(void)f;
+	lyr_owner o;
+	return tmp_owner(name, &o) && owner_alive(&o);
+}
+
+static int fsck_run(fsck *f)
+{
+	lyr_store *s = f->s;
+	keys k = {0};
+	int r = collect(s, s->refs, &k);
+	for (size_t i = 0; r >= 0 && i < k.n; i++) {
+		const char *id = key_str(k.v[i]);
+		r = check_ref(f, id);
+		one_ctx o = {.id = id};
+		if (r >= 0 && txn_run(s, load_ref_txn, &o) >= 0) {
+			r = need_use(f, o.r.parent, USE_REF, id);
+			if (r >= 0 && o.r.state == REF_COMMITTING && *o.r.target) {
+				char **nv = realloc(f->targets, (f->ntargets + 1) * sizeof *nv);
+				if (!nv || !(nv[f->ntargets] = strdup(layer_hex(o.r.target))))
+					r = -ENOMEM;
+				if (nv)
+					f->targets = nv;
+				if (r >= 0)
+					f->ntargets++;
+			}
+			ref_rec_clear(&o.r);
+		}
+	}
+	keys_reset(&k);
+	if (r >= 0)
+		r = collect(s, s->layers, &k);
+	for (size_t i = 0; r >= 0 && i < k.n; i++) {
+		const char *id = key_str(k.v[i]);
+		r = check_layer(f, id);
+		one_ctx o = {.id = id};
+		if (r >= 0 && txn_run(s, load_layer_txn, &o) >= 0) {
+			r = need_use(f, o.l.parent, USE_LAYER, id);
+			layer_rec_clear(&o.l);
+		}
+	}
+	keys_reset(&k);
+	if (r >= 0)
+		r = collect(s, s->tags, &k);
+	for (size_t i = 0; r >= 0 && i < k.n; i++) {
+		tag_ctx t = {key_str(k.v[i]), NULL, false};
+		r = txn_run(s, load_tag_txn, &t);
+		if (r >= 0 && !t.layer_exists)
+			finding(f, false, "tag %s points to layer %s, which has no record", t.name,
+				t.layer);
+		if (r >= 0)
+			r = need_use(f, t.layer, USE_TAG, t.name);
+		free(t.layer);
+	}
+	keys_reset(&k);
+	if (r >= 0)
+		r = collect(s, s->uses, &k);
+	for (size_t i = 0; r >= 0 && i < k.n; i++) {
+		use_ctx u = {key_str(k.v[i]), key_len(k.v[i]), false, f->repair};
+		r = txn_run(s, use_check_txn, &u);
+		if (r >= 0 && !u.valid) {
+			size_t ll = strlen(u.key);
+			finding(f, f->repair, "index entry for %s %.*s of layer %s has no record",
+				ll + 2 <= u.len ? kind_name(u.key[ll + 1]) : "?",
+				ll + 2 <= u.len ? (int)(u.len - ll - 2) : 0, u.key + ll + 2, u.key);
+		}
+	}
+	keys_reset(&k);
+	if (r >= 0)
+		r = check_dir(f, "layers", known_layer_dir);
+	if (r >= 0)
+		r = check_dir(f, "refs", known_ref_dir);
+	if (r >= 0)
+		r = check_dir(f, "tmp", live_tmp_dir);
+	return r;
+}
+
+int lyr_store_fsck(lyr_store *s, bool repair,
+		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx)
+{
+	fsck f = {s, repair, fn, ctx, 0, NULL, 0};
+	int r = ns_lock(s);
+	if (r < 0)
+		return r;
+	r = fsck_run(&f);
+	ns_unlock(s);
+	for (size_t i = 0; i < f.ntargets; i++)
+		free(f.targets[i]);
+	free(f.targets);
+	if (r < 0) {
+		db_seterr("fsck '%s': %s", s->root, strerror(-r));
+		return r;
+	}
+	return f.left;
+}

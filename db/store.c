@@ -1,0 +1,236 @@
+/* Opening and closing a store: the directory layout (db/, layers/, refs/, tmp/, lock), the
+ * format check, the default root, and the namespace lock.
+ *
+ * The namespace lock is an exclusive flock on ROOT/lock.  It is held from just before a
+ * directory is renamed into or out of layers/ or refs/ until the transaction recording that
+ * change has committed, so any process holding it sees every directory matched by its record
+ * (except after a crash, which is what fsck reconciles).  Copying and hashing happen outside
+ * it; it is released when the process dies. */
+#include <fcntl.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "db-int.h"
+#include "layerfs/tree.h"
+
+#define META_FORMAT "format"
+
+int64_t now_seconds(void)
+{
+	return (int64_t)time(NULL);
+}
+
+const char *layer_hex(const char *id)
+{
+	return strncmp(id, LYR_DIGEST_PREFIX, strlen(LYR_DIGEST_PREFIX)) == 0
+		       ? id + strlen(LYR_DIGEST_PREFIX)
+		       : id;
+}
+
+int ns_lock(lyr_store *s)
+{
+	if (s->lock_depth++ > 0)
+		return 0;
+	while (flock(s->lockfd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			s->lock_depth--;
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+void ns_unlock(lyr_store *s)
+{
+	if (--s->lock_depth == 0)
+		flock(s->lockfd, LOCK_UN);
+}
+
+int dir_stash(lyr_store *s, const char *sub, const char *name, const char *op, char *ret_tmp,
+	      size_t len)
+{
+	char from[512], to[256];
+	snprintf(from, sizeof from, "%s/%s", sub, name);
+	tmp_name(s, op, ret_tmp, len);
+	snprintf(to, sizeof to, "tmp/%s", ret_tmp);
+	if (renameat(s->rootfd, from, s->rootfd, to) < 0) {
+		ret_tmp[0] = '\0';
+		return errno == ENOENT ? 0 : -errno;
+	}
+	return 0;
+}
+
+int tmp_remove(lyr_store *s, const char *tmp)
+{
+	if (!*tmp)
+		return 0;
+	_cleanup_close_ int tmpfd = openat(s->rootfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (tmpfd < 0)
+		return -errno;
+	return lyr_tree_remove(tmpfd, tmp);
+}
+
+int dir_discard(lyr_store *s, const char *sub, const char *name, const char *op)
+{
+	char tmp[128];
+	int r = dir_stash(s, sub, name, op, tmp, sizeof tmp);
+	return r < 0 ? r : tmp_remove(s, tmp);
+}
+
+static int meta_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	uint32_t *format = ctx;
+	void *v = NULL;
+	size_t len;
+	int r = rec_get(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &v, &len);
+	if (r == -ENOENT) {
+		uint32_t le = htole32(LYR_STORE_FORMAT);
+		r = rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le,
+			    DB_NOOVERWRITE);
+		*format = LYR_STORE_FORMAT;
+		return r;
+	}
+	if (r)
+		return r;
+	uint32_t le = 0;
+	if (len == sizeof le)
+		memcpy(&le, v, sizeof le);
+	free(v);
+	if (len != sizeof le)
+		return -EBADMSG;
+	*format = le32toh(le);
+	return 0;
+}
+
+static int set_format_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	uint32_t le = htole32(*(uint32_t *)ctx);
+	return rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le, 0);
+}
+
+/* For tests of the format check (declared in db/testing.h). */
+int lyr_store_debug_set_format(lyr_store *s, uint32_t format)
+{
+	return txn_run(s, set_format_txn, &format);
+}
+
+static int fail(int r, const char *root, const char *what)
+{
+	if (r == -EROFS)
+		db_seterr("store '%s': read-only file system (cannot %s)", root, what);
+	else
+		db_seterr("store '%s': cannot %s: %s", root, what, strerror(-r));
+	return r;
+}
+
+static int open_layout(lyr_store *s)
+{
+	int r = lyr_mkdir_p(s->root, 0755);
+	if (r < 0)
+		return fail(r, s->root, "create the store directory");
+	struct statvfs vfs;
+	if (statvfs(s->root, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+		return fail(-EROFS, s->root, "write");
+	s->rootfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->rootfd < 0)
+		return fail(-errno, s->root, "open the store directory");
+	if (mkdirat(s->rootfd, "db", 0755) < 0 && errno != EEXIST)
+		return fail(-errno, s->root, "create db/");
+	r = env_open(s);
+	if (r < 0)
+		return fail(r, s->root, "open the database");
+	uint32_t format = 0;
+	r = txn_run(s, meta_txn, &format);
+	if (r < 0)
+		return fail(r, s->root, "read the format record");
+	if (format > LYR_STORE_FORMAT) {
+		db_seterr("store '%s': format %u is newer than this layerfs supports (%d)", s->root,
+			  format, LYR_STORE_FORMAT);
+		return -EPROTO;
+	}
+	static const char *const dirs[] = {"layers", "refs", "tmp"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(dirs); i++)
+		if (mkdirat(s->rootfd, dirs[i], 0755) < 0 && errno != EEXIST)
+			return fail(-errno, s->root, "create a store directory");
+	s->lockfd = openat(s->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (s->lockfd < 0)
+		return fail(-errno, s->root, "open the lock file");
+	r = owner_self(&s->self);
+	if (r < 0)
+		return fail(r, s->root, "read /proc/self/stat");
+	return 0;
+}
+
+int lyr_store_open(const char *root, lyr_store **ret)
+{
+	lyr_store *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->rootfd = s->lockfd = -1;
+	s->root = strdup(root);
+	if (!s->root || asprintf(&s->dbdir, "%s/db", root) < 0) {
+		s->dbdir = NULL;
+		lyr_store_free(s);
+		return -ENOMEM;
+	}
+	int r = open_layout(s);
+	if (r < 0) {
+		lyr_store_free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+void lyr_store_free(lyr_store *s)
+{
+	if (!s)
+		return;
+	env_close(s);
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	if (s->rootfd >= 0)
+		close(s->rootfd);
+	free(s->root);
+	free(s->dbdir);
+	free(s);
+}
+
+const char *lyr_store_root(const lyr_store *s)
+{
+	return s->root;
+}
+
+char *lyr_store_default_root(void)
+{
+	const char *env = getenv("LAYERFS_ROOT");
+	char *p = NULL;
+	if (env && *env)
+		return strdup(env);
+	if (geteuid() == 0)
+		return strdup("/var/lib/layerfs");
+	env = getenv("XDG_DATA_HOME");
+	if (env && *env == '/')
+		return asprintf(&p, "%s/layerfs", env) < 0 ? NULL : p;
+	const char *home = getenv("HOME");
+	if (!home || *home != '/') {
+		struct passwd *pw = getpwuid(geteuid());
+		home = pw ? pw->pw_dir : NULL;
+	}
+	if (!home)
+		return NULL;
+	return asprintf(&p, "%s/.local/share/layerfs", home) < 0 ? NULL : p;
+}
+
+void lyr_strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
