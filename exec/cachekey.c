@@ -169,20 +169,6 @@ int lyr_exec_op_encode(const lyr_exec_op *op, const char *platform, uint8_t **re
 	return 0;
 }
 
-/* True when selector A covers B: equal, A is "/", or A is a whole-component prefix of B. */
-static bool covers(const char *a, const char *b)
-{
-	size_t n = strlen(a);
-	if (strcmp(a, "/") == 0)
-		return true;
-	return strncmp(a, b, n) == 0 && (b[n] == '\0' || b[n] == '/');
-}
-
-static int sel_cmp(const void *a, const void *b)
-{
-	return lyr_exec_path_cmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static int input_add_selector(lyr_exec_input *in, const char *sel)
 {
 	char **nv = realloc(in->selectors, (in->n_selectors + 2) * sizeof(char *));
@@ -198,35 +184,42 @@ static int input_add_selector(lyr_exec_input *in, const char *sel)
 	return 0;
 }
 
-/* Sorts, drops covered selectors, and digests what is left. */
-static void input_finish(lyr_exec_input *in)
+/* Dedupes and sorts the selectors with the hash module's rules (the same list the content
+ * hash of the input is computed over) and digests what is left.  Returns 0 or -errno. */
+static int input_finish(lyr_exec_input *in)
 {
-	qsort(in->selectors, in->n_selectors, sizeof(char *), sel_cmp);
-	size_t kept = 0;
-	for (size_t i = 0; i < in->n_selectors; i++) {
-		if (kept && covers(in->selectors[kept - 1], in->selectors[i])) {
-			free(in->selectors[i]);
-			continue;
-		}
-		in->selectors[kept++] = in->selectors[i];
+	char **list = NULL;
+	size_t n = 0;
+	int r = lyr_hash_selectors_dedupe((const char *const *)in->selectors, in->n_selectors,
+					  &list, &n, NULL);
+	if (r < 0)
+		return r;
+	char **nv = realloc(list, (n + 1) * sizeof(char *));
+	if (!nv) {
+		lyr_hash_selectors_free(list, n);
+		return -ENOMEM;
 	}
-	in->selectors[kept] = NULL;
-	in->n_selectors = kept;
+	nv[n] = NULL;
+	for (size_t i = 0; i < in->n_selectors; i++)
+		free(in->selectors[i]);
+	free(in->selectors);
+	in->selectors = nv;
+	in->n_selectors = n;
 
 	lyr_sha256_ctx *h = NULL;
-	uint8_t d[LYR_SHA256_LEN];
-	if (lyr_sha256_new(&h) < 0) {
-		in->selector_digest[0] = '\0';
-		return;
-	}
-	for (size_t i = 0; i < kept; i++) {
+	r = lyr_sha256_new(&h);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
 		if (i)
 			lyr_sha256_update(h, "", 1);
-		lyr_sha256_update(h, in->selectors[i], strlen(in->selectors[i]));
+		lyr_sha256_update(h, nv[i], strlen(nv[i]));
 	}
+	uint8_t d[LYR_SHA256_LEN];
 	lyr_sha256_final(h, d);
 	lyr_sha256_free(h);
 	lyr_digest_text(d, in->selector_digest);
+	return 0;
 }
 
 void lyr_exec_inputs_free(lyr_exec_input *inputs, size_t n)
@@ -261,11 +254,8 @@ int lyr_exec_op_inputs(const lyr_exec_op *op, lyr_exec_input **ret, size_t *ret_
 		x->read_only = x->read_only && m->type == LYR_MOUNT_BIND && m->readonly;
 		r = input_add_selector(x, m->selector ? m->selector : "/");
 	}
-	for (size_t i = 0; r >= 0 && i < n; i++) {
-		input_finish(&in[i]);
-		if (!in[i].selector_digest[0])
-			r = -ENOMEM;
-	}
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = input_finish(&in[i]);
 	if (r < 0) {
 		lyr_exec_inputs_free(in, n);
 		return r;
