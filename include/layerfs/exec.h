@@ -94,8 +94,7 @@ int lyr_exec_op_parse_json(const char *text, lyr_exec_op **ret, lyr_exec_error *
  * arg; unique env keys; targets absolute, normalized, not "/", unique; `sharing` and `id` only
  * for cache mounts; `size` only for tmpfs; tmpfs takes no source, selector or output; a
  * selector needs a source; no `output` on a cache mount; a readonly bind output needs a
- * source.  Returns 0 or
- * -EINVAL with ERR filled. */
+ * source.  Returns 0 or -EINVAL with ERR filled. */
 int lyr_exec_op_validate(lyr_exec_op *op, lyr_exec_error *err);
 
 /* Normalizes an absolute path: collapses "//" and "/./", drops a trailing "/", and rejects
