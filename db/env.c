@@ -77,6 +77,16 @@ static int is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, uint32_t flags)
 	return kill(pid, 0) == 0 || errno == EPERM;
 }
 
+/* Threads of control as failchk knows them: the process and the POSIX thread. */
+static void thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
+{
+	(void)env;
+	if (pid)
+		*pid = getpid();
+	if (tid)
+		*tid = pthread_self();
+}
+
 static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
 	(void)env, (void)pfx;
@@ -162,6 +172,7 @@ static int handles_open(struct shared_env *e, const char *dbdir)
 	env->set_errcall(env, errcall);
 	env->set_msgcall(env, msgcall);
 	env->set_isalive(env, is_alive);
+	env->set_thread_id(env, thread_id);
 	env->set_thread_count(env, 256);
 	env->set_lk_detect(env, DB_LOCK_DEFAULT);
 	env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT);
