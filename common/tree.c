@@ -56,8 +56,14 @@ static void listing_free(listing *l)
 	l->n = 0;
 }
 
-/* Reads every name of the directory open at FD except "." and "..". */
-static int listing_read(int fd, listing *ret)
+static int ent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const ent *)a)->name, ((const ent *)b)->name);
+}
+
+/* Reads every name of the directory open at FD except "." and ".."; SORTED puts them in byte
+ * order (strcmp compares as unsigned char). */
+static int listing_read(int fd, bool sorted, listing *ret)
 {
 	int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -119,6 +125,8 @@ static int listing_read(int fd, listing *ret)
 		/* The pool moved while growing; names are fixed up once it is final. */
 		for (size_t i = 0; i < n; i++)
 			ents[i].name = pool + offs[i];
+		if (sorted)
+			qsort(ents, n, sizeof *ents, ent_cmp);
 		ret->ents = LYR_TAKE_PTR(ents);
 		ret->pool = LYR_TAKE_PTR(pool);
 		ret->n = n;
@@ -147,6 +155,7 @@ typedef struct walk {
 	frame *frames;
 	size_t depth, cap;
 	int nfd;          /* fds per frame: 2 for copy, 1 otherwise */
+	bool sorted;      /* listings in byte order of names */
 	char *path;       /* relative path of the current entry, for messages only */
 	size_t path_len, path_cap;
 } walk;
@@ -218,7 +227,7 @@ static int walk_push(walk *w, const int *fds, const struct stat *st)
 		f->dev[k] = s.st_dev;
 		f->ino[k] = s.st_ino;
 	}
-	r = listing_read(fds[0], &f->l);
+	r = listing_read(fds[0], w->sorted, &f->l);
 	if (r < 0)
 		goto fail;
 	w->depth++;
@@ -809,6 +818,78 @@ int lyr_tree_remove(int parent_dirfd, const char *name)
 			goto out;
 	}
 out:
+	walk_free(&w);
+	return r;
+}
+
+/* ---- generic walk ------------------------------------------------------------------------ */
+
+int lyr_tree_walk(int dirfd, const lyr_tree_visit *v, lyr_tree_error *err)
+{
+	walk w = {.nfd = 1, .sorted = v->sorted};
+	struct stat st;
+	int r = path_set(&w, 0, NULL);
+	if (r < 0)
+		goto out;
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	r = walk_push(&w, &fd, &st);
+	if (r < 0)
+		goto out;
+	while (w.depth > 0) {
+		frame *f = &w.frames[w.depth - 1];
+		if (f->next == f->l.n) {
+			r = path_set(&w, f->path_len, NULL);
+			if (r < 0)
+				goto out;
+			r = walk_unpark_parent(&w);
+			if (r < 0)
+				goto out;
+			f = &w.frames[w.depth - 1];
+			if (v->leave && (r = v->leave(v->ctx, f->fd[0], &f->st, w.path)) < 0)
+				goto out;
+			walk_pop(&w);
+			continue;
+		}
+		const char *name = f->l.ents[f->next++].name;
+		r = path_set(&w, f->path_len, name);
+		if (r < 0)
+			goto out;
+		if (fstatat(f->fd[0], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+			goto out;
+		}
+		r = v->entry ? v->entry(v->ctx, f->fd[0], name, &st, w.path) : 0;
+		if (r < 0)
+			goto out;
+		if (!S_ISDIR(st.st_mode) || r == LYR_TREE_SKIP)
+			continue;
+		fd = openat(f->fd[0], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			goto out;
+		}
+		struct stat now;
+		r = fstat(fd, &now) < 0 ? -errno : 0;
+		if (r == 0 && (now.st_ino != st.st_ino || now.st_dev != st.st_dev))
+			r = -ESTALE;
+		if (r < 0) {
+			close(fd);
+			goto out;
+		}
+		r = walk_push(&w, &fd, &now);
+		if (r < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	if (r < 0)
+		set_error(err, &w, r);
 	walk_free(&w);
 	return r;
 }

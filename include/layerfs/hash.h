@@ -40,3 +40,99 @@ int lyr_hash_diff(int dirfd, const lyr_progress *progress, char ret_digest[LYR_D
 
 /* Layer ID: "sha256:" + hex(sha256(PARENT_ID or "" + " " + DIFF_DIGEST)). */
 void lyr_layer_id(const char *parent_id, const char *diff_digest, char ret_id[LYR_DIGEST_TEXT_LEN]);
+
+/* ---- content hash of selector paths (BuildKit contenthash compatible) ----------------------
+ *
+ * The tree being hashed is a *source*: a read-only view reached through the operations below,
+ * so a plain directory (lyr_hash_source_dir) and a layer stack (diff dirs merged with overlay
+ * whiteout/opaque rules) hash the same way.  An entry handle (lyr_hash_ent) is defined by the
+ * source; the hasher only passes it back.  All paths given to the source are single names: the
+ * hasher resolves selectors itself, component by component, keeping ".." and symlink targets
+ * inside the view's root. */
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+typedef struct lyr_hash_ent lyr_hash_ent;
+
+typedef struct lyr_hash_source_ops {
+	/* The view's root directory; fills ST. */
+	int (*root)(void *ctx, lyr_hash_ent **ret, struct stat *st);
+	/* NAME (one component, never "", "." or "..") inside directory DIR, with lstat semantics:
+	 * -ENOENT when the view has no such name (a whiteout hides it, for example). */
+	int (*lookup)(void *ctx, lyr_hash_ent *dir, const char *name, lyr_hash_ent **ret,
+		      struct stat *st);
+	/* Calls FN once for every name the view shows in directory DIR (not "." and ".."), in any
+	 * order; stops with FN's negative return. */
+	int (*list)(void *ctx, lyr_hash_ent *dir, int (*fn)(void *arg, const char *name), void *arg);
+	/* readlink of a symlink entry: writes at most SIZE bytes, returns the length or -errno. */
+	ssize_t (*readlink)(void *ctx, lyr_hash_ent *ent, char *buf, size_t size);
+	/* listxattr / getxattr of the entry itself (never what a symlink points to), with the
+	 * syscalls' size conventions; -errno on failure.  A source hides its private markers. */
+	ssize_t (*listxattr)(void *ctx, lyr_hash_ent *ent, char *buf, size_t size);
+	ssize_t (*getxattr)(void *ctx, lyr_hash_ent *ent, const char *name, void *buf, size_t size);
+	/* A new fd open for reading a regular file's content (the hasher closes it), or -errno. */
+	int (*open)(void *ctx, lyr_hash_ent *ent);
+	/* Optional (may be NULL): a key under which ENT's digests may be cached, such as the ID of
+	 * the immutable layer the entry comes from plus PATH (its path in the view); returns the
+	 * key's length, or 0 when ENT must not be cached (a mutable upper dir, for example). */
+	int (*cache_key)(void *ctx, lyr_hash_ent *ent, const char *path, char *buf, size_t size);
+	/* Releases a handle from root or lookup. */
+	void (*release)(void *ctx, lyr_hash_ent *ent);
+} lyr_hash_source_ops;
+
+typedef struct lyr_hash_source {
+	const lyr_hash_source_ops *ops;
+	void *ctx;
+} lyr_hash_source;
+
+/* A source over the plain directory open at DIRFD (duplicated; the caller keeps DIRFD).
+ * CACHE_PREFIX, when non-NULL, makes every entry cacheable under CACHE_PREFIX + ":" + path: pass
+ * it only for a directory that never changes (an immutable layer's diff dir).  Returns 0 or
+ * -errno; release with lyr_hash_source_dir_free. */
+int lyr_hash_source_dir(int dirfd, const char *cache_prefix, lyr_hash_source *ret);
+void lyr_hash_source_dir_free(lyr_hash_source *src);
+
+/* A digest cache, such as the store's per-layer one.  get returns 1 and fills DIGEST when KEY
+ * is known, 0 when not, or -errno; put stores a digest (errors are returned, not ignored).
+ * Keys are "<kind>:<source key>" with kind f (entry digest), d (directory content digest) or
+ * h (directory header digest). */
+typedef struct lyr_hash_cache {
+	int (*get)(void *ctx, const char *key, char digest[LYR_DIGEST_TEXT_LEN]);
+	int (*put)(void *ctx, const char *key, const char *digest);
+	void *ctx;
+} lyr_hash_cache;
+
+typedef struct lyr_hash_opts {
+	bool follow_links;             /* follow a symlink in a selector's last component */
+	const char *const *include;    /* globs filtering the selected subtrees (may be NULL) */
+	size_t n_include;
+	const char *const *exclude;
+	size_t n_exclude;
+	const lyr_hash_cache *cache;   /* may be NULL */
+	char *err_path;                /* NULL or PATH_MAX bytes: on failure, what failed */
+} lyr_hash_opts;
+
+/* The content hash of SELECTORS (N paths in the view, "" or "/" for all of it; wildcards `*`,
+ * `?`, `[` allowed) as the hash issue specifies: each selector is normalised (-EINVAL, naming
+ * it, when ".." leaves the root), selectors inside another by whole path component are dropped,
+ * and the rest sorted.  One remaining selector gives its own digest; several give sha256 of
+ * their digest texts joined by "\0".  N == 0 means the whole view.  A missing (non-wildcard)
+ * selector fails with -ENOENT naming it; a wildcard matching nothing gives sha256 of "".  OPTS
+ * may be NULL.  Writes "sha256:<hex>" to RET_DIGEST. */
+int lyr_hash_selectors(const lyr_hash_source *src, const char *const *selectors, size_t n,
+		       const lyr_hash_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN]);
+
+/* Normalises one selector: absolute, no "." or empty components, ".." applied ("/" for the
+ * whole view).  Returns 0, or -EINVAL when ".." would leave the root.  *RET is heap. */
+int lyr_hash_selector_normalize(const char *sel, char **ret);
+
+/* Normalises SELECTORS, drops those inside another by whole path component (`/a` covers
+ * `/a/b`, not `/ab`) and duplicates, and sorts the rest (byte order).  On -EINVAL, *RET_BAD
+ * (if non-NULL) is the index of the offending selector.  Free with lyr_hash_selectors_free. */
+int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, char ***ret, size_t *ret_n,
+			      size_t *ret_bad);
+void lyr_hash_selectors_free(char **list, size_t n);
+
+/* True when SEL contains an unescaped `*`, `?` or `[`. */
+bool lyr_hash_selector_is_wildcard(const char *sel);

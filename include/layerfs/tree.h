@@ -2,7 +2,9 @@
  * They never follow symlinks inside the tree and never build full path strings. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "layerfs/common.h"
 
@@ -23,3 +25,24 @@ int lyr_tree_remove(int parent_dirfd, const char *name);
 
 /* Apparent size (sum of st_size of regular files and symlinks) and entry count below DIRFD. */
 int lyr_tree_usage(int dirfd, uint64_t *ret_bytes, uint64_t *ret_entries);
+
+/* A walk over the tree below a directory fd, in the same fd-economical way as the operations
+ * above (any depth, a bounded number of open fds, nothing followed).  ENTRY is called for every
+ * entry below the root with its parent directory's fd, its name, its lstat and its path relative
+ * to the root; for a directory, returning LYR_TREE_SKIP keeps the walk out of it, otherwise the
+ * walk goes in and calls LEAVE with the directory's own fd (read-only) and fstat after its
+ * entries.  LEAVE is called for the root too, with path "".  With SORTED, the entries of each
+ * directory come in byte order of their names (strcmp); otherwise in readdir order.  A negative
+ * return from a callback stops the walk and is returned; ERR (may be NULL) then names the entry
+ * (or the directory, from LEAVE) where it stopped.  The fds passed to callbacks stay owned by
+ * the walk. */
+#define LYR_TREE_SKIP 1
+
+typedef struct lyr_tree_visit {
+	int (*entry)(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path);
+	int (*leave)(void *ctx, int fd, const struct stat *st, const char *path);
+	void *ctx;
+	bool sorted;
+} lyr_tree_visit;
+
+int lyr_tree_walk(int dirfd, const lyr_tree_visit *visit, lyr_tree_error *err);

@@ -1,0 +1,399 @@
+/* Copy-up: making the upper layer hold an object that so far lives only in a lower layer.
+ *
+ * An object is built under a temporary name in the work directory (same filesystem as the
+ * upper), completed (data, xattrs, origin inode, owner, mode, times: times last), and renamed
+ * into its upper parent, so a crash never leaves a half-copied object visible.  Directories are
+ * copied up parents first.  Regular files can be copied up metadata only: the upper file gets the
+ * lower file's size as a hole and an overlay.metacopy xattr (kernel overlayfs' format: empty
+ * value) plus an absolute overlay.redirect naming where the data is, so chmod, chown, utimes,
+ * xattr changes, rename and link copy no data.  The data follows in place on the first open for
+ * writing (FICLONE, then copy_file_range, then read/write; holes are kept).
+ *
+ * Locking: the inode's cu_lock is held for the whole copy (so one copy-up per object at a time,
+ * and no rename or unlink of it meanwhile); the parent's and the inode's rwlocks are taken, in
+ * that order, only around the final rename and the swap of the inode's node. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "ovl.h"
+
+void ovl_tmp_name(struct ovl_fs *fs, char name[32])
+{
+	uint64_t seq = atomic_fetch_add(&fs->tmp_seq, 1);
+	snprintf(name, 32, "#%x.%llx", (unsigned)getpid(), (unsigned long long)seq);
+}
+
+int ovl_set_private_xattr(struct ovl_fs *fs, int fd, const char *suffix, const void *value,
+			  size_t size)
+{
+	char name[128], proc[64];
+	snprintf(name, sizeof(name), "%s%s", fs->xattr_prefix, suffix);
+	ovl_proc_path(fd, proc);
+	return setxattr(proc, name, value, size, 0) < 0 ? -errno : 0;
+}
+
+static void remove_private_xattr(int fd, const char *suffix)
+{
+	static const char *const ns[] = {"trusted.overlay.", "user.overlay."};
+	char name[128], proc[64];
+	ovl_proc_path(fd, proc);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(ns); i++) {
+		snprintf(name, sizeof(name), "%s%s", ns[i], suffix);
+		removexattr(proc, name);
+	}
+}
+
+int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name)
+{
+	(void)fs;
+	return mknodat(dirfd, name, S_IFCHR | 0000, makedev(0, 0)) < 0 ? -errno : 0;
+}
+
+static int copy_range_rw(int src, int dst, off_t off, off_t end)
+{
+	char buf[1 << 16];
+	while (off < end) {
+		size_t want = (size_t)(end - off) < sizeof(buf) ? (size_t)(end - off) : sizeof(buf);
+		ssize_t n = pread(src, buf, want, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = pwrite(dst, buf + done, (size_t)(n - done), off + done);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			done += w;
+		}
+		off += n;
+	}
+	return 0;
+}
+
+static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr)
+{
+	while (*use_cfr && off < end) {
+		loff_t in = off, out = off;
+		ssize_t n = copy_file_range(src, &in, dst, &out, (size_t)(end - off), 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+			    errno == EBADF) {
+				*use_cfr = false;
+				break;
+			}
+			return -errno;
+		}
+		if (n == 0)
+			return 0;
+		off += n;
+	}
+	return off < end ? copy_range_rw(src, dst, off, end) : 0;
+}
+
+/* Copies SIZE bytes of SRC into DST (both open for I/O), keeping holes. */
+static int copy_data(int src, int dst, off_t size)
+{
+	if (size == 0)
+		return ftruncate(dst, 0) < 0 ? -errno : 0;
+	if (ioctl(dst, FICLONE, src) == 0)
+		return 0;
+	bool use_cfr = true;
+	off_t off = 0;
+	while (off < size) {
+		off_t data = lseek(src, off, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				break; /* only a hole remains */
+			/* no SEEK_DATA support: copy everything */
+			int r = copy_range(src, dst, off, size, &use_cfr);
+			if (r < 0)
+				return r;
+			break;
+		}
+		off_t hole = lseek(src, data, SEEK_HOLE);
+		if (hole < 0 || hole > size)
+			hole = size;
+		int r = copy_range(src, dst, data, hole, &use_cfr);
+		if (r < 0)
+			return r;
+		off = hole;
+	}
+	return ftruncate(dst, size) < 0 ? -errno : 0;
+}
+
+/* Owner, mode and times of ST onto the object at O_PATH FD (times last: the rest changes ctime
+ * only). */
+static int copy_meta(struct ovl_fs *fs, int fd, const struct stat *st)
+{
+	if (fchownat(fd, "", st->st_uid, st->st_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 &&
+	    (fs->privileged || errno != EPERM))
+		return -errno;
+	if (!S_ISLNK(st->st_mode)) {
+		char proc[64];
+		ovl_proc_path(fd, proc);
+		if (chmod(proc, st->st_mode & 07777) < 0)
+			return -errno;
+	}
+	struct timespec ts[2] = {st->st_atim, st->st_mtim};
+	if (utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+static int set_origin(struct ovl_fs *fs, int fd, uint64_t ino, mode_t type)
+{
+	char v[32];
+	int n = snprintf(v, sizeof(v), "%llu", (unsigned long long)ino);
+	int r = ovl_set_private_xattr(fs, fd, LYR_OVL_INO, v, (size_t)n);
+	/* user.* xattrs are not allowed on symlinks and devices: such objects keep the upper's
+	 * inode number after copy-up */
+	if (r < 0 && !S_ISREG(type) && !S_ISDIR(type))
+		return 0;
+	return r;
+}
+
+/* Swaps in the upper copy of IN, now at NAME in PARENT's upper dir. */
+static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_inode *in,
+			const char *name)
+{
+	lyr_stack_node node;
+	int r = lyr_stack_lookup(fs->stack, &parent->node, name, &node);
+	if (r < 0)
+		return r;
+	lyr_stack_node_clear(&in->node);
+	in->node = node;
+	return 0;
+}
+
+int ovl_copy_up_dir(struct ovl_fs *fs, struct ovl_inode *dir)
+{
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	if (dir == fs->root)
+		return 0;
+	pthread_mutex_lock(&dir->cu_lock);
+	pthread_rwlock_rdlock(&dir->lock);
+	if (dir->node.layer == 0) {
+		pthread_rwlock_unlock(&dir->lock);
+		pthread_mutex_unlock(&dir->cu_lock);
+		return 0;
+	}
+	struct ovl_inode *parent = dir->parent;
+	_cleanup_free_ char *name = dir->name ? strdup(dir->name) : NULL;
+	struct stat st = dir->node.st;
+	_cleanup_close_ int src = fcntl(dir->node.fd, F_DUPFD_CLOEXEC, 3);
+	if (parent)
+		ovl_inode_ref(fs, parent);
+	pthread_rwlock_unlock(&dir->lock);
+	int r = 0;
+	char tmp[32] = "";
+	_cleanup_close_ int fd = -1;
+	if (!parent || !name || src < 0) {
+		r = src < 0 ? -errno : -ENOENT;
+		goto out;
+	}
+	r = ovl_copy_up_dir(fs, parent);
+	if (r < 0)
+		goto out;
+	ovl_tmp_name(fs, tmp);
+	if (mkdirat(fs->work_fd, tmp, 0700) < 0) {
+		r = -errno;
+		tmp[0] = '\0';
+		goto out;
+	}
+	fd = openat(fs->work_fd, tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = ovl_copy_xattrs(fs, src, fd)) < 0 || (r = set_origin(fs, fd, dir->ino, S_IFDIR)) < 0 ||
+	    (r = copy_meta(fs, fd, &st)) < 0)
+		goto out;
+	pthread_rwlock_wrlock(&parent->lock);
+	pthread_rwlock_wrlock(&dir->lock);
+	if (renameat(fs->work_fd, tmp, parent->node.parts[0].fd, name) < 0) {
+		r = -errno;
+	} else {
+		tmp[0] = '\0';
+		r = refresh_node(fs, parent, dir, name);
+	}
+	pthread_rwlock_unlock(&dir->lock);
+	pthread_rwlock_unlock(&parent->lock);
+out:
+	if (tmp[0])
+		unlinkat(fs->work_fd, tmp, AT_REMOVEDIR);
+	if (parent)
+		ovl_inode_unref(fs, parent);
+	pthread_mutex_unlock(&dir->cu_lock);
+	return r;
+}
+
+/* Completes the data of IN's upper metacopy file in place (or empties it). */
+static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode)
+{
+	pthread_rwlock_rdlock(&in->lock);
+	_cleanup_close_ int dst = ovl_reopen(in->node.fd, O_WRONLY);
+	_cleanup_close_ int src = in->node.data_fd >= 0 ? ovl_reopen(in->node.data_fd, O_RDONLY) : -1;
+	off_t size = in->node.st.st_size;
+	pthread_rwlock_unlock(&in->lock);
+	if (dst < 0)
+		return dst;
+	int r;
+	if (mode == OVL_COPY_EMPTY || src < 0)
+		r = ftruncate(dst, 0) < 0 ? -errno : 0;
+	else
+		r = copy_data(src, dst, size);
+	if (r < 0)
+		return r;
+	if (fs->cfg.no_fsync == false && mode == OVL_COPY_DATA)
+		fdatasync(dst);
+	remove_private_xattr(in->node.fd, LYR_OVL_METACOPY);
+	remove_private_xattr(in->node.fd, LYR_OVL_REDIRECT);
+	pthread_rwlock_wrlock(&in->lock);
+	in->node.metacopy = false;
+	if (in->node.data_fd >= 0)
+		close(in->node.data_fd);
+	in->node.data_fd = -1;
+	fstatat(in->node.fd, "", &in->node.st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	pthread_rwlock_unlock(&in->lock);
+	return 0;
+}
+
+int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode)
+{
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	if (S_ISDIR(in->type))
+		return ovl_copy_up_dir(fs, in);
+	if (!S_ISREG(in->type) && mode != OVL_COPY_META)
+		mode = OVL_COPY_META;
+	pthread_mutex_lock(&in->cu_lock);
+	pthread_rwlock_rdlock(&in->lock);
+	int r = 0;
+	char tmp[32] = "";
+	struct ovl_inode *parent = NULL;
+	_cleanup_free_ char *name = NULL;
+	_cleanup_free_ char *redirect = NULL;
+	_cleanup_close_ int src = -1, data = -1, fd = -1, opath = -1;
+	if (in->node.layer == 0) {
+		bool meta = in->node.metacopy;
+		pthread_rwlock_unlock(&in->lock);
+		if (meta && mode != OVL_COPY_META)
+			r = fill_metacopy(fs, in, mode);
+		pthread_mutex_unlock(&in->cu_lock);
+		return r;
+	}
+	struct stat st = in->node.st;
+	parent = in->parent;
+	if (parent)
+		ovl_inode_ref(fs, parent);
+	name = in->name ? strdup(in->name) : NULL;
+	src = fcntl(in->node.fd, F_DUPFD_CLOEXEC, 3);
+	if (S_ISREG(st.st_mode) && mode == OVL_COPY_DATA)
+		data = ovl_reopen(in->node.data_fd >= 0 ? in->node.data_fd : in->node.fd, O_RDONLY);
+	pthread_rwlock_unlock(&in->lock);
+	if (!parent || !name || src < 0) {
+		r = src < 0 ? -errno : -ENOENT;
+		goto out;
+	}
+	if (data < 0 && S_ISREG(st.st_mode) && mode == OVL_COPY_DATA) {
+		r = data;
+		goto out;
+	}
+	if ((r = ovl_copy_up_dir(fs, parent)) < 0)
+		goto out;
+	if (S_ISREG(st.st_mode) && mode == OVL_COPY_META && (r = ovl_lower_path(fs, in, &redirect)) < 0)
+		goto out;
+
+	ovl_tmp_name(fs, tmp);
+	switch (st.st_mode & S_IFMT) {
+	case S_IFREG:
+		fd = openat(fs->work_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd < 0)
+			break;
+		if (mode == OVL_COPY_DATA) {
+			r = copy_data(data, fd, st.st_size);
+			if (r == 0 && !fs->cfg.no_fsync)
+				fdatasync(fd);
+		} else if (mode == OVL_COPY_META && ftruncate(fd, st.st_size) < 0) {
+			r = -errno;
+		}
+		break;
+	case S_IFLNK: {
+		char target[4097];
+		ssize_t n = readlinkat(src, "", target, sizeof(target) - 1);
+		if (n < 0) {
+			r = -errno;
+			tmp[0] = '\0';
+			goto out;
+		}
+		target[n] = '\0';
+		if (symlinkat(target, fs->work_fd, tmp) < 0)
+			fd = -1;
+		else
+			fd = -2;
+		break;
+	}
+	default:
+		fd = mknodat(fs->work_fd, tmp, st.st_mode & (S_IFMT | 0600), st.st_rdev) < 0 ? -1 : -2;
+		break;
+	}
+	if (fd == -1) {
+		r = -errno;
+		tmp[0] = '\0';
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	opath = openat(fs->work_fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (opath < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = ovl_copy_xattrs(fs, src, opath)) < 0)
+		goto out;
+	if ((r = set_origin(fs, opath, in->ino, st.st_mode & S_IFMT)) < 0)
+		goto out;
+	if (redirect) {
+		if ((r = ovl_set_private_xattr(fs, opath, LYR_OVL_METACOPY, "", 0)) < 0 ||
+		    (r = ovl_set_private_xattr(fs, opath, LYR_OVL_REDIRECT, redirect, strlen(redirect))) < 0)
+			goto out;
+	}
+	if ((r = copy_meta(fs, opath, &st)) < 0)
+		goto out;
+
+	pthread_rwlock_wrlock(&parent->lock);
+	pthread_rwlock_wrlock(&in->lock);
+	if (renameat2(fs->work_fd, tmp, parent->node.parts[0].fd, name, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+	} else {
+		tmp[0] = '\0';
+		r = refresh_node(fs, parent, in, name);
+	}
+	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&parent->lock);
+out:
+	if (tmp[0])
+		unlinkat(fs->work_fd, tmp, 0);
+	if (parent)
+		ovl_inode_unref(fs, parent);
+	pthread_mutex_unlock(&in->cu_lock);
+	return r;
+}

@@ -1,0 +1,548 @@
+/* Namespace changes: create (files, directories, nodes, symlinks, hard links), unlink, rmdir and
+ * rename.  Everything changes the upper layer only: a name that the lower layers hold is removed
+ * by a whiteout (a 0/0 character device), a directory created over a whiteout is made opaque, and
+ * a directory with lower parts that moves gets an absolute overlay.redirect to where its lower
+ * parts are, so renaming a lower directory copies no data and never fails with EXDEV.  A lower
+ * file that is renamed or linked gets a metadata-only copy-up (see copy_up.c); one that is
+ * unlinked gets only a whiteout.
+ *
+ * Locking: cu_locks of the objects involved first (an object being copied up cannot move), then
+ * the parent directories' rwlocks exclusively (address order when two), then the children's. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ovl.h"
+
+/* 1 when DIRFD holds a whiteout at NAME, 0 when nothing, -EEXIST when something else. */
+static int upper_slot(int dirfd, const char *name)
+{
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return lyr_stack_is_whiteout(&st) ? 1 : -EEXIST;
+}
+
+static int set_opaque(struct ovl_fs *fs, int fd)
+{
+	return ovl_set_private_xattr(fs, fd, LYR_OVL_OPAQUE, "y", 1);
+}
+
+static void lock_pair(struct ovl_inode *a, struct ovl_inode *b)
+{
+	if (a == b) {
+		pthread_rwlock_wrlock(&a->lock);
+		return;
+	}
+	if ((uintptr_t)a > (uintptr_t)b) {
+		struct ovl_inode *t = a;
+		a = b;
+		b = t;
+	}
+	pthread_rwlock_wrlock(&a->lock);
+	pthread_rwlock_wrlock(&b->lock);
+}
+
+static void unlock_pair(struct ovl_inode *a, struct ovl_inode *b)
+{
+	pthread_rwlock_unlock(&a->lock);
+	if (a != b)
+		pthread_rwlock_unlock(&b->lock);
+}
+
+static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
+		       const struct ovl_create_args *a, int *ret_fd)
+{
+	mode_t perm = a->mode & 07777;
+	switch (a->mode & S_IFMT) {
+	case S_IFDIR:
+		return mkdirat(dirfd, name, perm) < 0 ? -errno : 0;
+	case S_IFLNK:
+		return symlinkat(a->link, dirfd, name) < 0 ? -errno : 0;
+	case S_IFREG:
+		if (a->link_src) {
+			char proc[64];
+			pthread_rwlock_rdlock(&a->link_src->lock);
+			ovl_proc_path(a->link_src->node.fd, proc);
+			int r = linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+			pthread_rwlock_unlock(&a->link_src->lock);
+			return r;
+		}
+		if (a->open_flags >= 0) {
+			int fd = openat(dirfd, name, (a->open_flags & ~O_TRUNC) | O_CREAT | O_EXCL | O_CLOEXEC,
+					perm);
+			if (fd < 0)
+				return -errno;
+			*ret_fd = fd;
+			return 0;
+		}
+		/* fallthrough */
+	default:
+		(void)fs;
+		return mknodat(dirfd, name, a->mode, a->rdev) < 0 ? -errno : 0;
+	}
+}
+
+int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
+	       const struct ovl_create_args *a, struct fuse_entry_param *e, int *ret_fd)
+{
+	int r = ovl_check_name(name, true);
+	if (r < 0)
+		return r;
+	if (S_ISCHR(a->mode) && a->rdev == 0)
+		return -EPERM; /* would be a whiteout */
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	if (a->link_src) {
+		if (S_ISDIR(a->link_src->type))
+			return -EPERM;
+		if ((r = ovl_copy_up(fs, a->link_src, OVL_COPY_META)) < 0)
+			return r;
+	}
+	if ((r = ovl_copy_up_dir(fs, parent)) < 0)
+		return r;
+
+	int fd = -1;
+	char tmp[32] = "";
+	bool is_link = a->link_src != NULL;
+	lyr_stack_node node;
+	pthread_rwlock_wrlock(&parent->lock);
+	r = ovl_lookup_node(fs, parent, name, &node);
+	if (r == 0) {
+		lyr_stack_node_clear(&node);
+		r = -EEXIST;
+		goto unlock;
+	}
+	if (r != -ENOENT)
+		goto unlock;
+	int upper = parent->node.parts[0].fd;
+	int wh = upper_slot(upper, name);
+	if ((r = wh) < 0)
+		goto unlock;
+	int dirfd = upper;
+	const char *obj = name;
+	if (wh) {
+		ovl_tmp_name(fs, tmp);
+		dirfd = fs->work_fd;
+		obj = tmp;
+	}
+	if ((r = make_object(fs, dirfd, obj, a, &fd)) < 0) {
+		tmp[0] = '\0';
+		goto unlock;
+	}
+	if (!is_link) {
+		gid_t gid = a->gid;
+		if (parent->node.st.st_mode & S_ISGID)
+			gid = parent->node.st.st_gid;
+		if (fchownat(dirfd, obj, a->uid, gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    (fs->privileged || errno != EPERM)) {
+			r = -errno;
+			goto undo;
+		}
+		/* chown drops set-id bits of non-directories; put back what was asked for */
+		if ((a->mode & 06000) && !S_ISDIR(a->mode) && !S_ISLNK(a->mode) &&
+		    fchmodat(dirfd, obj, a->mode & 07777, 0) < 0) {
+			r = -errno;
+			goto undo;
+		}
+	}
+	if (wh) {
+		if (S_ISDIR(a->mode)) {
+			_cleanup_close_ int dfd = openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (dfd < 0 || set_opaque(fs, dfd) < 0) {
+				r = dfd < 0 ? -errno : -EIO;
+				goto undo;
+			}
+			/* a directory cannot replace a device: swap them, then drop the whiteout */
+			if (renameat2(fs->work_fd, tmp, upper, name, RENAME_EXCHANGE) < 0) {
+				r = -errno;
+				goto undo;
+			}
+			unlinkat(fs->work_fd, tmp, 0);
+		} else if (renameat(fs->work_fd, tmp, upper, name) < 0) {
+			r = -errno;
+			goto undo;
+		}
+		tmp[0] = '\0';
+	}
+	r = ovl_lookup_node(fs, parent, name, &node);
+	/* the parent's own attributes (mtime, nlink) come from its topmost part: refresh it */
+	fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
+	pthread_rwlock_unlock(&parent->lock);
+	if (r < 0)
+		goto fail;
+	struct ovl_inode *in;
+	if ((r = ovl_inode_get(fs, parent, name, &node, true, &in)) < 0) {
+		lyr_stack_node_clear(&node);
+		goto fail;
+	}
+	struct stat st;
+	if ((r = ovl_getattr(fs, in, &st)) < 0) {
+		ovl_inode_forget(fs, in, 1);
+		goto fail;
+	}
+	ovl_fill_entry(fs, in, &st, e);
+	if (ret_fd)
+		*ret_fd = fd;
+	else if (fd >= 0)
+		close(fd);
+	return 0;
+undo:
+	if (S_ISDIR(a->mode))
+		unlinkat(dirfd, obj, AT_REMOVEDIR);
+	else
+		unlinkat(dirfd, obj, 0);
+	tmp[0] = '\0';
+unlock:
+	pthread_rwlock_unlock(&parent->lock);
+fail:
+	if (tmp[0])
+		unlinkat(fs->work_fd, tmp, 0);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* Moves NAME out of DIRFD into the work dir, leaving a whiteout when WHITEOUT, and removes it. */
+static int remove_upper(struct ovl_fs *fs, int dirfd, const char *name, bool whiteout, bool dir)
+{
+	if (!whiteout && !dir)
+		return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+	char tmp[32];
+	ovl_tmp_name(fs, tmp);
+	if (renameat2(dirfd, name, fs->work_fd, tmp, whiteout ? RENAME_WHITEOUT : 0) < 0) {
+		if (errno != EINVAL || !whiteout)
+			return -errno;
+		/* no RENAME_WHITEOUT on this filesystem: move, then whiteout (not atomic) */
+		if (renameat(dirfd, name, fs->work_fd, tmp) < 0)
+			return -errno;
+		int r = ovl_make_whiteout(fs, dirfd, name);
+		if (r < 0) {
+			renameat(fs->work_fd, tmp, dirfd, name);
+			return r;
+		}
+	}
+	return dir ? ovl_remove_tree(fs->work_fd, tmp) : (unlinkat(fs->work_fd, tmp, 0) < 0 ? -errno : 0);
+}
+
+static struct ovl_inode *inode_for(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
+				   const lyr_stack_node *node)
+{
+	struct ovl_inode *in = ovl_inode_find(fs, node->ino);
+	if (in)
+		return in;
+	lyr_stack_node copy;
+	if (lyr_stack_node_dup(node, &copy) < 0)
+		return NULL;
+	if (ovl_inode_get(fs, parent, name, &copy, false, &in) < 0) {
+		lyr_stack_node_clear(&copy);
+		return NULL;
+	}
+	return in;
+}
+
+static int merged_empty(struct ovl_fs *fs, const lyr_stack_node *dir)
+{
+	lyr_stack_list l;
+	int r = lyr_stack_list_dir(fs->stack, dir, &l);
+	if (r < 0)
+		return r;
+	r = l.n ? -ENOTEMPTY : 0;
+	lyr_stack_list_clear(&l);
+	return r;
+}
+
+int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bool dir)
+{
+	int r = ovl_check_name(name, false);
+	if (r < 0)
+		return r;
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	if ((r = ovl_copy_up_dir(fs, parent)) < 0)
+		return r;
+	lyr_stack_node node;
+	pthread_rwlock_rdlock(&parent->lock);
+	r = ovl_lookup_node(fs, parent, name, &node);
+	pthread_rwlock_unlock(&parent->lock);
+	if (r < 0)
+		return r;
+	if (dir && !S_ISDIR(node.st.st_mode))
+		r = -ENOTDIR;
+	else if (!dir && S_ISDIR(node.st.st_mode))
+		r = -EISDIR;
+	else if (dir)
+		r = merged_empty(fs, &node);
+	if (r < 0) {
+		lyr_stack_node_clear(&node);
+		return r;
+	}
+	struct ovl_inode *child = ovl_inode_find(fs, node.ino);
+	if (child)
+		pthread_mutex_lock(&child->cu_lock);
+	pthread_rwlock_wrlock(&parent->lock);
+	/* look again: a copy-up may have finished meanwhile */
+	lyr_stack_node_clear(&node);
+	r = ovl_lookup_node(fs, parent, name, &node);
+	if (r < 0)
+		goto out;
+	int lower = ovl_lower_has(fs, parent, name);
+	if ((r = lower) < 0)
+		goto out;
+	int upper = parent->node.parts[0].fd;
+	if (node.layer == 0)
+		r = remove_upper(fs, upper, name, lower, dir);
+	else
+		r = ovl_make_whiteout(fs, upper, name);
+	if (r == 0) {
+		fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
+		if (child) {
+			pthread_rwlock_wrlock(&child->lock);
+			struct stat st;
+			if (dir || node.st.st_nlink <= 1 ||
+			    (fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0))
+				child->unlinked = true;
+			pthread_rwlock_unlock(&child->lock);
+		}
+	}
+out:
+	pthread_rwlock_unlock(&parent->lock);
+	lyr_stack_node_clear(&node);
+	if (child) {
+		pthread_mutex_unlock(&child->cu_lock);
+		ovl_inode_unref(fs, child);
+	}
+	return r;
+}
+
+/* Readies IN (seen at its current name) to move: a lower non-directory is copied up metadata
+ * only; a directory with lower parts gets an upper copy with a redirect to them; an upper
+ * metacopy gets a redirect to its data. */
+static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in)
+{
+	int r;
+	_cleanup_free_ char *path = NULL;
+	if (!S_ISDIR(in->type)) {
+		pthread_rwlock_rdlock(&in->lock);
+		bool lower = in->node.layer != 0, meta = in->node.metacopy;
+		int fd = in->node.fd;
+		pthread_rwlock_unlock(&in->lock);
+		if (lower)
+			return ovl_copy_up(fs, in, OVL_COPY_META);
+		if (!meta)
+			return 0;
+		char v[8];
+		if (lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, v, sizeof(v)) != -ENODATA)
+			return 0;
+		if ((r = ovl_lower_path(fs, in, &path)) < 0)
+			return r;
+		return ovl_set_private_xattr(fs, fd, LYR_OVL_REDIRECT, path, strlen(path));
+	}
+	pthread_rwlock_rdlock(&in->lock);
+	bool has_lower = false;
+	for (unsigned i = 0; i < in->node.nparts; i++)
+		if (in->node.parts[i].layer != 0)
+			has_lower = true;
+	pthread_rwlock_unlock(&in->lock);
+	if (!has_lower)
+		return 0;
+	if ((r = ovl_lower_path(fs, in, &path)) < 0)
+		return r;
+	if ((r = ovl_copy_up_dir(fs, in)) < 0)
+		return r;
+	pthread_rwlock_rdlock(&in->lock);
+	int fd = in->node.fd;
+	char v[8];
+	if (lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, v, sizeof(v)) == -ENODATA)
+		r = ovl_set_private_xattr(fs, fd, LYR_OVL_REDIRECT, path, strlen(path));
+	pthread_rwlock_unlock(&in->lock);
+	return r;
+}
+
+/* A directory of the upper only, moving onto a name the lower layers hold, must not merge with
+ * them: make it opaque.  Called with its parent locked. */
+static int guard_pure_dir(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *newparent,
+			  const char *newname)
+{
+	if (!S_ISDIR(in->type) || in->node.nparts != 1 || in->node.opaque)
+		return 0;
+	int lower = ovl_lower_has(fs, newparent, newname);
+	if (lower <= 0)
+		return lower;
+	return set_opaque(fs, in->node.fd);
+}
+
+static int refresh(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *parent,
+		   const char *name)
+{
+	lyr_stack_node node;
+	int r = ovl_lookup_node(fs, parent, name, &node);
+	if (r < 0)
+		return r;
+	pthread_rwlock_wrlock(&in->lock);
+	lyr_stack_node_clear(&in->node);
+	in->node = node;
+	r = ovl_inode_set_name(fs, in, parent, name);
+	pthread_rwlock_unlock(&in->lock);
+	return r;
+}
+
+int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct ovl_inode *p2,
+	       const char *n2, unsigned flags)
+{
+	int r;
+	if ((r = ovl_check_name(n1, false)) < 0 || (r = ovl_check_name(n2, true)) < 0)
+		return r;
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
+	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
+		return -EINVAL;
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	if ((r = ovl_copy_up_dir(fs, p1)) < 0 || (r = ovl_copy_up_dir(fs, p2)) < 0)
+		return r;
+
+	lyr_stack_node sn, tn;
+	bool have_t;
+	pthread_rwlock_rdlock(&p1->lock);
+	r = ovl_lookup_node(fs, p1, n1, &sn);
+	pthread_rwlock_unlock(&p1->lock);
+	if (r < 0)
+		return r;
+	pthread_rwlock_rdlock(&p2->lock);
+	r = ovl_lookup_node(fs, p2, n2, &tn);
+	pthread_rwlock_unlock(&p2->lock);
+	have_t = r == 0;
+	if (r < 0 && r != -ENOENT) {
+		lyr_stack_node_clear(&sn);
+		return r;
+	}
+	struct ovl_inode *s = NULL, *t = NULL;
+	if (have_t && tn.ino == sn.ino) {
+		/* same object under both names (hard links): nothing to do */
+		r = 0;
+		goto out_nodes;
+	}
+	if (flags & RENAME_NOREPLACE && have_t) {
+		r = -EEXIST;
+		goto out_nodes;
+	}
+	if (flags & RENAME_EXCHANGE && !have_t) {
+		r = -ENOENT;
+		goto out_nodes;
+	}
+	if (have_t && !(flags & RENAME_EXCHANGE)) {
+		if (S_ISDIR(sn.st.st_mode) && !S_ISDIR(tn.st.st_mode)) {
+			r = -ENOTDIR;
+			goto out_nodes;
+		}
+		if (!S_ISDIR(sn.st.st_mode) && S_ISDIR(tn.st.st_mode)) {
+			r = -EISDIR;
+			goto out_nodes;
+		}
+		if (S_ISDIR(tn.st.st_mode) && (r = merged_empty(fs, &tn)) < 0)
+			goto out_nodes;
+	}
+	s = inode_for(fs, p1, n1, &sn);
+	if (have_t)
+		t = inode_for(fs, p2, n2, &tn);
+	if (!s || (have_t && !t)) {
+		r = -ENOMEM;
+		goto out_nodes;
+	}
+	struct ovl_inode *first = s, *second = t;
+	if (t && (uintptr_t)t < (uintptr_t)s) {
+		first = t;
+		second = s;
+	}
+	pthread_mutex_lock(&first->cu_lock);
+	if (second)
+		pthread_mutex_lock(&second->cu_lock);
+
+	if ((r = prepare_move(fs, s)) < 0)
+		goto out_cu;
+	if (flags & RENAME_EXCHANGE && (r = prepare_move(fs, t)) < 0)
+		goto out_cu;
+
+	lock_pair(p1, p2);
+	int up1 = p1->node.parts[0].fd, up2 = p2->node.parts[0].fd;
+	char tmp_t[32] = "";
+	if (flags & RENAME_EXCHANGE) {
+		if ((r = guard_pure_dir(fs, s, p2, n2)) < 0 || (r = guard_pure_dir(fs, t, p1, n1)) < 0)
+			goto out_locked;
+		if (renameat2(up1, n1, up2, n2, RENAME_EXCHANGE) < 0) {
+			r = -errno;
+			goto out_locked;
+		}
+	} else {
+		int old_lower = ovl_lower_has(fs, p1, n1);
+		if ((r = old_lower) < 0 || (r = guard_pure_dir(fs, s, p2, n2)) < 0)
+			goto out_locked;
+		int slot = upper_slot(up2, n2);
+		if (slot == -EEXIST && S_ISDIR(tn.st.st_mode)) {
+			/* the upper copy of the replaced directory holds whiteouts: move it away */
+			ovl_tmp_name(fs, tmp_t);
+			if (renameat(up2, n2, fs->work_fd, tmp_t) < 0) {
+				r = -errno;
+				tmp_t[0] = '\0';
+				goto out_locked;
+			}
+			slot = 0;
+		}
+		if (slot == 1 && S_ISDIR(sn.st.st_mode)) {
+			/* a directory cannot replace the whiteout device: swap them */
+			if (renameat2(up1, n1, up2, n2, RENAME_EXCHANGE) < 0) {
+				r = -errno;
+				goto out_locked;
+			}
+			if (!old_lower)
+				unlinkat(up1, n1, 0);
+		} else if (renameat2(up1, n1, up2, n2, old_lower ? RENAME_WHITEOUT : 0) < 0) {
+			if (errno != EINVAL || !old_lower) {
+				r = -errno;
+				goto out_locked;
+			}
+			if (renameat(up1, n1, up2, n2) < 0) {
+				r = -errno;
+				goto out_locked;
+			}
+			if ((r = ovl_make_whiteout(fs, up1, n1)) < 0)
+				goto out_locked;
+		}
+	}
+	r = 0;
+	fstatat(p1->node.fd, "", &p1->node.st, AT_EMPTY_PATH);
+	if (p2 != p1)
+		fstatat(p2->node.fd, "", &p2->node.st, AT_EMPTY_PATH);
+	refresh(fs, s, p2, n2);
+	if (t && flags & RENAME_EXCHANGE) {
+		refresh(fs, t, p1, n1);
+	} else if (t) {
+		pthread_rwlock_wrlock(&t->lock);
+		struct stat st;
+		if (S_ISDIR(t->type) || tn.st.st_nlink <= 1 ||
+		    (fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0))
+			t->unlinked = true;
+		pthread_rwlock_unlock(&t->lock);
+	}
+out_locked:
+	unlock_pair(p1, p2);
+	if (tmp_t[0])
+		ovl_remove_tree(fs->work_fd, tmp_t);
+out_cu:
+	if (second)
+		pthread_mutex_unlock(&second->cu_lock);
+	pthread_mutex_unlock(&first->cu_lock);
+out_nodes:
+	if (s)
+		ovl_inode_unref(fs, s);
+	if (t)
+		ovl_inode_unref(fs, t);
+	lyr_stack_node_clear(&sn);
+	if (have_t)
+		lyr_stack_node_clear(&tn);
+	return r;
+}

@@ -1,0 +1,268 @@
+/* Mounting and unmounting: the FUSE session around one ovl_fs, run in the foreground or in a
+ * forked serving process that reports back through a pipe once the kernel mount exists, so the
+ * caller returns only when the mount is live (or with the reason it is not). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ovl.h"
+
+extern char **environ;
+
+void lyr_fs_config_init(lyr_fs_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->timeout = -1;
+	cfg->squash_to_uid = -1;
+	cfg->squash_to_gid = -1;
+}
+
+static int fail(lyr_fs_error *err, int r, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+static void append(char *buf, size_t size, const char *opt)
+{
+	size_t len = strlen(buf);
+	size_t add = strlen(opt) + (len ? 1 : 0);
+	if (len + add >= size)
+		return; /* cannot happen with the option sizes used here */
+	if (len)
+		buf[len++] = ',';
+	memcpy(buf + len, opt, strlen(opt) + 1);
+}
+
+/* Status record the serving process sends its parent. */
+struct mount_status {
+	int r;
+	char msg[sizeof(((lyr_fs_error *)0)->msg)];
+};
+
+static void report(int fd, int r, const lyr_fs_error *err)
+{
+	if (fd < 0)
+		return;
+	struct mount_status st = {.r = r};
+	if (err)
+		memcpy(st.msg, err->msg, sizeof(st.msg));
+	ssize_t w = write(fd, &st, sizeof(st));
+	(void)w;
+	close(fd);
+}
+
+static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err, int notify)
+{
+	char mp[PATH_MAX];
+	struct stat st;
+	if (!realpath(mountpoint, mp) || stat(mp, &st) < 0) {
+		int r = fail(err, -errno, "mountpoint '%s': %s", mountpoint, strerror(errno));
+		report(notify, r, err);
+		return r;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		int r = fail(err, -ENOTDIR, "mountpoint '%s': not a directory", mountpoint);
+		report(notify, r, err);
+		return r;
+	}
+	struct ovl_fs *fs;
+	int r = ovl_fs_new(cfg, err, &fs);
+	if (r < 0) {
+		report(notify, r, err);
+		return r;
+	}
+	char opts[4096] = "";
+	append(opts, sizeof(opts), "default_permissions");
+	char fsname[PATH_MAX + 16];
+	snprintf(fsname, sizeof(fsname), "fsname=%s", cfg->fsname ? cfg->fsname : "layerfs");
+	append(opts, sizeof(opts), fsname);
+	append(opts, sizeof(opts), "subtype=layerfs");
+	if (cfg->allow_other)
+		append(opts, sizeof(opts), "allow_other");
+	if (cfg->allow_root)
+		append(opts, sizeof(opts), "allow_root");
+	if (fs->read_only)
+		append(opts, sizeof(opts), "ro");
+	if (cfg->nodev)
+		append(opts, sizeof(opts), "nodev");
+	/* set-id programs of a container's root must work (as with fuse-overlayfs); devices not */
+	append(opts, sizeof(opts), cfg->nosuid || geteuid() != 0 ? "nosuid" : "suid");
+	if (cfg->noexec)
+		append(opts, sizeof(opts), "noexec");
+	if (cfg->noatime)
+		append(opts, sizeof(opts), "noatime");
+	if (cfg->context) {
+		char ctx[1024];
+		snprintf(ctx, sizeof(ctx), "context=%s", cfg->context);
+		append(opts, sizeof(opts), ctx);
+	}
+	char *argv[] = {"layerfs", "-o", opts, cfg->debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(cfg->debug ? 4 : 3, argv);
+	struct fuse_session *se = fuse_session_new(&args, &ovl_ops, sizeof(ovl_ops), fs);
+	fuse_opt_free_args(&args);
+	if (!se) {
+		r = fail(err, -EINVAL, "mount options '%s' were refused", opts);
+		ovl_fs_free(fs);
+		report(notify, r, err);
+		return r;
+	}
+	fs->se = se;
+	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mp) < 0) {
+		r = fail(err, -EIO, "mounting at '%s' failed (is /dev/fuse usable and fusermount3 installed?)",
+			 mountpoint);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+		ovl_fs_free(fs);
+		report(notify, r, err);
+		return r;
+	}
+	if (notify >= 0) {
+		report(notify, 0, NULL);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			if (!cfg->debug)
+				dup2(null, 2);
+			close(null);
+		}
+		if (chdir("/") < 0)
+			ovl_log("chdir /: %s", strerror(errno));
+	}
+	if (cfg->ready)
+		cfg->ready(cfg->ready_ctx, getpid());
+	if (cfg->threads == 1) {
+		fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		if (lc) {
+			fuse_loop_cfg_set_max_threads(lc, cfg->threads ? cfg->threads : 16);
+			fuse_loop_cfg_set_idle_threads(lc, 4);
+			fuse_session_loop_mt(se, lc);
+			fuse_loop_cfg_destroy(lc);
+		} else {
+			fuse_session_loop(se);
+		}
+	}
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	fuse_session_destroy(se);
+	ovl_fs_free(fs);
+	return 0;
+}
+
+int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err,
+		 pid_t *ret_pid)
+{
+	if (err)
+		err->msg[0] = '\0';
+	if (cfg->foreground) {
+		int r = serve(cfg, mountpoint, err, -1);
+		if (r == 0)
+			*ret_pid = getpid();
+		return r;
+	}
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return fail(err, -errno, "pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0) {
+		int r = -errno;
+		close(p[0]);
+		close(p[1]);
+		return fail(err, r, "fork: %s", strerror(-r));
+	}
+	if (pid == 0) {
+		close(p[0]);
+		/* the serving process holds nothing of its parent's but the status pipe */
+		if (p[1] > 3)
+			close_range(3, (unsigned)p[1] - 1, 0);
+		close_range((unsigned)p[1] + 1, ~0U, 0);
+		setsid();
+		lyr_fs_error cerr = {{0}};
+		int r = serve(cfg, mountpoint, &cerr, p[1]);
+		_exit(r < 0 ? 1 : 0);
+	}
+	close(p[1]);
+	struct mount_status st;
+	ssize_t n;
+	do
+		n = read(p[0], &st, sizeof(st));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	if (n != (ssize_t)sizeof(st)) {
+		waitpid(pid, NULL, 0);
+		return fail(err, -EIO, "the serving process for '%s' died before mounting", mountpoint);
+	}
+	if (st.r < 0) {
+		waitpid(pid, NULL, 0);
+		if (err)
+			memcpy(err->msg, st.msg, sizeof(err->msg));
+		return st.r;
+	}
+	*ret_pid = pid;
+	return 0;
+}
+
+static int wait_exit(pid_t pid)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd >= 0) {
+		struct pollfd p = {pfd, POLLIN, 0};
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+		close(pfd);
+	} else if (errno != ESRCH) {
+		/* no pidfd: poll for the process to go */
+		while (kill(pid, 0) == 0) {
+			int st;
+			if (waitpid(pid, &st, WNOHANG) == pid)
+				return 0;
+			usleep(10000);
+		}
+	}
+	waitpid(pid, NULL, WNOHANG); /* reap it when it is our child */
+	return 0;
+}
+
+int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err)
+{
+	if (err)
+		err->msg[0] = '\0';
+	int r = 0;
+	if (geteuid() == 0) {
+		if (umount2(mountpoint, UMOUNT_NOFOLLOW) < 0)
+			r = fail(err, -errno, "unmounting '%s': %s", mountpoint, strerror(errno));
+	} else {
+		char *argv[] = {"fusermount3", "-u", "-q", (char *)mountpoint, NULL};
+		pid_t child;
+		int e = posix_spawnp(&child, "fusermount3", NULL, NULL, argv, environ);
+		if (e)
+			return fail(err, -e, "unmounting '%s': fusermount3: %s", mountpoint, strerror(e));
+		int st;
+		while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+			;
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			r = fail(err, -EPERM, "unmounting '%s': fusermount3 -u failed", mountpoint);
+	}
+	if (r == 0 && pid > 0)
+		wait_exit(pid);
+	return r;
+}

@@ -1,0 +1,206 @@
+/* Private header of the overlay daemon, grouped by the file that defines each function.
+ *
+ * Objects: one struct ovl_fs per mount; one struct ovl_inode per object the kernel knows (or that
+ * the daemon holds internally), keyed by the st_ino the mount shows, so hard links share one
+ * inode.  The FUSE node id of an inode is its address (the root is FUSE_ROOT_ID).
+ *
+ * Counts: nlookup (kernel lookups, dropped by forget) and refs (the daemon's own references:
+ * children's parent pointers, operations in flight) are kept apart; an inode is freed when both
+ * reach zero.  Both are guarded by the table shard lock of the inode.
+ *
+ * Locks, in the order they are taken (never the other way round):
+ *   1. cu_lock of an inode being copied up, renamed or unlinked (a child's before its parent's:
+ *      copy-up of a file copies up its parent directory while holding its own cu_lock; two
+ *      unrelated inodes in address order);
+ *   2. lock (rwlock) of inodes: a parent directory before its child; two directories of a rename
+ *      in address order (the kernel already serializes renames that could make them related);
+ *   3. a table shard lock (a leaf: nothing is taken while it is held).
+ * The rwlock protects node, parent, name and the flags.  Readers (lookup, getattr, read of the
+ * node's fds) take it shared; copy-up and namespace changes take it exclusive for the short
+ * moment they swap in new state.  Data copies run under cu_lock only, so a long copy-up blocks
+ * nothing but operations on the same file. */
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "layerfs/common.h"
+#include "layerfs/fs.h"
+#include "layerfs/stack.h"
+
+#define OVL_NAME_MAX 255
+#define OVL_SHARDS 64
+
+struct ovl_inode {
+	pthread_mutex_t cu_lock;
+	pthread_rwlock_t lock;
+	uint64_t ino;      /* st_ino shown; the table key; constant */
+	mode_t type;       /* S_IFMT bits; constant */
+	uint64_t nlookup;  /* shard lock */
+	uint64_t refs;     /* shard lock */
+	bool hashed;       /* in the table (shard lock) */
+	/* lock: */
+	lyr_stack_node node;      /* where the object is now */
+	struct ovl_inode *parent; /* the directory it was last seen in (holds a ref), NULL for root */
+	char *name;
+	bool unlinked;            /* its last name is gone */
+	struct ovl_inode *hnext;  /* shard chain */
+};
+
+struct ovl_shard {
+	pthread_mutex_t lock;
+	size_t n, cap;
+	struct ovl_inode **buckets;
+};
+
+struct ovl_fs {
+	lyr_fs_config cfg;        /* copied; pointers into the caller's config stay the caller's */
+	lyr_fs_idmap *uidmap, *gidmap;
+	lyr_stack *stack;         /* layer 0 is the upper when has_upper */
+	bool has_upper;
+	bool read_only;
+	unsigned first_lower;     /* 1 with an upper, else 0 */
+	int upper_fd;             /* O_PATH root of the upper, -1 without */
+	int work_fd;              /* O_PATH dir for temporary objects (WORK/work), -1 without */
+	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
+	const char *override_xattr; /* xattr_permissions name, or NULL */
+	bool privileged;          /* may chown / mknod devices */
+	double timeout;
+	atomic_uint_fast64_t tmp_seq;
+	struct ovl_inode *root;
+	struct ovl_shard shards[OVL_SHARDS];
+	struct fuse_session *se;
+};
+
+/* An open directory: a snapshot of the merged listing, refreshed on rewind (offset 0). */
+struct ovl_dirent {
+	char *name;
+	uint64_t ino;
+	unsigned char type;
+};
+
+struct ovl_dir {
+	pthread_mutex_t lock;
+	size_t n;
+	struct ovl_dirent *entries; /* entries[0] ".", entries[1] "..", then the merged names */
+	bool read_once;
+};
+
+/* inode.c */
+struct ovl_inode *ovl_inode_from_id(struct ovl_fs *fs, fuse_ino_t id);
+fuse_ino_t ovl_inode_id(struct ovl_fs *fs, struct ovl_inode *in);
+int ovl_inode_root_new(struct ovl_fs *fs);
+/* Finds or creates the inode for NODE (consumed on success) seen as NAME in PARENT; takes one
+ * lookup count when LOOKUP, else one ref.  Returns the inode in *RET. */
+int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
+		  lyr_stack_node *node, bool lookup, struct ovl_inode **ret);
+/* The inode with st_ino INO, with a ref taken, or NULL. */
+struct ovl_inode *ovl_inode_find(struct ovl_fs *fs, uint64_t ino);
+void ovl_inode_ref(struct ovl_fs *fs, struct ovl_inode *in);
+void ovl_inode_unref(struct ovl_fs *fs, struct ovl_inode *in);
+void ovl_inode_forget(struct ovl_fs *fs, struct ovl_inode *in, uint64_t n);
+/* Replaces IN's place in the tree (under IN's write lock). */
+int ovl_inode_set_name(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *parent,
+		       const char *name);
+void ovl_table_free(struct ovl_fs *fs);
+
+/* namei.c */
+int ovl_check_name(const char *name, bool creating);
+/* Looks NAME up in PARENT: fills E (entry with attributes) and takes a lookup count. */
+int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
+	       struct fuse_entry_param *e);
+/* Looks NAME up in PARENT (under PARENT's lock, shared or exclusive, held by the caller). */
+int ovl_lookup_node(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
+		    lyr_stack_node *ret);
+/* 1 when the layers below the upper hold NAME in PARENT (so removing it needs a whiteout). */
+int ovl_lower_has(struct ovl_fs *fs, struct ovl_inode *parent, const char *name);
+/* Path of IN in the merged view of the lower layers ("/a/b"), as a redirect names it. */
+int ovl_lower_path(struct ovl_fs *fs, struct ovl_inode *in, char **ret);
+void ovl_fill_entry(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *st,
+		    struct fuse_entry_param *e);
+
+/* copy_up.c */
+enum ovl_copy_mode {
+	OVL_COPY_META,  /* metadata only (data stays below, marked metacopy) */
+	OVL_COPY_DATA,  /* metadata and data */
+	OVL_COPY_EMPTY, /* metadata, data truncated to 0 (open with O_TRUNC, truncate to 0) */
+};
+/* Makes sure the upper holds IN (and its parents), copying what MODE says.  0 or -errno. */
+int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode);
+/* Makes sure directory DIR has a part in the upper. */
+int ovl_copy_up_dir(struct ovl_fs *fs, struct ovl_inode *dir);
+/* A fresh name for a temporary object in the work dir. */
+void ovl_tmp_name(struct ovl_fs *fs, char name[32]);
+/* Sets overlay xattr SUFFIX (our namespace) on the object at FD. */
+int ovl_set_private_xattr(struct ovl_fs *fs, int fd, const char *suffix, const void *value,
+			  size_t size);
+int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name);
+
+/* dir.c */
+struct ovl_create_args {
+	mode_t mode;       /* with S_IFMT */
+	dev_t rdev;
+	const char *link;  /* symlink target */
+	struct ovl_inode *link_src; /* hard link source */
+	int open_flags;    /* create: open flags, else -1 */
+	uid_t uid;         /* on-disk owner */
+	gid_t gid;
+};
+int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
+	       const struct ovl_create_args *a, struct fuse_entry_param *e, int *ret_fd);
+int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bool dir);
+int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct ovl_inode *p2,
+	       const char *n2, unsigned flags);
+
+/* readdir.c */
+int ovl_dir_open(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir **ret);
+void ovl_dir_free(struct ovl_dir *d);
+/* Fills BUF with entries from offset OFF; with PLUS, looks each up.  Returns bytes used. */
+int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struct ovl_dir *d,
+		 char *buf, size_t size, off_t off, bool plus);
+
+/* attr.c */
+int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *ret);
+int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
+		int fd);
+uid_t ovl_uid_to_disk(struct ovl_fs *fs, uid_t uid);
+gid_t ovl_gid_to_disk(struct ovl_fs *fs, gid_t gid);
+int ovl_readlink(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size);
+int ovl_statfs(struct ovl_fs *fs, struct statvfs *ret);
+
+/* file.c */
+/* Opens IN for I/O with FLAGS (copying up first when writing).  Returns an fd. */
+int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache);
+/* An fd for I/O on the object at O_PATH FD. */
+int ovl_reopen(int fd, int flags);
+
+/* xattr.c */
+bool ovl_xattr_private(struct ovl_fs *fs, const char *name);
+ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, void *buf,
+		     size_t size);
+ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size);
+int ovl_setxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, const void *value,
+		 size_t size, int flags);
+int ovl_removexattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name);
+/* Copies the xattrs of SRC to DST except the overlay's private ones. */
+int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops ovl_ops;
+
+/* super.c */
+int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret);
+void ovl_fs_free(struct ovl_fs *fs);
+
+/* Small helpers (util.c). */
+/* "/proc/self/fd/N" of FD into BUF. */
+void ovl_proc_path(int fd, char buf[64]);
+/* Logs a rate-limited line on stderr about an unexpected condition. */
+void ovl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* rm -rf of NAME in DIRFD (not following symlinks); 0 or -errno. */
+int ovl_remove_tree(int dirfd, const char *name);

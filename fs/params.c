@@ -1,0 +1,445 @@
+/* The fuse-overlayfs-compatible command line: `overlay -o OPTS MOUNTPOINT` and mount(8)'s helper
+ * form `mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTS`.  Option strings are comma-separated; a
+ * double-quoted value (context="a,b") and a backslash-escaped character (\, \: \\) do not split;
+ * lowerdir is ':'-separated with the same escapes.  Empty elements are skipped; unknown options
+ * are accepted with one warning line, as fuse-overlayfs does, so that callers written for it
+ * (podman, buildah, fstab entries) keep working. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "layerfs/version.h"
+#include "ovl.h"
+
+struct overlay_args {
+	lyr_fs_config cfg;
+	char **lowers;
+	size_t nlowers;
+	char *upper, *work, *context;
+	lyr_fs_idmap *uidmap, *gidmap;
+	size_t nuid, ngid;
+	char unknown[1024];
+	char error[512];
+};
+
+static void usage(FILE *out, const char *prog)
+{
+	fprintf(out,
+		"usage: %s -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER,workdir=WORK][,OPTION...] MOUNTPOINT\n"
+		"       mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTIONS\n"
+		"Mounts a copy-on-write overlay of the lower directories (topmost first) and UPPER.\n"
+		"Without upperdir the mount is read-only.  Options (as fuse-overlayfs):\n"
+		"  uidmapping=C:H:S[:C:H:S...], gidmapping=...   id mappings (container:host:size)\n"
+		"  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
+		"  xattr_permissions=0|1|2   keep owner and mode in an xattr (1: user.containers.override_stat,\n"
+		"                            2: security.fuseoverlayfs.override_stat)\n"
+		"  volatile, fsync=0         fsync does nothing\n"
+		"  static_nlink              directories report 1 link\n"
+		"  noacl, timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
+		"  ro, nodev, nosuid, noexec, noatime, allow_other, allow_root, default_permissions,\n"
+		"  context=\"...\"\n"
+		"  -f  stay in the foreground    -d  debug output\n",
+		prog);
+}
+
+/* Removes backslash escapes in place. */
+static void unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (*r == '\\' && r[1])
+			r++;
+		*w++ = *r;
+	}
+	*w = '\0';
+}
+
+static int add_lower(struct overlay_args *a, const char *path)
+{
+	if (a->nlowers >= 500) {
+		snprintf(a->error, sizeof(a->error), "more than 500 lower directories");
+		return -EINVAL;
+	}
+	char **l = realloc(a->lowers, (a->nlowers + 1) * sizeof(char *));
+	if (!l)
+		return -ENOMEM;
+	a->lowers = l;
+	char *abs = realpath(path, NULL);
+	if (!abs) {
+		snprintf(a->error, sizeof(a->error), "lower directory '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	a->lowers[a->nlowers++] = abs;
+	return 0;
+}
+
+static int parse_lowers(struct overlay_args *a, const char *value)
+{
+	_cleanup_free_ char *buf = strdup(value);
+	if (!buf)
+		return -ENOMEM;
+	char *start = buf;
+	for (char *p = buf;; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			continue;
+		}
+		if (*p == ':' || *p == '\0') {
+			bool end = *p == '\0';
+			*p = '\0';
+			if (*start) {
+				unescape(start);
+				int r = add_lower(a, start);
+				if (r < 0)
+					return r;
+			}
+			if (end)
+				break;
+			start = p + 1;
+		}
+	}
+	return 0;
+}
+
+static int parse_idmap(struct overlay_args *a, const char *value, lyr_fs_idmap **ret, size_t *ret_n)
+{
+	const char *p = value;
+	if (*p == ':')
+		p++;
+	size_t n = 0;
+	lyr_fs_idmap *m = NULL;
+	while (*p) {
+		unsigned long v[3];
+		for (int i = 0; i < 3; i++) {
+			char *end;
+			errno = 0;
+			v[i] = strtoul(p, &end, 10);
+			if (errno || end == p || v[i] > UINT32_MAX || (*end != ':' && *end != '\0') ||
+			    (i < 2 && *end != ':')) {
+				free(m);
+				snprintf(a->error, sizeof(a->error), "bad id mapping '%s'", value);
+				return -EINVAL;
+			}
+			p = *end ? end + 1 : end;
+		}
+		lyr_fs_idmap *g = realloc(m, (n + 1) * sizeof(*m));
+		if (!g) {
+			free(m);
+			return -ENOMEM;
+		}
+		m = g;
+		m[n++] = (lyr_fs_idmap){(uint32_t)v[0], (uint32_t)v[1], (uint32_t)v[2]};
+	}
+	free(*ret);
+	*ret = m;
+	*ret_n = n;
+	return 0;
+}
+
+static int parse_num(struct overlay_args *a, const char *key, const char *value, long long *ret)
+{
+	char *end;
+	errno = 0;
+	long long v = value ? strtoll(value, &end, 10) : 0;
+	if (!value || errno || end == value || *end || v < 0) {
+		snprintf(a->error, sizeof(a->error), "option %s needs a non-negative number", key);
+		return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
+
+static void note_unknown(struct overlay_args *a, const char *opt)
+{
+	size_t len = strlen(a->unknown);
+	snprintf(a->unknown + len, sizeof(a->unknown) - len, "%s%s", len ? "," : "", opt);
+}
+
+static int set_string(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = strdup(value ? value : "");
+	return *slot ? 0 : -ENOMEM;
+}
+
+static int apply_option(struct overlay_args *a, char *opt)
+{
+	char *value = strchr(opt, '=');
+	if (value)
+		*value++ = '\0';
+	const char *k = opt;
+	lyr_fs_config *c = &a->cfg;
+	long long n;
+	int r;
+	if (strcmp(k, "lowerdir") == 0)
+		return value ? parse_lowers(a, value) : -EINVAL;
+	if (strcmp(k, "upperdir") == 0 || strcmp(k, "workdir") == 0) {
+		if (!value || !*value) {
+			snprintf(a->error, sizeof(a->error), "option %s needs a directory", k);
+			return -EINVAL;
+		}
+		unescape(value);
+		char *abs = realpath(value, NULL);
+		if (!abs) {
+			snprintf(a->error, sizeof(a->error), "%s '%s': %s", k, value, strerror(errno));
+			return -errno;
+		}
+		char **slot = k[0] == 'u' ? &a->upper : &a->work;
+		free(*slot);
+		*slot = abs;
+		return 0;
+	}
+	if (strcmp(k, "uidmapping") == 0)
+		return parse_idmap(a, value ? value : "", &a->uidmap, &a->nuid);
+	if (strcmp(k, "gidmapping") == 0)
+		return parse_idmap(a, value ? value : "", &a->gidmap, &a->ngid);
+	if (strcmp(k, "squash_to_root") == 0) {
+		c->squash_to_root = true;
+		return 0;
+	}
+	if (strcmp(k, "squash_to_uid") == 0 || strcmp(k, "squash_to_gid") == 0) {
+		if ((r = parse_num(a, k, value, &n)) < 0)
+			return r;
+		*(k[9] == 'u' ? &c->squash_to_uid : &c->squash_to_gid) = n;
+		return 0;
+	}
+	if (strcmp(k, "xattr_permissions") == 0) {
+		if ((r = parse_num(a, k, value, &n)) < 0 || n > 2) {
+			snprintf(a->error, sizeof(a->error), "xattr_permissions must be 0, 1 or 2");
+			return -EINVAL;
+		}
+		c->xattr_permissions = (int)n;
+		return 0;
+	}
+	if (strcmp(k, "volatile") == 0) {
+		c->no_fsync = true;
+		return 0;
+	}
+	if (strcmp(k, "fsync") == 0) {
+		if ((r = parse_num(a, k, value, &n)) < 0)
+			return r;
+		c->no_fsync = n == 0;
+		return 0;
+	}
+	if (strcmp(k, "static_nlink") == 0) {
+		c->static_nlink = true;
+		return 0;
+	}
+	if (strcmp(k, "noacl") == 0) {
+		c->noacl = true;
+		return 0;
+	}
+	if (strcmp(k, "timeout") == 0) {
+		char *end;
+		double t = value ? strtod(value, &end) : -1;
+		if (!value || end == value || *end || t < 0) {
+			snprintf(a->error, sizeof(a->error), "option timeout needs a number of seconds");
+			return -EINVAL;
+		}
+		c->timeout = t;
+		return 0;
+	}
+	if (strcmp(k, "threaded") == 0) {
+		if ((r = parse_num(a, k, value, &n)) < 0)
+			return r;
+		c->threads = n ? 0 : 1;
+		return 0;
+	}
+	if (strcmp(k, "writeback") == 0) {
+		if ((r = parse_num(a, k, value, &n)) < 0)
+			return r;
+		c->writeback = n != 0;
+		return 0;
+	}
+	if (strcmp(k, "max_write") == 0) {
+		if ((r = parse_num(a, k, value, &n)) < 0)
+			return r;
+		c->max_write = n > (1 << 20) ? 1u << 20 : (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "context") == 0) {
+		if (value) {
+			size_t len = strlen(value);
+			if (len >= 2 && value[0] == '"' && value[len - 1] == '"') {
+				value[len - 1] = '\0';
+				value++;
+			}
+		}
+		return set_string(&a->context, value);
+	}
+	static const struct {
+		const char *name;
+		size_t off;
+		bool val;
+	} flags[] = {
+		{"ro", offsetof(lyr_fs_config, read_only), true},
+		{"rw", offsetof(lyr_fs_config, read_only), false},
+		{"nodev", offsetof(lyr_fs_config, nodev), true},
+		{"dev", offsetof(lyr_fs_config, nodev), false},
+		{"nosuid", offsetof(lyr_fs_config, nosuid), true},
+		{"suid", offsetof(lyr_fs_config, nosuid), false},
+		{"noexec", offsetof(lyr_fs_config, noexec), true},
+		{"exec", offsetof(lyr_fs_config, noexec), false},
+		{"noatime", offsetof(lyr_fs_config, noatime), true},
+		{"atime", offsetof(lyr_fs_config, noatime), false},
+		{"allow_other", offsetof(lyr_fs_config, allow_other), true},
+		{"allow_root", offsetof(lyr_fs_config, allow_root), true},
+		{"debug", offsetof(lyr_fs_config, debug), true},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(flags); i++) {
+		if (strcmp(k, flags[i].name) == 0 && !value) {
+			*(bool *)((char *)c + flags[i].off) = flags[i].val;
+			return 0;
+		}
+	}
+	/* always on, or meaningless here */
+	if (strcmp(k, "default_permissions") == 0 || strcmp(k, "relatime") == 0 ||
+	    strcmp(k, "strictatime") == 0 || strcmp(k, "fsname") == 0 || strcmp(k, "subtype") == 0 ||
+	    strcmp(k, "defaults") == 0 || strcmp(k, "auto") == 0 || strcmp(k, "noauto") == 0 ||
+	    strcmp(k, "user") == 0 || strcmp(k, "nouser") == 0 || strcmp(k, "_netdev") == 0)
+		return 0;
+	if (value)
+		value[-1] = '=';
+	note_unknown(a, opt);
+	return 0;
+}
+
+/* Splits an -o string at commas outside quotes and escapes and applies each element. */
+static int parse_options(struct overlay_args *a, const char *text)
+{
+	_cleanup_free_ char *buf = strdup(text);
+	if (!buf)
+		return -ENOMEM;
+	char *start = buf;
+	bool quoted = false;
+	for (char *p = buf;; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			continue;
+		}
+		if (*p == '"')
+			quoted = !quoted;
+		if ((*p == ',' && !quoted) || *p == '\0') {
+			bool end = *p == '\0';
+			*p = '\0';
+			if (*start) {
+				int r = apply_option(a, start);
+				if (r < 0)
+					return r;
+			}
+			if (end)
+				return 0;
+			start = p + 1;
+		}
+	}
+}
+
+static void args_free(struct overlay_args *a)
+{
+	for (size_t i = 0; i < a->nlowers; i++)
+		free(a->lowers[i]);
+	free(a->lowers);
+	free(a->upper);
+	free(a->work);
+	free(a->context);
+	free(a->uidmap);
+	free(a->gidmap);
+}
+
+int lyr_fs_overlay_main(int argc, char **argv)
+{
+	const char *prog = argc > 0 ? argv[0] : "layerfs overlay";
+	const char *base = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
+	bool helper = strcmp(base, "mount.fuse.layerfs") == 0;
+	struct overlay_args a;
+	memset(&a, 0, sizeof(a));
+	lyr_fs_config_init(&a.cfg);
+	/* containers run as root expect other users (the container's) to get in */
+	a.cfg.allow_other = geteuid() == 0;
+	const char *positional[3] = {NULL};
+	size_t npos = 0;
+	int status = 2;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		int r = 0;
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			usage(stdout, prog);
+			status = 0;
+			goto out;
+		} else if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
+			printf("layerfs overlay %s\nfuse-overlayfs compatible; FUSE library %s\n",
+			       LAYERFS_VERSION, fuse_pkgversion());
+			status = 0;
+			goto out;
+		} else if (strcmp(arg, "-o") == 0) {
+			if (++i >= argc) {
+				fprintf(stderr, "%s: -o needs an argument\n", prog);
+				goto out;
+			}
+			r = parse_options(&a, argv[i]);
+		} else if (strncmp(arg, "-o", 2) == 0) {
+			r = parse_options(&a, arg + 2);
+		} else if (strcmp(arg, "-f") == 0) {
+			a.cfg.foreground = true;
+		} else if (strcmp(arg, "-d") == 0) {
+			a.cfg.debug = a.cfg.foreground = true;
+		} else if (helper && (strcmp(arg, "-n") == 0 || strcmp(arg, "-s") == 0 ||
+				      strcmp(arg, "-v") == 0)) {
+			/* mount(8) helper flags: no mtab, sloppy, verbose */
+		} else if (arg[0] == '-' && arg[1]) {
+			fprintf(stderr, "%s: unknown argument '%s'\n", prog, arg);
+			goto out;
+		} else if (npos < LYR_ARRAY_SIZE(positional)) {
+			positional[npos++] = arg;
+		} else {
+			fprintf(stderr, "%s: too many arguments\n", prog);
+			goto out;
+		}
+		if (r < 0) {
+			fprintf(stderr, "%s: %s\n", prog, a.error[0] ? a.error : strerror(-r));
+			status = r == -EINVAL ? 2 : 1;
+			goto out;
+		}
+	}
+	const char *mountpoint = NULL;
+	if (helper ? npos == 2 : npos == 1)
+		mountpoint = positional[npos - 1];
+	else if (!helper && npos == 2)
+		mountpoint = positional[1]; /* a SOURCE given anyway, as fuse-overlayfs tolerates */
+	if (!mountpoint) {
+		usage(stderr, prog);
+		goto out;
+	}
+	if (a.nlowers == 0) {
+		fprintf(stderr, "%s: no lowerdir given\n", prog);
+		goto out;
+	}
+	if (a.unknown[0])
+		fprintf(stderr, "%s: ignoring unknown options: %s\n", prog, a.unknown);
+	a.cfg.lowers = (const char *const *)a.lowers;
+	a.cfg.nlowers = a.nlowers;
+	a.cfg.upper = a.upper;
+	a.cfg.work = a.work;
+	a.cfg.context = a.context;
+	a.cfg.uidmap = a.uidmap;
+	a.cfg.nuidmap = a.nuid;
+	a.cfg.gidmap = a.gidmap;
+	a.cfg.ngidmap = a.ngid;
+	a.cfg.fsname = helper && npos == 2 ? positional[0] : "layerfs";
+	lyr_fs_error err = {{0}};
+	pid_t pid;
+	int r = lyr_fs_mount(&a.cfg, mountpoint, &err, &pid);
+	if (r < 0) {
+		fprintf(stderr, "%s: cannot mount at '%s': %s\n", prog, mountpoint,
+			err.msg[0] ? err.msg : strerror(-r));
+		status = 1;
+		goto out;
+	}
+	status = 0;
+out:
+	args_free(&a);
+	return status;
+}

@@ -1,0 +1,158 @@
+/* Merged directory reading.  opendir takes a snapshot of the merged listing (lyr_stack_list_dir)
+ * with the st_ino each entry shows, so every entry appears exactly once and an offset (the index
+ * in the snapshot plus one) stays valid for the life of the handle whatever happens to the
+ * directory; a rewind to offset 0 takes a fresh snapshot, as rewinddir(3) promises.  The
+ * snapshot is guarded by the handle's mutex; the directory's rwlock is held only while listing. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#include "ovl.h"
+
+static void entries_free(struct ovl_dirent *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(e[i].name);
+	free(e);
+}
+
+/* The st_ino an entry of the listing shows: its origin xattr, else its layer's inode number. */
+static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const lyr_stack_dirent *de)
+{
+	int partfd = -1;
+	for (unsigned i = 0; i < dir->nparts; i++)
+		if (dir->parts[i].layer == de->layer)
+			partfd = dir->parts[i].fd;
+	if (partfd < 0)
+		return de->raw_ino;
+	struct stat st;
+	if (fstatat(partfd, "", &st, AT_EMPTY_PATH) < 0)
+		return de->raw_ino;
+	uint64_t origin = 0;
+	if (de->type != DT_LNK) {
+		char path[64 + 256 + 2], v[32];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", partfd, de->name);
+		static const char *const ns[] = {"trusted.overlay." LYR_OVL_INO, "user.overlay." LYR_OVL_INO};
+		for (size_t k = fs->privileged ? 0 : 1; k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
+			ssize_t n = lgetxattr(path, ns[k], v, sizeof(v) - 1);
+			if (n > 0) {
+				v[n] = '\0';
+				origin = strtoull(v, NULL, 10);
+			}
+		}
+	}
+	return lyr_stack_ino(fs->stack, st.st_dev, de->raw_ino, origin);
+}
+
+static int load(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir *d)
+{
+	lyr_stack_list l;
+	pthread_rwlock_rdlock(&dir->lock);
+	int r = lyr_stack_list_dir(fs->stack, &dir->node, &l);
+	if (r < 0) {
+		pthread_rwlock_unlock(&dir->lock);
+		return r;
+	}
+	struct ovl_dirent *e = calloc(l.n + 2, sizeof(*e));
+	if (!e) {
+		pthread_rwlock_unlock(&dir->lock);
+		lyr_stack_list_clear(&l);
+		return -ENOMEM;
+	}
+	e[0] = (struct ovl_dirent){strdup("."), dir->ino, DT_DIR};
+	e[1] = (struct ovl_dirent){strdup(".."), dir->parent ? dir->parent->ino : dir->ino, DT_DIR};
+	for (size_t i = 0; i < l.n; i++) {
+		e[i + 2].name = l.entries[i].name;
+		l.entries[i].name = NULL;
+		e[i + 2].type = l.entries[i].type;
+		e[i + 2].ino = entry_ino(fs, &dir->node, &(lyr_stack_dirent){e[i + 2].name,
+			l.entries[i].layer, l.entries[i].type, l.entries[i].raw_ino});
+	}
+	pthread_rwlock_unlock(&dir->lock);
+	size_t n = l.n + 2;
+	lyr_stack_list_clear(&l);
+	if (!e[0].name || !e[1].name) {
+		entries_free(e, n);
+		return -ENOMEM;
+	}
+	entries_free(d->entries, d->n);
+	d->entries = e;
+	d->n = n;
+	return 0;
+}
+
+int ovl_dir_open(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir **ret)
+{
+	struct ovl_dir *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	pthread_mutex_init(&d->lock, NULL);
+	int r = load(fs, dir, d);
+	if (r < 0) {
+		ovl_dir_free(d);
+		return r;
+	}
+	*ret = d;
+	return 0;
+}
+
+void ovl_dir_free(struct ovl_dir *d)
+{
+	if (!d)
+		return;
+	entries_free(d->entries, d->n);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struct ovl_dir *d,
+		 char *buf, size_t size, off_t off, bool plus)
+{
+	pthread_mutex_lock(&d->lock);
+	int r = 0;
+	if (off == 0 && d->read_once)
+		r = load(fs, dir, d);
+	d->read_once = true;
+	size_t pos = 0;
+	for (size_t i = (size_t)(off < 0 ? 0 : off); r == 0 && i < d->n; i++) {
+		struct ovl_dirent *ent = &d->entries[i];
+		size_t used;
+		if (plus) {
+			struct fuse_entry_param e;
+			bool looked_up = false;
+			if (i < 2) {
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = ent->ino;
+				e.attr.st_mode = S_IFDIR;
+			} else {
+				int lr = ovl_lookup(fs, dir, ent->name, &e);
+				if (lr == -ENOENT)
+					continue; /* gone since the snapshot */
+				if (lr < 0) {
+					if (pos == 0)
+						r = lr;
+					break;
+				}
+				looked_up = true;
+			}
+			used = fuse_add_direntry_plus(req, buf + pos, size - pos, ent->name, &e,
+						      (off_t)i + 1);
+			if (used > size - pos) {
+				if (looked_up)
+					ovl_inode_forget(fs, ovl_inode_from_id(fs, e.ino), 1);
+				break;
+			}
+		} else {
+			struct stat st = {.st_ino = ent->ino, .st_mode = (mode_t)DTTOIF(ent->type)};
+			used = fuse_add_direntry(req, buf + pos, size - pos, ent->name, &st, (off_t)i + 1);
+			if (used > size - pos)
+				break;
+		}
+		pos += used;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return r < 0 ? r : (int)pos;
+}

@@ -1,0 +1,163 @@
+/* Extended attributes.  The overlay's private xattrs ({trusted,user}.overlay.*, and the
+ * override_stat xattr when xattr_permissions is on) are invisible through the mount and cannot be
+ * set there; every other xattr is read from the topmost copy and written to the upper after a
+ * metadata-only copy-up. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#include "ovl.h"
+
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static bool overlay_private(const char *name)
+{
+	return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.");
+}
+
+bool ovl_xattr_private(struct ovl_fs *fs, const char *name)
+{
+	return overlay_private(name) || (fs->override_xattr && strcmp(name, fs->override_xattr) == 0);
+}
+
+ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, void *buf,
+		     size_t size)
+{
+	if (ovl_xattr_private(fs, name))
+		return -ENODATA;
+	char proc[64];
+	pthread_rwlock_rdlock(&in->lock);
+	ovl_proc_path(in->node.fd, proc);
+	ssize_t r = getxattr(proc, name, buf, size);
+	pthread_rwlock_unlock(&in->lock);
+	return r < 0 ? -errno : r;
+}
+
+/* All names of the object at FD into a heap buffer; returns its length or -errno. */
+static ssize_t list_all(int fd, char **ret)
+{
+	char proc[64];
+	ovl_proc_path(fd, proc);
+	for (;;) {
+		ssize_t n = listxattr(proc, NULL, 0);
+		if (n < 0)
+			return errno == ENOTSUP ? 0 : -errno;
+		char *buf = malloc((size_t)n + 1);
+		if (!buf)
+			return -ENOMEM;
+		ssize_t m = n ? listxattr(proc, buf, (size_t)n) : 0;
+		if (m < 0) {
+			free(buf);
+			if (errno == ERANGE)
+				continue;
+			return -errno;
+		}
+		*ret = buf;
+		return m;
+	}
+}
+
+ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size)
+{
+	char *all = NULL;
+	pthread_rwlock_rdlock(&in->lock);
+	ssize_t n = list_all(in->node.fd, &all);
+	pthread_rwlock_unlock(&in->lock);
+	if (n < 0)
+		return n;
+	size_t out = 0;
+	for (ssize_t i = 0; i < n;) {
+		const char *name = all + i;
+		size_t len = strlen(name) + 1;
+		i += (ssize_t)len;
+		if (ovl_xattr_private(fs, name))
+			continue;
+		if (size) {
+			if (out + len > size) {
+				free(all);
+				return -ERANGE;
+			}
+			memcpy(buf + out, name, len);
+		}
+		out += len;
+	}
+	free(all);
+	return (ssize_t)out;
+}
+
+int ovl_setxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, const void *value,
+		 size_t size, int flags)
+{
+	if (ovl_xattr_private(fs, name))
+		return -EPERM;
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	int r = ovl_copy_up(fs, in, OVL_COPY_META);
+	if (r < 0)
+		return r;
+	char proc[64];
+	pthread_rwlock_rdlock(&in->lock);
+	ovl_proc_path(in->node.fd, proc);
+	r = setxattr(proc, name, value, size, flags) < 0 ? -errno : 0;
+	pthread_rwlock_unlock(&in->lock);
+	return r;
+}
+
+int ovl_removexattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name)
+{
+	if (ovl_xattr_private(fs, name))
+		return -EPERM;
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	/* nothing to copy up for an xattr that is not there */
+	ssize_t has = ovl_getxattr(fs, in, name, NULL, 0);
+	if (has < 0)
+		return (int)has;
+	int r = ovl_copy_up(fs, in, OVL_COPY_META);
+	if (r < 0)
+		return r;
+	char proc[64];
+	pthread_rwlock_rdlock(&in->lock);
+	ovl_proc_path(in->node.fd, proc);
+	r = removexattr(proc, name) < 0 ? -errno : 0;
+	pthread_rwlock_unlock(&in->lock);
+	return r;
+}
+
+int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst)
+{
+	(void)fs;
+	char *all = NULL;
+	ssize_t n = list_all(src, &all);
+	if (n < 0)
+		return n == -EOPNOTSUPP ? 0 : (int)n;
+	char sproc[64], dproc[64];
+	ovl_proc_path(src, sproc);
+	ovl_proc_path(dst, dproc);
+	int r = 0;
+	for (ssize_t i = 0; i < n && r == 0;) {
+		const char *name = all + i;
+		i += (ssize_t)strlen(name) + 1;
+		if (overlay_private(name))
+			continue;
+		ssize_t len = getxattr(sproc, name, NULL, 0);
+		if (len < 0)
+			continue;
+		char *v = malloc((size_t)len + 1);
+		if (!v) {
+			r = -ENOMEM;
+			break;
+		}
+		len = getxattr(sproc, name, v, (size_t)len);
+		if (len >= 0 && setxattr(dproc, name, v, (size_t)len, 0) < 0 && errno != EOPNOTSUPP &&
+		    errno != EPERM)
+			r = -errno;
+		free(v);
+	}
+	free(all);
+	return r;
+}

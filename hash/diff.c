@@ -1,0 +1,690 @@
+/* The diff digest behind layer IDs: a Merkle digest of a diff directory, encoded exactly as
+ * docs/diff-digest.md specifies.
+ *
+ * The calling thread walks the tree (lyr_tree_walk, sorted, any depth) and builds, for each
+ * directory on the way, a node holding its children's names and digest slots.  Regular files are
+ * opened by the walker and handed, with their encoded header, to a pool of HASH_THREADS workers
+ * that read and hash the contents; everything else is digested by the walker on the spot.  A
+ * directory's digest can only be computed once all its children's digests are in, which may be
+ * after the walker has moved on, so each node counts what it still waits for (`pending`: one per
+ * unfinished child plus one until the walker has left the directory).  Whoever drops the count to
+ * zero — the walker or a worker — computes the directory's digest, writes it into the parent's
+ * slot, frees the node and passes the completion upward.  Only the finished part of the tree is
+ * freed, so memory holds the directories along the walk plus those waiting for queued files.
+ *
+ * Locking: `lock` protects the job queue, every node's `pending`, and the first error.  The
+ * walker alone appends children (only to the node it is in, which cannot finish meanwhile);
+ * a worker writes only the digest of the child its job names; a node's children are read only by
+ * the thread that finishes it, after the count reached zero under the lock.  At most QUEUE_LEN
+ * files are open in the queue. */
+#include "layerfs/hash.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <search.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "internal.h"
+#include "layerfs/tree.h"
+
+#define HASH_THREADS 2
+#define QUEUE_LEN 32
+#define READ_CHUNK (1u << 20)
+
+typedef struct kid {
+	char *name;
+	uint8_t digest[LYR_SHA256_LEN];
+} kid;
+
+typedef struct dnode {
+	struct dnode *parent;
+	kid *slot; /* where this directory's digest goes; NULL for the root */
+	kid **kids;
+	size_t n, cap;
+	long pending;
+	hbuf hdr;
+} dnode;
+
+typedef struct job {
+	int fd;
+	off_t size;
+	hbuf hdr;
+	kid *slot;
+	dnode *node;
+	char *path;
+} job;
+
+typedef struct link_rec {
+	dev_t dev;
+	ino_t ino;
+	char *path;
+} link_rec;
+
+typedef struct hasher {
+	pthread_mutex_t lock;
+	pthread_cond_t not_empty, not_full;
+	job *queue[QUEUE_LEN];
+	size_t qhead, qlen;
+	bool stop;
+
+	atomic_int error; /* first failure, negative errno */
+	char *err_path;   /* its relative path, under lock */
+
+	dnode *cur;       /* the directory the walker is in (walker only) */
+	void *links;      /* hard-link groups seen so far (walker only) */
+	uint8_t root[LYR_SHA256_LEN];
+	bool root_done;
+
+	const lyr_progress *progress;
+	uint64_t files;   /* walker only */
+	atomic_uint_fast64_t bytes;
+	hbuf scratch;     /* walker only */
+} hasher;
+
+static void fail(hasher *h, int r, const char *path)
+{
+	pthread_mutex_lock(&h->lock);
+	if (atomic_load(&h->error) == 0) {
+		atomic_store(&h->error, r);
+		free(h->err_path);
+		h->err_path = strdup(path);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void node_free(dnode *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->kids[i]->name);
+		free(d->kids[i]);
+	}
+	free(d->kids);
+	hb_free(&d->hdr);
+	free(d);
+}
+
+/* The last thing node D waited for has arrived: digest it and complete it in its parent, and so
+ * on upward.  Called without the lock, by the one thread that dropped the count to zero. */
+static void finish(hasher *h, dnode *d)
+{
+	while (d) {
+		hbuf b = {0};
+		hb_put(&b, d->hdr.p, d->hdr.len);
+		hb_lcstr(&b, "entries");
+		hb_lnum(&b, d->n);
+		for (size_t i = 0; i < d->n; i++) {
+			hb_lcstr(&b, d->kids[i]->name);
+			hb_put(&b, d->kids[i]->digest, LYR_SHA256_LEN);
+		}
+		uint8_t dig[LYR_SHA256_LEN];
+		if (b.oom || d->hdr.oom) {
+			fail(h, -ENOMEM, "");
+			memset(dig, 0, sizeof dig);
+		} else {
+			lyr_sha256(b.p, b.len, dig);
+		}
+		hb_free(&b);
+
+		dnode *parent = d->parent;
+		if (d->slot)
+			memcpy(d->slot->digest, dig, sizeof dig);
+		else {
+			memcpy(h->root, dig, sizeof dig);
+			h->root_done = true;
+		}
+		node_free(d);
+		if (!parent)
+			return;
+		pthread_mutex_lock(&h->lock);
+		bool done = --parent->pending == 0;
+		pthread_mutex_unlock(&h->lock);
+		d = done ? parent : NULL;
+	}
+}
+
+static void complete(hasher *h, dnode *d)
+{
+	pthread_mutex_lock(&h->lock);
+	bool done = --d->pending == 0;
+	pthread_mutex_unlock(&h->lock);
+	if (done)
+		finish(h, d);
+}
+
+/* Adds a child NAME to the walker's current directory; its digest is filled in later. */
+static kid *add_kid(hasher *h, const char *name)
+{
+	dnode *d = h->cur;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16;
+		kid **nk = realloc(d->kids, cap * sizeof *nk);
+		if (!nk)
+			return NULL;
+		d->kids = nk;
+		d->cap = cap;
+	}
+	kid *k = calloc(1, sizeof *k);
+	if (!k || !(k->name = strdup(name))) {
+		free(k);
+		return NULL;
+	}
+	d->kids[d->n++] = k;
+	return k;
+}
+
+static char type_char(mode_t m)
+{
+	switch (m & S_IFMT) {
+	case S_IFREG: return 'f';
+	case S_IFDIR: return 'd';
+	case S_IFLNK: return 'l';
+	case S_IFCHR: return 'c';
+	case S_IFBLK: return 'b';
+	case S_IFIFO: return 'p';
+	case S_IFSOCK: return 's';
+	default: return 0;
+	}
+}
+
+/* Encodes the header of docs/diff-digest.md ("Entry header") into B. */
+static int encode_header(hbuf *b, const struct stat *st, const char *target, size_t target_len,
+			 const hx_list *xa)
+{
+	char t[2] = {type_char(st->st_mode), 0};
+	if (!t[0])
+		return -EINVAL;
+	char num[64];
+
+	hb_lcstr(b, "type");
+	hb_lcstr(b, t);
+	hb_lcstr(b, "mode");
+	hb_lnum(b, st->st_mode & 07777);
+	hb_lcstr(b, "uid");
+	hb_lnum(b, st->st_uid);
+	hb_lcstr(b, "gid");
+	hb_lnum(b, st->st_gid);
+	hb_lcstr(b, "size");
+	hb_lnum(b, S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0);
+	hb_lcstr(b, "mtime");
+	snprintf(num, sizeof num, "%lld.%09ld", (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	hb_lcstr(b, num);
+	if (S_ISLNK(st->st_mode)) {
+		hb_lcstr(b, "link");
+		hb_lstr(b, target, target_len);
+	}
+	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+		hb_lcstr(b, "rdev");
+		snprintf(num, sizeof num, "%u:%u", major(st->st_rdev), minor(st->st_rdev));
+		hb_lcstr(b, num);
+	}
+	hb_lcstr(b, "xattrs");
+	hb_lnum(b, xa->n);
+	for (size_t i = 0; i < xa->n; i++) {
+		hb_lcstr(b, xa->v[i].name);
+		hb_lstr(b, xa->v[i].value, xa->v[i].len);
+	}
+	return b->oom ? -ENOMEM : 0;
+}
+
+/* ---- workers ------------------------------------------------------------------------------- */
+
+/* Reading a big file ahead in a second thread: SHA-256 of one file cannot be split, so the
+ * copy out of the page cache is what a second core can take off the hashing thread. */
+#define PIPE_BUFS 4
+#define PIPELINE_MIN (16u << 20)
+
+typedef struct reader {
+	int fd;
+	uint8_t *buf[PIPE_BUFS];
+	size_t len[PIPE_BUFS];
+	size_t head, count;
+	bool eof, cancel;
+	int err;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+} reader;
+
+static void *reader_run(void *arg)
+{
+	reader *rd = arg;
+	for (;;) {
+		pthread_mutex_lock(&rd->lock);
+		while (rd->count == PIPE_BUFS && !rd->cancel)
+			pthread_cond_wait(&rd->cond, &rd->lock);
+		size_t idx = (rd->head + rd->count) % PIPE_BUFS;
+		bool cancel = rd->cancel;
+		pthread_mutex_unlock(&rd->lock);
+		if (cancel)
+			return NULL;
+		ssize_t n;
+		do
+			n = read(rd->fd, rd->buf[idx], READ_CHUNK);
+		while (n < 0 && errno == EINTR);
+		pthread_mutex_lock(&rd->lock);
+		if (n <= 0) {
+			rd->eof = true;
+			rd->err = n < 0 ? -errno : 0;
+		} else {
+			rd->len[idx] = (size_t)n;
+			rd->count++;
+		}
+		pthread_cond_broadcast(&rd->cond);
+		pthread_mutex_unlock(&rd->lock);
+		if (n <= 0)
+			return NULL;
+	}
+}
+
+/* Feeds the file to C through a reader thread; returns bytes hashed or -errno, or 1 in
+ * *FALLBACK when no thread could be made (the caller then reads by itself). */
+static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, bool *fallback)
+{
+	reader rd = {.fd = fd};
+	int64_t total = 0;
+	*fallback = false;
+	for (int i = 0; i < PIPE_BUFS; i++)
+		if (!(rd.buf[i] = malloc(READ_CHUNK)))
+			*fallback = true;
+	pthread_t t;
+	pthread_mutex_init(&rd.lock, NULL);
+	pthread_cond_init(&rd.cond, NULL);
+	if (!*fallback && pthread_create(&t, NULL, reader_run, &rd) != 0)
+		*fallback = true;
+	if (!*fallback) {
+		for (;;) {
+			pthread_mutex_lock(&rd.lock);
+			while (rd.count == 0 && !rd.eof)
+				pthread_cond_wait(&rd.cond, &rd.lock);
+			if (rd.count == 0 || atomic_load(&h->error)) {
+				rd.cancel = true;
+				pthread_cond_broadcast(&rd.cond);
+				pthread_mutex_unlock(&rd.lock);
+				break;
+			}
+			size_t idx = rd.head;
+			pthread_mutex_unlock(&rd.lock);
+			lyr_sha256_update(c, rd.buf[idx], rd.len[idx]);
+			total += (int64_t)rd.len[idx];
+			atomic_fetch_add(&h->bytes, (uint64_t)rd.len[idx]);
+			pthread_mutex_lock(&rd.lock);
+			rd.head = (rd.head + 1) % PIPE_BUFS;
+			rd.count--;
+			pthread_cond_broadcast(&rd.cond);
+			pthread_mutex_unlock(&rd.lock);
+		}
+		pthread_join(t, NULL);
+		if (rd.err < 0)
+			total = rd.err;
+		else if (atomic_load(&h->error))
+			total = atomic_load(&h->error);
+	}
+	pthread_cond_destroy(&rd.cond);
+	pthread_mutex_destroy(&rd.lock);
+	for (int i = 0; i < PIPE_BUFS; i++)
+		free(rd.buf[i]);
+	return total;
+}
+
+static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256_LEN])
+{
+	lyr_sha256_ctx *c = NULL;
+	int r = lyr_sha256_new(&c);
+	if (r < 0)
+		return r;
+	/* Whole files are read once, front to back: tell the kernel to read ahead further. */
+	(void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	int64_t total = 0;
+	bool fallback = true;
+	if (j->size >= (off_t)PIPELINE_MIN) {
+		total = hash_pipelined(h, j->fd, c, &fallback);
+		if (total < 0)
+			r = (int)total;
+	}
+	while (fallback && r == 0) {
+		if (atomic_load(&h->error)) {
+			r = atomic_load(&h->error);
+			break;
+		}
+		ssize_t n = read(j->fd, buf, READ_CHUNK);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		lyr_sha256_update(c, buf, (size_t)n);
+		total += n;
+		atomic_fetch_add(&h->bytes, (uint64_t)n);
+	}
+	if (r == 0 && total != (int64_t)j->size)
+		r = -ESTALE; /* changed while being hashed: the header would not describe it */
+	lyr_sha256_final(c, out);
+	lyr_sha256_free(c);
+	return r;
+}
+
+static void job_free(job *j)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	hb_free(&j->hdr);
+	free(j->path);
+	free(j);
+}
+
+static void run_job(hasher *h, job *j, uint8_t *buf)
+{
+	uint8_t content[LYR_SHA256_LEN];
+	int r = atomic_load(&h->error);
+	if (r == 0)
+		r = hash_contents(h, j, buf, content);
+	if (r == 0) {
+		hb_lcstr(&j->hdr, "data");
+		hb_lstr(&j->hdr, content, sizeof content);
+		if (j->hdr.oom)
+			r = -ENOMEM;
+		else
+			lyr_sha256(j->hdr.p, j->hdr.len, j->slot->digest);
+	}
+	if (r < 0)
+		fail(h, r, j->path);
+	dnode *d = j->node;
+	job_free(j);
+	complete(h, d);
+}
+
+static void *worker(void *arg)
+{
+	hasher *h = arg;
+	uint8_t *buf = malloc(READ_CHUNK);
+	for (;;) {
+		pthread_mutex_lock(&h->lock);
+		while (h->qlen == 0 && !h->stop)
+			pthread_cond_wait(&h->not_empty, &h->lock);
+		if (h->qlen == 0) {
+			pthread_mutex_unlock(&h->lock);
+			break;
+		}
+		job *j = h->queue[h->qhead];
+		h->qhead = (h->qhead + 1) % QUEUE_LEN;
+		h->qlen--;
+		pthread_cond_signal(&h->not_full);
+		pthread_mutex_unlock(&h->lock);
+		if (!buf) {
+			fail(h, -ENOMEM, j->path);
+			dnode *d = j->node;
+			job_free(j);
+			complete(h, d);
+			continue;
+		}
+		run_job(h, j, buf);
+	}
+	free(buf);
+	return NULL;
+}
+
+static void enqueue(hasher *h, job *j)
+{
+	pthread_mutex_lock(&h->lock);
+	while (h->qlen == QUEUE_LEN)
+		pthread_cond_wait(&h->not_full, &h->lock);
+	h->queue[(h->qhead + h->qlen) % QUEUE_LEN] = j;
+	h->qlen++;
+	pthread_cond_signal(&h->not_empty);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- the walk ------------------------------------------------------------------------------ */
+
+static int link_cmp(const void *a, const void *b)
+{
+	const link_rec *x = a, *y = b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
+static void link_free(void *p)
+{
+	link_rec *l = p;
+	free(l->path);
+	free(l);
+}
+
+/* For a later name of a hard-link group, its digest (docs: "Hard links"); returns 1 when NAME
+ * is such a name, 0 when it is the first (and remembers it), or -errno. */
+static int hard_link(hasher *h, const struct stat *st, const char *path, kid *k)
+{
+	if (S_ISDIR(st->st_mode) || st->st_nlink < 2)
+		return 0;
+	link_rec key = {.dev = st->st_dev, .ino = st->st_ino};
+	link_rec **found = tfind(&key, &h->links, link_cmp);
+	if (found) {
+		hbuf *b = &h->scratch;
+		hb_reset(b);
+		hb_lcstr(b, "type");
+		hb_lcstr(b, "h");
+		hb_lcstr(b, "link");
+		hb_lcstr(b, (*found)->path);
+		if (b->oom)
+			return -ENOMEM;
+		lyr_sha256(b->p, b->len, k->digest);
+		return 1;
+	}
+	link_rec *rec = calloc(1, sizeof *rec);
+	if (!rec || !(rec->path = strdup(path))) {
+		free(rec);
+		return -ENOMEM;
+	}
+	rec->dev = st->st_dev;
+	rec->ino = st->st_ino;
+	if (!tsearch(rec, &h->links, link_cmp)) {
+		link_free(rec);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int on_regular(hasher *h, int dirfd, const char *name, const struct stat *st,
+		      const char *path, kid *k)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	job *j = calloc(1, sizeof *j);
+	if (!j) {
+		close(fd);
+		return -ENOMEM;
+	}
+	j->fd = fd;
+	struct stat now;
+	int r = fstat(fd, &now) < 0 ? -errno : 0;
+	if (r == 0 && (now.st_dev != st->st_dev || now.st_ino != st->st_ino))
+		r = -ESTALE;
+	hx_list xa = {0};
+	if (r == 0)
+		r = hx_read(fd, -1, NULL, &xa);
+	if (r == 0)
+		r = encode_header(&j->hdr, &now, NULL, 0, &xa);
+	hx_free(&xa);
+	if (r == 0 && !(j->path = strdup(path)))
+		r = -ENOMEM;
+	if (r < 0) {
+		job_free(j);
+		return r;
+	}
+	j->size = now.st_size;
+	j->slot = k;
+	j->node = h->cur;
+	pthread_mutex_lock(&h->lock);
+	h->cur->pending++;
+	pthread_mutex_unlock(&h->lock);
+	enqueue(h, j);
+	return 0;
+}
+
+static int on_other(hasher *h, int dirfd, const char *name, const struct stat *st, kid *k)
+{
+	_cleanup_free_ char *target = NULL;
+	size_t tlen = 0;
+	if (S_ISLNK(st->st_mode)) {
+		size_t cap = (size_t)st->st_size + 1;
+		for (;;) {
+			free(target);
+			if (!(target = malloc(cap)))
+				return -ENOMEM;
+			ssize_t n = readlinkat(dirfd, name, target, cap);
+			if (n < 0)
+				return -errno;
+			if ((size_t)n < cap) {
+				tlen = (size_t)n;
+				break;
+			}
+			cap *= 2;
+		}
+	}
+	hx_list xa = {0};
+	int r = hx_read(-1, dirfd, name, &xa);
+	if (r < 0)
+		return r;
+	hb_reset(&h->scratch);
+	r = encode_header(&h->scratch, st, target, tlen, &xa);
+	hx_free(&xa);
+	if (r < 0)
+		return r;
+	lyr_sha256(h->scratch.p, h->scratch.len, k->digest);
+	return 0;
+}
+
+static int on_entry(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path)
+{
+	hasher *h = ctx;
+	int r = atomic_load(&h->error);
+	if (r < 0)
+		return r;
+	kid *k = add_kid(h, name);
+	if (!k)
+		return -ENOMEM;
+	if (S_ISDIR(st->st_mode)) {
+		dnode *d = calloc(1, sizeof *d);
+		if (!d)
+			return -ENOMEM;
+		d->parent = h->cur;
+		d->slot = k;
+		d->pending = 1;
+		pthread_mutex_lock(&h->lock);
+		h->cur->pending++;
+		pthread_mutex_unlock(&h->lock);
+		h->cur = d;
+		return 0;
+	}
+	h->files++;
+	r = hard_link(h, st, path, k);
+	if (r == 0)
+		r = S_ISREG(st->st_mode) ? on_regular(h, dirfd, name, st, path, k)
+					 : on_other(h, dirfd, name, st, k);
+	lyr_progress_report(h->progress, h->files, atomic_load(&h->bytes));
+	return r < 0 ? r : 0;
+}
+
+static int on_leave(void *ctx, int fd, const struct stat *st, const char *path)
+{
+	hasher *h = ctx;
+	(void)path;
+	dnode *d = h->cur;
+	hx_list xa = {0};
+	int r = hx_read(fd, -1, NULL, &xa);
+	if (r == 0)
+		r = encode_header(&d->hdr, st, NULL, 0, &xa);
+	hx_free(&xa);
+	if (r < 0)
+		return r;
+	h->cur = d->parent;
+	complete(h, d);
+	return 0;
+}
+
+int lyr_hash_diff(int dirfd, const lyr_progress *progress, char ret_digest[LYR_DIGEST_TEXT_LEN],
+		  char *err_path)
+{
+	hasher h = {.progress = progress};
+	pthread_t threads[HASH_THREADS];
+	size_t started = 0;
+	lyr_tree_error werr = {0};
+	int r;
+
+	pthread_mutex_init(&h.lock, NULL);
+	pthread_cond_init(&h.not_empty, NULL);
+	pthread_cond_init(&h.not_full, NULL);
+	h.cur = calloc(1, sizeof *h.cur);
+	if (!h.cur) {
+		r = -ENOMEM;
+		goto out;
+	}
+	h.cur->pending = 1;
+	for (; started < HASH_THREADS; started++) {
+		r = -pthread_create(&threads[started], NULL, worker, &h);
+		if (r < 0)
+			goto out;
+	}
+
+	lyr_tree_visit v = {.entry = on_entry, .leave = on_leave, .ctx = &h, .sorted = true};
+	r = lyr_tree_walk(dirfd, &v, &werr);
+
+out:
+	pthread_mutex_lock(&h.lock);
+	h.stop = true;
+	pthread_cond_broadcast(&h.not_empty);
+	pthread_mutex_unlock(&h.lock);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+
+	/* A worker's failure wins: it names the file that failed, the walk only where it stopped. */
+	int werror = atomic_load(&h.error);
+	if (werror < 0) {
+		r = werror;
+		snprintf(werr.path, sizeof werr.path, "%s", h.err_path ? h.err_path : "");
+	}
+	if (r == 0 && !h.root_done)
+		r = -EIO; /* cannot happen: the walk left the root and all jobs ran */
+	if (r < 0) {
+		/* Directories the walker was still in never finished; the rest freed themselves. */
+		for (dnode *d = h.cur; d;) {
+			dnode *parent = d->parent;
+			node_free(d);
+			d = parent;
+		}
+		if (err_path)
+			snprintf(err_path, PATH_MAX, "%s", werr.path);
+	} else {
+		hbuf b = {0};
+		hb_lcstr(&b, "layerfs-diff");
+		hb_lcstr(&b, "1");
+		hb_put(&b, h.root, sizeof h.root);
+		uint8_t d[LYR_SHA256_LEN];
+		if (b.oom) {
+			r = -ENOMEM;
+		} else {
+			lyr_sha256(b.p, b.len, d);
+			lyr_digest_text(d, ret_digest);
+			lyr_progress_report(progress, h.files, atomic_load(&h.bytes));
+		}
+		hb_free(&b);
+	}
+	tdestroy(h.links, link_free);
+	hb_free(&h.scratch);
+	free(h.err_path);
+	pthread_cond_destroy(&h.not_empty);
+	pthread_cond_destroy(&h.not_full);
+	pthread_mutex_destroy(&h.lock);
+	return r;
+}

@@ -1,0 +1,82 @@
+/* fs/: the copy-on-write FUSE overlay.  A mount shows a stack of read-only lower layers (topmost
+ * first) and, optionally, one writable upper directory as one tree; changes go to the upper
+ * (copy-up), deletions become whiteouts there.  Without an upper the mount is read-only.
+ * The layer rules themselves (what the merged tree holds) are in stack.h. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* One line of an id mapping: ids INNER..INNER+COUNT-1 as the mount shows them are stored on disk
+ * as OUTER..OUTER+COUNT-1 (fuse-overlayfs' uidmapping=INNER:OUTER:COUNT). */
+typedef struct lyr_fs_idmap {
+	uint32_t inner, outer, count;
+} lyr_fs_idmap;
+
+typedef struct lyr_fs_config {
+	const char *const *lowers; /* lower layer directories, topmost first */
+	size_t nlowers;            /* 1..500 */
+	const char *upper;         /* NULL: read-only mount */
+	const char *work;          /* required with UPPER: an empty-able dir on UPPER's filesystem */
+
+	bool foreground;   /* serve in the calling process until unmounted */
+	bool read_only;    /* mount read-only even with an upper */
+	bool allow_other;  /* let other users in (FUSE allow_other) */
+	bool allow_root;
+	bool nodev, nosuid, noexec, noatime;
+	bool writeback;    /* FUSE writeback cache */
+	bool no_fsync;     /* fsync=0 / volatile: fsync is a no-op */
+	bool static_nlink; /* directories report st_nlink 1 */
+	bool noacl;        /* accepted; POSIX ACLs are plain xattrs here */
+	bool debug;        /* libfuse debug output (foreground only) */
+	double timeout;    /* entry/attr/negative cache seconds; < 0: default (86400) */
+	unsigned threads;  /* max worker threads; 0: default; 1: single-threaded loop */
+	unsigned max_write; /* bytes; 0: default (1 MiB) */
+	int xattr_permissions; /* 0 off; 1 user.containers.override_stat; 2 security.fuseoverlayfs.override_stat */
+
+	const lyr_fs_idmap *uidmap; /* NULL/0: identity */
+	size_t nuidmap;
+	const lyr_fs_idmap *gidmap;
+	size_t ngidmap;
+	bool squash_to_root;    /* every file shows uid/gid 0 */
+	int64_t squash_to_uid;  /* >= 0: every file shows this uid */
+	int64_t squash_to_gid;
+
+	const char *fsname;     /* shown in /proc/mounts; default "layerfs" */
+	const char *context;    /* SELinux context= mount option, or NULL */
+
+	/* Called once the mount is live, in the serving process when FOREGROUND (NULL: none). */
+	void (*ready)(void *ctx, pid_t pid);
+	void *ready_ctx;
+} lyr_fs_config;
+
+/* A message for people naming the object and the cause of a failure. */
+typedef struct lyr_fs_error {
+	char msg[1024];
+} lyr_fs_error;
+
+/* Defaults: no layers, timeout -1, squash ids -1, everything else off. */
+void lyr_fs_config_init(lyr_fs_config *cfg);
+
+/* Mounts CFG at MOUNTPOINT.  Without CFG->foreground: forks a serving process, waits until the
+ * mount is live (or failed), and returns 0 with the serving process's pid in *RET_PID; that
+ * process has its own session and exits after the mount is unmounted.  With CFG->foreground:
+ * serves in the calling process until unmounted (or SIGINT/SIGTERM/SIGHUP), then returns 0 with
+ * *RET_PID = its pid.  On failure returns -errno and fills ERR (may be NULL): -EINVAL bad config,
+ * -ENOENT/-ENOTDIR/-EACCES a layer, work dir or mountpoint, -EXDEV work dir on another filesystem
+ * than the upper, -EIO the kernel refused the mount. */
+int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err,
+		 pid_t *ret_pid);
+
+/* Unmounts MOUNTPOINT (umount2 when privileged, else `fusermount3 -u`).  When PID > 0, waits
+ * until that serving process has exited (reaping it when it is a child).  Returns 0 or -errno:
+ * -EBUSY in use, -EINVAL not a mount, -EPERM; ERR (may be NULL) says why. */
+int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err);
+
+/* The fuse-overlayfs-compatible command: `overlay -o lowerdir=A:B[,upperdir=U,workdir=W][,...]
+ * MOUNTPOINT`, or mount(8)'s helper form `SOURCE MOUNTPOINT -o OPTS` when argv[0]'s basename is
+ * "mount.fuse.layerfs".  ARGV[0] is the command name.  Returns the process exit status: 0 mounted
+ * (or --help/--version), 1 mount failed (reason on stderr), 2 usage error. */
+int lyr_fs_overlay_main(int argc, char **argv);

@@ -1,0 +1,531 @@
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "layerfs/hash.h"
+#include "testutil.h"
+
+/* ---- building trees with the owners and modes of the test vectors -------------------------- */
+
+static void file_at(const char *dir, const char *rel, const char *data)
+{
+	tu_write(dir, rel, data);
+	_cleanup_free_ char *p = tu_path(dir, rel);
+	cr_assert_eq(chmod(p, 0644), 0);
+}
+
+static void dir_at(const char *dir, const char *rel)
+{
+	_cleanup_free_ char *p = *rel ? tu_path(dir, rel) : strdup(dir);
+	mkdir(p, 0755);
+	cr_assert_eq(chmod(p, 0755), 0);
+}
+
+static void link_at(const char *dir, const char *rel, const char *target)
+{
+	_cleanup_free_ char *p = tu_path(dir, rel);
+	cr_assert_eq(symlink(target, p), 0);
+}
+
+static char *vector_root(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("the vectors are for files owned by 0:0; needs root");
+	char *dir = tu_mkdtemp();
+	dir_at(dir, "");
+	return dir;
+}
+
+/* Hashes SELECTORS of DIR with OPTS (may be NULL); returns the result code. */
+static int hash_sel(const char *dir, const char *const *sels, size_t n, const lyr_hash_opts *opts,
+		    char out[LYR_DIGEST_TEXT_LEN])
+{
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(fd, 0);
+	lyr_hash_source src;
+	cr_assert_eq(lyr_hash_source_dir(fd, NULL, &src), 0);
+	int r = lyr_hash_selectors(&src, sels, n, opts, out);
+	lyr_hash_source_dir_free(&src);
+	return r;
+}
+
+static void expect(const char *dir, const char *sel, bool follow, const char *want)
+{
+	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
+	lyr_hash_opts o = {.follow_links = follow, .err_path = err};
+	const char *sels[] = {sel};
+	int r = hash_sel(dir, sels, 1, &o, got);
+	cr_assert_eq(r, 0, "hash of '%s' failed: %s (at '%s')", sel, strerror(-r), err);
+	cr_assert_str_eq(got, want, "selector '%s'", sel);
+}
+
+/* ---- the digests written out independently (tarsum v1 headers) ----------------------------- */
+
+static void sha_text(const void *p, size_t n, char out[LYR_DIGEST_TEXT_LEN])
+{
+	uint8_t d[32];
+	lyr_sha256(p, n, d);
+	lyr_digest_text(d, out);
+}
+
+static void file_digest(const char *content, unsigned mode, char out[LYR_DIGEST_TEXT_LEN])
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof buf,
+			 "namemode%uuid0gid0size%zutypeflag0linknameunamegnamedevmajor0devminor0%s", mode,
+			 strlen(content), content);
+	sha_text(buf, (size_t)n, out);
+}
+
+static void symlink_digest(const char *target, char out[LYR_DIGEST_TEXT_LEN])
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof buf,
+			 "namemode511uid0gid0size0typeflag2linkname%sunamegnamedevmajor0devminor0", target);
+	sha_text(buf, (size_t)n, out);
+}
+
+static void dir_header_digest(unsigned mode, char out[LYR_DIGEST_TEXT_LEN])
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof buf,
+			 "namemode%uuid0gid0size0typeflag5linknameunamegnamedevmajor0devminor0", mode);
+	sha_text(buf, (size_t)n, out);
+}
+
+/* Appends KEY (with '/' written as NUL) and DIGEST to BUF. */
+static size_t put_item(char *buf, size_t len, const char *key, const char *digest)
+{
+	for (const char *k = key; *k; k++)
+		buf[len++] = *k == '/' ? '\0' : *k;
+	memcpy(buf + len, digest, 71);
+	return len + 71;
+}
+
+/* ---- the vectors ---------------------------------------------------------------------------- */
+
+#define D_DATA0 "sha256:cd8e75bca50f2d695f220d0cb0997d8ead387e4f926e8669a92d7f104cc9885b"
+#define D_DATA1 "sha256:c2b5e234f5f38fc5864da7def04782f82501a40d46192e4207d5b3f0c3c4732b"
+#define D_D0 "sha256:d47454417d2c554067fbefe5f5719edc49f3cfe969c36b62e34a187a4da0cc9a"
+#define D_D0_NO_GHI "sha256:555ffa3028630d97ba37832b749eda85ab676fd64ffb629fbf0f4ec8c1e3bff1"
+#define D_ROOT "sha256:427c9cf9ae98c0f81fb57a3076b965c7c149b6b0a85625ad4e884236649a42c6"
+#define D_WILD_F "sha256:0b6731924f0a32a812bf8a729202e55e54ded331f9e4ff2397f681e43694e086"
+#define D_WILD_Y "sha256:982153600b9653a1decb0f961e09e2bc1be335cfcaac9b39dbd1120b65fdf92c"
+#define D_EMPTY "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+static void build_vector_tree(const char *dir)
+{
+	file_at(dir, "bar", "data1");
+	file_at(dir, "foo", "data0");
+	dir_at(dir, "d0");
+	file_at(dir, "d0/abc", "data0");
+	link_at(dir, "d0/def", "abc");
+	link_at(dir, "d0/ghi", "nosuchfile");
+}
+
+Test(hash_contenthash, files_match_the_vectors)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	expect(dir, "/foo", false, D_DATA0);
+	expect(dir, "/bar", false, D_DATA1);
+	expect(dir, "foo", false, D_DATA0);
+	/* The vectors agree with the header layout written out in this test. */
+	char own[LYR_DIGEST_TEXT_LEN];
+	file_digest("data0", 0644, own);
+	cr_assert_str_eq(own, D_DATA0);
+	file_at(dir, "odd", "data1");
+	_cleanup_free_ char *odd = tu_path(dir, "odd");
+	cr_assert_eq(chmod(odd, 02751), 0);
+	file_digest("data1", 02751, own);
+	expect(dir, "/odd", false, own);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, directories_and_the_root_match_the_vectors)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	expect(dir, "/d0", false, D_D0);
+	expect(dir, "/", false, D_ROOT);
+	expect(dir, "", false, D_ROOT);
+	char got[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(hash_sel(dir, NULL, 0, NULL, got), 0);
+	cr_assert_str_eq(got, D_ROOT, "no selector means the whole view");
+	_cleanup_free_ char *ghi = tu_path(dir, "d0/ghi");
+	cr_assert_eq(unlink(ghi), 0);
+	expect(dir, "/d0", false, D_D0_NO_GHI);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, wildcards_match_the_vectors)
+{
+	_cleanup_free_ char *dir = vector_root();
+	file_at(dir, "foo", "data0");
+	file_at(dir, "fox", "data2");
+	link_at(dir, "y1", "foo");
+	link_at(dir, "y2", "fox");
+	expect(dir, "/f*", false, D_WILD_F);
+	expect(dir, "f*", false, D_WILD_F);
+	expect(dir, "/y*", true, D_WILD_Y);
+	/* Without following, the symlinks' own digests are listed. */
+	char y1[LYR_DIGEST_TEXT_LEN], y2[LYR_DIGEST_TEXT_LEN], want[LYR_DIGEST_TEXT_LEN];
+	symlink_digest("foo", y1);
+	symlink_digest("fox", y2);
+	char buf[256];
+	size_t len = put_item(buf, 0, "/y1", y1);
+	len = put_item(buf, len, "/y2", y2);
+	sha_text(buf, len, want);
+	expect(dir, "/y*", false, want);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, wildcard_with_one_match_of_the_same_base_name_gives_its_own_digest)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	expect(dir, "/d*/abc", false, D_DATA0);
+	expect(dir, "/nomatch*", false, D_EMPTY);
+	/* One match whose base name differs from the pattern's is still listed. */
+	char want[LYR_DIGEST_TEXT_LEN], buf[256];
+	size_t len = put_item(buf, 0, "/bar", D_DATA1);
+	sha_text(buf, len, want);
+	expect(dir, "/b?r", false, want);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, wildcard_matching_a_directory_lists_its_header_and_contents)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	char hdr[LYR_DIGEST_TEXT_LEN], def[LYR_DIGEST_TEXT_LEN], ghi[LYR_DIGEST_TEXT_LEN];
+	char want[LYR_DIGEST_TEXT_LEN], buf[512];
+	dir_header_digest(0755, hdr);
+	symlink_digest("abc", def);
+	symlink_digest("nosuchfile", ghi);
+	size_t len = put_item(buf, 0, "/d0", hdr);
+	len = put_item(buf, len, "/d0/abc", D_DATA0);
+	len = put_item(buf, len, "/d0/def", def);
+	len = put_item(buf, len, "/d0/ghi", ghi);
+	sha_text(buf, len, want);
+	expect(dir, "/d?", false, want);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, include_and_exclude_filter_a_directory_listing)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	char root[LYR_DIGEST_TEXT_LEN], hdr[LYR_DIGEST_TEXT_LEN], def[LYR_DIGEST_TEXT_LEN];
+	char ghi[LYR_DIGEST_TEXT_LEN], want[LYR_DIGEST_TEXT_LEN], got[LYR_DIGEST_TEXT_LEN];
+	dir_header_digest(0755, root);
+	dir_header_digest(0755, hdr);
+	symlink_digest("abc", def);
+	symlink_digest("nosuchfile", ghi);
+	/* The root's header has the empty relative path, written as one NUL. */
+	char buf[1024];
+	buf[0] = '\0';
+	memcpy(buf + 1, root, 71);
+	size_t len = 72;
+	len = put_item(buf, len, "/d0", hdr);
+	len = put_item(buf, len, "/d0/abc", D_DATA0);
+	len = put_item(buf, len, "/d0/def", def);
+	size_t without_ghi = len;
+	len = put_item(buf, len, "/d0/ghi", ghi);
+
+	const char *inc[] = {"d0"};
+	const char *exc[] = {"d0/ghi"};
+	lyr_hash_opts o = {.include = inc, .n_include = 1};
+	cr_assert_eq(hash_sel(dir, NULL, 0, &o, got), 0);
+	sha_text(buf, len, want);
+	cr_assert_str_eq(got, want);
+	o.exclude = exc;
+	o.n_exclude = 1;
+	cr_assert_eq(hash_sel(dir, NULL, 0, &o, got), 0);
+	sha_text(buf, without_ghi, want);
+	cr_assert_str_eq(got, want);
+	tu_rmtree(dir);
+}
+
+/* ---- resolution ---------------------------------------------------------------------------- */
+
+Test(hash_contenthash, symlinks_are_followed_inside_the_root_only)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	link_at(dir, "link", "d0");
+	link_at(dir, "abs", "/d0/abc");
+	link_at(dir, "esc", "../../../../../foo");
+	dir_at(dir, "etc");
+	file_at(dir, "etc/passwd", "data1");
+	link_at(dir, "pw", "/etc/passwd");
+	link_at(dir, "loop", "loop");
+	char own[LYR_DIGEST_TEXT_LEN];
+	symlink_digest("abc", own);
+
+	expect(dir, "/link/abc", false, D_DATA0);     /* an inner symlink is always followed */
+	expect(dir, "/d0/def", false, own);           /* the last one only when asked */
+	expect(dir, "/d0/def", true, D_DATA0);
+	expect(dir, "/abs", true, D_DATA0);           /* absolute targets start at the view's root */
+	expect(dir, "/esc", true, D_DATA0);           /* ".." stops at the view's root */
+	expect(dir, "/pw", true, D_DATA1);            /* never the host's /etc/passwd */
+	expect(dir, "/link", true, D_D0);
+
+	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
+	lyr_hash_opts o = {.follow_links = true, .err_path = err};
+	const char *loop[] = {"/loop"};
+	cr_assert_eq(hash_sel(dir, loop, 1, &o, got), -ELOOP);
+	cr_assert_str_eq(err, "/loop");
+	const char *dangling[] = {"/d0/ghi"};
+	cr_assert_eq(hash_sel(dir, dangling, 1, &o, got), -ENOENT);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, selector_leaving_the_root_is_refused_naming_it)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	file_at(dir, "foo", "x");
+	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
+	lyr_hash_opts o = {.err_path = err};
+	const char *sels[] = {"/foo", "../../etc/passwd"};
+	cr_assert_eq(hash_sel(dir, sels, 2, &o, got), -EINVAL);
+	cr_assert_str_eq(err, "../../etc/passwd");
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, missing_selector_fails_with_enoent_naming_it)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	file_at(dir, "foo", "x");
+	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
+	lyr_hash_opts o = {.err_path = err};
+	const char *sels[] = {"/foo", "/nope/deeper"};
+	cr_assert_eq(hash_sel(dir, sels, 2, &o, got), -ENOENT);
+	cr_assert_str_eq(err, "/nope/deeper");
+	const char *through_file[] = {"/foo/bar"};
+	cr_assert_eq(hash_sel(dir, through_file, 1, &o, got), -ENOENT);
+	tu_rmtree(dir);
+}
+
+/* ---- several selectors --------------------------------------------------------------------- */
+
+Test(hash_contenthash, several_selectors_join_sorted_digests_with_nul)
+{
+	_cleanup_free_ char *dir = vector_root();
+	file_at(dir, "Gemfile", "data0");
+	file_at(dir, "Gemfile.lock", "data1");
+	char want[LYR_DIGEST_TEXT_LEN], got[LYR_DIGEST_TEXT_LEN], buf[160];
+	memcpy(buf, D_DATA0, 71);
+	buf[71] = '\0';
+	memcpy(buf + 72, D_DATA1, 71);
+	sha_text(buf, 143, want);
+	const char *a[] = {"/Gemfile.lock", "/Gemfile"};
+	cr_assert_eq(hash_sel(dir, a, 2, NULL, got), 0);
+	cr_assert_str_eq(got, want, "/Gemfile does not cover /Gemfile.lock");
+	const char *b[] = {"Gemfile", "/./Gemfile.lock//", "/Gemfile"};
+	cr_assert_eq(hash_sel(dir, b, 3, NULL, got), 0);
+	cr_assert_str_eq(got, want);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, a_selector_inside_another_is_dropped)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	char got[LYR_DIGEST_TEXT_LEN];
+	const char *a[] = {"/d0/abc", "/d0"};
+	cr_assert_eq(hash_sel(dir, a, 2, NULL, got), 0);
+	cr_assert_str_eq(got, D_D0);
+	const char *b[] = {"/foo", "/", "/d0"};
+	cr_assert_eq(hash_sel(dir, b, 3, NULL, got), 0);
+	cr_assert_str_eq(got, D_ROOT);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, dedupe_compares_whole_path_components)
+{
+	const char *in[] = {"/ab", "a/b/", "/a", "/a/./c/..", "/a.b", "/ab/c", "x/../a.b"};
+	char **out = NULL;
+	size_t n = 0;
+	cr_assert_eq(lyr_hash_selectors_dedupe(in, LYR_ARRAY_SIZE(in), &out, &n, NULL), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_str_eq(out[0], "/a");
+	cr_assert_str_eq(out[1], "/a.b");
+	cr_assert_str_eq(out[2], "/ab");
+	lyr_hash_selectors_free(out, n);
+
+	const char *bad[] = {"/ok", "/a/../../x"};
+	size_t which = 99;
+	cr_assert_eq(lyr_hash_selectors_dedupe(bad, 2, &out, &n, &which), -EINVAL);
+	cr_assert_eq(which, 1);
+}
+
+Test(hash_contenthash, normalize_makes_paths_absolute_and_clean)
+{
+	const char *cases[][2] = {
+		{"", "/"}, {"/", "/"}, {".", "/"}, {"a//b/", "/a/b"}, {"/a/./b/../c", "/a/c"},
+		{"a/..", "/"}, {"f*", "/f*"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *out = NULL;
+		cr_assert_eq(lyr_hash_selector_normalize(cases[i][0], &out), 0);
+		cr_assert_str_eq(out, cases[i][1], "normalize('%s')", cases[i][0]);
+	}
+	char *out = NULL;
+	cr_assert_eq(lyr_hash_selector_normalize("..", &out), -EINVAL);
+	cr_assert_eq(lyr_hash_selector_normalize("/a/../..", &out), -EINVAL);
+	cr_assert(lyr_hash_selector_is_wildcard("/a/[bc]"));
+	cr_assert(lyr_hash_selector_is_wildcard("?"));
+	cr_assert_not(lyr_hash_selector_is_wildcard("/a\\*b"));
+	cr_assert_not(lyr_hash_selector_is_wildcard("/plain"));
+}
+
+/* ---- what the digest covers ---------------------------------------------------------------- */
+
+static void digest_of_dir(const char *dir, char out[LYR_DIGEST_TEXT_LEN])
+{
+	cr_assert_eq(hash_sel(dir, NULL, 0, NULL, out), 0);
+}
+
+Test(hash_contenthash, mode_owner_content_target_and_kept_xattrs_change_the_digest)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	file_at(dir, "f", "content");
+	link_at(dir, "l", "f");
+	_cleanup_free_ char *f = tu_path(dir, "f");
+	_cleanup_free_ char *l = tu_path(dir, "l");
+	char base[LYR_DIGEST_TEXT_LEN], d[LYR_DIGEST_TEXT_LEN];
+	digest_of_dir(dir, base);
+
+	cr_assert_eq(chmod(f, 0600), 0);
+	digest_of_dir(dir, d);
+	cr_assert_str_neq(d, base, "mode");
+	cr_assert_eq(chmod(f, 04644), 0);
+	digest_of_dir(dir, d);
+	cr_assert_str_neq(d, base, "setuid");
+	cr_assert_eq(chmod(f, 0644), 0);
+	digest_of_dir(dir, d);
+	cr_assert_str_eq(d, base);
+
+	if (geteuid() == 0) {
+		cr_assert_eq(chown(f, 1, 0), 0);
+		digest_of_dir(dir, d);
+		cr_assert_str_neq(d, base, "uid");
+		cr_assert_eq(chown(f, getuid(), getgid()), 0);
+		cr_assert_eq(chmod(f, 0644), 0);
+	}
+
+	tu_write(dir, "f", "contenT");
+	digest_of_dir(dir, d);
+	cr_assert_str_neq(d, base, "content");
+	tu_write(dir, "f", "content");
+
+	cr_assert_eq(setxattr(f, "user.k", "v", 1, 0), 0);
+	digest_of_dir(dir, d);
+	cr_assert_str_neq(d, base, "user xattr");
+	char with_v[LYR_DIGEST_TEXT_LEN];
+	memcpy(with_v, d, sizeof d);
+	cr_assert_eq(setxattr(f, "user.k", "w", 1, 0), 0);
+	digest_of_dir(dir, d);
+	cr_assert_str_neq(d, with_v, "xattr value");
+	cr_assert_eq(removexattr(f, "user.k"), 0);
+
+	cr_assert_eq(unlink(l), 0);
+	link_at(dir, "l", "g");
+	digest_of_dir(dir, d);
+	cr_assert_str_neq(d, base, "symlink target");
+	cr_assert_eq(unlink(l), 0);
+	link_at(dir, "l", "f");
+	digest_of_dir(dir, d);
+	cr_assert_str_eq(d, base);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, mtime_and_security_selinux_do_not_change_the_digest)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	file_at(dir, "f", "content");
+	_cleanup_free_ char *f = tu_path(dir, "f");
+	char base[LYR_DIGEST_TEXT_LEN], d[LYR_DIGEST_TEXT_LEN];
+	digest_of_dir(dir, base);
+	const struct timespec ts[2] = {{1, 2}, {3, 4}};
+	cr_assert_eq(utimensat(AT_FDCWD, f, ts, 0), 0);
+	cr_assert_eq(utimensat(AT_FDCWD, dir, ts, 0), 0);
+	digest_of_dir(dir, d);
+	cr_assert_str_eq(d, base, "mtime");
+	if (setxattr(f, "security.selinux", "system_u:object_r:x_t:s0", 25, 0) < 0)
+		cr_skip_test("cannot set security.selinux here: %s", strerror(errno));
+	digest_of_dir(dir, d);
+	cr_assert_str_eq(d, base, "security.selinux is not kept");
+	tu_rmtree(dir);
+}
+
+/* ---- the cache interface ------------------------------------------------------------------- */
+
+typedef struct memcache {
+	char keys[64][PATH_MAX];
+	char vals[64][LYR_DIGEST_TEXT_LEN];
+	size_t n, gets, puts;
+} memcache;
+
+static int mc_get(void *ctx, const char *key, char digest[LYR_DIGEST_TEXT_LEN])
+{
+	memcache *m = ctx;
+	m->gets++;
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->keys[i], key) == 0) {
+			memcpy(digest, m->vals[i], LYR_DIGEST_TEXT_LEN);
+			return 1;
+		}
+	return 0;
+}
+
+static int mc_put(void *ctx, const char *key, const char *digest)
+{
+	memcache *m = ctx;
+	cr_assert_lt(m->n, 64);
+	m->puts++;
+	snprintf(m->keys[m->n], PATH_MAX, "%s", key);
+	memcpy(m->vals[m->n++], digest, LYR_DIGEST_TEXT_LEN);
+	return 0;
+}
+
+Test(hash_contenthash, cacheable_sources_store_and_reuse_digests)
+{
+	_cleanup_free_ char *dir = vector_root();
+	build_vector_tree(dir);
+	static memcache m;
+	lyr_hash_cache cache = {mc_get, mc_put, &m};
+	lyr_hash_opts o = {.cache = &cache};
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	lyr_hash_source src;
+	cr_assert_eq(lyr_hash_source_dir(fd, "sha256:layer", &src), 0);
+	char got[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(lyr_hash_selectors(&src, NULL, 0, &o, got), 0);
+	cr_assert_str_eq(got, D_ROOT);
+	bool saw_foo = false;
+	for (size_t i = 0; i < m.n; i++) {
+		if (strcmp(m.keys[i], "f:sha256:layer:/foo") == 0) {
+			saw_foo = true;
+			cr_assert_str_eq(m.vals[i], D_DATA0);
+		}
+	}
+	cr_assert(saw_foo, "the file digest of /foo was stored");
+	size_t puts = m.puts;
+
+	/* Served from the cache: a stored root digest is returned without a walk. */
+	cr_assert_eq(lyr_hash_selectors(&src, NULL, 0, &o, got), 0);
+	cr_assert_str_eq(got, D_ROOT);
+	cr_assert_eq(m.puts, puts, "nothing recomputed");
+	for (size_t i = 0; i < m.n; i++)
+		if (strcmp(m.keys[i], "f:sha256:layer:/foo") == 0)
+			memcpy(m.vals[i], D_DATA1, LYR_DIGEST_TEXT_LEN);
+	const char *foo[] = {"/foo"};
+	cr_assert_eq(lyr_hash_selectors(&src, foo, 1, &o, got), 0);
+	cr_assert_str_eq(got, D_DATA1, "the stored digest is what counts");
+	lyr_hash_source_dir_free(&src);
+	tu_rmtree(dir);
+}
