@@ -99,6 +99,10 @@ static int ref_get_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 
 int lyr_ref_get(lyr_store *s, const char *id, lyr_ref_info *ret)
 {
+	if (!valid_ref_id(id)) {
+		db_seterr("ref '%s': not a ref ID", id);
+		return -EINVAL;
+	}
 	get_ctx g = {.id = id};
 	int r = txn_run(s, ref_get_txn, &g);
 	if (r < 0) {

@@ -59,6 +59,7 @@ Test(db_ref, unknown_and_malformed_ref_ids_are_refused)
 	cr_assert_null(u);
 	lyr_ref_info info;
 	cr_assert_eq(lyr_ref_get(t.s, unknown, &info), -ENOENT);
+	cr_assert_eq(lyr_ref_get(t.s, "abc", &info), -EINVAL);
 	cr_assert_eq(lyr_ref_release(t.s, unknown), -ENOENT);
 	cr_assert_eq(lyr_ref_set_mount(t.s, unknown, "/mnt", getpid()), -ENOENT);
 	ts_teardown(&t);
