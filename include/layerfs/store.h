@@ -108,8 +108,9 @@ int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_
 /* release: drops a ref and its directories (-EBUSY when mounted). */
 int lyr_ref_release(lyr_store *s, const char *ref_id);
 
-/* Records that REF_ID is mounted at MOUNTPOINT by PID (-EBUSY if a live record exists), or
- * clears that record. */
+/* Records that REF_ID is mounted at MOUNTPOINT by PID (-EBUSY if a live record of another
+ * process exists; one held by the calling process is replaced, so a mount command can claim a
+ * ref first and then hand it to the serving process it forked), or clears that record. */
 int lyr_ref_set_mount(lyr_store *s, const char *ref_id, const char *mountpoint, pid_t pid);
 int lyr_ref_clear_mount(lyr_store *s, const char *ref_id);
 
