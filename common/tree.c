@@ -426,6 +426,9 @@ typedef struct copier {
 	const lyr_progress *progress;
 	uint64_t files, bytes;
 	void *links; /* tsearch tree of link_rec, for inodes with more than one name */
+	int (*file_done)(void *ctx, int fd, const struct stat *st, const char *path);
+	const char *path; /* of the entry being copied */
+	void *file_done_ctx;
 	char *buf;   /* read/write fallback buffer */
 	bool privileged;
 } copier;
@@ -519,13 +522,19 @@ static int copy_regular(copier *c, int sdir, int ddir, const char *name, const s
 	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino)
 		return -ESTALE;
 	_cleanup_close_ int out =
-		openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		openat(ddir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0)
 		return -errno;
 	int r = copy_data(c, in, out, now.st_size);
 	if (r < 0)
 		return r;
-	return finish_fd(in, out, &now);
+	r = finish_fd(in, out, &now);
+	if (r < 0 || !c->file_done)
+		return r;
+	struct stat done;
+	if (fstat(out, &done) < 0)
+		return -errno;
+	return c->file_done(c->file_done_ctx, out, &done, c->path);
 }
 
 /* Symlinks, fifos, sockets and device nodes: created by name, never opened. */
@@ -625,6 +634,7 @@ static int copy_entry(copier *c, walk *w, int sdir, int ddir, const char *name,
 		rec->dev = st->st_dev;
 		rec->ino = st->st_ino;
 	}
+	c->path = w->path;
 	int r = S_ISREG(st->st_mode) ? copy_regular(c, sdir, ddir, name, st)
 				     : copy_special(sdir, ddir, name, st);
 	if (r < 0) {
@@ -642,7 +652,16 @@ static int copy_entry(copier *c, walk *w, int sdir, int ddir, const char *name,
 
 int lyr_tree_copy(int src_dirfd, int dst_dirfd, const lyr_progress *progress, lyr_tree_error *err)
 {
-	copier c = {.dst_root = dst_dirfd, .progress = progress};
+	lyr_tree_copy_opts o = {.progress = progress};
+	return lyr_tree_copy_ex(src_dirfd, dst_dirfd, &o, err);
+}
+
+int lyr_tree_copy_ex(int src_dirfd, int dst_dirfd, const lyr_tree_copy_opts *opts,
+		     lyr_tree_error *err)
+{
+	const lyr_progress *progress = opts->progress;
+	copier c = {.dst_root = dst_dirfd, .progress = progress, .file_done = opts->file_done,
+		    .file_done_ctx = opts->ctx};
 	walk w = {.nfd = 2};
 	struct stat st;
 	int r = path_set(&w, 0, NULL);
