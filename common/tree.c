@@ -1,4 +1,5 @@
-/* Whole-tree operations on directory fds: copy (import), rm -rf and usage.
+/* Whole-tree operations on directory fds: copy (import, with a per-file hook), rm -rf, usage,
+ * and a generic walk (sorted or not) for other modules such as the diff digest.
  *
  * Every syscall works relative to an open directory fd with a single name (*at() calls,
  * O_NOFOLLOW), so a symlink inside the tree is never followed and no path length limit applies.

@@ -744,6 +744,8 @@ static int selection_digest(ch *c, const char *selector, bool wildcard, char out
 			r = visit(c, &s, e, &st, text);
 	}
 	release(c, e);
+	if (r < 0)
+		set_err(c, selector); /* unless a deeper path was named already */
 
 	for (size_t i = 0; r >= 0 && follow && i < s.n_out; i++) {
 		item *it = s.out[i];

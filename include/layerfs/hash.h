@@ -1,11 +1,16 @@
-/* hash/: SHA-256 (OpenSSL EVP), digest texts, the diff digest behind layer IDs.
- * The content hash of selector paths (BuildKit-compatible) lands here too. */
+/* hash/: SHA-256 (OpenSSL EVP), digest texts, the diff digest behind layer IDs
+ * (docs/diff-digest.md), import (copy + diff digest in one pass), and the BuildKit-compatible
+ * content hash of selector paths over a pluggable source (docs/content-hash.md). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include "layerfs/common.h"
+#include "layerfs/tree.h"
 
 #define LYR_SHA256_LEN 32
 /* "sha256:" + 64 hex digits + NUL */
@@ -49,10 +54,6 @@ void lyr_layer_id(const char *parent_id, const char *diff_digest, char ret_id[LY
  * source; the hasher only passes it back.  All paths given to the source are single names: the
  * hasher resolves selectors itself, component by component, keeping ".." and symlink targets
  * inside the view's root. */
-#include <stdbool.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-
 typedef struct lyr_hash_ent lyr_hash_ent;
 
 typedef struct lyr_hash_source_ops {
@@ -142,6 +143,5 @@ bool lyr_hash_selector_is_wildcard(const char *sel);
  * Each file's content is hashed from the copy right after it is written, while the copy goes
  * on, so the tree is not read a second time.  On failure returns -errno and fills ERR (may be
  * NULL) with the failing path (of the source for copy errors, of the copy for hash errors). */
-#include "layerfs/tree.h"
 int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN]);
