@@ -94,6 +94,17 @@ typedef struct lyr_hash_source {
 int lyr_hash_source_dir(int dirfd, const char *cache_prefix, lyr_hash_source *ret);
 void lyr_hash_source_dir_free(lyr_hash_source *src);
 
+/* A source over the merged view of the layer stack S (include/layerfs/stack.h; S must outlive
+ * the source): whiteouts, opaque directories, redirects and metacopy files are resolved as a
+ * mount shows them, and overlay xattrs (trusted.overlay.*, user.overlay.*) are hidden.
+ * LAYER_IDS (may be NULL) holds, per layer of S (topmost first), the layer's ID, or NULL for a
+ * layer that may change (a ref's upper); entries whose topmost copy is in a layer with an ID are
+ * cacheable under "<that ID>:<path>".  Release with lyr_hash_source_stack_free. */
+typedef struct lyr_stack lyr_stack;
+int lyr_hash_source_stack(const lyr_stack *s, const char *const *layer_ids,
+			  lyr_hash_source *ret);
+void lyr_hash_source_stack_free(lyr_hash_source *src);
+
 /* A digest cache, such as the store's per-layer one.  get returns 1 and fills DIGEST when KEY
  * is known, 0 when not, or -errno; put stores a digest (errors are returned, not ignored).
  * Keys are "<kind>:<source key>" with kind f (entry digest), d (directory content digest) or

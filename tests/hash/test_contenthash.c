@@ -3,9 +3,11 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
 #include "layerfs/hash.h"
+#include "layerfs/stack.h"
 #include "testutil.h"
 
 /* ---- building trees with the owners and modes of the test vectors -------------------------- */
@@ -528,4 +530,65 @@ Test(hash_contenthash, cacheable_sources_store_and_reuse_digests)
 	cr_assert_str_eq(got, D_DATA1, "the stored digest is what counts");
 	lyr_hash_source_dir_free(&src);
 	tu_rmtree(dir);
+}
+
+/* ---- layer stacks -------------------------------------------------------------------------- */
+
+Test(hash_contenthash, a_layer_stack_hashes_as_its_merged_view)
+{
+	_cleanup_free_ char *lower = vector_root();
+	_cleanup_free_ char *upper = vector_root();
+	/* lower: the vector tree plus names the upper hides */
+	build_vector_tree(lower);
+	file_at(lower, "junk", "hidden by a whiteout");
+	dir_at(lower, "olddir");
+	file_at(lower, "olddir/x", "hidden with its directory");
+	file_at(lower, "d0/zzz", "hidden by the opaque upper d0");
+	/* upper: whiteouts, and d0 opaque with its own copy of the vector contents */
+	_cleanup_free_ char *wh1 = tu_path(upper, "junk");
+	_cleanup_free_ char *wh2 = tu_path(upper, "olddir");
+	cr_assert_eq(mknod(wh1, S_IFCHR | 0600, makedev(0, 0)), 0);
+	cr_assert_eq(mknod(wh2, S_IFCHR | 0600, makedev(0, 0)), 0);
+	dir_at(upper, "d0");
+	file_at(upper, "d0/abc", "data0");
+	link_at(upper, "d0/def", "abc");
+	link_at(upper, "d0/ghi", "nosuchfile");
+	_cleanup_free_ char *ud0 = tu_path(upper, "d0");
+	cr_assert_eq(setxattr(ud0, "user.overlay.opaque", "y", 1, 0), 0);
+
+	const char *dirs[] = {upper, lower};
+	lyr_stack *s = NULL;
+	cr_assert_eq(lyr_stack_open(dirs, 2, NULL, &s), 0);
+	lyr_hash_source src;
+	cr_assert_eq(lyr_hash_source_stack(s, NULL, &src), 0);
+	char got[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(lyr_hash_selectors(&src, NULL, 0, NULL, got), 0);
+	cr_assert_str_eq(got, D_ROOT, "whiteouts, opaque dir and its marker xattr are not seen");
+	const char *d0[] = {"/d0"};
+	cr_assert_eq(lyr_hash_selectors(&src, d0, 1, NULL, got), 0);
+	cr_assert_str_eq(got, D_D0);
+	const char *junk[] = {"/junk"};
+	cr_assert_eq(lyr_hash_selectors(&src, junk, 1, NULL, got), -ENOENT);
+	lyr_hash_source_stack_free(&src);
+
+	/* Cache keys name the layer an entry comes from; the upper has no ID here. */
+	static memcache m;
+	m.n = m.gets = m.puts = 0;
+	lyr_hash_cache cache = {mc_get, mc_put, &m};
+	lyr_hash_opts o = {.cache = &cache};
+	const char *ids[] = {NULL, "sha256:lower"};
+	cr_assert_eq(lyr_hash_source_stack(s, ids, &src), 0);
+	cr_assert_eq(lyr_hash_selectors(&src, NULL, 0, &o, got), 0);
+	cr_assert_str_eq(got, D_ROOT);
+	bool saw_foo = false;
+	for (size_t i = 0; i < m.n; i++) {
+		cr_assert(strstr(m.keys[i], "sha256:lower:") != NULL, "key %s", m.keys[i]);
+		cr_assert(strstr(m.keys[i], "/d0") == NULL, "d0 is in the mutable upper: %s", m.keys[i]);
+		saw_foo |= strcmp(m.keys[i], "f:sha256:lower:/foo") == 0;
+	}
+	cr_assert(saw_foo);
+	lyr_hash_source_stack_free(&src);
+	lyr_stack_free(s);
+	tu_rmtree(lower);
+	tu_rmtree(upper);
 }
