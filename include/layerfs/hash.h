@@ -123,6 +123,7 @@ typedef struct lyr_hash_opts {
 	size_t n_exclude;
 	const lyr_hash_cache *cache;   /* may be NULL */
 	char *err_path;                /* NULL or PATH_MAX bytes: on failure, what failed */
+	const lyr_progress *progress;  /* may be NULL: running count of entries and bytes hashed */
 } lyr_hash_opts;
 
 /* The content hash of SELECTORS (N paths in the view, "" or "/" for all of it; wildcards `*`,

@@ -501,3 +501,69 @@ Test(common_tree, copy_into_a_non_empty_destination_fails_on_the_clash)
 	tu_rmtree(src);
 	tu_rmtree(dst);
 }
+
+typedef struct walk_log {
+	char text[1024];
+} walk_log;
+
+static int log_entry(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path)
+{
+	walk_log *l = ctx;
+	(void)dirfd, (void)name;
+	strcat(l->text, path);
+	strcat(l->text, S_ISDIR(st->st_mode) ? "/ " : " ");
+	return strcmp(path, "skip") == 0 ? LYR_TREE_SKIP : 0;
+}
+
+static int log_leave(void *ctx, int fd, const struct stat *st, const char *path)
+{
+	walk_log *l = ctx;
+	struct stat now;
+	cr_assert_eq(fstat(fd, &now), 0);
+	cr_assert_eq(now.st_ino, st->st_ino);
+	strcat(l->text, "<");
+	strcat(l->text, path);
+	strcat(l->text, "> ");
+	return 0;
+}
+
+Test(common_tree, sorted_walk_visits_depth_first_in_byte_order_and_skips_on_request)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "b/y", "");
+	tu_write(dir, "b/x", "");
+	tu_write(dir, "a.b", "");
+	tu_write(dir, "a/z", "");
+	tu_write(dir, "skip/hidden", "");
+	tu_write(dir, "B", "");
+	_cleanup_free_ char *l = tu_path(dir, "b/link");
+	cr_assert_eq(symlink("..", l), 0);
+	walk_log log = {""};
+	lyr_tree_visit v = {.entry = log_entry, .leave = log_leave, .ctx = &log, .sorted = true};
+	int fd = open_dir(dir);
+	cr_assert_eq(lyr_tree_walk(fd, &v, NULL), 0);
+	cr_assert_str_eq(log.text,
+			 "B a/ a/z <a> a.b b/ b/link b/x b/y <b> skip/ <> ");
+	close(fd);
+	tu_rmtree(dir);
+}
+
+static int fail_at_x(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path)
+{
+	(void)ctx, (void)dirfd, (void)st, (void)path;
+	return strcmp(name, "x") == 0 ? -EBADMSG : 0;
+}
+
+Test(common_tree, walk_stops_with_the_callback_error_naming_the_entry)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "d/x", "");
+	lyr_tree_visit v = {.entry = fail_at_x, .sorted = true};
+	lyr_tree_error err = {0};
+	int fd = open_dir(dir);
+	cr_assert_eq(lyr_tree_walk(fd, &v, &err), -EBADMSG);
+	cr_assert_str_eq(err.path, "d/x");
+	cr_assert_eq(err.err, EBADMSG);
+	close(fd);
+	tu_rmtree(dir);
+}

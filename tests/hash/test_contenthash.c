@@ -592,3 +592,40 @@ Test(hash_contenthash, a_layer_stack_hashes_as_its_merged_view)
 	tu_rmtree(lower);
 	tu_rmtree(upper);
 }
+
+static void last_progress(void *ctx, uint64_t files, uint64_t nbytes)
+{
+	uint64_t *v = ctx;
+	v[0] = files;
+	v[1] = nbytes;
+}
+
+Test(hash_contenthash, deep_trees_hash_and_progress_counts_entries_and_bytes)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	char rel[2048] = "";
+	for (int i = 0; i < 400; i++)
+		strcat(rel, "d/");
+	strcat(rel, "leaf");
+	tu_write(dir, rel, "bottom");
+	tu_write(dir, "top", "12345");
+	uint64_t seen[2] = {0};
+	lyr_progress p = {last_progress, seen};
+	lyr_hash_opts o = {.progress = &p};
+	char whole[LYR_DIGEST_TEXT_LEN], leaf[LYR_DIGEST_TEXT_LEN], direct[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(hash_sel(dir, NULL, 0, &o, whole), 0);
+	cr_assert_eq(seen[0], 400 + 1 + 2, "every directory header, the root's and both files");
+	cr_assert_eq(seen[1], 11);
+	const char *sel[] = {rel};
+	cr_assert_eq(hash_sel(dir, sel, 1, NULL, leaf), 0);
+	tu_write(dir, "flat", "bottom");
+	_cleanup_free_ char *flat = tu_path(dir, "flat");
+	_cleanup_free_ char *deep = tu_path(dir, rel);
+	struct stat st;
+	cr_assert_eq(stat(deep, &st), 0);
+	cr_assert_eq(chmod(flat, st.st_mode & 07777), 0);
+	const char *flat_sel[] = {"/flat"};
+	cr_assert_eq(hash_sel(dir, flat_sel, 1, NULL, direct), 0);
+	cr_assert_str_eq(leaf, direct, "a file's digest does not depend on where it is");
+	tu_rmtree(dir);
+}
