@@ -567,3 +567,35 @@ Test(common_tree, walk_stops_with_the_callback_error_naming_the_entry)
 	close(fd);
 	tu_rmtree(dir);
 }
+
+Test(common_tree, copy_across_file_systems_falls_back_to_read_and_write)
+{
+	struct stat shm, tmp;
+	_cleanup_free_ char *dst = tu_mkdtemp();
+	if (stat("/dev/shm", &shm) < 0 || stat(dst, &tmp) < 0 || shm.st_dev == tmp.st_dev) {
+		tu_rmtree(dst);
+		cr_skip_test("needs /dev/shm on another file system than the temporary directory");
+	}
+	char src[] = "/dev/shm/layerfs-test-XXXXXX";
+	cr_assert_not_null(mkdtemp(src));
+	size_t len = (3u << 20) + 17;
+	_cleanup_free_ char *data = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (char)(i * 131 + i / 4099);
+	_cleanup_free_ char *p = tu_path(src, "f");
+	FILE *f = fopen(p, "w");
+	cr_assert_eq(fwrite(data, 1, len, f), len);
+	fclose(f);
+	tu_write(src, "small", "tiny");
+	cr_assert_eq(copy(src, dst, NULL), 0);
+	_cleanup_free_ char *dp = tu_path(dst, "f");
+	_cleanup_free_ char *got = NULL;
+	size_t glen = 0;
+	cr_assert_eq(lyr_read_file(dp, &got, &glen), 0);
+	cr_assert_eq(glen, len);
+	cr_assert_eq(memcmp(got, data, len), 0);
+	_cleanup_free_ char *small = tu_read(dst, "small");
+	cr_assert_str_eq(small, "tiny");
+	tu_rmtree(src);
+	tu_rmtree(dst);
+}
