@@ -11,8 +11,15 @@
  * zero — the walker or a worker — computes the directory's digest, writes it into the parent's
  * slot, frees the node and passes the completion upward.  Only the finished part of the tree is
  * freed, so memory holds the directories along the walk plus those waiting for queued files.
+ * A file of PIPELINE_MIN bytes or more is read ahead by a short-lived reader thread, because one
+ * file's SHA-256 cannot be split and the page-cache copy is all a second core can take over.
  *
- * Locking: `lock` protects the job queue, every node's `pending`, and the first error.  The
+ * Import (lyr_hash_import) runs the same workers during lyr_tree_copy_ex: each finished file of
+ * the copy becomes a content-only job whose digest lands in `known` (by device and inode), and
+ * the walk that follows uses those instead of reading the files again.
+ *
+ * Locking: `lock` protects the job queue, `busy`, `known`, every node's `pending`, and the first
+ * error.  The
  * walker alone appends children (only to the node it is in, which cannot finish meanwhile);
  * a worker writes only the digest of the child its job names; a node's children are read only by
  * the thread that finishes it, after the count reached zero under the lock.  At most QUEUE_LEN
