@@ -36,7 +36,8 @@ int lyr_tree_copy_ex(int src_dirfd, int dst_dirfd, const lyr_tree_copy_opts *opt
 /* rm -rf of NAME inside PARENT_DIRFD, not following symlinks; ENOENT counts as success. */
 int lyr_tree_remove(int parent_dirfd, const char *name);
 
-/* Apparent size (sum of st_size of regular files and symlinks) and entry count below DIRFD. */
+/* Apparent size (sum of st_size of regular files and symlinks, each inode counted once however
+ * many hard links it has) and entry count (every name, directories included) below DIRFD. */
 int lyr_tree_usage(int dirfd, uint64_t *ret_bytes, uint64_t *ret_entries);
 
 /* A walk over the tree below a directory fd, in the same fd-economical way as the operations
