@@ -1,0 +1,41 @@
+/* The subcommands, one function each, grouped in files by concern: layers.c (import, new,
+ * commit, tag, untag, rm), show.c (ls, inspect, diff), space.c (du, prune, fsck). */
+#pragma once
+
+#include <getopt.h>
+
+#include "cli.h"
+
+/* Long-option codes shared by every subcommand. */
+enum { OPT_JSON = 1000, OPT_ROOT, OPT_FIRST_LOCAL };
+#define CLI_COMMON_OPTIONS                                                                        \
+	{"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, OPT_JSON},                  \
+		{"root", required_argument, NULL, OPT_ROOT }
+
+/* Handles -h/--help (prints and exits 0), --json, --root and getopt errors (exit 2).
+ * Returns 1 when C was one of those, 0 when it is the command's own. */
+int cli_common_opt(lyr_cli *cli, const cli_command *cmd, int c);
+int cli_help(const cli_command *cmd);
+
+/* Parses a subcommand's options: the common ones plus LOCAL (N_LOCAL entries, no terminator),
+ * whose codes go to FN (which returns < 0 for a bad one).  Returns the index of the first
+ * positional argument; usage errors exit with status 2. */
+typedef int (*local_opt_fn)(void *ctx, int c, const char *arg);
+int cli_parse(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
+	      const struct option *local, size_t n_local, local_opt_fn fn, void *ctx);
+/* A local_opt_fn for commands with one boolean flag: sets *(bool *)ctx. */
+int cli_set_flag(void *ctx, int c, const char *arg);
+const char *cli_strerror(int r);
+
+int cmd_import(lyr_cli *cli, int argc, char **argv);
+int cmd_new(lyr_cli *cli, int argc, char **argv);
+int cmd_commit(lyr_cli *cli, int argc, char **argv);
+int cmd_tag(lyr_cli *cli, int argc, char **argv);
+int cmd_untag(lyr_cli *cli, int argc, char **argv);
+int cmd_rm(lyr_cli *cli, int argc, char **argv);
+int cmd_ls(lyr_cli *cli, int argc, char **argv);
+int cmd_inspect(lyr_cli *cli, int argc, char **argv);
+int cmd_diff(lyr_cli *cli, int argc, char **argv);
+int cmd_du(lyr_cli *cli, int argc, char **argv);
+int cmd_prune(lyr_cli *cli, int argc, char **argv);
+int cmd_fsck(lyr_cli *cli, int argc, char **argv);
