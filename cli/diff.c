@@ -178,48 +178,24 @@ int cmd_diff(lyr_cli *cli, int argc, char **argv)
 	if (cli_resolve(cli, argv[i], LYR_OBJ_NONE, &kind, id) < 0)
 		return EXIT_FAIL;
 
-	/* The stack: the object's own directory, then its parent's chain. */
-	char **dirs = NULL;
-	char parent[LYR_ID_MAX] = "";
-	int r;
-	if (kind == LYR_OBJ_LAYER) {
-		r = lyr_layer_chain(cli->store, id, &dirs);
-	} else {
-		lyr_ref_info info = {0};
-		r = lyr_ref_get(cli->store, id, &info);
-		if (r >= 0)
-			memcpy(parent, info.parent, LYR_ID_MAX);
-		lyr_ref_info_clear(&info);
-		char **chain = NULL;
-		_cleanup_free_ char *upper = NULL, *work = NULL;
-		if (r >= 0 && parent[0])
-			r = lyr_layer_chain(cli->store, parent, &chain);
-		if (r >= 0)
-			r = lyr_ref_dirs(cli->store, id, &upper, &work);
-		size_t n = 0;
-		while (chain && chain[n])
-			n++;
-		if (r >= 0 && !(dirs = calloc(n + 2, sizeof(char *))))
-			r = -ENOMEM;
-		if (r >= 0) {
-			dirs[0] = LYR_TAKE_PTR(upper);
-			for (size_t k = 0; k < n; k++)
-				dirs[k + 1] = LYR_TAKE_PTR(chain[k]);
-		}
-		lyr_strv_free(chain);
-	}
-	if (r < 0) {
-		lyr_strv_free(dirs);
+	/* The stack: the object's own directory (a ref's upper, a layer's diff), then its parent's
+	 * chain. */
+	_cleanup_(cli_view_clear) cli_view view = {0};
+	int r = cli_view_get(cli, kind, id, &view);
+	if (r < 0)
 		return cli_fail("diff '%s': %s", argv[i], cli_strerror(r));
-	}
+	_cleanup_free_ const char **dirs = calloc(view.nlowers + 1, sizeof(char *));
+	if (!dirs)
+		return cli_fail("out of memory");
 	size_t n_dirs = 0;
-	while (dirs[n_dirs])
-		n_dirs++;
+	if (view.upper)
+		dirs[n_dirs++] = view.upper;
+	for (size_t k = 0; k < view.nlowers; k++)
+		dirs[n_dirs++] = view.lowers[k];
 
 	diff_walk w = {.has_parent = n_dirs > 1};
-	r = lyr_stack_open((const char *const *)dirs, n_dirs, NULL, &w.stack);
+	r = lyr_stack_open(dirs, n_dirs, NULL, &w.stack);
 	int fd = r < 0 ? -1 : open(dirs[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	lyr_strv_free(dirs);
 	if (r >= 0)
 		r = fd < 0 ? -errno : walk(&w, fd, "");
 	lyr_stack_free(w.stack);

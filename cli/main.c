@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "layerfs/fs.h"
 #include "layerfs/version.h"
 
 static const cli_command commands[] = {
@@ -32,6 +33,19 @@ static const cli_command commands[] = {
 	 "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
 	 "  --all                 remove unmounted refs too\n"
 	 "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
+	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [-o OPTS]",
+	 "mount a ref read-write (a layer read-only) through FUSE",
+	 "  -f, --foreground     serve in this process until unmounted\n"
+	 "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
+	 "                       writeback=1, timeout=S, threaded=0, squash_to_root, ...)\n"},
+	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
+	{"overlay", cmd_overlay, "-o lowerdir=A:B[,upperdir=U,workdir=W][,...] MOUNTPOINT",
+	 "fuse-overlayfs-compatible mount of plain directories (see 'layerfs overlay --help')", NULL},
+	{"hash", cmd_hash, "ID|DIR [SELECTOR...] [--follow-links] [--include GLOB]... [--exclude GLOB]...",
+	 "content hash of selector paths (BuildKit-compatible); prints sha256:<hex>",
+	 "  --follow-links     follow a symlink in a selector's last component\n"
+	 "  --include GLOB     hash only paths matching GLOB (repeatable)\n"
+	 "  --exclude GLOB     leave out paths matching GLOB (repeatable)\n"},
 	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
 	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
 };
@@ -176,18 +190,28 @@ int cli_common_opt(lyr_cli *cli, const cli_command *cmd, int c)
 }
 
 int cli_parse(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
-		 const struct option *local, size_t n_local, local_opt_fn fn, void *ctx)
+	      const struct option *local, size_t n_local, local_opt_fn fn, void *ctx)
+{
+	return cli_parse_short(cli, cmd, argc, argv, "h", local, n_local, fn, ctx);
+}
+
+int cli_parse_short(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
+		    const char *shortopts, const struct option *local, size_t n_local,
+		    local_opt_fn fn, void *ctx)
 {
 	struct option opts[16] = {CLI_COMMON_OPTIONS};
 	size_t n = 3;
 	for (size_t i = 0; i < n_local && n + 1 < LYR_ARRAY_SIZE(opts); i++)
 		opts[n++] = local[i];
 	int c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
 		if (cli_common_opt(cli, cmd, c))
 			continue;
-		if (!fn || fn(ctx, c, optarg) < 0)
-			exit(cli_usage(cmd->name, "bad option"));
+		if (!fn || fn(ctx, c, optarg) < 0) {
+			/* the callback said why */
+			fprintf(stderr, "Try 'layerfs %s --help'.\n", cmd->name);
+			exit(EXIT_USAGE);
+		}
 	}
 	return optind;
 }
@@ -216,6 +240,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* mount(8) runs "mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTS" for type fuse.layerfs */
+	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (strcmp(base, "mount.fuse.layerfs") == 0)
+		return lyr_fs_overlay_main(argc, argv);
+
 	lyr_cli cli = {.tty = isatty(STDOUT_FILENO)};
 	static const struct option opts[] = {
 		{"root", required_argument, NULL, OPT_ROOT}, {"json", no_argument, NULL, OPT_JSON},

@@ -147,7 +147,12 @@ static int prune_opt(void *ctx, int c, const char *arg)
 		return 0;
 	}
 	o->keep = parse_duration(arg);
-	return o->keep < 0 ? -1 : 0;
+	if (o->keep < 0) {
+		fprintf(stderr, "layerfs prune: invalid duration '%s' (use e.g. 90s, 10m, 24h, 7d, 1h30m)\n",
+			arg);
+		return -1;
+	}
+	return 0;
 }
 
 typedef struct prune_ctx {

@@ -15,7 +15,7 @@ typedef struct wbuf {
 
 static void put(wbuf *w, const void *data, size_t n)
 {
-	if (w->oom)
+	if (w->oom || n == 0)
 		return;
 	if (w->len + n > w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 256;

@@ -99,6 +99,10 @@ static int ref_get_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 
 int lyr_ref_get(lyr_store *s, const char *id, lyr_ref_info *ret)
 {
+	if (!valid_ref_id(id)) {
+		db_seterr("ref '%s': not a ref ID", id);
+		return -EINVAL;
+	}
 	get_ctx g = {.id = id};
 	int r = txn_run(s, ref_get_txn, &g);
 	if (r < 0) {
@@ -325,7 +329,9 @@ static int set_mount_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (r)
 		return r;
 	drop_stale_mount(&rec);
-	if (rec.mount_owner.pid) {
+	/* a record the calling process holds may be handed on: `layerfs mount` claims the ref, then
+	 * records the serving process it forked */
+	if (rec.mount_owner.pid && rec.mount_owner.pid != getpid()) {
 		free(m->busy_at);
 		m->busy_at = strdup(rec.mountpoint);
 		r = -EBUSY;

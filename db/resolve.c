@@ -59,7 +59,7 @@ static int prefix_count(DB *db, DB_TXN *txn, const char *prefix, char *first, in
 static int resolve_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	resolve_ctx *x = ctx;
-	char layer_key[LYR_ID_MAX + 8];
+	char layer_key[sizeof x->hex + 8];
 	size_t n = strlen(x->hex);
 	int r = 0;
 	x->matches = 0;
@@ -69,14 +69,14 @@ static int resolve_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (x->is_hex && n == 64) {
 		if (rec_exists(s->layers, txn, layer_key, strlen(layer_key), &r)) {
 			x->kind = LYR_OBJ_LAYER, x->matches = 1;
-			snprintf(x->id, sizeof x->id, "%s", layer_key);
+			snprintf(x->id, sizeof x->id, "%.71s", layer_key);
 			return 0;
 		}
 		if (r)
 			return r;
 		if (!x->layer_only && rec_exists(s->refs, txn, x->hex, n, &r)) {
 			x->kind = LYR_OBJ_REF, x->matches = 1;
-			snprintf(x->id, sizeof x->id, "%s", x->hex);
+			snprintf(x->id, sizeof x->id, "%.64s", x->hex);
 			return 0;
 		}
 		return r ? r : -ENOENT;

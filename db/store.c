@@ -132,6 +132,17 @@ static int open_layout(lyr_store *s)
 	int r = lyr_mkdir_p(s->root, 0755);
 	if (r < 0)
 		return fail(r, s->root, "create the store directory");
+	/* Paths handed out (layer chains, ref dirs) must stay valid after a chdir. */
+	char *abs = realpath(s->root, NULL);
+	if (!abs)
+		return fail(-errno, s->root, "resolve the store directory");
+	free(s->root);
+	free(s->dbdir);
+	s->root = abs;
+	if (asprintf(&s->dbdir, "%s/db", abs) < 0) {
+		s->dbdir = NULL;
+		return -ENOMEM;
+	}
 	struct statvfs vfs;
 	if (statvfs(s->root, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
 		return fail(-EROFS, s->root, "write");

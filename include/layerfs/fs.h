@@ -51,8 +51,6 @@ typedef struct lyr_fs_config {
 	/* Called once a FOREGROUND mount is live, in the serving process (NULL: none). */
 	void (*ready)(void *ctx, pid_t pid);
 	void *ready_ctx;
-
-	void *owned; /* what lyr_fs_config_apply_options allocated; freed by lyr_fs_config_clear */
 } lyr_fs_config;
 
 /* A message for people naming the object and the cause of a failure. */
@@ -62,16 +60,6 @@ typedef struct lyr_fs_error {
 
 /* Defaults: no layers, timeout -1, squash ids -1, everything else off. */
 void lyr_fs_config_init(lyr_fs_config *cfg);
-
-/* Applies a comma-separated option string in the `layerfs overlay -o` grammar (see
- * docs/overlay.md) to CFG, for `layerfs mount ... -o OPTS`.  lowerdir, upperdir and workdir are
- * refused (-EINVAL): the caller sets the layers.  Returns 0; 1 when some options were unknown
- * (ignored; ERR->msg lists them for a warning); -EINVAL for a malformed value (ERR->msg says
- * which).  Values that need memory (id mappings, context) are owned by CFG until
- * lyr_fs_config_clear. */
-int lyr_fs_config_apply_options(lyr_fs_config *cfg, const char *opts, lyr_fs_error *err);
-/* Frees what lyr_fs_config_apply_options allocated (CFG's own fields stay). */
-void lyr_fs_config_clear(lyr_fs_config *cfg);
 
 /* Mounts CFG at MOUNTPOINT.  Without CFG->foreground: forks a serving process, waits until the
  * mount is live (or failed), and returns 0 with the serving process's pid in *RET_PID; that
@@ -87,6 +75,24 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
  * until that serving process has exited (reaping it when it is a child).  Returns 0 or -errno:
  * -EBUSY in use, -EINVAL not a mount, -EPERM; ERR (may be NULL) says why. */
 int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err);
+
+/* Option strings in fuse-overlayfs' grammar (comma-separated; "context=..." may hold commas in
+ * quotes; "\," and "\:" escape), as `layerfs overlay -o` and `layerfs mount -o` take them.
+ * Unknown options are collected, not refused (see lyr_fs_options_unknown). */
+typedef struct lyr_fs_options lyr_fs_options;
+
+int lyr_fs_options_new(lyr_fs_options **ret);
+void lyr_fs_options_free(lyr_fs_options *o);
+/* Applies TEXT; may be called several times (later options win).  Returns 0, or -errno with a
+ * message in lyr_fs_options_error (-EINVAL: a bad value). */
+int lyr_fs_options_parse(lyr_fs_options *o, const char *text);
+const char *lyr_fs_options_error(const lyr_fs_options *o);
+/* The unknown options seen, comma-separated ("" when none). */
+const char *lyr_fs_options_unknown(const lyr_fs_options *o);
+/* True when lowerdir, upperdir or workdir was given. */
+bool lyr_fs_options_has_dirs(const lyr_fs_options *o);
+/* The configuration the options describe (owned by O; valid while O lives and unchanged). */
+lyr_fs_config *lyr_fs_options_config(lyr_fs_options *o);
 
 /* The fuse-overlayfs-compatible command: `overlay -o lowerdir=A:B[,upperdir=U,workdir=W][,...]
  * MOUNTPOINT`, or mount(8)'s helper form `SOURCE MOUNTPOINT -o OPTS` when argv[0]'s basename is

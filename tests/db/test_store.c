@@ -140,3 +140,23 @@ Test(db_store, a_store_on_a_read_only_filesystem_is_refused_with_erofs_and_uncha
 	rmdir(dir);
 	free(before), free(after), free(msg), free(other), free(t.root), free(dir);
 }
+
+Test(db_store, a_relative_root_is_made_absolute_so_handed_out_paths_survive_chdir)
+{
+	tstore t;
+	ts_setup(&t);
+	cr_assert_eq(chdir(t.dir), 0);
+	lyr_store *s;
+	cr_assert_eq(lyr_store_open("./store", &s), 0);
+	cr_assert_str_eq(lyr_store_root(s), t.root);
+	char ref[LYR_ID_MAX], *upper, *work;
+	ts_new(s, NULL, ref);
+	cr_assert_eq(lyr_ref_dirs(s, ref, &upper, &work), 0);
+	cr_assert_eq(upper[0], '/');
+	cr_assert_eq(chdir("/"), 0);
+	struct stat st;
+	cr_assert_eq(stat(upper, &st), 0);
+	free(upper), free(work);
+	lyr_store_free(s);
+	ts_teardown(&t);
+}

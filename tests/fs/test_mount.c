@@ -295,31 +295,29 @@ Test(fs_mount, inside_a_user_namespace_markers_use_the_user_xattr_namespace)
 	cr_assert_eq(WEXITSTATUS(st), 0, "check %d failed", WEXITSTATUS(st));
 }
 
-Test(fs_mount, mount_options_apply_to_a_config)
+Test(fs_mount, option_strings_parse_into_a_config)
 {
-	lyr_fs_config cfg;
-	lyr_fs_config_init(&cfg);
-	lyr_fs_error err;
-	cr_assert_eq(lyr_fs_config_apply_options(&cfg,
-						 "writeback=1,timeout=2.5,uidmapping=0:1000:1,,"
-						 "allow_other,ro,context=\"a,b\",squash_to_gid=7",
-						 &err),
-		     0, "%s", err.msg);
-	cr_assert(cfg.writeback);
-	cr_assert_float_eq(cfg.timeout, 2.5, 1e-9);
-	cr_assert_eq(cfg.nuidmap, 1);
-	cr_assert_eq(cfg.uidmap[0].outer, 1000);
-	cr_assert(cfg.allow_other);
-	cr_assert(cfg.read_only);
-	cr_assert_str_eq(cfg.context, "a,b");
-	cr_assert_eq(cfg.squash_to_gid, 7);
-	cr_assert_eq(lyr_fs_config_apply_options(&cfg, "index=on,noacl", &err), 1);
-	cr_assert_str_eq(err.msg, "unknown options ignored: index=on");
-	cr_assert(cfg.noacl);
-	cr_assert_eq(lyr_fs_config_apply_options(&cfg, "lowerdir=/tmp", &err), -EINVAL);
-	cr_assert_eq(lyr_fs_config_apply_options(&cfg, "timeout=x", &err), -EINVAL);
-	cr_assert_str_eq(err.msg, "option timeout needs a number of seconds");
-	cr_assert_str_eq(cfg.context, "a,b"); /* untouched by the failures */
-	lyr_fs_config_clear(&cfg);
-	cr_assert_null(cfg.owned);
+	lyr_fs_options *o;
+	cr_assert_eq(lyr_fs_options_new(&o), 0);
+	cr_assert_eq(lyr_fs_options_parse(o, "writeback=1,timeout=2.5,uidmapping=0:1000:1,,"
+					     "allow_other,ro,context=\"a,b\",squash_to_gid=7"),
+		     0, "%s", lyr_fs_options_error(o));
+	cr_assert_not(lyr_fs_options_has_dirs(o));
+	lyr_fs_config *cfg = lyr_fs_options_config(o);
+	cr_assert(cfg->writeback);
+	cr_assert_float_eq(cfg->timeout, 2.5, 1e-9);
+	cr_assert_eq(cfg->nuidmap, 1);
+	cr_assert_eq(cfg->uidmap[0].outer, 1000);
+	cr_assert(cfg->allow_other);
+	cr_assert(cfg->read_only);
+	cr_assert_str_eq(cfg->context, "a,b");
+	cr_assert_eq(cfg->squash_to_gid, 7);
+	cr_assert_eq(lyr_fs_options_parse(o, "index=on,noacl"), 0);
+	cr_assert_str_eq(lyr_fs_options_unknown(o), "index=on");
+	cr_assert(lyr_fs_options_config(o)->noacl);
+	cr_assert_eq(lyr_fs_options_parse(o, "timeout=x"), -EINVAL);
+	cr_assert_str_eq(lyr_fs_options_error(o), "option timeout needs a number of seconds");
+	cr_assert_eq(lyr_fs_options_parse(o, "lowerdir=/tmp"), 0);
+	cr_assert(lyr_fs_options_has_dirs(o));
+	lyr_fs_options_free(o);
 }
