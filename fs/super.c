@@ -123,6 +123,17 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 
 	if (fs->has_upper) {
 		fs->upper_fd = lyr_stack_layer_fd(fs->stack, 0);
+		/* the upper must not also be read as a lower: copy-up would copy onto itself */
+		struct stat us, ls;
+		if (fstat(fs->upper_fd, &us) == 0)
+			for (size_t i = 1; i < lyr_stack_layers(fs->stack); i++)
+				if (fstat(lyr_stack_layer_fd(fs->stack, i), &ls) == 0 &&
+				    ls.st_dev == us.st_dev && ls.st_ino == us.st_ino) {
+					r = fail(err, -EINVAL,
+						 "upper directory '%s' is also a lower directory",
+						 cfg->upper);
+					goto out_fail;
+				}
 		_cleanup_close_ int wfd = open(cfg->work, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		struct stat ust, wst;
 		if (wfd < 0) {

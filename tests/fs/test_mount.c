@@ -106,6 +106,10 @@ Test(fs_mount, mount_failures_name_the_cause)
 	cfg.work = "/dev/shm";
 	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &pid), -EXDEV);
 	cr_assert_eq(lyr_fs_mount(&cfg, "/nonexistent/mnt", &err, &pid), -ENOENT);
+	cfg.work = M.work;
+	cfg.upper = M.l1;
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &pid), -EINVAL);
+	cr_assert(strstr(err.msg, "is also a lower directory"), "%s", err.msg);
 	cr_assert_eq(lyr_fs_umount(M.mp, 0, &err), -EINVAL);
 }
 
