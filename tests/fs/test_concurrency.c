@@ -5,6 +5,7 @@
  * visible file reads back one of the contents ever written.  Needs /dev/fuse; skips otherwise. */
 #include <dirent.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,7 +119,32 @@ static void layers(void)
 	mnt_mount();
 }
 
-TestSuite(fs_concurrency, .init = layers, .fini = mnt_teardown, .timeout = 90);
+TestSuite(fs_concurrency, .fini = mnt_teardown, .timeout = 90);
+
+/* The same with lower hard-link groups and an fd limit small enough that the daemon keeps
+ * closing and reopening inode fds while names move. */
+static void tight_layers(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	for (int i = 0; i < NAMES; i += 2) {
+		char a[64], b[64];
+		snprintf(a, sizeof(a), "d1/n%d", i);
+		tu_write(M.l2, a, "lower");
+		snprintf(b, sizeof(b), "d2/n%d", i + 1);
+		cr_assert_eq(lyr_mkdir_p(in_dir(M.l2, "d2"), 0755), 0);
+		cr_assert_eq(link(in_dir(M.l2, a), in_dir(M.l2, b)), 0);
+	}
+	cr_assert_eq(lyr_mkdir_p(in_dir(M.l2, "d1/sub"), 0755), 0);
+	for (int i = 0; i < 300; i++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "d1/sub/filler%d", i);
+		tu_write(M.l2, rel, "lower");
+	}
+	struct rlimit rl = {160, 160};
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	mnt_mount();
+}
 
 static void check_tree(const char *dir)
 {
@@ -147,7 +173,7 @@ static void check_tree(const char *dir)
 	closedir(d);
 }
 
-Test(fs_concurrency, racing_namespace_changes_keep_the_tree_consistent)
+static void race(void)
 {
 	pthread_t t[THREADS];
 	for (uintptr_t i = 0; i < THREADS; i++)
@@ -160,4 +186,14 @@ Test(fs_concurrency, racing_namespace_changes_keep_the_tree_consistent)
 	mnt_umount();
 	mnt_mount();
 	check_tree(M.mp);
+}
+
+Test(fs_concurrency, racing_namespace_changes_keep_the_tree_consistent, .init = layers)
+{
+	race();
+}
+
+Test(fs_concurrency, racing_changes_with_hard_links_and_few_fds, .init = tight_layers)
+{
+	race();
 }
