@@ -143,8 +143,10 @@ static int copy_data(int src, int dst, off_t size)
  * only). */
 static int copy_meta(struct ovl_fs *fs, int fd, const struct stat *st)
 {
+	/* EINVAL: an owner the user namespace we run in cannot name; the copy then belongs to us,
+	 * which is what an unprivileged copy gets anyway */
 	if (fchownat(fd, "", st->st_uid, st->st_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 &&
-	    (fs->privileged || errno != EPERM))
+	    errno != EINVAL && (fs->privileged || errno != EPERM))
 		return -errno;
 	if (!S_ISLNK(st->st_mode)) {
 		char proc[64];
