@@ -448,6 +448,8 @@ link_in:
 out:
 	if (tmp[0])
 		unlinkat(fs->work_fd, tmp, 0);
+	if (r < 0 && r != -ENOSPC && r != -EDQUOT && r != -EROFS)
+		ovl_log("copy-up of '%s' failed: %s", name ? name : "?", strerror(-r));
 	if (parent)
 		ovl_inode_unref(fs, parent);
 	pthread_mutex_unlock(&in->cu_lock);

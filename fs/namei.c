@@ -48,6 +48,8 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	pthread_rwlock_rdlock(&parent->lock);
 	r = ovl_lookup_node(fs, parent, name, &node);
 	pthread_rwlock_unlock(&parent->lock);
+	if (r == -EIO)
+		ovl_log("'%s': a metacopy file whose data is missing in the layers below", name);
 	if (r < 0)
 		return r;
 	int indexed = ovl_index_lookup(fs, &node);
