@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "ovl.h"
@@ -151,6 +152,10 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 			if (!cfg->debug)
 				dup2(null, 2);
 			close(null);
+		}
+		if (!cfg->debug) {
+			openlog("layerfs", LOG_PID, LOG_DAEMON);
+			ovl_log_to_syslog = true;
 		}
 		if (chdir("/") < 0)
 			ovl_log("chdir /: %s", strerror(errno));

@@ -251,7 +251,9 @@ void ovl_fs_free(struct ovl_fs *fs);
 /* Small helpers (util.c). */
 /* "/proc/self/fd/N" of FD into BUF. */
 void ovl_proc_path(int fd, char buf[64]);
-/* Logs a rate-limited line on stderr about an unexpected condition. */
+/* Logs a rate-limited line about an unexpected condition: on stderr, or to syslog once the
+ * serving process has left its terminal (ovl_log_to_syslog). */
+extern bool ovl_log_to_syslog;
 void ovl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* rm -rf of NAME in DIRFD (not following symlinks); 0 or -errno. */
 int ovl_remove_tree(int dirfd, const char *name);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@ void ovl_proc_path(int fd, char buf[64])
 {
 	snprintf(buf, 64, "/proc/self/fd/%d", fd);
 }
+
+bool ovl_log_to_syslog;
 
 void ovl_log(const char *fmt, ...)
 {
@@ -28,9 +31,13 @@ void ovl_log(const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("layerfs: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	if (ovl_log_to_syslog) {
+		vsyslog(LOG_WARNING, fmt, ap);
+	} else {
+		fputs("layerfs: ", stderr);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	}
 	va_end(ap);
 }
 
