@@ -76,6 +76,14 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
  * -EBUSY in use, -EINVAL not a mount, -EPERM; ERR (may be NULL) says why. */
 int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err);
 
+/* Before the upper of a ref is frozen into a layer (commit), with the ref not mounted: makes each
+ * name of a lower hard-link group that was copied up while mounted (WORK/index) an upper hard
+ * link of the group's copy, so the layer holds the whole group with its new content.  LOWERS
+ * topmost first as for the mount.  Does nothing when no group was copied up.  0 or -errno (ERR
+ * says why). */
+int lyr_fs_prepare_commit(const char *const *lowers, size_t nlowers, const char *upper,
+			  const char *work, lyr_fs_error *err);
+
 /* Option strings in fuse-overlayfs' grammar (comma-separated; "context=..." may hold commas in
  * quotes; "\," and "\:" escape), as `layerfs overlay -o` and `layerfs mount -o` take them.
  * Unknown options are collected, not refused (see lyr_fs_options_unknown). */

@@ -657,3 +657,33 @@ Test(fs_overlay, a_reader_opened_before_copy_up_sees_later_writes)
 	cr_assert_eq(c, '#');
 	close(r);
 }
+
+Test(fs_overlay, prepare_commit_puts_the_whole_hard_link_group_in_the_upper)
+{
+	put(MP("link1"), "changed");
+	mnt_umount();
+	const char *lowers[] = {M.l1, M.l2};
+	lyr_fs_error err;
+	cr_assert_eq(lyr_fs_prepare_commit(lowers, 2, M.upper, M.work, &err), 0, "%s", err.msg);
+	struct stat a, b;
+	cr_assert_eq(lstat(UP("link1"), &a), 0);
+	cr_assert_eq(lstat(UP("link2"), &b), 0);
+	cr_assert_eq(a.st_ino, b.st_ino);
+	/* the upper as a committed layer over the old ones, read-only */
+	char *committed = M.upper;
+	M.upper = tu_path(M.root, "upper2");
+	cr_assert_eq(mkdir(M.upper, 0755), 0);
+	lyr_fs_config cfg;
+	lyr_fs_config_init(&cfg);
+	const char *stack[] = {committed, M.l1, M.l2};
+	cfg.lowers = stack;
+	cfg.nlowers = 3;
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &M.pid), 0, "%s", err.msg);
+	M.mounted = true;
+	_cleanup_free_ char *c1 = slurp(MP("link1"));
+	_cleanup_free_ char *c2 = slurp(MP("link2"));
+	cr_assert_str_eq(c1, "changed");
+	cr_assert_str_eq(c2, "changed");
+	cr_assert_eq(ino_of(MP("link1")), ino_of(MP("link2")));
+	free(committed);
+}
