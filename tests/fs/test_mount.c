@@ -325,3 +325,44 @@ Test(fs_mount, option_strings_parse_into_a_config)
 	cr_assert(lyr_fs_options_has_dirs(o));
 	lyr_fs_options_free(o);
 }
+
+Test(fs_mount, five_hundred_lower_layers)
+{
+	char **dirs = calloc(500, sizeof(char *));
+	for (int i = 0; i < 500; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "layer%03d", i);
+		dirs[i] = tu_path(M.root, name);
+		cr_assert_eq(mkdir(dirs[i], 0755), 0);
+	}
+	tu_write(dirs[499], "deep/bottom", "from the lowest");
+	tu_write(dirs[0], "deep/top", "from the topmost");
+	cr_assert_eq(lyr_mkdir_p(in_dir(dirs[250], "deep"), 0755), 0);
+	mk_whiteout(dirs[250], "deep/gone");
+	tu_write(dirs[400], "deep/gone", "hidden");
+	lyr_fs_config cfg;
+	lyr_fs_config_init(&cfg);
+	cfg.lowers = (const char *const *)dirs;
+	cfg.nlowers = 500;
+	cfg.upper = M.upper;
+	cfg.work = M.work;
+	lyr_fs_error err;
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &M.pid), 0, "%s", err.msg);
+	M.mounted = true;
+	_cleanup_free_ char *b = slurp(MP("deep/bottom"));
+	cr_assert_str_eq(b, "from the lowest");
+	_cleanup_free_ char *t = slurp(MP("deep/top"));
+	cr_assert_str_eq(t, "from the topmost");
+	struct stat st;
+	cr_assert_eq(lstat(MP("deep/gone"), &st), -1);
+	cr_assert_eq(errno, ENOENT);
+	put(MP("deep/bottom"), "changed");
+	_cleanup_free_ char *c = slurp(UP("deep/bottom"));
+	cr_assert_str_eq(c, "changed");
+	cfg.nlowers = 501;
+	mnt_umount();
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &M.pid), -EINVAL);
+	for (int i = 0; i < 500; i++)
+		free(dirs[i]);
+	free(dirs);
+}
