@@ -96,6 +96,9 @@ struct ovl_dirent {
 	char *name;
 	uint64_t ino;
 	unsigned char type;
+	bool ino_known; /* ino is computed when first needed: readdirplus gets it by lookup */
+	unsigned layer; /* where the entry's topmost copy is, and its inode number there */
+	ino_t raw_ino;
 };
 
 struct ovl_dir {

@@ -70,16 +70,18 @@ static int load(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir *d)
 		lyr_stack_list_clear(&l);
 		return -ENOMEM;
 	}
-	e[0] = (struct ovl_dirent){strdup("."), dir->ino, DT_DIR};
-	e[1] = (struct ovl_dirent){strdup(".."), dir->parent ? dir->parent->ino : dir->ino, DT_DIR};
+	e[0] = (struct ovl_dirent){
+	    .name = strdup("."), .ino = dir->ino, .type = DT_DIR, .ino_known = true};
+	e[1] = (struct ovl_dirent){.name = strdup(".."),
+				   .ino = dir->parent ? dir->parent->ino : dir->ino,
+				   .type = DT_DIR,
+				   .ino_known = true};
 	for (size_t i = 0; i < l.n; i++) {
 		e[i + 2].name = l.entries[i].name;
 		l.entries[i].name = NULL;
 		e[i + 2].type = l.entries[i].type;
-		e[i + 2].ino =
-		    entry_ino(fs, &dir->node,
-			      &(lyr_stack_dirent){e[i + 2].name, l.entries[i].layer,
-						  l.entries[i].type, l.entries[i].raw_ino});
+		e[i + 2].layer = l.entries[i].layer;
+		e[i + 2].raw_ino = l.entries[i].raw_ino;
 	}
 	pthread_rwlock_unlock(&dir->lock);
 	size_t n = l.n + 2;
@@ -167,6 +169,14 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 				break;
 			}
 		} else {
+			if (!ent->ino_known) {
+				pthread_rwlock_rdlock(&dir->lock);
+				ent->ino = entry_ino(fs, &dir->node,
+						     &(lyr_stack_dirent){ent->name, ent->layer,
+									 ent->type, ent->raw_ino});
+				pthread_rwlock_unlock(&dir->lock);
+				ent->ino_known = true;
+			}
 			struct stat st = {.st_ino = ent->ino, .st_mode = (mode_t)DTTOIF(ent->type)};
 			used = fuse_add_direntry(req, buf + pos, size - pos, ent->name, &st,
 						 (off_t)i + 1);

@@ -314,7 +314,7 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 			r = -ENOMEM;
 			goto fail;
 		}
-		unsigned marks = lyr_stack_marks(fd);
+		unsigned marks = lyr_stack_marks_at(p->fd, name, fd);
 		if (!found) {
 			found = true;
 			n.fd = fd;

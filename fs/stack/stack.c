@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -261,18 +263,36 @@ static unsigned mark_of(const char *name)
 	return 0;
 }
 
-unsigned lyr_stack_marks(int fd)
+/* listxattrat(2) (Linux 6.13) names an entry by directory fd and name, without the procfs path
+ * walk; older kernels answer ENOSYS once and the proc path is used from then on. */
+#ifndef __NR_listxattrat
+#define __NR_listxattrat 465
+#endif
+static atomic_bool no_listxattrat;
+
+static ssize_t list_names(int dirfd, const char *name, int fd, char *buf, size_t size)
 {
+	if (dirfd >= 0 && !atomic_load_explicit(&no_listxattrat, memory_order_relaxed)) {
+		long r = syscall(__NR_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, buf, size);
+		if (r >= 0 || errno != ENOSYS)
+			return r;
+		atomic_store(&no_listxattrat, true);
+	}
 	char proc[64];
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return listxattr(proc, buf, size);
+}
+
+unsigned lyr_stack_marks_at(int dirfd, const char *name, int fd)
+{
 	char small[1024];
 	char *buf = small;
-	ssize_t n = listxattr(proc, small, sizeof(small));
+	ssize_t n = list_names(dirfd, name, fd, small, sizeof(small));
 	if (n < 0 && errno == ERANGE) {
-		ssize_t want = listxattr(proc, NULL, 0);
+		ssize_t want = list_names(dirfd, name, fd, NULL, 0);
 		if (want <= 0 || !(buf = malloc((size_t)want)))
 			return 0;
-		n = listxattr(proc, buf, (size_t)want);
+		n = list_names(dirfd, name, fd, buf, (size_t)want);
 	}
 	unsigned marks = 0;
 	for (ssize_t i = 0; i < n;) {
@@ -282,4 +302,9 @@ unsigned lyr_stack_marks(int fd)
 	if (buf != small)
 		free(buf);
 	return marks;
+}
+
+unsigned lyr_stack_marks(int fd)
+{
+	return lyr_stack_marks_at(-1, NULL, fd);
 }
