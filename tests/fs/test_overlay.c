@@ -687,3 +687,27 @@ Test(fs_overlay, prepare_commit_puts_the_whole_hard_link_group_in_the_upper)
 	cr_assert_eq(ino_of(MP("link1")), ino_of(MP("link2")));
 	free(committed);
 }
+
+Test(fs_overlay, xattrs_of_lower_files_change_in_the_upper_only)
+{
+	char v[16] = "";
+	cr_assert_eq(setxattr(MP("big"), "user.color", "blue", 4, XATTR_CREATE), -1);
+	cr_assert_eq(errno, EEXIST);
+	cr_assert_eq(setxattr(MP("big"), "user.color", "blue", 4, XATTR_REPLACE), 0);
+	cr_assert_eq(getxattr(MP("big"), "user.color", v, sizeof(v)), 4);
+	cr_assert_eq(memcmp(v, "blue", 4), 0);
+	cr_assert_eq(getxattr(in_dir(M.l1, "big"), "user.color", v, sizeof(v)), 3);
+	cr_assert_eq(removexattr(MP("big"), "user.color"), 0);
+	cr_assert_eq(getxattr(MP("big"), "user.color", v, sizeof(v)), -1);
+	cr_assert_eq(errno, ENODATA);
+	cr_assert_eq(removexattr(MP("a"), "user.none"), -1);
+	cr_assert_eq(errno, ENODATA);
+	struct stat st;
+	cr_assert_eq(lstat(UP("a"), &st), -1, "removing nothing copied the file up");
+	cr_assert_eq(listxattr(MP("big"), NULL, 0), 0);
+	cr_assert_eq(setxattr(MP("dir"), "user.d", "1", 1, 0), 0);
+	cr_assert_eq(getxattr(MP("dir"), "user.d", v, sizeof(v)), 1);
+	/* the directory's upper copy carries it, and its lower entries still show */
+	_cleanup_free_ char *s = sorted_listing(MP("dir"));
+	cr_assert_str_eq(s, "g,h,sub");
+}
