@@ -240,8 +240,14 @@ int ovl_copy_up_dir(struct ovl_fs *fs, struct ovl_inode *dir)
 	pthread_rwlock_wrlock(&dir->lock);
 	struct stat pst;
 	bool have_pst = fstat(parent->node.parts[0].fd, &pst) == 0;
-	if (renameat(fs->work_fd, tmp, parent->node.parts[0].fd, name) < 0) {
-		r = -errno;
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, parent->node.parts[0].fd);
+	ovl_writable_add(fs, &ws, fd); /* a directory changing parent has its ".." rewritten */
+	int rr = renameat(fs->work_fd, tmp, parent->node.parts[0].fd, name);
+	int rerr = errno;
+	ovl_writable_end(&ws);
+	if (rr < 0) {
+		r = -rerr;
 	} else {
 		tmp[0] = '\0';
 		if (have_pst)
@@ -428,8 +434,13 @@ link_in:
 	pthread_rwlock_wrlock(&in->lock);
 	struct stat pst;
 	bool have_pst = fstat(parent->node.parts[0].fd, &pst) == 0;
-	if (renameat2(fs->work_fd, tmp, parent->node.parts[0].fd, name, RENAME_NOREPLACE) < 0) {
-		r = -errno;
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, parent->node.parts[0].fd);
+	int rr = renameat2(fs->work_fd, tmp, parent->node.parts[0].fd, name, RENAME_NOREPLACE);
+	int rerr = errno;
+	ovl_writable_end(&ws);
+	if (rr < 0) {
+		r = -rerr;
 	} else {
 		tmp[0] = '\0';
 		if (have_pst)

@@ -117,6 +117,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	int fd = -1;
 	char tmp[32] = "";
 	bool is_link = a->link_src != NULL;
+	struct ovl_wscope ws = {0};
 	lyr_stack_node node;
 	pthread_rwlock_wrlock(&parent->lock);
 	r = ovl_lookup_node(fs, parent, name, &node);
@@ -128,6 +129,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	if (r != -ENOENT)
 		goto unlock;
 	int upper = parent->node.parts[0].fd;
+	ovl_writable_add(fs, &ws, upper);
 	int wh = upper_slot(upper, name);
 	if ((r = wh) < 0)
 		goto unlock;
@@ -179,6 +181,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		tmp[0] = '\0';
 	}
 	r = ovl_lookup_node(fs, parent, name, &node);
+	ovl_writable_end(&ws);
 	/* the parent's own attributes (mtime, nlink) come from its topmost part: refresh it */
 	fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
 	pthread_rwlock_unlock(&parent->lock);
@@ -212,6 +215,7 @@ undo:
 		unlinkat(dirfd, obj, 0);
 	tmp[0] = '\0';
 unlock:
+	ovl_writable_end(&ws);
 	pthread_rwlock_unlock(&parent->lock);
 fail:
 	if (tmp[0])
@@ -318,12 +322,17 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 	if ((r = lower) < 0)
 		goto out;
 	int upper = parent->node.parts[0].fd;
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, upper);
+	if (dir && node.layer == 0)
+		ovl_writable_add(fs, &ws, node.fd); /* it moves to the work dir: its ".." changes */
 	if (child) {
 		pthread_rwlock_wrlock(&child->lock);
 		/* its name is going: from now on it lives by its fd */
 		if (child->parent == parent && child->name && strcmp(child->name, name) == 0 &&
 		    (r = ovl_inode_pin(fs, child)) < 0) {
 			pthread_rwlock_unlock(&child->lock);
+			ovl_writable_end(&ws);
 			goto out;
 		}
 	}
@@ -344,6 +353,7 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 	}
 	if (child)
 		pthread_rwlock_unlock(&child->lock);
+	ovl_writable_end(&ws);
 out:
 	pthread_rwlock_unlock(&parent->lock);
 	lyr_stack_node_clear(&node);
@@ -370,9 +380,11 @@ static int claim_name(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode 
 	} else if (in->indexed) {
 		char idx[24];
 		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)in->ino);
-		if (linkat(fs->index_fd, idx, parent->node.parts[0].fd, name, 0) < 0)
-			r = -errno;
-		else
+		struct ovl_wscope ws = {0};
+		ovl_writable_add(fs, &ws, parent->node.parts[0].fd);
+		r = linkat(fs->index_fd, idx, parent->node.parts[0].fd, name, 0) < 0 ? -errno : 0;
+		ovl_writable_end(&ws);
+		if (r == 0)
 			r = ovl_inode_set_name(fs, in, parent, name);
 	}
 	pthread_rwlock_unlock(&in->lock);
@@ -536,6 +548,14 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	lock_pair(p1, p2);
 	int up1 = p1->node.parts[0].fd, up2 = p2->node.parts[0].fd;
 	char tmp_t[32] = "";
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, up1);
+	ovl_writable_add(fs, &ws, up2);
+	/* a directory that changes parent has its ".." rewritten */
+	if (p1 != p2 && S_ISDIR(s->type))
+		ovl_writable_add(fs, &ws, s->node.fd);
+	if (t && S_ISDIR(t->type))
+		ovl_writable_add(fs, &ws, t->node.fd);
 	if (flags & RENAME_EXCHANGE) {
 		if ((r = guard_pure_dir(fs, s, p2, n2)) < 0 ||
 		    (r = guard_pure_dir(fs, t, p1, n1)) < 0)
@@ -608,6 +628,7 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 		pthread_rwlock_unlock(&t->lock);
 	}
 out_locked:
+	ovl_writable_end(&ws);
 	unlock_pair(p1, p2);
 	if (tmp_t[0])
 		ovl_remove_tree(fs->work_fd, tmp_t);

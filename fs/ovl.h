@@ -78,6 +78,7 @@ struct ovl_fs {
 	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
 	const char *override_xattr; /* xattr_permissions name, or NULL */
 	bool privileged;	    /* may chown / mknod devices */
+	bool dac_override;	    /* may write into directories read-only to their owner */
 	double timeout;
 	atomic_uint_fast64_t tmp_seq;
 	atomic_long open_fds; /* O_PATH fds held by non-directory inodes */
@@ -258,5 +259,16 @@ void ovl_proc_path(int fd, char buf[64]);
  * serving process has left its terminal (ovl_log_to_syslog). */
 extern bool ovl_log_to_syslog;
 void ovl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Upper directories that are read-only to their owner (copies of such lower directories) made
+ * owner-writable for the span of one change, when the daemon cannot override permissions (an
+ * unprivileged daemon owns the upper but has no CAP_DAC_OVERRIDE).  Callers hold the lock of
+ * each directory's inode exclusively, so no other change sees the mode in between. */
+struct ovl_wscope {
+	int n;
+	int fd[4];
+	mode_t mode[4];
+};
+void ovl_writable_add(struct ovl_fs *fs, struct ovl_wscope *w, int dirfd);
+void ovl_writable_end(struct ovl_wscope *w);
 /* rm -rf of NAME in DIRFD (not following symlinks); 0 or -errno. */
 int ovl_remove_tree(int dirfd, const char *name);

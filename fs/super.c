@@ -93,6 +93,7 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 	fs->read_only = cfg->read_only || !fs->has_upper;
 	fs->first_lower = fs->has_upper ? 1 : 0;
 	fs->privileged = has_cap(CAP_CHOWN);
+	fs->dac_override = has_cap(CAP_DAC_OVERRIDE);
 	fs->xattr_prefix = "user.overlay.";
 	fs->override_xattr = cfg->xattr_permissions == 1   ? "user.containers.override_stat"
 			     : cfg->xattr_permissions == 2 ? "security.fuseoverlayfs.override_stat"

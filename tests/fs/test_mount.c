@@ -1,7 +1,9 @@
 /* Entry points: lyr_fs_mount in the foreground (serving until unmounted, then freeing
  * everything), lyr_fs_umount, and the fuse-overlayfs-compatible command line with its option
  * grammar and mount(8)'s helper convention.  Needs /dev/fuse; skips otherwise. */
+#include <linux/capability.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -365,4 +367,78 @@ Test(fs_mount, five_hundred_lower_layers)
 	for (int i = 0; i < 500; i++)
 		free(dirs[i]);
 	free(dirs);
+}
+
+/* In a user namespace, without CAP_DAC_OVERRIDE: a write to a file in a directory that is
+ * read-only to its owner copies both up, and the directory stays read-only. */
+static int no_dac_run(void)
+{
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+		return 100;
+	if (write_file("/proc/self/setgroups", "deny") < 0 ||
+	    write_file("/proc/self/uid_map", "0 0 1") < 0 ||
+	    write_file("/proc/self/gid_map", "0 0 1") < 0)
+		return 101;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return 102;
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return 103;
+	unsigned drop = (1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH);
+	data[0].effective &= ~drop;
+	data[0].permitted &= ~drop;
+	data[0].inheritable &= ~drop;
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return 104;
+	lyr_fs_config cfg;
+	lyr_fs_config_init(&cfg);
+	const char *lowers[] = {M.l1, M.l2};
+	cfg.lowers = lowers;
+	cfg.nlowers = 2;
+	cfg.upper = M.upper;
+	cfg.work = M.work;
+	lyr_fs_error err;
+	pid_t pid;
+	if (lyr_fs_mount(&cfg, M.mp, &err, &pid) < 0)
+		return 1;
+	int fail = 0;
+	int fd = open(MP("rodir/f"), O_WRONLY | O_APPEND);
+	if (fd < 0 || write(fd, "y", 1) != 1)
+		fail = 2;
+	if (fd >= 0)
+		close(fd);
+	char *c = slurp(MP("rodir/f"));
+	if (!fail && (!c || strcmp(c, "xy") != 0))
+		fail = 3;
+	free(c);
+	char up[4096];
+	snprintf(up, sizeof(up), "%s/rodir", M.upper);
+	struct stat st;
+	if (!fail && (lstat(up, &st) < 0 || (st.st_mode & 07777) != 0555))
+		fail = 4;
+	if (!fail && chmod(MP("rodir/g"), 0600) < 0)
+		fail = 5;
+	if (lyr_fs_umount(M.mp, pid, &err) < 0 && !fail)
+		fail = 6;
+	return fail;
+}
+
+Test(fs_mount, read_only_directories_take_copies_without_dac_override)
+{
+	tu_write(M.l1, "rodir/f", "x");
+	tu_write(M.l1, "rodir/g", "g");
+	cr_assert_eq(chmod(in_dir(M.l1, "rodir/f"), 0666), 0);
+	cr_assert_eq(chmod(in_dir(M.l1, "rodir"), 0555), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0)
+		_exit(no_dac_run());
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	cr_assert(WIFEXITED(st));
+	if (WEXITSTATUS(st) >= 100)
+		cr_skip_test("user namespaces or capabilities are not available here (step %d)",
+			     WEXITSTATUS(st));
+	cr_assert_eq(WEXITSTATUS(st), 0, "check %d failed", WEXITSTATUS(st));
 }
