@@ -3,15 +3,19 @@
  * place that does).
  *
  * Many short-lived processes share one environment.  Every open uses DB_REGISTER, so the
- * environment knows which processes have it open; DB_RECOVER then runs recovery only when a
- * registered process died without closing, and DB_FAILCHK first tries the cheap repair
- * (releasing the dead process's locks, aborting its transactions).  When another process
- * runs recovery, the regions we have mapped are marked as panicked and every call returns
- * DB_RUNRECOVERY: txn_run then closes and reopens the environment (which joins the recovered
- * one) and runs the transaction again.  Deadlocks (DB_LOCK_DEADLOCK, found by the detector on
- * every conflict) and lock timeouts (a lock held by a process that died, DB_LOCK_NOTGRANTED)
- * abort the transaction; a timeout also runs failchk, which frees the dead holder's locks.
- * Both retry with a short random backoff, a bounded number of times.
+ * environment knows which processes have it open, and DB_RECOVER, so an open that finds a
+ * registered process gone without closing runs recovery (only then).  Recovery marks the
+ * regions other processes have mapped as panicked: their next call returns DB_RUNRECOVERY, and
+ * txn_run closes and reopens the environment (joining the recovered one) and reruns the
+ * transaction.  Deadlocks (DB_LOCK_DEADLOCK, found by the detector on every conflict) abort
+ * and retry with a short random backoff.  A lock wait that times out (DB_LOCK_NOTGRANTED: the
+ * holder may have died) also reopens, which is where DB_REGISTER notices a dead process.
+ *
+ * Failure checking (DB_FAILCHK, DB_ENV->failchk) is deliberately not used: in Berkeley DB 5.3,
+ * __dbreg_failchk frees the log-file-name mutex of a dead process's database handle while
+ * holding it locked, and the next handle that reuses that mutex blocks forever (seen here as
+ * processes hung in __db_pthread_mutex_lock under __dbreg_failchk).  Every process of a store
+ * keeps database handles open, so full recovery is the safe answer to a dead process.
  *
  * A store handle is used by one thread at a time; handles of one process on one store share
  * one environment (DB_REGISTER allows no more), which any thread may use. */
@@ -67,26 +71,6 @@ int dbx(int r)
 	}
 }
 
-/* Liveness for failchk: another process is alive while /proc/<pid> exists; threads of this
- * process are taken to be alive (a handle is used by one thread at a time). */
-static int is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, uint32_t flags)
-{
-	(void)env, (void)tid, (void)flags;
-	if (pid == getpid())
-		return 1;
-	return kill(pid, 0) == 0 || errno == EPERM;
-}
-
-/* Threads of control as failchk knows them: the process and the POSIX thread. */
-static void thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
-{
-	(void)env;
-	if (pid)
-		*pid = getpid();
-	if (tid)
-		*tid = pthread_self();
-}
-
 static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
 	(void)env, (void)pfx;
@@ -94,7 +78,6 @@ static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
 		fprintf(stderr, "layerfs: db: %s\n", msg);
 }
 
-/* failchk reports what it freed for dead processes as messages; they are expected. */
 static void msgcall(const DB_ENV *env, const char *msg)
 {
 	(void)env;
@@ -173,9 +156,6 @@ static int handles_open(struct shared_env *e, const char *dbdir)
 	e->env = env;
 	env->set_errcall(env, errcall);
 	env->set_msgcall(env, msgcall);
-	env->set_isalive(env, is_alive);
-	env->set_thread_id(env, thread_id);
-	env->set_thread_count(env, 256);
 	env->set_lk_detect(env, DB_LOCK_DEFAULT);
 	env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT);
 	env->set_lg_max(env, 4 << 20);
@@ -187,7 +167,7 @@ static int handles_open(struct shared_env *e, const char *dbdir)
 	 * with whatever records survived. */
 	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
 	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
-			 DB_THREAD | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+			 DB_THREAD | DB_REGISTER | DB_RECOVER;
 	r = env->open(env, dbdir, flags, 0644);
 	if (r) {
 		handles_close(e, false);
@@ -365,8 +345,6 @@ int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 				else
 					txn->abort(txn);
 			}
-			if (r == DB_LOCK_NOTGRANTED && s->env->failchk(s->env, 0) == DB_RUNRECOVERY)
-				r = DB_RUNRECOVERY;
 		}
 		pthread_rwlock_unlock(&e->lock);
 		if (!db_retryable(r))
@@ -374,7 +352,7 @@ int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 		if (getenv("LAYERFS_DB_DEBUG"))
 			fprintf(stderr, "layerfs: db: pid %d: retrying after %s\n", (int)getpid(),
 				db_strerror(r));
-		if (r == DB_RUNRECOVERY) {
+		if (r == DB_RUNRECOVERY || r == DB_LOCK_NOTGRANTED) {
 			if (++recoveries > RECOVER_ATTEMPTS)
 				break;
 			int err = reopen(s, gen);
