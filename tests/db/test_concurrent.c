@@ -186,3 +186,69 @@ Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes, .t
 	}
 	ts_teardown(&t);
 }
+
+/* Processes killed at random moments, inside Berkeley DB calls too: afterwards the store
+ * opens, every process still working finishes, and fsck can repair what the dead left. */
+Test(db_concurrent, random_kills_never_leave_the_store_unusable, .timeout = 300)
+{
+	tstore t;
+	ts_setup(&t);
+	enum { HAMMERS = 4, ROUNDS = 40 };
+	pid_t ham[HAMMERS];
+	fflush(NULL);
+	for (int h = 0; h < HAMMERS; h++) {
+		ham[h] = fork();
+		cr_assert_geq(ham[h], 0);
+		if (ham[h] == 0) {
+			alarm(120); /* a hang shows up as SIGALRM, not as a stuck suite */
+			for (int i = 0; i < 1000000; i++)
+				if (worker(t.root, 100 + h) != 0)
+					_exit(1);
+			_exit(0);
+		}
+	}
+	unsigned seed = (unsigned)getpid();
+	for (int k = 0; k < ROUNDS; k++) {
+		struct timespec ts = {0, (long)(rand_r(&seed) % 40000) * 1000};
+		nanosleep(&ts, NULL);
+		int h = rand_r(&seed) % HAMMERS;
+		kill(ham[h], SIGKILL);
+		int status;
+		cr_assert_eq(waitpid(ham[h], &status, 0), ham[h]);
+		cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+			  "hammer stopped on its own: %#x", status);
+		ham[h] = fork();
+		cr_assert_geq(ham[h], 0);
+		if (ham[h] == 0) {
+			alarm(120);
+			for (int i = 0; i < 1000000; i++)
+				if (worker(t.root, 100 + h) != 0)
+					_exit(1);
+			_exit(0);
+		}
+	}
+	for (int h = 0; h < HAMMERS; h++) {
+		kill(ham[h], SIGKILL);
+		int status;
+		cr_assert_eq(waitpid(ham[h], &status, 0), ham[h]);
+		cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "hammer %d: %#x", h,
+			  status);
+	}
+	/* a fresh process works on the store within bounded time */
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(60);
+		_exit(worker(t.root, 1000));
+	}
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "after the kills: %#x", status);
+	int left;
+	char *found = ts_fsck(&t, true, &left);
+	free(found);
+	found = ts_fsck(&t, false, &left);
+	cr_assert_str_eq(found, "");
+	cr_assert_eq(left, 0);
+	free(found);
+	ts_teardown(&t);
+}
