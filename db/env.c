@@ -20,6 +20,11 @@
  * processes hung in __db_pthread_mutex_lock under __dbreg_failchk).  Every process of a store
  * keeps database handles open, so full recovery is the safe answer to a dead process.
  *
+ * Cost of a recovery to a process that lives through it: Berkeley DB 5.3 does not free the
+ * handles of an environment that panicked (DB->close and DB_ENV->close return early), about
+ * 30 KB.  Forcing them closed (DB_NOPANIC) would flush the stale log buffer over the
+ * recovered log, so the memory is left; CLI processes exit, daemons rarely see a recovery.
+ *
  * A store handle is used by one thread at a time; handles of one process on one store share
  * one environment (DB_REGISTER allows no more), which any thread may use. */
 #include <fcntl.h>

@@ -129,6 +129,11 @@ Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes, .t
 {
 	tstore t;
 	ts_setup(&t);
+	/* The test process stays out of the store during the storm: Berkeley DB 5.3 never frees
+	 * the handles of an environment that panicked under it (see db/env.c), which the leak
+	 * checker would report; the workers go through that path and exit with _exit. */
+	lyr_store_free(t.s);
+	t.s = NULL;
 	enum { WORKERS = 6, VICTIMS = 12 };
 	pid_t pids[WORKERS];
 	fflush(NULL);
@@ -169,6 +174,7 @@ Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes, .t
 			failed++;
 	}
 	cr_assert_eq(failed, 0, "%d workers failed", failed);
+	cr_assert_eq(lyr_store_open(t.root, &t.s), 0);
 	int left;
 	char *found = ts_fsck(&t, true, &left);
 	cr_assert_eq(left, 0, "%s", found);
@@ -193,6 +199,8 @@ Test(db_concurrent, random_kills_never_leave_the_store_unusable, .timeout = 300)
 {
 	tstore t;
 	ts_setup(&t);
+	lyr_store_free(t.s); /* out of the store during the storm, as above */
+	t.s = NULL;
 	enum { HAMMERS = 4, ROUNDS = 40 };
 	pid_t ham[HAMMERS];
 	fflush(NULL);
@@ -243,6 +251,7 @@ Test(db_concurrent, random_kills_never_leave_the_store_unusable, .timeout = 300)
 	int status;
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "after the kills: %#x", status);
+	cr_assert_eq(lyr_store_open(t.root, &t.s), 0);
 	int left;
 	char *found = ts_fsck(&t, true, &left);
 	free(found);
