@@ -1,15 +1,295 @@
-/* layerfs: command dispatch, global options (--root, --json), exit codes. */
-#include <stdio.h>
+/* layerfs: global options (--root, --json, --help, --version), the command table, dispatch,
+ * and the helpers every command shares (messages, exit codes, opening the store, resolving
+ * IDs).  Exit status: 0 success, 1 the operation failed, 2 usage error. */
+#include <getopt.h>
+#include <libgen.h>
+#include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cli.h"
+#include "commands.h"
+#include "layerfs/fs.h"
 #include "layerfs/version.h"
+
+static const cli_command commands[] = {
+	{"import", cmd_import, "DIR [--tag NAME] [--desc TEXT]",
+	 "copy a directory tree into a new base layer; prints its ID",
+	 "  --tag NAME     tag the new layer\n"
+	 "  --desc TEXT    description kept with the layer\n"},
+	{"new", cmd_new, "[LAYER] [--desc TEXT]", "create a mutable ref on LAYER (or scratch); prints the ref ID",
+	 "  --desc TEXT    description kept with the ref\n"},
+	{"commit", cmd_commit, "REF [--tag NAME]", "freeze REF's changes into a layer; prints the layer ID",
+	 "  --tag NAME     tag the new layer\n"},
+	{"diff", cmd_diff, "ID", "list changed paths of a layer or ref against its parent (A, C, D)", NULL},
+	{"ls", cmd_ls, "[--no-trunc]", "list layers and refs",
+	 "  --no-trunc     print full IDs\n"},
+	{"inspect", cmd_inspect, "ID", "show everything known about a layer or ref", NULL},
+	{"tag", cmd_tag, "NAME ID", "point tag NAME at a layer (moves an existing tag)", NULL},
+	{"untag", cmd_untag, "NAME", "remove a tag", NULL},
+	{"rm", cmd_rm, "ID...", "remove layers or refs that nothing else needs", NULL},
+	{"du", cmd_du, "", "show each layer's and ref's own size and the total", NULL},
+	{"prune", cmd_prune, "[--all] [--keep-duration D]",
+	 "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
+	 "  --all                 remove unmounted refs too\n"
+	 "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
+	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [-o OPTS]",
+	 "mount a ref read-write (a layer read-only) through FUSE",
+	 "  -f, --foreground     serve in this process until unmounted\n"
+	 "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
+	 "                       writeback=1, timeout=S, threaded=0, squash_to_root, ...)\n"},
+	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
+	{"overlay", cmd_overlay, "-o lowerdir=A:B[,upperdir=U,workdir=W][,...] MOUNTPOINT",
+	 "fuse-overlayfs-compatible mount of plain directories (see 'layerfs overlay --help')", NULL},
+	{"hash", cmd_hash, "ID|DIR [SELECTOR...] [--follow-links] [--include GLOB]... [--exclude GLOB]...",
+	 "content hash of selector paths (BuildKit-compatible); prints sha256:<hex>",
+	 "  --follow-links     follow a symlink in a selector's last component\n"
+	 "  --include GLOB     hash only paths matching GLOB (repeatable)\n"
+	 "  --exclude GLOB     leave out paths matching GLOB (repeatable)\n"},
+	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
+	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
+};
+
+const cli_command *cli_find(const char *name)
+{
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(commands); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+int cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("layerfs: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return EXIT_FAIL;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "layerfs %s: ", cmd);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\nTry 'layerfs %s --help'.\n", cmd);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
+const char *cli_strerror(int r)
+{
+	switch (-r) {
+	case EPROTO:
+		return "written by a newer version of layerfs";
+	default:
+		return strerror(-r);
+	}
+}
+
+lyr_store *cli_store(lyr_cli *cli)
+{
+	if (cli->store)
+		return cli->store;
+	_cleanup_free_ char *dflt = NULL;
+	const char *root = cli->root;
+	if (!root) {
+		dflt = lyr_store_default_root();
+		if (!dflt) {
+			cli_fail("no store directory: set --root or $LAYERFS_ROOT");
+			return NULL;
+		}
+		root = dflt;
+	}
+	int r = lyr_store_open(root, &cli->store);
+	if (r < 0) {
+		const char *why = lyr_store_last_error();
+		if (why && *why)
+			cli_fail("%s", why);
+		else
+			cli_fail("store '%s': %s", root, cli_strerror(r));
+		return NULL;
+	}
+	return cli->store;
+}
+
+int cli_resolve(lyr_cli *cli, const char *text, lyr_obj_kind want, lyr_obj_kind *ret_kind,
+		char *ret_id)
+{
+	lyr_store *s = cli_store(cli);
+	if (!s)
+		return -EIO;
+	lyr_obj_kind kind;
+	char id[LYR_ID_MAX];
+	int r = lyr_store_resolve(s, text, &kind, id);
+	switch (r) {
+	case 0:
+		break;
+	case -ENOENT:
+		cli_fail("'%s': no such %s", text,
+			 want == LYR_OBJ_LAYER ? "layer or tag"
+			 : want == LYR_OBJ_REF ? "ref"
+					       : "layer, ref or tag");
+		return r;
+	case -EINVAL:
+		cli_fail("'%s': not an ID or tag (an ID prefix needs %d hex digits at least)", text,
+			 LYR_MIN_PREFIX);
+		return r;
+	case -EEXIST:
+		cli_fail("'%s': ambiguous, more than one ID starts with it", text);
+		return r;
+	default:
+		cli_fail("'%s': %s", text, cli_strerror(r));
+		return r;
+	}
+	if (want != LYR_OBJ_NONE && kind != want) {
+		cli_fail("'%s': is a %s, not a %s", text, kind == LYR_OBJ_LAYER ? "layer" : "ref",
+			 want == LYR_OBJ_LAYER ? "layer" : "ref");
+		return -EINVAL;
+	}
+	if (ret_kind)
+		*ret_kind = kind;
+	memcpy(ret_id, id, LYR_ID_MAX);
+	return 0;
+}
+
+int cli_help(const cli_command *cmd)
+{
+	printf("Usage: layerfs [--root DIR] [--json] %s %s\n\n%c%s.\n", cmd->name, cmd->usage,
+	       cmd->summary[0] - 32 * (cmd->summary[0] >= 'a' && cmd->summary[0] <= 'z'),
+	       cmd->summary + 1);
+	printf("\nOptions:\n%s"
+	       "  --json         machine-readable output on stdout\n"
+	       "  --root DIR     the store (default $LAYERFS_ROOT, $XDG_DATA_HOME/layerfs)\n"
+	       "  -h, --help     show this help\n",
+	       cmd->help ? cmd->help : "");
+	return EXIT_OK;
+}
+
+int cli_common_opt(lyr_cli *cli, const cli_command *cmd, int c)
+{
+	switch (c) {
+	case 'h':
+		cli_help(cmd);
+		exit(EXIT_OK);
+	case OPT_JSON:
+		cli->json = true;
+		return 1;
+	case OPT_ROOT:
+		cli->root = optarg;
+		return 1;
+	case '?':
+		fprintf(stderr, "Try 'layerfs %s --help'.\n", cmd->name);
+		exit(EXIT_USAGE);
+	default:
+		return 0;
+	}
+}
+
+int cli_parse(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
+	      const struct option *local, size_t n_local, local_opt_fn fn, void *ctx)
+{
+	return cli_parse_short(cli, cmd, argc, argv, "h", local, n_local, fn, ctx);
+}
+
+int cli_parse_short(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
+		    const char *shortopts, const struct option *local, size_t n_local,
+		    local_opt_fn fn, void *ctx)
+{
+	struct option opts[16] = {CLI_COMMON_OPTIONS};
+	size_t n = 3;
+	for (size_t i = 0; i < n_local && n + 1 < LYR_ARRAY_SIZE(opts); i++)
+		opts[n++] = local[i];
+	int c;
+	while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+		if (cli_common_opt(cli, cmd, c))
+			continue;
+		if (!fn || fn(ctx, c, optarg) < 0) {
+			/* the callback said why */
+			fprintf(stderr, "Try 'layerfs %s --help'.\n", cmd->name);
+			exit(EXIT_USAGE);
+		}
+	}
+	return optind;
+}
+
+int cli_set_flag(void *ctx, int c, const char *arg)
+{
+	(void)c, (void)arg;
+	*(bool *)ctx = true;
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: layerfs [--root DIR] [--json] COMMAND [ARG...]\n\n"
+		   "A copy-on-write layer store with a FUSE overlay filesystem.\n\nCommands:\n");
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nGlobal options:\n"
+		   "  --root DIR     the store (default $LAYERFS_ROOT, $XDG_DATA_HOME/layerfs,\n"
+		   "                 /var/lib/layerfs for root)\n"
+		   "  --json         machine-readable output on stdout\n"
+		   "  --version      print the version\n"
+		   "  -h, --help     show this help; 'layerfs COMMAND --help' for a command\n"
+		   "\nExit status: 0 success, 1 the operation failed, 2 usage error.\n");
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-		printf("layerfs %s\n", LAYERFS_VERSION);
-		return 0;
+	/* mount(8) runs "mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTS" for type fuse.layerfs */
+	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (strcmp(base, "mount.fuse.layerfs") == 0)
+		return lyr_fs_overlay_main(argc, argv);
+
+	lyr_cli cli = {.tty = isatty(STDOUT_FILENO)};
+	static const struct option opts[] = {
+		{"root", required_argument, NULL, OPT_ROOT}, {"json", no_argument, NULL, OPT_JSON},
+		{"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+
+	/* Global options stop at the first non-option: the command name. */
+	int c;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_ROOT:
+			cli.root = optarg;
+			break;
+		case OPT_JSON:
+			cli.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case 'V':
+			printf("layerfs %s\n", LAYERFS_VERSION);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
 	}
-	fprintf(stderr, "usage: layerfs [--root DIR] [--json] COMMAND ...\n");
-	return 2;
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const cli_command *cmd = cli_find(argv[optind]);
+	if (!cmd) {
+		fprintf(stderr, "layerfs: unknown command '%s'\nTry 'layerfs --help'.\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	int sub_argc = argc - optind;
+	char **sub_argv = argv + optind;
+	/* getopt names the program in its messages: "layerfs tag: invalid option -- 'x'" */
+	char prog[64];
+	snprintf(prog, sizeof(prog), "layerfs %s", cmd->name);
+	sub_argv[0] = prog;
+	optind = 0; /* a full getopt reset for the subcommand */
+	int status = cmd->run(&cli, sub_argc, sub_argv);
+	lyr_store_free(cli.store);
+	return status;
 }

@@ -1,4 +1,5 @@
-/* Whole-tree operations on directory fds: copy (import), rm -rf and usage.
+/* Whole-tree operations on directory fds: copy (import, with a per-file hook), rm -rf, usage,
+ * and a generic walk (sorted or not) for other modules such as the diff digest.
  *
  * Every syscall works relative to an open directory fd with a single name (*at() calls,
  * O_NOFOLLOW), so a symlink inside the tree is never followed and no path length limit applies.
@@ -426,7 +427,12 @@ typedef struct copier {
 	const lyr_progress *progress;
 	uint64_t files, bytes;
 	void *links; /* tsearch tree of link_rec, for inodes with more than one name */
+	int (*file_done)(void *ctx, int fd, const struct stat *st, const char *path);
+	const char *path; /* of the entry being copied */
+	void *file_done_ctx;
 	char *buf;   /* read/write fallback buffer */
+	bool no_clone_set, no_cfr_set; /* a device that offers no reflink / copy_file_range */
+	dev_t no_clone_dev, no_cfr_dev;
 	bool privileged;
 } copier;
 
@@ -436,30 +442,51 @@ static int chown_ok(int r)
 	return r == 0 || ((errno == EPERM || errno == EINVAL) && geteuid() != 0) ? 0 : -errno;
 }
 
-static int copy_data(copier *c, int in, int out, off_t size)
+/* Errors that mean "this file system does not offer it", not "this copy failed". */
+static bool not_offered(int e)
+{
+	return e == EOPNOTSUPP || e == ENOTTY || e == EINVAL || e == EXDEV || e == ENOSYS ||
+	       e == EPERM || e == EBADF;
+}
+
+/* Copies SIZE bytes of IN (on device DEV) to OUT: a reflink where the file system offers one,
+ * else copy_file_range, else read/write.  What a device does not offer is remembered, so a
+ * tree of small files does not pay a failing syscall per file. */
+static int copy_data(copier *c, int in, int out, dev_t dev, off_t size)
 {
 	if (size == 0)
 		return 0;
-	if (ioctl(out, FICLONE, in) == 0) {
-		c->bytes += (uint64_t)size;
-		return 0;
+	if (!(c->no_clone_set && c->no_clone_dev == dev)) {
+		if (ioctl(out, FICLONE, in) == 0) {
+			c->bytes += (uint64_t)size;
+			return 0;
+		}
+		if (not_offered(errno)) {
+			c->no_clone_set = true;
+			c->no_clone_dev = dev;
+		}
 	}
 	off_t done = 0;
-	bool cfr = true;
-	while (cfr) {
-		ssize_t n = copy_file_range(in, NULL, out, NULL, COPY_CHUNK * 64, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (done == 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
-					  errno == ENOSYS || errno == EPERM))
-				break; /* not offered here: fall back to read/write */
-			return -errno;
+	if (!(c->no_cfr_set && c->no_cfr_dev == dev)) {
+		while (done < size) {
+			ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (done == 0 && not_offered(errno)) {
+					c->no_cfr_set = true;
+					c->no_cfr_dev = dev;
+					break; /* fall back to read/write */
+				}
+				return -errno;
+			}
+			if (n == 0)
+				return 0; /* shrank meanwhile: the copy is what was there */
+			done += n;
+			c->bytes += (uint64_t)n;
 		}
-		if (n == 0)
+		if (done >= size)
 			return 0;
-		done += n;
-		c->bytes += (uint64_t)n;
 	}
 	if (!c->buf && !(c->buf = malloc(COPY_CHUNK)))
 		return -ENOMEM;
@@ -519,13 +546,19 @@ static int copy_regular(copier *c, int sdir, int ddir, const char *name, const s
 	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino)
 		return -ESTALE;
 	_cleanup_close_ int out =
-		openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		openat(ddir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0)
 		return -errno;
-	int r = copy_data(c, in, out, now.st_size);
+	int r = copy_data(c, in, out, now.st_dev, now.st_size);
 	if (r < 0)
 		return r;
-	return finish_fd(in, out, &now);
+	r = finish_fd(in, out, &now);
+	if (r < 0 || !c->file_done)
+		return r;
+	struct stat done;
+	if (fstat(out, &done) < 0)
+		return -errno;
+	return c->file_done(c->file_done_ctx, out, &done, c->path);
 }
 
 /* Symlinks, fifos, sockets and device nodes: created by name, never opened. */
@@ -625,6 +658,7 @@ static int copy_entry(copier *c, walk *w, int sdir, int ddir, const char *name,
 		rec->dev = st->st_dev;
 		rec->ino = st->st_ino;
 	}
+	c->path = w->path;
 	int r = S_ISREG(st->st_mode) ? copy_regular(c, sdir, ddir, name, st)
 				     : copy_special(sdir, ddir, name, st);
 	if (r < 0) {
@@ -642,7 +676,16 @@ static int copy_entry(copier *c, walk *w, int sdir, int ddir, const char *name,
 
 int lyr_tree_copy(int src_dirfd, int dst_dirfd, const lyr_progress *progress, lyr_tree_error *err)
 {
-	copier c = {.dst_root = dst_dirfd, .progress = progress};
+	lyr_tree_copy_opts o = {.progress = progress};
+	return lyr_tree_copy_ex(src_dirfd, dst_dirfd, &o, err);
+}
+
+int lyr_tree_copy_ex(int src_dirfd, int dst_dirfd, const lyr_tree_copy_opts *opts,
+		     lyr_tree_error *err)
+{
+	const lyr_progress *progress = opts->progress;
+	copier c = {.dst_root = dst_dirfd, .progress = progress, .file_done = opts->file_done,
+		    .file_done_ctx = opts->ctx};
 	walk w = {.nfd = 2};
 	struct stat st;
 	int r = path_set(&w, 0, NULL);

@@ -24,6 +24,9 @@ int owner_of(pid_t pid, lyr_owner *ret)
 	if (!p)
 		return -EIO;
 	p++;
+	/* A zombie has exited; only its parent has not reaped it yet (a daemon's parent is init). */
+	if (p[0] == ' ' && (p[1] == 'Z' || p[1] == 'X'))
+		return -ESRCH;
 	/* After ")": state is field 3, starttime field 22, i.e. the 20th token from here. */
 	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');

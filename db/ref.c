@@ -329,7 +329,9 @@ static int set_mount_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (r)
 		return r;
 	drop_stale_mount(&rec);
-	if (rec.mount_owner.pid) {
+	/* a record the calling process holds may be handed on: `layerfs mount` claims the ref, then
+	 * records the serving process it forked */
+	if (rec.mount_owner.pid && rec.mount_owner.pid != getpid()) {
 		free(m->busy_at);
 		m->busy_at = strdup(rec.mountpoint);
 		r = -EBUSY;

@@ -14,7 +14,7 @@
 #include "layerfs/version.h"
 #include "ovl.h"
 
-struct overlay_args {
+struct lyr_fs_options {
 	lyr_fs_config cfg;
 	char **lowers;
 	size_t nlowers;
@@ -57,7 +57,7 @@ static void unescape(char *s)
 	*w = '\0';
 }
 
-static int add_lower(struct overlay_args *a, const char *path)
+static int add_lower(struct lyr_fs_options *a, const char *path)
 {
 	if (a->nlowers >= 500) {
 		snprintf(a->error, sizeof(a->error), "more than 500 lower directories");
@@ -76,7 +76,7 @@ static int add_lower(struct overlay_args *a, const char *path)
 	return 0;
 }
 
-static int parse_lowers(struct overlay_args *a, const char *value)
+static int parse_lowers(struct lyr_fs_options *a, const char *value)
 {
 	_cleanup_free_ char *buf = strdup(value);
 	if (!buf)
@@ -104,7 +104,7 @@ static int parse_lowers(struct overlay_args *a, const char *value)
 	return 0;
 }
 
-static int parse_idmap(struct overlay_args *a, const char *value, lyr_fs_idmap **ret, size_t *ret_n)
+static int parse_idmap(struct lyr_fs_options *a, const char *value, lyr_fs_idmap **ret, size_t *ret_n)
 {
 	const char *p = value;
 	if (*p == ':')
@@ -139,7 +139,7 @@ static int parse_idmap(struct overlay_args *a, const char *value, lyr_fs_idmap *
 	return 0;
 }
 
-static int parse_num(struct overlay_args *a, const char *key, const char *value, long long *ret)
+static int parse_num(struct lyr_fs_options *a, const char *key, const char *value, long long *ret)
 {
 	char *end;
 	errno = 0;
@@ -152,7 +152,7 @@ static int parse_num(struct overlay_args *a, const char *key, const char *value,
 	return 0;
 }
 
-static void note_unknown(struct overlay_args *a, const char *opt)
+static void note_unknown(struct lyr_fs_options *a, const char *opt)
 {
 	size_t len = strlen(a->unknown);
 	snprintf(a->unknown + len, sizeof(a->unknown) - len, "%s%s", len ? "," : "", opt);
@@ -165,7 +165,7 @@ static int set_string(char **slot, const char *value)
 	return *slot ? 0 : -ENOMEM;
 }
 
-static int apply_option(struct overlay_args *a, char *opt)
+static int apply_option(struct lyr_fs_options *a, char *opt)
 {
 	char *value = strchr(opt, '=');
 	if (value)
@@ -308,7 +308,7 @@ static int apply_option(struct overlay_args *a, char *opt)
 }
 
 /* Splits an -o string at commas outside quotes and escapes and applies each element. */
-static int parse_options(struct overlay_args *a, const char *text)
+static int parse_options(struct lyr_fs_options *a, const char *text)
 {
 	_cleanup_free_ char *buf = strdup(text);
 	if (!buf)
@@ -337,7 +337,52 @@ static int parse_options(struct overlay_args *a, const char *text)
 	}
 }
 
-static void args_free(struct overlay_args *a)
+int lyr_fs_options_new(lyr_fs_options **ret)
+{
+	lyr_fs_options *o = calloc(1, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	lyr_fs_config_init(&o->cfg);
+	*ret = o;
+	return 0;
+}
+
+int lyr_fs_options_parse(lyr_fs_options *o, const char *text)
+{
+	o->error[0] = '\0';
+	return parse_options(o, text);
+}
+
+const char *lyr_fs_options_error(const lyr_fs_options *o)
+{
+	return o->error;
+}
+
+const char *lyr_fs_options_unknown(const lyr_fs_options *o)
+{
+	return o->unknown;
+}
+
+bool lyr_fs_options_has_dirs(const lyr_fs_options *o)
+{
+	return o->nlowers || o->upper || o->work;
+}
+
+lyr_fs_config *lyr_fs_options_config(lyr_fs_options *o)
+{
+	o->cfg.lowers = (const char *const *)o->lowers;
+	o->cfg.nlowers = o->nlowers;
+	o->cfg.upper = o->upper;
+	o->cfg.work = o->work;
+	o->cfg.context = o->context;
+	o->cfg.uidmap = o->uidmap;
+	o->cfg.nuidmap = o->nuid;
+	o->cfg.gidmap = o->gidmap;
+	o->cfg.ngidmap = o->ngid;
+	return &o->cfg;
+}
+
+static void args_free(struct lyr_fs_options *a)
 {
 	for (size_t i = 0; i < a->nlowers; i++)
 		free(a->lowers[i]);
@@ -349,12 +394,20 @@ static void args_free(struct overlay_args *a)
 	free(a->gidmap);
 }
 
+void lyr_fs_options_free(lyr_fs_options *o)
+{
+	if (!o)
+		return;
+	args_free(o);
+	free(o);
+}
+
 int lyr_fs_overlay_main(int argc, char **argv)
 {
 	const char *prog = argc > 0 ? argv[0] : "layerfs overlay";
 	const char *base = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
 	bool helper = strcmp(base, "mount.fuse.layerfs") == 0;
-	struct overlay_args a;
+	struct lyr_fs_options a;
 	memset(&a, 0, sizeof(a));
 	lyr_fs_config_init(&a.cfg);
 	/* containers run as root expect other users (the container's) to get in */
@@ -419,15 +472,7 @@ int lyr_fs_overlay_main(int argc, char **argv)
 	}
 	if (a.unknown[0])
 		fprintf(stderr, "%s: ignoring unknown options: %s\n", prog, a.unknown);
-	a.cfg.lowers = (const char *const *)a.lowers;
-	a.cfg.nlowers = a.nlowers;
-	a.cfg.upper = a.upper;
-	a.cfg.work = a.work;
-	a.cfg.context = a.context;
-	a.cfg.uidmap = a.uidmap;
-	a.cfg.nuidmap = a.nuid;
-	a.cfg.gidmap = a.gidmap;
-	a.cfg.ngidmap = a.ngid;
+	lyr_fs_options_config(&a);
 	a.cfg.fsname = helper && npos == 2 ? positional[0] : "layerfs";
 	lyr_fs_error err = {{0}};
 	pid_t pid;

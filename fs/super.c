@@ -47,7 +47,8 @@ static lyr_fs_idmap *copy_map(const lyr_fs_idmap *m, size_t n)
 
 int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 {
-	if (cfg->nlowers < 1 || cfg->nlowers > 500)
+	/* an upper alone is a scratch tree (a store ref with no parent) */
+	if (cfg->nlowers > 500 || (cfg->nlowers < 1 && !cfg->upper))
 		return fail(err, -EINVAL, "%zu lower layers given (1 to 500 are allowed)", cfg->nlowers);
 	if (!cfg->upper != !cfg->work)
 		return fail(err, -EINVAL, "an upper directory needs a work directory and the other way round");

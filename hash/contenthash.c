@@ -35,6 +35,7 @@ typedef struct ch {
 	uint8_t *rbuf;
 	char *err;      /* PATH_MAX or NULL */
 	bool err_set;
+	uint64_t files, bytes; /* for progress */
 } ch;
 
 static void set_err(ch *c, const char *what)
@@ -199,6 +200,11 @@ static int entry_digest(ch *c, lyr_hash_ent *e, const struct stat *st, const cha
 		hb_free(&b);
 		return r;
 	}
+	c->files++;
+	if (S_ISREG(st->st_mode))
+		c->bytes += (uint64_t)st->st_size;
+	if (c->opts)
+		lyr_progress_report(c->opts->progress, c->files, c->bytes);
 	if (!S_ISREG(st->st_mode) || st->st_size == 0) {
 		text_of(b.p, b.len, out);
 		hb_free(&b);
@@ -744,6 +750,8 @@ static int selection_digest(ch *c, const char *selector, bool wildcard, char out
 			r = visit(c, &s, e, &st, text);
 	}
 	release(c, e);
+	if (r < 0)
+		set_err(c, selector); /* unless a deeper path was named already */
 
 	for (size_t i = 0; r >= 0 && follow && i < s.n_out; i++) {
 		item *it = s.out[i];

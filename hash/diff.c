@@ -11,8 +11,15 @@
  * zero — the walker or a worker — computes the directory's digest, writes it into the parent's
  * slot, frees the node and passes the completion upward.  Only the finished part of the tree is
  * freed, so memory holds the directories along the walk plus those waiting for queued files.
+ * A file of PIPELINE_MIN bytes or more is read ahead by a short-lived reader thread, because one
+ * file's SHA-256 cannot be split and the page-cache copy is all a second core can take over.
  *
- * Locking: `lock` protects the job queue, every node's `pending`, and the first error.  The
+ * Import (lyr_hash_import) runs the same workers during lyr_tree_copy_ex: each finished file of
+ * the copy becomes a content-only job whose digest lands in `known` (by device and inode), and
+ * the walk that follows uses those instead of reading the files again.
+ *
+ * Locking: `lock` protects the job queue, `busy`, `known`, every node's `pending`, and the first
+ * error.  The
  * walker alone appends children (only to the node it is in, which cannot finish meanwhile);
  * a worker writes only the digest of the child its job names; a node's children are read only by
  * the thread that finishes it, after the count reached zero under the lock.  At most QUEUE_LEN
@@ -54,10 +61,19 @@ typedef struct job {
 	int fd;
 	off_t size;
 	hbuf hdr;
-	kid *slot;
+	kid *slot;     /* NULL for a content-only job of an import (see known) */
 	dnode *node;
 	char *path;
+	dev_t dev;
+	ino_t ino;
 } job;
+
+/* Content digests computed during an import, by device and inode of the copy. */
+typedef struct known_rec {
+	dev_t dev;
+	ino_t ino;
+	uint8_t digest[LYR_SHA256_LEN];
+} known_rec;
 
 typedef struct link_rec {
 	dev_t dev;
@@ -79,6 +95,10 @@ typedef struct hasher {
 	void *links;      /* hard-link groups seen so far (walker only) */
 	uint8_t root[LYR_SHA256_LEN];
 	bool root_done;
+
+	void *known;      /* tsearch tree of known_rec; written by workers under lock */
+	size_t busy;      /* jobs taken but not finished, under lock */
+	pthread_cond_t idle;
 
 	const lyr_progress *progress;
 	uint64_t files;   /* walker only */
@@ -336,6 +356,11 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 	int r = lyr_sha256_new(&c);
 	if (r < 0)
 		return r;
+	/* An import hands over the fd it just wrote through. */
+	if (lseek(j->fd, 0, SEEK_SET) < 0) {
+		lyr_sha256_free(c);
+		return -errno;
+	}
 	/* Whole files are read once, front to back: tell the kernel to read ahead further. */
 	(void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	int64_t total = 0;
@@ -379,12 +404,42 @@ static void job_free(job *j)
 	free(j);
 }
 
+static int known_cmp(const void *a, const void *b)
+{
+	const known_rec *x = a, *y = b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
 static void run_job(hasher *h, job *j, uint8_t *buf)
 {
 	uint8_t content[LYR_SHA256_LEN];
 	int r = atomic_load(&h->error);
 	if (r == 0)
 		r = hash_contents(h, j, buf, content);
+	if (!j->slot) {
+		known_rec *k = r == 0 ? malloc(sizeof *k) : NULL;
+		if (k) {
+			k->dev = j->dev;
+			k->ino = j->ino;
+			memcpy(k->digest, content, sizeof content);
+		}
+		pthread_mutex_lock(&h->lock);
+		if (k && !tsearch(k, &h->known, known_cmp)) {
+			free(k);
+			k = NULL;
+		}
+		pthread_mutex_unlock(&h->lock);
+		if (r == 0 && !k)
+			r = -ENOMEM;
+		if (r < 0)
+			fail(h, r, j->path);
+		job_free(j);
+		return;
+	}
 	if (r == 0) {
 		hb_lcstr(&j->hdr, "data");
 		hb_lstr(&j->hdr, content, sizeof content);
@@ -415,16 +470,23 @@ static void *worker(void *arg)
 		job *j = h->queue[h->qhead];
 		h->qhead = (h->qhead + 1) % QUEUE_LEN;
 		h->qlen--;
+		h->busy++;
 		pthread_cond_signal(&h->not_full);
 		pthread_mutex_unlock(&h->lock);
 		if (!buf) {
 			fail(h, -ENOMEM, j->path);
 			dnode *d = j->node;
+			bool content_only = !j->slot;
 			job_free(j);
-			complete(h, d);
-			continue;
+			if (!content_only)
+				complete(h, d);
+		} else {
+			run_job(h, j, buf);
 		}
-		run_job(h, j, buf);
+		pthread_mutex_lock(&h->lock);
+		if (--h->busy == 0 && h->qlen == 0)
+			pthread_cond_broadcast(&h->idle);
+		pthread_mutex_unlock(&h->lock);
 	}
 	free(buf);
 	return NULL;
@@ -523,6 +585,19 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 		return r;
 	}
 	j->size = now.st_size;
+	known_rec key = {.dev = now.st_dev, .ino = now.st_ino}, **found = NULL;
+	if (h->known && (found = tfind(&key, &h->known, known_cmp))) {
+		/* Hashed while it was being copied: no second read. */
+		hb_lcstr(&j->hdr, "data");
+		hb_lstr(&j->hdr, (*found)->digest, LYR_SHA256_LEN);
+		r = j->hdr.oom ? -ENOMEM : 0;
+		if (r == 0) {
+			lyr_sha256(j->hdr.p, j->hdr.len, k->digest);
+			atomic_fetch_add(&h->bytes, (uint64_t)now.st_size);
+		}
+		job_free(j);
+		return r;
+	}
 	j->slot = k;
 	j->node = h->cur;
 	pthread_mutex_lock(&h->lock);
@@ -613,78 +688,163 @@ static int on_leave(void *ctx, int fd, const struct stat *st, const char *path)
 	return 0;
 }
 
-int lyr_hash_diff(int dirfd, const lyr_progress *progress, char ret_digest[LYR_DIGEST_TEXT_LEN],
-		  char *err_path)
+static void hasher_init(hasher *h, const lyr_progress *progress)
 {
-	hasher h = {.progress = progress};
-	pthread_t threads[HASH_THREADS];
-	size_t started = 0;
-	lyr_tree_error werr = {0};
-	int r;
+	memset(h, 0, sizeof *h);
+	h->progress = progress;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->not_empty, NULL);
+	pthread_cond_init(&h->not_full, NULL);
+	pthread_cond_init(&h->idle, NULL);
+}
 
-	pthread_mutex_init(&h.lock, NULL);
-	pthread_cond_init(&h.not_empty, NULL);
-	pthread_cond_init(&h.not_full, NULL);
-	h.cur = calloc(1, sizeof *h.cur);
-	if (!h.cur) {
-		r = -ENOMEM;
-		goto out;
+static void hasher_destroy(hasher *h)
+{
+	tdestroy(h->links, link_free);
+	tdestroy(h->known, free);
+	hb_free(&h->scratch);
+	free(h->err_path);
+	pthread_cond_destroy(&h->not_empty);
+	pthread_cond_destroy(&h->not_full);
+	pthread_cond_destroy(&h->idle);
+	pthread_mutex_destroy(&h->lock);
+}
+
+static int start_workers(hasher *h, pthread_t *threads, size_t *started)
+{
+	for (*started = 0; *started < HASH_THREADS; (*started)++) {
+		int r = pthread_create(&threads[*started], NULL, worker, h);
+		if (r != 0)
+			return -r;
 	}
-	h.cur->pending = 1;
-	for (; started < HASH_THREADS; started++) {
-		r = -pthread_create(&threads[started], NULL, worker, &h);
-		if (r < 0)
-			goto out;
-	}
+	return 0;
+}
 
-	lyr_tree_visit v = {.entry = on_entry, .leave = on_leave, .ctx = &h, .sorted = true};
-	r = lyr_tree_walk(dirfd, &v, &werr);
-
-out:
-	pthread_mutex_lock(&h.lock);
-	h.stop = true;
-	pthread_cond_broadcast(&h.not_empty);
-	pthread_mutex_unlock(&h.lock);
+static void stop_workers(hasher *h, pthread_t *threads, size_t started)
+{
+	pthread_mutex_lock(&h->lock);
+	h->stop = true;
+	pthread_cond_broadcast(&h->not_empty);
+	pthread_mutex_unlock(&h->lock);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
+}
+
+/* The walk and the digest of DIRFD, with the workers running; stops them before returning.
+ * R is the result so far (a failure skips the walk). */
+static int run_diff(hasher *h, int r, int dirfd, pthread_t *threads, size_t started,
+		    char ret_digest[LYR_DIGEST_TEXT_LEN], char *err_path)
+{
+	lyr_tree_error werr = {0};
+	if (r == 0 && !(h->cur = calloc(1, sizeof *h->cur)))
+		r = -ENOMEM;
+	if (r == 0) {
+		h->cur->pending = 1;
+		lyr_tree_visit v = {.entry = on_entry, .leave = on_leave, .ctx = h, .sorted = true};
+		r = lyr_tree_walk(dirfd, &v, &werr);
+	}
+	stop_workers(h, threads, started);
 
 	/* A worker's failure wins: it names the file that failed, the walk only where it stopped. */
-	int werror = atomic_load(&h.error);
+	int werror = atomic_load(&h->error);
 	if (werror < 0) {
 		r = werror;
-		snprintf(werr.path, sizeof werr.path, "%s", h.err_path ? h.err_path : "");
+		snprintf(werr.path, sizeof werr.path, "%s", h->err_path ? h->err_path : "");
 	}
-	if (r == 0 && !h.root_done)
+	if (r == 0 && !h->root_done)
 		r = -EIO; /* cannot happen: the walk left the root and all jobs ran */
 	if (r < 0) {
 		/* Directories the walker was still in never finished; the rest freed themselves. */
-		for (dnode *d = h.cur; d;) {
+		for (dnode *d = h->cur; d;) {
 			dnode *parent = d->parent;
 			node_free(d);
 			d = parent;
 		}
 		if (err_path)
 			snprintf(err_path, PATH_MAX, "%s", werr.path);
-	} else {
-		hbuf b = {0};
-		hb_lcstr(&b, "layerfs-diff");
-		hb_lcstr(&b, "1");
-		hb_put(&b, h.root, sizeof h.root);
-		uint8_t d[LYR_SHA256_LEN];
-		if (b.oom) {
-			r = -ENOMEM;
-		} else {
-			lyr_sha256(b.p, b.len, d);
-			lyr_digest_text(d, ret_digest);
-			lyr_progress_report(progress, h.files, atomic_load(&h.bytes));
-		}
-		hb_free(&b);
+		return r;
 	}
-	tdestroy(h.links, link_free);
-	hb_free(&h.scratch);
-	free(h.err_path);
-	pthread_cond_destroy(&h.not_empty);
-	pthread_cond_destroy(&h.not_full);
-	pthread_mutex_destroy(&h.lock);
+	hbuf b = {0};
+	hb_lcstr(&b, "layerfs-diff");
+	hb_lcstr(&b, "1");
+	hb_put(&b, h->root, sizeof h->root);
+	if (b.oom) {
+		r = -ENOMEM;
+	} else {
+		uint8_t d[LYR_SHA256_LEN];
+		lyr_sha256(b.p, b.len, d);
+		lyr_digest_text(d, ret_digest);
+		lyr_progress_report(h->progress, h->files, atomic_load(&h->bytes));
+	}
+	hb_free(&b);
+	return r;
+}
+
+int lyr_hash_diff(int dirfd, const lyr_progress *progress, char ret_digest[LYR_DIGEST_TEXT_LEN],
+		  char *err_path)
+{
+	hasher h;
+	pthread_t threads[HASH_THREADS];
+	size_t started = 0;
+	hasher_init(&h, progress);
+	int r = start_workers(&h, threads, &started);
+	r = run_diff(&h, r, dirfd, threads, started, ret_digest, err_path);
+	hasher_destroy(&h);
+	return r;
+}
+
+/* Import: each file's content goes to the workers right after the copy wrote it (it is still
+ * in the page cache), so copying and hashing overlap. */
+static int on_copied(void *ctx, int fd, const struct stat *st, const char *path)
+{
+	hasher *h = ctx;
+	int r = atomic_load(&h->error);
+	if (r < 0)
+		return r;
+	if (st->st_size == 0)
+		return 0; /* nothing to read: the walk hashes it on the spot */
+	job *j = calloc(1, sizeof *j);
+	if (!j)
+		return -ENOMEM;
+	j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (j->fd < 0 || !(j->path = strdup(path))) {
+		r = j->fd < 0 ? -errno : -ENOMEM;
+		job_free(j);
+		return r;
+	}
+	j->size = st->st_size;
+	j->dev = st->st_dev;
+	j->ino = st->st_ino;
+	enqueue(h, j);
+	return 0;
+}
+
+int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
+		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN])
+{
+	hasher h;
+	pthread_t threads[HASH_THREADS];
+	size_t started = 0;
+	char path[PATH_MAX] = "";
+	hasher_init(&h, NULL);
+	int r = start_workers(&h, threads, &started);
+	if (r == 0) {
+		lyr_tree_copy_opts o = {.progress = progress, .file_done = on_copied, .ctx = &h};
+		r = lyr_tree_copy_ex(src_dirfd, dst_dirfd, &o, err);
+		pthread_mutex_lock(&h.lock);
+		while (h.qlen > 0 || h.busy > 0)
+			pthread_cond_wait(&h.idle, &h.lock);
+		pthread_mutex_unlock(&h.lock);
+		if (r == 0 && atomic_load(&h.error) < 0)
+			r = atomic_load(&h.error); /* a copied file could not be read back */
+	}
+	/* The digest is of the copy, read back from it: what the layer really holds. */
+	bool copy_failed = r < 0;
+	r = run_diff(&h, r, dst_dirfd, threads, started, ret_digest, path);
+	if (r < 0 && err && !copy_failed) {
+		snprintf(err->path, sizeof err->path, "%s", path);
+		err->err = -r;
+	}
+	hasher_destroy(&h);
 	return r;
 }

@@ -75,6 +75,24 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
  * -EBUSY in use, -EINVAL not a mount, -EPERM; ERR (may be NULL) says why. */
 int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err);
 
+/* Option strings in fuse-overlayfs' grammar (comma-separated; "context=..." may hold commas in
+ * quotes; "\," and "\:" escape), as `layerfs overlay -o` and `layerfs mount -o` take them.
+ * Unknown options are collected, not refused (see lyr_fs_options_unknown). */
+typedef struct lyr_fs_options lyr_fs_options;
+
+int lyr_fs_options_new(lyr_fs_options **ret);
+void lyr_fs_options_free(lyr_fs_options *o);
+/* Applies TEXT; may be called several times (later options win).  Returns 0, or -errno with a
+ * message in lyr_fs_options_error (-EINVAL: a bad value). */
+int lyr_fs_options_parse(lyr_fs_options *o, const char *text);
+const char *lyr_fs_options_error(const lyr_fs_options *o);
+/* The unknown options seen, comma-separated ("" when none). */
+const char *lyr_fs_options_unknown(const lyr_fs_options *o);
+/* True when lowerdir, upperdir or workdir was given. */
+bool lyr_fs_options_has_dirs(const lyr_fs_options *o);
+/* The configuration the options describe (owned by O; valid while O lives and unchanged). */
+lyr_fs_config *lyr_fs_options_config(lyr_fs_options *o);
+
 /* The fuse-overlayfs-compatible command: `overlay -o lowerdir=A:B[,upperdir=U,workdir=W][,...]
  * MOUNTPOINT`, or mount(8)'s helper form `SOURCE MOUNTPOINT -o OPTS` when argv[0]'s basename is
  * "mount.fuse.layerfs".  ARGV[0] is the command name.  Returns the process exit status: 0 mounted

@@ -1,11 +1,16 @@
-/* hash/: SHA-256 (OpenSSL EVP), digest texts, the diff digest behind layer IDs.
- * The content hash of selector paths (BuildKit-compatible) lands here too. */
+/* hash/: SHA-256 (OpenSSL EVP), digest texts, the diff digest behind layer IDs
+ * (docs/diff-digest.md), import (copy + diff digest in one pass), and the BuildKit-compatible
+ * content hash of selector paths over a pluggable source (docs/content-hash.md). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include "layerfs/common.h"
+#include "layerfs/tree.h"
 
 #define LYR_SHA256_LEN 32
 /* "sha256:" + 64 hex digits + NUL */
@@ -49,10 +54,6 @@ void lyr_layer_id(const char *parent_id, const char *diff_digest, char ret_id[LY
  * source; the hasher only passes it back.  All paths given to the source are single names: the
  * hasher resolves selectors itself, component by component, keeping ".." and symlink targets
  * inside the view's root. */
-#include <stdbool.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-
 typedef struct lyr_hash_ent lyr_hash_ent;
 
 typedef struct lyr_hash_source_ops {
@@ -93,6 +94,17 @@ typedef struct lyr_hash_source {
 int lyr_hash_source_dir(int dirfd, const char *cache_prefix, lyr_hash_source *ret);
 void lyr_hash_source_dir_free(lyr_hash_source *src);
 
+/* A source over the merged view of the layer stack S (include/layerfs/stack.h; S must outlive
+ * the source): whiteouts, opaque directories, redirects and metacopy files are resolved as a
+ * mount shows them, and overlay xattrs (trusted.overlay.*, user.overlay.*) are hidden.
+ * LAYER_IDS (may be NULL) holds, per layer of S (topmost first), the layer's ID, or NULL for a
+ * layer that may change (a ref's upper); entries whose topmost copy is in a layer with an ID are
+ * cacheable under "<that ID>:<path>".  Release with lyr_hash_source_stack_free. */
+typedef struct lyr_stack lyr_stack;
+int lyr_hash_source_stack(const lyr_stack *s, const char *const *layer_ids,
+			  lyr_hash_source *ret);
+void lyr_hash_source_stack_free(lyr_hash_source *src);
+
 /* A digest cache, such as the store's per-layer one.  get returns 1 and fills DIGEST when KEY
  * is known, 0 when not, or -errno; put stores a digest (errors are returned, not ignored).
  * Keys are "<kind>:<source key>" with kind f (entry digest), d (directory content digest) or
@@ -111,6 +123,7 @@ typedef struct lyr_hash_opts {
 	size_t n_exclude;
 	const lyr_hash_cache *cache;   /* may be NULL */
 	char *err_path;                /* NULL or PATH_MAX bytes: on failure, what failed */
+	const lyr_progress *progress;  /* may be NULL: running count of entries and bytes hashed */
 } lyr_hash_opts;
 
 /* The content hash of SELECTORS (N paths in the view, "" or "/" for all of it; wildcards `*`,
@@ -136,3 +149,11 @@ void lyr_hash_selectors_free(char **list, size_t n);
 
 /* True when SEL contains an unescaped `*`, `?` or `[`. */
 bool lyr_hash_selector_is_wildcard(const char *sel);
+
+/* Import: copies everything below SRC_DIRFD into the empty directory DST_DIRFD exactly as
+ * lyr_tree_copy does, and returns the diff digest of the copy (lyr_hash_diff of DST_DIRFD).
+ * Each file's content is hashed from the copy right after it is written, while the copy goes
+ * on, so the tree is not read a second time.  On failure returns -errno and fills ERR (may be
+ * NULL) with the failing path (of the source for copy errors, of the copy for hash errors). */
+int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
+		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN]);

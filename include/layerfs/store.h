@@ -108,8 +108,9 @@ int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_
 /* release: drops a ref and its directories (-EBUSY when mounted). */
 int lyr_ref_release(lyr_store *s, const char *ref_id);
 
-/* Records that REF_ID is mounted at MOUNTPOINT by PID (-EBUSY if a live record exists), or
- * clears that record. */
+/* Records that REF_ID is mounted at MOUNTPOINT by PID (-EBUSY if a live record of another
+ * process exists; one held by the calling process is replaced, so a mount command can claim a
+ * ref first and then hand it to the serving process it forked), or clears that record. */
 int lyr_ref_set_mount(lyr_store *s, const char *ref_id, const char *mountpoint, pid_t pid);
 int lyr_ref_clear_mount(lyr_store *s, const char *ref_id);
 
@@ -134,6 +135,11 @@ int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
  * REF_FN (may be NULL) for every ref, with size = bytes now in its upper dir (walked). */
 int lyr_store_du(lyr_store *s, int (*layer_fn)(void *ctx, const lyr_layer_info *),
 		 int (*ref_fn)(void *ctx, const lyr_ref_info *), void *ctx);
+
+/* The per-layer digest cache for the content hash (hash.h's lyr_hash_cache), kept in the
+ * store: digests of entries of immutable layers, keyed by layer ID and path.  Valid while S
+ * lives. */
+void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
 
 /* fsck: checks records against directories.  Each finding goes to FN as one line of text
  * ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...) with

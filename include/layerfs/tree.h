@@ -20,10 +20,24 @@ typedef struct lyr_tree_error {
  * NULL) with the failing path.  PROGRESS may be NULL. */
 int lyr_tree_copy(int src_dirfd, int dst_dirfd, const lyr_progress *progress, lyr_tree_error *err);
 
+/* lyr_tree_copy with a hook: FILE_DONE (may be NULL) is called after each regular file of the
+ * copy is complete (data and metadata) with a read-write fd of the copy, valid only during the
+ * call, its fstat and its relative path; a negative return stops the copy with that error.
+ * Hard-link names after the first are not reported. */
+typedef struct lyr_tree_copy_opts {
+	const lyr_progress *progress;
+	int (*file_done)(void *ctx, int fd, const struct stat *st, const char *path);
+	void *ctx;
+} lyr_tree_copy_opts;
+
+int lyr_tree_copy_ex(int src_dirfd, int dst_dirfd, const lyr_tree_copy_opts *opts,
+		     lyr_tree_error *err);
+
 /* rm -rf of NAME inside PARENT_DIRFD, not following symlinks; ENOENT counts as success. */
 int lyr_tree_remove(int parent_dirfd, const char *name);
 
-/* Apparent size (sum of st_size of regular files and symlinks) and entry count below DIRFD. */
+/* Apparent size (sum of st_size of regular files and symlinks, each inode counted once however
+ * many hard links it has) and entry count (every name, directories included) below DIRFD. */
 int lyr_tree_usage(int dirfd, uint64_t *ret_bytes, uint64_t *ret_entries);
 
 /* A walk over the tree below a directory fd, in the same fd-economical way as the operations

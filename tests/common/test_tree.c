@@ -501,3 +501,101 @@ Test(common_tree, copy_into_a_non_empty_destination_fails_on_the_clash)
 	tu_rmtree(src);
 	tu_rmtree(dst);
 }
+
+typedef struct walk_log {
+	char text[1024];
+} walk_log;
+
+static int log_entry(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path)
+{
+	walk_log *l = ctx;
+	(void)dirfd, (void)name;
+	strcat(l->text, path);
+	strcat(l->text, S_ISDIR(st->st_mode) ? "/ " : " ");
+	return strcmp(path, "skip") == 0 ? LYR_TREE_SKIP : 0;
+}
+
+static int log_leave(void *ctx, int fd, const struct stat *st, const char *path)
+{
+	walk_log *l = ctx;
+	struct stat now;
+	cr_assert_eq(fstat(fd, &now), 0);
+	cr_assert_eq(now.st_ino, st->st_ino);
+	strcat(l->text, "<");
+	strcat(l->text, path);
+	strcat(l->text, "> ");
+	return 0;
+}
+
+Test(common_tree, sorted_walk_visits_depth_first_in_byte_order_and_skips_on_request)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "b/y", "");
+	tu_write(dir, "b/x", "");
+	tu_write(dir, "a.b", "");
+	tu_write(dir, "a/z", "");
+	tu_write(dir, "skip/hidden", "");
+	tu_write(dir, "B", "");
+	_cleanup_free_ char *l = tu_path(dir, "b/link");
+	cr_assert_eq(symlink("..", l), 0);
+	walk_log log = {""};
+	lyr_tree_visit v = {.entry = log_entry, .leave = log_leave, .ctx = &log, .sorted = true};
+	int fd = open_dir(dir);
+	cr_assert_eq(lyr_tree_walk(fd, &v, NULL), 0);
+	cr_assert_str_eq(log.text,
+			 "B a/ a/z <a> a.b b/ b/link b/x b/y <b> skip/ <> ");
+	close(fd);
+	tu_rmtree(dir);
+}
+
+static int fail_at_x(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path)
+{
+	(void)ctx, (void)dirfd, (void)st, (void)path;
+	return strcmp(name, "x") == 0 ? -EBADMSG : 0;
+}
+
+Test(common_tree, walk_stops_with_the_callback_error_naming_the_entry)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "d/x", "");
+	lyr_tree_visit v = {.entry = fail_at_x, .sorted = true};
+	lyr_tree_error err = {0};
+	int fd = open_dir(dir);
+	cr_assert_eq(lyr_tree_walk(fd, &v, &err), -EBADMSG);
+	cr_assert_str_eq(err.path, "d/x");
+	cr_assert_eq(err.err, EBADMSG);
+	close(fd);
+	tu_rmtree(dir);
+}
+
+Test(common_tree, copy_across_file_systems_falls_back_to_read_and_write)
+{
+	struct stat shm, tmp;
+	_cleanup_free_ char *dst = tu_mkdtemp();
+	if (stat("/dev/shm", &shm) < 0 || stat(dst, &tmp) < 0 || shm.st_dev == tmp.st_dev) {
+		tu_rmtree(dst);
+		cr_skip_test("needs /dev/shm on another file system than the temporary directory");
+	}
+	char src[] = "/dev/shm/layerfs-test-XXXXXX";
+	cr_assert_not_null(mkdtemp(src));
+	size_t len = (3u << 20) + 17;
+	_cleanup_free_ char *data = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (char)(i * 131 + i / 4099);
+	_cleanup_free_ char *p = tu_path(src, "f");
+	FILE *f = fopen(p, "w");
+	cr_assert_eq(fwrite(data, 1, len, f), len);
+	fclose(f);
+	tu_write(src, "small", "tiny");
+	cr_assert_eq(copy(src, dst, NULL), 0);
+	_cleanup_free_ char *dp = tu_path(dst, "f");
+	_cleanup_free_ char *got = NULL;
+	size_t glen = 0;
+	cr_assert_eq(lyr_read_file(dp, &got, &glen), 0);
+	cr_assert_eq(glen, len);
+	cr_assert_eq(memcmp(got, data, len), 0);
+	_cleanup_free_ char *small = tu_read(dst, "small");
+	cr_assert_str_eq(small, "tiny");
+	tu_rmtree(src);
+	tu_rmtree(dst);
+}

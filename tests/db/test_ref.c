@@ -80,17 +80,36 @@ Test(db_ref, usage_counts_the_bytes_and_entries_of_the_upper)
 	ts_teardown(&t);
 }
 
+/* A process that stays alive until killed: the holder of a mount record. */
+static pid_t spawn_sleeper(void)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pause();
+		_exit(0);
+	}
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
 Test(db_ref, a_live_mount_record_is_shown_and_blocks_a_second_mount)
 {
 	tstore t;
 	ts_setup(&t);
 	char ref[LYR_ID_MAX];
 	ts_new(t.s, NULL, ref);
-	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/a", getpid()), 0);
+	pid_t server = spawn_sleeper();
+	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/a", server), 0);
 	lyr_ref_info info;
 	cr_assert_eq(lyr_ref_get(t.s, ref, &info), 0);
 	cr_assert_str_eq(info.mountpoint, "/mnt/a");
-	cr_assert_eq(info.mount_pid, getpid());
+	cr_assert_eq(info.mount_pid, server);
 	lyr_ref_info_clear(&info);
 	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/b", getpid()), -EBUSY);
 	char want[256];
@@ -102,6 +121,30 @@ Test(db_ref, a_live_mount_record_is_shown_and_blocks_a_second_mount)
 	cr_assert_eq(info.mount_pid, 0);
 	lyr_ref_info_clear(&info);
 	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/b", getpid()), 0);
+	reap(server);
+	ts_teardown(&t);
+}
+
+Test(db_ref, a_claim_of_the_calling_process_is_handed_to_its_server)
+{
+	tstore t;
+	ts_setup(&t);
+	char ref[LYR_ID_MAX];
+	ts_new(t.s, NULL, ref);
+	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/a", getpid()), 0);
+	pid_t server = spawn_sleeper();
+	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/a", server), 0);
+	lyr_ref_info info;
+	cr_assert_eq(lyr_ref_get(t.s, ref, &info), 0);
+	cr_assert_eq(info.mount_pid, server);
+	lyr_ref_info_clear(&info);
+	/* now held by the server: the caller cannot take it back */
+	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/c", getpid()), -EBUSY);
+	reap(server);
+	/* a dead server's record is stale */
+	cr_assert_eq(lyr_ref_get(t.s, ref, &info), 0);
+	cr_assert_null(info.mountpoint);
+	lyr_ref_info_clear(&info);
 	ts_teardown(&t);
 }
 

@@ -3,9 +3,11 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
 #include "layerfs/hash.h"
+#include "layerfs/stack.h"
 #include "testutil.h"
 
 /* ---- building trees with the owners and modes of the test vectors -------------------------- */
@@ -527,5 +529,103 @@ Test(hash_contenthash, cacheable_sources_store_and_reuse_digests)
 	cr_assert_eq(lyr_hash_selectors(&src, foo, 1, &o, got), 0);
 	cr_assert_str_eq(got, D_DATA1, "the stored digest is what counts");
 	lyr_hash_source_dir_free(&src);
+	tu_rmtree(dir);
+}
+
+/* ---- layer stacks -------------------------------------------------------------------------- */
+
+Test(hash_contenthash, a_layer_stack_hashes_as_its_merged_view)
+{
+	_cleanup_free_ char *lower = vector_root();
+	_cleanup_free_ char *upper = vector_root();
+	/* lower: the vector tree plus names the upper hides */
+	build_vector_tree(lower);
+	file_at(lower, "junk", "hidden by a whiteout");
+	dir_at(lower, "olddir");
+	file_at(lower, "olddir/x", "hidden with its directory");
+	file_at(lower, "d0/zzz", "hidden by the opaque upper d0");
+	/* upper: whiteouts, and d0 opaque with its own copy of the vector contents */
+	_cleanup_free_ char *wh1 = tu_path(upper, "junk");
+	_cleanup_free_ char *wh2 = tu_path(upper, "olddir");
+	cr_assert_eq(mknod(wh1, S_IFCHR | 0600, makedev(0, 0)), 0);
+	cr_assert_eq(mknod(wh2, S_IFCHR | 0600, makedev(0, 0)), 0);
+	dir_at(upper, "d0");
+	file_at(upper, "d0/abc", "data0");
+	link_at(upper, "d0/def", "abc");
+	link_at(upper, "d0/ghi", "nosuchfile");
+	_cleanup_free_ char *ud0 = tu_path(upper, "d0");
+	cr_assert_eq(setxattr(ud0, "user.overlay.opaque", "y", 1, 0), 0);
+
+	const char *dirs[] = {upper, lower};
+	lyr_stack *s = NULL;
+	cr_assert_eq(lyr_stack_open(dirs, 2, NULL, &s), 0);
+	lyr_hash_source src;
+	cr_assert_eq(lyr_hash_source_stack(s, NULL, &src), 0);
+	char got[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(lyr_hash_selectors(&src, NULL, 0, NULL, got), 0);
+	cr_assert_str_eq(got, D_ROOT, "whiteouts, opaque dir and its marker xattr are not seen");
+	const char *d0[] = {"/d0"};
+	cr_assert_eq(lyr_hash_selectors(&src, d0, 1, NULL, got), 0);
+	cr_assert_str_eq(got, D_D0);
+	const char *junk[] = {"/junk"};
+	cr_assert_eq(lyr_hash_selectors(&src, junk, 1, NULL, got), -ENOENT);
+	lyr_hash_source_stack_free(&src);
+
+	/* Cache keys name the layer an entry comes from; the upper has no ID here. */
+	static memcache m;
+	m.n = m.gets = m.puts = 0;
+	lyr_hash_cache cache = {mc_get, mc_put, &m};
+	lyr_hash_opts o = {.cache = &cache};
+	const char *ids[] = {NULL, "sha256:lower"};
+	cr_assert_eq(lyr_hash_source_stack(s, ids, &src), 0);
+	cr_assert_eq(lyr_hash_selectors(&src, NULL, 0, &o, got), 0);
+	cr_assert_str_eq(got, D_ROOT);
+	bool saw_foo = false;
+	for (size_t i = 0; i < m.n; i++) {
+		cr_assert(strstr(m.keys[i], "sha256:lower:") != NULL, "key %s", m.keys[i]);
+		cr_assert(strstr(m.keys[i], "/d0") == NULL, "d0 is in the mutable upper: %s", m.keys[i]);
+		saw_foo |= strcmp(m.keys[i], "f:sha256:lower:/foo") == 0;
+	}
+	cr_assert(saw_foo);
+	lyr_hash_source_stack_free(&src);
+	lyr_stack_free(s);
+	tu_rmtree(lower);
+	tu_rmtree(upper);
+}
+
+static void last_progress(void *ctx, uint64_t files, uint64_t nbytes)
+{
+	uint64_t *v = ctx;
+	v[0] = files;
+	v[1] = nbytes;
+}
+
+Test(hash_contenthash, deep_trees_hash_and_progress_counts_entries_and_bytes)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	char rel[2048] = "";
+	for (int i = 0; i < 400; i++)
+		strcat(rel, "d/");
+	strcat(rel, "leaf");
+	tu_write(dir, rel, "bottom");
+	tu_write(dir, "top", "12345");
+	uint64_t seen[2] = {0};
+	lyr_progress p = {last_progress, seen};
+	lyr_hash_opts o = {.progress = &p};
+	char whole[LYR_DIGEST_TEXT_LEN], leaf[LYR_DIGEST_TEXT_LEN], direct[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(hash_sel(dir, NULL, 0, &o, whole), 0);
+	cr_assert_eq(seen[0], 400 + 1 + 2, "every directory header, the root's and both files");
+	cr_assert_eq(seen[1], 11);
+	const char *sel[] = {rel};
+	cr_assert_eq(hash_sel(dir, sel, 1, NULL, leaf), 0);
+	tu_write(dir, "flat", "bottom");
+	_cleanup_free_ char *flat = tu_path(dir, "flat");
+	_cleanup_free_ char *deep = tu_path(dir, rel);
+	struct stat st;
+	cr_assert_eq(stat(deep, &st), 0);
+	cr_assert_eq(chmod(flat, st.st_mode & 07777), 0);
+	const char *flat_sel[] = {"/flat"};
+	cr_assert_eq(hash_sel(dir, flat_sel, 1, NULL, direct), 0);
+	cr_assert_str_eq(leaf, direct, "a file's digest does not depend on where it is");
 	tu_rmtree(dir);
 }

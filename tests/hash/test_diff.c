@@ -493,3 +493,30 @@ Test(hash_diff, unreadable_file_fails_naming_its_path)
 	cr_assert_eq(WEXITSTATUS(status), 0);
 	tu_rmtree(dir);
 }
+
+Test(hash_diff, import_copies_and_returns_the_digest_of_the_copy)
+{
+	_cleanup_free_ char *src = tu_mkdtemp();
+	_cleanup_free_ char *dst = tu_mkdtemp();
+	build_rich(src, false);
+	_cleanup_close_ int sfd = open(src, O_RDONLY | O_DIRECTORY);
+	_cleanup_close_ int dfd = open(dst, O_RDONLY | O_DIRECTORY);
+	lyr_tree_error err = {0};
+	char got[LYR_DIGEST_TEXT_LEN], of_copy[LYR_DIGEST_TEXT_LEN], of_src[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(lyr_hash_import(sfd, dfd, NULL, &err, got), 0, "import failed at '%s': %s",
+		     err.path, strerror(err.err));
+	cr_assert_eq(digest_of(dst, of_copy), 0);
+	cr_assert_str_eq(got, of_copy);
+	reference(dst, of_copy);
+	cr_assert_str_eq(got, of_copy, "the reference walk agrees");
+	if (geteuid() == 0) {
+		/* A privileged copy is exact, so it digests like its source. */
+		cr_assert_eq(digest_of(src, of_src), 0);
+		cr_assert_str_eq(got, of_src);
+	}
+	_cleanup_free_ char *a = tu_read(src, "files/03/f10");
+	_cleanup_free_ char *b = tu_read(dst, "files/03/f10");
+	cr_assert_str_eq(a, b);
+	tu_rmtree(src);
+	tu_rmtree(dst);
+}

@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,4 +183,71 @@ bool tu_have_fuse(void)
 		return false;
 	close(fd);
 	return true;
+}
+
+tu_run tu_lf(const char *root, ...)
+{
+	const char *argv[64] = {"--root", root};
+	size_t n = 2;
+	va_list ap;
+	va_start(ap, root);
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL) {
+		cr_assert_lt(n + 1, LYR_ARRAY_SIZE(argv));
+		argv[n++] = a;
+	}
+	va_end(ap);
+	argv[n] = NULL;
+	return tu_layerfs(NULL, argv);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends the sorted entry names of ROOT/SUB to *OUT. */
+static void append_names(char **out, const char *root, const char *sub)
+{
+	_cleanup_free_ char *dir = tu_path(root, sub);
+	DIR *d = opendir(dir);
+	char *names[4096];
+	size_t n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)) && n < LYR_ARRAY_SIZE(names))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			names[n++] = strdup(e->d_name);
+	if (d)
+		closedir(d);
+	qsort(names, n, sizeof(char *), name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		char *joined;
+		cr_assert(asprintf(&joined, "%s%s/%s\n", *out, sub, names[i]) > 0);
+		free(*out);
+		*out = joined;
+		free(names[i]);
+	}
+}
+
+char *tu_store_state(const char *root)
+{
+	tu_run r = tu_lf(root, "ls", "--json", NULL);
+	cr_assert_eq(r.status, 0, "ls --json failed: %s", r.err);
+	char *state = strdup(r.out);
+	tu_run_free(&r);
+	append_names(&state, root, "layers");
+	append_names(&state, root, "refs");
+	append_names(&state, root, "tmp");
+	return state;
+}
+
+int tu_sh(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *cmd = NULL;
+	cr_assert(vasprintf(&cmd, fmt, ap) > 0);
+	va_end(ap);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -32,3 +32,11 @@ void tu_run_free(tu_run *r);
 
 /* True when /dev/fuse can be opened read-write. */
 bool tu_have_fuse(void);
+
+/* Runs `layerfs --root ROOT ARGS...` (a NULL-terminated list of strings). */
+tu_run tu_lf(const char *root, ...) __attribute__((sentinel));
+/* A text that changes whenever the store's visible state does: `ls --json` plus the names
+ * under layers/, refs/ and tmp/.  Heap string. */
+char *tu_store_state(const char *root);
+/* Runs a shell command line with /bin/sh -c; returns its exit status. */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,69 @@
+/* The subcommands, one function each, grouped in files by concern: layers.c (import, new,
+ * commit, tag, untag, rm), show.c (ls, inspect), diff.c, space.c (du, prune, fsck), mount.c
+ * (mount, umount, overlay). */
+#pragma once
+
+#include <getopt.h>
+
+#include "cli.h"
+
+/* Long-option codes shared by every subcommand. */
+enum { OPT_JSON = 1000, OPT_ROOT, OPT_FIRST_LOCAL };
+#define CLI_COMMON_OPTIONS                                                                        \
+	{"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, OPT_JSON},                  \
+		{"root", required_argument, NULL, OPT_ROOT }
+
+/* Handles -h/--help (prints and exits 0), --json, --root and getopt errors (exit 2).
+ * Returns 1 when C was one of those, 0 when it is the command's own. */
+int cli_common_opt(lyr_cli *cli, const cli_command *cmd, int c);
+int cli_help(const cli_command *cmd);
+
+/* Parses a subcommand's options: the common ones plus LOCAL (N_LOCAL entries, no terminator),
+ * whose codes go to FN (which prints why and returns < 0 for a bad one).  Returns the index of the first
+ * positional argument; usage errors exit with status 2. */
+typedef int (*local_opt_fn)(void *ctx, int c, const char *arg);
+int cli_parse(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
+	      const struct option *local, size_t n_local, local_opt_fn fn, void *ctx);
+/* The same with short options SHORTOPTS (which must include "h").  When FN refuses an option
+ * (after printing why), exits with status 2. */
+int cli_parse_short(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
+		    const char *shortopts, const struct option *local, size_t n_local,
+		    local_opt_fn fn, void *ctx);
+/* A local_opt_fn for commands with one boolean flag: sets *(bool *)ctx. */
+int cli_set_flag(void *ctx, int c, const char *arg);
+const char *cli_strerror(int r);
+
+/* The directories of a layer's or ref's view: a layer's chain (its own diff first), or a ref's
+ * upper and work dirs over its parent's chain (none for scratch).  view.c. */
+typedef struct cli_view {
+	char **lowers; /* topmost first, NULL-terminated (maybe empty) */
+	char **ids;    /* the layer ID of each lower, same order */
+	size_t nlowers;
+	char *upper, *work; /* refs only */
+} cli_view;
+int cli_view_get(lyr_cli *cli, lyr_obj_kind kind, const char *id, cli_view *ret);
+void cli_view_clear(cli_view *v);
+
+/* The content hash of SELECTORS (N; 0: the whole view) of a layer's or ref's view, through the
+ * layer stack without mounting, with the store's digest cache for the immutable layers.  OPTS
+ * (may be NULL) as lyr_hash_selectors takes them; its cache is replaced by the store's.
+ * hash.c. */
+int cli_hash_view(lyr_cli *cli, lyr_obj_kind kind, const char *id, const char *const *selectors,
+		  size_t n, const lyr_hash_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN]);
+
+int cmd_import(lyr_cli *cli, int argc, char **argv);
+int cmd_new(lyr_cli *cli, int argc, char **argv);
+int cmd_commit(lyr_cli *cli, int argc, char **argv);
+int cmd_tag(lyr_cli *cli, int argc, char **argv);
+int cmd_untag(lyr_cli *cli, int argc, char **argv);
+int cmd_rm(lyr_cli *cli, int argc, char **argv);
+int cmd_ls(lyr_cli *cli, int argc, char **argv);
+int cmd_inspect(lyr_cli *cli, int argc, char **argv);
+int cmd_diff(lyr_cli *cli, int argc, char **argv);
+int cmd_du(lyr_cli *cli, int argc, char **argv);
+int cmd_prune(lyr_cli *cli, int argc, char **argv);
+int cmd_fsck(lyr_cli *cli, int argc, char **argv);
+int cmd_mount(lyr_cli *cli, int argc, char **argv);
+int cmd_umount(lyr_cli *cli, int argc, char **argv);
+int cmd_overlay(lyr_cli *cli, int argc, char **argv);
+int cmd_hash(lyr_cli *cli, int argc, char **argv);

@@ -1,0 +1,181 @@
+/* mount, umount and overlay: the store's views through the FUSE overlay (fs/).
+ *   mount ID MOUNTPOINT [-f] [-o OPTS]: a ref read-write over its parent chain, a layer read-only.
+ *   umount MOUNTPOINT: unmounts and waits for the serving process to finish.
+ *   overlay ...: the fuse-overlayfs-compatible entry point (no store involved).
+ * A ref's mount is recorded in the store: the command claims the ref under its own pid before it
+ * mounts (so two mounts of one ref cannot both succeed), then hands the record to the serving
+ * process; a record whose process is gone is stale and the store clears it. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+#include "layerfs/fs.h"
+
+typedef struct mount_opts {
+	bool foreground;
+	lyr_fs_options *fs;
+} mount_opts;
+
+static int mount_opt(void *ctx, int c, const char *arg)
+{
+	mount_opts *o = ctx;
+	if (c == 'f') {
+		o->foreground = true;
+		return 0;
+	}
+	if (c == 'o') {
+		int r = lyr_fs_options_parse(o->fs, arg);
+		if (r < 0)
+			fprintf(stderr, "layerfs mount: -o %s: %s\n", arg,
+				*lyr_fs_options_error(o->fs) ? lyr_fs_options_error(o->fs)
+							     : cli_strerror(r));
+		return r;
+	}
+	return -1;
+}
+
+static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *o)
+{
+	lyr_obj_kind kind;
+	char id[LYR_ID_MAX];
+	if (cli_resolve(cli, text, LYR_OBJ_NONE, &kind, id) < 0)
+		return EXIT_FAIL;
+	char abs[PATH_MAX];
+	struct stat st;
+	if (!realpath(mp, abs) || stat(abs, &st) < 0)
+		return cli_fail("mount '%s': mountpoint '%s': %s", text, mp, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return cli_fail("mount '%s': mountpoint '%s': not a directory", text, mp);
+
+	lyr_fs_config *cfg = lyr_fs_options_config(o->fs);
+	cfg->foreground = o->foreground;
+	_cleanup_(cli_view_clear) cli_view view = {0};
+	int r = cli_view_get(cli, kind, id, &view);
+	if (r < 0)
+		return cli_fail("mount '%s': %s", text, cli_strerror(r));
+	cfg->lowers = (const char *const *)view.lowers;
+	cfg->nlowers = view.nlowers;
+	cfg->upper = view.upper;
+	cfg->work = view.work;
+	char fsname[80];
+	snprintf(fsname, sizeof(fsname), "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
+	cfg->fsname = fsname;
+
+	if (kind == LYR_OBJ_REF) {
+		r = lyr_ref_set_mount(cli->store, id, abs, getpid());
+		if (r == -EBUSY) {
+			lyr_ref_info info = {0};
+			if (lyr_ref_get(cli->store, id, &info) == 0 && info.mountpoint)
+				cli_fail("mount '%s': ref is already mounted at '%s'", text,
+					 info.mountpoint);
+			else
+				cli_fail("mount '%s': ref is being committed", text);
+			lyr_ref_info_clear(&info);
+			return EXIT_FAIL;
+		}
+		if (r < 0)
+			return cli_fail("mount '%s': %s", text, cli_strerror(r));
+	}
+	lyr_fs_error err = {{0}};
+	pid_t pid = 0;
+	r = lyr_fs_mount(cfg, abs, &err, &pid);
+	if (r < 0) {
+		if (kind == LYR_OBJ_REF)
+			lyr_ref_clear_mount(cli->store, id);
+		return cli_fail("mount '%s' at '%s': %s", text, mp, err.msg[0] ? err.msg : cli_strerror(r));
+	}
+	if (kind == LYR_OBJ_REF) {
+		/* foreground: the mount is over; background: hand the claim to the server */
+		r = o->foreground ? lyr_ref_clear_mount(cli->store, id)
+				  : lyr_ref_set_mount(cli->store, id, abs, pid);
+		if (r < 0)
+			return cli_fail("mount '%s': recording the mount: %s", text, cli_strerror(r));
+	}
+	if (cli->json && !o->foreground) {
+		json_out j;
+		json_begin(&j, stdout);
+		json_str(&j, "id", id);
+		json_str(&j, "mountpoint", abs);
+		json_i64(&j, "pid", pid);
+		json_bool(&j, "read_only", kind == LYR_OBJ_LAYER || cfg->read_only);
+		json_end(&j);
+	}
+	return EXIT_OK;
+}
+
+int cmd_mount(lyr_cli *cli, int argc, char **argv)
+{
+	const cli_command *cmd = cli_find("mount");
+	static const struct option opts[] = {
+		{"foreground", no_argument, NULL, 'f'},
+		{"options", required_argument, NULL, 'o'},
+	};
+	mount_opts o = {0};
+	if (lyr_fs_options_new(&o.fs) < 0)
+		return cli_fail("out of memory");
+	int i = cli_parse_short(cli, cmd, argc, argv, "hfo:", opts, 2, mount_opt, &o);
+	int status;
+	if (argc - i != 2)
+		status = cli_usage(cmd->name, "expects an ID and a mountpoint");
+	else if (lyr_fs_options_has_dirs(o.fs))
+		status = cli_usage(cmd->name, "lowerdir, upperdir and workdir come from the store "
+					      "(use 'layerfs overlay' for directories)");
+	else {
+		if (*lyr_fs_options_unknown(o.fs))
+			fprintf(stderr, "layerfs mount: ignoring unknown options: %s\n",
+				lyr_fs_options_unknown(o.fs));
+		status = do_mount(cli, argv[i], argv[i + 1], &o);
+	}
+	lyr_fs_options_free(o.fs);
+	return status;
+}
+
+typedef struct find_mount {
+	const char *mountpoint;
+	char id[LYR_ID_MAX];
+	pid_t pid;
+} find_mount;
+
+static int match_mount(void *ctx, const lyr_ref_info *info)
+{
+	find_mount *f = ctx;
+	if (info->mountpoint && strcmp(info->mountpoint, f->mountpoint) == 0) {
+		memcpy(f->id, info->id, LYR_ID_MAX);
+		f->pid = info->mount_pid;
+	}
+	return 0;
+}
+
+int cmd_umount(lyr_cli *cli, int argc, char **argv)
+{
+	const cli_command *cmd = cli_find("umount");
+	int i = cli_parse(cli, cmd, argc, argv, NULL, 0, NULL, NULL);
+	if (argc - i != 1)
+		return cli_usage(cmd->name, "expects a mountpoint");
+	const char *mp = argv[i];
+	char abs[PATH_MAX];
+	if (!realpath(mp, abs))
+		return cli_fail("umount '%s': %s", mp, strerror(errno));
+	lyr_store *s = cli_store(cli);
+	if (!s)
+		return EXIT_FAIL;
+	find_mount f = {.mountpoint = abs};
+	int r = lyr_ref_list(s, match_mount, &f);
+	if (r < 0)
+		return cli_fail("umount '%s': %s", mp, cli_strerror(r));
+	lyr_fs_error err = {{0}};
+	r = lyr_fs_umount(abs, f.id[0] ? f.pid : 0, &err);
+	if (r < 0)
+		return cli_fail("umount '%s': %s", mp, err.msg[0] ? err.msg : cli_strerror(r));
+	if (f.id[0] && (r = lyr_ref_clear_mount(s, f.id)) < 0)
+		return cli_fail("umount '%s': clearing the mount record: %s", mp, cli_strerror(r));
+	return EXIT_OK;
+}
+
+int cmd_overlay(lyr_cli *cli, int argc, char **argv)
+{
+	(void)cli;
+	return lyr_fs_overlay_main(argc, argv);
+}

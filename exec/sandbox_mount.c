@@ -1,0 +1,373 @@
+/* The mounts of a sandbox, made by its init process inside its own mount namespace before
+ * pivot_root: the root bound onto itself, /proc, a minimal /dev, then the caller's mounts in
+ * component order (parents first).
+ *
+ * Every target is resolved inside the root: with openat2(RESOLVE_IN_ROOT) a symlink is
+ * followed as if the root were "/" (so "/evil -> /etc" leads to ROOT/etc, never the host's
+ * /etc); on kernels without openat2 any symlink on the way is refused.  Missing directories are
+ * created and remembered, and lyr_exec_mounts_undo removes them again after the run (when they
+ * are still empty).  Mounts are made on the resolved O_PATH descriptor (/proc/self/fd/N or
+ * move_mount), never on a path string that could be swapped underneath.
+ *
+ * Everything here runs in a short-lived child; the state lives in a fixed array sized by the
+ * caller before the fork. */
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "internal.h"
+#include "sandbox.h"
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+struct mount_attr_arg {
+	uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+static int fail(lyr_exec_error *err, int r, const char *what, const char *path)
+{
+	lyr_exec_errf(err, "%s '%s': %s", what, path, strerror(-r));
+	return r;
+}
+
+/* Opens directory PATH (absolute, normalized) inside the root ROOTFD as O_PATH. */
+static int open_in_root(int rootfd, const char *path)
+{
+	const char *rel = path[1] ? path + 1 : ".";
+	struct open_how how = {
+	    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+	if (fd >= 0 || errno != ENOSYS)
+		return fd < 0 ? -errno : fd;
+
+	/* No openat2: walk component by component and refuse every symlink. */
+	int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	if (cur < 0)
+		return -errno;
+	_cleanup_free_ char *copy = strdup(rel);
+	if (!copy) {
+		close(cur);
+		return -ENOMEM;
+	}
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		int next = openat(cur, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		close(cur);
+		if (next < 0)
+			return e == ENOTDIR ? -ELOOP : -e;
+		cur = next;
+	}
+	return cur;
+}
+
+/* Resolves TARGET inside the root, creating missing directories (recorded in ST for removal).
+ * Returns an O_PATH fd of the target directory or -errno with ERR filled. */
+static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_error *err)
+{
+	_cleanup_free_ char *prefix = malloc(strlen(target) + 1);
+	if (!prefix)
+		return -ENOMEM;
+	int cur = fcntl(st->rootfd, F_DUPFD_CLOEXEC, 3);
+	if (cur < 0)
+		return fail(err, -errno, "mount target", target);
+	size_t len = 0;
+	const char *p = target;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		const char *end = strchrnul(p, '/');
+		prefix[len++] = '/';
+		memcpy(prefix + len, p, (size_t)(end - p));
+		len += (size_t)(end - p);
+		prefix[len] = '\0';
+		_cleanup_free_ char *name = strndup(p, (size_t)(end - p));
+		p = end;
+		if (!name) {
+			close(cur);
+			return -ENOMEM;
+		}
+		int fd = open_in_root(st->rootfd, prefix);
+		if (fd == -ENOENT) {
+			if (mkdirat(cur, name, 0755) == 0) {
+				if (st->n_created < st->max_created) {
+					st->created[st->n_created].parentfd =
+					    fcntl(cur, F_DUPFD_CLOEXEC, 3);
+					snprintf(st->created[st->n_created].name,
+						 sizeof st->created[0].name, "%s", name);
+					st->n_created++;
+				}
+			} else if (errno != EEXIST) {
+				int e = -errno;
+				close(cur);
+				lyr_exec_errf(err, "mount target '%s': cannot create '%s': %s",
+					      target, prefix, strerror(-e));
+				return e;
+			}
+			fd = open_in_root(st->rootfd, prefix);
+		}
+		close(cur);
+		if (fd < 0) {
+			if (fd == -ELOOP)
+				lyr_exec_errf(err,
+					      "mount target '%s': '%s' is a symlink, which this "
+					      "kernel cannot resolve safely inside the root",
+					      target, prefix);
+			else
+				lyr_exec_errf(err, "mount target '%s': '%s': %s", target, prefix,
+					      strerror(-fd));
+			return fd;
+		}
+		cur = fd;
+	}
+	return cur;
+}
+
+/* Remembers the mount now sitting on TARGET so that undo can detach it. */
+static void record_mount(lyr_exec_mounts *st, const char *target)
+{
+	if (st->n_mounted >= st->max_mounted)
+		return;
+	int fd = open_in_root(st->rootfd, target);
+	if (fd >= 0)
+		st->mounted[st->n_mounted++] = fd;
+}
+
+static void fdpath(char out[64], int fd)
+{
+	snprintf(out, 64, "/proc/self/fd/%d", fd);
+}
+
+/* A new filesystem of TYPE on TARGET (resolved inside the root). */
+static int mount_fs(lyr_exec_mounts *st, const char *target, const char *type, unsigned long flags,
+		    const char *data, lyr_exec_error *err)
+{
+	int fd = resolve_target(st, target, err);
+	if (fd < 0)
+		return fd;
+	char at[64];
+	fdpath(at, fd);
+	int r = mount(type, at, type, flags, data) < 0 ? -errno : 0;
+	close(fd);
+	if (r < 0) {
+		lyr_exec_errf(err, "%s mount on '%s': %s", type, target, strerror(-r));
+		return r;
+	}
+	record_mount(st, target);
+	return 0;
+}
+
+/* Binds host directory SOURCE (recursively, read-only when asked) onto TARGET. */
+static int mount_bind(lyr_exec_mounts *st, const char *source, const char *target, bool readonly,
+		      lyr_exec_error *err)
+{
+	int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
+				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (tree < 0)
+		return fail(err, -errno, "bind mount source", source);
+	if (readonly) {
+		struct mount_attr_arg attr = {.attr_set = MOUNT_ATTR_RDONLY};
+		if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+			    sizeof attr) < 0) {
+			int e = -errno;
+			close(tree);
+			return fail(err, e, "read-only bind mount of", source);
+		}
+	}
+	int fd = resolve_target(st, target, err);
+	if (fd < 0) {
+		close(tree);
+		return fd;
+	}
+	int r = syscall(SYS_move_mount, tree, "", fd, "",
+			MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
+		    ? -errno
+		    : 0;
+	close(fd);
+	close(tree);
+	if (r < 0)
+		return fail(err, r, "bind mount on", target);
+	record_mount(st, target);
+	return 0;
+}
+
+/* The minimal /dev: a small tmpfs holding bind mounts of the host's harmless character
+ * devices, a private devpts instance, /dev/shm and the usual symlinks. */
+static int mount_dev(lyr_exec_mounts *st, lyr_exec_error *err)
+{
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	int r = mount_fs(st, "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536", err);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int dev = open_in_root(st->rootfd, "/dev");
+	if (dev < 0)
+		return fail(err, dev, "open of", "/dev");
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(nodes); i++) {
+		char host[32], at[64];
+		snprintf(host, sizeof host, "/dev/%s", nodes[i]);
+		if (access(host, F_OK) < 0 && strcmp(nodes[i], "null") != 0)
+			continue; /* a host without it (a minimal CI container): leave it out */
+		int f = openat(dev, nodes[i], O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+		if (f < 0)
+			return fail(err, -errno, "create of /dev node", nodes[i]);
+		close(f);
+		_cleanup_close_ int node = openat(dev, nodes[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (node < 0)
+			return fail(err, -errno, "open of /dev node", nodes[i]);
+		fdpath(at, node);
+		if (mount(host, at, NULL, MS_BIND, NULL) < 0)
+			return fail(err, -errno, "bind mount of", host);
+	}
+	if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0)
+		return fail(err, -errno, "mkdir in", "/dev");
+	r = mount_fs(st, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+		     "newinstance,ptmxmode=0666,mode=0620", err);
+	if (r < 0)
+		return r;
+	r = mount_fs(st, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		     "mode=1777,size=67108864", err);
+	if (r < 0)
+		return r;
+	static const char *const links[][2] = {{"pts/ptmx", "ptmx"},
+					       {"/proc/self/fd", "fd"},
+					       {"/proc/self/fd/0", "stdin"},
+					       {"/proc/self/fd/1", "stdout"},
+					       {"/proc/self/fd/2", "stderr"}};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(links); i++)
+		if (symlinkat(links[i][0], dev, links[i][1]) < 0)
+			return fail(err, -errno, "symlink in /dev", links[i][1]);
+	return 0;
+}
+
+static int mount_cmp(const void *a, const void *b)
+{
+	return lyr_exec_path_cmp((*(const lyr_sandbox_mount *const *)a)->target,
+				 (*(const lyr_sandbox_mount *const *)b)->target);
+}
+
+/* /proc and /dev must be directories (or missing) in the root itself: a symlink there would
+ * put the sandbox's /proc or /dev over some other directory of the root. */
+static int check_system_dir(lyr_exec_mounts *st, const char *name, lyr_exec_error *err)
+{
+	struct stat s;
+	if (fstatat(st->rootfd, name, &s, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : fail(err, -errno, "root directory", name);
+	if (!S_ISDIR(s.st_mode)) {
+		lyr_exec_errf(err, "root directory '/%s': not a directory (%s)", name,
+			      S_ISLNK(s.st_mode) ? "a symlink" : "some other file");
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+int lyr_exec_mounts_apply(lyr_exec_mounts *st, const lyr_sandbox *sb, lyr_exec_error *err)
+{
+	int r = check_system_dir(st, "proc", err);
+	if (r == 0)
+		r = check_system_dir(st, "dev", err);
+	if (r < 0)
+		return r;
+	r = mount_fs(st, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
+	if (r < 0)
+		return r;
+	r = mount_dev(st, err);
+	if (r < 0)
+		return r;
+
+	_cleanup_free_ const lyr_sandbox_mount **order = calloc(sb->n_mounts + 1, sizeof *order);
+	if (!order)
+		return -ENOMEM;
+	for (size_t i = 0; i < sb->n_mounts; i++)
+		order[i] = &sb->mounts[i];
+	qsort(order, sb->n_mounts, sizeof *order, mount_cmp);
+	for (size_t i = 0; i < sb->n_mounts; i++) {
+		const lyr_sandbox_mount *m = order[i];
+		_cleanup_free_ char *target = NULL;
+		r = lyr_exec_path_normalize(m->target, &target);
+		if (r < 0 || strcmp(target, "/") == 0) {
+			lyr_exec_errf(err,
+				      "mount target '%s': not an absolute path below '/' "
+				      "without '..'",
+				      m->target);
+			return -EINVAL;
+		}
+		if (m->type == LYR_MOUNT_TMPFS) {
+			char data[64] = "";
+			if (m->size)
+				snprintf(data, sizeof data, "size=%llu",
+					 (unsigned long long)m->size);
+			r = mount_fs(st, target, "tmpfs", MS_NOSUID | MS_NODEV, data, err);
+		} else if (m->source) {
+			r = mount_bind(st, m->source, target, m->readonly, err);
+		} else {
+			lyr_exec_errf(err, "mount target '%s': a bind mount needs a source",
+				      target);
+			r = -EINVAL;
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void lyr_exec_mounts_undo(lyr_exec_mounts *st)
+{
+	/* Detach through the descriptor of each mount's root: fchdir + umount(".") needs no
+	 * path that the command could have replaced, and no /proc. */
+	for (size_t i = st->n_mounted; i-- > 0;) {
+		if (fchdir(st->mounted[i]) == 0)
+			(void)umount2(".", MNT_DETACH);
+		close(st->mounted[i]);
+	}
+	(void)chdir("/");
+	for (size_t i = st->n_created; i-- > 0;) {
+		if (st->created[i].parentfd < 0)
+			continue;
+		(void)unlinkat(st->created[i].parentfd, st->created[i].name, AT_REMOVEDIR);
+		close(st->created[i].parentfd);
+	}
+	st->n_mounted = st->n_created = 0;
+}
+
+int lyr_exec_loopback_up(void)
+{
+	_cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		return -errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		return -errno;
+	return 0;
+}

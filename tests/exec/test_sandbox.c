@@ -1,0 +1,737 @@
+/* The sandbox over a busybox root.  Needs root (CI runs as root); each test builds its own
+ * root directory from Debian's busybox-static and runs lyr_exec_sandbox_run in a forked child
+ * whose stdout and stderr go to files. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "layerfs/exec.h"
+#include "testutil.h"
+
+#define BUSYBOX "/bin/busybox"
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",      "ls",	"true",
+				      "false", "sleep", "hostname", "mkdir",   "touch", "env",
+				      "dd",    "kill",	"pwd",	    "readlink"};
+
+static void need_root(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root (namespaces, mounts)");
+	if (access(BUSYBOX, X_OK) != 0)
+		cr_skip_test("needs %s (Debian package busybox-static)", BUSYBOX);
+}
+
+/* A root directory: /bin/busybox with applet links, /etc/passwd and /etc/group. */
+static char *make_root(void)
+{
+	char *root = tu_mkdtemp();
+	chmod(root, 0755);
+	_cleanup_free_ char *bin = tu_path(root, "bin");
+	cr_assert_eq(mkdir(bin, 0755), 0);
+	_cleanup_free_ char *bb = tu_path(root, "bin/busybox");
+	const char *cp[] = {"/bin/cp", BUSYBOX, bb, NULL};
+	tu_run r = tu_cmd(NULL, cp);
+	cr_assert_eq(r.status, 0, "cp busybox: %s", r.err);
+	tu_run_free(&r);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(applets); i++) {
+		_cleanup_free_ char *l = tu_path(bin, applets[i]);
+		cr_assert_eq(symlink("busybox", l), 0);
+	}
+	tu_write(root, "etc/passwd",
+		 "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n");
+	tu_write(root, "etc/group", "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\n");
+	return root;
+}
+
+typedef struct result {
+	int r;
+	int status;
+	char msg[512];
+	char *out, *err;
+} result;
+
+static void result_free(result *res)
+{
+	free(res->out);
+	free(res->err);
+}
+
+/* Runs SB in a child with stdout/stderr captured; STDIN_DATA (may be NULL) feeds its stdin.
+ * When READY (a host path) is given, the child gets signal SIG as soon as that file exists. */
+static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char *ready, int sig)
+{
+	char *dir = tu_mkdtemp();
+	_cleanup_free_ char *outp = tu_path(dir, "out"), *errp = tu_path(dir, "err");
+	int pfd[2], in[2];
+	cr_assert_eq(pipe(pfd), 0);
+	cr_assert_eq(pipe(in), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(o, 1);
+		dup2(e, 2);
+		dup2(in[0], 0);
+		close(in[1]);
+		result res = {0};
+		lyr_exec_error err = {{0}};
+		res.r = lyr_exec_sandbox_run(sb, &res.status, &err);
+		memcpy(res.msg, err.msg, sizeof res.msg);
+		(void)!write(pfd[1], &res, sizeof res);
+		_exit(0);
+	}
+	close(pfd[1]);
+	close(in[0]);
+	if (stdin_data)
+		(void)!write(in[1], stdin_data, strlen(stdin_data));
+	close(in[1]);
+	if (ready) {
+		for (int i = 0; i < 1000 && access(ready, F_OK) != 0; i++)
+			usleep(10000);
+		cr_assert_eq(access(ready, F_OK), 0, "the command never got ready");
+		kill(pid, sig);
+	}
+	result res = {0};
+	cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res, "runner died");
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	res.out = tu_read(dir, "out");
+	res.err = tu_read(dir, "err");
+	tu_rmtree(dir);
+	free(dir);
+	return res;
+}
+
+static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *ready)
+{
+	return run_sig(sb, stdin_data, ready, SIGTERM);
+}
+
+static result run(const lyr_sandbox *sb)
+{
+	return run_ex(sb, NULL, NULL);
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+Test(exec_sandbox, command_is_a_child_of_pid_1_and_sees_no_host_process)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("ls", "/proc")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	char pids[64] = "";
+	char *save = NULL;
+	for (char *t = strtok_r(res.out, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+		if (strspn(t, "0123456789") == strlen(t)) {
+			strcat(pids, t);
+			strcat(pids, " ");
+		}
+	cr_assert_str_eq(pids, "1 2 ");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, root_gets_the_default_capabilities_and_no_new_privs)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat", "/proc/self/status")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_not_null(strstr(res.out, "\nCapInh:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapPrm:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapEff:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapBnd:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapAmb:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nNoNewPrivs:\t1\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nUid:\t0\t0\t0\t0\n"), "%s", res.out);
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, numeric_user_and_group_run_as_that_user_without_capabilities)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .user = "1000:1000",
+			  .args = ARGS("sh", "-c", "id -u; id -g; id -G; cat /proc/self/status")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_eq(strncmp(res.out, "1000\n1000\n1000 10\n", 18), 0, "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapPrm:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapEff:\t0000000000000000\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nCapBnd:\t00000000a80425fb\n"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, "\nNoNewPrivs:\t1\n"), "%s", res.out);
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, user_name_is_looked_up_in_the_roots_passwd_and_group)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {
+	    .rootfs = root, .user = "alice:wheel", .args = ARGS("sh", "-c", "id -u; id -g; id -G")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "1000\n10\n10\n");
+	result_free(&res);
+
+	sb.user = "mallory";
+	res = run(&sb);
+	cr_assert_eq(res.r, -ENOENT);
+	cr_assert_str_eq(res.msg, "user 'mallory': no such user in the root's /etc/passwd");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, exit_codes_propagate_like_docker_run)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	tu_write(root, "bin/notexec", "#!/bin/sh\necho never\n");
+	_cleanup_free_ char *ne = tu_path(root, "bin/notexec");
+	chmod(ne, 0644);
+	struct {
+		const char *const *args;
+		int status;
+	} cases[] = {
+	    {ARGS("true"), 0},
+	    {ARGS("false"), 1},
+	    {ARGS("sh", "-c", "exit 3"), 3},
+	    {ARGS("/bin/notexec"), 126},
+	    {ARGS("notexec"), 126},
+	    {ARGS("/bin/nosuch"), 127},
+	    {ARGS("nosuch"), 127},
+	    {ARGS("sh", "-c", "kill -9 $$"), 128 + 9},
+	    {ARGS("sh", "-c", "kill -TERM $$"), 128 + 15},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		lyr_sandbox sb = {.rootfs = root, .args = cases[i].args};
+		result res = run(&sb);
+		cr_assert_eq(res.r, 0, "%s", res.msg);
+		cr_assert_eq(res.status, cases[i].status, "%s: %d (%s)", cases[i].args[0],
+			     res.status, res.err);
+		if (cases[i].status == 127)
+			cr_assert_not_null(strstr(res.err, "layerfs: exec '"), "%s", res.err);
+		result_free(&res);
+	}
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, mount_through_a_symlink_to_etc_lands_inside_the_root)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	char name[64], target[96], host[96], inside[256];
+	snprintf(name, sizeof name, "layerfs-evil-%d", (int)getpid());
+	snprintf(target, sizeof target, "/evil/%s", name);
+	snprintf(host, sizeof host, "/etc/%s", name);
+	snprintf(inside, sizeof inside, "echo hi > %s/f && cat /etc/%s/f", target, name);
+	cr_assert_eq(access(host, F_OK), -1);
+	_cleanup_free_ char *evil = tu_path(root, "evil");
+	cr_assert_eq(symlink("/etc", evil), 0);
+
+	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = target, .source = src};
+	lyr_sandbox sb = {
+	    .rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("sh", "-c", inside)};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "hi\n");
+	_cleanup_free_ char *f = tu_read(src, "f");
+	cr_assert_str_eq(f, "hi\n");
+	cr_assert_eq(access(host, F_OK), -1, "the host's /etc was touched");
+	_cleanup_free_ char *made = tu_path(root, host + 1);
+	cr_assert_eq(access(made, F_OK), -1, "the directory made for the mount is left over");
+	result_free(&res);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, missing_target_directories_are_created_and_removed_afterwards)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	tu_write(src, "hello", "world\n");
+	tu_write(root, "keep/.placeholder", "");
+	lyr_sandbox_mount m[] = {
+	    {.type = LYR_MOUNT_BIND, .target = "/new/deep/dir", .source = src},
+	    {.type = LYR_MOUNT_TMPFS, .target = "/keep/t"},
+	};
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = m,
+			  .n_mounts = 2,
+			  .args = ARGS("sh", "-c", "cat /new/deep/dir/hello; ls /keep")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "world\nt\n");
+	_cleanup_free_ char *n = tu_path(root, "new"), *t = tu_path(root, "keep/t"),
+			    *k = tu_path(root, "keep"), *p = tu_path(root, "proc"),
+			    *d = tu_path(root, "dev");
+	cr_assert_eq(access(n, F_OK), -1);
+	cr_assert_eq(access(t, F_OK), -1);
+	cr_assert_eq(access(k, F_OK), 0);
+	cr_assert_eq(access(p, F_OK), -1, "/proc was made only for the mount");
+	cr_assert_eq(access(d, F_OK), -1, "/dev was made only for the mount");
+	result_free(&res);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, readonly_bind_refuses_writes_and_tmpfs_honours_its_size)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	lyr_sandbox_mount m[] = {
+	    {.type = LYR_MOUNT_TMPFS, .target = "/t", .size = 65536},
+	    {.type = LYR_MOUNT_BIND, .target = "/ro", .source = src, .readonly = true},
+	};
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = m,
+			  .n_mounts = 2,
+			  .args = ARGS("sh", "-c",
+				       "touch /ro/f; dd if=/dev/zero of=/t/f bs=4096 "
+				       "count=32 2>&1; ls -l /t/f")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_not_null(strstr(res.err, "touch: /ro/f: Read-only file system"), "%s", res.err);
+	cr_assert_not_null(strstr(res.out, "No space left on device"), "%s", res.out);
+	cr_assert_not_null(strstr(res.out, " 65536 "), "the file fills exactly 64 KiB: %s",
+			   res.out);
+	_cleanup_free_ char *f = tu_path(src, "f");
+	cr_assert_eq(access(f, F_OK), -1);
+	result_free(&res);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, network_none_has_only_loopback_and_hostname_is_set)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .hostname = "box",
+			  .network = LYR_NET_NONE,
+			  .args = ARGS("sh", "-c", "hostname; cat /proc/net/dev")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	char *nl = strchr(res.out, '\n');
+	cr_assert_not_null(nl);
+	*nl = '\0';
+	cr_assert_str_eq(res.out, "box");
+	char names[256] = "";
+	char *save = NULL;
+	for (char *line = strtok_r(nl + 1, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *colon = strchr(line, ':');
+		if (!colon)
+			continue;
+		*colon = '\0';
+		strcat(names, line + strspn(line, " "));
+		strcat(names, " ");
+	}
+	cr_assert_str_eq(names, "lo ");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, environment_is_exactly_the_given_variables_plus_path_and_proxies)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .env = ARGS("A=1", "B=two words"),
+			  .proxy_env = ARGS("HTTPS_PROXY=http://proxy:3128"),
+			  .args = ARGS("env")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "A=1\nB=two words\n" DEFAULT_PATH "\n"
+				  "HTTPS_PROXY=http://proxy:3128\nhttps_proxy=http://proxy:3128\n");
+	result_free(&res);
+
+	lyr_sandbox sb2 = {
+	    .rootfs = root, .env = ARGS("PATH=/bin"), .cwd = "/etc", .args = ARGS("env")};
+	res = run(&sb2);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "PATH=/bin\n");
+	result_free(&res);
+
+	sb2.args = ARGS("pwd");
+	res = run(&sb2);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "/etc\n");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, stdin_is_dev_null_unless_passed_through)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat")};
+	result res = run_ex(&sb, "hello\n", NULL);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "");
+	result_free(&res);
+	sb.stdin_passthrough = true;
+	res = run_ex(&sb, "hello\n", NULL);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, "hello\n");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, sigint_and_sigterm_to_the_caller_reach_the_command)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *flags = tu_mkdtemp();
+	_cleanup_free_ char *r1 = tu_path(flags, "r1"), *r2 = tu_path(flags, "r2");
+	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/ready", .source = flags};
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = &m,
+			  .n_mounts = 1,
+			  .args = ARGS("sh", "-c",
+				       "trap 'echo got TERM; exit 7' TERM; "
+				       "sleep 20 & touch /ready/r1; wait")};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	result res = run_ex(&sb, NULL, r1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 7, "%s", res.err);
+	cr_assert_str_eq(res.out, "got TERM\n");
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 10, "the background sleep kept the sandbox alive");
+	result_free(&res);
+
+	lyr_sandbox plain = {.rootfs = root,
+			     .mounts = &m,
+			     .n_mounts = 1,
+			     .args = ARGS("sh", "-c", "touch /ready/r2; exec sleep 20")};
+	res = run_ex(&plain, NULL, r2);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 128 + SIGTERM);
+	result_free(&res);
+	cr_assert_eq(unlink(r2), 0);
+
+	res = run_sig(&plain, NULL, r2, SIGINT);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 128 + SIGINT);
+	result_free(&res);
+	tu_rmtree(flags);
+	tu_rmtree(root);
+}
+
+/* The mount point (fifth field) of mountinfo LINE, copied into OUT. */
+static void mount_point(const char *line, char *out, size_t size)
+{
+	const char *p = line;
+	for (int i = 0; i < 4 && p; i++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	size_t n = p ? strcspn(p, " \n") : 0;
+	snprintf(out, size, "%.*s", (int)n, p ? p : "");
+}
+
+/* /proc/self/mountinfo without what other suites on this machine may mount meanwhile (FUSE
+ * filesystems, anything in their temporary directories), and the number of mounts at or below
+ * each of UNDER[0..1] (which must be 0 for this test's own directories). */
+static char *mountinfo_stable(const char *const under[2], int count[2])
+{
+	char *buf = NULL;
+	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &buf, NULL), 0);
+	const char *tmp = getenv("TMPDIR");
+	char scratch[512];
+	snprintf(scratch, sizeof scratch, "%s/layerfs-test-", tmp && *tmp ? tmp : "/tmp");
+	count[0] = count[1] = 0;
+	size_t o = 0;
+	for (char *line = buf; *line;) {
+		char *end = strchrnul(line, '\n');
+		size_t n = (size_t)(end - line) + (*end ? 1 : 0);
+		char mp[1024];
+		mount_point(line, mp, sizeof mp);
+		for (int i = 0; i < 2; i++)
+			if (strncmp(mp, under[i], strlen(under[i])) == 0)
+				count[i]++;
+		if (!memmem(line, n, " - fuse", 7) && strncmp(mp, scratch, strlen(scratch)) != 0) {
+			memmove(buf + o, line, n);
+			o += n;
+		}
+		line += n;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+Test(exec_sandbox, host_sees_no_leftover_mounts)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	const char *const control[2] = {"/proc", "/"};
+	int c[2];
+	free(mountinfo_stable(control, c));
+	cr_assert(c[0] >= 1 && c[1] > c[0], "mountinfo parsing: %d %d", c[0], c[1]);
+	const char *const ours[2] = {root, src};
+	int n[2];
+	_cleanup_free_ char *before = mountinfo_stable(ours, n);
+	lyr_sandbox_mount m[] = {
+	    {.type = LYR_MOUNT_BIND, .target = "/src", .source = src},
+	    {.type = LYR_MOUNT_TMPFS, .target = "/src/tmp"},
+	};
+	lyr_sandbox sb = {
+	    .rootfs = root, .mounts = m, .n_mounts = 2, .args = ARGS("sh", "-c", "exit 5")};
+	result res = run(&sb);
+	cr_assert_eq(res.status, 5, "%s %s", res.msg, res.err);
+	result_free(&res);
+	_cleanup_free_ char *after = mountinfo_stable(ours, n);
+	cr_assert_str_eq(after, before);
+	cr_assert_eq(n[0], 0, "a mount below the root is visible on the host");
+	cr_assert_eq(n[1], 0, "a mount below the bind source is visible on the host");
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, setup_failure_is_an_error_naming_the_cause)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox_mount m = {
+	    .type = LYR_MOUNT_BIND, .target = "/x", .source = "/nonexistent-src"};
+	lyr_sandbox sb = {.rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("true")};
+	result res = run(&sb);
+	cr_assert_eq(res.r, -ENOENT);
+	cr_assert_str_eq(res.msg,
+			 "bind mount source '/nonexistent-src': No such file or directory");
+	result_free(&res);
+	_cleanup_free_ char *dev = tu_path(root, "dev");
+	cr_assert_eq(access(dev, F_OK), -1, "a failed setup leaves the directories it made");
+
+	_cleanup_free_ char *proc = tu_path(root, "proc");
+	cr_assert_eq(symlink("/etc", proc), 0);
+	sb = (lyr_sandbox){.rootfs = root, .args = ARGS("true")};
+	res = run(&sb);
+	cr_assert_eq(res.r, -ENOTDIR);
+	cr_assert_str_eq(res.msg, "root directory '/proc': not a directory (a symlink)");
+	result_free(&res);
+	cr_assert_eq(unlink(proc), 0);
+
+	sb = (lyr_sandbox){.rootfs = root, .cwd = "/nowhere", .args = ARGS("true")};
+	res = run(&sb);
+	cr_assert_eq(res.r, -ENOENT);
+	cr_assert_str_eq(res.msg, "working directory '/nowhere': No such file or directory");
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+/* True when some process runs exactly ARGV0 ARGV1 (its cmdline "ARGV0\0ARGV1\0"). */
+static bool process_running(const char *argv0, const char *argv1)
+{
+	char want[64];
+	int n = snprintf(want, sizeof want, "%s%c%s", argv0, '\0', argv1) + 1;
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	bool found = false;
+	for (struct dirent *e; !found && (e = readdir(d));) {
+		if (strspn(e->d_name, "0123456789") != strlen(e->d_name))
+			continue;
+		char path[300], buf[128];
+		snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t r = read(fd, buf, sizeof buf);
+		close(fd);
+		found = r == n && memcmp(buf, want, (size_t)n) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+Test(exec_sandbox, killing_the_caller_kills_the_whole_sandbox)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	char secs[16];
+	snprintf(secs, sizeof secs, "%d", 3000 + (int)(getpid() % 1000));
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", "sleep $0 & wait", secs)};
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int st;
+		lyr_exec_error err;
+		_exit(lyr_exec_sandbox_run(&sb, &st, &err) < 0 ? 1 : 0);
+	}
+	bool seen = false;
+	for (int i = 0; i < 100 && !seen; i++) {
+		usleep(20000);
+		seen = process_running("sleep", secs);
+	}
+	cr_assert(seen, "the command never started");
+	kill(pid, SIGKILL);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++) {
+		gone = !process_running("sleep", secs);
+		if (!gone)
+			usleep(20000);
+	}
+	cr_assert(gone, "the sandboxed sleep outlived its caller");
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, interrupted_run_undoes_its_mounts_and_directories)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	const char *const ours[2] = {root, src};
+	int n[2];
+	_cleanup_free_ char *before = mountinfo_stable(ours, n);
+	lyr_sandbox_mount m = {.type = LYR_MOUNT_BIND, .target = "/made/here", .source = src};
+	_cleanup_free_ char *ready = tu_path(src, "r");
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = &m,
+			  .n_mounts = 1,
+			  .args = ARGS("sh", "-c", "touch /made/here/r; exec sleep 20")};
+	result res = run_ex(&sb, NULL, ready);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 128 + SIGTERM);
+	result_free(&res);
+	_cleanup_free_ char *after = mountinfo_stable(ours, n);
+	cr_assert_str_eq(after, before);
+	cr_assert_eq(n[0], 0, "a mount below the root is visible on the host");
+	cr_assert_eq(n[1], 0, "a mount below the bind source is visible on the host");
+	_cleanup_free_ char *made = tu_path(root, "made");
+	cr_assert_eq(access(made, F_OK), -1);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, unprivileged_caller_runs_as_root_in_a_user_namespace)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	/* An unprivileged user cannot create these in a root-owned directory. */
+	_cleanup_free_ char *proc = tu_path(root, "proc"), *dev = tu_path(root, "dev");
+	cr_assert_eq(mkdir(proc, 0755), 0);
+	cr_assert_eq(mkdir(dev, 0755), 0);
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	chmod(dir, 0777);
+	_cleanup_free_ char *outp = tu_path(dir, "out");
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sh", "-c",
+				       "id -u; cat /proc/self/uid_map; "
+				       "cat /proc/self/status")};
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(o, 1);
+		result res = {0};
+		lyr_exec_error err = {{0}};
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0 ||
+		    /* a uid change makes a process non-dumpable, which an ordinary
+		     * unprivileged caller is not; its /proc files would belong to root */
+		    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) {
+			res.r = -errno;
+			snprintf(res.msg, sizeof res.msg, "dropping to nobody: %s",
+				 strerror(errno));
+		} else {
+			res.r = lyr_exec_sandbox_run(&sb, &res.status, &err);
+			memcpy(res.msg, err.msg, sizeof res.msg);
+		}
+		(void)!write(pfd[1], &res, sizeof res);
+		_exit(0);
+	}
+	close(pfd[1]);
+	result res = {0};
+	cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res);
+	close(pfd[0]);
+	waitpid(pid, NULL, 0);
+	if (res.r == -EPERM || res.r == -ENOSPC) {
+		tu_rmtree(dir);
+		tu_rmtree(root);
+		cr_skip_test("unprivileged user namespaces are not available here: %s", res.msg);
+	}
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0);
+	_cleanup_free_ char *out = tu_read(dir, "out");
+	cr_assert_eq(strncmp(out, "0\n         0      65534          1\n", 35), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\nCapBnd:\t00000000a80425fb\n"), "%s", out);
+	cr_assert_not_null(strstr(out, "\nNoNewPrivs:\t1\n"), "%s", out);
+	tu_rmtree(dir);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, an_op_from_json_runs_with_its_mounts_once_sources_are_set)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *view = tu_mkdtemp();
+	tu_write(view, "in.txt", "input\n");
+	lyr_exec_op *op = NULL;
+	lyr_exec_error err = {{0}};
+	cr_assert_eq(lyr_exec_op_parse_json(
+			 "{\"root\": \"r\", \"args\": [\"sh\", \"-c\", \"cat in.txt; hostname; "
+			 "echo $HTTP_PROXY $no_proxy; touch /t/x /src/y\"],"
+			 " \"cwd\": \"/src\", \"hostname\": \"jsonbox\", \"env\": [\"A=1\"],"
+			 " \"proxy_env\": [\"HTTP_PROXY=http://p\", \"NO_PROXY=l\"],"
+			 " \"mounts\": [{\"type\": \"tmpfs\", \"target\": \"/t\", \"size\": 4096},"
+			 "  {\"type\": \"cache\", \"target\": \"/src\", \"readonly\": true}]}",
+			 &op, &err),
+		     0, "%s", err.msg);
+	lyr_sandbox_mount mounts[2];
+	lyr_sandbox sb;
+	lyr_exec_sandbox_from_op(op, root, mounts, &sb);
+	cr_assert_eq(sb.n_mounts, 2);
+	cr_assert_str_eq(mounts[0].target, "/src");
+	cr_assert_eq(mounts[0].type, LYR_MOUNT_BIND);
+	cr_assert(mounts[0].readonly);
+	cr_assert_null(mounts[0].source);
+	cr_assert_eq(mounts[1].type, LYR_MOUNT_TMPFS);
+	cr_assert_eq(mounts[1].size, 4096);
+	mounts[0].source = view;
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 1, "touch of the read-only /src/y fails: %s", res.err);
+	cr_assert_str_eq(res.out, "input\njsonbox\nhttp://p l\n");
+	cr_assert_str_eq(res.err, "touch: /src/y: Read-only file system\n");
+	result_free(&res);
+	lyr_exec_op_free(op);
+	tu_rmtree(view);
+	tu_rmtree(root);
+}
