@@ -58,6 +58,13 @@ static int worker(const char *root, int p)
 	return 0;
 }
 
+static int count_refs(void *ctx, const lyr_ref_info *r)
+{
+	(void)r;
+	(*(int *)ctx)++;
+	return 0;
+}
+
 static int count_layer(void *ctx, const lyr_layer_info *l)
 {
 	(void)l;
@@ -260,4 +267,39 @@ Test(db_concurrent, random_kills_never_leave_the_store_unusable, .timeout = 300)
 	cr_assert_eq(left, 0);
 	free(found);
 	ts_teardown(&t);
+}
+
+Test(db_concurrent, processes_creating_one_store_at_once_all_succeed, .timeout = 120)
+{
+	char *dir = tu_mkdtemp();
+	char *root = tu_path(dir, "new/store");
+	enum { N = 8 };
+	pid_t pids[N];
+	fflush(NULL);
+	for (int p = 0; p < N; p++) {
+		pids[p] = fork();
+		cr_assert_geq(pids[p], 0);
+		if (pids[p] == 0) {
+			lyr_store *s;
+			char ref[LYR_ID_MAX];
+			if (lyr_store_open(root, &s) < 0)
+				_exit(1);
+			int r = lyr_ref_new(s, NULL, NULL, ref);
+			lyr_store_free(s);
+			_exit(r < 0 ? 2 : 0);
+		}
+	}
+	for (int p = 0; p < N; p++) {
+		int status;
+		cr_assert_eq(waitpid(pids[p], &status, 0), pids[p]);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "process %d: %#x", p, status);
+	}
+	lyr_store *s;
+	cr_assert_eq(lyr_store_open(root, &s), 0);
+	int n = 0;
+	cr_assert_eq(lyr_ref_list(s, count_refs, &n), 0);
+	cr_assert_eq(n, N);
+	lyr_store_free(s);
+	tu_rmtree(dir);
+	free(root), free(dir);
 }
