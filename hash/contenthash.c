@@ -251,7 +251,8 @@ static int list_sorted(ch *c, lyr_hash_ent *dir, names *ret)
 		names_free(&l);
 		return r;
 	}
-	qsort(l.v, l.n, sizeof *l.v, cmp_name);
+	if (l.n) /* qsort's base may not be NULL, even for no elements */
+		qsort(l.v, l.n, sizeof *l.v, cmp_name);
 	*ret = l;
 	return 0;
 }

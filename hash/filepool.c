@@ -59,8 +59,10 @@ int hjob_run(hjob *j, uint8_t *buf, const atomic_bool *abort)
 	if (r < 0)
 		return j->err = r;
 	lyr_sha256_update(h, j->hdr.p, j->hdr.len);
-	(void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	off_t pos = 0, advised = 0;
+	/* A file that fits one read needs no hints; the kernel reads the request at once. */
+	if (j->size > (off_t)HJOB_BUF)
+		(void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	off_t pos = 0, advised = j->size > (off_t)HJOB_BUF ? 0 : j->size;
 	for (;;) {
 		if (abort && atomic_load_explicit(abort, memory_order_relaxed)) {
 			r = -ECANCELED;
