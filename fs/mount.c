@@ -84,6 +84,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
+	/* modes arrive with the caller's umask applied (by the kernel); ours must not take more */
+	umask(0);
 	/* every inode the kernel holds keeps an O_PATH fd: allow as many as we may */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
