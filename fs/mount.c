@@ -84,8 +84,6 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
-	/* modes arrive with the caller's umask applied (by the kernel); ours must not take more */
-	umask(0);
 	/* every inode the kernel holds keeps an O_PATH fd: allow as many as we may */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -145,6 +143,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
+	/* modes arrive with the caller's umask applied (by the kernel); ours must not take more */
+	mode_t old_umask = umask(0);
 	if (notify >= 0) {
 		report(notify, 0, NULL);
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -181,6 +181,7 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	ovl_fs_free(fs);
+	umask(old_umask);
 	return 0;
 }
 
