@@ -41,9 +41,9 @@ int lyr_store_open(const char *root, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
 const char *lyr_store_root(const lyr_store *s);
 
-/* A message for people about the last failure of a store function on this thread, naming the
- * object and the cause ("store '/x': format 2 is newer than this layerfs supports (1)");
- * "" when none.  Valid until the next store call on this thread. */
+/* A message for people about the most recent failure of a store function on this thread,
+ * naming the object and the cause ("store '/x': format 2 is newer than this layerfs supports
+ * (1)"); "" before any.  Successful calls do not clear it: read it right after a failure. */
 const char *lyr_store_last_error(void);
 
 /* Default store directory: $LAYERFS_ROOT, else $XDG_DATA_HOME/layerfs (~/.local/share/layerfs),
