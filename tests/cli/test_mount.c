@@ -300,3 +300,26 @@ Test(cli_mount, a_write_through_one_lower_hard_link_is_committed_for_both_names)
 	cr_assert_str_eq(kb_data, "changed\n");
 	free(ok(tu_lf(root, "umount", mp, NULL)));
 }
+
+Test(cli_mount, layerfs_overlay_takes_fuse_overlayfs_arguments_as_a_mount_program)
+{
+	need_fuse();
+	_cleanup_free_ char *prog = tu_path(tmp, "layerfs-overlay");
+	cr_assert_eq(symlink(LAYERFS_BIN, prog), 0);
+	_cleanup_free_ char *upper = tu_path(tmp, "upper");
+	_cleanup_free_ char *work = tu_path(tmp, "work");
+	cr_assert_eq(mkdir(upper, 0755), 0);
+	cr_assert_eq(mkdir(work, 0755), 0);
+	_cleanup_free_ char *opts = NULL;
+	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", src, upper, work) > 0);
+	const char *argv[] = {prog, "-o", opts, mp, NULL};
+	tu_run r = tu_cmd(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_run_free(&r);
+	tu_write(mp, "etc/hostname", "changed\n");
+	cr_assert_eq(umount2(mp, 0), 0);
+	_cleanup_free_ char *up = tu_read(upper, "etc/hostname");
+	cr_assert_str_eq(up, "changed\n");
+	_cleanup_free_ char *low = tu_read(src, "etc/hostname");
+	cr_assert_str_eq(low, "box\n");
+}
