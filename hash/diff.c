@@ -859,6 +859,16 @@ int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 		pthread_mutex_unlock(&h.lock);
 		if (r == 0 && atomic_load(&h.error) < 0)
 			r = atomic_load(&h.error); /* a copied file could not be read back */
+		/* The root's own attributes belong to the diff too (importing the same tree twice
+		 * gives the same digest); its times last, after the copy changed them. */
+		struct stat st;
+		if (r == 0 && (fstat(src_dirfd, &st) < 0 || fchmod(dst_dirfd, st.st_mode & 07777) < 0 ||
+			       (fchown(dst_dirfd, st.st_uid, st.st_gid) < 0 && errno != EPERM) ||
+			       futimens(dst_dirfd, (struct timespec[]){st.st_atim, st.st_mtim}) < 0)) {
+			r = -errno;
+			if (err)
+				err->path[0] = '\0', err->err = -r;
+		}
 	}
 	/* The digest is of the copy, read back from it: what the layer really holds. */
 	bool copy_failed = r < 0;
