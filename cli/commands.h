@@ -58,3 +58,4 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv);
 int cmd_mount(lyr_cli *cli, int argc, char **argv);
 int cmd_umount(lyr_cli *cli, int argc, char **argv);
 int cmd_overlay(lyr_cli *cli, int argc, char **argv);
+int cmd_exec(lyr_cli *cli, int argc, char **argv);
