@@ -600,7 +600,9 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 		goto out; /* an error, or answered */
 
 	bool ran = false;
-	R.tmp = strdup("/tmp/layerfs-exec.XXXXXX");
+	const char *tmpdir = getenv("TMPDIR");
+	if (asprintf(&R.tmp, "%s/layerfs-exec.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp") < 0)
+		R.tmp = NULL;
 	if (!R.tmp || !mkdtemp(R.tmp)) {
 		r = R.tmp ? -errno : -ENOMEM;
 		free(R.tmp);

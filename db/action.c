@@ -131,12 +131,14 @@ typedef struct action_ctx {
 	const char *key;
 	lyr_action a;
 	const lyr_action *put;
+	bool gone; /* the entry was dropped (or unreadable) */
 } action_ctx;
 
 static int action_get_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	action_ctx *c = ctx;
 	lyr_action_clear(&c->a);
+	c->gone = false;
 	_cleanup_free_ void *v = NULL;
 	size_t len;
 	int r = rec_get(s->actions, txn, c->key, strlen(c->key), &v, &len);
@@ -147,12 +149,14 @@ static int action_get_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 		const char *layer = c->a.outputs[i].layer;
 		if (!rec_exists(s->layers, txn, layer, strlen(layer), &r) && r == 0) {
 			/* an output was pruned: the entry can never be answered again */
-			r = rec_del(s->actions, txn, c->key, strlen(c->key));
-			return r ? r : 1;
+			c->gone = true;
+			return rec_del(s->actions, txn, c->key, strlen(c->key));
 		}
 	}
-	if (r == -EIO || r == -EPROTO) /* unreadable entry: a cache may forget */
-		return 1;
+	if (r == -EIO || r == -EPROTO) { /* unreadable entry: a cache may forget */
+		c->gone = true;
+		return 0;
+	}
 	return r;
 }
 
@@ -162,7 +166,7 @@ int lyr_action_get(lyr_store *s, const char *key, lyr_action *ret)
 		return -EINVAL;
 	action_ctx c = {.key = key};
 	int r = txn_run(s, action_get_txn, &c);
-	if (r == 1)
+	if (r == 0 && c.gone)
 		r = -ENOENT;
 	if (r < 0) {
 		lyr_action_clear(&c.a);
