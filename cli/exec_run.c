@@ -146,7 +146,8 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 	cfg.fsname = fsname;
 
 	bool claim = kind == LYR_OBJ_REF && !read_only;
-	if (claim) {
+	/* a ref this run just made is known to no one else: recording the server is enough */
+	if (claim && !v->created) {
 		r = lyr_ref_set_mount(R->s, id, v->mp, getpid());
 		if (r == -EBUSY) {
 			cli_fail("exec: %s '%s': ref is mounted elsewhere or being committed", what,
@@ -167,6 +168,7 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		return r;
 	}
 	v->pid = pid;
+	v->claimed = claim;
 	if (claim && (r = lyr_ref_set_mount(R->s, id, v->mp, pid)) < 0) {
 		cli_fail("exec: %s '%s': recording the mount: %s", what, id, cli_strerror(r));
 		return r;
@@ -189,10 +191,11 @@ static int unmount_view(run *R, view *v)
 		}
 		v->pid = 0;
 	}
-	if (v->claimed) {
+	/* the server has exited, so the record is stale already; clearing it matters only for
+	 * refs that outlive the run (commit and release ignore stale records) */
+	if (v->claimed && !v->created)
 		lyr_ref_clear_mount(R->s, v->ref);
-		v->claimed = false;
-	}
+	v->claimed = false;
 	return r;
 }
 
