@@ -37,11 +37,19 @@ const char *cli_strerror(int r);
  * upper and work dirs over its parent's chain (none for scratch).  view.c. */
 typedef struct cli_view {
 	char **lowers; /* topmost first, NULL-terminated (maybe empty) */
+	char **ids;    /* the layer ID of each lower, same order */
 	size_t nlowers;
 	char *upper, *work; /* refs only */
 } cli_view;
 int cli_view_get(lyr_cli *cli, lyr_obj_kind kind, const char *id, cli_view *ret);
 void cli_view_clear(cli_view *v);
+
+/* The content hash of SELECTORS (N; 0: the whole view) of a layer's or ref's view, through the
+ * layer stack without mounting, with the store's digest cache for the immutable layers.  OPTS
+ * (may be NULL) as lyr_hash_selectors takes them; its cache is replaced by the store's.
+ * hash.c. */
+int cli_hash_view(lyr_cli *cli, lyr_obj_kind kind, const char *id, const char *const *selectors,
+		  size_t n, const lyr_hash_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN]);
 
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_new(lyr_cli *cli, int argc, char **argv);
@@ -58,4 +66,5 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv);
 int cmd_mount(lyr_cli *cli, int argc, char **argv);
 int cmd_umount(lyr_cli *cli, int argc, char **argv);
 int cmd_overlay(lyr_cli *cli, int argc, char **argv);
+int cmd_hash(lyr_cli *cli, int argc, char **argv);
 int cmd_exec(lyr_cli *cli, int argc, char **argv);

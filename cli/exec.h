@@ -33,10 +33,6 @@ void exec_result_clear(exec_result *res);
 int exec_cache_key(lyr_cli *cli, const lyr_exec_op *op, const lyr_obj_kind *kinds,
 		   char ret_key[LYR_DIGEST_TEXT_LEN]);
 
-/* The content hash of SELECTORS (N of them) over the view of a layer or ref (full ID). */
-int exec_view_hash(lyr_cli *cli, lyr_obj_kind kind, const char *id, const char *const *selectors,
-		   size_t n, char ret_digest[LYR_DIGEST_TEXT_LEN]);
-
 /* Runs validated OP: resolves its IDs (writing full IDs back into OP), answers from the action
  * cache with op->cache, otherwise mounts, runs, commits and cleans up.  Returns 0 with RES
  * filled (status = the command's), or a negative errno after printing why (report 125). */

@@ -41,6 +41,11 @@ static const cli_command commands[] = {
 	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
 	{"overlay", cmd_overlay, "-o lowerdir=A:B[,upperdir=U,workdir=W][,...] MOUNTPOINT",
 	 "fuse-overlayfs-compatible mount of plain directories (see 'layerfs overlay --help')", NULL},
+	{"hash", cmd_hash, "ID|DIR [SELECTOR...] [--follow-links] [--include GLOB]... [--exclude GLOB]...",
+	 "content hash of selector paths (BuildKit-compatible); prints sha256:<hex>",
+	 "  --follow-links     follow a symlink in a selector's last component\n"
+	 "  --include GLOB     hash only paths matching GLOB (repeatable)\n"
+	 "  --exclude GLOB     leave out paths matching GLOB (repeatable)\n"},
 	{"exec", cmd_exec, "[OPTION]... ROOT [--] CMD [ARG...] | --spec FILE.json",
 	 "run a command in a sandbox over layer views; commit its outputs (see 'layerfs exec --help')",
 	 "  --mount SPEC          type=bind|cache|tmpfs,target=PATH[,source=ID][,selector=P]\n"

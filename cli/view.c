@@ -27,6 +27,32 @@ int cli_view_get(lyr_cli *cli, lyr_obj_kind kind, const char *id, cli_view *ret)
 	}
 	while (v.lowers[v.nlowers])
 		v.nlowers++;
+	/* the layer IDs of the chain, in the same order: the parents' records name them */
+	v.ids = calloc(v.nlowers + 1, sizeof(char *));
+	if (!v.ids)
+		r = -ENOMEM;
+	char next[LYR_ID_MAX] = "";
+	if (kind == LYR_OBJ_LAYER)
+		snprintf(next, sizeof(next), "%s", id);
+	else if (v.nlowers) {
+		lyr_ref_info info = {0};
+		r = lyr_ref_get(cli->store, id, &info);
+		snprintf(next, sizeof(next), "%s", info.parent);
+		lyr_ref_info_clear(&info);
+	}
+	for (size_t i = 0; r >= 0 && i < v.nlowers; i++) {
+		lyr_layer_info info = {0};
+		r = lyr_layer_get(cli->store, next, &info);
+		if (r >= 0 && !(v.ids[i] = strdup(next)))
+			r = -ENOMEM;
+		if (r >= 0)
+			memcpy(next, info.parent, LYR_ID_MAX);
+		lyr_layer_info_clear(&info);
+	}
+	if (r < 0) {
+		cli_view_clear(&v);
+		return r;
+	}
 	*ret = v;
 	return 0;
 }
@@ -34,6 +60,7 @@ int cli_view_get(lyr_cli *cli, lyr_obj_kind kind, const char *id, cli_view *ret)
 void cli_view_clear(cli_view *v)
 {
 	lyr_strv_free(v->lowers);
+	lyr_strv_free(v->ids);
 	free(v->upper);
 	free(v->work);
 	memset(v, 0, sizeof(*v));

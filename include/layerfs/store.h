@@ -136,6 +136,11 @@ int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
 int lyr_store_du(lyr_store *s, int (*layer_fn)(void *ctx, const lyr_layer_info *),
 		 int (*ref_fn)(void *ctx, const lyr_ref_info *), void *ctx);
 
+/* The per-layer digest cache for the content hash (hash.h's lyr_hash_cache), kept in the
+ * store: digests of entries of immutable layers, keyed by layer ID and path.  Valid while S
+ * lives. */
+void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
+
 /* fsck: checks records against directories.  Each finding goes to FN as one line of text
  * ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...) with
  * whether it was repaired.  With REPAIR: orphan and temporary directories are removed,
