@@ -689,3 +689,35 @@ Test(cli_exec, a_spec_file_describes_the_whole_op)
 	cr_assert_eq(r.status, 2);
 	tu_run_free(&r);
 }
+
+Test(cli_exec, stdin_reaches_the_command_only_with_i)
+{
+	need_all();
+	_cleanup_free_ char *o1 = tu_path(tmp, "i.out"), *o2 = tu_path(tmp, "n.out");
+	cr_assert_eq(tu_sh("echo piped | TMPDIR=%s %s --root %s exec -i bb -- cat > %s 2>/dev/null",
+			   tmp, LAYERFS_BIN, root, o1),
+		     0);
+	cr_assert_eq(tu_sh("echo piped | TMPDIR=%s %s --root %s exec bb -- cat > %s 2>/dev/null",
+			   tmp, LAYERFS_BIN, root, o2),
+		     0);
+	_cleanup_free_ char *with = tu_read(tmp, "i.out"), *without = tu_read(tmp, "n.out");
+	cr_assert_str_eq(with, "piped\n");
+	cr_assert_str_eq(without, "");
+}
+
+Test(cli_exec, usage_errors_exit_2_and_name_the_problem)
+{
+	need_all();
+	tu_run r = lx("exec", "--mount", "type=bind,tagret=/x", "bb", "--", "true", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert_not_null(strstr(r.err, "tagret"), "%s", r.err);
+	tu_run_free(&r);
+	r = lx("exec", "bb", NULL);
+	cr_assert_eq(r.status, 2);
+	tu_run_free(&r);
+	r = lx("exec", "--mount", "type=cache,target=/c,source=bb-ref-missing", "bb", "--", "true",
+	       NULL);
+	cr_assert_eq(r.status, 125);
+	tu_run_free(&r);
+	assert_clean(0);
+}
