@@ -498,6 +498,8 @@ static void release_all(run *R)
 	}
 	if (R->tmp)
 		rmdir(R->tmp);
+	free(R->tmp);
+	R->tmp = NULL;
 }
 
 static int run_sandbox(run *R, int *ret_status)

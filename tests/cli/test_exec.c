@@ -129,6 +129,23 @@ static char *output_of(const char *json, const char *target)
 	return strndup(p, strcspn(p, "\""));
 }
 
+/* Asserts that KEY of JSON is WANT. */
+static void expect(const char *json, const char *key, const char *want)
+{
+	_cleanup_free_ char *v = field(json, key);
+	cr_assert_str_eq(v, want, "%s in %s", key, json);
+}
+
+/* Asserts that KEY (or, with OUTPUT, the layer of output TARGET) is the same in A and B. */
+static void same(const char *a, const char *b, const char *key, bool output)
+{
+	_cleanup_free_ char *va = output ? output_of(a, key) : field(a, key);
+	_cleanup_free_ char *vb = output ? output_of(b, key) : field(b, key);
+	cr_assert_not_null(va);
+	cr_assert_not_null(vb);
+	cr_assert_str_eq(va, vb, "%s differs: %s / %s", key, a, b);
+}
+
 static size_t count(const char *s, const char *what)
 {
 	size_t n = 0;
@@ -163,9 +180,10 @@ Test(cli_exec, writes_land_in_the_root_output_layer_and_nowhere_on_the_host)
 	_cleanup_free_ char *script = NULL;
 	cr_assert(asprintf(&script, "echo hi > %s; mkdir /d; echo x > /d/f; rm /etc/group", name) > 0);
 	_cleanup_free_ char *out = ok(lx("--json", "exec", "bb", "--", "sh", "-c", script, NULL));
-	cr_assert_str_eq(field(out, "exit_code"), "0");
-	cr_assert_str_eq(field(out, "cached"), "false");
-	cr_assert_eq(strncmp(field(out, "cache_key"), "sha256:", 7), 0);
+	expect(out, "exit_code", "0");
+	expect(out, "cached", "false");
+	_cleanup_free_ char *key = field(out, "cache_key");
+	cr_assert_eq(strncmp(key, "sha256:", 7), 0);
 	_cleanup_free_ char *layer = output_of(out, "/");
 	cr_assert_not_null(layer, "%s", out);
 	cr_assert_eq(count(out, "\"target\""), 1);
@@ -224,7 +242,7 @@ Test(cli_exec, exit_codes_propagate_and_a_failure_commits_nothing)
 	_cleanup_free_ char *after = ok(tu_lf(root, "ls", "--json", NULL));
 	cr_assert_str_eq(after, before, "a failed run changed the store");
 	_cleanup_free_ char *out = ok(lx("--json", "exec", "bb", "--", "true", NULL));
-	cr_assert_str_eq(field(out, "exit_code"), "0");
+	expect(out, "exit_code", "0");
 	assert_clean(0);
 }
 
@@ -267,7 +285,8 @@ Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
 			    *ol = output_of(out, "/out");
 	cr_assert_not_null(rl, "%s", out);
 	cr_assert_str_eq(ro, dl, "a readonly output is its input layer");
-	cr_assert_null(output_of(out, "/work"), "a bind without output is no output");
+	_cleanup_free_ char *wl = output_of(out, "/work");
+	cr_assert_null(wl, "a bind without output is no output");
 	cr_assert_eq(count(out, "\"target\""), 3, "%s", out);
 	cr_assert_lt(strstr(out, "/out\"") - out, strstr(out, "/ro-out") - out, "mount order");
 	_cleanup_free_ char *d = ok(tu_lf(root, "diff", ol, NULL));
@@ -293,7 +312,7 @@ Test(cli_exec, a_tmpfs_mount_is_fresh_nosuid_sized_and_discarded)
 		"test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep -q nosuid "
 		"&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
 		NULL));
-	cr_assert_str_eq(field(out, "exit_code"), "0");
+	expect(out, "exit_code", "0");
 	_cleanup_free_ char *rl = output_of(out, "/");
 	_cleanup_free_ char *d = ok(tu_lf(root, "diff", rl, NULL));
 	cr_assert_str_eq(d, "");
@@ -443,10 +462,10 @@ Test(cli_exec, cache_returns_the_stored_outputs_without_running)
 					"-c", cmd, NULL));
 	_cleanup_free_ char *o2 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
 					"-c", cmd, NULL));
-	cr_assert_str_eq(field(o1, "cached"), "false");
-	cr_assert_str_eq(field(o2, "cached"), "true");
-	cr_assert_str_eq(field(o1, "cache_key"), field(o2, "cache_key"));
-	cr_assert_str_eq(output_of(o1, "/"), output_of(o2, "/"));
+	expect(o1, "cached", "false");
+	expect(o2, "cached", "true");
+	same(o1, o2, "cache_key", false);
+	same(o1, o2, "/", true);
 	tu_run r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
 	cr_assert_str_eq(r.out, "1\n", "the cached run must not have run");
 	tu_run_free(&r);
@@ -454,22 +473,22 @@ Test(cli_exec, cache_returns_the_stored_outputs_without_running)
 	/* without --cache it runs again, and its result replaces the stored one */
 	_cleanup_free_ char *o3 = ok(lx("--json", "exec", "--mount", m, "bb", "--", "sh", "-c", cmd,
 					NULL));
-	cr_assert_str_eq(field(o3, "cached"), "false");
+	expect(o3, "cached", "false");
 	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
 	cr_assert_str_eq(r.out, "2\n");
 	tu_run_free(&r);
 
 	_cleanup_free_ char *o3b = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
 					 "-c", cmd, NULL));
-	cr_assert_str_eq(field(o3b, "cached"), "true");
-	cr_assert_str_eq(output_of(o3b, "/"), output_of(o3, "/"));
+	expect(o3b, "cached", "true");
+	same(o3b, o3, "/", true);
 
 	/* an entry whose output layer was removed is not answered */
 	_cleanup_free_ char *layer = output_of(o3, "/");
 	free(ok(tu_lf(root, "rm", layer, NULL)));
 	_cleanup_free_ char *o4 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
 					"-c", cmd, NULL));
-	cr_assert_str_eq(field(o4, "cached"), "false");
+	expect(o4, "cached", "false");
 	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
 	cr_assert_str_eq(r.out, "3\n");
 	tu_run_free(&r);
@@ -484,7 +503,7 @@ Test(cli_exec, a_failed_run_is_not_cached)
 	tu_run_free(&r);
 	r = lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "exit 4", NULL);
 	cr_assert_eq(r.status, 4);
-	cr_assert_str_eq(field(r.out, "cached"), "false");
+	expect(r.out, "cached", "false");
 	tu_run_free(&r);
 }
 
@@ -542,11 +561,11 @@ Test(cli_exec, the_key_follows_a_read_only_inputs_selector_only)
 	import_as(d, "src");
 	_cleanup_free_ char *o = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat",
 				       "/src/a", NULL));
-	cr_assert_str_eq(field(o, "cached"), "true");
+	expect(o, "cached", "true");
 	tu_write(d, "app/a", "3\n");
 	import_as(d, "src");
 	tu_run r = lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL);
-	cr_assert_str_eq(field(r.out, "cached"), "false");
+	expect(r.out, "cached", "false");
 	cr_assert_str_eq(r.err, "3\n", "it ran over the new content");
 	tu_run_free(&r);
 }
