@@ -38,6 +38,19 @@ static void on_signal(int sig)
 	interrupted = sig;
 }
 
+static const int caught[3] = {SIGINT, SIGTERM, SIGHUP};
+
+/* Installs on_signal for the caught signals; with RESTART interrupted system calls resume
+ * (what every step but a wait for a locked cache wants).  OLD (may be NULL) gets the previous
+ * handlers. */
+static void catch_signals(bool restart, struct sigaction old[3])
+{
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = restart ? SA_RESTART : 0};
+	sigemptyset(&sa.sa_mask);
+	for (int i = 0; i < 3; i++)
+		sigaction(caught[i], &sa, old ? &old[i] : NULL);
+}
+
 typedef enum { VIEW_NONE = 0, VIEW_RO, VIEW_NEW_REF, VIEW_REF, VIEW_CACHE } view_kind;
 
 /* One view of the run. */
@@ -285,7 +298,12 @@ static int setup_caches(run *R)
 		};
 		k++;
 	}
-	int r = lyr_cache_acquire(R->s, reqs, n, holds);
+	/* waiting for a locked cache is the one wait a signal must end */
+	catch_signals(false, NULL);
+	int r = interrupted ? -EINTR : lyr_cache_acquire(R->s, reqs, n, holds);
+	catch_signals(true, NULL);
+	if (r == -EINTR && interrupted)
+		return r;
 	if (r < 0) {
 		const char *why = lyr_store_last_error();
 		cli_fail("exec: cache mounts: %s", why && *why ? why : cli_strerror(r));
@@ -577,12 +595,9 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 	snprintf(R.desc, sizeof R.desc, "exec %s", cmd);
 
 	/* from here on a signal only marks the run as interrupted; we clean up and leave */
-	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART}, old[3];
-	sigemptyset(&sa.sa_mask);
-	static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+	struct sigaction old[3];
 	interrupted = 0;
-	for (int i = 0; i < 3; i++)
-		sigaction(sigs[i], &sa, &old[i]);
+	catch_signals(true, old);
 
 	int r = resolve(&R);
 	if (r >= 0) {
@@ -627,9 +642,11 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 	int t = teardown(&R);
 	if (r >= 0 && t < 0)
 		r = t;
-	if (r >= 0 && interrupted && !ran) {
-		cli_fail("exec: interrupted by signal %d", (int)interrupted);
-		r = -EINTR;
+	if (interrupted && !ran && (r >= 0 || r == -EINTR)) {
+		/* reported as if the command had been killed by it (docker run does so too) */
+		cli_fail("exec: interrupted by signal %d before the command ran", (int)interrupted);
+		res->status = 128 + interrupted;
+		r = 0;
 	}
 	if (r >= 0 && ran && (res->status == 0 || op->commit_on_failure))
 		r = commit_outputs(&R, res);
@@ -638,7 +655,7 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 	release_all(&R);
 out:
 	for (int i = 0; i < 3; i++)
-		sigaction(sigs[i], &old[i], NULL);
+		sigaction(caught[i], &old[i], NULL);
 	free(R.src_kinds);
 	free(R.views);
 	return r < 0 ? r : 0;

@@ -162,7 +162,8 @@ static int lock_ref(lyr_store *s, const char *ref, lyr_cache_sharing sharing, in
 	int op = sharing == LYR_CACHE_SHARED ? LOCK_SH
 		 : sharing == LYR_CACHE_LOCKED ? LOCK_EX
 					       : LOCK_EX | LOCK_NB;
-	int r = do_flock(fd, op);
+	/* the one wait that can last: a signal (handler without SA_RESTART) ends it */
+	int r = flock(fd, op) < 0 ? -errno : 0;
 	if (r == -EWOULDBLOCK) {
 		close(fd);
 		return 0;

@@ -192,9 +192,11 @@ typedef struct lyr_cache_req {
 
 typedef struct lyr_cache_hold lyr_cache_hold;
 
-/* Acquires a ref for each of REQS[0..N) (waiting for LOCKED ones), creating refs as needed.
- * RET (N entries) gets a hold per request, in request order; requests with equal id and
- * source share one hold.  Returns 0 or -errno (nothing is held then). */
+/* Acquires a ref for each of REQS[0..N) (waiting while another process holds a LOCKED one, or
+ * holds a SHARED one that a LOCKED request waits for), creating refs as needed.  RET (N
+ * entries) gets a hold per request, in request order; requests with equal id and source share
+ * one hold.  Returns 0 or -errno (nothing is held then): -EINTR when a signal whose handler
+ * was installed without SA_RESTART ended a wait. */
 int lyr_cache_acquire(lyr_store *s, const lyr_cache_req *reqs, size_t n, lyr_cache_hold **ret);
 /* The ref ID of a hold, and the directory where runs mount it (inside the ref's directory;
  * shared runs use one mount there). */

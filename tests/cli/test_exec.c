@@ -740,3 +740,38 @@ Test(cli_exec, usage_errors_exit_2_and_name_the_problem)
 	tu_run_free(&r);
 	assert_clean(0);
 }
+
+Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothing)
+{
+	need_all();
+	const char *spec = "type=cache,target=/c,id=lk,sharing=locked";
+	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c", "echo > /c/held; sleep 30", NULL};
+	const char *ab[] = {"--mount", spec, "--mount", "type=bind,target=/out,output", "bb", "--",
+			    "true", NULL};
+	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
+	pid_t pa = spawn(oa, aa);
+	wait_upper_file("held");
+	pid_t pb = spawn(ob, ab);
+	/* B waits for the lock (/proc/locks lists it as a blocked flock of its pid) */
+	char waiter[32];
+	snprintf(waiter, sizeof waiter, "-> FLOCK  ADVISORY  WRITE %d ", (int)pb);
+	bool waiting = false;
+	for (int i = 0; i < 1000 && !waiting; i++) {
+		_cleanup_free_ char *locks = NULL;
+		cr_assert_eq(lyr_read_file("/proc/locks", &locks, NULL), 0);
+		waiting = strstr(locks, waiter) != NULL;
+		if (!waiting) {
+			cr_assert_eq(waitpid(pb, NULL, WNOHANG), 0, "B did not wait for the lock");
+			usleep(10000);
+		}
+	}
+	cr_assert(waiting, "B never waited for the locked cache");
+	cr_assert_eq(kill(pb, SIGTERM), 0);
+	cr_assert_eq(wait_status(pb), 143);
+	_cleanup_free_ char *out = tu_read(tmp, "b.out");
+	cr_assert_str_eq(out, "layerfs: exec: interrupted by signal 15 before the command ran\n"
+			      "exit status 143\n");
+	cr_assert_eq(kill(pa, SIGTERM), 0);
+	cr_assert_eq(wait_status(pa), 143);
+	assert_clean(1);
+}
