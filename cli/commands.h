@@ -72,3 +72,4 @@ int cmd_mount(lyr_cli *cli, int argc, char **argv);
 int cmd_umount(lyr_cli *cli, int argc, char **argv);
 int cmd_overlay(lyr_cli *cli, int argc, char **argv);
 int cmd_hash(lyr_cli *cli, int argc, char **argv);
+int cmd_exec(lyr_cli *cli, int argc, char **argv);
