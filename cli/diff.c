@@ -115,7 +115,7 @@ static int walk(diff_walk *w, int dir_fd, const char *dir)
 		}
 		n++;
 	}
-	if (r >= 0)
+	if (r >= 0 && n > 0) /* an empty directory has no array (qsort takes no NULL) */
 		qsort(names, n, sizeof(char *), name_cmp);
 
 	int fd = dirfd(d);
@@ -201,7 +201,8 @@ int cmd_diff(lyr_cli *cli, int argc, char **argv)
 	lyr_stack_free(w.stack);
 
 	if (r >= 0) {
-		qsort(w.v, w.n, sizeof(change), change_cmp);
+		if (w.n > 0) /* no changes: no array, and qsort takes no NULL */
+			qsort(w.v, w.n, sizeof(change), change_cmp);
 		json_out j;
 		if (cli->json) {
 			json_begin(&j, stdout);

@@ -46,6 +46,22 @@ static const cli_command commands[] = {
 	 "  --follow-links     follow a symlink in a selector's last component\n"
 	 "  --include GLOB     hash only paths matching GLOB (repeatable)\n"
 	 "  --exclude GLOB     leave out paths matching GLOB (repeatable)\n"},
+	{"exec", cmd_exec, "[OPTION]... ROOT [--] CMD [ARG...] | --spec FILE.json",
+	 "run a command in a sandbox over layer views; commit its outputs (see 'layerfs exec --help')",
+	 "  --mount SPEC          type=bind|cache|tmpfs,target=PATH[,source=ID][,selector=P]\n"
+	 "                        [,readonly][,output][,id=NAME][,sharing=shared|private|locked]\n"
+	 "                        [,size=BYTES]\n"
+	 "  --env K=V             environment variable (PATH is added when none is given)\n"
+	 "  --proxy-env K=V       proxy variable (both cases set; not part of the cache key)\n"
+	 "  --cwd DIR             working directory inside the sandbox\n"
+	 "  --user UID[:GID]      user (or NAME[:GROUP] from the root's /etc/passwd, /etc/group)\n"
+	 "  --network none|host   network namespace (default none)\n"
+	 "  --hostname H          hostname (default layerfs)\n"
+	 "  --cache               answer from the action cache when the same run is stored\n"
+	 "  -i, --interactive     pass stdin to the command\n"
+	 "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
+	 "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
+	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
 	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
 	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
 };
@@ -240,9 +256,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	/* mount(8) runs "mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTS" for type fuse.layerfs */
+	/* mount(8) runs "mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTS" for type fuse.layerfs;
+	 * podman and buildah run their mount_program as "PROGRAM -o OPTS MOUNTPOINT", which
+	 * layerfs-overlay answers as fuse-overlayfs would. */
 	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	if (strcmp(base, "mount.fuse.layerfs") == 0)
+	if (strcmp(base, "mount.fuse.layerfs") == 0 || strcmp(base, "layerfs-overlay") == 0)
 		return lyr_fs_overlay_main(argc, argv);
 
 	lyr_cli cli = {.tty = isatty(STDOUT_FILENO)};

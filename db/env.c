@@ -29,7 +29,6 @@
  * one environment (DB_REGISTER allows no more), which any thread may use. */
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>

@@ -143,6 +143,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
+	/* modes arrive with the caller's umask applied (by the kernel); ours must not take more */
+	mode_t old_umask = umask(0);
 	if (notify >= 0) {
 		report(notify, 0, NULL);
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -179,6 +181,7 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	ovl_fs_free(fs);
+	umask(old_umask);
 	return 0;
 }
 

@@ -9,12 +9,17 @@
  * reach zero.  Both are guarded by the table shard lock of the inode.
  *
  * Locks, in the order they are taken (never the other way round):
+ *   0. an open file's lock (struct ovl_file: shared while its fd is used, exclusive to switch a
+ *      reader to the upper copy) and an open directory's snapshot mutex;
  *   1. cu_lock of an inode being copied up, renamed or unlinked (a child's before its parent's:
  *      copy-up of a file copies up its parent directory while holding its own cu_lock; two
  *      unrelated inodes in address order);
  *   2. lock (rwlock) of inodes: a parent directory before its child; two directories of a rename
  *      in address order (the kernel already serializes renames that could make them related);
- *   3. a table shard lock (a leaf: nothing is taken while it is held).
+ *      ovl_inode_rdlock, which may reopen an fd through the parent, is called with no inode
+ *      lock held;
+ *   3. a table shard lock, the evictor's lock, the open-directory list lock (leaves: nothing is
+ *      waited for while one is held; the evictor only trylocks inodes).
  * The rwlock protects node, parent, name and the flags.  Readers (lookup, getattr, read of the
  * node's fds) take it shared; copy-up and namespace changes take it exclusive for the short
  * moment they swap in new state.  Data copies run under cu_lock only, so a long copy-up blocks

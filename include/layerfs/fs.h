@@ -17,7 +17,7 @@ typedef struct lyr_fs_idmap {
 
 typedef struct lyr_fs_config {
 	const char *const *lowers; /* lower layer directories, topmost first */
-	size_t nlowers;		   /* 1..500 */
+	size_t nlowers;		   /* 1..500 (0 with an upper: a scratch tree) */
 	const char *upper;	   /* NULL: read-only mount */
 	const char *work; /* required with UPPER: an empty-able dir on UPPER's filesystem */
 
@@ -26,16 +26,17 @@ typedef struct lyr_fs_config {
 	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;
 	bool nodev, nosuid, noexec, noatime;
-	bool writeback;	       /* FUSE writeback cache */
-	bool no_fsync;	       /* fsync=0 / volatile: fsync is a no-op */
-	bool static_nlink;     /* directories report st_nlink 1 */
-	bool noacl;	       /* accepted; POSIX ACLs are plain xattrs here */
-	bool debug;	       /* libfuse debug output (foreground only) */
-	double timeout;	       /* entry/attr/negative cache seconds; < 0: default (86400) */
-	unsigned threads;      /* max worker threads; 0: default; 1: single-threaded loop */
-	unsigned max_write;    /* bytes; 0: default (1 MiB) */
-	int xattr_permissions; /* 0 off; 1 user.containers.override_stat; 2
-				  security.fuseoverlayfs.override_stat */
+	bool writeback;	    /* FUSE writeback cache */
+	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
+	bool static_nlink;  /* directories report st_nlink 1 */
+	bool noacl;	    /* accepted; POSIX ACLs are plain xattrs here */
+	bool debug;	    /* libfuse debug output (foreground only) */
+	double timeout;	    /* entry/attr/negative cache seconds; < 0: default (86400) */
+	unsigned threads;   /* max worker threads; 0: default; 1: single-threaded loop */
+	unsigned max_write; /* bytes; 0: default (1 MiB) */
+	/* owner and mode kept in an xattr: 0 off; 1 user.containers.override_stat;
+	 * 2 security.fuseoverlayfs.override_stat */
+	int xattr_permissions;
 
 	const lyr_fs_idmap *uidmap; /* NULL/0: identity */
 	size_t nuidmap;

@@ -41,9 +41,9 @@ int lyr_store_open(const char *root, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
 const char *lyr_store_root(const lyr_store *s);
 
-/* A message for people about the last failure of a store function on this thread, naming the
- * object and the cause ("store '/x': format 2 is newer than this layerfs supports (1)");
- * "" when none.  Valid until the next store call on this thread. */
+/* A message for people about the most recent failure of a store function on this thread,
+ * naming the object and the cause ("store '/x': format 2 is newer than this layerfs supports
+ * (1)"); "" before any.  Successful calls do not clear it: read it right after a failure. */
 const char *lyr_store_last_error(void);
 
 /* Default store directory: $LAYERFS_ROOT, else $XDG_DATA_HOME/layerfs (~/.local/share/layerfs),
@@ -182,3 +182,64 @@ void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
  * -errno. */
 int lyr_store_fsck(lyr_store *s, bool repair,
 		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
+/* ---- exec support ------------------------------------------------------------------------- */
+
+/* The action cache: what an exec run with a given cache key produced.  Entries do not keep
+ * layers alive; one naming a layer that no longer exists is never returned (get drops it). */
+typedef struct lyr_action_output {
+	char *target;		 /* heap: "/" for the root, else the mount target */
+	char layer[LYR_ID_MAX]; /* full layer ID */
+} lyr_action_output;
+
+typedef struct lyr_action {
+	int exit_code;
+	int64_t created; /* Unix time, seconds (set by the caller before put) */
+	lyr_action_output *outputs; /* heap, in mount order, the root first */
+	size_t n_outputs;
+} lyr_action;
+
+void lyr_action_clear(lyr_action *a);
+/* Looks up KEY ("sha256:<hex>").  Returns 0 and fills RET (clear it with lyr_action_clear),
+ * -ENOENT when there is no entry or one of its layers is gone, -EINVAL for a malformed key. */
+int lyr_action_get(lyr_store *s, const char *key, lyr_action *ret);
+/* Stores (replacing) the entry for KEY.  -ENOENT when an output layer does not exist. */
+int lyr_action_put(lyr_store *s, const char *key, const lyr_action *a);
+/* Drops entries that name a removed layer and, with ALL, every entry created more than
+ * KEEP_SECONDS ago.  RET_REMOVED (may be NULL) gets the number dropped. */
+int lyr_action_prune(lyr_store *s, bool all, int64_t keep_seconds, size_t *ret_removed);
+
+/* Cache-mount refs: mutable refs kept for exec cache mounts under (cache id, source layer),
+ * never committed, reused across runs.  A run acquires all its cache mounts at once; the locks
+ * are taken sorted by id then source (so concurrent runs cannot deadlock) and die with the
+ * process.  SHARED: concurrent runs use one ref; PRIVATE: a concurrent run gets a ref no one
+ * holds (a new one when all are busy); LOCKED: a concurrent run waits for the holder. */
+typedef enum { LYR_CACHE_SHARED = 0, LYR_CACHE_PRIVATE, LYR_CACHE_LOCKED } lyr_cache_sharing;
+
+typedef struct lyr_cache_req {
+	const char *id;	    /* cache id */
+	const char *source; /* full layer ID, or NULL for scratch */
+	lyr_cache_sharing sharing;
+	const char *desc; /* description of a ref made for it */
+} lyr_cache_req;
+
+typedef struct lyr_cache_hold lyr_cache_hold;
+
+/* Acquires a ref for each of REQS[0..N) (waiting while another process holds a LOCKED one, or
+ * holds a SHARED one that a LOCKED request waits for), creating refs as needed.  RET (N
+ * entries) gets a hold per request, in request order; requests with equal id and source share
+ * one hold.  Returns 0 or -errno (nothing is held then): -EINTR when a signal whose handler
+ * was installed without SA_RESTART ended a wait. */
+int lyr_cache_acquire(lyr_store *s, const lyr_cache_req *reqs, size_t n, lyr_cache_hold **ret);
+/* The ref ID of a hold, and the directory where runs mount it (inside the ref's directory;
+ * shared runs use one mount there). */
+const char *lyr_cache_hold_ref(const lyr_cache_hold *h);
+const char *lyr_cache_hold_mountpoint(const lyr_cache_hold *h);
+/* Serialises mounting and unmounting a hold's mountpoint among processes (exclusive, waits). */
+int lyr_cache_hold_mount_lock(lyr_store *s, lyr_cache_hold *h);
+void lyr_cache_hold_mount_unlock(lyr_cache_hold *h);
+/* Call with the mount lock held, when done: 1 when no other run uses the ref any more (the
+ * caller unmounts it), 0 when one does, or -errno. */
+int lyr_cache_hold_last(lyr_cache_hold *h);
+/* Drops one request's share of a hold (NULL-safe); the last one releases its locks. */
+void lyr_cache_release(lyr_store *s, lyr_cache_hold *h);

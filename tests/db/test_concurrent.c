@@ -72,7 +72,7 @@ static int count_layer(void *ctx, const lyr_layer_info *l)
 	return 0;
 }
 
-Test(db_concurrent, sixteen_processes_creating_and_committing_at_once_all_succeed, .timeout = 300)
+Test(db_concurrent, sixteen_processes_creating_and_committing_at_once_all_succeed)
 {
 	tstore t;
 	ts_setup(&t);
@@ -132,7 +132,7 @@ Test(db_concurrent, sixteen_processes_creating_and_committing_at_once_all_succee
 
 /* Processes that die holding the store force recovery on the next open, which panics the
  * environment under every other process; their operations must still all succeed. */
-Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes, .timeout = 300)
+Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes)
 {
 	tstore t;
 	ts_setup(&t);
@@ -202,7 +202,7 @@ Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes, .t
 
 /* Processes killed at random moments, inside Berkeley DB calls too: afterwards the store
  * opens, every process still working finishes, and fsck can repair what the dead left. */
-Test(db_concurrent, random_kills_never_leave_the_store_unusable, .timeout = 300)
+Test(db_concurrent, random_kills_never_leave_the_store_unusable)
 {
 	tstore t;
 	ts_setup(&t);
@@ -269,7 +269,7 @@ Test(db_concurrent, random_kills_never_leave_the_store_unusable, .timeout = 300)
 	ts_teardown(&t);
 }
 
-Test(db_concurrent, processes_creating_one_store_at_once_all_succeed, .timeout = 120)
+Test(db_concurrent, processes_creating_one_store_at_once_all_succeed)
 {
 	char *dir = tu_mkdtemp();
 	char *root = tu_path(dir, "new/store");

@@ -30,9 +30,9 @@ static inline void mnt_skip_unless_fuse(void)
 {
 	if (!tu_have_fuse())
 		cr_skip_test("/dev/fuse cannot be opened here");
-	if (geteuid() != 0 && access("/usr/bin/fusermount3", X_OK) != 0 &&
-	    access("/bin/fusermount3", X_OK) != 0)
-		cr_skip_test("fusermount3 is not installed");
+	/* the layers these tests build carry trusted.* xattrs, foreign owners and devices */
+	if (geteuid() != 0)
+		cr_skip_test("these mount tests need root (they run as root in CI)");
 }
 
 static inline void mnt_dirs(void)

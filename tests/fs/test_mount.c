@@ -442,3 +442,22 @@ Test(fs_mount, read_only_directories_take_copies_without_dac_override)
 			     WEXITSTATUS(st));
 	cr_assert_eq(WEXITSTATUS(st), 0, "check %d failed", WEXITSTATUS(st));
 }
+
+Test(fs_mount, an_upper_alone_is_a_scratch_tree)
+{
+	lyr_fs_config cfg;
+	lyr_fs_config_init(&cfg);
+	cfg.upper = M.upper;
+	cfg.work = M.work;
+	lyr_fs_error err;
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &M.pid), 0, "%s", err.msg);
+	M.mounted = true;
+	put(MP("new"), "n");
+	cr_assert_eq(mkdir(MP("d"), 0755), 0);
+	cr_assert_eq(rename(MP("new"), MP("d/moved")), 0);
+	_cleanup_free_ char *c = slurp(UP("d/moved"));
+	cr_assert_str_eq(c, "n");
+	cr_assert_eq(unlink(MP("d/moved")), 0);
+	struct stat st;
+	cr_assert_eq(lstat(UP("d/moved"), &st), -1, "no whiteout without lowers");
+}

@@ -711,3 +711,25 @@ Test(fs_overlay, xattrs_of_lower_files_change_in_the_upper_only)
 	_cleanup_free_ char *s = sorted_listing(MP("dir"));
 	cr_assert_str_eq(s, "g,h,sub");
 }
+
+Test(fs_overlay, new_objects_get_the_mode_the_caller_asked_for)
+{
+	mode_t old = umask(0);
+	cr_assert_eq(mkdir(MP("open"), 0777), 0);
+	int fd = open(MP("open/f"), O_CREAT | O_WRONLY, 0666);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(mkfifo(MP("open/p"), 0662), 0);
+	umask(027);
+	cr_assert_eq(mkdir(MP("closed"), 0777), 0);
+	umask(old);
+	struct stat st;
+	cr_assert_eq(stat(MP("open"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0777);
+	cr_assert_eq(stat(MP("open/f"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0666);
+	cr_assert_eq(lstat(MP("open/p"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0662);
+	cr_assert_eq(stat(MP("closed"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0750);
+}

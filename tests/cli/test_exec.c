@@ -1,0 +1,777 @@
+/* `layerfs exec` end to end over a real store: a busybox root (Debian's busybox-static) is
+ * imported as a layer, commands run in the sandbox over FUSE views of it, what they write is
+ * committed into output layers (checked with `layerfs diff`), cache mounts persist across runs
+ * and behave per sharing under concurrent runs, --cache answers from the action cache, and the
+ * cache key follows the inputs' content exactly as the issue lists.  Needs root and /dev/fuse.
+ * Every run uses the test's own TMPDIR, so "nothing left behind" is checked there alone. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "layerfs/common.h"
+#include "testutil.h"
+
+#define BUSYBOX "/bin/busybox"
+
+static const char *const applets[] = {"sh",   "cat",   "echo", "id",   "ls",    "true",
+				      "false", "sleep", "mkdir", "touch", "env",  "grep",
+				      "kill",  "rm",	"wc",	 "seq",	  "head", "tr"};
+
+static char *tmp, *root, *rootfs, *tmpenv;
+
+static void setup(void)
+{
+	tmp = tu_mkdtemp();
+	root = tu_path(tmp, "store");
+	rootfs = tu_path(tmp, "rootfs");
+	cr_assert(asprintf(&tmpenv, "TMPDIR=%s", tmp) > 0);
+}
+
+/* Unmounts whatever a failed test left below TMP, then removes it. */
+static void teardown(void)
+{
+	tu_sh("grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
+	      tmp);
+	tu_sh("grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
+	      root);
+	tu_rmtree(tmp);
+	free(tmp);
+	free(root);
+	free(rootfs);
+	free(tmpenv);
+}
+
+TestSuite(cli_exec, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Skips without root, /dev/fuse or busybox; otherwise builds the root tree and imports it as
+ * tag "bb". */
+static void need_all(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root (namespaces, mounts)");
+	if (!tu_have_fuse())
+		cr_skip_test("/dev/fuse cannot be opened here");
+	if (access(BUSYBOX, X_OK) != 0)
+		cr_skip_test("needs %s (Debian package busybox-static)", BUSYBOX);
+	_cleanup_free_ char *bin = tu_path(rootfs, "bin");
+	cr_assert_eq(lyr_mkdir_p(bin, 0755), 0);
+	chmod(rootfs, 0755);
+	_cleanup_free_ char *bb = tu_path(rootfs, "bin/busybox");
+	const char *cp[] = {"/bin/cp", BUSYBOX, bb, NULL};
+	tu_run r = tu_cmd(NULL, cp);
+	cr_assert_eq(r.status, 0, "cp busybox: %s", r.err);
+	tu_run_free(&r);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(applets); i++) {
+		_cleanup_free_ char *l = tu_path(bin, applets[i]);
+		cr_assert_eq(symlink("busybox", l), 0);
+	}
+	tu_write(rootfs, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+	tu_write(rootfs, "etc/group", "root:x:0:\n");
+	tu_run i = tu_lf(root, "import", rootfs, "--tag", "bb", NULL);
+	cr_assert_eq(i.status, 0, "import: %s", i.err);
+	tu_run_free(&i);
+}
+
+/* `layerfs --root ROOT ARGS...` with TMPDIR set to the test's directory. */
+static tu_run lx(const char *first, ...)
+{
+	const char *argv[64] = {"--root", root, first};
+	size_t n = 3;
+	va_list ap;
+	va_start(ap, first);
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL) {
+		cr_assert_lt(n + 1, LYR_ARRAY_SIZE(argv));
+		argv[n++] = a;
+	}
+	va_end(ap);
+	argv[n] = NULL;
+	const char *env[] = {tmpenv, NULL};
+	return tu_layerfs(env, argv);
+}
+
+static char *ok(tu_run r)
+{
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	free(r.err);
+	return r.out;
+}
+
+/* The text of KEY's value in a flat JSON object (strings unquoted). */
+static char *field(const char *json, const char *key)
+{
+	_cleanup_free_ char *k = NULL;
+	cr_assert(asprintf(&k, "\"%s\":", key) > 0);
+	const char *p = strstr(json, k);
+	cr_assert_not_null(p, "%s not in %s", key, json);
+	p += strlen(k);
+	if (*p == '"')
+		p++;
+	return strndup(p, strcspn(p, "\",}"));
+}
+
+/* The layer ID reported for TARGET in an exec --json result (NULL when not there). */
+static char *output_of(const char *json, const char *target)
+{
+	_cleanup_free_ char *k = NULL;
+	cr_assert(asprintf(&k, "{\"target\":\"%s\",\"layer\":\"", target) > 0);
+	const char *p = strstr(json, k);
+	if (!p)
+		return NULL;
+	p += strlen(k);
+	return strndup(p, strcspn(p, "\""));
+}
+
+/* Asserts that KEY of JSON is WANT. */
+static void expect(const char *json, const char *key, const char *want)
+{
+	_cleanup_free_ char *v = field(json, key);
+	cr_assert_str_eq(v, want, "%s in %s", key, json);
+}
+
+/* Asserts that KEY (or, with OUTPUT, the layer of output TARGET) is the same in A and B. */
+static void same(const char *a, const char *b, const char *key, bool output)
+{
+	_cleanup_free_ char *va = output ? output_of(a, key) : field(a, key);
+	_cleanup_free_ char *vb = output ? output_of(b, key) : field(b, key);
+	cr_assert_not_null(va);
+	cr_assert_not_null(vb);
+	cr_assert_str_eq(va, vb, "%s differs: %s / %s", key, a, b);
+}
+
+static size_t count(const char *s, const char *what)
+{
+	size_t n = 0;
+	for (const char *p = s; (p = strstr(p, what)) != NULL; p += strlen(what))
+		n++;
+	return n;
+}
+
+/* Nothing of a run is left: no mount below TMP or the store, no temporary directory, no ref
+ * but the cache refs (N_CACHE_REFS of them). */
+static void assert_clean(size_t n_cache_refs)
+{
+	_cleanup_free_ char *mounts = NULL;
+	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &mounts, NULL), 0);
+	cr_assert_null(strstr(mounts, tmp), "a mount is left below %s:\n%s", tmp, mounts);
+	DIR *d = opendir(tmp);
+	cr_assert_not_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		cr_assert_neq(strncmp(e->d_name, "layerfs-exec.", 13), 0, "left behind: %s",
+			      e->d_name);
+	closedir(d);
+	_cleanup_free_ char *ls = ok(tu_lf(root, "--json", "ls", NULL));
+	cr_assert_eq(count(ls, "\"mountpoint\":"), n_cache_refs, "%s", ls);
+}
+
+Test(cli_exec, writes_land_in_the_root_output_layer_and_nowhere_on_the_host)
+{
+	need_all();
+	_cleanup_free_ char *name = NULL;
+	cr_assert(asprintf(&name, "/layerfs-exec-test-%d", (int)getpid()) > 0);
+	_cleanup_free_ char *script = NULL;
+	cr_assert(asprintf(&script, "echo hi > %s; mkdir /d; echo x > /d/f; rm /etc/group", name) > 0);
+	_cleanup_free_ char *out = ok(lx("--json", "exec", "bb", "--", "sh", "-c", script, NULL));
+	expect(out, "exit_code", "0");
+	expect(out, "cached", "false");
+	_cleanup_free_ char *key = field(out, "cache_key");
+	cr_assert_eq(strncmp(key, "sha256:", 7), 0);
+	_cleanup_free_ char *layer = output_of(out, "/");
+	cr_assert_not_null(layer, "%s", out);
+	cr_assert_eq(count(out, "\"target\""), 1);
+	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", layer, NULL));
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "A /d\nA /d/f\nC /etc\nD /etc/group\nA %s\n", name) > 0);
+	cr_assert_str_eq(diff, want);
+	cr_assert_eq(access(name, F_OK), -1, "%s appeared on the host", name);
+	cr_assert_eq(access("/d/f", F_OK), -1);
+	/* the root layer itself is untouched */
+	_cleanup_free_ char *group = tu_read(rootfs, "etc/group");
+	cr_assert_str_eq(group, "root:x:0:\n");
+	assert_clean(0);
+}
+
+Test(cli_exec, the_people_summary_goes_to_stderr_and_stdout_is_the_commands)
+{
+	need_all();
+	tu_run r = lx("exec", "bb", "--", "sh", "-c", "echo from-the-command", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "from-the-command\n");
+	cr_assert_eq(strncmp(r.err, "exit status 0\n/            sha256:", 34), 0, "%s", r.err);
+	tu_run_free(&r);
+}
+
+Test(cli_exec, exit_codes_propagate_and_a_failure_commits_nothing)
+{
+	need_all();
+	_cleanup_free_ char *before = ok(tu_lf(root, "ls", "--json", NULL));
+	static const struct {
+		const char *cmd;
+		int status;
+	} cases[] = {
+		{"exit 3", 3},
+		{"kill -TERM $$", 143},
+		{"kill -KILL $$", 137},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		tu_run r = lx("--json", "exec", "bb", "--", "sh", "-c", cases[i].cmd, NULL);
+		cr_assert_eq(r.status, cases[i].status, "%s: %d %s", cases[i].cmd, r.status, r.err);
+		_cleanup_free_ char *code = field(r.out, "exit_code");
+		cr_assert_eq(atoi(code), cases[i].status);
+		cr_assert_not_null(strstr(r.out, "\"outputs\":[]"), "%s", r.out);
+		tu_run_free(&r);
+	}
+	tu_run r = lx("exec", "bb", "--", "no-such-command", NULL);
+	cr_assert_eq(r.status, 127, "%s", r.err);
+	tu_run_free(&r);
+	r = lx("exec", "bb", "--", "/etc/passwd", NULL);
+	cr_assert_eq(r.status, 126, "%s", r.err);
+	tu_run_free(&r);
+	r = lx("exec", "no-such-layer", "--", "true", NULL);
+	cr_assert_eq(r.status, 125);
+	cr_assert_str_eq(r.err, "layerfs: 'no-such-layer': no such layer, ref or tag\n");
+	tu_run_free(&r);
+	_cleanup_free_ char *after = ok(tu_lf(root, "ls", "--json", NULL));
+	cr_assert_str_eq(after, before, "a failed run changed the store");
+	_cleanup_free_ char *out = ok(lx("--json", "exec", "bb", "--", "true", NULL));
+	expect(out, "exit_code", "0");
+	assert_clean(0);
+}
+
+Test(cli_exec, commit_on_failure_commits_the_outputs_of_a_failed_run)
+{
+	need_all();
+	tu_run r = lx("--json", "exec", "--commit-on-failure", "--mount", "type=bind,target=/out,output",
+		      "bb", "--", "sh", "-c", "echo a > /a; echo b > /out/b; exit 3", NULL);
+	cr_assert_eq(r.status, 3, "%s", r.err);
+	_cleanup_free_ char *rl = output_of(r.out, "/"), *ol = output_of(r.out, "/out");
+	cr_assert_not_null(rl, "%s", r.out);
+	cr_assert_not_null(ol, "%s", r.out);
+	cr_assert_lt(strstr(r.out, rl) - r.out, strstr(r.out, ol) - r.out, "root first");
+	_cleanup_free_ char *d1 = ok(tu_lf(root, "diff", rl, NULL));
+	cr_assert_str_eq(d1, "A /a\n");
+	_cleanup_free_ char *d2 = ok(tu_lf(root, "diff", ol, NULL));
+	cr_assert_str_eq(d2, "A /b\n");
+	tu_run_free(&r);
+	assert_clean(0);
+}
+
+Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
+{
+	need_all();
+	_cleanup_free_ char *data = tu_path(tmp, "data");
+	tu_write(data, "app/main.c", "int main;\n");
+	tu_write(data, "README", "read me\n");
+	_cleanup_free_ char *dl = ok(tu_lf(root, "import", data, "--tag", "data", NULL));
+	dl[strcspn(dl, "\n")] = 0;
+
+	_cleanup_free_ char *out = ok(lx(
+		"--json", "exec", "--mount", "type=bind,target=/src,source=data,selector=/app,readonly",
+		"--mount", "type=bind,target=/ro-out,source=data,readonly,output", "--mount",
+		"type=bind,target=/work,source=data", "--mount", "type=bind,target=/out,output", "bb",
+		"--", "sh", "-c",
+		"cat /src/main.c > /out/copy && ! touch /src/x 2>/dev/null && "
+		"echo scratch > /work/new && cat /work/README >> /out/copy && ! ls /src/app 2>/dev/null",
+		NULL));
+	_cleanup_free_ char *rl = output_of(out, "/"), *ro = output_of(out, "/ro-out"),
+			    *ol = output_of(out, "/out");
+	cr_assert_not_null(rl, "%s", out);
+	cr_assert_str_eq(ro, dl, "a readonly output is its input layer");
+	_cleanup_free_ char *wl = output_of(out, "/work");
+	cr_assert_null(wl, "a bind without output is no output");
+	cr_assert_eq(count(out, "\"target\""), 3, "%s", out);
+	cr_assert_lt(strstr(out, "/out\"") - out, strstr(out, "/ro-out") - out, "mount order");
+	_cleanup_free_ char *d = ok(tu_lf(root, "diff", ol, NULL));
+	cr_assert_str_eq(d, "A /copy\n");
+	_cleanup_free_ char *view = tu_path(tmp, "view");
+	cr_assert_eq(mkdir(view, 0755), 0);
+	free(ok(tu_lf(root, "mount", ol, view, NULL)));
+	_cleanup_free_ char *copy = tu_read(view, "copy");
+	free(ok(tu_lf(root, "umount", view, NULL)));
+	cr_assert_str_eq(copy, "int main;\nread me\n");
+	/* the mount points the sandbox needed were created only for it */
+	_cleanup_free_ char *rd = ok(tu_lf(root, "diff", rl, NULL));
+	cr_assert_str_eq(rd, "");
+	assert_clean(0);
+}
+
+Test(cli_exec, a_tmpfs_mount_is_fresh_nosuid_sized_and_discarded)
+{
+	need_all();
+	_cleanup_free_ char *out = ok(lx(
+		"--json", "exec", "--mount", "type=tmpfs,target=/t,size=1048576", "bb", "--", "sh",
+		"-c",
+		"test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep -q nosuid "
+		"&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
+		NULL));
+	expect(out, "exit_code", "0");
+	_cleanup_free_ char *rl = output_of(out, "/");
+	_cleanup_free_ char *d = ok(tu_lf(root, "diff", rl, NULL));
+	cr_assert_str_eq(d, "");
+	assert_clean(0);
+}
+
+Test(cli_exec, a_cache_mount_keeps_a_counter_across_runs)
+{
+	need_all();
+	const char *count_up = "n=$(cat /c/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /c/n; echo $n";
+	for (int i = 1; i <= 3; i++) {
+		tu_run r = lx("exec", "--mount", "type=cache,target=/c,id=counter", "bb", "--", "sh",
+			      "-c", count_up, NULL);
+		cr_assert_eq(r.status, 0, "%s", r.err);
+		char want[8];
+		snprintf(want, sizeof want, "%d\n", i);
+		cr_assert_str_eq(r.out, want);
+		tu_run_free(&r);
+	}
+	/* another id is another cache */
+	tu_run r = lx("exec", "--mount", "type=cache,target=/c,id=other", "bb", "--", "sh", "-c",
+		      count_up, NULL);
+	cr_assert_str_eq(r.out, "1\n");
+	tu_run_free(&r);
+	_cleanup_free_ char *ls = ok(tu_lf(root, "--json", "ls", NULL));
+	cr_assert_not_null(strstr(ls, "cached mount /c from exec sh -c"), "%s", ls);
+	/* the root ref of each run was committed; only the two cache refs stay */
+	assert_clean(2);
+}
+
+/* Starts `layerfs exec ARGS` in the background with stdout+stderr to OUT_PATH. */
+static pid_t spawn(const char *out_path, const char *const *args)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		setenv("TMPDIR", tmp, 1);
+		const char *argv[32] = {LAYERFS_BIN, "--root", root, "exec"};
+		size_t n = 4;
+		for (size_t i = 0; args[i]; i++)
+			argv[n++] = args[i];
+		argv[n] = NULL;
+		execv(LAYERFS_BIN, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int wait_status(pid_t pid)
+{
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Waits (up to 10 s) until a file named NAME exists in the upper dir of some ref. */
+static void wait_upper_file(const char *name)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (tu_sh("ls %s/refs/*/upper/%s >/dev/null 2>&1", root, name) == 0)
+			return;
+		usleep(10000);
+	}
+	cr_assert_fail("no ref's upper holds %s", name);
+}
+
+/* Two runs of one cache at once, each writing its own name and looking (up to 3 s) for the
+ * other's; returns what each saw. */
+static void concurrent(const char *sharing, char **ret_a, char **ret_b)
+{
+	_cleanup_free_ char *spec = NULL;
+	cr_assert(asprintf(&spec, "type=cache,target=/c,id=conc,sharing=%s", sharing) > 0);
+#define LOOK(me, other)                                                                           \
+	"echo > /c/" me "; i=0; while [ ! -e /c/" other " ] && [ $i -lt 30 ]; do sleep 0.1; "     \
+	"i=$((i+1)); done; ls /c | tr '\\n' ' '"
+	const char *sa = LOOK("a", "b"), *sb = LOOK("b", "a");
+	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
+	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c", sa, NULL};
+	const char *ab[] = {"--mount", spec, "bb", "--", "sh", "-c", sb, NULL};
+	pid_t pa = spawn(oa, aa);
+	wait_upper_file("a");
+	pid_t pb = spawn(ob, ab);
+	cr_assert_eq(wait_status(pa), 0);
+	cr_assert_eq(wait_status(pb), 0);
+	*ret_a = tu_read(tmp, "a.out");
+	*ret_b = tu_read(tmp, "b.out");
+}
+
+Test(cli_exec, shared_cache_mounts_are_one_ref_for_concurrent_runs)
+{
+	need_all();
+	_cleanup_free_ char *a = NULL, *b = NULL;
+	concurrent("shared", &a, &b);
+	cr_assert_eq(strncmp(a, "a b exit status 0\n", 18), 0, "%s", a);
+	cr_assert_eq(strncmp(b, "a b exit status 0\n", 18), 0, "%s", b);
+	assert_clean(1);
+}
+
+Test(cli_exec, a_private_cache_mount_gives_a_concurrent_run_its_own_ref)
+{
+	need_all();
+	_cleanup_free_ char *a = NULL, *b = NULL;
+	concurrent("private", &a, &b);
+	cr_assert_eq(strncmp(a, "a exit status 0\n", 16), 0, "%s", a);
+	cr_assert_eq(strncmp(b, "b exit status 0\n", 16), 0, "%s", b);
+	assert_clean(2);
+	/* later runs reuse the first free one */
+	tu_run r = lx("exec", "--mount", "type=cache,target=/c,id=conc,sharing=private", "bb", "--",
+		      "ls", "/c", NULL);
+	cr_assert(strcmp(r.out, "a\n") == 0 || strcmp(r.out, "b\n") == 0, "%s", r.out);
+	tu_run_free(&r);
+	assert_clean(2);
+}
+
+Test(cli_exec, a_locked_cache_mount_makes_a_concurrent_run_wait)
+{
+	need_all();
+	const char *spec = "type=cache,target=/c,id=lk,sharing=locked";
+	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c",
+			    "echo A >> /c/log; sleep 1; echo A >> /c/log", NULL};
+	const char *ab[] = {"--mount", spec, "bb", "--", "sh", "-c",
+			    "echo B >> /c/log; echo B >> /c/log", NULL};
+	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
+	pid_t pa = spawn(oa, aa);
+	wait_upper_file("log");
+	pid_t pb = spawn(ob, ab);
+	cr_assert_eq(wait_status(pa), 0);
+	cr_assert_eq(wait_status(pb), 0);
+	tu_run r = lx("exec", "--mount", spec, "bb", "--", "cat", "/c/log", NULL);
+	cr_assert_str_eq(r.out, "A\nA\nB\nB\n");
+	tu_run_free(&r);
+	assert_clean(1);
+}
+
+Test(cli_exec, cache_returns_the_stored_outputs_without_running)
+{
+	need_all();
+	/* the cache mount counts real runs; it is no input, so the key does not see it */
+	const char *cmd = "n=$(cat /c/n 2>/dev/null || echo 0); echo $((n+1)) > /c/n; echo built > /built";
+	const char *m = "type=cache,target=/c,id=runs";
+	_cleanup_free_ char *o1 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
+					"-c", cmd, NULL));
+	_cleanup_free_ char *o2 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
+					"-c", cmd, NULL));
+	expect(o1, "cached", "false");
+	expect(o2, "cached", "true");
+	same(o1, o2, "cache_key", false);
+	same(o1, o2, "/", true);
+	tu_run r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
+	cr_assert_str_eq(r.out, "1\n", "the cached run must not have run");
+	tu_run_free(&r);
+
+	/* without --cache it runs again, and its result replaces the stored one */
+	_cleanup_free_ char *o3 = ok(lx("--json", "exec", "--mount", m, "bb", "--", "sh", "-c", cmd,
+					NULL));
+	expect(o3, "cached", "false");
+	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
+	cr_assert_str_eq(r.out, "2\n");
+	tu_run_free(&r);
+
+	_cleanup_free_ char *o3b = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
+					 "-c", cmd, NULL));
+	expect(o3b, "cached", "true");
+	same(o3b, o3, "/", true);
+
+	/* an entry whose output layer was removed is not answered */
+	_cleanup_free_ char *layer = output_of(o3, "/");
+	free(ok(tu_lf(root, "rm", layer, NULL)));
+	_cleanup_free_ char *o4 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
+					"-c", cmd, NULL));
+	expect(o4, "cached", "false");
+	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
+	cr_assert_str_eq(r.out, "3\n");
+	tu_run_free(&r);
+	assert_clean(1);
+}
+
+Test(cli_exec, a_failed_run_is_not_cached)
+{
+	need_all();
+	tu_run r = lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "exit 4", NULL);
+	cr_assert_eq(r.status, 4);
+	tu_run_free(&r);
+	r = lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "exit 4", NULL);
+	cr_assert_eq(r.status, 4);
+	expect(r.out, "cached", "false");
+	tu_run_free(&r);
+}
+
+/* The cache key of `exec --json ARGS...` (it runs, too). */
+static char *key_of(const char *first, ...)
+{
+	const char *argv[40] = {"--root", root, "--json", "exec", first};
+	size_t n = 5;
+	va_list ap;
+	va_start(ap, first);
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	const char *env[] = {tmpenv, NULL};
+	tu_run r = tu_layerfs(env, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	char *k = field(r.out, "cache_key");
+	tu_run_free(&r);
+	cr_assert_eq(strlen(k), 71, "%s", k);
+	return k;
+}
+
+/* Imports DIR's tree as tag TAG (moving it). */
+static void import_as(const char *dir, const char *tag)
+{
+	free(ok(tu_lf(root, "import", dir, "--tag", tag, NULL)));
+}
+
+Test(cli_exec, the_key_follows_a_read_only_inputs_selector_only)
+{
+	need_all();
+	_cleanup_free_ char *d = tu_path(tmp, "d");
+	tu_write(d, "app/a", "1\n");
+	tu_write(d, "other", "x\n");
+	import_as(d, "src");
+	const char *m = "type=bind,target=/src,source=src,selector=/app,readonly";
+	_cleanup_free_ char *k1 = key_of("--mount", m, "bb", "--", "cat", "/src/a", NULL);
+	tu_write(d, "other", "y\n"); /* outside the selector */
+	import_as(d, "src");
+	_cleanup_free_ char *k2 = key_of("--mount", m, "bb", "--", "cat", "/src/a", NULL);
+	cr_assert_str_eq(k1, k2);
+	tu_write(d, "app/a", "2\n"); /* inside */
+	import_as(d, "src");
+	_cleanup_free_ char *k3 = key_of("--mount", m, "bb", "--", "cat", "/src/a", NULL);
+	cr_assert_str_neq(k1, k3);
+
+	/* and with --cache: outside the selector is answered, inside reruns */
+	tu_write(d, "app/a", "1\n");
+	tu_write(d, "other", "x\n");
+	import_as(d, "src");
+	free(ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL)));
+	tu_write(d, "other", "z\n");
+	import_as(d, "src");
+	_cleanup_free_ char *o = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat",
+				       "/src/a", NULL));
+	expect(o, "cached", "true");
+	tu_write(d, "app/a", "3\n");
+	import_as(d, "src");
+	tu_run r = lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL);
+	expect(r.out, "cached", "false");
+	cr_assert_str_eq(r.err, "3\n", "it ran over the new content");
+	tu_run_free(&r);
+}
+
+Test(cli_exec, a_byte_anywhere_in_the_root_changes_the_key)
+{
+	need_all();
+	_cleanup_free_ char *k1 = key_of("bb", "--", "true", NULL);
+	tu_write(rootfs, "usr/share/doc/x", "1\n");
+	import_as(rootfs, "bb");
+	_cleanup_free_ char *k2 = key_of("bb", "--", "true", NULL);
+	tu_write(rootfs, "usr/share/doc/x", "2\n");
+	import_as(rootfs, "bb");
+	_cleanup_free_ char *k3 = key_of("bb", "--", "true", NULL);
+	cr_assert_str_neq(k1, k2);
+	cr_assert_str_neq(k2, k3);
+	cr_assert_str_neq(k1, k3);
+}
+
+Test(cli_exec, a_whole_input_next_to_a_sub_path_mount_keys_on_the_whole_input)
+{
+	need_all();
+	_cleanup_free_ char *d = tu_path(tmp, "d");
+	tu_write(d, "app/a", "1\n");
+	tu_write(d, "other", "x\n");
+	import_as(d, "src");
+	const char *m1 = "type=bind,target=/a,source=src,selector=/app,readonly";
+	const char *m2 = "type=bind,target=/b,source=src,readonly";
+	_cleanup_free_ char *k1 = key_of("--mount", m1, "--mount", m2, "bb", "--", "true", NULL);
+	tu_write(d, "other", "y\n");
+	import_as(d, "src");
+	_cleanup_free_ char *k2 = key_of("--mount", m1, "--mount", m2, "bb", "--", "true", NULL);
+	cr_assert_str_neq(k1, k2, "/other is seen through the whole-input mount");
+}
+
+Test(cli_exec, gemfile_does_not_cover_gemfile_lock)
+{
+	need_all();
+	_cleanup_free_ char *d = tu_path(tmp, "d");
+	tu_write(d, "Gemfile/g", "gem 'x'\n");
+	tu_write(d, "Gemfile.lock/l", "x (1.0)\n");
+	import_as(d, "src");
+	const char *m1 = "type=bind,target=/g,source=src,selector=/Gemfile,readonly";
+	const char *m2 = "type=bind,target=/l,source=src,selector=/Gemfile.lock,readonly";
+	_cleanup_free_ char *k1 = key_of("--mount", m1, "--mount", m2, "bb", "--", "true", NULL);
+	tu_write(d, "Gemfile.lock/l", "x (2.0)\n");
+	import_as(d, "src");
+	_cleanup_free_ char *k2 = key_of("--mount", m1, "--mount", m2, "bb", "--", "true", NULL);
+	cr_assert_str_neq(k1, k2);
+}
+
+Test(cli_exec, proxy_variables_reach_the_command_but_not_the_key)
+{
+	need_all();
+	tu_run r = lx("exec", "--proxy-env", "HTTP_PROXY=http://p1:3128", "bb", "--", "sh", "-c",
+		      "echo $HTTP_PROXY $http_proxy", NULL);
+	cr_assert_str_eq(r.out, "http://p1:3128 http://p1:3128\n");
+	tu_run_free(&r);
+	_cleanup_free_ char *k1 = key_of("--proxy-env", "HTTP_PROXY=http://p1:3128", "bb", "--",
+					 "true", NULL);
+	_cleanup_free_ char *k2 = key_of("--proxy-env", "HTTP_PROXY=http://p2:3128", "bb", "--",
+					 "true", NULL);
+	_cleanup_free_ char *k3 = key_of("bb", "--", "true", NULL);
+	cr_assert_str_eq(k1, k2);
+	cr_assert_str_eq(k1, k3);
+	_cleanup_free_ char *k4 = key_of("--env", "A=1", "bb", "--", "true", NULL);
+	cr_assert_str_neq(k1, k4);
+}
+
+Test(cli_exec, mounts_are_part_of_the_key)
+{
+	need_all();
+	_cleanup_free_ char *k1 = key_of("bb", "--", "true", NULL);
+	_cleanup_free_ char *k2 = key_of("--mount", "type=tmpfs,target=/t", "bb", "--", "true", NULL);
+	_cleanup_free_ char *k3 = key_of("--mount", "type=tmpfs,target=/u", "bb", "--", "true", NULL);
+	_cleanup_free_ char *k4 = key_of("--mount", "type=cache,target=/t", "bb", "--", "true", NULL);
+	cr_assert_str_neq(k1, k2);
+	cr_assert_str_neq(k2, k3);
+	cr_assert_str_neq(k2, k4);
+}
+
+Test(cli_exec, an_interrupted_run_leaves_no_mount_and_no_ref)
+{
+	need_all();
+	_cleanup_free_ char *o = tu_path(tmp, "o.out");
+	const char *args[] = {"--mount", "type=bind,target=/out,output", "--mount",
+			      "type=cache,target=/c", "bb", "--", "sh", "-c",
+			      "echo > /c/started; sleep 30", NULL};
+	pid_t pid = spawn(o, args);
+	wait_upper_file("started");
+	cr_assert_eq(kill(pid, SIGTERM), 0);
+	int st = wait_status(pid);
+	cr_assert_eq(st, 143, "status %d", st);
+	assert_clean(1);
+	_cleanup_free_ char *fsck = ok(tu_lf(root, "fsck", NULL));
+	(void)fsck;
+}
+
+Test(cli_exec, a_user_runs_as_that_user_over_the_fuse_root)
+{
+	need_all();
+	tu_run r = lx("exec", "--user", "1000:1000", "bb", "--", "sh", "-c", "id -u; id -g; cat /etc/passwd >/dev/null && echo read", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "1000\n1000\nread\n");
+	tu_run_free(&r);
+}
+
+Test(cli_exec, a_symlink_in_the_root_does_not_lead_a_mount_to_the_hosts_etc)
+{
+	need_all();
+	_cleanup_free_ char *evil = tu_path(rootfs, "evil");
+	cr_assert_eq(symlink("/etc", evil), 0);
+	import_as(rootfs, "bb");
+	_cleanup_free_ char *name = NULL;
+	cr_assert(asprintf(&name, "/etc/layerfs-exec-evil-%d", (int)getpid()) > 0);
+	_cleanup_free_ char *target = NULL;
+	cr_assert(asprintf(&target, "type=tmpfs,target=/evil/layerfs-exec-evil-%d", (int)getpid()) > 0);
+	tu_run r = lx("exec", "--mount", target, "bb", "--", "true", NULL);
+	tu_run_free(&r);
+	cr_assert_eq(access(name, F_OK), -1, "%s was created on the host", name);
+	assert_clean(0);
+}
+
+Test(cli_exec, a_spec_file_describes_the_whole_op)
+{
+	need_all();
+	_cleanup_free_ char *spec = tu_path(tmp, "op.json");
+	tu_write(tmp, "op.json",
+		 "{\"root\": \"bb\", \"args\": [\"sh\", \"-c\", \"echo $X > /out/x; hostname\"],"
+		 " \"env\": [\"X=42\"], \"hostname\": \"builder\","
+		 " \"mounts\": [{\"type\": \"bind\", \"target\": \"/out\", \"output\": true}]}");
+	tu_run r = lx("--json", "exec", "--spec", spec, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "builder\n");
+	_cleanup_free_ char *ol = output_of(r.out, "/out");
+	_cleanup_free_ char *d = ok(tu_lf(root, "diff", ol, NULL));
+	cr_assert_str_eq(d, "A /x\n");
+	tu_run_free(&r);
+	r = lx("exec", "--spec", spec, "--env", "A=1", NULL);
+	cr_assert_eq(r.status, 2);
+	tu_run_free(&r);
+}
+
+Test(cli_exec, stdin_reaches_the_command_only_with_i)
+{
+	need_all();
+	_cleanup_free_ char *o1 = tu_path(tmp, "i.out"), *o2 = tu_path(tmp, "n.out");
+	cr_assert_eq(tu_sh("echo piped | TMPDIR=%s %s --root %s exec -i bb -- cat > %s 2>/dev/null",
+			   tmp, LAYERFS_BIN, root, o1),
+		     0);
+	cr_assert_eq(tu_sh("echo piped | TMPDIR=%s %s --root %s exec bb -- cat > %s 2>/dev/null",
+			   tmp, LAYERFS_BIN, root, o2),
+		     0);
+	_cleanup_free_ char *with = tu_read(tmp, "i.out"), *without = tu_read(tmp, "n.out");
+	cr_assert_str_eq(with, "piped\n");
+	cr_assert_str_eq(without, "");
+}
+
+Test(cli_exec, usage_errors_exit_2_and_name_the_problem)
+{
+	need_all();
+	tu_run r = lx("exec", "--mount", "type=bind,tagret=/x", "bb", "--", "true", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert_not_null(strstr(r.err, "tagret"), "%s", r.err);
+	tu_run_free(&r);
+	r = lx("exec", "bb", NULL);
+	cr_assert_eq(r.status, 2);
+	tu_run_free(&r);
+	r = lx("exec", "--mount", "type=cache,target=/c,source=bb-ref-missing", "bb", "--", "true",
+	       NULL);
+	cr_assert_eq(r.status, 125);
+	tu_run_free(&r);
+	assert_clean(0);
+}
+
+Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothing)
+{
+	need_all();
+	const char *spec = "type=cache,target=/c,id=lk,sharing=locked";
+	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c", "echo > /c/held; sleep 30", NULL};
+	const char *ab[] = {"--mount", spec, "--mount", "type=bind,target=/out,output", "bb", "--",
+			    "true", NULL};
+	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
+	pid_t pa = spawn(oa, aa);
+	wait_upper_file("held");
+	pid_t pb = spawn(ob, ab);
+	/* B waits for the lock (/proc/locks lists it as a blocked flock of its pid) */
+	char waiter[32];
+	snprintf(waiter, sizeof waiter, "-> FLOCK  ADVISORY  WRITE %d ", (int)pb);
+	bool waiting = false;
+	for (int i = 0; i < 1000 && !waiting; i++) {
+		_cleanup_free_ char *locks = NULL;
+		cr_assert_eq(lyr_read_file("/proc/locks", &locks, NULL), 0);
+		waiting = strstr(locks, waiter) != NULL;
+		if (!waiting) {
+			cr_assert_eq(waitpid(pb, NULL, WNOHANG), 0, "B did not wait for the lock");
+			usleep(10000);
+		}
+	}
+	cr_assert(waiting, "B never waited for the locked cache");
+	cr_assert_eq(kill(pb, SIGTERM), 0);
+	cr_assert_eq(wait_status(pb), 143);
+	_cleanup_free_ char *out = tu_read(tmp, "b.out");
+	cr_assert_str_eq(out, "layerfs: exec: interrupted by signal 15 before the command ran\n"
+			      "exit status 143\n");
+	cr_assert_eq(kill(pa, SIGTERM), 0);
+	cr_assert_eq(wait_status(pa), 143);
+	assert_clean(1);
+}
