@@ -50,6 +50,12 @@ int rec_put(DB *db, DB_TXN *txn, const void *key, size_t klen, const void *val, 
 	    uint32_t flags);
 int rec_del(DB *db, DB_TXN *txn, const void *key, size_t klen);
 bool rec_exists(DB *db, DB_TXN *txn, const void *key, size_t klen, int *ret_err);
+/* Calls FN for every record of DB inside TXN, in key order.  FN returns 0 to go on, REC_DELETE
+ * to delete the record it was given and go on, or -errno to stop (returned).  KEY and VAL are
+ * valid during the call only.  A retried transaction runs the whole walk again. */
+#define REC_DELETE 1
+typedef int (*rec_fn)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen);
+int rec_each(DB *db, DB_TXN *txn, rec_fn fn, void *ctx);
 
 /* record.c: records as fixed little-endian fields and u32-length-prefixed strings. */
 #define REC_LAYER_VERSION 1

@@ -464,6 +464,29 @@ int rec_put(DB *db, DB_TXN *txn, const void *key, size_t klen, const void *val, 
 	return dbx(db->put(db, txn, &k, &v, flags));
 }
 
+int rec_each(DB *db, DB_TXN *txn, rec_fn fn, void *ctx)
+{
+	DBC *c;
+	int r = dbx(db->cursor(db, txn, &c, 0));
+	if (r)
+		return r;
+	DBT k = {0}, v = {0};
+	k.flags = v.flags = DB_DBT_REALLOC;
+	while ((r = dbx(c->get(c, &k, &v, DB_NEXT))) == 0) {
+		r = fn(ctx, k.data, k.size, v.data, v.size);
+		if (r < 0)
+			break;
+		if (r == REC_DELETE && (r = dbx(c->del(c, 0))) != 0)
+			break;
+	}
+	free(k.data);
+	free(v.data);
+	int e = dbx(c->close(c));
+	if (r == -ENOENT) /* DB_NOTFOUND: the end */
+		r = e;
+	return r;
+}
+
 int rec_del(DB *db, DB_TXN *txn, const void *key, size_t klen)
 {
 	DBT k;

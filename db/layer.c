@@ -134,45 +134,43 @@ static void list_reset(list_ctx *l)
 	l->n = 0;
 }
 
+typedef struct layer_list_ctx {
+	lyr_store *s;
+	DB_TXN *txn;
+	list_ctx *l;
+} layer_list_ctx;
+
+static int list_one_layer(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	layer_list_ctx *c = ctx;
+	list_ctx *l = c->l;
+	_cleanup_free_ char *id = strndup(key, klen);
+	if (!id)
+		return -ENOMEM;
+	layer_rec rec;
+	int r = layer_rec_decode(val, vlen, &rec);
+	if (r)
+		return r;
+	lyr_layer_info *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+	if (!nv) {
+		layer_rec_clear(&rec);
+		return -ENOMEM;
+	}
+	l->v = nv;
+	r = layer_info_fill(c->s, c->txn, id, &rec, &l->v[l->n]);
+	layer_rec_clear(&rec);
+	if (r)
+		return r;
+	l->n++;
+	return 0;
+}
+
 static int layer_list_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	list_ctx *l = ctx;
 	list_reset(l); /* a retried transaction starts over */
-	DBC *c;
-	int r = dbx(s->layers->cursor(s->layers, txn, &c, 0));
-	if (r)
-		return r;
-	DBT k = {0}, v = {0};
-	k.flags = v.flags = DB_DBT_REALLOC;
-	while ((r = dbx(c->get(c, &k, &v, DB_NEXT))) == 0) {
-		_cleanup_free_ char *id = strndup(k.data, k.size);
-		layer_rec rec;
-		if (!id) {
-			r = -ENOMEM;
-			break;
-		}
-		r = layer_rec_decode(v.data, v.size, &rec);
-		if (r)
-			break;
-		lyr_layer_info *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
-		if (!nv) {
-			layer_rec_clear(&rec);
-			r = -ENOMEM;
-			break;
-		}
-		l->v = nv;
-		r = layer_info_fill(s, txn, id, &rec, &l->v[l->n]);
-		layer_rec_clear(&rec);
-		if (r)
-			break;
-		l->n++;
-	}
-	free(k.data);
-	free(v.data);
-	int e = dbx(c->close(c));
-	if (r == -ENOENT)
-		r = e;
-	return r;
+	layer_list_ctx c = {s, txn, l};
+	return rec_each(s->layers, txn, list_one_layer, &c);
 }
 
 /* Collects every layer in one transaction, then calls FN outside it, so a retried

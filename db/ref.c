@@ -128,46 +128,36 @@ static void list_reset(list_ctx *l)
 	l->n = 0;
 }
 
+static int list_one_ref(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	list_ctx *l = ctx;
+	_cleanup_free_ char *id = strndup(key, klen);
+	if (!id)
+		return -ENOMEM;
+	ref_rec rec;
+	int r = ref_rec_decode(val, vlen, &rec);
+	if (r)
+		return r;
+	drop_stale_mount(&rec); /* reported as not mounted; cleared by the next writer */
+	lyr_ref_info *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+	if (!nv) {
+		ref_rec_clear(&rec);
+		return -ENOMEM;
+	}
+	l->v = nv;
+	r = ref_info_fill(id, &rec, &l->v[l->n]);
+	ref_rec_clear(&rec);
+	if (r)
+		return r;
+	l->n++;
+	return 0;
+}
+
 static int ref_list_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	list_ctx *l = ctx;
-	list_reset(l);
-	DBC *c;
-	int r = dbx(s->refs->cursor(s->refs, txn, &c, 0));
-	if (r)
-		return r;
-	DBT k = {0}, v = {0};
-	k.flags = v.flags = DB_DBT_REALLOC;
-	while ((r = dbx(c->get(c, &k, &v, DB_NEXT))) == 0) {
-		_cleanup_free_ char *id = strndup(k.data, k.size);
-		ref_rec rec;
-		if (!id) {
-			r = -ENOMEM;
-			break;
-		}
-		r = ref_rec_decode(v.data, v.size, &rec);
-		if (r)
-			break;
-		drop_stale_mount(&rec); /* reported as not mounted; cleared by the next writer */
-		lyr_ref_info *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
-		if (!nv) {
-			ref_rec_clear(&rec);
-			r = -ENOMEM;
-			break;
-		}
-		l->v = nv;
-		r = ref_info_fill(id, &rec, &l->v[l->n]);
-		ref_rec_clear(&rec);
-		if (r)
-			break;
-		l->n++;
-	}
-	free(k.data);
-	free(v.data);
-	int e = dbx(c->close(c));
-	if (r == -ENOENT)
-		r = e;
-	return r;
+	list_reset(l); /* a retried transaction starts over */
+	return rec_each(s->refs, txn, list_one_ref, l);
 }
 
 int lyr_ref_list(lyr_store *s, int (*fn)(void *ctx, const lyr_ref_info *), void *ctx)
