@@ -138,22 +138,16 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		lowers[n++] = cv.upper;
 	for (size_t i = 0; i < cv.nlowers; i++)
 		lowers[n++] = cv.lowers[i];
-	_cleanup_free_ char *empty = NULL;
-	if (n == 0) { /* scratch, read-only: an empty directory */
-		if (asprintf(&empty, "%s.empty", v->mp) < 0)
-			return -ENOMEM;
-		if (mkdir(empty, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		lowers[n++] = empty;
-	}
 	cfg.lowers = lowers;
 	cfg.nlowers = n;
 	if (!read_only) {
 		cfg.upper = cv.upper;
 		cfg.work = cv.work;
 	}
-	/* the sandbox may run as another user (--user), who must be let in */
-	cfg.allow_other = geteuid() != 0 || R->op->user != NULL;
+	/* The command may run as another user (--user), and a shared cache mount may serve a later
+	 * run's user: root lets them in (the mountpoints sit in a 0700 directory or in the store).
+	 * Without root the sandbox's user namespace maps the caller, whom FUSE lets in anyway. */
+	cfg.allow_other = geteuid() == 0;
 	char fsname[80];
 	snprintf(fsname, sizeof fsname, "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
 	cfg.fsname = fsname;
@@ -186,8 +180,6 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		cli_fail("exec: %s '%s': recording the mount: %s", what, id, cli_strerror(r));
 		return r;
 	}
-	if (empty)
-		rmdir(empty); /* the server holds it open */
 	return 0;
 }
 
