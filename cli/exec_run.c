@@ -103,8 +103,7 @@ static int resolve(run *R)
 			continue;
 		if (cli_resolve(R->cli, m->source, LYR_OBJ_NONE, &R->src_kinds[i], id) < 0)
 			return -ENOENT;
-		if (R->src_kinds[i] == LYR_OBJ_REF &&
-		    (m->type == LYR_MOUNT_CACHE || (m->output && !m->readonly))) {
+		if (R->src_kinds[i] == LYR_OBJ_REF && (m->type == LYR_MOUNT_CACHE || m->output)) {
 			cli_fail("exec: mount '%s': source '%s' is a ref; %s need a layer", m->target,
 				 m->source, m->type == LYR_MOUNT_CACHE ? "cache mounts" : "outputs");
 			return -EINVAL;

@@ -740,6 +740,18 @@ Test(cli_exec, usage_errors_exit_2_and_name_the_problem)
 	       NULL);
 	cr_assert_eq(r.status, 125);
 	tu_run_free(&r);
+	_cleanup_free_ char *ref = ok(tu_lf(root, "new", "bb", NULL));
+	ref[strcspn(ref, "\n")] = 0;
+	_cleanup_free_ char *spec = NULL;
+	cr_assert(asprintf(&spec, "type=bind,target=/o,source=%s,readonly,output", ref) > 0);
+	r = lx("exec", "--mount", spec, "bb", "--", "true", NULL);
+	cr_assert_eq(r.status, 125);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs: exec: mount '/o': source '%s' is a ref; outputs need a layer\n",
+			   ref) > 0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	free(ok(tu_lf(root, "rm", ref, NULL)));
 	assert_clean(0);
 }
 
@@ -775,5 +787,33 @@ Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothi
 			      "exit status 143\n");
 	cr_assert_eq(kill(pa, SIGTERM), 0);
 	cr_assert_eq(wait_status(pa), 143);
+	assert_clean(1);
+}
+
+Test(cli_exec, a_ref_root_is_used_in_place_and_has_no_cache_key)
+{
+	need_all();
+	_cleanup_free_ char *ref = ok(tu_lf(root, "new", "bb", "--desc", "work", NULL));
+	ref[strcspn(ref, "\n")] = 0;
+	_cleanup_free_ char *out = ok(lx("--json", "exec", "--cache", ref, "--", "sh", "-c",
+					 "echo 1 >> /f", NULL));
+	cr_assert_str_eq(out, "{\"exit_code\":0,\"cache_key\":null,\"cached\":false,\"outputs\":[]}\n");
+	free(ok(lx("exec", ref, "--", "sh", "-c", "echo 2 >> /f", NULL)));
+	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", ref, NULL));
+	cr_assert_str_eq(diff, "A /f\n");
+	/* read through a read-only bind of the ref, and written through a writable one */
+	_cleanup_free_ char *ro = NULL, *rw = NULL;
+	cr_assert(asprintf(&ro, "type=bind,target=/r,source=%s,readonly", ref) > 0);
+	tu_run r = lx("exec", "--mount", ro, "bb", "--", "cat", "/r/f", NULL);
+	cr_assert_str_eq(r.out, "1\n2\n");
+	tu_run_free(&r);
+	cr_assert(asprintf(&rw, "type=bind,target=/w,source=%s", ref) > 0);
+	free(ok(lx("exec", "--mount", rw, "bb", "--", "sh", "-c", "echo 3 >> /w/f", NULL)));
+	_cleanup_free_ char *view = tu_path(tmp, "view");
+	cr_assert_eq(mkdir(view, 0755), 0);
+	free(ok(tu_lf(root, "mount", ref, view, NULL)));
+	_cleanup_free_ char *f = tu_read(view, "f");
+	free(ok(tu_lf(root, "umount", view, NULL)));
+	cr_assert_str_eq(f, "1\n2\n3\n");
 	assert_clean(1);
 }
