@@ -7,7 +7,8 @@
  * stderr stream live; the summary for people goes to stderr so stdout stays the command's,
  * and with --json the command's stdout is sent to stderr so stdout holds exactly one JSON
  * object.  Exit status: the command's own, 125 when layerfs failed, 126/127 when the command
- * cannot be run or is not found, 2 for usage errors (as `docker run` does, 125 too). */
+ * cannot be run or is not found (as `docker run` reports them), 2 for usage errors (as every
+ * layerfs command). */
 #include <string.h>
 
 #include "commands.h"

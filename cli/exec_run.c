@@ -11,12 +11,14 @@
  *   cache     the store's cache-mount ref for (id, source), mounted inside the ref's directory
  *             and shared there by concurrent shared runs (the last one out unmounts it);
  *   tmpfs     made by the sandbox itself.
- * A ref's mount is recorded in the store as `layerfs mount` does it: claimed under our pid,
- * then handed to the serving process.
+ * A ref's mount is recorded in the store as `layerfs mount` does it: a ref others may know is
+ * claimed under our pid first, then handed to the serving process; a ref this run made is
+ * recorded once, under the serving process.
  *
  * Cleanup is unconditional: SIGINT, SIGTERM and SIGHUP only set a flag while views are being
- * set up or torn down (the sandbox forwards them to the command while it runs), and every
- * step after a failure or a signal goes straight to unmounting and releasing. */
+ * set up or torn down (they also end a wait for a locked cache mount; the sandbox forwards
+ * them to the command while it runs), and every step after a failure or a signal goes
+ * straight to unmounting and releasing. */
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
@@ -74,7 +76,6 @@ typedef struct run {
 	char *tmp;		 /* private directory holding the mountpoints */
 	view root;
 	view *views; /* per mount */
-	lyr_cache_hold **holds;
 	char desc[256];
 } run;
 
@@ -337,6 +338,9 @@ static int mount_cache(run *R, size_t i)
 		return r;
 	}
 	const char *mp = lyr_cache_hold_mountpoint(v->hold);
+	struct stat st;
+	if (is_mounted(mp) && stat(mp, &st) < 0)
+		umount2(mp, MNT_DETACH); /* its server died (a run killed hard): mount it afresh */
 	if (!is_mounted(mp)) {
 		view tmp = {.mp = (char *)mp};
 		snprintf(tmp.ref, sizeof tmp.ref, "%s", v->ref);
@@ -345,10 +349,6 @@ static int mount_cache(run *R, size_t i)
 			unmount_view(R, &tmp);
 		else if (r < 0 && tmp.claimed)
 			lyr_ref_clear_mount(R->s, v->ref);
-	} else if (stat(mp, &(struct stat){0}) < 0) {
-		r = -errno;
-		cli_fail("exec: cache mount '%s': '%s': %s", R->op->mounts[i].target, mp,
-			 cli_strerror(r));
 	}
 	lyr_cache_hold_mount_unlock(v->hold);
 	if (r < 0)

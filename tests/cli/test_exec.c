@@ -817,3 +817,27 @@ Test(cli_exec, a_ref_root_is_used_in_place_and_has_no_cache_key)
 	cr_assert_str_eq(f, "1\n2\n3\n");
 	assert_clean(1);
 }
+
+Test(cli_exec, a_cache_mount_whose_server_died_is_mounted_afresh)
+{
+	need_all();
+	const char *m = "type=cache,target=/c,id=k";
+	free(ok(lx("exec", "--mount", m, "bb", "--", "sh", "-c", "echo 1 > /c/n", NULL)));
+	_cleanup_free_ char *ls = ok(tu_lf(root, "--json", "ls", NULL));
+	const char *refs = strstr(ls, "\"refs\":[{\"id\":\"");
+	cr_assert_not_null(refs, "%s", ls);
+	_cleanup_free_ char *ref = strndup(refs + 15, 64);
+	_cleanup_free_ char *mp = NULL;
+	cr_assert(asprintf(&mp, "%s/refs/%s/mnt", root, ref) > 0);
+	/* what a run killed with SIGKILL leaves when its cache's server dies too */
+	_cleanup_free_ char *out = ok(tu_lf(root, "--json", "mount", ref, mp, NULL));
+	_cleanup_free_ char *pid = field(out, "pid");
+	cr_assert_eq(kill(atoi(pid), SIGKILL), 0);
+	for (int i = 0; i < 500 && access(mp, F_OK) == 0; i++)
+		usleep(10000);
+	tu_run r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "1\n");
+	tu_run_free(&r);
+	assert_clean(1);
+}
