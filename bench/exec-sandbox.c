@@ -1,9 +1,8 @@
 /* Measures lyr_exec_sandbox_run of /bin/true over a busybox root made in a temporary
  * directory (no FUSE, no store: the sandbox alone), and the same with bwrap and unshare when
  * they are installed.  Prints the median, minimum and maximum of N runs in milliseconds.
- * Build: cc -O2 -I include -I build/include bench/exec-sandbox.c build/liblyr_exec.a \
- *        build/liblyr_hash.a build/liblyr_common.a -lcap -ljansson -lcrypto -o build/exec-sandbox
- * Run:   build/exec-sandbox [N]   (as root; default N = 100) */
+ * Built as build/bench-exec-sandbox by scripts/build.
+ * Run:   build/bench-exec-sandbox [N]   (as root; default N = 100) */
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>

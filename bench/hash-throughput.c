@@ -1,7 +1,6 @@
 /* Measures lyr_hash_diff throughput over a directory: prints bytes, seconds and MB/s.
- * Build: cc -O2 -I include -I build/include bench/hash-throughput.c build/liblyr_hash.a \
- *        build/liblyr_common.a -lcrypto -lpthread -o build/hash-throughput
- * Run:   build/hash-throughput DIR   (run twice: the first run may read from disk) */
+ * Built as build/bench-hash-throughput by scripts/build.
+ * Run:   build/bench-hash-throughput DIR   (run twice: the first run may read from disk) */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>

@@ -51,6 +51,11 @@ void cli_view_clear(cli_view *v);
 int cli_hash_view(lyr_cli *cli, lyr_obj_kind kind, const char *id, const char *const *selectors,
 		  size_t n, const lyr_hash_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN]);
 
+/* Commits REF into a layer: refused (-EBUSY) while mounted; readies the upper first (the
+ * overlay's hard-link groups, lyr_fs_prepare_commit), then lyr_ref_commit.  layers.c. */
+int cli_commit_ref(lyr_cli *cli, const char *ref, const char *tag, const lyr_progress *progress,
+		   char *ret_id);
+
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_new(lyr_cli *cli, int argc, char **argv);
 int cmd_commit(lyr_cli *cli, int argc, char **argv);

@@ -454,7 +454,7 @@ static int add_output(exec_result *res, const char *target, const char *layer)
 static int commit_view(run *R, view *v, const char *target, exec_result *res)
 {
 	char layer[LYR_ID_MAX];
-	int r = lyr_ref_commit(R->s, v->ref, NULL, NULL, layer);
+	int r = cli_commit_ref(R->cli, v->ref, NULL, NULL, layer);
 	if (r < 0) {
 		const char *why = lyr_store_last_error();
 		cli_fail("exec: committing %s: %s", target, why && *why ? why : cli_strerror(r));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "layerfs/fs.h"
 
 static int check_tag(const char *cmd, const char *tag)
 {
@@ -117,6 +118,33 @@ static int fail_mounted(lyr_cli *cli, const char *what, const char *text, const 
 	return cli_fail("%s '%s': ref is in use", what, text);
 }
 
+int cli_commit_ref(lyr_cli *cli, const char *ref, const char *tag, const lyr_progress *progress,
+		   char *ret_id)
+{
+	/* A mounted ref is refused before anything touches its upper. */
+	lyr_ref_info info = {0};
+	int r = lyr_ref_get(cli->store, ref, &info);
+	bool mounted = r >= 0 && info.mountpoint;
+	lyr_ref_info_clear(&info);
+	if (r < 0)
+		return r;
+	if (mounted)
+		return -EBUSY;
+	/* Hard-link groups the overlay copied up live in the work dir's index until now. */
+	_cleanup_(cli_view_clear) cli_view view = {0};
+	r = cli_view_get(cli, LYR_OBJ_REF, ref, &view);
+	if (r < 0)
+		return r;
+	lyr_fs_error err = {{0}};
+	r = lyr_fs_prepare_commit((const char *const *)view.lowers, view.nlowers, view.upper,
+				  view.work, &err);
+	if (r < 0) {
+		fprintf(stderr, "layerfs: commit '%s': %s\n", ref, err.msg[0] ? err.msg : strerror(-r));
+		return r;
+	}
+	return lyr_ref_commit(cli->store, ref, tag, progress, ret_id);
+}
+
 int cmd_commit(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("commit");
@@ -132,7 +160,7 @@ int cmd_commit(lyr_cli *cli, int argc, char **argv)
 	progress_line pl;
 	progress_start(&pl, cli, "commit");
 	char id[LYR_ID_MAX];
-	int r = lyr_ref_commit(cli->store, ref, td.tag, &pl.p, id);
+	int r = cli_commit_ref(cli, ref, td.tag, &pl.p, id);
 	progress_done(&pl);
 	if (r == -EBUSY)
 		return fail_mounted(cli, "commit", argv[i], ref);

@@ -256,9 +256,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	/* mount(8) runs "mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTS" for type fuse.layerfs */
+	/* mount(8) runs "mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTS" for type fuse.layerfs;
+	 * podman and buildah run their mount_program as "PROGRAM -o OPTS MOUNTPOINT", which
+	 * layerfs-overlay answers as fuse-overlayfs would. */
 	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	if (strcmp(base, "mount.fuse.layerfs") == 0)
+	if (strcmp(base, "mount.fuse.layerfs") == 0 || strcmp(base, "layerfs-overlay") == 0)
 		return lyr_fs_overlay_main(argc, argv);
 
 	lyr_cli cli = {.tty = isatty(STDOUT_FILENO)};

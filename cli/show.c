@@ -132,7 +132,8 @@ int cmd_ls(lyr_cli *cli, int argc, char **argv)
 		r = lyr_ref_list(s, collect_ref, &rows);
 	if (r < 0)
 		return cli_fail("ls: %s", cli_strerror(r));
-	qsort(rows.v, rows.n, sizeof(ls_row), row_cmp);
+	if (rows.n)
+		qsort(rows.v, rows.n, sizeof(ls_row), row_cmp);
 
 	if (cli->json) {
 		json_out j;

@@ -3,21 +3,32 @@
  * place that does).
  *
  * Many short-lived processes share one environment.  Every open uses DB_REGISTER, so the
- * environment knows which processes have it open; DB_RECOVER then runs recovery only when a
- * registered process died without closing, and DB_FAILCHK first tries the cheap repair
- * (releasing the dead process's locks, aborting its transactions).  When another process
- * runs recovery, the regions we have mapped are marked as panicked and every call returns
- * DB_RUNRECOVERY: txn_run then closes and reopens the environment (which joins the recovered
- * one) and runs the transaction again.  Deadlocks (DB_LOCK_DEADLOCK, found by the detector on
- * every conflict) and lock timeouts (a lock held by a process that died, DB_LOCK_NOTGRANTED)
- * abort the transaction; a timeout also runs failchk, which frees the dead holder's locks.
- * Both retry with a short random backoff, a bounded number of times.
+ * environment knows which processes have it open, and DB_RECOVER, so an open that finds a
+ * registered process gone without closing runs recovery (only then).  Recovery marks the
+ * regions other processes have mapped as panicked: their next call returns DB_RUNRECOVERY, and
+ * txn_run closes and reopens the environment (joining the recovered one) and reruns the
+ * transaction.  Transactions never wait for a lock (DB_TXN_NOWAIT): a conflict returns
+ * DB_LOCK_NOTGRANTED, the transaction is aborted and rerun after a short random backoff.  A
+ * lock held by a process that died would otherwise be waited for forever (Berkeley DB only
+ * enforces lock timeouts when the deadlock detector happens to run); after BUSY_REOPEN
+ * conflicts in a row the environment is reopened, which is where DB_REGISTER notices a dead
+ * process and recovery frees its locks.  No waiting also means no deadlocks.
+ *
+ * Failure checking (DB_FAILCHK, DB_ENV->failchk) is deliberately not used: in Berkeley DB 5.3,
+ * __dbreg_failchk frees the log-file-name mutex of a dead process's database handle while
+ * holding it locked, and the next handle that reuses that mutex blocks forever (seen here as
+ * processes hung in __db_pthread_mutex_lock under __dbreg_failchk).  Every process of a store
+ * keeps database handles open, so full recovery is the safe answer to a dead process.
+ *
+ * Cost of a recovery to a process that lives through it: Berkeley DB 5.3 does not free the
+ * handles of an environment that panicked (DB->close and DB_ENV->close return early), about
+ * 30 KB.  Forcing them closed (DB_NOPANIC) would flush the stale log buffer over the
+ * recovered log, so the memory is left; CLI processes exit, daemons rarely see a recovery.
  *
  * A store handle is used by one thread at a time; handles of one process on one store share
  * one environment (DB_REGISTER allows no more), which any thread may use. */
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
@@ -26,10 +37,10 @@
 
 #include "db-int.h"
 
-#define TXN_ATTEMPTS 200     /* deadlocks and lock timeouts */
+#define TXN_ATTEMPTS 500     /* lock conflicts (about 4 s of backoff) */
+#define BUSY_REOPEN 25       /* conflicts in a row after which the holder may be dead */
 #define RECOVER_ATTEMPTS 8   /* environment reopened after a panic */
 #define OPEN_ATTEMPTS 100    /* opens while another process recovers (about 3 s) */
-#define LOCK_TIMEOUT_US 2000000
 
 static __thread char last_error[512];
 
@@ -67,26 +78,6 @@ int dbx(int r)
 	}
 }
 
-/* Liveness for failchk: another process is alive while /proc/<pid> exists; threads of this
- * process are taken to be alive (a handle is used by one thread at a time). */
-static int is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, uint32_t flags)
-{
-	(void)env, (void)tid, (void)flags;
-	if (pid == getpid())
-		return 1;
-	return kill(pid, 0) == 0 || errno == EPERM;
-}
-
-/* Threads of control as failchk knows them: the process and the POSIX thread. */
-static void thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
-{
-	(void)env;
-	if (pid)
-		*pid = getpid();
-	if (tid)
-		*tid = pthread_self();
-}
-
 static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
 	(void)env, (void)pfx;
@@ -94,7 +85,6 @@ static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
 		fprintf(stderr, "layerfs: db: %s\n", msg);
 }
 
-/* failchk reports what it freed for dead processes as messages; they are expected. */
 static void msgcall(const DB_ENV *env, const char *msg)
 {
 	(void)env;
@@ -173,11 +163,7 @@ static int handles_open(struct shared_env *e, const char *dbdir)
 	e->env = env;
 	env->set_errcall(env, errcall);
 	env->set_msgcall(env, msgcall);
-	env->set_isalive(env, is_alive);
-	env->set_thread_id(env, thread_id);
-	env->set_thread_count(env, 256);
 	env->set_lk_detect(env, DB_LOCK_DEFAULT);
-	env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT);
 	env->set_lg_max(env, 4 << 20);
 	env->set_lg_bsize(env, 256 << 10);
 	env->set_cachesize(env, 0, 4 << 20, 1);
@@ -187,7 +173,7 @@ static int handles_open(struct shared_env *e, const char *dbdir)
 	 * with whatever records survived. */
 	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
 	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
-			 DB_THREAD | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+			 DB_THREAD | DB_REGISTER | DB_RECOVER;
 	r = env->open(env, dbdir, flags, 0644);
 	if (r) {
 		handles_close(e, false);
@@ -212,15 +198,22 @@ static void backoff(int attempt)
 	if (!seed)
 		seed = (uint32_t)getpid() * 2654435761u | 1;
 	seed ^= seed << 13, seed ^= seed >> 17, seed ^= seed << 5;
-	unsigned cap = attempt < 10 ? 1000u << (attempt / 2) : 32000u; /* microseconds */
+	unsigned cap = attempt < 8 ? 500u << (attempt / 2) : 16000u; /* microseconds */
 	struct timespec ts = {0, (long)(seed % cap) * 1000};
 	nanosleep(&ts, NULL);
 }
 
 /* ROOT/db/open.lock serialises opening and closing the environment across processes, so
  * DB_REGISTER never looks at the registry while another process is half registered or half
- * gone (the cause of spurious recoveries under heavy open/close churn).  Returns the fd. */
-static int env_lock(const char *dbdir)
+ * gone (the cause of spurious recoveries under heavy open/close churn).
+ *
+ * While it holds the lock, a process writes "<pid> <start time>" into the file and truncates
+ * it when done.  Finding a marker whose process is gone means that process died inside an
+ * environment open or close -- possibly while running recovery, when it is not registered and
+ * its half-built regions would make every later open wait in __env_attach for a region that
+ * never becomes valid.  *RET_DIRTY is then set, and the next open forces recovery.  Returns
+ * the locked fd. */
+static int env_lock(const char *dbdir, bool *ret_dirty)
 {
 	_cleanup_free_ char *p = NULL;
 	if (asprintf(&p, "%s/open.lock", dbdir) < 0)
@@ -235,7 +228,49 @@ static int env_lock(const char *dbdir)
 			return e;
 		}
 	}
+	char buf[64] = "";
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	lyr_owner prev = {0, 0}, self;
+	unsigned long long start = 0;
+	*ret_dirty = n > 0 && (sscanf(buf, "%d %llu", &prev.pid, &start) != 2 ||
+			       (prev.start = start, !owner_alive(&prev)));
+	if (owner_self(&self) == 0) {
+		int len = snprintf(buf, sizeof buf, "%d %llu\n", (int)self.pid,
+				   (unsigned long long)self.start);
+		if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) < 0)
+			*ret_dirty = true; /* cannot tell: be safe */
+	}
 	return fd;
+}
+
+/* Releases the lock; DIRTY leaves a marker of a dead process for the next opener. */
+static void env_unlock(int fd, bool dirty)
+{
+	if (dirty) {
+		if (pwrite(fd, "0 0\n", 4, 0) == 4)
+			(void)ftruncate(fd, 4);
+	} else {
+		(void)ftruncate(fd, 0);
+	}
+	close(fd);
+}
+
+/* Recovery regardless of the registry: removes the environment (marking a valid one as
+ * panicked for the processes still in it) and rebuilds it from the log. */
+static int force_recovery(const char *dbdir)
+{
+	DB_ENV *env;
+	int r = db_env_create(&env, 0);
+	if (r)
+		return dbx(r);
+	env->set_errcall(env, errcall);
+	env->set_msgcall(env, msgcall);
+	r = env->open(env, dbdir,
+		      DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
+			      DB_RECOVER,
+		      0644);
+	int c = env->close(env, 0);
+	return dbx(r ? r : c);
 }
 
 /* Opens E's handles, retrying while another process holds the environment in recovery. */
@@ -243,11 +278,16 @@ static int handles_open_retry(struct shared_env *e, const char *dbdir)
 {
 	int r = 0;
 	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
-		int lk = env_lock(dbdir);
+		bool dirty;
+		int lk = env_lock(dbdir, &dirty);
 		if (lk < 0)
 			return lk;
-		r = handles_open(e, dbdir);
-		close(lk);
+		r = dirty ? force_recovery(dbdir) : 0;
+		if (r == 0)
+			dirty = false;
+		if (r == 0)
+			r = handles_open(e, dbdir);
+		env_unlock(lk, dirty);
 		if (r && getenv("LAYERFS_DB_DEBUG"))
 			fprintf(stderr, "layerfs: db: pid %d: open: %s\n", (int)getpid(),
 				r < 0 && r > -4096 ? strerror(-r) : db_strerror(r));
@@ -313,10 +353,11 @@ void env_close(lyr_store *s)
 				break;
 			}
 		if (e->pid == getpid() && e->env) {
-			int lk = env_lock(s->dbdir);
+			bool dirty = false;
+			int lk = env_lock(s->dbdir, &dirty);
 			handles_close(e, true);
 			if (lk >= 0)
-				close(lk);
+				env_unlock(lk, dirty);
 		}
 		pthread_rwlock_destroy(&e->lock);
 		free(e);
@@ -331,12 +372,13 @@ static int reopen(lyr_store *s, unsigned gen)
 	pthread_rwlock_wrlock(&e->lock);
 	int r = 0;
 	if (e->gen == gen || !e->env) {
-		int lk = env_lock(s->dbdir);
+		bool dirty;
+		int lk = env_lock(s->dbdir, &dirty);
 		if (lk < 0) {
 			r = lk;
 		} else {
 			handles_close(e, false);
-			close(lk);
+			env_unlock(lk, dirty);
 			r = handles_open_retry(e, s->dbdir);
 			e->gen++;
 		}
@@ -347,7 +389,7 @@ static int reopen(lyr_store *s, unsigned gen)
 
 int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 {
-	int recoveries = 0, r = 0;
+	int recoveries = 0, busy = 0, r = 0;
 	struct shared_env *e = s->shared;
 	for (int attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
 		pthread_rwlock_rdlock(&e->lock);
@@ -357,7 +399,7 @@ int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 		} else {
 			env_bind(s);
 			DB_TXN *txn = NULL;
-			r = dbx(s->env->txn_begin(s->env, NULL, &txn, 0));
+			r = dbx(s->env->txn_begin(s->env, NULL, &txn, DB_TXN_NOWAIT));
 			if (r == 0) {
 				r = fn(s, txn, ctx);
 				if (r >= 0 && !db_retryable(r))
@@ -365,8 +407,6 @@ int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 				else
 					txn->abort(txn);
 			}
-			if (r == DB_LOCK_NOTGRANTED && s->env->failchk(s->env, 0) == DB_RUNRECOVERY)
-				r = DB_RUNRECOVERY;
 		}
 		pthread_rwlock_unlock(&e->lock);
 		if (!db_retryable(r))
@@ -382,7 +422,12 @@ int txn_run(lyr_store *s, txn_fn fn, void *ctx)
 				return err;
 			continue;
 		}
-		backoff(attempt);
+		if (++busy % BUSY_REOPEN == 0) {
+			int err = reopen(s, gen);
+			if (err < 0)
+				return err;
+		}
+		backoff(busy);
 	}
 	db_seterr("store '%s': database stayed busy or in recovery; giving up", s->root);
 	return r == DB_RUNRECOVERY ? -EIO : -EAGAIN;

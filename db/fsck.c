@@ -60,9 +60,27 @@ static bool is_dir(lyr_store *s, const char *path)
 	return fstatat(s->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Tables are named, not passed as DB handles: txn_run binds the handles of the current
+ * environment for each attempt, and a reopen after recovery replaces them. */
+enum table { T_LAYERS, T_REFS, T_TAGS, T_USES };
+
+static DB *table_of(lyr_store *s, enum table t)
+{
+	switch (t) {
+	case T_LAYERS:
+		return s->layers;
+	case T_REFS:
+		return s->refs;
+	case T_TAGS:
+		return s->tags;
+	default:
+		return s->uses;
+	}
+}
+
 /* Keys of a table, collected in one transaction. */
 typedef struct keys {
-	DB *db;
+	enum table table;
 	char **v;
 	size_t n;
 } keys;
@@ -78,11 +96,11 @@ static void keys_reset(keys *k)
 
 static int keys_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
-	(void)s;
 	keys *k = ctx;
 	keys_reset(k);
+	DB *db = table_of(s, k->table);
 	DBC *c;
-	int r = dbx(k->db->cursor(k->db, txn, &c, 0));
+	int r = dbx(db->cursor(db, txn, &c, 0));
 	if (r)
 		return r;
 	DBT key = {0}, v = {0};
@@ -111,9 +129,9 @@ static int keys_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	return r == -ENOENT ? e : r;
 }
 
-static int collect(lyr_store *s, DB *db, keys *k)
+static int collect(lyr_store *s, enum table t, keys *k)
 {
-	k->db = db;
+	k->table = t;
 	return txn_run(s, keys_txn, k);
 }
 
@@ -386,24 +404,23 @@ static int check_dir(fsck *f, const char *sub, bool (*known)(fsck *, const char 
 }
 
 typedef struct exists_ctx {
-	DB *db;
+	enum table table;
 	const char *key;
 	bool yes;
 } exists_ctx;
 
 static int exists_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
-	(void)s;
 	exists_ctx *e = ctx;
 	int r;
-	e->yes = rec_exists(e->db, txn, e->key, strlen(e->key), &r);
+	e->yes = rec_exists(table_of(s, e->table), txn, e->key, strlen(e->key), &r);
 	return r;
 }
 
 /* True when the record exists; an error counts as "exists" so nothing is removed on it. */
-static bool exists_in(fsck *f, DB *db, const char *key)
+static bool exists_in(fsck *f, enum table t, const char *key)
 {
-	exists_ctx e = {db, key, false};
+	exists_ctx e = {t, key, false};
 	return txn_run(f->s, exists_txn, &e) < 0 || e.yes;
 }
 
@@ -414,12 +431,12 @@ static bool known_layer_dir(fsck *f, const char *name)
 	for (size_t i = 0; i < f->ntargets; i++)
 		if (strcmp(f->targets[i], name) == 0)
 			return true;
-	return exists_in(f, f->s->layers, id);
+	return exists_in(f, T_LAYERS, id);
 }
 
 static bool known_ref_dir(fsck *f, const char *name)
 {
-	return exists_in(f, f->s->refs, name);
+	return exists_in(f, T_REFS, name);
 }
 
 static bool live_tmp_dir(fsck *f, const char *name)
@@ -433,7 +450,7 @@ static int fsck_run(fsck *f)
 {
 	lyr_store *s = f->s;
 	keys k = {0};
-	int r = collect(s, s->refs, &k);
+	int r = collect(s, T_REFS, &k);
 	for (size_t i = 0; r >= 0 && i < k.n; i++) {
 		const char *id = key_str(k.v[i]);
 		r = check_ref(f, id);
@@ -454,7 +471,7 @@ static int fsck_run(fsck *f)
 	}
 	keys_reset(&k);
 	if (r >= 0)
-		r = collect(s, s->layers, &k);
+		r = collect(s, T_LAYERS, &k);
 	for (size_t i = 0; r >= 0 && i < k.n; i++) {
 		const char *id = key_str(k.v[i]);
 		r = check_layer(f, id);
@@ -466,7 +483,7 @@ static int fsck_run(fsck *f)
 	}
 	keys_reset(&k);
 	if (r >= 0)
-		r = collect(s, s->tags, &k);
+		r = collect(s, T_TAGS, &k);
 	for (size_t i = 0; r >= 0 && i < k.n; i++) {
 		tag_ctx t = {key_str(k.v[i]), NULL, false};
 		r = txn_run(s, load_tag_txn, &t);
@@ -479,7 +496,7 @@ static int fsck_run(fsck *f)
 	}
 	keys_reset(&k);
 	if (r >= 0)
-		r = collect(s, s->uses, &k);
+		r = collect(s, T_USES, &k);
 	for (size_t i = 0; r >= 0 && i < k.n; i++) {
 		use_ctx u = {key_str(k.v[i]), key_len(k.v[i]), false, f->repair};
 		r = txn_run(s, use_check_txn, &u);

@@ -321,7 +321,6 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 		     const lyr_progress *progress, lyr_tree_error *err, char *ret_id)
 {
 	char tmp[128], tmpdiff[160], id[LYR_DIGEST_TEXT_LEN], digest[LYR_DIGEST_TEXT_LEN];
-	char errpath[PATH_MAX] = "";
 	int r;
 
 	if (tag && lyr_tag_valid(tag) < 0) {
@@ -349,27 +348,14 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 		r = -errno;
 		goto fail;
 	}
-	r = lyr_tree_copy(src, dst, progress, err);
+	/* Copy and hash in one pass: each file is hashed from the copy right after it is written. */
+	r = lyr_hash_import(src, dst, progress, err, digest);
 	if (r < 0) {
 		db_seterr("import '%s': copying '%s': %s", src_dir, err ? err->path : "",
 			  strerror(-r));
 		goto fail;
 	}
-	/* The root directory's own attributes belong to the diff too: importing the same
-	 * tree twice must give the same layer. */
-	struct stat st;
-	if (fstat(src, &st) < 0 || fchmod(dst, st.st_mode & 07777) < 0 ||
-	    (fchown(dst, st.st_uid, st.st_gid) < 0 && errno != EPERM) ||
-	    futimens(dst, (struct timespec[]){st.st_atim, st.st_mtim}) < 0)
-		goto fail_errno;
 	lyr_fault("import-after-copy");
-	r = lyr_hash_diff(dst, NULL, digest, errpath);
-	if (r < 0) {
-		if (err)
-			snprintf(err->path, sizeof err->path, "%s", errpath), err->err = -r;
-		db_seterr("import '%s': hashing '%s': %s", src_dir, errpath, strerror(-r));
-		goto fail;
-	}
 	lyr_layer_id("", digest, id);
 	layer_rec rec = {.created = now_seconds(), .parent = "", .digest = digest,
 			 .desc = (char *)(desc ? desc : "")};
@@ -405,8 +391,6 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 	lyr_tree_remove(tmpfd, tmp); /* the copy of an existing layer; ENOENT when renamed */
 	snprintf(ret_id, LYR_ID_MAX, "%s", id);
 	return 0;
-fail_errno:
-	r = -errno;
 fail:
 	lyr_tree_remove(tmpfd, tmp);
 	return r;

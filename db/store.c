@@ -92,7 +92,8 @@ static int meta_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 		r = rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le,
 			    DB_NOOVERWRITE);
 		*format = LYR_STORE_FORMAT;
-		return r;
+		/* another process created the store meanwhile: read its record */
+		return r == -EEXIST ? DB_LOCK_NOTGRANTED : r;
 	}
 	if (r)
 		return r;

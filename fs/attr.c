@@ -66,12 +66,21 @@ static bool read_override(struct ovl_fs *fs, int fd, uid_t *uid, gid_t *gid, mod
 
 int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *st)
 {
-	pthread_rwlock_rdlock(&in->lock);
-	int r = fstatat(in->node.fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
+	r = fstatat(in->node.fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 	if (r == 0 && in->node.metacopy && in->node.data_fd >= 0) {
 		struct stat dst;
 		if (fstatat(in->node.data_fd, "", &dst, AT_EMPTY_PATH) == 0)
 			st->st_blocks = dst.st_blocks;
+	}
+	if (r == 0 && in->indexed) {
+		/* the copy's own count includes the index; the group's count is kept on it */
+		char v[32];
+		ssize_t n = lyr_stack_xattr_get(in->node.fd, "layerfs.nlink", v, sizeof(v));
+		if (n > 0)
+			st->st_nlink = (nlink_t)strtoul(v, NULL, 10);
 	}
 	if (r == 0 && in->unlinked && !S_ISDIR(st->st_mode))
 		st->st_nlink = 0;
@@ -83,11 +92,14 @@ int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *st)
 		st->st_gid = og;
 		st->st_mode = (st->st_mode & S_IFMT) | om;
 	}
+	bool merged = in->node.nparts > 1;
 	pthread_rwlock_unlock(&in->lock);
 	if (r < 0)
 		return r;
 	st->st_ino = in->ino;
-	if (S_ISDIR(st->st_mode) && fs->cfg.static_nlink)
+	/* a merged directory's link count would be a guess; 1 tells find(1) and fts not to
+	 * count on it (as kernel overlayfs reports it) */
+	if (S_ISDIR(st->st_mode) && (fs->cfg.static_nlink || merged))
 		st->st_nlink = 1;
 	st->st_uid = map_out(fs->uidmap, fs->cfg.nuidmap, st->st_uid);
 	st->st_gid = map_out(fs->gidmap, fs->cfg.ngidmap, st->st_gid);
@@ -104,9 +116,11 @@ static int write_override(struct ovl_fs *fs, struct ovl_inode *in, const struct 
 			  int valid)
 {
 	struct stat cur;
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	int fd = in->node.fd;
-	int r = fstatat(fd, "", &cur, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	r = fstatat(fd, "", &cur, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 	uid_t u = cur.st_uid;
 	gid_t g = cur.st_gid;
 	mode_t m = cur.st_mode & 07777;
@@ -127,8 +141,7 @@ static int write_override(struct ovl_fs *fs, struct ovl_inode *in, const struct 
 	return r;
 }
 
-int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
-		int fd)
+int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid, int fd)
 {
 	if (!fs->has_upper || fs->read_only)
 		return -EROFS;
@@ -141,7 +154,8 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 			return r;
 		_cleanup_close_ int own = -1;
 		if (fd < 0) {
-			pthread_rwlock_rdlock(&in->lock);
+			if ((r = ovl_inode_rdlock(fs, in)) < 0)
+				return r;
 			own = ovl_reopen(in->node.fd, O_WRONLY);
 			pthread_rwlock_unlock(&in->lock);
 			if (own < 0)
@@ -151,8 +165,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 		if (ftruncate(fd, attr->st_size) < 0)
 			return -errno;
 	}
-	int meta = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
-		   FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
+	int meta = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		   FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		   FUSE_SET_ATTR_MTIME_NOW;
 	if (!(valid & meta))
 		return 0;
 	if ((r = ovl_copy_up(fs, in, OVL_COPY_META)) < 0)
@@ -163,9 +178,9 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 			return r;
 		valid &= ~owner;
 	}
-	pthread_rwlock_rdlock(&in->lock);
+	if ((r = ovl_inode_rdlock(fs, in)) < 0)
+		return r;
 	int ofd = in->node.fd;
-	r = 0;
 	if (valid & FUSE_SET_ATTR_MODE && !S_ISLNK(in->type)) {
 		char proc[64];
 		ovl_proc_path(ofd, proc);
@@ -175,9 +190,11 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 	if (r == 0 && valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t u = (uid_t)-1;
 		gid_t g = (gid_t)-1;
-		if (valid & FUSE_SET_ATTR_UID && (u = ovl_uid_to_disk(fs, attr->st_uid)) == (uid_t)-1)
+		if (valid & FUSE_SET_ATTR_UID &&
+		    (u = ovl_uid_to_disk(fs, attr->st_uid)) == (uid_t)-1)
 			r = -EINVAL;
-		if (valid & FUSE_SET_ATTR_GID && (g = ovl_gid_to_disk(fs, attr->st_gid)) == (gid_t)-1)
+		if (valid & FUSE_SET_ATTR_GID &&
+		    (g = ovl_gid_to_disk(fs, attr->st_gid)) == (gid_t)-1)
 			r = -EINVAL;
 		if (r == 0 && fchownat(ofd, "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			r = -errno;
@@ -202,10 +219,11 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 
 int ovl_readlink(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size)
 {
-	(void)fs;
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	ssize_t n = readlinkat(in->node.fd, "", buf, size - 1);
-	int r = n < 0 ? -errno : (int)n;
+	r = n < 0 ? -errno : (int)n;
 	pthread_rwlock_unlock(&in->lock);
 	if (r >= 0)
 		buf[r] = '\0';

@@ -28,8 +28,9 @@
 
 void ovl_tmp_name(struct ovl_fs *fs, char name[32])
 {
+	/* the work dir is emptied at every mount, so a sequence number is unique enough */
 	uint64_t seq = atomic_fetch_add(&fs->tmp_seq, 1);
-	snprintf(name, 32, "#%x.%llx", (unsigned)getpid(), (unsigned long long)seq);
+	snprintf(name, 32, "#%llx", (unsigned long long)seq);
 }
 
 int ovl_set_private_xattr(struct ovl_fs *fs, int fd, const char *suffix, const void *value,
@@ -93,8 +94,8 @@ static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
-			    errno == EBADF) {
+			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+			    errno == EOPNOTSUPP || errno == EBADF) {
 				*use_cfr = false;
 				break;
 			}
@@ -142,8 +143,10 @@ static int copy_data(int src, int dst, off_t size)
  * only). */
 static int copy_meta(struct ovl_fs *fs, int fd, const struct stat *st)
 {
+	/* EINVAL: an owner the user namespace we run in cannot name; the copy then belongs to us,
+	 * which is what an unprivileged copy gets anyway */
 	if (fchownat(fd, "", st->st_uid, st->st_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 &&
-	    (fs->privileged || errno != EPERM))
+	    errno != EINVAL && (fs->privileged || errno != EPERM))
 		return -errno;
 	if (!S_ISLNK(st->st_mode)) {
 		char proc[64];
@@ -169,6 +172,14 @@ static int set_origin(struct ovl_fs *fs, int fd, uint64_t ino, mode_t type)
 	return r;
 }
 
+/* Puts back the parent directory's times after a copy-up renamed an object into it: a copy-up
+ * is not a change of the directory (kernel overlayfs does the same). */
+static void keep_parent_times(int parent_upper, const struct stat *before)
+{
+	struct timespec ts[2] = {before->st_atim, before->st_mtim};
+	utimensat(parent_upper, "", ts, AT_EMPTY_PATH);
+}
+
 /* Swaps in the upper copy of IN, now at NAME in PARENT's upper dir. */
 static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_inode *in,
 			const char *name)
@@ -177,8 +188,7 @@ static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_
 	int r = lyr_stack_lookup(fs->stack, &parent->node, name, &node);
 	if (r < 0)
 		return r;
-	lyr_stack_node_clear(&in->node);
-	in->node = node;
+	ovl_inode_set_node(fs, in, &node);
 	return 0;
 }
 
@@ -223,15 +233,25 @@ int ovl_copy_up_dir(struct ovl_fs *fs, struct ovl_inode *dir)
 		r = -errno;
 		goto out;
 	}
-	if ((r = ovl_copy_xattrs(fs, src, fd)) < 0 || (r = set_origin(fs, fd, dir->ino, S_IFDIR)) < 0 ||
-	    (r = copy_meta(fs, fd, &st)) < 0)
+	if ((r = ovl_copy_xattrs(fs, src, fd)) < 0 ||
+	    (r = set_origin(fs, fd, dir->ino, S_IFDIR)) < 0 || (r = copy_meta(fs, fd, &st)) < 0)
 		goto out;
 	pthread_rwlock_wrlock(&parent->lock);
 	pthread_rwlock_wrlock(&dir->lock);
-	if (renameat(fs->work_fd, tmp, parent->node.parts[0].fd, name) < 0) {
-		r = -errno;
+	struct stat pst;
+	bool have_pst = fstat(parent->node.parts[0].fd, &pst) == 0;
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, parent->node.parts[0].fd);
+	ovl_writable_add(fs, &ws, fd); /* a directory changing parent has its ".." rewritten */
+	int rr = renameat(fs->work_fd, tmp, parent->node.parts[0].fd, name);
+	int rerr = errno;
+	ovl_writable_end(&ws);
+	if (rr < 0) {
+		r = -rerr;
 	} else {
 		tmp[0] = '\0';
+		if (have_pst)
+			keep_parent_times(parent->node.parts[0].fd, &pst);
 		r = refresh_node(fs, parent, dir, name);
 	}
 	pthread_rwlock_unlock(&dir->lock);
@@ -248,14 +268,16 @@ out:
 /* Completes the data of IN's upper metacopy file in place (or empties it). */
 static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode)
 {
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	_cleanup_close_ int dst = ovl_reopen(in->node.fd, O_WRONLY);
-	_cleanup_close_ int src = in->node.data_fd >= 0 ? ovl_reopen(in->node.data_fd, O_RDONLY) : -1;
+	_cleanup_close_ int src =
+	    in->node.data_fd >= 0 ? ovl_reopen(in->node.data_fd, O_RDONLY) : -1;
 	off_t size = in->node.st.st_size;
 	pthread_rwlock_unlock(&in->lock);
 	if (dst < 0)
 		return dst;
-	int r;
 	if (mode == OVL_COPY_EMPTY || src < 0)
 		r = ftruncate(dst, 0) < 0 ? -errno : 0;
 	else
@@ -264,14 +286,15 @@ static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_
 		return r;
 	if (fs->cfg.no_fsync == false && mode == OVL_COPY_DATA)
 		fdatasync(dst);
-	remove_private_xattr(in->node.fd, LYR_OVL_METACOPY);
-	remove_private_xattr(in->node.fd, LYR_OVL_REDIRECT);
+	remove_private_xattr(dst, LYR_OVL_METACOPY);
+	remove_private_xattr(dst, LYR_OVL_REDIRECT);
 	pthread_rwlock_wrlock(&in->lock);
 	in->node.metacopy = false;
 	if (in->node.data_fd >= 0)
 		close(in->node.data_fd);
 	in->node.data_fd = -1;
-	fstatat(in->node.fd, "", &in->node.st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	fstat(dst, &in->node.st);
+	atomic_fetch_add(&in->data_gen, 1);
 	pthread_rwlock_unlock(&in->lock);
 	return 0;
 }
@@ -285,8 +308,11 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	if (!S_ISREG(in->type) && mode != OVL_COPY_META)
 		mode = OVL_COPY_META;
 	pthread_mutex_lock(&in->cu_lock);
-	pthread_rwlock_rdlock(&in->lock);
-	int r = 0;
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0) {
+		pthread_mutex_unlock(&in->cu_lock);
+		return r;
+	}
 	char tmp[32] = "";
 	struct ovl_inode *parent = NULL;
 	_cleanup_free_ char *name = NULL;
@@ -319,10 +345,23 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	}
 	if ((r = ovl_copy_up_dir(fs, parent)) < 0)
 		goto out;
-	if (S_ISREG(st.st_mode) && mode == OVL_COPY_META && (r = ovl_lower_path(fs, in, &redirect)) < 0)
+	if (S_ISREG(st.st_mode) && mode == OVL_COPY_META &&
+	    (r = ovl_lower_path(fs, in, &redirect)) < 0)
 		goto out;
 
 	ovl_tmp_name(fs, tmp);
+	/* a file of a lower hard-link group: one upper copy for the whole group, in the index */
+	char idx[24] = "";
+	if (S_ISREG(st.st_mode) && st.st_nlink > 1 && fs->index_fd >= 0) {
+		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)in->ino);
+		if (linkat(fs->index_fd, idx, fs->work_fd, tmp, 0) == 0)
+			goto link_in; /* copied up before, through another name */
+		if (errno != ENOENT) {
+			r = -errno;
+			tmp[0] = '\0';
+			goto out;
+		}
+	}
 	switch (st.st_mode & S_IFMT) {
 	case S_IFREG:
 		fd = openat(fs->work_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
@@ -352,7 +391,8 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		break;
 	}
 	default:
-		fd = mknodat(fs->work_fd, tmp, st.st_mode & (S_IFMT | 0600), st.st_rdev) < 0 ? -1 : -2;
+		fd = mknodat(fs->work_fd, tmp, st.st_mode & (S_IFMT | 0600), st.st_rdev) < 0 ? -1
+											     : -2;
 		break;
 	}
 	if (fd == -1) {
@@ -373,25 +413,54 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		goto out;
 	if (redirect) {
 		if ((r = ovl_set_private_xattr(fs, opath, LYR_OVL_METACOPY, "", 0)) < 0 ||
-		    (r = ovl_set_private_xattr(fs, opath, LYR_OVL_REDIRECT, redirect, strlen(redirect))) < 0)
+		    (r = ovl_set_private_xattr(fs, opath, LYR_OVL_REDIRECT, redirect,
+					       strlen(redirect))) < 0)
 			goto out;
 	}
 	if ((r = copy_meta(fs, opath, &st)) < 0)
 		goto out;
-
+	if (idx[0]) {
+		char v[32];
+		int n = snprintf(v, sizeof(v), "%lu", (unsigned long)st.st_nlink);
+		if ((r = ovl_set_private_xattr(fs, opath, "layerfs.nlink", v, (size_t)n)) < 0)
+			goto out;
+		if (linkat(fs->work_fd, tmp, fs->index_fd, idx, 0) < 0 && errno != EEXIST) {
+			r = -errno;
+			goto out;
+		}
+	}
+link_in:
 	pthread_rwlock_wrlock(&parent->lock);
 	pthread_rwlock_wrlock(&in->lock);
-	if (renameat2(fs->work_fd, tmp, parent->node.parts[0].fd, name, RENAME_NOREPLACE) < 0) {
-		r = -errno;
+	struct stat pst;
+	bool have_pst = fstat(parent->node.parts[0].fd, &pst) == 0;
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, parent->node.parts[0].fd);
+	int rr = renameat2(fs->work_fd, tmp, parent->node.parts[0].fd, name, RENAME_NOREPLACE);
+	int rerr = errno;
+	ovl_writable_end(&ws);
+	if (rr < 0) {
+		r = -rerr;
 	} else {
 		tmp[0] = '\0';
+		if (have_pst)
+			keep_parent_times(parent->node.parts[0].fd, &pst);
 		r = refresh_node(fs, parent, in, name);
+		if (idx[0])
+			in->indexed = true;
+		if (r == 0 && !in->node.metacopy)
+			atomic_fetch_add(&in->data_gen, 1);
 	}
+	bool fill = r == 0 && in->node.metacopy && mode != OVL_COPY_META;
 	pthread_rwlock_unlock(&in->lock);
 	pthread_rwlock_unlock(&parent->lock);
+	if (fill) /* the group's copy was metadata only so far */
+		r = fill_metacopy(fs, in, mode);
 out:
 	if (tmp[0])
 		unlinkat(fs->work_fd, tmp, 0);
+	if (r < 0 && r != -ENOSPC && r != -EDQUOT && r != -EROFS)
+		ovl_log("copy-up of '%s' failed: %s", name ? name : "?", strerror(-r));
 	if (parent)
 		ovl_inode_unref(fs, parent);
 	pthread_mutex_unlock(&in->cu_lock);

@@ -55,7 +55,7 @@ static void unlock_pair(struct ovl_inode *a, struct ovl_inode *b)
 }
 
 static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
-		       const struct ovl_create_args *a, int *ret_fd)
+		       const struct ovl_create_args *a, int link_fd, int *ret_fd)
 {
 	mode_t perm = a->mode & 07777;
 	switch (a->mode & S_IFMT) {
@@ -66,15 +66,14 @@ static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
 	case S_IFREG:
 		if (a->link_src) {
 			char proc[64];
-			pthread_rwlock_rdlock(&a->link_src->lock);
-			ovl_proc_path(a->link_src->node.fd, proc);
-			int r = linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
-			pthread_rwlock_unlock(&a->link_src->lock);
-			return r;
+			ovl_proc_path(link_fd, proc);
+			return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno
+											  : 0;
 		}
 		if (a->open_flags >= 0) {
-			int fd = openat(dirfd, name, (a->open_flags & ~O_TRUNC) | O_CREAT | O_EXCL | O_CLOEXEC,
-					perm);
+			int fd =
+			    openat(dirfd, name,
+				   (a->open_flags & ~O_TRUNC) | O_CREAT | O_EXCL | O_CLOEXEC, perm);
 			if (fd < 0)
 				return -errno;
 			*ret_fd = fd;
@@ -97,11 +96,20 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		return -EPERM; /* would be a whiteout */
 	if (!fs->has_upper || fs->read_only)
 		return -EROFS;
+	_cleanup_close_ int link_fd = -1;
 	if (a->link_src) {
 		if (S_ISDIR(a->link_src->type))
 			return -EPERM;
 		if ((r = ovl_copy_up(fs, a->link_src, OVL_COPY_META)) < 0)
 			return r;
+		/* an fd of our own: the parent is locked below, the source's parent may be the same
+		 */
+		if ((r = ovl_inode_rdlock(fs, a->link_src)) < 0)
+			return r;
+		link_fd = fcntl(a->link_src->node.fd, F_DUPFD_CLOEXEC, 3);
+		pthread_rwlock_unlock(&a->link_src->lock);
+		if (link_fd < 0)
+			return -errno;
 	}
 	if ((r = ovl_copy_up_dir(fs, parent)) < 0)
 		return r;
@@ -109,6 +117,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	int fd = -1;
 	char tmp[32] = "";
 	bool is_link = a->link_src != NULL;
+	struct ovl_wscope ws = {0};
 	lyr_stack_node node;
 	pthread_rwlock_wrlock(&parent->lock);
 	r = ovl_lookup_node(fs, parent, name, &node);
@@ -120,6 +129,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	if (r != -ENOENT)
 		goto unlock;
 	int upper = parent->node.parts[0].fd;
+	ovl_writable_add(fs, &ws, upper);
 	int wh = upper_slot(upper, name);
 	if ((r = wh) < 0)
 		goto unlock;
@@ -130,7 +140,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		dirfd = fs->work_fd;
 		obj = tmp;
 	}
-	if ((r = make_object(fs, dirfd, obj, a, &fd)) < 0) {
+	if ((r = make_object(fs, dirfd, obj, a, link_fd, &fd)) < 0) {
 		tmp[0] = '\0';
 		goto unlock;
 	}
@@ -152,7 +162,8 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	}
 	if (wh) {
 		if (S_ISDIR(a->mode)) {
-			_cleanup_close_ int dfd = openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			_cleanup_close_ int dfd =
+			    openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (dfd < 0 || set_opaque(fs, dfd) < 0) {
 				r = dfd < 0 ? -errno : -EIO;
 				goto undo;
@@ -170,6 +181,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		tmp[0] = '\0';
 	}
 	r = ovl_lookup_node(fs, parent, name, &node);
+	ovl_writable_end(&ws);
 	/* the parent's own attributes (mtime, nlink) come from its topmost part: refresh it */
 	fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
 	pthread_rwlock_unlock(&parent->lock);
@@ -179,6 +191,11 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	if ((r = ovl_inode_get(fs, parent, name, &node, true, &in)) < 0) {
 		lyr_stack_node_clear(&node);
 		goto fail;
+	}
+	if (is_link && in->indexed) {
+		pthread_rwlock_wrlock(&in->lock);
+		ovl_index_nlink_add(fs, in, +1);
+		pthread_rwlock_unlock(&in->lock);
 	}
 	struct stat st;
 	if ((r = ovl_getattr(fs, in, &st)) < 0) {
@@ -198,6 +215,7 @@ undo:
 		unlinkat(dirfd, obj, 0);
 	tmp[0] = '\0';
 unlock:
+	ovl_writable_end(&ws);
 	pthread_rwlock_unlock(&parent->lock);
 fail:
 	if (tmp[0])
@@ -226,7 +244,8 @@ static int remove_upper(struct ovl_fs *fs, int dirfd, const char *name, bool whi
 			return r;
 		}
 	}
-	return dir ? ovl_remove_tree(fs->work_fd, tmp) : (unlinkat(fs->work_fd, tmp, 0) < 0 ? -errno : 0);
+	return dir ? ovl_remove_tree(fs->work_fd, tmp)
+		   : (unlinkat(fs->work_fd, tmp, 0) < 0 ? -errno : 0);
 }
 
 static struct ovl_inode *inode_for(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
@@ -284,6 +303,15 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 	struct ovl_inode *child = ovl_inode_find(fs, node.ino);
 	if (child)
 		pthread_mutex_lock(&child->cu_lock);
+	/* a member of a lower hard-link group: keep the group's link count in the index (a
+	 * metadata-only copy, no data) so the other names show the right count */
+	if (child && node.layer != 0 && S_ISREG(node.st.st_mode) && node.st.st_nlink > 1 &&
+	    fs->index_fd >= 0 && (r = ovl_copy_up(fs, child, OVL_COPY_META)) < 0) {
+		pthread_mutex_unlock(&child->cu_lock);
+		ovl_inode_unref(fs, child);
+		lyr_stack_node_clear(&node);
+		return r;
+	}
 	pthread_rwlock_wrlock(&parent->lock);
 	/* look again: a copy-up may have finished meanwhile */
 	lyr_stack_node_clear(&node);
@@ -294,21 +322,38 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 	if ((r = lower) < 0)
 		goto out;
 	int upper = parent->node.parts[0].fd;
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, upper);
+	if (dir && node.layer == 0)
+		ovl_writable_add(fs, &ws, node.fd); /* it moves to the work dir: its ".." changes */
+	if (child) {
+		pthread_rwlock_wrlock(&child->lock);
+		/* its name is going: from now on it lives by its fd */
+		if (child->parent == parent && child->name && strcmp(child->name, name) == 0 &&
+		    (r = ovl_inode_pin(fs, child)) < 0) {
+			pthread_rwlock_unlock(&child->lock);
+			ovl_writable_end(&ws);
+			goto out;
+		}
+	}
 	if (node.layer == 0)
 		r = remove_upper(fs, upper, name, lower, dir);
 	else
 		r = ovl_make_whiteout(fs, upper, name);
 	if (r == 0) {
 		fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
-		if (child) {
-			pthread_rwlock_wrlock(&child->lock);
-			struct stat st;
-			if (dir || node.st.st_nlink <= 1 ||
-			    (fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0))
-				child->unlinked = true;
-			pthread_rwlock_unlock(&child->lock);
-		}
+		struct stat st;
+		if (child && child->indexed)
+			ovl_index_nlink_add(fs, child, -1);
+		else if (child && (dir || node.st.st_nlink <= 1 ||
+				   (child->node.fd >= 0 &&
+				    fstatat(child->node.fd, "", &st, AT_EMPTY_PATH) == 0 &&
+				    st.st_nlink == 0)))
+			child->unlinked = true;
 	}
+	if (child)
+		pthread_rwlock_unlock(&child->lock);
+	ovl_writable_end(&ws);
 out:
 	pthread_rwlock_unlock(&parent->lock);
 	lyr_stack_node_clear(&node);
@@ -316,6 +361,34 @@ out:
 		pthread_mutex_unlock(&child->cu_lock);
 		ovl_inode_unref(fs, child);
 	}
+	return r;
+}
+
+/* Makes IN, found as NAME in PARENT (RAW: what NAME resolves to without the index), use that
+ * name for the copy-up a move needs: a lower hard-link partner may carry another name, and a
+ * group already in the index gets NAME linked to its upper copy. */
+static int claim_name(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *parent,
+		      const char *name, const lyr_stack_node *raw)
+{
+	if (S_ISDIR(in->type) || raw->layer == 0)
+		return 0;
+	int r = 0;
+	pthread_rwlock_wrlock(&parent->lock);
+	pthread_rwlock_wrlock(&in->lock);
+	if (in->node.layer != 0) {
+		r = ovl_inode_set_name(fs, in, parent, name);
+	} else if (in->indexed) {
+		char idx[24];
+		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)in->ino);
+		struct ovl_wscope ws = {0};
+		ovl_writable_add(fs, &ws, parent->node.parts[0].fd);
+		r = linkat(fs->index_fd, idx, parent->node.parts[0].fd, name, 0) < 0 ? -errno : 0;
+		ovl_writable_end(&ws);
+		if (r == 0)
+			r = ovl_inode_set_name(fs, in, parent, name);
+	}
+	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&parent->lock);
 	return r;
 }
 
@@ -327,20 +400,24 @@ static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in)
 	int r;
 	_cleanup_free_ char *path = NULL;
 	if (!S_ISDIR(in->type)) {
-		pthread_rwlock_rdlock(&in->lock);
+		if ((r = ovl_inode_rdlock(fs, in)) < 0)
+			return r;
 		bool lower = in->node.layer != 0, meta = in->node.metacopy;
-		int fd = in->node.fd;
+		char v[8];
+		bool has_redirect = meta && lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, v,
+								sizeof(v)) != -ENODATA;
 		pthread_rwlock_unlock(&in->lock);
 		if (lower)
 			return ovl_copy_up(fs, in, OVL_COPY_META);
-		if (!meta)
-			return 0;
-		char v[8];
-		if (lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, v, sizeof(v)) != -ENODATA)
+		if (!meta || has_redirect)
 			return 0;
 		if ((r = ovl_lower_path(fs, in, &path)) < 0)
 			return r;
-		return ovl_set_private_xattr(fs, fd, LYR_OVL_REDIRECT, path, strlen(path));
+		if ((r = ovl_inode_rdlock(fs, in)) < 0)
+			return r;
+		r = ovl_set_private_xattr(fs, in->node.fd, LYR_OVL_REDIRECT, path, strlen(path));
+		pthread_rwlock_unlock(&in->lock);
+		return r;
 	}
 	pthread_rwlock_rdlock(&in->lock);
 	bool has_lower = false;
@@ -384,8 +461,8 @@ static int refresh(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *pa
 	if (r < 0)
 		return r;
 	pthread_rwlock_wrlock(&in->lock);
-	lyr_stack_node_clear(&in->node);
-	in->node = node;
+	ovl_inode_set_node(fs, in, &node);
+	in->pinned = false; /* found by its new name again */
 	r = ovl_inode_set_name(fs, in, parent, name);
 	pthread_rwlock_unlock(&in->lock);
 	return r;
@@ -462,22 +539,41 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	if (second)
 		pthread_mutex_lock(&second->cu_lock);
 
-	if ((r = prepare_move(fs, s)) < 0)
+	if ((r = claim_name(fs, s, p1, n1, &sn)) < 0 || (r = prepare_move(fs, s)) < 0)
 		goto out_cu;
-	if (flags & RENAME_EXCHANGE && (r = prepare_move(fs, t)) < 0)
+	if (flags & RENAME_EXCHANGE &&
+	    ((r = claim_name(fs, t, p2, n2, &tn)) < 0 || (r = prepare_move(fs, t)) < 0))
 		goto out_cu;
 
 	lock_pair(p1, p2);
 	int up1 = p1->node.parts[0].fd, up2 = p2->node.parts[0].fd;
 	char tmp_t[32] = "";
+	struct ovl_wscope ws = {0};
+	ovl_writable_add(fs, &ws, up1);
+	ovl_writable_add(fs, &ws, up2);
+	/* a directory that changes parent has its ".." rewritten */
+	if (p1 != p2 && S_ISDIR(s->type))
+		ovl_writable_add(fs, &ws, s->node.fd);
+	if (t && S_ISDIR(t->type))
+		ovl_writable_add(fs, &ws, t->node.fd);
 	if (flags & RENAME_EXCHANGE) {
-		if ((r = guard_pure_dir(fs, s, p2, n2)) < 0 || (r = guard_pure_dir(fs, t, p1, n1)) < 0)
+		if ((r = guard_pure_dir(fs, s, p2, n2)) < 0 ||
+		    (r = guard_pure_dir(fs, t, p1, n1)) < 0)
 			goto out_locked;
 		if (renameat2(up1, n1, up2, n2, RENAME_EXCHANGE) < 0) {
 			r = -errno;
 			goto out_locked;
 		}
 	} else {
+		if (t) {
+			pthread_rwlock_wrlock(&t->lock);
+			r = t->parent == p2 && t->name && strcmp(t->name, n2) == 0
+				? ovl_inode_pin(fs, t)
+				: 0;
+			pthread_rwlock_unlock(&t->lock);
+			if (r < 0)
+				goto out_locked;
+		}
 		int old_lower = ovl_lower_has(fs, p1, n1);
 		if ((r = old_lower) < 0 || (r = guard_pure_dir(fs, s, p2, n2)) < 0)
 			goto out_locked;
@@ -523,12 +619,16 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	} else if (t) {
 		pthread_rwlock_wrlock(&t->lock);
 		struct stat st;
-		if (S_ISDIR(t->type) || tn.st.st_nlink <= 1 ||
-		    (fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0))
+		if (t->indexed)
+			ovl_index_nlink_add(fs, t, -1);
+		else if (S_ISDIR(t->type) || tn.st.st_nlink <= 1 ||
+			 (t->node.fd >= 0 && fstatat(t->node.fd, "", &st, AT_EMPTY_PATH) == 0 &&
+			  st.st_nlink == 0))
 			t->unlinked = true;
 		pthread_rwlock_unlock(&t->lock);
 	}
 out_locked:
+	ovl_writable_end(&ws);
 	unlock_pair(p1, p2);
 	if (tmp_t[0])
 		ovl_remove_tree(fs->work_fd, tmp_t);

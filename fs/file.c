@@ -3,6 +3,7 @@
  * fsync, fallocate, lseek and copy_file_range directly (see ops.c). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "ovl.h"
@@ -15,7 +16,24 @@ int ovl_reopen(int fd, int flags)
 	return r < 0 ? -errno : r;
 }
 
-int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache)
+static struct ovl_file *file_alloc(struct ovl_fs *fs, struct ovl_inode *in, int fd, int flags,
+				   bool lower, uint64_t gen)
+{
+	struct ovl_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	pthread_rwlock_init(&f->lock, NULL);
+	f->fd = fd;
+	f->flags = flags;
+	f->in = in;
+	f->lower = lower;
+	f->gen = gen;
+	ovl_inode_ref(fs, in);
+	return f;
+}
+
+int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache,
+	     struct ovl_file **ret)
 {
 	int acc = flags & O_ACCMODE;
 	bool writing = acc != O_RDONLY || (flags & O_TRUNC);
@@ -32,11 +50,76 @@ int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_
 			flags = (flags & ~O_ACCMODE) | O_RDWR;
 		flags &= ~O_APPEND;
 	}
-	pthread_rwlock_rdlock(&in->lock);
-	int src = in->node.metacopy && in->node.data_fd >= 0 && !writing ? in->node.data_fd : in->node.fd;
+	uint64_t gen = atomic_load(&in->data_gen);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
+	bool meta = in->node.metacopy && in->node.data_fd >= 0;
+	int src = meta && !writing ? in->node.data_fd : in->node.fd;
+	bool lower = meta || (fs->has_upper && in->node.layer != 0);
 	int fd = ovl_reopen(src, flags);
 	pthread_rwlock_unlock(&in->lock);
+	if (fd < 0)
+		return fd;
+	struct ovl_file *f = file_alloc(fs, in, fd, flags & ~O_TRUNC, lower && !writing, gen);
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
 	/* lower layers never change and upper files change only through this mount */
 	*ret_keep_cache = true;
-	return fd;
+	*ret = f;
+	return 0;
+}
+
+int ovl_file_new(struct ovl_fs *fs, struct ovl_inode *in, int fd, int flags, struct ovl_file **ret)
+{
+	struct ovl_file *f = file_alloc(fs, in, fd, flags, false, 0);
+	if (!f)
+		return -ENOMEM;
+	*ret = f;
+	return 0;
+}
+
+int ovl_file_get(struct ovl_fs *fs, struct ovl_file *f)
+{
+	pthread_rwlock_rdlock(&f->lock);
+	if (!f->lower || atomic_load(&f->in->data_gen) == f->gen)
+		return f->fd;
+	pthread_rwlock_unlock(&f->lock);
+	pthread_rwlock_wrlock(&f->lock);
+	uint64_t gen = atomic_load(&f->in->data_gen);
+	if (f->lower && gen != f->gen && ovl_inode_rdlock(fs, f->in) == 0) {
+		struct ovl_inode *in = f->in;
+		bool meta = in->node.metacopy && in->node.data_fd >= 0;
+		int fd = ovl_reopen(meta ? in->node.data_fd : in->node.fd, f->flags);
+		bool lower = meta || in->node.layer != 0;
+		pthread_rwlock_unlock(&in->lock);
+		if (fd >= 0) {
+			close(f->fd);
+			f->fd = fd;
+			f->lower = lower;
+			f->gen = gen;
+		}
+	}
+	pthread_rwlock_unlock(&f->lock);
+	pthread_rwlock_rdlock(&f->lock);
+	return f->fd;
+}
+
+void ovl_file_put(struct ovl_file *f)
+{
+	pthread_rwlock_unlock(&f->lock);
+}
+
+void ovl_file_release(struct ovl_fs *fs, struct ovl_file *f)
+{
+	/* a read replies while it holds the lock (the reply splices from the fd), and the kernel
+	 * may send the release as soon as it has that reply: wait for the reader to let go */
+	pthread_rwlock_wrlock(&f->lock);
+	pthread_rwlock_unlock(&f->lock);
+	close(f->fd);
+	ovl_inode_unref(fs, f->in);
+	pthread_rwlock_destroy(&f->lock);
+	free(f);
 }

@@ -1,9 +1,20 @@
 /* The inode table: one struct ovl_inode per object of the mount, keyed by the st_ino it shows,
  * split into OVL_SHARDS independently locked hash tables so that lookups and forgets of
  * different objects rarely meet.  An inode lives while the kernel holds lookups on it (nlookup)
- * or the daemon holds references (refs); the root is never freed before unmount. */
+ * or the daemon holds references (refs); the root is never freed before unmount.
+ *
+ * fds: the kernel may hold far more inodes than a process may hold fds.  Directories keep their
+ * parts' fds (children are looked up through them); a non-directory's O_PATH fd may be closed by
+ * the evictor when more than fs->fd_budget are open and it has not been used since the last
+ * scan (a clock sweep over the shard lists: no list is touched on the data path), and is
+ * reopened through its parent's part of the same layer by ovl_inode_rdlock.  That is only right
+ * while the inode's (parent, name) still finds it: an inode whose name is unlinked or replaced
+ * is pinned first, and a hard-link partner keeps the name its node was found by. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "ovl.h"
@@ -80,7 +91,23 @@ static int shard_insert(struct ovl_shard *sh, struct ovl_inode *in)
 	sh->buckets[k] = in;
 	sh->n++;
 	in->hashed = true;
+	in->aprev = NULL;
+	in->anext = sh->all;
+	if (sh->all)
+		sh->all->aprev = in;
+	sh->all = in;
 	return 0;
+}
+
+static void shard_unlist(struct ovl_shard *sh, struct ovl_inode *in)
+{
+	if (in->aprev)
+		in->aprev->anext = in->anext;
+	else if (sh->all == in)
+		sh->all = in->anext;
+	if (in->anext)
+		in->anext->aprev = in->aprev;
+	in->anext = in->aprev = NULL;
 }
 
 struct ovl_inode *ovl_inode_from_id(struct ovl_fs *fs, fuse_ino_t id)
@@ -107,15 +134,33 @@ static struct ovl_inode *inode_alloc(lyr_stack_node *node)
 	pthread_rwlock_init(&in->lock, NULL);
 	in->ino = node->ino;
 	in->type = node->st.st_mode & S_IFMT;
+	atomic_init(&in->used, true);
 	in->node = *node;
 	memset(node, 0, sizeof(*node));
 	node->fd = node->data_fd = -1;
 	return in;
 }
 
+static long counts_fd(const struct ovl_inode *in);
+
+static void count_new(struct ovl_fs *fs, struct ovl_inode *in)
+{
+	atomic_fetch_add(&fs->open_fds, counts_fd(in));
+}
+
+/* fds a non-directory inode holds (its own, and its data's when a metacopy) */
+static long counts_fd(const struct ovl_inode *in)
+{
+	if (S_ISDIR(in->type))
+		return 0;
+	return (in->node.fd >= 0) + (in->node.data_fd >= 0 && in->node.data_fd != in->node.fd);
+}
+
 static void inode_destroy(struct ovl_fs *fs, struct ovl_inode *in)
 {
 	struct ovl_inode *parent = in->parent;
+	if (counts_fd(in))
+		atomic_fetch_sub(&fs->open_fds, counts_fd(in));
 	lyr_stack_node_clear(&in->node);
 	free(in->name);
 	pthread_mutex_destroy(&in->cu_lock);
@@ -136,6 +181,7 @@ int ovl_inode_root_new(struct ovl_fs *fs)
 		lyr_stack_node_clear(&node);
 		return -ENOMEM;
 	}
+	count_new(fs, in);
 	in->nlookup = 1;
 	struct ovl_shard *sh = shard_of(fs, in->ino);
 	pthread_mutex_lock(&sh->lock);
@@ -178,8 +224,9 @@ int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		pthread_mutex_lock(&sh->lock);
 		struct ovl_inode *in = shard_find(sh, node->ino);
 		if (in && (in->type != (node->st.st_mode & S_IFMT) || in->unlinked)) {
-			/* the number now names another object (an unlinked file's inode number reused
-			 * by the upper filesystem): the old inode lives on, unhashed, until forgotten */
+			/* the number now names another object (an unlinked file's inode number
+			 * reused by the upper filesystem): the old inode lives on, unhashed, until
+			 * forgotten */
 			shard_remove(sh, in);
 			in = NULL;
 		}
@@ -190,19 +237,19 @@ int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 				in->refs++;
 			pthread_mutex_unlock(&sh->lock);
 			/* a copy higher in the stack is newer than what the inode holds (the inode
-			 * was copied up through another path); otherwise keep what it has, which may
-			 * already be an upper copy of a hard-link partner */
+			 * was copied up through another path); otherwise keep what it has, which
+			 * may already be an upper copy of a hard-link partner */
 			pthread_rwlock_wrlock(&in->lock);
 			int r = 0;
-			if (node->layer < in->node.layer && !in->unlinked) {
-				lyr_stack_node_clear(&in->node);
-				in->node = *node;
-				memset(node, 0, sizeof(*node));
-				node->fd = node->data_fd = -1;
+			/* the name follows the node: an inode reopens its fd by the name it has */
+			bool same = node->layer == in->node.layer;
+			if (node->layer < in->node.layer && !in->unlinked && !in->pinned) {
+				ovl_inode_set_node(fs, in, node);
+				same = true;
 			} else {
 				lyr_stack_node_clear(node);
 			}
-			if (parent)
+			if (parent && same && !in->pinned)
 				r = ovl_inode_set_name(fs, in, parent, name);
 			pthread_rwlock_unlock(&in->lock);
 			if (fresh)
@@ -236,6 +283,7 @@ int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 			lyr_stack_node_clear(&copy);
 			return -ENOMEM;
 		}
+		count_new(fs, fresh);
 		if (parent && (r = ovl_inode_set_name(fs, fresh, parent, name)) < 0) {
 			inode_destroy(fs, fresh);
 			return r;
@@ -272,26 +320,34 @@ static void put(struct ovl_fs *fs, struct ovl_inode *in, uint64_t nlookup, uint6
 	in->nlookup -= nlookup < in->nlookup ? nlookup : in->nlookup;
 	in->refs -= refs < in->refs ? refs : in->refs;
 	bool dead = in->nlookup == 0 && in->refs == 0 && in != fs->root;
-	if (dead)
+	if (dead) {
 		shard_remove(sh, in);
+		shard_unlist(sh, in);
+	}
 	pthread_mutex_unlock(&sh->lock);
 	if (dead)
 		inode_destroy(fs, in);
 }
 
-void ovl_inode_unref(struct ovl_fs *fs, struct ovl_inode *in) { put(fs, in, 0, 1); }
+void ovl_inode_unref(struct ovl_fs *fs, struct ovl_inode *in)
+{
+	put(fs, in, 0, 1);
+}
 
-void ovl_inode_forget(struct ovl_fs *fs, struct ovl_inode *in, uint64_t n) { put(fs, in, n, 0); }
+void ovl_inode_forget(struct ovl_fs *fs, struct ovl_inode *in, uint64_t n)
+{
+	put(fs, in, n, 0);
+}
 
 void ovl_table_free(struct ovl_fs *fs)
 {
 	/* at unmount the kernel has forgotten everything but may not have said so: free all */
 	for (size_t s = 0; s < OVL_SHARDS; s++) {
 		struct ovl_shard *sh = &fs->shards[s];
-		for (size_t i = 0; i < sh->cap; i++) {
-			struct ovl_inode *in = sh->buckets[i];
+		{
+			struct ovl_inode *in = sh->all;
 			while (in) {
-				struct ovl_inode *next = in->hnext;
+				struct ovl_inode *next = in->anext;
 				in->parent = NULL; /* every inode is freed here; no unref chains */
 				lyr_stack_node_clear(&in->node);
 				free(in->name);
@@ -306,4 +362,140 @@ void ovl_table_free(struct ovl_fs *fs)
 		sh->cap = sh->n = 0;
 	}
 	fs->root = NULL;
+}
+
+void ovl_inode_set_node(struct ovl_fs *fs, struct ovl_inode *in, lyr_stack_node *node)
+{
+	long before = counts_fd(in);
+	lyr_stack_node_clear(&in->node);
+	in->node = *node;
+	memset(node, 0, sizeof(*node));
+	node->fd = node->data_fd = -1;
+	long after = counts_fd(in);
+	if (after != before)
+		atomic_fetch_add(&fs->open_fds, after - before);
+}
+
+/* O_PATH fd of NAME in PARENT's part of layer LAYER; the caller holds PARENT's lock. */
+static int open_in_parent(struct ovl_inode *parent, unsigned layer, const char *name)
+{
+	for (unsigned i = 0; i < parent->node.nparts; i++)
+		if (parent->node.parts[i].layer == layer) {
+			int fd =
+			    openat(parent->node.parts[i].fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			return fd < 0 ? -errno : fd;
+		}
+	return -ESTALE;
+}
+
+int ovl_inode_pin(struct ovl_fs *fs, struct ovl_inode *in)
+{
+	if (S_ISDIR(in->type) || in->pinned)
+		return 0;
+	if (in->node.fd < 0) {
+		if (!in->parent || !in->name)
+			return -ESTALE;
+		int fd = open_in_parent(in->parent, in->node.layer, in->name);
+		if (fd < 0)
+			return fd;
+		in->node.fd = fd;
+		atomic_fetch_add(&fs->open_fds, 1);
+	}
+	in->pinned = true;
+	return 0;
+}
+
+int ovl_inode_rdlock(struct ovl_fs *fs, struct ovl_inode *in)
+{
+	for (int tries = 0;; tries++) {
+		pthread_rwlock_rdlock(&in->lock);
+		if (in->node.fd >= 0) {
+			atomic_store_explicit(&in->used, true, memory_order_relaxed);
+			return 0;
+		}
+		struct ovl_inode *parent = in->parent;
+		char *name = in->name ? strdup(in->name) : NULL;
+		unsigned layer = in->node.layer;
+		struct stat want = in->node.st;
+		if (parent)
+			ovl_inode_ref(fs, parent);
+		pthread_rwlock_unlock(&in->lock);
+		/* look the name up again: a metacopy needs its data found as well */
+		int fd = -ESTALE;
+		lyr_stack_node fresh;
+		if (parent && name) {
+			pthread_rwlock_rdlock(&parent->lock);
+			fd = lyr_stack_lookup(fs->stack, &parent->node, name, &fresh);
+			pthread_rwlock_unlock(&parent->lock);
+			if (fd == 0) {
+				int ir = ovl_index_lookup(fs, &fresh);
+				if (ir < 0) {
+					lyr_stack_node_clear(&fresh);
+					fd = ir;
+				}
+			}
+		}
+		if (fd == 0 && (fresh.layer != layer || fresh.st.st_ino != want.st_ino ||
+				fresh.st.st_dev != want.st_dev)) {
+			lyr_stack_node_clear(&fresh);
+			fd = -ESTALE; /* the name finds another object now */
+		}
+		pthread_rwlock_wrlock(&in->lock);
+		if (fd == 0 && in->node.fd < 0 && in->parent == parent && in->name && name &&
+		    strcmp(in->name, name) == 0) {
+			long before = counts_fd(in);
+			in->node.fd = LYR_TAKE_FD(fresh.fd);
+			if (in->node.data_fd < 0 && fresh.data_fd >= 0)
+				in->node.data_fd = LYR_TAKE_FD(fresh.data_fd);
+			atomic_store(&in->used, true);
+			atomic_fetch_add(&fs->open_fds, counts_fd(in) - before);
+		}
+		bool ok = in->node.fd >= 0;
+		pthread_rwlock_unlock(&in->lock);
+		if (fd == 0)
+			lyr_stack_node_clear(&fresh);
+		free(name);
+		if (parent)
+			ovl_inode_unref(fs, parent);
+		if (!ok && tries >= 4)
+			return fd < 0 ? fd : -ESTALE;
+		/* a reopen adds an fd: make room among the idle ones */
+		ovl_inode_evict(fs);
+	}
+}
+
+/* Closes fds of idle non-directory inodes until the count is well under the budget.  Called
+ * with no lock held; gives up rather than waits (trylocks only). */
+void ovl_inode_evict(struct ovl_fs *fs)
+{
+	if (atomic_load(&fs->open_fds) <= fs->fd_budget || pthread_mutex_trylock(&fs->evict_lock))
+		return;
+	long target = fs->fd_budget * 3 / 4;
+	for (size_t pass = 0; pass < 2 * OVL_SHARDS && atomic_load(&fs->open_fds) > target;
+	     pass++) {
+		struct ovl_shard *sh = &fs->shards[fs->evict_shard];
+		fs->evict_shard = (fs->evict_shard + 1) % OVL_SHARDS;
+		pthread_mutex_lock(&sh->lock);
+		for (struct ovl_inode *in = sh->all; in && atomic_load(&fs->open_fds) > target;
+		     in = in->anext) {
+			if (S_ISDIR(in->type) || in->pinned || in->unlinked || in->node.fd < 0 ||
+			    !in->parent)
+				continue;
+			if (atomic_exchange(&in->used, false))
+				continue; /* second chance */
+			if (pthread_rwlock_trywrlock(&in->lock))
+				continue;
+			if (in->node.fd >= 0 && !in->pinned && !in->unlinked) {
+				long n = counts_fd(in);
+				if (in->node.data_fd >= 0 && in->node.data_fd != in->node.fd)
+					close(in->node.data_fd);
+				close(in->node.fd);
+				in->node.fd = in->node.data_fd = -1;
+				atomic_fetch_sub(&fs->open_fds, n);
+			}
+			pthread_rwlock_unlock(&in->lock);
+		}
+		pthread_mutex_unlock(&sh->lock);
+	}
+	pthread_mutex_unlock(&fs->evict_lock);
 }

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "ovl.h"
@@ -82,6 +84,12 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
+	/* every inode the kernel holds keeps an O_PATH fd: allow as many as we may */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	struct ovl_fs *fs;
 	int r = ovl_fs_new(cfg, err, &fs);
 	if (r < 0) {
@@ -108,7 +116,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		append(opts, sizeof(opts), "noexec");
 	if (cfg->noatime)
 		append(opts, sizeof(opts), "noatime");
-	if (cfg->context) {
+	/* context= means something only to SELinux; elsewhere the kernel would refuse the mount */
+	if (cfg->context && access("/sys/fs/selinux/enforce", F_OK) == 0) {
 		char ctx[1024];
 		snprintf(ctx, sizeof(ctx), "context=%s", cfg->context);
 		append(opts, sizeof(opts), ctx);
@@ -125,7 +134,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	}
 	fs->se = se;
 	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mp) < 0) {
-		r = fail(err, -EIO, "mounting at '%s' failed (is /dev/fuse usable and fusermount3 installed?)",
+		r = fail(err, -EIO,
+			 "mounting at '%s' failed (is /dev/fuse usable and fusermount3 installed?)",
 			 mountpoint);
 		fuse_remove_signal_handlers(se);
 		fuse_session_destroy(se);
@@ -133,6 +143,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
+	/* modes arrive with the caller's umask applied (by the kernel); ours must not take more */
+	mode_t old_umask = umask(0);
 	if (notify >= 0) {
 		report(notify, 0, NULL);
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -143,10 +155,14 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 				dup2(null, 2);
 			close(null);
 		}
+		if (!cfg->debug) {
+			openlog("layerfs", LOG_PID, LOG_DAEMON);
+			ovl_log_to_syslog = true;
+		}
 		if (chdir("/") < 0)
 			ovl_log("chdir /: %s", strerror(errno));
 	}
-	if (cfg->ready)
+	if (cfg->ready && notify < 0)
 		cfg->ready(cfg->ready_ctx, getpid());
 	if (cfg->threads == 1) {
 		fuse_session_loop(se);
@@ -165,6 +181,7 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	ovl_fs_free(fs);
+	umask(old_umask);
 	return 0;
 }
 
@@ -209,7 +226,8 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	close(p[0]);
 	if (n != (ssize_t)sizeof(st)) {
 		waitpid(pid, NULL, 0);
-		return fail(err, -EIO, "the serving process for '%s' died before mounting", mountpoint);
+		return fail(err, -EIO, "the serving process for '%s' died before mounting",
+			    mountpoint);
 	}
 	if (st.r < 0) {
 		waitpid(pid, NULL, 0);
@@ -255,7 +273,8 @@ int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err)
 		pid_t child;
 		int e = posix_spawnp(&child, "fusermount3", NULL, NULL, argv, environ);
 		if (e)
-			return fail(err, -e, "unmounting '%s': fusermount3: %s", mountpoint, strerror(e));
+			return fail(err, -e, "unmounting '%s': fusermount3: %s", mountpoint,
+				    strerror(e));
 		int st;
 		while (waitpid(child, &st, 0) < 0 && errno == EINTR)
 			;

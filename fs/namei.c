@@ -1,11 +1,14 @@
 /* Lookup of names in merged directories, and the paths redirects record.  The layer rules are
  * lyr_stack_lookup's; this file ties their results to inodes and entry replies. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ovl.h"
+#include "stack/stack_private.h"
 
 int ovl_check_name(const char *name, bool creating)
 {
@@ -45,13 +48,25 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	pthread_rwlock_rdlock(&parent->lock);
 	r = ovl_lookup_node(fs, parent, name, &node);
 	pthread_rwlock_unlock(&parent->lock);
+	if (r == -EIO)
+		ovl_log("'%s': a metacopy file whose data is missing in the layers below", name);
 	if (r < 0)
 		return r;
+	int indexed = ovl_index_lookup(fs, &node);
+	if (indexed < 0) {
+		lyr_stack_node_clear(&node);
+		return indexed;
+	}
 	struct ovl_inode *in;
 	r = ovl_inode_get(fs, parent, name, &node, true, &in);
 	if (r < 0) {
 		lyr_stack_node_clear(&node);
 		return r;
+	}
+	if (indexed) {
+		pthread_rwlock_wrlock(&in->lock);
+		in->indexed = true;
+		pthread_rwlock_unlock(&in->lock);
 	}
 	struct stat st;
 	r = ovl_getattr(fs, in, &st);
@@ -60,7 +75,77 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		return r;
 	}
 	ovl_fill_entry(fs, in, &st, e);
+	ovl_inode_evict(fs);
 	return 0;
+}
+
+#define INDEX_NLINK "layerfs.nlink"
+
+static void index_name(uint64_t ino, char name[24])
+{
+	snprintf(name, 24, "%llu", (unsigned long long)ino);
+}
+
+int ovl_index_lookup(struct ovl_fs *fs, lyr_stack_node *node)
+{
+	if (fs->index_fd < 0 || node->layer < fs->first_lower || !S_ISREG(node->st.st_mode) ||
+	    node->st.st_nlink < 2)
+		return 0;
+	char name[24];
+	index_name(node->ino, name);
+	int fd = openat(fs->index_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	lyr_stack_node n;
+	memset(&n, 0, sizeof(n));
+	n.fd = fd;
+	n.data_fd = -1;
+	n.layer = 0;
+	n.ino = node->ino;
+	if (fstatat(fd, "", &n.st, AT_EMPTY_PATH) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	if (lyr_stack_is_metacopy(fd) == 1) {
+		/* the data is where the redirect of the copy says */
+		char redirect[4096];
+		ssize_t rl = lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect));
+		lyr_stack_node d;
+		int r = rl > 0 && (size_t)rl < sizeof(redirect)
+			    ? lyr_stack_resolve(fs->stack, fs->first_lower, redirect, &d)
+			    : -EIO;
+		if (r < 0 || !S_ISREG(d.st.st_mode)) {
+			if (r == 0)
+				lyr_stack_node_clear(&d);
+			close(fd);
+			return r < 0 ? r : -EIO;
+		}
+		n.metacopy = true;
+		n.data_layer = d.data_fd >= 0 ? d.data_layer : d.layer;
+		n.data_fd = d.data_fd >= 0 ? LYR_TAKE_FD(d.data_fd) : LYR_TAKE_FD(d.fd);
+		n.st.st_blocks = d.st.st_blocks;
+		lyr_stack_node_clear(&d);
+	}
+	n.lower_path = node->lower_path;
+	node->lower_path = NULL;
+	lyr_stack_node_clear(node);
+	*node = n;
+	return 1;
+}
+
+void ovl_index_nlink_add(struct ovl_fs *fs, struct ovl_inode *in, int delta)
+{
+	if (!in->indexed || in->node.fd < 0)
+		return;
+	char v[32];
+	ssize_t n = lyr_stack_xattr_get(in->node.fd, INDEX_NLINK, v, sizeof(v));
+	long cur = n > 0 ? strtol(v, NULL, 10) : 1;
+	cur += delta;
+	if (cur < 0)
+		cur = 0;
+	int len = snprintf(v, sizeof(v), "%ld", cur);
+	ovl_set_private_xattr(fs, in->node.fd, INDEX_NLINK, v, (size_t)len);
 }
 
 int ovl_lower_has(struct ovl_fs *fs, struct ovl_inode *parent, const char *name)
@@ -84,19 +169,21 @@ int ovl_lower_path(struct ovl_fs *fs, struct ovl_inode *in, char **ret)
 		return *ret ? 0 : -ENOMEM;
 	}
 	char redirect[4096] = "";
-	pthread_rwlock_rdlock(&in->lock);
+	int r = ovl_inode_rdlock(fs, in);
+	if (r < 0)
+		return r;
 	struct ovl_inode *parent = in->parent;
 	char *name = in->name ? strdup(in->name) : NULL;
 	if (parent)
 		ovl_inode_ref(fs, parent);
-	if (fs->has_upper && in->node.layer == 0) {
-		ssize_t n = lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, redirect,
-						sizeof(redirect));
+	if (fs->has_upper && in->node.layer == 0 &&
+	    (lyr_stack_marks(in->node.fd) & LYR_MARK_REDIRECT)) {
+		ssize_t n =
+		    lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect));
 		if (n <= 0 || (size_t)n >= sizeof(redirect))
 			redirect[0] = '\0';
 	}
 	pthread_rwlock_unlock(&in->lock);
-	int r;
 	if (redirect[0] == '/') {
 		*ret = strdup(redirect);
 		r = *ret ? 0 : -ENOMEM;

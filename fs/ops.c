@@ -14,6 +14,7 @@
 
 #define FS(req) ((struct ovl_fs *)fuse_req_userdata(req))
 #define INODE(req, id) ovl_inode_from_id(FS(req), (id))
+#define FILE_OF(fi) ((struct ovl_file *)(uintptr_t)(fi)->fh)
 
 static void reply_entry(fuse_req_t req, int r, const struct fuse_entry_param *e)
 {
@@ -27,8 +28,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct ovl_fs *fs = userdata;
 	unsigned want = FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-			FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO |
-			FUSE_CAP_ASYNC_READ | FUSE_CAP_CACHE_SYMLINKS;
+			FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_READDIRPLUS |
+			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ASYNC_READ | FUSE_CAP_CACHE_SYMLINKS;
 	if (fs->cfg.writeback)
 		want |= FUSE_CAP_WRITEBACK_CACHE;
 	conn->want |= want & conn->capable;
@@ -85,7 +86,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 {
 	struct ovl_fs *fs = FS(req);
 	struct ovl_inode *in = INODE(req, ino);
-	int r = ovl_setattr(fs, in, attr, valid, fi ? (int)fi->fh : -1);
+	int fd = fi ? ovl_file_get(fs, FILE_OF(fi)) : -1;
+	int r = ovl_setattr(fs, in, attr, valid, fd);
+	if (fi)
+		ovl_file_put(FILE_OF(fi));
 	struct stat st;
 	if (r == 0)
 		r = ovl_getattr(fs, in, &st);
@@ -172,15 +176,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ovl_fs *fs = FS(req);
 	bool keep = false;
-	int fd = ovl_open(fs, INODE(req, ino), fi->flags, &keep);
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
+	struct ovl_file *f;
+	int r = ovl_open(fs, INODE(req, ino), fi->flags, &keep, &f);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uint64_t)fd;
+	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = keep;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		close(fd); /* the request was interrupted */
+		ovl_file_release(fs, f); /* the request was interrupted */
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -203,21 +208,32 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uint64_t)fd;
+	struct ovl_file *f;
+	r = ovl_file_new(fs, ovl_inode_from_id(fs, e.ino), fd,
+			 flags & ~(O_CREAT | O_EXCL | O_TRUNC), &f);
+	if (r < 0) {
+		close(fd);
+		ovl_inode_forget(fs, ovl_inode_from_id(fs, e.ino), 1);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
-		close(fd);
+		ovl_file_release(fs, f);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)ino;
+	struct ovl_file *f = FILE_OF(fi);
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].fd = ovl_file_get(FS(req), f);
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	ovl_file_put(f);
 }
 
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, off_t off,
@@ -226,9 +242,11 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 	(void)ino;
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in_buf));
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = (int)fi->fh;
+	struct ovl_file *f = FILE_OF(fi);
+	out.buf[0].fd = ovl_file_get(FS(req), f);
 	out.buf[0].pos = off;
 	ssize_t r = fuse_buf_copy(&out, in_buf, 0);
+	ovl_file_put(f);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
@@ -239,15 +257,16 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	/* closing a duplicate lets the backing filesystem see a close, as a local file would */
-	int dup_fd = dup((int)fi->fh);
+	int dup_fd = dup(ovl_file_get(FS(req), FILE_OF(fi)));
 	int r = dup_fd < 0 ? errno : (close(dup_fd) < 0 ? errno : 0);
+	ovl_file_put(FILE_OF(fi));
 	fuse_reply_err(req, r);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	close((int)fi->fh);
+	ovl_file_release(FS(req), FILE_OF(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -255,8 +274,11 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
 	(void)ino;
 	int r = 0;
-	if (!FS(req)->cfg.no_fsync)
-		r = (datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh)) < 0 ? errno : 0;
+	if (!FS(req)->cfg.no_fsync) {
+		int fd = ovl_file_get(FS(req), FILE_OF(fi));
+		r = (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? errno : 0;
+		ovl_file_put(FILE_OF(fi));
+	}
 	fuse_reply_err(req, r);
 }
 
@@ -269,9 +291,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)d;
-	fi->cache_readdir = 0;
+	/* the kernel may keep listings: lower dirs never change, and it drops its copy itself when
+	 * a directory changes through the mount */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		ovl_dir_free(d);
+		ovl_dir_free(FS(req), d);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -306,7 +331,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	ovl_dir_free((struct ovl_dir *)(uintptr_t)fi->fh);
+	ovl_dir_free(FS(req), (struct ovl_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -399,7 +424,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 			 struct fuse_file_info *fi)
 {
 	(void)ino;
-	int r = fallocate((int)fi->fh, mode, off, len) < 0 ? errno : 0;
+	int r = fallocate(ovl_file_get(FS(req), FILE_OF(fi)), mode, off, len) < 0 ? errno : 0;
+	ovl_file_put(FILE_OF(fi));
 	fuse_reply_err(req, r);
 }
 
@@ -407,9 +433,11 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		     struct fuse_file_info *fi)
 {
 	(void)ino;
-	off_t r = lseek((int)fi->fh, off, whence);
+	off_t r = lseek(ovl_file_get(FS(req), FILE_OF(fi)), off, whence);
+	int e = errno;
+	ovl_file_put(FILE_OF(fi));
 	if (r < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, e);
 	else
 		fuse_reply_lseek(req, r);
 }
@@ -420,47 +448,54 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 {
 	(void)ino_in, (void)ino_out;
 	loff_t in = off_in, out = off_out;
-	ssize_t r = copy_file_range((int)fi_in->fh, &in, (int)fi_out->fh, &out, len, (unsigned)flags);
+	struct ovl_file *fin = FILE_OF(fi_in), *fout = FILE_OF(fi_out);
+	int ifd = ovl_file_get(FS(req), fin);
+	int ofd = fin == fout ? ifd : ovl_file_get(FS(req), fout);
+	ssize_t r = copy_file_range(ifd, &in, ofd, &out, len, (unsigned)flags);
+	int e = errno;
+	if (fout != fin)
+		ovl_file_put(fout);
+	ovl_file_put(fin);
 	if (r < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, e);
 	else
 		fuse_reply_write(req, (size_t)r);
 }
 
 const struct fuse_lowlevel_ops ovl_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.readlink = op_readlink,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.symlink = op_symlink,
-	.link = op_link,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.rename = op_rename,
-	.open = op_open,
-	.create = op_create,
-	.read = op_read,
-	.write_buf = op_write_buf,
-	.flush = op_flush,
-	.release = op_release,
-	.fsync = op_fsync,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
-	.fsyncdir = op_fsyncdir,
-	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
-	.access = op_access,
-	.fallocate = op_fallocate,
-	.lseek = op_lseek,
-	.copy_file_range = op_copy_file_range,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .symlink = op_symlink,
+    .link = op_link,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .rename = op_rename,
+    .open = op_open,
+    .create = op_create,
+    .read = op_read,
+    .write_buf = op_write_buf,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .access = op_access,
+    .fallocate = op_fallocate,
+    .lseek = op_lseek,
+    .copy_file_range = op_copy_file_range,
 };

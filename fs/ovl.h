@@ -9,12 +9,17 @@
  * reach zero.  Both are guarded by the table shard lock of the inode.
  *
  * Locks, in the order they are taken (never the other way round):
+ *   0. an open file's lock (struct ovl_file: shared while its fd is used, exclusive to switch a
+ *      reader to the upper copy) and an open directory's snapshot mutex;
  *   1. cu_lock of an inode being copied up, renamed or unlinked (a child's before its parent's:
  *      copy-up of a file copies up its parent directory while holding its own cu_lock; two
  *      unrelated inodes in address order);
  *   2. lock (rwlock) of inodes: a parent directory before its child; two directories of a rename
  *      in address order (the kernel already serializes renames that could make them related);
- *   3. a table shard lock (a leaf: nothing is taken while it is held).
+ *      ovl_inode_rdlock, which may reopen an fd through the parent, is called with no inode
+ *      lock held;
+ *   3. a table shard lock, the evictor's lock, the open-directory list lock (leaves: nothing is
+ *      waited for while one is held; the evictor only trylocks inodes).
  * The rwlock protects node, parent, name and the flags.  Readers (lookup, getattr, read of the
  * node's fds) take it shared; copy-up and namespace changes take it exclusive for the short
  * moment they swap in new state.  Data copies run under cu_lock only, so a long copy-up blocks
@@ -39,41 +44,56 @@
 struct ovl_inode {
 	pthread_mutex_t cu_lock;
 	pthread_rwlock_t lock;
-	uint64_t ino;      /* st_ino shown; the table key; constant */
-	mode_t type;       /* S_IFMT bits; constant */
-	uint64_t nlookup;  /* shard lock */
-	uint64_t refs;     /* shard lock */
-	bool hashed;       /* in the table (shard lock) */
+	uint64_t ino;	  /* st_ino shown; the table key; constant */
+	mode_t type;	  /* S_IFMT bits; constant */
+	uint64_t nlookup; /* shard lock */
+	uint64_t refs;	  /* shard lock */
+	bool hashed;	  /* in the table (shard lock) */
 	/* lock: */
-	lyr_stack_node node;      /* where the object is now */
-	struct ovl_inode *parent; /* the directory it was last seen in (holds a ref), NULL for root */
+	lyr_stack_node node; /* where the object is now */
+	/* the directory it was last seen in (holds a ref), NULL for the root */
+	struct ovl_inode *parent;
 	char *name;
-	bool unlinked;            /* its last name is gone */
-	struct ovl_inode *hnext;  /* shard chain */
+	bool unlinked;	  /* its last name is gone */
+	bool pinned;	  /* keeps node.fd: its name no longer finds it (see inode.c) */
+	bool indexed;	  /* a lower hard-link group's upper copy, kept in the index */
+	atomic_bool used; /* touched since the fd evictor last looked */
+	atomic_uint_fast64_t data_gen;	 /* bumped when the data moves to the upper (copy-up) */
+	struct ovl_inode *hnext;	 /* shard hash chain (hashed inodes) */
+	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
 };
 
 struct ovl_shard {
 	pthread_mutex_t lock;
 	size_t n, cap;
 	struct ovl_inode **buckets;
+	struct ovl_inode *all; /* every live inode of the shard, so unmount frees them all */
 };
 
 struct ovl_fs {
-	lyr_fs_config cfg;        /* copied; pointers into the caller's config stay the caller's */
+	lyr_fs_config cfg; /* copied; pointers into the caller's config stay the caller's */
 	lyr_fs_idmap *uidmap, *gidmap;
-	lyr_stack *stack;         /* layer 0 is the upper when has_upper */
+	lyr_stack *stack; /* layer 0 is the upper when has_upper */
 	bool has_upper;
 	bool read_only;
-	unsigned first_lower;     /* 1 with an upper, else 0 */
-	int upper_fd;             /* O_PATH root of the upper, -1 without */
-	int work_fd;              /* O_PATH dir for temporary objects (WORK/work), -1 without */
+	unsigned first_lower;	  /* 1 with an upper, else 0 */
+	int upper_fd;		  /* O_PATH root of the upper, -1 without */
+	int work_fd;		  /* O_PATH dir for temporary objects (WORK/work), -1 without */
+	int index_fd;		  /* O_PATH WORK/index: upper copies of lower hard-link groups */
 	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
 	const char *override_xattr; /* xattr_permissions name, or NULL */
-	bool privileged;          /* may chown / mknod devices */
+	bool privileged;	    /* may chown / mknod devices */
+	bool dac_override;	    /* may write into directories read-only to their owner */
 	double timeout;
 	atomic_uint_fast64_t tmp_seq;
+	atomic_long open_fds; /* O_PATH fds held by non-directory inodes */
+	long fd_budget;	      /* above it, fds of idle non-directory inodes are closed */
+	pthread_mutex_t evict_lock;
+	size_t evict_shard; /* evict_lock: where the next eviction scan starts */
 	struct ovl_inode *root;
 	struct ovl_shard shards[OVL_SHARDS];
+	pthread_mutex_t dirs_lock;
+	struct ovl_dir *dirs; /* open directory handles (the kernel may not release them all) */
 	struct fuse_session *se;
 };
 
@@ -82,9 +102,13 @@ struct ovl_dirent {
 	char *name;
 	uint64_t ino;
 	unsigned char type;
+	bool ino_known; /* ino is computed when first needed: readdirplus gets it by lookup */
+	unsigned layer; /* where the entry's topmost copy is, and its inode number there */
+	ino_t raw_ino;
 };
 
 struct ovl_dir {
+	struct ovl_dir *next, *prev; /* fs->dirs_lock: every open handle, freed at unmount */
 	pthread_mutex_t lock;
 	size_t n;
 	struct ovl_dirent *entries; /* entries[0] ".", entries[1] "..", then the merged names */
@@ -108,6 +132,16 @@ void ovl_inode_forget(struct ovl_fs *fs, struct ovl_inode *in, uint64_t n);
 int ovl_inode_set_name(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *parent,
 		       const char *name);
 void ovl_table_free(struct ovl_fs *fs);
+/* Takes IN's lock shared with IN->node.fd open (reopened through the parent if the evictor closed
+ * it).  Must not be called with any inode lock held.  0 or -errno (then nothing is held). */
+int ovl_inode_rdlock(struct ovl_fs *fs, struct ovl_inode *in);
+/* Installs NODE (consumed) as IN's node; the caller holds IN's lock exclusively. */
+void ovl_inode_set_node(struct ovl_fs *fs, struct ovl_inode *in, lyr_stack_node *node);
+/* Makes IN keep its fd for good, because the name it was found by is about to go: the caller
+ * holds IN's parent's lock and IN's lock, both exclusively.  0 or -errno. */
+int ovl_inode_pin(struct ovl_fs *fs, struct ovl_inode *in);
+/* Closes fds of idle non-directory inodes when more than fs->fd_budget are open. */
+void ovl_inode_evict(struct ovl_fs *fs);
 
 /* namei.c */
 int ovl_check_name(const char *name, bool creating);
@@ -117,6 +151,12 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 /* Looks NAME up in PARENT (under PARENT's lock, shared or exclusive, held by the caller). */
 int ovl_lookup_node(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		    lyr_stack_node *ret);
+/* When NODE is a lower file of a hard-link group that has been copied up, replaces it by the
+ * upper copy kept in the index (so every name of the group shows the same data, also after a
+ * remount).  Returns 1 when replaced, 0 when not, -errno. */
+int ovl_index_lookup(struct ovl_fs *fs, lyr_stack_node *node);
+/* Adds DELTA to the link count kept on an indexed inode's copy (caller holds its lock). */
+void ovl_index_nlink_add(struct ovl_fs *fs, struct ovl_inode *in, int delta);
 /* 1 when the layers below the upper hold NAME in PARENT (so removing it needs a whiteout). */
 int ovl_lower_has(struct ovl_fs *fs, struct ovl_inode *parent, const char *name);
 /* Path of IN in the merged view of the lower layers ("/a/b"), as a redirect names it. */
@@ -126,8 +166,8 @@ void ovl_fill_entry(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *
 
 /* copy_up.c */
 enum ovl_copy_mode {
-	OVL_COPY_META,  /* metadata only (data stays below, marked metacopy) */
-	OVL_COPY_DATA,  /* metadata and data */
+	OVL_COPY_META,	/* metadata only (data stays below, marked metacopy) */
+	OVL_COPY_DATA,	/* metadata and data */
 	OVL_COPY_EMPTY, /* metadata, data truncated to 0 (open with O_TRUNC, truncate to 0) */
 };
 /* Makes sure the upper holds IN (and its parents), copying what MODE says.  0 or -errno. */
@@ -143,12 +183,12 @@ int ovl_make_whiteout(struct ovl_fs *fs, int dirfd, const char *name);
 
 /* dir.c */
 struct ovl_create_args {
-	mode_t mode;       /* with S_IFMT */
+	mode_t mode; /* with S_IFMT */
 	dev_t rdev;
-	const char *link;  /* symlink target */
+	const char *link;	    /* symlink target */
 	struct ovl_inode *link_src; /* hard link source */
-	int open_flags;    /* create: open flags, else -1 */
-	uid_t uid;         /* on-disk owner */
+	int open_flags;		    /* create: open flags, else -1 */
+	uid_t uid;		    /* on-disk owner */
 	gid_t gid;
 };
 int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
@@ -159,7 +199,9 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 
 /* readdir.c */
 int ovl_dir_open(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir **ret);
-void ovl_dir_free(struct ovl_dir *d);
+void ovl_dir_free(struct ovl_fs *fs, struct ovl_dir *d);
+/* Frees every handle still open (at unmount). */
+void ovl_dir_free_all(struct ovl_fs *fs);
 /* Fills BUF with entries from offset OFF; with PLUS, looks each up.  Returns bytes used. */
 int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struct ovl_dir *d,
 		 char *buf, size_t size, off_t off, bool plus);
@@ -174,8 +216,26 @@ int ovl_readlink(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size
 int ovl_statfs(struct ovl_fs *fs, struct statvfs *ret);
 
 /* file.c */
-/* Opens IN for I/O with FLAGS (copying up first when writing).  Returns an fd. */
-int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache);
+/* An open file.  A handle opened for reading before its file was copied up reads the lower copy;
+ * once the data has moved up (another handle wrote), it switches to the upper copy, so every
+ * reader sees every write. */
+struct ovl_file {
+	pthread_rwlock_t lock; /* shared while fd is in use; exclusive to switch it */
+	int fd;
+	int flags;
+	struct ovl_inode *in; /* holds a ref */
+	bool lower;	      /* fd reads a lower copy */
+	uint64_t gen;	      /* in->data_gen when fd was opened */
+};
+/* Opens IN for I/O with FLAGS (copying up first when writing). */
+int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache,
+	     struct ovl_file **ret);
+/* Wraps FD, just created in the upper for IN, as a handle. */
+int ovl_file_new(struct ovl_fs *fs, struct ovl_inode *in, int fd, int flags, struct ovl_file **ret);
+/* The fd to use now, with F's lock held shared until ovl_file_put. */
+int ovl_file_get(struct ovl_fs *fs, struct ovl_file *f);
+void ovl_file_put(struct ovl_file *f);
+void ovl_file_release(struct ovl_fs *fs, struct ovl_file *f);
 /* An fd for I/O on the object at O_PATH FD. */
 int ovl_reopen(int fd, int flags);
 
@@ -200,7 +260,20 @@ void ovl_fs_free(struct ovl_fs *fs);
 /* Small helpers (util.c). */
 /* "/proc/self/fd/N" of FD into BUF. */
 void ovl_proc_path(int fd, char buf[64]);
-/* Logs a rate-limited line on stderr about an unexpected condition. */
+/* Logs a rate-limited line about an unexpected condition: on stderr, or to syslog once the
+ * serving process has left its terminal (ovl_log_to_syslog). */
+extern bool ovl_log_to_syslog;
 void ovl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Upper directories that are read-only to their owner (copies of such lower directories) made
+ * owner-writable for the span of one change, when the daemon cannot override permissions (an
+ * unprivileged daemon owns the upper but has no CAP_DAC_OVERRIDE).  Callers hold the lock of
+ * each directory's inode exclusively, so no other change sees the mode in between. */
+struct ovl_wscope {
+	int n;
+	int fd[4];
+	mode_t mode[4];
+};
+void ovl_writable_add(struct ovl_fs *fs, struct ovl_wscope *w, int dirfd);
+void ovl_writable_end(struct ovl_wscope *w);
 /* rm -rf of NAME in DIRFD (not following symlinks); 0 or -errno. */
 int ovl_remove_tree(int dirfd, const char *name);

@@ -27,22 +27,25 @@ struct lyr_fs_options {
 
 static void usage(FILE *out, const char *prog)
 {
-	fprintf(out,
-		"usage: %s -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER,workdir=WORK][,OPTION...] MOUNTPOINT\n"
-		"       mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTIONS\n"
-		"Mounts a copy-on-write overlay of the lower directories (topmost first) and UPPER.\n"
-		"Without upperdir the mount is read-only.  Options (as fuse-overlayfs):\n"
-		"  uidmapping=C:H:S[:C:H:S...], gidmapping=...   id mappings (container:host:size)\n"
-		"  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
-		"  xattr_permissions=0|1|2   keep owner and mode in an xattr (1: user.containers.override_stat,\n"
-		"                            2: security.fuseoverlayfs.override_stat)\n"
-		"  volatile, fsync=0         fsync does nothing\n"
-		"  static_nlink              directories report 1 link\n"
-		"  noacl, timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
-		"  ro, nodev, nosuid, noexec, noatime, allow_other, allow_root, default_permissions,\n"
-		"  context=\"...\"\n"
-		"  -f  stay in the foreground    -d  debug output\n",
-		prog);
+	fprintf(
+	    out,
+	    "usage: %s -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER,workdir=WORK][,OPTION...] "
+	    "MOUNTPOINT\n"
+	    "       mount.fuse.layerfs SOURCE MOUNTPOINT -o OPTIONS\n"
+	    "Mounts a copy-on-write overlay of the lower directories (topmost first) and UPPER.\n"
+	    "Without upperdir the mount is read-only.  Options (as fuse-overlayfs):\n"
+	    "  uidmapping=C:H:S[:C:H:S...], gidmapping=...   id mappings (container:host:size)\n"
+	    "  squash_to_root, squash_to_uid=N, squash_to_gid=N\n"
+	    "  xattr_permissions=0|1|2   keep owner and mode in an xattr (1: "
+	    "user.containers.override_stat,\n"
+	    "                            2: security.fuseoverlayfs.override_stat)\n"
+	    "  volatile, fsync=0         fsync does nothing\n"
+	    "  static_nlink              directories report 1 link\n"
+	    "  noacl, timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
+	    "  ro, nodev, nosuid, noexec, noatime, allow_other, allow_root, default_permissions,\n"
+	    "  context=\"...\"\n"
+	    "  -f  stay in the foreground    -d  debug output\n",
+	    prog);
 }
 
 /* Removes backslash escapes in place. */
@@ -69,7 +72,8 @@ static int add_lower(struct lyr_fs_options *a, const char *path)
 	a->lowers = l;
 	char *abs = realpath(path, NULL);
 	if (!abs) {
-		snprintf(a->error, sizeof(a->error), "lower directory '%s': %s", path, strerror(errno));
+		snprintf(a->error, sizeof(a->error), "lower directory '%s': %s", path,
+			 strerror(errno));
 		return -errno;
 	}
 	a->lowers[a->nlowers++] = abs;
@@ -104,7 +108,8 @@ static int parse_lowers(struct lyr_fs_options *a, const char *value)
 	return 0;
 }
 
-static int parse_idmap(struct lyr_fs_options *a, const char *value, lyr_fs_idmap **ret, size_t *ret_n)
+static int parse_idmap(struct lyr_fs_options *a, const char *value, lyr_fs_idmap **ret,
+		       size_t *ret_n)
 {
 	const char *p = value;
 	if (*p == ':')
@@ -117,8 +122,8 @@ static int parse_idmap(struct lyr_fs_options *a, const char *value, lyr_fs_idmap
 			char *end;
 			errno = 0;
 			v[i] = strtoul(p, &end, 10);
-			if (errno || end == p || v[i] > UINT32_MAX || (*end != ':' && *end != '\0') ||
-			    (i < 2 && *end != ':')) {
+			if (errno || end == p || v[i] > UINT32_MAX ||
+			    (*end != ':' && *end != '\0') || (i < 2 && *end != ':')) {
 				free(m);
 				snprintf(a->error, sizeof(a->error), "bad id mapping '%s'", value);
 				return -EINVAL;
@@ -184,7 +189,8 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 		unescape(value);
 		char *abs = realpath(value, NULL);
 		if (!abs) {
-			snprintf(a->error, sizeof(a->error), "%s '%s': %s", k, value, strerror(errno));
+			snprintf(a->error, sizeof(a->error), "%s '%s': %s", k, value,
+				 strerror(errno));
 			return -errno;
 		}
 		char **slot = k[0] == 'u' ? &a->upper : &a->work;
@@ -236,7 +242,8 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 		char *end;
 		double t = value ? strtod(value, &end) : -1;
 		if (!value || end == value || *end || t < 0) {
-			snprintf(a->error, sizeof(a->error), "option timeout needs a number of seconds");
+			snprintf(a->error, sizeof(a->error),
+				 "option timeout needs a number of seconds");
 			return -EINVAL;
 		}
 		c->timeout = t;
@@ -275,19 +282,19 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 		size_t off;
 		bool val;
 	} flags[] = {
-		{"ro", offsetof(lyr_fs_config, read_only), true},
-		{"rw", offsetof(lyr_fs_config, read_only), false},
-		{"nodev", offsetof(lyr_fs_config, nodev), true},
-		{"dev", offsetof(lyr_fs_config, nodev), false},
-		{"nosuid", offsetof(lyr_fs_config, nosuid), true},
-		{"suid", offsetof(lyr_fs_config, nosuid), false},
-		{"noexec", offsetof(lyr_fs_config, noexec), true},
-		{"exec", offsetof(lyr_fs_config, noexec), false},
-		{"noatime", offsetof(lyr_fs_config, noatime), true},
-		{"atime", offsetof(lyr_fs_config, noatime), false},
-		{"allow_other", offsetof(lyr_fs_config, allow_other), true},
-		{"allow_root", offsetof(lyr_fs_config, allow_root), true},
-		{"debug", offsetof(lyr_fs_config, debug), true},
+	    {"ro", offsetof(lyr_fs_config, read_only), true},
+	    {"rw", offsetof(lyr_fs_config, read_only), false},
+	    {"nodev", offsetof(lyr_fs_config, nodev), true},
+	    {"dev", offsetof(lyr_fs_config, nodev), false},
+	    {"nosuid", offsetof(lyr_fs_config, nosuid), true},
+	    {"suid", offsetof(lyr_fs_config, nosuid), false},
+	    {"noexec", offsetof(lyr_fs_config, noexec), true},
+	    {"exec", offsetof(lyr_fs_config, noexec), false},
+	    {"noatime", offsetof(lyr_fs_config, noatime), true},
+	    {"atime", offsetof(lyr_fs_config, noatime), false},
+	    {"allow_other", offsetof(lyr_fs_config, allow_other), true},
+	    {"allow_root", offsetof(lyr_fs_config, allow_root), true},
+	    {"debug", offsetof(lyr_fs_config, debug), true},
 	};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(flags); i++) {
 		if (strcmp(k, flags[i].name) == 0 && !value) {
@@ -297,9 +304,10 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 	}
 	/* always on, or meaningless here */
 	if (strcmp(k, "default_permissions") == 0 || strcmp(k, "relatime") == 0 ||
-	    strcmp(k, "strictatime") == 0 || strcmp(k, "fsname") == 0 || strcmp(k, "subtype") == 0 ||
-	    strcmp(k, "defaults") == 0 || strcmp(k, "auto") == 0 || strcmp(k, "noauto") == 0 ||
-	    strcmp(k, "user") == 0 || strcmp(k, "nouser") == 0 || strcmp(k, "_netdev") == 0)
+	    strcmp(k, "strictatime") == 0 || strcmp(k, "fsname") == 0 ||
+	    strcmp(k, "subtype") == 0 || strcmp(k, "defaults") == 0 || strcmp(k, "auto") == 0 ||
+	    strcmp(k, "noauto") == 0 || strcmp(k, "user") == 0 || strcmp(k, "nouser") == 0 ||
+	    strcmp(k, "_netdev") == 0)
 		return 0;
 	if (value)
 		value[-1] = '=';

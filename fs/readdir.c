@@ -1,8 +1,9 @@
-/* Merged directory reading.  opendir takes a snapshot of the merged listing (lyr_stack_list_dir)
- * with the st_ino each entry shows, so every entry appears exactly once and an offset (the index
- * in the snapshot plus one) stays valid for the life of the handle whatever happens to the
- * directory; a rewind to offset 0 takes a fresh snapshot, as rewinddir(3) promises.  The
- * snapshot is guarded by the handle's mutex; the directory's rwlock is held only while listing. */
+/* Merged directory reading.  The first read of a handle takes a snapshot of the merged listing
+ * (lyr_stack_list_dir) with the st_ino each entry shows, so every entry appears exactly once and an
+ * offset (the index in the snapshot plus one) stays valid for the life of the handle whatever
+ * happens to the directory; a rewind to offset 0 takes a fresh snapshot, as rewinddir(3) promises.
+ * The snapshot is guarded by the handle's mutex; the directory's rwlock is held only while listing.
+ */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -35,8 +36,15 @@ static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const ly
 	if (de->type != DT_LNK) {
 		char path[64 + 256 + 2], v[32];
 		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", partfd, de->name);
-		static const char *const ns[] = {"trusted.overlay." LYR_OVL_INO, "user.overlay." LYR_OVL_INO};
-		for (size_t k = fs->privileged ? 0 : 1; k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
+		/* one listxattr tells whether there is anything to read: most entries carry none */
+		char names[1024];
+		ssize_t len = llistxattr(path, names, sizeof(names));
+		bool maybe = len < 0 ? errno == ERANGE : false;
+		for (ssize_t i = 0; i < len && !maybe; i += (ssize_t)strlen(names + i) + 1)
+			maybe = strstr(names + i, "overlay." LYR_OVL_INO) != NULL;
+		static const char *const ns[] = {"trusted.overlay." LYR_OVL_INO,
+						 "user.overlay." LYR_OVL_INO};
+		for (size_t k = 0; maybe && k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
 			ssize_t n = lgetxattr(path, ns[k], v, sizeof(v) - 1);
 			if (n > 0) {
 				v[n] = '\0';
@@ -62,14 +70,18 @@ static int load(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir *d)
 		lyr_stack_list_clear(&l);
 		return -ENOMEM;
 	}
-	e[0] = (struct ovl_dirent){strdup("."), dir->ino, DT_DIR};
-	e[1] = (struct ovl_dirent){strdup(".."), dir->parent ? dir->parent->ino : dir->ino, DT_DIR};
+	e[0] = (struct ovl_dirent){
+	    .name = strdup("."), .ino = dir->ino, .type = DT_DIR, .ino_known = true};
+	e[1] = (struct ovl_dirent){.name = strdup(".."),
+				   .ino = dir->parent ? dir->parent->ino : dir->ino,
+				   .type = DT_DIR,
+				   .ino_known = true};
 	for (size_t i = 0; i < l.n; i++) {
 		e[i + 2].name = l.entries[i].name;
 		l.entries[i].name = NULL;
 		e[i + 2].type = l.entries[i].type;
-		e[i + 2].ino = entry_ino(fs, &dir->node, &(lyr_stack_dirent){e[i + 2].name,
-			l.entries[i].layer, l.entries[i].type, l.entries[i].raw_ino});
+		e[i + 2].layer = l.entries[i].layer;
+		e[i + 2].raw_ino = l.entries[i].raw_ino;
 	}
 	pthread_rwlock_unlock(&dir->lock);
 	size_t n = l.n + 2;
@@ -90,19 +102,30 @@ int ovl_dir_open(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir **ret)
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_init(&d->lock, NULL);
-	int r = load(fs, dir, d);
-	if (r < 0) {
-		ovl_dir_free(d);
-		return r;
-	}
+	(void)dir; /* the snapshot is taken by the first read: a kernel that kept the listing
+		    * from an earlier open never asks */
+	pthread_mutex_lock(&fs->dirs_lock);
+	d->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = d;
+	fs->dirs = d;
+	pthread_mutex_unlock(&fs->dirs_lock);
 	*ret = d;
 	return 0;
 }
 
-void ovl_dir_free(struct ovl_dir *d)
+void ovl_dir_free(struct ovl_fs *fs, struct ovl_dir *d)
 {
 	if (!d)
 		return;
+	pthread_mutex_lock(&fs->dirs_lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fs->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fs->dirs_lock);
 	entries_free(d->entries, d->n);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -113,7 +136,7 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 {
 	pthread_mutex_lock(&d->lock);
 	int r = 0;
-	if (off == 0 && d->read_once)
+	if (!d->entries || (off == 0 && d->read_once))
 		r = load(fs, dir, d);
 	d->read_once = true;
 	size_t pos = 0;
@@ -146,8 +169,17 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 				break;
 			}
 		} else {
+			if (!ent->ino_known) {
+				pthread_rwlock_rdlock(&dir->lock);
+				ent->ino = entry_ino(fs, &dir->node,
+						     &(lyr_stack_dirent){ent->name, ent->layer,
+									 ent->type, ent->raw_ino});
+				pthread_rwlock_unlock(&dir->lock);
+				ent->ino_known = true;
+			}
 			struct stat st = {.st_ino = ent->ino, .st_mode = (mode_t)DTTOIF(ent->type)};
-			used = fuse_add_direntry(req, buf + pos, size - pos, ent->name, &st, (off_t)i + 1);
+			used = fuse_add_direntry(req, buf + pos, size - pos, ent->name, &st,
+						 (off_t)i + 1);
 			if (used > size - pos)
 				break;
 		}
@@ -155,4 +187,10 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 	}
 	pthread_mutex_unlock(&d->lock);
 	return r < 0 ? r : (int)pos;
+}
+
+void ovl_dir_free_all(struct ovl_fs *fs)
+{
+	while (fs->dirs)
+		ovl_dir_free(fs, fs->dirs);
 }

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "ovl.h"
@@ -22,6 +24,18 @@ static bool has_cap(int cap)
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return false;
 	return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+/* True when a trusted.* xattr can be set on the directory at FD (removed again at once). */
+static bool fsetxattr_probe(int fd)
+{
+	char proc[64];
+	ovl_proc_path(fd, proc);
+	const char *name = "trusted.overlay.layerfs.probe";
+	if (setxattr(proc, name, "1", 1, 0) < 0)
+		return false;
+	removexattr(proc, name);
+	return true;
 }
 
 static int fail(lyr_fs_error *err, int r, const char *fmt, ...)
@@ -49,25 +63,38 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 {
 	/* an upper alone is a scratch tree (a store ref with no parent) */
 	if (cfg->nlowers > 500 || (cfg->nlowers < 1 && !cfg->upper))
-		return fail(err, -EINVAL, "%zu lower layers given (1 to 500 are allowed)", cfg->nlowers);
+		return fail(err, -EINVAL, "%zu lower layers given (1 to 500 are allowed)",
+			    cfg->nlowers);
 	if (!cfg->upper != !cfg->work)
-		return fail(err, -EINVAL, "an upper directory needs a work directory and the other way round");
+		return fail(err, -EINVAL,
+			    "an upper directory needs a work directory and the other way round");
 	if (cfg->xattr_permissions < 0 || cfg->xattr_permissions > 2)
 		return fail(err, -EINVAL, "xattr_permissions must be 0, 1 or 2");
 	struct ovl_fs *fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
 	fs->cfg = *cfg;
-	fs->upper_fd = fs->work_fd = -1;
+	fs->upper_fd = fs->work_fd = fs->index_fd = -1;
 	for (size_t i = 0; i < OVL_SHARDS; i++)
 		pthread_mutex_init(&fs->shards[i].lock, NULL);
+	pthread_mutex_init(&fs->evict_lock, NULL);
+	pthread_mutex_init(&fs->dirs_lock, NULL);
+	/* half the fds we may have for non-directory inodes; the rest for directories, open files
+	 * and copy-ups */
+	struct rlimit rl;
+	fs->fd_budget = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+			    ? (long)(rl.rlim_cur / 2)
+			    : 1L << 19;
+	if (fs->fd_budget < 32)
+		fs->fd_budget = 32;
 	fs->uidmap = copy_map(cfg->uidmap, cfg->nuidmap);
 	fs->gidmap = copy_map(cfg->gidmap, cfg->ngidmap);
 	fs->has_upper = cfg->upper != NULL;
 	fs->read_only = cfg->read_only || !fs->has_upper;
 	fs->first_lower = fs->has_upper ? 1 : 0;
 	fs->privileged = has_cap(CAP_CHOWN);
-	fs->xattr_prefix = has_cap(CAP_SYS_ADMIN) ? "trusted.overlay." : "user.overlay.";
+	fs->dac_override = has_cap(CAP_DAC_OVERRIDE);
+	fs->xattr_prefix = "user.overlay.";
 	fs->override_xattr = cfg->xattr_permissions == 1   ? "user.containers.override_stat"
 			     : cfg->xattr_permissions == 2 ? "security.fuseoverlayfs.override_stat"
 							   : NULL;
@@ -97,18 +124,32 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 
 	if (fs->has_upper) {
 		fs->upper_fd = lyr_stack_layer_fd(fs->stack, 0);
+		/* the upper must not also be read as a lower: copy-up would copy onto itself */
+		struct stat us, ls;
+		if (fstat(fs->upper_fd, &us) == 0)
+			for (size_t i = 1; i < lyr_stack_layers(fs->stack); i++)
+				if (fstat(lyr_stack_layer_fd(fs->stack, i), &ls) == 0 &&
+				    ls.st_dev == us.st_dev && ls.st_ino == us.st_ino) {
+					r = fail(err, -EINVAL,
+						 "upper directory '%s' is also a lower directory",
+						 cfg->upper);
+					goto out_fail;
+				}
 		_cleanup_close_ int wfd = open(cfg->work, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		struct stat ust, wst;
 		if (wfd < 0) {
-			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
+			r = fail(err, -errno, "work directory '%s': %s", cfg->work,
+				 strerror(errno));
 			goto out_fail;
 		}
 		if (fstat(fs->upper_fd, &ust) < 0 || fstat(wfd, &wst) < 0) {
-			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
+			r = fail(err, -errno, "work directory '%s': %s", cfg->work,
+				 strerror(errno));
 			goto out_fail;
 		}
 		if (ust.st_dev != wst.st_dev) {
-			r = fail(err, -EXDEV, "work directory '%s' is not on the upper directory's filesystem",
+			r = fail(err, -EXDEV,
+				 "work directory '%s' is not on the upper directory's filesystem",
 				 cfg->work);
 			goto out_fail;
 		}
@@ -116,7 +157,19 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 		ovl_remove_tree(wfd, "work");
 		if (mkdirat(wfd, "work", 0700) < 0 ||
 		    (fs->work_fd = openat(wfd, "work", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
-			r = fail(err, -errno, "work directory '%s': %s", cfg->work, strerror(errno));
+			r = fail(err, -errno, "work directory '%s': %s", cfg->work,
+				 strerror(errno));
+			goto out_fail;
+		}
+		/* trusted.* when the upper's filesystem lets us (CAP_SYS_ADMIN in its user
+		 * namespace, which a capability check of our own namespace cannot tell) */
+		if (fsetxattr_probe(fs->work_fd))
+			fs->xattr_prefix = "trusted.overlay.";
+		/* the index outlives mounts: it is what keeps hard-link groups together */
+		if ((mkdirat(wfd, "index", 0700) < 0 && errno != EEXIST) ||
+		    (fs->index_fd = openat(wfd, "index", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			r = fail(err, -errno, "work directory '%s': index: %s", cfg->work,
+				 strerror(errno));
 			goto out_fail;
 		}
 	}
@@ -136,11 +189,16 @@ void ovl_fs_free(struct ovl_fs *fs)
 {
 	if (!fs)
 		return;
+	ovl_dir_free_all(fs);
 	ovl_table_free(fs);
 	for (size_t i = 0; i < OVL_SHARDS; i++)
 		pthread_mutex_destroy(&fs->shards[i].lock);
+	pthread_mutex_destroy(&fs->evict_lock);
+	pthread_mutex_destroy(&fs->dirs_lock);
 	if (fs->work_fd >= 0)
 		close(fs->work_fd);
+	if (fs->index_fd >= 0)
+		close(fs->index_fd);
 	lyr_stack_free(fs->stack);
 	free(fs->uidmap);
 	free(fs->gidmap);

@@ -5,12 +5,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ovl.h"
 
-void ovl_proc_path(int fd, char buf[64]) { snprintf(buf, 64, "/proc/self/fd/%d", fd); }
+void ovl_proc_path(int fd, char buf[64])
+{
+	snprintf(buf, 64, "/proc/self/fd/%d", fd);
+}
+
+bool ovl_log_to_syslog;
 
 void ovl_log(const char *fmt, ...)
 {
@@ -25,9 +32,13 @@ void ovl_log(const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("layerfs: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	if (ovl_log_to_syslog) {
+		vsyslog(LOG_WARNING, fmt, ap);
+	} else {
+		fputs("layerfs: ", stderr);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	}
 	va_end(ap);
 }
 
@@ -61,4 +72,34 @@ int ovl_remove_tree(int dirfd, const char *name)
 	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
 		r = -errno;
 	return r;
+}
+
+void ovl_writable_add(struct ovl_fs *fs, struct ovl_wscope *w, int dirfd)
+{
+	if (fs->dac_override || dirfd < 0 || w->n >= (int)LYR_ARRAY_SIZE(w->fd))
+		return;
+	for (int i = 0; i < w->n; i++)
+		if (w->fd[i] == dirfd)
+			return;
+	struct stat st;
+	if (fstatat(dirfd, "", &st, AT_EMPTY_PATH) < 0 || !S_ISDIR(st.st_mode) ||
+	    (st.st_mode & 0300) == 0300)
+		return;
+	char proc[64];
+	ovl_proc_path(dirfd, proc);
+	if (chmod(proc, (st.st_mode & 07777) | 0300) < 0)
+		return;
+	w->fd[w->n] = dirfd;
+	w->mode[w->n] = st.st_mode & 07777;
+	w->n++;
+}
+
+void ovl_writable_end(struct ovl_wscope *w)
+{
+	for (int i = w->n - 1; i >= 0; i--) {
+		char proc[64];
+		ovl_proc_path(w->fd[i], proc);
+		chmod(proc, w->mode[i]);
+	}
+	w->n = 0;
 }

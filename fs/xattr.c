@@ -9,19 +9,15 @@
 
 #include "ovl.h"
 
-static bool starts_with(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
 static bool overlay_private(const char *name)
 {
-	return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.");
+	return lyr_stack_xattr_private(name);
 }
 
 bool ovl_xattr_private(struct ovl_fs *fs, const char *name)
 {
-	return overlay_private(name) || (fs->override_xattr && strcmp(name, fs->override_xattr) == 0);
+	return overlay_private(name) ||
+	       (fs->override_xattr && strcmp(name, fs->override_xattr) == 0);
 }
 
 ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, void *buf,
@@ -30,7 +26,9 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, 
 	if (ovl_xattr_private(fs, name))
 		return -ENODATA;
 	char proc[64];
-	pthread_rwlock_rdlock(&in->lock);
+	int lr = ovl_inode_rdlock(fs, in);
+	if (lr < 0)
+		return lr;
 	ovl_proc_path(in->node.fd, proc);
 	ssize_t r = getxattr(proc, name, buf, size);
 	pthread_rwlock_unlock(&in->lock);
@@ -64,7 +62,9 @@ static ssize_t list_all(int fd, char **ret)
 ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size)
 {
 	char *all = NULL;
-	pthread_rwlock_rdlock(&in->lock);
+	int lr = ovl_inode_rdlock(fs, in);
+	if (lr < 0)
+		return lr;
 	ssize_t n = list_all(in->node.fd, &all);
 	pthread_rwlock_unlock(&in->lock);
 	if (n < 0)
@@ -100,7 +100,8 @@ int ovl_setxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, cons
 	if (r < 0)
 		return r;
 	char proc[64];
-	pthread_rwlock_rdlock(&in->lock);
+	if ((r = ovl_inode_rdlock(fs, in)) < 0)
+		return r;
 	ovl_proc_path(in->node.fd, proc);
 	r = setxattr(proc, name, value, size, flags) < 0 ? -errno : 0;
 	pthread_rwlock_unlock(&in->lock);
@@ -121,7 +122,8 @@ int ovl_removexattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name)
 	if (r < 0)
 		return r;
 	char proc[64];
-	pthread_rwlock_rdlock(&in->lock);
+	if ((r = ovl_inode_rdlock(fs, in)) < 0)
+		return r;
 	ovl_proc_path(in->node.fd, proc);
 	r = removexattr(proc, name) < 0 ? -errno : 0;
 	pthread_rwlock_unlock(&in->lock);
@@ -153,8 +155,8 @@ int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst)
 			break;
 		}
 		len = getxattr(sproc, name, v, (size_t)len);
-		if (len >= 0 && setxattr(dproc, name, v, (size_t)len, 0) < 0 && errno != EOPNOTSUPP &&
-		    errno != EPERM)
+		if (len >= 0 && setxattr(dproc, name, v, (size_t)len, 0) < 0 &&
+		    errno != EOPNOTSUPP && errno != EPERM)
 			r = -errno;
 		free(v);
 	}

@@ -211,6 +211,23 @@ static char type_char(mode_t m)
 	}
 }
 
+/* Drops the overlay's own bookkeeping (overlay.layerfs.*: an origin inode number, a hard-link
+ * group's count) from XA: local facts of the store that wrote the layer, not content, so the
+ * same change committed anywhere gets the same layer ID. */
+static void drop_local_xattrs(hx_list *xa)
+{
+	static const char *const local[] = {"trusted.overlay.layerfs.", "user.overlay.layerfs."};
+	size_t k = 0;
+	for (size_t i = 0; i < xa->n; i++) {
+		bool drop = false;
+		for (size_t p = 0; p < LYR_ARRAY_SIZE(local); p++)
+			drop |= strncmp(xa->v[i].name, local[p], strlen(local[p])) == 0;
+		if (!drop)
+			xa->v[k++] = xa->v[i];
+	}
+	xa->n = k;
+}
+
 /* Encodes the header of docs/diff-digest.md ("Entry header") into B. */
 static int encode_header(hbuf *b, const struct stat *st, const char *target, size_t target_len,
 			 const hx_list *xa)
@@ -575,8 +592,10 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 	hx_list xa = {0};
 	if (r == 0)
 		r = hx_read(fd, -1, NULL, &xa);
-	if (r == 0)
+	if (r == 0) {
+		drop_local_xattrs(&xa);
 		r = encode_header(&j->hdr, &now, NULL, 0, &xa);
+	}
 	hx_free(&xa);
 	if (r == 0 && !(j->path = strdup(path)))
 		r = -ENOMEM;
@@ -631,6 +650,7 @@ static int on_other(hasher *h, int dirfd, const char *name, const struct stat *s
 	int r = hx_read(-1, dirfd, name, &xa);
 	if (r < 0)
 		return r;
+	drop_local_xattrs(&xa);
 	hb_reset(&h->scratch);
 	r = encode_header(&h->scratch, st, target, tlen, &xa);
 	hx_free(&xa);
@@ -678,8 +698,10 @@ static int on_leave(void *ctx, int fd, const struct stat *st, const char *path)
 	dnode *d = h->cur;
 	hx_list xa = {0};
 	int r = hx_read(fd, -1, NULL, &xa);
-	if (r == 0)
+	if (r == 0) {
+		drop_local_xattrs(&xa);
 		r = encode_header(&d->hdr, st, NULL, 0, &xa);
+	}
 	hx_free(&xa);
 	if (r < 0)
 		return r;
@@ -837,6 +859,16 @@ int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 		pthread_mutex_unlock(&h.lock);
 		if (r == 0 && atomic_load(&h.error) < 0)
 			r = atomic_load(&h.error); /* a copied file could not be read back */
+		/* The root's own attributes belong to the diff too (importing the same tree twice
+		 * gives the same digest); its times last, after the copy changed them. */
+		struct stat st;
+		if (r == 0 && (fstat(src_dirfd, &st) < 0 || fchmod(dst_dirfd, st.st_mode & 07777) < 0 ||
+			       (fchown(dst_dirfd, st.st_uid, st.st_gid) < 0 && errno != EPERM) ||
+			       futimens(dst_dirfd, (struct timespec[]){st.st_atim, st.st_mtim}) < 0)) {
+			r = -errno;
+			if (err)
+				err->path[0] = '\0', err->err = -r;
+		}
 	}
 	/* The digest is of the copy, read back from it: what the layer really holds. */
 	bool copy_failed = r < 0;

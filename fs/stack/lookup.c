@@ -15,6 +15,7 @@
 
 #include "layerfs/common.h"
 #include "layerfs/stack.h"
+#include "stack_private.h"
 
 #define NAME_MAX_BYTES 255
 
@@ -104,10 +105,23 @@ static int add_part(lyr_stack_node *n, unsigned layer, int fd, char *path)
 	return 0;
 }
 
-static uint64_t node_ino(const lyr_stack *s, int fd, const struct stat *st)
+static uint64_t node_ino(const lyr_stack *s, int fd, const struct stat *st, unsigned marks)
 {
-	uint64_t origin = S_ISLNK(st->st_mode) ? 0 : lyr_stack_origin_ino(fd);
+	uint64_t origin = marks & LYR_MARK_INO ? lyr_stack_origin_ino(fd) : 0;
 	return lyr_stack_ino(s, st->st_dev, st->st_ino, origin);
+}
+
+/* 1 when the directory at FD (carrying MARKS) ends the merge. */
+static int dir_opaque(int fd, unsigned marks)
+{
+	if (marks & LYR_MARK_OPAQUE) {
+		char v[8];
+		ssize_t r = lyr_stack_xattr_get(fd, LYR_OVL_OPAQUE, v, sizeof(v));
+		if (r == 1 && v[0] == 'y')
+			return 1;
+	}
+	struct stat st;
+	return fstatat(fd, LYR_WH_OPAQUE, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 int lyr_stack_root(const lyr_stack *s, unsigned from, lyr_stack_node *ret)
@@ -136,7 +150,7 @@ int lyr_stack_root(const lyr_stack *s, unsigned from, lyr_stack_node *ret)
 				free(path);
 				goto fail;
 			}
-			n.ino = node_ino(s, fd, &n.st);
+			n.ino = node_ino(s, fd, &n.st, lyr_stack_marks(fd));
 		}
 		r = add_part(&n, l, fd, path);
 		if (r < 0) {
@@ -145,7 +159,7 @@ int lyr_stack_root(const lyr_stack *s, unsigned from, lyr_stack_node *ret)
 			free(path);
 			goto fail;
 		}
-		if (lyr_stack_dir_opaque(fd) == 1) {
+		if (dir_opaque(fd, lyr_stack_marks(fd)) == 1) {
 			n.opaque = true;
 			break;
 		}
@@ -200,7 +214,7 @@ static int find_data(const lyr_stack *s, const lyr_stack_part *parts, unsigned n
 		r = lookup_parts(s, parts + i + 1, nparts - i - 1, name, depth + 1, &d);
 	}
 	if (r < 0)
-		return r == -ENOENT ? -EIO : r;
+		return r == -ENOENT || r == -EINVAL || r == -ENOTDIR ? -EIO : r;
 	if (!S_ISREG(d.st.st_mode)) {
 		lyr_stack_node_clear(&d);
 		return -EIO;
@@ -233,8 +247,9 @@ static int follow_redirect(const lyr_stack *s, const lyr_stack_part *parts, unsi
 	else if (!strchr(value, '/'))
 		r = lookup_parts(s, parts + i + 1, nparts - i - 1, value, depth + 1, &d);
 	else
-		r = -ENOENT; /* malformed: treat as nothing below */
-	if (r == -ENOENT)
+		r = -ENOENT;
+	/* a redirect naming nothing, or malformed ("..", empty components): nothing below */
+	if (r == -ENOENT || r == -EINVAL || r == -ENOTDIR)
 		return 0;
 	if (r < 0)
 		return r;
@@ -299,15 +314,16 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 			r = -ENOMEM;
 			goto fail;
 		}
+		unsigned marks = lyr_stack_marks_at(p->fd, name, fd);
 		if (!found) {
 			found = true;
 			n.fd = fd;
 			n.st = st;
 			n.layer = p->layer;
-			n.ino = node_ino(s, fd, &st);
+			n.ino = node_ino(s, fd, &st, marks);
 			if (!S_ISDIR(st.st_mode)) {
 				n.lower_path = path;
-				if (S_ISREG(st.st_mode) && lyr_stack_is_metacopy(fd) == 1) {
+				if (S_ISREG(st.st_mode) && (marks & LYR_MARK_METACOPY)) {
 					n.metacopy = true;
 					r = find_data(s, parts, nparts, i, name, depth, &n);
 					if (r < 0)
@@ -324,12 +340,15 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 			free(path);
 			goto fail;
 		}
-		if (lyr_stack_dir_opaque(fd) == 1) {
+		if (dir_opaque(fd, marks) == 1) {
 			n.opaque = true;
 			break;
 		}
 		char redirect[4096];
-		ssize_t rl = lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect));
+		ssize_t rl =
+		    marks & LYR_MARK_REDIRECT
+			? lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, redirect, sizeof(redirect))
+			: -ENODATA;
 		if (rl > 0 && (size_t)rl < sizeof(redirect)) {
 			r = follow_redirect(s, parts, nparts, i, redirect, depth, &n);
 			if (r < 0)

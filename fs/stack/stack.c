@@ -9,10 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
+#include "stack_private.h"
 
 struct lyr_stack {
 	size_t n;
@@ -127,9 +130,15 @@ void lyr_stack_free(lyr_stack *s)
 	free(s);
 }
 
-size_t lyr_stack_layers(const lyr_stack *s) { return s->n; }
+size_t lyr_stack_layers(const lyr_stack *s)
+{
+	return s->n;
+}
 
-int lyr_stack_layer_fd(const lyr_stack *s, size_t i) { return i < s->n ? s->fds[i] : -1; }
+int lyr_stack_layer_fd(const lyr_stack *s, size_t i)
+{
+	return i < s->n ? s->fds[i] : -1;
+}
 
 uint64_t lyr_stack_ino(const lyr_stack *s, dev_t dev, ino_t raw, uint64_t origin)
 {
@@ -152,12 +161,11 @@ bool lyr_stack_is_marker_name(const char *name)
 
 static ssize_t fd_getxattr(int fd, const char *name, char *buf, size_t size)
 {
-	ssize_t r = fgetxattr(fd, name, buf, size);
-	if (r >= 0 || errno != EBADF)
-		return r < 0 ? -errno : r;
+	/* fgetxattr refuses O_PATH fds, which is what layers are walked with; the proc path
+	 * works for every kind of fd and names the object itself, not a symlink's target */
 	char proc[64];
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	r = getxattr(proc, name, buf, size);
+	ssize_t r = getxattr(proc, name, buf, size);
 	return r < 0 ? -errno : r;
 }
 
@@ -217,4 +225,86 @@ uint64_t lyr_stack_origin_ino(int fd)
 	if (errno || *end != '\0')
 		return 0;
 	return ino;
+}
+
+int lyr_stack_node_open(const lyr_stack_node *node, int flags)
+{
+	bool writing = (flags & O_ACCMODE) != O_RDONLY;
+	int fd = node->metacopy && node->data_fd >= 0 && !writing ? node->data_fd : node->fd;
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	int r = open(proc, (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL)) | O_CLOEXEC);
+	return r < 0 ? -errno : r;
+}
+
+bool lyr_stack_xattr_private(const char *name)
+{
+	return strncmp(name, "trusted.overlay.", 16) == 0 ||
+	       strncmp(name, "user.overlay.", 13) == 0;
+}
+
+static unsigned mark_of(const char *name)
+{
+	const char *suffix;
+	if (strncmp(name, "trusted.overlay.", 16) == 0)
+		suffix = name + 16;
+	else if (strncmp(name, "user.overlay.", 13) == 0)
+		suffix = name + 13;
+	else
+		return 0;
+	if (strcmp(suffix, LYR_OVL_OPAQUE) == 0)
+		return LYR_MARK_OPAQUE;
+	if (strcmp(suffix, LYR_OVL_REDIRECT) == 0)
+		return LYR_MARK_REDIRECT;
+	if (strcmp(suffix, LYR_OVL_METACOPY) == 0)
+		return LYR_MARK_METACOPY;
+	if (strcmp(suffix, LYR_OVL_INO) == 0)
+		return LYR_MARK_INO;
+	return 0;
+}
+
+/* listxattrat(2) (Linux 6.13) names an entry by directory fd and name, without the procfs path
+ * walk; older kernels answer ENOSYS once and the proc path is used from then on. */
+#ifndef __NR_listxattrat
+#define __NR_listxattrat 465
+#endif
+static atomic_bool no_listxattrat;
+
+static ssize_t list_names(int dirfd, const char *name, int fd, char *buf, size_t size)
+{
+	if (dirfd >= 0 && !atomic_load_explicit(&no_listxattrat, memory_order_relaxed)) {
+		long r = syscall(__NR_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, buf, size);
+		if (r >= 0 || errno != ENOSYS)
+			return r;
+		atomic_store(&no_listxattrat, true);
+	}
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return listxattr(proc, buf, size);
+}
+
+unsigned lyr_stack_marks_at(int dirfd, const char *name, int fd)
+{
+	char small[1024];
+	char *buf = small;
+	ssize_t n = list_names(dirfd, name, fd, small, sizeof(small));
+	if (n < 0 && errno == ERANGE) {
+		ssize_t want = list_names(dirfd, name, fd, NULL, 0);
+		if (want <= 0 || !(buf = malloc((size_t)want)))
+			return 0;
+		n = list_names(dirfd, name, fd, buf, (size_t)want);
+	}
+	unsigned marks = 0;
+	for (ssize_t i = 0; i < n;) {
+		marks |= mark_of(buf + i);
+		i += (ssize_t)strlen(buf + i) + 1;
+	}
+	if (buf != small)
+		free(buf);
+	return marks;
+}
+
+unsigned lyr_stack_marks(int fd)
+{
+	return lyr_stack_marks_at(-1, NULL, fd);
 }

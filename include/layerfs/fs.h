@@ -17,37 +17,39 @@ typedef struct lyr_fs_idmap {
 
 typedef struct lyr_fs_config {
 	const char *const *lowers; /* lower layer directories, topmost first */
-	size_t nlowers;            /* 1..500 */
-	const char *upper;         /* NULL: read-only mount */
-	const char *work;          /* required with UPPER: an empty-able dir on UPPER's filesystem */
+	size_t nlowers;		   /* 1..500 (0 with an upper: a scratch tree) */
+	const char *upper;	   /* NULL: read-only mount */
+	const char *work; /* required with UPPER: an empty-able dir on UPPER's filesystem */
 
-	bool foreground;   /* serve in the calling process until unmounted */
-	bool read_only;    /* mount read-only even with an upper */
-	bool allow_other;  /* let other users in (FUSE allow_other) */
+	bool foreground;  /* serve in the calling process until unmounted */
+	bool read_only;	  /* mount read-only even with an upper */
+	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;
 	bool nodev, nosuid, noexec, noatime;
-	bool writeback;    /* FUSE writeback cache */
-	bool no_fsync;     /* fsync=0 / volatile: fsync is a no-op */
-	bool static_nlink; /* directories report st_nlink 1 */
-	bool noacl;        /* accepted; POSIX ACLs are plain xattrs here */
-	bool debug;        /* libfuse debug output (foreground only) */
-	double timeout;    /* entry/attr/negative cache seconds; < 0: default (86400) */
-	unsigned threads;  /* max worker threads; 0: default; 1: single-threaded loop */
+	bool writeback;	    /* FUSE writeback cache */
+	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
+	bool static_nlink;  /* directories report st_nlink 1 */
+	bool noacl;	    /* accepted; POSIX ACLs are plain xattrs here */
+	bool debug;	    /* libfuse debug output (foreground only) */
+	double timeout;	    /* entry/attr/negative cache seconds; < 0: default (86400) */
+	unsigned threads;   /* max worker threads; 0: default; 1: single-threaded loop */
 	unsigned max_write; /* bytes; 0: default (1 MiB) */
-	int xattr_permissions; /* 0 off; 1 user.containers.override_stat; 2 security.fuseoverlayfs.override_stat */
+	/* owner and mode kept in an xattr: 0 off; 1 user.containers.override_stat;
+	 * 2 security.fuseoverlayfs.override_stat */
+	int xattr_permissions;
 
 	const lyr_fs_idmap *uidmap; /* NULL/0: identity */
 	size_t nuidmap;
 	const lyr_fs_idmap *gidmap;
 	size_t ngidmap;
-	bool squash_to_root;    /* every file shows uid/gid 0 */
-	int64_t squash_to_uid;  /* >= 0: every file shows this uid */
+	bool squash_to_root;   /* every file shows uid/gid 0 */
+	int64_t squash_to_uid; /* >= 0: every file shows this uid */
 	int64_t squash_to_gid;
 
-	const char *fsname;     /* shown in /proc/mounts; default "layerfs" */
-	const char *context;    /* SELinux context= mount option, or NULL */
+	const char *fsname;  /* shown in /proc/mounts; default "layerfs" */
+	const char *context; /* SELinux context= mount option, or NULL */
 
-	/* Called once the mount is live, in the serving process when FOREGROUND (NULL: none). */
+	/* Called once a FOREGROUND mount is live, in the serving process (NULL: none). */
 	void (*ready)(void *ctx, pid_t pid);
 	void *ready_ctx;
 } lyr_fs_config;
@@ -74,6 +76,14 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
  * until that serving process has exited (reaping it when it is a child).  Returns 0 or -errno:
  * -EBUSY in use, -EINVAL not a mount, -EPERM; ERR (may be NULL) says why. */
 int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err);
+
+/* Before the upper of a ref is frozen into a layer (commit), with the ref not mounted: makes each
+ * name of a lower hard-link group that was copied up while mounted (WORK/index) an upper hard
+ * link of the group's copy, so the layer holds the whole group with its new content.  LOWERS
+ * topmost first as for the mount.  Does nothing when no group was copied up.  0 or -errno (ERR
+ * says why). */
+int lyr_fs_prepare_commit(const char *const *lowers, size_t nlowers, const char *upper,
+			  const char *work, lyr_fs_error *err);
 
 /* Option strings in fuse-overlayfs' grammar (comma-separated; "context=..." may hold commas in
  * quotes; "\," and "\:" escape), as `layerfs overlay -o` and `layerfs mount -o` take them.

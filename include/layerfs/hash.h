@@ -151,7 +151,8 @@ void lyr_hash_selectors_free(char **list, size_t n);
 bool lyr_hash_selector_is_wildcard(const char *sel);
 
 /* Import: copies everything below SRC_DIRFD into the empty directory DST_DIRFD exactly as
- * lyr_tree_copy does, and returns the diff digest of the copy (lyr_hash_diff of DST_DIRFD).
+ * lyr_tree_copy does, gives DST_DIRFD the mode, owner (when permitted) and times of SRC_DIRFD,
+ * and returns the diff digest of the copy (lyr_hash_diff of DST_DIRFD).
  * Each file's content is hashed from the copy right after it is written, while the copy goes
  * on, so the tree is not read a second time.  On failure returns -errno and fills ERR (may be
  * NULL) with the failing path (of the source for copy errors, of the copy for hash errors). */

@@ -78,21 +78,23 @@ int lyr_stack_is_metacopy(int fd);
 /* The origin inode number stored on FD, or 0. */
 uint64_t lyr_stack_origin_ino(int fd);
 
-/* --- merged directories and names -------------------------------------------------------------- */
+/* --- merged directories and names --------------------------------------------------------------
+ */
 
 /* One layer's part of a merged directory. */
 typedef struct lyr_stack_part {
 	unsigned layer;
-	int fd;     /* O_PATH|O_DIRECTORY */
-	char *path; /* "/a/b": its path in the merged view of layers >= LAYER (used for redirects) */
+	int fd; /* O_PATH|O_DIRECTORY */
+	char
+	    *path; /* "/a/b": its path in the merged view of layers >= LAYER (used for redirects) */
 } lyr_stack_part;
 
 /* A resolved object of the merged tree.  All fds are owned by the node. */
 typedef struct lyr_stack_node {
-	struct stat st;  /* lstat of the topmost copy */
-	unsigned layer;  /* layer of the topmost copy */
-	int fd;          /* O_PATH fd of the topmost copy */
-	uint64_t ino;    /* st_ino the merged view shows (lyr_stack_ino) */
+	struct stat st; /* lstat of the topmost copy */
+	unsigned layer; /* layer of the topmost copy */
+	int fd;		/* O_PATH fd of the topmost copy */
+	uint64_t ino;	/* st_ino the merged view shows (lyr_stack_ino) */
 	/* directories: the merged parts, topmost first (parts[0] is the topmost copy) */
 	unsigned nparts;
 	lyr_stack_part *parts;
@@ -100,7 +102,7 @@ typedef struct lyr_stack_node {
 	/* regular files: where the data is (the topmost copy itself unless it is a metacopy) */
 	bool metacopy;
 	unsigned data_layer;
-	int data_fd;     /* metacopy files: O_PATH fd of the data copy; -1 otherwise (use FD) */
+	int data_fd;	  /* metacopy files: O_PATH fd of the data copy; -1 otherwise (use FD) */
 	char *lower_path; /* path of the topmost copy in the merged view of layers >= LAYER */
 } lyr_stack_node;
 
@@ -130,12 +132,21 @@ int lyr_stack_lookup_from(const lyr_stack *s, const lyr_stack_node *dir, unsigne
  * following redirects as lookups do.  Returns 0 or -errno as lyr_stack_lookup. */
 int lyr_stack_resolve(const lyr_stack *s, unsigned from, const char *path, lyr_stack_node *ret);
 
+/* Opens NODE's content for reading or writing with open(2) FLAGS (O_NOFOLLOW, O_CREAT and
+ * O_EXCL are ignored): a metacopy file's data copy when reading, the topmost copy otherwise.
+ * Returns an fd or -errno. */
+int lyr_stack_node_open(const lyr_stack_node *node, int flags);
+
+/* True for xattr names that are the overlay's private markers ({trusted,user}.overlay.*): they
+ * are not part of what a merged tree shows. */
+bool lyr_stack_xattr_private(const char *name);
+
 /* One entry of a merged listing. */
 typedef struct lyr_stack_dirent {
 	char *name;
-	unsigned layer;      /* layer of the topmost copy */
-	unsigned char type;  /* DT_* of the topmost copy (DT_UNKNOWN if the layer fs did not say) */
-	ino_t raw_ino;       /* d_ino in that layer */
+	unsigned layer;	    /* layer of the topmost copy */
+	unsigned char type; /* DT_* of the topmost copy (DT_UNKNOWN if the layer fs did not say) */
+	ino_t raw_ino;	    /* d_ino in that layer */
 } lyr_stack_dirent;
 
 typedef struct lyr_stack_list {

@@ -1,10 +1,18 @@
 /* db/: the layer store.  A store is one directory holding a transactional Berkeley DB
  * environment (layer, ref, tag, mount records; room for the hash and action caches), the
  * immutable layer diff directories and the refs' upper and work directories.  This header
- * is the only interface to it; nothing outside db/ includes <db.h>.
+ * is the only interface to it; nothing outside db/ includes <db.h>.  docs/store-format.md
+ * describes the layout, records, crash order, fault points and fsck findings.
  *
  * IDs: a layer ID is "sha256:<64 hex>" (see hash.h); a ref ID is 64 hex digits with no
- * prefix.  Functions that take an ID from a user go through lyr_store_resolve first. */
+ * prefix.  Functions that take an ID from a user go through lyr_store_resolve first; the
+ * others take full IDs.
+ *
+ * Errors are -errno; after a failure lyr_store_last_error() has a message for people.  Many
+ * processes may use one store at once (every change is a Berkeley DB transaction, retried
+ * on conflicts and after recovery).  A lyr_store is used by one thread at a time; open one
+ * per thread (handles of a process share one environment).  Do not use a handle in a child
+ * after fork(): open a new one there. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,16 +32,18 @@ typedef struct lyr_store lyr_store;
 /* Current on-disk format version; a store with a higher one is refused (-EPROTO). */
 #define LYR_STORE_FORMAT 1
 
-/* Opens (creating when missing) the store at ROOT.  Returns 0, or -errno: -EROFS when the
- * store cannot be created or written on a read-only filesystem, -EPROTO when it was written by
- * a newer format.  Safe for many processes at once. */
+/* Opens (creating when missing, mkdir -p) the store at ROOT; the root is made absolute, so
+ * paths handed out stay valid after chdir.  Returns 0, or -errno: -EROFS when the store is on
+ * a read-only filesystem (a store is never opened read-only), -EPROTO when it was written by
+ * a newer format (nothing is changed then).  Takes well under a millisecond on an existing
+ * store.  Interrupted commits are not settled here (see lyr_store_fsck). */
 int lyr_store_open(const char *root, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
 const char *lyr_store_root(const lyr_store *s);
 
-/* A message for people about the last failure of a store function on this thread, naming the
- * object and the cause ("store '/x': format 2 is newer than this layerfs supports (1)");
- * "" when none.  Valid until the next store call on this thread. */
+/* A message for people about the most recent failure of a store function on this thread,
+ * naming the object and the cause ("store '/x': format 2 is newer than this layerfs supports
+ * (1)"); "" before any.  Successful calls do not clear it: read it right after a failure. */
 const char *lyr_store_last_error(void);
 
 /* Default store directory: $LAYERFS_ROOT, else $XDG_DATA_HOME/layerfs (~/.local/share/layerfs),
@@ -42,10 +52,12 @@ char *lyr_store_default_root(void);
 
 typedef enum { LYR_OBJ_NONE = 0, LYR_OBJ_LAYER, LYR_OBJ_REF } lyr_obj_kind;
 
-/* Resolves what a user typed: a full layer ID, a full ref ID, a unique prefix of at least
- * LYR_MIN_PREFIX hex digits (with or without "sha256:"), or a tag name.  Returns 0 and fills
- * RET_KIND and RET_ID (LYR_ID_MAX bytes); -ENOENT unknown, -EINVAL malformed (too short),
- * -EEXIST (ambiguous: more than one object has that prefix). */
+/* Resolves what a user typed, in this order: a full ID (64 hex digits: a layer, else a ref;
+ * "sha256:<64 hex>": a layer only), a tag name, a unique prefix of at least LYR_MIN_PREFIX hex
+ * digits (upper case accepted; with "sha256:" only layers are candidates).  Returns 0 and
+ * fills RET_KIND and RET_ID (LYR_ID_MAX bytes); -ENOENT unknown, -EINVAL malformed (fewer than
+ * LYR_MIN_PREFIX hex digits, "sha256:" with non-hex, a string that is neither an ID nor a
+ * valid tag name), -EEXIST ambiguous (more than one layer or ref starts with the prefix). */
 int lyr_store_resolve(lyr_store *s, const char *text, lyr_obj_kind *ret_kind, char *ret_id);
 
 typedef struct lyr_layer_info {
@@ -73,6 +85,8 @@ typedef struct lyr_ref_info {
 void lyr_layer_info_clear(lyr_layer_info *info);
 void lyr_ref_info_clear(lyr_ref_info *info);
 
+/* -ENOENT when missing; lyr_ref_get: -EINVAL for a malformed ref ID, and a stale mount record
+ * (its process is gone or is another process with a reused pid) is cleared. */
 int lyr_layer_get(lyr_store *s, const char *id, lyr_layer_info *ret);
 int lyr_ref_get(lyr_store *s, const char *id, lyr_ref_info *ret);
 
@@ -84,14 +98,19 @@ int lyr_ref_list(lyr_store *s, int (*fn)(void *ctx, const lyr_ref_info *), void 
  * array of heap strings (free with lyr_strv_free).  The paths stay valid while the layers
  * exist. */
 int lyr_layer_chain(lyr_store *s, const char *layer_id, char ***ret_dirs);
-/* Upper and work directories of a ref (heap strings). */
+/* Upper and work directories of a ref (absolute heap strings); -EINVAL malformed ID, -ENOENT
+ * unknown ref.  Callers may fill the upper directly (as a mount does). */
 int lyr_ref_dirs(lyr_store *s, const char *ref_id, char **ret_upper, char **ret_work);
 /* Bytes and entries currently in a ref's upper dir (walks it). */
 int lyr_ref_usage(lyr_store *s, const char *ref_id, uint64_t *ret_bytes, uint64_t *ret_entries);
 void lyr_strv_free(char **v);
 
-/* import: copies SRC_DIR into a new base layer (reusing an identical existing layer), tags it
- * with TAG when non-NULL.  On failure ERR (may be NULL) names the failing source path. */
+/* import: copies SRC_DIR (with the root directory's mode, owner and times) into a new base
+ * layer whose ID is lyr_layer_id("", lyr_hash_diff(copy)), reusing an identical existing
+ * layer; tags it with TAG when non-NULL (-EINVAL bad tag, checked first).  On failure nothing
+ * in the store changes and ERR (may be NULL) names the failing source path ("" for SRC_DIR
+ * itself, e.g. -ENOENT) and errno; -ENOSPC and -EACCES come from the copy.  RET_ID gets the
+ * layer ID (LYR_ID_MAX bytes). */
 int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const char *tag,
 		     const lyr_progress *progress, lyr_tree_error *err, char *ret_id);
 
@@ -99,35 +118,47 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
  * ID (LYR_ID_MAX bytes). */
 int lyr_ref_new(lyr_store *s, const char *parent_id, const char *desc, char *ret_id);
 
-/* commit: freezes the ref's upper dir into a layer (rename, no copy; hashing only the upper)
- * and removes the ref.  -EBUSY when the ref is mounted (lyr_ref_get tells where).  An identical
- * existing layer is reused.  Tags the layer with TAG when non-NULL. */
+/* commit: freezes the ref's upper dir into a layer (rename, no copy; hashing only the upper,
+ * never the parent) and removes the ref.  The layer ID is lyr_layer_id(parent,
+ * lyr_hash_diff(upper)); size and entries are measured then.  An identical existing layer is
+ * reused and the ref's upper discarded.  Tags the layer with TAG when non-NULL.  -EINVAL bad
+ * tag or ref ID, -ENOENT unknown ref, -EBUSY mounted (lyr_ref_get tells where) or being
+ * committed by another live process; on failure the ref is left as it was.  An interrupted
+ * commit of this ref by a dead process is settled first (if it is rolled forward, the ref is
+ * gone: -ENOENT). */
 int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_progress *progress,
 		   char *ret_layer_id);
 
-/* release: drops a ref and its directories (-EBUSY when mounted). */
+/* release: drops a ref and its directories (-EBUSY when mounted or being committed, -ENOENT
+ * unknown, -EINVAL malformed). */
 int lyr_ref_release(lyr_store *s, const char *ref_id);
 
 /* Records that REF_ID is mounted at MOUNTPOINT by PID (-EBUSY if a live record of another
- * process exists; one held by the calling process is replaced, so a mount command can claim a
- * ref first and then hand it to the serving process it forked), or clears that record. */
+ * process exists or the ref is being committed; one held by the calling process is replaced,
+ * so a mount command can claim a ref first and then hand it to the serving process it
+ * forked), or clears that record.  PID's start time is recorded too, so a reused pid does not
+ * count; -ESRCH when PID is not a live process.  A record whose process is gone (or a zombie)
+ * is stale: it counts as not mounted and is cleared when seen. */
 int lyr_ref_set_mount(lyr_store *s, const char *ref_id, const char *mountpoint, pid_t pid);
 int lyr_ref_clear_mount(lyr_store *s, const char *ref_id);
 
-/* Tags: NAME is 1-128 bytes of [A-Za-z0-9._:-], not starting with '.' or '-' (-EINVAL).
- * Setting an existing tag moves it. */
+/* Tags: NAME is 1-128 bytes of [A-Za-z0-9._:-], not starting with '.' or '-', not starting
+ * with "sha256:", and not 12 or more lower-case hex digits only (those read as IDs); else
+ * -EINVAL.  Setting an existing tag moves it; -ENOENT when the layer does not exist. */
 int lyr_tag_valid(const char *name);
 int lyr_tag_set(lyr_store *s, const char *name, const char *layer_id);
 int lyr_tag_remove(lyr_store *s, const char *name); /* -ENOENT when missing */
 
-/* rm: removes a layer (-EBUSY when a child layer, a ref or a tag needs it; TAGS are not
- * removed implicitly) or a ref (-EBUSY when mounted). */
+/* rm: removes a layer (-EBUSY when a child layer, a ref or a tag needs it; tags are not
+ * removed implicitly) or a ref (-EBUSY when mounted or being committed), given its full ID
+ * (-EINVAL otherwise, -ENOENT unknown).  The last error names what needs the layer. */
 int lyr_store_rm(lyr_store *s, const char *id);
 
 /* prune: removes refs that are not mounted and layers that no tag, no ref and no child needs,
- * repeatedly (a removed child can free its parent).  Only objects created more than
- * KEEP_SECONDS ago are removed.  Without ALL, refs are kept and only layers go.  The callback
- * (may be NULL) is told each removed ID and its size. */
+ * repeatedly (a removed child can free its parent).  Only objects created at least
+ * KEEP_SECONDS ago are removed (0: all).  Without ALL, refs are kept and only layers go.  The
+ * callback (may be NULL) is told each removed ID and its size (a layer's own diff size, a
+ * ref's upper usage), in removal order. */
 int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
 		    void (*fn)(void *ctx, lyr_obj_kind kind, const char *id, uint64_t size), void *ctx);
 
@@ -141,10 +172,12 @@ int lyr_store_du(lyr_store *s, int (*layer_fn)(void *ctx, const lyr_layer_info *
  * lives. */
 void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
 
-/* fsck: checks records against directories.  Each finding goes to FN as one line of text
- * ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...) with
- * whether it was repaired.  With REPAIR: orphan and temporary directories are removed,
- * interrupted commits are rolled forward or back, stale mount records cleared; records
+/* fsck: checks records against directories (holding the store's namespace lock, so no
+ * import, commit or rm is half way).  Each finding goes to FN (may be NULL) as one line of
+ * text ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...; the
+ * full list is in docs/store-format.md) with whether it was repaired.  With REPAIR: orphan
+ * directories and temporary directories of dead processes are removed, interrupted commits
+ * are rolled forward or back, stale mount records cleared, the uses index mended; records
  * without data are reported, not deleted.  Returns the number of problems left (>= 0) or
  * -errno. */
 int lyr_store_fsck(lyr_store *s, bool repair,

@@ -270,3 +270,56 @@ Test(cli_mount, the_mount_helper_name_takes_mount8_arguments)
 	cr_assert_not_null(strstr(mounts, line), "%s", mounts);
 	free(ok(tu_lf(root, "umount", mp, NULL)));
 }
+
+Test(cli_mount, a_write_through_one_lower_hard_link_is_committed_for_both_names)
+{
+	need_fuse();
+	_cleanup_free_ char *a = tu_path(src, "data/keep");
+	_cleanup_free_ char *b = tu_path(src, "data/keep-link");
+	cr_assert_eq(link(a, b), 0);
+	_cleanup_free_ char *ref = new_ref_on_base();
+	free(ok(tu_lf(root, "mount", ref, mp, NULL)));
+	tu_write(mp, "data/keep", "changed\n");
+	_cleanup_free_ char *through_b = tu_read(mp, "data/keep-link");
+	cr_assert_str_eq(through_b, "changed\n");
+	free(ok(tu_lf(root, "umount", mp, NULL)));
+	free(ok(tu_lf(root, "commit", ref, "--tag", "v1", NULL)));
+	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", "v1", NULL));
+	cr_assert_str_eq(diff, "C /data\nC /data/keep\nC /data/keep-link\n");
+
+	/* the committed layer shows one file under two names, with the new content */
+	free(ok(tu_lf(root, "mount", "v1", mp, NULL)));
+	_cleanup_free_ char *ka = tu_path(mp, "data/keep");
+	_cleanup_free_ char *kb = tu_path(mp, "data/keep-link");
+	struct stat sa, sb;
+	cr_assert_eq(stat(ka, &sa), 0);
+	cr_assert_eq(stat(kb, &sb), 0);
+	cr_assert_eq(sa.st_ino, sb.st_ino);
+	cr_assert_eq(sa.st_nlink, 2);
+	_cleanup_free_ char *kb_data = tu_read(mp, "data/keep-link");
+	cr_assert_str_eq(kb_data, "changed\n");
+	free(ok(tu_lf(root, "umount", mp, NULL)));
+}
+
+Test(cli_mount, layerfs_overlay_takes_fuse_overlayfs_arguments_as_a_mount_program)
+{
+	need_fuse();
+	_cleanup_free_ char *prog = tu_path(tmp, "layerfs-overlay");
+	cr_assert_eq(symlink(LAYERFS_BIN, prog), 0);
+	_cleanup_free_ char *upper = tu_path(tmp, "upper");
+	_cleanup_free_ char *work = tu_path(tmp, "work");
+	cr_assert_eq(mkdir(upper, 0755), 0);
+	cr_assert_eq(mkdir(work, 0755), 0);
+	_cleanup_free_ char *opts = NULL;
+	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", src, upper, work) > 0);
+	const char *argv[] = {prog, "-o", opts, mp, NULL};
+	tu_run r = tu_cmd(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_run_free(&r);
+	tu_write(mp, "etc/hostname", "changed\n");
+	cr_assert_eq(umount2(mp, 0), 0);
+	_cleanup_free_ char *up = tu_read(upper, "etc/hostname");
+	cr_assert_str_eq(up, "changed\n");
+	_cleanup_free_ char *low = tu_read(src, "etc/hostname");
+	cr_assert_str_eq(low, "box\n");
+}

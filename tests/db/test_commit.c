@@ -232,7 +232,7 @@ static void write_many(const char *dir, int n)
 
 /* Commit must not walk the parent: with the parent's diff directory moved away, committing a
  * one-file change on top still works and gives the ID of the upper alone. */
-Test(db_commit, commit_reads_only_the_upper_and_never_the_parent, .timeout = 300)
+Test(db_commit, commit_reads_only_the_upper_and_never_the_parent)
 {
 	/* 50,000 file creations take seconds on a busy disk: use a tmpfs where we may. */
 	char *mnt = tu_mkdtemp();

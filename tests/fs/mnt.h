@@ -30,9 +30,9 @@ static inline void mnt_skip_unless_fuse(void)
 {
 	if (!tu_have_fuse())
 		cr_skip_test("/dev/fuse cannot be opened here");
-	if (geteuid() != 0 && access("/usr/bin/fusermount3", X_OK) != 0 &&
-	    access("/bin/fusermount3", X_OK) != 0)
-		cr_skip_test("fusermount3 is not installed");
+	/* the layers these tests build carry trusted.* xattrs, foreign owners and devices */
+	if (geteuid() != 0)
+		cr_skip_test("these mount tests need root (they run as root in CI)");
 }
 
 static inline void mnt_dirs(void)
@@ -54,6 +54,8 @@ typedef struct mnt_opts {
 	int xattr_permissions;
 	const lyr_fs_idmap *uidmap;
 	size_t nuidmap;
+	bool squash_to_root;
+	bool allow_other;
 } mnt_opts;
 
 static inline void mnt_mount_opts(const mnt_opts *o)
@@ -72,6 +74,8 @@ static inline void mnt_mount_opts(const mnt_opts *o)
 		cfg.xattr_permissions = o->xattr_permissions;
 		cfg.uidmap = o->uidmap;
 		cfg.nuidmap = o->nuidmap;
+		cfg.squash_to_root = o->squash_to_root;
+		cfg.allow_other = o->allow_other;
 	}
 	lyr_fs_error err = {{0}};
 	int r = lyr_fs_mount(&cfg, M.mp, &err, &M.pid);
@@ -79,7 +83,10 @@ static inline void mnt_mount_opts(const mnt_opts *o)
 	M.mounted = true;
 }
 
-static inline void mnt_mount(void) { mnt_mount_opts(NULL); }
+static inline void mnt_mount(void)
+{
+	mnt_mount_opts(NULL);
+}
 
 static inline void mnt_umount(void)
 {
@@ -123,7 +130,8 @@ static inline const char *in_dir(const char *dir, const char *rel)
 static inline void mk_whiteout(const char *dir, const char *rel)
 {
 	const char *p = in_dir(dir, rel);
-	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p, strerror(errno));
+	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p,
+		     strerror(errno));
 }
 
 static inline char *slurp(const char *path)

@@ -504,3 +504,232 @@ Test(fs_readonly, mount_without_upper_refuses_writes, .fini = mnt_teardown, .tim
 	cr_assert_eq(mkdir(MP("d"), 0755), -1);
 	cr_assert_eq(errno, EROFS);
 }
+
+Test(fs_overlay, hard_link_groups_stay_together_across_remount)
+{
+	put(MP("link1"), "changed");
+	struct stat st;
+	cr_assert_eq(stat(MP("link2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	mnt_umount();
+	mnt_mount();
+	_cleanup_free_ char *c = slurp(MP("link2"));
+	cr_assert_str_eq(c, "changed");
+	cr_assert_eq(stat(MP("link2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	cr_assert_eq(st.st_ino, ino_of(MP("link1")));
+	/* writing through the name that was never copied up reaches the same file */
+	put(MP("link2"), "again");
+	_cleanup_free_ char *a = slurp(MP("link1"));
+	cr_assert_str_eq(a, "again");
+	cr_assert_eq(unlink(MP("link1")), 0);
+	cr_assert_eq(stat(MP("link2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 1);
+	cr_assert_eq(link(MP("link2"), MP("link3")), 0);
+	mnt_umount();
+	mnt_mount();
+	cr_assert_eq(stat(MP("link3"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	_cleanup_free_ char *b = slurp(MP("link3"));
+	cr_assert_str_eq(b, "again");
+}
+
+Test(fs_overlay, unlink_of_a_lower_hard_link_keeps_the_count_of_the_other)
+{
+	cr_assert_eq(unlink(MP("link2")), 0);
+	struct stat st;
+	cr_assert_eq(stat(MP("link1"), &st), 0);
+	cr_assert_eq(st.st_nlink, 1);
+	/* the group's count lives on a metadata-only copy in the index: no data was copied */
+	char idx[64];
+	snprintf(idx, sizeof(idx), "index/%llu", (unsigned long long)st.st_ino);
+	cr_assert(all_hole(in_dir(M.work, idx)), "unlink copied data");
+	_cleanup_free_ char *l = slurp(MP("link1"));
+	cr_assert_str_eq(l, "L");
+}
+
+Test(fs_overlay, renaming_either_name_of_a_lower_hard_link_pair)
+{
+	struct stat st;
+	cr_assert_eq(stat(MP("link2"), &st), 0); /* the inode now carries the name link2 */
+	cr_assert_eq(rename(MP("link1"), MP("dir/l1")), 0);
+	_cleanup_free_ char *a = slurp(MP("dir/l1"));
+	cr_assert_str_eq(a, "L");
+	put(MP("link2"), "both");
+	_cleanup_free_ char *b = slurp(MP("dir/l1"));
+	cr_assert_str_eq(b, "both");
+	cr_assert_eq(rename(MP("link2"), MP("dir/l2")), 0);
+	cr_assert_eq(stat(MP("dir/l2"), &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	cr_assert_eq(st.st_ino, ino_of(MP("dir/l1")));
+	mnt_umount();
+	mnt_mount();
+	_cleanup_free_ char *c = slurp(MP("dir/l2"));
+	cr_assert_str_eq(c, "both");
+	_cleanup_free_ char *d = slurp(MP("dir/l1"));
+	cr_assert_str_eq(d, "both");
+	_cleanup_free_ char *s = sorted_listing(M.mp);
+	cr_assert_str_eq(s, "a,aufs,big,dir,opq,ro,sparse,sym");
+}
+
+Test(fs_overlay, writes_by_other_users_clear_setuid)
+{
+	/* let the other user reach the mount */
+	mnt_umount();
+	cr_assert_eq(chmod(M.root, 0755), 0);
+	mnt_mount_opts(&(mnt_opts){.allow_other = true});
+	cr_assert_eq(chmod(MP("a"), 04777), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		if (setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+			_exit(2);
+		int fd = open(MP("a"), O_WRONLY | O_APPEND);
+		if (fd < 0 || write(fd, "x", 1) != 1)
+			_exit(3);
+		close(fd);
+		_exit(0);
+	}
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert_eq(WEXITSTATUS(status), 0);
+	struct stat st;
+	cr_assert_eq(stat(MP("a"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0777);
+	_cleanup_free_ char *a = slurp(MP("a"));
+	cr_assert_str_eq(a, "Ax");
+}
+
+Test(fs_overlay, copy_up_keeps_times_and_changes_only_what_posix_says)
+{
+	struct timespec old[2] = {{1000, 0}, {1000, 0}};
+	mnt_umount();
+	cr_assert_eq(utimensat(AT_FDCWD, in_dir(M.l1, "dir"), old, 0), 0);
+	cr_assert_eq(utimensat(AT_FDCWD, in_dir(M.l1, "dir/g"), old, 0), 0);
+	mnt_mount();
+	struct stat st;
+	cr_assert_eq(chmod(MP("dir/g"), 0600), 0);
+	cr_assert_eq(stat(MP("dir"), &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1000, "a copy-up is not a change of the directory");
+	cr_assert_eq(stat(MP("dir/g"), &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1000, "chmod does not change mtime");
+	cr_assert_gt(st.st_ctim.tv_sec, 1000, "chmod changes ctime");
+	cr_assert_eq(rename(MP("dir/g"), MP("dir/g2")), 0);
+	cr_assert_eq(stat(MP("dir/g2"), &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1000, "rename does not change mtime");
+	cr_assert_eq(stat(MP("dir"), &st), 0);
+	cr_assert_gt(st.st_mtim.tv_sec, 1000, "rename changes the directory");
+	put(MP("dir/g2"), "new");
+	cr_assert_eq(stat(MP("dir/g2"), &st), 0);
+	cr_assert_gt(st.st_mtim.tv_sec, 1000, "a write changes mtime");
+}
+
+static void squashed(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	tu_write(M.l1, "f", "f");
+	cr_assert_eq(chown(in_dir(M.l1, "f"), 123, 456), 0);
+	mnt_mount_opts(&(mnt_opts){.squash_to_root = true});
+}
+
+Test(fs_squash, squash_to_root_shows_every_file_owned_by_root, .init = squashed,
+     .fini = mnt_teardown, .timeout = 60)
+{
+	struct stat st;
+	cr_assert_eq(stat(MP("f"), &st), 0);
+	cr_assert_eq(st.st_uid, 0);
+	cr_assert_eq(st.st_gid, 0);
+	cr_assert_eq(lstat(in_dir(M.l1, "f"), &st), 0);
+	cr_assert_eq(st.st_uid, 123);
+}
+
+Test(fs_overlay, a_reader_opened_before_copy_up_sees_later_writes)
+{
+	int r = open(MP("big"), O_RDONLY);
+	cr_assert_geq(r, 0);
+	int w = open(MP("big"), O_WRONLY);
+	cr_assert_geq(w, 0);
+	cr_assert_eq(pwrite(w, "#", 1, 50001), 1);
+	cr_assert_eq(close(w), 0);
+	char c = 0;
+	cr_assert_eq(pread(r, &c, 1, 50001), 1);
+	cr_assert_eq(c, '#');
+	close(r);
+}
+
+Test(fs_overlay, prepare_commit_puts_the_whole_hard_link_group_in_the_upper)
+{
+	put(MP("link1"), "changed");
+	mnt_umount();
+	const char *lowers[] = {M.l1, M.l2};
+	lyr_fs_error err;
+	cr_assert_eq(lyr_fs_prepare_commit(lowers, 2, M.upper, M.work, &err), 0, "%s", err.msg);
+	struct stat a, b;
+	cr_assert_eq(lstat(UP("link1"), &a), 0);
+	cr_assert_eq(lstat(UP("link2"), &b), 0);
+	cr_assert_eq(a.st_ino, b.st_ino);
+	/* the upper as a committed layer over the old ones, read-only */
+	char *committed = M.upper;
+	M.upper = tu_path(M.root, "upper2");
+	cr_assert_eq(mkdir(M.upper, 0755), 0);
+	lyr_fs_config cfg;
+	lyr_fs_config_init(&cfg);
+	const char *stack[] = {committed, M.l1, M.l2};
+	cfg.lowers = stack;
+	cfg.nlowers = 3;
+	cr_assert_eq(lyr_fs_mount(&cfg, M.mp, &err, &M.pid), 0, "%s", err.msg);
+	M.mounted = true;
+	_cleanup_free_ char *c1 = slurp(MP("link1"));
+	_cleanup_free_ char *c2 = slurp(MP("link2"));
+	cr_assert_str_eq(c1, "changed");
+	cr_assert_str_eq(c2, "changed");
+	cr_assert_eq(ino_of(MP("link1")), ino_of(MP("link2")));
+	free(committed);
+}
+
+Test(fs_overlay, xattrs_of_lower_files_change_in_the_upper_only)
+{
+	char v[16] = "";
+	cr_assert_eq(setxattr(MP("big"), "user.color", "blue", 4, XATTR_CREATE), -1);
+	cr_assert_eq(errno, EEXIST);
+	cr_assert_eq(setxattr(MP("big"), "user.color", "blue", 4, XATTR_REPLACE), 0);
+	cr_assert_eq(getxattr(MP("big"), "user.color", v, sizeof(v)), 4);
+	cr_assert_eq(memcmp(v, "blue", 4), 0);
+	cr_assert_eq(getxattr(in_dir(M.l1, "big"), "user.color", v, sizeof(v)), 3);
+	cr_assert_eq(removexattr(MP("big"), "user.color"), 0);
+	cr_assert_eq(getxattr(MP("big"), "user.color", v, sizeof(v)), -1);
+	cr_assert_eq(errno, ENODATA);
+	cr_assert_eq(removexattr(MP("a"), "user.none"), -1);
+	cr_assert_eq(errno, ENODATA);
+	struct stat st;
+	cr_assert_eq(lstat(UP("a"), &st), -1, "removing nothing copied the file up");
+	cr_assert_eq(listxattr(MP("big"), NULL, 0), 0);
+	cr_assert_eq(setxattr(MP("dir"), "user.d", "1", 1, 0), 0);
+	cr_assert_eq(getxattr(MP("dir"), "user.d", v, sizeof(v)), 1);
+	/* the directory's upper copy carries it, and its lower entries still show */
+	_cleanup_free_ char *s = sorted_listing(MP("dir"));
+	cr_assert_str_eq(s, "g,h,sub");
+}
+
+Test(fs_overlay, new_objects_get_the_mode_the_caller_asked_for)
+{
+	mode_t old = umask(0);
+	cr_assert_eq(mkdir(MP("open"), 0777), 0);
+	int fd = open(MP("open/f"), O_CREAT | O_WRONLY, 0666);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(mkfifo(MP("open/p"), 0662), 0);
+	umask(027);
+	cr_assert_eq(mkdir(MP("closed"), 0777), 0);
+	umask(old);
+	struct stat st;
+	cr_assert_eq(stat(MP("open"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0777);
+	cr_assert_eq(stat(MP("open/f"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0666);
+	cr_assert_eq(lstat(MP("open/p"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0662);
+	cr_assert_eq(stat(MP("closed"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0750);
+}

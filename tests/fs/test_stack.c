@@ -19,7 +19,8 @@ static lyr_stack *stack;
 static void mk_whiteout(const char *dir, const char *rel)
 {
 	_cleanup_free_ char *p = tu_path(dir, rel);
-	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p, strerror(errno));
+	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(0, 0)), 0, "mknod %s: %s", p,
+		     strerror(errno));
 }
 
 static void mk_dir(const char *dir, const char *rel)
@@ -36,10 +37,9 @@ static void set_x(const char *dir, const char *rel, const char *name, const char
 }
 
 /* l0 (top): a whiteout for "gone", ".wh.oci" marker, opaque dir "opq", dir "merged" with a file,
- *           redirect dir "moved" -> "/orig", metacopy "meta" (data below), file "shadow" over a dir.
- * l1:       "gone", "oci", "opq/hidden", "merged/b", "orig/x", "meta" (data), "shadow/inner", "aufs/"
- *           with ".wh..wh..opq", "keep".
- * l2:       "merged/c", "aufs/below", "opq/also" */
+ *           redirect dir "moved" -> "/orig", metacopy "meta" (data below), file "shadow" over a
+ * dir. l1:       "gone", "oci", "opq/hidden", "merged/b", "orig/x", "meta" (data), "shadow/inner",
+ * "aufs/" with ".wh..wh..opq", "keep". l2:       "merged/c", "aufs/below", "opq/also" */
 static void setup(void)
 {
 	root = tu_mkdtemp();
@@ -92,7 +92,10 @@ static void teardown(void)
 
 TestSuite(fs_stack, .init = setup, .fini = teardown);
 
-static int lookup(const char *path, lyr_stack_node *n) { return lyr_stack_resolve(stack, 0, path, n); }
+static int lookup(const char *path, lyr_stack_node *n)
+{
+	return lyr_stack_resolve(stack, 0, path, n);
+}
 
 static char *listing(const char *path)
 {
@@ -111,7 +114,8 @@ static char *listing(const char *path)
 	char *out = calloc(1, 4096);
 	for (size_t i = 0; i < l.n; i++) {
 		char item[300];
-		snprintf(item, sizeof(item), "%s%s:%u", i ? "," : "", l.entries[i].name, l.entries[i].layer);
+		snprintf(item, sizeof(item), "%s%s:%u", i ? "," : "", l.entries[i].name,
+			 l.entries[i].layer);
 		strcat(out, item);
 	}
 	lyr_stack_list_clear(&l);
@@ -177,9 +181,7 @@ Test(fs_stack, metacopy_takes_data_from_below)
 	cr_assert_eq(n.layer, 0);
 	cr_assert_eq(n.data_layer, 1);
 	char buf[32] = "";
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n.data_fd);
-	int fd = open(proc, O_RDONLY);
+	int fd = lyr_stack_node_open(&n, O_RDONLY);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(read(fd, buf, sizeof(buf)), 10);
 	cr_assert_str_eq(buf, "0123456789");
@@ -234,4 +236,12 @@ Test(fs_stack, malformed_whiteout_is_a_plain_device)
 	cr_assert(S_ISCHR(n.st.st_mode));
 	cr_assert_eq(n.layer, 0);
 	lyr_stack_node_clear(&n);
+}
+
+Test(fs_stack, private_xattr_names_are_recognised)
+{
+	cr_assert(lyr_stack_xattr_private("trusted.overlay.opaque"));
+	cr_assert(lyr_stack_xattr_private("user.overlay.redirect"));
+	cr_assert_not(lyr_stack_xattr_private("user.overlayx"));
+	cr_assert_not(lyr_stack_xattr_private("security.capability"));
 }

@@ -171,9 +171,11 @@ static void op_read(int i)
 	unsigned char *buf = malloc(len + 1);
 	ssize_t n = pread(fd, buf, len, (off_t)off);
 	close(fd);
-	size_t want = off >= model[i].size ? 0 : (model[i].size - off < len ? model[i].size - off : len);
+	size_t want =
+	    off >= model[i].size ? 0 : (model[i].size - off < len ? model[i].size - off : len);
 	cr_assert_eq(n, (ssize_t)want, "read %s at %zu (seed %u)", fname(i), off, seed);
-	cr_assert_eq(memcmp(buf, model[i].data + off, want), 0, "bytes of %s at %zu", fname(i), off);
+	cr_assert_eq(memcmp(buf, model[i].data + off, want), 0, "bytes of %s at %zu", fname(i),
+		     off);
 	free(buf);
 }
 
@@ -208,11 +210,21 @@ static void run(bool writeback, unsigned s)
 			continue;
 		}
 		switch (rnd(6)) {
-		case 0: op_write(i); break;
-		case 1: op_truncate(i); break;
-		case 2: op_rename(i); break;
-		case 3: op_mmap(i); break;
-		default: op_read(i); break;
+		case 0:
+			op_write(i);
+			break;
+		case 1:
+			op_truncate(i);
+			break;
+		case 2:
+			op_rename(i);
+			break;
+		case 3:
+			op_mmap(i);
+			break;
+		default:
+			op_read(i);
+			break;
 		}
 		if (++ops % 64 == 0)
 			check_all();

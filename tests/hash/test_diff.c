@@ -520,3 +520,21 @@ Test(hash_diff, import_copies_and_returns_the_digest_of_the_copy)
 	tu_rmtree(src);
 	tu_rmtree(dst);
 }
+
+Test(hash_diff, the_overlays_local_bookkeeping_xattrs_are_left_out)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "f", "content");
+	_cleanup_free_ char *f = tu_path(dir, "f");
+	char before[LYR_DIGEST_TEXT_LEN], after[LYR_DIGEST_TEXT_LEN], other[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(digest_of(dir, before), 0);
+	cr_assert_eq(setxattr(f, "user.overlay.layerfs.ino", "4242", 4, 0), 0);
+	cr_assert_eq(setxattr(dir, "user.overlay.layerfs.nlink", "2", 1, 0), 0);
+	cr_assert_eq(digest_of(dir, after), 0);
+	cr_assert_str_eq(after, before);
+	/* any other overlay xattr is content */
+	cr_assert_eq(setxattr(f, "user.overlay.metacopy", "", 0, 0), 0);
+	cr_assert_eq(digest_of(dir, other), 0);
+	cr_assert_str_neq(other, before);
+	tu_rmtree(dir);
+}
