@@ -841,3 +841,23 @@ Test(cli_exec, a_cache_mount_whose_server_died_is_mounted_afresh)
 	tu_run_free(&r);
 	assert_clean(1);
 }
+
+Test(cli_exec, prune_all_drops_stored_results_even_of_kept_layers)
+{
+	need_all();
+	_cleanup_free_ char *o1 = ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c",
+					"echo > /f", NULL));
+	_cleanup_free_ char *layer = output_of(o1, "/");
+	free(ok(tu_lf(root, "tag", "keep", layer, NULL)));
+	_cleanup_free_ char *o2 = ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c",
+					"echo > /f", NULL));
+	expect(o2, "cached", "true");
+	free(ok(tu_lf(root, "prune", NULL)));
+	_cleanup_free_ char *o3 = ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c",
+					"echo > /f", NULL));
+	expect(o3, "cached", "true"); /* plain prune keeps results whose layers stay */
+	free(ok(tu_lf(root, "prune", "--all", NULL)));
+	_cleanup_free_ char *o4 = ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c",
+					"echo > /f", NULL));
+	expect(o4, "cached", "false");
+}
