@@ -105,8 +105,9 @@ static int resolve(run *R)
 		if (cli_resolve(R->cli, m->source, LYR_OBJ_NONE, &R->src_kinds[i], id) < 0)
 			return -ENOENT;
 		if (R->src_kinds[i] == LYR_OBJ_REF && (m->type == LYR_MOUNT_CACHE || m->output)) {
-			cli_fail("exec: mount '%s': source '%s' is a ref; %s need a layer", m->target,
-				 m->source, m->type == LYR_MOUNT_CACHE ? "cache mounts" : "outputs");
+			cli_fail("exec: mount '%s': source '%s' is a ref; %s need a layer",
+				 m->target, m->source,
+				 m->type == LYR_MOUNT_CACHE ? "cache mounts" : "outputs");
 			return -EINVAL;
 		}
 		if ((full = strdup(id)) == NULL)
@@ -171,7 +172,8 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 	pid_t pid = 0;
 	r = lyr_fs_mount(&cfg, v->mp, &err, &pid);
 	if (r < 0) {
-		cli_fail("exec: mounting %s '%s': %s", what, id, err.msg[0] ? err.msg : cli_strerror(r));
+		cli_fail("exec: mounting %s '%s': %s", what, id,
+			 err.msg[0] ? err.msg : cli_strerror(r));
 		return r;
 	}
 	v->pid = pid;
@@ -190,7 +192,8 @@ static int unmount_view(run *R, view *v)
 		lyr_fs_error err = {{0}};
 		r = lyr_fs_umount(v->mp, v->pid, &err);
 		if (r < 0) {
-			cli_fail("exec: unmounting '%s': %s", v->mp, err.msg[0] ? err.msg : cli_strerror(r));
+			cli_fail("exec: unmounting '%s': %s", v->mp,
+				 err.msg[0] ? err.msg : cli_strerror(r));
 			/* lazily, so the ref can be released and nothing stays visible */
 			umount2(v->mp, MNT_DETACH);
 		}
@@ -281,12 +284,12 @@ static int setup_caches(run *R)
 			continue;
 		snprintf(descs[k], sizeof descs[k], "cached mount %s from exec %s", m->target, cmd);
 		reqs[k] = (lyr_cache_req){
-			.id = m->cache_id ? m->cache_id : m->target,
-			.source = m->source,
-			.sharing = m->sharing == LYR_SHARING_PRIVATE  ? LYR_CACHE_PRIVATE
-				   : m->sharing == LYR_SHARING_LOCKED ? LYR_CACHE_LOCKED
-								      : LYR_CACHE_SHARED,
-			.desc = descs[k],
+		    .id = m->cache_id ? m->cache_id : m->target,
+		    .source = m->source,
+		    .sharing = m->sharing == LYR_SHARING_PRIVATE  ? LYR_CACHE_PRIVATE
+			       : m->sharing == LYR_SHARING_LOCKED ? LYR_CACHE_LOCKED
+								  : LYR_CACHE_SHARED,
+		    .desc = descs[k],
 		};
 		k++;
 	}
@@ -415,11 +418,13 @@ static int teardown(run *R)
 				first = first && R->views[j].hold != v->hold;
 			if (first && lyr_cache_hold_mount_lock(R->s, v->hold) == 0) {
 				if (lyr_cache_hold_last(v->hold) == 1) {
-					view tmp = {.mp = (char *)lyr_cache_hold_mountpoint(v->hold)};
+					view tmp = {.mp =
+							(char *)lyr_cache_hold_mountpoint(v->hold)};
 					snprintf(tmp.ref, sizeof tmp.ref, "%s",
 						 lyr_cache_hold_ref(v->hold));
 					lyr_ref_info info = {0};
-					if (lyr_ref_get(R->s, tmp.ref, &info) == 0 && info.mountpoint)
+					if (lyr_ref_get(R->s, tmp.ref, &info) == 0 &&
+					    info.mountpoint)
 						tmp.pid = info.mount_pid, tmp.claimed = true;
 					lyr_ref_info_clear(&info);
 					if (!tmp.pid && is_mounted(tmp.mp))
@@ -546,7 +551,8 @@ static int answer_cached(run *R, exec_result *res)
 
 static int store_action(run *R, exec_result *res)
 {
-	lyr_action a = {.exit_code = res->status, .created = time(NULL), .n_outputs = res->n_outputs};
+	lyr_action a = {
+	    .exit_code = res->status, .created = time(NULL), .n_outputs = res->n_outputs};
 	_cleanup_free_ lyr_action_output *o = calloc(res->n_outputs + 1, sizeof *o);
 	if (!o)
 		return -ENOMEM;

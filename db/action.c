@@ -228,7 +228,8 @@ static int action_prune_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 			drop = a.created <= p->cutoff;
 			for (size_t i = 0; !drop && i < a.n_outputs; i++) {
 				const char *layer = a.outputs[i].layer;
-				drop = !rec_exists(s->layers, txn, layer, strlen(layer), &r) && r == 0;
+				drop =
+				    !rec_exists(s->layers, txn, layer, strlen(layer), &r) && r == 0;
 				if (r)
 					break;
 			}
@@ -253,8 +254,8 @@ static int action_prune_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 
 int lyr_action_prune(lyr_store *s, bool all, int64_t keep_seconds, size_t *ret_removed)
 {
-	prune_actions_ctx p = {
-		.cutoff = all ? now_seconds() - (keep_seconds > 0 ? keep_seconds : 0) : INT64_MIN};
+	prune_actions_ctx p = {.cutoff = all ? now_seconds() - (keep_seconds > 0 ? keep_seconds : 0)
+					     : INT64_MIN};
 	int r = txn_run(s, action_prune_txn, &p);
 	if (r < 0)
 		return r;

@@ -18,7 +18,8 @@ static void put(lyr_store *s, const char *key, int code, int64_t created, const 
 	snprintf(o[0].layer, sizeof o[0].layer, "%s", l1);
 	if (l2)
 		snprintf(o[1].layer, sizeof o[1].layer, "%s", l2);
-	lyr_action a = {.exit_code = code, .created = created, .outputs = o, .n_outputs = l2 ? 2 : 1};
+	lyr_action a = {
+	    .exit_code = code, .created = created, .outputs = o, .n_outputs = l2 ? 2 : 1};
 	int r = lyr_action_put(s, key, &a);
 	cr_assert_eq(r, 0, "put: %s", strerror(-r));
 }
@@ -173,9 +174,9 @@ Test(db_exec_support, one_run_naming_a_cache_twice_gets_one_hold)
 	tstore t;
 	ts_setup(&t);
 	lyr_cache_req reqs[3] = {
-		{.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
-		{.id = "a", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
-		{.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
+	    {.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
+	    {.id = "a", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
+	    {.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
 	};
 	lyr_cache_hold *h[3];
 	cr_assert_eq(lyr_cache_acquire(t.s, reqs, 3, h), 0);
