@@ -886,3 +886,33 @@ Test(cli_exec, prune_all_drops_stored_results_even_of_kept_layers)
 	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
 	expect(o4, "cached", "false");
 }
+
+Test(cli_exec, the_command_is_confined_with_the_default_capabilities)
+{
+	need_all();
+	tu_run r = lx("exec", "bb", "--", "sh", "-c",
+		      "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; "
+		      "ls /proc | grep -c '^[0-9]'",
+		      NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* init, sh, ls and grep: no host process is visible */
+	cr_assert_str_eq(r.out, "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n"
+				"NoNewPrivs:\t1\n4\n");
+	tu_run_free(&r);
+}
+
+Test(cli_exec, a_selector_through_a_symlink_stays_inside_the_source_view)
+{
+	need_all();
+	_cleanup_free_ char *d = tu_path(tmp, "d");
+	tu_write(d, "etc/hostname", "inner\n");
+	_cleanup_free_ char *evil = tu_path(d, "evil");
+	cr_assert_eq(symlink("/etc", evil), 0);
+	import_as(d, "src");
+	tu_run r = lx("exec", "--mount", "type=bind,target=/x,source=src,selector=/evil,readonly",
+		      "bb", "--", "ls", "/x", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "hostname\n", "the host's /etc was mounted");
+	tu_run_free(&r);
+	assert_clean(0);
+}
