@@ -15,7 +15,23 @@
  * stack of the directories on the way: ".." pops (never above the root), an absolute symlink
  * target restarts at the root, at most 255 symlinks per resolution.  So no selector or symlink
  * reaches outside the view.  Recursion depth is the tree's depth; each level holds one source
- * handle and its sorted child names. */
+ * handle and its sorted child names.
+ *
+ * Threads: the calling thread (the walker) does the whole walk — every source operation, every
+ * header, every cache get and put — and hands each regular file that has content and no cached
+ * digest, as an open fd plus its header bytes, to a pool of worker threads (filepool.c, one per
+ * CPU, or opts->threads) that read and hash it.  So sources and caches are only ever called from
+ * the calling thread.  A directory's digest needs its children's in name order, and they finish
+ * in any order: each directory being hashed is a node (dnode) holding a digest slot per child and
+ * a count of what it still waits for (one per unfinished child, plus one until the walker has
+ * left the directory).  Finished jobs come back to the walker (collect, called after each
+ * submission and when too many files are out), which writes the digest into its slot, stores it
+ * in the cache, and drops the count; the one who drops it to zero (always the walker) combines
+ * the directory's digest, stores it, frees the node and tells the parent.  The combination is
+ * the same ordered computation as with one thread, so the result does not depend on the order in
+ * which files finish.  Every selector's digest ends with settle, which waits for all jobs out;
+ * after a failure nothing more is stored, workers stop reading, and unfinished nodes are freed
+ * there.  At most 4 files per worker are out at a time (each holds an fd and its header). */
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
@@ -27,15 +43,21 @@
 #include "layerfs/hash.h"
 
 #define MAX_LINKS 255
-#define READ_CHUNK (1u << 20)
+
+typedef struct dnode dnode;
 
 typedef struct ch {
 	const lyr_hash_source *src;
 	const lyr_hash_opts *opts;
-	uint8_t *rbuf;
+	uint8_t *rbuf;  /* HJOB_BUF bytes, for hashing files here when there is one thread */
 	char *err;      /* PATH_MAX or NULL */
 	bool err_set;
 	uint64_t files, bytes; /* for progress */
+	unsigned threads;      /* file hashing threads; 1: this thread, no pool */
+	hpool *pool;           /* started at the first file to hash */
+	size_t out;            /* jobs submitted and not taken back */
+	int failed;            /* the first failure; then nothing more is stored or finished */
+	dnode *live;           /* directories not finished yet */
 } ch;
 
 static void set_err(ch *c, const char *what)
@@ -184,65 +206,6 @@ static int tar_header(ch *c, lyr_hash_ent *e, const struct stat *st, hbuf *b)
 	return b->oom ? -ENOMEM : 0;
 }
 
-/* The digest of a non-directory entry, or the header digest of a directory. */
-static int entry_digest(ch *c, lyr_hash_ent *e, const struct stat *st, const char *path,
-			char out[LYR_DIGEST_TEXT_LEN])
-{
-	char key[PATH_MAX + 64];
-	int kl = cache_key(c, e, path, S_ISDIR(st->st_mode) ? 'h' : 'f', key, sizeof key);
-	int r;
-	if (kl > 0 && (r = cache_get(c, key, out)) != 0)
-		return r < 0 ? r : 0;
-
-	hbuf b = {0};
-	r = tar_header(c, e, st, &b);
-	if (r < 0) {
-		hb_free(&b);
-		return r;
-	}
-	c->files++;
-	if (S_ISREG(st->st_mode))
-		c->bytes += (uint64_t)st->st_size;
-	if (c->opts)
-		lyr_progress_report(c->opts->progress, c->files, c->bytes);
-	if (!S_ISREG(st->st_mode) || st->st_size == 0) {
-		text_of(b.p, b.len, out);
-		hb_free(&b);
-	} else {
-		lyr_sha256_ctx *h = NULL;
-		r = lyr_sha256_new(&h);
-		int fd = r < 0 ? r : OPS(c)->open(CTX(c), e);
-		if (fd < 0) {
-			lyr_sha256_free(h);
-			hb_free(&b);
-			return fd;
-		}
-		lyr_sha256_update(h, b.p, b.len);
-		hb_free(&b);
-		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-		for (;;) {
-			ssize_t n = read(fd, c->rbuf, READ_CHUNK);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				r = -errno;
-			if (n <= 0)
-				break;
-			lyr_sha256_update(h, c->rbuf, (size_t)n);
-		}
-		close(fd);
-		uint8_t d[LYR_SHA256_LEN];
-		lyr_sha256_final(h, d);
-		lyr_sha256_free(h);
-		if (r < 0)
-			return r;
-		lyr_digest_text(d, out);
-	}
-	if (kl > 0)
-		return cache_put(c, key, out);
-	return 0;
-}
-
 /* ---- directories --------------------------------------------------------------------------- */
 
 typedef struct names {
@@ -288,7 +251,8 @@ static int list_sorted(ch *c, lyr_hash_ent *dir, names *ret)
 		names_free(&l);
 		return r;
 	}
-	qsort(l.v, l.n, sizeof *l.v, cmp_name);
+	if (l.n) /* qsort's base may not be NULL, even for no elements */
+		qsort(l.v, l.n, sizeof *l.v, cmp_name);
 	*ret = l;
 	return 0;
 }
@@ -299,22 +263,218 @@ static char *join(const char *dir, const char *name)
 	return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
 }
 
-static int dir_digest(ch *c, lyr_hash_ent *e, const struct stat *st, const char *path,
-		      char out[LYR_DIGEST_TEXT_LEN]);
+/* ---- jobs: file contents hashed on the pool ------------------------------------------------ */
 
-/* The digest a path contributes to its directory: a directory's content digest, else the
- * entry digest.  Sockets contribute nothing (1). */
-static int any_digest(ch *c, lyr_hash_ent *e, const struct stat *st, const char *path,
-		      char out[LYR_DIGEST_TEXT_LEN])
+/* A directory whose digest waits for its children's (see the file header). */
+struct dnode {
+	struct dnode *parent;
+	struct dnode *prev, *next; /* c->live */
+	char *out;                 /* where its digest goes */
+	char *path;                /* for messages */
+	char *key;                 /* 'd' cache key, or NULL */
+	char hdr[LYR_DIGEST_TEXT_LEN];
+	names l;                   /* children, sorted */
+	char (*dig)[LYR_DIGEST_TEXT_LEN];
+	bool *skip;                /* children that contribute nothing (sockets, vanished names) */
+	long pending;              /* unfinished children, plus one while the walker is inside */
+};
+
+static void node_free(ch *c, dnode *d)
 {
-	if (S_ISSOCK(st->st_mode))
-		return 1;
-	return S_ISDIR(st->st_mode) ? dir_digest(c, e, st, path, out)
-				    : entry_digest(c, e, st, path, out);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		c->live = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	names_free(&d->l);
+	free(d->dig);
+	free(d->skip);
+	free(d->path);
+	free(d->key);
+	free(d);
 }
 
-static int dir_digest(ch *c, lyr_hash_ent *e, const struct stat *st, const char *path,
-		      char out[LYR_DIGEST_TEXT_LEN])
+/* Records the first failure R (PATH, when given, is what failed) and stops the workers' reading. */
+static void fail(ch *c, int r, const char *path)
+{
+	if (c->failed)
+		return;
+	c->failed = r;
+	if (path)
+		set_err(c, path);
+	if (c->pool)
+		hpool_abort(c->pool);
+}
+
+/* All children of D are in: its digest goes to D->out and the cache, D is freed, and its parent
+ * is told, upward while parents complete. */
+static void finish(ch *c, dnode *d)
+{
+	while (d && !c->failed) {
+		lyr_sha256_ctx *h = NULL;
+		int r = lyr_sha256_new(&h);
+		if (r < 0) {
+			fail(c, r, d->path);
+			return;
+		}
+		lyr_sha256_update(h, "", 1);
+		lyr_sha256_update(h, d->hdr, LYR_DIGEST_TEXT_LEN - 1);
+		for (size_t i = 0; i < d->l.n; i++) {
+			if (d->skip[i])
+				continue;
+			lyr_sha256_update(h, "", 1);
+			lyr_sha256_update(h, d->l.v[i], strlen(d->l.v[i]));
+			lyr_sha256_update(h, d->dig[i], LYR_DIGEST_TEXT_LEN - 1);
+		}
+		uint8_t raw[LYR_SHA256_LEN];
+		lyr_sha256_final(h, raw);
+		lyr_sha256_free(h);
+		lyr_digest_text(raw, d->out);
+		if (d->key && (r = cache_put(c, d->key, d->out)) < 0) {
+			fail(c, r, d->path);
+			return;
+		}
+		dnode *parent = d->parent;
+		node_free(c, d);
+		d = parent && --parent->pending == 0 ? parent : NULL;
+	}
+}
+
+static void job_free(hjob *j)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	hb_free(&j->hdr);
+	free(j->path);
+	free(j->key);
+	free(j);
+}
+
+/* A job came back: its digest goes where it was asked for and to the cache, and the directory
+ * waiting for it is told.  Returns the first failure so far (0 if none). */
+static int job_done(ch *c, hjob *j)
+{
+	c->out--;
+	if (j->err < 0) {
+		fail(c, j->err, j->path);
+	} else if (!c->failed) {
+		memcpy(j->out, j->digest, LYR_DIGEST_TEXT_LEN);
+		int r = j->key ? cache_put(c, j->key, j->digest) : 0;
+		if (r < 0)
+			fail(c, r, j->path);
+		else if (j->node && --((dnode *)j->node)->pending == 0)
+			finish(c, j->node);
+	}
+	job_free(j);
+	return c->failed;
+}
+
+/* Takes back the finished jobs (with WAIT, at least one). */
+static int collect(ch *c, bool wait)
+{
+	hjob *j = hpool_take(c->pool, wait);
+	while (j) {
+		hjob *next = j->next;
+		job_done(c, j);
+		j = next;
+	}
+	return c->failed;
+}
+
+/* Hands J to the pool (or, with one thread, hashes it here).  Returns the first failure so far. */
+static int submit(ch *c, hjob *j)
+{
+	if (j->node)
+		((dnode *)j->node)->pending++;
+	c->out++;
+	if (c->threads > 1 && !c->pool && hpool_new(c->threads, &c->pool) < 0)
+		c->threads = 1; /* no threads to be had: hash here */
+	if (c->threads <= 1) {
+		hjob_run(j, c->rbuf, NULL);
+		return job_done(c, j);
+	}
+	hpool_submit(c->pool, j);
+	/* Every job out holds an open file: keep a few per worker queued, no more. */
+	size_t max = 4 * (size_t)c->threads;
+	int r = collect(c, false);
+	while (r == 0 && c->out >= max)
+		r = collect(c, true);
+	return r;
+}
+
+/* Waits for every job out.  Returns R if negative, else the first failure, else 0; after a
+ * failure, frees the directories left unfinished. */
+static int settle(ch *c, int r)
+{
+	if (r < 0)
+		fail(c, r, NULL);
+	while (c->out > 0)
+		collect(c, true);
+	if (!c->failed)
+		return 0;
+	while (c->live)
+		node_free(c, c->live);
+	return c->failed;
+}
+
+/* ---- digests of entries -------------------------------------------------------------------- */
+
+/* Starts the digest of a non-directory entry, or the header digest of a directory, for OUT.
+ * Header-only and cached digests are in OUT when this returns; a regular file with content
+ * becomes a job, its digest lands in OUT when the job is taken back (by settle at the latest),
+ * and NODE (may be NULL) waits for it. */
+static int start_entry(ch *c, lyr_hash_ent *e, const struct stat *st, const char *path,
+		       dnode *node, char out[LYR_DIGEST_TEXT_LEN])
+{
+	char key[PATH_MAX + 64];
+	int kl = cache_key(c, e, path, S_ISDIR(st->st_mode) ? 'h' : 'f', key, sizeof key);
+	int r;
+	if (kl > 0 && (r = cache_get(c, key, out)) != 0)
+		return r < 0 ? r : 0;
+
+	hbuf b = {0};
+	r = tar_header(c, e, st, &b);
+	if (r < 0) {
+		hb_free(&b);
+		return r;
+	}
+	c->files++;
+	if (S_ISREG(st->st_mode))
+		c->bytes += (uint64_t)st->st_size;
+	if (c->opts)
+		lyr_progress_report(c->opts->progress, c->files, c->bytes);
+	if (!S_ISREG(st->st_mode) || st->st_size == 0) {
+		text_of(b.p, b.len, out);
+		hb_free(&b);
+		return kl > 0 ? cache_put(c, key, out) : 0;
+	}
+	int fd = OPS(c)->open(CTX(c), e);
+	if (fd < 0) {
+		hb_free(&b);
+		return fd;
+	}
+	hjob *j = calloc(1, sizeof *j);
+	if (!j || !(j->path = strdup(path)) || (kl > 0 && !(j->key = strdup(key)))) {
+		if (j)
+			free(j->path);
+		free(j);
+		close(fd);
+		hb_free(&b);
+		return -ENOMEM;
+	}
+	j->fd = fd;
+	j->size = st->st_size;
+	j->hdr = b;
+	j->out = out;
+	j->node = node;
+	return submit(c, j);
+}
+
+/* Starts the digest of directory E at PATH for OUT, which holds it once the directory and all
+ * below it are hashed; PARENT (may be NULL) waits for it. */
+static int start_dir(ch *c, lyr_hash_ent *e, const struct stat *st, const char *path,
+		     dnode *parent, char out[LYR_DIGEST_TEXT_LEN])
 {
 	char key[PATH_MAX + 64];
 	int kl = cache_key(c, e, path, 'd', key, sizeof key);
@@ -322,64 +482,60 @@ static int dir_digest(ch *c, lyr_hash_ent *e, const struct stat *st, const char 
 	if (kl > 0 && (r = cache_get(c, key, out)) != 0)
 		return r < 0 ? r : 0;
 
-	char d[LYR_DIGEST_TEXT_LEN];
-	r = entry_digest(c, e, st, path, d);
+	dnode *d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	d->next = c->live;
+	if (c->live)
+		c->live->prev = d;
+	c->live = d;
+	d->parent = parent;
+	d->out = out;
+	d->pending = 1;
+	if (parent)
+		parent->pending++;
+	if (!(d->path = strdup(path)) || (kl > 0 && !(d->key = strdup(key))))
+		return -ENOMEM; /* D is freed by settle */
+
+	r = start_entry(c, e, st, path, NULL, d->hdr);
+	if (r >= 0)
+		r = list_sorted(c, e, &d->l);
 	if (r < 0) {
 		set_err(c, path);
 		return r;
 	}
-	lyr_sha256_ctx *h = NULL;
-	r = lyr_sha256_new(&h);
-	if (r < 0)
-		return r;
-	lyr_sha256_update(h, "", 1);
-	lyr_sha256_update(h, d, LYR_DIGEST_TEXT_LEN - 1);
-
-	names l = {0};
-	r = list_sorted(c, e, &l);
-	if (r < 0)
-		set_err(c, path);
-	for (size_t i = 0; r >= 0 && i < l.n; i++) {
-		_cleanup_free_ char *cpath = join(path, l.v[i]);
-		if (!cpath) {
-			r = -ENOMEM;
-			break;
-		}
+	if (d->l.n && (!(d->dig = calloc(d->l.n, sizeof *d->dig)) ||
+		       !(d->skip = calloc(d->l.n, sizeof *d->skip))))
+		return -ENOMEM;
+	for (size_t i = 0; r >= 0 && i < d->l.n; i++) {
+		_cleanup_free_ char *cpath = join(path, d->l.v[i]);
+		if (!cpath)
+			return -ENOMEM;
 		lyr_hash_ent *ce = NULL;
 		struct stat cst;
-		r = OPS(c)->lookup(CTX(c), e, l.v[i], &ce, &cst);
-		if (r == -ENOENT) {
-			r = 0; /* removed since the listing */
-			continue;
-		}
-		if (r >= 0)
-			r = any_digest(c, ce, &cst, cpath, d);
-		release(c, ce);
-		if (r < 0) {
-			set_err(c, cpath);
-			break;
-		}
-		if (r == 1) {
+		r = OPS(c)->lookup(CTX(c), e, d->l.v[i], &ce, &cst);
+		if (r == -ENOENT || (r >= 0 && S_ISSOCK(cst.st_mode))) {
+			d->skip[i] = true; /* removed since the listing; sockets have no tar form */
+			release(c, ce);
 			r = 0;
 			continue;
 		}
-		lyr_sha256_update(h, "", 1);
-		lyr_sha256_update(h, l.v[i], strlen(l.v[i]));
-		lyr_sha256_update(h, d, LYR_DIGEST_TEXT_LEN - 1);
+		if (r >= 0)
+			r = S_ISDIR(cst.st_mode) ? start_dir(c, ce, &cst, cpath, d, d->dig[i])
+						 : start_entry(c, ce, &cst, cpath, d, d->dig[i]);
+		release(c, ce);
+		if (r < 0)
+			set_err(c, cpath);
 	}
-	names_free(&l);
-	uint8_t raw[LYR_SHA256_LEN];
-	lyr_sha256_final(h, raw);
-	lyr_sha256_free(h);
 	if (r < 0)
 		return r;
-	lyr_digest_text(raw, out);
-	if (kl > 0)
-		return cache_put(c, key, out);
-	return 0;
+	if (--d->pending == 0)
+		finish(c, d);
+	return c->failed;
 }
 
 /* ---- resolution ---------------------------------------------------------------------------- */
+
 
 /* Resolves the normalised absolute PATH in the view: symlinks in every component but the last
  * are followed, the last one too with FOLLOW_LAST; ".." never goes above the root.  Returns the
@@ -501,12 +657,16 @@ static int path_digest(ch *c, const char *sel, bool follow, char out[LYR_DIGEST_
 		return r;
 	}
 	const char *path = strcmp(sel, "/") == 0 ? "" : sel;
-	r = any_digest(c, e, &st, path, out);
+	if (S_ISSOCK(st.st_mode))
+		r = -EOPNOTSUPP; /* no tar form */
+	else if (S_ISDIR(st.st_mode))
+		r = start_dir(c, e, &st, path, NULL, out);
+	else
+		r = start_entry(c, e, &st, path, NULL, out);
 	release(c, e);
-	if (r == 1) {
-		r = -EOPNOTSUPP;
+	r = settle(c, r);
+	if (r < 0)
 		set_err(c, sel);
-	}
 	return r;
 }
 
@@ -665,7 +825,7 @@ static int visit(ch *c, sel *s, lyr_hash_ent *e, const struct stat *st, const ch
 	bool inc = should_include(c, cand);
 	if (!inc && !dir)
 		return 0;
-	r = entry_digest(c, e, st, fn, it->digest);
+	r = start_entry(c, e, st, fn, NULL, it->digest); /* a file's lands by settle */
 	if (r < 0) {
 		set_err(c, fn);
 		return r;
@@ -750,6 +910,7 @@ static int selection_digest(ch *c, const char *selector, bool wildcard, char out
 			r = visit(c, &s, e, &st, text);
 	}
 	release(c, e);
+	r = settle(c, r); /* every item's digest is in */
 	if (r < 0)
 		set_err(c, selector); /* unless a deeper path was named already */
 
@@ -815,7 +976,10 @@ static int one_digest(ch *c, const char *selector, char out[LYR_DIGEST_TEXT_LEN]
 int lyr_hash_selectors(const lyr_hash_source *src, const char *const *selectors, size_t n,
 		       const lyr_hash_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN])
 {
-	ch c = {.src = src, .opts = opts, .err = opts ? opts->err_path : NULL};
+	ch c = {.src = src, .opts = opts, .err = opts ? opts->err_path : NULL,
+		.threads = opts && opts->threads ? opts->threads : hpool_default_threads()};
+	if (c.threads > HPOOL_MAX_THREADS)
+		c.threads = HPOOL_MAX_THREADS;
 	static const char *const whole[] = {"/"};
 	char **list = NULL;
 	size_t kept = 0, bad = 0;
@@ -832,7 +996,7 @@ int lyr_hash_selectors(const lyr_hash_source *src, const char *const *selectors,
 			set_err(&c, selectors[bad]);
 		return r;
 	}
-	c.rbuf = malloc(READ_CHUNK);
+	c.rbuf = malloc(HJOB_BUF);
 	digests = calloc(kept, sizeof *digests);
 	if (!c.rbuf || !digests) {
 		r = -ENOMEM;
@@ -871,6 +1035,7 @@ out:
 		free(digests[i]);
 	free(digests);
 	lyr_hash_selectors_free(list, kept);
+	hpool_free(c.pool); /* every job was taken back by settle */
 	free(c.rbuf);
 	return r;
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "layerfs/hash.h"
+
 /* A growable byte buffer.  Appends never fail: an allocation failure sets OOM, later appends are
  * ignored, and the owner checks OOM once before using the bytes. */
 typedef struct hbuf {
@@ -59,3 +61,47 @@ bool hglob_match_path(const char *pat, const char *str);
 int hx_read_cb(ssize_t (*list)(void *arg, char *buf, size_t size),
 	       ssize_t (*get)(void *arg, const char *name, void *buf, size_t size), void *arg,
 	       hx_list *ret);
+
+/* ---- filepool.c: hashing file contents on worker threads ----------------------------------- */
+
+#include <stdatomic.h>
+
+/* One regular file to digest: sha256(HDR + the bytes read from FD) as text into DIGEST.  The
+ * fields after `next` up to `err` belong to the worker while the job is in a pool; the rest is
+ * the submitter's own bookkeeping, never touched by workers. */
+typedef struct hjob {
+	struct hjob *next;
+	int fd;
+	off_t size;
+	hbuf hdr;
+	char digest[LYR_DIGEST_TEXT_LEN];
+	int err;         /* 0 or -errno of the read */
+	/* the submitter's */
+	char *path;
+	char *key;
+	char *out;
+	void *node;
+} hjob;
+
+typedef struct hpool hpool;
+
+#define HJOB_BUF (1u << 20)
+#define HPOOL_MAX_THREADS 256
+
+/* Worker threads for this process: the CPUs it may run on (at least 1, at most 256). */
+unsigned hpool_default_threads(void);
+/* Reads and hashes J with the HJOB_BUF-byte buffer BUF, stopping early with -ECANCELED
+ * once *ABORT (may be NULL) is set.  Sets and returns J->err. */
+int hjob_run(hjob *j, uint8_t *buf, const atomic_bool *abort);
+/* Starts THREADS (1..256) workers.  0 or -errno. */
+int hpool_new(unsigned threads, hpool **ret);
+/* Queues J; it comes back from hpool_take once hashed (J->err says how it went). */
+void hpool_submit(hpool *p, hjob *j);
+/* The jobs finished since the last call, linked by `next` (NULL when none); with WAIT, blocks
+ * until there is at least one (the caller must have one out). */
+hjob *hpool_take(hpool *p, bool wait);
+/* Makes workers drop what they have not read yet (their jobs finish with -ECANCELED). */
+void hpool_abort(hpool *p);
+/* Stops the workers, after they finished every queued job; the caller takes back every job
+ * before (none may be left in the pool).  Accepts NULL. */
+void hpool_free(hpool *p);

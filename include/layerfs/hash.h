@@ -53,7 +53,9 @@ void lyr_layer_id(const char *parent_id, const char *diff_digest, char ret_id[LY
  * whiteout/opaque rules) hash the same way.  An entry handle (lyr_hash_ent) is defined by the
  * source; the hasher only passes it back.  All paths given to the source are single names: the
  * hasher resolves selectors itself, component by component, keeping ".." and symlink targets
- * inside the view's root. */
+ * inside the view's root.  The hasher calls a source's operations, and a cache's get and put,
+ * only from the thread that called lyr_hash_selectors; its worker threads only read the fds that
+ * `open` returned. */
 typedef struct lyr_hash_ent lyr_hash_ent;
 
 typedef struct lyr_hash_source_ops {
@@ -124,6 +126,8 @@ typedef struct lyr_hash_opts {
 	const lyr_hash_cache *cache;   /* may be NULL */
 	char *err_path;                /* NULL or PATH_MAX bytes: on failure, what failed */
 	const lyr_progress *progress;  /* may be NULL: running count of entries and bytes hashed */
+	unsigned threads;              /* threads reading and hashing file contents: 0 one per CPU
+	                                * this process may use, 1 only the calling thread */
 } lyr_hash_opts;
 
 /* The content hash of SELECTORS (N paths in the view, "" or "/" for all of it; wildcards `*`,
