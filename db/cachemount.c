@@ -345,8 +345,6 @@ void lyr_cache_hold_mount_unlock(lyr_cache_hold *h)
 
 int lyr_cache_hold_last(lyr_cache_hold *h)
 {
-	if (h->users > 1)
-		return 0;
 	/* flock converts by dropping and re-taking: losing the shared lock is what we want */
 	int r = do_flock(h->lockfd, LOCK_EX | LOCK_NB);
 	if (r == -EWOULDBLOCK)
