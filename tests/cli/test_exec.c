@@ -921,8 +921,8 @@ Test(cli_exec, one_cache_at_two_targets_is_one_ref_and_is_unmounted_after)
 {
 	need_all();
 	tu_run r = lx("exec", "--mount", "type=cache,target=/a,id=both", "--mount",
-		      "type=cache,target=/b,id=both", "bb", "--", "sh", "-c", "echo x > /a/f; cat /b/f",
-		      NULL);
+		      "type=cache,target=/b,id=both", "bb", "--", "sh", "-c",
+		      "echo x > /a/f; cat /b/f", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "x\n");
 	tu_run_free(&r);
