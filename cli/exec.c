@@ -7,7 +7,8 @@
  * stderr stream live; the summary for people goes to stderr so stdout stays the command's,
  * and with --json the command's stdout is sent to stderr so stdout holds exactly one JSON
  * object.  Exit status: the command's own, 125 when layerfs failed, 126/127 when the command
- * cannot be run or is not found, 2 for usage errors (as `docker run` does, 125 too). */
+ * cannot be run or is not found (as `docker run` reports them), 2 for usage errors (as every
+ * layerfs command). */
 #include <string.h>
 
 #include "commands.h"
@@ -110,21 +111,21 @@ static void print_result(lyr_cli *cli, const exec_result *res)
 static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv, exec_opts *o)
 {
 	static const struct option opts[] = {
-		{"mount", required_argument, NULL, OPT_MOUNT},
-		{"env", required_argument, NULL, OPT_ENV},
-		{"cwd", required_argument, NULL, OPT_CWD},
-		{"user", required_argument, NULL, OPT_USER},
-		{"network", required_argument, NULL, OPT_NETWORK},
-		{"hostname", required_argument, NULL, OPT_HOSTNAME},
-		{"proxy-env", required_argument, NULL, OPT_PROXY_ENV},
-		{"cache", no_argument, NULL, OPT_CACHE},
-		{"interactive", no_argument, NULL, 'i'},
-		{"commit-on-failure", no_argument, NULL, OPT_COMMIT_ON_FAILURE},
-		{"spec", required_argument, NULL, OPT_SPEC},
+	    {"mount", required_argument, NULL, OPT_MOUNT},
+	    {"env", required_argument, NULL, OPT_ENV},
+	    {"cwd", required_argument, NULL, OPT_CWD},
+	    {"user", required_argument, NULL, OPT_USER},
+	    {"network", required_argument, NULL, OPT_NETWORK},
+	    {"hostname", required_argument, NULL, OPT_HOSTNAME},
+	    {"proxy-env", required_argument, NULL, OPT_PROXY_ENV},
+	    {"cache", no_argument, NULL, OPT_CACHE},
+	    {"interactive", no_argument, NULL, 'i'},
+	    {"commit-on-failure", no_argument, NULL, OPT_COMMIT_ON_FAILURE},
+	    {"spec", required_argument, NULL, OPT_SPEC},
 	};
 	/* "+": stop at ROOT, so the command's own options stay its own */
-	int i = cli_parse_short(cli, cmd, argc, argv, "+hi", opts, LYR_ARRAY_SIZE(opts), exec_opt,
-				o);
+	int i =
+	    cli_parse_short(cli, cmd, argc, argv, "+hi", opts, LYR_ARRAY_SIZE(opts), exec_opt, o);
 	lyr_exec_error err = {{0}};
 	if (o->spec) {
 		if (o->op_flags || i < argc)

@@ -16,7 +16,7 @@ int exec_cache_key(lyr_cli *cli, const lyr_exec_op *op, const lyr_obj_kind *kind
 	if (r < 0)
 		return r;
 	lyr_exec_input_digest *d = calloc(n, sizeof *d);
-	char (*digests)[LYR_DIGEST_TEXT_LEN] = calloc(n, sizeof *digests);
+	char(*digests)[LYR_DIGEST_TEXT_LEN] = calloc(n, sizeof *digests);
 	bool cacheable = true;
 	if (!d || !digests)
 		r = -ENOMEM;
@@ -29,7 +29,8 @@ int exec_cache_key(lyr_cli *cli, const lyr_exec_op *op, const lyr_obj_kind *kind
 					  NULL, digests[i]);
 			if (r < 0)
 				cli_fail("exec: hashing %s of '%s': %s",
-					 in[i].n_selectors == 1 ? in[i].selectors[0] : "the selectors",
+					 in[i].n_selectors == 1 ? in[i].selectors[0]
+								: "the selectors",
 					 in[i].source, cli_strerror(r));
 		} else if (kinds[i] == LYR_OBJ_LAYER) {
 			snprintf(digests[i], LYR_DIGEST_TEXT_LEN, "%s", in[i].source);

@@ -11,12 +11,14 @@
  *   cache     the store's cache-mount ref for (id, source), mounted inside the ref's directory
  *             and shared there by concurrent shared runs (the last one out unmounts it);
  *   tmpfs     made by the sandbox itself.
- * A ref's mount is recorded in the store as `layerfs mount` does it: claimed under our pid,
- * then handed to the serving process.
+ * A ref's mount is recorded in the store as `layerfs mount` does it: a ref others may know is
+ * claimed under our pid first, then handed to the serving process; a ref this run made is
+ * recorded once, under the serving process.
  *
  * Cleanup is unconditional: SIGINT, SIGTERM and SIGHUP only set a flag while views are being
- * set up or torn down (the sandbox forwards them to the command while it runs), and every
- * step after a failure or a signal goes straight to unmounting and releasing. */
+ * set up or torn down (they also end a wait for a locked cache mount; the sandbox forwards
+ * them to the command while it runs), and every step after a failure or a signal goes
+ * straight to unmounting and releasing. */
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
@@ -74,7 +76,6 @@ typedef struct run {
 	char *tmp;		 /* private directory holding the mountpoints */
 	view root;
 	view *views; /* per mount */
-	lyr_cache_hold **holds;
 	char desc[256];
 } run;
 
@@ -103,10 +104,10 @@ static int resolve(run *R)
 			continue;
 		if (cli_resolve(R->cli, m->source, LYR_OBJ_NONE, &R->src_kinds[i], id) < 0)
 			return -ENOENT;
-		if (R->src_kinds[i] == LYR_OBJ_REF &&
-		    (m->type == LYR_MOUNT_CACHE || (m->output && !m->readonly))) {
-			cli_fail("exec: mount '%s': source '%s' is a ref; %s need a layer", m->target,
-				 m->source, m->type == LYR_MOUNT_CACHE ? "cache mounts" : "outputs");
+		if (R->src_kinds[i] == LYR_OBJ_REF && (m->type == LYR_MOUNT_CACHE || m->output)) {
+			cli_fail("exec: mount '%s': source '%s' is a ref; %s need a layer",
+				 m->target, m->source,
+				 m->type == LYR_MOUNT_CACHE ? "cache mounts" : "outputs");
 			return -EINVAL;
 		}
 		if ((full = strdup(id)) == NULL)
@@ -138,22 +139,16 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		lowers[n++] = cv.upper;
 	for (size_t i = 0; i < cv.nlowers; i++)
 		lowers[n++] = cv.lowers[i];
-	_cleanup_free_ char *empty = NULL;
-	if (n == 0) { /* scratch, read-only: an empty directory */
-		if (asprintf(&empty, "%s.empty", v->mp) < 0)
-			return -ENOMEM;
-		if (mkdir(empty, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		lowers[n++] = empty;
-	}
 	cfg.lowers = lowers;
 	cfg.nlowers = n;
 	if (!read_only) {
 		cfg.upper = cv.upper;
 		cfg.work = cv.work;
 	}
-	/* the sandbox may run as another user (--user), who must be let in */
-	cfg.allow_other = geteuid() != 0 || R->op->user != NULL;
+	/* The command may run as another user (--user), and a shared cache mount may serve a later
+	 * run's user: root lets them in (the mountpoints sit in a 0700 directory or in the store).
+	 * Without root the sandbox's user namespace maps the caller, whom FUSE lets in anyway. */
+	cfg.allow_other = geteuid() == 0;
 	char fsname[80];
 	snprintf(fsname, sizeof fsname, "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
 	cfg.fsname = fsname;
@@ -177,7 +172,8 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 	pid_t pid = 0;
 	r = lyr_fs_mount(&cfg, v->mp, &err, &pid);
 	if (r < 0) {
-		cli_fail("exec: mounting %s '%s': %s", what, id, err.msg[0] ? err.msg : cli_strerror(r));
+		cli_fail("exec: mounting %s '%s': %s", what, id,
+			 err.msg[0] ? err.msg : cli_strerror(r));
 		return r;
 	}
 	v->pid = pid;
@@ -186,8 +182,6 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		cli_fail("exec: %s '%s': recording the mount: %s", what, id, cli_strerror(r));
 		return r;
 	}
-	if (empty)
-		rmdir(empty); /* the server holds it open */
 	return 0;
 }
 
@@ -198,7 +192,8 @@ static int unmount_view(run *R, view *v)
 		lyr_fs_error err = {{0}};
 		r = lyr_fs_umount(v->mp, v->pid, &err);
 		if (r < 0) {
-			cli_fail("exec: unmounting '%s': %s", v->mp, err.msg[0] ? err.msg : cli_strerror(r));
+			cli_fail("exec: unmounting '%s': %s", v->mp,
+				 err.msg[0] ? err.msg : cli_strerror(r));
 			/* lazily, so the ref can be released and nothing stays visible */
 			umount2(v->mp, MNT_DETACH);
 		}
@@ -289,12 +284,12 @@ static int setup_caches(run *R)
 			continue;
 		snprintf(descs[k], sizeof descs[k], "cached mount %s from exec %s", m->target, cmd);
 		reqs[k] = (lyr_cache_req){
-			.id = m->cache_id ? m->cache_id : m->target,
-			.source = m->source,
-			.sharing = m->sharing == LYR_SHARING_PRIVATE  ? LYR_CACHE_PRIVATE
-				   : m->sharing == LYR_SHARING_LOCKED ? LYR_CACHE_LOCKED
-								      : LYR_CACHE_SHARED,
-			.desc = descs[k],
+		    .id = m->cache_id ? m->cache_id : m->target,
+		    .source = m->source,
+		    .sharing = m->sharing == LYR_SHARING_PRIVATE  ? LYR_CACHE_PRIVATE
+			       : m->sharing == LYR_SHARING_LOCKED ? LYR_CACHE_LOCKED
+								  : LYR_CACHE_SHARED,
+		    .desc = descs[k],
 		};
 		k++;
 	}
@@ -346,6 +341,9 @@ static int mount_cache(run *R, size_t i)
 		return r;
 	}
 	const char *mp = lyr_cache_hold_mountpoint(v->hold);
+	struct stat st;
+	if (is_mounted(mp) && stat(mp, &st) < 0)
+		umount2(mp, MNT_DETACH); /* its server died (a run killed hard): mount it afresh */
 	if (!is_mounted(mp)) {
 		view tmp = {.mp = (char *)mp};
 		snprintf(tmp.ref, sizeof tmp.ref, "%s", v->ref);
@@ -354,10 +352,6 @@ static int mount_cache(run *R, size_t i)
 			unmount_view(R, &tmp);
 		else if (r < 0 && tmp.claimed)
 			lyr_ref_clear_mount(R->s, v->ref);
-	} else if (stat(mp, &(struct stat){0}) < 0) {
-		r = -errno;
-		cli_fail("exec: cache mount '%s': '%s': %s", R->op->mounts[i].target, mp,
-			 cli_strerror(r));
 	}
 	lyr_cache_hold_mount_unlock(v->hold);
 	if (r < 0)
@@ -424,11 +418,13 @@ static int teardown(run *R)
 				first = first && R->views[j].hold != v->hold;
 			if (first && lyr_cache_hold_mount_lock(R->s, v->hold) == 0) {
 				if (lyr_cache_hold_last(v->hold) == 1) {
-					view tmp = {.mp = (char *)lyr_cache_hold_mountpoint(v->hold)};
+					view tmp = {.mp =
+							(char *)lyr_cache_hold_mountpoint(v->hold)};
 					snprintf(tmp.ref, sizeof tmp.ref, "%s",
 						 lyr_cache_hold_ref(v->hold));
 					lyr_ref_info info = {0};
-					if (lyr_ref_get(R->s, tmp.ref, &info) == 0 && info.mountpoint)
+					if (lyr_ref_get(R->s, tmp.ref, &info) == 0 &&
+					    info.mountpoint)
 						tmp.pid = info.mount_pid, tmp.claimed = true;
 					lyr_ref_info_clear(&info);
 					if (!tmp.pid && is_mounted(tmp.mp))
@@ -555,7 +551,8 @@ static int answer_cached(run *R, exec_result *res)
 
 static int store_action(run *R, exec_result *res)
 {
-	lyr_action a = {.exit_code = res->status, .created = time(NULL), .n_outputs = res->n_outputs};
+	lyr_action a = {
+	    .exit_code = res->status, .created = time(NULL), .n_outputs = res->n_outputs};
 	_cleanup_free_ lyr_action_output *o = calloc(res->n_outputs + 1, sizeof *o);
 	if (!o)
 		return -ENOMEM;

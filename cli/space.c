@@ -197,6 +197,9 @@ int cmd_prune(lyr_cli *cli, int argc, char **argv)
 		json_arr_open(&j, "removed");
 	}
 	int r = lyr_store_prune(s, o.all, o.keep, prune_removed, &p);
+	/* exec results naming what went (and with --all, old ones) go with it */
+	if (r >= 0)
+		r = lyr_action_prune(s, o.all, o.keep, NULL);
 	char total[32];
 	fmt_size(p.total, total, sizeof(total));
 	if (cli->json) {

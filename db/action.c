@@ -38,7 +38,7 @@ static void put_le(uint8_t **p, uint64_t v, int bytes)
 static int get_le(const uint8_t **p, const uint8_t *end, int bytes, uint64_t *ret)
 {
 	if (end - *p < bytes)
-		return -EIO;
+		return -EBADMSG;
 	uint64_t v = 0;
 	for (int i = 0; i < bytes; i++)
 		v |= (uint64_t)(*(*p)++) << (8 * i);
@@ -51,7 +51,7 @@ static int get_str(const uint8_t **p, const uint8_t *end, char **ret)
 	uint64_t len;
 	int r = get_le(p, end, 4, &len);
 	if (r < 0 || (uint64_t)(end - *p) < len)
-		return -EIO;
+		return -EBADMSG;
 	*ret = strndup((const char *)*p, len);
 	if (!*ret)
 		return -ENOMEM;
@@ -100,7 +100,7 @@ static int action_decode(const void *buf, size_t len, lyr_action *ret)
 	if (r == 0)
 		r = get_le(&p, end, 4, &n);
 	if (r == 0 && n > len)
-		r = -EIO;
+		r = -EBADMSG;
 	if (r < 0)
 		return r;
 	a.exit_code = (int32_t)(uint32_t)code;
@@ -115,7 +115,7 @@ static int action_decode(const void *buf, size_t len, lyr_action *ret)
 		if (r == 0)
 			r = get_str(&p, end, &layer);
 		if (r == 0 && strlen(layer) >= sizeof o->layer)
-			r = -EIO;
+			r = -EBADMSG;
 		if (r < 0) {
 			a.n_outputs += o->target != NULL;
 			lyr_action_clear(&a);
@@ -153,7 +153,7 @@ static int action_get_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 			return rec_del(s->actions, txn, c->key, strlen(c->key));
 		}
 	}
-	if (r == -EIO || r == -EPROTO) { /* unreadable entry: a cache may forget */
+	if (r == -EBADMSG || r == -EPROTO) { /* unreadable entry: a cache may forget */
 		c->gone = true;
 		return 0;
 	}
@@ -228,7 +228,8 @@ static int action_prune_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 			drop = a.created <= p->cutoff;
 			for (size_t i = 0; !drop && i < a.n_outputs; i++) {
 				const char *layer = a.outputs[i].layer;
-				drop = !rec_exists(s->layers, txn, layer, strlen(layer), &r) && r == 0;
+				drop =
+				    !rec_exists(s->layers, txn, layer, strlen(layer), &r) && r == 0;
 				if (r)
 					break;
 			}
@@ -253,8 +254,8 @@ static int action_prune_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 
 int lyr_action_prune(lyr_store *s, bool all, int64_t keep_seconds, size_t *ret_removed)
 {
-	prune_actions_ctx p = {
-		.cutoff = all ? now_seconds() - (keep_seconds > 0 ? keep_seconds : 0) : INT64_MIN};
+	prune_actions_ctx p = {.cutoff = all ? now_seconds() - (keep_seconds > 0 ? keep_seconds : 0)
+					     : INT64_MIN};
 	int r = txn_run(s, action_prune_txn, &p);
 	if (r < 0)
 		return r;

@@ -53,7 +53,7 @@ typedef struct cm_ctx {
 	size_t klen;
 	char *refs; /* out: live ref IDs concatenated */
 	size_t n;
-	const char *add; /* in: append this ref ID */
+	const char *add;    /* in: append this ref ID */
 	bool only_if_empty; /* with ADD: only when no live ref is listed */
 	bool added;
 } cm_ctx;
@@ -159,7 +159,7 @@ static int lock_ref(lyr_store *s, const char *ref, lyr_cache_sharing sharing, in
 		return 0;
 	if (fd < 0)
 		return fd;
-	int op = sharing == LYR_CACHE_SHARED ? LOCK_SH
+	int op = sharing == LYR_CACHE_SHARED   ? LOCK_SH
 		 : sharing == LYR_CACHE_LOCKED ? LOCK_EX
 					       : LOCK_EX | LOCK_NB;
 	/* the one wait that can last: a signal (handler without SA_RESTART) ends it */
@@ -282,7 +282,8 @@ int lyr_cache_acquire(lyr_store *s, const lyr_cache_req *reqs, size_t n, lyr_cac
 		order[i] = i;
 	/* insertion sort: a run has a handful of cache mounts */
 	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && req_cmp(&reqs[order[j - 1]], &reqs[order[j]]) > 0; j--) {
+		for (size_t j = i; j > 0 && req_cmp(&reqs[order[j - 1]], &reqs[order[j]]) > 0;
+		     j--) {
 			size_t t = order[j];
 			order[j] = order[j - 1];
 			order[j - 1] = t;
@@ -344,8 +345,6 @@ void lyr_cache_hold_mount_unlock(lyr_cache_hold *h)
 
 int lyr_cache_hold_last(lyr_cache_hold *h)
 {
-	if (h->users > 1)
-		return 0;
 	/* flock converts by dropping and re-taking: losing the shared lock is what we want */
 	int r = do_flock(h->lockfd, LOCK_EX | LOCK_NB);
 	if (r == -EWOULDBLOCK)

@@ -238,8 +238,9 @@ const char *lyr_cache_hold_mountpoint(const lyr_cache_hold *h);
 /* Serialises mounting and unmounting a hold's mountpoint among processes (exclusive, waits). */
 int lyr_cache_hold_mount_lock(lyr_store *s, lyr_cache_hold *h);
 void lyr_cache_hold_mount_unlock(lyr_cache_hold *h);
-/* Call with the mount lock held, when done: 1 when no other run uses the ref any more (the
- * caller unmounts it), 0 when one does, or -errno. */
+/* Call once per hold (not per request sharing it), with the mount lock held, when done: 1
+ * when no other process uses the ref any more (the caller unmounts it; the hold is then
+ * exclusive), 0 when one does, or -errno. */
 int lyr_cache_hold_last(lyr_cache_hold *h);
 /* Drops one request's share of a hold (NULL-safe); the last one releases its locks. */
 void lyr_cache_release(lyr_store *s, lyr_cache_hold *h);

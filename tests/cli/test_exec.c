@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,7 +21,7 @@
 
 #define BUSYBOX "/bin/busybox"
 
-static const char *const applets[] = {"sh",   "cat",   "echo", "id",   "ls",    "true",
+static const char *const applets[] = {"sh",    "cat",	"echo",	 "id",	  "ls",	  "true",
 				      "false", "sleep", "mkdir", "touch", "env",  "grep",
 				      "kill",  "rm",	"wc",	 "seq",	  "head", "tr"};
 
@@ -37,10 +38,12 @@ static void setup(void)
 /* Unmounts whatever a failed test left below TMP, then removes it. */
 static void teardown(void)
 {
-	tu_sh("grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
-	      tmp);
-	tu_sh("grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
-	      root);
+	tu_sh(
+	    "grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
+	    tmp);
+	tu_sh(
+	    "grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
+	    root);
 	tu_rmtree(tmp);
 	free(tmp);
 	free(root);
@@ -178,7 +181,8 @@ Test(cli_exec, writes_land_in_the_root_output_layer_and_nowhere_on_the_host)
 	_cleanup_free_ char *name = NULL;
 	cr_assert(asprintf(&name, "/layerfs-exec-test-%d", (int)getpid()) > 0);
 	_cleanup_free_ char *script = NULL;
-	cr_assert(asprintf(&script, "echo hi > %s; mkdir /d; echo x > /d/f; rm /etc/group", name) > 0);
+	cr_assert(asprintf(&script, "echo hi > %s; mkdir /d; echo x > /d/f; rm /etc/group", name) >
+		  0);
 	_cleanup_free_ char *out = ok(lx("--json", "exec", "bb", "--", "sh", "-c", script, NULL));
 	expect(out, "exit_code", "0");
 	expect(out, "cached", "false");
@@ -217,9 +221,9 @@ Test(cli_exec, exit_codes_propagate_and_a_failure_commits_nothing)
 		const char *cmd;
 		int status;
 	} cases[] = {
-		{"exit 3", 3},
-		{"kill -TERM $$", 143},
-		{"kill -KILL $$", 137},
+	    {"exit 3", 3},
+	    {"kill -TERM $$", 143},
+	    {"kill -KILL $$", 137},
 	};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
 		tu_run r = lx("--json", "exec", "bb", "--", "sh", "-c", cases[i].cmd, NULL);
@@ -249,8 +253,9 @@ Test(cli_exec, exit_codes_propagate_and_a_failure_commits_nothing)
 Test(cli_exec, commit_on_failure_commits_the_outputs_of_a_failed_run)
 {
 	need_all();
-	tu_run r = lx("--json", "exec", "--commit-on-failure", "--mount", "type=bind,target=/out,output",
-		      "bb", "--", "sh", "-c", "echo a > /a; echo b > /out/b; exit 3", NULL);
+	tu_run r =
+	    lx("--json", "exec", "--commit-on-failure", "--mount", "type=bind,target=/out,output",
+	       "bb", "--", "sh", "-c", "echo a > /a; echo b > /out/b; exit 3", NULL);
 	cr_assert_eq(r.status, 3, "%s", r.err);
 	_cleanup_free_ char *rl = output_of(r.out, "/"), *ol = output_of(r.out, "/out");
 	cr_assert_not_null(rl, "%s", r.out);
@@ -274,13 +279,14 @@ Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
 	dl[strcspn(dl, "\n")] = 0;
 
 	_cleanup_free_ char *out = ok(lx(
-		"--json", "exec", "--mount", "type=bind,target=/src,source=data,selector=/app,readonly",
-		"--mount", "type=bind,target=/ro-out,source=data,readonly,output", "--mount",
-		"type=bind,target=/work,source=data", "--mount", "type=bind,target=/out,output", "bb",
-		"--", "sh", "-c",
-		"cat /src/main.c > /out/copy && ! touch /src/x 2>/dev/null && "
-		"echo scratch > /work/new && cat /work/README >> /out/copy && ! ls /src/app 2>/dev/null",
-		NULL));
+	    "--json", "exec", "--mount", "type=bind,target=/src,source=data,selector=/app,readonly",
+	    "--mount", "type=bind,target=/ro-out,source=data,readonly,output", "--mount",
+	    "type=bind,target=/work,source=data", "--mount", "type=bind,target=/out,output", "bb",
+	    "--", "sh", "-c",
+	    "cat /src/main.c > /out/copy && ! touch /src/x 2>/dev/null && "
+	    "echo scratch > /work/new && cat /work/README >> /out/copy && ! ls /src/app "
+	    "2>/dev/null",
+	    NULL));
 	_cleanup_free_ char *rl = output_of(out, "/"), *ro = output_of(out, "/ro-out"),
 			    *ol = output_of(out, "/out");
 	cr_assert_not_null(rl, "%s", out);
@@ -306,12 +312,13 @@ Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
 Test(cli_exec, a_tmpfs_mount_is_fresh_nosuid_sized_and_discarded)
 {
 	need_all();
-	_cleanup_free_ char *out = ok(lx(
-		"--json", "exec", "--mount", "type=tmpfs,target=/t,size=1048576", "bb", "--", "sh",
-		"-c",
-		"test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep -q nosuid "
-		"&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
-		NULL));
+	_cleanup_free_ char *out =
+	    ok(lx("--json", "exec", "--mount", "type=tmpfs,target=/t,size=1048576", "bb", "--",
+		  "sh", "-c",
+		  "test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep "
+		  "-q nosuid "
+		  "&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
+		  NULL));
 	expect(out, "exit_code", "0");
 	_cleanup_free_ char *rl = output_of(out, "/");
 	_cleanup_free_ char *d = ok(tu_lf(root, "diff", rl, NULL));
@@ -322,10 +329,11 @@ Test(cli_exec, a_tmpfs_mount_is_fresh_nosuid_sized_and_discarded)
 Test(cli_exec, a_cache_mount_keeps_a_counter_across_runs)
 {
 	need_all();
-	const char *count_up = "n=$(cat /c/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /c/n; echo $n";
+	const char *count_up =
+	    "n=$(cat /c/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /c/n; echo $n";
 	for (int i = 1; i <= 3; i++) {
-		tu_run r = lx("exec", "--mount", "type=cache,target=/c,id=counter", "bb", "--", "sh",
-			      "-c", count_up, NULL);
+		tu_run r = lx("exec", "--mount", "type=cache,target=/c,id=counter", "bb", "--",
+			      "sh", "-c", count_up, NULL);
 		cr_assert_eq(r.status, 0, "%s", r.err);
 		char want[8];
 		snprintf(want, sizeof want, "%d\n", i);
@@ -349,6 +357,7 @@ static pid_t spawn(const char *out_path, const char *const *args)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test must not leave runs behind */
 		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		dup2(fd, 2);
@@ -390,8 +399,8 @@ static void concurrent(const char *sharing, char **ret_a, char **ret_b)
 {
 	_cleanup_free_ char *spec = NULL;
 	cr_assert(asprintf(&spec, "type=cache,target=/c,id=conc,sharing=%s", sharing) > 0);
-#define LOOK(me, other)                                                                           \
-	"echo > /c/" me "; i=0; while [ ! -e /c/" other " ] && [ $i -lt 30 ]; do sleep 0.1; "     \
+#define LOOK(me, other)                                                                            \
+	"echo > /c/" me "; i=0; while [ ! -e /c/" other " ] && [ $i -lt 30 ]; do sleep 0.1; "      \
 	"i=$((i+1)); done; ls /c | tr '\\n' ' '"
 	const char *sa = LOOK("a", "b"), *sb = LOOK("b", "a");
 	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
@@ -436,10 +445,11 @@ Test(cli_exec, a_locked_cache_mount_makes_a_concurrent_run_wait)
 {
 	need_all();
 	const char *spec = "type=cache,target=/c,id=lk,sharing=locked";
-	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c",
-			    "echo A >> /c/log; sleep 1; echo A >> /c/log", NULL};
-	const char *ab[] = {"--mount", spec, "bb", "--", "sh", "-c",
-			    "echo B >> /c/log; echo B >> /c/log", NULL};
+	const char *aa[] = {
+	    "--mount", spec, "bb", "--", "sh", "-c", "echo A >> /c/log; sleep 1; echo A >> /c/log",
+	    NULL};
+	const char *ab[] = {
+	    "--mount", spec, "bb", "--", "sh", "-c", "echo B >> /c/log; echo B >> /c/log", NULL};
 	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
 	pid_t pa = spawn(oa, aa);
 	wait_upper_file("log");
@@ -456,12 +466,13 @@ Test(cli_exec, cache_returns_the_stored_outputs_without_running)
 {
 	need_all();
 	/* the cache mount counts real runs; it is no input, so the key does not see it */
-	const char *cmd = "n=$(cat /c/n 2>/dev/null || echo 0); echo $((n+1)) > /c/n; echo built > /built";
+	const char *cmd =
+	    "n=$(cat /c/n 2>/dev/null || echo 0); echo $((n+1)) > /c/n; echo built > /built";
 	const char *m = "type=cache,target=/c,id=runs";
-	_cleanup_free_ char *o1 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
-					"-c", cmd, NULL));
-	_cleanup_free_ char *o2 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
-					"-c", cmd, NULL));
+	_cleanup_free_ char *o1 =
+	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
+	_cleanup_free_ char *o2 =
+	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o1, "cached", "false");
 	expect(o2, "cached", "true");
 	same(o1, o2, "cache_key", false);
@@ -471,23 +482,23 @@ Test(cli_exec, cache_returns_the_stored_outputs_without_running)
 	tu_run_free(&r);
 
 	/* without --cache it runs again, and its result replaces the stored one */
-	_cleanup_free_ char *o3 = ok(lx("--json", "exec", "--mount", m, "bb", "--", "sh", "-c", cmd,
-					NULL));
+	_cleanup_free_ char *o3 =
+	    ok(lx("--json", "exec", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o3, "cached", "false");
 	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
 	cr_assert_str_eq(r.out, "2\n");
 	tu_run_free(&r);
 
-	_cleanup_free_ char *o3b = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
-					 "-c", cmd, NULL));
+	_cleanup_free_ char *o3b =
+	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o3b, "cached", "true");
 	same(o3b, o3, "/", true);
 
 	/* an entry whose output layer was removed is not answered */
 	_cleanup_free_ char *layer = output_of(o3, "/");
 	free(ok(tu_lf(root, "rm", layer, NULL)));
-	_cleanup_free_ char *o4 = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh",
-					"-c", cmd, NULL));
+	_cleanup_free_ char *o4 =
+	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o4, "cached", "false");
 	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
 	cr_assert_str_eq(r.out, "3\n");
@@ -559,8 +570,8 @@ Test(cli_exec, the_key_follows_a_read_only_inputs_selector_only)
 	free(ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL)));
 	tu_write(d, "other", "z\n");
 	import_as(d, "src");
-	_cleanup_free_ char *o = ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat",
-				       "/src/a", NULL));
+	_cleanup_free_ char *o =
+	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL));
 	expect(o, "cached", "true");
 	tu_write(d, "app/a", "3\n");
 	import_as(d, "src");
@@ -624,10 +635,10 @@ Test(cli_exec, proxy_variables_reach_the_command_but_not_the_key)
 		      "echo $HTTP_PROXY $http_proxy", NULL);
 	cr_assert_str_eq(r.out, "http://p1:3128 http://p1:3128\n");
 	tu_run_free(&r);
-	_cleanup_free_ char *k1 = key_of("--proxy-env", "HTTP_PROXY=http://p1:3128", "bb", "--",
-					 "true", NULL);
-	_cleanup_free_ char *k2 = key_of("--proxy-env", "HTTP_PROXY=http://p2:3128", "bb", "--",
-					 "true", NULL);
+	_cleanup_free_ char *k1 =
+	    key_of("--proxy-env", "HTTP_PROXY=http://p1:3128", "bb", "--", "true", NULL);
+	_cleanup_free_ char *k2 =
+	    key_of("--proxy-env", "HTTP_PROXY=http://p2:3128", "bb", "--", "true", NULL);
 	_cleanup_free_ char *k3 = key_of("bb", "--", "true", NULL);
 	cr_assert_str_eq(k1, k2);
 	cr_assert_str_eq(k1, k3);
@@ -639,9 +650,12 @@ Test(cli_exec, mounts_are_part_of_the_key)
 {
 	need_all();
 	_cleanup_free_ char *k1 = key_of("bb", "--", "true", NULL);
-	_cleanup_free_ char *k2 = key_of("--mount", "type=tmpfs,target=/t", "bb", "--", "true", NULL);
-	_cleanup_free_ char *k3 = key_of("--mount", "type=tmpfs,target=/u", "bb", "--", "true", NULL);
-	_cleanup_free_ char *k4 = key_of("--mount", "type=cache,target=/t", "bb", "--", "true", NULL);
+	_cleanup_free_ char *k2 =
+	    key_of("--mount", "type=tmpfs,target=/t", "bb", "--", "true", NULL);
+	_cleanup_free_ char *k3 =
+	    key_of("--mount", "type=tmpfs,target=/u", "bb", "--", "true", NULL);
+	_cleanup_free_ char *k4 =
+	    key_of("--mount", "type=cache,target=/t", "bb", "--", "true", NULL);
 	cr_assert_str_neq(k1, k2);
 	cr_assert_str_neq(k2, k3);
 	cr_assert_str_neq(k2, k4);
@@ -651,9 +665,16 @@ Test(cli_exec, an_interrupted_run_leaves_no_mount_and_no_ref)
 {
 	need_all();
 	_cleanup_free_ char *o = tu_path(tmp, "o.out");
-	const char *args[] = {"--mount", "type=bind,target=/out,output", "--mount",
-			      "type=cache,target=/c", "bb", "--", "sh", "-c",
-			      "echo > /c/started; sleep 30", NULL};
+	const char *args[] = {"--mount",
+			      "type=bind,target=/out,output",
+			      "--mount",
+			      "type=cache,target=/c",
+			      "bb",
+			      "--",
+			      "sh",
+			      "-c",
+			      "echo > /c/started; sleep 30",
+			      NULL};
 	pid_t pid = spawn(o, args);
 	wait_upper_file("started");
 	cr_assert_eq(kill(pid, SIGTERM), 0);
@@ -667,7 +688,8 @@ Test(cli_exec, an_interrupted_run_leaves_no_mount_and_no_ref)
 Test(cli_exec, a_user_runs_as_that_user_over_the_fuse_root)
 {
 	need_all();
-	tu_run r = lx("exec", "--user", "1000:1000", "bb", "--", "sh", "-c", "id -u; id -g; cat /etc/passwd >/dev/null && echo read", NULL);
+	tu_run r = lx("exec", "--user", "1000:1000", "bb", "--", "sh", "-c",
+		      "id -u; id -g; cat /etc/passwd >/dev/null && echo read", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "1000\n1000\nread\n");
 	tu_run_free(&r);
@@ -682,7 +704,8 @@ Test(cli_exec, a_symlink_in_the_root_does_not_lead_a_mount_to_the_hosts_etc)
 	_cleanup_free_ char *name = NULL;
 	cr_assert(asprintf(&name, "/etc/layerfs-exec-evil-%d", (int)getpid()) > 0);
 	_cleanup_free_ char *target = NULL;
-	cr_assert(asprintf(&target, "type=tmpfs,target=/evil/layerfs-exec-evil-%d", (int)getpid()) > 0);
+	cr_assert(asprintf(&target, "type=tmpfs,target=/evil/layerfs-exec-evil-%d", (int)getpid()) >
+		  0);
 	tu_run r = lx("exec", "--mount", target, "bb", "--", "true", NULL);
 	tu_run_free(&r);
 	cr_assert_eq(access(name, F_OK), -1, "%s was created on the host", name);
@@ -738,6 +761,20 @@ Test(cli_exec, usage_errors_exit_2_and_name_the_problem)
 	       NULL);
 	cr_assert_eq(r.status, 125);
 	tu_run_free(&r);
+	_cleanup_free_ char *ref = ok(tu_lf(root, "new", "bb", NULL));
+	ref[strcspn(ref, "\n")] = 0;
+	_cleanup_free_ char *spec = NULL;
+	cr_assert(asprintf(&spec, "type=bind,target=/o,source=%s,readonly,output", ref) > 0);
+	r = lx("exec", "--mount", spec, "bb", "--", "true", NULL);
+	cr_assert_eq(r.status, 125);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(
+	    asprintf(&want,
+		     "layerfs: exec: mount '/o': source '%s' is a ref; outputs need a layer\n",
+		     ref) > 0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	free(ok(tu_lf(root, "rm", ref, NULL)));
 	assert_clean(0);
 }
 
@@ -745,9 +782,10 @@ Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothi
 {
 	need_all();
 	const char *spec = "type=cache,target=/c,id=lk,sharing=locked";
-	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c", "echo > /c/held; sleep 30", NULL};
-	const char *ab[] = {"--mount", spec, "--mount", "type=bind,target=/out,output", "bb", "--",
-			    "true", NULL};
+	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c", "echo > /c/held; sleep 30",
+			    NULL};
+	const char *ab[] = {"--mount", spec, "--mount", "type=bind,target=/out,output",
+			    "bb",      "--", "true",	NULL};
 	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
 	pid_t pa = spawn(oa, aa);
 	wait_upper_file("held");
@@ -773,5 +811,120 @@ Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothi
 			      "exit status 143\n");
 	cr_assert_eq(kill(pa, SIGTERM), 0);
 	cr_assert_eq(wait_status(pa), 143);
+	assert_clean(1);
+}
+
+Test(cli_exec, a_ref_root_is_used_in_place_and_has_no_cache_key)
+{
+	need_all();
+	_cleanup_free_ char *ref = ok(tu_lf(root, "new", "bb", "--desc", "work", NULL));
+	ref[strcspn(ref, "\n")] = 0;
+	_cleanup_free_ char *out =
+	    ok(lx("--json", "exec", "--cache", ref, "--", "sh", "-c", "echo 1 >> /f", NULL));
+	cr_assert_str_eq(out,
+			 "{\"exit_code\":0,\"cache_key\":null,\"cached\":false,\"outputs\":[]}\n");
+	free(ok(lx("exec", ref, "--", "sh", "-c", "echo 2 >> /f", NULL)));
+	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", ref, NULL));
+	cr_assert_str_eq(diff, "A /f\n");
+	/* read through a read-only bind of the ref, and written through a writable one */
+	_cleanup_free_ char *ro = NULL, *rw = NULL;
+	cr_assert(asprintf(&ro, "type=bind,target=/r,source=%s,readonly", ref) > 0);
+	tu_run r = lx("exec", "--mount", ro, "bb", "--", "cat", "/r/f", NULL);
+	cr_assert_str_eq(r.out, "1\n2\n");
+	tu_run_free(&r);
+	cr_assert(asprintf(&rw, "type=bind,target=/w,source=%s", ref) > 0);
+	free(ok(lx("exec", "--mount", rw, "bb", "--", "sh", "-c", "echo 3 >> /w/f", NULL)));
+	_cleanup_free_ char *view = tu_path(tmp, "view");
+	cr_assert_eq(mkdir(view, 0755), 0);
+	free(ok(tu_lf(root, "mount", ref, view, NULL)));
+	_cleanup_free_ char *f = tu_read(view, "f");
+	free(ok(tu_lf(root, "umount", view, NULL)));
+	cr_assert_str_eq(f, "1\n2\n3\n");
+	assert_clean(1);
+}
+
+Test(cli_exec, a_cache_mount_whose_server_died_is_mounted_afresh)
+{
+	need_all();
+	const char *m = "type=cache,target=/c,id=k";
+	free(ok(lx("exec", "--mount", m, "bb", "--", "sh", "-c", "echo 1 > /c/n", NULL)));
+	_cleanup_free_ char *ls = ok(tu_lf(root, "--json", "ls", NULL));
+	const char *refs = strstr(ls, "\"refs\":[{\"id\":\"");
+	cr_assert_not_null(refs, "%s", ls);
+	_cleanup_free_ char *ref = strndup(refs + 15, 64);
+	_cleanup_free_ char *mp = NULL;
+	cr_assert(asprintf(&mp, "%s/refs/%s/mnt", root, ref) > 0);
+	/* what a run killed with SIGKILL leaves when its cache's server dies too */
+	_cleanup_free_ char *out = ok(tu_lf(root, "--json", "mount", ref, mp, NULL));
+	_cleanup_free_ char *pid = field(out, "pid");
+	cr_assert_eq(kill(atoi(pid), SIGKILL), 0);
+	for (int i = 0; i < 500 && access(mp, F_OK) == 0; i++)
+		usleep(10000);
+	tu_run r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "1\n");
+	tu_run_free(&r);
+	assert_clean(1);
+}
+
+Test(cli_exec, prune_all_drops_stored_results_even_of_kept_layers)
+{
+	need_all();
+	_cleanup_free_ char *o1 =
+	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	_cleanup_free_ char *layer = output_of(o1, "/");
+	free(ok(tu_lf(root, "tag", "keep", layer, NULL)));
+	_cleanup_free_ char *o2 =
+	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	expect(o2, "cached", "true");
+	free(ok(tu_lf(root, "prune", NULL)));
+	_cleanup_free_ char *o3 =
+	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	expect(o3, "cached", "true"); /* plain prune keeps results whose layers stay */
+	free(ok(tu_lf(root, "prune", "--all", NULL)));
+	_cleanup_free_ char *o4 =
+	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	expect(o4, "cached", "false");
+}
+
+Test(cli_exec, the_command_is_confined_with_the_default_capabilities)
+{
+	need_all();
+	tu_run r = lx("exec", "bb", "--", "sh", "-c",
+		      "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; "
+		      "ls /proc | grep -c '^[0-9]'",
+		      NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* init, sh, ls and grep: no host process is visible */
+	cr_assert_str_eq(r.out, "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n"
+				"NoNewPrivs:\t1\n4\n");
+	tu_run_free(&r);
+}
+
+Test(cli_exec, a_selector_through_a_symlink_stays_inside_the_source_view)
+{
+	need_all();
+	_cleanup_free_ char *d = tu_path(tmp, "d");
+	tu_write(d, "etc/hostname", "inner\n");
+	_cleanup_free_ char *evil = tu_path(d, "evil");
+	cr_assert_eq(symlink("/etc", evil), 0);
+	import_as(d, "src");
+	tu_run r = lx("exec", "--mount", "type=bind,target=/x,source=src,selector=/evil,readonly",
+		      "bb", "--", "ls", "/x", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "hostname\n", "the host's /etc was mounted");
+	tu_run_free(&r);
+	assert_clean(0);
+}
+
+Test(cli_exec, one_cache_at_two_targets_is_one_ref_and_is_unmounted_after)
+{
+	need_all();
+	tu_run r = lx("exec", "--mount", "type=cache,target=/a,id=both", "--mount",
+		      "type=cache,target=/b,id=both", "bb", "--", "sh", "-c",
+		      "echo x > /a/f; cat /b/f", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "x\n");
+	tu_run_free(&r);
 	assert_clean(1);
 }

@@ -3,6 +3,7 @@
  * and locked holds between processes; locks die with their process). */
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/file.h>
 
 #include "dbtest.h"
@@ -17,7 +18,8 @@ static void put(lyr_store *s, const char *key, int code, int64_t created, const 
 	snprintf(o[0].layer, sizeof o[0].layer, "%s", l1);
 	if (l2)
 		snprintf(o[1].layer, sizeof o[1].layer, "%s", l2);
-	lyr_action a = {.exit_code = code, .created = created, .outputs = o, .n_outputs = l2 ? 2 : 1};
+	lyr_action a = {
+	    .exit_code = code, .created = created, .outputs = o, .n_outputs = l2 ? 2 : 1};
 	int r = lyr_action_put(s, key, &a);
 	cr_assert_eq(r, 0, "put: %s", strerror(-r));
 }
@@ -172,15 +174,15 @@ Test(db_exec_support, one_run_naming_a_cache_twice_gets_one_hold)
 	tstore t;
 	ts_setup(&t);
 	lyr_cache_req reqs[3] = {
-		{.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
-		{.id = "a", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
-		{.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
+	    {.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
+	    {.id = "a", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
+	    {.id = "b", .sharing = LYR_CACHE_LOCKED, .desc = "x"},
 	};
 	lyr_cache_hold *h[3];
 	cr_assert_eq(lyr_cache_acquire(t.s, reqs, 3, h), 0);
 	cr_assert_eq(h[0], h[2]);
 	cr_assert_neq(h[0], h[1]);
-	cr_assert_eq(lyr_cache_hold_last(h[0]), 0, "the other mount of b still uses it");
+	cr_assert_eq(lyr_cache_hold_last(h[0]), 1, "no other process uses b");
 	for (int i = 0; i < 3; i++)
 		lyr_cache_release(t.s, h[i]);
 	ts_teardown(&t);
@@ -194,6 +196,7 @@ static pid_t locker(const char *root, const char *id, int go, int fd)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test must not leave it waiting */
 		char c;
 		if (read(go, &c, 1) != 1)
 			_exit(4);
@@ -238,6 +241,7 @@ Test(db_exec_support, a_locked_hold_waits_for_the_holder_and_its_death_frees_it)
 	pid_t holder = fork();
 	cr_assert_geq(holder, 0);
 	if (holder == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		lyr_store *s;
 		if (lyr_store_open(t.root, &s) < 0)
 			_exit(1);
@@ -256,5 +260,84 @@ Test(db_exec_support, a_locked_hold_waits_for_the_holder_and_its_death_frees_it)
 	cr_assert_eq(waitpid(holder, &st, 0), holder);
 	h = acquire(t.s, "l", NULL, LYR_CACHE_LOCKED);
 	lyr_cache_release(t.s, h);
+	ts_teardown(&t);
+}
+
+/* A child that, once GO is readable, acquires REQS locked (in that order as given) and writes
+ * one byte to FD when it holds them all; it keeps them until killed. */
+static pid_t holder_of(const char *root, const lyr_cache_req *reqs, size_t n, int go, int fd)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test must not leave it waiting */
+		char c;
+		if (read(go, &c, 1) != 1)
+			_exit(4);
+		lyr_store *s;
+		if (lyr_store_open(root, &s) < 0)
+			_exit(1);
+		lyr_cache_hold *h[4];
+		if (lyr_cache_acquire(s, reqs, n, h) < 0)
+			_exit(2);
+		if (write(fd, "h", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	return pid;
+}
+
+/* True once /proc/locks shows PID waiting for an exclusive flock. */
+static bool waits_for_flock(pid_t pid)
+{
+	char waiter[48];
+	snprintf(waiter, sizeof waiter, "-> FLOCK  ADVISORY  WRITE %d ", (int)pid);
+	for (int i = 0; i < 1000; i++) {
+		char *locks = NULL;
+		cr_assert_eq(lyr_read_file("/proc/locks", &locks, NULL), 0);
+		bool found = strstr(locks, waiter) != NULL;
+		free(locks);
+		if (found)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+Test(db_exec_support, locks_are_taken_sorted_by_id_so_a_waiter_holds_nothing_after_its_wait)
+{
+	tstore t;
+	ts_setup(&t);
+	/* make both caches exist first, so the waits are on their locks */
+	lyr_cache_hold *hx = acquire(t.s, "x", NULL, LYR_CACHE_LOCKED);
+	lyr_cache_release(t.s, hx);
+	lyr_cache_hold *hy = acquire(t.s, "y", NULL, LYR_CACHE_LOCKED);
+	lyr_cache_release(t.s, hy);
+
+	lyr_cache_req yx[2] = {{.id = "y", .sharing = LYR_CACHE_LOCKED, .desc = "d"},
+			       {.id = "x", .sharing = LYR_CACHE_LOCKED, .desc = "d"}};
+	lyr_cache_req y[1] = {{.id = "y", .sharing = LYR_CACHE_LOCKED, .desc = "d"}};
+	int go2[2], go3[2], rep[2];
+	cr_assert_eq(pipe(go2), 0);
+	cr_assert_eq(pipe(go3), 0);
+	cr_assert_eq(pipe(rep), 0);
+	pid_t c2 = holder_of(t.root, yx, 2, go2[0], rep[1]);
+	pid_t c3 = holder_of(t.root, y, 1, go3[0], rep[1]);
+	hx = acquire(t.s, "x", NULL, LYR_CACHE_LOCKED);
+	/* C2 asks for y then x: it must wait for x before taking y */
+	cr_assert_eq(write(go2[1], "g", 1), 1);
+	cr_assert(waits_for_flock(c2), "C2 never waited for x");
+	cr_assert_eq(write(go3[1], "g", 1), 1);
+	struct pollfd pfd = {.fd = rep[0], .events = POLLIN};
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "C3 could not take y: C2 held it while waiting");
+	char c;
+	cr_assert_eq(read(rep[0], &c, 1), 1);
+	kill(c3, SIGKILL);
+	lyr_cache_release(t.s, hx);
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "C2 never got x and y");
+	kill(c2, SIGKILL);
+	waitpid(c2, NULL, 0);
+	waitpid(c3, NULL, 0);
 	ts_teardown(&t);
 }
