@@ -10,6 +10,7 @@
  *   6. discard refs/<id> (work dir, or the redundant upper when X was reused).
  * A ref left COMMITTING by a dead process is settled by commit_settle: forward when the
  * layer exists or the upper already moved, back otherwise. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
@@ -181,6 +182,44 @@ static int commit_locked(lyr_store *s, commit_ctx *c)
 	return 0;
 }
 
+/* An upper that holds nothing is no change, but its own times are those of the moment the ref
+ * was made or last touched: left alone, every empty commit on one parent would be a new layer.
+ * Such a root takes the parent's root times (0 for scratch) unless its mode or owner changed,
+ * so the empty diff on a parent is one layer. */
+static int settle_empty_root(lyr_store *s, int upperfd, const char *parent)
+{
+	int dfd = openat(upperfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	bool empty = true;
+	struct dirent *e;
+	while (empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	closedir(d);
+	if (!empty)
+		return 0;
+	struct stat up, base = {.st_mode = S_IFDIR | 0755};
+	if (fstat(upperfd, &up) < 0)
+		return -errno;
+	base.st_uid = up.st_uid, base.st_gid = up.st_gid;
+	if (*parent) {
+		char dir[160];
+		snprintf(dir, sizeof dir, "layers/%s/diff", layer_hex(parent));
+		if (fstatat(s->rootfd, dir, &base, 0) < 0)
+			return -errno;
+	}
+	if ((up.st_mode & 07777) != (base.st_mode & 07777) || up.st_uid != base.st_uid ||
+	    up.st_gid != base.st_gid)
+		return 0; /* chmod or chown of "/" is a change */
+	struct timespec times[2] = {base.st_atim, base.st_mtim};
+	return futimens(upperfd, times) < 0 ? -errno : 0;
+}
+
 int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_progress *progress,
 		   char *ret_layer_id)
 {
@@ -220,7 +259,9 @@ int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_
 		db_seterr("commit '%s': upper directory: %s", ref_id, strerror(-r));
 		goto out;
 	}
-	r = lyr_hash_diff(fd, progress, c.digest, errpath);
+	r = settle_empty_root(s, fd, c.parent);
+	if (r >= 0)
+		r = lyr_hash_diff(fd, progress, c.digest, errpath);
 	if (r >= 0)
 		r = lyr_tree_usage(fd, &c.size, &c.entries);
 	if (r < 0) {

@@ -1,3 +1,4 @@
+#include <time.h>
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -128,6 +129,8 @@ Test(db_commit, a_layer_id_depends_on_the_parent)
 	ts_layer(t.s, NULL, "p", "2", NULL, p2);
 	ts_new(t.s, p1, r1);
 	ts_new(t.s, p2, r2);
+	ts_write(t.s, r1, "c", "same");
+	ts_write(t.s, r2, "c", "same");
 	char *upper, *work;
 	cr_assert_eq(lyr_ref_dirs(t.s, r1, &upper, &work), 0);
 	expected_id(upper, p1, want);
@@ -275,4 +278,55 @@ Test(db_commit, commit_reads_only_the_upper_and_never_the_parent)
 		umount2(mnt, MNT_DETACH);
 	tu_rmtree(mnt);
 	free(mnt), free(t.root);
+}
+
+/* Sets the times of REF's upper directory to SECONDS, as if it had been made then. */
+static void age_upper(lyr_store *s, const char *ref, time_t seconds)
+{
+	_cleanup_free_ char *upper = NULL, *work = NULL;
+	cr_assert_eq(lyr_ref_dirs(s, ref, &upper, &work), 0);
+	struct timespec ts[2] = {{seconds, 0}, {seconds, 0}};
+	cr_assert_eq(utimensat(AT_FDCWD, upper, ts, 0), 0);
+}
+
+Test(db_commit, empty_refs_on_one_parent_commit_to_one_layer_whenever_they_were_made)
+{
+	tstore t;
+	ts_setup(&t);
+	char base[LYR_ID_MAX], a[LYR_ID_MAX], b[LYR_ID_MAX], la[LYR_ID_MAX], lb[LYR_ID_MAX];
+	ts_layer(t.s, NULL, "f", "x", NULL, base);
+	ts_new(t.s, base, a);
+	ts_new(t.s, base, b);
+	age_upper(t.s, a, 1000000000);
+	age_upper(t.s, b, 1100000000);
+	cr_assert_eq(lyr_ref_commit(t.s, a, NULL, NULL, la), 0);
+	cr_assert_eq(lyr_ref_commit(t.s, b, NULL, NULL, lb), 0);
+	cr_assert_str_eq(la, lb);
+	cr_assert_str_neq(la, base);
+	/* scratch too */
+	ts_new(t.s, NULL, a);
+	ts_new(t.s, NULL, b);
+	age_upper(t.s, a, 1000000000);
+	age_upper(t.s, b, 1100000000);
+	cr_assert_eq(lyr_ref_commit(t.s, a, NULL, NULL, la), 0);
+	cr_assert_eq(lyr_ref_commit(t.s, b, NULL, NULL, lb), 0);
+	cr_assert_str_eq(la, lb);
+	ts_teardown(&t);
+}
+
+Test(db_commit, a_chmod_of_the_root_alone_is_a_change)
+{
+	tstore t;
+	ts_setup(&t);
+	char base[LYR_ID_MAX], a[LYR_ID_MAX], b[LYR_ID_MAX], la[LYR_ID_MAX], lb[LYR_ID_MAX];
+	ts_layer(t.s, NULL, "f", "x", NULL, base);
+	ts_new(t.s, base, a);
+	ts_new(t.s, base, b);
+	_cleanup_free_ char *upper = NULL, *work = NULL;
+	cr_assert_eq(lyr_ref_dirs(t.s, b, &upper, &work), 0);
+	cr_assert_eq(chmod(upper, 0700), 0);
+	cr_assert_eq(lyr_ref_commit(t.s, a, NULL, NULL, la), 0);
+	cr_assert_eq(lyr_ref_commit(t.s, b, NULL, NULL, lb), 0);
+	cr_assert_str_neq(la, lb);
+	ts_teardown(&t);
 }
