@@ -203,6 +203,9 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		goto fail;
 	}
 	ovl_fill_entry(fs, in, &st, e);
+	/* a new inode holds an fd: make room among the idle ones, as lookup does (an untar
+	 * creates far more files than the fd limit allows open) */
+	ovl_inode_evict(fs);
 	if (ret_fd)
 		*ret_fd = fd;
 	else if (fd >= 0)

@@ -307,6 +307,39 @@ Test(fs_robust, more_inodes_than_the_fd_limit_keep_working, .init = many_files)
 	cr_assert_eq(n, MANY - 5);
 }
 
+static void small_fd_limit(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	/* the serving process inherits a small fd limit */
+	struct rlimit rl = {200, 200};
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	mnt_mount();
+}
+
+Test(fs_robust, creating_more_files_than_the_fd_limit_works, .init = small_fd_limit)
+{
+	/* creates alone, no lookups in between: an untar */
+	cr_assert_eq(mkdir(MP("made"), 0755), 0);
+	for (int i = 0; i < MANY; i++) {
+		char rel[64], data[64];
+		snprintf(rel, sizeof(rel), "made/c%d", i);
+		snprintf(data, sizeof(data), "made-%d", i);
+		int fd = open(MP(rel), O_CREAT | O_EXCL | O_WRONLY, 0644);
+		cr_assert_geq(fd, 0, "create %s: %s", rel, strerror(errno));
+		cr_assert_eq(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+		cr_assert_eq(close(fd), 0);
+	}
+	for (int i = 0; i < MANY; i += 7) {
+		char rel[64], want[64];
+		snprintf(rel, sizeof(rel), "made/c%d", i);
+		snprintf(want, sizeof(want), "made-%d", i);
+		_cleanup_free_ char *got = slurp(MP(rel));
+		cr_assert_not_null(got, "read %s: %s", rel, strerror(errno));
+		cr_assert_str_eq(got, want);
+	}
+}
+
 Test(fs_robust, layers_on_several_filesystems_get_distinct_stable_inode_numbers)
 {
 	mnt_skip_unless_fuse();
