@@ -47,7 +47,7 @@ static const cli_command commands[] = {
 	 "  --include GLOB     hash only paths matching GLOB (repeatable)\n"
 	 "  --exclude GLOB     leave out paths matching GLOB (repeatable)\n"},
 	{"exec", cmd_exec, "[OPTION]... ROOT [--] CMD [ARG...] | --spec FILE.json",
-	 "run a command in a sandbox over layer views; commit its outputs (see 'layerfs exec --help')",
+	 "run a command in a sandbox over layer views; commit its outputs",
 	 "  --mount SPEC          type=bind|cache|tmpfs,target=PATH[,source=ID][,selector=P]\n"
 	 "                        [,readonly][,output][,id=NAME][,sharing=shared|private|locked]\n"
 	 "                        [,size=BYTES]\n"
