@@ -273,23 +273,18 @@ int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 			return 0;
 		}
 		pthread_mutex_unlock(&sh->lock);
-		/* build outside the shard lock, then look again */
-		lyr_stack_node copy;
-		int r = lyr_stack_node_dup(node, &copy);
-		if (r < 0)
-			return r;
-		fresh = inode_alloc(&copy);
-		if (!fresh) {
-			lyr_stack_node_clear(&copy);
+		/* build outside the shard lock, then look again; NODE moves into the fresh inode
+		 * (left empty, so a caller's clear after a failure is harmless) */
+		fresh = inode_alloc(node);
+		if (!fresh)
 			return -ENOMEM;
-		}
 		count_new(fs, fresh);
+		int r;
 		if (parent && (r = ovl_inode_set_name(fs, fresh, parent, name)) < 0) {
 			inode_destroy(fs, fresh);
 			return r;
 		}
-		lyr_stack_node_clear(node);
-		/* NODE is consumed now; the loop re-checks with the fresh inode's key */
+		/* the loop re-checks with the fresh inode's key */
 		node = &fresh->node;
 	}
 }
