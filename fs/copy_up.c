@@ -353,6 +353,8 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	/* a file of a lower hard-link group: one upper copy for the whole group, in the index */
 	char idx[24] = "";
 	if (S_ISREG(st.st_mode) && st.st_nlink > 1 && fs->index_fd >= 0) {
+		/* before the copy appears in the index: a lookup that can find it checks there */
+		atomic_store_explicit(&fs->index_used, true, memory_order_release);
 		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)in->ino);
 		if (linkat(fs->index_fd, idx, fs->work_fd, tmp, 0) == 0)
 			goto link_in; /* copied up before, through another name */

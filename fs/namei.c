@@ -89,7 +89,7 @@ static void index_name(uint64_t ino, char name[24])
 int ovl_index_lookup(struct ovl_fs *fs, lyr_stack_node *node)
 {
 	if (fs->index_fd < 0 || node->layer < fs->first_lower || !S_ISREG(node->st.st_mode) ||
-	    node->st.st_nlink < 2)
+	    node->st.st_nlink < 2 || !atomic_load_explicit(&fs->index_used, memory_order_acquire))
 		return 0;
 	char name[24];
 	index_name(node->ino, name);

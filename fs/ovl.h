@@ -80,6 +80,7 @@ struct ovl_fs {
 	int upper_fd;		  /* O_PATH root of the upper, -1 without */
 	int work_fd;		  /* O_PATH dir for temporary objects (WORK/work), -1 without */
 	int index_fd;		  /* O_PATH WORK/index: upper copies of lower hard-link groups */
+	atomic_bool index_used;	  /* the index may hold copies (else lookups skip it) */
 	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
 	const char *override_xattr; /* xattr_permissions name, or NULL */
 	bool privileged;	    /* may chown / mknod devices */
