@@ -192,6 +192,45 @@ static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_
 	return 0;
 }
 
+/* Swaps in the upper copy of regular file IN just renamed to NAME in PARENT's upper dir, built
+ * from what the copy-up knows instead of looked up again: OPATH (taken) is the copy, which
+ * carries IN's st_ino as its origin; a metacopy's data is what IN showed before.  The caller
+ * holds PARENT's and IN's locks exclusively.  Equal to refresh_node, without the walk of the
+ * redirect from the root. */
+static int adopt_copy(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_inode *in,
+		      const char *name, int *opath, bool metacopy)
+{
+	int data = in->node.data_fd >= 0 ? in->node.data_fd : in->node.fd;
+	if (parent->node.nparts == 0 || parent->node.parts[0].layer != 0 ||
+	    (metacopy && data < 0))
+		return refresh_node(fs, parent, in, name);
+	lyr_stack_node n;
+	memset(&n, 0, sizeof(n));
+	n.fd = n.data_fd = -1;
+	if (fstatat(*opath, "", &n.st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return refresh_node(fs, parent, in, name);
+	if (asprintf(&n.lower_path, "%s/%s", parent->node.parts[0].path, name) < 0)
+		return -ENOMEM;
+	if (metacopy) {
+		n.data_fd = fcntl(data, F_DUPFD_CLOEXEC, 3);
+		if (n.data_fd < 0) {
+			int r = -errno;
+			free(n.lower_path);
+			return r;
+		}
+		n.metacopy = true;
+		n.data_layer = in->node.data_fd >= 0 ? in->node.data_layer : in->node.layer;
+		/* blocks come from the data copy, as a lookup reports them */
+		n.st.st_blocks = in->node.st.st_blocks;
+	}
+	n.fd = *opath;
+	*opath = -1;
+	n.layer = 0;
+	n.ino = in->ino;
+	ovl_inode_set_node(fs, in, &n);
+	return 0;
+}
+
 int ovl_copy_up_dir(struct ovl_fs *fs, struct ovl_inode *dir)
 {
 	if (!fs->has_upper || fs->read_only)
@@ -447,7 +486,9 @@ link_in:
 		tmp[0] = '\0';
 		if (have_pst)
 			keep_parent_times(parent->node.parts[0].fd, &pst);
-		r = refresh_node(fs, parent, in, name);
+		r = S_ISREG(st.st_mode) && opath >= 0
+			? adopt_copy(fs, parent, in, name, &opath, redirect != NULL)
+			: refresh_node(fs, parent, in, name);
 		if (idx[0])
 			in->indexed = true;
 		if (r == 0 && !in->node.metacopy)
