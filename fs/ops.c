@@ -3,6 +3,7 @@
  * return -errno; nothing here decides overlay semantics. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -24,6 +25,28 @@ static void reply_entry(fuse_req_t req, int r, const struct fuse_entry_param *e)
 		fuse_reply_entry(req, e);
 }
 
+/* The default largest write request: 1 MiB, or less so that a request with its header fits in
+ * a pipe of pipe-max-size (1 MiB by default).  libfuse splices a request into a pipe only when
+ * the pipe holds max_write plus a page, and reads it into memory (one more copy of the data)
+ * otherwise; a pipe cannot grow past pipe-max-size without CAP_SYS_RESOURCE. */
+static unsigned splice_max_write(void)
+{
+	unsigned max = 1u << 20;
+	long page = sysconf(_SC_PAGESIZE);
+	if (page <= 0)
+		page = 4096;
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+	unsigned long pipe_max = 0;
+	if (f) {
+		if (fscanf(f, "%lu", &pipe_max) != 1)
+			pipe_max = 0;
+		fclose(f);
+	}
+	if (pipe_max > (unsigned long)page && pipe_max - (unsigned long)page < max)
+		max = (unsigned)((pipe_max - (unsigned long)page) & ~((unsigned long)page - 1));
+	return max < (unsigned)page ? (unsigned)page : max;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct ovl_fs *fs = userdata;
@@ -36,7 +59,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* no automatic page-cache invalidation on mtime change: lower files never change and the
 	 * upper changes only through this mount */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	unsigned max_write = fs->cfg.max_write ? fs->cfg.max_write : 1u << 20;
+	unsigned max_write = fs->cfg.max_write ? fs->cfg.max_write : splice_max_write();
 	conn->max_write = max_write;
 	conn->max_readahead = 1u << 20;
 }
