@@ -207,6 +207,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = keep;
+	/* closing a handle that cannot have written needs no FLUSH round trip: there is nothing
+	 * for the backing filesystem to write back or report, and locks are the kernel's */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		ovl_file_release(fs, f); /* the request was interrupted */
 }
