@@ -86,11 +86,17 @@ static int copy_range_rw(int src, int dst, off_t off, off_t end)
 	return 0;
 }
 
-static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr)
+/* Bytes copied between starts of writeback when the copy is to be synced. */
+#define WRITEBACK_CHUNK (32 << 20)
+
+static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr, bool writeback)
 {
 	while (*use_cfr && off < end) {
 		loff_t in = off, out = off;
-		ssize_t n = copy_file_range(src, &in, dst, &out, (size_t)(end - off), 0);
+		size_t len = (size_t)(end - off);
+		if (writeback && len > WRITEBACK_CHUNK)
+			len = WRITEBACK_CHUNK;
+		ssize_t n = copy_file_range(src, &in, dst, &out, len, 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -103,13 +109,18 @@ static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr)
 		}
 		if (n == 0)
 			return 0;
+		/* the disk writes the copy while the rest is copied, instead of all of it in
+		 * the fdatasync that follows */
+		if (writeback)
+			sync_file_range(dst, off, n, SYNC_FILE_RANGE_WRITE);
 		off += n;
 	}
 	return off < end ? copy_range_rw(src, dst, off, end) : 0;
 }
 
-/* Copies SIZE bytes of SRC into DST (both open for I/O), keeping holes. */
-static int copy_data(int src, int dst, off_t size)
+/* Copies SIZE bytes of SRC into DST (both open for I/O), keeping holes.  WRITEBACK: the caller
+ * syncs DST afterwards, so its writeback is started as the copy goes. */
+static int copy_data(int src, int dst, off_t size, bool writeback)
 {
 	if (size == 0)
 		return ftruncate(dst, 0) < 0 ? -errno : 0;
@@ -123,7 +134,7 @@ static int copy_data(int src, int dst, off_t size)
 			if (errno == ENXIO)
 				break; /* only a hole remains */
 			/* no SEEK_DATA support: copy everything */
-			int r = copy_range(src, dst, off, size, &use_cfr);
+			int r = copy_range(src, dst, off, size, &use_cfr, writeback);
 			if (r < 0)
 				return r;
 			break;
@@ -131,7 +142,7 @@ static int copy_data(int src, int dst, off_t size)
 		off_t hole = lseek(src, data, SEEK_HOLE);
 		if (hole < 0 || hole > size)
 			hole = size;
-		int r = copy_range(src, dst, data, hole, &use_cfr);
+		int r = copy_range(src, dst, data, hole, &use_cfr, writeback);
 		if (r < 0)
 			return r;
 		off = hole;
@@ -320,7 +331,7 @@ static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_
 	if (mode == OVL_COPY_EMPTY || src < 0)
 		r = ftruncate(dst, 0) < 0 ? -errno : 0;
 	else
-		r = copy_data(src, dst, size);
+		r = copy_data(src, dst, size, !fs->cfg.no_fsync);
 	if (r < 0)
 		return r;
 	if (fs->cfg.no_fsync == false && mode == OVL_COPY_DATA)
@@ -409,7 +420,7 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		if (fd < 0)
 			break;
 		if (mode == OVL_COPY_DATA) {
-			r = copy_data(data, fd, st.st_size);
+			r = copy_data(data, fd, st.st_size, !fs->cfg.no_fsync);
 			if (r == 0 && !fs->cfg.no_fsync)
 				fdatasync(fd);
 		} else if (mode == OVL_COPY_META && ftruncate(fd, st.st_size) < 0) {
