@@ -209,6 +209,10 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 
 /* attr.c */
 int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *ret);
+/* ovl_getattr, taking KNOWN (a stat of the node just looked up) instead of a fresh fstat when it
+ * is of the object IN holds. */
+int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *known,
+		      struct stat *ret);
 int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
 		int fd);
 uid_t ovl_uid_to_disk(struct ovl_fs *fs, uid_t uid);
