@@ -412,13 +412,34 @@ int ovl_inode_rdlock(struct ovl_fs *fs, struct ovl_inode *in)
 		char *name = in->name ? strdup(in->name) : NULL;
 		unsigned layer = in->node.layer;
 		struct stat want = in->node.st;
+		/* a plain file is reopened by its name in its own layer's part of the parent; a
+		 * metacopy (whose data must be found as well) and an index copy (which a lookup
+		 * finds through a lower name) are looked up again */
+		bool direct = !in->node.metacopy && !in->indexed;
 		if (parent)
 			ovl_inode_ref(fs, parent);
 		pthread_rwlock_unlock(&in->lock);
-		/* look the name up again: a metacopy needs its data found as well */
 		int fd = -ESTALE;
 		lyr_stack_node fresh;
-		if (parent && name) {
+		if (parent && name && direct) {
+			pthread_rwlock_rdlock(&parent->lock);
+			int pfd = open_in_parent(parent, layer, name);
+			pthread_rwlock_unlock(&parent->lock);
+			struct stat st;
+			if (pfd >= 0 &&
+			    fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+			    st.st_ino == want.st_ino && st.st_dev == want.st_dev) {
+				memset(&fresh, 0, sizeof(fresh));
+				fresh.fd = pfd;
+				fresh.data_fd = -1;
+				fresh.layer = layer;
+				fresh.st = st;
+				fd = 0;
+			} else if (pfd >= 0) {
+				close(pfd);
+			}
+		}
+		if (fd < 0 && parent && name) {
 			pthread_rwlock_rdlock(&parent->lock);
 			fd = lyr_stack_lookup(fs->stack, &parent->node, name, &fresh);
 			pthread_rwlock_unlock(&parent->lock);
