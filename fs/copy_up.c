@@ -212,8 +212,7 @@ static int adopt_copy(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_in
 		      const char *name, int *opath, bool metacopy)
 {
 	int data = in->node.data_fd >= 0 ? in->node.data_fd : in->node.fd;
-	if (parent->node.nparts == 0 || parent->node.parts[0].layer != 0 ||
-	    (metacopy && data < 0))
+	if (parent->node.nparts == 0 || parent->node.parts[0].layer != 0 || (metacopy && data < 0))
 		return refresh_node(fs, parent, in, name);
 	lyr_stack_node n;
 	memset(&n, 0, sizeof(n));
