@@ -66,11 +66,25 @@ static bool read_override(struct ovl_fs *fs, int fd, uid_t *uid, gid_t *gid, mod
 
 int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *st)
 {
+	return ovl_getattr_known(fs, in, NULL, st);
+}
+
+int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *known,
+		      struct stat *st)
+{
 	int r = ovl_inode_rdlock(fs, in);
 	if (r < 0)
 		return r;
-	r = fstatat(in->node.fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
-	if (r == 0 && in->node.metacopy && in->node.data_fd >= 0) {
+	/* a lookup has just stat'ed the very object the inode holds (blocks from a metacopy's
+	 * data included): no need to ask again */
+	bool fresh =
+	    known && known->st_ino == in->node.st.st_ino && known->st_dev == in->node.st.st_dev;
+	if (fresh)
+		*st = *known;
+	else
+		r = fstatat(in->node.fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno
+											  : 0;
+	if (r == 0 && !fresh && in->node.metacopy && in->node.data_fd >= 0) {
 		struct stat dst;
 		if (fstatat(in->node.data_fd, "", &dst, AT_EMPTY_PATH) == 0)
 			st->st_blocks = dst.st_blocks;

@@ -86,11 +86,17 @@ static int copy_range_rw(int src, int dst, off_t off, off_t end)
 	return 0;
 }
 
-static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr)
+/* Bytes copied between starts of writeback when the copy is to be synced. */
+#define WRITEBACK_CHUNK (32 << 20)
+
+static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr, bool writeback)
 {
 	while (*use_cfr && off < end) {
 		loff_t in = off, out = off;
-		ssize_t n = copy_file_range(src, &in, dst, &out, (size_t)(end - off), 0);
+		size_t len = (size_t)(end - off);
+		if (writeback && len > WRITEBACK_CHUNK)
+			len = WRITEBACK_CHUNK;
+		ssize_t n = copy_file_range(src, &in, dst, &out, len, 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -103,13 +109,18 @@ static int copy_range(int src, int dst, off_t off, off_t end, bool *use_cfr)
 		}
 		if (n == 0)
 			return 0;
+		/* the disk writes the copy while the rest is copied, instead of all of it in
+		 * the fdatasync that follows */
+		if (writeback)
+			sync_file_range(dst, off, n, SYNC_FILE_RANGE_WRITE);
 		off += n;
 	}
 	return off < end ? copy_range_rw(src, dst, off, end) : 0;
 }
 
-/* Copies SIZE bytes of SRC into DST (both open for I/O), keeping holes. */
-static int copy_data(int src, int dst, off_t size)
+/* Copies SIZE bytes of SRC into DST (both open for I/O), keeping holes.  WRITEBACK: the caller
+ * syncs DST afterwards, so its writeback is started as the copy goes. */
+static int copy_data(int src, int dst, off_t size, bool writeback)
 {
 	if (size == 0)
 		return ftruncate(dst, 0) < 0 ? -errno : 0;
@@ -123,7 +134,7 @@ static int copy_data(int src, int dst, off_t size)
 			if (errno == ENXIO)
 				break; /* only a hole remains */
 			/* no SEEK_DATA support: copy everything */
-			int r = copy_range(src, dst, off, size, &use_cfr);
+			int r = copy_range(src, dst, off, size, &use_cfr, writeback);
 			if (r < 0)
 				return r;
 			break;
@@ -131,7 +142,7 @@ static int copy_data(int src, int dst, off_t size)
 		off_t hole = lseek(src, data, SEEK_HOLE);
 		if (hole < 0 || hole > size)
 			hole = size;
-		int r = copy_range(src, dst, data, hole, &use_cfr);
+		int r = copy_range(src, dst, data, hole, &use_cfr, writeback);
 		if (r < 0)
 			return r;
 		off = hole;
@@ -189,6 +200,44 @@ static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_
 	if (r < 0)
 		return r;
 	ovl_inode_set_node(fs, in, &node);
+	return 0;
+}
+
+/* Swaps in the upper copy of regular file IN just renamed to NAME in PARENT's upper dir, built
+ * from what the copy-up knows instead of looked up again: OPATH (taken) is the copy, which
+ * carries IN's st_ino as its origin; a metacopy's data is what IN showed before.  The caller
+ * holds PARENT's and IN's locks exclusively.  Equal to refresh_node, without the walk of the
+ * redirect from the root. */
+static int adopt_copy(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_inode *in,
+		      const char *name, int *opath, bool metacopy)
+{
+	int data = in->node.data_fd >= 0 ? in->node.data_fd : in->node.fd;
+	if (parent->node.nparts == 0 || parent->node.parts[0].layer != 0 || (metacopy && data < 0))
+		return refresh_node(fs, parent, in, name);
+	lyr_stack_node n;
+	memset(&n, 0, sizeof(n));
+	n.fd = n.data_fd = -1;
+	if (fstatat(*opath, "", &n.st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return refresh_node(fs, parent, in, name);
+	if (asprintf(&n.lower_path, "%s/%s", parent->node.parts[0].path, name) < 0)
+		return -ENOMEM;
+	if (metacopy) {
+		n.data_fd = fcntl(data, F_DUPFD_CLOEXEC, 3);
+		if (n.data_fd < 0) {
+			int r = -errno;
+			free(n.lower_path);
+			return r;
+		}
+		n.metacopy = true;
+		n.data_layer = in->node.data_fd >= 0 ? in->node.data_layer : in->node.layer;
+		/* blocks come from the data copy, as a lookup reports them */
+		n.st.st_blocks = in->node.st.st_blocks;
+	}
+	n.fd = *opath;
+	*opath = -1;
+	n.layer = 0;
+	n.ino = in->ino;
+	ovl_inode_set_node(fs, in, &n);
 	return 0;
 }
 
@@ -281,7 +330,7 @@ static int fill_metacopy(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_
 	if (mode == OVL_COPY_EMPTY || src < 0)
 		r = ftruncate(dst, 0) < 0 ? -errno : 0;
 	else
-		r = copy_data(src, dst, size);
+		r = copy_data(src, dst, size, !fs->cfg.no_fsync);
 	if (r < 0)
 		return r;
 	if (fs->cfg.no_fsync == false && mode == OVL_COPY_DATA)
@@ -353,6 +402,8 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	/* a file of a lower hard-link group: one upper copy for the whole group, in the index */
 	char idx[24] = "";
 	if (S_ISREG(st.st_mode) && st.st_nlink > 1 && fs->index_fd >= 0) {
+		/* before the copy appears in the index: a lookup that can find it checks there */
+		atomic_store_explicit(&fs->index_used, true, memory_order_release);
 		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)in->ino);
 		if (linkat(fs->index_fd, idx, fs->work_fd, tmp, 0) == 0)
 			goto link_in; /* copied up before, through another name */
@@ -368,7 +419,7 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 		if (fd < 0)
 			break;
 		if (mode == OVL_COPY_DATA) {
-			r = copy_data(data, fd, st.st_size);
+			r = copy_data(data, fd, st.st_size, !fs->cfg.no_fsync);
 			if (r == 0 && !fs->cfg.no_fsync)
 				fdatasync(fd);
 		} else if (mode == OVL_COPY_META && ftruncate(fd, st.st_size) < 0) {
@@ -445,7 +496,9 @@ link_in:
 		tmp[0] = '\0';
 		if (have_pst)
 			keep_parent_times(parent->node.parts[0].fd, &pst);
-		r = refresh_node(fs, parent, in, name);
+		r = S_ISREG(st.st_mode) && opath >= 0
+			? adopt_copy(fs, parent, in, name, &opath, redirect != NULL)
+			: refresh_node(fs, parent, in, name);
 		if (idx[0])
 			in->indexed = true;
 		if (r == 0 && !in->node.metacopy)

@@ -273,23 +273,18 @@ int ovl_inode_get(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 			return 0;
 		}
 		pthread_mutex_unlock(&sh->lock);
-		/* build outside the shard lock, then look again */
-		lyr_stack_node copy;
-		int r = lyr_stack_node_dup(node, &copy);
-		if (r < 0)
-			return r;
-		fresh = inode_alloc(&copy);
-		if (!fresh) {
-			lyr_stack_node_clear(&copy);
+		/* build outside the shard lock, then look again; NODE moves into the fresh inode
+		 * (left empty, so a caller's clear after a failure is harmless) */
+		fresh = inode_alloc(node);
+		if (!fresh)
 			return -ENOMEM;
-		}
 		count_new(fs, fresh);
+		int r;
 		if (parent && (r = ovl_inode_set_name(fs, fresh, parent, name)) < 0) {
 			inode_destroy(fs, fresh);
 			return r;
 		}
-		lyr_stack_node_clear(node);
-		/* NODE is consumed now; the loop re-checks with the fresh inode's key */
+		/* the loop re-checks with the fresh inode's key */
 		node = &fresh->node;
 	}
 }
@@ -417,13 +412,34 @@ int ovl_inode_rdlock(struct ovl_fs *fs, struct ovl_inode *in)
 		char *name = in->name ? strdup(in->name) : NULL;
 		unsigned layer = in->node.layer;
 		struct stat want = in->node.st;
+		/* a plain file is reopened by its name in its own layer's part of the parent; a
+		 * metacopy (whose data must be found as well) and an index copy (which a lookup
+		 * finds through a lower name) are looked up again */
+		bool direct = !in->node.metacopy && !in->indexed;
 		if (parent)
 			ovl_inode_ref(fs, parent);
 		pthread_rwlock_unlock(&in->lock);
-		/* look the name up again: a metacopy needs its data found as well */
 		int fd = -ESTALE;
 		lyr_stack_node fresh;
-		if (parent && name) {
+		if (parent && name && direct) {
+			pthread_rwlock_rdlock(&parent->lock);
+			int pfd = open_in_parent(parent, layer, name);
+			pthread_rwlock_unlock(&parent->lock);
+			struct stat st;
+			if (pfd >= 0 &&
+			    fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+			    st.st_ino == want.st_ino && st.st_dev == want.st_dev) {
+				memset(&fresh, 0, sizeof(fresh));
+				fresh.fd = pfd;
+				fresh.data_fd = -1;
+				fresh.layer = layer;
+				fresh.st = st;
+				fd = 0;
+			} else if (pfd >= 0) {
+				close(pfd);
+			}
+		}
+		if (fd < 0 && parent && name) {
 			pthread_rwlock_rdlock(&parent->lock);
 			fd = lyr_stack_lookup(fs->stack, &parent->node, name, &fresh);
 			pthread_rwlock_unlock(&parent->lock);

@@ -26,6 +26,9 @@ void lyr_fs_config_init(lyr_fs_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->timeout = -1;
+	/* the kernel gathers small writes into large requests and keeps pages of files being
+	 * written: the daemon opens such files read-write and leaves O_APPEND to the kernel */
+	cfg->writeback = true;
 	cfg->squash_to_uid = -1;
 	cfg->squash_to_gid = -1;
 }

@@ -58,6 +58,7 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		return indexed;
 	}
 	struct ovl_inode *in;
+	struct stat known = node.st;
 	r = ovl_inode_get(fs, parent, name, &node, true, &in);
 	if (r < 0) {
 		lyr_stack_node_clear(&node);
@@ -69,7 +70,7 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		pthread_rwlock_unlock(&in->lock);
 	}
 	struct stat st;
-	r = ovl_getattr(fs, in, &st);
+	r = ovl_getattr_known(fs, in, &known, &st);
 	if (r < 0) {
 		ovl_inode_forget(fs, in, 1);
 		return r;
@@ -89,7 +90,7 @@ static void index_name(uint64_t ino, char name[24])
 int ovl_index_lookup(struct ovl_fs *fs, lyr_stack_node *node)
 {
 	if (fs->index_fd < 0 || node->layer < fs->first_lower || !S_ISREG(node->st.st_mode) ||
-	    node->st.st_nlink < 2)
+	    node->st.st_nlink < 2 || !atomic_load_explicit(&fs->index_used, memory_order_acquire))
 		return 0;
 	char name[24];
 	index_name(node->ino, name);

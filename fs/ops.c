@@ -3,6 +3,7 @@
  * return -errno; nothing here decides overlay semantics. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -24,6 +25,28 @@ static void reply_entry(fuse_req_t req, int r, const struct fuse_entry_param *e)
 		fuse_reply_entry(req, e);
 }
 
+/* The default largest write request: 1 MiB, or less so that a request with its header fits in
+ * a pipe of pipe-max-size (1 MiB by default).  libfuse splices a request into a pipe only when
+ * the pipe holds max_write plus a page, and reads it into memory (one more copy of the data)
+ * otherwise; a pipe cannot grow past pipe-max-size without CAP_SYS_RESOURCE. */
+static unsigned splice_max_write(void)
+{
+	unsigned max = 1u << 20;
+	long page = sysconf(_SC_PAGESIZE);
+	if (page <= 0)
+		page = 4096;
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+	unsigned long pipe_max = 0;
+	if (f) {
+		if (fscanf(f, "%lu", &pipe_max) != 1)
+			pipe_max = 0;
+		fclose(f);
+	}
+	if (pipe_max > (unsigned long)page && pipe_max - (unsigned long)page < max)
+		max = (unsigned)((pipe_max - (unsigned long)page) & ~((unsigned long)page - 1));
+	return max < (unsigned)page ? (unsigned)page : max;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct ovl_fs *fs = userdata;
@@ -36,7 +59,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* no automatic page-cache invalidation on mtime change: lower files never change and the
 	 * upper changes only through this mount */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	unsigned max_write = fs->cfg.max_write ? fs->cfg.max_write : 1u << 20;
+	unsigned max_write = fs->cfg.max_write ? fs->cfg.max_write : splice_max_write();
 	conn->max_write = max_write;
 	conn->max_readahead = 1u << 20;
 }
@@ -184,6 +207,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = keep;
+	/* closing a handle that cannot have written needs no FLUSH round trip: there is nothing
+	 * for the backing filesystem to write back or report, and locks are the kernel's */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		ovl_file_release(fs, f); /* the request was interrupted */
 }
@@ -251,16 +277,6 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 		fuse_reply_err(req, (int)-r);
 	else
 		fuse_reply_write(req, (size_t)r);
-}
-
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	/* closing a duplicate lets the backing filesystem see a close, as a local file would */
-	int dup_fd = dup(ovl_file_get(FS(req), FILE_OF(fi)));
-	int r = dup_fd < 0 ? errno : (close(dup_fd) < 0 ? errno : 0);
-	ovl_file_put(FILE_OF(fi));
-	fuse_reply_err(req, r);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -462,6 +478,11 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		fuse_reply_write(req, (size_t)r);
 }
 
+/* No flush operation: the kernel then sends no FLUSH on close (it writes back a handle's dirty
+ * pages and reports their errors itself), which costs a round trip per close otherwise (the
+ * writeback cache ignores FOPEN_NOFLUSH).  The upper filesystems overlays use (ext4, xfs, btrfs,
+ * tmpfs) have no flush operation of their own to pass a close on to; the backing fd is closed at
+ * release. */
 const struct fuse_lowlevel_ops ovl_ops = {
     .init = op_init,
     .lookup = op_lookup,
@@ -481,7 +502,6 @@ const struct fuse_lowlevel_ops ovl_ops = {
     .create = op_create,
     .read = op_read,
     .write_buf = op_write_buf,
-    .flush = op_flush,
     .release = op_release,
     .fsync = op_fsync,
     .opendir = op_opendir,

@@ -80,6 +80,7 @@ struct ovl_fs {
 	int upper_fd;		  /* O_PATH root of the upper, -1 without */
 	int work_fd;		  /* O_PATH dir for temporary objects (WORK/work), -1 without */
 	int index_fd;		  /* O_PATH WORK/index: upper copies of lower hard-link groups */
+	atomic_bool index_used;	  /* the index may hold copies (else lookups skip it) */
 	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
 	const char *override_xattr; /* xattr_permissions name, or NULL */
 	bool privileged;	    /* may chown / mknod devices */
@@ -208,6 +209,10 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 
 /* attr.c */
 int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *ret);
+/* ovl_getattr, taking KNOWN (a stat of the node just looked up) instead of a fresh fstat when it
+ * is of the object IN holds. */
+int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *known,
+		      struct stat *ret);
 int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
 		int fd);
 uid_t ovl_uid_to_disk(struct ovl_fs *fs, uid_t uid);

@@ -6,12 +6,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
 
 #include "ovl.h"
+#include "stack/stack_private.h"
 
 static void entries_free(struct ovl_dirent *e, size_t n)
 {
@@ -20,8 +22,11 @@ static void entries_free(struct ovl_dirent *e, size_t n)
 	free(e);
 }
 
-/* The st_ino an entry of the listing shows: its origin xattr, else its layer's inode number. */
-static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const lyr_stack_dirent *de)
+/* The st_ino an entry of the listing shows: its origin xattr, else its layer's inode number.
+ * DEV caches the device of the part last used (*DEV_LAYER is its layer), as the entries of one
+ * read mostly come from the same part. */
+static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const lyr_stack_dirent *de,
+			  unsigned *dev_layer, dev_t *dev)
 {
 	int partfd = -1;
 	for (unsigned i = 0; i < dir->nparts; i++)
@@ -29,22 +34,21 @@ static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const ly
 			partfd = dir->parts[i].fd;
 	if (partfd < 0)
 		return de->raw_ino;
-	struct stat st;
-	if (fstatat(partfd, "", &st, AT_EMPTY_PATH) < 0)
-		return de->raw_ino;
+	if (*dev_layer != de->layer) {
+		struct stat st;
+		if (fstatat(partfd, "", &st, AT_EMPTY_PATH) < 0)
+			return de->raw_ino;
+		*dev = st.st_dev;
+		*dev_layer = de->layer;
+	}
 	uint64_t origin = 0;
-	if (de->type != DT_LNK) {
+	/* one listxattrat tells whether there is anything to read: most entries carry none */
+	if (de->type != DT_LNK && (lyr_stack_marks_at(partfd, de->name, -1) & LYR_MARK_INO)) {
 		char path[64 + 256 + 2], v[32];
 		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", partfd, de->name);
-		/* one listxattr tells whether there is anything to read: most entries carry none */
-		char names[1024];
-		ssize_t len = llistxattr(path, names, sizeof(names));
-		bool maybe = len < 0 ? errno == ERANGE : false;
-		for (ssize_t i = 0; i < len && !maybe; i += (ssize_t)strlen(names + i) + 1)
-			maybe = strstr(names + i, "overlay." LYR_OVL_INO) != NULL;
 		static const char *const ns[] = {"trusted.overlay." LYR_OVL_INO,
 						 "user.overlay." LYR_OVL_INO};
-		for (size_t k = 0; maybe && k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
+		for (size_t k = 0; k < LYR_ARRAY_SIZE(ns) && !origin; k++) {
 			ssize_t n = lgetxattr(path, ns[k], v, sizeof(v) - 1);
 			if (n > 0) {
 				v[n] = '\0';
@@ -52,7 +56,7 @@ static uint64_t entry_ino(struct ovl_fs *fs, const lyr_stack_node *dir, const ly
 			}
 		}
 	}
-	return lyr_stack_ino(fs->stack, st.st_dev, de->raw_ino, origin);
+	return lyr_stack_ino(fs->stack, *dev, de->raw_ino, origin);
 }
 
 static int load(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dir *d)
@@ -140,6 +144,8 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 		r = load(fs, dir, d);
 	d->read_once = true;
 	size_t pos = 0;
+	unsigned dev_layer = UINT_MAX;
+	dev_t dev = 0;
 	for (size_t i = (size_t)(off < 0 ? 0 : off); r == 0 && i < d->n; i++) {
 		struct ovl_dirent *ent = &d->entries[i];
 		size_t used;
@@ -173,7 +179,8 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 				pthread_rwlock_rdlock(&dir->lock);
 				ent->ino = entry_ino(fs, &dir->node,
 						     &(lyr_stack_dirent){ent->name, ent->layer,
-									 ent->type, ent->raw_ino});
+									 ent->type, ent->raw_ino},
+						     &dev_layer, &dev);
 				pthread_rwlock_unlock(&dir->lock);
 				ent->ino_known = true;
 			}

@@ -1,6 +1,7 @@
 /* Setting up and tearing down one mount's state: the layer stack (upper first when there is one),
  * the work directory (WORK/work, emptied at mount; it holds objects under construction), the
  * private xattr namespace and the root inode. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -57,6 +58,25 @@ static lyr_fs_idmap *copy_map(const lyr_fs_idmap *m, size_t n)
 	if (c)
 		memcpy(c, m, n * sizeof(*c));
 	return c;
+}
+
+/* False only when the index directory at FD (O_PATH) certainly holds no entry. */
+static bool index_nonempty(int fd)
+{
+	int dfd = ovl_reopen(fd, O_RDONLY | O_DIRECTORY);
+	if (dfd < 0)
+		return true;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return true;
+	}
+	bool any = false;
+	struct dirent *de;
+	while (!any && (de = readdir(d)))
+		any = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	return any;
 }
 
 int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
@@ -172,6 +192,7 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 				 strerror(errno));
 			goto out_fail;
 		}
+		atomic_init(&fs->index_used, index_nonempty(fs->index_fd));
 	}
 	r = ovl_inode_root_new(fs);
 	if (r < 0) {

@@ -285,7 +285,9 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 	for (unsigned i = 0; i < nparts; i++) {
 		const lyr_stack_part *p = &parts[i];
 		struct stat st;
-		if (fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		/* open first and stat the fd: one walk of the name instead of two */
+		int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
 			if (errno == ENOENT || errno == ENOTDIR) {
 				if (aufs_whiteout(p->fd, name))
 					break;
@@ -297,16 +299,17 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 			}
 			break; /* an unreadable lower part ends the merge */
 		}
-		if (lyr_stack_is_whiteout(&st))
-			break;
-		if (found && !S_ISDIR(st.st_mode))
-			break;
-		int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
+		if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+			int e = errno;
+			close(fd);
 			if (found)
 				break;
-			r = -errno;
+			r = -e;
 			goto fail;
+		}
+		if (lyr_stack_is_whiteout(&st) || (found && !S_ISDIR(st.st_mode))) {
+			close(fd);
+			break;
 		}
 		char *path = join_path(p->path, name);
 		if (!path) {

@@ -278,6 +278,12 @@ static ssize_t list_names(int dirfd, const char *name, int fd, char *buf, size_t
 			return r;
 		atomic_store(&no_listxattrat, true);
 	}
+	if (fd < 0) {
+		/* only the entry's name is known: the procfs path of the directory and the name */
+		char path[64 + 256 + 2];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+		return llistxattr(path, buf, size);
+	}
 	char proc[64];
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	return listxattr(proc, buf, size);

@@ -26,7 +26,7 @@ typedef struct lyr_fs_config {
 	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;
 	bool nodev, nosuid, noexec, noatime;
-	bool writeback;	    /* FUSE writeback cache */
+	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
 	bool static_nlink;  /* directories report st_nlink 1 */
 	bool noacl;	    /* accepted; POSIX ACLs are plain xattrs here */
