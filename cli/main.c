@@ -37,7 +37,7 @@ static const cli_command commands[] = {
 	 "mount a ref read-write (a layer read-only) through FUSE",
 	 "  -f, --foreground     serve in this process until unmounted\n"
 	 "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
-	 "                       writeback=1, timeout=S, threaded=0, squash_to_root, ...)\n"},
+	 "                       writeback=0, timeout=S, threaded=0, squash_to_root, ...)\n"},
 	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
 	{"overlay", cmd_overlay, "-o lowerdir=A:B[,upperdir=U,workdir=W][,...] MOUNTPOINT",
 	 "fuse-overlayfs-compatible mount of plain directories (see 'layerfs overlay --help')", NULL},
