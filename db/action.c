@@ -205,51 +205,46 @@ int lyr_action_put(lyr_store *s, const char *key, const lyr_action *a)
 }
 
 typedef struct prune_actions_ctx {
+	lyr_store *s;
+	DB_TXN *txn;
 	int64_t cutoff;
 	size_t removed;
 } prune_actions_ctx;
 
+/* An entry goes when it is older than the cutoff, malformed, or names a layer that is gone. */
+static int prune_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	prune_actions_ctx *p = ctx;
+	if (!is_action_key(key, klen))
+		return 0;
+	lyr_action a;
+	bool drop = action_decode(val, vlen, &a) < 0;
+	int r = 0;
+	if (!drop) {
+		drop = a.created <= p->cutoff;
+		for (size_t i = 0; !drop && i < a.n_outputs; i++) {
+			const char *layer = a.outputs[i].layer;
+			drop = !rec_exists(p->s->layers, p->txn, layer, strlen(layer), &r) && r == 0;
+			if (r)
+				break;
+		}
+		lyr_action_clear(&a);
+	}
+	if (r)
+		return r;
+	if (!drop)
+		return 0;
+	p->removed++;
+	return REC_DELETE;
+}
+
 static int action_prune_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	prune_actions_ctx *p = ctx;
-	p->removed = 0;
-	DBC *c;
-	int r = dbx(s->actions->cursor(s->actions, txn, &c, 0));
-	if (r)
-		return r;
-	DBT k = {0}, v = {0};
-	k.flags = v.flags = DB_DBT_REALLOC;
-	while ((r = dbx(c->get(c, &k, &v, DB_NEXT))) == 0) {
-		if (!is_action_key(k.data, k.size))
-			continue;
-		lyr_action a;
-		bool drop = action_decode(v.data, v.size, &a) < 0;
-		if (!drop) {
-			drop = a.created <= p->cutoff;
-			for (size_t i = 0; !drop && i < a.n_outputs; i++) {
-				const char *layer = a.outputs[i].layer;
-				drop =
-				    !rec_exists(s->layers, txn, layer, strlen(layer), &r) && r == 0;
-				if (r)
-					break;
-			}
-			lyr_action_clear(&a);
-			if (r)
-				break;
-		}
-		if (drop) {
-			r = dbx(c->del(c, 0));
-			if (r)
-				break;
-			p->removed++;
-		}
-	}
-	free(k.data);
-	free(v.data);
-	int e = dbx(c->close(c));
-	if (r == -ENOENT)
-		r = e;
-	return r;
+	p->removed = 0; /* a retried transaction starts over */
+	p->s = s;
+	p->txn = txn;
+	return rec_each(s->actions, txn, prune_one, p);
 }
 
 int lyr_action_prune(lyr_store *s, bool all, int64_t keep_seconds, size_t *ret_removed)
