@@ -36,6 +36,20 @@ static int mount_opt(void *ctx, int c, const char *arg)
 	return -1;
 }
 
+struct live_ctx {
+	lyr_store *store;
+	const char *ref, *mountpoint;
+};
+
+static void record_live(void *ctx, pid_t pid)
+{
+	struct live_ctx *l = ctx;
+	int r = lyr_ref_set_mount(l->store, l->ref, l->mountpoint, pid);
+	if (r < 0)
+		fprintf(stderr, "layerfs: mount '%s': recording the mount: %s\n", l->ref,
+			cli_strerror(r));
+}
+
 static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *o)
 {
 	lyr_obj_kind kind;
@@ -64,7 +78,8 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 	cfg->fsname = fsname;
 
 	if (kind == LYR_OBJ_REF) {
-		r = lyr_ref_set_mount(cli->store, id, abs, getpid());
+		/* the claim names no mountpoint: inspect shows one only once the mount is live */
+		r = lyr_ref_set_mount(cli->store, id, NULL, getpid());
 		if (r == -EBUSY) {
 			lyr_ref_info info = {0};
 			if (lyr_ref_get(cli->store, id, &info) == 0 && info.mountpoint)
@@ -80,6 +95,11 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 	}
 	lyr_fs_error err = {{0}};
 	pid_t pid = 0;
+	struct live_ctx live = {cli->store, id, abs};
+	if (kind == LYR_OBJ_REF) {
+		cfg->ready = record_live; /* foreground: called once the mount is live */
+		cfg->ready_ctx = &live;
+	}
 	r = lyr_fs_mount(cfg, abs, &err, &pid);
 	if (r < 0) {
 		if (kind == LYR_OBJ_REF)
