@@ -86,6 +86,23 @@ static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
 	}
 }
 
+/* Gives a new object the caller's ownership: OBJ in DIRFD, or the file open at DIRFD when OBJ is
+ * NULL.  The group is the parent's when the parent (attributes PST) is set-group-ID. */
+static int set_owner(struct ovl_fs *fs, const struct stat *pst, const struct ovl_create_args *a,
+		     int dirfd, const char *obj)
+{
+	gid_t gid = (pst->st_mode & S_ISGID) ? pst->st_gid : a->gid;
+	int r = obj ? fchownat(dirfd, obj, a->uid, gid, AT_SYMLINK_NOFOLLOW)
+		    : fchown(dirfd, a->uid, gid);
+	if (r < 0 && (fs->privileged || errno != EPERM))
+		return -errno;
+	/* chown drops set-id bits of non-directories; put back what was asked for */
+	if ((a->mode & 06000) && !S_ISDIR(a->mode) && !S_ISLNK(a->mode) &&
+	    (obj ? fchmodat(dirfd, obj, a->mode & 07777, 0) : fchmod(dirfd, a->mode & 07777)) < 0)
+		return -errno;
+	return 0;
+}
+
 int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	       const struct ovl_create_args *a, struct fuse_entry_param *e, int *ret_fd)
 {
@@ -144,21 +161,18 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		tmp[0] = '\0';
 		goto unlock;
 	}
-	if (!is_link) {
-		gid_t gid = a->gid;
-		if (parent->node.st.st_mode & S_ISGID)
-			gid = parent->node.st.st_gid;
-		if (fchownat(dirfd, obj, a->uid, gid, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    (fs->privileged || errno != EPERM)) {
-			r = -errno;
+	if (!is_link && (r = set_owner(fs, &parent->node.st, a, dirfd, obj)) < 0)
+		goto undo;
+	if (is_link && a->link_src->unlinked) {
+		/* an O_TMPFILE file getting its first name (the kernel links no other unlinked
+		 * file): from now on it is found by that name like any other */
+		pthread_rwlock_wrlock(&a->link_src->lock);
+		a->link_src->unlinked = false;
+		a->link_src->pinned = false;
+		r = ovl_inode_set_name(fs, a->link_src, parent, name);
+		pthread_rwlock_unlock(&a->link_src->lock);
+		if (r < 0)
 			goto undo;
-		}
-		/* chown drops set-id bits of non-directories; put back what was asked for */
-		if ((a->mode & 06000) && !S_ISDIR(a->mode) && !S_ISLNK(a->mode) &&
-		    fchmodat(dirfd, obj, a->mode & 07777, 0) < 0) {
-			r = -errno;
-			goto undo;
-		}
 	}
 	if (wh) {
 		if (S_ISDIR(a->mode)) {
@@ -226,6 +240,59 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return r;
+}
+
+int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_create_args *a,
+		struct fuse_entry_param *e, int *ret_fd)
+{
+	if (!fs->has_upper || fs->read_only)
+		return -EROFS;
+	if (!S_ISDIR(parent->type))
+		return -ENOTDIR;
+	/* the file lives in the work dir, on the upper's filesystem, so that a link gives it a
+	 * name in the upper; made linkable (no O_EXCL): the kernel refuses links itself when the
+	 * caller asked for O_EXCL */
+	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_DIRECT;
+	_cleanup_close_ int fd =
+	    openat(fs->work_fd, ".", (a->open_flags & keep) | O_TMPFILE | O_CLOEXEC, a->mode & 07777);
+	if (fd < 0)
+		return errno == EISDIR ? -EOPNOTSUPP : -errno;
+	pthread_rwlock_rdlock(&parent->lock);
+	struct stat pst = parent->node.st;
+	pthread_rwlock_unlock(&parent->lock);
+	int r = set_owner(fs, &pst, a, fd, NULL);
+	if (r < 0)
+		return r;
+	lyr_stack_node node;
+	memset(&node, 0, sizeof(node));
+	node.data_fd = -1;
+	node.fd = ovl_reopen(fd, O_PATH);
+	if (node.fd < 0)
+		return node.fd;
+	if (fstat(node.fd, &node.st) < 0) {
+		r = -errno;
+		close(node.fd);
+		return r;
+	}
+	node.ino = lyr_stack_ino(fs->stack, node.st.st_dev, node.st.st_ino, 0);
+	struct ovl_inode *in;
+	if ((r = ovl_inode_get(fs, NULL, NULL, &node, true, &in)) < 0) {
+		lyr_stack_node_clear(&node);
+		return r;
+	}
+	/* no name finds it: it keeps its fd, and shows st_nlink 0 until linked */
+	pthread_rwlock_wrlock(&in->lock);
+	in->unlinked = true;
+	in->pinned = true;
+	pthread_rwlock_unlock(&in->lock);
+	struct stat st;
+	if ((r = ovl_getattr(fs, in, &st)) < 0) {
+		ovl_inode_forget(fs, in, 1);
+		return r;
+	}
+	ovl_fill_entry(fs, in, &st, e);
+	*ret_fd = LYR_TAKE_FD(fd);
+	return 0;
 }
 
 /* Moves NAME out of DIRFD into the work dir, leaving a whiteout when WHITEOUT, and removes it. */

@@ -167,19 +167,9 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	}
 	if (cfg->ready && notify < 0)
 		cfg->ready(cfg->ready_ctx, getpid());
-	if (cfg->threads == 1) {
-		fuse_session_loop(se);
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-		if (lc) {
-			fuse_loop_cfg_set_max_threads(lc, cfg->threads ? cfg->threads : 16);
-			fuse_loop_cfg_set_idle_threads(lc, 4);
-			fuse_session_loop_mt(se, lc);
-			fuse_loop_cfg_destroy(lc);
-		} else {
-			fuse_session_loop(se);
-		}
-	}
+	int lr = ovl_loop_run(se, cfg->threads ? cfg->threads : 16);
+	if (lr < 0)
+		ovl_log("reading requests: %s", strerror(-lr));
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);

@@ -25,32 +25,13 @@ static void reply_entry(fuse_req_t req, int r, const struct fuse_entry_param *e)
 		fuse_reply_entry(req, e);
 }
 
-/* The default largest write request: 1 MiB, or less so that a request with its header fits in
- * a pipe of pipe-max-size (1 MiB by default).  libfuse splices a request into a pipe only when
- * the pipe holds max_write plus a page, and reads it into memory (one more copy of the data)
- * otherwise; a pipe cannot grow past pipe-max-size without CAP_SYS_RESOURCE. */
-static unsigned splice_max_write(void)
-{
-	unsigned max = 1u << 20;
-	long page = sysconf(_SC_PAGESIZE);
-	if (page <= 0)
-		page = 4096;
-	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
-	unsigned long pipe_max = 0;
-	if (f) {
-		if (fscanf(f, "%lu", &pipe_max) != 1)
-			pipe_max = 0;
-		fclose(f);
-	}
-	if (pipe_max > (unsigned long)page && pipe_max - (unsigned long)page < max)
-		max = (unsigned)((pipe_max - (unsigned long)page) & ~((unsigned long)page - 1));
-	return max < (unsigned)page ? (unsigned)page : max;
-}
-
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct ovl_fs *fs = userdata;
-	unsigned want = FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
+	/* requests are read, not spliced: libfuse splices each request into a pipe and then reads
+	 * all but large writes out of it again, one more syscall per request; a large write costs
+	 * the same two copies either way (into the pipe and out of it, or into memory and out) */
+	unsigned want = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
 			FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_READDIRPLUS |
 			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ASYNC_READ | FUSE_CAP_CACHE_SYMLINKS;
 	if (fs->cfg.writeback)
@@ -59,8 +40,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* no automatic page-cache invalidation on mtime change: lower files never change and the
 	 * upper changes only through this mount */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	unsigned max_write = fs->cfg.max_write ? fs->cfg.max_write : splice_max_write();
-	conn->max_write = max_write;
+	conn->max_write = fs->cfg.max_write ? fs->cfg.max_write : 1u << 20;
 	conn->max_readahead = 1u << 20;
 }
 
@@ -229,14 +209,15 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	a.open_flags = flags;
 	struct fuse_entry_param e;
 	int fd = -1;
-	int r = ovl_create(fs, INODE(req, parent), name, &a, &e, &fd);
+	int r = ovl_loop_tmpfile ? ovl_tmpfile(fs, INODE(req, parent), &a, &e, &fd)
+				 : ovl_create(fs, INODE(req, parent), name, &a, &e, &fd);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	struct ovl_file *f;
 	r = ovl_file_new(fs, ovl_inode_from_id(fs, e.ino), fd,
-			 flags & ~(O_CREAT | O_EXCL | O_TRUNC), &f);
+			 flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE), &f);
 	if (r < 0) {
 		close(fd);
 		ovl_inode_forget(fs, ovl_inode_from_id(fs, e.ino), 1);

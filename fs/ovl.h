@@ -194,6 +194,10 @@ struct ovl_create_args {
 };
 int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	       const struct ovl_create_args *a, struct fuse_entry_param *e, int *ret_fd);
+/* An unnamed regular file for O_TMPFILE in PARENT (A as for a create): fills E, takes a lookup
+ * count and returns the open fd in *RET_FD.  A link gives it a name. */
+int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_create_args *a,
+		struct fuse_entry_param *e, int *ret_fd);
 int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bool dir);
 int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct ovl_inode *p2,
 	       const char *n2, unsigned flags);
@@ -254,6 +258,13 @@ int ovl_setxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, cons
 int ovl_removexattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name);
 /* Copies the xattrs of SRC to DST except the overlay's private ones. */
 int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst);
+
+/* loop.c */
+/* Serves SE's requests on up to MAX threads until the session ends; 0 or the -errno of a failed
+ * read. */
+int ovl_loop_run(struct fuse_session *se, unsigned max);
+/* Set while the current thread handles a FUSE_TMPFILE, which reaches the create handler. */
+extern _Thread_local bool ovl_loop_tmpfile;
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ovl_ops;

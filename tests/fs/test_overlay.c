@@ -503,6 +503,8 @@ Test(fs_readonly, mount_without_upper_refuses_writes, .fini = mnt_teardown, .tim
 	cr_assert_eq(errno, EROFS);
 	cr_assert_eq(mkdir(MP("d"), 0755), -1);
 	cr_assert_eq(errno, EROFS);
+	cr_assert_eq(open(M.mp, O_TMPFILE | O_RDWR, 0600), -1);
+	cr_assert_eq(errno, EROFS);
 }
 
 Test(fs_overlay, hard_link_groups_stay_together_across_remount)
@@ -732,4 +734,60 @@ Test(fs_overlay, new_objects_get_the_mode_the_caller_asked_for)
 	cr_assert_eq(st.st_mode & 07777, 0662);
 	cr_assert_eq(stat(MP("closed"), &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0750);
+}
+
+Test(fs_overlay, o_tmpfile_makes_an_unnamed_file_that_a_link_names)
+{
+	int fd = open(MP("dir"), O_TMPFILE | O_RDWR, 0640);
+	cr_assert_geq(fd, 0, "open O_TMPFILE: %s", strerror(errno));
+	cr_assert_eq(write(fd, "unnamed", 7), 7);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(st.st_nlink, 0);
+	cr_assert_eq(st.st_mode, S_IFREG | 0640);
+	cr_assert_eq(st.st_size, 7);
+	/* nothing in the directory shows it */
+	_cleanup_free_ char *before = sorted_listing(MP("dir"));
+	cr_assert_str_eq(before, "g,h,sub");
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, MP("dir/named"), AT_SYMLINK_FOLLOW), 0,
+		     "linkat: %s", strerror(errno));
+	struct stat named;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(stat(MP("dir/named"), &named), 0);
+	cr_assert_eq(st.st_nlink, 1);
+	cr_assert_eq(named.st_ino, st.st_ino);
+	/* writes through the fd show through the name, and the name stays after close */
+	cr_assert_eq(pwrite(fd, "N", 1, 0), 1);
+	close(fd);
+	_cleanup_free_ char *data = slurp(MP("dir/named"));
+	cr_assert_str_eq(data, "Nnnamed");
+	_cleanup_free_ char *after = sorted_listing(MP("dir"));
+	cr_assert_str_eq(after, "g,h,named,sub");
+	/* the upper holds it under its name; the work dir holds nothing */
+	_cleanup_free_ char *up = tu_read(M.upper, "dir/named");
+	cr_assert_str_eq(up, "Nnnamed");
+	_cleanup_free_ char *work = sorted_listing(M.work);
+	cr_assert_str_eq(work, "index,work");
+	_cleanup_free_ char *wwork = tu_path(M.work, "work");
+	_cleanup_free_ char *w = sorted_listing(wwork);
+	cr_assert_str_eq(w, "");
+}
+
+Test(fs_overlay, o_tmpfile_left_unnamed_leaves_nothing_and_o_excl_refuses_a_link)
+{
+	int fd = open(M.mp, O_TMPFILE | O_WRONLY | O_EXCL, 0600);
+	cr_assert_geq(fd, 0, "open O_TMPFILE: %s", strerror(errno));
+	cr_assert_eq(write(fd, "gone", 4), 4);
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, MP("kept"), AT_SYMLINK_FOLLOW), -1);
+	cr_assert_eq(errno, ENOENT);
+	close(fd);
+	_cleanup_free_ char *s = sorted_listing(M.mp);
+	cr_assert_str_eq(s, "a,aufs,big,dir,link1,link2,opq,ro,sparse,sym");
+	_cleanup_free_ char *wwork = tu_path(M.work, "work");
+	_cleanup_free_ char *w = sorted_listing(wwork);
+	cr_assert_str_eq(w, "");
 }

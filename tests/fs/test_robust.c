@@ -110,7 +110,7 @@ Test(fs_robust, xattr_permissions_keep_owner_and_mode_in_an_xattr, .init = plain
 	cr_assert_eq(st.st_mode & 07777, 0700);
 }
 
-#define BIGDIR 10000
+#define BIGDIR 100000 /* the size: offsets must hold at this scale too */
 
 static void big_dir(void)
 {
@@ -120,7 +120,7 @@ static void big_dir(void)
 	int dfd = open(in_dir(M.l2, "big"), O_DIRECTORY | O_RDONLY);
 	for (int i = 0; i < BIGDIR; i++) {
 		char name[32];
-		snprintf(name, sizeof(name), "entry-%05d", i);
+		snprintf(name, sizeof(name), "entry-%06d", i);
 		int fd = openat(dfd, name, O_CREAT | O_WRONLY, 0644);
 		cr_assert_geq(fd, 0);
 		close(fd);
@@ -143,7 +143,7 @@ Test(fs_robust, readdir_lists_every_entry_once_while_the_directory_changes, .ini
 		int i = atoi(de->d_name + 6);
 		cr_assert_eq(seen[i], 0, "%s listed twice", de->d_name);
 		seen[i] = 1;
-		if (++count == 3000) {
+		if (++count == 30000) {
 			pos = telldir(d);
 			/* change the directory under the open stream */
 			for (int k = 0; k < 50; k++) {
@@ -151,7 +151,7 @@ Test(fs_robust, readdir_lists_every_entry_once_while_the_directory_changes, .ini
 				snprintf(name, sizeof(name), "big/new-%d", k);
 				put(MP(name), "n");
 			}
-			cr_assert_eq(unlink(MP("big/entry-09999")), 0);
+			cr_assert_eq(unlink(MP("big/entry-099999")), 0);
 			seekdir(d, pos);
 		}
 	}
