@@ -144,6 +144,7 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 	if (!read_only) {
 		cfg.upper = cv.upper;
 		cfg.work = cv.work;
+		cfg.upper_native = true;
 	}
 	/* The command may run as another user (--user), and a shared cache mount may serve a later
 	 * run's user: root lets them in (the mountpoints sit in a 0700 directory or in the store).

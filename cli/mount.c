@@ -73,6 +73,7 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 	cfg->nlowers = view.nlowers;
 	cfg->upper = view.upper;
 	cfg->work = view.work;
+	cfg->upper_native = true;
 	char fsname[80];
 	snprintf(fsname, sizeof(fsname), "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
 	cfg->fsname = fsname;

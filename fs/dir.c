@@ -27,6 +27,18 @@ static int upper_slot(int dirfd, const char *name)
 	return lyr_stack_is_whiteout(&st) ? 1 : -EEXIST;
 }
 
+/* True when an OCI/AUFS ".wh.NAME" marker in the upper directory DIRFD hides NAME below (an upper
+ * fuse-overlayfs wrote; a store ref's upper never holds one). */
+static bool aufs_hidden(struct ovl_fs *fs, int dirfd, const char *name)
+{
+	if (lyr_stack_native(fs->stack, 0))
+		return false;
+	char wh[OVL_NAME_MAX + 8];
+	struct stat st;
+	return (size_t)snprintf(wh, sizeof(wh), ".wh.%s", name) < sizeof(wh) &&
+	       fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 static int set_opaque(struct ovl_fs *fs, int fd)
 {
 	return ovl_set_private_xattr(fs, fd, LYR_OVL_OPAQUE, "y", 1);
@@ -92,6 +104,10 @@ static int set_owner(struct ovl_fs *fs, const struct stat *pst, const struct ovl
 		     int dirfd, const char *obj)
 {
 	gid_t gid = (pst->st_mode & S_ISGID) ? pst->st_gid : a->gid;
+	/* what the upper's filesystem gave it already (the daemon's ids, or the set-group-ID
+	 * parent's group, by the same rule) */
+	if (a->uid == fs->uid && gid == ((pst->st_mode & S_ISGID) ? pst->st_gid : fs->gid))
+		return 0;
 	int r = obj ? fchownat(dirfd, obj, a->uid, gid, AT_SYMLINK_NOFOLLOW)
 		    : fchown(dirfd, a->uid, gid);
 	if (r < 0 && (fs->privileged || errno != EPERM))
@@ -137,19 +153,18 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	struct ovl_wscope ws = {0};
 	lyr_stack_node node;
 	pthread_rwlock_wrlock(&parent->lock);
-	r = ovl_lookup_node(fs, parent, name, &node);
-	if (r == 0) {
-		lyr_stack_node_clear(&node);
-		r = -EEXIST;
-		goto unlock;
-	}
-	if (r != -ENOENT)
-		goto unlock;
+	/* the parent has an upper part (copied up above): anything there decides; else the
+	 * layers below, unless the upper's marker hides them */
 	int upper = parent->node.parts[0].fd;
-	ovl_writable_add(fs, &ws, upper);
 	int wh = upper_slot(upper, name);
 	if ((r = wh) < 0)
 		goto unlock;
+	if (!wh && parent->node.nparts > 1 && !aufs_hidden(fs, upper, name)) {
+		int lower = ovl_lower_has(fs, parent, name);
+		if ((r = lower < 0 ? lower : lower ? -EEXIST : 0) < 0)
+			goto unlock;
+	}
+	ovl_writable_add(fs, &ws, upper);
 	int dirfd = upper;
 	const char *obj = name;
 	if (wh) {
@@ -194,7 +209,10 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		}
 		tmp[0] = '\0';
 	}
-	r = ovl_lookup_node(fs, parent, name, &node);
+	/* a new object in the upper has nothing below it; a new name of an existing object is
+	 * that object, found as a lookup finds it (an index copy, say) */
+	r = is_link ? ovl_lookup_node(fs, parent, name, &node)
+		    : lyr_stack_node_made(fs->stack, &parent->node, name, &node);
 	ovl_writable_end(&ws);
 	/* the parent's own attributes (mtime, nlink) come from its topmost part: refresh it */
 	fstatat(parent->node.fd, "", &parent->node.st, AT_EMPTY_PATH);
@@ -202,6 +220,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	if (r < 0)
 		goto fail;
 	struct ovl_inode *in;
+	struct stat known = node.st;
 	if ((r = ovl_inode_get(fs, parent, name, &node, true, &in)) < 0) {
 		lyr_stack_node_clear(&node);
 		goto fail;
@@ -212,7 +231,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		pthread_rwlock_unlock(&in->lock);
 	}
 	struct stat st;
-	if ((r = ovl_getattr(fs, in, &st)) < 0) {
+	if ((r = is_link ? ovl_getattr(fs, in, &st) : ovl_getattr_known(fs, in, &known, &st)) < 0) {
 		ovl_inode_forget(fs, in, 1);
 		goto fail;
 	}
@@ -383,11 +402,18 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 		return r;
 	}
 	pthread_rwlock_wrlock(&parent->lock);
-	/* look again: a copy-up may have finished meanwhile */
-	lyr_stack_node_clear(&node);
-	r = ovl_lookup_node(fs, parent, name, &node);
-	if (r < 0)
-		goto out;
+	/* look again: a copy-up may have finished meanwhile; an upper object that is still the
+	 * one at the name needs no second lookup */
+	struct stat now;
+	if (node.layer != 0 || fstatat(parent->node.parts[0].fd, name, &now, AT_SYMLINK_NOFOLLOW) ||
+	    now.st_ino != node.st.st_ino || now.st_dev != node.st.st_dev) {
+		lyr_stack_node_clear(&node);
+		r = ovl_lookup_node(fs, parent, name, &node);
+		if (r < 0)
+			goto out;
+	} else {
+		node.st = now;
+	}
 	int lower = ovl_lower_has(fs, parent, name);
 	if ((r = lower) < 0)
 		goto out;

@@ -84,6 +84,8 @@ struct ovl_fs {
 	const char *xattr_prefix; /* "trusted.overlay." with CAP_SYS_ADMIN, else "user.overlay." */
 	const char *override_xattr; /* xattr_permissions name, or NULL */
 	bool privileged;	    /* may chown / mknod devices */
+	uid_t uid;		    /* the daemon's ids: what the objects it makes get */
+	gid_t gid;
 	bool dac_override;	    /* may write into directories read-only to their owner */
 	double timeout;
 	atomic_uint_fast64_t tmp_seq;

@@ -113,6 +113,8 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 	fs->read_only = cfg->read_only || !fs->has_upper;
 	fs->first_lower = fs->has_upper ? 1 : 0;
 	fs->privileged = has_cap(CAP_CHOWN);
+	fs->uid = geteuid();
+	fs->gid = getegid();
 	fs->dac_override = has_cap(CAP_DAC_OVERRIDE);
 	fs->xattr_prefix = "user.overlay.";
 	fs->override_xattr = cfg->xattr_permissions == 1   ? "user.containers.override_stat"
@@ -144,6 +146,11 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 
 	if (fs->has_upper) {
 		fs->upper_fd = lyr_stack_layer_fd(fs->stack, 0);
+		/* names starting with .wh. cannot be made through the mount */
+		if (cfg->upper_native && (r = lyr_stack_set_native(fs->stack, 0)) < 0) {
+			r = fail(err, r, "upper directory '%s': %s", cfg->upper, strerror(-r));
+			goto out_fail;
+		}
 		/* the upper must not also be read as a lower: copy-up would copy onto itself */
 		struct stat us, ls;
 		if (fstat(fs->upper_fd, &us) == 0)

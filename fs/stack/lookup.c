@@ -111,8 +111,9 @@ static uint64_t node_ino(const lyr_stack *s, int fd, const struct stat *st, unsi
 	return lyr_stack_ino(s, st->st_dev, st->st_ino, origin);
 }
 
-/* 1 when the directory at FD (carrying MARKS) ends the merge. */
-static int dir_opaque(int fd, unsigned marks)
+/* 1 when the directory at FD (carrying MARKS) ends the merge; AUFS: it may hold an AUFS
+ * opaque marker. */
+static int dir_opaque(int fd, unsigned marks, bool aufs)
 {
 	if (marks & LYR_MARK_OPAQUE) {
 		char v[8];
@@ -121,7 +122,7 @@ static int dir_opaque(int fd, unsigned marks)
 			return 1;
 	}
 	struct stat st;
-	return fstatat(fd, LYR_WH_OPAQUE, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	return aufs && fstatat(fd, LYR_WH_OPAQUE, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 int lyr_stack_root(const lyr_stack *s, unsigned from, lyr_stack_node *ret)
@@ -159,7 +160,7 @@ int lyr_stack_root(const lyr_stack *s, unsigned from, lyr_stack_node *ret)
 			free(path);
 			goto fail;
 		}
-		if (dir_opaque(fd, lyr_stack_marks(fd)) == 1) {
+		if (dir_opaque(fd, lyr_stack_marks(fd), !lyr_stack_native(s, l)) == 1) {
 			n.opaque = true;
 			break;
 		}
@@ -289,7 +290,7 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 		int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0) {
 			if (errno == ENOENT || errno == ENOTDIR) {
-				if (aufs_whiteout(p->fd, name))
+				if (!lyr_stack_native(s, p->layer) && aufs_whiteout(p->fd, name))
 					break;
 				continue;
 			}
@@ -343,7 +344,7 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 			free(path);
 			goto fail;
 		}
-		if (dir_opaque(fd, marks) == 1) {
+		if (dir_opaque(fd, marks, !lyr_stack_native(s, p->layer)) == 1) {
 			n.opaque = true;
 			break;
 		}
@@ -366,6 +367,44 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 	if (!n.lower_path && !(n.lower_path = strdup(n.parts[0].path))) {
 		r = -ENOMEM;
 		goto fail;
+	}
+	*ret = n;
+	return 0;
+fail:
+	lyr_stack_node_clear(&n);
+	return r;
+}
+
+int lyr_stack_node_made(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
+			lyr_stack_node *ret)
+{
+	if (!dir->nparts)
+		return -ENOTDIR;
+	const lyr_stack_part *p = &dir->parts[0];
+	lyr_stack_node n;
+	node_init(&n);
+	int r;
+	n.fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (n.fd < 0)
+		return -errno;
+	if (fstatat(n.fd, "", &n.st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	n.layer = p->layer;
+	n.ino = lyr_stack_ino(s, n.st.st_dev, n.st.st_ino, 0);
+	if (!(n.lower_path = join_path(p->path, name))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (S_ISDIR(n.st.st_mode)) {
+		char *path = strdup(n.lower_path);
+		if (!path || (r = add_part(&n, p->layer, n.fd, path)) < 0) {
+			free(path);
+			r = -ENOMEM;
+			goto fail;
+		}
+		n.opaque = true; /* nothing below merges with it */
 	}
 	*ret = n;
 	return 0;

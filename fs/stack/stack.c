@@ -25,6 +25,7 @@ struct lyr_stack {
 	bool multi_dev;
 	size_t ndevs;
 	dev_t *dev_list;
+	bool *native; /* layers written only through an overlay: no OCI/AUFS markers */
 };
 
 static int stack_finish(lyr_stack *s)
@@ -127,12 +128,28 @@ void lyr_stack_free(lyr_stack *s)
 	free(s->fds);
 	free(s->devs);
 	free(s->dev_list);
+	free(s->native);
 	free(s);
 }
 
 size_t lyr_stack_layers(const lyr_stack *s)
 {
 	return s->n;
+}
+
+int lyr_stack_set_native(lyr_stack *s, size_t layer)
+{
+	if (layer >= s->n)
+		return -EINVAL;
+	if (!s->native && !(s->native = calloc(s->n, sizeof(bool))))
+		return -ENOMEM;
+	s->native[layer] = true;
+	return 0;
+}
+
+bool lyr_stack_native(const lyr_stack *s, size_t layer)
+{
+	return s->native && layer < s->n && s->native[layer];
 }
 
 int lyr_stack_layer_fd(const lyr_stack *s, size_t i)

@@ -22,6 +22,10 @@ typedef struct lyr_fs_config {
 	const char *work; /* required with UPPER: an empty-able dir on UPPER's filesystem */
 
 	bool foreground;  /* serve in the calling process until unmounted */
+	/* UPPER was only ever written through layerfs (a store ref), so it holds no OCI/AUFS
+	 * ".wh." markers and lookups need not probe it for them; off for `layerfs overlay`, whose
+	 * upper fuse-overlayfs may have written */
+	bool upper_native;
 	bool read_only;	  /* mount read-only even with an upper */
 	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;

@@ -48,6 +48,10 @@ int lyr_stack_open_fds(const int *fds, size_t n, lyr_stack **ret);
 void lyr_stack_free(lyr_stack *s);
 
 size_t lyr_stack_layers(const lyr_stack *s);
+/* Marks LAYER as written only through an overlay, which cannot create OCI/AUFS marker names, so
+ * lookups skip probing it for them (an upper layer).  Call before the stack is shared. */
+int lyr_stack_set_native(lyr_stack *s, size_t layer);
+bool lyr_stack_native(const lyr_stack *s, size_t layer);
 /* O_PATH directory fd of layer I's root (owned by the stack). */
 int lyr_stack_layer_fd(const lyr_stack *s, size_t i);
 
@@ -113,6 +117,12 @@ int lyr_stack_node_dup(const lyr_stack_node *src, lyr_stack_node *ret);
 
 /* The root directory of the merged view of layers FROM..end. */
 int lyr_stack_root(const lyr_stack *s, unsigned from, lyr_stack_node *ret);
+
+/* The node of NAME, an object just made in the topmost part of directory DIR that nothing in the
+ * layers below merges with (they hold no NAME, or it was whited out), and that carries no overlay
+ * markers yet: one open and one stat instead of a lookup through every part. */
+int lyr_stack_node_made(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
+			lyr_stack_node *ret);
 
 /* Resolves NAME in the merged directory DIR.  Returns 0 and fills RET; -ENOENT when absent,
  * whited out or a marker name; -ENAMETOOLONG beyond 255 bytes; -EINVAL for "", "." or ".." or a

@@ -371,3 +371,23 @@ Test(fs_robust, layers_on_several_filesystems_get_distinct_stable_inode_numbers)
 	mnt_umount();
 	tu_rmtree(shm);
 }
+
+/* An upper another overlay wrote (fuse-overlayfs may leave OCI ".wh." files in it): its markers
+ * hide what they name, and a new file can take the name. */
+Test(fs_robust, aufs_whiteouts_in_the_upper_hide_names_and_let_them_be_made, .init = plain_layers)
+{
+	tu_write(M.upper, ".wh.file", "");
+	mnt_mount();
+	struct stat st;
+	cr_assert_eq(stat(MP("file"), &st), -1);
+	cr_assert_eq(errno, ENOENT);
+	int fd = open(MP("file"), O_CREAT | O_EXCL | O_WRONLY, 0644);
+	cr_assert_geq(fd, 0, "create over the marker: %s", strerror(errno));
+	cr_assert_eq(write(fd, "new", 3), 3);
+	close(fd);
+	_cleanup_free_ char *f = tu_read(M.mp, "file");
+	cr_assert_str_eq(f, "new");
+	/* a name the layers below hold and no marker hides exists */
+	cr_assert_eq(open(MP("mapped"), O_CREAT | O_EXCL | O_WRONLY, 0644), -1);
+	cr_assert_eq(errno, EEXIST);
+}
