@@ -87,8 +87,12 @@ static int make_object(struct ovl_fs *fs, int dirfd, const char *name,
 }
 
 int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
-	       const struct ovl_create_args *a, struct fuse_entry_param *e, int *ret_fd)
+	       const struct ovl_create_args *asked, struct fuse_entry_param *e, int *ret_fd)
 {
+	/* what is made: the mode asked for, limited by the umask or by the parent's default ACL */
+	struct ovl_create_args made = *asked;
+	const struct ovl_create_args *a = &made;
+	_cleanup_(ovl_acl_new_clear) struct ovl_acl_new acl = {0};
 	int r = ovl_check_name(name, true);
 	if (r < 0)
 		return r;
@@ -129,6 +133,11 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	if (r != -ENOENT)
 		goto unlock;
 	int upper = parent->node.parts[0].fd;
+	if (!is_link) {
+		if ((r = ovl_acl_prepare(fs, upper, asked->mode, asked->umask, &acl)) < 0)
+			goto unlock;
+		made.mode = (asked->mode & S_IFMT) | acl.mode;
+	}
 	ovl_writable_add(fs, &ws, upper);
 	int wh = upper_slot(upper, name);
 	if ((r = wh) < 0)
@@ -158,6 +167,15 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		    fchmodat(dirfd, obj, a->mode & 07777, 0) < 0) {
 			r = -errno;
 			goto undo;
+		}
+		/* made in the work dir, the object inherited nothing: ACLs are set either way */
+		if (acl.parent_default) {
+			_cleanup_close_ int ofd =
+			    openat(dirfd, obj, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			if (ofd < 0 || (r = ovl_acl_apply(fs, ofd, &acl)) < 0) {
+				r = ofd < 0 ? -errno : r;
+				goto undo;
+			}
 		}
 	}
 	if (wh) {
