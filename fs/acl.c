@@ -92,6 +92,12 @@ static uint32_t get32(const char *p)
 	return le32toh(v);
 }
 
+static void put32(char *p, uint32_t v)
+{
+	uint32_t le = htole32(v);
+	memcpy(p, &le, sizeof(le));
+}
+
 /* Limits the default ACL in BUF (LEN bytes, made the access ACL of the new object) by the mode
  * asked for, as POSIX says: the owner, other and group-class entries (the mask, or the owning
  * group without one) keep only the permissions the matching bits of *MODE grant, and *MODE's
@@ -219,6 +225,30 @@ void ovl_acl_new_clear(struct ovl_acl_new *a)
 	free(a->access);
 	free(a->dflt);
 	a->access = a->dflt = NULL;
+}
+
+int ovl_acl_map_ids(struct ovl_fs *fs, char *buf, size_t len, bool to_disk)
+{
+	if (!fs->cfg.nuidmap && !fs->cfg.ngidmap)
+		return 0;
+	/* a malformed value read from a layer goes to the kernel as it is, which refuses it */
+	if (len < ACL_HEADER || (len - ACL_HEADER) % ACL_ENTRY != 0)
+		return to_disk ? -EINVAL : 0;
+	for (size_t off = ACL_HEADER; off < len; off += ACL_ENTRY) {
+		char *e = buf + off;
+		unsigned tag = get16(e);
+		if (tag != TAG_USER && tag != TAG_GROUP)
+			continue;
+		uint32_t id = get32(e + 4);
+		if (tag == TAG_USER)
+			id = to_disk ? ovl_uid_to_disk(fs, id) : ovl_uid_from_disk(fs, id);
+		else
+			id = to_disk ? ovl_gid_to_disk(fs, id) : ovl_gid_from_disk(fs, id);
+		if (to_disk && id == (uint32_t)-1)
+			return -EINVAL;
+		put32(e + 4, id);
+	}
+	return 0;
 }
 
 void ovl_acl_strip_dir(int fd)

@@ -219,8 +219,12 @@ int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat
 		      struct stat *ret);
 int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
 		int fd);
+/* Ids between the mount and the disk (uidmapping/gidmapping): to the disk (uid_t)-1 when
+ * unmapped, from the disk 65534 when unmapped. */
 uid_t ovl_uid_to_disk(struct ovl_fs *fs, uid_t uid);
 gid_t ovl_gid_to_disk(struct ovl_fs *fs, gid_t gid);
+uid_t ovl_uid_from_disk(struct ovl_fs *fs, uid_t uid);
+gid_t ovl_gid_from_disk(struct ovl_fs *fs, gid_t gid);
 int ovl_readlink(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size);
 int ovl_statfs(struct ovl_fs *fs, struct statvfs *ret);
 
@@ -282,6 +286,10 @@ int ovl_acl_prepare(struct ovl_fs *fs, int parent_fd, mode_t mode, mode_t umask,
  * what its backing filesystem inherited. */
 int ovl_acl_apply(struct ovl_fs *fs, int fd, const struct ovl_acl_new *a);
 void ovl_acl_new_clear(struct ovl_acl_new *a);
+/* Rewrites the ids of the named entries of ACL value BUF (LEN bytes) to those on disk (TO_DISK:
+ * a value being set; -EINVAL when an id has no disk id, as for chown) or to those the mount shows
+ * (a value being read).  0 or -errno. */
+int ovl_acl_map_ids(struct ovl_fs *fs, char *buf, size_t len, bool to_disk);
 /* Removes any ACL from the directory at FD (the work dir: what is made there inherits nothing
  * from where the work dir happens to live). */
 void ovl_acl_strip_dir(int fd);

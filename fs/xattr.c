@@ -44,6 +44,8 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, 
 	 * failed permission check */
 	if (acl && r == -EOPNOTSUPP)
 		return -ENODATA;
+	if (acl && r > 0 && size > 0)
+		ovl_acl_map_ids(fs, buf, (size_t)r, false); /* never fails that way round */
 	return r;
 }
 
@@ -111,6 +113,17 @@ int ovl_setxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, cons
 		return -EOPNOTSUPP;
 	if (!fs->has_upper || fs->read_only)
 		return -EROFS;
+	/* the ids an ACL names are stored as the disk knows them, as owners are */
+	_cleanup_free_ char *mapped = NULL;
+	if (acl && (fs->cfg.nuidmap || fs->cfg.ngidmap)) {
+		if (!(mapped = malloc(size ? size : 1)))
+			return -ENOMEM;
+		memcpy(mapped, value, size);
+		int mr = ovl_acl_map_ids(fs, mapped, size, true);
+		if (mr < 0)
+			return mr;
+		value = mapped;
+	}
 	int r = ovl_copy_up(fs, in, OVL_COPY_META);
 	if (r < 0)
 		return r;

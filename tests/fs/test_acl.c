@@ -382,3 +382,39 @@ Test(fs_acl, objects_made_in_the_work_dir_inherit_nothing_from_where_it_lives)
 	assert_no_acl(UP("open/gone"), ACCESS, ENODATA);
 	assert_no_acl(UP("open/gone"), DEFAULT, ENODATA);
 }
+
+static void acl_mapped(void)
+{
+	/* 65534 in the mount is 165534 on disk */
+	static const lyr_fs_idmap map[] = {{0, 0, 1}, {NOBODY, 100000 + NOBODY, 1}};
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	need_acls();
+	cr_assert_eq(chmod(M.root, 0755), 0);
+	tu_write(M.l1, "secret", "S");
+	tu_write(M.l1, "plain", "S");
+	cr_assert_eq(chmod(in_dir(M.l1, "secret"), 0600), 0);
+	cr_assert_eq(chmod(in_dir(M.l1, "plain"), 0600), 0);
+	set_acl(in_dir(M.l1, "secret"), ACCESS,
+		ACL({USER_OBJ, 6, NO_ID}, {USER, 4, 100000 + NOBODY}, {GROUP_OBJ, 0, NO_ID},
+		    {MASK, 4, NO_ID}, {OTHER, 0, NO_ID}));
+	mnt_mount_opts(&(mnt_opts){.allow_other = true, .uidmap = map, .nuidmap = 2});
+}
+
+Test(fs_acl_idmap, acl_entries_name_ids_as_the_mount_shows_them, .init = acl_mapped,
+     .fini = mnt_teardown, .timeout = 60)
+{
+	assert_acl(MP("secret"), ACCESS, nobody_reads(4));
+	cr_assert_eq(nobody_read(MP("secret"), "S"), 0);
+	set_acl(MP("plain"), ACCESS, nobody_reads(4));
+	assert_acl(UP("plain"), ACCESS,
+		   ACL({USER_OBJ, 6, NO_ID}, {USER, 4, 100000 + NOBODY}, {GROUP_OBJ, 0, NO_ID},
+		       {MASK, 4, NO_ID}, {OTHER, 0, NO_ID}));
+	cr_assert_eq(nobody_read(MP("plain"), "S"), 0);
+	/* an id the mapping does not reach cannot be stored, as chown to it cannot */
+	acl a = ACL({USER_OBJ, 6, NO_ID}, {USER, 4, 4242}, {GROUP_OBJ, 0, NO_ID}, {MASK, 4, NO_ID},
+		    {OTHER, 0, NO_ID});
+	cr_assert_eq(setxattr(MP("plain"), ACCESS, a.bytes, a.len, 0), -1);
+	cr_assert_eq(errno, EINVAL);
+	assert_acl(MP("plain"), ACCESS, nobody_reads(4));
+}
