@@ -45,6 +45,16 @@ gid_t ovl_gid_to_disk(struct ovl_fs *fs, gid_t gid)
 	return map_in(fs->gidmap, fs->cfg.ngidmap, gid);
 }
 
+uid_t ovl_uid_from_disk(struct ovl_fs *fs, uid_t uid)
+{
+	return map_out(fs->uidmap, fs->cfg.nuidmap, uid);
+}
+
+gid_t ovl_gid_from_disk(struct ovl_fs *fs, gid_t gid)
+{
+	return map_out(fs->gidmap, fs->cfg.ngidmap, gid);
+}
+
 /* override_stat: "UID:GID:MODE" (MODE octal, permission bits), as fuse-overlayfs and
  * containers/storage write it. */
 static bool read_override(struct ovl_fs *fs, int fd, uid_t *uid, gid_t *gid, mode_t *mode)
@@ -115,8 +125,8 @@ int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat
 	 * count on it (as kernel overlayfs reports it) */
 	if (S_ISDIR(st->st_mode) && (fs->cfg.static_nlink || merged))
 		st->st_nlink = 1;
-	st->st_uid = map_out(fs->uidmap, fs->cfg.nuidmap, st->st_uid);
-	st->st_gid = map_out(fs->gidmap, fs->cfg.ngidmap, st->st_gid);
+	st->st_uid = ovl_uid_from_disk(fs, st->st_uid);
+	st->st_gid = ovl_gid_from_disk(fs, st->st_gid);
 	if (fs->cfg.squash_to_root)
 		st->st_uid = st->st_gid = 0;
 	if (fs->cfg.squash_to_uid >= 0)

@@ -120,8 +120,12 @@ static int set_owner(struct ovl_fs *fs, const struct stat *pst, const struct ovl
 }
 
 int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
-	       const struct ovl_create_args *a, struct fuse_entry_param *e, int *ret_fd)
+	       const struct ovl_create_args *asked, struct fuse_entry_param *e, int *ret_fd)
 {
+	/* what is made: the mode asked for, limited by the umask or by the parent's default ACL */
+	struct ovl_create_args made = *asked;
+	const struct ovl_create_args *a = &made;
+	_cleanup_(ovl_acl_new_clear) struct ovl_acl_new acl = {0};
 	int r = ovl_check_name(name, true);
 	if (r < 0)
 		return r;
@@ -164,6 +168,11 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		if ((r = lower < 0 ? lower : lower ? -EEXIST : 0) < 0)
 			goto unlock;
 	}
+	if (!is_link) {
+		if ((r = ovl_acl_prepare(fs, upper, asked->mode, asked->umask, &acl)) < 0)
+			goto unlock;
+		made.mode = (asked->mode & S_IFMT) | acl.mode;
+	}
 	ovl_writable_add(fs, &ws, upper);
 	int dirfd = upper;
 	const char *obj = name;
@@ -178,6 +187,14 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	}
 	if (!is_link && (r = set_owner(fs, &parent->node.st, a, dirfd, obj)) < 0)
 		goto undo;
+	/* made in the work dir, the object inherited nothing: ACLs are set either way */
+	if (!is_link && acl.parent_default) {
+		_cleanup_close_ int ofd = openat(dirfd, obj, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (ofd < 0 || (r = ovl_acl_apply(fs, ofd, &acl)) < 0) {
+			r = ofd < 0 ? -errno : r;
+			goto undo;
+		}
+	}
 	if (is_link && a->link_src->unlinked) {
 		/* an O_TMPFILE file getting its first name (the kernel links no other unlinked
 		 * file): from now on it is found by that name like any other */
@@ -271,16 +288,24 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_cr
 	/* the file lives in the work dir, on the upper's filesystem, so that a link gives it a
 	 * name in the upper; made linkable (no O_EXCL): the kernel refuses links itself when the
 	 * caller asked for O_EXCL */
-	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_DIRECT;
-	_cleanup_close_ int fd =
-	    openat(fs->work_fd, ".", (a->open_flags & keep) | O_TMPFILE | O_CLOEXEC, a->mode & 07777);
-	if (fd < 0)
-		return errno == EISDIR ? -EOPNOTSUPP : -errno;
+	_cleanup_(ovl_acl_new_clear) struct ovl_acl_new acl = {0};
 	pthread_rwlock_rdlock(&parent->lock);
 	struct stat pst = parent->node.st;
+	int r = ovl_acl_prepare(fs, parent->node.fd, a->mode, a->umask, &acl);
 	pthread_rwlock_unlock(&parent->lock);
-	int r = set_owner(fs, &pst, a, fd, NULL);
 	if (r < 0)
+		return r;
+	struct ovl_create_args made = *a;
+	made.mode = (a->mode & S_IFMT) | acl.mode;
+	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_DIRECT;
+	_cleanup_close_ int fd = openat(fs->work_fd, ".", (a->open_flags & keep) | O_TMPFILE | O_CLOEXEC,
+					made.mode & 07777);
+	if (fd < 0)
+		return errno == EISDIR ? -EOPNOTSUPP : -errno;
+	if ((r = set_owner(fs, &pst, &made, fd, NULL)) < 0)
+		return r;
+	/* the work dir gives it nothing: the parent's default ACL is set here */
+	if (acl.parent_default && (r = ovl_acl_apply(fs, fd, &acl)) < 0)
 		return r;
 	lyr_stack_node node;
 	memset(&node, 0, sizeof(node));

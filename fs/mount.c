@@ -146,7 +146,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
-	/* modes arrive with the caller's umask applied (by the kernel); ours must not take more */
+	/* modes arrive unmasked (FUSE_CAP_DONT_MASK): each creation applies the caller's umask or
+	 * the parent's default ACL itself (acl.c), and ours must not take more */
 	mode_t old_umask = umask(0);
 	if (notify >= 0) {
 		report(notify, 0, NULL);

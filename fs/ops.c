@@ -36,7 +36,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ASYNC_READ | FUSE_CAP_CACHE_SYMLINKS;
 	if (fs->cfg.writeback)
 		want |= FUSE_CAP_WRITEBACK_CACHE;
+	/* the kernel enforces ACLs and sends modes unmasked with the umask beside them: whether
+	 * the umask applies depends on the parent's default ACL, which the daemon reads */
+	if (fs->acl)
+		want |= FUSE_CAP_POSIX_ACL;
+	want |= FUSE_CAP_DONT_MASK;
 	conn->want |= want & conn->capable;
+	fs->acl = (conn->want & FUSE_CAP_POSIX_ACL) != 0;
 	/* no automatic page-cache invalidation on mtime change: lower files never change and the
 	 * upper changes only through this mount */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
@@ -119,6 +125,8 @@ static void create_args(fuse_req_t req, struct ovl_create_args *a, mode_t mode)
 	memset(a, 0, sizeof(*a));
 	a->mode = mode;
 	a->open_flags = -1;
+	/* sent with mknod, mkdir and create (0 for the rest, which take no umask) */
+	a->umask = ctx->umask;
 	a->uid = ovl_uid_to_disk(fs, ctx->uid);
 	a->gid = ovl_gid_to_disk(fs, ctx->gid);
 }

@@ -87,6 +87,9 @@ struct ovl_fs {
 	uid_t uid;		    /* the daemon's ids: what the objects it makes get */
 	gid_t gid;
 	bool dac_override;	    /* may write into directories read-only to their owner */
+	/* POSIX ACLs enforced by the kernel: not noacl and some layer's filesystem has them; set
+	 * at mount and by init (when the kernel cannot), before any other request is read */
+	bool acl;
 	double timeout;
 	atomic_uint_fast64_t tmp_seq;
 	atomic_long open_fds; /* O_PATH fds held by non-directory inodes */
@@ -191,6 +194,7 @@ struct ovl_create_args {
 	const char *link;	    /* symlink target */
 	struct ovl_inode *link_src; /* hard link source */
 	int open_flags;		    /* create: open flags, else -1 */
+	mode_t umask;		    /* the caller's (applied when no default ACL is inherited) */
 	uid_t uid;		    /* on-disk owner */
 	gid_t gid;
 };
@@ -221,8 +225,12 @@ int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat
 		      struct stat *ret);
 int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
 		int fd);
+/* Ids between the mount and the disk (uidmapping/gidmapping): to the disk (uid_t)-1 when
+ * unmapped, from the disk 65534 when unmapped. */
 uid_t ovl_uid_to_disk(struct ovl_fs *fs, uid_t uid);
 gid_t ovl_gid_to_disk(struct ovl_fs *fs, gid_t gid);
+uid_t ovl_uid_from_disk(struct ovl_fs *fs, uid_t uid);
+gid_t ovl_gid_from_disk(struct ovl_fs *fs, gid_t gid);
 int ovl_readlink(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t size);
 int ovl_statfs(struct ovl_fs *fs, struct statvfs *ret);
 
@@ -267,6 +275,37 @@ int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst);
 int ovl_loop_run(struct fuse_session *se, unsigned max);
 /* Set while the current thread handles a FUSE_TMPFILE, which reaches the create handler. */
 extern _Thread_local bool ovl_loop_tmpfile;
+
+/* acl.c */
+/* What a new object gets from its parent: the mode to make it with and, when ACLs are on and the
+ * parent has a default ACL, the ACLs to set on it. */
+struct ovl_acl_new {
+	mode_t mode;	     /* permission bits */
+	bool parent_default; /* the parent's upper copy has a default ACL */
+	char *access;	     /* access ACL to set (NULL: the mode says it all) */
+	size_t access_len;
+	char *dflt; /* directories: the default ACL they inherit */
+	size_t dflt_len;
+};
+/* system.posix_acl_access or system.posix_acl_default. */
+bool ovl_acl_name(const char *name);
+/* True unless the filesystem of the object at FD has no POSIX ACLs. */
+bool ovl_acl_supported(int fd);
+/* Works out what an object of MODE (with S_IFMT) asked for with UMASK gets in the upper
+ * directory at PARENT_FD (whose lock the caller holds).  Free *RET with ovl_acl_new_clear. */
+int ovl_acl_prepare(struct ovl_fs *fs, int parent_fd, mode_t mode, mode_t umask,
+		    struct ovl_acl_new *ret);
+/* Gives the new object at FD (made with A->mode) the ACLs of A, or, with ACLs off, takes away
+ * what its backing filesystem inherited. */
+int ovl_acl_apply(struct ovl_fs *fs, int fd, const struct ovl_acl_new *a);
+void ovl_acl_new_clear(struct ovl_acl_new *a);
+/* Rewrites the ids of the named entries of ACL value BUF (LEN bytes) to those on disk (TO_DISK:
+ * a value being set; -EINVAL when an id has no disk id, as for chown) or to those the mount shows
+ * (a value being read).  0 or -errno. */
+int ovl_acl_map_ids(struct ovl_fs *fs, char *buf, size_t len, bool to_disk);
+/* Removes any ACL from the directory at FD (the work dir: what is made there inherits nothing
+ * from where the work dir happens to live). */
+void ovl_acl_strip_dir(int fd);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ovl_ops;

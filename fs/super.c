@@ -60,6 +60,31 @@ static lyr_fs_idmap *copy_map(const lyr_fs_idmap *m, size_t n)
 	return c;
 }
 
+/* True when the filesystem of some layer has POSIX ACLs (asked once per filesystem): a
+ * read-only stack whose lower files carry ACLs must enforce them as much as a writable one. */
+static bool any_layer_has_acls(lyr_stack *stack)
+{
+	size_t n = lyr_stack_layers(stack);
+	dev_t seen[8];
+	size_t nseen = 0;
+	for (size_t i = 0; i < n; i++) {
+		int fd = lyr_stack_layer_fd(stack, i);
+		struct stat st;
+		if (fstat(fd, &st) < 0)
+			continue;
+		bool known = false;
+		for (size_t k = 0; k < nseen; k++)
+			known = known || seen[k] == st.st_dev;
+		if (known)
+			continue;
+		if (ovl_acl_supported(fd))
+			return true;
+		if (nseen < LYR_ARRAY_SIZE(seen))
+			seen[nseen++] = st.st_dev;
+	}
+	return false;
+}
+
 /* False only when the index directory at FD (O_PATH) certainly holds no entry. */
 static bool index_nonempty(int fd)
 {
@@ -188,6 +213,9 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 				 strerror(errno));
 			goto out_fail;
 		}
+		/* a default ACL of the dir it is in would be inherited by every object under
+		 * construction (copy-ups included) */
+		ovl_acl_strip_dir(fs->work_fd);
 		/* trusted.* when the upper's filesystem lets us (CAP_SYS_ADMIN in its user
 		 * namespace, which a capability check of our own namespace cannot tell) */
 		if (fsetxattr_probe(fs->work_fd))
@@ -201,6 +229,7 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 		}
 		atomic_init(&fs->index_used, index_nonempty(fs->index_fd));
 	}
+	fs->acl = !cfg->noacl && any_layer_has_acls(fs->stack);
 	r = ovl_inode_root_new(fs);
 	if (r < 0) {
 		r = fail(err, r, "root of the layers: %s", strerror(-r));

@@ -1,7 +1,10 @@
 /* Extended attributes.  The overlay's private xattrs ({trusted,user}.overlay.*, and the
  * override_stat xattr when xattr_permissions is on) are invisible through the mount and cannot be
  * set there; every other xattr is read from the topmost copy and written to the upper after a
- * metadata-only copy-up. */
+ * metadata-only copy-up.  POSIX ACL xattrs are such xattrs when ACLs are on (the backing
+ * filesystem keeps the mode in step when one is set); with them off (noacl, or no layer's
+ * filesystem has ACLs) they are not supported (EOPNOTSUPP) and not listed, as on a filesystem
+ * mounted with noacl. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +28,25 @@ ssize_t ovl_getxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, 
 {
 	if (ovl_xattr_private(fs, name))
 		return -ENODATA;
+	bool acl = ovl_acl_name(name);
+	if (acl && !fs->acl)
+		return -EOPNOTSUPP;
 	char proc[64];
 	int lr = ovl_inode_rdlock(fs, in);
 	if (lr < 0)
 		return lr;
 	ovl_proc_path(in->node.fd, proc);
 	ssize_t r = getxattr(proc, name, buf, size);
+	if (r < 0)
+		r = -errno;
 	pthread_rwlock_unlock(&in->lock);
-	return r < 0 ? -errno : r;
+	/* a layer whose filesystem has no ACLs holds none: the kernel takes any other error as a
+	 * failed permission check */
+	if (acl && r == -EOPNOTSUPP)
+		return -ENODATA;
+	if (acl && r > 0 && size > 0)
+		ovl_acl_map_ids(fs, buf, (size_t)r, false); /* never fails that way round */
+	return r;
 }
 
 /* All names of the object at FD into a heap buffer; returns its length or -errno. */
@@ -74,7 +88,7 @@ ssize_t ovl_listxattr(struct ovl_fs *fs, struct ovl_inode *in, char *buf, size_t
 		const char *name = all + i;
 		size_t len = strlen(name) + 1;
 		i += (ssize_t)len;
-		if (ovl_xattr_private(fs, name))
+		if (ovl_xattr_private(fs, name) || (!fs->acl && ovl_acl_name(name)))
 			continue;
 		if (size) {
 			if (out + len > size) {
@@ -94,8 +108,22 @@ int ovl_setxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, cons
 {
 	if (ovl_xattr_private(fs, name))
 		return -EPERM;
+	bool acl = ovl_acl_name(name);
+	if (acl && !fs->acl)
+		return -EOPNOTSUPP;
 	if (!fs->has_upper || fs->read_only)
 		return -EROFS;
+	/* the ids an ACL names are stored as the disk knows them, as owners are */
+	_cleanup_free_ char *mapped = NULL;
+	if (acl && (fs->cfg.nuidmap || fs->cfg.ngidmap)) {
+		if (!(mapped = malloc(size ? size : 1)))
+			return -ENOMEM;
+		memcpy(mapped, value, size);
+		int mr = ovl_acl_map_ids(fs, mapped, size, true);
+		if (mr < 0)
+			return mr;
+		value = mapped;
+	}
 	int r = ovl_copy_up(fs, in, OVL_COPY_META);
 	if (r < 0)
 		return r;
@@ -112,6 +140,8 @@ int ovl_removexattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name)
 {
 	if (ovl_xattr_private(fs, name))
 		return -EPERM;
+	if (!fs->acl && ovl_acl_name(name))
+		return -EOPNOTSUPP;
 	if (!fs->has_upper || fs->read_only)
 		return -EROFS;
 	/* nothing to copy up for an xattr that is not there */

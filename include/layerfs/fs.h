@@ -33,7 +33,7 @@ typedef struct lyr_fs_config {
 	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
 	bool static_nlink;  /* directories report st_nlink 1 */
-	bool noacl;	    /* accepted; POSIX ACLs are plain xattrs here */
+	bool noacl;	    /* POSIX ACLs not enforced, their xattrs EOPNOTSUPP */
 	bool debug;	    /* libfuse debug output (foreground only) */
 	double timeout;	    /* entry/attr/negative cache seconds; < 0: default (86400) */
 	unsigned threads;   /* max worker threads; 0: default; 1: single-threaded loop */

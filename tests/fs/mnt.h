@@ -56,6 +56,7 @@ typedef struct mnt_opts {
 	size_t nuidmap;
 	bool squash_to_root;
 	bool allow_other;
+	bool noacl;
 } mnt_opts;
 
 static inline void mnt_mount_opts(const mnt_opts *o)
@@ -76,6 +77,7 @@ static inline void mnt_mount_opts(const mnt_opts *o)
 		cfg.nuidmap = o->nuidmap;
 		cfg.squash_to_root = o->squash_to_root;
 		cfg.allow_other = o->allow_other;
+		cfg.noacl = o->noacl;
 	}
 	lyr_fs_error err = {{0}};
 	int r = lyr_fs_mount(&cfg, M.mp, &err, &M.pid);

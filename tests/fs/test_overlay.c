@@ -738,7 +738,9 @@ Test(fs_overlay, new_objects_get_the_mode_the_caller_asked_for)
 
 Test(fs_overlay, o_tmpfile_makes_an_unnamed_file_that_a_link_names)
 {
-	int fd = open(MP("dir"), O_TMPFILE | O_RDWR, 0640);
+	mode_t old = umask(027);
+	int fd = open(MP("dir"), O_TMPFILE | O_RDWR, 0666);
+	umask(old);
 	cr_assert_geq(fd, 0, "open O_TMPFILE: %s", strerror(errno));
 	cr_assert_eq(write(fd, "unnamed", 7), 7);
 	struct stat st;
