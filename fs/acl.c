@@ -152,19 +152,22 @@ static int limit_by_mode(char *buf, size_t len, mode_t *mode)
 	return extended;
 }
 
-int ovl_acl_prepare(struct ovl_fs *fs, int parent_fd, mode_t mode, mode_t umask,
-		    struct ovl_acl_new *ret)
+int ovl_acl_prepare(struct ovl_fs *fs, struct ovl_inode *parent, int parent_fd, mode_t mode,
+		    mode_t umask, struct ovl_acl_new *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	ret->mode = mode & ~umask & 07777;
-	if (S_ISLNK(mode))
+	if (S_ISLNK(mode) || atomic_load(&parent->dacl) == OVL_DACL_NO)
 		return 0;
 	char *dflt = NULL;
 	ssize_t n = read_acl(parent_fd, ACL_DEFAULT, &dflt);
-	if (n == -ENODATA)
+	if (n == -ENODATA) {
+		atomic_store(&parent->dacl, OVL_DACL_NO);
 		return 0;
+	}
 	if (n < 0)
 		return (int)n;
+	atomic_store(&parent->dacl, OVL_DACL_YES);
 	ret->parent_default = true;
 	if (!fs->acl) {
 		free(dflt);

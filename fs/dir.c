@@ -169,7 +169,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 			goto unlock;
 	}
 	if (!is_link) {
-		if ((r = ovl_acl_prepare(fs, upper, asked->mode, asked->umask, &acl)) < 0)
+		if ((r = ovl_acl_prepare(fs, parent, upper, asked->mode, asked->umask, &acl)) < 0)
 			goto unlock;
 		made.mode = (asked->mode & S_IFMT) | acl.mode;
 	}
@@ -291,7 +291,7 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_cr
 	_cleanup_(ovl_acl_new_clear) struct ovl_acl_new acl = {0};
 	pthread_rwlock_rdlock(&parent->lock);
 	struct stat pst = parent->node.st;
-	int r = ovl_acl_prepare(fs, parent->node.fd, a->mode, a->umask, &acl);
+	int r = ovl_acl_prepare(fs, parent, parent->node.fd, a->mode, a->umask, &acl);
 	pthread_rwlock_unlock(&parent->lock);
 	if (r < 0)
 		return r;

@@ -58,10 +58,16 @@ struct ovl_inode {
 	bool pinned;	  /* keeps node.fd: its name no longer finds it (see inode.c) */
 	bool indexed;	  /* a lower hard-link group's upper copy, kept in the index */
 	atomic_bool used; /* touched since the fd evictor last looked */
+	/* directories: whether the topmost copy has a default ACL (OVL_DACL_*), learnt at the first
+	 * create in it and forgotten when an xattr of it changes; lower copies never change and the
+	 * upper changes only through the mount, so the answer holds until then */
+	atomic_uchar dacl;
 	atomic_uint_fast64_t data_gen;	 /* bumped when the data moves to the upper (copy-up) */
 	struct ovl_inode *hnext;	 /* shard hash chain (hashed inodes) */
 	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
 };
+
+enum { OVL_DACL_UNKNOWN, OVL_DACL_YES, OVL_DACL_NO };
 
 struct ovl_shard {
 	pthread_mutex_t lock;
@@ -292,9 +298,9 @@ bool ovl_acl_name(const char *name);
 /* True unless the filesystem of the object at FD has no POSIX ACLs. */
 bool ovl_acl_supported(int fd);
 /* Works out what an object of MODE (with S_IFMT) asked for with UMASK gets in the upper
- * directory at PARENT_FD (whose lock the caller holds).  Free *RET with ovl_acl_new_clear. */
-int ovl_acl_prepare(struct ovl_fs *fs, int parent_fd, mode_t mode, mode_t umask,
-		    struct ovl_acl_new *ret);
+ * directory at PARENT_FD, the topmost copy of PARENT (whose lock the caller holds).  Free *RET with ovl_acl_new_clear. */
+int ovl_acl_prepare(struct ovl_fs *fs, struct ovl_inode *parent, int parent_fd, mode_t mode,
+		    mode_t umask, struct ovl_acl_new *ret);
 /* Gives the new object at FD (made with A->mode) the ACLs of A, or, with ACLs off, takes away
  * what its backing filesystem inherited. */
 int ovl_acl_apply(struct ovl_fs *fs, int fd, const struct ovl_acl_new *a);

@@ -132,6 +132,7 @@ int ovl_setxattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name, cons
 		return r;
 	ovl_proc_path(in->node.fd, proc);
 	r = setxattr(proc, name, value, size, flags) < 0 ? -errno : 0;
+	atomic_store(&in->dacl, OVL_DACL_UNKNOWN);
 	pthread_rwlock_unlock(&in->lock);
 	return r;
 }
@@ -156,6 +157,7 @@ int ovl_removexattr(struct ovl_fs *fs, struct ovl_inode *in, const char *name)
 		return r;
 	ovl_proc_path(in->node.fd, proc);
 	r = removexattr(proc, name) < 0 ? -errno : 0;
+	atomic_store(&in->dacl, OVL_DACL_UNKNOWN);
 	pthread_rwlock_unlock(&in->lock);
 	return r;
 }

@@ -436,3 +436,27 @@ Test(fs_acl, an_o_tmpfile_file_inherits_the_default_acl_when_it_is_linked)
 	assert_acl(MP("shared/tmp"), ACCESS, inherited(6, 6));
 	cr_assert_eq(nobody_read(MP("shared/tmp"), "T"), 0);
 }
+
+Test(fs_acl, a_default_acl_set_after_the_first_create_applies_to_the_next)
+{
+	cr_assert_eq(mkdir(MP("later"), 0755), 0);
+	mode_t old = umask(022);
+	int fd = open(MP("later/before"), O_CREAT | O_EXCL | O_WRONLY, 0666);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(mode_of(MP("later/before")), 0644);
+	set_acl(MP("later"), DEFAULT, shared_default());
+	fd = open(MP("later/after"), O_CREAT | O_EXCL | O_WRONLY, 0666);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(mode_of(MP("later/after")), 0660);
+	assert_acl(MP("later/after"), ACCESS, inherited(6, 6));
+	/* and taken away again */
+	cr_assert_eq(removexattr(MP("later"), DEFAULT), 0);
+	fd = open(MP("later/last"), O_CREAT | O_EXCL | O_WRONLY, 0666);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	umask(old);
+	cr_assert_eq(mode_of(MP("later/last")), 0644);
+	assert_no_acl(MP("later/last"), ACCESS, ENODATA);
+}
