@@ -82,13 +82,20 @@ int ovl_getattr(struct ovl_fs *fs, struct ovl_inode *in, struct stat *st)
 int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *known,
 		      struct stat *st)
 {
-	int r = ovl_inode_rdlock(fs, in);
-	if (r < 0)
-		return r;
 	/* a lookup has just stat'ed the very object the inode holds (blocks from a metacopy's
-	 * data included): no need to ask again */
+	 * data included): no need to ask again, nor to open it (a lazy lookup leaves it unopened)
+	 * unless an xattr of it must be read */
+	pthread_rwlock_rdlock(&in->lock);
 	bool fresh =
 	    known && known->st_ino == in->node.st.st_ino && known->st_dev == in->node.st.st_dev;
+	int r = 0;
+	if ((!fresh || in->indexed || fs->override_xattr) && in->node.fd < 0) {
+		pthread_rwlock_unlock(&in->lock);
+		if ((r = ovl_inode_rdlock(fs, in)) < 0)
+			return r;
+		fresh = known && known->st_ino == in->node.st.st_ino &&
+			known->st_dev == in->node.st.st_dev;
+	}
 	if (fresh)
 		*st = *known;
 	else

@@ -425,10 +425,13 @@ int ovl_inode_rdlock(struct ovl_fs *fs, struct ovl_inode *in)
 			pthread_rwlock_rdlock(&parent->lock);
 			int pfd = open_in_parent(parent, layer, name);
 			pthread_rwlock_unlock(&parent->lock);
-			struct stat st;
+			/* a lower layer never changes: its name still holds the object; an
+			 * upper name may have been given to another */
+			struct stat st = want;
 			if (pfd >= 0 &&
-			    fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
-			    st.st_ino == want.st_ino && st.st_dev == want.st_dev) {
+			    (layer >= fs->first_lower ||
+			     (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+			      st.st_ino == want.st_ino && st.st_dev == want.st_dev))) {
 				memset(&fresh, 0, sizeof(fresh));
 				fresh.fd = pfd;
 				fresh.data_fd = -1;

@@ -46,7 +46,11 @@ int ovl_lookup(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		return r;
 	lyr_stack_node node;
 	pthread_rwlock_rdlock(&parent->lock);
-	r = ovl_lookup_node(fs, parent, name, &node);
+	/* most lookups are for a stat (readdirplus, find, ls -l): a plain file is not opened
+	 * until something needs its fd (ovl_inode_rdlock opens it by name then); with
+	 * xattr_permissions every stat reads an xattr of it, so it is opened at once */
+	r = fs->override_xattr ? ovl_lookup_node(fs, parent, name, &node)
+			       : lyr_stack_lookup_lazy(fs->stack, &parent->node, name, &node);
 	pthread_rwlock_unlock(&parent->lock);
 	if (r == -EIO)
 		ovl_log("'%s': a metacopy file whose data is missing in the layers below", name);

@@ -196,7 +196,7 @@ static int aufs_whiteout(int dirfd, const char *name)
 }
 
 static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigned nparts,
-			const char *name, int depth, lyr_stack_node *ret);
+			const char *name, int depth, bool lazy, lyr_stack_node *ret);
 
 /* Finds the data of a metacopy file found in PARTS[i] (its redirect, else the same name below). */
 static int find_data(const lyr_stack *s, const lyr_stack_part *parts, unsigned nparts, unsigned i,
@@ -212,7 +212,7 @@ static int find_data(const lyr_stack *s, const lyr_stack_part *parts, unsigned n
 			return -ELOOP;
 		r = lyr_stack_resolve(s, n->layer + 1, redirect, &d);
 	} else {
-		r = lookup_parts(s, parts + i + 1, nparts - i - 1, name, depth + 1, &d);
+		r = lookup_parts(s, parts + i + 1, nparts - i - 1, name, depth + 1, false, &d);
 	}
 	if (r < 0)
 		return r == -ENOENT || r == -EINVAL || r == -ENOTDIR ? -EIO : r;
@@ -246,7 +246,7 @@ static int follow_redirect(const lyr_stack *s, const lyr_stack_part *parts, unsi
 	if (value[0] == '/')
 		r = lyr_stack_resolve(s, parts[i].layer + 1, value, &d);
 	else if (!strchr(value, '/'))
-		r = lookup_parts(s, parts + i + 1, nparts - i - 1, value, depth + 1, &d);
+		r = lookup_parts(s, parts + i + 1, nparts - i - 1, value, depth + 1, false, &d);
 	else
 		r = -ENOENT;
 	/* a redirect naming nothing, or malformed ("..", empty components): nothing below */
@@ -276,8 +276,27 @@ static int follow_redirect(const lyr_stack *s, const lyr_stack_part *parts, unsi
 	return r;
 }
 
+/* The topmost copy of NAME, found in part P as ST, when it needs no fd: a non-directory without
+ * overlay markers (no metacopy data to find, no origin inode to read).  1 when *RET was filled,
+ * 0 when the caller must open it. */
+static int lazy_node(const lyr_stack *s, const lyr_stack_part *p, const char *name,
+		     const struct stat *st, lyr_stack_node *ret)
+{
+	if (S_ISDIR(st->st_mode) || lyr_stack_marks_at(p->fd, name, -1) != 0)
+		return 0;
+	char *path = join_path(p->path, name);
+	if (!path)
+		return -ENOMEM;
+	node_init(ret);
+	ret->st = *st;
+	ret->layer = p->layer;
+	ret->ino = lyr_stack_ino(s, st->st_dev, st->st_ino, 0);
+	ret->lower_path = path;
+	return 1;
+}
+
 static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigned nparts,
-			const char *name, int depth, lyr_stack_node *ret)
+			const char *name, int depth, bool lazy, lyr_stack_node *ret)
 {
 	lyr_stack_node n;
 	node_init(&n);
@@ -286,8 +305,22 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 	for (unsigned i = 0; i < nparts; i++) {
 		const lyr_stack_part *p = &parts[i];
 		struct stat st;
-		/* open first and stat the fd: one walk of the name instead of two */
-		int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		int fd;
+		if (lazy && !found) {
+			/* stat by name; open only what needs an fd */
+			if (fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				fd = -1;
+			} else if (lyr_stack_is_whiteout(&st)) {
+				break;
+			} else if ((r = lazy_node(s, p, name, &st, ret)) != 0) {
+				return r < 0 ? r : 0;
+			} else {
+				fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			}
+		} else {
+			/* open first and stat the fd: one walk of the name instead of two */
+			fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		}
 		if (fd < 0) {
 			if (errno == ENOENT || errno == ENOTDIR) {
 				if (!lyr_stack_native(s, p->layer) && aufs_whiteout(p->fd, name))
@@ -421,7 +454,18 @@ int lyr_stack_lookup(const lyr_stack *s, const lyr_stack_node *dir, const char *
 	int r = check_name(name);
 	if (r < 0)
 		return r;
-	return lookup_parts(s, dir->parts, dir->nparts, name, 0, ret);
+	return lookup_parts(s, dir->parts, dir->nparts, name, 0, false, ret);
+}
+
+int lyr_stack_lookup_lazy(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
+			  lyr_stack_node *ret)
+{
+	if (!S_ISDIR(dir->st.st_mode))
+		return -ENOTDIR;
+	int r = check_name(name);
+	if (r < 0)
+		return r;
+	return lookup_parts(s, dir->parts, dir->nparts, name, 0, true, ret);
 }
 
 int lyr_stack_lookup_from(const lyr_stack *s, const lyr_stack_node *dir, unsigned from,
@@ -435,7 +479,7 @@ int lyr_stack_lookup_from(const lyr_stack *s, const lyr_stack_node *dir, unsigne
 	unsigned i = 0;
 	while (i < dir->nparts && dir->parts[i].layer < from)
 		i++;
-	return lookup_parts(s, dir->parts + i, dir->nparts - i, name, 0, ret);
+	return lookup_parts(s, dir->parts + i, dir->nparts - i, name, 0, false, ret);
 }
 
 int lyr_stack_resolve(const lyr_stack *s, unsigned from, const char *path, lyr_stack_node *ret)

@@ -133,6 +133,12 @@ int lyr_stack_node_made(const lyr_stack *s, const lyr_stack_node *dir, const cha
 int lyr_stack_lookup(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
 		     lyr_stack_node *ret);
 
+/* lyr_stack_lookup, except that a non-directory without overlay markers comes back unopened
+ * (fd -1; st, layer, ino and lower_path filled): a stat by name instead of an open and a stat,
+ * for callers that may never need the fd (the overlay's lookups: most are for a stat). */
+int lyr_stack_lookup_lazy(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
+			  lyr_stack_node *ret);
+
 /* As lyr_stack_lookup, looking only at the parts of DIR in layers >= FROM (what the layers below
  * an upper layer hold at NAME). */
 int lyr_stack_lookup_from(const lyr_stack *s, const lyr_stack_node *dir, unsigned from,

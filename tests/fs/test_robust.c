@@ -391,3 +391,52 @@ Test(fs_robust, aufs_whiteouts_in_the_upper_hide_names_and_let_them_be_made, .in
 	cr_assert_eq(open(MP("mapped"), O_CREAT | O_EXCL | O_WRONLY, 0644), -1);
 	cr_assert_eq(errno, EEXIST);
 }
+
+static size_t fds_of(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	cr_assert_not_null(d);
+	size_t n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+#define STATDIR 2000
+
+static void stat_dir(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	cr_assert_eq(mkdir(in_dir(M.l2, "many"), 0755), 0);
+	for (int i = 0; i < STATDIR; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "many/f%04d", i);
+		tu_write(M.l2, name, name);
+	}
+	mnt_mount();
+}
+
+Test(fs_robust, a_stat_storm_opens_no_file_and_reads_still_work, .init = stat_dir)
+{
+	size_t before = fds_of(M.pid);
+	for (int i = 0; i < STATDIR; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "many/f%04d", i);
+		struct stat st;
+		cr_assert_eq(lstat(MP(name), &st), 0);
+		cr_assert_eq(st.st_size, 10);
+	}
+	/* the directory is opened (its children are looked up through it), the files are not */
+	size_t after = fds_of(M.pid);
+	cr_assert_lt(after, before + 10, "%zu fds before, %zu after", before, after);
+	for (int i = 0; i < STATDIR; i += 97) {
+		char name[32];
+		snprintf(name, sizeof(name), "many/f%04d", i);
+		_cleanup_free_ char *c = slurp(MP(name));
+		cr_assert_str_eq(c, name);
+	}
+}
