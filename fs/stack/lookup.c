@@ -446,7 +446,7 @@ fail:
 	return r;
 }
 
-int lyr_stack_lookup(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
+static int lookup_in(const lyr_stack *s, const lyr_stack_node *dir, const char *name, bool lazy,
 		     lyr_stack_node *ret)
 {
 	if (!S_ISDIR(dir->st.st_mode))
@@ -454,18 +454,19 @@ int lyr_stack_lookup(const lyr_stack *s, const lyr_stack_node *dir, const char *
 	int r = check_name(name);
 	if (r < 0)
 		return r;
-	return lookup_parts(s, dir->parts, dir->nparts, name, 0, false, ret);
+	return lookup_parts(s, dir->parts, dir->nparts, name, 0, lazy, ret);
+}
+
+int lyr_stack_lookup(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
+		     lyr_stack_node *ret)
+{
+	return lookup_in(s, dir, name, false, ret);
 }
 
 int lyr_stack_lookup_lazy(const lyr_stack *s, const lyr_stack_node *dir, const char *name,
 			  lyr_stack_node *ret)
 {
-	if (!S_ISDIR(dir->st.st_mode))
-		return -ENOTDIR;
-	int r = check_name(name);
-	if (r < 0)
-		return r;
-	return lookup_parts(s, dir->parts, dir->nparts, name, 0, true, ret);
+	return lookup_in(s, dir, name, true, ret);
 }
 
 int lyr_stack_lookup_from(const lyr_stack *s, const lyr_stack_node *dir, unsigned from,
