@@ -10,12 +10,25 @@ char *tu_mkdtemp(void);
 /* rm -rf PATH (not following symlinks). */
 void tu_rmtree(const char *path);
 
+/* A test's scratch space: a fresh temporary directory TMP, and the paths TMP/store for a
+ * store and TMP/src for a source tree (neither created). */
+typedef struct tu_dirs {
+	char *tmp, *store, *src;
+} tu_dirs;
+void tu_dirs_init(tu_dirs *d);
+/* Removes TMP and all below it, and frees the paths. */
+void tu_dirs_fini(tu_dirs *d);
+
 /* Writes DATA to DIR/REL, creating parent directories. */
 void tu_write(const char *dir, const char *rel, const char *data);
 /* Reads DIR/REL into a heap string (NULL when missing). */
 char *tu_read(const char *dir, const char *rel);
 /* Joins DIR and REL into a heap string. */
 char *tu_path(const char *dir, const char *rel);
+
+/* Where a child's stdout or stderr goes: a pipe, or a pseudo-terminal (isatty() holds there;
+ * raw mode, so what is captured is exactly what the child wrote). */
+typedef enum tu_sink { TU_PIPE, TU_PTY } tu_sink;
 
 typedef struct tu_run {
 	int status; /* exit status, or 128+signal */
@@ -26,8 +39,13 @@ typedef struct tu_run {
 /* Runs the built layerfs binary with ARGV (NULL-terminated, without argv[0]) and the
  * environment plus ENV (NULL-terminated "K=V" list, may be NULL); captures output. */
 tu_run tu_layerfs(const char *const *env, const char *const *argv);
+/* tu_layerfs with stdout going to OUT and stderr to ERR. */
+tu_run tu_layerfs_on(tu_sink out, tu_sink err, const char *const *env,
+		     const char *const *argv);
 /* Runs an arbitrary command the same way. */
 tu_run tu_cmd(const char *const *env, const char *const *argv);
+/* tu_cmd with stdout going to OUT and stderr to ERR. */
+tu_run tu_cmd_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv);
 void tu_run_free(tu_run *r);
 
 /* True when /dev/fuse can be opened read-write. */
