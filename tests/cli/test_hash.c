@@ -10,6 +10,7 @@
 
 #include "layerfs/common.h"
 #include "layerfs/hash.h"
+#include "hashutil.h"
 #include "testutil.h"
 
 #define DATA0 "sha256:cd8e75bca50f2d695f220d0cb0997d8ead387e4f926e8669a92d7f104cc9885b"
@@ -180,6 +181,104 @@ Test(cli_hash, json_lists_each_selector_after_dedupe)
 			   "\"},{\"selector\":\"/foo\",\"digest\":\"" DATA0 "\"}]}\n",
 			   combined) > 0);
 	cr_assert_str_eq(out, want);
+}
+
+/* The library's digest of the tree for SEL (NULL: all of it) with the NULL-terminated glob
+ * lists INC and EXC (NULL: none). */
+static void lib_digest(const char *sel, const char *const *inc, const char *const *exc,
+		       char out[LYR_DIGEST_TEXT_LEN])
+{
+	size_t n_inc = 0, n_exc = 0;
+	while (inc && inc[n_inc])
+		n_inc++;
+	while (exc && exc[n_exc])
+		n_exc++;
+	lyr_hash_opts o = {.include = inc, .n_include = n_inc, .exclude = exc, .n_exclude = n_exc};
+	cr_assert_eq(tu_hash_dir(tree, NULL, &sel, sel ? 1 : 0, &o, out), 0);
+}
+
+Test(cli_hash, include_and_exclude_select_what_the_library_selects)
+{
+	static const char *const d0[] = {"d0", NULL}, *const ghi[] = {"d0/ghi", NULL},
+				 *const foo_bar[] = {"foo", "bar", NULL}, *const rel_ghi[] = {"ghi", NULL},
+				 *const any_abc[] = {"**/abc", NULL};
+	static const struct {
+		const char *sel;
+		const char *const *inc, *const *exc;
+		const char *args[6];
+	} cases[] = {
+		{NULL, d0, NULL, {"--include", "d0"}},
+		{NULL, d0, ghi, {"--include", "d0", "--exclude", "d0/ghi"}},
+		{NULL, foo_bar, NULL, {"--include", "foo", "--include", "bar"}},
+		{NULL, foo_bar, NULL, {"--include", "bar", "--include", "foo"}},
+		{NULL, NULL, d0, {"--exclude", "d0"}},
+		{NULL, any_abc, NULL, {"--include", "**/abc"}},
+		/* globs are relative to the selector */
+		{"/d0", NULL, rel_ghi, {"/d0", "--exclude", "ghi"}},
+	};
+	char got[LYR_ARRAY_SIZE(cases)][LYR_DIGEST_TEXT_LEN];
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		char want[LYR_DIGEST_TEXT_LEN];
+		lib_digest(cases[i].sel, cases[i].inc, cases[i].exc, want);
+		const char *const *a = cases[i].args;
+		_cleanup_free_ char *d = hash(tree, a[0], a[1], a[2], a[3], a[4], a[5], NULL);
+		cr_assert_str_eq(d, want, "case %zu", i);
+		snprintf(got[i], sizeof(got[i]), "%s", d);
+	}
+	/* The order of repeated flags does not count, and including foo and bar lists what
+	 * excluding d0 lists; every other pair selects different entries. */
+	cr_assert_str_eq(got[2], got[3]);
+	cr_assert_str_eq(got[2], got[4]);
+	static const size_t distinct[] = {0, 1, 2, 5, 6};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(distinct); i++) {
+		cr_assert_str_neq(got[distinct[i]], ROOT, "case %zu", distinct[i]);
+		cr_assert_str_neq(got[distinct[i]], D0, "case %zu", distinct[i]);
+		for (size_t j = i + 1; j < LYR_ARRAY_SIZE(distinct); j++)
+			cr_assert_str_neq(got[distinct[i]], got[distinct[j]], "cases %zu and %zu",
+					  distinct[i], distinct[j]);
+	}
+
+	/* a layer of the same tree selects the same */
+	free(ok(tu_lf(store, "import", tree, "--tag", "t", NULL)));
+	_cleanup_free_ char *layer = hash("t", "--include", "d0", "--exclude", "d0/ghi", NULL);
+	cr_assert_str_eq(layer, got[1]);
+}
+
+/* `layerfs hash TREE ARGS...` must be refused as a usage error with MESSAGE. */
+static void usage_error(const char *message, const char *a1, const char *a2)
+{
+	tu_run r = tu_lf(store, "hash", tree, a1, a2, NULL);
+	cr_assert_eq(r.status, 2, "%s %s: exit %d: %s", a1, a2, r.status, r.err);
+	cr_assert_str_eq(r.out, "");
+	cr_assert_str_eq(r.err, message);
+	tu_run_free(&r);
+}
+
+Test(cli_hash, a_malformed_glob_is_a_usage_error)
+{
+	usage_error("layerfs hash: --include '[ab': '[' without a closing ']'\n"
+		    "Try 'layerfs hash --help'.\n",
+		    "--include", "[ab");
+	usage_error("layerfs hash: --exclude 'd0\\': ends in a '\\' that escapes nothing\n"
+		    "Try 'layerfs hash --help'.\n",
+		    "--exclude", "d0\\");
+	usage_error("layerfs hash: --include '': empty pattern\nTry 'layerfs hash --help'.\n",
+		    "--include", "");
+	usage_error("layerfs hash: option '--include' requires an argument\n"
+		    "Try 'layerfs hash --help'.\n",
+		    "--include", NULL);
+	/* refused before the target is looked at */
+	tu_run r = tu_lf(store, "hash", "./no/such/dir", "--exclude", "[", NULL);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_assert_str_eq(r.err, "layerfs hash: --exclude '[': '[' without a closing ']'\n"
+				"Try 'layerfs hash --help'.\n");
+	tu_run_free(&r);
+	/* an escaped '[' is a literal one, not a mistake */
+	_cleanup_free_ char *d = hash(tree, "--exclude", "\\[ab", NULL);
+	char want[LYR_DIGEST_TEXT_LEN];
+	static const char *const esc[] = {"\\[ab", NULL};
+	lib_digest(NULL, NULL, esc, want);
+	cr_assert_str_eq(d, want);
 }
 
 Test(cli_hash, missing_and_escaping_selectors_are_refused)
