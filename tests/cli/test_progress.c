@@ -94,13 +94,7 @@ Test(cli_progress, commit_counts_files_then_shows_all_bytes_and_erases_the_line)
 	r.out[64] = '\0';
 	_cleanup_free_ char *ref = strdup(r.out);
 	tu_run_free(&r);
-	r = run_on(TU_PIPE, TU_PIPE, NULL, "inspect", "--json", ref);
-	cr_assert_eq(r.status, 0, "inspect: %s", r.err);
-	const char *p = strstr(r.out, "\"upper\":\"");
-	cr_assert_not_null(p, "no upper in %s", r.out);
-	p += strlen("\"upper\":\"");
-	_cleanup_free_ char *upper = strndup(p, strcspn(p, "\""));
-	tu_run_free(&r);
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
 	make_tree(upper);
 
 	r = run_on(TU_PTY, TU_PTY, every_entry, "commit", ref, NULL);

@@ -243,20 +243,97 @@ bool tu_have_fuse(void)
 	return true;
 }
 
-tu_run tu_lf(const char *root, ...)
+void tu_need_fuse(void)
+{
+	if (!tu_have_fuse())
+		cr_skip_test("/dev/fuse cannot be opened here");
+}
+
+void tu_umount_below(const char *dir)
+{
+	tu_sh("grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
+	      dir);
+}
+
+void tu_need_busybox(void)
+{
+	if (access(TU_BUSYBOX, X_OK) != 0)
+		cr_skip_test("needs %s (Debian package busybox-static)", TU_BUSYBOX);
+}
+
+void tu_busybox_root(const char *dir, const char *const *applets, size_t n, const char *passwd,
+		     const char *group)
+{
+	_cleanup_free_ char *bin = tu_path(dir, "bin");
+	cr_assert_eq(lyr_mkdir_p(bin, 0755), 0);
+	cr_assert_eq(chmod(dir, 0755), 0);
+	_cleanup_free_ char *bb = tu_path(dir, "bin/busybox");
+	const char *cp[] = {"/bin/cp", TU_BUSYBOX, bb, NULL};
+	tu_run r = tu_cmd(NULL, cp);
+	cr_assert_eq(r.status, 0, "cp busybox: %s", r.err);
+	tu_run_free(&r);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *l = tu_path(bin, applets[i]);
+		cr_assert_eq(symlink("busybox", l), 0);
+	}
+	tu_write(dir, "etc/passwd", passwd);
+	tu_write(dir, "etc/group", group);
+}
+
+static tu_run lf_va(const char *const *env, const char *root, va_list ap)
 {
 	const char *argv[64] = {"--root", root};
 	size_t n = 2;
-	va_list ap;
-	va_start(ap, root);
 	const char *a;
 	while ((a = va_arg(ap, const char *)) != NULL) {
 		cr_assert_lt(n + 1, LYR_ARRAY_SIZE(argv));
 		argv[n++] = a;
 	}
-	va_end(ap);
 	argv[n] = NULL;
-	return tu_layerfs(NULL, argv);
+	return tu_layerfs(env, argv);
+}
+
+tu_run tu_lf(const char *root, ...)
+{
+	va_list ap;
+	va_start(ap, root);
+	tu_run r = lf_va(NULL, root, ap);
+	va_end(ap);
+	return r;
+}
+
+tu_run tu_lf_env(const char *const *env, const char *root, ...)
+{
+	va_list ap;
+	va_start(ap, root);
+	tu_run r = lf_va(env, root, ap);
+	va_end(ap);
+	return r;
+}
+
+char *tu_ok(tu_run r)
+{
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	free(r.err);
+	return r.out;
+}
+
+char *tu_json_field(const char *json, const char *key)
+{
+	_cleanup_free_ char *k = NULL;
+	cr_assert(asprintf(&k, "\"%s\":", key) > 0);
+	const char *p = strstr(json, k);
+	cr_assert_not_null(p, "%s not in %s", key, json);
+	p += strlen(k);
+	if (*p == '"')
+		p++;
+	return strndup(p, strcspn(p, "\",}"));
+}
+
+char *tu_ref_upper(const char *root, const char *ref)
+{
+	_cleanup_free_ char *info = tu_ok(tu_lf(root, "inspect", "--json", ref, NULL));
+	return tu_json_field(info, "upper");
 }
 
 static int name_cmp(const void *a, const void *b)

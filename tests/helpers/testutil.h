@@ -50,9 +50,32 @@ void tu_run_free(tu_run *r);
 
 /* True when /dev/fuse can be opened read-write. */
 bool tu_have_fuse(void);
+/* Skips the test unless /dev/fuse can be opened. */
+void tu_need_fuse(void);
+/* Lazily unmounts every mount below DIR, deepest first: what a failed test left behind. */
+void tu_umount_below(const char *dir);
+
+/* Debian's busybox-static, from which sandbox tests build their roots. */
+#define TU_BUSYBOX "/bin/busybox"
+/* Skips the test unless TU_BUSYBOX can be run. */
+void tu_need_busybox(void);
+/* Makes DIR (created if missing, mode 0755) a root a command can run in: bin/busybox, a link
+ * bin/NAME -> busybox for each of the N APPLETS, and etc/passwd and etc/group holding PASSWD
+ * and GROUP. */
+void tu_busybox_root(const char *dir, const char *const *applets, size_t n, const char *passwd,
+		     const char *group);
 
 /* Runs `layerfs --root ROOT ARGS...` (a NULL-terminated list of strings). */
 tu_run tu_lf(const char *root, ...) __attribute__((sentinel));
+/* The same with ENV (NULL-terminated "K=V" list, may be NULL) added to the environment. */
+tu_run tu_lf_env(const char *const *env, const char *root, ...) __attribute__((sentinel));
+/* R's stdout, after asserting that R exited 0 (its stderr in the message otherwise); R's
+ * stderr is freed, the heap string returned is the caller's. */
+char *tu_ok(tu_run r);
+/* The text of KEY's first value in JSON (a string without its quotes, or a number). Heap. */
+char *tu_json_field(const char *json, const char *key);
+/* The upper directory of ref REF in the store at ROOT, from `inspect --json`.  Heap. */
+char *tu_ref_upper(const char *root, const char *ref);
 /* A text that changes whenever the store's visible state does: `ls --json` plus the names
  * under layers/, refs/ and tmp/.  Heap string. */
 char *tu_store_state(const char *root);
