@@ -32,7 +32,8 @@ TestSuite(cli_diff, .init = setup, .fini = teardown);
 
 Test(cli_diff, a_base_layer_is_all_additions)
 {
-	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
 	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", "base", NULL));
 	cr_assert_str_eq(diff, "A /a\nA /d\nA /d/x\nA /d/y\nA /e\nA /e/old\nA /e/older\nA /f\nA /f/gone\n");
 }
@@ -41,7 +42,8 @@ Test(cli_diff, a_ref_shows_changes_whiteouts_and_opaque_directories)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root for trusted.overlay xattrs");
-	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
 	_cleanup_free_ char *ref_out = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
 	_cleanup_free_ char *ref = strndup(ref_out, 64);
 	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
@@ -66,14 +68,16 @@ Test(cli_diff, a_ref_shows_changes_whiteouts_and_opaque_directories)
 	cr_assert_eq(strncmp(json, prefix, strlen(prefix)), 0, "%s", json);
 
 	/* Committing keeps the same diff against the same parent. */
-	_cleanup_free_ char *layer_out = tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "child", NULL));
+	_cleanup_free_ char *layer_out =
+	    tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "child", NULL));
 	_cleanup_free_ char *after = tu_ok(tu_lf(dirs.store, "diff", "child", NULL));
 	cr_assert_str_eq(after, diff);
 }
 
 Test(cli_diff, an_unchanged_ref_has_an_empty_diff)
 {
-	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
 	_cleanup_free_ char *ref_out = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
 	ref_out[64] = '\0';
 	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref_out, NULL));

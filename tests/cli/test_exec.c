@@ -128,7 +128,8 @@ Test(cli_exec, writes_land_in_the_root_output_layer_and_nowhere_on_the_host)
 	_cleanup_free_ char *script = NULL;
 	cr_assert(asprintf(&script, "echo hi > %s; mkdir /d; echo x > /d/f; rm /etc/group", name) >
 		  0);
-	_cleanup_free_ char *out = tu_ok(lx("--json", "exec", "bb", "--", "sh", "-c", script, NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(lx("--json", "exec", "bb", "--", "sh", "-c", script, NULL));
 	expect(out, "exit_code", "0");
 	expect(out, "cached", "false");
 	_cleanup_free_ char *key = tu_json_field(out, "cache_key");
@@ -257,13 +258,13 @@ Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
 Test(cli_exec, a_tmpfs_mount_is_fresh_nosuid_sized_and_discarded)
 {
 	need_all();
-	_cleanup_free_ char *out =
-	    tu_ok(lx("--json", "exec", "--mount", "type=tmpfs,target=/t,size=1048576", "bb", "--",
-		  "sh", "-c",
-		  "test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep "
-		  "-q nosuid "
-		  "&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
-		  NULL));
+	_cleanup_free_ char *out = tu_ok(
+	    lx("--json", "exec", "--mount", "type=tmpfs,target=/t,size=1048576", "bb", "--", "sh",
+	       "-c",
+	       "test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep "
+	       "-q nosuid "
+	       "&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
+	       NULL));
 	expect(out, "exit_code", "0");
 	_cleanup_free_ char *rl = output_of(out, "/");
 	_cleanup_free_ char *d = tu_ok(tu_lf(dirs.store, "diff", rl, NULL));
@@ -511,7 +512,8 @@ Test(cli_exec, the_key_follows_a_read_only_inputs_selector_only)
 	tu_write(d, "app/a", "1\n");
 	tu_write(d, "other", "x\n");
 	import_as(d, "src");
-	free(tu_ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL)));
+	free(tu_ok(
+	    lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL)));
 	tu_write(d, "other", "z\n");
 	import_as(d, "src");
 	_cleanup_free_ char *o =
@@ -686,7 +688,8 @@ Test(cli_exec, stdin_reaches_the_command_only_with_i)
 	cr_assert_eq(tu_sh("echo piped | TMPDIR=%s %s --root %s exec bb -- cat > %s 2>/dev/null",
 			   dirs.tmp, LAYERFS_BIN, dirs.store, o2),
 		     0);
-	_cleanup_free_ char *with = tu_read(dirs.tmp, "i.out"), *without = tu_read(dirs.tmp, "n.out");
+	_cleanup_free_ char *with = tu_read(dirs.tmp, "i.out"),
+			    *without = tu_read(dirs.tmp, "n.out");
 	cr_assert_str_eq(with, "piped\n");
 	cr_assert_str_eq(without, "");
 }

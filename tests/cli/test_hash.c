@@ -159,7 +159,8 @@ Test(cli_hash, several_selectors_are_deduplicated_by_whole_components)
 
 Test(cli_hash, json_lists_each_selector_after_dedupe)
 {
-	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "hash", "--json", dirs.src, "/foo", "/d0/abc", "/d0", NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "hash", "--json", dirs.src, "/foo", "/d0/abc", "/d0", NULL));
 	_cleanup_free_ char *combined = hash(dirs.src, "/d0", "/foo", NULL);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want,
@@ -186,21 +187,22 @@ static void lib_digest(const char *sel, const char *const *inc, const char *cons
 Test(cli_hash, include_and_exclude_select_what_the_library_selects)
 {
 	static const char *const d0[] = {"d0", NULL}, *const ghi[] = {"d0/ghi", NULL},
-				 *const foo_bar[] = {"foo", "bar", NULL}, *const rel_ghi[] = {"ghi", NULL},
+				 *const foo_bar[] = {"foo", "bar", NULL},
+				 *const rel_ghi[] = {"ghi", NULL},
 				 *const any_abc[] = {"**/abc", NULL};
 	static const struct {
 		const char *sel;
 		const char *const *inc, *const *exc;
 		const char *args[6];
 	} cases[] = {
-		{NULL, d0, NULL, {"--include", "d0"}},
-		{NULL, d0, ghi, {"--include", "d0", "--exclude", "d0/ghi"}},
-		{NULL, foo_bar, NULL, {"--include", "foo", "--include", "bar"}},
-		{NULL, foo_bar, NULL, {"--include", "bar", "--include", "foo"}},
-		{NULL, NULL, d0, {"--exclude", "d0"}},
-		{NULL, any_abc, NULL, {"--include", "**/abc"}},
-		/* globs are relative to the selector */
-		{"/d0", NULL, rel_ghi, {"/d0", "--exclude", "ghi"}},
+	    {NULL, d0, NULL, {"--include", "d0"}},
+	    {NULL, d0, ghi, {"--include", "d0", "--exclude", "d0/ghi"}},
+	    {NULL, foo_bar, NULL, {"--include", "foo", "--include", "bar"}},
+	    {NULL, foo_bar, NULL, {"--include", "bar", "--include", "foo"}},
+	    {NULL, NULL, d0, {"--exclude", "d0"}},
+	    {NULL, any_abc, NULL, {"--include", "**/abc"}},
+	    /* globs are relative to the selector */
+	    {"/d0", NULL, rel_ghi, {"/d0", "--exclude", "ghi"}},
 	};
 	char got[LYR_ARRAY_SIZE(cases)][LYR_DIGEST_TEXT_LEN];
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
@@ -272,14 +274,16 @@ Test(cli_hash, missing_and_escaping_selectors_are_refused)
 	tu_run r = tu_lf(dirs.store, "hash", dirs.src, "/nope", NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "layerfs: hash '%s': '/nope': No such file or directory\n", dirs.src) > 0);
+	cr_assert(asprintf(&want, "layerfs: hash '%s': '/nope': No such file or directory\n",
+			   dirs.src) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 
 	r = tu_lf(dirs.store, "hash", dirs.src, "../../etc/passwd", NULL);
 	cr_assert_eq(r.status, 1);
 	free(want);
-	cr_assert(asprintf(&want, "layerfs: hash '%s': '../../etc/passwd': selector leaves the root\n",
+	cr_assert(asprintf(&want,
+			   "layerfs: hash '%s': '../../etc/passwd': selector leaves the root\n",
 			   dirs.src) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
@@ -294,7 +298,8 @@ Test(cli_hash, missing_and_escaping_selectors_are_refused)
 
 Test(cli_hash, digests_of_a_layer_are_cached_in_the_store)
 {
-	_cleanup_free_ char *id_out = tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "t", NULL));
+	_cleanup_free_ char *id_out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "t", NULL));
 	id_out[71] = '\0';
 	char *d = hash("t", "/foo", NULL);
 	cr_assert_str_eq(d, DATA0);
@@ -324,7 +329,8 @@ Test(cli_hash, a_child_layer_reads_only_its_own_files)
 	tu_write(upper, "new", "data1");
 	_cleanup_free_ char *nf = tu_path(upper, "new");
 	cr_assert_eq(chmod(nf, 0644), 0);
-	_cleanup_free_ char *child = tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "child", NULL));
+	_cleanup_free_ char *child =
+	    tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "child", NULL));
 	child[71] = '\0';
 
 	/* The base's files now hold other bytes on disk; the child's digest still uses the

@@ -39,7 +39,8 @@ static bool matches(const char *re, const char *text)
 /* Imports SRC and returns the printed layer ID (heap, no newline). */
 static char *import(const char *dir, const char *tag)
 {
-	tu_run r = tag ? tu_lf(dirs.store, "import", dir, "--tag", tag, NULL) : tu_lf(dirs.store, "import", dir, NULL);
+	tu_run r = tag ? tu_lf(dirs.store, "import", dir, "--tag", tag, NULL)
+		       : tu_lf(dirs.store, "import", dir, NULL);
 	cr_assert_eq(r.status, 0, "import failed: %s", r.err);
 	cr_assert(matches("^sha256:[0-9a-f]{64}\n$", r.out), "import printed '%s'", r.out);
 	char *id = strndup(r.out, 71);
@@ -269,16 +270,19 @@ Test(cli_layers, importing_an_unreadable_file_names_it_and_changes_nothing)
 	/* The store and the tree belong to nobody, except one file nobody may read. */
 	tu_write(dirs.src, "secret", "x");
 	_cleanup_free_ char *before = tu_store_state(dirs.store);
-	cr_assert_eq(tu_sh("chown -R 65534:65534 '%s' '%s' && chmod 755 '%s' && chown 0:0 '%s/secret' "
-			   "&& chmod 600 '%s/secret'",
-			   dirs.store, dirs.src, dirs.tmp, dirs.src, dirs.src),
-		     0);
-	const char *argv[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-			      LAYERFS_BIN, "--root", dirs.store, "import", dirs.src, NULL};
+	cr_assert_eq(
+	    tu_sh("chown -R 65534:65534 '%s' '%s' && chmod 755 '%s' && chown 0:0 '%s/secret' "
+		  "&& chmod 600 '%s/secret'",
+		  dirs.store, dirs.src, dirs.tmp, dirs.src, dirs.src),
+	    0);
+	const char *argv[] = {
+	    "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", LAYERFS_BIN,
+	    "--root",		dirs.store,	 "import",	  dirs.src,	    NULL};
 	tu_run r = tu_cmd(NULL, argv);
 	cr_assert_eq(r.status, 1, "status %d: %s", r.status, r.err);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "layerfs: import '%s': 'secret': Permission denied\n", dirs.src) > 0);
+	cr_assert(asprintf(&want, "layerfs: import '%s': 'secret': Permission denied\n", dirs.src) >
+		  0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 	_cleanup_free_ char *after = tu_store_state(dirs.store);
@@ -387,7 +391,8 @@ Test(cli_layers, fsck_of_a_healthy_store_finds_nothing)
 Test(cli_layers, fsck_reports_and_repairs_an_orphan_directory)
 {
 	_cleanup_free_ char *id = import(dirs.src, NULL);
-	_cleanup_free_ char *orphan = tu_path(dirs.store, "layers/00000000000000000000000000000000000000000000000000000000000000aa");
+	_cleanup_free_ char *orphan = tu_path(
+	    dirs.store, "layers/00000000000000000000000000000000000000000000000000000000000000aa");
 	cr_assert_eq(mkdir(orphan, 0700), 0);
 	tu_run r = tu_lf(dirs.store, "fsck", NULL);
 	cr_assert_eq(r.status, 1);

@@ -159,13 +159,15 @@ Test(cli_mount, a_foreground_mount_serves_until_unmounted)
 	if (child == 0) {
 		int null = open("/dev/null", O_RDWR);
 		dup2(null, 1);
-		execl(LAYERFS_BIN, LAYERFS_BIN, "--root", dirs.store, "mount", "-f", ref, mp, (char *)NULL);
+		execl(LAYERFS_BIN, LAYERFS_BIN, "--root", dirs.store, "mount", "-f", ref, mp,
+		      (char *)NULL);
 		_exit(127);
 	}
 	_cleanup_free_ char *abs = realpath(mp, NULL);
 	bool live = false;
 	for (int i = 0; i < 500 && !live; i++) {
-		_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
+		_cleanup_free_ char *info =
+		    tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
 		live = strstr(info, abs) != NULL;
 		if (!live)
 			usleep(10000);

@@ -34,9 +34,10 @@ static void need_root(void)
 static char *make_root(void)
 {
 	char *root = tu_mkdtemp();
-	tu_busybox_root(root, applets, LYR_ARRAY_SIZE(applets),
-			"root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
-			"root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\n");
+	tu_busybox_root(
+	    root, applets, LYR_ARRAY_SIZE(applets),
+	    "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
+	    "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\n");
 	return root;
 }
 

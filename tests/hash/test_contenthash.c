@@ -376,18 +376,19 @@ Test(hash_contenthash, normalize_makes_paths_absolute_and_clean)
 
 Test(hash_contenthash, check_pattern_refuses_what_would_match_only_literally)
 {
-	static const char *const good[] = {"d0", "**/f0[0-4]", "[]x]", "[!a]b", "a\\[", "x\\\\", "*"};
+	static const char *const good[] = {"d0",   "**/f0[0-4]", "[]x]", "[!a]b",
+					   "a\\[", "x\\\\",	 "*"};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(good); i++)
 		cr_assert_eq(lyr_hash_check_pattern(good[i], NULL), 0, "'%s'", good[i]);
 	char long_bracket[300] = "[";
 	memset(long_bracket + 1, 'a', 254);
 	strcpy(long_bracket + 255, "]"); /* 256 bytes from '[' to ']' */
 	static const char *const why[] = {
-		"empty pattern",
-		"'[' without a closing ']'",
-		"'[' without a closing ']'",
-		"ends in a '\\' that escapes nothing",
-		"bracket expression longer than 255 bytes",
+	    "empty pattern",
+	    "'[' without a closing ']'",
+	    "'[' without a closing ']'",
+	    "ends in a '\\' that escapes nothing",
+	    "bracket expression longer than 255 bytes",
 	};
 	const char *bad[] = {"", "[ab", "d0/[]", "d0\\", long_bracket};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(bad); i++) {

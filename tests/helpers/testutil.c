@@ -219,8 +219,7 @@ tu_run tu_layerfs(const char *const *env, const char *const *argv)
 	return tu_cmd(env, full);
 }
 
-tu_run tu_layerfs_on(tu_sink out, tu_sink err, const char *const *env,
-		     const char *const *argv)
+tu_run tu_layerfs_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv)
 {
 	const char *full[64];
 	layerfs_argv(argv, full);
@@ -251,8 +250,9 @@ void tu_need_fuse(void)
 
 void tu_umount_below(const char *dir)
 {
-	tu_sh("grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
-	      dir);
+	tu_sh(
+	    "grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
+	    dir);
 }
 
 void tu_need_busybox(void)

@@ -40,8 +40,7 @@ typedef struct tu_run {
  * environment plus ENV (NULL-terminated "K=V" list, may be NULL); captures output. */
 tu_run tu_layerfs(const char *const *env, const char *const *argv);
 /* tu_layerfs with stdout going to OUT and stderr to ERR. */
-tu_run tu_layerfs_on(tu_sink out, tu_sink err, const char *const *env,
-		     const char *const *argv);
+tu_run tu_layerfs_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv);
 /* Runs an arbitrary command the same way. */
 tu_run tu_cmd(const char *const *env, const char *const *argv);
 /* tu_cmd with stdout going to OUT and stderr to ERR. */
