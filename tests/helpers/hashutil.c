@@ -3,7 +3,9 @@
 #include "hashutil.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 
 #include "layerfs/common.h"
 
