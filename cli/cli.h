@@ -77,12 +77,13 @@ void fmt_time_rfc3339(int64_t t, char *buf, size_t len);
 /* Short form of an ID for tables: 12 hex digits without "sha256:". */
 const char *short_id(const char *id, char buf[16]);
 
-/* Progress line on a terminal: "LABEL: N files, X MB" redrawn at most 10 times a second,
- * erased by progress_done.  Silent when stdout is not a terminal or with --json. */
+/* Progress line on a terminal: "LABEL: N files, X MB" first drawn after an interval of work
+ * and redrawn at most once an interval (100 ms, or $LAYERFS_PROGRESS_MS), erased by
+ * progress_done.  Silent when stdout or stderr is not a terminal, and with --json. */
 typedef struct progress_line {
 	bool on, drawn;
 	const char *label;
-	uint64_t last_ns;
+	uint64_t interval_ns, last_ns;
 	lyr_progress p;
 } progress_line;
 void progress_start(progress_line *pl, lyr_cli *cli, const char *label);

@@ -79,6 +79,19 @@ static int hash_opt(void *ctx, int c, const char *arg)
 	}
 }
 
+/* A mistyped glob is a usage error, not a pattern that silently matches nothing. */
+static bool bad_pattern(const char *cmd, const char *opt, const char *const *pats, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		const char *why;
+		if (lyr_hash_check_pattern(pats[k], &why) < 0) {
+			cli_usage(cmd, "%s '%s': %s", opt, pats[k], why);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* What to hash: a store object, or a plain directory.  A path-like argument ("/", "./x", ".")
  * is a directory; otherwise an ID or tag, and failing that a directory of that name. */
 typedef struct hash_target {
@@ -145,8 +158,12 @@ int cmd_hash(lyr_cli *cli, int argc, char **argv)
 	const char *const *sel = (const char *const *)argv + i + 1;
 	size_t n = (size_t)(argc - i - 1);
 
-	hash_target t;
-	int status = EXIT_FAIL;
+	hash_target t = {.dirfd = -1};
+	int status = EXIT_USAGE;
+	if (bad_pattern(cmd->name, "--include", a.include, a.n_include) ||
+	    bad_pattern(cmd->name, "--exclude", a.exclude, a.n_exclude))
+		goto out;
+	status = EXIT_FAIL;
 	if (pick_target(cli, what, &t) < 0)
 		goto out;
 

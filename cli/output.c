@@ -1,6 +1,8 @@
 /* Output for people and programs: aligned tables, a small JSON writer, size and time
  * formats, the progress line.  Everything here writes to a FILE given by the caller except
- * the progress line, which draws on stderr while stdout is a terminal. */
+ * the progress line, which draws on stderr while stdout and stderr are terminals, at most once
+ * an interval ($LAYERFS_PROGRESS_MS, default 100 ms). */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -243,7 +245,7 @@ static void progress_draw(void *ctx, uint64_t files, uint64_t bytes)
 {
 	progress_line *pl = ctx;
 	uint64_t t = now_ns();
-	if (t - pl->last_ns < 100000000u)
+	if (t - pl->last_ns < pl->interval_ns)
 		return;
 	pl->last_ns = t;
 	pl->drawn = true;
@@ -253,12 +255,28 @@ static void progress_draw(void *ctx, uint64_t files, uint64_t bytes)
 	fflush(stderr);
 }
 
+/* $LAYERFS_PROGRESS_MS, or 100 when unset or not a whole number: often enough to see work
+ * move, rarely enough that drawing costs nothing; 0 draws every step (what tests compare). */
+static uint64_t progress_interval_ns(void)
+{
+	const char *env = getenv("LAYERFS_PROGRESS_MS");
+	char *end;
+	if (!env || *env < '0' || *env > '9')
+		return 100000000u;
+	errno = 0;
+	unsigned long long ms = strtoull(env, &end, 10);
+	if (*end || errno || ms > UINT64_MAX / 1000000u)
+		return 100000000u;
+	return (uint64_t)ms * 1000000u;
+}
+
 void progress_start(progress_line *pl, lyr_cli *cli, const char *label)
 {
 	memset(pl, 0, sizeof(*pl));
 	pl->on = cli->tty && !cli->json && isatty(STDERR_FILENO);
 	pl->label = label;
-	pl->last_ns = now_ns(); /* first line after 100 ms: quick work draws nothing */
+	pl->interval_ns = progress_interval_ns();
+	pl->last_ns = now_ns(); /* first line after one interval: quick work draws nothing */
 	pl->p.fn = pl->on ? progress_draw : NULL;
 	pl->p.ctx = pl;
 }

@@ -13,6 +13,11 @@
  * So a walk holds at most about 2 * FD_WINDOW + 4 fds whatever the depth, and memory grows with
  * the depth times the directory sizes along the current path.
  *
+ * One loop, walk_tree, drives both the copy (its frames hold the source directory and the copy's
+ * side by side, two fds each) and lyr_tree_walk, through a table of steps.  Removal and usage
+ * keep loops of their own: removal unlinks by d_type without an lstat per entry and removes a
+ * directory from its parent after popping it, and usage passes over entries that vanish meanwhile.
+ *
  * Copy order per entry: create, data, owner, xattrs, mode, timestamps.  Owner comes first because
  * chown clears setuid/setgid bits and security.capability; xattrs come before the mode because an
  * unprivileged owner may not set user.* xattrs on a file it made read-only.  Directories are
@@ -285,6 +290,97 @@ static void set_error(lyr_tree_error *err, const walk *w, int r)
 		return;
 	snprintf(err->path, sizeof err->path, "%s", w->path ? w->path : "");
 	err->err = -r;
+}
+
+/* ---- the walk loop ------------------------------------------------------------------------- */
+
+/* What a walk does at each step (see walk_tree).  F is the frame of the directory at hand, its
+ * fds open; w->path names the entry or directory. */
+typedef struct walk_ops {
+	/* Entry NAME of F with its lstat ST.  For a directory, LYR_TREE_SKIP keeps the walk out. */
+	int (*entry)(void *ctx, walk *w, frame *f, const char *name, const struct stat *st);
+	/* Directory NAME of F is entered and CFD[0] is open on it: opens CFD[1] (walks with two
+	 * fds a frame only).  May be NULL. */
+	int (*enter)(void *ctx, frame *f, const char *name, int *cfd);
+	/* F is left, after all its entries.  May be NULL. */
+	int (*leave)(void *ctx, walk *w, frame *f);
+} walk_ops;
+
+/* Pushes the frame of directory NAME of F (lstat ST) with fds from OPS->enter. */
+static int walk_enter(walk *w, const walk_ops *ops, void *ctx, frame *f, const char *name,
+		      const struct stat *st)
+{
+	int cfd[2] = {openat(f->fd[0], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), -1};
+	if (cfd[0] < 0)
+		return -errno;
+	/* Replaced between the lstat and the open: not the directory the entry was. */
+	struct stat now;
+	int r = fstat(cfd[0], &now) < 0 ? -errno : 0;
+	if (r == 0 && (now.st_ino != st->st_ino || now.st_dev != st->st_dev))
+		r = -ESTALE;
+	if (r == 0 && ops->enter)
+		r = ops->enter(ctx, f, name, cfd);
+	if (r < 0) {
+		close(cfd[0]);
+		return r;
+	}
+	return walk_push(w, cfd, &now);
+}
+
+/* Walks the tree below DIRFDS (w->nfd of them, walked in step; the first is the one listed)
+ * calling OPS with CTX; directories are left after their entries.  Returns 0 or the first
+ * error, which ERR (may be NULL) names; W is freed either way. */
+static int walk_tree(walk *w, const int *dirfds, const walk_ops *ops, void *ctx,
+		     lyr_tree_error *err)
+{
+	int fds[2] = {-1, -1};
+	struct stat st;
+	int r = path_set(w, 0, NULL);
+	if (r < 0)
+		goto out;
+	for (int k = 0; k < w->nfd; k++)
+		fds[k] = openat(dirfds[k], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fds[0] < 0 || (w->nfd > 1 && fds[1] < 0) || fstat(fds[0], &st) < 0) {
+		r = -errno;
+		for (int k = 0; k < w->nfd; k++)
+			if (fds[k] >= 0)
+				close(fds[k]);
+		goto out;
+	}
+	r = walk_push(w, fds, &st);
+	while (r == 0 && w->depth > 0) {
+		frame *f = &w->frames[w->depth - 1];
+		if (f->next == f->l.n) {
+			r = path_set(w, f->path_len, NULL);
+			if (r == 0)
+				r = walk_unpark_parent(w);
+			if (r == 0 && ops->leave)
+				r = ops->leave(ctx, w, f);
+			if (r == 0)
+				walk_pop(w);
+			continue;
+		}
+		const char *name = f->l.ents[f->next++].name;
+		r = path_set(w, f->path_len, name);
+		if (r < 0)
+			break;
+		if (fstatat(f->fd[0], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+			break;
+		}
+		r = ops->entry(ctx, w, f, name, &st);
+		if (r < 0)
+			break;
+		if (S_ISDIR(st.st_mode) && r != LYR_TREE_SKIP)
+			r = walk_enter(w, ops, ctx, f, name, &st);
+		else
+			r = 0;
+	}
+out:
+	if (r < 0)
+		set_error(err, w, r);
+	walk_free(w);
+	return r;
 }
 
 /* ---- xattrs -------------------------------------------------------------------------------- */
@@ -680,93 +776,45 @@ int lyr_tree_copy(int src_dirfd, int dst_dirfd, const lyr_progress *progress, ly
 	return lyr_tree_copy_ex(src_dirfd, dst_dirfd, &o, err);
 }
 
+/* The copy's steps of the walk: a non-directory is copied when met; a directory is made (0700,
+ * so that a read-only source directory can still be filled) when entered, and gets its
+ * metadata when left, after its children. */
+static int copy_step(void *ctx, walk *w, frame *f, const char *name, const struct stat *st)
+{
+	copier *c = ctx;
+	if (S_ISDIR(st->st_mode))
+		return 0;
+	int r = copy_entry(c, w, f->fd[0], f->fd[1], name, st);
+	if (r < 0)
+		return r;
+	lyr_progress_report(c->progress, c->files, c->bytes);
+	return 0;
+}
+
+static int copy_enter(void *ctx, frame *f, const char *name, int *cfd)
+{
+	(void)ctx;
+	if (mkdirat(f->fd[1], name, 0700) < 0)
+		return -errno;
+	cfd[1] = openat(f->fd[1], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return cfd[1] < 0 ? -errno : 0;
+}
+
+static int copy_leave(void *ctx, walk *w, frame *f)
+{
+	(void)ctx, (void)w;
+	return finish_fd(f->fd[0], f->fd[1], &f->st);
+}
+
 int lyr_tree_copy_ex(int src_dirfd, int dst_dirfd, const lyr_tree_copy_opts *opts,
 		     lyr_tree_error *err)
 {
-	const lyr_progress *progress = opts->progress;
-	copier c = {.dst_root = dst_dirfd, .progress = progress, .file_done = opts->file_done,
+	static const walk_ops ops = {.entry = copy_step, .enter = copy_enter, .leave = copy_leave};
+	copier c = {.dst_root = dst_dirfd, .progress = opts->progress, .file_done = opts->file_done,
 		    .file_done_ctx = opts->ctx};
 	walk w = {.nfd = 2};
-	struct stat st;
-	int r = path_set(&w, 0, NULL);
-	if (r < 0)
-		goto out;
-
-	int fds[2] = {openat(src_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
-		      openat(dst_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-	if (fds[0] < 0 || fds[1] < 0 || fstat(fds[0], &st) < 0) {
-		r = -errno;
-		if (fds[0] >= 0)
-			close(fds[0]);
-		if (fds[1] >= 0)
-			close(fds[1]);
-		goto out;
-	}
-	r = walk_push(&w, fds, &st);
-	if (r < 0)
-		goto out;
-
-	while (w.depth > 0) {
-		frame *f = &w.frames[w.depth - 1];
-		if (f->next == f->l.n) {
-			/* Leaving a directory: its metadata now, after its children. */
-			r = path_set(&w, f->path_len, NULL);
-			if (r < 0)
-				goto out;
-			r = walk_unpark_parent(&w);
-			if (r < 0)
-				goto out;
-			f = &w.frames[w.depth - 1];
-			r = finish_fd(f->fd[0], f->fd[1], &f->st);
-			if (r < 0)
-				goto out;
-			walk_pop(&w);
-			continue;
-		}
-		const char *name = f->l.ents[f->next++].name;
-		r = path_set(&w, f->path_len, name);
-		if (r < 0)
-			goto out;
-		if (fstatat(f->fd[0], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			r = -errno;
-			goto out;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			r = copy_entry(&c, &w, f->fd[0], f->fd[1], name, &st);
-			if (r < 0)
-				goto out;
-			lyr_progress_report(progress, c.files, c.bytes);
-			continue;
-		}
-		int cfd[2] = {openat(f->fd[0], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC),
-			      -1};
-		if (cfd[0] < 0) {
-			r = -errno;
-			goto out;
-		}
-		struct stat now;
-		r = fstat(cfd[0], &now) < 0 ? -errno : 0;
-		if (r == 0 && (now.st_ino != st.st_ino || now.st_dev != st.st_dev))
-			r = -ESTALE;
-		if (r < 0) {
-			close(cfd[0]);
-			goto out;
-		}
-		if (mkdirat(f->fd[1], name, 0700) < 0 ||
-		    (cfd[1] = openat(f->fd[1], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-			r = -errno;
-			close(cfd[0]);
-			goto out;
-		}
-		r = walk_push(&w, cfd, &now);
-		if (r < 0)
-			goto out;
-	}
-	r = 0;
-out:
-	if (r < 0)
-		set_error(err, &w, r);
-	walk_free(&w);
+	const int dirfds[2] = {src_dirfd, dst_dirfd};
+	int r = walk_tree(&w, dirfds, &ops, &c, err);
 	tdestroy(c.links, link_free);
 	free(c.buf);
 	return r;
@@ -867,74 +915,23 @@ out:
 
 /* ---- generic walk ------------------------------------------------------------------------ */
 
+static int visit_entry(void *ctx, walk *w, frame *f, const char *name, const struct stat *st)
+{
+	const lyr_tree_visit *v = ctx;
+	return v->entry ? v->entry(v->ctx, f->fd[0], name, st, w->path) : 0;
+}
+
+static int visit_leave(void *ctx, walk *w, frame *f)
+{
+	const lyr_tree_visit *v = ctx;
+	return v->leave ? v->leave(v->ctx, f->fd[0], &f->st, w->path) : 0;
+}
+
 int lyr_tree_walk(int dirfd, const lyr_tree_visit *v, lyr_tree_error *err)
 {
+	static const walk_ops ops = {.entry = visit_entry, .leave = visit_leave};
 	walk w = {.nfd = 1, .sorted = v->sorted};
-	struct stat st;
-	int r = path_set(&w, 0, NULL);
-	if (r < 0)
-		goto out;
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		r = -errno;
-		if (fd >= 0)
-			close(fd);
-		goto out;
-	}
-	r = walk_push(&w, &fd, &st);
-	if (r < 0)
-		goto out;
-	while (w.depth > 0) {
-		frame *f = &w.frames[w.depth - 1];
-		if (f->next == f->l.n) {
-			r = path_set(&w, f->path_len, NULL);
-			if (r < 0)
-				goto out;
-			r = walk_unpark_parent(&w);
-			if (r < 0)
-				goto out;
-			f = &w.frames[w.depth - 1];
-			if (v->leave && (r = v->leave(v->ctx, f->fd[0], &f->st, w.path)) < 0)
-				goto out;
-			walk_pop(&w);
-			continue;
-		}
-		const char *name = f->l.ents[f->next++].name;
-		r = path_set(&w, f->path_len, name);
-		if (r < 0)
-			goto out;
-		if (fstatat(f->fd[0], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			r = -errno;
-			goto out;
-		}
-		r = v->entry ? v->entry(v->ctx, f->fd[0], name, &st, w.path) : 0;
-		if (r < 0)
-			goto out;
-		if (!S_ISDIR(st.st_mode) || r == LYR_TREE_SKIP)
-			continue;
-		fd = openat(f->fd[0], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			r = -errno;
-			goto out;
-		}
-		struct stat now;
-		r = fstat(fd, &now) < 0 ? -errno : 0;
-		if (r == 0 && (now.st_ino != st.st_ino || now.st_dev != st.st_dev))
-			r = -ESTALE;
-		if (r < 0) {
-			close(fd);
-			goto out;
-		}
-		r = walk_push(&w, &fd, &now);
-		if (r < 0)
-			goto out;
-	}
-	r = 0;
-out:
-	if (r < 0)
-		set_error(err, &w, r);
-	walk_free(&w);
-	return r;
+	return walk_tree(&w, &dirfd, &ops, (void *)v, err);
 }
 
 /* ---- usage --------------------------------------------------------------------------------- */

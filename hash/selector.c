@@ -111,28 +111,63 @@ bool lyr_hash_selector_is_wildcard(const char *sel)
 	return false;
 }
 
-/* Matches one bracket expression at PAT against C; returns the length of the expression, or 0
- * when C does not match it, or -1 when PAT holds no complete expression (then '[' is literal). */
-static int bracket(const char *pat, char c)
+/* The longest bracket expression, "[...]" included, that is matched as one. */
+#define BRACKET_MAX 255
+
+/* The length of the bracket expression at PAT ('[' up to its ']'), or 0 when there is no ']'. */
+static size_t bracket_len(const char *pat)
 {
 	const char *end = pat + 1;
 	if (*end == '!' || *end == '^')
 		end++;
 	if (*end == ']')
-		end++;
+		end++; /* a ']' first is a member, not the end */
 	while (*end && *end != ']')
 		end++;
-	if (!*end)
-		return -1;
-	size_t len = (size_t)(end - pat) + 1;
-	char expr[256], s[2] = {c, 0};
-	if (len >= sizeof expr)
+	return *end ? (size_t)(end - pat) + 1 : 0;
+}
+
+/* Matches one bracket expression at PAT against C; returns the length of the expression, or 0
+ * when C does not match it, or -1 when PAT holds no complete expression (then '[' is literal). */
+static int bracket(const char *pat, char c)
+{
+	size_t len = bracket_len(pat);
+	char expr[BRACKET_MAX + 1], s[2] = {c, 0};
+	if (len == 0 || len > BRACKET_MAX)
 		return -1;
 	memcpy(expr, pat, len);
 	expr[len] = '\0';
 	if (expr[1] == '^')
 		expr[1] = '!';
 	return fnmatch(expr, s, FNM_PATHNAME) == 0 ? (int)len : 0;
+}
+
+int lyr_hash_check_pattern(const char *pat, const char **ret_why)
+{
+	const char *why = NULL;
+	if (!*pat)
+		why = "empty pattern";
+	for (const char *p = pat; *p && !why; p++) {
+		if (*p == '\\') {
+			if (!p[1])
+				why = "ends in a '\\' that escapes nothing";
+			else
+				p++;
+		} else if (*p == '[') {
+			size_t len = bracket_len(p);
+			if (len == 0)
+				why = "'[' without a closing ']'";
+			else if (len > BRACKET_MAX)
+				why = "bracket expression longer than 255 bytes";
+			else
+				p += len - 1;
+		}
+	}
+	if (!why)
+		return 0;
+	if (ret_why)
+		*ret_why = why;
+	return -EINVAL;
 }
 
 bool hglob_match(const char *pat, const char *str)

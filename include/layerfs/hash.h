@@ -154,6 +154,13 @@ void lyr_hash_selectors_free(char **list, size_t n);
 /* True when SEL contains an unescaped `*`, `?` or `[`. */
 bool lyr_hash_selector_is_wildcard(const char *sel);
 
+/* Checks an --include/--exclude glob as BuildKit's pattern matcher would: returns 0, or -EINVAL
+ * when PAT is empty, ends in a backslash that escapes nothing, or has a `[` without its `]`
+ * (or a bracket expression over 255 bytes); then *RET_WHY (if non-NULL) is a static text
+ * saying which.  The matcher itself takes such a `[` or `\` literally, so a caller that
+ * wants a mistyped pattern to be an error, not a pattern that matches nothing, checks first. */
+int lyr_hash_check_pattern(const char *pat, const char **ret_why);
+
 /* Import: copies everything below SRC_DIRFD into the empty directory DST_DIRFD exactly as
  * lyr_tree_copy does, gives DST_DIRFD the mode, owner (when permitted) and times of SRC_DIRFD,
  * and returns the diff digest of the copy (lyr_hash_diff of DST_DIRFD).

@@ -10,50 +10,31 @@
 #include "layerfs/common.h"
 #include "testutil.h"
 
-static char *tmp, *root, *src;
+static tu_dirs dirs;
 
 static void setup(void)
 {
-	tmp = tu_mkdtemp();
-	root = tu_path(tmp, "store");
-	src = tu_path(tmp, "src");
-	tu_write(src, "a", "a\n");
-	tu_write(src, "d/x", "x\n");
-	tu_write(src, "d/y", "y\n");
-	tu_write(src, "e/old", "old\n");
-	tu_write(src, "e/older", "older\n");
-	tu_write(src, "f/gone", "gone\n");
+	tu_dirs_init(&dirs);
+	tu_write(dirs.src, "a", "a\n");
+	tu_write(dirs.src, "d/x", "x\n");
+	tu_write(dirs.src, "d/y", "y\n");
+	tu_write(dirs.src, "e/old", "old\n");
+	tu_write(dirs.src, "e/older", "older\n");
+	tu_write(dirs.src, "f/gone", "gone\n");
 }
 
 static void teardown(void)
 {
-	tu_rmtree(tmp);
-	free(tmp);
-	free(root);
-	free(src);
+	tu_dirs_fini(&dirs);
 }
 
 TestSuite(cli_diff, .init = setup, .fini = teardown);
 
-static char *run_ok(tu_run r)
-{
-	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
-	free(r.err);
-	return r.out;
-}
-
-static char *line_field(const char *out, const char *key)
-{
-	const char *p = strstr(out, key);
-	cr_assert_not_null(p, "%s not in %s", key, out);
-	p += strlen(key);
-	return strndup(p, strcspn(p, "\"\n"));
-}
-
 Test(cli_diff, a_base_layer_is_all_additions)
 {
-	_cleanup_free_ char *out = run_ok(tu_lf(root, "import", src, "--tag", "base", NULL));
-	_cleanup_free_ char *diff = run_ok(tu_lf(root, "diff", "base", NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", "base", NULL));
 	cr_assert_str_eq(diff, "A /a\nA /d\nA /d/x\nA /d/y\nA /e\nA /e/old\nA /e/older\nA /f\nA /f/gone\n");
 }
 
@@ -61,11 +42,11 @@ Test(cli_diff, a_ref_shows_changes_whiteouts_and_opaque_directories)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root for trusted.overlay xattrs");
-	_cleanup_free_ char *out = run_ok(tu_lf(root, "import", src, "--tag", "base", NULL));
-	_cleanup_free_ char *ref_out = run_ok(tu_lf(root, "new", "base", NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *ref_out = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
 	_cleanup_free_ char *ref = strndup(ref_out, 64);
-	_cleanup_free_ char *info = run_ok(tu_lf(root, "inspect", "--json", ref, NULL));
-	_cleanup_free_ char *upper = line_field(info, "\"upper\":\"");
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
 
 	tu_write(upper, "a", "changed\n");
 	tu_write(upper, "b", "new\n");
@@ -79,24 +60,26 @@ Test(cli_diff, a_ref_shows_changes_whiteouts_and_opaque_directories)
 	tu_write(upper, "e/older", "kept name, new file\n");
 	tu_write(upper, ".wh.f", "");
 
-	_cleanup_free_ char *diff = run_ok(tu_lf(root, "diff", ref, NULL));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref, NULL));
 	cr_assert_str_eq(diff, "C /a\nA /b\nC /d\nD /d/x\nC /e\nD /e/old\nC /e/older\nD /f\n");
 
-	_cleanup_free_ char *json = run_ok(tu_lf(root, "diff", "--json", ref, NULL));
+	_cleanup_free_ char *json = tu_ok(tu_lf(dirs.store, "diff", "--json", ref, NULL));
 	const char *prefix = "{\"changes\":[{\"kind\":\"C\",\"path\":\"/a\"},{\"kind\":\"A\",\"path\":\"/b\"},";
 	cr_assert_eq(strncmp(json, prefix, strlen(prefix)), 0, "%s", json);
 
 	/* Committing keeps the same diff against the same parent. */
-	_cleanup_free_ char *layer_out = run_ok(tu_lf(root, "commit", ref, "--tag", "child", NULL));
-	_cleanup_free_ char *after = run_ok(tu_lf(root, "diff", "child", NULL));
+	_cleanup_free_ char *layer_out =
+	    tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "child", NULL));
+	_cleanup_free_ char *after = tu_ok(tu_lf(dirs.store, "diff", "child", NULL));
 	cr_assert_str_eq(after, diff);
 }
 
 Test(cli_diff, an_unchanged_ref_has_an_empty_diff)
 {
-	_cleanup_free_ char *out = run_ok(tu_lf(root, "import", src, "--tag", "base", NULL));
-	_cleanup_free_ char *ref_out = run_ok(tu_lf(root, "new", "base", NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *ref_out = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
 	ref_out[64] = '\0';
-	_cleanup_free_ char *diff = run_ok(tu_lf(root, "diff", ref_out, NULL));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref_out, NULL));
 	cr_assert_str_eq(diff, "");
 }

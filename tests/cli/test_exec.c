@@ -19,34 +19,28 @@
 #include "layerfs/common.h"
 #include "testutil.h"
 
-#define BUSYBOX "/bin/busybox"
-
 static const char *const applets[] = {"sh",    "cat",	"echo",	 "id",	  "ls",	  "true",
 				      "false", "sleep", "mkdir", "touch", "env",  "grep",
 				      "kill",  "rm",	"wc",	 "seq",	  "head", "tr"};
 
-static char *tmp, *root, *rootfs, *tmpenv;
+static tu_dirs dirs;
+static char *rootfs, *tmpenv;
+static const char *tmpenv_list[2];
 
 static void setup(void)
 {
-	tmp = tu_mkdtemp();
-	root = tu_path(tmp, "store");
-	rootfs = tu_path(tmp, "rootfs");
-	cr_assert(asprintf(&tmpenv, "TMPDIR=%s", tmp) > 0);
+	tu_dirs_init(&dirs);
+	rootfs = tu_path(dirs.tmp, "rootfs");
+	cr_assert(asprintf(&tmpenv, "TMPDIR=%s", dirs.tmp) > 0);
+	tmpenv_list[0] = tmpenv;
 }
 
 /* Unmounts whatever a failed test left below TMP, then removes it. */
 static void teardown(void)
 {
-	tu_sh(
-	    "grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
-	    tmp);
-	tu_sh(
-	    "grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
-	    root);
-	tu_rmtree(tmp);
-	free(tmp);
-	free(root);
+	tu_umount_below(dirs.tmp);
+	tu_umount_below(dirs.store);
+	tu_dirs_fini(&dirs);
 	free(rootfs);
 	free(tmpenv);
 }
@@ -59,66 +53,17 @@ static void need_all(void)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root (namespaces, mounts)");
-	if (!tu_have_fuse())
-		cr_skip_test("/dev/fuse cannot be opened here");
-	if (access(BUSYBOX, X_OK) != 0)
-		cr_skip_test("needs %s (Debian package busybox-static)", BUSYBOX);
-	_cleanup_free_ char *bin = tu_path(rootfs, "bin");
-	cr_assert_eq(lyr_mkdir_p(bin, 0755), 0);
-	chmod(rootfs, 0755);
-	_cleanup_free_ char *bb = tu_path(rootfs, "bin/busybox");
-	const char *cp[] = {"/bin/cp", BUSYBOX, bb, NULL};
-	tu_run r = tu_cmd(NULL, cp);
-	cr_assert_eq(r.status, 0, "cp busybox: %s", r.err);
-	tu_run_free(&r);
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(applets); i++) {
-		_cleanup_free_ char *l = tu_path(bin, applets[i]);
-		cr_assert_eq(symlink("busybox", l), 0);
-	}
-	tu_write(rootfs, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
-	tu_write(rootfs, "etc/group", "root:x:0:\n");
-	tu_run i = tu_lf(root, "import", rootfs, "--tag", "bb", NULL);
+	tu_need_fuse();
+	tu_need_busybox();
+	tu_busybox_root(rootfs, applets, LYR_ARRAY_SIZE(applets), "root:x:0:0:root:/root:/bin/sh\n",
+			"root:x:0:\n");
+	tu_run i = tu_lf(dirs.store, "import", rootfs, "--tag", "bb", NULL);
 	cr_assert_eq(i.status, 0, "import: %s", i.err);
 	tu_run_free(&i);
 }
 
 /* `layerfs --root ROOT ARGS...` with TMPDIR set to the test's directory. */
-static tu_run lx(const char *first, ...)
-{
-	const char *argv[64] = {"--root", root, first};
-	size_t n = 3;
-	va_list ap;
-	va_start(ap, first);
-	const char *a;
-	while ((a = va_arg(ap, const char *)) != NULL) {
-		cr_assert_lt(n + 1, LYR_ARRAY_SIZE(argv));
-		argv[n++] = a;
-	}
-	va_end(ap);
-	argv[n] = NULL;
-	const char *env[] = {tmpenv, NULL};
-	return tu_layerfs(env, argv);
-}
-
-static char *ok(tu_run r)
-{
-	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
-	free(r.err);
-	return r.out;
-}
-
-/* The text of KEY's value in a flat JSON object (strings unquoted). */
-static char *field(const char *json, const char *key)
-{
-	_cleanup_free_ char *k = NULL;
-	cr_assert(asprintf(&k, "\"%s\":", key) > 0);
-	const char *p = strstr(json, k);
-	cr_assert_not_null(p, "%s not in %s", key, json);
-	p += strlen(k);
-	if (*p == '"')
-		p++;
-	return strndup(p, strcspn(p, "\",}"));
-}
+#define lx(...) tu_lf_env(tmpenv_list, dirs.store, __VA_ARGS__)
 
 /* The layer ID reported for TARGET in an exec --json result (NULL when not there). */
 static char *output_of(const char *json, const char *target)
@@ -135,15 +80,15 @@ static char *output_of(const char *json, const char *target)
 /* Asserts that KEY of JSON is WANT. */
 static void expect(const char *json, const char *key, const char *want)
 {
-	_cleanup_free_ char *v = field(json, key);
+	_cleanup_free_ char *v = tu_json_field(json, key);
 	cr_assert_str_eq(v, want, "%s in %s", key, json);
 }
 
 /* Asserts that KEY (or, with OUTPUT, the layer of output TARGET) is the same in A and B. */
 static void same(const char *a, const char *b, const char *key, bool output)
 {
-	_cleanup_free_ char *va = output ? output_of(a, key) : field(a, key);
-	_cleanup_free_ char *vb = output ? output_of(b, key) : field(b, key);
+	_cleanup_free_ char *va = output ? output_of(a, key) : tu_json_field(a, key);
+	_cleanup_free_ char *vb = output ? output_of(b, key) : tu_json_field(b, key);
 	cr_assert_not_null(va);
 	cr_assert_not_null(vb);
 	cr_assert_str_eq(va, vb, "%s differs: %s / %s", key, a, b);
@@ -163,15 +108,15 @@ static void assert_clean(size_t n_cache_refs)
 {
 	_cleanup_free_ char *mounts = NULL;
 	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &mounts, NULL), 0);
-	cr_assert_null(strstr(mounts, tmp), "a mount is left below %s:\n%s", tmp, mounts);
-	DIR *d = opendir(tmp);
+	cr_assert_null(strstr(mounts, dirs.tmp), "a mount is left below %s:\n%s", dirs.tmp, mounts);
+	DIR *d = opendir(dirs.tmp);
 	cr_assert_not_null(d);
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL)
 		cr_assert_neq(strncmp(e->d_name, "layerfs-exec.", 13), 0, "left behind: %s",
 			      e->d_name);
 	closedir(d);
-	_cleanup_free_ char *ls = ok(tu_lf(root, "--json", "ls", NULL));
+	_cleanup_free_ char *ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
 	cr_assert_eq(count(ls, "\"mountpoint\":"), n_cache_refs, "%s", ls);
 }
 
@@ -183,15 +128,16 @@ Test(cli_exec, writes_land_in_the_root_output_layer_and_nowhere_on_the_host)
 	_cleanup_free_ char *script = NULL;
 	cr_assert(asprintf(&script, "echo hi > %s; mkdir /d; echo x > /d/f; rm /etc/group", name) >
 		  0);
-	_cleanup_free_ char *out = ok(lx("--json", "exec", "bb", "--", "sh", "-c", script, NULL));
+	_cleanup_free_ char *out =
+	    tu_ok(lx("--json", "exec", "bb", "--", "sh", "-c", script, NULL));
 	expect(out, "exit_code", "0");
 	expect(out, "cached", "false");
-	_cleanup_free_ char *key = field(out, "cache_key");
+	_cleanup_free_ char *key = tu_json_field(out, "cache_key");
 	cr_assert_eq(strncmp(key, "sha256:", 7), 0);
 	_cleanup_free_ char *layer = output_of(out, "/");
 	cr_assert_not_null(layer, "%s", out);
 	cr_assert_eq(count(out, "\"target\""), 1);
-	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", layer, NULL));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", layer, NULL));
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "A /d\nA /d/f\nC /etc\nD /etc/group\nA %s\n", name) > 0);
 	cr_assert_str_eq(diff, want);
@@ -216,7 +162,7 @@ Test(cli_exec, the_people_summary_goes_to_stderr_and_stdout_is_the_commands)
 Test(cli_exec, exit_codes_propagate_and_a_failure_commits_nothing)
 {
 	need_all();
-	_cleanup_free_ char *before = ok(tu_lf(root, "ls", "--json", NULL));
+	_cleanup_free_ char *before = tu_ok(tu_lf(dirs.store, "ls", "--json", NULL));
 	static const struct {
 		const char *cmd;
 		int status;
@@ -228,7 +174,7 @@ Test(cli_exec, exit_codes_propagate_and_a_failure_commits_nothing)
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
 		tu_run r = lx("--json", "exec", "bb", "--", "sh", "-c", cases[i].cmd, NULL);
 		cr_assert_eq(r.status, cases[i].status, "%s: %d %s", cases[i].cmd, r.status, r.err);
-		_cleanup_free_ char *code = field(r.out, "exit_code");
+		_cleanup_free_ char *code = tu_json_field(r.out, "exit_code");
 		cr_assert_eq(atoi(code), cases[i].status);
 		cr_assert_not_null(strstr(r.out, "\"outputs\":[]"), "%s", r.out);
 		tu_run_free(&r);
@@ -243,9 +189,9 @@ Test(cli_exec, exit_codes_propagate_and_a_failure_commits_nothing)
 	cr_assert_eq(r.status, 125);
 	cr_assert_str_eq(r.err, "layerfs: 'no-such-layer': no such layer, ref or tag\n");
 	tu_run_free(&r);
-	_cleanup_free_ char *after = ok(tu_lf(root, "ls", "--json", NULL));
+	_cleanup_free_ char *after = tu_ok(tu_lf(dirs.store, "ls", "--json", NULL));
 	cr_assert_str_eq(after, before, "a failed run changed the store");
-	_cleanup_free_ char *out = ok(lx("--json", "exec", "bb", "--", "true", NULL));
+	_cleanup_free_ char *out = tu_ok(lx("--json", "exec", "bb", "--", "true", NULL));
 	expect(out, "exit_code", "0");
 	assert_clean(0);
 }
@@ -261,9 +207,9 @@ Test(cli_exec, commit_on_failure_commits_the_outputs_of_a_failed_run)
 	cr_assert_not_null(rl, "%s", r.out);
 	cr_assert_not_null(ol, "%s", r.out);
 	cr_assert_lt(strstr(r.out, rl) - r.out, strstr(r.out, ol) - r.out, "root first");
-	_cleanup_free_ char *d1 = ok(tu_lf(root, "diff", rl, NULL));
+	_cleanup_free_ char *d1 = tu_ok(tu_lf(dirs.store, "diff", rl, NULL));
 	cr_assert_str_eq(d1, "A /a\n");
-	_cleanup_free_ char *d2 = ok(tu_lf(root, "diff", ol, NULL));
+	_cleanup_free_ char *d2 = tu_ok(tu_lf(dirs.store, "diff", ol, NULL));
 	cr_assert_str_eq(d2, "A /b\n");
 	tu_run_free(&r);
 	assert_clean(0);
@@ -272,13 +218,13 @@ Test(cli_exec, commit_on_failure_commits_the_outputs_of_a_failed_run)
 Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
 {
 	need_all();
-	_cleanup_free_ char *data = tu_path(tmp, "data");
+	_cleanup_free_ char *data = tu_path(dirs.tmp, "data");
 	tu_write(data, "app/main.c", "int main;\n");
 	tu_write(data, "README", "read me\n");
-	_cleanup_free_ char *dl = ok(tu_lf(root, "import", data, "--tag", "data", NULL));
+	_cleanup_free_ char *dl = tu_ok(tu_lf(dirs.store, "import", data, "--tag", "data", NULL));
 	dl[strcspn(dl, "\n")] = 0;
 
-	_cleanup_free_ char *out = ok(lx(
+	_cleanup_free_ char *out = tu_ok(lx(
 	    "--json", "exec", "--mount", "type=bind,target=/src,source=data,selector=/app,readonly",
 	    "--mount", "type=bind,target=/ro-out,source=data,readonly,output", "--mount",
 	    "type=bind,target=/work,source=data", "--mount", "type=bind,target=/out,output", "bb",
@@ -295,16 +241,16 @@ Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
 	cr_assert_null(wl, "a bind without output is no output");
 	cr_assert_eq(count(out, "\"target\""), 3, "%s", out);
 	cr_assert_lt(strstr(out, "/out\"") - out, strstr(out, "/ro-out") - out, "mount order");
-	_cleanup_free_ char *d = ok(tu_lf(root, "diff", ol, NULL));
+	_cleanup_free_ char *d = tu_ok(tu_lf(dirs.store, "diff", ol, NULL));
 	cr_assert_str_eq(d, "A /copy\n");
-	_cleanup_free_ char *view = tu_path(tmp, "view");
+	_cleanup_free_ char *view = tu_path(dirs.tmp, "view");
 	cr_assert_eq(mkdir(view, 0755), 0);
-	free(ok(tu_lf(root, "mount", ol, view, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "mount", ol, view, NULL)));
 	_cleanup_free_ char *copy = tu_read(view, "copy");
-	free(ok(tu_lf(root, "umount", view, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", view, NULL)));
 	cr_assert_str_eq(copy, "int main;\nread me\n");
 	/* the mount points the sandbox needed were created only for it */
-	_cleanup_free_ char *rd = ok(tu_lf(root, "diff", rl, NULL));
+	_cleanup_free_ char *rd = tu_ok(tu_lf(dirs.store, "diff", rl, NULL));
 	cr_assert_str_eq(rd, "");
 	assert_clean(0);
 }
@@ -312,16 +258,16 @@ Test(cli_exec, bind_mounts_read_write_and_report_outputs_in_mount_order)
 Test(cli_exec, a_tmpfs_mount_is_fresh_nosuid_sized_and_discarded)
 {
 	need_all();
-	_cleanup_free_ char *out =
-	    ok(lx("--json", "exec", "--mount", "type=tmpfs,target=/t,size=1048576", "bb", "--",
-		  "sh", "-c",
-		  "test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep "
-		  "-q nosuid "
-		  "&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
-		  NULL));
+	_cleanup_free_ char *out = tu_ok(
+	    lx("--json", "exec", "--mount", "type=tmpfs,target=/t,size=1048576", "bb", "--", "sh",
+	       "-c",
+	       "test -z \"$(ls /t)\" && echo x > /t/f && grep ' /t tmpfs ' /proc/mounts | grep "
+	       "-q nosuid "
+	       "&& grep ' /t tmpfs ' /proc/mounts | grep -q size=1024k",
+	       NULL));
 	expect(out, "exit_code", "0");
 	_cleanup_free_ char *rl = output_of(out, "/");
-	_cleanup_free_ char *d = ok(tu_lf(root, "diff", rl, NULL));
+	_cleanup_free_ char *d = tu_ok(tu_lf(dirs.store, "diff", rl, NULL));
 	cr_assert_str_eq(d, "");
 	assert_clean(0);
 }
@@ -345,7 +291,7 @@ Test(cli_exec, a_cache_mount_keeps_a_counter_across_runs)
 		      count_up, NULL);
 	cr_assert_str_eq(r.out, "1\n");
 	tu_run_free(&r);
-	_cleanup_free_ char *ls = ok(tu_lf(root, "--json", "ls", NULL));
+	_cleanup_free_ char *ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
 	cr_assert_not_null(strstr(ls, "cached mount /c from exec sh -c"), "%s", ls);
 	/* the root ref of each run was committed; only the two cache refs stay */
 	assert_clean(2);
@@ -363,8 +309,8 @@ static pid_t spawn(const char *out_path, const char *const *args)
 		dup2(fd, 2);
 		int null = open("/dev/null", O_RDONLY);
 		dup2(null, 0);
-		setenv("TMPDIR", tmp, 1);
-		const char *argv[32] = {LAYERFS_BIN, "--root", root, "exec"};
+		setenv("TMPDIR", dirs.tmp, 1);
+		const char *argv[32] = {LAYERFS_BIN, "--root", dirs.store, "exec"};
 		size_t n = 4;
 		for (size_t i = 0; args[i]; i++)
 			argv[n++] = args[i];
@@ -386,7 +332,7 @@ static int wait_status(pid_t pid)
 static void wait_upper_file(const char *name)
 {
 	for (int i = 0; i < 1000; i++) {
-		if (tu_sh("ls %s/refs/*/upper/%s >/dev/null 2>&1", root, name) == 0)
+		if (tu_sh("ls %s/refs/*/upper/%s >/dev/null 2>&1", dirs.store, name) == 0)
 			return;
 		usleep(10000);
 	}
@@ -403,7 +349,7 @@ static void concurrent(const char *sharing, char **ret_a, char **ret_b)
 	"echo > /c/" me "; i=0; while [ ! -e /c/" other " ] && [ $i -lt 30 ]; do sleep 0.1; "      \
 	"i=$((i+1)); done; ls /c | tr '\\n' ' '"
 	const char *sa = LOOK("a", "b"), *sb = LOOK("b", "a");
-	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
+	_cleanup_free_ char *oa = tu_path(dirs.tmp, "a.out"), *ob = tu_path(dirs.tmp, "b.out");
 	const char *aa[] = {"--mount", spec, "bb", "--", "sh", "-c", sa, NULL};
 	const char *ab[] = {"--mount", spec, "bb", "--", "sh", "-c", sb, NULL};
 	pid_t pa = spawn(oa, aa);
@@ -411,8 +357,8 @@ static void concurrent(const char *sharing, char **ret_a, char **ret_b)
 	pid_t pb = spawn(ob, ab);
 	cr_assert_eq(wait_status(pa), 0);
 	cr_assert_eq(wait_status(pb), 0);
-	*ret_a = tu_read(tmp, "a.out");
-	*ret_b = tu_read(tmp, "b.out");
+	*ret_a = tu_read(dirs.tmp, "a.out");
+	*ret_b = tu_read(dirs.tmp, "b.out");
 }
 
 Test(cli_exec, shared_cache_mounts_are_one_ref_for_concurrent_runs)
@@ -450,7 +396,7 @@ Test(cli_exec, a_locked_cache_mount_makes_a_concurrent_run_wait)
 	    NULL};
 	const char *ab[] = {
 	    "--mount", spec, "bb", "--", "sh", "-c", "echo B >> /c/log; echo B >> /c/log", NULL};
-	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
+	_cleanup_free_ char *oa = tu_path(dirs.tmp, "a.out"), *ob = tu_path(dirs.tmp, "b.out");
 	pid_t pa = spawn(oa, aa);
 	wait_upper_file("log");
 	pid_t pb = spawn(ob, ab);
@@ -470,9 +416,9 @@ Test(cli_exec, cache_returns_the_stored_outputs_without_running)
 	    "n=$(cat /c/n 2>/dev/null || echo 0); echo $((n+1)) > /c/n; echo built > /built";
 	const char *m = "type=cache,target=/c,id=runs";
 	_cleanup_free_ char *o1 =
-	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	_cleanup_free_ char *o2 =
-	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o1, "cached", "false");
 	expect(o2, "cached", "true");
 	same(o1, o2, "cache_key", false);
@@ -483,22 +429,22 @@ Test(cli_exec, cache_returns_the_stored_outputs_without_running)
 
 	/* without --cache it runs again, and its result replaces the stored one */
 	_cleanup_free_ char *o3 =
-	    ok(lx("--json", "exec", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
+	    tu_ok(lx("--json", "exec", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o3, "cached", "false");
 	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
 	cr_assert_str_eq(r.out, "2\n");
 	tu_run_free(&r);
 
 	_cleanup_free_ char *o3b =
-	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o3b, "cached", "true");
 	same(o3b, o3, "/", true);
 
 	/* an entry whose output layer was removed is not answered */
 	_cleanup_free_ char *layer = output_of(o3, "/");
-	free(ok(tu_lf(root, "rm", layer, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "rm", layer, NULL)));
 	_cleanup_free_ char *o4 =
-	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "sh", "-c", cmd, NULL));
 	expect(o4, "cached", "false");
 	r = lx("exec", "--mount", m, "bb", "--", "cat", "/c/n", NULL);
 	cr_assert_str_eq(r.out, "3\n");
@@ -521,7 +467,7 @@ Test(cli_exec, a_failed_run_is_not_cached)
 /* The cache key of `exec --json ARGS...` (it runs, too). */
 static char *key_of(const char *first, ...)
 {
-	const char *argv[40] = {"--root", root, "--json", "exec", first};
+	const char *argv[40] = {"--root", dirs.store, "--json", "exec", first};
 	size_t n = 5;
 	va_list ap;
 	va_start(ap, first);
@@ -530,10 +476,9 @@ static char *key_of(const char *first, ...)
 		argv[n++] = a;
 	va_end(ap);
 	argv[n] = NULL;
-	const char *env[] = {tmpenv, NULL};
-	tu_run r = tu_layerfs(env, argv);
+	tu_run r = tu_layerfs(tmpenv_list, argv);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	char *k = field(r.out, "cache_key");
+	char *k = tu_json_field(r.out, "cache_key");
 	tu_run_free(&r);
 	cr_assert_eq(strlen(k), 71, "%s", k);
 	return k;
@@ -542,13 +487,13 @@ static char *key_of(const char *first, ...)
 /* Imports DIR's tree as tag TAG (moving it). */
 static void import_as(const char *dir, const char *tag)
 {
-	free(ok(tu_lf(root, "import", dir, "--tag", tag, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "import", dir, "--tag", tag, NULL)));
 }
 
 Test(cli_exec, the_key_follows_a_read_only_inputs_selector_only)
 {
 	need_all();
-	_cleanup_free_ char *d = tu_path(tmp, "d");
+	_cleanup_free_ char *d = tu_path(dirs.tmp, "d");
 	tu_write(d, "app/a", "1\n");
 	tu_write(d, "other", "x\n");
 	import_as(d, "src");
@@ -567,11 +512,12 @@ Test(cli_exec, the_key_follows_a_read_only_inputs_selector_only)
 	tu_write(d, "app/a", "1\n");
 	tu_write(d, "other", "x\n");
 	import_as(d, "src");
-	free(ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL)));
+	free(tu_ok(
+	    lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL)));
 	tu_write(d, "other", "z\n");
 	import_as(d, "src");
 	_cleanup_free_ char *o =
-	    ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "--mount", m, "bb", "--", "cat", "/src/a", NULL));
 	expect(o, "cached", "true");
 	tu_write(d, "app/a", "3\n");
 	import_as(d, "src");
@@ -599,7 +545,7 @@ Test(cli_exec, a_byte_anywhere_in_the_root_changes_the_key)
 Test(cli_exec, a_whole_input_next_to_a_sub_path_mount_keys_on_the_whole_input)
 {
 	need_all();
-	_cleanup_free_ char *d = tu_path(tmp, "d");
+	_cleanup_free_ char *d = tu_path(dirs.tmp, "d");
 	tu_write(d, "app/a", "1\n");
 	tu_write(d, "other", "x\n");
 	import_as(d, "src");
@@ -615,7 +561,7 @@ Test(cli_exec, a_whole_input_next_to_a_sub_path_mount_keys_on_the_whole_input)
 Test(cli_exec, gemfile_does_not_cover_gemfile_lock)
 {
 	need_all();
-	_cleanup_free_ char *d = tu_path(tmp, "d");
+	_cleanup_free_ char *d = tu_path(dirs.tmp, "d");
 	tu_write(d, "Gemfile/g", "gem 'x'\n");
 	tu_write(d, "Gemfile.lock/l", "x (1.0)\n");
 	import_as(d, "src");
@@ -664,7 +610,7 @@ Test(cli_exec, mounts_are_part_of_the_key)
 Test(cli_exec, an_interrupted_run_leaves_no_mount_and_no_ref)
 {
 	need_all();
-	_cleanup_free_ char *o = tu_path(tmp, "o.out");
+	_cleanup_free_ char *o = tu_path(dirs.tmp, "o.out");
 	const char *args[] = {"--mount",
 			      "type=bind,target=/out,output",
 			      "--mount",
@@ -681,7 +627,7 @@ Test(cli_exec, an_interrupted_run_leaves_no_mount_and_no_ref)
 	int st = wait_status(pid);
 	cr_assert_eq(st, 143, "status %d", st);
 	assert_clean(1);
-	_cleanup_free_ char *fsck = ok(tu_lf(root, "fsck", NULL));
+	_cleanup_free_ char *fsck = tu_ok(tu_lf(dirs.store, "fsck", NULL));
 	(void)fsck;
 }
 
@@ -715,8 +661,8 @@ Test(cli_exec, a_symlink_in_the_root_does_not_lead_a_mount_to_the_hosts_etc)
 Test(cli_exec, a_spec_file_describes_the_whole_op)
 {
 	need_all();
-	_cleanup_free_ char *spec = tu_path(tmp, "op.json");
-	tu_write(tmp, "op.json",
+	_cleanup_free_ char *spec = tu_path(dirs.tmp, "op.json");
+	tu_write(dirs.tmp, "op.json",
 		 "{\"root\": \"bb\", \"args\": [\"sh\", \"-c\", \"echo $X > /out/x; hostname\"],"
 		 " \"env\": [\"X=42\"], \"hostname\": \"builder\","
 		 " \"mounts\": [{\"type\": \"bind\", \"target\": \"/out\", \"output\": true}]}");
@@ -724,7 +670,7 @@ Test(cli_exec, a_spec_file_describes_the_whole_op)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.err, "builder\n");
 	_cleanup_free_ char *ol = output_of(r.out, "/out");
-	_cleanup_free_ char *d = ok(tu_lf(root, "diff", ol, NULL));
+	_cleanup_free_ char *d = tu_ok(tu_lf(dirs.store, "diff", ol, NULL));
 	cr_assert_str_eq(d, "A /x\n");
 	tu_run_free(&r);
 	r = lx("exec", "--spec", spec, "--env", "A=1", NULL);
@@ -735,14 +681,15 @@ Test(cli_exec, a_spec_file_describes_the_whole_op)
 Test(cli_exec, stdin_reaches_the_command_only_with_i)
 {
 	need_all();
-	_cleanup_free_ char *o1 = tu_path(tmp, "i.out"), *o2 = tu_path(tmp, "n.out");
+	_cleanup_free_ char *o1 = tu_path(dirs.tmp, "i.out"), *o2 = tu_path(dirs.tmp, "n.out");
 	cr_assert_eq(tu_sh("echo piped | TMPDIR=%s %s --root %s exec -i bb -- cat > %s 2>/dev/null",
-			   tmp, LAYERFS_BIN, root, o1),
+			   dirs.tmp, LAYERFS_BIN, dirs.store, o1),
 		     0);
 	cr_assert_eq(tu_sh("echo piped | TMPDIR=%s %s --root %s exec bb -- cat > %s 2>/dev/null",
-			   tmp, LAYERFS_BIN, root, o2),
+			   dirs.tmp, LAYERFS_BIN, dirs.store, o2),
 		     0);
-	_cleanup_free_ char *with = tu_read(tmp, "i.out"), *without = tu_read(tmp, "n.out");
+	_cleanup_free_ char *with = tu_read(dirs.tmp, "i.out"),
+			    *without = tu_read(dirs.tmp, "n.out");
 	cr_assert_str_eq(with, "piped\n");
 	cr_assert_str_eq(without, "");
 }
@@ -761,7 +708,7 @@ Test(cli_exec, usage_errors_exit_2_and_name_the_problem)
 	       NULL);
 	cr_assert_eq(r.status, 125);
 	tu_run_free(&r);
-	_cleanup_free_ char *ref = ok(tu_lf(root, "new", "bb", NULL));
+	_cleanup_free_ char *ref = tu_ok(tu_lf(dirs.store, "new", "bb", NULL));
 	ref[strcspn(ref, "\n")] = 0;
 	_cleanup_free_ char *spec = NULL;
 	cr_assert(asprintf(&spec, "type=bind,target=/o,source=%s,readonly,output", ref) > 0);
@@ -774,7 +721,7 @@ Test(cli_exec, usage_errors_exit_2_and_name_the_problem)
 		     ref) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
-	free(ok(tu_lf(root, "rm", ref, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "rm", ref, NULL)));
 	assert_clean(0);
 }
 
@@ -786,7 +733,7 @@ Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothi
 			    NULL};
 	const char *ab[] = {"--mount", spec, "--mount", "type=bind,target=/out,output",
 			    "bb",      "--", "true",	NULL};
-	_cleanup_free_ char *oa = tu_path(tmp, "a.out"), *ob = tu_path(tmp, "b.out");
+	_cleanup_free_ char *oa = tu_path(dirs.tmp, "a.out"), *ob = tu_path(dirs.tmp, "b.out");
 	pid_t pa = spawn(oa, aa);
 	wait_upper_file("held");
 	pid_t pb = spawn(ob, ab);
@@ -806,7 +753,7 @@ Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothi
 	cr_assert(waiting, "B never waited for the locked cache");
 	cr_assert_eq(kill(pb, SIGTERM), 0);
 	cr_assert_eq(wait_status(pb), 143);
-	_cleanup_free_ char *out = tu_read(tmp, "b.out");
+	_cleanup_free_ char *out = tu_read(dirs.tmp, "b.out");
 	cr_assert_str_eq(out, "layerfs: exec: interrupted by signal 15 before the command ran\n"
 			      "exit status 143\n");
 	cr_assert_eq(kill(pa, SIGTERM), 0);
@@ -817,14 +764,14 @@ Test(cli_exec, a_run_waiting_for_a_locked_cache_ends_on_sigterm_and_leaves_nothi
 Test(cli_exec, a_ref_root_is_used_in_place_and_has_no_cache_key)
 {
 	need_all();
-	_cleanup_free_ char *ref = ok(tu_lf(root, "new", "bb", "--desc", "work", NULL));
+	_cleanup_free_ char *ref = tu_ok(tu_lf(dirs.store, "new", "bb", "--desc", "work", NULL));
 	ref[strcspn(ref, "\n")] = 0;
 	_cleanup_free_ char *out =
-	    ok(lx("--json", "exec", "--cache", ref, "--", "sh", "-c", "echo 1 >> /f", NULL));
+	    tu_ok(lx("--json", "exec", "--cache", ref, "--", "sh", "-c", "echo 1 >> /f", NULL));
 	cr_assert_str_eq(out,
 			 "{\"exit_code\":0,\"cache_key\":null,\"cached\":false,\"outputs\":[]}\n");
-	free(ok(lx("exec", ref, "--", "sh", "-c", "echo 2 >> /f", NULL)));
-	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", ref, NULL));
+	free(tu_ok(lx("exec", ref, "--", "sh", "-c", "echo 2 >> /f", NULL)));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref, NULL));
 	cr_assert_str_eq(diff, "A /f\n");
 	/* read through a read-only bind of the ref, and written through a writable one */
 	_cleanup_free_ char *ro = NULL, *rw = NULL;
@@ -833,12 +780,12 @@ Test(cli_exec, a_ref_root_is_used_in_place_and_has_no_cache_key)
 	cr_assert_str_eq(r.out, "1\n2\n");
 	tu_run_free(&r);
 	cr_assert(asprintf(&rw, "type=bind,target=/w,source=%s", ref) > 0);
-	free(ok(lx("exec", "--mount", rw, "bb", "--", "sh", "-c", "echo 3 >> /w/f", NULL)));
-	_cleanup_free_ char *view = tu_path(tmp, "view");
+	free(tu_ok(lx("exec", "--mount", rw, "bb", "--", "sh", "-c", "echo 3 >> /w/f", NULL)));
+	_cleanup_free_ char *view = tu_path(dirs.tmp, "view");
 	cr_assert_eq(mkdir(view, 0755), 0);
-	free(ok(tu_lf(root, "mount", ref, view, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, view, NULL)));
 	_cleanup_free_ char *f = tu_read(view, "f");
-	free(ok(tu_lf(root, "umount", view, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", view, NULL)));
 	cr_assert_str_eq(f, "1\n2\n3\n");
 	assert_clean(1);
 }
@@ -847,16 +794,16 @@ Test(cli_exec, a_cache_mount_whose_server_died_is_mounted_afresh)
 {
 	need_all();
 	const char *m = "type=cache,target=/c,id=k";
-	free(ok(lx("exec", "--mount", m, "bb", "--", "sh", "-c", "echo 1 > /c/n", NULL)));
-	_cleanup_free_ char *ls = ok(tu_lf(root, "--json", "ls", NULL));
+	free(tu_ok(lx("exec", "--mount", m, "bb", "--", "sh", "-c", "echo 1 > /c/n", NULL)));
+	_cleanup_free_ char *ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
 	const char *refs = strstr(ls, "\"refs\":[{\"id\":\"");
 	cr_assert_not_null(refs, "%s", ls);
 	_cleanup_free_ char *ref = strndup(refs + 15, 64);
 	_cleanup_free_ char *mp = NULL;
-	cr_assert(asprintf(&mp, "%s/refs/%s/mnt", root, ref) > 0);
+	cr_assert(asprintf(&mp, "%s/refs/%s/mnt", dirs.store, ref) > 0);
 	/* what a run killed with SIGKILL leaves when its cache's server dies too */
-	_cleanup_free_ char *out = ok(tu_lf(root, "--json", "mount", ref, mp, NULL));
-	_cleanup_free_ char *pid = field(out, "pid");
+	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "--json", "mount", ref, mp, NULL));
+	_cleanup_free_ char *pid = tu_json_field(out, "pid");
 	cr_assert_eq(kill(atoi(pid), SIGKILL), 0);
 	for (int i = 0; i < 500 && access(mp, F_OK) == 0; i++)
 		usleep(10000);
@@ -871,19 +818,19 @@ Test(cli_exec, prune_all_drops_stored_results_even_of_kept_layers)
 {
 	need_all();
 	_cleanup_free_ char *o1 =
-	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
 	_cleanup_free_ char *layer = output_of(o1, "/");
-	free(ok(tu_lf(root, "tag", "keep", layer, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "tag", "keep", layer, NULL)));
 	_cleanup_free_ char *o2 =
-	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
 	expect(o2, "cached", "true");
-	free(ok(tu_lf(root, "prune", NULL)));
+	free(tu_ok(tu_lf(dirs.store, "prune", NULL)));
 	_cleanup_free_ char *o3 =
-	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
 	expect(o3, "cached", "true"); /* plain prune keeps results whose layers stay */
-	free(ok(tu_lf(root, "prune", "--all", NULL)));
+	free(tu_ok(tu_lf(dirs.store, "prune", "--all", NULL)));
 	_cleanup_free_ char *o4 =
-	    ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
+	    tu_ok(lx("--json", "exec", "--cache", "bb", "--", "sh", "-c", "echo > /f", NULL));
 	expect(o4, "cached", "false");
 }
 
@@ -904,7 +851,7 @@ Test(cli_exec, the_command_is_confined_with_the_default_capabilities)
 Test(cli_exec, a_selector_through_a_symlink_stays_inside_the_source_view)
 {
 	need_all();
-	_cleanup_free_ char *d = tu_path(tmp, "d");
+	_cleanup_free_ char *d = tu_path(dirs.tmp, "d");
 	tu_write(d, "etc/hostname", "inner\n");
 	_cleanup_free_ char *evil = tu_path(d, "evil");
 	cr_assert_eq(symlink("/etc", evil), 0);

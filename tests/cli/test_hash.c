@@ -10,6 +10,7 @@
 
 #include "layerfs/common.h"
 #include "layerfs/hash.h"
+#include "hashutil.h"
 #include "testutil.h"
 
 #define DATA0 "sha256:cd8e75bca50f2d695f220d0cb0997d8ead387e4f926e8669a92d7f104cc9885b"
@@ -18,7 +19,7 @@
 #define D0_NO_GHI "sha256:555ffa3028630d97ba37832b749eda85ab676fd64ffb629fbf0f4ec8c1e3bff1"
 #define ROOT "sha256:427c9cf9ae98c0f81fb57a3076b965c7c149b6b0a85625ad4e884236649a42c6"
 
-static char *tmp, *store, *tree;
+static tu_dirs dirs;
 
 /* The tree of BuildKit's vectors: bar (data1), d0/{abc (data0), def -> abc, ghi -> nosuchfile},
  * foo (data0); owner 0:0, files 0644, directories 0755. */
@@ -40,18 +41,13 @@ static void setup(void)
 {
 	if (geteuid() != 0)
 		cr_skip_test("the vectors need files owned by 0:0");
-	tmp = tu_mkdtemp();
-	store = tu_path(tmp, "store");
-	tree = tu_path(tmp, "tree");
-	make_tree(tree);
+	tu_dirs_init(&dirs);
+	make_tree(dirs.src);
 }
 
 static void teardown(void)
 {
-	tu_rmtree(tmp);
-	free(tmp);
-	free(store);
-	free(tree);
+	tu_dirs_fini(&dirs);
 }
 
 TestSuite(cli_hash, .init = setup, .fini = teardown);
@@ -60,7 +56,7 @@ TestSuite(cli_hash, .init = setup, .fini = teardown);
 static char *hash(const char *what, ...) __attribute__((sentinel));
 static char *hash(const char *what, ...)
 {
-	const char *argv[32] = {"--root", store, "hash", what};
+	const char *argv[32] = {"--root", dirs.store, "hash", what};
 	size_t n = 4;
 	va_list ap;
 	va_start(ap, what);
@@ -77,31 +73,24 @@ static char *hash(const char *what, ...)
 	return r.out;
 }
 
-static char *ok(tu_run r)
-{
-	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
-	free(r.err);
-	return r.out;
-}
-
 Test(cli_hash, a_directory_gives_buildkits_vectors)
 {
 	char *d;
-	cr_assert_str_eq(d = hash(tree, "/foo", NULL), DATA0);
+	cr_assert_str_eq(d = hash(dirs.src, "/foo", NULL), DATA0);
 	free(d);
-	cr_assert_str_eq(d = hash(tree, "bar", NULL), DATA1);
+	cr_assert_str_eq(d = hash(dirs.src, "bar", NULL), DATA1);
 	free(d);
-	cr_assert_str_eq(d = hash(tree, "/d0", NULL), D0);
+	cr_assert_str_eq(d = hash(dirs.src, "/d0", NULL), D0);
 	free(d);
-	cr_assert_str_eq(d = hash(tree, NULL), ROOT);
+	cr_assert_str_eq(d = hash(dirs.src, NULL), ROOT);
 	free(d);
-	cr_assert_str_eq(d = hash(tree, "/", NULL), ROOT);
+	cr_assert_str_eq(d = hash(dirs.src, "/", NULL), ROOT);
 	free(d);
 }
 
 Test(cli_hash, a_layer_gives_the_same_digests_as_its_directory)
 {
-	free(ok(tu_lf(store, "import", tree, "--tag", "t", NULL)));
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "t", NULL)));
 	char *d;
 	cr_assert_str_eq(d = hash("t", NULL), ROOT);
 	free(d);
@@ -114,13 +103,11 @@ Test(cli_hash, a_layer_gives_the_same_digests_as_its_directory)
 
 Test(cli_hash, whiteouts_and_opaque_directories_of_a_ref_count)
 {
-	free(ok(tu_lf(store, "import", tree, "--tag", "t", NULL)));
-	char *out = ok(tu_lf(store, "new", "t", NULL));
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "t", NULL)));
+	char *out = tu_ok(tu_lf(dirs.store, "new", "t", NULL));
 	out[64] = '\0';
 	_cleanup_free_ char *ref = out;
-	_cleanup_free_ char *info = ok(tu_lf(store, "inspect", "--json", ref, NULL));
-	const char *p = strstr(info, "\"upper\":\"") + 9;
-	_cleanup_free_ char *upper = strndup(p, strcspn(p, "\""));
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
 
 	/* a whiteout of d0/ghi: d0 hashes as the vector without ghi */
 	_cleanup_free_ char *d0 = tu_path(upper, "d0");
@@ -148,11 +135,11 @@ Test(cli_hash, whiteouts_and_opaque_directories_of_a_ref_count)
 
 Test(cli_hash, several_selectors_are_deduplicated_by_whole_components)
 {
-	tu_write(tree, "Gemfile", "gems\n");
-	tu_write(tree, "Gemfile.lock", "locked\n");
-	_cleanup_free_ char *g = hash(tree, "/Gemfile", NULL);
-	_cleanup_free_ char *gl = hash(tree, "/Gemfile.lock", NULL);
-	_cleanup_free_ char *both = hash(tree, "/Gemfile", "/Gemfile.lock", NULL);
+	tu_write(dirs.src, "Gemfile", "gems\n");
+	tu_write(dirs.src, "Gemfile.lock", "locked\n");
+	_cleanup_free_ char *g = hash(dirs.src, "/Gemfile", NULL);
+	_cleanup_free_ char *gl = hash(dirs.src, "/Gemfile.lock", NULL);
+	_cleanup_free_ char *both = hash(dirs.src, "/Gemfile", "/Gemfile.lock", NULL);
 	/* sha256 of the two digest texts joined by "\0", in sorted order */
 	char joined[2 * LYR_DIGEST_TEXT_LEN];
 	snprintf(joined, sizeof(joined), "%s", g);
@@ -162,18 +149,19 @@ Test(cli_hash, several_selectors_are_deduplicated_by_whole_components)
 	char want[LYR_DIGEST_TEXT_LEN];
 	lyr_digest_text(raw, want);
 	cr_assert_str_eq(both, want);
-	_cleanup_free_ char *rev = hash(tree, "/Gemfile.lock", "./Gemfile", NULL);
+	_cleanup_free_ char *rev = hash(dirs.src, "/Gemfile.lock", "./Gemfile", NULL);
 	cr_assert_str_eq(rev, want);
 
 	/* /d0 covers /d0/abc: the pair hashes as /d0 alone */
-	_cleanup_free_ char *covered = hash(tree, "/d0/abc", "/d0", NULL);
+	_cleanup_free_ char *covered = hash(dirs.src, "/d0/abc", "/d0", NULL);
 	cr_assert_str_eq(covered, D0);
 }
 
 Test(cli_hash, json_lists_each_selector_after_dedupe)
 {
-	_cleanup_free_ char *out = ok(tu_lf(store, "hash", "--json", tree, "/foo", "/d0/abc", "/d0", NULL));
-	_cleanup_free_ char *combined = hash(tree, "/d0", "/foo", NULL);
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "hash", "--json", dirs.src, "/foo", "/d0/abc", "/d0", NULL));
+	_cleanup_free_ char *combined = hash(dirs.src, "/d0", "/foo", NULL);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want,
 			   "{\"digest\":\"%s\",\"selectors\":[{\"selector\":\"/d0\",\"digest\":\"" D0
@@ -182,34 +170,136 @@ Test(cli_hash, json_lists_each_selector_after_dedupe)
 	cr_assert_str_eq(out, want);
 }
 
+/* The library's digest of the tree for SEL (NULL: all of it) with the NULL-terminated glob
+ * lists INC and EXC (NULL: none). */
+static void lib_digest(const char *sel, const char *const *inc, const char *const *exc,
+		       char out[LYR_DIGEST_TEXT_LEN])
+{
+	size_t n_inc = 0, n_exc = 0;
+	while (inc && inc[n_inc])
+		n_inc++;
+	while (exc && exc[n_exc])
+		n_exc++;
+	lyr_hash_opts o = {.include = inc, .n_include = n_inc, .exclude = exc, .n_exclude = n_exc};
+	cr_assert_eq(tu_hash_dir(dirs.src, NULL, &sel, sel ? 1 : 0, &o, out), 0);
+}
+
+Test(cli_hash, include_and_exclude_select_what_the_library_selects)
+{
+	static const char *const d0[] = {"d0", NULL}, *const ghi[] = {"d0/ghi", NULL},
+				 *const foo_bar[] = {"foo", "bar", NULL},
+				 *const rel_ghi[] = {"ghi", NULL},
+				 *const any_abc[] = {"**/abc", NULL};
+	static const struct {
+		const char *sel;
+		const char *const *inc, *const *exc;
+		const char *args[6];
+	} cases[] = {
+	    {NULL, d0, NULL, {"--include", "d0"}},
+	    {NULL, d0, ghi, {"--include", "d0", "--exclude", "d0/ghi"}},
+	    {NULL, foo_bar, NULL, {"--include", "foo", "--include", "bar"}},
+	    {NULL, foo_bar, NULL, {"--include", "bar", "--include", "foo"}},
+	    {NULL, NULL, d0, {"--exclude", "d0"}},
+	    {NULL, any_abc, NULL, {"--include", "**/abc"}},
+	    /* globs are relative to the selector */
+	    {"/d0", NULL, rel_ghi, {"/d0", "--exclude", "ghi"}},
+	};
+	char got[LYR_ARRAY_SIZE(cases)][LYR_DIGEST_TEXT_LEN];
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		char want[LYR_DIGEST_TEXT_LEN];
+		lib_digest(cases[i].sel, cases[i].inc, cases[i].exc, want);
+		const char *const *a = cases[i].args;
+		_cleanup_free_ char *d = hash(dirs.src, a[0], a[1], a[2], a[3], a[4], a[5], NULL);
+		cr_assert_str_eq(d, want, "case %zu", i);
+		snprintf(got[i], sizeof(got[i]), "%s", d);
+	}
+	/* The order of repeated flags does not count, and including foo and bar lists what
+	 * excluding d0 lists; every other pair selects different entries. */
+	cr_assert_str_eq(got[2], got[3]);
+	cr_assert_str_eq(got[2], got[4]);
+	static const size_t distinct[] = {0, 1, 2, 5, 6};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(distinct); i++) {
+		cr_assert_str_neq(got[distinct[i]], ROOT, "case %zu", distinct[i]);
+		cr_assert_str_neq(got[distinct[i]], D0, "case %zu", distinct[i]);
+		for (size_t j = i + 1; j < LYR_ARRAY_SIZE(distinct); j++)
+			cr_assert_str_neq(got[distinct[i]], got[distinct[j]], "cases %zu and %zu",
+					  distinct[i], distinct[j]);
+	}
+
+	/* a layer of the same tree selects the same */
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "t", NULL)));
+	_cleanup_free_ char *layer = hash("t", "--include", "d0", "--exclude", "d0/ghi", NULL);
+	cr_assert_str_eq(layer, got[1]);
+}
+
+/* `layerfs hash TREE ARGS...` must be refused as a usage error with MESSAGE. */
+static void usage_error(const char *message, const char *a1, const char *a2)
+{
+	tu_run r = tu_lf(dirs.store, "hash", dirs.src, a1, a2, NULL);
+	cr_assert_eq(r.status, 2, "%s %s: exit %d: %s", a1, a2, r.status, r.err);
+	cr_assert_str_eq(r.out, "");
+	cr_assert_str_eq(r.err, message);
+	tu_run_free(&r);
+}
+
+Test(cli_hash, a_malformed_glob_is_a_usage_error)
+{
+	usage_error("layerfs hash: --include '[ab': '[' without a closing ']'\n"
+		    "Try 'layerfs hash --help'.\n",
+		    "--include", "[ab");
+	usage_error("layerfs hash: --exclude 'd0\\': ends in a '\\' that escapes nothing\n"
+		    "Try 'layerfs hash --help'.\n",
+		    "--exclude", "d0\\");
+	usage_error("layerfs hash: --include '': empty pattern\nTry 'layerfs hash --help'.\n",
+		    "--include", "");
+	usage_error("layerfs hash: option '--include' requires an argument\n"
+		    "Try 'layerfs hash --help'.\n",
+		    "--include", NULL);
+	/* refused before the target is looked at */
+	tu_run r = tu_lf(dirs.store, "hash", "./no/such/dir", "--exclude", "[", NULL);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_assert_str_eq(r.err, "layerfs hash: --exclude '[': '[' without a closing ']'\n"
+				"Try 'layerfs hash --help'.\n");
+	tu_run_free(&r);
+	/* an escaped '[' is a literal one, not a mistake */
+	_cleanup_free_ char *d = hash(dirs.src, "--exclude", "\\[ab", NULL);
+	char want[LYR_DIGEST_TEXT_LEN];
+	static const char *const esc[] = {"\\[ab", NULL};
+	lib_digest(NULL, NULL, esc, want);
+	cr_assert_str_eq(d, want);
+}
+
 Test(cli_hash, missing_and_escaping_selectors_are_refused)
 {
-	tu_run r = tu_lf(store, "hash", tree, "/nope", NULL);
+	tu_run r = tu_lf(dirs.store, "hash", dirs.src, "/nope", NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "layerfs: hash '%s': '/nope': No such file or directory\n", tree) > 0);
+	cr_assert(asprintf(&want, "layerfs: hash '%s': '/nope': No such file or directory\n",
+			   dirs.src) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 
-	r = tu_lf(store, "hash", tree, "../../etc/passwd", NULL);
+	r = tu_lf(dirs.store, "hash", dirs.src, "../../etc/passwd", NULL);
 	cr_assert_eq(r.status, 1);
 	free(want);
-	cr_assert(asprintf(&want, "layerfs: hash '%s': '../../etc/passwd': selector leaves the root\n",
-			   tree) > 0);
+	cr_assert(asprintf(&want,
+			   "layerfs: hash '%s': '../../etc/passwd': selector leaves the root\n",
+			   dirs.src) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 
 	/* a symlink pointing out of the root is resolved inside it */
-	_cleanup_free_ char *out = tu_path(tree, "out");
+	_cleanup_free_ char *out = tu_path(dirs.src, "out");
 	cr_assert_eq(symlink("/../../../foo", out), 0);
-	char *d = hash(tree, "/out", "--follow-links", NULL);
+	char *d = hash(dirs.src, "/out", "--follow-links", NULL);
 	cr_assert_str_eq(d, DATA0);
 	free(d);
 }
 
 Test(cli_hash, digests_of_a_layer_are_cached_in_the_store)
 {
-	_cleanup_free_ char *id_out = ok(tu_lf(store, "import", tree, "--tag", "t", NULL));
+	_cleanup_free_ char *id_out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "t", NULL));
 	id_out[71] = '\0';
 	char *d = hash("t", "/foo", NULL);
 	cr_assert_str_eq(d, DATA0);
@@ -217,7 +307,7 @@ Test(cli_hash, digests_of_a_layer_are_cached_in_the_store)
 	/* Tamper with the immutable layer behind the store's back: a cached digest does not read
 	 * the file again, an uncached one does. */
 	_cleanup_free_ char *foo = NULL;
-	cr_assert(asprintf(&foo, "%s/layers/%s/diff", store, id_out + 7) > 0);
+	cr_assert(asprintf(&foo, "%s/layers/%s/diff", dirs.store, id_out + 7) > 0);
 	tu_write(foo, "foo", "data1");
 	tu_write(foo, "bar", "data0");
 	cr_assert_str_eq(d = hash("t", "/foo", NULL), DATA0);
@@ -228,33 +318,32 @@ Test(cli_hash, digests_of_a_layer_are_cached_in_the_store)
 
 Test(cli_hash, a_child_layer_reads_only_its_own_files)
 {
-	free(ok(tu_lf(store, "import", tree, "--tag", "base", NULL)));
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL)));
 	char *d = hash("base", NULL);
 	cr_assert_str_eq(d, ROOT);
 	free(d);
-	char *out = ok(tu_lf(store, "new", "base", NULL));
+	char *out = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
 	out[64] = '\0';
 	_cleanup_free_ char *ref = out;
-	_cleanup_free_ char *info = ok(tu_lf(store, "inspect", "--json", ref, NULL));
-	const char *p = strstr(info, "\"upper\":\"") + 9;
-	_cleanup_free_ char *upper = strndup(p, strcspn(p, "\""));
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
 	tu_write(upper, "new", "data1");
 	_cleanup_free_ char *nf = tu_path(upper, "new");
 	cr_assert_eq(chmod(nf, 0644), 0);
-	_cleanup_free_ char *child = ok(tu_lf(store, "commit", ref, "--tag", "child", NULL));
+	_cleanup_free_ char *child =
+	    tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "child", NULL));
 	child[71] = '\0';
 
 	/* The base's files now hold other bytes on disk; the child's digest still uses the
 	 * base's cached digests, so it is what the untampered tree gives. */
 	_cleanup_free_ char *base_dir = NULL;
-	_cleanup_free_ char *base_id = ok(tu_lf(store, "inspect", "--json", "base", NULL));
-	p = strstr(base_id, "\"id\":\"sha256:") + 13;
-	cr_assert(asprintf(&base_dir, "%s/layers/%.64s/diff", store, p) > 0);
+	_cleanup_free_ char *base_id = tu_ok(tu_lf(dirs.store, "inspect", "--json", "base", NULL));
+	const char *p = strstr(base_id, "\"id\":\"sha256:") + 13;
+	cr_assert(asprintf(&base_dir, "%s/layers/%.64s/diff", dirs.store, p) > 0);
 	tu_write(base_dir, "bar", "tampered");
-	tu_write(tree, "new", "data1");
-	_cleanup_free_ char *tree_new = tu_path(tree, "new");
+	tu_write(dirs.src, "new", "data1");
+	_cleanup_free_ char *tree_new = tu_path(dirs.src, "new");
 	cr_assert_eq(chmod(tree_new, 0644), 0);
-	_cleanup_free_ char *want = hash(tree, "/bar", "/d0", "/foo", "/new", NULL);
+	_cleanup_free_ char *want = hash(dirs.src, "/bar", "/d0", "/foo", "/new", NULL);
 	_cleanup_free_ char *got = hash("child", "/bar", "/d0", "/foo", "/new", NULL);
 	cr_assert_str_eq(got, want);
 }

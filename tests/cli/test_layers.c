@@ -10,24 +10,19 @@
 #include "layerfs/common.h"
 #include "testutil.h"
 
-static char *tmp, *root, *src;
+static tu_dirs dirs;
 
 static void setup(void)
 {
-	tmp = tu_mkdtemp();
-	root = tu_path(tmp, "store");
-	src = tu_path(tmp, "src");
-	tu_write(src, "etc/hostname", "box\n");
-	tu_write(src, "bin/tool", "#!/bin/sh\necho hi\n");
-	tu_write(src, "usr/share/doc/readme", "layerfs\n");
+	tu_dirs_init(&dirs);
+	tu_write(dirs.src, "etc/hostname", "box\n");
+	tu_write(dirs.src, "bin/tool", "#!/bin/sh\necho hi\n");
+	tu_write(dirs.src, "usr/share/doc/readme", "layerfs\n");
 }
 
 static void teardown(void)
 {
-	tu_rmtree(tmp);
-	free(tmp);
-	free(root);
-	free(src);
+	tu_dirs_fini(&dirs);
 }
 
 TestSuite(cli_layers, .init = setup, .fini = teardown);
@@ -44,7 +39,8 @@ static bool matches(const char *re, const char *text)
 /* Imports SRC and returns the printed layer ID (heap, no newline). */
 static char *import(const char *dir, const char *tag)
 {
-	tu_run r = tag ? tu_lf(root, "import", dir, "--tag", tag, NULL) : tu_lf(root, "import", dir, NULL);
+	tu_run r = tag ? tu_lf(dirs.store, "import", dir, "--tag", tag, NULL)
+		       : tu_lf(dirs.store, "import", dir, NULL);
 	cr_assert_eq(r.status, 0, "import failed: %s", r.err);
 	cr_assert(matches("^sha256:[0-9a-f]{64}\n$", r.out), "import printed '%s'", r.out);
 	char *id = strndup(r.out, 71);
@@ -55,7 +51,7 @@ static char *import(const char *dir, const char *tag)
 /* Creates a ref on PARENT (NULL: scratch) and returns its ID. */
 static char *new_ref(const char *parent)
 {
-	tu_run r = parent ? tu_lf(root, "new", parent, NULL) : tu_lf(root, "new", NULL);
+	tu_run r = parent ? tu_lf(dirs.store, "new", parent, NULL) : tu_lf(dirs.store, "new", NULL);
 	cr_assert_eq(r.status, 0, "new failed: %s", r.err);
 	cr_assert(matches("^[0-9a-f]{64}\n$", r.out), "new printed '%s'", r.out);
 	char *id = strndup(r.out, 64);
@@ -63,22 +59,9 @@ static char *new_ref(const char *parent)
 	return id;
 }
 
-/* The upper directory of REF, from `inspect --json`. */
-static char *ref_upper(const char *ref)
-{
-	tu_run r = tu_lf(root, "inspect", "--json", ref, NULL);
-	cr_assert_eq(r.status, 0, "inspect failed: %s", r.err);
-	const char *p = strstr(r.out, "\"upper\":\"");
-	cr_assert_not_null(p, "no upper in %s", r.out);
-	p += strlen("\"upper\":\"");
-	char *upper = strndup(p, strcspn(p, "\""));
-	tu_run_free(&r);
-	return upper;
-}
-
 static char *commit(const char *ref)
 {
-	tu_run r = tu_lf(root, "commit", ref, NULL);
+	tu_run r = tu_lf(dirs.store, "commit", ref, NULL);
 	cr_assert_eq(r.status, 0, "commit failed: %s", r.err);
 	cr_assert(matches("^sha256:[0-9a-f]{64}\n$", r.out), "commit printed '%s'", r.out);
 	char *id = strndup(r.out, 71);
@@ -88,8 +71,8 @@ static char *commit(const char *ref)
 
 Test(cli_layers, import_prints_the_layer_id_and_ls_lists_it_with_its_tag)
 {
-	_cleanup_free_ char *id = import(src, "base");
-	tu_run r = tu_lf(root, "ls", "--no-trunc", NULL);
+	_cleanup_free_ char *id = import(dirs.src, "base");
+	tu_run r = tu_lf(dirs.store, "ls", "--no-trunc", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert(matches("^KIND +ID +PARENT +CREATED +SIZE +NAME\n", r.out), "%s", r.out);
 	_cleanup_free_ char *line = NULL;
@@ -100,10 +83,10 @@ Test(cli_layers, import_prints_the_layer_id_and_ls_lists_it_with_its_tag)
 
 Test(cli_layers, importing_the_same_tree_twice_gives_the_same_layer)
 {
-	_cleanup_free_ char *a = import(src, NULL);
-	_cleanup_free_ char *b = import(src, NULL);
+	_cleanup_free_ char *a = import(dirs.src, NULL);
+	_cleanup_free_ char *b = import(dirs.src, NULL);
 	cr_assert_str_eq(a, b);
-	tu_run r = tu_lf(root, "ls", "--json", NULL);
+	tu_run r = tu_lf(dirs.store, "ls", "--json", NULL);
 	cr_assert_eq(r.status, 0);
 	/* exactly one layer */
 	const char *first = strstr(r.out, "\"id\":");
@@ -114,11 +97,11 @@ Test(cli_layers, importing_the_same_tree_twice_gives_the_same_layer)
 
 Test(cli_layers, a_layer_is_found_by_a_twelve_digit_prefix_and_by_tag)
 {
-	_cleanup_free_ char *id = import(src, "base");
+	_cleanup_free_ char *id = import(dirs.src, "base");
 	char prefix[20];
 	snprintf(prefix, sizeof(prefix), "%.12s", id + 7);
-	tu_run a = tu_lf(root, "inspect", "--json", prefix, NULL);
-	tu_run b = tu_lf(root, "inspect", "--json", "base", NULL);
+	tu_run a = tu_lf(dirs.store, "inspect", "--json", prefix, NULL);
+	tu_run b = tu_lf(dirs.store, "inspect", "--json", "base", NULL);
 	cr_assert_eq(a.status, 0, "%s", a.err);
 	cr_assert_eq(b.status, 0, "%s", b.err);
 	cr_assert_str_eq(a.out, b.out);
@@ -131,14 +114,14 @@ Test(cli_layers, a_layer_is_found_by_a_twelve_digit_prefix_and_by_tag)
 
 Test(cli_layers, new_ref_commit_gives_a_child_layer_and_the_ref_is_gone)
 {
-	_cleanup_free_ char *base = import(src, NULL);
+	_cleanup_free_ char *base = import(dirs.src, NULL);
 	_cleanup_free_ char *ref = new_ref(base);
-	_cleanup_free_ char *upper = ref_upper(ref);
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
 	tu_write(upper, "etc/motd", "hello\n");
 	_cleanup_free_ char *layer = commit(ref);
 	cr_assert_str_neq(layer, base);
 
-	tu_run r = tu_lf(root, "inspect", "--json", layer, NULL);
+	tu_run r = tu_lf(dirs.store, "inspect", "--json", layer, NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "\"parent\":\"%s\"", base) > 0);
@@ -146,7 +129,7 @@ Test(cli_layers, new_ref_commit_gives_a_child_layer_and_the_ref_is_gone)
 	cr_assert_not_null(strstr(r.out, "\"size\":6,"), "%s", r.out);
 	tu_run_free(&r);
 
-	r = tu_lf(root, "inspect", ref, NULL);
+	r = tu_lf(dirs.store, "inspect", ref, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *msg = NULL;
 	cr_assert(asprintf(&msg, "layerfs: '%s': no such layer, ref or tag\n", ref) > 0);
@@ -156,11 +139,11 @@ Test(cli_layers, new_ref_commit_gives_a_child_layer_and_the_ref_is_gone)
 
 Test(cli_layers, committing_the_same_change_twice_reuses_the_layer)
 {
-	_cleanup_free_ char *base = import(src, NULL);
+	_cleanup_free_ char *base = import(dirs.src, NULL);
 	char *layers[2];
 	for (int i = 0; i < 2; i++) {
 		_cleanup_free_ char *ref = new_ref(base);
-		_cleanup_free_ char *upper = ref_upper(ref);
+		_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
 		tu_write(upper, "f", "same\n");
 		_cleanup_free_ char *f = tu_path(upper, "f");
 		_cleanup_free_ char *d = tu_path(upper, ".");
@@ -172,7 +155,7 @@ Test(cli_layers, committing_the_same_change_twice_reuses_the_layer)
 	cr_assert_str_eq(layers[0], layers[1]);
 	free(layers[0]);
 	free(layers[1]);
-	_cleanup_free_ char *state = tu_store_state(root);
+	_cleanup_free_ char *state = tu_store_state(dirs.store);
 	/* base + one child, and no ref left */
 	int n = 0;
 	for (const char *p = state; (p = strstr(p, "\nlayers/")); p++)
@@ -183,57 +166,57 @@ Test(cli_layers, committing_the_same_change_twice_reuses_the_layer)
 
 Test(cli_layers, tag_untag_and_rm_follow_what_needs_a_layer)
 {
-	_cleanup_free_ char *id = import(src, "base");
-	tu_run r = tu_lf(root, "rm", "base", NULL);
+	_cleanup_free_ char *id = import(dirs.src, "base");
+	tu_run r = tu_lf(dirs.store, "rm", "base", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.err, "layerfs: rm 'base': layer is tagged 'base' (untag it first)\n");
 	tu_run_free(&r);
 
-	r = tu_lf(root, "untag", "base", NULL);
+	r = tu_lf(dirs.store, "untag", "base", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_run_free(&r);
-	r = tu_lf(root, "untag", "base", NULL);
+	r = tu_lf(dirs.store, "untag", "base", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.err, "layerfs: untag 'base': no such tag\n");
 	tu_run_free(&r);
 
 	_cleanup_free_ char *ref = new_ref(id);
-	r = tu_lf(root, "rm", id, NULL);
+	r = tu_lf(dirs.store, "rm", id, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *msg = NULL;
 	cr_assert(asprintf(&msg, "layerfs: rm '%s': layer is the parent of 1 ref\n", id) > 0);
 	cr_assert_str_eq(r.err, msg);
 	tu_run_free(&r);
 
-	r = tu_lf(root, "rm", ref, id, NULL);
+	r = tu_lf(dirs.store, "rm", ref, id, NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	_cleanup_free_ char *out = NULL;
 	cr_assert(asprintf(&out, "%s\n%s\n", ref, id) > 0);
 	cr_assert_str_eq(r.out, out);
 	tu_run_free(&r);
-	_cleanup_free_ char *state = tu_store_state(root);
+	_cleanup_free_ char *state = tu_store_state(dirs.store);
 	cr_assert_str_eq(state, "{\"layers\":[],\"refs\":[]}\n");
 }
 
 Test(cli_layers, rm_with_one_unknown_id_removes_nothing)
 {
-	_cleanup_free_ char *id = import(src, NULL);
-	_cleanup_free_ char *before = tu_store_state(root);
-	tu_run r = tu_lf(root, "rm", id, "0123456789abcdef", NULL);
+	_cleanup_free_ char *id = import(dirs.src, NULL);
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	tu_run r = tu_lf(dirs.store, "rm", id, "0123456789abcdef", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.err, "layerfs: '0123456789abcdef': no such layer, ref or tag\n");
 	tu_run_free(&r);
-	_cleanup_free_ char *after = tu_store_state(root);
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(before, after);
 }
 
 Test(cli_layers, bad_tag_names_are_usage_errors_and_change_nothing)
 {
-	_cleanup_free_ char *id = import(src, NULL);
-	_cleanup_free_ char *before = tu_store_state(root);
+	_cleanup_free_ char *id = import(dirs.src, NULL);
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
 	const char *bad[] = {"a/b", "a b", "", "-x", ".hidden"};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(bad); i++) {
-		tu_run r = tu_lf(root, "tag", "--", bad[i], id, NULL);
+		tu_run r = tu_lf(dirs.store, "tag", "--", bad[i], id, NULL);
 		cr_assert_eq(r.status, 2, "tag '%s' exited %d", bad[i], r.status);
 		_cleanup_free_ char *want = NULL;
 		cr_assert(asprintf(&want,
@@ -242,41 +225,41 @@ Test(cli_layers, bad_tag_names_are_usage_errors_and_change_nothing)
 				   bad[i]) > 0);
 		cr_assert_str_eq(r.err, want);
 		tu_run_free(&r);
-		r = tu_lf(root, "import", src, "--tag", bad[i], NULL);
+		r = tu_lf(dirs.store, "import", dirs.src, "--tag", bad[i], NULL);
 		cr_assert_eq(r.status, 2);
 		tu_run_free(&r);
 	}
-	_cleanup_free_ char *after = tu_store_state(root);
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(before, after);
 }
 
 Test(cli_layers, importing_a_missing_directory_fails_and_changes_nothing)
 {
-	_cleanup_free_ char *before = tu_store_state(root);
-	_cleanup_free_ char *missing = tu_path(tmp, "nope");
-	tu_run r = tu_lf(root, "import", missing, NULL);
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	_cleanup_free_ char *missing = tu_path(dirs.tmp, "nope");
+	tu_run r = tu_lf(dirs.store, "import", missing, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "layerfs: import '%s': No such file or directory\n", missing) > 0);
 	cr_assert_str_eq(r.err, want);
 	cr_assert_str_eq(r.out, "");
 	tu_run_free(&r);
-	_cleanup_free_ char *after = tu_store_state(root);
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(before, after);
 }
 
 Test(cli_layers, importing_a_symlink_loop_fails_and_changes_nothing)
 {
-	_cleanup_free_ char *before = tu_store_state(root);
-	_cleanup_free_ char *loop = tu_path(tmp, "loop");
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	_cleanup_free_ char *loop = tu_path(dirs.tmp, "loop");
 	cr_assert_eq(symlink("loop", loop), 0);
-	tu_run r = tu_lf(root, "import", loop, NULL);
+	tu_run r = tu_lf(dirs.store, "import", loop, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "layerfs: import '%s': Too many levels of symbolic links\n", loop) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
-	_cleanup_free_ char *after = tu_store_state(root);
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(before, after);
 }
 
@@ -285,38 +268,41 @@ Test(cli_layers, importing_an_unreadable_file_names_it_and_changes_nothing)
 	if (geteuid() != 0)
 		cr_skip_test("needs root to run the import as another user");
 	/* The store and the tree belong to nobody, except one file nobody may read. */
-	tu_write(src, "secret", "x");
-	_cleanup_free_ char *before = tu_store_state(root);
-	cr_assert_eq(tu_sh("chown -R 65534:65534 '%s' '%s' && chmod 755 '%s' && chown 0:0 '%s/secret' "
-			   "&& chmod 600 '%s/secret'",
-			   root, src, tmp, src, src),
-		     0);
-	const char *argv[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-			      LAYERFS_BIN, "--root", root, "import", src, NULL};
+	tu_write(dirs.src, "secret", "x");
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	cr_assert_eq(
+	    tu_sh("chown -R 65534:65534 '%s' '%s' && chmod 755 '%s' && chown 0:0 '%s/secret' "
+		  "&& chmod 600 '%s/secret'",
+		  dirs.store, dirs.src, dirs.tmp, dirs.src, dirs.src),
+	    0);
+	const char *argv[] = {
+	    "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", LAYERFS_BIN,
+	    "--root",		dirs.store,	 "import",	  dirs.src,	    NULL};
 	tu_run r = tu_cmd(NULL, argv);
 	cr_assert_eq(r.status, 1, "status %d: %s", r.status, r.err);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "layerfs: import '%s': 'secret': Permission denied\n", src) > 0);
+	cr_assert(asprintf(&want, "layerfs: import '%s': 'secret': Permission denied\n", dirs.src) >
+		  0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
-	_cleanup_free_ char *after = tu_store_state(root);
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(before, after);
 }
 
 Test(cli_layers, unknown_ids_and_wrong_kinds_are_named_in_the_message)
 {
-	_cleanup_free_ char *id = import(src, "base");
-	tu_run r = tu_lf(root, "commit", "base", NULL);
+	_cleanup_free_ char *id = import(dirs.src, "base");
+	tu_run r = tu_lf(dirs.store, "commit", "base", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.err, "layerfs: 'base': is a layer, not a ref\n");
 	tu_run_free(&r);
 
-	r = tu_lf(root, "new", "0123456789abcdef0123", NULL);
+	r = tu_lf(dirs.store, "new", "0123456789abcdef0123", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.err, "layerfs: '0123456789abcdef0123': no such layer or tag\n");
 	tu_run_free(&r);
 
-	r = tu_lf(root, "inspect", "nosuchtag", NULL);
+	r = tu_lf(dirs.store, "inspect", "nosuchtag", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.err, "layerfs: 'nosuchtag': no such layer, ref or tag\n");
 	tu_run_free(&r);
@@ -324,11 +310,11 @@ Test(cli_layers, unknown_ids_and_wrong_kinds_are_named_in_the_message)
 
 Test(cli_layers, du_reports_each_size_and_the_total)
 {
-	_cleanup_free_ char *base = import(src, NULL);
+	_cleanup_free_ char *base = import(dirs.src, NULL);
 	_cleanup_free_ char *ref = new_ref(base);
-	_cleanup_free_ char *upper = ref_upper(ref);
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
 	tu_write(upper, "big", "0123456789");
-	tu_run r = tu_lf(root, "du", "--json", NULL);
+	tu_run r = tu_lf(dirs.store, "du", "--json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want,
@@ -338,7 +324,7 @@ Test(cli_layers, du_reports_each_size_and_the_total)
 	cr_assert_str_eq(r.out, want);
 	tu_run_free(&r);
 
-	r = tu_lf(root, "du", NULL);
+	r = tu_lf(dirs.store, "du", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert(matches("\ntotal +- +40 B +-\n$", r.out), "%s", r.out);
 	tu_run_free(&r);
@@ -346,41 +332,41 @@ Test(cli_layers, du_reports_each_size_and_the_total)
 
 Test(cli_layers, prune_removes_what_nothing_needs_and_respects_keep_duration)
 {
-	_cleanup_free_ char *kept = import(src, "keep");
-	tu_write(tmp, "other/file", "other\n");
-	_cleanup_free_ char *other = tu_path(tmp, "other");
+	_cleanup_free_ char *kept = import(dirs.src, "keep");
+	tu_write(dirs.tmp, "other/file", "other\n");
+	_cleanup_free_ char *other = tu_path(dirs.tmp, "other");
 	_cleanup_free_ char *loose = import(other, NULL);
 
-	tu_run r = tu_lf(root, "prune", "--keep-duration", "1h", NULL);
+	tu_run r = tu_lf(dirs.store, "prune", "--keep-duration", "1h", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "Total reclaimed space: 0 B\n");
 	tu_run_free(&r);
 
-	r = tu_lf(root, "prune", NULL);
+	r = tu_lf(dirs.store, "prune", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "removed layer %s\nTotal reclaimed space: 6 B\n", loose) > 0);
 	cr_assert_str_eq(r.out, want);
 	tu_run_free(&r);
 
-	r = tu_lf(root, "inspect", kept, NULL);
+	r = tu_lf(dirs.store, "inspect", kept, NULL);
 	cr_assert_eq(r.status, 0);
 	tu_run_free(&r);
 
-	r = tu_lf(root, "prune", "--keep-duration", "soon", NULL);
+	r = tu_lf(dirs.store, "prune", "--keep-duration", "soon", NULL);
 	cr_assert_eq(r.status, 2);
 	tu_run_free(&r);
 }
 
 Test(cli_layers, prune_all_removes_unmounted_refs_then_their_parents)
 {
-	_cleanup_free_ char *base = import(src, NULL);
+	_cleanup_free_ char *base = import(dirs.src, NULL);
 	_cleanup_free_ char *ref = new_ref(base);
-	tu_run r = tu_lf(root, "prune", NULL);
+	tu_run r = tu_lf(dirs.store, "prune", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert_str_eq(r.out, "Total reclaimed space: 0 B\n");
 	tu_run_free(&r);
-	r = tu_lf(root, "prune", "--all", "--json", NULL);
+	r = tu_lf(dirs.store, "prune", "--all", "--json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want,
@@ -393,32 +379,33 @@ Test(cli_layers, prune_all_removes_unmounted_refs_then_their_parents)
 
 Test(cli_layers, fsck_of_a_healthy_store_finds_nothing)
 {
-	_cleanup_free_ char *id = import(src, NULL);
-	tu_run r = tu_lf(root, "fsck", NULL);
+	_cleanup_free_ char *id = import(dirs.src, NULL);
+	tu_run r = tu_lf(dirs.store, "fsck", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "store '%s': no problems\n", root) > 0);
+	cr_assert(asprintf(&want, "store '%s': no problems\n", dirs.store) > 0);
 	cr_assert_str_eq(r.out, want);
 	tu_run_free(&r);
 }
 
 Test(cli_layers, fsck_reports_and_repairs_an_orphan_directory)
 {
-	_cleanup_free_ char *id = import(src, NULL);
-	_cleanup_free_ char *orphan = tu_path(root, "layers/00000000000000000000000000000000000000000000000000000000000000aa");
+	_cleanup_free_ char *id = import(dirs.src, NULL);
+	_cleanup_free_ char *orphan = tu_path(
+	    dirs.store, "layers/00000000000000000000000000000000000000000000000000000000000000aa");
 	cr_assert_eq(mkdir(orphan, 0700), 0);
-	tu_run r = tu_lf(root, "fsck", NULL);
+	tu_run r = tu_lf(dirs.store, "fsck", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert(matches("^problem: .*00000000000000000000000000000000000000000000000000000000000000aa.*\n$",
 			  r.out), "%s", r.out);
 	cr_assert_str_eq(r.err, "layerfs: fsck: 1 problem left (run 'layerfs fsck --repair')\n");
 	tu_run_free(&r);
-	r = tu_lf(root, "fsck", "--repair", NULL);
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(matches("^repaired: .*aa.*\n", r.out), "%s", r.out);
 	tu_run_free(&r);
 	cr_assert_eq(access(orphan, F_OK), -1);
-	r = tu_lf(root, "fsck", NULL);
+	r = tu_lf(dirs.store, "fsck", NULL);
 	cr_assert_eq(r.status, 0);
 	tu_run_free(&r);
 }
@@ -427,16 +414,16 @@ Test(cli_layers, a_store_on_a_read_only_filesystem_is_refused_unchanged)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root to mount a read-only tmpfs");
-	_cleanup_free_ char *mnt = tu_path(tmp, "ro");
+	_cleanup_free_ char *mnt = tu_path(dirs.tmp, "ro");
 	cr_assert_eq(mkdir(mnt, 0755), 0);
 	cr_assert_eq(mount("tmpfs", mnt, "tmpfs", 0, "size=16m"), 0);
 	_cleanup_free_ char *store = tu_path(mnt, "store");
-	tu_run r = tu_lf(store, "import", src, "--tag", "t", NULL);
+	tu_run r = tu_lf(store, "import", dirs.src, "--tag", "t", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_run_free(&r);
 	_cleanup_free_ char *before = tu_store_state(store);
 	cr_assert_eq(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
-	r = tu_lf(store, "import", src, NULL);
+	r = tu_lf(store, "import", dirs.src, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "layerfs: store '%s': read-only file system (cannot write)\n", store) > 0);
@@ -452,15 +439,15 @@ Test(cli_layers, a_full_filesystem_fails_the_import_and_changes_nothing)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root to mount a small tmpfs");
-	_cleanup_free_ char *mnt = tu_path(tmp, "small");
+	_cleanup_free_ char *mnt = tu_path(dirs.tmp, "small");
 	cr_assert_eq(mkdir(mnt, 0755), 0);
 	cr_assert_eq(mount("tmpfs", mnt, "tmpfs", 0, "size=16m"), 0);
 	_cleanup_free_ char *store = tu_path(mnt, "store");
-	tu_run r = tu_lf(store, "import", src, NULL);
+	tu_run r = tu_lf(store, "import", dirs.src, NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_run_free(&r);
 	_cleanup_free_ char *before = tu_store_state(store);
-	_cleanup_free_ char *big = tu_path(tmp, "big");
+	_cleanup_free_ char *big = tu_path(dirs.tmp, "big");
 	cr_assert_eq(tu_sh("mkdir -p '%s' && head -c 24M /dev/zero > '%s/blob'", big, big), 0);
 	r = tu_lf(store, "import", big, NULL);
 	cr_assert_eq(r.status, 1);

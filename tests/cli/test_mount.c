@@ -13,17 +13,16 @@
 #include "layerfs/common.h"
 #include "testutil.h"
 
-static char *tmp, *root, *src, *mp;
+static tu_dirs dirs;
+static char *mp;
 
 static void setup(void)
 {
-	tmp = tu_mkdtemp();
-	root = tu_path(tmp, "store");
-	src = tu_path(tmp, "src");
-	mp = tu_path(tmp, "mnt");
-	tu_write(src, "etc/hostname", "box\n");
-	tu_write(src, "data/keep", "keep\n");
-	tu_write(src, "data/drop", "drop\n");
+	tu_dirs_init(&dirs);
+	mp = tu_path(dirs.tmp, "mnt");
+	tu_write(dirs.src, "etc/hostname", "box\n");
+	tu_write(dirs.src, "data/keep", "keep\n");
+	tu_write(dirs.src, "data/drop", "drop\n");
 	cr_assert_eq(mkdir(mp, 0755), 0);
 }
 
@@ -31,39 +30,11 @@ static void teardown(void)
 {
 	/* never leave a mount behind, whatever failed */
 	umount2(mp, MNT_DETACH);
-	tu_rmtree(tmp);
-	free(tmp);
-	free(root);
-	free(src);
+	tu_dirs_fini(&dirs);
 	free(mp);
 }
 
 TestSuite(cli_mount, .init = setup, .fini = teardown);
-
-static void need_fuse(void)
-{
-	if (!tu_have_fuse())
-		cr_skip_test("/dev/fuse cannot be opened here");
-}
-
-static char *ok(tu_run r)
-{
-	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
-	free(r.err);
-	return r.out;
-}
-
-static char *field(const char *json, const char *key)
-{
-	_cleanup_free_ char *k = NULL;
-	cr_assert(asprintf(&k, "\"%s\":", key) > 0);
-	const char *p = strstr(json, k);
-	cr_assert_not_null(p, "%s not in %s", key, json);
-	p += strlen(k);
-	if (*p == '"')
-		p++;
-	return strndup(p, strcspn(p, "\",}"));
-}
 
 /* True while PID runs (a zombie has exited: only its parent has not reaped it yet). */
 static bool process_running(pid_t pid)
@@ -78,64 +49,64 @@ static bool process_running(pid_t pid)
 
 static char *new_ref_on_base(void)
 {
-	free(ok(tu_lf(root, "import", src, "--tag", "base", NULL)));
-	char *out = ok(tu_lf(root, "new", "base", NULL));
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL)));
+	char *out = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
 	out[64] = '\0';
 	return out;
 }
 
 Test(cli_mount, a_ref_mounts_read_write_and_its_changes_commit)
 {
-	need_fuse();
+	tu_need_fuse();
 	_cleanup_free_ char *ref = new_ref_on_base();
-	free(ok(tu_lf(root, "mount", ref, mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, mp, NULL)));
 	tu_write(mp, "etc/motd", "hello\n");
 	_cleanup_free_ char *drop = tu_path(mp, "data/drop");
 	cr_assert_eq(unlink(drop), 0);
 	_cleanup_free_ char *host = tu_read(mp, "etc/hostname");
 	cr_assert_str_eq(host, "box\n");
 
-	_cleanup_free_ char *info = ok(tu_lf(root, "inspect", "--json", ref, NULL));
-	_cleanup_free_ char *where = field(info, "mountpoint");
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
+	_cleanup_free_ char *where = tu_json_field(info, "mountpoint");
 	_cleanup_free_ char *abs = realpath(mp, NULL);
 	cr_assert_str_eq(where, abs);
 
-	tu_run r = tu_lf(root, "commit", ref, NULL);
+	tu_run r = tu_lf(dirs.store, "commit", ref, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "layerfs: commit '%s': ref is mounted at '%s'\n", ref, abs) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 
-	free(ok(tu_lf(root, "umount", mp, NULL)));
-	free(ok(tu_lf(root, "commit", ref, "--tag", "v1", NULL)));
-	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", "v1", NULL));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "v1", NULL)));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", "v1", NULL));
 	cr_assert_str_eq(diff, "C /data\nD /data/drop\nC /etc\nA /etc/motd\n");
 }
 
 Test(cli_mount, a_layer_mounts_read_only)
 {
-	need_fuse();
-	free(ok(tu_lf(root, "import", src, "--tag", "base", NULL)));
-	_cleanup_free_ char *out = ok(tu_lf(root, "--json", "mount", "base", mp, NULL));
-	_cleanup_free_ char *ro = field(out, "read_only");
+	tu_need_fuse();
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL)));
+	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "--json", "mount", "base", mp, NULL));
+	_cleanup_free_ char *ro = tu_json_field(out, "read_only");
 	cr_assert_str_eq(ro, "true");
 	_cleanup_free_ char *keep = tu_read(mp, "data/keep");
 	cr_assert_str_eq(keep, "keep\n");
 	_cleanup_free_ char *f = tu_path(mp, "new");
 	cr_assert_eq(open(f, O_CREAT | O_WRONLY, 0644), -1);
 	cr_assert_eq(errno, EROFS);
-	free(ok(tu_lf(root, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 }
 
 Test(cli_mount, a_mounted_ref_is_not_mounted_twice)
 {
-	need_fuse();
+	tu_need_fuse();
 	_cleanup_free_ char *ref = new_ref_on_base();
-	free(ok(tu_lf(root, "mount", ref, mp, NULL)));
-	_cleanup_free_ char *mp2 = tu_path(tmp, "mnt2");
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, mp, NULL)));
+	_cleanup_free_ char *mp2 = tu_path(dirs.tmp, "mnt2");
 	cr_assert_eq(mkdir(mp2, 0755), 0);
-	tu_run r = tu_lf(root, "mount", ref, mp2, NULL);
+	tu_run r = tu_lf(dirs.store, "mount", ref, mp2, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *abs = realpath(mp, NULL);
 	_cleanup_free_ char *want = NULL;
@@ -143,100 +114,102 @@ Test(cli_mount, a_mounted_ref_is_not_mounted_twice)
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 	cr_assert_eq(umount2(mp2, 0), -1, "the second mount must not exist");
-	free(ok(tu_lf(root, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 }
 
 Test(cli_mount, umount_returns_after_the_serving_process_exited)
 {
-	need_fuse();
+	tu_need_fuse();
 	_cleanup_free_ char *ref = new_ref_on_base();
-	_cleanup_free_ char *out = ok(tu_lf(root, "--json", "mount", ref, mp, NULL));
-	_cleanup_free_ char *pid_text = field(out, "pid");
+	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "--json", "mount", ref, mp, NULL));
+	_cleanup_free_ char *pid_text = tu_json_field(out, "pid");
 	pid_t pid = (pid_t)atoi(pid_text);
 	cr_assert_gt(pid, 1);
 	cr_assert_eq(kill(pid, 0), 0);
 	tu_write(mp, "f", "data\n");
-	free(ok(tu_lf(root, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 	cr_assert(!process_running(pid), "the serving process %d still runs", pid);
-	_cleanup_free_ char *info = ok(tu_lf(root, "inspect", "--json", ref, NULL));
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
 	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
 }
 
 Test(cli_mount, a_record_whose_server_died_is_stale_and_cleared)
 {
-	need_fuse();
+	tu_need_fuse();
 	_cleanup_free_ char *ref = new_ref_on_base();
-	_cleanup_free_ char *out = ok(tu_lf(root, "--json", "mount", ref, mp, NULL));
-	_cleanup_free_ char *pid_text = field(out, "pid");
+	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "--json", "mount", ref, mp, NULL));
+	_cleanup_free_ char *pid_text = tu_json_field(out, "pid");
 	pid_t pid = (pid_t)atoi(pid_text);
 	cr_assert_eq(kill(pid, SIGKILL), 0);
 	for (int i = 0; i < 500 && process_running(pid); i++)
 		usleep(10000);
 	cr_assert_eq(umount2(mp, MNT_DETACH), 0); /* the dead mount itself */
-	_cleanup_free_ char *info = ok(tu_lf(root, "inspect", "--json", ref, NULL));
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
 	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
-	_cleanup_free_ char *layer = ok(tu_lf(root, "commit", ref, NULL));
+	_cleanup_free_ char *layer = tu_ok(tu_lf(dirs.store, "commit", ref, NULL));
 	cr_assert_eq(strncmp(layer, "sha256:", 7), 0);
 }
 
 Test(cli_mount, a_foreground_mount_serves_until_unmounted)
 {
-	need_fuse();
+	tu_need_fuse();
 	_cleanup_free_ char *ref = new_ref_on_base();
 	pid_t child = fork();
 	cr_assert_geq(child, 0);
 	if (child == 0) {
 		int null = open("/dev/null", O_RDWR);
 		dup2(null, 1);
-		execl(LAYERFS_BIN, LAYERFS_BIN, "--root", root, "mount", "-f", ref, mp, (char *)NULL);
+		execl(LAYERFS_BIN, LAYERFS_BIN, "--root", dirs.store, "mount", "-f", ref, mp,
+		      (char *)NULL);
 		_exit(127);
 	}
 	_cleanup_free_ char *abs = realpath(mp, NULL);
 	bool live = false;
 	for (int i = 0; i < 500 && !live; i++) {
-		_cleanup_free_ char *info = ok(tu_lf(root, "inspect", "--json", ref, NULL));
+		_cleanup_free_ char *info =
+		    tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
 		live = strstr(info, abs) != NULL;
 		if (!live)
 			usleep(10000);
 	}
 	cr_assert(live, "the foreground mount never went live");
 	tu_write(mp, "fg", "foreground\n");
-	free(ok(tu_lf(root, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 	int st;
 	cr_assert_eq(waitpid(child, &st, 0), child);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
-	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", ref, NULL));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref, NULL));
 	cr_assert_str_eq(diff, "A /fg\n");
 }
 
 Test(cli_mount, a_scratch_ref_mounts_with_no_parent)
 {
-	need_fuse();
-	char *out = ok(tu_lf(root, "new", NULL));
+	tu_need_fuse();
+	char *out = tu_ok(tu_lf(dirs.store, "new", NULL));
 	out[64] = '\0';
 	_cleanup_free_ char *ref = out;
-	free(ok(tu_lf(root, "mount", ref, mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, mp, NULL)));
 	tu_write(mp, "d/a", "a\n");
-	free(ok(tu_lf(root, "umount", mp, NULL)));
-	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", ref, NULL));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref, NULL));
 	cr_assert_str_eq(diff, "A /d\nA /d/a\n");
 }
 
 Test(cli_mount, mount_refuses_layer_directories_and_bad_options)
 {
 	_cleanup_free_ char *ref = new_ref_on_base();
-	tu_run r = tu_lf(root, "mount", "-o", "upperdir=/tmp", ref, mp, NULL);
+	tu_run r = tu_lf(dirs.store, "mount", "-o", "upperdir=/tmp", ref, mp, NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert_str_eq(r.err, "layerfs mount: lowerdir, upperdir and workdir come from the store "
 				"(use 'layerfs overlay' for directories)\nTry 'layerfs mount --help'.\n");
 	tu_run_free(&r);
-	r = tu_lf(root, "mount", "-o", "xattr_permissions=7", ref, mp, NULL);
+	r = tu_lf(dirs.store, "mount", "-o", "xattr_permissions=7", ref, mp, NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert_str_eq(r.err, "layerfs mount: -o xattr_permissions=7: xattr_permissions must be 0, 1 or 2\n"
 				"Try 'layerfs mount --help'.\n");
 	tu_run_free(&r);
-	_cleanup_free_ char *missing = tu_path(tmp, "nope");
-	r = tu_lf(root, "mount", ref, missing, NULL);
+	_cleanup_free_ char *missing = tu_path(dirs.tmp, "nope");
+	r = tu_lf(dirs.store, "mount", ref, missing, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want, "layerfs: mount '%s': mountpoint '%s': No such file or directory\n", ref,
@@ -244,17 +217,17 @@ Test(cli_mount, mount_refuses_layer_directories_and_bad_options)
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 	/* nothing was recorded */
-	_cleanup_free_ char *info = ok(tu_lf(root, "inspect", "--json", ref, NULL));
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
 	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
 }
 
 Test(cli_mount, the_mount_helper_name_takes_mount8_arguments)
 {
-	need_fuse();
-	_cleanup_free_ char *helper = tu_path(tmp, "mount.fuse.layerfs");
+	tu_need_fuse();
+	_cleanup_free_ char *helper = tu_path(dirs.tmp, "mount.fuse.layerfs");
 	cr_assert_eq(symlink(LAYERFS_BIN, helper), 0);
 	_cleanup_free_ char *opts = NULL;
-	cr_assert(asprintf(&opts, "lowerdir=%s", src) > 0);
+	cr_assert(asprintf(&opts, "lowerdir=%s", dirs.src) > 0);
 	const char *argv[] = {helper, "mysource", mp, "-o", opts, NULL};
 	tu_run r = tu_cmd(NULL, argv);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -268,27 +241,27 @@ Test(cli_mount, the_mount_helper_name_takes_mount8_arguments)
 	_cleanup_free_ char *line = NULL;
 	cr_assert(asprintf(&line, "mysource %s fuse.layerfs ", abs) > 0);
 	cr_assert_not_null(strstr(mounts, line), "%s", mounts);
-	free(ok(tu_lf(root, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 }
 
 Test(cli_mount, a_write_through_one_lower_hard_link_is_committed_for_both_names)
 {
-	need_fuse();
-	_cleanup_free_ char *a = tu_path(src, "data/keep");
-	_cleanup_free_ char *b = tu_path(src, "data/keep-link");
+	tu_need_fuse();
+	_cleanup_free_ char *a = tu_path(dirs.src, "data/keep");
+	_cleanup_free_ char *b = tu_path(dirs.src, "data/keep-link");
 	cr_assert_eq(link(a, b), 0);
 	_cleanup_free_ char *ref = new_ref_on_base();
-	free(ok(tu_lf(root, "mount", ref, mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, mp, NULL)));
 	tu_write(mp, "data/keep", "changed\n");
 	_cleanup_free_ char *through_b = tu_read(mp, "data/keep-link");
 	cr_assert_str_eq(through_b, "changed\n");
-	free(ok(tu_lf(root, "umount", mp, NULL)));
-	free(ok(tu_lf(root, "commit", ref, "--tag", "v1", NULL)));
-	_cleanup_free_ char *diff = ok(tu_lf(root, "diff", "v1", NULL));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "v1", NULL)));
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", "v1", NULL));
 	cr_assert_str_eq(diff, "C /data\nC /data/keep\nC /data/keep-link\n");
 
 	/* the committed layer shows one file under two names, with the new content */
-	free(ok(tu_lf(root, "mount", "v1", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "mount", "v1", mp, NULL)));
 	_cleanup_free_ char *ka = tu_path(mp, "data/keep");
 	_cleanup_free_ char *kb = tu_path(mp, "data/keep-link");
 	struct stat sa, sb;
@@ -298,20 +271,20 @@ Test(cli_mount, a_write_through_one_lower_hard_link_is_committed_for_both_names)
 	cr_assert_eq(sa.st_nlink, 2);
 	_cleanup_free_ char *kb_data = tu_read(mp, "data/keep-link");
 	cr_assert_str_eq(kb_data, "changed\n");
-	free(ok(tu_lf(root, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 }
 
 Test(cli_mount, layerfs_overlay_takes_fuse_overlayfs_arguments_as_a_mount_program)
 {
-	need_fuse();
-	_cleanup_free_ char *prog = tu_path(tmp, "layerfs-overlay");
+	tu_need_fuse();
+	_cleanup_free_ char *prog = tu_path(dirs.tmp, "layerfs-overlay");
 	cr_assert_eq(symlink(LAYERFS_BIN, prog), 0);
-	_cleanup_free_ char *upper = tu_path(tmp, "upper");
-	_cleanup_free_ char *work = tu_path(tmp, "work");
+	_cleanup_free_ char *upper = tu_path(dirs.tmp, "upper");
+	_cleanup_free_ char *work = tu_path(dirs.tmp, "work");
 	cr_assert_eq(mkdir(upper, 0755), 0);
 	cr_assert_eq(mkdir(work, 0755), 0);
 	_cleanup_free_ char *opts = NULL;
-	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", src, upper, work) > 0);
+	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", dirs.src, upper, work) > 0);
 	const char *argv[] = {prog, "-o", opts, mp, NULL};
 	tu_run r = tu_cmd(NULL, argv);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -320,6 +293,6 @@ Test(cli_mount, layerfs_overlay_takes_fuse_overlayfs_arguments_as_a_mount_progra
 	cr_assert_eq(umount2(mp, 0), 0);
 	_cleanup_free_ char *up = tu_read(upper, "etc/hostname");
 	cr_assert_str_eq(up, "changed\n");
-	_cleanup_free_ char *low = tu_read(src, "etc/hostname");
+	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
 	cr_assert_str_eq(low, "box\n");
 }

@@ -142,6 +142,33 @@ static DBT_UNUSED char *ts_ls(const char *root, const char *sub)
 	return b.p;
 }
 
+/* Asserts that ROOT/SUB holds nothing (or is missing). */
+static DBT_UNUSED void ts_assert_empty(const char *root, const char *sub)
+{
+	char *ls = ts_ls(root, sub);
+	cr_assert_str_eq(ls, "", "%s/%s holds '%s'", root, sub, ls);
+	free(ls);
+}
+
+/* Forks a child that lives until *RET_RELEASE is closed, then exits 0 for the caller to
+ * reap: its pid names a live process until then.  Returns the pid. */
+static DBT_UNUSED pid_t ts_live_child(int *ret_release)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char c;
+		close(fds[1]);
+		read(fds[0], &c, 1);
+		_exit(0);
+	}
+	close(fds[0]);
+	*ret_release = fds[1];
+	return pid;
+}
+
 /* Everything visible: layers, refs, tags (through the layers), and the directories below
  * layers/, refs/ and tmp/. */
 static DBT_UNUSED char *ts_state(tstore *t)

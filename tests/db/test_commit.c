@@ -61,12 +61,8 @@ Test(db_commit, commit_renames_the_upper_into_the_layer_and_records_it)
 	lyr_layer_info_clear(&info);
 	lyr_ref_info rinfo;
 	cr_assert_eq(lyr_ref_get(t.s, ref, &rinfo), -ENOENT);
-	char *ls = ts_ls(t.root, "refs");
-	cr_assert_str_eq(ls, "");
-	free(ls);
-	ls = ts_ls(t.root, "tmp");
-	cr_assert_str_eq(ls, "");
-	free(ls);
+	ts_assert_empty(t.root, "refs");
+	ts_assert_empty(t.root, "tmp");
 	free(upper), free(work), free(a), free(a2), free(diff), free(got);
 	ts_teardown(&t);
 }
@@ -105,12 +101,8 @@ Test(db_commit, the_same_diff_on_the_same_parent_twice_reuses_the_first_layer)
 		 strcmp(base, l1) < 0 ? l1 + 7 : base + 7);
 	cr_assert_str_eq(ls, want);
 	free(ls);
-	ls = ts_ls(t.root, "refs");
-	cr_assert_str_eq(ls, "", "the second upper was not removed");
-	free(ls);
-	ls = ts_ls(t.root, "tmp");
-	cr_assert_str_eq(ls, "");
-	free(ls);
+	ts_assert_empty(t.root, "refs");
+	ts_assert_empty(t.root, "tmp");
 	lyr_layer_info info;
 	cr_assert_eq(lyr_layer_get(t.s, base, &info), 0);
 	cr_assert_eq(info.children, 1);

@@ -117,12 +117,8 @@ Test(db_concurrent, sixteen_processes_creating_and_committing_at_once_all_succee
 			lyr_strv_free(dirs);
 		}
 	}
-	char *ls = ts_ls(t.root, "refs");
-	cr_assert_str_eq(ls, "");
-	free(ls);
-	ls = ts_ls(t.root, "tmp");
-	cr_assert_str_eq(ls, "");
-	free(ls);
+	ts_assert_empty(t.root, "refs");
+	ts_assert_empty(t.root, "tmp");
 	int left;
 	char *found = ts_fsck(&t, false, &left);
 	cr_assert_str_eq(found, "");

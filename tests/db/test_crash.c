@@ -244,18 +244,10 @@ Test(db_crash, fsck_clears_a_stale_mount_record)
 {
 	world w;
 	build(&w);
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		char c;
-		close(fds[1]);
-		read(fds[0], &c, 1);
-		_exit(0);
-	}
-	close(fds[0]);
+	int release;
+	pid_t pid = ts_live_child(&release);
 	cr_assert_eq(lyr_ref_set_mount(w.t.s, WORK_REF, "/mnt/w", pid), 0);
-	close(fds[1]);
+	close(release);
 	cr_assert_eq(waitpid(pid, NULL, 0), pid);
 	char want[300];
 	snprintf(want, sizeof want, "ref " WORK_REF ": stale mount record (pid %d, '/mnt/w')\n",

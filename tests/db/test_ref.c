@@ -165,18 +165,10 @@ Test(db_ref, a_mount_record_of_a_dead_process_counts_as_not_mounted_and_is_clear
 	char ref[LYR_ID_MAX];
 	ts_new(t.s, NULL, ref);
 	/* A zombie still has /proc/<pid>: record the child while it is alive, then reap it. */
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		char c;
-		close(fds[1]);
-		read(fds[0], &c, 1);
-		_exit(0);
-	}
-	close(fds[0]);
+	int release;
+	pid_t pid = ts_live_child(&release);
 	cr_assert_eq(lyr_ref_set_mount(t.s, ref, "/mnt/gone", pid), 0);
-	close(fds[1]);
+	close(release);
 	cr_assert_eq(waitpid(pid, NULL, 0), pid);
 	lyr_ref_info info;
 	cr_assert_eq(lyr_ref_get(t.s, ref, &info), 0);

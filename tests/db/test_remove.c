@@ -102,12 +102,8 @@ Test(db_remove, prune_removes_unneeded_layers_repeatedly_and_keeps_tagged_chains
 	cr_assert_eq(p.n, 1);
 	snprintf(want, sizeof want, "ref %s 5", ref);
 	cr_assert_str_eq(p.lines[0], want);
-	char *ls = ts_ls(t.root, "refs");
-	cr_assert_str_eq(ls, "");
-	free(ls);
-	ls = ts_ls(t.root, "tmp");
-	cr_assert_str_eq(ls, "");
-	free(ls);
+	ts_assert_empty(t.root, "refs");
+	ts_assert_empty(t.root, "tmp");
 	ts_teardown(&t);
 }
 

@@ -17,7 +17,6 @@
 #include "layerfs/exec.h"
 #include "testutil.h"
 
-#define BUSYBOX "/bin/busybox"
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",      "ls",	"true",
@@ -28,29 +27,17 @@ static void need_root(void)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root (namespaces, mounts)");
-	if (access(BUSYBOX, X_OK) != 0)
-		cr_skip_test("needs %s (Debian package busybox-static)", BUSYBOX);
+	tu_need_busybox();
 }
 
 /* A root directory: /bin/busybox with applet links, /etc/passwd and /etc/group. */
 static char *make_root(void)
 {
 	char *root = tu_mkdtemp();
-	chmod(root, 0755);
-	_cleanup_free_ char *bin = tu_path(root, "bin");
-	cr_assert_eq(mkdir(bin, 0755), 0);
-	_cleanup_free_ char *bb = tu_path(root, "bin/busybox");
-	const char *cp[] = {"/bin/cp", BUSYBOX, bb, NULL};
-	tu_run r = tu_cmd(NULL, cp);
-	cr_assert_eq(r.status, 0, "cp busybox: %s", r.err);
-	tu_run_free(&r);
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(applets); i++) {
-		_cleanup_free_ char *l = tu_path(bin, applets[i]);
-		cr_assert_eq(symlink("busybox", l), 0);
-	}
-	tu_write(root, "etc/passwd",
-		 "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n");
-	tu_write(root, "etc/group", "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\n");
+	tu_busybox_root(
+	    root, applets, LYR_ARRAY_SIZE(applets),
+	    "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
+	    "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\n");
 	return root;
 }
 

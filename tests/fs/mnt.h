@@ -20,6 +20,7 @@
 
 typedef struct mnt {
 	char *root, *l1, *l2, *upper, *work, *mp;
+	const char *lowers[2]; /* l1 over l2 */
 	pid_t pid;
 	bool mounted;
 } mnt;
@@ -28,8 +29,7 @@ static mnt M;
 
 static inline void mnt_skip_unless_fuse(void)
 {
-	if (!tu_have_fuse())
-		cr_skip_test("/dev/fuse cannot be opened here");
+	tu_need_fuse();
 	/* the layers these tests build carry trusted.* xattrs, foreign owners and devices */
 	if (geteuid() != 0)
 		cr_skip_test("these mount tests need root (they run as root in CI)");
@@ -43,6 +43,8 @@ static inline void mnt_dirs(void)
 	M.upper = tu_path(M.root, "upper");
 	M.work = tu_path(M.root, "work");
 	M.mp = tu_path(M.root, "mnt");
+	M.lowers[0] = M.l1;
+	M.lowers[1] = M.l2;
 	const char *dirs[] = {M.l1, M.l2, M.upper, M.work, M.mp};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(dirs); i++)
 		cr_assert_eq(mkdir(dirs[i], 0755), 0);
@@ -59,16 +61,23 @@ typedef struct mnt_opts {
 	bool noacl;
 } mnt_opts;
 
+/* CFG as the usual mount has it: l1 over l2, with the upper and the work dir. */
+static inline void mnt_config(lyr_fs_config *cfg)
+{
+	lyr_fs_config_init(cfg);
+	cfg->lowers = M.lowers;
+	cfg->nlowers = 2;
+	cfg->upper = M.upper;
+	cfg->work = M.work;
+}
+
 static inline void mnt_mount_opts(const mnt_opts *o)
 {
 	lyr_fs_config cfg;
-	lyr_fs_config_init(&cfg);
-	const char *lowers[] = {M.l1, M.l2};
-	cfg.lowers = lowers;
-	cfg.nlowers = 2;
-	if (!o || !o->read_only_no_upper) {
-		cfg.upper = M.upper;
-		cfg.work = M.work;
+	mnt_config(&cfg);
+	if (o && o->read_only_no_upper) {
+		cfg.upper = NULL;
+		cfg.work = NULL;
 	}
 	if (o) {
 		cfg.writeback = o->writeback;

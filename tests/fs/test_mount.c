@@ -46,12 +46,7 @@ Test(fs_mount, foreground_mount_serves_until_unmounted_and_exits_cleanly)
 	if (child == 0) {
 		close(p[0]);
 		lyr_fs_config cfg;
-		lyr_fs_config_init(&cfg);
-		const char *lowers[] = {M.l1, M.l2};
-		cfg.lowers = lowers;
-		cfg.nlowers = 2;
-		cfg.upper = M.upper;
-		cfg.work = M.work;
+		mnt_config(&cfg);
 		cfg.foreground = true;
 		cfg.ready = ready;
 		cfg.ready_ctx = &p[1];
@@ -229,9 +224,9 @@ static bool has_xattr(const char *path, const char *name)
 	return lgetxattr(path, name, NULL, 0) >= 0;
 }
 
-/* Runs in a child inside a new user namespace: mounts, changes things, checks the upper.
- * Returns 0 or the number of the first check that failed. */
-static int userns_run(void)
+/* In a child: enters a new user namespace (uid and gid 0 mapped to themselves) and a private
+ * mount namespace.  Returns 0, or 100, 101 or 102 for the step that is not available here. */
+static int enter_userns(void)
 {
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
 		return 100;
@@ -241,13 +236,18 @@ static int userns_run(void)
 		return 101;
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return 102;
+	return 0;
+}
+
+/* Runs in a child inside a new user namespace: mounts, changes things, checks the upper.
+ * Returns 0 or the number of the first check that failed. */
+static int userns_run(void)
+{
+	int step = enter_userns();
+	if (step)
+		return step;
 	lyr_fs_config cfg;
-	lyr_fs_config_init(&cfg);
-	const char *lowers[] = {M.l1, M.l2};
-	cfg.lowers = lowers;
-	cfg.nlowers = 2;
-	cfg.upper = M.upper;
-	cfg.work = M.work;
+	mnt_config(&cfg);
 	lyr_fs_error err;
 	pid_t pid;
 	if (lyr_fs_mount(&cfg, M.mp, &err, &pid) < 0)
@@ -373,14 +373,9 @@ Test(fs_mount, five_hundred_lower_layers)
  * read-only to its owner copies both up, and the directory stays read-only. */
 static int no_dac_run(void)
 {
-	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
-		return 100;
-	if (write_file("/proc/self/setgroups", "deny") < 0 ||
-	    write_file("/proc/self/uid_map", "0 0 1") < 0 ||
-	    write_file("/proc/self/gid_map", "0 0 1") < 0)
-		return 101;
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return 102;
+	int step = enter_userns();
+	if (step)
+		return step;
 	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[2];
 	if (syscall(SYS_capget, &hdr, data) < 0)
@@ -392,12 +387,7 @@ static int no_dac_run(void)
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		return 104;
 	lyr_fs_config cfg;
-	lyr_fs_config_init(&cfg);
-	const char *lowers[] = {M.l1, M.l2};
-	cfg.lowers = lowers;
-	cfg.nlowers = 2;
-	cfg.upper = M.upper;
-	cfg.work = M.work;
+	mnt_config(&cfg);
 	lyr_fs_error err;
 	pid_t pid;
 	if (lyr_fs_mount(&cfg, M.mp, &err, &pid) < 0)

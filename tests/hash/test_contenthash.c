@@ -8,6 +8,7 @@
 
 #include "layerfs/hash.h"
 #include "layerfs/stack.h"
+#include "hashutil.h"
 #include "testutil.h"
 
 /* ---- building trees with the owners and modes of the test vectors -------------------------- */
@@ -42,24 +43,12 @@ static char *vector_root(void)
 }
 
 /* Hashes SELECTORS of DIR with OPTS (may be NULL); returns the result code. */
-static int hash_sel(const char *dir, const char *const *sels, size_t n, const lyr_hash_opts *opts,
-		    char out[LYR_DIGEST_TEXT_LEN])
-{
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY);
-	cr_assert_geq(fd, 0);
-	lyr_hash_source src;
-	cr_assert_eq(lyr_hash_source_dir(fd, NULL, &src), 0);
-	int r = lyr_hash_selectors(&src, sels, n, opts, out);
-	lyr_hash_source_dir_free(&src);
-	return r;
-}
-
 static void expect(const char *dir, const char *sel, bool follow, const char *want)
 {
 	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
 	lyr_hash_opts o = {.follow_links = follow, .err_path = err};
 	const char *sels[] = {sel};
-	int r = hash_sel(dir, sels, 1, &o, got);
+	int r = tu_hash_dir(dir, NULL, sels, 1, &o, got);
 	cr_assert_eq(r, 0, "hash of '%s' failed: %s (at '%s')", sel, strerror(-r), err);
 	cr_assert_str_eq(got, want, "selector '%s'", sel);
 }
@@ -155,7 +144,7 @@ Test(hash_contenthash, directories_and_the_root_match_the_vectors)
 	expect(dir, "/", false, D_ROOT);
 	expect(dir, "", false, D_ROOT);
 	char got[LYR_DIGEST_TEXT_LEN];
-	cr_assert_eq(hash_sel(dir, NULL, 0, NULL, got), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, NULL, 0, NULL, got), 0);
 	cr_assert_str_eq(got, D_ROOT, "no selector means the whole view");
 	_cleanup_free_ char *ghi = tu_path(dir, "d0/ghi");
 	cr_assert_eq(unlink(ghi), 0);
@@ -241,12 +230,12 @@ Test(hash_contenthash, include_and_exclude_filter_a_directory_listing)
 	const char *inc[] = {"d0"};
 	const char *exc[] = {"d0/ghi"};
 	lyr_hash_opts o = {.include = inc, .n_include = 1};
-	cr_assert_eq(hash_sel(dir, NULL, 0, &o, got), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, NULL, 0, &o, got), 0);
 	sha_text(buf, len, want);
 	cr_assert_str_eq(got, want);
 	o.exclude = exc;
 	o.n_exclude = 1;
-	cr_assert_eq(hash_sel(dir, NULL, 0, &o, got), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, NULL, 0, &o, got), 0);
 	sha_text(buf, without_ghi, want);
 	cr_assert_str_eq(got, want);
 	tu_rmtree(dir);
@@ -279,10 +268,10 @@ Test(hash_contenthash, symlinks_are_followed_inside_the_root_only)
 	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
 	lyr_hash_opts o = {.follow_links = true, .err_path = err};
 	const char *loop[] = {"/loop"};
-	cr_assert_eq(hash_sel(dir, loop, 1, &o, got), -ELOOP);
+	cr_assert_eq(tu_hash_dir(dir, NULL, loop, 1, &o, got), -ELOOP);
 	cr_assert_str_eq(err, "/loop");
 	const char *dangling[] = {"/d0/ghi"};
-	cr_assert_eq(hash_sel(dir, dangling, 1, &o, got), -ENOENT);
+	cr_assert_eq(tu_hash_dir(dir, NULL, dangling, 1, &o, got), -ENOENT);
 	tu_rmtree(dir);
 }
 
@@ -293,7 +282,7 @@ Test(hash_contenthash, selector_leaving_the_root_is_refused_naming_it)
 	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
 	lyr_hash_opts o = {.err_path = err};
 	const char *sels[] = {"/foo", "../../etc/passwd"};
-	cr_assert_eq(hash_sel(dir, sels, 2, &o, got), -EINVAL);
+	cr_assert_eq(tu_hash_dir(dir, NULL, sels, 2, &o, got), -EINVAL);
 	cr_assert_str_eq(err, "../../etc/passwd");
 	tu_rmtree(dir);
 }
@@ -305,10 +294,10 @@ Test(hash_contenthash, missing_selector_fails_with_enoent_naming_it)
 	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
 	lyr_hash_opts o = {.err_path = err};
 	const char *sels[] = {"/foo", "/nope/deeper"};
-	cr_assert_eq(hash_sel(dir, sels, 2, &o, got), -ENOENT);
+	cr_assert_eq(tu_hash_dir(dir, NULL, sels, 2, &o, got), -ENOENT);
 	cr_assert_str_eq(err, "/nope/deeper");
 	const char *through_file[] = {"/foo/bar"};
-	cr_assert_eq(hash_sel(dir, through_file, 1, &o, got), -ENOENT);
+	cr_assert_eq(tu_hash_dir(dir, NULL, through_file, 1, &o, got), -ENOENT);
 	tu_rmtree(dir);
 }
 
@@ -325,10 +314,10 @@ Test(hash_contenthash, several_selectors_join_sorted_digests_with_nul)
 	memcpy(buf + 72, D_DATA1, 71);
 	sha_text(buf, 143, want);
 	const char *a[] = {"/Gemfile.lock", "/Gemfile"};
-	cr_assert_eq(hash_sel(dir, a, 2, NULL, got), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, a, 2, NULL, got), 0);
 	cr_assert_str_eq(got, want, "/Gemfile does not cover /Gemfile.lock");
 	const char *b[] = {"Gemfile", "/./Gemfile.lock//", "/Gemfile"};
-	cr_assert_eq(hash_sel(dir, b, 3, NULL, got), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, b, 3, NULL, got), 0);
 	cr_assert_str_eq(got, want);
 	tu_rmtree(dir);
 }
@@ -339,10 +328,10 @@ Test(hash_contenthash, a_selector_inside_another_is_dropped)
 	build_vector_tree(dir);
 	char got[LYR_DIGEST_TEXT_LEN];
 	const char *a[] = {"/d0/abc", "/d0"};
-	cr_assert_eq(hash_sel(dir, a, 2, NULL, got), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, a, 2, NULL, got), 0);
 	cr_assert_str_eq(got, D_D0);
 	const char *b[] = {"/foo", "/", "/d0"};
-	cr_assert_eq(hash_sel(dir, b, 3, NULL, got), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, b, 3, NULL, got), 0);
 	cr_assert_str_eq(got, D_ROOT);
 	tu_rmtree(dir);
 }
@@ -385,11 +374,38 @@ Test(hash_contenthash, normalize_makes_paths_absolute_and_clean)
 	cr_assert_not(lyr_hash_selector_is_wildcard("/plain"));
 }
 
+Test(hash_contenthash, check_pattern_refuses_what_would_match_only_literally)
+{
+	static const char *const good[] = {"d0",   "**/f0[0-4]", "[]x]", "[!a]b",
+					   "a\\[", "x\\\\",	 "*"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(good); i++)
+		cr_assert_eq(lyr_hash_check_pattern(good[i], NULL), 0, "'%s'", good[i]);
+	char long_bracket[300] = "[";
+	memset(long_bracket + 1, 'a', 254);
+	strcpy(long_bracket + 255, "]"); /* 256 bytes from '[' to ']' */
+	static const char *const why[] = {
+	    "empty pattern",
+	    "'[' without a closing ']'",
+	    "'[' without a closing ']'",
+	    "ends in a '\\' that escapes nothing",
+	    "bracket expression longer than 255 bytes",
+	};
+	const char *bad[] = {"", "[ab", "d0/[]", "d0\\", long_bracket};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(bad); i++) {
+		const char *got = NULL;
+		cr_assert_eq(lyr_hash_check_pattern(bad[i], &got), -EINVAL, "'%s'", bad[i]);
+		cr_assert_str_eq(got, why[i], "'%s'", bad[i]);
+	}
+	long_bracket[254] = ']'; /* now 255 bytes: one expression */
+	long_bracket[255] = '\0';
+	cr_assert_eq(lyr_hash_check_pattern(long_bracket, NULL), 0);
+}
+
 /* ---- what the digest covers ---------------------------------------------------------------- */
 
 static void digest_of_dir(const char *dir, char out[LYR_DIGEST_TEXT_LEN])
 {
-	cr_assert_eq(hash_sel(dir, NULL, 0, NULL, out), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, NULL, 0, NULL, out), 0);
 }
 
 Test(hash_contenthash, mode_owner_content_target_and_kept_xattrs_change_the_digest)
@@ -613,11 +629,11 @@ Test(hash_contenthash, deep_trees_hash_and_progress_counts_entries_and_bytes)
 	lyr_progress p = {last_progress, seen};
 	lyr_hash_opts o = {.progress = &p};
 	char whole[LYR_DIGEST_TEXT_LEN], leaf[LYR_DIGEST_TEXT_LEN], direct[LYR_DIGEST_TEXT_LEN];
-	cr_assert_eq(hash_sel(dir, NULL, 0, &o, whole), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, NULL, 0, &o, whole), 0);
 	cr_assert_eq(seen[0], 400 + 1 + 2, "every directory header, the root's and both files");
 	cr_assert_eq(seen[1], 11);
 	const char *sel[] = {rel};
-	cr_assert_eq(hash_sel(dir, sel, 1, NULL, leaf), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, sel, 1, NULL, leaf), 0);
 	tu_write(dir, "flat", "bottom");
 	_cleanup_free_ char *flat = tu_path(dir, "flat");
 	_cleanup_free_ char *deep = tu_path(dir, rel);
@@ -625,7 +641,7 @@ Test(hash_contenthash, deep_trees_hash_and_progress_counts_entries_and_bytes)
 	cr_assert_eq(stat(deep, &st), 0);
 	cr_assert_eq(chmod(flat, st.st_mode & 07777), 0);
 	const char *flat_sel[] = {"/flat"};
-	cr_assert_eq(hash_sel(dir, flat_sel, 1, NULL, direct), 0);
+	cr_assert_eq(tu_hash_dir(dir, NULL, flat_sel, 1, NULL, direct), 0);
 	cr_assert_str_eq(leaf, direct, "a file's digest does not depend on where it is");
 	tu_rmtree(dir);
 }

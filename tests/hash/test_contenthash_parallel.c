@@ -12,6 +12,7 @@
 #include <sys/xattr.h>
 
 #include "layerfs/hash.h"
+#include "hashutil.h"
 #include "testutil.h"
 
 /* ---- a tree of many files of mixed sizes ---------------------------------------------------- */
@@ -183,18 +184,6 @@ static void ref_digest(const char *path, char out[LYR_DIGEST_TEXT_LEN])
 
 /* ---- hashing through a directory source ------------------------------------------------------ */
 
-static int hash_dir(const char *dir, const char *cache_prefix, const char *const *sels, size_t n,
-		    lyr_hash_opts *o, char out[LYR_DIGEST_TEXT_LEN])
-{
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY);
-	cr_assert_geq(fd, 0);
-	lyr_hash_source src;
-	cr_assert_eq(lyr_hash_source_dir(fd, cache_prefix, &src), 0);
-	int r = lyr_hash_selectors(&src, sels, n, o, out);
-	lyr_hash_source_dir_free(&src);
-	return r;
-}
-
 static const unsigned thread_counts[] = {1, 2, 7, 0};
 
 Test(hash_contenthash_parallel, every_thread_count_gives_the_reference_digests)
@@ -215,7 +204,7 @@ Test(hash_contenthash_parallel, every_thread_count_gives_the_reference_digests)
 			char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
 			lyr_hash_opts o = {.threads = thread_counts[t], .err_path = err};
 			const char *sel[] = {cases[k].sel};
-			int r = hash_dir(dir, NULL, sel, 1, &o, got);
+			int r = tu_hash_dir(dir, NULL, sel, 1, &o, got);
 			cr_assert_eq(r, 0, "%s with %u threads: %s at '%s'", cases[k].sel,
 				     thread_counts[t], strerror(-r), err);
 			cr_assert_str_eq(got, want, "%s with %u threads", cases[k].sel, thread_counts[t]);
@@ -249,7 +238,7 @@ Test(hash_contenthash_parallel, selections_and_several_selectors_agree_with_one_
 					   .n_include = cases[k].include ? 1 : 0,
 					   .exclude = cases[k].exclude,
 					   .n_exclude = cases[k].exclude ? 1 : 0};
-			cr_assert_eq(hash_dir(dir, NULL, cases[k].sels, cases[k].n, &o, got), 0);
+			cr_assert_eq(tu_hash_dir(dir, NULL, cases[k].sels, cases[k].n, &o, got), 0);
 			if (t == 0)
 				memcpy(one, got, sizeof got);
 			cr_assert_str_eq(got, one, "case %zu with %u threads", k, thread_counts[t]);
@@ -321,8 +310,8 @@ Test(hash_contenthash_parallel, the_cache_gets_the_same_records_from_the_calling
 	lyr_hash_cache c1 = {bc_get, bc_put, &one}, cm = {bc_get, bc_put, &many};
 	char d1[LYR_DIGEST_TEXT_LEN], dm[LYR_DIGEST_TEXT_LEN], again[LYR_DIGEST_TEXT_LEN];
 	lyr_hash_opts o1 = {.threads = 1, .cache = &c1}, om = {.threads = 4, .cache = &cm};
-	cr_assert_eq(hash_dir(dir, "sha256:layer", NULL, 0, &o1, d1), 0);
-	cr_assert_eq(hash_dir(dir, "sha256:layer", NULL, 0, &om, dm), 0);
+	cr_assert_eq(tu_hash_dir(dir, "sha256:layer", NULL, 0, &o1, d1), 0);
+	cr_assert_eq(tu_hash_dir(dir, "sha256:layer", NULL, 0, &om, dm), 0);
 	cr_assert_str_eq(dm, d1);
 	cr_assert_not(many.other_thread, "get and put are called from the calling thread");
 	/* an f record for each of the 16 x 21 + 2 non-directories, an h and a d record for each
@@ -338,7 +327,7 @@ Test(hash_contenthash_parallel, the_cache_gets_the_same_records_from_the_calling
 	}
 	/* Served from the cache: no file is read again, nothing is stored again. */
 	size_t puts = many.puts;
-	cr_assert_eq(hash_dir(dir, "sha256:layer", NULL, 0, &om, again), 0);
+	cr_assert_eq(tu_hash_dir(dir, "sha256:layer", NULL, 0, &om, again), 0);
 	cr_assert_str_eq(again, d1);
 	cr_assert_eq(many.puts, puts);
 	bc_free(&one);

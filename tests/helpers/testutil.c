@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pty.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
@@ -50,6 +52,22 @@ void tu_rmtree(const char *path)
 		return;
 	nftw(path, unlock_one, 64, FTW_PHYS);
 	nftw(path, rm_one, 64, FTW_DEPTH | FTW_PHYS);
+}
+
+void tu_dirs_init(tu_dirs *d)
+{
+	d->tmp = tu_mkdtemp();
+	d->store = tu_path(d->tmp, "store");
+	d->src = tu_path(d->tmp, "src");
+}
+
+void tu_dirs_fini(tu_dirs *d)
+{
+	tu_rmtree(d->tmp);
+	free(d->tmp);
+	free(d->store);
+	free(d->src);
+	*d = (tu_dirs){0};
 }
 
 char *tu_path(const char *dir, const char *rel)
@@ -95,11 +113,31 @@ static void drain(int fd, char **buf, size_t *len, size_t *cap, bool *open)
 	(*buf)[*len] = '\0';
 }
 
-tu_run tu_cmd(const char *const *env, const char *const *argv)
+/* Opens where a child's output goes: a pipe, or a new pseudo-terminal in raw mode (no
+ * newline translation, so the bytes read are the bytes written).  FDS[0] is read here,
+ * FDS[1] becomes the child's descriptor; both are close-on-exec. */
+static void open_sink(tu_sink kind, int fds[2])
+{
+	if (kind == TU_PIPE) {
+		cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+		return;
+	}
+	cr_assert_eq(openpty(&fds[0], &fds[1], NULL, NULL, NULL), 0, "openpty: %s",
+		     strerror(errno));
+	struct termios t;
+	cr_assert_eq(tcgetattr(fds[1], &t), 0);
+	cfmakeraw(&t);
+	cr_assert_eq(tcsetattr(fds[1], TCSANOW, &t), 0);
+	cr_assert_eq(fcntl(fds[0], F_SETFD, FD_CLOEXEC), 0);
+	cr_assert_eq(fcntl(fds[1], F_SETFD, FD_CLOEXEC), 0);
+}
+
+tu_run tu_cmd_on(tu_sink out_kind, tu_sink err_kind, const char *const *env,
+		 const char *const *argv)
 {
 	int out[2], err[2];
-	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
+	open_sink(out_kind, out);
+	open_sink(err_kind, err);
 
 	size_t n_env = 0, n_extra = 0;
 	while (environ[n_env])
@@ -156,17 +194,36 @@ tu_run tu_cmd(const char *const *env, const char *const *argv)
 	return run;
 }
 
-tu_run tu_layerfs(const char *const *env, const char *const *argv)
+tu_run tu_cmd(const char *const *env, const char *const *argv)
 {
-	const char *full[64] = {LAYERFS_BIN};
+	return tu_cmd_on(TU_PIPE, TU_PIPE, env, argv);
+}
+
+/* argv with the built binary in front. */
+static void layerfs_argv(const char *const *argv, const char *full[64])
+{
 	size_t i = 0;
+	full[0] = LAYERFS_BIN;
 	while (argv[i]) {
-		cr_assert_lt(i + 2, LYR_ARRAY_SIZE(full));
+		cr_assert_lt(i + 2, 64);
 		full[i + 1] = argv[i];
 		i++;
 	}
 	full[i + 1] = NULL;
+}
+
+tu_run tu_layerfs(const char *const *env, const char *const *argv)
+{
+	const char *full[64];
+	layerfs_argv(argv, full);
 	return tu_cmd(env, full);
+}
+
+tu_run tu_layerfs_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv)
+{
+	const char *full[64];
+	layerfs_argv(argv, full);
+	return tu_cmd_on(out, err, env, full);
 }
 
 void tu_run_free(tu_run *r)
@@ -185,20 +242,98 @@ bool tu_have_fuse(void)
 	return true;
 }
 
-tu_run tu_lf(const char *root, ...)
+void tu_need_fuse(void)
+{
+	if (!tu_have_fuse())
+		cr_skip_test("/dev/fuse cannot be opened here");
+}
+
+void tu_umount_below(const char *dir)
+{
+	tu_sh(
+	    "grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
+	    dir);
+}
+
+void tu_need_busybox(void)
+{
+	if (access(TU_BUSYBOX, X_OK) != 0)
+		cr_skip_test("needs %s (Debian package busybox-static)", TU_BUSYBOX);
+}
+
+void tu_busybox_root(const char *dir, const char *const *applets, size_t n, const char *passwd,
+		     const char *group)
+{
+	_cleanup_free_ char *bin = tu_path(dir, "bin");
+	cr_assert_eq(lyr_mkdir_p(bin, 0755), 0);
+	cr_assert_eq(chmod(dir, 0755), 0);
+	_cleanup_free_ char *bb = tu_path(dir, "bin/busybox");
+	const char *cp[] = {"/bin/cp", TU_BUSYBOX, bb, NULL};
+	tu_run r = tu_cmd(NULL, cp);
+	cr_assert_eq(r.status, 0, "cp busybox: %s", r.err);
+	tu_run_free(&r);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *l = tu_path(bin, applets[i]);
+		cr_assert_eq(symlink("busybox", l), 0);
+	}
+	tu_write(dir, "etc/passwd", passwd);
+	tu_write(dir, "etc/group", group);
+}
+
+static tu_run lf_va(const char *const *env, const char *root, va_list ap)
 {
 	const char *argv[64] = {"--root", root};
 	size_t n = 2;
-	va_list ap;
-	va_start(ap, root);
 	const char *a;
 	while ((a = va_arg(ap, const char *)) != NULL) {
 		cr_assert_lt(n + 1, LYR_ARRAY_SIZE(argv));
 		argv[n++] = a;
 	}
-	va_end(ap);
 	argv[n] = NULL;
-	return tu_layerfs(NULL, argv);
+	return tu_layerfs(env, argv);
+}
+
+tu_run tu_lf(const char *root, ...)
+{
+	va_list ap;
+	va_start(ap, root);
+	tu_run r = lf_va(NULL, root, ap);
+	va_end(ap);
+	return r;
+}
+
+tu_run tu_lf_env(const char *const *env, const char *root, ...)
+{
+	va_list ap;
+	va_start(ap, root);
+	tu_run r = lf_va(env, root, ap);
+	va_end(ap);
+	return r;
+}
+
+char *tu_ok(tu_run r)
+{
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	free(r.err);
+	return r.out;
+}
+
+char *tu_json_field(const char *json, const char *key)
+{
+	_cleanup_free_ char *k = NULL;
+	cr_assert(asprintf(&k, "\"%s\":", key) > 0);
+	const char *p = strstr(json, k);
+	cr_assert_not_null(p, "%s not in %s", key, json);
+	p += strlen(k);
+	if (*p == '"')
+		p++;
+	return strndup(p, strcspn(p, "\",}"));
+}
+
+char *tu_ref_upper(const char *root, const char *ref)
+{
+	_cleanup_free_ char *info = tu_ok(tu_lf(root, "inspect", "--json", ref, NULL));
+	return tu_json_field(info, "upper");
 }
 
 static int name_cmp(const void *a, const void *b)

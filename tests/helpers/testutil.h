@@ -10,12 +10,25 @@ char *tu_mkdtemp(void);
 /* rm -rf PATH (not following symlinks). */
 void tu_rmtree(const char *path);
 
+/* A test's scratch space: a fresh temporary directory TMP, and the paths TMP/store for a
+ * store and TMP/src for a source tree (neither created). */
+typedef struct tu_dirs {
+	char *tmp, *store, *src;
+} tu_dirs;
+void tu_dirs_init(tu_dirs *d);
+/* Removes TMP and all below it, and frees the paths. */
+void tu_dirs_fini(tu_dirs *d);
+
 /* Writes DATA to DIR/REL, creating parent directories. */
 void tu_write(const char *dir, const char *rel, const char *data);
 /* Reads DIR/REL into a heap string (NULL when missing). */
 char *tu_read(const char *dir, const char *rel);
 /* Joins DIR and REL into a heap string. */
 char *tu_path(const char *dir, const char *rel);
+
+/* Where a child's stdout or stderr goes: a pipe, or a pseudo-terminal (isatty() holds there;
+ * raw mode, so what is captured is exactly what the child wrote). */
+typedef enum tu_sink { TU_PIPE, TU_PTY } tu_sink;
 
 typedef struct tu_run {
 	int status; /* exit status, or 128+signal */
@@ -26,15 +39,42 @@ typedef struct tu_run {
 /* Runs the built layerfs binary with ARGV (NULL-terminated, without argv[0]) and the
  * environment plus ENV (NULL-terminated "K=V" list, may be NULL); captures output. */
 tu_run tu_layerfs(const char *const *env, const char *const *argv);
+/* tu_layerfs with stdout going to OUT and stderr to ERR. */
+tu_run tu_layerfs_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv);
 /* Runs an arbitrary command the same way. */
 tu_run tu_cmd(const char *const *env, const char *const *argv);
+/* tu_cmd with stdout going to OUT and stderr to ERR. */
+tu_run tu_cmd_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv);
 void tu_run_free(tu_run *r);
 
 /* True when /dev/fuse can be opened read-write. */
 bool tu_have_fuse(void);
+/* Skips the test unless /dev/fuse can be opened. */
+void tu_need_fuse(void);
+/* Lazily unmounts every mount below DIR, deepest first: what a failed test left behind. */
+void tu_umount_below(const char *dir);
+
+/* Debian's busybox-static, from which sandbox tests build their roots. */
+#define TU_BUSYBOX "/bin/busybox"
+/* Skips the test unless TU_BUSYBOX can be run. */
+void tu_need_busybox(void);
+/* Makes DIR (created if missing, mode 0755) a root a command can run in: bin/busybox, a link
+ * bin/NAME -> busybox for each of the N APPLETS, and etc/passwd and etc/group holding PASSWD
+ * and GROUP. */
+void tu_busybox_root(const char *dir, const char *const *applets, size_t n, const char *passwd,
+		     const char *group);
 
 /* Runs `layerfs --root ROOT ARGS...` (a NULL-terminated list of strings). */
 tu_run tu_lf(const char *root, ...) __attribute__((sentinel));
+/* The same with ENV (NULL-terminated "K=V" list, may be NULL) added to the environment. */
+tu_run tu_lf_env(const char *const *env, const char *root, ...) __attribute__((sentinel));
+/* R's stdout, after asserting that R exited 0 (its stderr in the message otherwise); R's
+ * stderr is freed, the heap string returned is the caller's. */
+char *tu_ok(tu_run r);
+/* The text of KEY's first value in JSON (a string without its quotes, or a number). Heap. */
+char *tu_json_field(const char *json, const char *key);
+/* The upper directory of ref REF in the store at ROOT, from `inspect --json`.  Heap. */
+char *tu_ref_upper(const char *root, const char *ref);
 /* A text that changes whenever the store's visible state does: `ls --json` plus the names
  * under layers/, refs/ and tmp/.  Heap string. */
 char *tu_store_state(const char *root);
