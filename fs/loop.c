@@ -7,14 +7,19 @@
  * handler, which then makes an unnamed file.  Requests spliced into a pipe (large writes) are not
  * looked at; a FUSE_TMPFILE is small and always arrives in memory.
  *
- * Threads: one at start; a worker that takes a request when no other is waiting starts another,
- * up to MAX.  Workers live until the session ends: an idle worker costs a blocked read.  The
- * session ends when the kernel connection goes (unmount: every read fails with ENODEV, which
- * libfuse turns into fuse_session_exit) or when a signal handler of fuse_set_signal_handlers calls
- * fuse_session_exit; the signals are blocked in workers, so they reach the main thread, which
- * waits on a semaphore, wakes, and cancels the workers (each blocks cancellation while it
- * handles a request, so a reply is never cut short). */
+ * Threads: one reads requests at a time (the reader) and handles the quick ones itself, going
+ * straight back to reading: the thread the kernel wakes for the next request is the one that just
+ * replied, as in a single-threaded loop, which is what a client issuing one request after another
+ * (cat, tar, a compiler) waits on.  A request that may wait long on data (a copy-up, I/O of more
+ * than a page or two, fsync, a large listing) makes its thread give up reading first: a waiting
+ * worker, or a new one up to MAX, takes over, so that such a request never holds up the others.
+ * Workers live until the session ends.  The session ends when the kernel connection goes
+ * (unmount: every read fails with ENODEV, which libfuse turns into fuse_session_exit) or when a
+ * signal handler of fuse_set_signal_handlers calls fuse_session_exit; the signals are blocked in
+ * workers, so they reach the main thread, which waits on a semaphore, wakes, and cancels the
+ * reader (each worker blocks cancellation while it  * handles a request, so a reply is never cut short). */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -35,9 +40,11 @@ struct worker {
 struct loop {
 	struct fuse_session *se;
 	pthread_mutex_t lock;
+	pthread_cond_t turn;	/* signalled when the reader's place is free */
 	struct worker *workers; /* lock: every worker started, joined at the end */
 	unsigned nworkers;	/* lock */
-	unsigned idle;		/* lock: workers waiting for a request */
+	unsigned waiting;	/* lock: workers waiting for the reader's place */
+	bool reading;		/* lock: a worker holds the reader's place */
 	unsigned max;
 	bool closing;	/* lock: the session has ended, no worker may start */
 	sem_t finished; /* posted by each worker that leaves its loop */
@@ -46,17 +53,92 @@ struct loop {
 
 static int start_worker(struct loop *l);
 
-/* A FUSE_TMPFILE in BUF becomes the create it is shaped like (see the top of the file). */
-static void translate(struct fuse_buf *buf)
+/* A FUSE_TMPFILE in BUF becomes the create it is shaped like (see the top of the file).
+ * Returns true when the request may wait long on data (see the top of the file). */
+static bool translate(struct fuse_buf *buf)
 {
 	ovl_loop_tmpfile = false;
 	if ((buf->flags & FUSE_BUF_IS_FD) || buf->size < sizeof(struct fuse_in_header))
-		return;
+		return true;
 	struct fuse_in_header *h = buf->mem;
-	if (h->opcode == FUSE_TMPFILE) {
+	const void *arg = h + 1;
+	size_t argsize = buf->size - sizeof(*h);
+	switch (h->opcode) {
+	case FUSE_TMPFILE:
 		h->opcode = FUSE_CREATE;
 		ovl_loop_tmpfile = true;
+		return false;
+	case FUSE_OPEN: {
+		/* opening for writing copies the data up, unless it truncates */
+		const struct fuse_open_in *in = arg;
+		return argsize < sizeof(*in) ||
+		       ((in->flags & O_ACCMODE) != O_RDONLY && !(in->flags & O_TRUNC));
 	}
+	case FUSE_SETATTR: {
+		const struct fuse_setattr_in *in = arg;
+		return argsize < sizeof(*in) || (in->valid & FATTR_SIZE);
+	}
+	case FUSE_READ: {
+		const struct fuse_read_in *in = arg;
+		return argsize < sizeof(*in) || in->size > (16u << 10);
+	}
+	case FUSE_WRITE:
+	case FUSE_FSYNC:
+	case FUSE_FSYNCDIR:
+	case FUSE_FALLOCATE:
+	case FUSE_COPY_FILE_RANGE:
+	case FUSE_SYNCFS:
+	case FUSE_READDIR:
+	case FUSE_READDIRPLUS:
+	case FUSE_RENAME:
+	case FUSE_RENAME2:
+	case FUSE_RMDIR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Gives up the reader's place to a waiting worker, or to a new one. */
+static void hand_over(struct loop *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->reading = false;
+	bool spawn = !l->waiting && l->nworkers < l->max;
+	if (l->waiting)
+		pthread_cond_signal(&l->turn);
+	pthread_mutex_unlock(&l->lock);
+	int e = spawn ? start_worker(l) : 0;
+	if (e < 0 && e != -ECANCELED)
+		ovl_log("cannot start another request thread: %s", strerror(-e));
+}
+
+/* Takes the reader's place, waiting while another worker holds it.  False when the session has
+ * ended. */
+static bool take_turn(struct loop *l)
+{
+	pthread_mutex_lock(&l->lock);
+	while (l->reading && !l->closing && !fuse_session_exited(l->se)) {
+		l->waiting++;
+		pthread_cond_wait(&l->turn, &l->lock);
+		l->waiting--;
+	}
+	bool ok = !l->closing && !fuse_session_exited(l->se);
+	if (ok)
+		l->reading = true;
+	pthread_mutex_unlock(&l->lock);
+	return ok;
+}
+
+/* The session has ended: every worker waiting for the reader's place leaves. */
+static void end(struct loop *l, int error)
+{
+	pthread_mutex_lock(&l->lock);
+	if (error && !l->error)
+		l->error = error;
+	l->reading = false;
+	pthread_cond_broadcast(&l->turn);
+	pthread_mutex_unlock(&l->lock);
 }
 
 static void *work(void *arg)
@@ -64,35 +146,29 @@ static void *work(void *arg)
 	struct worker *w = arg;
 	struct loop *l = w->loop;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-	while (!fuse_session_exited(l->se)) {
-		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-		int res = fuse_session_receive_buf(l->se, &w->buf);
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-		if (res == -EINTR)
-			continue;
-		if (res <= 0) {
-			if (res < 0) {
-				pthread_mutex_lock(&l->lock);
-				if (!l->error)
-					l->error = res;
-				pthread_mutex_unlock(&l->lock);
-				fuse_session_exit(l->se);
+	while (take_turn(l)) {
+		for (;;) {
+			pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+			int res = fuse_session_receive_buf(l->se, &w->buf);
+			pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+			if (res == -EINTR && !fuse_session_exited(l->se))
+				continue;
+			if (res <= 0 || fuse_session_exited(l->se)) {
+				if (res < 0 && res != -EINTR)
+					fuse_session_exit(l->se);
+				end(l, res < 0 && res != -EINTR ? res : 0);
+				goto out;
 			}
-			break;
+			bool slow = translate(&w->buf);
+			if (slow)
+				hand_over(l);
+			fuse_session_process_buf(l->se, &w->buf);
+			ovl_loop_tmpfile = false;
+			if (slow)
+				break; /* back to waiting for the reader's place */
 		}
-		pthread_mutex_lock(&l->lock);
-		bool spawn = --l->idle == 0 && l->nworkers < l->max;
-		pthread_mutex_unlock(&l->lock);
-		int e = spawn ? start_worker(l) : 0;
-		if (e < 0 && e != -ECANCELED)
-			ovl_log("cannot start another request thread: %s", strerror(-e));
-		translate(&w->buf);
-		fuse_session_process_buf(l->se, &w->buf);
-		ovl_loop_tmpfile = false;
-		pthread_mutex_lock(&l->lock);
-		l->idle++;
-		pthread_mutex_unlock(&l->lock);
 	}
+out:
 	sem_post(&l->finished);
 	return NULL;
 }
@@ -113,7 +189,6 @@ static int start_worker(struct loop *l)
 	w->next = l->workers;
 	l->workers = w;
 	l->nworkers++;
-	l->idle++;
 	pthread_mutex_unlock(&l->lock);
 	return 0;
 }
@@ -122,6 +197,7 @@ int ovl_loop_run(struct fuse_session *se, unsigned max)
 {
 	struct loop l = {.se = se, .max = max ? max : 1};
 	pthread_mutex_init(&l.lock, NULL);
+	pthread_cond_init(&l.turn, NULL);
 	sem_init(&l.finished, 0, 0);
 	/* workers inherit this mask: the exit signals go to this thread and wake it */
 	sigset_t block, old;
@@ -139,6 +215,7 @@ int ovl_loop_run(struct fuse_session *se, unsigned max)
 	struct worker *all = l.workers;
 	l.workers = NULL;
 	l.closing = true;
+	pthread_cond_broadcast(&l.turn);
 	if (r == 0)
 		r = l.error;
 	pthread_mutex_unlock(&l.lock);
@@ -152,6 +229,7 @@ int ovl_loop_run(struct fuse_session *se, unsigned max)
 		free(w);
 	}
 	sem_destroy(&l.finished);
+	pthread_cond_destroy(&l.turn);
 	pthread_mutex_destroy(&l.lock);
 	return r;
 }

@@ -197,3 +197,61 @@ Test(fs_concurrency, racing_changes_with_hard_links_and_few_fds, .init = tight_l
 {
 	race();
 }
+
+#define HUGE (512u << 20)
+
+static atomic_bool copy_started, copy_done;
+
+static void *open_for_writing(void *arg)
+{
+	(void)arg;
+	atomic_store(&copy_started, true);
+	int fd = open(MP("huge"), O_WRONLY);
+	atomic_store(&copy_done, true);
+	if (fd >= 0)
+		close(fd);
+	return (void *)(intptr_t)(fd >= 0);
+}
+
+static void huge_layers(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	/* real data (a copy skips holes): 512 MiB of one byte */
+	int fd = open(in_dir(M.l2, "huge"), O_CREAT | O_WRONLY, 0644);
+	cr_assert_geq(fd, 0);
+	static char block[1 << 20];
+	memset(block, 'h', sizeof(block));
+	for (unsigned i = 0; i < HUGE / sizeof(block); i++)
+		cr_assert_eq(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+	close(fd);
+	tu_write(M.l2, "small", "s");
+	mnt_mount();
+}
+
+Test(fs_concurrency, a_data_copy_up_does_not_hold_up_other_requests, .init = huge_layers)
+{
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, open_for_writing, NULL), 0);
+	while (!atomic_load(&copy_started))
+		usleep(1000);
+	usleep(20000); /* the open is in the daemon, copying */
+	if (atomic_load(&copy_done)) {
+		pthread_join(t, NULL);
+		cr_skip_test("the copy-up of 512 MiB took under 20 ms here (a reflink?)");
+	}
+	for (int i = 0; i < 50; i++) {
+		struct stat st;
+		cr_assert_eq(stat(MP("small"), &st), 0);
+		_cleanup_free_ char *s = slurp(MP("small"));
+		cr_assert_str_eq(s, "s");
+	}
+	bool done_before_ours = atomic_load(&copy_done);
+	void *ok;
+	pthread_join(t, &ok);
+	cr_assert(ok, "open for writing failed");
+	cr_assert_not(done_before_ours, "other requests waited for the copy-up to finish");
+	struct stat st;
+	cr_assert_eq(stat(UP("huge"), &st), 0);
+	cr_assert_eq(st.st_size, HUGE);
+}
