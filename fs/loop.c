@@ -10,9 +10,11 @@
  * Threads: one reads requests at a time (the reader) and handles the quick ones itself, going
  * straight back to reading: the thread the kernel wakes for the next request is the one that just
  * replied, as in a single-threaded loop, which is what a client issuing one request after another
- * (cat, tar, a compiler) waits on.  A request that may wait long on data (a copy-up, I/O of more
- * than a page or two, fsync, a large listing) makes its thread give up reading first: a waiting
- * worker, or a new one up to MAX, takes over, so that such a request never holds up the others.
+ * (find, cat, tar, a compiler) waits on.  A request that may wait long on data (a data copy-up,
+ * I/O of more than a few pages, fsync) makes its thread give up reading first: a waiting worker,
+ * or a new one up to MAX, takes over, so that such a request never holds up the others.
+ * Listings and lookups stay with the reader: they wait on the disk at most for the inodes they
+ * name.
  * Workers live until the session ends.  The session ends when the kernel connection goes
  * (unmount: every read fails with ENODEV, which libfuse turns into fuse_session_exit) or when a
  * signal handler of fuse_set_signal_handlers calls fuse_session_exit; the signals are blocked in
@@ -88,11 +90,6 @@ static bool translate(struct fuse_buf *buf)
 	case FUSE_FALLOCATE:
 	case FUSE_COPY_FILE_RANGE:
 	case FUSE_SYNCFS:
-	case FUSE_READDIR:
-	case FUSE_READDIRPLUS:
-	case FUSE_RENAME:
-	case FUSE_RENAME2:
-	case FUSE_RMDIR:
 		return true;
 	default:
 		return false;

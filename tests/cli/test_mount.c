@@ -2,6 +2,12 @@
  * layer mounts read-only, a mounted ref is neither committed nor mounted twice, umount waits for
  * the serving process, a record whose process died is stale and cleared. */
 #include <criterion/criterion.h>
+#include <grp.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -293,6 +299,129 @@ Test(cli_mount, layerfs_overlay_takes_fuse_overlayfs_arguments_as_a_mount_progra
 	cr_assert_eq(umount2(mp, 0), 0);
 	_cleanup_free_ char *up = tu_read(upper, "etc/hostname");
 	cr_assert_str_eq(up, "changed\n");
+	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
+	cr_assert_str_eq(low, "box\n");
+}
+
+/* Steps of the unprivileged run; the child exits with the number of the first that failed. */
+enum {
+	NP_OK,
+	NP_NS = 100, /* no private mount namespace, no device node: skipped */
+	NP_USER = 110,
+	NP_MOUNT,
+	NP_UNLINK,
+	NP_MKDIR,
+	NP_WRITE,
+	NP_UMOUNT,
+};
+
+/* Runs ARGV (searched in PATH) with the caller's stdio and returns its exit status, or -1.  No
+ * assertions: it runs in a forked child. */
+static int run(const char *const *argv)
+{
+	pid_t pid;
+	extern char **environ;
+	if (posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0)
+		return -1;
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* In a private mount namespace whose /dev/fuse is open to everyone (a node of our own bound over
+ * it: this machine's is 0600), as nobody: `layerfs overlay` mounts through fusermount3, the
+ * user changes the tree, fusermount3 -u unmounts. */
+static int unprivileged_run(const char *lower, const char *upper, const char *work,
+			    const char *node)
+{
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mknod(node, S_IFCHR | 0666, makedev(10, 229)) < 0 || chmod(node, 0666) < 0 ||
+	    mount(node, "/dev/fuse", NULL, MS_BIND, NULL) < 0)
+		return NP_NS;
+	if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+		return NP_USER;
+	char opts[4096];
+	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
+	const char *argv[] = {LAYERFS_BIN, "overlay", "-o", opts, mp, NULL};
+	if (run(argv) != 0)
+		return NP_MOUNT;
+	int fail = NP_OK;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/data/drop", mp);
+	if (unlink(path) < 0)
+		fail = NP_UNLINK;
+	snprintf(path, sizeof(path), "%s/data", mp);
+	char again[4096];
+	snprintf(again, sizeof(again), "%s/data/keep", mp);
+	if (!fail && (unlink(again) < 0 || rmdir(path) < 0 || mkdir(path, 0755) < 0))
+		fail = NP_MKDIR;
+	snprintf(path, sizeof(path), "%s/etc/motd", mp);
+	if (!fail && unlink(path) < 0)
+		fail = NP_UNLINK;
+	snprintf(path, sizeof(path), "%s/etc/hostname", mp);
+	int fd = fail ? -1 : open(path, O_WRONLY | O_TRUNC);
+	if (!fail && (fd < 0 || write(fd, "mine\n", 5) != 5))
+		fail = NP_WRITE;
+	if (fd >= 0)
+		close(fd);
+	const char *um[] = {"fusermount3", "-u", mp, NULL};
+	if (run(um) != 0 && !fail)
+		fail = NP_UMOUNT;
+	return fail;
+}
+
+Test(cli_mount, an_unprivileged_user_mounts_through_fusermount3)
+{
+	tu_need_fuse();
+	if (geteuid() != 0)
+		cr_skip_test("sets up a private /dev/fuse node: needs root (runs as root in CI)");
+	_cleanup_free_ char *upper = tu_path(dirs.tmp, "upper");
+	_cleanup_free_ char *work = tu_path(dirs.tmp, "work");
+	_cleanup_free_ char *node = tu_path(dirs.tmp, "fuse");
+	cr_assert_eq(mkdir(upper, 0755), 0);
+	cr_assert_eq(mkdir(work, 0755), 0);
+	/* nobody owns the upper, the work dir and the mountpoint, and may walk to them */
+	cr_assert_eq(chown(upper, 65534, 65534), 0);
+	cr_assert_eq(chown(work, 65534, 65534), 0);
+	cr_assert_eq(chown(mp, 65534, 65534), 0);
+	cr_assert_eq(chmod(dirs.tmp, 0755), 0);
+	tu_write(dirs.src, "etc/motd", "hello\n");
+	/* the lower tree is nobody's too: the kernel checks nobody's permissions to change it */
+	cr_assert_eq(tu_sh("chown -R 65534:65534 '%s'", dirs.src), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0)
+		_exit(unprivileged_run(dirs.src, upper, work, node));
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	cr_assert(WIFEXITED(st));
+	if (WEXITSTATUS(st) == NP_NS)
+		cr_skip_test("no private mount namespace or device node here");
+	cr_assert_eq(WEXITSTATUS(st), NP_OK, "step %d failed", WEXITSTATUS(st));
+	/* what the unprivileged daemon wrote: its own ids, a 0/0 whiteout, user.* markers */
+	struct stat s;
+	_cleanup_free_ char *wh = tu_path(upper, "data/drop");
+	_cleanup_free_ char *dir = tu_path(upper, "data");
+	_cleanup_free_ char *host = tu_path(upper, "etc/hostname");
+	cr_assert_eq(lstat(dir, &s), 0);
+	cr_assert(S_ISDIR(s.st_mode));
+	cr_assert_eq(s.st_uid, 65534);
+	char v[8] = "";
+	cr_assert_eq(lgetxattr(dir, "user.overlay.opaque", v, sizeof(v)), 1);
+	cr_assert_eq(v[0], 'y');
+	cr_assert_eq(lgetxattr(dir, "trusted.overlay.opaque", v, sizeof(v)), -1);
+	/* the directory was made over a whiteout: nothing of the lower one shows, no marker left */
+	cr_assert_eq(lstat(wh, &s), -1);
+	_cleanup_free_ char *motd = tu_path(upper, "etc/motd");
+	cr_assert_eq(lstat(motd, &s), 0);
+	cr_assert(S_ISCHR(s.st_mode) && s.st_rdev == 0, "a 0/0 whiteout");
+	cr_assert_eq(s.st_uid, 65534);
+	_cleanup_free_ char *h = tu_read(upper, "etc/hostname");
+	cr_assert_str_eq(h, "mine\n");
+	cr_assert_eq(lstat(host, &s), 0);
+	cr_assert_eq(s.st_uid, 65534);
 	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
 	cr_assert_str_eq(low, "box\n");
 }
