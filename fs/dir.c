@@ -27,18 +27,6 @@ static int upper_slot(int dirfd, const char *name)
 	return lyr_stack_is_whiteout(&st) ? 1 : -EEXIST;
 }
 
-/* True when an OCI/AUFS ".wh.NAME" marker in the upper directory DIRFD hides NAME below (an upper
- * fuse-overlayfs wrote; a store ref's upper never holds one). */
-static bool aufs_hidden(struct ovl_fs *fs, int dirfd, const char *name)
-{
-	if (lyr_stack_native(fs->stack, 0))
-		return false;
-	char wh[OVL_NAME_MAX + 8];
-	struct stat st;
-	return (size_t)snprintf(wh, sizeof(wh), ".wh.%s", name) < sizeof(wh) &&
-	       fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 static int set_opaque(struct ovl_fs *fs, int fd)
 {
 	return ovl_set_private_xattr(fs, fd, LYR_OVL_OPAQUE, "y", 1);
@@ -163,7 +151,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	int wh = upper_slot(upper, name);
 	if ((r = wh) < 0)
 		goto unlock;
-	if (!wh && parent->node.nparts > 1 && !aufs_hidden(fs, upper, name)) {
+	if (!wh && parent->node.nparts > 1 && !lyr_stack_aufs_whiteout(fs->stack, 0, upper, name)) {
 		int lower = ovl_lower_has(fs, parent, name);
 		if ((r = lower < 0 ? lower : lower ? -EEXIST : 0) < 0)
 			goto unlock;
@@ -298,8 +286,8 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_cr
 	struct ovl_create_args made = *a;
 	made.mode = (a->mode & S_IFMT) | acl.mode;
 	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_DIRECT;
-	_cleanup_close_ int fd = openat(fs->work_fd, ".", (a->open_flags & keep) | O_TMPFILE | O_CLOEXEC,
-					made.mode & 07777);
+	_cleanup_close_ int fd = openat(
+	    fs->work_fd, ".", (a->open_flags & keep) | O_TMPFILE | O_CLOEXEC, made.mode & 07777);
 	if (fd < 0)
 		return errno == EISDIR ? -EOPNOTSUPP : -errno;
 	if ((r = set_owner(fs, &pst, &made, fd, NULL)) < 0)

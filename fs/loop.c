@@ -4,8 +4,8 @@
  * open on the mount with EOPNOTSUPP.  A FUSE_TMPFILE request carries exactly the arguments of a
  * FUSE_CREATE (fuse_create_in and a name) and takes exactly its reply (entry and open), so the
  * loop hands it to libfuse as a create and marks the thread (ovl_loop_tmpfile) for the create
- * handler, which then makes an unnamed file.  Requests spliced into a pipe (large writes) are not
- * looked at; a FUSE_TMPFILE is small and always arrives in memory.
+ * handler, which then makes an unnamed file.  Requests are read into memory (splice read is off),
+ * so the header is always there to look at.
  *
  * Threads: one reads requests at a time (the reader) and handles the quick ones itself, going
  * straight back to reading: the thread the kernel wakes for the next request is the one that just
@@ -19,7 +19,8 @@
  * (unmount: every read fails with ENODEV, which libfuse turns into fuse_session_exit) or when a
  * signal handler of fuse_set_signal_handlers calls fuse_session_exit; the signals are blocked in
  * workers, so they reach the main thread, which waits on a semaphore, wakes, and cancels the
- * reader (each worker blocks cancellation while it  * handles a request, so a reply is never cut short). */
+ * reader (each worker blocks cancellation while it handles a request, so a reply is never cut
+ * short). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -160,7 +161,6 @@ static void *work(void *arg)
 			if (slow)
 				hand_over(l);
 			fuse_session_process_buf(l->se, &w->buf);
-			ovl_loop_tmpfile = false;
 			if (slow)
 				break; /* back to waiting for the reader's place */
 		}

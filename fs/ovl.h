@@ -92,7 +92,7 @@ struct ovl_fs {
 	bool privileged;	    /* may chown / mknod devices */
 	uid_t uid;		    /* the daemon's ids: what the objects it makes get */
 	gid_t gid;
-	bool dac_override;	    /* may write into directories read-only to their owner */
+	bool dac_override; /* may write into directories read-only to their owner */
 	/* POSIX ACLs enforced by the kernel: not noacl and some layer's filesystem has them; set
 	 * at mount and by init (when the kernel cannot), before any other request is read */
 	bool acl;
@@ -297,8 +297,9 @@ struct ovl_acl_new {
 bool ovl_acl_name(const char *name);
 /* True unless the filesystem of the object at FD has no POSIX ACLs. */
 bool ovl_acl_supported(int fd);
-/* Works out what an object of MODE (with S_IFMT) asked for with UMASK gets in the upper
- * directory at PARENT_FD, the topmost copy of PARENT (whose lock the caller holds).  Free *RET with ovl_acl_new_clear. */
+/* Works out what an object of MODE (with S_IFMT) asked for with UMASK gets in the directory at
+ * PARENT_FD, the topmost copy of PARENT (whose lock the caller holds).  Free *RET with
+ * ovl_acl_new_clear. */
 int ovl_acl_prepare(struct ovl_fs *fs, struct ovl_inode *parent, int parent_fd, mode_t mode,
 		    mode_t umask, struct ovl_acl_new *ret);
 /* Gives the new object at FD (made with A->mode) the ACLs of A, or, with ACLs off, takes away

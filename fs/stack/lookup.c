@@ -184,12 +184,13 @@ static int check_name(const char *name)
 	return 0;
 }
 
-/* 1 when an OCI/AUFS ".wh.NAME" marker sits in the part, 0 when not. */
-static int aufs_whiteout(int dirfd, const char *name)
+bool lyr_stack_aufs_whiteout(const lyr_stack *s, unsigned layer, int dirfd, const char *name)
 {
+	if (lyr_stack_native(s, layer))
+		return false;
 	char wh[NAME_MAX_BYTES + 8];
 	if (strlen(name) + sizeof(LYR_WH_PREFIX) > sizeof(wh))
-		return 0;
+		return false;
 	snprintf(wh, sizeof(wh), LYR_WH_PREFIX "%s", name);
 	struct stat st;
 	return fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -323,7 +324,7 @@ static int lookup_parts(const lyr_stack *s, const lyr_stack_part *parts, unsigne
 		}
 		if (fd < 0) {
 			if (errno == ENOENT || errno == ENOTDIR) {
-				if (!lyr_stack_native(s, p->layer) && aufs_whiteout(p->fd, name))
+				if (lyr_stack_aufs_whiteout(s, p->layer, p->fd, name))
 					break;
 				continue;
 			}

@@ -52,6 +52,9 @@ size_t lyr_stack_layers(const lyr_stack *s);
  * lookups skip probing it for them (an upper layer).  Call before the stack is shared. */
 int lyr_stack_set_native(lyr_stack *s, size_t layer);
 bool lyr_stack_native(const lyr_stack *s, size_t layer);
+/* True when an OCI/AUFS ".wh.NAME" marker in DIRFD, a directory of layer LAYER, hides NAME in the
+ * layers below (never in a native layer, which is not probed). */
+bool lyr_stack_aufs_whiteout(const lyr_stack *s, unsigned layer, int dirfd, const char *name);
 /* O_PATH directory fd of layer I's root (owned by the stack). */
 int lyr_stack_layer_fd(const lyr_stack *s, size_t i);
 
