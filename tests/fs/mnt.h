@@ -138,6 +138,15 @@ static inline const char *in_dir(const char *dir, const char *rel)
 #define MP(rel) in_dir(M.mp, rel)
 #define UP(rel) in_dir(M.upper, rel)
 
+/* Names the file open at FD (an O_TMPFILE file) PATH, as linkat(2) suggests: through its
+ * /proc/self/fd entry.  linkat's result, errno set. */
+static inline int link_fd(int fd, const char *path)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+}
+
 static inline void mk_whiteout(const char *dir, const char *rel)
 {
 	const char *p = in_dir(dir, rel);

@@ -426,10 +426,7 @@ Test(fs_acl, an_o_tmpfile_file_inherits_the_default_acl_when_it_is_linked)
 	umask(old);
 	cr_assert_geq(fd, 0, "open O_TMPFILE: %s", strerror(errno));
 	cr_assert_eq(write(fd, "T", 1), 1);
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, MP("shared/tmp"), AT_SYMLINK_FOLLOW), 0,
-		     "linkat: %s", strerror(errno));
+	cr_assert_eq(link_fd(fd, MP("shared/tmp")), 0, "linkat: %s", strerror(errno));
 	close(fd);
 	/* rw-rw-rw- asked, the umask ignored: owner rw-, mask rw-, other --- */
 	cr_assert_eq(mode_of(MP("shared/tmp")), 0660);

@@ -751,10 +751,7 @@ Test(fs_overlay, o_tmpfile_makes_an_unnamed_file_that_a_link_names)
 	/* nothing in the directory shows it */
 	_cleanup_free_ char *before = sorted_listing(MP("dir"));
 	cr_assert_str_eq(before, "g,h,sub");
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, MP("dir/named"), AT_SYMLINK_FOLLOW), 0,
-		     "linkat: %s", strerror(errno));
+	cr_assert_eq(link_fd(fd, MP("dir/named")), 0, "linkat: %s", strerror(errno));
 	struct stat named;
 	cr_assert_eq(fstat(fd, &st), 0);
 	cr_assert_eq(stat(MP("dir/named"), &named), 0);
@@ -782,9 +779,7 @@ Test(fs_overlay, o_tmpfile_left_unnamed_leaves_nothing_and_o_excl_refuses_a_link
 	int fd = open(M.mp, O_TMPFILE | O_WRONLY | O_EXCL, 0600);
 	cr_assert_geq(fd, 0, "open O_TMPFILE: %s", strerror(errno));
 	cr_assert_eq(write(fd, "gone", 4), 4);
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, MP("kept"), AT_SYMLINK_FOLLOW), -1);
+	cr_assert_eq(link_fd(fd, MP("kept")), -1);
 	cr_assert_eq(errno, ENOENT);
 	close(fd);
 	_cleanup_free_ char *s = sorted_listing(M.mp);
