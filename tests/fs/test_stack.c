@@ -230,7 +230,10 @@ Test(fs_stack, origin_inode_is_reported)
 Test(fs_stack, malformed_whiteout_is_a_plain_device)
 {
 	_cleanup_free_ char *p = tu_path(l0, "keep");
-	cr_assert_eq(mknod(p, S_IFCHR | 0600, makedev(1, 3)), 0);
+	if (mknod(p, S_IFCHR | 0600, makedev(1, 3)) < 0 && errno == EPERM)
+		cr_skip_test("making a character device needs CAP_MKNOD (root in CI)");
+	struct stat made;
+	cr_assert_eq(lstat(p, &made), 0, "mknod %s: %s", p, strerror(errno));
 	lyr_stack_node n;
 	cr_assert_eq(lookup("/keep", &n), 0);
 	cr_assert(S_ISCHR(n.st.st_mode));
