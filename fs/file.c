@@ -13,11 +13,9 @@ int ovl_reopen(int fd, int flags)
 	char proc[64];
 	ovl_proc_path(fd, proc);
 	flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
-	int r = -1;
-	if ((flags & O_ACCMODE) == O_RDONLY && !(flags & O_PATH))
-		r = open(proc, flags | O_NOATIME); /* EPERM unless owner or CAP_FOWNER */
-	if (r < 0)
-		r = open(proc, flags);
+	int r = (flags & O_ACCMODE) == O_RDONLY && !(flags & O_PATH)
+		    ? lyr_open_noatime(AT_FDCWD, proc, flags)
+		    : open(proc, flags);
 	return r < 0 ? -errno : r;
 }
 
