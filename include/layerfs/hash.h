@@ -132,8 +132,8 @@ typedef struct lyr_hash_opts {
 
 /* The content hash of SELECTORS (N paths in the view, "" or "/" for all of it; wildcards `*`,
  * `?`, `[` allowed) as the hash issue specifies: each selector is normalised (-EINVAL, naming
- * it, when ".." leaves the root), selectors inside another by whole path component are dropped,
- * and the rest sorted.  One remaining selector gives its own digest; several give sha256 of
+ * it, when ".." leaves the root), deduplicated by lyr_hash_selectors_dedupe (FILTERED when OPTS
+ * has include or exclude globs), and the rest sorted.  One remaining selector gives its own digest; several give sha256 of
  * their digest texts joined by "\0".  N == 0 means the whole view.  A missing (non-wildcard)
  * selector fails with -ENOENT naming it; a wildcard matching nothing gives sha256 of "".  OPTS
  * may be NULL.  Writes "sha256:<hex>" to RET_DIGEST. */
@@ -144,11 +144,13 @@ int lyr_hash_selectors(const lyr_hash_source *src, const char *const *selectors,
  * whole view).  Returns 0, or -EINVAL when ".." would leave the root.  *RET is heap. */
 int lyr_hash_selector_normalize(const char *sel, char **ret);
 
-/* Normalises SELECTORS, drops those inside another by whole path component (`/a` covers
- * `/a/b`, not `/ab`) and duplicates, and sorts the rest (byte order).  On -EINVAL, *RET_BAD
+/* Normalises SELECTORS, drops plain ones inside another plain one by whole path component
+ * (`/a` covers `/a/b`, not `/ab`) and duplicates of plain ones, and sorts the rest (byte
+ * order).  Wildcard selectors, and every selector when FILTERED (--include/--exclude globs
+ * apply), are kept as they are, duplicates too, as BuildKit keeps them.  On -EINVAL, *RET_BAD
  * (if non-NULL) is the index of the offending selector.  Free with lyr_hash_selectors_free. */
-int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, char ***ret, size_t *ret_n,
-			      size_t *ret_bad);
+int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, bool filtered, char ***ret,
+			      size_t *ret_n, size_t *ret_bad);
 void lyr_hash_selectors_free(char **list, size_t n);
 
 /* True when SEL contains an unescaped `*`, `?` or `[`. */
