@@ -168,6 +168,9 @@ int lyr_hash_check_pattern(const char *pat, const char **ret_why);
  * and returns the diff digest of the copy (lyr_hash_diff of DST_DIRFD).
  * Each file's content is hashed from the copy right after it is written, while the copy goes
  * on, so the tree is not read a second time.  On failure returns -errno and fills ERR (may be
- * NULL) with the failing path (of the source for copy errors, of the copy for hash errors). */
+ * NULL) with the failing path (of the source for copy errors, of the copy for hash errors).
+ * The copy is plain: an entry the store would read as an overlay marker (a name starting with
+ * ".wh.", a character device 0/0, a trusted.overlay.* or user.overlay.* xattr) fails with
+ * -EINVAL, ERR->why saying which. */
 int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN]);
