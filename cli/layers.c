@@ -8,11 +8,9 @@
 
 static int check_tag(const char *cmd, const char *tag)
 {
-	if (tag && lyr_tag_valid(tag) < 0)
-		return cli_usage(cmd,
-				 "invalid tag name '%s': use 1-128 of A-Z a-z 0-9 . _ : -, not starting "
-				 "with '.' or '-'",
-				 tag);
+	const char *why;
+	if (tag && lyr_tag_check(tag, &why) < 0)
+		return cli_usage(cmd, "invalid tag name '%s': %s", tag, why);
 	return EXIT_OK;
 }
 

@@ -1,6 +1,7 @@
 /* The command line over a real store: import, new, commit, tag, untag, rm, ls, inspect, du,
  * prune, fsck; exit codes, messages, and that bad input leaves the store unchanged. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <regex.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -233,6 +234,58 @@ Test(cli_layers, bad_tag_names_are_usage_errors_and_change_nothing)
 	}
 	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(before, after);
+}
+
+Test(cli_layers, tags_that_read_as_ids_are_refused_by_every_command)
+{
+	_cleanup_free_ char *id = import(dirs.src, "base");
+	_cleanup_free_ char *ref = new_ref(id);
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	char upper[13];
+	for (int k = 0; k < 12; k++)
+		upper[k] = (char)toupper((unsigned char)id[7 + k]);
+	upper[12] = '\0';
+	static const char *const hex = "12 or more hex digits (in either case) read as an ID prefix";
+	const char *const cases[][2] = {
+	    {upper, hex},
+	    {"e244a1e87b89", hex},
+	    {"AbCdEf0123456789", hex},
+	    {"sha256:base", "it starts with 'sha256:', as a layer ID does"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		const char *name = cases[i][0];
+		tu_run runs[3] = {
+		    tu_lf(dirs.store, "tag", name, "base", NULL),
+		    tu_lf(dirs.store, "import", dirs.src, "--tag", name, NULL),
+		    tu_lf(dirs.store, "commit", ref, "--tag", name, NULL),
+		};
+		const char *cmds[3] = {"tag", "import", "commit"};
+		for (int c = 0; c < 3; c++) {
+			cr_assert_eq(runs[c].status, 2, "%s '%s': status %d", cmds[c], name,
+				     runs[c].status);
+			_cleanup_free_ char *want = NULL;
+			cr_assert(asprintf(&want,
+					   "layerfs %s: invalid tag name '%s': %s\nTry 'layerfs %s "
+					   "--help'.\n",
+					   cmds[c], name, cases[i][1], cmds[c]) > 0);
+			cr_assert_str_eq(runs[c].err, want);
+			cr_assert_str_eq(runs[c].out, "");
+			tu_run_free(&runs[c]);
+		}
+	}
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
+	cr_assert_str_eq(before, after);
+
+	/* So an upper-case ID prefix always means the ID: the same layer as the lower-case one. */
+	tu_run a = tu_lf(dirs.store, "inspect", "--json", upper, NULL);
+	char lower[13];
+	snprintf(lower, sizeof lower, "%.12s", id + 7);
+	tu_run b = tu_lf(dirs.store, "inspect", "--json", lower, NULL);
+	cr_assert_eq(a.status, 0, "%s", a.err);
+	cr_assert_eq(b.status, 0, "%s", b.err);
+	cr_assert_str_eq(a.out, b.out);
+	tu_run_free(&a);
+	tu_run_free(&b);
 }
 
 Test(cli_layers, importing_a_missing_directory_fails_and_changes_nothing)
