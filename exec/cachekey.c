@@ -191,7 +191,7 @@ static int input_finish(lyr_exec_input *in)
 	char **list = NULL;
 	size_t n = 0;
 	int r = lyr_hash_selectors_dedupe((const char *const *)in->selectors, in->n_selectors,
-					  &list, &n, NULL);
+					  false, &list, &n, NULL);
 	if (r < 0)
 		return r;
 	char **nv = realloc(list, (n + 1) * sizeof(char *));

@@ -109,8 +109,9 @@ void lyr_exec_platform(char out[32]);
 /* The inputs of a validated op, in key order: index 0 is the root, then each distinct mount
  * source text in (sorted) mount order.  SELECTORS are every mount's selector of that input
  * ("/" for a mount without one; the root is always "/") as lyr_hash_selectors_dedupe leaves
- * them: any selector covered by another (a whole path-component prefix: "/a" covers "/a/b",
- * not "/ab") dropped, the rest in byte order -- the list to hand to lyr_hash_selectors.
+ * them: any plain selector covered by another plain one (a whole path-component prefix: "/a"
+ * covers "/a/b", not "/ab") dropped, the rest in byte order -- the list to hand to
+ * lyr_hash_selectors.
  * READ_ONLY is true when every mount of the input is a read-only bind (the root never is);
  * such an input is keyed by the content hash of SELECTORS, any other by its layer ID. */
 typedef struct lyr_exec_input {
