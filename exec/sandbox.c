@@ -206,6 +206,14 @@ static _Noreturn void command_main(run *c)
 		lyr_exec_errf(&err, "environment: %s", strerror(ENOMEM));
 		die(c, -ENOMEM, &err);
 	}
+	/* Last: everything above may need what the filter refuses. */
+	if (sb->security != LYR_SECURITY_INSECURE && (r = lyr_exec_seccomp_load()) < 0) {
+		lyr_exec_errf(&err, "seccomp filter: %s%s", strerror(-r),
+			      r == -EINVAL ? " (a kernel without seccomp filters needs "
+					     "--security=insecure)"
+					   : "");
+		die(c, r, &err);
+	}
 	int e = exec_command(sb->args, envp);
 	/* Not a sandbox failure: the command itself cannot run, reported like docker does. */
 	if (e == ENOENT)
@@ -382,6 +390,7 @@ void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_san
 	    .user = op->user,
 	    .hostname = op->hostname,
 	    .network = op->network,
+	    .security = op->security,
 	    .stdin_passthrough = op->interactive,
 	};
 }
