@@ -825,3 +825,34 @@ Test(exec_sandbox, an_op_carries_its_security_setting_into_the_sandbox)
 	cr_assert_eq(sb.security, LYR_SECURITY_INSECURE);
 	lyr_exec_op_free(op);
 }
+
+Test(exec_sandbox, every_call_the_filter_refuses_is_listed_in_the_security_docs)
+{
+	/* the generated program's header names each refused call in lines " * EPERM, GROUP:
+	 * NAMES" */
+	_cleanup_free_ char *program = NULL, *doc = NULL;
+	cr_assert_eq(lyr_read_file(LAYERFS_BUILD_DIR "/exec/seccomp_program.h", &program, NULL), 0);
+	cr_assert_eq(lyr_read_file(LAYERFS_SOURCE_DIR "/docs/security.md", &doc, NULL), 0);
+	char *section = strstr(doc, "\n## System calls\n");
+	cr_assert_not_null(section);
+	char *next = strstr(section + 1, "\n## ");
+	if (next)
+		*next = '\0'; /* other sections name mounts too */
+	size_t n = 0;
+	for (const char *p = program; (p = strstr(p, "\n * EPERM, ")) != NULL;) {
+		p = strchr(p, ':');
+		cr_assert_not_null(p);
+		const char *end = strchr(p, '\n');
+		for (p++; p < end;) {
+			p += strspn(p, " ");
+			size_t len = strcspn(p, " \n");
+			char name[80];
+			snprintf(name, sizeof name, "`%.*s`", (int)len, p);
+			cr_assert_not_null(strstr(section, name), "%s is not in docs/security.md",
+					   name);
+			n++;
+			p += len;
+		}
+	}
+	cr_assert_geq(n, 50, "only %zu names found in the generated program", n);
+}
