@@ -16,13 +16,11 @@
  * different syscall table and audit arch) and x32 (syscall numbers with bit 30 set) both get
  * the table, resolved by name for each.  A call from any other ABI kills the process. */
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef CLONE_NEWTIME
