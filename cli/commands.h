@@ -56,6 +56,14 @@ int cli_hash_view(lyr_cli *cli, lyr_obj_kind kind, const char *id, const char *c
 int cli_commit_ref(lyr_cli *cli, const char *ref, const char *tag, const lyr_progress *progress,
 		   char *ret_id);
 
+/* Prints ID as a line, or with --json as {KEY: ID}; returns EXIT_OK.  layers.c. */
+int cli_print_id(lyr_cli *cli, const char *key, const char *id);
+
+/* import --tar FILE|- [--parent LAYER]: one layer from a tar stream (arguments checked except
+ * PARENT, which is resolved here).  oci.c. */
+int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const char *tag,
+		   const char *desc);
+
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_new(lyr_cli *cli, int argc, char **argv);
 int cmd_commit(lyr_cli *cli, int argc, char **argv);

@@ -14,7 +14,7 @@ static int check_tag(const char *cmd, const char *tag)
 	return EXIT_OK;
 }
 
-static int print_id(lyr_cli *cli, const char *key, const char *id)
+int cli_print_id(lyr_cli *cli, const char *key, const char *id)
 {
 	if (cli->json) {
 		json_out j;
@@ -29,6 +29,7 @@ static int print_id(lyr_cli *cli, const char *key, const char *id)
 
 struct tag_desc {
 	const char *tag, *desc;
+	const char *tar, *parent; /* import only */
 };
 
 static int tag_desc_opt(void *ctx, int c, const char *arg)
@@ -38,6 +39,10 @@ static int tag_desc_opt(void *ctx, int c, const char *arg)
 		td->tag = arg;
 	else if (c == 'd')
 		td->desc = arg;
+	else if (c == 'T')
+		td->tar = arg;
+	else if (c == 'p')
+		td->parent = arg;
 	else
 		return -1;
 	return 0;
@@ -46,18 +51,27 @@ static int tag_desc_opt(void *ctx, int c, const char *arg)
 static const struct option tag_desc_opts[] = {
 	{"tag", required_argument, NULL, 't'},
 	{"desc", required_argument, NULL, 'd'},
+	{"tar", required_argument, NULL, 'T'},
+	{"parent", required_argument, NULL, 'p'},
 };
 
 int cmd_import(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("import");
 	struct tag_desc td = {0};
-	int i = cli_parse(cli, cmd, argc, argv, tag_desc_opts, 2, tag_desc_opt, &td);
+	int i = cli_parse(cli, cmd, argc, argv, tag_desc_opts, 4, tag_desc_opt, &td);
+	if (check_tag(cmd->name, td.tag))
+		return EXIT_USAGE;
+	if (td.tar) {
+		if (argc - i != 0)
+			return cli_usage(cmd->name, "--tar takes the tar; no directory with it");
+		return cli_import_tar(cli, td.tar, td.parent, td.tag, td.desc);
+	}
+	if (td.parent)
+		return cli_usage(cmd->name, "--parent goes with --tar (a directory is a base layer)");
 	if (argc - i != 1)
 		return cli_usage(cmd->name, "expects one directory");
 	const char *src = argv[i];
-	if (check_tag(cmd->name, td.tag))
-		return EXIT_USAGE;
 
 	_cleanup_free_ char *abs = realpath(src, NULL);
 	_cleanup_free_ char *desc = NULL;
@@ -79,7 +93,7 @@ int cmd_import(lyr_cli *cli, int argc, char **argv)
 			return cli_fail("import '%s': '%s': %s", src, err.path, why);
 		return cli_fail("import '%s': %s", src, why);
 	}
-	return print_id(cli, "id", id);
+	return cli_print_id(cli, "id", id);
 }
 
 int cmd_new(lyr_cli *cli, int argc, char **argv)
@@ -100,7 +114,7 @@ int cmd_new(lyr_cli *cli, int argc, char **argv)
 	if (r < 0)
 		return cli_fail("new ref on '%s': %s", parent[0] ? argv[i] : "scratch",
 				cli_strerror(r));
-	return print_id(cli, "id", id);
+	return cli_print_id(cli, "id", id);
 }
 
 /* Message for a ref that is mounted. */
@@ -172,7 +186,7 @@ int cmd_commit(lyr_cli *cli, int argc, char **argv)
 		json_end(&j);
 		return EXIT_OK;
 	}
-	return print_id(cli, "id", id);
+	return cli_print_id(cli, "id", id);
 }
 
 int cmd_tag(lyr_cli *cli, int argc, char **argv)

@@ -13,10 +13,13 @@
 #include "layerfs/version.h"
 
 static const cli_command commands[] = {
-	{"import", cmd_import, "DIR [--tag NAME] [--desc TEXT]",
-	 "copy a directory tree into a new base layer; prints its ID",
-	 "  --tag NAME     tag the new layer\n"
-	 "  --desc TEXT    description kept with the layer\n"},
+	{"import", cmd_import, "DIR | --tar FILE|- [--parent LAYER] [--tag NAME] [--desc TEXT]",
+	 "copy a directory tree, or one tar layer, into a new layer; prints its ID",
+	 "  --tar FILE|-     read one layer tar (plain, gzip or zstd; OCI whiteouts) from FILE\n"
+	 "                   or standard input instead of a directory\n"
+	 "  --parent LAYER   the layer the tar's changes apply to (--tar only; default none)\n"
+	 "  --tag NAME       tag the new layer\n"
+	 "  --desc TEXT      description kept with the layer\n"},
 	{"new", cmd_new, "[LAYER] [--desc TEXT]", "create a mutable ref on LAYER (or scratch); prints the ref ID",
 	 "  --desc TEXT    description kept with the ref\n"},
 	{"commit", cmd_commit, "REF [--tag NAME]", "freeze REF's changes into a layer; prints the layer ID",

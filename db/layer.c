@@ -249,7 +249,7 @@ int lyr_layer_chain(lyr_store *s, const char *layer_id, char ***ret_dirs)
 /* The record and directory of a new layer, written by import and commit. */
 typedef struct add_ctx {
 	const char *id;
-	const layer_rec *rec;
+	const layer_rec *rec; /* rec->parent: "" for a base layer */
 	const char *tag;
 	bool existed;
 } add_ctx;
@@ -292,7 +292,12 @@ static int import_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (r)
 		return r;
 	if (!a->existed) {
+		const char *parent = a->rec->parent;
+		if (*parent && !rec_exists(s->layers, txn, parent, strlen(parent), &r))
+			return r ? r : -ENOLINK; /* the parent was removed meanwhile */
 		r = layer_store(s, txn, a->id, a->rec);
+		if (r == 0 && *parent)
+			r = use_put(s, txn, parent, USE_LAYER, a->id);
 		if (r)
 			return r;
 	}
@@ -315,10 +320,57 @@ static int layer_exists(lyr_store *s, const char *id, bool *ret)
 	return r;
 }
 
+/* Makes the filled, hashed directory tmp/TMP (open at TMPFD; its diff/ open at DIFF) the layer
+ * lyr_layer_id(PARENT, DIGEST): under the namespace lock it is renamed into layers/ and recorded
+ * with TAG in one transaction, or, when that layer exists, only TAG is pointed and the copy is
+ * removed.  -ENOLINK when PARENT has no record.  On failure tmp/TMP is left for the caller. */
+int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *parent,
+		const char *digest, const char *desc, const char *tag, char *ret_id)
+{
+	char id[LYR_DIGEST_TEXT_LEN];
+	lyr_layer_id(parent, digest, id);
+	layer_rec rec = {.created = now_seconds(), .parent = (char *)parent, .digest = (char *)digest,
+			 .desc = (char *)(desc ? desc : "")};
+	int r = lyr_tree_usage(diff, &rec.size, &rec.entries);
+	if (r < 0)
+		return r;
+	r = ns_lock(s);
+	if (r < 0)
+		return r;
+	bool existed;
+	r = layer_exists(s, id, &existed);
+	if (r >= 0 && !existed) {
+		char to[160];
+		snprintf(to, sizeof to, "layers/%s", layer_hex(id));
+		/* A directory without a record is debris of a crash: replace it. */
+		r = lyr_tree_remove(s->rootfd, to);
+		if (r >= 0 && renameat(tmpfd, tmp, s->rootfd, to) < 0)
+			r = -errno;
+		if (r >= 0) {
+			lyr_fault("import-after-rename");
+			add_ctx a = {id, &rec, tag, false};
+			r = txn_run(s, import_txn, &a);
+			if (r < 0) /* put the directory back where nothing refers to it */
+				renameat(s->rootfd, to, tmpfd, tmp);
+		}
+	} else if (r >= 0 && tag) {
+		add_ctx a = {id, &rec, tag, false};
+		r = txn_run(s, import_txn, &a);
+	}
+	ns_unlock(s);
+	if (r == -ENOLINK)
+		db_seterr("parent layer '%s': no such layer (removed meanwhile?)", parent);
+	if (r < 0)
+		return r;
+	lyr_tree_remove(tmpfd, tmp); /* the copy of an existing layer; ENOENT when renamed */
+	snprintf(ret_id, LYR_ID_MAX, "%s", id);
+	return 0;
+}
+
 int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const char *tag,
 		     const lyr_progress *progress, lyr_tree_error *err, char *ret_id)
 {
-	char tmp[128], tmpdiff[160], id[LYR_DIGEST_TEXT_LEN], digest[LYR_DIGEST_TEXT_LEN];
+	char tmp[128], tmpdiff[160], digest[LYR_DIGEST_TEXT_LEN];
 	int r;
 
 	if (tag && lyr_tag_valid(tag) < 0) {
@@ -354,41 +406,9 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 		goto fail;
 	}
 	lyr_fault("import-after-copy");
-	lyr_layer_id("", digest, id);
-	layer_rec rec = {.created = now_seconds(), .parent = "", .digest = digest,
-			 .desc = (char *)(desc ? desc : "")};
-	r = lyr_tree_usage(dst, &rec.size, &rec.entries);
-	if (r < 0)
-		goto fail;
-	r = ns_lock(s);
-	if (r < 0)
-		goto fail;
-	bool existed;
-	r = layer_exists(s, id, &existed);
-	if (r >= 0 && !existed) {
-		char to[160];
-		snprintf(to, sizeof to, "layers/%s", layer_hex(id));
-		/* A directory without a record is debris of a crash: replace it. */
-		r = lyr_tree_remove(s->rootfd, to);
-		if (r >= 0 && renameat(tmpfd, tmp, s->rootfd, to) < 0)
-			r = -errno;
-		if (r >= 0) {
-			lyr_fault("import-after-rename");
-			add_ctx a = {id, &rec, tag, false};
-			r = txn_run(s, import_txn, &a);
-			if (r < 0) /* put the directory back where nothing refers to it */
-				renameat(s->rootfd, to, tmpfd, tmp);
-		}
-	} else if (r >= 0 && tag) {
-		add_ctx a = {id, &rec, tag, false};
-		r = txn_run(s, import_txn, &a);
-	}
-	ns_unlock(s);
-	if (r < 0)
-		goto fail;
-	lyr_tree_remove(tmpfd, tmp); /* the copy of an existing layer; ENOENT when renamed */
-	snprintf(ret_id, LYR_ID_MAX, "%s", id);
-	return 0;
+	r = layer_adopt(s, tmpfd, tmp, dst, "", digest, desc, tag, ret_id);
+	if (r >= 0)
+		return 0;
 fail:
 	lyr_tree_remove(tmpfd, tmp);
 	return r;

@@ -114,6 +114,22 @@ void lyr_strv_free(char **v);
 int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const char *tag,
 		     const lyr_progress *progress, lyr_tree_error *err, char *ret_id);
 
+/* Staged layers: a new layer built in place (a tar extracted entry by entry).  lyr_stage_new
+ * makes an empty staging directory in the store's tmp/ (OP names the operation, e.g. "tar");
+ * the caller fills it through lyr_stage_fd (an O_DIRECTORY fd of the layer's diff root, owned
+ * by the stage) with the store's own markers (whiteouts 0/0, opaque xattrs) where it needs
+ * them.  lyr_stage_commit hashes it and adds it exactly as import does: the layer ID is
+ * lyr_layer_id(PARENT_ID or "", lyr_hash_diff(diff)), an identical existing layer is reused,
+ * TAG (may be NULL; -EINVAL when invalid) is pointed at it; -ENOLINK when PARENT_ID has no
+ * record.  RET_ID gets the layer ID (LYR_ID_MAX bytes).  lyr_stage_free (NULL-safe) deletes
+ * a stage that was not committed, so a failed fill changes nothing in the store. */
+typedef struct lyr_stage lyr_stage;
+int lyr_stage_new(lyr_store *s, const char *op, lyr_stage **ret);
+int lyr_stage_fd(const lyr_stage *st);
+int lyr_stage_commit(lyr_stage *st, const char *parent_id, const char *desc, const char *tag,
+		     const lyr_progress *progress, char *ret_id);
+void lyr_stage_free(lyr_stage *st);
+
 /* new: a mutable ref on PARENT_ID (a full layer ID, or NULL for scratch).  RET_ID gets the ref
  * ID (LYR_ID_MAX bytes). */
 int lyr_ref_new(lyr_store *s, const char *parent_id, const char *desc, char *ret_id);

@@ -1,0 +1,51 @@
+/* oci/: the OCI world.  Layer tars in (libarchive reads tar, PAX, GNU and sparse entries,
+ * plain, gzip or zstd, told apart by their bytes), with OCI whiteouts turned into the store's
+ * own markers.  A tar is untrusted input: no entry ever lands outside the layer being built
+ * (docs/oci.md lists what is refused and why). */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "layerfs/common.h"
+#include "layerfs/store.h"
+
+typedef struct lyr_oci_error {
+	char entry[4096]; /* the tar entry's name as the archive gives it; "" for the stream */
+	char why[512];	  /* what is wrong with it */
+} lyr_oci_error;
+
+/* Attributes of a layer root that the tar does not describe (no "./" entry). */
+typedef struct lyr_oci_root {
+	mode_t mode; /* permission bits */
+	uid_t uid;
+	gid_t gid;
+	struct timespec mtime;
+} lyr_oci_root;
+
+/* Extracts the tar stream read from FD (plain, gzip or zstd) into the empty directory DIRFD,
+ * the diff root of a layer being built: ".wh.NAME" becomes a whiteout (character device 0/0
+ * with the marker entry's mode, owner and times) unless this layer has NAME itself,
+ * ".wh..wh..opq" makes its directory opaque (xattr trusted.overlay.opaque=y, or
+ * user.overlay.opaque=y without CAP_SYS_ADMIN).  Kept: modes, owners (as root; otherwise the
+ * files are the importer's), times (nanoseconds from PAX), hard links, symlinks, fifos,
+ * devices (as root), xattrs, sparse files.  ROOT gives the root directory's attributes unless
+ * the tar has a "./" entry; directories the tar implies but does not list get mode 0755,
+ * the importer's owner and mtime 0.  Returns 0, or -errno with ERR naming the entry and the
+ * cause: -EINVAL for an entry the layer must not take (an absolute or ".." name, a path
+ * through a symlink, a hard link to a path not earlier in the tar, an overlay marker or
+ * marker xattr in the input), -EPERM for a device without privilege, -EBADMSG for a corrupt
+ * or truncated stream.  On failure DIRFD holds a partial tree for the caller to discard. */
+int lyr_oci_tar_extract(int fd, int dirfd, const lyr_oci_root *root, const lyr_progress *progress,
+			lyr_oci_error *err);
+
+/* One layer from a tar stream: extracts FD into a stage of store S (lyr_stage_new) and
+ * commits it on PARENT_ID (a full layer ID, or NULL for a base layer) with DESC and TAG (may
+ * be NULL).  The root directory takes the parent's root attributes when the tar has no "./"
+ * entry (mode 0755, the importer's owner, mtime 0 for a base layer).  The ID is the one
+ * `import DIR` or a commit gives the same tree on the same parent.  On failure nothing in
+ * the store changes; ERR names the entry (extraction) or is empty (store failure:
+ * lyr_store_last_error() says why). */
+int lyr_oci_import_tar(lyr_store *s, int fd, const char *parent_id, const char *desc,
+		       const char *tag, const lyr_progress *progress, lyr_oci_error *err,
+		       char *ret_id);
