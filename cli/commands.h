@@ -65,6 +65,7 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
 		   const char *desc);
 
 int cmd_import(lyr_cli *cli, int argc, char **argv);
+int cmd_save(lyr_cli *cli, int argc, char **argv);
 int cmd_new(lyr_cli *cli, int argc, char **argv);
 int cmd_commit(lyr_cli *cli, int argc, char **argv);
 int cmd_tag(lyr_cli *cli, int argc, char **argv);

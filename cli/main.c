@@ -67,6 +67,11 @@ static const cli_command commands[] = {
 	 "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
 	 "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
 	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
+	{"save", cmd_save, "LAYER|TAG -o DEST [--compression gzip|zstd|none]",
+	 "write a layer's chain as an OCI image; prints the manifest digest",
+	 "  -o, --output DEST      oci:DIR[:TAG] (an OCI image layout), oci-archive:FILE[:TAG],\n"
+	 "                         docker-archive:FILE[:NAME[:TAG]]\n"
+	 "  --compression C        gzip (default), zstd or none (docker-archive: always none)\n"},
 	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
 	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
 };

@@ -41,3 +41,87 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
 	}
 	return cli_print_id(cli, "id", id);
 }
+
+struct save_opts {
+	const char *dest;
+	lyr_oci_compression c;
+	bool bad;
+};
+
+static int save_opt(void *ctx, int c, const char *arg)
+{
+	struct save_opts *o = ctx;
+	if (c == 'o') {
+		o->dest = arg;
+	} else if (c == 'c') {
+		static const char *const names[] = {"gzip", "zstd", "none"};
+		for (size_t i = 0; i < LYR_ARRAY_SIZE(names); i++)
+			if (strcmp(arg, names[i]) == 0) {
+				o->c = (lyr_oci_compression)i;
+				return 0;
+			}
+		cli_usage("save", "--compression takes gzip, zstd or none, not '%s'", arg);
+		return -1;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_save(lyr_cli *cli, int argc, char **argv)
+{
+	const cli_command *cmd = cli_find("save");
+	static const struct option opts[] = {
+	    {"output", required_argument, NULL, 'o'},
+	    {"compression", required_argument, NULL, 'c'},
+	};
+	struct save_opts o = {NULL, LYR_OCI_GZIP, false};
+	int i = cli_parse_short(cli, cmd, argc, argv, "ho:", opts, 2, save_opt, &o);
+	if (argc - i != 1)
+		return cli_usage(cmd->name, "expects one layer or tag");
+	if (!o.dest)
+		return cli_usage(cmd->name, "needs -o DEST (oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+					    "docker-archive:FILE[:NAME[:TAG]])");
+	if (strncmp(o.dest, "oci:", 4) != 0 && strncmp(o.dest, "oci-archive:", 12) != 0 &&
+	    strncmp(o.dest, "docker-archive:", 15) != 0)
+		return cli_usage(cmd->name,
+				 "destination '%s' is not oci:DIR, oci-archive:FILE or "
+				 "docker-archive:FILE",
+				 o.dest);
+	char id[LYR_ID_MAX];
+	if (cli_resolve(cli, argv[i], LYR_OBJ_LAYER, NULL, id) < 0)
+		return EXIT_FAIL;
+	lyr_store *s = cli_store(cli);
+	if (!s)
+		return EXIT_FAIL;
+	lyr_oci_error err;
+	lyr_oci_saved saved;
+	int r = lyr_oci_save(s, id, o.dest, o.c, &err, &saved);
+	if (r < 0) {
+		if (err.why[0])
+			return cli_fail("save '%s' to '%s': '%s': %s", argv[i], o.dest, err.entry,
+					err.why);
+		const char *why = lyr_store_last_error();
+		return cli_fail("save '%s' to '%s': %s", argv[i], o.dest,
+				why[0] ? why : cli_strerror(r));
+	}
+	if (cli->json) {
+		json_out j;
+		json_begin(&j, stdout);
+		json_str(&j, "manifest", saved.manifest);
+		json_str(&j, "config", saved.config);
+		json_arr_open(&j, "layers");
+		for (size_t k = 0; k < saved.layers; k++) {
+			json_obj_open(&j, NULL);
+			json_str(&j, "digest", saved.layer_digests[k]);
+			json_str(&j, "diff_id", saved.diff_ids[k]);
+			json_obj_close(&j);
+		}
+		json_arr_close(&j);
+		json_end(&j);
+	} else {
+		printf("%s\n", saved.manifest);
+	}
+	lyr_oci_saved_clear(&saved);
+	return EXIT_OK;
+}

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "layerfs/common.h"
+#include "layerfs/hash.h"
 #include "layerfs/store.h"
 
 typedef struct lyr_oci_error {
@@ -49,3 +50,27 @@ int lyr_oci_tar_extract(int fd, int dirfd, const lyr_oci_root *root, const lyr_p
 int lyr_oci_import_tar(lyr_store *s, int fd, const char *parent_id, const char *desc,
 		       const char *tag, const lyr_progress *progress, lyr_oci_error *err,
 		       char *ret_id);
+
+typedef enum { LYR_OCI_GZIP = 0, LYR_OCI_ZSTD, LYR_OCI_NONE } lyr_oci_compression;
+
+/* What a save wrote: digests ("sha256:<hex>") of the manifest, the config and each layer blob
+ * with its diff_id (the digest of the uncompressed tar), base first. */
+typedef struct lyr_oci_saved {
+	char manifest[LYR_DIGEST_TEXT_LEN], config[LYR_DIGEST_TEXT_LEN];
+	size_t layers;
+	char (*layer_digests)[LYR_DIGEST_TEXT_LEN]; /* heap */
+	char (*diff_ids)[LYR_DIGEST_TEXT_LEN];	    /* heap */
+} lyr_oci_saved;
+void lyr_oci_saved_clear(lyr_oci_saved *saved);
+
+/* Saves the chain of LAYER_ID (a full layer ID) as an image at DEST: "oci:DIR[:REF]" (an OCI
+ * image layout, created when missing; an existing one gains the image, replacing an earlier one
+ * of the same REF; REF "latest" by default), "oci-archive:FILE[:REF]" (that layout as a tar),
+ * "docker-archive:FILE[:NAME[:TAG]]" (the layout with uncompressed layers and a docker
+ * manifest.json, as `docker save` writes since Docker 25).  One layer tar per store layer, base
+ * first (docs/oci.md: whiteouts, renamed directories and metacopy files), compressed with C;
+ * the same chain gives byte-identical blobs on every save.  Returns 0 and fills RET (clear it
+ * with lyr_oci_saved_clear), or -errno with ERR naming what failed (-EINVAL: a malformed
+ * DEST). */
+int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_compression c,
+		 lyr_oci_error *err, lyr_oci_saved *ret);
