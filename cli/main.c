@@ -67,6 +67,13 @@ static const cli_command commands[] = {
 	 "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
 	 "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
 	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
+	{"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
+	 "load an OCI or docker image, one layer per image layer; prints the top layer's ID",
+	 "  SOURCE              oci:DIR[:REF], oci-archive:FILE[:REF],\n"
+	 "                      docker-archive:FILE[:NAME[:TAG]]\n"
+	 "  --tag NAME          tag the top layer\n"
+	 "  --platform P        the image of an index for platform P (default: linux and\n"
+	 "                      this machine's architecture)\n"},
 	{"save", cmd_save, "LAYER|TAG -o DEST [--compression gzip|zstd|none]",
 	 "write a layer's chain as an OCI image; prints the manifest digest",
 	 "  -o, --output DEST      oci:DIR[:TAG] (an OCI image layout), oci-archive:FILE[:TAG],\n"

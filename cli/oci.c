@@ -125,3 +125,70 @@ int cmd_save(lyr_cli *cli, int argc, char **argv)
 	lyr_oci_saved_clear(&saved);
 	return EXIT_OK;
 }
+
+struct load_opts {
+	const char *tag, *platform;
+};
+
+static int load_opt(void *ctx, int c, const char *arg)
+{
+	struct load_opts *o = ctx;
+	if (c == 't')
+		o->tag = arg;
+	else if (c == 'p')
+		o->platform = arg;
+	else
+		return -1;
+	return 0;
+}
+
+int cmd_load(lyr_cli *cli, int argc, char **argv)
+{
+	const cli_command *cmd = cli_find("load");
+	static const struct option opts[] = {
+	    {"tag", required_argument, NULL, 't'},
+	    {"platform", required_argument, NULL, 'p'},
+	};
+	struct load_opts o = {0};
+	int i = cli_parse(cli, cmd, argc, argv, opts, 2, load_opt, &o);
+	if (argc - i != 1)
+		return cli_usage(cmd->name, "expects one image source");
+	const char *src = argv[i];
+	const char *why;
+	if (o.tag && lyr_tag_check(o.tag, &why) < 0)
+		return cli_usage(cmd->name, "invalid tag name '%s': %s", o.tag, why);
+	if (strncmp(src, "oci:", 4) != 0 && strncmp(src, "oci-archive:", 12) != 0 &&
+	    strncmp(src, "docker-archive:", 15) != 0)
+		return cli_usage(
+		    cmd->name,
+		    "source '%s' is not oci:DIR, oci-archive:FILE or docker-archive:FILE", src);
+	lyr_store *s = cli_store(cli);
+	if (!s)
+		return EXIT_FAIL;
+	progress_line pl;
+	progress_start(&pl, cli, "load");
+	lyr_oci_error err;
+	lyr_oci_loaded loaded;
+	int r = lyr_oci_load(s, src, o.tag, o.platform, &pl.p, &err, &loaded);
+	progress_done(&pl);
+	if (r < 0) {
+		if (err.why[0])
+			return cli_fail("load '%s': '%s': %s", src, err.entry, err.why);
+		const char *w = lyr_store_last_error();
+		return cli_fail("load '%s': %s", src, w[0] ? w : cli_strerror(r));
+	}
+	if (cli->json) {
+		json_out j;
+		json_begin(&j, stdout);
+		json_str(&j, "id", loaded.ids[loaded.n - 1]);
+		json_arr_open(&j, "layers");
+		for (size_t k = 0; k < loaded.n; k++)
+			json_str(&j, NULL, loaded.ids[k]);
+		json_arr_close(&j);
+		json_end(&j);
+	} else {
+		printf("%s\n", loaded.ids[loaded.n - 1]);
+	}
+	lyr_oci_loaded_clear(&loaded);
+	return EXIT_OK;
+}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <archive.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "layerfs/oci.h"
@@ -16,3 +17,23 @@ int oci_write_file(int dirfd, const char *name, const void *data, size_t len);
 /* save.c: the chain of LAYER_ID as an image in the OCI layout open at DIRFD, tagged REF. */
 int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *ref,
 		    lyr_oci_compression c, lyr_oci_error *err, lyr_oci_saved *ret);
+
+/* tar_in.c: lyr_oci_tar_extract from the archive A, open for reading (formats and filters
+ * chosen by the caller); A is not freed.  SRC_EOF (may be NULL) is true once the stream below
+ * A has ended: a tar that ends right after an entry's data is then accepted (see there). */
+int oci_tar_extract(struct archive *a, const bool *src_eof, int dirfd, const lyr_oci_root *root,
+		    const lyr_progress *progress, lyr_oci_error *err);
+/* save.c: the host's architecture as OCI names it (GOARCH: amd64, arm64, ...). */
+const char *oci_host_arch(void);
+
+/* error.c: fills ERR (may be NULL) with WHAT (the blob, entry or file) and the formatted cause;
+ * returns R. */
+int oci_fail(lyr_oci_error *err, int r, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* error.c: an image name "oci:DIR[:REF]", "oci-archive:FILE[:REF]" or
+ * "docker-archive:FILE[:REF]" split into its kind, RET_PATH (heap) and RET_REF (pointing into
+ * it, NULL when none).  -EINVAL with ERR filled for any other form or an empty part. */
+typedef enum { OCI_DIR, OCI_ARCHIVE, OCI_DOCKER_ARCHIVE } oci_kind;
+int oci_parse_name(const char *name, lyr_oci_error *err, oci_kind *ret_kind, char **ret_path,
+		   const char **ret_ref);

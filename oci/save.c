@@ -37,21 +37,6 @@ static int name_cmp_str(const void *a, const void *b)
 #define MT_CONFIG "application/vnd.oci.image.config.v1+json"
 #define MT_LAYER "application/vnd.oci.image.layer.v1.tar"
 
-static int sfail(lyr_oci_error *err, int r, const char *what, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int sfail(lyr_oci_error *err, int r, const char *what, const char *fmt, ...)
-{
-	if (err) {
-		snprintf(err->entry, sizeof err->entry, "%s", what);
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->why, sizeof err->why, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /* A blob being written: a temporary file in blobs/sha256 and the digest of what went in. */
 typedef struct blob {
 	int dir; /* blobs/sha256 */
@@ -184,26 +169,26 @@ static int save_layer(int blobs, const char *const *chain, size_t n, lyr_oci_com
 			if (!e ||
 			    archive_write_open2(o.z, &b, NULL, zbytes, NULL, NULL) != ARCHIVE_OK ||
 			    archive_write_header(o.z, e) != ARCHIVE_OK)
-				r = sfail(err, -EIO, chain[0], "compressing: %s",
-					  archive_error_string(o.z));
+				r = oci_fail(err, -EIO, chain[0], "compressing: %s",
+					     archive_error_string(o.z));
 			archive_entry_free(e);
 		}
 	}
 	if (r == 0) {
 		archive_write_set_format_pax(t);
 		if (archive_write_open2(t, &o, NULL, tar_bytes, NULL, NULL) != ARCHIVE_OK)
-			r = sfail(err, -EIO, chain[0], "%s", archive_error_string(t));
+			r = oci_fail(err, -EIO, chain[0], "%s", archive_error_string(t));
 	}
 	if (r == 0)
 		r = oci_layer_write(t, chain, n, err);
 	if (t) {
 		if (archive_write_close(t) != ARCHIVE_OK && r == 0)
-			r = sfail(err, -EIO, chain[0], "%s", archive_error_string(t));
+			r = oci_fail(err, -EIO, chain[0], "%s", archive_error_string(t));
 		archive_write_free(t);
 	}
 	if (o.z) {
 		if (archive_write_close(o.z) != ARCHIVE_OK && r == 0)
-			r = sfail(err, -EIO, chain[0], "%s", archive_error_string(o.z));
+			r = oci_fail(err, -EIO, chain[0], "%s", archive_error_string(o.z));
 		archive_write_free(o.z);
 	}
 	if (o.diff) {
@@ -218,7 +203,7 @@ static int save_layer(int blobs, const char *const *chain, size_t n, lyr_oci_com
 	return r;
 }
 
-static const char *go_arch(void)
+const char *oci_host_arch(void)
 {
 	static struct utsname u;
 	if (uname(&u) < 0)
@@ -302,11 +287,11 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 	if (r == 0 && (mkdirat(dirfd, "blobs/sha256", 0755) < 0 && errno != EEXIST))
 		r = -errno;
 	if (r < 0)
-		return sfail(err, r, "", "writing the image layout: %s", strerror(-r));
+		return oci_fail(err, r, "", "writing the image layout: %s", strerror(-r));
 	_cleanup_close_ int blobs =
 	    openat(dirfd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (blobs < 0)
-		return sfail(err, -errno, "", "blobs/sha256: %s", strerror(errno));
+		return oci_fail(err, -errno, "", "blobs/sha256: %s", strerror(errno));
 
 	char **dirs;
 	r = lyr_layer_chain(s, layer_id, &dirs);
@@ -356,9 +341,10 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 	char cfg_digest[LYR_DIGEST_TEXT_LEN] = "", man_digest[LYR_DIGEST_TEXT_LEN] = "";
 	uint64_t cfg_size = 0, man_size = 0;
 	if (r == 0) {
-		json_t *config = json_pack("{s:s,s:s,s:{},s:{s:s,s:O},s:O}", "architecture",
-					   go_arch(), "os", "linux", "config", "rootfs", "type",
-					   "layers", "diff_ids", diff_ids, "history", history);
+		json_t *config =
+		    json_pack("{s:s,s:s,s:{},s:{s:s,s:O},s:O}", "architecture", oci_host_arch(),
+			      "os", "linux", "config", "rootfs", "type", "layers", "diff_ids",
+			      diff_ids, "history", history);
 		r = config ? write_json_blob(blobs, config, cfg_digest, &cfg_size) : -ENOMEM;
 		json_decref(config);
 	}
@@ -374,7 +360,7 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 		r = update_index(dirfd, d, ref);
 		json_decref(d);
 		if (r < 0)
-			sfail(err, r, "", "writing index.json: %s", strerror(-r));
+			oci_fail(err, r, "", "writing index.json: %s", strerror(-r));
 	}
 	if (r == 0) {
 		snprintf(ret->manifest, sizeof ret->manifest, "%s", man_digest);
@@ -504,27 +490,19 @@ int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_c
 {
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
-	bool oci = strncmp(dest, "oci:", 4) == 0;
-	bool oci_ar = strncmp(dest, "oci-archive:", 12) == 0;
-	bool docker = strncmp(dest, "docker-archive:", 15) == 0;
-	if (!oci && !oci_ar && !docker)
-		return sfail(err, -EINVAL, dest,
-			     "not oci:DIR, oci-archive:FILE or docker-archive:FILE");
-	_cleanup_free_ char *path = strdup(strchr(dest, ':') + 1);
-	if (!path)
-		return -ENOMEM;
-	char *colon = strchr(path, ':');
-	const char *ref = colon ? colon + 1 : NULL;
-	if (colon)
-		*colon = '\0';
-	if (!*path || (ref && !*ref))
-		return sfail(err, -EINVAL, dest, "an empty path or reference");
+	oci_kind kind;
+	_cleanup_free_ char *path = NULL;
+	const char *ref;
+	int r = oci_parse_name(dest, err, &kind, &path, &ref);
+	if (r < 0)
+		return r;
+	bool oci = kind == OCI_DIR, docker = kind == OCI_DOCKER_ARCHIVE;
 	if (oci) {
 		if (mkdir(path, 0755) < 0 && errno != EEXIST)
-			return sfail(err, -errno, path, "%s", strerror(errno));
+			return oci_fail(err, -errno, path, "%s", strerror(errno));
 		_cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dirfd < 0)
-			return sfail(err, -errno, path, "%s", strerror(errno));
+			return oci_fail(err, -errno, path, "%s", strerror(errno));
 		return oci_save_layout(s, layer_id, dirfd, ref ? ref : "latest", c, err, ret);
 	}
 	/* an archive: the layout in a temporary directory beside FILE, then one tar */
@@ -535,18 +513,17 @@ int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_c
 	    asprintf(&tmpfile, "%s.tmp-%d", path, (int)getpid()) < 0)
 		return -ENOMEM;
 	if (!mkdtemp(tmpl))
-		return sfail(err, -errno, path, "a temporary directory beside it: %s",
-			     strerror(errno));
-	int r;
+		return oci_fail(err, -errno, path, "a temporary directory beside it: %s",
+				strerror(errno));
 	_cleanup_close_ int dirfd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
-		r = sfail(err, -errno, tmpl, "%s", strerror(errno));
+		r = oci_fail(err, -errno, tmpl, "%s", strerror(errno));
 		goto out;
 	}
 	r = oci_save_layout(s, layer_id, dirfd, ref ? ref : "latest", docker ? LYR_OCI_NONE : c,
 			    err, ret);
 	if (r == 0 && docker && (r = docker_manifest(dirfd, ret, ref)) < 0)
-		sfail(err, r, path, "writing manifest.json: %s", strerror(-r));
+		oci_fail(err, r, path, "writing manifest.json: %s", strerror(-r));
 	if (r < 0)
 		goto out;
 	struct archive *a = archive_write_new();
@@ -556,14 +533,14 @@ int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_c
 	}
 	archive_write_set_format_pax_restricted(a);
 	if (archive_write_open_filename(a, tmpfile) != ARCHIVE_OK)
-		r = sfail(err, -EIO, path, "%s", archive_error_string(a));
+		r = oci_fail(err, -EIO, path, "%s", archive_error_string(a));
 	else if ((r = archive_tree(a, dirfd, "")) < 0)
-		sfail(err, r, path, "writing the archive: %s", strerror(-r));
+		oci_fail(err, r, path, "writing the archive: %s", strerror(-r));
 	if (archive_write_close(a) != ARCHIVE_OK && r == 0)
-		r = sfail(err, -EIO, path, "%s", archive_error_string(a));
+		r = oci_fail(err, -EIO, path, "%s", archive_error_string(a));
 	archive_write_free(a);
 	if (r == 0 && rename(tmpfile, path) < 0)
-		r = sfail(err, -errno, path, "%s", strerror(errno));
+		r = oci_fail(err, -errno, path, "%s", strerror(errno));
 	if (r < 0)
 		unlink(tmpfile);
 out:

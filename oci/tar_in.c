@@ -26,6 +26,7 @@
 #include "layerfs/oci.h"
 #include "layerfs/stack.h"
 #include "layerfs/tree.h"
+#include "oci-int.h"
 
 /* A directory whose mode and times are applied at the end. */
 typedef struct dir_fix {
@@ -44,6 +45,8 @@ typedef struct extractor {
 	lyr_oci_error *err;
 	const lyr_progress *progress;
 	uint64_t files, bytes;
+	const bool *src_eof; /* the stream below the tar reader has ended (NULL: unknown) */
+	bool ended;	     /* it ended right after an entry's data: the end of the tar */
 } extractor;
 
 static int fail(extractor *x, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -251,14 +254,24 @@ static int write_data(extractor *x, int fd, struct archive_entry *e)
 {
 	const void *buf;
 	size_t size;
-	la_int64_t off;
+	la_int64_t off, end = 0;
 	for (;;) {
 		int r = archive_read_data_block(x->a, &buf, &size, &off);
 		if (r == ARCHIVE_EOF)
 			break;
+		/* A stream that ends right after the last entry's data, without the padding and
+		 * the end-of-archive blocks, lost nothing: Go's archive/tar (and so Docker,
+		 * containerd and umoci, whose `insert` writes such layers) reads it as the end. */
+		if (r < ARCHIVE_OK && x->src_eof && *x->src_eof && archive_entry_size_is_set(e) &&
+		    end >= archive_entry_size(e)) {
+			x->ended = true;
+			break;
+		}
 		if (r < ARCHIVE_OK)
 			return fail(x, -EBADMSG, "reading its data: %s",
 				    archive_error_string(x->a));
+		if (off + (la_int64_t)size > end)
+			end = off + (la_int64_t)size;
 		for (size_t done = 0; done < size;) {
 			ssize_t w =
 			    pwrite(fd, (const char *)buf + done, size - done, off + (off_t)done);
@@ -478,11 +491,62 @@ static const char *marker_namespace(int root)
 	return "user.overlay.";
 }
 
+/* The raw stream, read from an fd; EOF noted. */
+typedef struct fd_in {
+	int fd;
+	bool eof;
+	char buf[1 << 17];
+} fd_in;
+
+static la_ssize_t fd_read(struct archive *a, void *ctx, const void **buf)
+{
+	fd_in *in = ctx;
+	ssize_t n = read(in->fd, in->buf, sizeof in->buf);
+	if (n < 0) {
+		archive_set_error(a, errno, "reading: %s", strerror(errno));
+		return -1;
+	}
+	in->eof = n == 0;
+	*buf = in->buf;
+	return n;
+}
+
 int lyr_oci_tar_extract(int fd, int dirfd, const lyr_oci_root *root, const lyr_progress *progress,
 			lyr_oci_error *err)
 {
-	extractor x = {
-	    .root = dirfd, .privileged = geteuid() == 0, .err = err, .progress = progress};
+	struct archive *a = archive_read_new();
+	if (!a)
+		return -ENOMEM;
+	/* tar in all its dialects only; compression told apart by the bytes */
+	archive_read_support_format_tar(a);
+	archive_read_support_format_gnutar(a);
+	archive_read_support_filter_gzip(a);
+	archive_read_support_filter_zstd(a);
+	archive_read_support_filter_none(a);
+	int r = 0;
+	fd_in in = {.fd = fd};
+	if (archive_read_open(a, &in, NULL, fd_read, NULL) != ARCHIVE_OK) {
+		if (err) {
+			err->entry[0] = '\0';
+			snprintf(err->why, sizeof err->why, "%s", archive_error_string(a));
+		}
+		r = -EBADMSG;
+	}
+	if (r == 0)
+		r = oci_tar_extract(a, &in.eof, dirfd, root, progress, err);
+	archive_read_free(a);
+	return r;
+}
+
+int oci_tar_extract(struct archive *a, const bool *src_eof, int dirfd, const lyr_oci_root *root,
+		    const lyr_progress *progress, lyr_oci_error *err)
+{
+	extractor x = {.a = a,
+		       .root = dirfd,
+		       .privileged = geteuid() == 0,
+		       .err = err,
+		       .progress = progress,
+		       .src_eof = src_eof};
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
 	x.ovl = marker_namespace(dirfd);
@@ -492,21 +556,6 @@ int lyr_oci_tar_extract(int fd, int dirfd, const lyr_oci_root *root, const lyr_p
 	int r = dir_fix_add(&x, "", root->mode, rt);
 	if (r < 0)
 		return r;
-	x.a = archive_read_new();
-	if (!x.a) {
-		r = -ENOMEM;
-		goto out;
-	}
-	/* tar in all its dialects only; compression told apart by the bytes */
-	archive_read_support_format_tar(x.a);
-	archive_read_support_format_gnutar(x.a);
-	archive_read_support_filter_gzip(x.a);
-	archive_read_support_filter_zstd(x.a);
-	archive_read_support_filter_none(x.a);
-	if (archive_read_open_fd(x.a, fd, 1 << 17) != ARCHIVE_OK) {
-		r = fail(&x, -EBADMSG, "%s", archive_error_string(x.a));
-		goto out;
-	}
 	struct archive_entry *e;
 	char last[sizeof err->entry] = "";
 	for (;;) {
@@ -528,13 +577,13 @@ int lyr_oci_tar_extract(int fd, int dirfd, const lyr_oci_root *root, const lyr_p
 		r = extract_one(&x, e);
 		if (r < 0)
 			goto out;
+		if (x.ended)
+			break;
 	}
 	if (err)
 		err->entry[0] = '\0';
 	r = finish_dirs(&x);
 out:
-	if (x.a)
-		archive_read_free(x.a);
 	for (size_t i = 0; i < x.ndirs; i++)
 		free(x.dirs[i].path);
 	free(x.dirs);

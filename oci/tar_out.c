@@ -42,21 +42,6 @@ typedef struct writer {
 	char buf[1 << 16];
 } writer;
 
-static int wfail(writer *w, int r, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int wfail(writer *w, int r, const char *path, const char *fmt, ...)
-{
-	if (w->err) {
-		snprintf(w->err->entry, sizeof w->err->entry, "%s", path);
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(w->err->why, sizeof w->err->why, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -126,10 +111,10 @@ static int put(writer *w, const char *name, const struct stat *st, int xfd, cons
 		r = add_xattrs(e, xfd);
 	if (r < 0) {
 		archive_entry_free(e);
-		return wfail(w, r, name, "reading xattrs: %s", strerror(-r));
+		return oci_fail(w->err, r, name, "reading xattrs: %s", strerror(-r));
 	}
 	if (archive_write_header(w->a, e) != ARCHIVE_OK)
-		r = wfail(w, -EIO, name, "%s", archive_error_string(w->a));
+		r = oci_fail(w->err, -EIO, name, "%s", archive_error_string(w->a));
 	archive_entry_free(e);
 	if (r < 0 || hard || data < 0 || !S_ISREG(st->st_mode))
 		return r;
@@ -137,13 +122,13 @@ static int put(writer *w, const char *name, const struct stat *st, int xfd, cons
 	while (left > 0) {
 		ssize_t n = read(data, w->buf, sizeof w->buf);
 		if (n < 0)
-			return wfail(w, -errno, name, "reading: %s", strerror(errno));
+			return oci_fail(w->err, -errno, name, "reading: %s", strerror(errno));
 		if (n == 0)
-			return wfail(w, -EIO, name, "the file shrank while it was read");
+			return oci_fail(w->err, -EIO, name, "the file shrank while it was read");
 		if (n > left)
 			n = (ssize_t)left; /* a file that grew: the header said ST's size */
 		if (archive_write_data(w->a, w->buf, (size_t)n) != n)
-			return wfail(w, -EIO, name, "%s", archive_error_string(w->a));
+			return oci_fail(w->err, -EIO, name, "%s", archive_error_string(w->a));
 		left -= n;
 	}
 	return 0;
@@ -188,7 +173,7 @@ static int put_leaf(writer *w, const char *path, int fd, const struct stat *st, 
 	if (S_ISLNK(st->st_mode)) {
 		ssize_t n = readlinkat(fd, "", target, PATH_MAX);
 		if (n < 0)
-			return wfail(w, -errno, path, "readlink: %s", strerror(errno));
+			return oci_fail(w->err, -errno, path, "readlink: %s", strerror(errno));
 		target[n] = '\0';
 		return put(w, path, st, fd, target, NULL, -1);
 	}
@@ -235,7 +220,7 @@ static int put_merged_children(writer *w, lyr_stack_node *node, const char *path
 	lyr_stack_list list = {0};
 	int r = lyr_stack_list_dir(w->stack, node, &list);
 	if (r < 0)
-		return wfail(w, r, path, "listing the merged directory: %s", strerror(-r));
+		return oci_fail(w->err, r, path, "listing the merged directory: %s", strerror(-r));
 	char **names = calloc(list.n + 1, sizeof *names);
 	if (!names)
 		r = -ENOMEM;
@@ -250,7 +235,7 @@ static int put_merged_children(writer *w, lyr_stack_node *node, const char *path
 			break;
 		r = lyr_stack_lookup(w->stack, node, names[i], &c);
 		if (r < 0) {
-			r = wfail(w, r, p, "%s", strerror(-r));
+			r = oci_fail(w->err, r, p, "%s", strerror(-r));
 			break;
 		}
 		if (S_ISDIR(c.st.st_mode)) {
@@ -258,7 +243,7 @@ static int put_merged_children(writer *w, lyr_stack_node *node, const char *path
 		} else {
 			int data = S_ISREG(c.st.st_mode) ? lyr_stack_node_open(&c, O_RDONLY) : -1;
 			if (S_ISREG(c.st.st_mode) && data < 0)
-				r = wfail(w, data, p, "opening: %s", strerror(-data));
+				r = oci_fail(w->err, data, p, "opening: %s", strerror(-data));
 			else
 				r = put_leaf(w, p, c.fd, &c.st, data);
 			if (data >= 0)
@@ -279,11 +264,11 @@ static int put_own(writer *w, int dirfd, const char *dir, const char *name)
 	char path[PATH_MAX];
 	int r = join(path, dir, name);
 	if (r < 0)
-		return wfail(w, r, dir, "a name below is too long");
+		return oci_fail(w->err, r, dir, "a name below is too long");
 	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		r = wfail(w, -errno, path, "%s", strerror(errno));
+		r = oci_fail(w->err, -errno, path, "%s", strerror(errno));
 		goto out;
 	}
 	if (lyr_stack_is_whiteout(&st)) {
@@ -298,8 +283,8 @@ static int put_own(writer *w, int dirfd, const char *dir, const char *name)
 			lyr_stack_node node;
 			r = lyr_stack_resolve(w->stack, 0, path, &node);
 			if (r < 0) {
-				r = wfail(w, r, path, "resolving the renamed directory: %s",
-					  strerror(-r));
+				r = oci_fail(w->err, r, path, "resolving the renamed directory: %s",
+					     strerror(-r));
 				goto out;
 			}
 			/* whole and opaque: nothing below it at the new path shows through */
@@ -334,7 +319,7 @@ static int put_own(writer *w, int dirfd, const char *dir, const char *name)
 					r = -errno;
 			}
 			if (r < 0) {
-				r = wfail(w, r, path, "opening: %s", strerror(-r));
+				r = oci_fail(w->err, r, path, "opening: %s", strerror(-r));
 				goto out;
 			}
 		}
@@ -353,7 +338,7 @@ static int put_tree(writer *w, int at, const char *path)
 {
 	int fd = openat(at, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return wfail(w, -errno, path, "%s", strerror(errno));
+		return oci_fail(w->err, -errno, path, "%s", strerror(errno));
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -381,7 +366,7 @@ static int put_tree(writer *w, int at, const char *path)
 			n++;
 	}
 	if (r == 0 && errno)
-		r = wfail(w, -errno, path, "listing: %s", strerror(errno));
+		r = oci_fail(w->err, -errno, path, "listing: %s", strerror(errno));
 	if (r == 0)
 		qsort(names, n, sizeof *names, name_cmp);
 	for (size_t i = 0; r == 0 && i < n; i++)
@@ -400,8 +385,8 @@ int oci_layer_write(struct archive *a, const char *const *chain, size_t n, lyr_o
 	lyr_stack *stack;
 	int r = lyr_stack_open(chain, n, &bad, &stack);
 	if (r < 0)
-		return wfail(&w, r, "", "opening layer directory '%s': %s", chain[bad],
-			     strerror(-r));
+		return oci_fail(w.err, r, "", "opening layer directory '%s': %s", chain[bad],
+				strerror(-r));
 	w.stack = stack;
 	int root = lyr_stack_layer_fd(stack, 0);
 	struct stat st;

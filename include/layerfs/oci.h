@@ -74,3 +74,25 @@ void lyr_oci_saved_clear(lyr_oci_saved *saved);
  * DEST). */
 int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_compression c,
 		 lyr_oci_error *err, lyr_oci_saved *ret);
+
+/* What a load made: the store layer of each image layer, base first (the top is ids[n-1]). */
+typedef struct lyr_oci_loaded {
+	size_t n;
+	char (*ids)[LYR_ID_MAX]; /* heap */
+} lyr_oci_loaded;
+void lyr_oci_loaded_clear(lyr_oci_loaded *loaded);
+
+/* Loads the image SOURCE: "oci:DIR[:REF]" (REF: the org.opencontainers.image.ref.name of an
+ * index entry; without it the layout must hold one image), "oci-archive:FILE[:REF]",
+ * "docker-archive:FILE[:NAME[:TAG]]".  An index with several platforms is resolved with
+ * PLATFORM ("os/arch[/variant]"; NULL: linux and the host's architecture).  Each image layer
+ * becomes one store layer on the previous one (import --tar semantics), the top tagged TAG (may
+ * be NULL).  Every manifest and config is checked against its digest before it is read, every
+ * layer blob against the manifest's digest and size and, uncompressed, against the config's
+ * diff_id; all layers are extracted and checked before the first is committed, so a bad image
+ * changes nothing.  Layers the store holds already are reused (same diff on the same parent).
+ * Returns 0 and fills RET (clear with lyr_oci_loaded_clear), or -errno with ERR naming the blob
+ * or file and the cause (-EBADMSG a digest, size or format mismatch, -ENOENT no such image,
+ * -EINVAL a malformed SOURCE or an ambiguous one). */
+int lyr_oci_load(lyr_store *s, const char *source, const char *tag, const char *platform,
+		 const lyr_progress *progress, lyr_oci_error *err, lyr_oci_loaded *ret);

@@ -491,3 +491,20 @@ Test(oci_tar_in, usage_errors_exit_2)
 				"directory\n");
 	tu_run_free(&r);
 }
+
+Test(oci_tar_in, a_tar_ending_right_after_the_last_data_is_read_as_go_reads_it)
+{
+	/* no padding, no end blocks (what umoci insert writes): nothing is lost, so accepted */
+	tu_write(dirs.src, "f", "abcd");
+	_cleanup_free_ char *tar = tar_path("short.tar");
+	cr_assert_eq(
+	    tu_sh("tar --format=ustar -C %s -cf %s f && truncate -s 516 %s", dirs.src, tar, tar),
+	    0);
+	_cleanup_free_ char *id = import_tar(tar, NULL);
+	_cleanup_free_ char *diff = diff_dir(id);
+	_cleanup_free_ char *f = tu_read(diff, "f");
+	cr_assert_str_eq(f, "abcd");
+	/* one byte of data less is a truncated stream */
+	cr_assert_eq(truncate(tar, 515), 0);
+	refused(tar, "entry 'f': reading its data: Truncated tar archive", NULL);
+}

@@ -1,6 +1,6 @@
-/* `layerfs save`: images read back by umoci and skopeo (independent implementations), compared
- * file by file with what `layerfs mount` shows; the same chain saved twice, and from a second
- * store, gives the same blob digests. */
+/* `layerfs save` and `layerfs load`: images read back by umoci and skopeo (independent
+ * implementations), compared file by file with what `layerfs mount` shows; images written by umoci
+ * loaded and run; save and load round trips keep layer IDs and digests. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -276,4 +276,186 @@ Test(oci_save, bad_destinations_are_usage_errors)
 	r = tu_lf(dirs.store, "save", "nosuchtag", "-o", "oci:/x", NULL);
 	cr_assert_eq(r.status, 1);
 	tu_run_free(&r);
+}
+
+TestSuite(oci_load, .init = setup, .fini = teardown);
+
+Test(oci_load, a_saved_chain_loads_into_another_store_with_the_same_layer_ids)
+{
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "--json", "inspect", top, NULL));
+	_cleanup_free_ char *base = tu_json_field(info, "parent");
+	char want[256];
+	snprintf(want, sizeof want, "{\"id\":\"%s\",\"layers\":[\"%s\",\"%s\"]}\n", top, base, top);
+	static const char *const kinds[][2] = {
+	    {"oci:", "/img:t"}, {"oci-archive:", "/img.tar:t"}, {"docker-archive:", "/d.tar:lf:t"}};
+	for (size_t i = 0; i < 3; i++) {
+		char dest[4200], store2[4200];
+		snprintf(dest, sizeof dest, "%s%s%s", kinds[i][0], dirs.tmp, kinds[i][1]);
+		snprintf(store2, sizeof store2, "%s/store-%zu", dirs.tmp, i);
+		free(tu_ok(tu_lf(dirs.store, "save", top, "-o", dest, NULL)));
+		_cleanup_free_ char *out =
+		    tu_ok(tu_lf(store2, "--json", "load", dest, "--tag", "img", NULL));
+		cr_assert_str_eq(out, want, "%s", dest);
+		/* loading again adds nothing */
+		_cleanup_free_ char *before = tu_store_state(store2);
+		_cleanup_free_ char *again = tu_ok(tu_lf(store2, "--json", "load", dest, NULL));
+		cr_assert_str_eq(again, want);
+		_cleanup_free_ char *after = tu_store_state(store2);
+		cr_assert_str_eq(after, before);
+	}
+}
+
+Test(oci_load, an_image_umoci_wrote_runs_under_exec)
+{
+	need_tool("umoci");
+	tu_need_busybox();
+	if (geteuid() != 0)
+		cr_skip_test("exec of a loaded root tree needs root here (owners 0:0)");
+	cr_assert_eq(tu_sh("cd %s && umoci init --layout img && umoci new --image img:t && "
+			   "umoci unpack --image img:t bundle >/dev/null",
+			   dirs.tmp),
+		     0);
+	_cleanup_free_ char *rootfs = tu_path(dirs.tmp, "bundle/rootfs");
+	static const char *const applets[] = {"sh", "cat", "ls", "echo"};
+	tu_busybox_root(rootfs, applets, 4, "root:x:0:0:root:/:/bin/sh\n", "root:x:0:\n");
+	tu_write(rootfs, "etc/gone", "deleted later\n");
+	tu_write(rootfs, "opt/old/a", "old\n");
+	tu_write(rootfs, "opt/keep", "kept\n");
+	cr_assert_eq(tu_sh("cd %s && umoci repack --image img:t bundle >/dev/null && "
+			   "mkdir -p new/b && echo new > new/b/file && "
+			   "umoci insert --image img:t --whiteout /etc/gone >/dev/null && "
+			   "umoci insert --image img:t --opaque new /opt >/dev/null",
+			   dirs.tmp),
+		     0);
+	char src[4200];
+	snprintf(src, sizeof src, "oci:%s/img:t", dirs.tmp);
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "--json", "load", src, "--tag", "bb", NULL));
+	cr_assert(strstr(out, "\"layers\":[\"sha256:"), "%s", out);
+	size_t nlayers = 0;
+	for (const char *p = out; (p = strstr(p, "\"sha256:")); p++)
+		nlayers++;
+	cr_assert_eq(nlayers, 1 + 3, "top id plus three layers: %s", out);
+	_cleanup_free_ char *ran = tu_ok(tu_lf(dirs.store, "exec", "bb", "--", "/bin/sh", "-c",
+					       "echo hi; ls /opt /opt/b; cat /opt/b/file; "
+					       "cat /etc/gone 2>/dev/null || echo gone",
+					       NULL));
+	cr_assert_str_eq(ran, "hi\n/opt:\nb\n\n/opt/b:\nfile\nnew\ngone\n");
+}
+
+/* Rewrites the manifest of the layout at DIR (tag t) with the jq program FILTER, and seals it:
+ * the manifest blob and index.json are rewritten to match. */
+static void reseal(const char *dir, const char *filter)
+{
+	cr_assert_eq(
+	    tu_sh("cd %s && m=$(jq -r '.manifests[0].digest' index.json | cut -c8-) && "
+		  "jq -c '%s' blobs/sha256/$m > m.json && n=$(sha256sum m.json | cut -c1-64) "
+		  "&& mv m.json blobs/sha256/$n && s=$(stat -c %%s blobs/sha256/$n) && "
+		  "jq -c \".manifests[0].digest=\\\"sha256:$n\\\" | .manifests[0].size=$s\" "
+		  "index.json > i.json && mv i.json index.json",
+		  dir, filter),
+	    0);
+}
+
+/* Loads the layout at DIR expecting exit 1 with MESSAGE (after "load 'oci:DIR:t': "; with
+ * PREFIX, the message starts so) and the store unchanged. */
+static void load_refused_as(const char *dir, const char *message, bool prefix)
+{
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	char src[4200];
+	snprintf(src, sizeof src, "oci:%s:t", dir);
+	tu_run r = tu_lf(dirs.store, "load", src, "--tag", "t", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	char want[8192];
+	snprintf(want, sizeof want, "layerfs: load '%s': %s%s", src, message, prefix ? "" : "\n");
+	if (prefix)
+		cr_assert(strncmp(r.err, want, strlen(want)) == 0, "%s", r.err);
+	else
+		cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
+	cr_assert_str_eq(after, before);
+}
+
+static void load_refused(const char *dir, const char *message)
+{
+	load_refused_as(dir, message, false);
+}
+
+static void load_refused_prefix(const char *dir, const char *message)
+{
+	load_refused_as(dir, message, true);
+}
+
+/* A saved two-layer image at DIR; RET_BLOB gets the top layer blob's digest. */
+static void saved_image(const char *dir, char *ret_blob)
+{
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char dest[4200];
+	snprintf(dest, sizeof dest, "oci:%s:t", dir);
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "--json", "save", top, "-o", dest, NULL));
+	const char *last = strrchr(out, '{');
+	_cleanup_free_ char *d = tu_json_field(last, "digest");
+	strcpy(ret_blob, d);
+	free(tu_ok(tu_lf(dirs.store, "tag", "t", top, NULL)));
+}
+
+Test(oci_load, a_blob_that_does_not_match_its_digest_changes_nothing)
+{
+	_cleanup_free_ char *dir = tu_path(dirs.tmp, "img");
+	char blob[128];
+	saved_image(dir, blob);
+	/* zero blocks after the tar's end: still a valid tar, but not the blob the manifest names */
+	cr_assert_eq(tu_sh("cd %s/blobs/sha256 && f=%s && chmod u+w $f && "
+			   "head -c 1024 /dev/zero | gzip -n >> $f && sha256sum $f | cut -c1-64 > %s/new",
+			   dir, blob + 7, dirs.tmp),
+		     0);
+	_cleanup_free_ char *now = tu_read(dirs.tmp, "new");
+	now[strcspn(now, "\n")] = '\0';
+	char msg[512];
+	snprintf(msg, sizeof msg, "'%s': digest mismatch: the blob is sha256:%s", blob, now);
+	load_refused(dir, msg);
+}
+
+Test(oci_load, a_missing_blob_a_non_layer_and_a_short_diff_id_list_are_refused)
+{
+	_cleanup_free_ char *dir = tu_path(dirs.tmp, "img");
+	char blob[128];
+	saved_image(dir, blob);
+	cr_assert_eq(tu_sh("mv %s/blobs/sha256/%s %s/saved", dir, blob + 7, dirs.tmp), 0);
+	char msg[512];
+	snprintf(msg, sizeof msg, "'%s': missing from the image (No such file or directory)", blob);
+	load_refused(dir, msg);
+	cr_assert_eq(tu_sh("mv %s/saved %s/blobs/sha256/%s", dirs.tmp, dir, blob + 7), 0);
+
+	reseal(dir, ".layers[1].mediaType=\"application/vnd.oci.image.config.v1+json\"");
+	snprintf(msg, sizeof msg,
+		 "'%s': media type 'application/vnd.oci.image.config.v1+json' is not a layer",
+		 blob);
+	load_refused(dir, msg);
+
+	reseal(dir, ".layers[1].mediaType=\"application/vnd.oci.image.layer.v1.tar+gzip\" | "
+		    ".layers += [.layers[1]]");
+	load_refused(dir, "'config': rootfs.diff_ids lists 2 layers, the manifest 3");
+}
+
+Test(oci_load, a_layer_whose_diff_id_differs_from_the_config_is_refused)
+{
+	_cleanup_free_ char *dir = tu_path(dirs.tmp, "img");
+	char blob[128];
+	saved_image(dir, blob);
+	/* the top layer's blob swapped for the base layer's, digests in the manifest made to match
+	 */
+	reseal(dir, ".layers[1] = .layers[0]");
+	char msg[512];
+	cr_assert_eq(tu_sh("cd %s && jq -r '.layers[0].digest' blobs/sha256/$(jq -r "
+			   "'.manifests[0].digest' index.json | cut -c8-) > %s/base",
+			   dir, dirs.tmp),
+		     0);
+	_cleanup_free_ char *base = tu_read(dirs.tmp, "base");
+	base[strcspn(base, "\n")] = '\0';
+	snprintf(msg, sizeof msg, "'%s': diff_id mismatch: the uncompressed layer is ", base);
+	load_refused_prefix(dir, msg);
 }
