@@ -235,7 +235,7 @@ static int pick_manifest(int dir, json_t *index, const char *ref, const char *pl
 	}
 	if (n == 0)
 		return oci_fail(err, -ENOENT, ref ? ref : "index.json",
-				"no image %s%s for platform %s", ref ? "named " : "",
+				"no image%s%s for platform %s", ref ? " named " : "",
 				ref ? ref : "", platform);
 	if (n > 1)
 		return oci_fail(err, -EINVAL, "index.json",

@@ -407,11 +407,13 @@ Test(oci_load, a_blob_that_does_not_match_its_digest_changes_nothing)
 	_cleanup_free_ char *dir = tu_path(dirs.tmp, "img");
 	char blob[128];
 	saved_image(dir, blob);
-	/* zero blocks after the tar's end: still a valid tar, but not the blob the manifest names */
-	cr_assert_eq(tu_sh("cd %s/blobs/sha256 && f=%s && chmod u+w $f && "
-			   "head -c 1024 /dev/zero | gzip -n >> $f && sha256sum $f | cut -c1-64 > %s/new",
-			   dir, blob + 7, dirs.tmp),
-		     0);
+	/* zero blocks after the tar's end: still a valid tar, but not the blob the manifest names
+	 */
+	cr_assert_eq(
+	    tu_sh("cd %s/blobs/sha256 && f=%s && chmod u+w $f && "
+		  "head -c 1024 /dev/zero | gzip -n >> $f && sha256sum $f | cut -c1-64 > %s/new",
+		  dir, blob + 7, dirs.tmp),
+	    0);
 	_cleanup_free_ char *now = tu_read(dirs.tmp, "new");
 	now[strcspn(now, "\n")] = '\0';
 	char msg[512];
@@ -458,4 +460,41 @@ Test(oci_load, a_layer_whose_diff_id_differs_from_the_config_is_refused)
 	base[strcspn(base, "\n")] = '\0';
 	snprintf(msg, sizeof msg, "'%s': diff_id mismatch: the uncompressed layer is ", base);
 	load_refused_prefix(dir, msg);
+}
+
+Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
+{
+	/* two images in one layout, one per platform, in one index entry each */
+	tu_write(dirs.src, "which", "amd64\n");
+	_cleanup_free_ char *a = id_of(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
+	tu_write(dirs.src, "which", "arm64\n");
+	_cleanup_free_ char *b = id_of(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
+	_cleanup_free_ char *dir = tu_path(dirs.tmp, "img");
+	char d1[4200], d2[4200];
+	snprintf(d1, sizeof d1, "oci:%s:a", dir);
+	snprintf(d2, sizeof d2, "oci:%s:b", dir);
+	free(tu_ok(tu_lf(dirs.store, "save", a, "-o", d1, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "save", b, "-o", d2, NULL)));
+	cr_assert_eq(tu_sh("cd %s && jq -c '.manifests[0].platform={\"os\":\"linux\","
+			   "\"architecture\":\"amd64\"} | .manifests[1].platform={\"os\":\"linux\","
+			   "\"architecture\":\"arm64\",\"variant\":\"v8\"} | "
+			   "del(.manifests[].annotations)' index.json > i && mv i index.json",
+			   dir),
+		     0);
+	char src[4200];
+	snprintf(src, sizeof src, "oci:%s", dir);
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *got_a =
+	    tu_ok(tu_lf(store2, "load", src, "--platform", "linux/amd64", NULL));
+	_cleanup_free_ char *got_b =
+	    tu_ok(tu_lf(store2, "load", src, "--platform", "linux/arm64/v8", NULL));
+	cr_assert_eq(strncmp(got_a, a, 71), 0, "%s", got_a);
+	cr_assert_eq(strncmp(got_b, b, 71), 0, "%s", got_b);
+	tu_run r = tu_lf(store2, "load", src, "--platform", "linux/s390x", NULL);
+	cr_assert_eq(r.status, 1);
+	char want[4400];
+	snprintf(want, sizeof want,
+		 "layerfs: load '%s': 'index.json': no image for platform linux/s390x\n", src);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
 }
