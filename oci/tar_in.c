@@ -80,13 +80,13 @@ static int dir_fix_add(extractor *x, const char *path, mode_t mode, const struct
 }
 
 /* Normalises the entry name NAME into OUT (PATH_MAX bytes): components joined by '/', no "."
- * or empty components; "" is the root.  Refuses what must not become a path of the layer. */
+ * or empty components, leading '/' dropped; "" is the root.  Refuses ".." components. */
 static int normalise(extractor *x, const char *name, char *out)
 {
 	if (!name || !*name)
 		return fail(x, -EINVAL, "the entry has no name");
-	if (name[0] == '/')
-		return fail(x, -EINVAL, "absolute name: a layer entry is relative to its root");
+	/* "/x" is "x", as tar and containerd read it: every name is below the layer's root
+	 * anyway, and real layers carry "/" for the root (umoci insert writes one). */
 	size_t len = 0;
 	out[0] = '\0';
 	const char *p = name;
