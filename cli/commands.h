@@ -67,6 +67,8 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_save(lyr_cli *cli, int argc, char **argv);
 int cmd_load(lyr_cli *cli, int argc, char **argv);
+int cmd_push(lyr_cli *cli, int argc, char **argv);
+int cmd_pull(lyr_cli *cli, int argc, char **argv);
 int cmd_new(lyr_cli *cli, int argc, char **argv);
 int cmd_commit(lyr_cli *cli, int argc, char **argv);
 int cmd_tag(lyr_cli *cli, int argc, char **argv);

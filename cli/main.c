@@ -79,6 +79,13 @@ static const cli_command commands[] = {
 	 "  -o, --output DEST      oci:DIR[:TAG] (an OCI image layout), oci-archive:FILE[:TAG],\n"
 	 "                         docker-archive:FILE[:NAME[:TAG]]\n"
 	 "  --compression C        gzip (default), zstd or none (docker-archive: always none)\n"},
+	{"push", cmd_push, "LAYER|TAG REGISTRY/REPOSITORY[:TAG]",
+	 "upload a layer's chain as an image to a registry; prints the manifest digest", NULL},
+	{"pull", cmd_pull, "REGISTRY/REPOSITORY[:TAG|@DIGEST] [--tag NAME] [--platform P]",
+	 "download an image from a registry into layers; prints the top layer's ID",
+	 "  --tag NAME          tag the top layer\n"
+	 "  --platform P        the image of an index for platform P (default: linux and\n"
+	 "                      this machine's architecture)\n"},
 	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
 	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
 };

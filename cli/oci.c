@@ -42,6 +42,49 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
 	return cli_print_id(cli, "id", id);
 }
 
+/* The manifest digest, or with --json every digest a save or push wrote; clears SAVED. */
+static int print_saved(lyr_cli *cli, lyr_oci_saved *saved)
+{
+	if (cli->json) {
+		json_out j;
+		json_begin(&j, stdout);
+		json_str(&j, "manifest", saved->manifest);
+		json_str(&j, "config", saved->config);
+		json_arr_open(&j, "layers");
+		for (size_t k = 0; k < saved->layers; k++) {
+			json_obj_open(&j, NULL);
+			json_str(&j, "digest", saved->layer_digests[k]);
+			json_str(&j, "diff_id", saved->diff_ids[k]);
+			json_obj_close(&j);
+		}
+		json_arr_close(&j);
+		json_end(&j);
+	} else {
+		printf("%s\n", saved->manifest);
+	}
+	lyr_oci_saved_clear(saved);
+	return EXIT_OK;
+}
+
+/* The top layer's ID, or with --json it and every layer of a load or pull; clears LOADED. */
+static int print_loaded(lyr_cli *cli, lyr_oci_loaded *loaded)
+{
+	if (cli->json) {
+		json_out j;
+		json_begin(&j, stdout);
+		json_str(&j, "id", loaded->ids[loaded->n - 1]);
+		json_arr_open(&j, "layers");
+		for (size_t k = 0; k < loaded->n; k++)
+			json_str(&j, NULL, loaded->ids[k]);
+		json_arr_close(&j);
+		json_end(&j);
+	} else {
+		printf("%s\n", loaded->ids[loaded->n - 1]);
+	}
+	lyr_oci_loaded_clear(loaded);
+	return EXIT_OK;
+}
+
 struct save_opts {
 	const char *dest;
 	lyr_oci_compression c;
@@ -105,25 +148,7 @@ int cmd_save(lyr_cli *cli, int argc, char **argv)
 		return cli_fail("save '%s' to '%s': %s", argv[i], o.dest,
 				why[0] ? why : cli_strerror(r));
 	}
-	if (cli->json) {
-		json_out j;
-		json_begin(&j, stdout);
-		json_str(&j, "manifest", saved.manifest);
-		json_str(&j, "config", saved.config);
-		json_arr_open(&j, "layers");
-		for (size_t k = 0; k < saved.layers; k++) {
-			json_obj_open(&j, NULL);
-			json_str(&j, "digest", saved.layer_digests[k]);
-			json_str(&j, "diff_id", saved.diff_ids[k]);
-			json_obj_close(&j);
-		}
-		json_arr_close(&j);
-		json_end(&j);
-	} else {
-		printf("%s\n", saved.manifest);
-	}
-	lyr_oci_saved_clear(&saved);
-	return EXIT_OK;
+	return print_saved(cli, &saved);
 }
 
 struct load_opts {
@@ -142,9 +167,10 @@ static int load_opt(void *ctx, int c, const char *arg)
 	return 0;
 }
 
-int cmd_load(lyr_cli *cli, int argc, char **argv)
+/* load and pull: an image into layers (PULL: from a registry) with --tag and --platform. */
+static int fetch(lyr_cli *cli, const char *name, int argc, char **argv, bool pull)
 {
-	const cli_command *cmd = cli_find("load");
+	const cli_command *cmd = cli_find(name);
 	static const struct option opts[] = {
 	    {"tag", required_argument, NULL, 't'},
 	    {"platform", required_argument, NULL, 'p'},
@@ -152,12 +178,13 @@ int cmd_load(lyr_cli *cli, int argc, char **argv)
 	struct load_opts o = {0};
 	int i = cli_parse(cli, cmd, argc, argv, opts, 2, load_opt, &o);
 	if (argc - i != 1)
-		return cli_usage(cmd->name, "expects one image source");
+		return cli_usage(cmd->name,
+				 pull ? "expects one image name" : "expects one image source");
 	const char *src = argv[i];
 	const char *why;
 	if (o.tag && lyr_tag_check(o.tag, &why) < 0)
 		return cli_usage(cmd->name, "invalid tag name '%s': %s", o.tag, why);
-	if (strncmp(src, "oci:", 4) != 0 && strncmp(src, "oci-archive:", 12) != 0 &&
+	if (!pull && strncmp(src, "oci:", 4) != 0 && strncmp(src, "oci-archive:", 12) != 0 &&
 	    strncmp(src, "docker-archive:", 15) != 0)
 		return cli_usage(
 		    cmd->name,
@@ -166,29 +193,53 @@ int cmd_load(lyr_cli *cli, int argc, char **argv)
 	if (!s)
 		return EXIT_FAIL;
 	progress_line pl;
-	progress_start(&pl, cli, "load");
+	progress_start(&pl, cli, name);
 	lyr_oci_error err;
 	lyr_oci_loaded loaded;
-	int r = lyr_oci_load(s, src, o.tag, o.platform, &pl.p, &err, &loaded);
+	int r = pull ? lyr_oci_pull(s, src, o.tag, o.platform, &pl.p, &err, &loaded)
+		     : lyr_oci_load(s, src, o.tag, o.platform, &pl.p, &err, &loaded);
 	progress_done(&pl);
 	if (r < 0) {
 		if (err.why[0])
-			return cli_fail("load '%s': '%s': %s", src, err.entry, err.why);
+			return cli_fail("%s '%s': '%s': %s", name, src, err.entry, err.why);
 		const char *w = lyr_store_last_error();
-		return cli_fail("load '%s': %s", src, w[0] ? w : cli_strerror(r));
+		return cli_fail("%s '%s': %s", name, src, w[0] ? w : cli_strerror(r));
 	}
-	if (cli->json) {
-		json_out j;
-		json_begin(&j, stdout);
-		json_str(&j, "id", loaded.ids[loaded.n - 1]);
-		json_arr_open(&j, "layers");
-		for (size_t k = 0; k < loaded.n; k++)
-			json_str(&j, NULL, loaded.ids[k]);
-		json_arr_close(&j);
-		json_end(&j);
-	} else {
-		printf("%s\n", loaded.ids[loaded.n - 1]);
+	return print_loaded(cli, &loaded);
+}
+
+int cmd_load(lyr_cli *cli, int argc, char **argv)
+{
+	return fetch(cli, "load", argc, argv, false);
+}
+
+int cmd_pull(lyr_cli *cli, int argc, char **argv)
+{
+	return fetch(cli, "pull", argc, argv, true);
+}
+
+int cmd_push(lyr_cli *cli, int argc, char **argv)
+{
+	const cli_command *cmd = cli_find("push");
+	int i = cli_parse(cli, cmd, argc, argv, NULL, 0, NULL, NULL);
+	if (argc - i != 2)
+		return cli_usage(cmd->name, "expects a layer and an image name");
+	char id[LYR_ID_MAX];
+	if (cli_resolve(cli, argv[i], LYR_OBJ_LAYER, NULL, id) < 0)
+		return EXIT_FAIL;
+	lyr_store *s = cli_store(cli);
+	if (!s)
+		return EXIT_FAIL;
+	lyr_oci_error err;
+	lyr_oci_saved saved;
+	int r = lyr_oci_push(s, id, argv[i + 1], &err, &saved);
+	if (r < 0) {
+		if (err.why[0])
+			return cli_fail("push '%s' to '%s': '%s': %s", argv[i], argv[i + 1],
+					err.entry, err.why);
+		const char *w = lyr_store_last_error();
+		return cli_fail("push '%s' to '%s': %s", argv[i], argv[i + 1],
+				w[0] ? w : cli_strerror(r));
 	}
-	lyr_oci_loaded_clear(&loaded);
-	return EXIT_OK;
+	return print_saved(cli, &saved);
 }

@@ -200,6 +200,17 @@ static char *tree_text(const char *root)
 	return buf;
 }
 
+/* tree_text of layer ID as `layerfs mount` shows it. */
+static char *mounted_tree(const char *id)
+{
+	_cleanup_free_ char *mp = tu_path(dirs.tmp, "view");
+	mkdir(mp, 0755);
+	free(tu_ok(tu_lf(dirs.store, "mount", id, mp, NULL)));
+	char *seen = tree_text(mp);
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	return seen;
+}
+
 Test(oci_save, umoci_unpacks_the_tree_a_mount_shows_with_renames_metacopy_and_links)
 {
 	tu_need_fuse();
@@ -237,9 +248,7 @@ Test(oci_save, umoci_unpacks_the_tree_a_mount_shows_with_renames_metacopy_and_li
 	cr_assert_eq(tu_sh("cd %s && umoci unpack --image img:t bundle >/dev/null 2>&1", dirs.tmp),
 		     0);
 
-	free(tu_ok(tu_lf(dirs.store, "mount", top, mp, NULL)));
-	_cleanup_free_ char *seen = tree_text(mp);
-	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	_cleanup_free_ char *seen = mounted_tree(top);
 	_cleanup_free_ char *rootfs = tu_path(dirs.tmp, "bundle/rootfs");
 	_cleanup_free_ char *unpacked = tree_text(rootfs);
 	cr_assert_str_eq(unpacked, seen);
@@ -495,6 +504,140 @@ Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
 	char want[4400];
 	snprintf(want, sizeof want,
 		 "layerfs: load '%s': 'index.json': no image for platform linux/s390x\n", src);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+}
+
+/* ---- registries: docker-registry on 127.0.0.1, started per test ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+static pid_t registry_pid;
+static char registry[64];
+
+static void registry_stop(void)
+{
+	if (registry_pid > 0) {
+		kill(registry_pid, SIGTERM);
+		waitpid(registry_pid, NULL, 0);
+		registry_pid = 0;
+	}
+	teardown();
+}
+
+/* Starts docker-registry on a free port of 127.0.0.1 with its storage below the test's
+ * directory; REGISTRY gets "127.0.0.1:PORT". */
+static void registry_start(void)
+{
+	need_tool("docker-registry");
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
+	int port = ntohs(a.sin_port);
+	close(s);
+	snprintf(registry, sizeof registry, "127.0.0.1:%d", port);
+	_cleanup_free_ char *cfg = tu_path(dirs.tmp, "registry.yml");
+	cr_assert_eq(tu_sh("mkdir %s/registry && printf 'version: 0.1\\nlog:\\n  level: error\\n"
+			   "storage:\\n  filesystem:\\n    rootdirectory: %s/registry\\nhttp:\\n"
+			   "  addr: %s\\n' > %s",
+			   dirs.tmp, dirs.tmp, registry, cfg),
+		     0);
+	_cleanup_free_ char *log = tu_path(dirs.tmp, "registry.log");
+	registry_pid = fork();
+	cr_assert_geq(registry_pid, 0);
+	if (registry_pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) { /* up to 5 s for it to listen */
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+		int ok = connect(c, (struct sockaddr *)&a, sizeof a) == 0;
+		close(c);
+		if (ok)
+			return;
+		usleep(50000);
+	}
+	cr_assert_fail("docker-registry did not start listening on %s", registry);
+}
+
+static void registry_setup(void)
+{
+	setup();
+	registry_start();
+}
+
+TestSuite(oci_registry, .init = registry_setup, .fini = registry_stop);
+
+static int registry_uploads(void)
+{
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "registry.log");
+	int n = 0;
+	for (const char *p = log; p && (p = strstr(p, "\"POST /v2/")); p++)
+		n++;
+	return n;
+}
+
+Test(oci_registry, push_then_skopeo_and_umoci_give_the_mount_tree_and_a_second_push_uploads_nothing)
+{
+	tu_need_fuse();
+	need_tool("skopeo");
+	need_tool("umoci");
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/layerfs/test:v1", registry);
+	_cleanup_free_ char *m1 = tu_ok(tu_lf(dirs.store, "push", top, name, NULL));
+	int uploads = registry_uploads();
+	cr_assert_eq(uploads, 3, "two layers and a config uploaded");
+	_cleanup_free_ char *m2 = tu_ok(tu_lf(dirs.store, "push", top, name, NULL));
+	cr_assert_str_eq(m2, m1);
+	cr_assert_eq(registry_uploads(), uploads, "the second push only asks (HEAD)");
+
+	cr_assert_eq(
+	    tu_sh("cd %s && skopeo copy -q --src-tls-verify=false docker://%s oci:copy:t && "
+		  "umoci unpack --image copy:t bundle >/dev/null 2>&1",
+		  dirs.tmp, name),
+	    0);
+	_cleanup_free_ char *seen = mounted_tree(top);
+	_cleanup_free_ char *rootfs = tu_path(dirs.tmp, "bundle/rootfs");
+	_cleanup_free_ char *unpacked = tree_text(rootfs);
+	cr_assert_str_eq(unpacked, seen);
+}
+
+Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
+{
+	need_tool("skopeo");
+	need_tool("umoci");
+	cr_assert_eq(tu_sh("cd %s && umoci init --layout img && umoci new --image img:t && "
+			   "mkdir -p a/etc b && echo one > a/etc/one && echo two > b/two && "
+			   "umoci insert --image img:t a / >/dev/null && "
+			   "umoci insert --image img:t --opaque b /etc >/dev/null && "
+			   "skopeo copy -q --dest-tls-verify=false oci:img:t docker://%s/up/img:t",
+			   dirs.tmp, registry),
+		     0);
+	char src[4200], name[256];
+	snprintf(src, sizeof src, "oci:%s/img:t", dirs.tmp);
+	snprintf(name, sizeof name, "%s/up/img:t", registry);
+	_cleanup_free_ char *loaded = tu_ok(tu_lf(dirs.store, "--json", "load", src, NULL));
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *pulled =
+	    tu_ok(tu_lf(store2, "--json", "pull", name, "--tag", "img", NULL));
+	cr_assert_str_eq(pulled, loaded);
+	/* an unknown tag: the registry's own words */
+	snprintf(name, sizeof name, "%s/up/img:nope", registry);
+	tu_run r = tu_lf(store2, "pull", name, NULL);
+	cr_assert_eq(r.status, 1);
+	char want[512];
+	snprintf(want, sizeof want, "layerfs: pull '%s': 'nope': HTTP 404: manifest unknown\n",
+		 name);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 }

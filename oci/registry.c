@@ -1,0 +1,426 @@
+/* push and pull: the OCI distribution API over libcurl, anonymous access.
+ *
+ * Neither speaks the image format itself: pull downloads the manifest (and index), config and
+ * layer blobs into an OCI layout in a scratch stage of the store and hands it to load, which
+ * checks every digest before anything is committed; push saves the chain into a scratch layout
+ * and uploads what the registry lacks (a HEAD per blob first; monolithic POST + PUT uploads),
+ * then the manifest under the tag.  Plain HTTP is used for localhost and 127.0.0.1 registries,
+ * HTTPS otherwise.  Redirects (blob storage elsewhere) are followed. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "layerfs/hash.h"
+#include "layerfs/oci.h"
+#include "oci-int.h"
+
+#define ACCEPT_MANIFESTS                                                                           \
+	"Accept: application/vnd.oci.image.index.v1+json, "                                        \
+	"application/vnd.oci.image.manifest.v1+json, "                                             \
+	"application/vnd.docker.distribution.manifest.list.v2+json, "                              \
+	"application/vnd.docker.distribution.manifest.v2+json"
+
+/* NAME[:TAG|@DIGEST] split: registry host, repository, reference. */
+typedef struct image_ref {
+	char host[256], repo[512], ref[160];
+	bool plain_http;
+} image_ref;
+
+static int parse_ref(const char *name, image_ref *ret, lyr_oci_error *err)
+{
+	memset(ret, 0, sizeof *ret);
+	const char *slash = strchr(name, '/');
+	if (!slash || slash == name)
+		return oci_fail(err, -EINVAL, name, "expected REGISTRY/REPOSITORY[:TAG|@DIGEST]");
+	snprintf(ret->host, sizeof ret->host, "%.*s", (int)(slash - name), name);
+	const char *rest = slash + 1;
+	const char *at = strchr(rest, '@');
+	const char *colon = strrchr(rest, ':');
+	size_t rlen = at ? (size_t)(at - rest) : colon ? (size_t)(colon - rest) : strlen(rest);
+	if (rlen == 0 || rlen >= sizeof ret->repo)
+		return oci_fail(err, -EINVAL, name, "no repository");
+	snprintf(ret->repo, sizeof ret->repo, "%.*s", (int)rlen, rest);
+	snprintf(ret->ref, sizeof ret->ref, "%s", at ? at + 1 : colon ? colon + 1 : "latest");
+	for (const char *p = ret->repo; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._-/", *p)))
+			return oci_fail(err, -EINVAL, name, "repository names are lower case");
+	ret->plain_http = strncmp(ret->host, "localhost", 9) == 0 ||
+			  strncmp(ret->host, "127.0.0.1", 9) == 0 ||
+			  strncmp(ret->host, "[::1]", 5) == 0;
+	return 0;
+}
+
+typedef struct membuf {
+	char *p;
+	size_t n;
+} membuf;
+
+static size_t mem_write(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	membuf *m = ctx;
+	size_t n = size * nmemb;
+	if (m->n + n > (64u << 20))
+		return 0; /* manifests are small; refuse a flood */
+	char *np = realloc(m->p, m->n + n + 1);
+	if (!np)
+		return 0;
+	memcpy(np + m->n, d, n);
+	m->p = np;
+	m->n += n;
+	m->p[m->n] = '\0';
+	return n;
+}
+
+static size_t fd_write(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	int fd = *(int *)ctx;
+	size_t n = size * nmemb;
+	for (size_t done = 0; done < n;) {
+		ssize_t w = write(fd, d + done, n - done);
+		if (w < 0)
+			return 0;
+		done += (size_t)w;
+	}
+	return n;
+}
+
+static size_t header_location(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	size_t n = size * nmemb;
+	if (n > 9 && strncasecmp(d, "location:", 9) == 0) {
+		char *loc = ctx;
+		size_t k = n - 9;
+		const char *v = d + 9;
+		while (k && (*v == ' ' || *v == '\t'))
+			v++, k--;
+		while (k && (v[k - 1] == '\r' || v[k - 1] == '\n'))
+			k--;
+		snprintf(loc, 2048, "%.*s", (int)k, v);
+	}
+	return n;
+}
+
+/* One request: METHOD on URL with HEADERS; the body to BODY_FD (>= 0) or BODY; UPLOAD (may be
+ * NULL) sent.  Returns the HTTP status, or -errno with ERR filled. */
+static long request(const char *method, const char *url, struct curl_slist *headers, int body_fd,
+		    membuf *body, const membuf *upload, char *location, lyr_oci_error *err)
+{
+	CURL *c = curl_easy_init();
+	if (!c)
+		return -ENOMEM;
+	char cerr[CURL_ERROR_SIZE] = "";
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, strcmp(method, "GET") == 0 ? 1L : 0L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	else if (strcmp(method, "GET") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (upload) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, upload->p ? upload->p : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)upload->n);
+	}
+	membuf sink = {0};
+	if (body_fd >= 0) {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fd_write);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &body_fd);
+	} else {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, body ? body : &sink);
+	}
+	if (location) {
+		location[0] = '\0';
+		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_location);
+		curl_easy_setopt(c, CURLOPT_HEADERDATA, location);
+	}
+	CURLcode cr = curl_easy_perform(c);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	free(sink.p);
+	if (cr != CURLE_OK)
+		return oci_fail(err, -EIO, url, "%s", cerr[0] ? cerr : curl_easy_strerror(cr));
+	return status;
+}
+
+static void base_url(const image_ref *r, char *out, size_t len)
+{
+	snprintf(out, len, "%s://%s/v2/%s", r->plain_http ? "http" : "https", r->host, r->repo);
+}
+
+static int http_fail(lyr_oci_error *err, const char *what, long status, const membuf *body)
+{
+	/* the registry's own error text when it gave one */
+	json_t *j = body && body->p ? json_loads(body->p, 0, NULL) : NULL;
+	const char *msg = json_string_value(
+	    json_object_get(json_array_get(json_object_get(j, "errors"), 0), "message"));
+	int r = oci_fail(err,
+			 status == 404			  ? -ENOENT
+			 : status == 401 || status == 403 ? -EACCES
+							  : -EIO,
+			 what, "HTTP %ld%s%s", status, msg ? ": " : "", msg ? msg : "");
+	json_decref(j);
+	return r;
+}
+
+/* GET a manifest or index by REF into BLOBS (named by its digest); RET_DIGEST gets it. */
+static int get_manifest(const image_ref *ir, const char *ref, int blobs, lyr_oci_error *err,
+			char ret_digest[LYR_DIGEST_TEXT_LEN], json_t **ret)
+{
+	char url[2048];
+	base_url(ir, url, sizeof url);
+	strncat(url, "/manifests/", sizeof url - strlen(url) - 1);
+	strncat(url, ref, sizeof url - strlen(url) - 1);
+	struct curl_slist *h = curl_slist_append(NULL, ACCEPT_MANIFESTS);
+	membuf body = {0};
+	long st = request("GET", url, h, -1, &body, NULL, NULL, err);
+	curl_slist_free_all(h);
+	int r = st < 0 ? (int)st : st != 200 ? http_fail(err, ref, st, &body) : 0;
+	if (r == 0) {
+		uint8_t d[LYR_SHA256_LEN];
+		lyr_sha256(body.p, body.n, d);
+		lyr_digest_text(d, ret_digest);
+		if (strncmp(ref, "sha256:", 7) == 0 && strcmp(ref, ret_digest) != 0)
+			r = oci_fail(err, -EBADMSG, ref, "the registry sent a manifest that is %s",
+				     ret_digest);
+	}
+	if (r == 0)
+		r = oci_write_file(blobs, ret_digest + 7, body.p, body.n);
+	if (r == 0 && !(*ret = json_loadb(body.p, body.n, 0, NULL)))
+		r = oci_fail(err, -EBADMSG, ref, "the manifest is not JSON");
+	free(body.p);
+	return r;
+}
+
+static int get_blob(const image_ref *ir, const char *digest, int blobs, lyr_oci_error *err)
+{
+	if (!digest || strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 71 ||
+	    strspn(digest + 7, "0123456789abcdef") != 64)
+		return oci_fail(err, -EBADMSG, digest ? digest : "blob", "not a sha256 digest");
+	char url[2048];
+	base_url(ir, url, sizeof url);
+	snprintf(url + strlen(url), sizeof url - strlen(url), "/blobs/%s", digest);
+	int fd = openat(blobs, digest + 7, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return oci_fail(err, -errno, digest, "%s", strerror(errno));
+	long st = request("GET", url, NULL, fd, NULL, NULL, NULL, err);
+	close(fd);
+	if (st < 0)
+		return (int)st;
+	return st == 200 ? 0 : http_fail(err, digest, st, NULL);
+}
+
+int lyr_oci_pull(lyr_store *s, const char *name, const char *tag, const char *platform,
+		 const lyr_progress *progress, lyr_oci_error *err, lyr_oci_loaded *ret)
+{
+	if (err)
+		err->entry[0] = err->why[0] = '\0';
+	memset(ret, 0, sizeof *ret);
+	image_ref ir;
+	int r = parse_ref(name, &ir, err);
+	if (r < 0)
+		return r;
+	lyr_stage *scratch;
+	r = lyr_stage_new(s, "pull", &scratch);
+	if (r < 0)
+		return r;
+	int dir = lyr_stage_fd(scratch);
+	int blobs = -1;
+	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+	if (mkdirat(dir, "blobs", 0755) < 0 || mkdirat(dir, "blobs/sha256", 0755) < 0 ||
+	    (blobs = openat(dir, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		r = -errno;
+	if (r == 0)
+		r = oci_write_file(dir, "oci-layout", layout, sizeof layout - 1);
+	char top[LYR_DIGEST_TEXT_LEN];
+	json_t *m = NULL;
+	if (r == 0)
+		r = get_manifest(&ir, ir.ref, blobs, err, top, &m);
+	const char *mt = json_string_value(json_object_get(m, "mediaType"));
+	bool index = mt && (strstr(mt, "index") || strstr(mt, "manifest.list"));
+	char want[80];
+	snprintf(want, sizeof want, "linux/%s", oci_host_arch());
+	if (!platform)
+		platform = want;
+	json_t *man = m;
+	char mdigest[LYR_DIGEST_TEXT_LEN];
+	snprintf(mdigest, sizeof mdigest, "%s", top);
+	if (r == 0 && index) {
+		/* the platform's manifest; load checks the choice again from the same blobs */
+		json_t *list = json_object_get(m, "manifests");
+		const char *pick = NULL;
+		for (size_t i = 0; i < json_array_size(list) && !pick; i++) {
+			json_t *d = json_array_get(list, i), *p = json_object_get(d, "platform");
+			char os[64] = "", arch[64] = "", var[64] = "";
+			sscanf(platform, "%63[^/]/%63[^/]/%63s", os, arch, var);
+			const char *pv = json_string_value(json_object_get(p, "variant"));
+			if (p &&
+			    strcmp(json_string_value(json_object_get(p, "os")) ?: "", os) == 0 &&
+			    strcmp(json_string_value(json_object_get(p, "architecture")) ?: "",
+				   arch) == 0 &&
+			    (!*var || (pv && strcmp(pv, var) == 0)))
+				pick = json_string_value(json_object_get(d, "digest"));
+		}
+		if (!pick)
+			r = oci_fail(err, -ENOENT, name, "no image for platform %s", platform);
+		else
+			r = get_manifest(&ir, pick, blobs, err, mdigest, &man);
+	}
+	if (r == 0)
+		r = get_blob(
+		    &ir,
+		    json_string_value(json_object_get(json_object_get(man, "config"), "digest")),
+		    blobs, err);
+	json_t *layers = json_object_get(man, "layers");
+	for (size_t i = 0; r == 0 && i < json_array_size(layers); i++)
+		r = get_blob(
+		    &ir, json_string_value(json_object_get(json_array_get(layers, i), "digest")),
+		    blobs, err);
+	if (r == 0) {
+		json_t *ix = json_pack(
+		    "{s:i,s:[{s:s,s:s,s:{s:s}}]}", "schemaVersion", 2, "manifests", "mediaType",
+		    index ? "application/vnd.oci.image.index.v1+json"
+			  : "application/vnd.oci.image.manifest.v1+json",
+		    "digest", top, "annotations", "org.opencontainers.image.ref.name", "pulled");
+		char *text = json_dumps(ix, JSON_COMPACT);
+		r = text ? oci_write_file(dir, "index.json", text, strlen(text)) : -ENOMEM;
+		free(text);
+		json_decref(ix);
+	}
+	if (man != m)
+		json_decref(man);
+	json_decref(m);
+	if (blobs >= 0)
+		close(blobs);
+	if (r == 0) {
+		char src[256];
+		snprintf(src, sizeof src, "oci:/proc/self/fd/%d:pulled", dir);
+		r = lyr_oci_load(s, src, tag, platform, progress, err, ret);
+	}
+	lyr_stage_free(scratch);
+	return r;
+}
+
+static int put_blob(const image_ref *ir, int blobs, const char *digest, lyr_oci_error *err)
+{
+	char url[2048], loc[2048];
+	base_url(ir, url, sizeof url);
+	snprintf(url + strlen(url), sizeof url - strlen(url), "/blobs/%s", digest);
+	long st = request("HEAD", url, NULL, -1, NULL, NULL, NULL, err);
+	if (st < 0)
+		return (int)st;
+	if (st == 200)
+		return 0; /* the registry has it */
+	base_url(ir, url, sizeof url);
+	strncat(url, "/blobs/uploads/", sizeof url - strlen(url) - 1);
+	membuf empty = {0};
+	membuf resp = {0};
+	st = request("POST", url, NULL, -1, &resp, &empty, loc, err);
+	if (st < 0) {
+		free(resp.p);
+		return (int)st;
+	}
+	if (st != 202 || !loc[0]) {
+		int r = http_fail(err, digest, st, &resp);
+		free(resp.p);
+		return r;
+	}
+	free(resp.p);
+	/* the upload URL may be relative */
+	char put[4200];
+	if (loc[0] == '/')
+		snprintf(put, sizeof put, "%s://%s%s", ir->plain_http ? "http" : "https", ir->host,
+			 loc);
+	else
+		snprintf(put, sizeof put, "%s", loc);
+	snprintf(put + strlen(put), sizeof put - strlen(put), "%sdigest=%s",
+		 strchr(put, '?') ? "&" : "?", digest);
+	int fd = openat(blobs, digest + 7, O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return oci_fail(err, -e, digest, "%s", strerror(e));
+	}
+	membuf data = {malloc((size_t)sb.st_size + 1), (size_t)sb.st_size};
+	int r = data.p && read(fd, data.p, data.n) == (ssize_t)data.n ? 0 : -EIO;
+	close(fd);
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+	membuf resp2 = {0};
+	if (r == 0) {
+		st = request("PUT", put, h, -1, &resp2, &data, NULL, err);
+		r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(err, digest, st, &resp2);
+	}
+	curl_slist_free_all(h);
+	free(resp2.p);
+	free(data.p);
+	return r;
+}
+
+int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, lyr_oci_error *err,
+		 lyr_oci_saved *ret)
+{
+	if (err)
+		err->entry[0] = err->why[0] = '\0';
+	memset(ret, 0, sizeof *ret);
+	image_ref ir;
+	int r = parse_ref(name, &ir, err);
+	if (r < 0)
+		return r;
+	if (strncmp(ir.ref, "sha256:", 7) == 0)
+		return oci_fail(err, -EINVAL, name, "push needs a tag, not a digest");
+	lyr_stage *scratch;
+	r = lyr_stage_new(s, "push", &scratch);
+	if (r < 0)
+		return r;
+	int dir = lyr_stage_fd(scratch);
+	r = oci_save_layout(s, layer_id, dir, "push", LYR_OCI_GZIP, err, ret);
+	int blobs = r == 0 ? openat(dir, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (r == 0 && blobs < 0)
+		r = -errno;
+	for (size_t i = 0; r == 0 && i < ret->layers; i++)
+		r = put_blob(&ir, blobs, ret->layer_digests[i], err);
+	if (r == 0)
+		r = put_blob(&ir, blobs, ret->config, err);
+	if (r == 0) {
+		membuf man = {0};
+		int fd = openat(blobs, ret->manifest + 7, O_RDONLY | O_CLOEXEC);
+		struct stat sb;
+		if (fd < 0 || fstat(fd, &sb) < 0 || !(man.p = malloc((size_t)sb.st_size + 1)) ||
+		    read(fd, man.p, (size_t)sb.st_size) != sb.st_size)
+			r = -EIO;
+		else
+			man.n = (size_t)sb.st_size;
+		if (fd >= 0)
+			close(fd);
+		char url[2048];
+		base_url(&ir, url, sizeof url);
+		snprintf(url + strlen(url), sizeof url - strlen(url), "/manifests/%s", ir.ref);
+		struct curl_slist *h = curl_slist_append(
+		    NULL, "Content-Type: application/vnd.oci.image.manifest.v1+json");
+		membuf resp = {0};
+		if (r == 0) {
+			long st = request("PUT", url, h, -1, &resp, &man, NULL, err);
+			r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(err, ir.ref, st, &resp);
+		}
+		curl_slist_free_all(h);
+		free(resp.p);
+		free(man.p);
+	}
+	if (blobs >= 0)
+		close(blobs);
+	if (r < 0)
+		lyr_oci_saved_clear(ret);
+	lyr_stage_free(scratch);
+	return r;
+}
