@@ -326,7 +326,7 @@ static void refused(const char *tar, const char *message, const char *const *ext
 	_cleanup_free_ char *kt = tar_path("keep.tar");
 	mktar(kt, TAR_PLAIN, one, 1);
 	_cleanup_free_ char *keep = import_tar(kt, NULL);
-	tu_ok(tu_lf(dirs.store, "tag", "t", keep, NULL));
+	free(tu_ok(tu_lf(dirs.store, "tag", "t", keep, NULL)));
 	_cleanup_free_ char *before = tu_store_state(dirs.store);
 	const char *argv[16] = {"--root", dirs.store, "import", "--tar", tar, "--tag", "t"};
 	size_t n = 7;
