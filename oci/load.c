@@ -594,6 +594,12 @@ int lyr_oci_load(lyr_store *s, const char *source, const char *tag, const char *
 		if (r == 0)
 			ret->n = i + 1;
 	}
+	if (r == 0) { /* the config stays with the top layer, for save (and exec defaults) */
+		char *text = json_dumps(im.config, JSON_COMPACT | JSON_SORT_KEYS);
+		r = text ? lyr_layer_config_set(s, ret->ids[im.n - 1], text, strlen(text))
+			 : -ENOMEM;
+		free(text);
+	}
 	for (size_t i = 0; stages && i < im.n; i++)
 		lyr_stage_free(stages[i]);
 	free(stages);

@@ -304,11 +304,21 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 	char **descs = calloc(n + 1, sizeof *descs);
 	char cur[LYR_ID_MAX];
 	snprintf(cur, sizeof cur, "%s", layer_id);
+	json_t *loaded = NULL; /* the config of the nearest loaded image in the chain */
 	for (size_t i = 0; r == 0 && descs && i < n; i++) {
 		lyr_layer_info info;
 		r = lyr_layer_get(s, cur, &info);
 		if (r < 0)
 			break;
+		char *text;
+		if (!loaded && lyr_layer_config_get(s, cur, &text) == 0) {
+			loaded = json_loads(text, 0, NULL);
+			free(text);
+			if (loaded && !json_is_object(loaded)) {
+				json_decref(loaded);
+				loaded = NULL;
+			}
+		}
 		descs[i] = strdup(info.desc);
 		snprintf(cur, sizeof cur, "%s", info.parent);
 		lyr_layer_info_clear(&info);
@@ -341,10 +351,17 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 	char cfg_digest[LYR_DIGEST_TEXT_LEN] = "", man_digest[LYR_DIGEST_TEXT_LEN] = "";
 	uint64_t cfg_size = 0, man_size = 0;
 	if (r == 0) {
-		json_t *config =
-		    json_pack("{s:s,s:s,s:{},s:{s:s,s:O},s:O}", "architecture", oci_host_arch(),
-			      "os", "linux", "config", "rootfs", "type", "layers", "diff_ids",
-			      diff_ids, "history", history);
+		/* a loaded image's fields (config, architecture, ...) with this chain's layers */
+		json_t *config = loaded ? json_incref(loaded)
+					: json_pack("{s:s,s:s,s:{}}", "architecture",
+						    oci_host_arch(), "os", "linux", "config");
+		if (config && (json_object_set_new(config, "rootfs",
+						   json_pack("{s:s,s:O}", "type", "layers",
+							     "diff_ids", diff_ids)) < 0 ||
+			       json_object_set(config, "history", history) < 0)) {
+			json_decref(config);
+			config = NULL;
+		}
 		r = config ? write_json_blob(blobs, config, cfg_digest, &cfg_size) : -ENOMEM;
 		json_decref(config);
 	}
@@ -369,6 +386,7 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 	} else {
 		lyr_oci_saved_clear(ret);
 	}
+	json_decref(loaded);
 	json_decref(diff_ids);
 	json_decref(history);
 	json_decref(layers);

@@ -130,6 +130,12 @@ int lyr_stage_commit(lyr_stage *st, const char *parent_id, const char *desc, con
 		     const lyr_progress *progress, char *ret_id);
 void lyr_stage_free(lyr_stage *st);
 
+/* The image config kept with layer ID (the top layer of a loaded image): set replaces it
+ * (-ENOENT when the layer does not exist); get returns a heap NUL-terminated copy, -ENOENT when
+ * the layer has none.  Not part of the layer's content or ID (docs/store-format.md). */
+int lyr_layer_config_set(lyr_store *s, const char *id, const char *json, size_t len);
+int lyr_layer_config_get(lyr_store *s, const char *id, char **ret);
+
 /* new: a mutable ref on PARENT_ID (a full layer ID, or NULL for scratch).  RET_ID gets the ref
  * ID (LYR_ID_MAX bytes). */
 int lyr_ref_new(lyr_store *s, const char *parent_id, const char *desc, char *ret_id);

@@ -641,3 +641,39 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 }
+
+Test(oci_load, the_image_config_stays_with_the_top_layer_and_save_writes_it_back)
+{
+	need_tool("umoci");
+	cr_assert_eq(
+	    tu_sh("cd %s && umoci init --layout img && umoci new --image img:t && "
+		  "mkdir -p a/opt && echo x > a/opt/x && "
+		  "umoci insert --image img:t a / >/dev/null && "
+		  "umoci config --image img:t --config.env FOO=bar --config.workingdir /opt "
+		  "--config.user 1000:1000",
+		  dirs.tmp),
+	    0);
+	char src[4200], dest[4200];
+	snprintf(src, sizeof src, "oci:%s/img:t", dirs.tmp);
+	snprintf(dest, sizeof dest, "oci:%s/out:t", dirs.tmp);
+	_cleanup_free_ char *top = id_of(tu_ok(tu_lf(dirs.store, "load", src, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "save", top, "-o", dest, NULL)));
+	cr_assert_eq(
+	    tu_sh("cd %s/out && c=$(jq -r .config.digest blobs/sha256/$(jq -r "
+		  "'.manifests[0].digest' index.json | cut -c8-) | cut -c8-) && "
+		  "jq -c '[.config.Env, .config.WorkingDir, .config.User, "
+		  "(.rootfs.diff_ids | length), (.history | length)]' blobs/sha256/$c > %s/cfg",
+		  dirs.tmp, dirs.tmp),
+	    0);
+	_cleanup_free_ char *cfg = tu_read(dirs.tmp, "cfg");
+	cr_assert_str_eq(cfg, "[[\"FOO=bar\"],\"/opt\",\"1000:1000\",1,1]\n");
+	/* and a save of what load gave, loaded again, saves to the same manifest */
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *again = id_of(tu_ok(tu_lf(store2, "load", dest, NULL)));
+	cr_assert_str_eq(again, top);
+	char d2[4200];
+	snprintf(d2, sizeof d2, "oci:%s/out2:t", dirs.tmp);
+	_cleanup_free_ char *m1 = tu_ok(tu_lf(dirs.store, "save", top, "-o", dest, NULL));
+	_cleanup_free_ char *m2 = tu_ok(tu_lf(store2, "save", again, "-o", d2, NULL));
+	cr_assert_str_eq(m1, m2);
+}
