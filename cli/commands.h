@@ -66,6 +66,12 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
 
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_save(lyr_cli *cli, int argc, char **argv);
+/* Adds to OP what the config of the nearest loaded image in its root's chain gives, as BuildKit
+ * takes an image's config: Env entries whose keys OP does not set, WorkingDir and User unless
+ * OP has them.  Returns 0 (also when ROOT has no config or does not resolve: the run reports
+ * that), or -errno after printing why.  oci.c. */
+struct lyr_exec_op;
+int cli_image_defaults(lyr_cli *cli, struct lyr_exec_op *op);
 int cmd_load(lyr_cli *cli, int argc, char **argv);
 int cmd_push(lyr_cli *cli, int argc, char **argv);
 int cmd_pull(lyr_cli *cli, int argc, char **argv);

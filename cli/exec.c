@@ -157,6 +157,8 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		for (; i < argc; i++)
 			if (lyr_exec_op_add_arg(o->op, argv[i]) < 0)
 				return cli_fail("out of memory"), EXEC_EXIT_FAILED;
+		if (cli_image_defaults(cli, o->op) < 0)
+			return EXEC_EXIT_FAILED;
 		if (lyr_exec_op_validate(o->op, &err) < 0)
 			return cli_usage(cmd->name, "%s", err.msg);
 	}

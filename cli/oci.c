@@ -1,9 +1,13 @@
-/* Commands of the OCI world: import --tar (one layer tar, from a file or standard input). */
+/* Commands of the OCI world: import --tar, save, load, push, pull, and the defaults an image's
+ * config gives exec. */
 #include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "layerfs/exec.h"
 #include "layerfs/oci.h"
 
 int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const char *tag,
@@ -242,4 +246,75 @@ int cmd_push(lyr_cli *cli, int argc, char **argv)
 				w[0] ? w : cli_strerror(r));
 	}
 	return print_saved(cli, &saved);
+}
+
+/* The config of the nearest loaded image in the chain of layer ID (NULL: none). */
+static json_t *chain_config(lyr_store *s, const char *id)
+{
+	char cur[LYR_ID_MAX];
+	snprintf(cur, sizeof cur, "%s", id);
+	for (int depth = 0; cur[0] && depth < 100000; depth++) {
+		char *text;
+		if (lyr_layer_config_get(s, cur, &text) == 0) {
+			json_t *j = json_loads(text, 0, NULL);
+			free(text);
+			return j;
+		}
+		lyr_layer_info info;
+		if (lyr_layer_get(s, cur, &info) < 0)
+			return NULL;
+		snprintf(cur, sizeof cur, "%s", info.parent);
+		lyr_layer_info_clear(&info);
+	}
+	return NULL;
+}
+
+static bool has_env(const lyr_exec_op *op, const char *kv)
+{
+	size_t k = strcspn(kv, "=");
+	for (size_t i = 0; i < op->n_env; i++)
+		if (strncmp(op->env[i], kv, k) == 0 && op->env[i][k] == '=')
+			return true;
+	return false;
+}
+
+int cli_image_defaults(lyr_cli *cli, lyr_exec_op *op)
+{
+	lyr_store *s = cli_store(cli);
+	if (!s)
+		return -EIO;
+	lyr_obj_kind kind;
+	char id[LYR_ID_MAX];
+	if (lyr_store_resolve(s, op->root, &kind, id) < 0)
+		return 0; /* the run says what is wrong with ROOT */
+	if (kind == LYR_OBJ_REF) {
+		lyr_ref_info ref;
+		if (lyr_ref_get(s, id, &ref) < 0)
+			return 0;
+		snprintf(id, sizeof id, "%s", ref.parent);
+		lyr_ref_info_clear(&ref);
+		if (!id[0])
+			return 0;
+	}
+	json_t *all = chain_config(s, id);
+	json_t *c = json_object_get(all, "config");
+	lyr_exec_error err = {{0}};
+	int r = 0;
+	json_t *env = json_object_get(c, "Env");
+	for (size_t i = 0; r == 0 && i < json_array_size(env); i++) {
+		const char *kv = json_string_value(json_array_get(env, i));
+		if (kv && strchr(kv, '=') && !has_env(op, kv))
+			r = lyr_exec_op_add_env(op, kv, &err);
+	}
+	const char *wd = json_string_value(json_object_get(c, "WorkingDir"));
+	if (r == 0 && !op->cwd && wd && *wd)
+		r = lyr_exec_op_set_cwd(op, wd, &err);
+	const char *user = json_string_value(json_object_get(c, "User"));
+	if (r == 0 && !op->user && user && *user)
+		r = lyr_exec_op_set_user(op, user, &err);
+	json_decref(all);
+	if (r < 0)
+		cli_fail("exec: the image config of '%s': %s", op->root,
+			 err.msg[0] ? err.msg : cli_strerror(r));
+	return r;
 }

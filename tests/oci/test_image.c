@@ -326,15 +326,17 @@ Test(oci_load, an_image_umoci_wrote_runs_under_exec)
 			   dirs.tmp),
 		     0);
 	_cleanup_free_ char *rootfs = tu_path(dirs.tmp, "bundle/rootfs");
-	static const char *const applets[] = {"sh", "cat", "ls", "echo"};
-	tu_busybox_root(rootfs, applets, 4, "root:x:0:0:root:/:/bin/sh\n", "root:x:0:\n");
+	static const char *const applets[] = {"sh", "cat", "ls", "echo", "id", "pwd"};
+	tu_busybox_root(rootfs, applets, 6, "root:x:0:0:root:/:/bin/sh\n", "root:x:0:\n");
 	tu_write(rootfs, "etc/gone", "deleted later\n");
 	tu_write(rootfs, "opt/old/a", "old\n");
 	tu_write(rootfs, "opt/keep", "kept\n");
 	cr_assert_eq(tu_sh("cd %s && umoci repack --image img:t bundle >/dev/null && "
 			   "mkdir -p new/b && echo new > new/b/file && "
 			   "umoci insert --image img:t --whiteout /etc/gone >/dev/null && "
-			   "umoci insert --image img:t --opaque new /opt >/dev/null",
+			   "umoci insert --image img:t --opaque new /opt >/dev/null && "
+			   "umoci config --image img:t --config.env FOO=image --config.env BAR=b "
+			   "--config.workingdir /opt/b --config.user 1000:1000",
 			   dirs.tmp),
 		     0);
 	char src[4200];
@@ -351,6 +353,14 @@ Test(oci_load, an_image_umoci_wrote_runs_under_exec)
 					       "cat /etc/gone 2>/dev/null || echo gone",
 					       NULL));
 	cr_assert_str_eq(ran, "hi\n/opt:\nb\n\n/opt/b:\nfile\nnew\ngone\n");
+	/* the image's Env, WorkingDir and User are the defaults; the command line wins */
+	_cleanup_free_ char *defaults = tu_ok(tu_lf(dirs.store, "exec", "bb", "--", "/bin/sh", "-c",
+						    "echo $FOO $BAR; pwd; id -u", NULL));
+	cr_assert_str_eq(defaults, "image b\n/opt/b\n1000\n");
+	_cleanup_free_ char *given =
+	    tu_ok(tu_lf(dirs.store, "exec", "--env", "FOO=cli", "--cwd", "/", "--user", "0", "bb",
+			"--", "/bin/sh", "-c", "echo $FOO $BAR; pwd; id -u", NULL));
+	cr_assert_str_eq(given, "cli b\n/\n0\n");
 }
 
 /* Rewrites the manifest of the layout at DIR (tag t) with the jq program FILTER, and seals it:
