@@ -106,7 +106,7 @@ const char *cli_strerror(int r)
 	}
 }
 
-lyr_store *cli_store(lyr_cli *cli)
+lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode)
 {
 	if (cli->store)
 		return cli->store;
@@ -120,7 +120,7 @@ lyr_store *cli_store(lyr_cli *cli)
 		}
 		root = dflt;
 	}
-	int r = lyr_store_open(root, &cli->store);
+	int r = lyr_store_open_mode(root, mode, &cli->store);
 	if (r < 0) {
 		const char *why = lyr_store_last_error();
 		if (why && *why)
@@ -130,6 +130,16 @@ lyr_store *cli_store(lyr_cli *cli)
 		return NULL;
 	}
 	return cli->store;
+}
+
+lyr_store *cli_store(lyr_cli *cli)
+{
+	return cli_store_mode(cli, LYR_OPEN_EXISTING);
+}
+
+lyr_store *cli_store_create(lyr_cli *cli)
+{
+	return cli_store_mode(cli, LYR_OPEN_CREATE);
 }
 
 int cli_resolve(lyr_cli *cli, const char *text, lyr_obj_kind want, lyr_obj_kind *ret_kind,
@@ -195,6 +205,10 @@ int cli_common_opt(lyr_cli *cli, const cli_command *cmd, int c)
 		cli->json = true;
 		return 1;
 	case OPT_ROOT:
+		if (!*optarg) {
+			fprintf(stderr, "layerfs %s: --root: empty store directory\n", cmd->name);
+			exit(EXIT_USAGE);
+		}
 		cli->root = optarg;
 		return 1;
 	case '?':
@@ -275,6 +289,10 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ROOT:
+			if (!*optarg) {
+				fprintf(stderr, "layerfs: --root: empty store directory\n");
+				return EXIT_USAGE;
+			}
 			cli.root = optarg;
 			break;
 		case OPT_JSON:

@@ -188,21 +188,9 @@ static int commit_locked(lyr_store *s, commit_ctx *c)
  * so the empty diff on a parent is one layer. */
 static int settle_empty_root(lyr_store *s, int upperfd, const char *parent)
 {
-	int dfd = openat(upperfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return -errno;
-	}
-	bool empty = true;
-	struct dirent *e;
-	while (empty && (e = readdir(d)))
-		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
-	closedir(d);
-	if (!empty)
-		return 0;
+	int empty = lyr_dir_empty(upperfd);
+	if (empty <= 0)
+		return empty;
 	struct stat up, base = {.st_mode = S_IFDIR | 0755};
 	if (fstat(upperfd, &up) < 0)
 		return -errno;

@@ -128,9 +128,50 @@ static int fail(int r, const char *root, const char *what)
 	return r;
 }
 
-static int open_layout(lyr_store *s)
+/* What ROOT holds: nothing (missing or an empty directory), a store (db/ or layers/ is
+ * there, even when the database is damaged), or something else. */
+enum root_kind { ROOT_NONE, ROOT_STORE, ROOT_OTHER };
+
+static int probe_root(const char *root, enum root_kind *ret)
 {
-	int r = lyr_mkdir_p(s->root, 0755);
+	_cleanup_close_ int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		*ret = ROOT_NONE;
+		return 0;
+	}
+	struct stat st;
+	if (fstatat(fd, "db", &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    fstatat(fd, "layers", &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		*ret = ROOT_STORE;
+		return 0;
+	}
+	int r = lyr_dir_empty(fd);
+	if (r < 0)
+		return r;
+	*ret = r ? ROOT_NONE : ROOT_OTHER;
+	return 0;
+}
+
+static int open_layout(lyr_store *s, unsigned mode)
+{
+	enum root_kind kind = ROOT_NONE;
+	int r = probe_root(s->root, &kind);
+	if (r < 0)
+		return fail(r, s->root, "open the store directory");
+	if (kind == ROOT_OTHER) {
+		db_seterr("store '%s': not a layerfs store (the directory is not empty and has no "
+			  "db/ or layers/)%s",
+			  s->root, mode & LYR_OPEN_CREATE ? "; refusing to create a store in it" : "");
+		return -ENOTEMPTY;
+	}
+	if (kind == ROOT_NONE && !(mode & LYR_OPEN_CREATE)) {
+		db_seterr("no store at '%s' (commands that write, such as import, create one)",
+			  s->root);
+		return -ENOENT;
+	}
+	r = lyr_mkdir_p(s->root, 0755);
 	if (r < 0)
 		return fail(r, s->root, "create the store directory");
 	/* Paths handed out (layer chains, ref dirs) must stay valid after a chdir. */
@@ -179,6 +220,11 @@ static int open_layout(lyr_store *s)
 
 int lyr_store_open(const char *root, lyr_store **ret)
 {
+	return lyr_store_open_mode(root, LYR_OPEN_CREATE, ret);
+}
+
+int lyr_store_open_mode(const char *root, unsigned mode, lyr_store **ret)
+{
 	lyr_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return -ENOMEM;
@@ -189,7 +235,7 @@ int lyr_store_open(const char *root, lyr_store **ret)
 		lyr_store_free(s);
 		return -ENOMEM;
 	}
-	int r = open_layout(s);
+	int r = open_layout(s, mode);
 	if (r < 0) {
 		lyr_store_free(s);
 		return r;

@@ -75,3 +75,7 @@ int lyr_mkdir_p(const char *path, mode_t mode);
 
 /* Reads PATH fully into a NUL-terminated heap buffer; returns 0 or -errno. */
 int lyr_read_file(const char *path, char **ret, size_t *ret_len);
+
+/* Whether the directory open as DIRFD holds no entry but "." and ".." (DIRFD itself is left
+ * open and unread).  Returns 1 empty, 0 not, or -errno. */
+int lyr_dir_empty(int dirfd);

@@ -32,12 +32,23 @@ typedef struct lyr_store lyr_store;
 /* Current on-disk format version; a store with a higher one is refused (-EPROTO). */
 #define LYR_STORE_FORMAT 1
 
-/* Opens (creating when missing, mkdir -p) the store at ROOT; the root is made absolute, so
+/* Opens (creating when missing or empty, mkdir -p) the store at ROOT; the root is made absolute, so
  * paths handed out stay valid after chdir.  Returns 0, or -errno: -EROFS when the store is on
  * a read-only filesystem (a store is never opened read-only), -EPROTO when it was written by
  * a newer format (nothing is changed then).  Takes well under a millisecond on an existing
  * store.  Interrupted commits are not settled here (see lyr_store_fsck). */
 int lyr_store_open(const char *root, lyr_store **ret);
+
+/* How lyr_store_open_mode treats ROOT.  Without LYR_OPEN_CREATE only an existing store is
+ * opened (-ENOENT "no store at ..." for a missing or empty directory): read-only commands
+ * never create one.  With it, a store is created in a missing or empty directory.  Either way
+ * a directory that is neither empty nor a store (it has no db/ or layers/) is refused with
+ * -ENOTEMPTY and left alone. */
+enum {
+	LYR_OPEN_EXISTING = 0,
+	LYR_OPEN_CREATE = 1 << 0,
+};
+int lyr_store_open_mode(const char *root, unsigned mode, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
 const char *lyr_store_root(const lyr_store *s);
 

@@ -269,6 +269,7 @@ Test(cli_layers, importing_an_unreadable_file_names_it_and_changes_nothing)
 		cr_skip_test("needs root to run the import as another user");
 	/* The store and the tree belong to nobody, except one file nobody may read. */
 	tu_write(dirs.src, "secret", "x");
+	free(tu_ok(tu_lf(dirs.store, "new", NULL)));
 	_cleanup_free_ char *before = tu_store_state(dirs.store);
 	cr_assert_eq(
 	    tu_sh("chown -R 65534:65534 '%s' '%s' && chmod 755 '%s' && chown 0:0 '%s/secret' "
