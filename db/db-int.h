@@ -146,6 +146,23 @@ int ref_settle(lyr_store *s, const char *ref_id);
 /* layer.c */
 int tag_point_txn(lyr_store *s, DB_TXN *txn, const char *name, const char *layer);
 
+/* adopt.c: notes in a layer's or ref's directory (DIR relative to the root, NAME "parent" or
+ * "pending"; see adopt.c) and rebuilding lost records from directories.  Must hold the
+ * namespace lock. */
+#define NOTE_PARENT "parent"
+#define NOTE_PENDING "pending"
+int note_put(lyr_store *s, const char *dir, const char *name, const char *text);
+int note_get(lyr_store *s, const char *dir, const char *name, char *buf, size_t len);
+void note_del(lyr_store *s, const char *dir, const char *name);
+bool is_store_id(const char *name); /* 64 lower-case hex digits */
+/* Records layer directory layers/HEX again: its ID is recomputed from the diff and the parent
+ * (its parent note, else the first of CANDIDATES[0..N) that gives the name).  On failure
+ * *RET_WHY says why for people ("its diff does not give its ID with any parent", ...). */
+int adopt_layer(lyr_store *s, const char *hex, char *const *candidates, size_t n,
+		const char **ret_why);
+/* Records refs/ID again from its parent note (idle, not mounted, no description). */
+int adopt_ref(lyr_store *s, const char *id, const char **ret_why);
+
 /* remove.c */
 int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size);
 int ref_remove(lyr_store *s, const char *id, uint64_t *ret_size);

@@ -186,11 +186,12 @@ void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
 /* fsck: checks records against directories (holding the store's namespace lock, so no
  * import, commit or rm is half way).  Each finding goes to FN (may be NULL) as one line of
  * text ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...; the
- * full list is in docs/store-format.md) with whether it was repaired.  With REPAIR: orphan
- * directories and temporary directories of dead processes are removed, interrupted commits
- * are rolled forward or back, stale mount records cleared, the uses index mended; records
- * without data are reported, not deleted.  Returns the number of problems left (>= 0) or
- * -errno. */
+ * full list is in docs/store-format.md) with whether it was repaired.  With REPAIR:
+ * temporary directories of dead processes are removed, interrupted commits, imports, news and
+ * rms are rolled forward or back, layer and ref directories whose records the database lost
+ * are re-adopted (a layer only under the ID its content gives), stale mount records cleared,
+ * the uses index mended; records without data and layer directories that cannot be adopted
+ * are reported, never deleted.  Returns the number of problems left (>= 0) or -errno. */
 int lyr_store_fsck(lyr_store *s, bool repair,
 		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
 
