@@ -16,6 +16,7 @@
  * adopted under a wrong ID; a lost ref record is rebuilt from its parent note.  Layer data is
  * never deleted here except to finish an rm or undo an import that died: removing data is
  * only ever rm's and prune's. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -201,4 +202,121 @@ int adopt_ref(lyr_store *s, const char *id, const char **ret_why)
 bool is_store_id(const char *name)
 {
 	return is_hex64(name);
+}
+
+typedef struct unrec_ctx {
+	const char *sub;
+	char **names;
+	size_t n;
+	size_t lost;
+	char first[LYR_ID_MAX];
+} unrec_ctx;
+
+typedef struct target_ctx {
+	const char *id;
+	bool hit;
+} target_ctx;
+
+static int is_target(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	(void)key, (void)klen;
+	target_ctx *t = ctx;
+	ref_rec rec;
+	int r = ref_rec_decode(val, vlen, &rec);
+	if (r)
+		return r;
+	t->hit |= rec.state == REF_COMMITTING && rec.target && strcmp(rec.target, t->id) == 0;
+	ref_rec_clear(&rec);
+	return 0;
+}
+
+/* Counts the directories of NAMES that have no record, no pending note and (layers) are no
+ * pending commit's target. */
+static int unrecorded_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	unrec_ctx *u = ctx;
+	bool layers = strcmp(u->sub, "layers") == 0;
+	u->lost = 0;
+	for (size_t i = 0; i < u->n; i++) {
+		char id[LYR_ID_MAX + 8], dir[128], op[32];
+		snprintf(id, sizeof id, "%s%s", layers ? LYR_DIGEST_PREFIX : "", u->names[i]);
+		snprintf(dir, sizeof dir, "%s/%s", u->sub, u->names[i]);
+		int r;
+		if (rec_exists(layers ? s->layers : s->refs, txn, id, strlen(id), &r) || r) {
+			if (r)
+				return r;
+			continue;
+		}
+		if (note_get(s, dir, NOTE_PENDING, op, sizeof op) == 0)
+			continue;
+		if (layers) {
+			target_ctx t = {id, false};
+			r = rec_each(s->refs, txn, is_target, &t);
+			if (r < 0)
+				return r;
+			if (t.hit)
+				continue;
+		}
+		if (u->lost++ == 0 || strcmp(u->names[i], u->first) < 0)
+			snprintf(u->first, sizeof u->first, "%s", u->names[i]);
+	}
+	return 0;
+}
+
+static int check_sub(lyr_store *s, const char *sub, unrec_ctx *u)
+{
+	_cleanup_close_ int fd = openat(s->rootfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	DIR *d = fdopendir(fd);
+	if (!d)
+		return -errno;
+	fd = -1;
+	_cleanup_closedir_ DIR *dir = d;
+	u->sub = sub;
+	int r = 0;
+	struct dirent *de;
+	while (r == 0 && (de = readdir(dir))) {
+		if (!is_hex64(de->d_name))
+			continue;
+		char **nv = realloc(u->names, (u->n + 1) * sizeof *nv);
+		if (!nv)
+			return -ENOMEM;
+		u->names = nv;
+		if (!(nv[u->n] = strdup(de->d_name)))
+			return -ENOMEM;
+		u->n++;
+	}
+	r = txn_run(s, unrecorded_txn, u);
+	if (r >= 0 && u->lost) {
+		/* Operations rename and record under the namespace lock: look again holding it. */
+		r = ns_lock(s);
+		if (r >= 0) {
+			r = txn_run(s, unrecorded_txn, u);
+			ns_unlock(s);
+		}
+	}
+	return r;
+}
+
+int lyr_store_check_records(lyr_store *s)
+{
+	static const char *const subs[] = {"layers", "refs"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(subs); i++) {
+		unrec_ctx u = {0};
+		int r = check_sub(s, subs[i], &u);
+		for (size_t j = 0; j < u.n; j++)
+			free(u.names[j]);
+		free(u.names);
+		if (r < 0)
+			return r;
+		if (u.lost) {
+			db_seterr("store '%s': the database has no record of %s/%s%s: it lost "
+				  "records; run 'layerfs fsck --repair' (it re-adopts them)",
+				  s->root, subs[i], u.first,
+				  u.lost > 1 ? " and other directories" : "");
+			return -EUCLEAN;
+		}
+	}
+	return 0;
 }

@@ -17,6 +17,8 @@ typedef struct lyr_owner {
 	uint64_t start;
 } lyr_owner;
 
+#define DAMAGE_MAX 10
+
 struct lyr_store {
 	char *root;
 	char *dbdir;
@@ -28,6 +30,13 @@ struct lyr_store {
 	DB_ENV *env;
 	DB *meta, *layers, *refs, *tags, *uses, *hashes, *actions;
 	lyr_owner self;
+	unsigned mode; /* LYR_OPEN_* */
+	/* Damage found (and with LYR_OPEN_REPAIR mended) while opening; fsck reports it. */
+	struct damage {
+		char text[400];
+		bool fixed;
+	} damage[DAMAGE_MAX];
+	int ndamage;
 };
 
 /* Berkeley DB return values the runner retries on; every other value is converted to -errno
@@ -39,6 +48,8 @@ static inline bool db_retryable(int r)
 
 /* env.c */
 int dbx(int r);
+/* Notes damage for fsck to report (FIXED: mended already). */
+void damage_add(lyr_store *s, bool fixed, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int env_open(lyr_store *s);
 void env_close(lyr_store *s);
 typedef int (*txn_fn)(lyr_store *s, DB_TXN *txn, void *ctx);

@@ -2,6 +2,8 @@
  * namespace lock throughout so no import, commit or rm is half way through a rename.
  *
  * Findings, in this order (docs/store-format.md lists the texts):
+ *   damage  what opening the store found wrong with the database (and with LYR_OPEN_REPAIR
+ *           mended: env.c, store.c);
  *   refs    interrupted commits of dead processes (settled: forward or back), stale mount
  *           records (cleared), missing upper (reported) or work (recreated) directories,
  *           missing parent layers (reported);
@@ -237,10 +239,24 @@ static int check_ref(fsck *f, const char *id)
 		bool ok = f->repair && is_dir(s, ref) && mkdirat(s->rootfd, path, 0700) == 0;
 		finding(f, ok, "ref %s has no work directory", id);
 	}
-	if (!o.exists_parent)
-		finding(f, false, "ref %s: parent layer %s has no record", id, o.r.parent);
 	ref_rec_clear(&o.r);
 	return 0;
+}
+
+static int need_use(fsck *f, const char *layer, char kind, const char *name);
+
+/* After lost layers were adopted: the ref's parent and its uses entry. */
+static int check_ref_parent(fsck *f, const char *id)
+{
+	one_ctx o = {.id = id};
+	int r = txn_run(f->s, load_ref_txn, &o);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	if (!o.exists_parent)
+		finding(f, false, "ref %s: parent layer %s has no record", id, o.r.parent);
+	r = need_use(f, o.r.parent, USE_REF, id);
+	ref_rec_clear(&o.r);
+	return r;
 }
 
 static int load_layer_txn(lyr_store *s, DB_TXN *txn, void *ctx)
@@ -571,14 +587,15 @@ static int fsck_run(fsck *f)
 {
 	lyr_store *s = f->s;
 	keys k = {0};
+	for (int i = 0; i < s->ndamage; i++)
+		finding(f, s->damage[i].fixed, "%s", s->damage[i].text);
 	int r = collect(s, T_REFS, &k);
 	for (size_t i = 0; r >= 0 && i < k.n; i++) {
 		const char *id = key_str(k.v[i]);
 		r = check_ref(f, id);
 		one_ctx o = {.id = id};
 		if (r >= 0 && txn_run(s, load_ref_txn, &o) >= 0) {
-			r = need_use(f, o.r.parent, USE_REF, id);
-			if (r >= 0 && o.r.state == REF_COMMITTING && *o.r.target) {
+			if (o.r.state == REF_COMMITTING && *o.r.target) {
 				char **nv = realloc(f->targets, (f->ntargets + 1) * sizeof *nv);
 				if (!nv || !(nv[f->ntargets] = strdup(layer_hex(o.r.target))))
 					r = -ENOMEM;
@@ -590,11 +607,13 @@ static int fsck_run(fsck *f)
 			ref_rec_clear(&o.r);
 		}
 	}
-	keys_reset(&k);
 	if (r >= 0)
 		r = check_layer_dirs(f);
 	if (r >= 0)
 		r = check_ref_dirs(f);
+	for (size_t i = 0; r >= 0 && i < k.n; i++)
+		r = check_ref_parent(f, key_str(k.v[i]));
+	keys_reset(&k);
 	if (r >= 0)
 		r = collect(s, T_LAYERS, &k);
 	for (size_t i = 0; r >= 0 && i < k.n; i++) {

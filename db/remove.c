@@ -216,7 +216,11 @@ int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
 		    void (*fn)(void *ctx, lyr_obj_kind kind, const char *id, uint64_t size), void *ctx)
 {
 	prune_ctx p = {.cutoff = now_seconds() - (keep_seconds > 0 ? keep_seconds : 0)};
-	int r = 0;
+	/* A database that forgot records may have forgotten tags too: pruning by it would
+	 * remove what the tags kept. */
+	int r = lyr_store_check_records(s);
+	if (r < 0)
+		return r;
 	if (all) {
 		r = lyr_ref_list(s, pick_ref, &p);
 		for (size_t i = 0; r >= 0 && i < p.pick.n; i++) {

@@ -81,20 +81,16 @@ int dir_discard(lyr_store *s, const char *sub, const char *name, const char *op)
 	return r < 0 ? r : tmp_remove(s, tmp);
 }
 
+/* Reads the format record into *CTX (0 when there is none; it is written by set_format_txn). */
 static int meta_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	uint32_t *format = ctx;
 	void *v = NULL;
 	size_t len;
+	*format = 0;
 	int r = rec_get(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &v, &len);
-	if (r == -ENOENT) {
-		uint32_t le = htole32(LYR_STORE_FORMAT);
-		r = rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le,
-			    DB_NOOVERWRITE);
-		*format = LYR_STORE_FORMAT;
-		/* another process created the store meanwhile: read its record */
-		return r == -EEXIST ? DB_LOCK_NOTGRANTED : r;
-	}
+	if (r == -ENOENT)
+		return 0;
 	if (r)
 		return r;
 	uint32_t le = 0;
@@ -105,6 +101,16 @@ static int meta_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 		return -EBADMSG;
 	*format = le32toh(le);
 	return 0;
+}
+
+/* Writes the format record of a new store (another process may have just done so). */
+static int new_format_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	(void)ctx;
+	uint32_t le = htole32(LYR_STORE_FORMAT);
+	int r = rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le,
+			DB_NOOVERWRITE);
+	return r == -EEXIST ? 0 : r;
 }
 
 static int set_format_txn(lyr_store *s, DB_TXN *txn, void *ctx)
@@ -154,6 +160,44 @@ static int probe_root(const char *root, enum root_kind *ret)
 	return 0;
 }
 
+#define LOSS                                                                               \
+	"(layers and refs are rebuilt from their directories; tags, descriptions and caches "  \
+	"are lost)"
+
+/* Whether ROOT/SUB holds anything (a missing SUB holds nothing). */
+static bool has_entries(lyr_store *s, const char *sub)
+{
+	_cleanup_close_ int fd = openat(s->rootfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd >= 0 && lyr_dir_empty(fd) == 0;
+}
+
+/* No format record: a new store (write it), or a database that lost its records while
+ * layers/ or refs/ kept their directories (refused; fsck notes it, and with repair writes
+ * the record again and re-adopts the directories). */
+static int format_missing(lyr_store *s, unsigned mode, bool db_made)
+{
+	bool lost = has_entries(s, "layers") || has_entries(s, "refs");
+	if (lost && !(mode & (LYR_OPEN_CHECK | LYR_OPEN_REPAIR))) {
+		db_seterr("store '%s': the database has lost its records (db/meta.db has no format "
+			  "record, yet layers/ or refs/ hold directories); run 'layerfs fsck "
+			  "--repair' %s",
+			  s->root, LOSS);
+		return -EUCLEAN;
+	}
+	if (lost && !(mode & LYR_OPEN_REPAIR)) {
+		damage_add(s, false,
+			   "database: no format record: the database lost its records; --repair "
+			   "writes it again %s",
+			   LOSS);
+		return 0;
+	}
+	if (lost && !db_made)
+		damage_add(s, true, "database: no format record: the database lost its records; "
+				    "written again " LOSS);
+	int r = txn_run(s, new_format_txn, NULL);
+	return r < 0 ? fail(r, s->root, "write the format record") : 0;
+}
+
 static int open_layout(lyr_store *s, unsigned mode)
 {
 	enum root_kind kind = ROOT_NONE;
@@ -191,15 +235,35 @@ static int open_layout(lyr_store *s, unsigned mode)
 	s->rootfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->rootfd < 0)
 		return fail(-errno, s->root, "open the store directory");
+	struct stat st;
+	bool db_made = false;
+	if (kind == ROOT_STORE && fstatat(s->rootfd, "db", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (!(mode & LYR_OPEN_REPAIR)) {
+			db_seterr("store '%s': the database directory db/ is missing; run 'layerfs "
+				  "fsck --repair' %s",
+				  s->root, LOSS);
+			return -EUCLEAN;
+		}
+		damage_add(s, true, "database directory db/ was missing: made anew %s", LOSS);
+		db_made = true;
+	}
 	if (mkdirat(s->rootfd, "db", 0755) < 0 && errno != EEXIST)
 		return fail(-errno, s->root, "create db/");
 	r = env_open(s);
+	if (r == -EUCLEAN)
+		return r; /* the message names the damaged table */
 	if (r < 0)
 		return fail(r, s->root, "open the database");
 	uint32_t format = 0;
 	r = txn_run(s, meta_txn, &format);
 	if (r < 0)
 		return fail(r, s->root, "read the format record");
+	if (format == 0) {
+		r = format_missing(s, mode, db_made);
+		if (r < 0)
+			return r;
+		format = LYR_STORE_FORMAT;
+	}
 	if (format > LYR_STORE_FORMAT) {
 		db_seterr("store '%s': format %u is newer than this layerfs supports (%d)", s->root,
 			  format, LYR_STORE_FORMAT);
@@ -229,6 +293,7 @@ int lyr_store_open_mode(const char *root, unsigned mode, lyr_store **ret)
 	if (!s)
 		return -ENOMEM;
 	s->rootfd = s->lockfd = -1;
+	s->mode = mode;
 	s->root = strdup(root);
 	if (!s->root || asprintf(&s->dbdir, "%s/db", root) < 0) {
 		s->dbdir = NULL;

@@ -35,7 +35,8 @@ typedef struct lyr_store lyr_store;
 /* Opens (creating when missing or empty, mkdir -p) the store at ROOT; the root is made absolute, so
  * paths handed out stay valid after chdir.  Returns 0, or -errno: -EROFS when the store is on
  * a read-only filesystem (a store is never opened read-only), -EPROTO when it was written by
- * a newer format (nothing is changed then).  Takes well under a millisecond on an existing
+ * a newer format (nothing is changed then), -EUCLEAN when its database is damaged or lost
+ * records (see LYR_OPEN_CHECK; the message names the file and the damage).  Takes well under a millisecond on an existing
  * store.  Interrupted commits are not settled here (see lyr_store_fsck). */
 int lyr_store_open(const char *root, lyr_store **ret);
 
@@ -47,6 +48,16 @@ int lyr_store_open(const char *root, lyr_store **ret);
 enum {
 	LYR_OPEN_EXISTING = 0,
 	LYR_OPEN_CREATE = 1 << 0,
+	/* For fsck.  A store whose database is damaged is refused by other opens (-EUCLEAN, the
+	 * message names the damaged file and what is wrong with it, and suggests fsck
+	 * --repair).  LYR_OPEN_CHECK opens it anyway without changing it (a damaged table is
+	 * replaced by an empty one in memory) so fsck can report; LYR_OPEN_REPAIR mends the
+	 * database: a damaged table file is moved aside to db/FILE.damaged and made anew, a
+	 * missing db/ or format record is made again.  Either way lyr_store_fsck reports the
+	 * damage first and then rebuilds what the directories allow (layers, refs, parents,
+	 * sizes, the uses index); tags, descriptions and caches of a lost table stay lost. */
+	LYR_OPEN_CHECK = 1 << 1,
+	LYR_OPEN_REPAIR = 1 << 2,
 };
 int lyr_store_open_mode(const char *root, unsigned mode, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
@@ -194,6 +205,13 @@ void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
  * are reported, never deleted.  Returns the number of problems left (>= 0) or -errno. */
 int lyr_store_fsck(lyr_store *s, bool repair,
 		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
+/* Whether every directory in layers/ and refs/ whose name is an ID has its record (or is an
+ * operation under way): 0, or -EUCLEAN when the database lost records (the message names one
+ * such directory and suggests fsck --repair).  Reads both directories: commands that show or
+ * decide from every record (ls, du, prune) call it so that a store whose database forgot
+ * layers is never shown or pruned as if they did not exist. */
+int lyr_store_check_records(lyr_store *s);
 
 /* ---- exec support ------------------------------------------------------------------------- */
 

@@ -12,6 +12,10 @@
 
 static tu_dirs dirs;
 
+#define LOSS                                                                               \
+	"(layers and refs are rebuilt from their directories; tags, descriptions and caches "  \
+	"are lost)"
+
 /* The store every case damages: base (tagged "base") <- child (tagged "child") <- a ref
  * holding a file nobody committed. */
 static struct {
@@ -107,22 +111,239 @@ static void rm_db_files(const char *glob)
 	cr_assert_eq(tu_sh("rm -f '%s'/db/%s", dirs.store, glob), 0);
 }
 
+/* Commands that read the store refuse it with MESSAGE (after "layerfs: store 'ROOT': ")
+ * instead of showing an empty or partial store; nothing is changed. */
+static void assert_refused(const char *message)
+{
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs: store '%s': %s\n", dirs.store, message) > 0);
+	static const char *const cmds[][2] = {{"ls", NULL}, {"du", NULL}, {"inspect", "base"}};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cmds); i++) {
+		tu_run r = tu_lf(dirs.store, cmds[i][0], cmds[i][1], NULL);
+		cr_assert_eq(r.status, 1, "%s exited %d", cmds[i][0], r.status);
+		cr_assert_str_eq(r.out, "");
+		cr_assert_str_eq(r.err, want, "%s", cmds[i][0]);
+		tu_run_free(&r);
+	}
+}
+
+/* The tags lived only in the database. */
+static void assert_tags_lost(void)
+{
+	tu_run r = tu_lf(dirs.store, "inspect", "base", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.err, "layerfs: 'base': no such layer, ref or tag\n");
+	tu_run_free(&r);
+}
+
+static void assert_tags_kept(void)
+{
+	_cleanup_free_ char *js = tu_ok(tu_lf(dirs.store, "inspect", "--json", "child", NULL));
+	_cleanup_free_ char *id = tu_json_field(js, "id");
+	cr_assert_str_eq(id, w.child);
+}
+
 Test(cli_damage, records_lost_with_every_database_file_are_re_adopted_and_never_deleted)
 {
 	rm_db_files("*");
+	assert_refused("the database has lost its records (db/meta.db has no format record, yet "
+		       "layers/ or refs/ hold directories); run 'layerfs fsck --repair' " LOSS);
 	tu_run r = tu_lf(dirs.store, "fsck", NULL);
 	cr_assert_eq(r.status, 1);
-	_cleanup_free_ char *want = lost_findings("problem: ");
+	_cleanup_free_ char *lost = lost_findings("problem: "), *want = NULL;
+	cr_assert(asprintf(&want,
+			   "problem: database: no format record: the database lost its records; "
+			   "--repair writes it again " LOSS "\n%s",
+			   lost) > 0);
 	cr_assert_str_eq(r.out, want);
+	cr_assert_str_eq(r.err, "layerfs: fsck: 4 problems left (run 'layerfs fsck --repair')\n");
 	tu_run_free(&r);
 
 	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	free(want);
-	want = lost_findings("repaired: ");
-	cr_assert(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
+	free(lost), free(want);
+	lost = lost_findings("repaired: ");
+	cr_assert(asprintf(&want,
+			   "repaired: database: no format record: the database lost its records; "
+			   "written again " LOSS "\n%sstore '%s': no problems\n",
+			   lost, dirs.store) > 0);
+	cr_assert_str_eq(r.out, want);
 	tu_run_free(&r);
 	assert_rebuilt();
+	assert_tags_lost();
+}
+
+Test(cli_damage, records_lost_with_the_log_are_re_adopted)
+{
+	/* the log and the regions (where pages not yet written to the tables live) */
+	rm_db_files("log.*");
+	rm_db_files("__db.0*");
+	tu_run r = tu_lf(dirs.store, "ls", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.out, "");
+	cr_assert_not_null(strstr(r.err, "run 'layerfs fsck --repair'"), "%s", r.err);
+	tu_run_free(&r);
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	_cleanup_free_ char *lost = lost_findings("repaired: ");
+	cr_assert_not_null(strstr(r.out, lost), "%s", r.out);
+	tu_run_free(&r);
+	assert_rebuilt();
+}
+
+Test(cli_damage, a_lost_table_file_is_reported_by_ls_du_and_prune_which_remove_nothing)
+{
+	rm_db_files("layers.db");
+	const char *a = w.base + 7, *b = w.child + 7;
+	_cleanup_free_ char *msg = NULL;
+	cr_assert(asprintf(&msg,
+			   "the database has no record of layers/%s and other directories: it lost "
+			   "records; run 'layerfs fsck --repair' (it re-adopts them)",
+			   strcmp(a, b) < 0 ? a : b) > 0);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs: store '%s': %s\n", dirs.store, msg) > 0);
+	tu_run r = tu_lf(dirs.store, "ls", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	free(want);
+	cr_assert(asprintf(&want, "layerfs: prune: store '%s': %s\n", dirs.store, msg) > 0);
+	r = tu_lf(dirs.store, "prune", "--all", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tu_run_free(&r);
+	assert_rebuilt();
+	assert_tags_kept(); /* tags.db was whole */
+}
+
+Test(cli_damage, a_truncated_table_is_named_and_rebuilt_from_the_log)
+{
+	_cleanup_free_ char *file = tu_path(dirs.store, "db/layers.db");
+	cr_assert_eq(truncate(file, 100), 0);
+	rm_db_files("__db.0*"); /* as after a reboot that lost the page cache */
+	assert_refused("database table db/layers.db is truncated (100 bytes, not a whole number "
+		       "of 4096-byte pages); run 'layerfs fsck --repair' (layer records the log "
+		       "no longer holds are rebuilt from layers/ (descriptions are lost))");
+	tu_run r = tu_lf(dirs.store, "fsck", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.out, "");
+	tu_run_free(&r);
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "repaired: table db/layers.db was truncated (100 bytes, not a whole "
+			   "number of 4096-byte pages): made anew from the log, the damaged file "
+			   "kept as db/layers.db.damaged (layer records the log no longer held are "
+			   "rebuilt from layers/ (descriptions are lost))\nstore '%s': no problems\n",
+			   dirs.store) > 0);
+	cr_assert_str_eq(r.out, want);
+	tu_run_free(&r);
+	_cleanup_free_ char *kept = tu_path(dirs.store, "db/layers.db.damaged");
+	struct stat st;
+	cr_assert_eq(stat(kept, &st), 0);
+	cr_assert_eq(st.st_size, 100);
+	assert_rebuilt();
+	assert_tags_kept();
+}
+
+Test(cli_damage, a_garbage_table_is_named_and_repair_says_what_it_held)
+{
+	_cleanup_free_ char *file = tu_path(dirs.store, "db/tags.db");
+	cr_assert_eq(tu_sh("head -c 8192 /dev/urandom > '%s'", file), 0);
+	assert_refused("database table db/tags.db is garbage (8192 bytes with no Berkeley DB "
+		       "btree header); run 'layerfs fsck --repair' (tags the log no longer holds "
+		       "are lost)");
+	tu_run r = tu_lf(dirs.store, "fsck", NULL);
+	cr_assert_eq(r.status, 1);
+	/* the uses index still names the tags the table held */
+	char base[200], child[200];
+	snprintf(base, sizeof base, "problem: index entry for tag base of layer %s has no record\n",
+		 w.base);
+	snprintf(child, sizeof child,
+		 "problem: index entry for tag child of layer %s has no record\n", w.child);
+	_cleanup_free_ char *found = NULL;
+	cr_assert(asprintf(&found,
+			   "problem: table db/tags.db is garbage (8192 bytes with no Berkeley DB "
+			   "btree header): --repair makes it anew (tags the log no longer holds are "
+			   "lost)\n%s%s",
+			   strcmp(w.base, w.child) < 0 ? base : child,
+			   strcmp(w.base, w.child) < 0 ? child : base) > 0);
+	cr_assert_str_eq(r.out, found);
+	tu_run_free(&r);
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	const char *want = "repaired: table db/tags.db was garbage (8192 bytes with no Berkeley DB "
+			   "btree header): made anew from the log, the damaged file kept as "
+			   "db/tags.db.damaged (tags the log no longer held are lost)\n";
+	cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+	tu_run_free(&r);
+	assert_rebuilt();
+}
+
+Test(cli_damage, garbage_region_files_are_rebuilt_silently)
+{
+	_cleanup_free_ char *before = tu_ok(tu_lf(dirs.store, "ls", "--json", NULL));
+	for (int i = 1; i <= 3; i++) {
+		_cleanup_free_ char *rel = NULL;
+		cr_assert(asprintf(&rel, "db/__db.00%d", i) > 0);
+		_cleanup_free_ char *region = tu_path(dirs.store, rel);
+		cr_assert_eq(tu_sh("head -c 4096 /dev/urandom > '%s'", region), 0);
+	}
+	tu_run r = tu_lf(dirs.store, "ls", "--json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	cr_assert_str_eq(r.out, before);
+	tu_run_free(&r);
+	_cleanup_free_ char *ok = NULL;
+	cr_assert(asprintf(&ok, "store '%s': no problems\n", dirs.store) > 0);
+	_cleanup_free_ char *fsck = tu_ok(tu_lf(dirs.store, "fsck", NULL));
+	cr_assert_str_eq(fsck, ok);
+}
+
+Test(cli_damage, a_missing_database_directory_is_named_and_rebuilt)
+{
+	_cleanup_free_ char *db = tu_path(dirs.store, "db");
+	tu_rmtree(db);
+	assert_refused("the database directory db/ is missing; run 'layerfs fsck --repair' " LOSS);
+	tu_run r = tu_lf(dirs.store, "fsck", NULL);
+	cr_assert_eq(r.status, 1);
+	tu_run_free(&r);
+	struct stat st;
+	cr_assert_eq(stat(db, &st), -1, "a check made db/");
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	_cleanup_free_ char *lost = lost_findings("repaired: "), *want = NULL;
+	cr_assert(asprintf(&want,
+			   "repaired: database directory db/ was missing: made anew " LOSS
+			   "\n%sstore '%s': no problems\n",
+			   lost, dirs.store) > 0);
+	cr_assert_str_eq(r.out, want);
+	tu_run_free(&r);
+	assert_rebuilt();
+	assert_tags_lost();
+}
+
+Test(cli_damage, a_missing_layer_directory_is_reported_and_its_record_kept)
+{
+	_cleanup_free_ char *rel = NULL;
+	cr_assert(asprintf(&rel, "layers/%s", w.child + 7) > 0);
+	_cleanup_free_ char *dir = tu_path(dirs.store, rel);
+	tu_rmtree(dir);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "problem: layer %s has no diff directory\n", w.child) > 0);
+	for (int repair = 0; repair < 2; repair++) {
+		tu_run r = repair ? tu_lf(dirs.store, "fsck", "--repair", NULL)
+				  : tu_lf(dirs.store, "fsck", NULL);
+		cr_assert_eq(r.status, 1);
+		cr_assert_str_eq(r.out, want);
+		tu_run_free(&r);
+	}
+	_cleanup_free_ char *c = layer_line(w.child);
+	cr_assert_str_eq(c, w.child_line);
 }
 
 Test(cli_damage, layers_without_a_parent_note_find_their_parent_by_their_id)
@@ -161,7 +382,10 @@ Test(cli_damage, a_layer_whose_content_does_not_give_its_id_is_kept_not_adopted)
 	snprintf(ref, sizeof ref,
 		 "repaired: ref %s: directory present but not recorded in the database\n", w.ref);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "%s%s%sproblem: layer %s: parent layer %s has no record\n",
+	cr_assert(asprintf(&want,
+			   "repaired: database: no format record: the database lost its records; "
+			   "written again " LOSS "\n%s%s%sproblem: layer %s: parent layer %s has no "
+			   "record\n",
 			   strcmp(w.base, w.child) < 0 ? kept : child,
 			   strcmp(w.base, w.child) < 0 ? child : kept, ref, w.child, w.base) > 0);
 	cr_assert_str_eq(r.out, want);
