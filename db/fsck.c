@@ -421,7 +421,8 @@ static int list_dir(fsck *f, const char *sub, keys *ret)
 		if (r < 0)
 			return r;
 	}
-	qsort(ret->v, ret->n, sizeof *ret->v, cmp_str);
+	if (ret->n)
+		qsort(ret->v, ret->n, sizeof *ret->v, cmp_str);
 	return 0;
 }
 
