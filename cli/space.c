@@ -213,7 +213,8 @@ int cmd_prune(lyr_cli *cli, int argc, char **argv)
 		printf("Total reclaimed space: %s\n", total);
 	}
 	if (r < 0)
-		return cli_fail("prune: %s", r == -EUCLEAN ? lyr_store_last_error() : cli_strerror(r));
+		return cli_fail("prune: %s",
+				r == -EUCLEAN ? lyr_store_last_error() : cli_strerror(r));
 	return EXIT_OK;
 }
 

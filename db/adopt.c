@@ -71,7 +71,7 @@ static int64_t dir_time(lyr_store *s, const char *dir)
 {
 	struct stat st;
 	return fstatat(s->rootfd, dir, &st, AT_SYMLINK_NOFOLLOW) == 0 ? (int64_t)st.st_mtime
-									 : now_seconds();
+								      : now_seconds();
 }
 
 typedef struct adopt_ctx {
@@ -156,8 +156,8 @@ int adopt_layer(lyr_store *s, const char *hex, char *const *candidates, size_t n
 	char id[LYR_ID_MAX];
 	snprintf(id, sizeof id, "%s%s", LYR_DIGEST_PREFIX, hex);
 	adopt_ctx a = {.id = id, .is_layer = true};
-	a.l = (layer_rec){.created = dir_time(s, dir), .parent = (char *)parent,
-			  .digest = digest, .desc = ""};
+	a.l = (layer_rec){
+	    .created = dir_time(s, dir), .parent = (char *)parent, .digest = digest, .desc = ""};
 	r = lyr_tree_usage(fd, &a.l.size, &a.l.entries);
 	if (r < 0) {
 		*ret_why = "its diff cannot be measured";
@@ -177,7 +177,8 @@ int adopt_ref(lyr_store *s, const char *id, const char **ret_why)
 	snprintf(dir, sizeof dir, "refs/%s", id);
 	int r = note_get(s, dir, NOTE_PARENT, note, sizeof note);
 	if (r < 0) {
-		*ret_why = r == -ENOENT ? "it has no parent note" : "its parent note cannot be read";
+		*ret_why =
+		    r == -ENOENT ? "it has no parent note" : "its parent note cannot be read";
 		return r;
 	}
 	snprintf(sub, sizeof sub, "%s/upper", dir);

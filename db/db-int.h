@@ -49,7 +49,8 @@ static inline bool db_retryable(int r)
 /* env.c */
 int dbx(int r);
 /* Notes damage for fsck to report (FIXED: mended already). */
-void damage_add(lyr_store *s, bool fixed, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void damage_add(lyr_store *s, bool fixed, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int env_open(lyr_store *s);
 void env_close(lyr_store *s);
 typedef int (*txn_fn)(lyr_store *s, DB_TXN *txn, void *ctx);

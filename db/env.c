@@ -206,13 +206,12 @@ static void describe_table(const char *dbdir, const char *file, char *buf, size_
 	if (n == (ssize_t)sizeof meta) {
 		magic = (uint32_t)meta[12] | (uint32_t)meta[13] << 8 | (uint32_t)meta[14] << 16 |
 			(uint32_t)meta[15] << 24;
-		pagesize = (uint32_t)meta[20] | (uint32_t)meta[21] << 8 |
-			   (uint32_t)meta[22] << 16 | (uint32_t)meta[23] << 24;
+		pagesize = (uint32_t)meta[20] | (uint32_t)meta[21] << 8 | (uint32_t)meta[22] << 16 |
+			   (uint32_t)meta[23] << 24;
 	}
 	if (magic != 0x053162)
 		snprintf(buf, len, "%s (%lld bytes with no Berkeley DB btree header)",
-			 n < (ssize_t)sizeof meta ? "truncated" : "garbage",
-			 (long long)st.st_size);
+			 n < (ssize_t)sizeof meta ? "truncated" : "garbage", (long long)st.st_size);
 	else if (pagesize >= 512 && pagesize <= 65536 && st.st_size % pagesize != 0)
 		snprintf(buf, len, "truncated (%lld bytes, not a whole number of %u-byte pages)",
 			 (long long)st.st_size, pagesize);

@@ -473,8 +473,7 @@ static bool is_target(fsck *f, const char *hex)
 /* What fsck does with a directory ROOT/SUB/NAME that has a record but a pending note: the
  * operation died before its transaction (rm), or after it but before the note went
  * (import, new): either way the record stands and the note is stale. */
-static void stale_note(fsck *f, const char *kind, const char *id, const char *dir,
-		       const char *op)
+static void stale_note(fsck *f, const char *kind, const char *id, const char *dir, const char *op)
 {
 	if (f->repair)
 		note_del(f->s, dir, NOTE_PENDING);
@@ -568,14 +567,16 @@ static int check_ref_dirs(fsck *f)
 	for (size_t i = 0; r >= 0 && i < names.n; i++) {
 		const char *name = names.v[i];
 		if (!is_store_id(name)) {
-			finding(f, false, "unexpected entry refs/%s (not a ref ID; left alone)", name);
+			finding(f, false, "unexpected entry refs/%s (not a ref ID; left alone)",
+				name);
 			continue;
 		}
 		if (record_lost(f, "ref", name, "refs", name, T_REFS)) {
 			const char *why = NULL;
 			int e = f->repair ? adopt_ref(s, name, &why) : -1;
 			if (why)
-				finding(f, false, "ref %s:" LOST " (%s: kept, not adopted)", name, why);
+				finding(f, false, "ref %s:" LOST " (%s: kept, not adopted)", name,
+					why);
 			else
 				finding(f, e >= 0, "ref %s:" LOST, name);
 		}

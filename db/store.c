@@ -108,8 +108,8 @@ static int new_format_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	(void)ctx;
 	uint32_t le = htole32(LYR_STORE_FORMAT);
-	int r = rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le,
-			DB_NOOVERWRITE);
+	int r =
+	    rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le, DB_NOOVERWRITE);
 	return r == -EEXIST ? 0 : r;
 }
 
@@ -160,8 +160,8 @@ static int probe_root(const char *root, enum root_kind *ret)
 	return 0;
 }
 
-#define LOSS                                                                               \
-	"(layers and refs are rebuilt from their directories; tags, descriptions and caches "  \
+#define LOSS                                                                                       \
+	"(layers and refs are rebuilt from their directories; tags, descriptions and caches "      \
 	"are lost)"
 
 /* Whether ROOT/SUB holds anything (a missing SUB holds nothing). */
@@ -192,8 +192,9 @@ static int format_missing(lyr_store *s, unsigned mode, bool db_made)
 		return 0;
 	}
 	if (lost && !db_made)
-		damage_add(s, true, "database: no format record: the database lost its records; "
-				    "written again " LOSS);
+		damage_add(s, true,
+			   "database: no format record: the database lost its records; "
+			   "written again " LOSS);
 	int r = txn_run(s, new_format_txn, NULL);
 	return r < 0 ? fail(r, s->root, "write the format record") : 0;
 }
@@ -207,7 +208,8 @@ static int open_layout(lyr_store *s, unsigned mode)
 	if (kind == ROOT_OTHER) {
 		db_seterr("store '%s': not a layerfs store (the directory is not empty and has no "
 			  "db/ or layers/)%s",
-			  s->root, mode & LYR_OPEN_CREATE ? "; refusing to create a store in it" : "");
+			  s->root,
+			  mode & LYR_OPEN_CREATE ? "; refusing to create a store in it" : "");
 		return -ENOTEMPTY;
 	}
 	if (kind == ROOT_NONE && !(mode & LYR_OPEN_CREATE)) {

@@ -36,8 +36,9 @@ typedef struct lyr_store lyr_store;
  * paths handed out stay valid after chdir.  Returns 0, or -errno: -EROFS when the store is on
  * a read-only filesystem (a store is never opened read-only), -EPROTO when it was written by
  * a newer format (nothing is changed then), -EUCLEAN when its database is damaged or lost
- * records (see LYR_OPEN_CHECK; the message names the file and the damage).  Takes well under a millisecond on an existing
- * store.  Interrupted commits are not settled here (see lyr_store_fsck). */
+ * records (see LYR_OPEN_CHECK; the message names the file and the damage).  Takes well under
+ * a millisecond on an existing store.  Interrupted commits are not settled here (see
+ * lyr_store_fsck). */
 int lyr_store_open(const char *root, lyr_store **ret);
 
 /* How lyr_store_open_mode treats ROOT.  Without LYR_OPEN_CREATE only an existing store is

@@ -12,8 +12,8 @@
 
 static tu_dirs dirs;
 
-#define LOSS                                                                               \
-	"(layers and refs are rebuilt from their directories; tags, descriptions and caches "  \
+#define LOSS                                                                                       \
+	"(layers and refs are rebuilt from their directories; tags, descriptions and caches "      \
 	"are lost)"
 
 /* The store every case damages: base (tagged "base") <- child (tagged "child") <- a ref
@@ -234,12 +234,13 @@ Test(cli_damage, a_truncated_table_is_named_and_rebuilt_from_the_log)
 	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
 	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want,
-			   "repaired: table db/layers.db was truncated (100 bytes, not a whole "
-			   "number of 4096-byte pages): made anew from the log, the damaged file "
-			   "kept as db/layers.db.damaged (layer records the log no longer held are "
-			   "rebuilt from layers/ (descriptions are lost))\nstore '%s': no problems\n",
-			   dirs.store) > 0);
+	cr_assert(
+	    asprintf(&want,
+		     "repaired: table db/layers.db was truncated (100 bytes, not a whole "
+		     "number of 4096-byte pages): made anew from the log, the damaged file "
+		     "kept as db/layers.db.damaged (layer records the log no longer held are "
+		     "rebuilt from layers/ (descriptions are lost))\nstore '%s': no problems\n",
+		     dirs.store) > 0);
 	cr_assert_str_eq(r.out, want);
 	tu_run_free(&r);
 	_cleanup_free_ char *kept = tu_path(dirs.store, "db/layers.db.damaged");
@@ -266,12 +267,13 @@ Test(cli_damage, a_garbage_table_is_named_and_repair_says_what_it_held)
 	snprintf(child, sizeof child,
 		 "problem: index entry for tag child of layer %s has no record\n", w.child);
 	_cleanup_free_ char *found = NULL;
-	cr_assert(asprintf(&found,
-			   "problem: table db/tags.db is garbage (8192 bytes with no Berkeley DB "
-			   "btree header): --repair makes it anew (tags the log no longer holds are "
-			   "lost)\n%s%s",
-			   strcmp(w.base, w.child) < 0 ? base : child,
-			   strcmp(w.base, w.child) < 0 ? child : base) > 0);
+	cr_assert(
+	    asprintf(&found,
+		     "problem: table db/tags.db is garbage (8192 bytes with no Berkeley DB "
+		     "btree header): --repair makes it anew (tags the log no longer holds are "
+		     "lost)\n%s%s",
+		     strcmp(w.base, w.child) < 0 ? base : child,
+		     strcmp(w.base, w.child) < 0 ? child : base) > 0);
 	cr_assert_str_eq(r.out, found);
 	tu_run_free(&r);
 	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
@@ -384,7 +386,8 @@ Test(cli_damage, a_layer_whose_content_does_not_give_its_id_is_kept_not_adopted)
 	_cleanup_free_ char *want = NULL;
 	cr_assert(asprintf(&want,
 			   "repaired: database: no format record: the database lost its records; "
-			   "written again " LOSS "\n%s%s%sproblem: layer %s: parent layer %s has no "
+			   "written again " LOSS
+			   "\n%s%s%sproblem: layer %s: parent layer %s has no "
 			   "record\n",
 			   strcmp(w.base, w.child) < 0 ? kept : child,
 			   strcmp(w.base, w.child) < 0 ? child : kept, ref, w.child, w.base) > 0);

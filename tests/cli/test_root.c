@@ -38,17 +38,21 @@ Test(cli_root, read_only_commands_on_a_missing_store_create_nothing)
 {
 	_cleanup_free_ char *deep = tu_path(dirs.tmp, "no/deep");
 	_cleanup_free_ char *no = tu_path(dirs.tmp, "no");
-	const char *const cmds[][3] = {{"ls", NULL}, {"du", NULL}, {"fsck", NULL},
-				       {"prune", NULL}, {"inspect", "base", NULL},
+	const char *const cmds[][3] = {{"ls", NULL},
+				       {"du", NULL},
+				       {"fsck", NULL},
+				       {"prune", NULL},
+				       {"inspect", "base", NULL},
 				       {"fsck", "--repair", NULL}};
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(cmds); i++) {
 		tu_run r = tu_lf(deep, cmds[i][0], cmds[i][1], NULL);
 		cr_assert_eq(r.status, 1, "%s exited %d", cmds[i][0], r.status);
 		_cleanup_free_ char *want = NULL;
-		cr_assert(asprintf(&want,
-				   "layerfs: no store at '%s' (commands that write, such as import, "
-				   "create one)\n",
-				   deep) > 0);
+		cr_assert(
+		    asprintf(&want,
+			     "layerfs: no store at '%s' (commands that write, such as import, "
+			     "create one)\n",
+			     deep) > 0);
 		cr_assert_str_eq(r.err, want, "%s", cmds[i][0]);
 		cr_assert_str_eq(r.out, "");
 		tu_run_free(&r);
