@@ -40,6 +40,9 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 lyr_store *cli_store(lyr_cli *cli);
 lyr_store *cli_store_create(lyr_cli *cli);
 lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode);
+/* cli_store for commands that also work without a store (umount of any mount): NULL and no
+ * message when there is none; *RET_FAILED is set when opening failed (and said why). */
+lyr_store *cli_store_if_any(lyr_cli *cli, bool *ret_failed);
 /* Parses the common options of a subcommand (--help, --json, --root) plus its own long
  * options; see main.c. */
 

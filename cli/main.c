@@ -107,8 +107,10 @@ const char *cli_strerror(int r)
 	}
 }
 
-lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode)
+/* Opens the store; where there is none and MISSING_OK, returns NULL without a message. */
+static lyr_store *store_open(lyr_cli *cli, unsigned mode, bool missing_ok, bool *ret_failed)
 {
+	*ret_failed = false;
 	if (cli->store)
 		return cli->store;
 	_cleanup_free_ char *dflt = NULL;
@@ -116,12 +118,16 @@ lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode)
 	if (!root) {
 		dflt = lyr_store_default_root();
 		if (!dflt) {
+			*ret_failed = true;
 			cli_fail("no store directory: set --root or $LAYERFS_ROOT");
 			return NULL;
 		}
 		root = dflt;
 	}
 	int r = lyr_store_open_mode(root, mode, &cli->store);
+	if (r == -ENOENT && missing_ok)
+		return NULL;
+	*ret_failed = r < 0;
 	if (r < 0) {
 		const char *why = lyr_store_last_error();
 		if (why && *why)
@@ -131,6 +137,17 @@ lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode)
 		return NULL;
 	}
 	return cli->store;
+}
+
+lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode)
+{
+	bool failed;
+	return store_open(cli, mode, false, &failed);
+}
+
+lyr_store *cli_store_if_any(lyr_cli *cli, bool *ret_failed)
+{
+	return store_open(cli, LYR_OPEN_EXISTING, true, ret_failed);
 }
 
 lyr_store *cli_store(lyr_cli *cli)
