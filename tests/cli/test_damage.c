@@ -397,3 +397,65 @@ Test(cli_damage, a_layer_whose_content_does_not_give_its_id_is_kept_not_adopted)
 	_cleanup_free_ char *data = tu_read(dirs.store, rel);
 	cr_assert_str_eq(data, "altered\n");
 }
+
+Test(cli_damage, what_is_not_a_layer_or_cannot_be_adopted_is_reported_and_left_alone)
+{
+	_cleanup_free_ char *junk = tu_path(dirs.store, "layers/junk");
+	cr_assert_eq(mkdir(junk, 0755), 0);
+	/* a ref directory from before parent notes, whose record was lost */
+	_cleanup_free_ char *rel = NULL;
+	cr_assert(asprintf(&rel, "refs/%s/parent", w.ref) > 0);
+	_cleanup_free_ char *note = tu_path(dirs.store, rel);
+	cr_assert_eq(unlink(note), 0);
+	rm_db_files("refs.db");
+	rm_db_files("__db.0*");
+	rm_db_files("log.*");
+	tu_run r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_not_null(
+	    strstr(r.out, "problem: unexpected entry layers/junk (not a layer ID; left alone)\n"),
+	    "%s", r.out);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(
+	    asprintf(&want,
+		     "problem: ref %s: directory present but not recorded in the database (it "
+		     "has no parent note: kept, not adopted)\n",
+		     w.ref) > 0);
+	cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+	cr_assert_str_eq(r.err, "layerfs: fsck: 2 problems left\n");
+	tu_run_free(&r);
+	struct stat st;
+	cr_assert_eq(stat(junk, &st), 0);
+	_cleanup_free_ char *up = NULL;
+	cr_assert(asprintf(&up, "refs/%s/upper/work/notes", w.ref) > 0);
+	_cleanup_free_ char *notes = tu_read(dirs.store, up);
+	cr_assert_str_eq(notes, "a week of work\n");
+}
+
+Test(cli_damage, a_stale_note_of_an_operation_on_a_recorded_layer_is_removed)
+{
+	_cleanup_free_ char *rel = NULL;
+	cr_assert(asprintf(&rel, "layers/%s", w.child + 7) > 0);
+	_cleanup_free_ char *dir = tu_path(dirs.store, rel);
+	tu_write(dir, "pending", "rm");
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "problem: layer %s: stale note of an interrupted rm (to remove)\n",
+			   w.child) > 0);
+	tu_run r = tu_lf(dirs.store, "fsck", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.out, want);
+	tu_run_free(&r);
+	free(want);
+	cr_assert(
+	    asprintf(&want,
+		     "repaired: layer %s: stale note of an interrupted rm (removed)\nstore '%s': "
+		     "no problems\n",
+		     w.child, dirs.store) > 0);
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0);
+	cr_assert_str_eq(r.out, want);
+	tu_run_free(&r);
+	_cleanup_free_ char *c = layer_line(w.child);
+	cr_assert_str_eq(c, w.child_line);
+}
