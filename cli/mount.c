@@ -179,11 +179,14 @@ int cmd_umount(lyr_cli *cli, int argc, char **argv)
 	char abs[PATH_MAX];
 	if (!realpath(mp, abs))
 		return cli_fail("umount '%s': %s", mp, strerror(errno));
-	lyr_store *s = cli_store(cli);
-	if (!s)
+	/* A mount made by 'overlay' or mount(8) needs no store: without one, nothing is
+	 * recorded about it. */
+	bool failed;
+	lyr_store *s = cli_store_if_any(cli, &failed);
+	if (failed)
 		return EXIT_FAIL;
 	find_mount f = {.mountpoint = abs};
-	int r = lyr_ref_list(s, match_mount, &f);
+	int r = s ? lyr_ref_list(s, match_mount, &f) : 0;
 	if (r < 0)
 		return cli_fail("umount '%s': %s", mp, cli_strerror(r));
 	lyr_fs_error err = {{0}};

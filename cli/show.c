@@ -127,7 +127,10 @@ int cmd_ls(lyr_cli *cli, int argc, char **argv)
 		return EXIT_FAIL;
 
 	_cleanup_(rows_free) ls_rows rows = {0};
-	int r = lyr_layer_list(s, collect_layer, &rows);
+	int r = lyr_store_check_records(s);
+	if (r < 0)
+		return cli_fail("%s", lyr_store_last_error());
+	r = lyr_layer_list(s, collect_layer, &rows);
 	if (r >= 0)
 		r = lyr_ref_list(s, collect_ref, &rows);
 	if (r < 0)

@@ -82,8 +82,8 @@ char *tu_ok(tu_run r);
 char *tu_json_field(const char *json, const char *key);
 /* The upper directory of ref REF in the store at ROOT, from `inspect --json`.  Heap. */
 char *tu_ref_upper(const char *root, const char *ref);
-/* A text that changes whenever the store's visible state does: `ls --json` plus the names
- * under layers/, refs/ and tmp/.  Heap string. */
+/* A text that changes whenever the store's visible state does: `ls --json` (or "no store"
+ * when there is none) plus the names under layers/, refs/ and tmp/.  Heap string. */
 char *tu_store_state(const char *root);
 /* Runs a shell command line with /bin/sh -c; returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
