@@ -252,6 +252,9 @@ struct ovl_file {
 	bool lower;	      /* fd reads a lower copy */
 	uint64_t gen;	      /* in->data_gen when fd was opened */
 };
+/* The flags a backing file is opened with for a FUSE open with FLAGS: read-write and without
+ * O_APPEND under the writeback cache, never O_DIRECT. */
+int ovl_backing_flags(const struct ovl_fs *fs, int flags);
 /* Opens IN for I/O with FLAGS (copying up first when writing). */
 int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache,
 	     struct ovl_file **ret);

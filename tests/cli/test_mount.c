@@ -425,3 +425,48 @@ Test(cli_mount, an_unprivileged_user_mounts_through_fusermount3)
 	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
 	cr_assert_str_eq(low, "box\n");
 }
+
+/* dd with oflag=direct and iflag=direct on a ref's mount, with the writeback cache (the
+ * default) and without: page-sized and odd-sized blocks at odd offsets, read back byte for byte
+ * through the mount and found in the committed layer. */
+static void direct_dd(const char *opts)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *ref = new_ref_on_base();
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, mp, "-o", opts, NULL)));
+	_cleanup_free_ char *want = tu_path(dirs.tmp, "want");
+	_cleanup_free_ char *got = tu_path(dirs.tmp, "got");
+	/* keep\n, then 3 pages at 8192, then 7 blocks of 1000 bytes from 5003 */
+	cr_assert_eq(tu_sh("set -e; cd '%s'; head -c 12288 /dev/urandom >pages;"
+			   " head -c 7000 /dev/urandom >odd;"
+			   " printf 'keep\\n' >want; dd if=pages of=want bs=4096 seek=2 conv=notrunc"
+			   " status=none; dd if=odd of=want bs=1000 seek=5003 oflag=seek_bytes"
+			   " conv=notrunc status=none",
+			   dirs.tmp),
+		     0);
+	cr_assert_eq(tu_sh("set -e; cd '%s'; dd if=pages of='%s/data/keep' bs=4096 seek=2"
+			   " oflag=direct conv=notrunc status=none;"
+			   " dd if=odd of='%s/data/keep' bs=1000 seek=5003 oflag=direct,seek_bytes"
+			   " conv=notrunc status=none",
+			   dirs.tmp, mp, mp),
+		     0);
+	cr_assert_eq(tu_sh("dd if='%s/data/keep' of='%s' bs=1000 iflag=direct status=none", mp, got),
+		     0);
+	cr_assert_eq(tu_sh("cmp '%s' '%s'", want, got), 0);
+	cr_assert_eq(tu_sh("cmp '%s' '%s/data/keep'", want, mp), 0);
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	_cleanup_free_ char *layer = tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "out", NULL));
+	free(tu_ok(tu_lf(dirs.store, "mount", "out", mp, NULL)));
+	cr_assert_eq(tu_sh("cmp '%s' '%s/data/keep'", want, mp), 0);
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+}
+
+Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref)
+{
+	direct_dd("writeback=1");
+}
+
+Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref_without_writeback)
+{
+	direct_dd("writeback=0");
+}
