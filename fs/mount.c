@@ -73,6 +73,71 @@ static void report(int fd, int r, const lyr_fs_error *err)
 	close(fd);
 }
 
+/* True when path A is B or below it (both resolved, absolute, without a trailing '/'). */
+static bool path_within(const char *a, const char *b)
+{
+	size_t n = strlen(b);
+	if (n == 1) /* "/" */
+		return true;
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+struct layer_dir {
+	const char *what; /* "upper directory", ... */
+	char *path;	  /* resolved; NULL when it does not resolve (opening it will fail) */
+};
+
+/* Refuses directories that overlap as kernel overlayfs refuses them, and more: no two of the
+ * upper, the work dir and the lowers may be equal or one inside the other (kernel overlayfs lets
+ * an upper or work dir inside a lower mount, only to fail lookups of that path with ELOOP), and
+ * the mountpoint may not be inside any of them, since the daemon reaches objects through those
+ * directories and would find its own mount there and wait on itself.  A layer at or below the
+ * mountpoint is fine: the daemon opens every layer before it mounts.  MP is resolved. */
+static int check_overlaps(const lyr_fs_config *cfg, const char *mp, lyr_fs_error *err)
+{
+	size_t n = cfg->nlowers + (cfg->upper ? 2 : 0);
+	struct layer_dir *d = calloc(n ? n : 1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	size_t k = 0;
+	if (cfg->upper) {
+		d[k++] = (struct layer_dir){"upper directory", realpath(cfg->upper, NULL)};
+		d[k++] = (struct layer_dir){"work directory", realpath(cfg->work, NULL)};
+	}
+	for (size_t i = 0; i < cfg->nlowers; i++)
+		d[k++] = (struct layer_dir){"lower directory", realpath(cfg->lowers[i], NULL)};
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (!d[i].path)
+			continue;
+		if (path_within(mp, d[i].path) && strcmp(mp, d[i].path) != 0)
+			r = fail(err, -EINVAL,
+				 "mountpoint '%s' is inside %s '%s' (the mount would serve its own "
+				 "lookups)",
+				 mp, d[i].what, d[i].path);
+		for (size_t j = i + 1; j < n && r == 0; j++) {
+			if (!d[j].path)
+				continue;
+			if (strcmp(d[i].path, d[j].path) == 0 && d[i].what == d[j].what)
+				r = fail(err, -EINVAL, "%s '%s' is given twice", d[i].what,
+					 d[i].path);
+			else if (strcmp(d[i].path, d[j].path) == 0)
+				r = fail(err, -EINVAL, "%s '%s' is also %s %s", d[i].what,
+					 d[i].path, d[j].what[0] == 'l' ? "a" : "the", d[j].what);
+			else if (path_within(d[i].path, d[j].path))
+				r = fail(err, -EINVAL, "%s '%s' is inside %s '%s'", d[i].what,
+					 d[i].path, d[j].what, d[j].path);
+			else if (path_within(d[j].path, d[i].path))
+				r = fail(err, -EINVAL, "%s '%s' is inside %s '%s'", d[j].what,
+					 d[j].path, d[i].what, d[i].path);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(d[i].path);
+	free(d);
+	return r;
+}
+
 static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err, int notify)
 {
 	char mp[PATH_MAX];
@@ -86,6 +151,11 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		int r = fail(err, -ENOTDIR, "mountpoint '%s': not a directory", mountpoint);
 		report(notify, r, err);
 		return r;
+	}
+	int cr = check_overlaps(cfg, mp, err);
+	if (cr < 0) {
+		report(notify, cr, err);
+		return cr;
 	}
 	/* every inode the kernel holds keeps an O_PATH fd: allow as many as we may */
 	struct rlimit rl;

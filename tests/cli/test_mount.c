@@ -280,17 +280,27 @@ Test(cli_mount, a_write_through_one_lower_hard_link_is_committed_for_both_names)
 	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 }
 
+/* Makes TMP/upper (its path in *RET_UPPER) and TMP/work and returns the -o text of an overlay
+ * of the source tree with them. */
+static char *overlay_opts(char **ret_upper)
+{
+	char *upper = tu_path(dirs.tmp, "upper");
+	_cleanup_free_ char *work = tu_path(dirs.tmp, "work");
+	cr_assert_eq(mkdir(upper, 0755), 0);
+	cr_assert_eq(mkdir(work, 0755), 0);
+	char *opts = NULL;
+	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", dirs.src, upper, work) > 0);
+	*ret_upper = upper;
+	return opts;
+}
+
 Test(cli_mount, layerfs_overlay_takes_fuse_overlayfs_arguments_as_a_mount_program)
 {
 	tu_need_fuse();
 	_cleanup_free_ char *prog = tu_path(dirs.tmp, "layerfs-overlay");
 	cr_assert_eq(symlink(LAYERFS_BIN, prog), 0);
-	_cleanup_free_ char *upper = tu_path(dirs.tmp, "upper");
-	_cleanup_free_ char *work = tu_path(dirs.tmp, "work");
-	cr_assert_eq(mkdir(upper, 0755), 0);
-	cr_assert_eq(mkdir(work, 0755), 0);
-	_cleanup_free_ char *opts = NULL;
-	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", dirs.src, upper, work) > 0);
+	_cleanup_free_ char *upper = NULL;
+	_cleanup_free_ char *opts = overlay_opts(&upper);
 	const char *argv[] = {prog, "-o", opts, mp, NULL};
 	tu_run r = tu_cmd(NULL, argv);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -469,4 +479,105 @@ Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref)
 Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref_without_writeback)
 {
 	direct_dd("writeback=0");
+}
+
+/* `layerfs overlay` with directories that overlap: exit 1, the two paths named, nothing
+ * mounted (the mountpoint inside the upper used to hang its first lookup). */
+Test(cli_mount, overlay_refuses_overlapping_directories)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *t = realpath(dirs.tmp, NULL);
+	const char *made[] = {"l/u", "l/w", "u/m", "u/w", "w/work", "l2", "m"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(made); i++) {
+		_cleanup_free_ char *p = tu_path(t, made[i]);
+		cr_assert_eq(lyr_mkdir_p(p, 0755), 0);
+	}
+	static const struct {
+		const char *lower, *upper, *work, *mp, *msg;
+	} cases[] = {
+	    {"l", "u", "w", "u/m",
+	     "mountpoint 'T/u/m' is inside upper directory 'T/u' (the mount would serve its own "
+	     "lookups)"},
+	    {"l", "u", "w", "l/u",
+	     "mountpoint 'T/l/u' is inside lower directory 'T/l' (the mount would serve its own "
+	     "lookups)"},
+	    {"l", "u", "w", "w/work",
+	     "mountpoint 'T/w/work' is inside work directory 'T/w' (the mount would serve its own "
+	     "lookups)"},
+	    {"l", "l/u", "w", "m", "upper directory 'T/l/u' is inside lower directory 'T/l'"},
+	    {"l", "u", "l/w", "m", "work directory 'T/l/w' is inside lower directory 'T/l'"},
+	    {"l", "u", "u", "m", "upper directory 'T/u' is also the work directory"},
+	    {"l", "u", "u/w", "m", "work directory 'T/u/w' is inside upper directory 'T/u'"},
+	    {"u", "u/w", "w", "m", "upper directory 'T/u/w' is inside lower directory 'T/u'"},
+	    {"w/work", "u", "w", "m", "lower directory 'T/w/work' is inside work directory 'T/w'"},
+	    {"u/m", "u", "w", "m", "lower directory 'T/u/m' is inside upper directory 'T/u'"},
+	    {"w", "u", "w", "m", "work directory 'T/w' is also a lower directory"},
+	    {"l2:u", "u", "w", "m", "upper directory 'T/u' is also a lower directory"},
+	    {"l:l2:l/w", "u", "w", "m", "lower directory 'T/l/w' is inside lower directory 'T/l'"},
+	    {"l2:l", NULL, NULL, "l/u",
+	     "mountpoint 'T/l/u' is inside lower directory 'T/l' (the mount would serve its own "
+	     "lookups)"},
+	    {"l:l", NULL, NULL, "m", "lower directory 'T/l' is given twice"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *opts = NULL, *lowers = strdup(cases[i].lower), *abs = NULL;
+		/* each lower as T/NAME */
+		char *list = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&list, &len);
+		for (char *save, *l = strtok_r(lowers, ":", &save); l; l = strtok_r(NULL, ":", &save))
+			fprintf(f, "%s%s/%s", ftell(f) ? ":" : "", t, l);
+		fclose(f);
+		if (cases[i].upper)
+			cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s/%s,workdir=%s/%s", list, t,
+					   cases[i].upper, t, cases[i].work) > 0);
+		else
+			cr_assert(asprintf(&opts, "lowerdir=%s", list) > 0);
+		free(list);
+		_cleanup_free_ char *mpath = tu_path(t, cases[i].mp);
+		cr_assert_eq(lyr_mkdir_p(mpath, 0755), 0);
+		const char *argv[] = {"overlay", "-o", opts, mpath, NULL};
+		tu_run r = tu_layerfs(NULL, argv);
+		/* the expected message with T for the temporary directory */
+		_cleanup_free_ char *want = NULL;
+		char *w = NULL;
+		size_t wlen = 0;
+		FILE *g = open_memstream(&w, &wlen);
+		fprintf(g, "layerfs overlay: cannot mount at '%s': ", mpath);
+		for (const char *p = cases[i].msg; *p; p++)
+			if (*p == 'T')
+				fputs(t, g);
+			else
+				fputc(*p, g);
+		fputc('\n', g);
+		fclose(g);
+		want = w;
+		if (r.status == 0)
+			umount2(mpath, MNT_DETACH);
+		cr_assert_eq(r.status, 1, "case %zu: exit %d: %s", i, r.status, r.err);
+		cr_assert_str_eq(r.err, want, "case %zu", i);
+		tu_run_free(&r);
+		cr_assert_eq(umount2(mpath, 0), -1, "case %zu: mounted anyway", i);
+	}
+}
+
+/* A layer at the mountpoint (mount over the lower directory itself, as is usual with kernel
+ * overlayfs) is fine: the daemon opened the layers before it mounted. */
+Test(cli_mount, overlay_mounts_over_its_lower_directory)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *upper = NULL;
+	_cleanup_free_ char *opts = overlay_opts(&upper);
+	const char *argv[] = {"overlay", "-o", opts, dirs.src, NULL};
+	tu_run r = tu_layerfs(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_run_free(&r);
+	tu_write(dirs.src, "etc/hostname", "changed\n");
+	_cleanup_free_ char *keep = tu_read(dirs.src, "data/keep");
+	cr_assert_str_eq(keep, "keep\n");
+	cr_assert_eq(umount2(dirs.src, 0), 0);
+	_cleanup_free_ char *up = tu_read(upper, "etc/hostname");
+	cr_assert_str_eq(up, "changed\n");
+	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
+	cr_assert_str_eq(low, "box\n");
 }
