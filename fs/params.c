@@ -484,8 +484,12 @@ int lyr_fs_overlay_main(int argc, char **argv)
 	lyr_fs_options_config(&a);
 	a.cfg.fsname = helper && npos == 2 ? positional[0] : "layerfs";
 	lyr_fs_error err = {{0}};
+	int r = lyr_fs_clear_dead(mountpoint, &err);
+	if (r > 0)
+		fprintf(stderr, "%s: cleared the dead layerfs mount at '%s'\n", prog, mountpoint);
 	pid_t pid;
-	int r = lyr_fs_mount(&a.cfg, mountpoint, &err, &pid);
+	if (r >= 0)
+		r = lyr_fs_mount(&a.cfg, mountpoint, &err, &pid);
 	if (r < 0) {
 		fprintf(stderr, "%s: cannot mount at '%s': %s\n", prog, mountpoint,
 			err.msg[0] ? err.msg : strerror(-r));

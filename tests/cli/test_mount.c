@@ -2,6 +2,7 @@
  * layer mounts read-only, a mounted ref is neither committed nor mounted twice, umount waits for
  * the serving process, a record whose process died is stale and cleared. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <grp.h>
 #include <sched.h>
 #include <spawn.h>
@@ -580,4 +581,170 @@ Test(cli_mount, overlay_mounts_over_its_lower_directory)
 	cr_assert_str_eq(up, "changed\n");
 	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
 	cr_assert_str_eq(low, "box\n");
+}
+
+/* The serving process of the mount at DIR, found by its command line (it ends with DIR). */
+static pid_t server_of(const char *dir)
+{
+	_cleanup_free_ char *abs = realpath(dir, NULL);
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	pid_t found = 0;
+	struct dirent *de;
+	while (!found && (de = readdir(d))) {
+		pid_t pid = (pid_t)atoi(de->d_name);
+		_cleanup_free_ char *path = NULL, *cmd = NULL;
+		size_t len = 0;
+		cr_assert(asprintf(&path, "/proc/%s/cmdline", de->d_name) > 0);
+		if (pid <= 0 || pid == getpid() || lyr_read_file(path, &cmd, &len) < 0 || len < 2)
+			continue;
+		const char *last = cmd + len - 1;
+		while (last > cmd && last[-1])
+			last--;
+		if (strcmp(last, dir) == 0 || strcmp(last, abs) == 0)
+			found = pid;
+	}
+	closedir(d);
+	cr_assert_gt(found, 0, "no process serves '%s'", dir);
+	return found;
+}
+
+/* Kills PID, the server of the mount at DIR, and waits until the mount is dead (ENOTCONN). */
+static void kill_server(pid_t pid, const char *dir)
+{
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	struct stat st;
+	for (int i = 0; i < 500 && (stat(dir, &st) == 0 || errno != ENOTCONN); i++)
+		usleep(10000);
+	cr_assert_eq(stat(dir, &st), -1);
+	cr_assert_eq(errno, ENOTCONN);
+}
+
+/* How many mounts /proc/self/mountinfo has at MP (resolved). */
+static int mounts_at(const char *abs)
+{
+	_cleanup_free_ char *info = NULL;
+	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &info, NULL), 0);
+	_cleanup_free_ char *needle = NULL;
+	cr_assert(asprintf(&needle, " %s ", abs) > 0);
+	int n = 0;
+	for (const char *p = info; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* Runs ARGV, a command that mounts at mp (its last argument) and leaves a server behind, and
+ * kills that server. */
+static void mount_and_kill(const char *const *argv)
+{
+	tu_run r = tu_cmd(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_run_free(&r);
+	kill_server(server_of(mp), mp);
+}
+
+static pid_t mount_ref(const char *ref)
+{
+	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "--json", "mount", ref, mp, NULL));
+	_cleanup_free_ char *pid = tu_json_field(out, "pid");
+	return (pid_t)atoi(pid);
+}
+
+Test(cli_mount, a_mount_on_a_dead_layerfs_mount_clears_it_first)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *ref = new_ref_on_base();
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	kill_server(mount_ref(ref), mp);
+	tu_run r = tu_lf(dirs.store, "mount", ref, mp, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs: mount '%s': cleared the dead layerfs mount at '%s'\n",
+			   ref, mp) > 0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	cr_assert_eq(mounts_at(abs), 1, "the new mount is not stacked on the dead one");
+	_cleanup_free_ char *keep = tu_read(mp, "data/keep");
+	cr_assert_str_eq(keep, "keep\n");
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	cr_assert_eq(mounts_at(abs), 0);
+	struct stat st;
+	cr_assert_eq(stat(mp, &st), 0, "%s", strerror(errno));
+}
+
+Test(cli_mount, umount_of_a_dead_mount_unmounts_it_and_releases_the_ref)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *ref = new_ref_on_base();
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	kill_server(mount_ref(ref), mp);
+	tu_run r = tu_lf(dirs.store, "umount", mp, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	tu_run_free(&r);
+	cr_assert_eq(mounts_at(abs), 0);
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
+	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
+	_cleanup_free_ char *layer = tu_ok(tu_lf(dirs.store, "commit", ref, NULL));
+	cr_assert_eq(strncmp(layer, "sha256:", 7), 0);
+	/* nothing is mounted there any more */
+	tu_fails(tu_lf(dirs.store, "umount", mp, NULL), 1,
+		 "layerfs: umount '%s': unmounting '%s': not a mountpoint\n", mp, abs);
+}
+
+Test(cli_mount, overlay_on_a_dead_layerfs_mount_clears_it_first)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	_cleanup_free_ char *lower = NULL;
+	cr_assert(asprintf(&lower, "lowerdir=%s", dirs.src) > 0);
+	const char *argv[] = {LAYERFS_BIN, "overlay", "-o", lower, abs, NULL};
+	mount_and_kill(argv);
+	tu_run r = tu_cmd(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs overlay: cleared the dead layerfs mount at '%s'\n", abs) >
+		  0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	cr_assert_eq(mounts_at(abs), 1);
+	_cleanup_free_ char *keep = tu_read(mp, "data/keep");
+	cr_assert_str_eq(keep, "keep\n");
+	cr_assert_eq(umount2(mp, 0), 0);
+}
+
+/* R (freed here) failed (exit 1) saying "WHAT: mountpoint ..." about the dead fuse-overlayfs
+ * mount at mp (ABS resolved). */
+static void assert_refused_dead(tu_run r, const char *what, const char *abs)
+{
+	tu_fails(r, 1,
+		 "%s: mountpoint '%s' is a dead fuse.fuse-overlayfs mount (its serving process is "
+		 "gone): unmount it first with 'umount -l %s' or 'fusermount3 -u -z %s'\n",
+		 what, mp, abs, abs);
+}
+
+Test(cli_mount, a_dead_mount_of_another_filesystem_is_refused_with_the_way_out)
+{
+	tu_need_fuse();
+	if (access("/usr/bin/fuse-overlayfs", X_OK) != 0)
+		cr_skip_test("needs fuse-overlayfs for a dead FUSE mount that is not layerfs'");
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	_cleanup_free_ char *lower = NULL;
+	cr_assert(asprintf(&lower, "lowerdir=%s", dirs.src) > 0);
+	const char *fo[] = {"/usr/bin/fuse-overlayfs", "-o", lower, abs, NULL};
+	mount_and_kill(fo);
+	_cleanup_free_ char *ref = new_ref_on_base();
+	tu_run r = tu_lf(dirs.store, "mount", ref, mp, NULL);
+	_cleanup_free_ char *what = NULL;
+	cr_assert(asprintf(&what, "layerfs: mount '%s'", ref) > 0);
+	assert_refused_dead(r, what, abs);
+	cr_assert_eq(mounts_at(abs), 1, "the dead mount is left alone");
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
+	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
+	const char *argv[] = {"overlay", "-o", lower, mp, NULL};
+	r = tu_layerfs(NULL, argv);
+	free(what);
+	cr_assert(asprintf(&what, "layerfs overlay: cannot mount at '%s'", mp) > 0);
+	assert_refused_dead(r, what, abs);
+	cr_assert_eq(umount2(mp, MNT_DETACH), 0);
 }
