@@ -61,8 +61,8 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 	if (r < 0)
 		return cli_fail("mount '%s': %s", text, err.msg);
 	if (r > 0)
-		fprintf(stderr, "layerfs: mount '%s': cleared the dead layerfs mount at '%s'\n", text,
-			mp);
+		fprintf(stderr, "layerfs: mount '%s': cleared the dead layerfs mount at '%s'\n",
+			text, mp);
 	char abs[PATH_MAX];
 	struct stat st;
 	if (!realpath(mp, abs) || stat(abs, &st) < 0)

@@ -433,11 +433,12 @@ int lyr_fs_clear_dead(const char *mountpoint, lyr_fs_error *err)
 		char type[64];
 		mount_type_at(path, type, sizeof(type));
 		if (strcmp(type, "fuse.layerfs") != 0)
-			return fail(err, -ENOTCONN,
-				    "mountpoint '%s' is a dead %s mount (its serving process is "
-				    "gone): unmount it first with 'umount -l %s' or 'fusermount3 -u -z "
-				    "%s'",
-				    mountpoint, *type ? type : "FUSE", path, path);
+			return fail(
+			    err, -ENOTCONN,
+			    "mountpoint '%s' is a dead %s mount (its serving process is "
+			    "gone): unmount it first with 'umount -l %s' or 'fusermount3 -u -z "
+			    "%s'",
+			    mountpoint, *type ? type : "FUSE", path, path);
 		int r = unmount(path, true, err);
 		if (r < 0)
 			return r;

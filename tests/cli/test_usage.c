@@ -77,7 +77,8 @@ Test(cli_usage, spec_errors_exit_2_like_the_same_error_on_the_command_line)
 	} cases[] = {
 	    {"{\"root\": \"bb\", \"args\": [\"true\"], \"network\": \"foo\"}",
 	     "network 'foo': expected none or host"},
-	    {"{\"root\": \"bb\", \"args\": [\"true\"], \"netwrk\": \"foo\"}", "unknown key 'netwrk'"},
+	    {"{\"root\": \"bb\", \"args\": [\"true\"], \"netwrk\": \"foo\"}",
+	     "unknown key 'netwrk'"},
 	    {"{\"args\": [\"true\"]}", "no ROOT given"},
 	    {"[]", "expected a JSON object at the top"},
 	    {"{\"root\": \"r\",\n \"root\": \"s\", \"args\": [\"x\"]}",

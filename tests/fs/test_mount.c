@@ -202,8 +202,8 @@ Test(fs_mount, overlay_command_usage_errors)
 	const char *badmap[] = {"layerfs overlay", "-o", "lowerdir=/tmp,uidmapping=1:2", M.mp,
 				NULL};
 	cr_assert_eq(overlay(&e4, badmap), 2);
-	cr_assert_str_eq(e4,
-			 "layerfs overlay: option uidmapping=1:2: expected C:H:S triplets of numbers\n");
+	cr_assert_str_eq(
+	    e4, "layerfs overlay: option uidmapping=1:2: expected C:H:S triplets of numbers\n");
 	const char *missing[] = {"layerfs overlay", "-o", "lowerdir=/nonexistent", M.mp, NULL};
 	cr_assert_eq(overlay(&e5, missing), 1);
 	cr_assert_str_eq(
