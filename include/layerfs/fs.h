@@ -70,9 +70,10 @@ void lyr_fs_config_init(lyr_fs_config *cfg);
  * mount is live (or failed), and returns 0 with the serving process's pid in *RET_PID; that
  * process has its own session and exits after the mount is unmounted.  With CFG->foreground:
  * serves in the calling process until unmounted (or SIGINT/SIGTERM/SIGHUP), then returns 0 with
- * *RET_PID = its pid.  On failure returns -errno and fills ERR (may be NULL): -EINVAL bad config,
- * -ENOENT/-ENOTDIR/-EACCES a layer, work dir or mountpoint, -EXDEV work dir on another filesystem
- * than the upper, -EIO the kernel refused the mount. */
+ * *RET_PID = its pid.  On failure returns -errno and fills ERR (may be NULL): -EINVAL bad config
+ * (directories that overlap among it: two layers equal or nested, or the mountpoint inside a
+ * layer), -ENOENT/-ENOTDIR/-EACCES a layer, work dir or mountpoint, -EXDEV work dir on another
+ * filesystem than the upper, -EIO the kernel refused the mount. */
 int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err,
 		 pid_t *ret_pid);
 
