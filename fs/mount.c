@@ -95,6 +95,8 @@ struct layer_dir {
  * mountpoint is fine: the daemon opens every layer before it mounts.  MP is resolved. */
 static int check_overlaps(const lyr_fs_config *cfg, const char *mp, lyr_fs_error *err)
 {
+	if (cfg->nlowers > OVL_LOWERS_MAX)
+		return 0; /* a config ovl_fs_new refuses, before it reads any lower */
 	size_t n = cfg->nlowers + (cfg->upper ? 2 : 0);
 	struct layer_dir *d = calloc(n ? n : 1, sizeof(*d));
 	if (!d)

@@ -39,6 +39,7 @@
 #include "layerfs/stack.h"
 
 #define OVL_NAME_MAX 255
+#define OVL_LOWERS_MAX 500 /* as kernel overlayfs */
 #define OVL_SHARDS 64
 
 struct ovl_inode {

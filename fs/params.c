@@ -63,8 +63,9 @@ static void unescape(char *s)
 
 static int add_lower(struct lyr_fs_options *a, const char *path)
 {
-	if (a->nlowers >= 500) {
-		snprintf(a->error, sizeof(a->error), "more than 500 lower directories");
+	if (a->nlowers >= OVL_LOWERS_MAX) {
+		snprintf(a->error, sizeof(a->error), "more than %d lower directories",
+			 OVL_LOWERS_MAX);
 		return -EINVAL;
 	}
 	char **l = realloc(a->lowers, (a->nlowers + 1) * sizeof(char *));
