@@ -158,7 +158,8 @@ int cmd_commit(lyr_cli *cli, int argc, char **argv)
 	if (check_tag(cmd->name, td.tag))
 		return EXIT_USAGE;
 	char ref[LYR_ID_MAX];
-	if (cli_resolve(cli, argv[i], LYR_OBJ_REF, NULL, ref) < 0)
+	if (cli_resolve(cli, argv[i], LYR_OBJ_REF, NULL, ref) < 0 ||
+	    cli_ref_upper_check(cli, "commit", argv[i], ref) != EXIT_OK)
 		return EXIT_FAIL;
 	progress_line pl;
 	progress_start(&pl, cli, "commit");

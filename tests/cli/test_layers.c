@@ -631,3 +631,22 @@ Test(cli_layers, a_full_filesystem_fails_the_import_and_changes_nothing)
 	tu_run_free(&r);
 	cr_assert_eq(umount2(mnt, MNT_DETACH), 0);
 }
+
+/* A ref whose upper directory was removed behind the store's back: each command that needs it
+ * names the directory and the cause, and changes nothing. */
+Test(cli_layers, commands_on_a_ref_whose_upper_is_gone_name_the_directory)
+{
+	_cleanup_free_ char *base = import(dirs.src, "base");
+	_cleanup_free_ char *ref = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
+	ref[strcspn(ref, "\n")] = '\0';
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
+	tu_rmtree(upper);
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	const char *cmds[] = {"diff", "commit", "inspect"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cmds); i++)
+		tu_fails(tu_lf(dirs.store, cmds[i], ref, NULL), 1,
+			 "layerfs: %s '%s': upper directory '%s': No such file or directory\n",
+			 cmds[i], ref, upper);
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
+	cr_assert_str_eq(before, after);
+}

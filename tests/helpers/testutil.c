@@ -336,6 +336,18 @@ char *tu_ok(tu_run r)
 	return r.out;
 }
 
+void tu_fails(tu_run r, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(vasprintf(&want, fmt, ap) >= 0);
+	va_end(ap);
+	cr_assert_eq(r.status, status, "exit %d, not %d: %s", r.status, status, r.err);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+}
+
 char *tu_json_field(const char *json, const char *key)
 {
 	_cleanup_free_ char *k = NULL;
