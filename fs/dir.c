@@ -549,16 +549,23 @@ static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in)
 	return r;
 }
 
-/* A directory of the upper only, moving onto a name the lower layers hold, must not merge with
- * them: make it opaque.  Called with its parent locked. */
+/* A directory of the upper only, moving onto a name the lower layers hold (whited out, or hidden
+ * only by the directory being replaced), must not merge with them: make it opaque, unless the
+ * marker is there already.  The node's opaque flag does not tell: a directory just made says
+ * "nothing below" without a marker, because nothing was below its name then.  A directory with
+ * lower parts needs nothing here: its redirect (prepare_move) names where its lower parts are, so
+ * the lower layers' copy of the new name never merges with it.  Called with its parent locked. */
 static int guard_pure_dir(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *newparent,
 			  const char *newname)
 {
-	if (!S_ISDIR(in->type) || in->node.nparts != 1 || in->node.opaque)
+	if (!S_ISDIR(in->type) || in->node.nparts != 1 || in->node.layer != 0)
 		return 0;
 	int lower = ovl_lower_has(fs, newparent, newname);
 	if (lower <= 0)
 		return lower;
+	int opaque = lyr_stack_dir_opaque(in->node.fd);
+	if (opaque != 0)
+		return opaque < 0 ? opaque : 0;
 	return set_opaque(fs, in->node.fd);
 }
 
