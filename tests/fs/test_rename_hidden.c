@@ -47,7 +47,7 @@ static const entry merged[] = {
 };
 
 /* A change made through the view: 'm' mkdir A, 'w' write B into A, 'u' unlink A, 'r' rm -rf A,
- * 'v' rename A to B. */
+ * 'v' rename A to B, 'x' exchange A and B (RENAME_EXCHANGE). */
 typedef struct op {
 	char kind;
 	const char *a, *b;
@@ -58,50 +58,61 @@ typedef struct rename_case {
 	op prep[4];	/* run first (sources, then targets) */
 	const char *at; /* the source's path, or the target's */
 	op post[2];	/* targets: run after the rename (and after writing AT/late) */
+	char move;	/* targets: 'v' when the source is renamed onto the target, 'x' when the two
+			 * are exchanged */
 } rename_case;
 
 static const rename_case sources[] = {
-    {"a new empty directory", {{'m', "n", NULL}}, "n", {{0}}},
+    {"a new empty directory", {{'m', "n", NULL}}, "n", {{0}}, 'v'},
     {"a new directory with files",
      {{'m', "n", NULL}, {'w', "n/x", "x"}, {'m', "n/sub", NULL}, {'w', "n/sub/y", "ny"}},
      "n",
-     {{0}}},
-    {"a lower directory", {{0}}, "s", {{0}}},
+     {{0}},
+     'v'},
+    {"a lower directory", {{0}}, "s", {{0}}, 'v'},
     {"a lower directory changed in the upper",
      {{'w', "s/h", "h"}, {'u', "s/g", NULL}, {'w', "s/sub/w", "w"}},
      "s",
-     {{0}}},
-    {"a lower directory renamed before", {{'v', "s", "s2"}}, "s2", {{0}}},
+     {{0}},
+     'v'},
+    {"a lower directory renamed before", {{'v', "s", "s2"}}, "s2", {{0}}, 'v'},
     {"a new directory renamed before",
      {{'m', "n", NULL}, {'w', "n/x", "x"}, {'v', "n", "n2"}},
      "n2",
-     {{0}}},
+     {{0}},
+     'v'},
     {"a directory made where a lower one was removed",
      {{'r', "s", NULL}, {'m', "s", NULL}, {'w', "s/x", "x"}},
      "s",
-     {{0}}},
+     {{0}},
+     'v'},
 };
 
 static const rename_case targets[] = {
-    {"the whiteout of a lower directory", {{'r', "d", NULL}}, "d", {{0}}},
-    {"a removed merged directory", {{'w', "d/u", "u"}, {'r', "d", NULL}}, "d", {{0}}},
+    {"the whiteout of a lower directory", {{'r', "d", NULL}}, "d", {{0}}, 'v'},
+    {"a removed merged directory", {{'w', "d/u", "u"}, {'r', "d", NULL}}, "d", {{0}}, 'v'},
     {"a removed redirected directory",
      {{'r', "d", NULL}, {'v', "q", "d"}, {'w', "d/v", "v"}, {'r', "d", NULL}},
      "d",
-     {{0}}},
-    {"a name under a removed directory", {{'r', "p", NULL}, {'m', "p", NULL}}, "p/d", {{0}}},
+     {{0}},
+     'v'},
+    {"a name under a removed directory", {{'r', "p", NULL}, {'m', "p", NULL}}, "p/d", {{0}}, 'v'},
     {"a name under a directory moved onto a removed one",
      {{'r', "p", NULL}, {'m', "t", NULL}, {'v', "t", "p"}},
      "p/d",
-     {{0}}},
+     {{0}},
+     'v'},
     {"a name under a renamed lower directory",
      {{'v', "p", "p2"}, {'r', "p2/d", NULL}},
      "p2/d",
-     {{0}}},
+     {{0}},
+     'v'},
     {"a name in a lower directory renamed afterwards",
      {{'r', "p/d", NULL}},
      "p/d",
-     {{'v', "p", "p3"}}},
+     {{'v', "p", "p3"}},
+     'v'},
+    {"a lower directory it is exchanged with", {{0}}, "d", {{0}}, 'x'},
 };
 
 #define NSRC LYR_ARRAY_SIZE(sources)
@@ -213,6 +224,9 @@ static int run_op(const char *root, const char *dir, const op *o)
 	case 'v':
 		r = rename(a, b);
 		break;
+	case 'x':
+		r = renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+		break;
 	}
 	return r < 0 ? errno : 0;
 }
@@ -251,7 +265,7 @@ static void run_cases(const char *root)
 			const rename_case *src = &sources[s], *tgt = &targets[t];
 			char late[64];
 			snprintf(late, sizeof(late), "%s/late", tgt->at);
-			op moves[] = {{'v', src->at, tgt->at}, {'w', late, "late"}};
+			op moves[] = {{tgt->move, src->at, tgt->at}, {'w', late, "late"}};
 			if (run_ops(root, s, t, src->prep, LYR_ARRAY_SIZE(src->prep)) &&
 			    run_ops(root, s, t, tgt->prep, LYR_ARRAY_SIZE(tgt->prep)) &&
 			    run_ops(root, s, t, moves, LYR_ARRAY_SIZE(moves)))
