@@ -122,11 +122,7 @@ static char *expected[NSRC][NTGT];
 
 static const char *case_dir(size_t s, size_t t)
 {
-	static char b[4][16];
-	static int k;
-	char *p = b[k++ % 4];
-	snprintf(p, 16, "c%zu%zu", s, t);
-	return p;
+	return short_name("c%zu%zu", s, t);
 }
 
 static void mkdirs(const char *path)
