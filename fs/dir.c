@@ -151,11 +151,20 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	int wh = upper_slot(upper, name);
 	if ((r = wh) < 0)
 		goto unlock;
-	if (!wh && parent->node.nparts > 1 && !lyr_stack_aufs_whiteout(fs->stack, 0, upper, name)) {
+	/* an OCI/AUFS ".wh.NAME" in an upper another overlay wrote hides the name as a whiteout
+	 * device does: a directory made there must be opaque too, or the lower copy it hides would
+	 * merge with it once the marker is no longer looked at (a name found in the upper is) */
+	bool marked =
+	    !wh && parent->node.nparts > 1 && lyr_stack_aufs_whiteout(fs->stack, 0, upper, name);
+	if (!wh && !marked && parent->node.nparts > 1) {
 		int lower = ovl_lower_has(fs, parent, name);
 		if ((r = lower < 0 ? lower : lower ? -EEXIST : 0) < 0)
 			goto unlock;
 	}
+	bool opaque = S_ISDIR(a->mode) && (wh || marked);
+	/* what replaces a whiteout, or is made opaque, is built in the work dir and moved in
+	 * complete */
+	bool in_work = wh || opaque;
 	if (!is_link) {
 		if ((r = ovl_acl_prepare(fs, parent, upper, asked->mode, asked->umask, &acl)) < 0)
 			goto unlock;
@@ -164,7 +173,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	ovl_writable_add(fs, &ws, upper);
 	int dirfd = upper;
 	const char *obj = name;
-	if (wh) {
+	if (in_work) {
 		ovl_tmp_name(fs, tmp);
 		dirfd = fs->work_fd;
 		obj = tmp;
@@ -194,14 +203,16 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		if (r < 0)
 			goto undo;
 	}
-	if (wh) {
-		if (S_ISDIR(a->mode)) {
+	if (in_work) {
+		if (opaque) {
 			_cleanup_close_ int dfd =
 			    openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (dfd < 0 || set_opaque(fs, dfd) < 0) {
 				r = dfd < 0 ? -errno : -EIO;
 				goto undo;
 			}
+		}
+		if (wh && S_ISDIR(a->mode)) {
 			/* a directory cannot replace a device: swap them, then drop the whiteout */
 			if (renameat2(fs->work_fd, tmp, upper, name, RENAME_EXCHANGE) < 0) {
 				r = -errno;
