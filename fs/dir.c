@@ -2,7 +2,9 @@
  * rename.  Everything changes the upper layer only: a name that the lower layers hold is removed
  * by a whiteout (a 0/0 character device), a directory created over a whiteout is made opaque, and
  * a directory with lower parts that moves gets an absolute overlay.redirect to where its lower
- * parts are, so renaming a lower directory copies no data and never fails with EXDEV.  A lower
+ * parts are, so renaming a lower directory copies no data and never fails with EXDEV.  Whatever
+ * the lower layers hold at the name a directory moves to stays hidden: a directory of the upper
+ * only is made opaque there, and a redirect replaces the name for the layers below.  A lower
  * file that is renamed or linked gets a metadata-only copy-up (see copy_up.c); one that is
  * unlinked gets only a whiteout.
  *
