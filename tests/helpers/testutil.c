@@ -388,7 +388,8 @@ static void append_tree(char **out, const char *root, const char *sub)
 			names[n++] = strdup(e->d_name);
 		}
 	closedir(d);
-	qsort(names, n, sizeof(char *), name_cmp);
+	if (n) /* an empty directory has no array, which qsort does not take */
+		qsort(names, n, sizeof(char *), name_cmp);
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ char *rel = NULL, *what = NULL;
 		cr_assert(asprintf(&rel, "%s%s%s", sub, *sub ? "/" : "", names[i]) > 0);
