@@ -112,6 +112,11 @@ static const rename_case targets[] = {
      "p/d",
      {{'v', "p", "p3"}},
      'v'},
+    {"a lower directory emptied of its files",
+     {{'u', "d/a", NULL}, {'u', "d/c", NULL}, {'r', "d/sub", NULL}},
+     "d",
+     {{0}},
+     'v'},
     {"a lower directory it is exchanged with", {{0}}, "d", {{0}}, 'x'},
 };
 
