@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
@@ -392,6 +393,65 @@ static void append_names(char **out, const char *root, const char *sub)
 		*out = joined;
 		free(names[i]);
 	}
+}
+
+/* Appends the entries below ROOT/SUB (SUB "" for ROOT itself) to *OUT, names sorted, depth
+ * first. */
+static void append_tree(char **out, const char *root, const char *sub)
+{
+	_cleanup_free_ char *dir = *sub ? tu_path(root, sub) : strdup(root);
+	DIR *d = opendir(dir);
+	if (!d) {
+		char *joined;
+		cr_assert(asprintf(&joined, "%s%s/ (%s)\n", *out, sub, strerror(errno)) > 0);
+		free(*out);
+		*out = joined;
+		return;
+	}
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			names = realloc(names, (n + 1) * sizeof(*names));
+			cr_assert_not_null(names);
+			names[n++] = strdup(e->d_name);
+		}
+	closedir(d);
+	if (n) /* an empty directory has no array, which qsort does not take */
+		qsort(names, n, sizeof(char *), name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *rel = NULL, *what = NULL;
+		cr_assert(asprintf(&rel, "%s%s%s", sub, *sub ? "/" : "", names[i]) > 0);
+		_cleanup_free_ char *path = tu_path(root, rel);
+		struct stat st = {0};
+		char *data = NULL;
+		if (lstat(path, &st) < 0)
+			cr_assert(asprintf(&what, " (%s)", strerror(errno)) > 0);
+		else if (S_ISDIR(st.st_mode))
+			what = strdup("/");
+		else if (S_ISREG(st.st_mode) && lyr_read_file(path, &data, NULL) == 0)
+			cr_assert(asprintf(&what, "=%s", data) > 0);
+		else
+			cr_assert(asprintf(&what, " (mode %o)", (unsigned)st.st_mode) > 0);
+		free(data);
+		char *joined;
+		cr_assert(asprintf(&joined, "%s%s%s\n", *out, rel, what) > 0);
+		free(*out);
+		*out = joined;
+		if (S_ISDIR(st.st_mode))
+			append_tree(out, root, rel);
+		free(names[i]);
+	}
+	free(names);
+}
+
+char *tu_tree_text(const char *dir)
+{
+	char *out = strdup("");
+	cr_assert_not_null(out);
+	append_tree(&out, dir, "");
+	return out;
 }
 
 char *tu_store_state(const char *root)

@@ -87,5 +87,8 @@ char *tu_ref_upper(const char *root, const char *ref);
 /* A text that changes whenever the store's visible state does: `ls --json` (or "no store"
  * when there is none) plus the names under layers/, refs/ and tmp/.  Heap string. */
 char *tu_store_state(const char *root);
+/* Everything below DIR as text, one line per entry in name order, depth first: "a/b/" for a
+ * directory, "a/f=CONTENT" for a regular file, "a/x (mode M)" for anything else.  Heap. */
+char *tu_tree_text(const char *dir);
 /* Runs a shell command line with /bin/sh -c; returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
