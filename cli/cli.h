@@ -17,6 +17,7 @@ typedef struct lyr_cli {
 	bool json;        /* --json */
 	bool tty;         /* stdout is a terminal: progress lines, colours off otherwise */
 	lyr_store *store; /* opened on demand by cli_store() */
+	bool keep_modes;  /* cli_store leaves loose store modes for fsck to report */
 } lyr_cli;
 
 typedef struct cli_command {

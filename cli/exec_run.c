@@ -150,6 +150,8 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 	 * run's user: root lets them in (the mountpoints sit in a 0700 directory or in the store).
 	 * Without root the sandbox's user namespace maps the caller, whom FUSE lets in anyway. */
 	cfg.allow_other = geteuid() == 0;
+	/* nodev too (the default): a layer's set-id programs and devices stay inert on the host */
+	cfg.nosuid = true;
 	char fsname[80];
 	snprintf(fsname, sizeof fsname, "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
 	cfg.fsname = fsname;

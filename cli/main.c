@@ -33,9 +33,11 @@ static const cli_command commands[] = {
 	 "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
 	 "  --all                 remove unmounted refs too\n"
 	 "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
-	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [-o OPTS]",
+	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [--suid] [--dev] [-o OPTS]",
 	 "mount a ref read-write (a layer read-only) through FUSE",
 	 "  -f, --foreground     serve in this process until unmounted\n"
+	 "  --suid               honour set-id bits (default nosuid; -o suid does the same)\n"
+	 "  --dev                let device nodes open (default nodev; -o dev does the same)\n"
 	 "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
 	 "                       writeback=0, timeout=S, threaded=0, squash_to_root, ...)\n"},
 	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
@@ -129,6 +131,10 @@ lyr_store *cli_store(lyr_cli *cli)
 			cli_fail("store '%s': %s", root, cli_strerror(r));
 		return NULL;
 	}
+	/* Stores made while their directories were 0755 are tightened by every command but
+	 * fsck, which reports them instead; a user other than the owner changes nothing. */
+	if (!cli->keep_modes)
+		lyr_store_modes(cli->store, true, NULL, NULL);
 	return cli->store;
 }
 

@@ -238,6 +238,7 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 	bool repair = false;
 	if (cli_parse(cli, cmd, argc, argv, opts, 1, cli_set_flag, &repair) != argc)
 		return cli_usage(cmd->name, "takes no arguments");
+	cli->keep_modes = true;
 	lyr_store *s = cli_store(cli);
 	if (!s)
 		return EXIT_FAIL;
@@ -248,7 +249,11 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 		json_begin(&j, stdout);
 		json_arr_open(&j, "findings");
 	}
-	int left = lyr_store_fsck(s, repair, fsck_finding, &f);
+	int left = lyr_store_modes(s, repair, fsck_finding, &f);
+	if (left >= 0) {
+		int more = lyr_store_fsck(s, repair, fsck_finding, &f);
+		left = more < 0 ? more : left + more;
+	}
 	if (cli->json) {
 		json_arr_close(&j);
 		json_i64(&j, "problems", left < 0 ? -1 : left);

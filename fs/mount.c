@@ -29,6 +29,8 @@ void lyr_fs_config_init(lyr_fs_config *cfg)
 	/* the kernel gathers small writes into large requests and keeps pages of files being
 	 * written: the daemon opens such files read-write and leaves O_APPEND to the kernel */
 	cfg->writeback = true;
+	/* libfuse's and fuse-overlayfs' default: device nodes on a FUSE mount do not open */
+	cfg->nodev = true;
 	cfg->squash_to_uid = -1;
 	cfg->squash_to_gid = -1;
 }
@@ -111,9 +113,9 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		append(opts, sizeof(opts), "allow_root");
 	if (fs->read_only)
 		append(opts, sizeof(opts), "ro");
-	if (cfg->nodev)
-		append(opts, sizeof(opts), "nodev");
-	/* set-id programs of a container's root must work (as with fuse-overlayfs); devices not */
+	append(opts, sizeof(opts), cfg->nodev ? "nodev" : "dev");
+	/* set-id programs of a container's root must work (as with fuse-overlayfs) unless the
+	 * caller asks otherwise; fusermount3 makes every mount of a user nosuid anyway */
 	append(opts, sizeof(opts), cfg->nosuid || geteuid() != 0 ? "nosuid" : "suid");
 	if (cfg->noexec)
 		append(opts, sizeof(opts), "noexec");

@@ -43,7 +43,8 @@ static void usage(FILE *out, const char *prog)
 	    "  static_nlink              directories report 1 link\n"
 	    "  noacl                     POSIX ACLs not enforced (their xattrs: EOPNOTSUPP)\n"
 	    "  timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
-	    "  ro, nodev, nosuid, noexec, noatime, allow_other, allow_root, default_permissions,\n"
+	    "  ro, dev|nodev (default nodev), suid|nosuid (default suid for root), noexec,\n"
+	    "  noatime, allow_other, allow_root, default_permissions,\n"
 	    "  context=\"...\"\n"
 	    "  -f  stay in the foreground    -d  debug output\n",
 	    prog);

@@ -29,7 +29,9 @@ typedef struct lyr_fs_config {
 	bool read_only;	  /* mount read-only even with an upper */
 	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;
-	bool nodev, nosuid, noexec, noatime;
+	bool nodev;	  /* device nodes do not open (lyr_fs_config_init: on, as libfuse) */
+	bool nosuid;	  /* set-id bits ignored; always so for a mount by another user than root */
+	bool noexec, noatime;
 	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
 	bool static_nlink;  /* directories report st_nlink 1 */
@@ -63,7 +65,8 @@ typedef struct lyr_fs_error {
 	char msg[1024];
 } lyr_fs_error;
 
-/* Defaults: no layers, timeout -1, squash ids -1, everything else off. */
+/* Defaults: no layers, timeout -1, squash ids -1, nodev and writeback on, everything else
+ * off. */
 void lyr_fs_config_init(lyr_fs_config *cfg);
 
 /* Mounts CFG at MOUNTPOINT.  Without CFG->foreground: forks a serving process, waits until the

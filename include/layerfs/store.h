@@ -183,6 +183,14 @@ void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
 int lyr_store_fsck(lyr_store *s, bool repair,
 		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
 
+/* The modes of the store's root and top directories (db/, layers/, refs/, tmp/), which
+ * must be 0700: layers may hold set-id programs and device nodes that no other user may
+ * reach.  Each looser one goes to FN (may be NULL) as one line ("store directory '/s/layers'
+ * has mode 0755, not 0700"); with REPAIR its group and other bits are cleared (which needs
+ * the owner or root).  Returns the number of looser modes left (>= 0) or -errno. */
+int lyr_store_modes(lyr_store *s, bool repair,
+		    void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
 /* ---- exec support ------------------------------------------------------------------------- */
 
 /* The action cache: what an exec run with a given cache key produced.  Entries do not keep
