@@ -65,7 +65,8 @@ static const cli_command commands[] = {
 	 "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
 	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
 	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
-	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
+	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts,\n"
+	 "                 unmount and release what dead runs left, tighten store modes to 0700\n"},
 };
 
 const cli_command *cli_find(const char *name)

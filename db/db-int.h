@@ -120,7 +120,7 @@ bool tmp_owner(const char *name, lyr_owner *ret);
 void rand_hex(char *out, size_t nbytes);
 
 /* modes.c: the directories below the root, all 0700 (the root too). */
-#define STORE_TOP_DIRS 4
+#define STORE_TOP_DIRS 5
 extern const char *const store_top_dirs[STORE_TOP_DIRS];
 
 /* store.c */

@@ -1,6 +1,6 @@
 /* Modes of the store's own directories.  Layers hold whatever the commands that made them
  * wrote, set-id programs and device nodes included, so no other user may reach them: the
- * root and every top directory (db/, layers/, refs/, tmp/) are 0700.  A store opened
+ * root and every top directory (db/, layers/, refs/, tmp/, runs/) are 0700.  A store opened
  * creates them so; stores made by older versions (0755) are tightened by the commands that
  * change the store, and fsck reports a looser mode (and --repair tightens it).  Only group
  * and other bits are taken away: the owner's bits stay as they are. */
@@ -11,7 +11,7 @@
 
 #include "db-int.h"
 
-const char *const store_top_dirs[STORE_TOP_DIRS] = {"db", "layers", "refs", "tmp"};
+const char *const store_top_dirs[STORE_TOP_DIRS] = {"db", "layers", "refs", "tmp", "runs"};
 
 /* Tightens (with REPAIR) or reports NAME below the root ("." for the root itself). */
 static int check_one(lyr_store *s, const char *name, bool repair,

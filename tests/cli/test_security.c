@@ -4,6 +4,7 @@
  * fuse-overlayfs' defaults.  Runs a static program that prints its effective uid as another
  * user (uid 65534) from a forked child; needs root (CI runs as root) and /dev/fuse. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -325,10 +326,10 @@ static void need_exec(void)
 }
 
 /* Starts `layerfs exec ARGS...` with TMPDIR in the test's directory and its output in
- * TMP/exec.out; returns its pid. */
-static pid_t spawn_exec(const char *const *args)
+ * TMP/OUT; returns its pid. */
+static pid_t spawn_exec_to(const char *name, const char *const *args)
 {
-	_cleanup_free_ char *out = tu_path(dirs.tmp, "exec.out");
+	_cleanup_free_ char *out = tu_path(dirs.tmp, name);
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
@@ -347,6 +348,11 @@ static pid_t spawn_exec(const char *const *args)
 		_exit(127);
 	}
 	return pid;
+}
+
+static pid_t spawn_exec(const char *const *args)
+{
+	return spawn_exec_to("exec.out", args);
 }
 
 /* The FUSE mounts of layerfs below the test's directory, one "MOUNTPOINT OPTIONS\n" line
@@ -394,12 +400,26 @@ static int wait_status(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Waits (up to 10 s) until the command of a run has written /started into its root. */
+static void wait_started(pid_t exec_pid)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (tu_sh("ls %s/refs/*/upper/started >/dev/null 2>&1", dirs.store) == 0)
+			return;
+		cr_assert_eq(waitpid(exec_pid, NULL, WNOHANG), 0, "exec ended early");
+		usleep(10000);
+	}
+	cr_assert_fail("the command never started");
+}
+
+#define STARTED_SLEEP "echo > /started; exec sleep 100"
+
 /* A run with a root, a writable bind and a cache mount: three views of its own. */
-static const char *const three_views[] = {"--mount", "type=bind,target=/w,source=bb",
-					  "--mount", "type=cache,target=/c",
-					  "bb",	     "--",
-					  "sleep",   "100",
-					  NULL};
+static const char *const three_views[] = {"--mount",	 "type=bind,target=/w,source=bb",
+					  "--mount",	 "type=cache,target=/c",
+					  "bb",		 "--",
+					  "sh",		 "-c",
+					  STARTED_SLEEP, NULL};
 
 Test(cli_security, the_views_of_exec_are_nosuid_nodev)
 {
@@ -412,4 +432,183 @@ Test(cli_security, the_views_of_exec_are_nosuid_nodev)
 	}
 	cr_assert_eq(kill(pid, SIGTERM), 0);
 	cr_assert_eq(wait_status(pid), 143);
+}
+
+/* ---- lifetime: the views of a run die with it ---- */
+
+TestSuite(cli_lifetime, .init = setup, .fini = teardown, .timeout = 60);
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Entries of DIR (names, one a line, sorted) whose name starts with PREFIX.  Heap. */
+static char *entries(const char *dir, const char *prefix)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	struct dirent **v;
+	int n = scandir(dir, &v, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		if (v[i]->d_name[0] != '.' && strncmp(v[i]->d_name, prefix, strlen(prefix)) == 0)
+			fprintf(f, "%s\n", v[i]->d_name);
+		free(v[i]);
+	}
+	free(n >= 0 ? v : NULL);
+	fclose(f);
+	return out;
+}
+
+static size_t count(const char *s, const char *what)
+{
+	size_t n = 0;
+	for (const char *p = s; (p = strstr(p, what)) != NULL; p += strlen(what))
+		n++;
+	return n;
+}
+
+static void assert_fsck_clean(void)
+{
+	_cleanup_free_ char *fsck = tu_ok(tu_lf(dirs.store, "fsck", NULL));
+	_cleanup_free_ char *clean = NULL;
+	cr_assert(asprintf(&clean, "store '%s': no problems\n", dirs.store) > 0);
+	cr_assert_str_eq(fsck, clean);
+}
+
+Test(cli_lifetime, a_run_killed_with_sigkill_takes_its_views_and_refs_along)
+{
+	need_exec();
+	pid_t pid = spawn_exec(three_views);
+	free(wait_mounts(3, pid));
+	wait_started(pid);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert_eq(wait_status(pid), 128 + SIGKILL);
+	double start = now();
+	size_t n = 0;
+	_cleanup_free_ char *runs = tu_path(dirs.store, "runs");
+	_cleanup_free_ char *ls = NULL, *left = NULL, *records = NULL;
+	/* within a second: no view mounted, no ref recorded as mounted, the refs the run made
+	 * released (only the cache's ref is left), its directory and its record gone */
+	do {
+		free(ls);
+		free(left);
+		free(records);
+		usleep(10000);
+		free(our_mounts(&n));
+		ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
+		left = entries(dirs.tmp, "layerfs-exec.");
+		records = entries(runs, "");
+	} while ((n > 0 || count(ls, "\"mountpoint\":\"") > 0 || count(ls, "\"mountpoint\":") > 1 ||
+		  *left || *records) &&
+		 now() - start < 1.0);
+	_cleanup_free_ char *m = our_mounts(&n);
+	cr_assert_eq(n, 0, "still mounted after 1 s:\n%s", m);
+	cr_assert_eq(count(ls, "\"mountpoint\":\""), 0, "a ref is still mounted after 1 s: %s", ls);
+	cr_assert_eq(count(ls, "\"mountpoint\":"), 1, "%s", ls);
+	cr_assert_str_eq(left, "");
+	cr_assert_str_eq(records, "");
+	assert_fsck_clean();
+}
+
+Test(cli_lifetime, a_run_whose_server_died_first_is_left_for_fsck_to_clean)
+{
+	need_exec();
+	const char *args[] = {"bb", "--", "sh", "-c", STARTED_SLEEP, NULL};
+	pid_t pid = spawn_exec(args);
+	free(wait_mounts(1, pid));
+	wait_started(pid);
+	_cleanup_free_ char *runs = tu_path(dirs.store, "runs");
+	_cleanup_free_ char *record = entries(runs, "exec-");
+	record[strcspn(record, "\n")] = '\0';
+	cr_assert_neq(strlen(record), 0);
+	_cleanup_free_ char *ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
+	const char *at = strstr(ls, "\"refs\":[{\"id\":\"");
+	cr_assert_not_null(at, "%s", ls);
+	_cleanup_free_ char *ref = strndup(at + 15, 64);
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "--json", "inspect", ref, NULL));
+	_cleanup_free_ char *server = tu_json_field(info, "mount_pid");
+	_cleanup_free_ char *root = tu_json_field(info, "mountpoint");
+	_cleanup_free_ char *dir = strndup(root, strlen(root) - strlen("/root"));
+
+	/* the server goes first, then the run: nobody is left to clean up */
+	cr_assert_eq(kill(atoi(server), SIGKILL), 0);
+	for (int i = 0; i < 500 && tu_process_running(atoi(server)); i++)
+		usleep(10000);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert_eq(wait_status(pid), 128 + SIGKILL);
+	size_t n;
+	free(our_mounts(&n));
+	cr_assert_eq(n, 1, "the dead server's mount is left");
+
+	tu_run r = tu_lf(dirs.store, "fsck", NULL);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "problem: ref %s: mount at '%s' has no server (pid %s)\n"
+			   "problem: run %s: directory '%s' was left\n"
+			   "problem: run %s: temporary ref %s was left\n"
+			   "problem: ref %s: stale mount record (pid %s, '%s')\n",
+			   ref, root, server, record, dir, record, ref, ref, server, root) > 0);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_str_eq(r.out, want);
+	tu_run_free(&r);
+	free(our_mounts(&n));
+	cr_assert_eq(n, 1, "fsck without --repair changed nothing");
+
+	r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	free(want);
+	cr_assert(asprintf(&want,
+			   "repaired: ref %s: mount at '%s' has no server (pid %s)\n"
+			   "repaired: run %s: directory '%s' was left\n"
+			   "repaired: run %s: temporary ref %s was left\n"
+			   "store '%s': no problems\n",
+			   ref, root, server, record, dir, record, ref, dirs.store) > 0);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, want);
+	tu_run_free(&r);
+
+	_cleanup_free_ char *m = our_mounts(&n);
+	cr_assert_eq(n, 0, "%s", m);
+	cr_assert_eq(access(dir, F_OK), -1);
+	_cleanup_free_ char *records = entries(runs, "");
+	cr_assert_str_eq(records, "");
+	free(ls);
+	ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
+	cr_assert_eq(count(ls, "\"mountpoint\":"), 0, "the run's ref is gone: %s", ls);
+	assert_fsck_clean();
+}
+
+Test(cli_lifetime, a_shared_cache_outlives_a_killed_run_while_another_uses_it)
+{
+	need_exec();
+	const char *cache = "type=cache,target=/c,id=shared";
+	free(tu_ok(tu_lf(dirs.store, "exec", "--mount", cache, "bb", "--", "sh", "-c",
+			 "echo kept > /c/x", NULL)));
+	const char *a[] = {"--mount", cache, "bb", "--", "sh", "-c", STARTED_SLEEP, NULL};
+	pid_t pa = spawn_exec_to("a.out", a);
+	free(wait_mounts(2, pa)); /* A's root and the cache */
+	wait_started(pa);
+	const char *b[] = {
+	    "--mount", cache, "bb", "--", "sh", "-c", "echo > /c/b; sleep 1; cat /c/x", NULL};
+	pid_t pb = spawn_exec_to("b.out", b);
+	free(wait_mounts(3, pb)); /* and B's root */
+	for (int i = 0; i < 1000 && tu_sh("ls %s/refs/*/upper/b >/dev/null 2>&1", dirs.store); i++)
+		usleep(10000); /* B runs */
+	cr_assert_eq(kill(pa, SIGKILL), 0);
+	cr_assert_eq(wait_status(pa), 128 + SIGKILL);
+	cr_assert_eq(wait_status(pb), 0);
+	_cleanup_free_ char *out = tu_read(dirs.tmp, "b.out");
+	cr_assert_eq(strncmp(out, "kept\n", 5), 0, "%s", out);
+	size_t n;
+	_cleanup_free_ char *m = our_mounts(&n);
+	for (int i = 0; i < 100 && n > 0; i++) {
+		usleep(10000);
+		free(m);
+		m = our_mounts(&n);
+	}
+	cr_assert_eq(n, 0, "%s", m);
+	assert_fsck_clean();
 }
