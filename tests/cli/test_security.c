@@ -326,8 +326,11 @@ static void need_exec(void)
 }
 
 /* Starts `layerfs exec ARGS...` with TMPDIR in the test's directory and its output in
- * TMP/OUT; returns its pid. */
-static pid_t spawn_exec_to(const char *name, const char *const *args)
+ * TMP/NAME; returns its pid.  With OUTLIVES, the run is one that lives through the death of
+ * another process of the store: Berkeley DB 5.3 keeps the handles of the environment that
+ * recovery replaced (db/env.c), which a sanitizer build's leak check would report as the
+ * run's exit status. */
+static pid_t spawn_exec_to(const char *name, bool outlives, const char *const *args)
 {
 	_cleanup_free_ char *out = tu_path(dirs.tmp, name);
 	pid_t pid = fork();
@@ -339,6 +342,13 @@ static pid_t spawn_exec_to(const char *name, const char *const *args)
 		dup2(fd, 2);
 		dup2(null, 0);
 		setenv("TMPDIR", dirs.tmp, 1);
+		if (outlives) {
+			const char *asan = getenv("ASAN_OPTIONS");
+			_cleanup_free_ char *opts = NULL;
+			if (asprintf(&opts, "%s%sdetect_leaks=0", asan ? asan : "",
+				     asan && *asan ? ":" : "") > 0)
+				setenv("ASAN_OPTIONS", opts, 1);
+		}
 		const char *argv[32] = {LAYERFS_BIN, "--root", dirs.store, "exec"};
 		size_t n = 4;
 		for (size_t i = 0; args[i] && n < 31; i++)
@@ -352,7 +362,7 @@ static pid_t spawn_exec_to(const char *name, const char *const *args)
 
 static pid_t spawn_exec(const char *const *args)
 {
-	return spawn_exec_to("exec.out", args);
+	return spawn_exec_to("exec.out", false, args);
 }
 
 /* The FUSE mounts of layerfs below the test's directory, one "MOUNTPOINT OPTIONS\n" line
@@ -588,19 +598,20 @@ Test(cli_lifetime, a_shared_cache_outlives_a_killed_run_while_another_uses_it)
 	free(tu_ok(tu_lf(dirs.store, "exec", "--mount", cache, "bb", "--", "sh", "-c",
 			 "echo kept > /c/x", NULL)));
 	const char *a[] = {"--mount", cache, "bb", "--", "sh", "-c", STARTED_SLEEP, NULL};
-	pid_t pa = spawn_exec_to("a.out", a);
+	pid_t pa = spawn_exec_to("a.out", false, a);
 	free(wait_mounts(2, pa)); /* A's root and the cache */
 	wait_started(pa);
 	const char *b[] = {
 	    "--mount", cache, "bb", "--", "sh", "-c", "echo > /c/b; sleep 1; cat /c/x", NULL};
-	pid_t pb = spawn_exec_to("b.out", b);
+	pid_t pb = spawn_exec_to("b.out", true, b);
 	free(wait_mounts(3, pb)); /* and B's root */
 	for (int i = 0; i < 1000 && tu_sh("ls %s/refs/*/upper/b >/dev/null 2>&1", dirs.store); i++)
 		usleep(10000); /* B runs */
 	cr_assert_eq(kill(pa, SIGKILL), 0);
 	cr_assert_eq(wait_status(pa), 128 + SIGKILL);
-	cr_assert_eq(wait_status(pb), 0);
+	int st = wait_status(pb);
 	_cleanup_free_ char *out = tu_read(dirs.tmp, "b.out");
+	cr_assert_eq(st, 0, "B: %s", out);
 	cr_assert_eq(strncmp(out, "kept\n", 5), 0, "%s", out);
 	size_t n;
 	_cleanup_free_ char *m = our_mounts(&n);
