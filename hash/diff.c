@@ -576,7 +576,7 @@ static int hard_link(hasher *h, const struct stat *st, const char *path, kid *k)
 static int on_regular(hasher *h, int dirfd, const char *name, const struct stat *st,
 		      const char *path, kid *k)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	int fd = lyr_open_noatime(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	job *j = calloc(1, sizeof *j);

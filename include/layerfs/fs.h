@@ -32,6 +32,7 @@ typedef struct lyr_fs_config {
 	bool nodev;	  /* device nodes do not open (lyr_fs_config_init: on, as libfuse) */
 	bool nosuid;	  /* set-id bits ignored; always so for a mount by another user than root */
 	bool noexec, noatime;
+	bool nodiratime; /* directories' atime never moves (noatime: no atime moves) */
 	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
 	bool static_nlink;  /* directories report st_nlink 1 */
