@@ -135,8 +135,9 @@ static int resolve(run *R)
 	return 0;
 }
 
-/* In the serving process of a cache mount whose run died: true when no other run uses the
- * cache (then the mount lock is kept until the unmount is done). */
+/* In the serving process of a cache mount whose run died (asked again while it says no):
+ * true when no run uses the cache any more; then the mount lock and the exclusive exec lock
+ * are kept until the unmount is done, so no run mounts or uses the cache meanwhile. */
 static bool owner_gone(void *ctx)
 {
 	orphan *o = ctx;
@@ -145,10 +146,12 @@ static bool owner_gone(void *ctx)
 	if (lyr_store_open(o->root, &o->s) < 0 ||
 	    lyr_cache_hold_adopt(o->s, o->ref, &o->hold) < 0 ||
 	    lyr_cache_hold_mount_lock(o->s, o->hold) < 0)
-		return true; /* cannot tell: a view must not outlive its run */
+		return true; /* cannot tell: a view must not outlive its runs */
 	if (lyr_cache_hold_last(o->hold) != 0)
 		return true;
-	/* the run still using it unmounts it when done */
+	/* A run still uses it: it unmounts it when done, or, if it dies too, we do.  Nothing is
+	 * held meanwhile, the store included (a process that ends with it open makes the next
+	 * one to open it run recovery). */
 	lyr_cache_release(o->s, o->hold);
 	o->hold = NULL;
 	lyr_store_free(o->s);

@@ -95,12 +95,18 @@ static void *watch_owner(void *arg)
 	while (poll(&p, 1, -1) < 0)
 		if (errno != EINTR)
 			return NULL; /* cannot watch: serve on, as an unwatched mount would */
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-	if (!w->cfg->owner_gone || w->cfg->owner_gone(w->cfg->owner_ctx)) {
-		w->orphaned = true;
-		kill(getpid(), SIGTERM); /* blocked here: the main thread takes it */
+	for (;;) {
+		/* the answer is not cut short: the mount ending otherwise waits for it */
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		bool end = !w->cfg->owner_gone || w->cfg->owner_gone(w->cfg->owner_ctx);
+		if (end) {
+			w->orphaned = true;
+			kill(getpid(), SIGTERM); /* blocked here: the main thread takes it */
+			return NULL;
+		}
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		usleep(LYR_FS_OWNER_RECHECK_MS * 1000); /* where an unmount's cancel ends us */
 	}
-	return NULL;
 }
 
 /* Starts W's thread with the exit signals blocked; false when it could not start. */

@@ -63,16 +63,19 @@ typedef struct lyr_fs_config {
 	/* Background mounts whose life is another process's (exec's views): when OWNER > 0 (the
 	 * caller or one of its ancestors), the serving process watches it through a pidfd.  Once
 	 * OWNER has exited, however it ended, OWNER_GONE (NULL: always true) is asked, in a
-	 * thread of the serving process, whether the mount should end; if so it ends as on
-	 * SIGTERM (unmounted, lazily when busy) and ORPHANED (may be NULL) runs in the serving
-	 * process after the unmount, before it exits.  Both get OWNER_CTX, as the caller set it
-	 * up before lyr_fs_mount (the serving process holds a copy of the caller's memory and no
-	 * descriptor of it: a store must be opened afresh there). */
+	 * thread of the serving process, whether the mount should end, and asked again every
+	 * LYR_FS_OWNER_RECHECK_MS while it says no and the mount lives; once it says yes the
+	 * mount ends as on SIGTERM (unmounted, lazily when busy) and ORPHANED (may be NULL) runs
+	 * in the serving process after the unmount, before it exits.  Both get OWNER_CTX, as the
+	 * caller set it up before lyr_fs_mount (the serving process holds a copy of the caller's
+	 * memory and no descriptor of it: a store must be opened afresh there). */
 	pid_t owner;
 	bool (*owner_gone)(void *ctx);
 	void (*orphaned)(void *ctx);
 	void *owner_ctx;
 } lyr_fs_config;
+
+#define LYR_FS_OWNER_RECHECK_MS 250
 
 /* A message for people naming the object and the cause of a failure. */
 typedef struct lyr_fs_error {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "layerfs/common.h"
+#include "layerfs/fs.h"
 #include "testutil.h"
 
 #define NOBODY 65534
@@ -591,24 +592,31 @@ Test(cli_lifetime, a_run_whose_server_died_first_is_left_for_fsck_to_clean)
 	assert_fsck_clean();
 }
 
-Test(cli_lifetime, a_shared_cache_outlives_a_killed_run_while_another_uses_it)
+/* Run A mounts the shared cache CACHE, run B (running SCRIPT, which first writes /c/b) uses it
+ * too, and A is killed with SIGKILL.  Returns B's pid. */
+static pid_t kill_a_run_sharing_the_cache_with_b(const char *cache, const char *script)
 {
-	need_exec();
-	const char *cache = "type=cache,target=/c,id=shared";
-	free(tu_ok(tu_lf(dirs.store, "exec", "--mount", cache, "bb", "--", "sh", "-c",
-			 "echo kept > /c/x", NULL)));
 	const char *a[] = {"--mount", cache, "bb", "--", "sh", "-c", STARTED_SLEEP, NULL};
 	pid_t pa = spawn_exec_to("a.out", false, a);
 	free(wait_mounts(2, pa)); /* A's root and the cache */
 	wait_started(pa);
-	const char *b[] = {
-	    "--mount", cache, "bb", "--", "sh", "-c", "echo > /c/b; sleep 1; cat /c/x", NULL};
+	const char *b[] = {"--mount", cache, "bb", "--", "sh", "-c", script, NULL};
 	pid_t pb = spawn_exec_to("b.out", true, b);
 	free(wait_mounts(3, pb)); /* and B's root */
 	for (int i = 0; i < 1000 && tu_sh("ls %s/refs/*/upper/b >/dev/null 2>&1", dirs.store); i++)
 		usleep(10000); /* B runs */
 	cr_assert_eq(kill(pa, SIGKILL), 0);
 	cr_assert_eq(wait_status(pa), 128 + SIGKILL);
+	return pb;
+}
+
+Test(cli_lifetime, a_shared_cache_outlives_a_killed_run_while_another_uses_it)
+{
+	need_exec();
+	const char *cache = "type=cache,target=/c,id=shared";
+	free(tu_ok(tu_lf(dirs.store, "exec", "--mount", cache, "bb", "--", "sh", "-c",
+			 "echo kept > /c/x", NULL)));
+	pid_t pb = kill_a_run_sharing_the_cache_with_b(cache, "echo > /c/b; sleep 1; cat /c/x");
 	int st = wait_status(pb);
 	_cleanup_free_ char *out = tu_read(dirs.tmp, "b.out");
 	cr_assert_eq(st, 0, "B: %s", out);
@@ -621,5 +629,30 @@ Test(cli_lifetime, a_shared_cache_outlives_a_killed_run_while_another_uses_it)
 		m = our_mounts(&n);
 	}
 	cr_assert_eq(n, 0, "%s", m);
+	assert_fsck_clean();
+}
+
+Test(cli_lifetime, a_shared_cache_goes_when_the_last_run_using_it_is_killed_too)
+{
+	need_exec();
+	const char *cache = "type=cache,target=/c,id=shared";
+	pid_t pb = kill_a_run_sharing_the_cache_with_b(cache, "echo > /c/b; sleep 100");
+	/* B's root and the cache stay while B runs, A's root goes */
+	usleep(3 * LYR_FS_OWNER_RECHECK_MS * 1000);
+	size_t n;
+	_cleanup_free_ char *m = wait_mounts(2, pb);
+	cr_assert_eq(kill(pb, SIGKILL), 0);
+	cr_assert_eq(wait_status(pb), 128 + SIGKILL);
+	_cleanup_free_ char *ls = NULL;
+	double start = now();
+	do {
+		free(m);
+		free(ls);
+		usleep(10000);
+		m = our_mounts(&n);
+		ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
+	} while ((n > 0 || count(ls, "\"mountpoint\":\"") > 0) && now() - start < 2.0);
+	cr_assert_eq(n, 0, "still mounted after 2 s:\n%s", m);
+	cr_assert_eq(count(ls, "\"mountpoint\":\""), 0, "a ref is still mounted: %s", ls);
 	assert_fsck_clean();
 }
