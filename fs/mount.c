@@ -119,6 +119,9 @@ static bool watch_start(struct watch *w)
 	return e == 0;
 }
 
+/* Mounts and serves until unmounted; NOTIFY (or -1) gets the status once the mount is live,
+ * OWNER_FD (or -1) is a pidfd of CFG->owner to watch while serving (closed after serving; a
+ * failure before that is followed by the serving process's exit). */
 static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err, int notify,
 		 int owner_fd)
 {
@@ -226,6 +229,8 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		pthread_cancel(w.thread);
 		pthread_join(w.thread, NULL);
 	}
+	if (owner_fd >= 0)
+		close(owner_fd);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
