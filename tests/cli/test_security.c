@@ -170,7 +170,7 @@ Test(cli_security, a_setuid_program_in_a_layer_is_out_of_reach_through_the_store
 Test(cli_security, an_older_store_is_tightened_by_a_command_and_reported_by_fsck)
 {
 	need_root();
-	free(tu_ok(tu_lf(dirs.store, "ls", NULL)));
+	free(tu_ok(tu_lf(dirs.store, "new", NULL))); /* creates the store */
 	_cleanup_free_ char *layers = tu_path(dirs.store, "layers");
 	_cleanup_free_ char *refs = tu_path(dirs.store, "refs");
 	cr_assert_eq(chmod(dirs.store, 0755), 0);
