@@ -33,9 +33,11 @@ static const cli_command commands[] = {
 	 "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
 	 "  --all                 remove unmounted refs too\n"
 	 "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
-	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [-o OPTS]",
+	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [--suid] [--dev] [-o OPTS]",
 	 "mount a ref read-write (a layer read-only) through FUSE",
 	 "  -f, --foreground     serve in this process until unmounted\n"
+	 "  --suid               honour set-id bits (default nosuid; -o suid does the same)\n"
+	 "  --dev                let device nodes open (default nodev; -o dev does the same)\n"
 	 "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
 	 "                       writeback=0, timeout=S, threaded=0, squash_to_root, ...)\n"},
 	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
@@ -66,7 +68,8 @@ static const cli_command commands[] = {
 	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
 	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
 	 "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"
-	 "                 database lost, clear stale mounts (layer data is never deleted)\n"},
+	 "                 database lost, clear stale mounts, unmount and release what dead runs\n"
+	 "                 left, tighten store modes to 0700 (layer data is never deleted)\n"},
 };
 
 const cli_command *cli_find(const char *name)
@@ -138,6 +141,10 @@ static lyr_store *store_open(lyr_cli *cli, unsigned mode, bool missing_ok, bool 
 			cli_fail("store '%s': %s", root, cli_strerror(r));
 		return NULL;
 	}
+	/* Stores made while their directories were 0755 are tightened by every command but
+	 * fsck, which reports them instead; a user other than the owner changes nothing. */
+	if (!(mode & (LYR_OPEN_CHECK | LYR_OPEN_REPAIR)))
+		lyr_store_modes(cli->store, true, NULL, NULL);
 	return cli->store;
 }
 

@@ -25,6 +25,11 @@ static int mount_opt(void *ctx, int c, const char *arg)
 		o->foreground = true;
 		return 0;
 	}
+	if (c == 'S' || c == 'D') {
+		lyr_fs_config *cfg = lyr_fs_options_config(o->fs);
+		*(c == 'S' ? &cfg->nosuid : &cfg->nodev) = false;
+		return 0;
+	}
 	if (c == 'o') {
 		int r = lyr_fs_options_parse(o->fs, arg);
 		if (r < 0)
@@ -138,11 +143,17 @@ int cmd_mount(lyr_cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 		{"foreground", no_argument, NULL, 'f'},
 		{"options", required_argument, NULL, 'o'},
+		{"suid", no_argument, NULL, 'S'},
+		{"dev", no_argument, NULL, 'D'},
 	};
 	mount_opts o = {0};
 	if (lyr_fs_options_new(&o.fs) < 0)
 		return cli_fail("out of memory");
-	int i = cli_parse_short(cli, cmd, argc, argv, "hfo:", opts, 2, mount_opt, &o);
+	/* as mount(8) treats a user's mount: what layers hold (set-id programs, device nodes
+	 * committed by whoever ran in them) has no power here unless asked for */
+	lyr_fs_config *cfg = lyr_fs_options_config(o.fs);
+	cfg->nosuid = cfg->nodev = true;
+	int i = cli_parse_short(cli, cmd, argc, argv, "hfo:", opts, LYR_ARRAY_SIZE(opts), mount_opt, &o);
 	int status;
 	if (argc - i != 2)
 		status = cli_usage(cmd->name, "expects an ID and a mountpoint");

@@ -235,6 +235,10 @@ static void fsck_finding(void *ctx, const char *finding, bool repaired)
 	}
 }
 
+/* One family of checks: findings to FN, the number left or -errno. */
+typedef int (*fsck_check)(lyr_store *s, bool repair,
+			  void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
 int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("fsck");
@@ -252,7 +256,13 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 		json_begin(&j, stdout);
 		json_arr_open(&j, "findings");
 	}
-	int left = lyr_store_fsck(s, repair, fsck_finding, &f);
+	/* runs first: releasing a dead run's refs settles their mount records too */
+	static const fsck_check checks[] = {lyr_store_modes, lyr_store_fsck_runs, lyr_store_fsck};
+	int left = 0;
+	for (size_t i = 0; left >= 0 && i < LYR_ARRAY_SIZE(checks); i++) {
+		int more = checks[i](s, repair, fsck_finding, &f);
+		left = more < 0 ? more : left + more;
+	}
 	if (cli->json) {
 		json_arr_close(&j);
 		json_i64(&j, "problems", left < 0 ? -1 : left);

@@ -131,6 +131,10 @@ void tmp_name(const lyr_store *s, const char *op, char *ret, size_t len);
 bool tmp_owner(const char *name, lyr_owner *ret);
 void rand_hex(char *out, size_t nbytes);
 
+/* modes.c: the directories below the root, all 0700 (the root too). */
+#define STORE_TOP_DIRS 5
+extern const char *const store_top_dirs[STORE_TOP_DIRS];
+
 /* store.c */
 int ns_lock(lyr_store *s);
 void ns_unlock(lyr_store *s);

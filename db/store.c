@@ -217,7 +217,8 @@ static int open_layout(lyr_store *s, unsigned mode)
 			  s->root);
 		return -ENOENT;
 	}
-	r = lyr_mkdir_p(s->root, 0755);
+	/* 0700 throughout: what layers hold is for the store's owner only (modes.c) */
+	r = lyr_mkdir_p(s->root, 0700);
 	if (r < 0)
 		return fail(r, s->root, "create the store directory");
 	/* Paths handed out (layer chains, ref dirs) must stay valid after a chdir. */
@@ -249,7 +250,7 @@ static int open_layout(lyr_store *s, unsigned mode)
 		damage_add(s, true, "database directory db/ was missing: made anew %s", LOSS);
 		db_made = true;
 	}
-	if (mkdirat(s->rootfd, "db", 0755) < 0 && errno != EEXIST)
+	if (mkdirat(s->rootfd, "db", 0700) < 0 && errno != EEXIST)
 		return fail(-errno, s->root, "create db/");
 	r = env_open(s);
 	if (r == -EUCLEAN)
@@ -271,11 +272,10 @@ static int open_layout(lyr_store *s, unsigned mode)
 			  format, LYR_STORE_FORMAT);
 		return -EPROTO;
 	}
-	static const char *const dirs[] = {"layers", "refs", "tmp"};
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(dirs); i++)
-		if (mkdirat(s->rootfd, dirs[i], 0755) < 0 && errno != EEXIST)
+	for (size_t i = 0; i < STORE_TOP_DIRS; i++)
+		if (mkdirat(s->rootfd, store_top_dirs[i], 0700) < 0 && errno != EEXIST)
 			return fail(-errno, s->root, "create a store directory");
-	s->lockfd = openat(s->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	s->lockfd = openat(s->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (s->lockfd < 0)
 		return fail(-errno, s->root, "open the lock file");
 	r = owner_self(&s->self);

@@ -1,10 +1,15 @@
 /* Mounting and unmounting: the FUSE session around one ovl_fs, run in the foreground or in a
  * forked serving process that reports back through a pipe once the kernel mount exists, so the
- * caller returns only when the mount is live (or with the reason it is not). */
+ * caller returns only when the mount is live (or with the reason it is not).  A serving process
+ * may watch an owner process (a pidfd, polled by one thread that blocks the exit signals): when
+ * the owner has gone, it signals its own main thread as SIGTERM would, so the mount ends by the
+ * one path every ending takes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +34,8 @@ void lyr_fs_config_init(lyr_fs_config *cfg)
 	/* the kernel gathers small writes into large requests and keeps pages of files being
 	 * written: the daemon opens such files read-write and leaves O_APPEND to the kernel */
 	cfg->writeback = true;
+	/* libfuse's and fuse-overlayfs' default: device nodes on a FUSE mount do not open */
+	cfg->nodev = true;
 	cfg->squash_to_uid = -1;
 	cfg->squash_to_gid = -1;
 }
@@ -140,7 +147,50 @@ static int check_overlaps(const lyr_fs_config *cfg, const char *mp, lyr_fs_error
 	return r;
 }
 
-static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err, int notify)
+/* The thread that watches the owner of a mount. */
+struct watch {
+	const lyr_fs_config *cfg;
+	int pidfd;
+	pthread_t thread;
+	volatile bool orphaned; /* read after the join */
+};
+
+static void *watch_owner(void *arg)
+{
+	struct watch *w = arg;
+	struct pollfd p = {w->pidfd, POLLIN, 0};
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR)
+			return NULL; /* cannot watch: serve on, as an unwatched mount would */
+	for (;;) {
+		/* the answer is not cut short: the mount ending otherwise waits for it */
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		bool end = !w->cfg->owner_gone || w->cfg->owner_gone(w->cfg->owner_ctx);
+		if (end) {
+			w->orphaned = true;
+			kill(getpid(), SIGTERM); /* blocked here: the main thread takes it */
+			return NULL;
+		}
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		usleep(LYR_FS_OWNER_RECHECK_MS * 1000); /* where an unmount's cancel ends us */
+	}
+}
+
+/* Starts W's thread with the exit signals blocked; false when it could not start. */
+static bool watch_start(struct watch *w)
+{
+	sigset_t old;
+	ovl_block_exit_signals(&old);
+	int e = pthread_create(&w->thread, NULL, watch_owner, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return e == 0;
+}
+
+/* Mounts and serves until unmounted; NOTIFY (or -1) gets the status once the mount is live,
+ * OWNER_FD (or -1) is a pidfd of CFG->owner to watch while serving (closed after serving; a
+ * failure before that is followed by the serving process's exit). */
+static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err, int notify,
+		 int owner_fd)
 {
 	char mp[PATH_MAX];
 	struct stat st;
@@ -183,9 +233,9 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		append(opts, sizeof(opts), "allow_root");
 	if (fs->read_only)
 		append(opts, sizeof(opts), "ro");
-	if (cfg->nodev)
-		append(opts, sizeof(opts), "nodev");
-	/* set-id programs of a container's root must work (as with fuse-overlayfs); devices not */
+	append(opts, sizeof(opts), cfg->nodev ? "nodev" : "dev");
+	/* set-id programs of a container's root must work (as with fuse-overlayfs) unless the
+	 * caller asks otherwise; fusermount3 makes every mount of a user nosuid anyway */
 	append(opts, sizeof(opts), cfg->nosuid || geteuid() != 0 ? "nosuid" : "suid");
 	if (cfg->noexec)
 		append(opts, sizeof(opts), "noexec");
@@ -240,15 +290,42 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	}
 	if (cfg->ready && notify < 0)
 		cfg->ready(cfg->ready_ctx, getpid());
+	struct watch w = {.cfg = cfg, .pidfd = owner_fd};
+	bool watching = owner_fd >= 0 && watch_start(&w);
+	if (owner_fd >= 0 && !watching)
+		ovl_log("cannot watch process %d: the mount outlives it", (int)cfg->owner);
 	int lr = ovl_loop_run(se, cfg->threads ? cfg->threads : 16);
 	if (lr < 0)
 		ovl_log("reading requests: %s", strerror(-lr));
+	if (watching) {
+		pthread_cancel(w.thread);
+		pthread_join(w.thread, NULL);
+	}
+	if (owner_fd >= 0)
+		close(owner_fd);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	ovl_fs_free(fs);
 	umask(old_umask);
+	if (w.orphaned && cfg->orphaned)
+		cfg->orphaned(cfg->owner_ctx);
 	return 0;
+}
+
+/* A pidfd for the owner of a mount, opened in the serving process just forked by PARENT, or
+ * -ESRCH when the owner has exited already (our parent may have died, and its pid been
+ * reused, before the pidfd was opened: getppid() tells). */
+static int owner_open(pid_t owner, pid_t parent)
+{
+	int fd = (int)syscall(SYS_pidfd_open, owner, 0);
+	if (fd < 0)
+		return -errno;
+	if (owner == parent && getppid() != parent) {
+		close(fd);
+		return -ESRCH;
+	}
+	return fd;
 }
 
 int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err,
@@ -257,7 +334,7 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	if (err)
 		err->msg[0] = '\0';
 	if (cfg->foreground) {
-		int r = serve(cfg, mountpoint, err, -1);
+		int r = serve(cfg, mountpoint, err, -1, -1);
 		if (r == 0)
 			*ret_pid = getpid();
 		return r;
@@ -265,6 +342,7 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return fail(err, -errno, "pipe: %s", strerror(errno));
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		int r = -errno;
@@ -279,8 +357,20 @@ int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 			close_range(3, (unsigned)p[1] - 1, 0);
 		close_range((unsigned)p[1] + 1, ~0U, 0);
 		setsid();
+		/* libfuse installs its exit handlers only over the default dispositions: a
+		 * caller's own handlers (exec catches SIGTERM) must not keep the mount alive */
+		static const int exits[] = {SIGINT, SIGTERM, SIGHUP};
+		for (size_t i = 0; i < sizeof(exits) / sizeof(exits[0]); i++)
+			signal(exits[i], SIG_DFL);
 		lyr_fs_error cerr = {{0}};
-		int r = serve(cfg, mountpoint, &cerr, p[1]);
+		int owner = cfg->owner > 0 ? owner_open(cfg->owner, parent) : -1;
+		if (owner < 0 && cfg->owner > 0) {
+			/* nobody waits for the status: the caller was its owner */
+			fail(&cerr, owner, "process %d: %s", (int)cfg->owner, strerror(-owner));
+			report(p[1], owner, &cerr);
+			_exit(1);
+		}
+		int r = serve(cfg, mountpoint, &cerr, p[1], owner);
 		_exit(r < 0 ? 1 : 0);
 	}
 	close(p[1]);

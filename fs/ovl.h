@@ -300,6 +300,9 @@ int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst);
 /* Serves SE's requests on up to MAX threads until the session ends; 0 or the -errno of a failed
  * read. */
 int ovl_loop_run(struct fuse_session *se, unsigned max);
+/* Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (OLD gets the previous mask), so that
+ * threads started meanwhile leave them to the main thread, whose handlers end the session. */
+void ovl_block_exit_signals(sigset_t *old);
 /* Set while the current thread handles a FUSE_TMPFILE, which reaches the create handler. */
 extern _Thread_local bool ovl_loop_tmpfile;
 

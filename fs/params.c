@@ -43,8 +43,9 @@ static void usage(FILE *out, const char *prog)
 	    "  static_nlink              directories report 1 link\n"
 	    "  noacl                     POSIX ACLs not enforced (their xattrs: EOPNOTSUPP)\n"
 	    "  timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
-	    "  ro, nodev, nosuid, noexec, relatime (default), noatime, nodiratime, allow_other,\n"
-	    "  allow_root, default_permissions,\n"
+	    "  ro, dev|nodev (default nodev), suid|nosuid (default suid for root), noexec,\n"
+	    "  relatime (default), noatime, nodiratime, allow_other, allow_root,\n"
+	    "  default_permissions,\n"
 	    "  context=\"...\"\n"
 	    "  -f  stay in the foreground    -d  debug output\n",
 	    prog);

@@ -29,7 +29,9 @@ typedef struct lyr_fs_config {
 	bool read_only;	  /* mount read-only even with an upper */
 	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;
-	bool nodev, nosuid, noexec, noatime;
+	bool nodev;	  /* device nodes do not open (lyr_fs_config_init: on, as libfuse) */
+	bool nosuid;	  /* set-id bits ignored; always so for a mount by another user than root */
+	bool noexec, noatime;
 	bool nodiratime; /* directories' atime never moves (noatime: no atime moves) */
 	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
@@ -57,14 +59,31 @@ typedef struct lyr_fs_config {
 	/* Called once a FOREGROUND mount is live, in the serving process (NULL: none). */
 	void (*ready)(void *ctx, pid_t pid);
 	void *ready_ctx;
+
+	/* Background mounts whose life is another process's (exec's views): when OWNER > 0 (the
+	 * caller or one of its ancestors), the serving process watches it through a pidfd.  Once
+	 * OWNER has exited, however it ended, OWNER_GONE (NULL: always true) is asked, in a
+	 * thread of the serving process, whether the mount should end, and asked again every
+	 * LYR_FS_OWNER_RECHECK_MS while it says no and the mount lives; once it says yes the
+	 * mount ends as on SIGTERM (unmounted, lazily when busy) and ORPHANED (may be NULL) runs
+	 * in the serving process after the unmount, before it exits.  Both get OWNER_CTX, as the
+	 * caller set it up before lyr_fs_mount (the serving process holds a copy of the caller's
+	 * memory and no descriptor of it: a store must be opened afresh there). */
+	pid_t owner;
+	bool (*owner_gone)(void *ctx);
+	void (*orphaned)(void *ctx);
+	void *owner_ctx;
 } lyr_fs_config;
+
+#define LYR_FS_OWNER_RECHECK_MS 250
 
 /* A message for people naming the object and the cause of a failure. */
 typedef struct lyr_fs_error {
 	char msg[1024];
 } lyr_fs_error;
 
-/* Defaults: no layers, timeout -1, squash ids -1, everything else off. */
+/* Defaults: no layers, timeout -1, squash ids -1, nodev and writeback on, everything else
+ * off. */
 void lyr_fs_config_init(lyr_fs_config *cfg);
 
 /* Mounts CFG at MOUNTPOINT.  Without CFG->foreground: forks a serving process, waits until the

@@ -218,6 +218,40 @@ int lyr_store_fsck(lyr_store *s, bool repair,
  * layers is never shown or pruned as if they did not exist. */
 int lyr_store_check_records(lyr_store *s);
 
+/* The modes of the store's root and top directories (db/, layers/, refs/, tmp/, runs/), which
+ * must be 0700: layers may hold set-id programs and device nodes that no other user may
+ * reach.  Each looser one goes to FN (may be NULL) as one line ("store directory '/s/layers'
+ * has mode 0755, not 0700"); with REPAIR its group and other bits are cleared (which needs
+ * the owner or root).  Returns the number of looser modes left (>= 0) or -errno. */
+int lyr_store_modes(lyr_store *s, bool repair,
+		    void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
+/* ---- runs ---------------------------------------------------------------------------------
+ * An exec run keeps a record in the store of what must not outlive it: the private directory
+ * holding its mountpoints and the refs it made.  The record (runs/exec-<pid>-<start>-<rand>)
+ * names its process, so fsck can tell a dead run's leftovers from a live run's views. */
+typedef struct lyr_run lyr_run;
+
+/* Starts the record of a run of the calling process whose mountpoints are the entries of DIR
+ * (an absolute path).  0 or -errno. */
+int lyr_run_new(lyr_store *s, const char *dir, lyr_run **ret);
+/* Adds REF_ID, a ref the run made (to be committed or released before it ends). */
+int lyr_run_add_ref(lyr_run *r, const char *ref_id);
+/* The record's absolute path: a process that finishes the run's cleanup on its behalf (the
+ * serving process of its last view) unlinks it once DIR is gone. */
+const char *lyr_run_path(const lyr_run *r);
+/* Ends the run (everything released): removes its record and frees R (NULL-safe). */
+void lyr_run_end(lyr_run *r);
+
+/* fsck of what dead processes left mounted: runs whose process is dead (refs they made and
+ * did not release: released; their directory: every view below it unmounted lazily, the
+ * directories removed, never anything else; then the record) and refs whose mount record
+ * names a dead serving process while the mountpoint is still its dead FUSE mount (unmounted
+ * lazily; the record itself is lyr_store_fsck's).  Findings go to FN as lyr_store_fsck's do
+ * (docs/store-format.md lists them).  Returns the number of problems left or -errno. */
+int lyr_store_fsck_runs(lyr_store *s, bool repair,
+			void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
 /* ---- exec support ------------------------------------------------------------------------- */
 
 /* The action cache: what an exec run with a given cache key produced.  Entries do not keep
@@ -266,6 +300,10 @@ typedef struct lyr_cache_hold lyr_cache_hold;
  * one hold.  Returns 0 or -errno (nothing is held then): -EINTR when a signal whose handler
  * was installed without SA_RESTART ended a wait. */
 int lyr_cache_acquire(lyr_store *s, const lyr_cache_req *reqs, size_t n, lyr_cache_hold **ret);
+/* A hold on the cache ref REF_ID that holds no lock yet, for the serving process of its mount
+ * when the run that mounted it died: with the mount lock taken, lyr_cache_hold_last tells
+ * whether another run still uses the ref.  0 or -errno (-ENOENT: no such ref directory). */
+int lyr_cache_hold_adopt(lyr_store *s, const char *ref_id, lyr_cache_hold **ret);
 /* The ref ID of a hold, and the directory where runs mount it (inside the ref's directory;
  * shared runs use one mount there). */
 const char *lyr_cache_hold_ref(const lyr_cache_hold *h);

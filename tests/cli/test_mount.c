@@ -43,17 +43,6 @@ static void teardown(void)
 
 TestSuite(cli_mount, .init = setup, .fini = teardown);
 
-/* True while PID runs (a zombie has exited: only its parent has not reaped it yet). */
-static bool process_running(pid_t pid)
-{
-	_cleanup_free_ char *path = NULL, *stat = NULL;
-	cr_assert(asprintf(&path, "/proc/%d/stat", (int)pid) > 0);
-	if (lyr_read_file(path, &stat, NULL) < 0)
-		return false;
-	const char *p = strrchr(stat, ')');
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
 static char *new_ref_on_base(void)
 {
 	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL)));
@@ -135,7 +124,7 @@ Test(cli_mount, umount_returns_after_the_serving_process_exited)
 	cr_assert_eq(kill(pid, 0), 0);
 	tu_write(mp, "f", "data\n");
 	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
-	cr_assert(!process_running(pid), "the serving process %d still runs", pid);
+	cr_assert(!tu_process_running(pid), "the serving process %d still runs", pid);
 	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
 	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
 }
@@ -148,7 +137,7 @@ Test(cli_mount, a_record_whose_server_died_is_stale_and_cleared)
 	_cleanup_free_ char *pid_text = tu_json_field(out, "pid");
 	pid_t pid = (pid_t)atoi(pid_text);
 	cr_assert_eq(kill(pid, SIGKILL), 0);
-	for (int i = 0; i < 500 && process_running(pid); i++)
+	for (int i = 0; i < 500 && tu_process_running(pid); i++)
 		usleep(10000);
 	cr_assert_eq(umount2(mp, MNT_DETACH), 0); /* the dead mount itself */
 	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));

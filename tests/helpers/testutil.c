@@ -234,6 +234,16 @@ void tu_run_free(tu_run *r)
 	r->out = r->err = NULL;
 }
 
+bool tu_process_running(pid_t pid)
+{
+	_cleanup_free_ char *path = NULL, *stat = NULL;
+	cr_assert(asprintf(&path, "/proc/%d/stat", (int)pid) > 0);
+	if (lyr_read_file(path, &stat, NULL) < 0)
+		return false;
+	const char *p = strrchr(stat, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
 bool tu_have_fuse(void)
 {
 	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);

@@ -47,6 +47,8 @@ tu_run tu_cmd(const char *const *env, const char *const *argv);
 tu_run tu_cmd_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv);
 void tu_run_free(tu_run *r);
 
+/* True while PID runs (a zombie has exited: only its parent has not reaped it yet). */
+bool tu_process_running(pid_t pid);
 /* True when /dev/fuse can be opened read-write. */
 bool tu_have_fuse(void);
 /* Skips the test unless /dev/fuse can be opened. */
