@@ -146,6 +146,12 @@ int ref_settle(lyr_store *s, const char *ref_id);
 /* layer.c */
 int tag_point_txn(lyr_store *s, DB_TXN *txn, const char *name, const char *layer);
 
+/* filelist.c: a layer's file list (layers/<hex>/filelist).  Write creates or replaces NAME in
+ * DIRFD (removed again on failure); read returns -ENOENT when missing, -EBADMSG when damaged. */
+#define FILELIST_NAME "filelist"
+int filelist_write(int dirfd, const char *name, const lyr_diff_list *l);
+int filelist_read(int dirfd, const char *name, lyr_diff_list *ret);
+
 /* remove.c */
 int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size);
 int ref_remove(lyr_store *s, const char *id, uint64_t *ret_size);
