@@ -62,8 +62,12 @@ static const cli_command commands[] = {
 	 "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
 	 "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
 	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
-	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
-	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
+	{"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
+	 "check the store; --repair fixes what it can",
+	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts;\n"
+	 "                 verify layers marked by an earlier --verify again\n"
+	 "  --verify       hash every layer (or each LAYER) again and compare it with its ID;\n"
+	 "                 name the files that changed and mark a changed layer as failed\n"},
 };
 
 const cli_command *cli_find(const char *name)

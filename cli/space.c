@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "verify.h"
 
 typedef struct du_ctx {
 	lyr_cli *cli;
@@ -231,16 +232,29 @@ static void fsck_finding(void *ctx, const char *finding, bool repaired)
 	}
 }
 
+static int fsck_opt(void *ctx, int c, const char *arg)
+{
+	(void)arg;
+	cli_fsck_args *a = ctx;
+	*(c == 'v' ? &a->verify : &a->repair) = true;
+	return 0;
+}
+
 int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("fsck");
-	static const struct option opts[] = {{"repair", no_argument, NULL, 'r'}};
-	bool repair = false;
-	if (cli_parse(cli, cmd, argc, argv, opts, 1, cli_set_flag, &repair) != argc)
-		return cli_usage(cmd->name, "takes no arguments");
+	static const struct option opts[] = {{"repair", no_argument, NULL, 'r'},
+					     {"verify", no_argument, NULL, 'v'}};
+	cli_fsck_args a = {0};
+	int i = cli_parse(cli, cmd, argc, argv, opts, 2, fsck_opt, &a);
+	if (i != argc && !a.verify)
+		return cli_usage(cmd->name, "takes no arguments (layers go after --verify)");
 	lyr_store *s = cli_store(cli);
 	if (!s)
 		return EXIT_FAIL;
+	if (i != argc && cli_fsck_resolve(cli, argv + i, (size_t)(argc - i), &a.ids) < 0)
+		return EXIT_FAIL;
+	bool repair = a.repair;
 	json_out j;
 	fsck_ctx f = {0};
 	if (cli->json) {
@@ -249,13 +263,24 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 		json_arr_open(&j, "findings");
 	}
 	int left = lyr_store_fsck(s, repair, fsck_finding, &f);
+	cli_fsck_stats vs = {0};
+	int vleft = left < 0 ? 0 : cli_fsck_layers(cli, &a, f.j, &vs);
+	lyr_strv_free(a.ids);
+	if (left >= 0)
+		left = vleft < 0 ? vleft : left + vleft;
 	if (cli->json) {
 		json_arr_close(&j);
 		json_i64(&j, "problems", left < 0 ? -1 : left);
+		if (a.verify)
+			cli_fsck_stats_print(cli, &vs, &j);
 		json_end(&j);
-	} else if (left == 0) {
-		printf("store '%s': no problems\n", lyr_store_root(s));
+	} else if (left >= 0 && a.verify) {
+		cli_fsck_stats_print(cli, &vs, NULL);
 	}
+	if (!cli->json && left == 0)
+		printf("store '%s': no problems\n", lyr_store_root(s));
+	if (vleft < 0)
+		return EXIT_FAIL; /* said why */
 	if (left < 0)
 		return cli_fail("fsck: %s", cli_strerror(left));
 	if (left > 0)

@@ -151,6 +151,9 @@ int tag_point_txn(lyr_store *s, DB_TXN *txn, const char *name, const char *layer
 #define FILELIST_NAME "filelist"
 int filelist_write(int dirfd, const char *name, const lyr_diff_list *l);
 int filelist_read(int dirfd, const char *name, lyr_diff_list *ret);
+/* One L(...) field (decimal length, ':', bytes) at *POS of BUF (LEN bytes): its bytes and
+ * length, *POS moved past it; or -EBADMSG. */
+int filelist_field(const char *buf, size_t len, size_t *pos, const char **ret, size_t *ret_len);
 
 /* remove.c */
 int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size);

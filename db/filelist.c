@@ -50,8 +50,7 @@ int filelist_write(int dirfd, const char *name, const lyr_diff_list *l)
 	return r;
 }
 
-/* One L(...) field at *POS of BUF (LEN bytes): its bytes and length, or -EBADMSG. */
-static int take_field(const char *buf, size_t len, size_t *pos, const char **ret, size_t *ret_len)
+int filelist_field(const char *buf, size_t len, size_t *pos, const char **ret, size_t *ret_len)
 {
 	size_t n = 0, p = *pos;
 	if (p >= len || buf[p] < '0' || buf[p] > '9')
@@ -74,11 +73,11 @@ static int parse(const char *buf, size_t len, lyr_diff_list *l)
 	while (pos < len) {
 		const char *path, *hdr, *data;
 		size_t plen, hlen, dlen;
-		int r = take_field(buf, len, &pos, &path, &plen);
+		int r = filelist_field(buf, len, &pos, &path, &plen);
 		if (r == 0)
-			r = take_field(buf, len, &pos, &hdr, &hlen);
+			r = filelist_field(buf, len, &pos, &hdr, &hlen);
 		if (r == 0)
-			r = take_field(buf, len, &pos, &data, &dlen);
+			r = filelist_field(buf, len, &pos, &data, &dlen);
 		if (r == 0 && ((dlen != 0 && dlen != LYR_SHA256_LEN) || memchr(path, 0, plen)))
 			r = -EBADMSG;
 		if (r < 0)

@@ -1,0 +1,753 @@
+/* fsck --verify: is each layer still the content its ID names?
+ *
+ * A layer is verified by hashing its diff directory again with the code commit and import use
+ * (lyr_hash_diff_ex, every core) and recomputing its ID from the recorded parent.  The ID is the
+ * authority: if it comes out the same, the layer is intact, whatever else says.  If not:
+ *   - the layer is marked, layers/<hex>/verify-failed (a file holding what was found), so that
+ *     `hash` and `exec --cache` refuse it (lyr_layer_verify_failed) until a verification finds
+ *     it intact again (its files restored) or it is removed with the directory;
+ *   - the entries that changed are named by comparing the listing of this pass with the layer's
+ *     file list (filelist.c), entry by entry: header fields and content digest;
+ *   - a layer without a file list (written before they existed) is named from its digest cache
+ *     entries, where `hash` left some: an entry digest that no longer matches names its file.
+ * Digest cache entries (hashes.db, db/hashcache.c) of every verified layer are checked: they are
+ * recomputed through the content hash of the layer's view with a cache that answers "unknown"
+ * for the layer's own keys and compares what the hasher then stores with what was stored.
+ * Repair drops stale entries (all of them for a failed layer: none can be trusted) and writes
+ * a missing or wrong file list of an intact layer.  It never changes content: nothing here can
+ * know what a changed byte was.
+ *
+ * Layers are verified one after another, each on all cores.  No lock is held while hashing: a
+ * layer removed meanwhile only loses its mark with its directory. */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "db-int.h"
+#include "layerfs/stack.h"
+
+#define MARK_NAME "verify-failed"
+#define HEX_LEN 64
+
+typedef struct verify {
+	lyr_store *s;
+	const lyr_verify_opts *o;
+	int left;
+	lyr_verify_stats stats;
+} verify;
+
+static void report(verify *v, const char *layer, const char *path, bool repaired, const char *fmt,
+		   ...) __attribute__((format(printf, 5, 6)));
+static void report(verify *v, const char *layer, const char *path, bool repaired, const char *fmt,
+		   ...)
+{
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (!repaired)
+		v->left++;
+	if (v->o->fn) {
+		lyr_verify_finding f = {layer, path, text, repaired};
+		v->o->fn(v->o->ctx, &f);
+	}
+}
+
+static void layer_path(const char *id, const char *name, char *buf, size_t size)
+{
+	snprintf(buf, size, "layers/%s/%s", layer_hex(id), name);
+}
+
+/* ---- the mark ------------------------------------------------------------------------------ */
+
+/* 1 when layer ID itself is marked, 0 when not, or -errno. */
+static int marked(lyr_store *s, const char *id)
+{
+	char p[160];
+	layer_path(id, MARK_NAME, p, sizeof p);
+	struct stat st;
+	if (fstatat(s->rootfd, p, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return 1;
+}
+
+/* The mark holds what was found, for people; its existence is what counts. */
+static int mark_set(lyr_store *s, const char *id, const char *why)
+{
+	char p[160];
+	layer_path(id, MARK_NAME, p, sizeof p);
+	_cleanup_close_ int fd =
+	    openat(s->rootfd, p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno; /* removed meanwhile: nothing left to mark */
+	char line[1200];
+	int n = snprintf(line, sizeof line, "%lld %s\n", (long long)time(NULL), why);
+	if (n > 0 && write(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) < 0)
+		return -errno;
+	return 0;
+}
+
+static int mark_clear(lyr_store *s, const char *id)
+{
+	char p[160];
+	layer_path(id, MARK_NAME, p, sizeof p);
+	return unlinkat(s->rootfd, p, 0) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* ---- the layer's records --------------------------------------------------------------------- */
+
+typedef struct layer_ctx {
+	const char *id;
+	layer_rec rec;
+	char **ids; /* the chain, the layer first (with_chain) */
+	size_t n;
+	bool with_chain;
+	bool broken; /* an ancestor has no record: the chain stops there */
+} layer_ctx;
+
+static int load_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	layer_ctx *c = ctx;
+	layer_rec_clear(&c->rec);
+	lyr_strv_free(c->ids);
+	c->ids = NULL;
+	c->n = 0;
+	c->broken = false;
+	int r = layer_load(s, txn, c->id, &c->rec);
+	if (r || !c->with_chain)
+		return r;
+	_cleanup_free_ char *cur = strdup(c->id);
+	while (r == 0 && cur && *cur) {
+		char **nv = realloc(c->ids, (c->n + 2) * sizeof *nv);
+		if (!nv)
+			return -ENOMEM;
+		c->ids = nv;
+		c->ids[c->n++] = LYR_TAKE_PTR(cur);
+		c->ids[c->n] = NULL;
+		layer_rec p;
+		r = layer_load(s, txn, c->ids[c->n - 1], &p);
+		if (r == 0) {
+			cur = LYR_TAKE_PTR(p.parent);
+			layer_rec_clear(&p);
+		} else if (r == -ENOENT && c->n > 1) {
+			c->broken = true; /* fsck reports the missing record */
+			free(c->ids[--c->n]);
+			c->ids[c->n] = NULL;
+			return 0;
+		}
+		if (c->n > 100000)
+			r = -ELOOP;
+	}
+	return r ? r : cur ? 0 : -ENOMEM;
+}
+
+static void layer_ctx_clear(layer_ctx *c)
+{
+	layer_rec_clear(&c->rec);
+	lyr_strv_free(c->ids);
+	c->ids = NULL;
+}
+
+int lyr_layer_verify_failed(lyr_store *s, const char *id)
+{
+	layer_ctx l = {.id = id, .with_chain = true};
+	int r = txn_run(s, load_txn, &l);
+	for (size_t i = 0; r >= 0 && i < l.n; i++) {
+		r = marked(s, l.ids[i]);
+		if (r > 0)
+			db_seterr("layer %s failed verification; run layerfs fsck --repair or "
+				  "layerfs rm",
+				  l.ids[i]);
+		if (r != 0)
+			break;
+	}
+	layer_ctx_clear(&l);
+	if (r == -ENOENT)
+		db_seterr("layer '%s': no such layer", id);
+	return r;
+}
+
+/* ---- naming what changed: the file list ----------------------------------------------------- */
+
+typedef struct field {
+	const char *key, *val;
+	size_t klen, vlen;
+} field;
+
+/* Splits an entry header into its fields (docs/diff-digest.md, "Entry header"); the value of
+ * "xattrs" is everything from the count on.  Returns the number of fields. */
+static size_t split_header(const uint8_t *h, size_t len, field *out, size_t max)
+{
+	size_t pos = 0, n = 0;
+	while (n < max && pos < len) {
+		field *f = &out[n];
+		if (filelist_field((const char *)h, len, &pos, &f->key, &f->klen) < 0)
+			break;
+		size_t start = pos;
+		if (filelist_field((const char *)h, len, &pos, &f->val, &f->vlen) < 0)
+			break;
+		n++;
+		if (f->klen == 6 && memcmp(f->key, "xattrs", 6) == 0) {
+			f->vlen = len - start;
+			f->val = (const char *)h + start;
+			break;
+		}
+	}
+	return n;
+}
+
+static bool same(const char *a, size_t al, const char *b, size_t bl)
+{
+	return al == bl && memcmp(a, b, al) == 0;
+}
+
+/* "content", "mode and mtime", "content, size and mtime": what differs between two listings of
+ * one path, into BUF; false when nothing does. */
+static bool what_differs(const lyr_diff_entry *was, const lyr_diff_entry *now, char *buf,
+			 size_t size)
+{
+	const char *names[16];
+	size_t n = 0;
+	if (was->has_data != now->has_data ||
+	    (was->has_data && memcmp(was->data, now->data, LYR_SHA256_LEN) != 0))
+		names[n++] = "content";
+	field a[12], b[12];
+	size_t na = split_header(was->header, was->header_len, a, 12);
+	size_t nb = split_header(now->header, now->header_len, b, 12);
+	char keys[12][16];
+	for (size_t i = 0; i < na && n < 15; i++) {
+		bool found = false, differs = true;
+		for (size_t j = 0; j < nb && !found; j++)
+			if (same(a[i].key, a[i].klen, b[j].key, b[j].klen)) {
+				found = true;
+				differs = !same(a[i].val, a[i].vlen, b[j].val, b[j].vlen);
+			}
+		if (differs) {
+			snprintf(keys[i], sizeof keys[i], "%.*s", (int)a[i].klen, a[i].key);
+			names[n++] = keys[i];
+		}
+	}
+	if (n == 0 && !same((const char *)was->header, was->header_len, (const char *)now->header,
+			    now->header_len))
+		names[n++] = "attributes";
+	if (n == 0)
+		return false;
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && off < size; i++)
+		off += (size_t)snprintf(buf + off, size - off, "%s%s",
+					i == 0	     ? ""
+					: i + 1 == n ? " and "
+						     : ", ",
+					names[i]);
+	if (off < size)
+		snprintf(buf + off, size - off, " %s", n == 1 ? "differs" : "differ");
+	return true;
+}
+
+/* Names every entry that differs between the file list WAS and NOW; returns how many. */
+static size_t name_from_list(verify *v, const char *id, const lyr_diff_list *was,
+			     const lyr_diff_list *now)
+{
+	size_t i = 0, j = 0, named = 0;
+	char path[PATH_MAX + 2], what[256];
+	while (i < was->n || j < now->n) {
+		int c = i == was->n ? 1 : j == now->n ? -1 : strcmp(was->v[i].path, now->v[j].path);
+		const char *p = c <= 0 ? was->v[i].path : now->v[j].path;
+		snprintf(path, sizeof path, "/%s", p);
+		if (c < 0) {
+			report(v, id, path, false, "removed since the layer was written");
+			named++, i++;
+		} else if (c > 0) {
+			report(v, id, path, false, "added since the layer was written");
+			named++, j++;
+		} else {
+			if (what_differs(&was->v[i], &now->v[j], what, sizeof what)) {
+				report(v, id, path, false, "%s from the layer's digest", what);
+				named++;
+			}
+			i++, j++;
+		}
+	}
+	return named;
+}
+
+static bool lists_equal(const lyr_diff_list *a, const lyr_diff_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const lyr_diff_entry *x = &a->v[i], *y = &b->v[i];
+		if (strcmp(x->path, y->path) != 0 || x->has_data != y->has_data ||
+		    memcmp(x->data, y->data, LYR_SHA256_LEN) != 0 ||
+		    !same((const char *)x->header, x->header_len, (const char *)y->header,
+			  y->header_len))
+			return false;
+	}
+	return true;
+}
+
+/* Writes the file list of an intact layer (a temporary name, then a rename). */
+static int list_write(lyr_store *s, const char *id, const lyr_diff_list *l)
+{
+	char tmp[160], to[160];
+	layer_path(id, "." FILELIST_NAME ".new", tmp, sizeof tmp);
+	layer_path(id, FILELIST_NAME, to, sizeof to);
+	int r = filelist_write(s->rootfd, tmp, l);
+	if (r == 0 && renameat(s->rootfd, tmp, s->rootfd, to) < 0) {
+		r = -errno;
+		unlinkat(s->rootfd, tmp, 0);
+	}
+	return r;
+}
+
+/* ---- digest cache entries ------------------------------------------------------------------- */
+
+typedef struct centry {
+	char kind;
+	char *path;
+	char digest[LYR_DIGEST_TEXT_LEN];
+	bool checked, stale;
+} centry;
+
+typedef struct centries {
+	const char *hex;
+	centry *v;
+	size_t n;
+} centries;
+
+static void centries_clear(centries *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->v[i].path);
+	free(c->v);
+	c->v = NULL;
+	c->n = 0;
+}
+
+/* The layer's entries sit together in hashes.db under "<hex>\0<kind><path>". */
+static int centries_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	centries *c = ctx;
+	centries_clear(c);
+	DBC *cur;
+	int r = dbx(s->hashes->cursor(s->hashes, txn, &cur, 0));
+	if (r)
+		return r;
+	char prefix[HEX_LEN + 1];
+	memcpy(prefix, c->hex, HEX_LEN);
+	prefix[HEX_LEN] = '\0';
+	DBT k = {0}, val = {0};
+	k.flags = val.flags = DB_DBT_REALLOC;
+	k.data = malloc(sizeof prefix);
+	if (!k.data) {
+		cur->close(cur);
+		return -ENOMEM;
+	}
+	memcpy(k.data, prefix, sizeof prefix);
+	k.size = sizeof prefix;
+	u_int32_t how = DB_SET_RANGE;
+	while ((r = dbx(cur->get(cur, &k, &val, how))) == 0) {
+		how = DB_NEXT;
+		if (k.size < sizeof prefix + 1 || memcmp(k.data, prefix, sizeof prefix) != 0)
+			break;
+		centry *nv = realloc(c->v, (c->n + 1) * sizeof *nv);
+		if (!nv) {
+			r = -ENOMEM;
+			break;
+		}
+		c->v = nv;
+		centry *e = &c->v[c->n];
+		memset(e, 0, sizeof *e);
+		e->kind = ((char *)k.data)[sizeof prefix];
+		e->path = strndup((char *)k.data + sizeof prefix + 1, k.size - sizeof prefix - 1);
+		if (!e->path) {
+			r = -ENOMEM;
+			break;
+		}
+		snprintf(e->digest, sizeof e->digest, "%.*s", (int)val.size, (char *)val.data);
+		c->n++;
+	}
+	free(k.data);
+	free(val.data);
+	int e = dbx(cur->close(cur));
+	return r == -ENOENT || r == 0 ? e : r;
+}
+
+typedef struct drop_ctx {
+	const centries *c;
+	size_t from, to;
+	bool stale_only;
+} drop_ctx;
+
+static int drop_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	drop_ctx *d = ctx;
+	char key[HEX_LEN + 2 + PATH_MAX];
+	for (size_t i = d->from; i < d->to; i++) {
+		const centry *e = &d->c->v[i];
+		if (d->stale_only && !e->stale)
+			continue;
+		size_t pl = strlen(e->path);
+		if (pl > PATH_MAX)
+			continue;
+		memcpy(key, d->c->hex, HEX_LEN);
+		key[HEX_LEN] = '\0';
+		key[HEX_LEN + 1] = e->kind;
+		memcpy(key + HEX_LEN + 2, e->path, pl);
+		int r = rec_del(s->hashes, txn, key, HEX_LEN + 2 + pl);
+		if (r && r != -ENOENT)
+			return r;
+	}
+	return 0;
+}
+
+/* Drops the stale entries (or all), a thousand per transaction. */
+static int centries_drop(lyr_store *s, const centries *c, bool stale_only)
+{
+	for (size_t from = 0; from < c->n; from += 1000) {
+		drop_ctx d = {c, from, c->n - from < 1000 ? c->n : from + 1000, stale_only};
+		int r = txn_run(s, drop_txn, &d);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The cache the hasher sees while entries are checked: the layer's own keys are unknown, so
+ * they are computed from the content and "stored", which compares them with the entry; keys
+ * of the layers below are answered from the store (they are checked with their own layer). */
+typedef struct vcache {
+	centries *c;
+	lyr_hash_cache real;
+} vcache;
+
+/* The entry KEY ("<kind>:sha256:<hex>:<path>") names, when it is one of the layer's. */
+static centry *centry_of(vcache *vc, const char *key)
+{
+	size_t pl = strlen(LYR_DIGEST_PREFIX);
+	if (strlen(key) < 2 + pl + HEX_LEN + 1 || memcmp(key + 2 + pl, vc->c->hex, HEX_LEN) != 0)
+		return NULL;
+	const char *path = key + 2 + pl + HEX_LEN + 1;
+	for (size_t i = 0; i < vc->c->n; i++) /* entries are few next to the files read */
+		if (vc->c->v[i].kind == key[0] && strcmp(vc->c->v[i].path, path) == 0)
+			return &vc->c->v[i];
+	return NULL;
+}
+
+static bool own_key(vcache *vc, const char *key)
+{
+	size_t pl = strlen(LYR_DIGEST_PREFIX);
+	return strlen(key) > 2 + pl + HEX_LEN && memcmp(key + 2 + pl, vc->c->hex, HEX_LEN) == 0;
+}
+
+static int vc_get(void *ctx, const char *key, char digest[LYR_DIGEST_TEXT_LEN])
+{
+	vcache *vc = ctx;
+	return own_key(vc, key) ? 0 : vc->real.get(vc->real.ctx, key, digest);
+}
+
+static int vc_put(void *ctx, const char *key, const char *digest)
+{
+	centry *e = centry_of(ctx, key);
+	if (e) {
+		e->checked = true;
+		e->stale = strcmp(e->digest, digest) != 0;
+	}
+	return 0;
+}
+
+/* What to hash to reach PATH: the path itself, or its nearest ancestor a selector can name
+ * literally (a selector with `*`, `?`, `[` or `\` would be a pattern). */
+static char *selector_for(const char *path)
+{
+	char *sel = strdup(path);
+	if (!sel)
+		return NULL;
+	char *bad = strpbrk(sel, "*?[\\");
+	if (bad) {
+		*bad = '\0';
+		char *slash = strrchr(sel, '/');
+		if (slash)
+			slash[slash == sel ? 1 : 0] = '\0';
+	}
+	return sel;
+}
+
+/* Recomputes every entry of C through the content hash of the layer's view (CHAIN: the layer
+ * and its ancestors).  Sets checked and stale; entries the hash never reached stay unchecked. */
+static int centries_check(verify *v, centries *c, char **chain, size_t n)
+{
+	_cleanup_free_ const char **dirs = calloc(n + 1, sizeof *dirs);
+	_cleanup_free_ char **sels = calloc(c->n + 1, sizeof *sels);
+	if (!dirs || !sels)
+		return -ENOMEM;
+	char **paths = NULL;
+	int r = lyr_layer_chain(v->s, chain[0], &paths);
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		dirs[i] = paths[i];
+	lyr_stack *stack = NULL;
+	if (r >= 0)
+		r = lyr_stack_open(dirs, n, NULL, &stack);
+	lyr_hash_source src = {0};
+	if (r >= 0)
+		r = lyr_hash_source_stack(stack, (const char *const *)chain, &src);
+	size_t ns = 0;
+	for (size_t i = 0; r >= 0 && i < c->n; i++, ns++)
+		if (!(sels[i] = selector_for(c->v[i].path)))
+			r = -ENOMEM;
+	char **list = NULL;
+	size_t kept = 0;
+	if (r >= 0)
+		r = lyr_hash_selectors_dedupe((const char *const *)sels, ns, &list, &kept, NULL);
+	vcache vc = {.c = c};
+	lyr_store_hash_cache(v->s, &vc.real);
+	lyr_hash_cache cache = {vc_get, vc_put, &vc};
+	lyr_hash_opts o = {.cache = &cache, .threads = v->o->threads};
+	for (size_t i = 0; r >= 0 && i < kept; i++) {
+		const char *one = list[i];
+		char out[LYR_DIGEST_TEXT_LEN];
+		int e = lyr_hash_selectors(&src, &one, 1, &o, out);
+		if (e == -ENOMEM)
+			r = e; /* anything else: its entries stay unchecked */
+	}
+	lyr_hash_selectors_free(list, kept);
+	for (size_t i = 0; i < ns; i++)
+		free(sels[i]);
+	lyr_hash_source_stack_free(&src);
+	lyr_stack_free(stack);
+	lyr_strv_free(paths);
+	return r;
+}
+
+/* Checks the layer's digest cache entries.  FAILED: the layer's content changed, so a stale
+ * file entry names a changed file (reported when NAME), and repair drops every entry.  Returns the
+ * number of files named that way (FAILED) or of stale entries, or -errno. */
+static int check_cache(verify *v, layer_ctx *l, bool failed, bool name)
+{
+	centries c = {.hex = layer_hex(l->id)};
+	if (l->broken)
+		return 0; /* no view to hash them in */
+	int r = txn_run(v->s, centries_txn, &c);
+	if (r >= 0 && c.n)
+		r = centries_check(v, &c, l->ids, l->n);
+	int named = 0;
+	for (size_t i = 0; r >= 0 && i < c.n; i++) {
+		centry *e = &c.v[i];
+		if (failed) {
+			if (name && e->kind == 'f' && e->stale) {
+				report(v, l->id, e->path, false,
+				       "differs from its digest cache entry (changed after it was "
+				       "hashed)");
+				named++;
+			}
+		} else if (e->stale || !e->checked) {
+			report(v, l->id, e->path, v->o->repair, "digest cache entry (%c) %s%s",
+			       e->kind,
+			       e->stale ? "does not match the content"
+					: "names nothing in the layer",
+			       v->o->repair ? " (dropped)" : "");
+			e->stale = true;
+			named++;
+		}
+	}
+	if (r >= 0 && v->o->repair && c.n && (failed || named)) {
+		r = centries_drop(v->s, &c, !failed);
+		if (r >= 0 && failed)
+			report(v, l->id, NULL, true, "%zu digest cache entr%s dropped", c.n,
+			       c.n == 1 ? "y" : "ies");
+	}
+	centries_clear(&c);
+	return r < 0 ? r : named;
+}
+
+/* ---- one layer ------------------------------------------------------------------------------ */
+
+static void count(void *ctx, uint64_t files, uint64_t bytes)
+{
+	uint64_t *last = ctx;
+	last[0] = files;
+	last[1] = bytes;
+}
+
+/* An intact layer: its mark goes, its file list is mended, its cache entries are checked. */
+static int intact(verify *v, layer_ctx *l, const char *digest, const lyr_diff_list *now, int listed,
+		  const lyr_diff_list *was)
+{
+	char p[160];
+	layer_path(l->id, FILELIST_NAME, p, sizeof p);
+	if (strcmp(digest, l->rec.digest) != 0)
+		report(v, l->id, NULL, false,
+		       "its record's diff digest %s is not that of its content (%s)", l->rec.digest,
+		       digest);
+	int r = marked(v->s, l->id);
+	if (r > 0) {
+		r = mark_clear(v->s, l->id);
+		if (r < 0)
+			return r;
+		report(v, l->id, NULL, true,
+		       "content matches its ID again; verification mark cleared");
+	}
+	if (listed == -ENOENT && v->o->repair) {
+		r = list_write(v->s, l->id, now);
+		if (r < 0)
+			return r;
+		report(v, l->id, NULL, true, "had no file list (%s written)", p);
+	} else if (listed != -ENOENT && (listed < 0 || !lists_equal(was, now))) {
+		bool fix = v->o->repair && list_write(v->s, l->id, now) == 0;
+		report(v, l->id, NULL, fix, "file list %s does not match the layer%s", p,
+		       fix ? " (rewritten)" : "");
+	}
+	r = check_cache(v, l, false, true);
+	return r < 0 ? r : 0;
+}
+
+static int failed(verify *v, layer_ctx *l, const char *digest, const lyr_diff_list *now, int listed,
+		  const lyr_diff_list *was)
+{
+	char why[400], p[160];
+	snprintf(why, sizeof why, "content does not match its ID (its diff digest is now %s)",
+		 digest);
+	int r = mark_set(v->s, l->id, why);
+	if (r < 0)
+		return r;
+	report(v, l->id, NULL, false, "%s; marked as failed verification", why);
+	size_t named = listed == 0 ? name_from_list(v, l->id, was, now) : 0;
+	r = check_cache(v, l, true, named == 0);
+	if (r < 0)
+		return r;
+	if (named == 0 && r == 0) {
+		layer_path(l->id, FILELIST_NAME, p, sizeof p);
+		if (listed == -ENOENT)
+			report(v, l->id, NULL, false,
+			       "the changed files cannot be named: the layer has no file list (it "
+			       "was written before layerfs kept them) and none of its digest cache "
+			       "entries differs");
+		else if (listed < 0)
+			report(
+			    v, l->id, NULL, false,
+			    "the changed files cannot be named: its file list %s is damaged (%s)",
+			    p, strerror(-listed));
+		else
+			report(v, l->id, NULL, false,
+			       "the changed files cannot be named: its file list %s shows no "
+			       "change, so it was changed too",
+			       p);
+	}
+	if (v->o->repair)
+		report(v, l->id, NULL, false,
+		       "fsck cannot restore content: put the files back and run 'layerfs fsck "
+		       "--repair', or remove the layer with 'layerfs rm'");
+	return 0;
+}
+
+static int verify_layer(verify *v, const char *id)
+{
+	layer_ctx l = {.id = id, .with_chain = true};
+	int r = txn_run(v->s, load_txn, &l);
+	if (r < 0) {
+		layer_ctx_clear(&l);
+		if (r == -ENOENT)
+			db_seterr("layer '%s': no such layer", id);
+		return r;
+	}
+	char list[160], diff[160];
+	layer_path(id, FILELIST_NAME, list, sizeof list);
+	layer_path(id, "diff", diff, sizeof diff);
+	_cleanup_close_ int fd =
+	    openat(v->s->rootfd, diff, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		report(v, id, NULL, false, "cannot be verified: %s: %s", diff, strerror(errno));
+		layer_ctx_clear(&l);
+		return 0;
+	}
+	lyr_diff_list now = {0}, was = {0};
+	uint64_t totals[2] = {0};
+	lyr_progress progress = {count, totals};
+	lyr_diff_opts o = {.progress = &progress, .threads = v->o->threads, .entries = &now};
+	if (!o.threads)
+		o.threads = lyr_hash_cpu_threads();
+	char digest[LYR_DIGEST_TEXT_LEN], errpath[PATH_MAX] = "", got[LYR_DIGEST_TEXT_LEN];
+	r = lyr_hash_diff_ex(fd, &o, digest, errpath);
+	if (r < 0) {
+		if (r != -ENOMEM)
+			report(v, id, NULL, false, "cannot be verified: '/%s': %s", errpath,
+			       strerror(-r));
+		layer_ctx_clear(&l);
+		return r == -ENOMEM ? r : 0;
+	}
+	v->stats.layers++;
+	v->stats.files += totals[0];
+	v->stats.bytes += totals[1];
+	lyr_layer_id(l.rec.parent, digest, got);
+	int listed = filelist_read(v->s->rootfd, list, &was);
+	if (listed == -ENOMEM)
+		r = listed;
+	else if (strcmp(got, id) == 0)
+		r = intact(v, &l, digest, &now, listed, &was);
+	else
+		r = failed(v, &l, digest, &now, listed, &was);
+	lyr_diff_list_clear(&now);
+	lyr_diff_list_clear(&was);
+	layer_ctx_clear(&l);
+	return r;
+}
+
+/* A quick fsck: the marks earlier verifications left. */
+static int report_mark(verify *v, const char *id)
+{
+	char p[160];
+	layer_path(id, MARK_NAME, p, sizeof p);
+	int r = marked(v->s, id);
+	if (r > 0)
+		report(v, id, NULL, false,
+		       "failed verification (marked in %s); 'layerfs fsck --verify' names what "
+		       "changed",
+		       p);
+	return r < 0 ? r : 0;
+}
+
+static int collect_layer(void *ctx, const lyr_layer_info *info)
+{
+	char ***ids = ctx;
+	size_t n = 0;
+	while (*ids && (*ids)[n])
+		n++;
+	char **nv = realloc(*ids, (n + 2) * sizeof *nv);
+	if (!nv)
+		return -ENOMEM;
+	*ids = nv;
+	nv[n + 1] = NULL;
+	return (nv[n] = strdup(info->id)) ? 0 : -ENOMEM;
+}
+
+int lyr_store_verify(lyr_store *s, const char *const *ids, size_t n, const lyr_verify_opts *opts,
+		     lyr_verify_stats *ret_stats)
+{
+	lyr_verify_opts none = {0};
+	verify v = {s, opts ? opts : &none, 0, {0}};
+	char **all = NULL;
+	int r = 0;
+	if (n == 0) {
+		r = lyr_layer_list(s, collect_layer, &all);
+		for (; r >= 0 && all && all[n]; n++)
+			;
+		ids = (const char *const *)all;
+	}
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		if (v.o->no_hash)
+			r = report_mark(&v, ids[i]);
+		else if (!v.o->marked_only || (r = marked(s, ids[i])) > 0)
+			r = verify_layer(&v, ids[i]);
+	}
+	lyr_strv_free(all);
+	if (ret_stats)
+		*ret_stats = v.stats;
+	if (r < 0 && r != -ENOENT)
+		db_seterr("verify '%s': %s", s->root, strerror(-r));
+	return r < 0 ? r : v.left;
+}
