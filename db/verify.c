@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 
 #include "db-int.h"
@@ -100,6 +101,21 @@ static int mark_clear(lyr_store *s, const char *id)
 
 /* ---- the layer's records --------------------------------------------------------------------- */
 
+/* A digest cache entry of the layer being verified. */
+typedef struct centry {
+	char kind;
+	char *path;
+	char digest[LYR_DIGEST_TEXT_LEN];
+	char fresh[LYR_DIGEST_TEXT_LEN]; /* computed in the verifying read ("" when not) */
+	bool checked, stale;
+} centry;
+
+typedef struct centries {
+	const char *hex;
+	centry *v;
+	size_t n;
+} centries;
+
 typedef struct layer_ctx {
 	const char *id;
 	layer_rec rec;
@@ -107,6 +123,7 @@ typedef struct layer_ctx {
 	size_t n;
 	bool with_chain;
 	bool broken; /* an ancestor has no record: the chain stops there */
+	centries cache; /* its digest cache entries */
 } layer_ctx;
 
 static int load_txn(lyr_store *s, DB_TXN *txn, void *ctx)
@@ -145,11 +162,14 @@ static int load_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	return r ? r : cur ? 0 : -ENOMEM;
 }
 
+static void centries_clear(centries *c);
+
 static void layer_ctx_clear(layer_ctx *c)
 {
 	layer_rec_clear(&c->rec);
 	lyr_strv_free(c->ids);
 	c->ids = NULL;
+	centries_clear(&c->cache);
 }
 
 int lyr_layer_verify_failed(lyr_store *s, const char *id)
@@ -307,19 +327,6 @@ static int list_write(lyr_store *s, const char *id, const lyr_diff_list *l)
 
 /* ---- digest cache entries ------------------------------------------------------------------- */
 
-typedef struct centry {
-	char kind;
-	char *path;
-	char digest[LYR_DIGEST_TEXT_LEN];
-	bool checked, stale;
-} centry;
-
-typedef struct centries {
-	const char *hex;
-	centry *v;
-	size_t n;
-} centries;
-
 static void centries_clear(centries *c)
 {
 	for (size_t i = 0; i < c->n; i++)
@@ -378,6 +385,62 @@ static int centries_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	return r == -ENOENT || r == 0 ? e : r;
 }
 
+static int centry_cmp(const void *a, const void *b)
+{
+	const centry *x = a, *y = b;
+	return x->kind != y->kind ? (x->kind < y->kind ? -1 : 1) : strcmp(x->path, y->path);
+}
+
+static centry *centry_find(centries *c, char kind, const char *path)
+{
+	centry key = {.kind = kind, .path = (char *)path};
+	return c->n ? bsearch(&key, c->v, c->n, sizeof *c->v, centry_cmp) : NULL;
+}
+
+/* The layer's entries, sorted by kind and path. */
+static int centries_load(lyr_store *s, centries *c)
+{
+	int r = txn_run(s, centries_txn, c);
+	if (r >= 0 && c->n)
+		qsort(c->v, c->n, sizeof *c->v, centry_cmp);
+	return r;
+}
+
+/* lyr_diff_opts.file_prefix: a file with a digest cache entry gets its content-hash digest from
+ * the verifying read itself, so checking the entry reads the file no second time.  Metacopy
+ * files are left to the content hash (their data lives in a lower layer). */
+static int file_prefix(void *ctx, int fd, const struct stat *st, const char *path,
+		       uint8_t **ret, size_t *ret_len)
+{
+	char p[PATH_MAX + 2];
+	snprintf(p, sizeof p, "/%s", path);
+	if (!centry_find(ctx, 'f', p))
+		return 0;
+	static const char *const meta[] = {"trusted.overlay.metacopy", "user.overlay.metacopy"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(meta); i++)
+		if (fgetxattr(fd, meta[i], NULL, 0) >= 0)
+			return 0;
+	int r = lyr_hash_file_prefix(fd, st, ret, ret_len);
+	return r < 0 ? r : 1;
+}
+
+/* Takes the digests file_prefix asked for out of the listing NOW. */
+static void centries_fresh(centries *c, const lyr_diff_list *now)
+{
+	char p[PATH_MAX + 2];
+	for (size_t i = 0; i < now->n; i++) {
+		if (!now->v[i].has_extra)
+			continue;
+		snprintf(p, sizeof p, "/%s", now->v[i].path);
+		centry *e = centry_find(c, 'f', p);
+		if (!e)
+			continue;
+		lyr_digest_text(now->v[i].extra, e->fresh);
+		e->checked = true;
+		e->stale = strcmp(e->fresh, e->digest) != 0;
+	}
+}
+
 typedef struct drop_ctx {
 	const centries *c;
 	size_t from, to;
@@ -432,11 +495,7 @@ static centry *centry_of(vcache *vc, const char *key)
 	size_t pl = strlen(LYR_DIGEST_PREFIX);
 	if (strlen(key) < 2 + pl + HEX_LEN + 1 || memcmp(key + 2 + pl, vc->c->hex, HEX_LEN) != 0)
 		return NULL;
-	const char *path = key + 2 + pl + HEX_LEN + 1;
-	for (size_t i = 0; i < vc->c->n; i++) /* entries are few next to the files read */
-		if (vc->c->v[i].kind == key[0] && strcmp(vc->c->v[i].path, path) == 0)
-			return &vc->c->v[i];
-	return NULL;
+	return centry_find(vc->c, key[0], key + 2 + pl + HEX_LEN + 1);
 }
 
 static bool own_key(vcache *vc, const char *key)
@@ -448,7 +507,14 @@ static bool own_key(vcache *vc, const char *key)
 static int vc_get(void *ctx, const char *key, char digest[LYR_DIGEST_TEXT_LEN])
 {
 	vcache *vc = ctx;
-	return own_key(vc, key) ? 0 : vc->real.get(vc->real.ctx, key, digest);
+	if (!own_key(vc, key))
+		return vc->real.get(vc->real.ctx, key, digest);
+	/* a file digest of the verifying read: the content, not the entry */
+	centry *e = centry_of(vc, key);
+	if (!e || !*e->fresh)
+		return 0;
+	memcpy(digest, e->fresh, LYR_DIGEST_TEXT_LEN);
+	return 1;
 }
 
 static int vc_put(void *ctx, const char *key, const char *digest)
@@ -486,8 +552,16 @@ static int centries_check(verify *v, centries *c, char **chain, size_t n)
 	_cleanup_free_ char **sels = calloc(c->n + 1, sizeof *sels);
 	if (!dirs || !sels)
 		return -ENOMEM;
+	size_t ns = 0;
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < c->n; i++)
+		if (!c->v[i].checked && !(sels[ns++] = selector_for(c->v[i].path)))
+			r = -ENOMEM;
+	if (ns == 0)
+		return r; /* the verifying read checked them all */
 	char **paths = NULL;
-	int r = lyr_layer_chain(v->s, chain[0], &paths);
+	if (r >= 0)
+		r = lyr_layer_chain(v->s, chain[0], &paths);
 	for (size_t i = 0; r >= 0 && i < n; i++)
 		dirs[i] = paths[i];
 	lyr_stack *stack = NULL;
@@ -496,10 +570,6 @@ static int centries_check(verify *v, centries *c, char **chain, size_t n)
 	lyr_hash_source src = {0};
 	if (r >= 0)
 		r = lyr_hash_source_stack(stack, (const char *const *)chain, &src);
-	size_t ns = 0;
-	for (size_t i = 0; r >= 0 && i < c->n; i++, ns++)
-		if (!(sels[i] = selector_for(c->v[i].path)))
-			r = -ENOMEM;
 	char **list = NULL;
 	size_t kept = 0;
 	if (r >= 0)
@@ -529,15 +599,13 @@ static int centries_check(verify *v, centries *c, char **chain, size_t n)
  * number of files named that way (FAILED) or of stale entries, or -errno. */
 static int check_cache(verify *v, layer_ctx *l, bool failed, bool name)
 {
-	centries c = {.hex = layer_hex(l->id)};
+	centries *c = &l->cache;
 	if (l->broken)
 		return 0; /* no view to hash them in */
-	int r = txn_run(v->s, centries_txn, &c);
-	if (r >= 0 && c.n)
-		r = centries_check(v, &c, l->ids, l->n);
+	int r = c->n ? centries_check(v, c, l->ids, l->n) : 0;
 	int named = 0;
-	for (size_t i = 0; r >= 0 && i < c.n; i++) {
-		centry *e = &c.v[i];
+	for (size_t i = 0; r >= 0 && i < c->n; i++) {
+		centry *e = &c->v[i];
 		if (failed) {
 			if (name && e->kind == 'f' && e->stale) {
 				report(v, l->id, e->path, false,
@@ -555,13 +623,12 @@ static int check_cache(verify *v, layer_ctx *l, bool failed, bool name)
 			named++;
 		}
 	}
-	if (r >= 0 && v->o->repair && c.n && (failed || named)) {
-		r = centries_drop(v->s, &c, !failed);
+	if (r >= 0 && v->o->repair && c->n && (failed || named)) {
+		r = centries_drop(v->s, c, !failed);
 		if (r >= 0 && failed)
-			report(v, l->id, NULL, true, "%zu digest cache entr%s dropped", c.n,
-			       c.n == 1 ? "y" : "ies");
+			report(v, l->id, NULL, true, "%zu digest cache entr%s dropped", c->n,
+			       c->n == 1 ? "y" : "ies");
 	}
-	centries_clear(&c);
 	return r < 0 ? r : named;
 }
 
@@ -668,11 +735,21 @@ static int verify_layer(verify *v, const char *id)
 	lyr_diff_list now = {0}, was = {0};
 	uint64_t totals[2] = {0};
 	lyr_progress progress = {count, totals};
+	l.cache.hex = layer_hex(id);
+	r = centries_load(v->s, &l.cache);
+	if (r < 0) {
+		layer_ctx_clear(&l);
+		return r;
+	}
 	lyr_diff_opts o = {.progress = &progress, .threads = v->o->threads, .entries = &now};
 	if (!o.threads)
 		o.threads = lyr_hash_cpu_threads();
+	if (l.cache.n && !l.broken)
+		o.file_prefix = file_prefix, o.ctx = &l.cache;
 	char digest[LYR_DIGEST_TEXT_LEN], errpath[PATH_MAX] = "", got[LYR_DIGEST_TEXT_LEN];
 	r = lyr_hash_diff_ex(fd, &o, digest, errpath);
+	if (r >= 0)
+		centries_fresh(&l.cache, &now);
 	if (r < 0) {
 		if (r != -ENOMEM)
 			report(v, id, NULL, false, "cannot be verified: '/%s': %s", errpath,

@@ -71,6 +71,7 @@ typedef struct job {
 	dev_t dev;
 	ino_t ino;
 	lyr_diff_entry *ent; /* where the content digest goes too, when listing */
+	lyr_sha256_ctx *extra; /* fed the prefix, then the content (lyr_diff_opts.file_prefix) */
 } job;
 
 /* Content digests computed during an import, by device and inode of the copy. */
@@ -113,6 +114,7 @@ typedef struct hasher {
 	pthread_t *threads; /* nthreads, of which `started` run */
 	unsigned nthreads, started;
 	bool listing;          /* collect every entry (lyr_diff_opts.entries) */
+	const lyr_diff_opts *opts;
 	hbuf ents;             /* lyr_diff_entry pointers; walker only (workers fill in the data
 				* of their job's entry) */
 } hasher;
@@ -357,7 +359,8 @@ static void *reader_run(void *arg)
 
 /* Feeds the file to C through a reader thread; returns bytes hashed or -errno, or 1 in
  * *FALLBACK when no thread could be made (the caller then reads by itself). */
-static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, bool *fallback)
+static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, lyr_sha256_ctx *c2,
+			      bool *fallback)
 {
 	reader rd = {.fd = fd};
 	int64_t total = 0;
@@ -384,6 +387,8 @@ static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, bool *fallba
 			size_t idx = rd.head;
 			pthread_mutex_unlock(&rd.lock);
 			lyr_sha256_update(c, rd.buf[idx], rd.len[idx]);
+			if (c2)
+				lyr_sha256_update(c2, rd.buf[idx], rd.len[idx]);
 			total += (int64_t)rd.len[idx];
 			atomic_fetch_add(&h->bytes, (uint64_t)rd.len[idx]);
 			pthread_mutex_lock(&rd.lock);
@@ -421,7 +426,7 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 	int64_t total = 0;
 	bool fallback = true;
 	if (j->size >= (off_t)PIPELINE_MIN) {
-		total = hash_pipelined(h, j->fd, c, &fallback);
+		total = hash_pipelined(h, j->fd, c, j->extra, &fallback);
 		if (total < 0)
 			r = (int)total;
 	}
@@ -440,6 +445,8 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 		if (n == 0)
 			break;
 		lyr_sha256_update(c, buf, (size_t)n);
+		if (j->extra)
+			lyr_sha256_update(j->extra, buf, (size_t)n);
 		total += n;
 		atomic_fetch_add(&h->bytes, (uint64_t)n);
 	}
@@ -452,6 +459,7 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 
 static void job_free(job *j)
 {
+	lyr_sha256_free(j->extra);
 	if (j->fd >= 0)
 		close(j->fd);
 	hb_free(&j->hdr);
@@ -498,6 +506,10 @@ static void run_job(hasher *h, job *j, uint8_t *buf)
 	if (r == 0 && j->ent) {
 		memcpy(j->ent->data, content, sizeof content);
 		j->ent->has_data = true;
+		if (j->extra) {
+			lyr_sha256_final(j->extra, j->ent->extra);
+			j->ent->has_extra = true;
+		}
 	}
 	if (r == 0) {
 		hb_lcstr(&j->hdr, "data");
@@ -615,6 +627,18 @@ static int hard_link(hasher *h, const struct stat *st, const char *path, kid *k)
 	return 0;
 }
 
+/* Starts J's second digest when the caller wants one (lyr_diff_opts.file_prefix). */
+static int extra_digest(hasher *h, job *j, const struct stat *st, const char *path)
+{
+	uint8_t *prefix = NULL;
+	size_t len = 0;
+	int r = h->opts->file_prefix(h->opts->ctx, j->fd, st, path, &prefix, &len);
+	if (r > 0 && (r = lyr_sha256_new(&j->extra)) == 0)
+		lyr_sha256_update(j->extra, prefix, len);
+	free(prefix);
+	return r < 0 ? r : 0;
+}
+
 static int on_regular(hasher *h, int dirfd, const char *name, const struct stat *st,
 		      const char *path, kid *k)
 {
@@ -643,6 +667,8 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 		r = -ENOMEM;
 	if (r == 0)
 		r = list_entry(h, path, &j->hdr, &j->ent);
+	if (r == 0 && j->ent && h->opts && h->opts->file_prefix)
+		r = extra_digest(h, j, &now, path);
 	if (r < 0) {
 		job_free(j);
 		return r;
@@ -917,6 +943,7 @@ int lyr_hash_diff_ex(int dirfd, const lyr_diff_opts *opts, char ret_digest[LYR_D
 	lyr_diff_opts o = opts ? *opts : (lyr_diff_opts){0};
 	hasher h;
 	hasher_init(&h, o.progress, o.threads, o.entries != NULL);
+	h.opts = &o;
 	int r = start_workers(&h);
 	r = run_diff(&h, r, dirfd, ret_digest, err_path);
 	if (r >= 0 && o.entries)

@@ -51,6 +51,8 @@ typedef struct lyr_diff_entry {
 	size_t header_len;
 	bool has_data;     /* a regular file's first name: DATA is sha256 of its content */
 	uint8_t data[LYR_SHA256_LEN];
+	bool has_extra;    /* lyr_diff_opts.file_prefix asked for EXTRA */
+	uint8_t extra[LYR_SHA256_LEN];
 } lyr_diff_entry;
 
 /* Every entry below a diff directory and the directory itself, sorted by path (strcmp). */
@@ -65,6 +67,13 @@ typedef struct lyr_diff_opts {
 	const lyr_progress *progress; /* may be NULL */
 	unsigned threads;             /* file reading threads: 0 the default (2), else 1..256 */
 	lyr_diff_list *entries;       /* NULL, or filled on success (clear it) */
+	/* With ENTRIES, optional: a second digest of a regular file from the same read,
+	 * sha256(prefix + content), into the entry's EXTRA.  Called by the walking thread for each
+	 * file listed with data, with its open fd, stat and path: returns 1 and a heap prefix when
+	 * one is wanted, 0 when not, or -errno to stop. */
+	int (*file_prefix)(void *ctx, int fd, const struct stat *st, const char *path,
+			   uint8_t **ret, size_t *ret_len);
+	void *ctx;
 } lyr_diff_opts;
 
 /* lyr_hash_diff with options (OPTS may be NULL). */
@@ -170,6 +179,12 @@ typedef struct lyr_hash_opts {
  * may be NULL.  Writes "sha256:<hex>" to RET_DIGEST. */
 int lyr_hash_selectors(const lyr_hash_source *src, const char *const *selectors, size_t n,
 		       const lyr_hash_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN]);
+
+/* The bytes that precede a regular file's content in its content-hash digest (the file's digest
+ * is sha256 of them + the content), for the file open at FD with stat ST as a layer view shows
+ * it (the overlay's trusted.overlay.* and user.overlay.* attributes hidden).  Not for metacopy
+ * files, whose content lives in a lower layer.  Returns 0 or -errno; *RET is heap. */
+int lyr_hash_file_prefix(int fd, const struct stat *st, uint8_t **ret, size_t *ret_len);
 
 /* Normalises one selector: absolute, no "." or empty components, ".." applied ("/" for the
  * whole view).  Returns 0, or -EINVAL when ".." would leave the root.  *RET is heap. */
