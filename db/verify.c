@@ -122,7 +122,7 @@ typedef struct layer_ctx {
 	char **ids; /* the chain, the layer first (with_chain) */
 	size_t n;
 	bool with_chain;
-	bool broken; /* an ancestor has no record: the chain stops there */
+	bool broken;	/* an ancestor has no record: the chain stops there */
 	centries cache; /* its digest cache entries */
 } layer_ctx;
 
@@ -409,8 +409,8 @@ static int centries_load(lyr_store *s, centries *c)
 /* lyr_diff_opts.file_prefix: a file with a digest cache entry gets its content-hash digest from
  * the verifying read itself, so checking the entry reads the file no second time.  Metacopy
  * files are left to the content hash (their data lives in a lower layer). */
-static int file_prefix(void *ctx, int fd, const struct stat *st, const char *path,
-		       uint8_t **ret, size_t *ret_len)
+static int file_prefix(void *ctx, int fd, const struct stat *st, const char *path, uint8_t **ret,
+		       size_t *ret_len)
 {
 	char p[PATH_MAX + 2];
 	snprintf(p, sizeof p, "/%s", path);
