@@ -368,8 +368,36 @@ Test(cli_verify, exec_cache_refuses_a_result_over_a_failed_layer)
 		   "fsck --repair or layerfs rm\n",
 		   key, root);
 
+	/* a read-only input over a failed layer has no content hash: without --cache the run goes
+	 * on, uncached; with --cache it is refused */
+	_cleanup_free_ char *data = import(dirs.src);
+	poke(data, "diff/etc/hostname", 0, 'B');
+	tu_run v = tu_lf(dirs.store, "fsck", "--verify", data, NULL);
+	cr_assert_eq(v.status, 1);
+	tu_run_free(&v);
+	_cleanup_free_ char *bind = NULL;
+	cr_assert(asprintf(&bind, "type=bind,source=%s,target=/in,readonly", data) > 0);
+	tu_run x = tu_lf_env(env, dirs.store, "--json", "exec", "--mount", bind, root, "--", "cat",
+			     "/in/etc/hostname", NULL);
+	cr_assert_eq(x.status, 0, "%s", x.err);
+	cr_assert(matches("\"cache_key\":null", x.out), "%s", x.out);
+	_cleanup_free_ char *warned = NULL;
+	cr_assert(asprintf(&warned,
+			   "layerfs: exec: '%s': layer %s failed verification; run layerfs fsck "
+			   "--repair or layerfs rm; the result is not cached\nBox\n",
+			   data, data) > 0);
+	cr_assert_str_eq(x.err, warned);
+	tu_run_free(&x);
+	expect_err(tu_lf_env(env, dirs.store, "exec", "--cache", "--mount", bind, root, "--", "cat",
+			     "/in/etc/hostname", NULL),
+		   125,
+		   "layerfs: exec: '%s': layer %s failed verification; run layerfs fsck --repair "
+		   "or layerfs rm\n",
+		   data, data);
+
 	/* restored and repaired: the stored result is an answer again */
 	poke(root, "diff/etc/passwd", 0, 'r');
+	poke(data, "diff/etc/hostname", 0, 'b');
 	_cleanup_free_ char *fixed = tu_ok(tu_lf(dirs.store, "fsck", "--repair", NULL));
 	_cleanup_free_ char *third =
 	    tu_ok(tu_lf_env(env, dirs.store, "--json", "exec", "--cache", root, "--", "sh", "-c",
