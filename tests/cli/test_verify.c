@@ -405,3 +405,18 @@ Test(cli_verify, exec_cache_refuses_a_result_over_a_failed_layer)
 	_cleanup_free_ char *cached3 = tu_json_field(third, "cached");
 	cr_assert_str_eq(cached3, "true");
 }
+
+/* Removing a failed layer removes its mark with it: the store has no problem left. */
+Test(cli_verify, removing_a_failed_layer_leaves_no_problem)
+{
+	_cleanup_free_ char *id = import(dirs.src);
+	poke(id, "diff/etc/hostname", 0, 'B');
+	expect_match(tu_lf(dirs.store, "fsck", "--verify", NULL), 1,
+		     ": /etc/hostname: content differs from the layer's digest\n");
+	_cleanup_free_ char *gone = tu_ok(tu_lf(dirs.store, "rm", id, NULL));
+	expect_out(tu_lf(dirs.store, "fsck", NULL), 0, false, "store '%s': no problems\n",
+		   dirs.store);
+	expect_match(tu_lf(dirs.store, "fsck", "--verify", NULL), 0,
+		     "^verified 0 layers \\(0 files, 0 B\\) in [0-9.]+ s: 0 MB/s\nstore '[^']*': no "
+		     "problems\n$");
+}
