@@ -1,6 +1,7 @@
 /* Measures lyr_exec_sandbox_run of /bin/true over a busybox root made in a temporary
- * directory (no FUSE, no store: the sandbox alone), and the same with bwrap and unshare when
- * they are installed.  Prints the median, minimum and maximum of N runs in milliseconds.
+ * directory (no FUSE, no store: the sandbox alone), with and without the seccomp filter (the
+ * two interleaved, so that a change in load hits both), and the same with bwrap and unshare
+ * when they are installed.  Prints the median, minimum and maximum of N runs in milliseconds.
  * Built as build/bench-exec-sandbox by scripts/build.
  * Run:   build/bench-exec-sandbox [N]   (as root; default N = 100) */
 #include <spawn.h>
@@ -82,21 +83,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "exec-sandbox: cannot build the root (needs /bin/busybox)\n");
 		return 1;
 	}
-	double *t = calloc((size_t)n, sizeof *t);
+	double *t = calloc((size_t)n, sizeof *t), *t_insecure = calloc((size_t)n, sizeof *t);
 	const char *args[] = {"/bin/true", NULL};
 	lyr_sandbox sb = {.rootfs = root, .args = args};
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < 2 * n; i++) {
 		int st;
 		lyr_exec_error err;
+		sb.security = i % 2 ? LYR_SECURITY_INSECURE : LYR_SECURITY_SANDBOX;
 		double a = now_ms();
 		int r = lyr_exec_sandbox_run(&sb, &st, &err);
-		t[i] = now_ms() - a;
+		(i % 2 ? t_insecure : t)[i / 2] = now_ms() - a;
 		if (r < 0 || st != 0) {
 			fprintf(stderr, "exec-sandbox: %s (status %d)\n", r < 0 ? err.msg : "", st);
 			return 1;
 		}
 	}
 	report("lyr_exec_sandbox_run", t, n);
+	report("  --security=insecure", t_insecure, n);
+	free(t_insecure);
 
 	char *bwrap[] = {"bwrap", "--unshare-all", "--bind", root,	  "/", "--proc",
 			 "/proc", "--dev",	   "/dev",   "/bin/true", NULL};

@@ -1,6 +1,7 @@
 /* exec: run a command in a sandbox over layer views, commit what it wrote, cache the result.
  *   exec [--mount SPEC]... [--env K=V]... [--cwd DIR] [--user U[:G]] [--network none|host]
- *        [--hostname H] [--proxy-env K=V]... [--cache] [-i] [--commit-on-failure]
+ *        [--security sandbox|insecure] [--hostname H] [--proxy-env K=V]... [--cache] [-i]
+ *        [--commit-on-failure]
  *        ROOT [--] CMD [ARG...]
  *   exec --spec FILE.json [--cache] [--json]
  * Options come before ROOT; everything after it is the command.  The command's stdout and
@@ -20,6 +21,7 @@ enum {
 	OPT_CWD,
 	OPT_USER,
 	OPT_NETWORK,
+	OPT_SECURITY,
 	OPT_HOSTNAME,
 	OPT_PROXY_ENV,
 	OPT_CACHE,
@@ -55,6 +57,9 @@ static int exec_opt(void *ctx, int c, const char *arg)
 		break;
 	case OPT_NETWORK:
 		r = lyr_exec_op_set_network(o->op, arg, &err);
+		break;
+	case OPT_SECURITY:
+		r = lyr_exec_op_set_security(o->op, arg, &err);
 		break;
 	case OPT_HOSTNAME:
 		r = lyr_exec_op_set_hostname(o->op, arg, &err);
@@ -116,6 +121,7 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	    {"cwd", required_argument, NULL, OPT_CWD},
 	    {"user", required_argument, NULL, OPT_USER},
 	    {"network", required_argument, NULL, OPT_NETWORK},
+	    {"security", required_argument, NULL, OPT_SECURITY},
 	    {"hostname", required_argument, NULL, OPT_HOSTNAME},
 	    {"proxy-env", required_argument, NULL, OPT_PROXY_ENV},
 	    {"cache", no_argument, NULL, OPT_CACHE},

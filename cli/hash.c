@@ -206,7 +206,8 @@ int cmd_hash(lyr_cli *cli, int argc, char **argv)
 	char **list = NULL;
 	size_t nlist = 0;
 	static const char *const whole[] = {"/"};
-	r = lyr_hash_selectors_dedupe(n ? sel : whole, n ? n : 1, &list, &nlist, NULL);
+	r = lyr_hash_selectors_dedupe(n ? sel : whole, n ? n : 1, o.n_include || o.n_exclude, &list,
+				      &nlist, NULL);
 	if (r < 0) {
 		cli_fail("hash '%s': %s", what, cli_strerror(r));
 		goto out;

@@ -8,11 +8,9 @@
 
 static int check_tag(const char *cmd, const char *tag)
 {
-	if (tag && lyr_tag_valid(tag) < 0)
-		return cli_usage(cmd,
-				 "invalid tag name '%s': use 1-128 of A-Z a-z 0-9 . _ : -, not starting "
-				 "with '.' or '-'",
-				 tag);
+	const char *why;
+	if (tag && lyr_tag_check(tag, &why) < 0)
+		return cli_usage(cmd, "invalid tag name '%s': %s", tag, why);
 	return EXIT_OK;
 }
 
@@ -76,10 +74,10 @@ int cmd_import(lyr_cli *cli, int argc, char **argv)
 	int r = lyr_store_import(s, src, td.desc ? td.desc : desc, td.tag, &pl.p, &err, id);
 	progress_done(&pl);
 	if (r < 0) {
+		const char *why = err.why[0] ? err.why : cli_strerror(err.err ? -err.err : r);
 		if (err.path[0])
-			return cli_fail("import '%s': '%s': %s", src, err.path,
-					cli_strerror(err.err ? -err.err : r));
-		return cli_fail("import '%s': %s", src, cli_strerror(r));
+			return cli_fail("import '%s': '%s': %s", src, err.path, why);
+		return cli_fail("import '%s': %s", src, why);
 	}
 	return print_id(cli, "id", id);
 }

@@ -56,6 +56,8 @@ static const cli_command commands[] = {
 	 "  --cwd DIR             working directory inside the sandbox\n"
 	 "  --user UID[:GID]      user (or NAME[:GROUP] from the root's /etc/passwd, /etc/group)\n"
 	 "  --network none|host   network namespace (default none)\n"
+	 "  --security sandbox|insecure\n"
+	 "                        the default seccomp filter, or none (default sandbox)\n"
 	 "  --hostname H          hostname (default layerfs)\n"
 	 "  --cache               answer from the action cache when the same run is stored\n"
 	 "  -i, --interactive     pass stdin to the command\n"

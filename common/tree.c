@@ -633,7 +633,8 @@ static int finish_fd(int src, int dst, const struct stat *st)
 
 static int copy_regular(copier *c, int sdir, int ddir, const char *name, const struct stat *st)
 {
-	_cleanup_close_ int in = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	_cleanup_close_ int in =
+	    lyr_open_noatime(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (in < 0)
 		return -errno;
 	struct stat now;

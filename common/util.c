@@ -50,6 +50,14 @@ int lyr_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+int lyr_open_noatime(int dirfd, const char *path, int flags)
+{
+	int fd = openat(dirfd, path, flags | O_NOATIME);
+	if (fd < 0 && errno == EPERM)
+		fd = openat(dirfd, path, flags);
+	return fd;
+}
+
 int lyr_read_file(const char *path, char **ret, size_t *ret_len)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -351,7 +351,7 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 	r = lyr_hash_import_list(src, dst, progress, err, digest, &files);
 	if (r < 0) {
 		db_seterr("import '%s': copying '%s': %s", src_dir, err ? err->path : "",
-			  strerror(-r));
+			  err && err->why[0] ? err->why : strerror(-r));
 		goto fail;
 	}
 	snprintf(tmpdiff, sizeof tmpdiff, "%s/%s", tmp, FILELIST_NAME);

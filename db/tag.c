@@ -5,19 +5,38 @@
 
 #include "db-int.h"
 
-int lyr_tag_valid(const char *name)
+#define TAG_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-"
+_Static_assert(LYR_MIN_PREFIX == 12, "the hex-only rule's message says 12");
+
+/* Why NAME breaks the rules of its characters and length (static text), or NULL. */
+static const char *chars_fault(const char *name)
 {
 	size_t n = name ? strlen(name) : 0;
-	if (n == 0 || n > 128 || name[0] == '.' || name[0] == '-')
-		return -EINVAL;
-	if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != n)
-		return -EINVAL;
-	/* Names that read as layer IDs or ID prefixes would make resolution ambiguous. */
-	if (strncmp(name, LYR_DIGEST_PREFIX, strlen(LYR_DIGEST_PREFIX)) == 0)
-		return -EINVAL;
-	if (n >= LYR_MIN_PREFIX && strspn(name, "0123456789abcdef") == n)
-		return -EINVAL;
-	return 0;
+	if (n == 0 || n > 128 || name[0] == '.' || name[0] == '-' || strspn(name, TAG_CHARS) != n)
+		return "use 1-128 of A-Z a-z 0-9 . _ : -, not starting with '.' or '-'";
+	return NULL;
+}
+
+int lyr_tag_check(const char *name, const char **ret_why)
+{
+	const char *why = chars_fault(name);
+	/* Names that read as layer IDs or ID prefixes would make resolution ambiguous: the
+	 * resolver reads hex digits in either case, and looks a tag up before a prefix. */
+	size_t n = why ? 0 : strlen(name);
+	if (!why && strncmp(name, LYR_DIGEST_PREFIX, strlen(LYR_DIGEST_PREFIX)) == 0)
+		why = "it starts with 'sha256:', as a layer ID does";
+	else if (!why && n >= LYR_MIN_PREFIX && strspn(name, "0123456789abcdefABCDEF") == n)
+		why = "12 or more hex digits (in either case) read as an ID prefix";
+	if (!why)
+		return 0;
+	if (ret_why)
+		*ret_why = why;
+	return -EINVAL;
+}
+
+int lyr_tag_valid(const char *name)
+{
+	return lyr_tag_check(name, NULL);
 }
 
 typedef struct tag_ctx {
@@ -35,10 +54,9 @@ static int tag_set_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 
 int lyr_tag_set(lyr_store *s, const char *name, const char *layer_id)
 {
-	if (lyr_tag_valid(name) < 0) {
-		db_seterr("tag '%s': invalid name (1-128 of A-Z a-z 0-9 . _ : -, not starting "
-			  "with . or -, not an ID)",
-			  name);
+	const char *why;
+	if (lyr_tag_check(name, &why) < 0) {
+		db_seterr("tag '%s': invalid name: %s", name, why);
 		return -EINVAL;
 	}
 	tag_ctx t = {name, layer_id};
@@ -66,7 +84,7 @@ static int tag_remove_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 
 int lyr_tag_remove(lyr_store *s, const char *name)
 {
-	if (lyr_tag_valid(name) < 0) {
+	if (chars_fault(name)) {
 		db_seterr("tag '%s': invalid name", name);
 		return -EINVAL;
 	}

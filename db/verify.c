@@ -573,7 +573,8 @@ static int centries_check(verify *v, centries *c, char **chain, size_t n)
 	char **list = NULL;
 	size_t kept = 0;
 	if (r >= 0)
-		r = lyr_hash_selectors_dedupe((const char *const *)sels, ns, &list, &kept, NULL);
+		r = lyr_hash_selectors_dedupe((const char *const *)sels, ns, false, &list, &kept,
+					      NULL);
 	vcache vc = {.c = c};
 	lyr_store_hash_cache(v->s, &vc.real);
 	lyr_hash_cache cache = {vc_get, vc_put, &vc};

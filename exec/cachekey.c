@@ -160,6 +160,11 @@ int lyr_exec_op_encode(const lyr_exec_op *op, const char *platform, uint8_t **re
 		ns(&b, m->type == LYR_MOUNT_CACHE ? lyr_exec_sharing_name(m->sharing) : "");
 		ns_u64(&b, m->type == LYR_MOUNT_TMPFS ? m->size : 0);
 	}
+	/* Only when insecure, so that the keys of sandboxed runs stay what they were. */
+	if (op->security == LYR_SECURITY_INSECURE) {
+		ns(&b, "security");
+		ns(&b, "insecure");
+	}
 	if (b.oom) {
 		free(b.data);
 		return -ENOMEM;
@@ -191,7 +196,7 @@ static int input_finish(lyr_exec_input *in)
 	char **list = NULL;
 	size_t n = 0;
 	int r = lyr_hash_selectors_dedupe((const char *const *)in->selectors, in->n_selectors,
-					  &list, &n, NULL);
+					  false, &list, &n, NULL);
 	if (r < 0)
 		return r;
 	char **nv = realloc(list, (n + 1) * sizeof(char *));

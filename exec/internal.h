@@ -31,6 +31,13 @@ int lyr_exec_caps_bound(void);
 int lyr_exec_caps_apply(uid_t uid);
 #define LYR_EXEC_DEFAULT_CAPS UINT64_C(0xa80425fb)
 
+/* seccomp.c */
+/* Loads the default filter (docs/security.md, "System calls") into the calling thread; it
+ * stays through execve and is inherited by every child.  The caller must have set
+ * no_new_privs (or hold CAP_SYS_ADMIN).  Returns 0 or -errno (-EINVAL: a kernel without
+ * seccomp filters). */
+int lyr_exec_seccomp_load(void);
+
 /* user.c */
 /* Resolves USER ("UID[:GID]" or "NAME[:GROUP]", NULL = root) against the passwd and group
  * files open at ROOTFD (etc/passwd, etc/group; missing files count as empty).  Fills uid, gid

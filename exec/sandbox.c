@@ -4,12 +4,12 @@
  *                                                                    └─fork─▶ command
  *
  * The init makes the mounts (sandbox_mount.c), pivots into the root, sets the hostname and
- * forks the command, which drops to the requested user and capabilities and execs.  The init
- * stays pid 1: it forwards signals to the command, reaps orphans, and when the command exits
- * kills whatever is left, undoes its mounts and created directories, and exits with the
- * command's status (128+N for signal N, as docker reports it).  The command is not pid 1 so
- * that it keeps ordinary signal semantics (a pid 1 ignores signals it has no handler for, even
- * SIGKILL sent by itself).
+ * forks the command, which drops to the requested user and capabilities, loads the seccomp
+ * filter (seccomp.c; unless insecure) and execs.  The init stays pid 1: it forwards signals
+ * to the command, reaps orphans, and when the command exits kills whatever is left, undoes
+ * its mounts and created directories, and exits with the command's status (128+N for signal
+ * N, as docker reports it).  The command is not pid 1 so that it keeps ordinary signal
+ * semantics (a pid 1 ignores signals it has no handler for, even SIGKILL sent by itself).
  *
  * The whole sandbox dies with the caller: the init has PR_SET_PDEATHSIG(SIGKILL), and the
  * kernel kills every process of a pid namespace when its init dies; the mount namespace, and
@@ -206,6 +206,15 @@ static _Noreturn void command_main(run *c)
 		lyr_exec_errf(&err, "environment: %s", strerror(ENOMEM));
 		die(c, -ENOMEM, &err);
 	}
+	/* Last, after no_new_privs (without CAP_SYS_ADMIN the kernel loads a filter only then):
+	 * the filter is the command's, the setup above runs without it. */
+	if (sb->security != LYR_SECURITY_INSECURE && (r = lyr_exec_seccomp_load()) < 0) {
+		lyr_exec_errf(&err, "seccomp filter: %s%s", strerror(-r),
+			      r == -EINVAL ? " (a kernel without seccomp filters needs "
+					     "--security=insecure)"
+					   : "");
+		die(c, r, &err);
+	}
 	int e = exec_command(sb->args, envp);
 	/* Not a sandbox failure: the command itself cannot run, reported like docker does. */
 	if (e == ENOENT)
@@ -382,6 +391,7 @@ void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_san
 	    .user = op->user,
 	    .hostname = op->hostname,
 	    .network = op->network,
+	    .security = op->security,
 	    .stdin_passthrough = op->interactive,
 	};
 }

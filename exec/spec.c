@@ -214,16 +214,34 @@ int lyr_exec_op_set_hostname(lyr_exec_op *op, const char *hostname, lyr_exec_err
 	return set_str(&op->hostname, hostname);
 }
 
+/* Which of the two words FIRST and SECOND VALUE is (0 or 1); -EINVAL with ERR naming KEY
+ * otherwise. */
+static int one_of_two(const char *key, const char *value, const char *first, const char *second,
+		      lyr_exec_error *err)
+{
+	if (strcmp(value, first) == 0)
+		return 0;
+	if (strcmp(value, second) == 0)
+		return 1;
+	lyr_exec_errf(err, "%s '%s': expected %s or %s", key, value, first, second);
+	return -EINVAL;
+}
+
 int lyr_exec_op_set_network(lyr_exec_op *op, const char *network, lyr_exec_error *err)
 {
-	if (strcmp(network, "none") == 0)
-		op->network = LYR_NET_NONE;
-	else if (strcmp(network, "host") == 0)
-		op->network = LYR_NET_HOST;
-	else {
-		lyr_exec_errf(err, "network '%s': expected none or host", network);
-		return -EINVAL;
-	}
+	int r = one_of_two("network", network, "none", "host", err);
+	if (r < 0)
+		return r;
+	op->network = r ? LYR_NET_HOST : LYR_NET_NONE;
+	return 0;
+}
+
+int lyr_exec_op_set_security(lyr_exec_op *op, const char *security, lyr_exec_error *err)
+{
+	int r = one_of_two("security", security, "sandbox", "insecure", err);
+	if (r < 0)
+		return r;
+	op->security = r ? LYR_SECURITY_INSECURE : LYR_SECURITY_SANDBOX;
 	return 0;
 }
 

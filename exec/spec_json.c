@@ -169,7 +169,7 @@ static int parse_top(lyr_exec_op *op, json_t *doc, lyr_exec_error *err)
 			r = want_bool(v, key, &op->commit_on_failure, err);
 		} else if (strcmp(key, "root") == 0 || strcmp(key, "cwd") == 0 ||
 			   strcmp(key, "user") == 0 || strcmp(key, "hostname") == 0 ||
-			   strcmp(key, "network") == 0) {
+			   strcmp(key, "network") == 0 || strcmp(key, "security") == 0) {
 			r = want_string(v, key, &s, err);
 			if (r < 0)
 				return r;
@@ -181,6 +181,8 @@ static int parse_top(lyr_exec_op *op, json_t *doc, lyr_exec_error *err)
 				r = lyr_exec_op_set_user(op, s, err);
 			else if (key[0] == 'h')
 				r = lyr_exec_op_set_hostname(op, s, err);
+			else if (key[0] == 's')
+				r = lyr_exec_op_set_security(op, s, err);
 			else
 				r = lyr_exec_op_set_network(op, s, err);
 		} else {

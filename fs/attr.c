@@ -193,8 +193,11 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 				return own;
 			fd = own;
 		}
-		if (ftruncate(fd, attr->st_size) < 0)
-			return -errno;
+		ovl_times_data_begin(fs, in, fd);
+		r = ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
+		ovl_times_data_end(fs, in, fd);
+		if (r < 0)
+			return r;
 	}
 	int meta = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 		   FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
@@ -241,8 +244,7 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 			ts[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			ts[1] = attr->st_mtim;
-		if (utimensat(ofd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-			r = -errno;
+		r = ovl_times_set(fs, in, ofd, ts);
 	}
 	pthread_rwlock_unlock(&in->lock);
 	return r;

@@ -12,7 +12,10 @@ int ovl_reopen(int fd, int flags)
 {
 	char proc[64];
 	ovl_proc_path(fd, proc);
-	int r = open(proc, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC);
+	flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+	int r = (flags & O_ACCMODE) == O_RDONLY && !(flags & O_PATH)
+		    ? lyr_open_noatime(AT_FDCWD, proc, flags)
+		    : open(proc, flags);
 	return r < 0 ? -errno : r;
 }
 

@@ -193,6 +193,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -r);
 		return;
 	}
+	if ((fi->flags & O_ACCMODE) != O_WRONLY && !(fi->flags & (O_TRUNC | O_NOATIME)))
+		ovl_times_accessed(fs, INODE(req, ino));
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = keep;
 	/* closing a handle that cannot have written needs no FLUSH round trip: there is nothing
@@ -281,7 +283,9 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 	struct ovl_file *f = FILE_OF(fi);
 	out.buf[0].fd = ovl_file_get(FS(req), f);
 	out.buf[0].pos = off;
+	ovl_times_data_begin(FS(req), f->in, out.buf[0].fd);
 	ssize_t r = fuse_buf_copy(&out, in_buf, 0);
+	ovl_times_data_end(FS(req), f->in, out.buf[0].fd);
 	ovl_file_put(f);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
@@ -316,6 +320,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -r);
 		return;
 	}
+	if (!(fi->flags & O_NOATIME))
+		ovl_times_accessed(FS(req), INODE(req, ino));
 	fi->fh = (uint64_t)(uintptr_t)d;
 	/* the kernel may keep listings: lower dirs never change, and it drops its copy itself when
 	 * a directory changes through the mount */
@@ -450,8 +456,12 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 			 struct fuse_file_info *fi)
 {
 	(void)ino;
-	int r = fallocate(ovl_file_get(FS(req), FILE_OF(fi)), mode, off, len) < 0 ? errno : 0;
-	ovl_file_put(FILE_OF(fi));
+	struct ovl_file *f = FILE_OF(fi);
+	int fd = ovl_file_get(FS(req), f);
+	ovl_times_data_begin(FS(req), f->in, fd);
+	int r = fallocate(fd, mode, off, len) < 0 ? errno : 0;
+	ovl_times_data_end(FS(req), f->in, fd);
+	ovl_file_put(f);
 	fuse_reply_err(req, r);
 }
 
@@ -477,8 +487,10 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	struct ovl_file *fin = FILE_OF(fi_in), *fout = FILE_OF(fi_out);
 	int ifd = ovl_file_get(FS(req), fin);
 	int ofd = fin == fout ? ifd : ovl_file_get(FS(req), fout);
+	ovl_times_data_begin(FS(req), fout->in, ofd);
 	ssize_t r = copy_file_range(ifd, &in, ofd, &out, len, (unsigned)flags);
 	int e = errno;
+	ovl_times_data_end(FS(req), fout->in, ofd);
 	if (fout != fin)
 		ovl_file_put(fout);
 	ovl_file_put(fin);

@@ -40,6 +40,7 @@
 
 #define OVL_NAME_MAX 255
 #define OVL_SHARDS 64
+#define OVL_TIMES_LOCKS 64 /* striped by inode number (times.c) */
 
 struct ovl_inode {
 	pthread_mutex_t cu_lock;
@@ -63,6 +64,10 @@ struct ovl_inode {
 	 * upper changes only through the mount, so the answer holds until then */
 	atomic_uchar dacl;
 	atomic_uint_fast64_t data_gen;	 /* bumped when the data moves to the upper (copy-up) */
+	/* fs->times_locks: the mtime the kernel last gave a regular file under the writeback
+	 * cache, which data requests restore (times.c) */
+	struct timespec mtime;
+	bool mtime_known;
 	struct ovl_inode *hnext;	 /* shard hash chain (hashed inodes) */
 	struct ovl_inode *anext, *aprev; /* shard list of all inodes, hashed or not */
 };
@@ -101,6 +106,7 @@ struct ovl_fs {
 	atomic_long open_fds; /* O_PATH fds held by non-directory inodes */
 	long fd_budget;	      /* above it, fds of idle non-directory inodes are closed */
 	pthread_mutex_t evict_lock;
+	pthread_mutex_t times_locks[OVL_TIMES_LOCKS];
 	size_t evict_shard; /* evict_lock: where the next eviction scan starts */
 	struct ovl_inode *root;
 	struct ovl_shard shards[OVL_SHARDS];
@@ -261,8 +267,19 @@ int ovl_file_new(struct ovl_fs *fs, struct ovl_inode *in, int fd, int flags, str
 int ovl_file_get(struct ovl_fs *fs, struct ovl_file *f);
 void ovl_file_put(struct ovl_file *f);
 void ovl_file_release(struct ovl_fs *fs, struct ovl_file *f);
-/* An fd for I/O on the object at O_PATH FD. */
+/* An fd for I/O on the object at O_PATH FD.  Reading through it never moves the object's atime
+ * where O_NOATIME is allowed (times.c). */
 int ovl_reopen(int fd, int flags);
+
+/* times.c */
+/* Around a request that changes a regular file's data through FD: keeps the stored mtime the
+ * kernel's under the writeback cache (no-ops without it). */
+void ovl_times_data_begin(struct ovl_fs *fs, struct ovl_inode *in, int fd);
+void ovl_times_data_end(struct ovl_fs *fs, struct ovl_inode *in, int fd);
+/* utimensat of the object at O_PATH FD (IN's node), remembering the mtime the kernel gave. */
+int ovl_times_set(struct ovl_fs *fs, struct ovl_inode *in, int fd, const struct timespec ts[2]);
+/* IN was opened for reading or listing: moves its upper copy's atime as relatime does. */
+void ovl_times_accessed(struct ovl_fs *fs, struct ovl_inode *in);
 
 /* xattr.c */
 bool ovl_xattr_private(struct ovl_fs *fs, const char *name);

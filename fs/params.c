@@ -43,7 +43,8 @@ static void usage(FILE *out, const char *prog)
 	    "  static_nlink              directories report 1 link\n"
 	    "  noacl                     POSIX ACLs not enforced (their xattrs: EOPNOTSUPP)\n"
 	    "  timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
-	    "  ro, nodev, nosuid, noexec, noatime, allow_other, allow_root, default_permissions,\n"
+	    "  ro, nodev, nosuid, noexec, relatime (default), noatime, nodiratime, allow_other,\n"
+	    "  allow_root, default_permissions,\n"
 	    "  context=\"...\"\n"
 	    "  -f  stay in the foreground    -d  debug output\n",
 	    prog);
@@ -293,6 +294,9 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 	    {"exec", offsetof(lyr_fs_config, noexec), false},
 	    {"noatime", offsetof(lyr_fs_config, noatime), true},
 	    {"atime", offsetof(lyr_fs_config, noatime), false},
+	    {"relatime", offsetof(lyr_fs_config, noatime), false},
+	    {"nodiratime", offsetof(lyr_fs_config, nodiratime), true},
+	    {"diratime", offsetof(lyr_fs_config, nodiratime), false},
 	    {"allow_other", offsetof(lyr_fs_config, allow_other), true},
 	    {"allow_root", offsetof(lyr_fs_config, allow_root), true},
 	    {"debug", offsetof(lyr_fs_config, debug), true},
@@ -303,9 +307,15 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 			return 0;
 		}
 	}
+	if (strcmp(k, "strictatime") == 0) {
+		snprintf(a->error, sizeof(a->error),
+			 "option strictatime is not supported: reads served from the kernel's page "
+			 "cache never reach the daemon, so atime moves only when a file is opened "
+			 "(relatime's rule, the default) or never (noatime)");
+		return -EINVAL;
+	}
 	/* always on, or meaningless here */
-	if (strcmp(k, "default_permissions") == 0 || strcmp(k, "relatime") == 0 ||
-	    strcmp(k, "strictatime") == 0 || strcmp(k, "fsname") == 0 ||
+	if (strcmp(k, "default_permissions") == 0 || strcmp(k, "fsname") == 0 ||
 	    strcmp(k, "subtype") == 0 || strcmp(k, "defaults") == 0 || strcmp(k, "auto") == 0 ||
 	    strcmp(k, "noauto") == 0 || strcmp(k, "user") == 0 || strcmp(k, "nouser") == 0 ||
 	    strcmp(k, "_netdev") == 0)

@@ -123,6 +123,8 @@ int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 	for (size_t i = 0; i < OVL_SHARDS; i++)
 		pthread_mutex_init(&fs->shards[i].lock, NULL);
 	pthread_mutex_init(&fs->evict_lock, NULL);
+	for (size_t i = 0; i < OVL_TIMES_LOCKS; i++)
+		pthread_mutex_init(&fs->times_locks[i], NULL);
 	pthread_mutex_init(&fs->dirs_lock, NULL);
 	/* half the fds we may have for non-directory inodes; the rest for directories, open files
 	 * and copy-ups */
@@ -251,6 +253,8 @@ void ovl_fs_free(struct ovl_fs *fs)
 	for (size_t i = 0; i < OVL_SHARDS; i++)
 		pthread_mutex_destroy(&fs->shards[i].lock);
 	pthread_mutex_destroy(&fs->evict_lock);
+	for (size_t i = 0; i < OVL_TIMES_LOCKS; i++)
+		pthread_mutex_destroy(&fs->times_locks[i]);
 	pthread_mutex_destroy(&fs->dirs_lock);
 	if (fs->work_fd >= 0)
 		close(fs->work_fd);

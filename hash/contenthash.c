@@ -163,7 +163,10 @@ static int header_of(const struct stat *st, const char *target, size_t tlen, con
 	case S_IFCHR: flag = '3'; break;
 	case S_IFBLK: flag = '4'; break;
 	case S_IFIFO: flag = '6'; break;
-	default: return -EOPNOTSUPP; /* sockets have no tar form */
+	/* No tar form: BuildKit clears the socket bit, leaving a regular file's header with the
+	 * socket's size (0), and hashes no content. */
+	case S_IFSOCK: flag = '0'; break;
+	default: return -EOPNOTSUPP;
 	}
 	unsigned long long mode = st->st_mode & 07777;
 	if (S_ISLNK(st->st_mode))
@@ -174,7 +177,8 @@ static int header_of(const struct stat *st, const char *target, size_t tlen, con
 	put_num(b, "mode", mode);
 	put_num(b, "uid", st->st_uid);
 	put_num(b, "gid", st->st_gid);
-	put_num(b, "size", S_ISREG(st->st_mode) ? (unsigned long long)st->st_size : 0);
+	bool sized = S_ISREG(st->st_mode) || S_ISSOCK(st->st_mode);
+	put_num(b, "size", sized ? (unsigned long long)st->st_size : 0);
 	hb_puts(b, "typeflag");
 	hb_put(b, &flag, 1);
 	hb_puts(b, "linkname");
@@ -308,7 +312,7 @@ struct dnode {
 	char hdr[LYR_DIGEST_TEXT_LEN];
 	names l;                   /* children, sorted */
 	char (*dig)[LYR_DIGEST_TEXT_LEN];
-	bool *skip;                /* children that contribute nothing (sockets, vanished names) */
+	bool *skip;                /* children removed since the listing: they contribute nothing */
 	long pending;              /* unfinished children, plus one while the walker is inside */
 };
 
@@ -547,8 +551,8 @@ static int start_dir(ch *c, lyr_hash_ent *e, const struct stat *st, const char *
 		lyr_hash_ent *ce = NULL;
 		struct stat cst;
 		r = OPS(c)->lookup(CTX(c), e, d->l.v[i], &ce, &cst);
-		if (r == -ENOENT || (r >= 0 && S_ISSOCK(cst.st_mode))) {
-			d->skip[i] = true; /* removed since the listing; sockets have no tar form */
+		if (r == -ENOENT) {
+			d->skip[i] = true; /* removed since the listing */
 			release(c, ce);
 			r = 0;
 			continue;
@@ -690,9 +694,7 @@ static int path_digest(ch *c, const char *sel, bool follow, char out[LYR_DIGEST_
 		return r;
 	}
 	const char *path = strcmp(sel, "/") == 0 ? "" : sel;
-	if (S_ISSOCK(st.st_mode))
-		r = -EOPNOTSUPP; /* no tar form */
-	else if (S_ISDIR(st.st_mode))
+	if (S_ISDIR(st.st_mode))
 		r = start_dir(c, e, &st, path, NULL, out);
 	else
 		r = start_entry(c, e, &st, path, NULL, out);
@@ -709,6 +711,7 @@ typedef struct item {
 	char *path; /* in the view, "" for the root */
 	char digest[LYR_DIGEST_TEXT_LEN];
 	bool symlink, included;
+	bool top; /* no listed directory above it: a matched path itself, never its content */
 } item;
 
 typedef struct sel {
@@ -823,8 +826,6 @@ static int visit_children(ch *c, sel *s, lyr_hash_ent *dir, const char *fn)
 /* One entry of the selection walk (in key order), as BuildKit's includedPaths does it. */
 static int visit(ch *c, sel *s, lyr_hash_ent *e, const struct stat *st, const char *fn)
 {
-	if (S_ISSOCK(st->st_mode))
-		return 0;
 	bool dir = S_ISDIR(st->st_mode);
 	while (s->n_parents && !under(fn, s->parents[s->n_parents - 1]->path))
 		s->n_parents--;
@@ -853,6 +854,7 @@ static int visit(ch *c, sel *s, lyr_hash_ent *e, const struct stat *st, const ch
 	}
 	if (matched_now)
 		s->last_matched = it->path; /* items live until the selection is done */
+	it->top = s->n_parents == 0;
 	const char *cand = rel_to(fn, s->pattern ? s->last_matched : s->base);
 
 	bool inc = should_include(c, cand);
@@ -947,9 +949,11 @@ static int selection_digest(ch *c, const char *selector, bool wildcard, char out
 	if (r < 0)
 		set_err(c, selector); /* unless a deeper path was named already */
 
+	/* As BuildKit's COPY: a matched symlink is followed, a symlink met while walking the
+	 * content below a match never is (it is listed as a link, dangling or not). */
 	for (size_t i = 0; r >= 0 && follow && i < s.n_out; i++) {
 		item *it = s.out[i];
-		if (it->symlink)
+		if (it->symlink && it->top)
 			r = path_digest(c, *it->path ? it->path : "/", true, it->digest);
 	}
 	if (r >= 0) {
@@ -1023,7 +1027,8 @@ int lyr_hash_selectors(const lyr_hash_source *src, const char *const *selectors,
 		selectors = whole;
 		n = 1;
 	}
-	r = lyr_hash_selectors_dedupe(selectors, n, &list, &kept, &bad);
+	bool filtered = opts && (opts->n_include || opts->n_exclude);
+	r = lyr_hash_selectors_dedupe(selectors, n, filtered, &list, &kept, &bad);
 	if (r < 0) {
 		if (r == -EINVAL)
 			set_err(&c, selectors[bad]);

@@ -17,7 +17,8 @@
  *
  * Import (lyr_hash_import) runs the same workers during lyr_tree_copy_ex: each finished file of
  * the copy becomes a content-only job whose digest lands in `known` (by device and inode), and
- * the walk that follows uses those instead of reading the files again.
+ * the walk that follows uses those instead of reading the files again.  That walk of the copy
+ * also refuses what an import must not turn into overlay markers (see plain_entry).
  *
  * Listing (lyr_diff_opts.entries): the walker also keeps each entry's header and path; a worker
  * writes the content digest into the entry of its job, read after the workers are joined.
@@ -41,6 +42,7 @@
 #include <sys/sysmacros.h>
 
 #include "internal.h"
+#include "layerfs/stack.h"
 #include "layerfs/tree.h"
 
 #define HASH_THREADS 2
@@ -117,6 +119,8 @@ typedef struct hasher {
 	const lyr_diff_opts *opts;
 	hbuf ents;             /* lyr_diff_entry pointers; walker only (workers fill in the data
 				* of their job's entry) */
+	bool plain;       /* an import: overlay markers are refused (see plain_*) */
+	char why[sizeof ((lyr_tree_error *)0)->why]; /* what a refused entry is (walker only) */
 } hasher;
 
 static void fail(hasher *h, int r, const char *path)
@@ -266,6 +270,47 @@ static void drop_local_xattrs(hx_list *xa)
 			xa->v[k++] = xa->v[i];
 	}
 	xa->n = k;
+}
+
+/* ---- imports of plain trees ---------------------------------------------------------------- */
+
+/* A layer's diff is read as an overlay upper: a ".wh." name (OCI/AUFS marker), a character
+ * device 0/0 (whiteout) and an overlay xattr (opaque, redirect, metacopy, ...) are markers, not
+ * content.  A directory import is a plain copy, so such an entry in its source is refused (-EINVAL
+ * with h->why saying what it is) rather than silently turned into a marker. */
+static int plain_refuse(hasher *h, const char *what, const char *name, const char *marker)
+{
+	snprintf(h->why, sizeof h->why, "%s%s%s%s is %s in a layer: a directory import copies files "
+		 "and refuses it", what, name ? " '" : "", name ? name : "", name ? "'" : "", marker);
+	return -EINVAL;
+}
+
+static int plain_entry(hasher *h, const char *name, const struct stat *st)
+{
+	if (!h->plain)
+		return 0;
+	if (strncmp(name, LYR_WH_PREFIX, strlen(LYR_WH_PREFIX)) == 0)
+		return plain_refuse(h, "a name starting with", LYR_WH_PREFIX, "a whiteout marker");
+	if (lyr_stack_is_whiteout(st))
+		return plain_refuse(h, "a character device 0/0", NULL, "a whiteout");
+	return 0;
+}
+
+/* Reads the xattrs of an entry as hx_read does, refuses overlay markers in an import and drops
+ * the store's local bookkeeping. */
+static int read_xattrs(hasher *h, int fd, int dirfd, const char *name, hx_list *xa)
+{
+	int r = hx_read(fd, dirfd, name, xa);
+	if (r < 0)
+		return r;
+	static const char *const overlay[] = {"trusted.overlay.", "user.overlay."};
+	for (size_t i = 0; h->plain && i < xa->n; i++)
+		for (size_t p = 0; p < LYR_ARRAY_SIZE(overlay); p++)
+			if (strncmp(xa->v[i].name, overlay[p], strlen(overlay[p])) == 0)
+				return plain_refuse(h, "xattr", xa->v[i].name,
+						    "an overlay marker");
+	drop_local_xattrs(xa);
+	return 0;
 }
 
 /* Encodes the header of docs/diff-digest.md ("Entry header") into B. */
@@ -642,7 +687,7 @@ static int extra_digest(hasher *h, job *j, const struct stat *st, const char *pa
 static int on_regular(hasher *h, int dirfd, const char *name, const struct stat *st,
 		      const char *path, kid *k)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	int fd = lyr_open_noatime(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	job *j = calloc(1, sizeof *j);
@@ -657,11 +702,9 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 		r = -ESTALE;
 	hx_list xa = {0};
 	if (r == 0)
-		r = hx_read(fd, -1, NULL, &xa);
-	if (r == 0) {
-		drop_local_xattrs(&xa);
+		r = read_xattrs(h, fd, -1, NULL, &xa);
+	if (r == 0)
 		r = encode_header(&j->hdr, &now, NULL, 0, &xa);
-	}
 	hx_free(&xa);
 	if (r == 0 && !(j->path = strdup(path)))
 		r = -ENOMEM;
@@ -722,10 +765,11 @@ static int on_other(hasher *h, int dirfd, const char *name, const struct stat *s
 		}
 	}
 	hx_list xa = {0};
-	int r = hx_read(-1, dirfd, name, &xa);
-	if (r < 0)
+	int r = read_xattrs(h, -1, dirfd, name, &xa);
+	if (r < 0) {
+		hx_free(&xa);
 		return r;
-	drop_local_xattrs(&xa);
+	}
 	hb_reset(&h->scratch);
 	r = encode_header(&h->scratch, st, target, tlen, &xa);
 	hx_free(&xa);
@@ -742,6 +786,8 @@ static int on_entry(void *ctx, int dirfd, const char *name, const struct stat *s
 	hasher *h = ctx;
 	int r = atomic_load(&h->error);
 	if (r < 0)
+		return r;
+	if ((r = plain_entry(h, name, st)) < 0)
 		return r;
 	kid *k = add_kid(h, name);
 	if (!k)
@@ -773,11 +819,9 @@ static int on_leave(void *ctx, int fd, const struct stat *st, const char *path)
 	hasher *h = ctx;
 	dnode *d = h->cur;
 	hx_list xa = {0};
-	int r = hx_read(fd, -1, NULL, &xa);
-	if (r == 0) {
-		drop_local_xattrs(&xa);
+	int r = read_xattrs(h, fd, -1, NULL, &xa);
+	if (r == 0)
 		r = encode_header(&d->hdr, st, NULL, 0, &xa);
-	}
 	hx_free(&xa);
 	if (r == 0)
 		r = list_entry(h, path, &d->hdr, NULL);
@@ -864,6 +908,7 @@ static int run_diff(hasher *h, int r, int dirfd, char ret_digest[LYR_DIGEST_TEXT
 	if (werror < 0) {
 		r = werror;
 		snprintf(werr.path, sizeof werr.path, "%s", h->err_path ? h->err_path : "");
+		h->why[0] = '\0'; /* about the walker's entry, not the worker's */
 	}
 	if (r == 0 && !h->root_done)
 		r = -EIO; /* cannot happen: the walk left the root and all jobs ran */
@@ -998,6 +1043,7 @@ int lyr_hash_import_list(int src_dirfd, int dst_dirfd, const lyr_progress *progr
 	char path[PATH_MAX] = "";
 	hasher h;
 	hasher_init(&h, NULL, 0, ret_entries != NULL);
+	h.plain = true;
 	int r = start_workers(&h);
 	if (r == 0) {
 		lyr_tree_copy_opts o = {.progress = progress, .file_done = on_copied, .ctx = &h};
@@ -1025,6 +1071,7 @@ int lyr_hash_import_list(int src_dirfd, int dst_dirfd, const lyr_progress *progr
 	if (r < 0 && err && !copy_failed) {
 		snprintf(err->path, sizeof err->path, "%s", path);
 		err->err = -r;
+		memcpy(err->why, h.why, sizeof err->why);
 	}
 	if (r >= 0 && ret_entries)
 		r = take_list(&h, ret_entries);

@@ -64,8 +64,8 @@ void lyr_hash_selectors_free(char **list, size_t n)
 	free(list);
 }
 
-int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, char ***ret, size_t *ret_n,
-			      size_t *ret_bad)
+int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, bool filtered, char ***ret,
+			      size_t *ret_n, size_t *ret_bad)
 {
 	char **list = calloc(n ? n : 1, sizeof *list);
 	if (!list)
@@ -83,11 +83,14 @@ int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, char ***re
 	 * smallest byte that can follow it... except that "/a" < "/a.b" < "/a/b", so compare
 	 * against every kept one, not just the previous). */
 	qsort(list, n, sizeof *list, cmp_str);
+	/* Only plain paths merge, as in BuildKit: a wildcard or filtered selector digests a listing
+	 * of its own, which is not part of a covering path's digest, so it is always kept. */
 	size_t kept = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool inside = false;
-		for (size_t j = 0; j < kept && !inside; j++)
-			inside = covers(list[j], list[i]);
+		bool plain = !filtered && !lyr_hash_selector_is_wildcard(list[i]);
+		for (size_t j = 0; j < kept && plain && !inside; j++)
+			inside = !lyr_hash_selector_is_wildcard(list[j]) && covers(list[j], list[i]);
 		if (inside)
 			free(list[i]);
 		else

@@ -126,7 +126,7 @@ static int ds_open(void *ctx, lyr_hash_ent *ent)
 	(void)ctx;
 	char p[40];
 	proc_path(ent, p);
-	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = lyr_open_noatime(AT_FDCWD, p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	return fd < 0 ? -errno : fd;
 }
 

@@ -132,7 +132,7 @@ static int ss_open(void *ctx, lyr_hash_ent *ent)
 	char p[40];
 	int fd = ent->node.metacopy && ent->node.data_fd >= 0 ? ent->node.data_fd : ent->node.fd;
 	snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
-	int r = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int r = lyr_open_noatime(AT_FDCWD, p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	return r < 0 ? -errno : r;
 }
 

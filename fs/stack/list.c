@@ -144,7 +144,8 @@ static int push_hidden(builder *b, const char *name)
 
 static int list_part(builder *b, const lyr_stack_part *p)
 {
-	int fd = openat(p->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* listing never moves a layer's atime */
+	int fd = lyr_open_noatime(p->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	_cleanup_closedir_ DIR *d = fdopendir(fd);

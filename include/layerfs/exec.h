@@ -19,6 +19,8 @@
 typedef enum { LYR_MOUNT_BIND = 0, LYR_MOUNT_CACHE, LYR_MOUNT_TMPFS } lyr_mount_type;
 typedef enum { LYR_SHARING_SHARED = 0, LYR_SHARING_PRIVATE, LYR_SHARING_LOCKED } lyr_sharing;
 typedef enum { LYR_NET_NONE = 0, LYR_NET_HOST } lyr_network;
+/* sandbox: the default seccomp filter (docs/security.md); insecure: none (BuildKit's name). */
+typedef enum { LYR_SECURITY_SANDBOX = 0, LYR_SECURITY_INSECURE } lyr_security;
 
 /* A message for people, naming the object and the cause
  * ("mount 'type=bind,tagret=/x': unknown key 'tagret'"). */
@@ -53,6 +55,7 @@ typedef struct lyr_exec_op {
 	char *user;	/* "UID[:GID]" or "NAME[:GROUP]"; NULL: root */
 	char *hostname; /* NULL: "layerfs" */
 	lyr_network network;
+	lyr_security security;
 	lyr_exec_mount *mounts; /* sorted by target (component order) after validate */
 	size_t n_mounts;
 	bool cache;		/* --cache: answer from the action cache when possible */
@@ -79,6 +82,8 @@ int lyr_exec_op_set_user(lyr_exec_op *op, const char *user, lyr_exec_error *err)
 int lyr_exec_op_set_hostname(lyr_exec_op *op, const char *hostname, lyr_exec_error *err);
 /* "none" or "host". */
 int lyr_exec_op_set_network(lyr_exec_op *op, const char *network, lyr_exec_error *err);
+/* "sandbox" or "insecure". */
+int lyr_exec_op_set_security(lyr_exec_op *op, const char *security, lyr_exec_error *err);
 /* Parses one --mount SPEC (the grammar is in docs/exec-spec.md) and appends it.  Returns 0,
  * -ENOMEM, or -EINVAL with ERR naming the bad key or value. */
 int lyr_exec_op_add_mount_spec(lyr_exec_op *op, const char *spec, lyr_exec_error *err);
@@ -109,8 +114,9 @@ void lyr_exec_platform(char out[32]);
 /* The inputs of a validated op, in key order: index 0 is the root, then each distinct mount
  * source text in (sorted) mount order.  SELECTORS are every mount's selector of that input
  * ("/" for a mount without one; the root is always "/") as lyr_hash_selectors_dedupe leaves
- * them: any selector covered by another (a whole path-component prefix: "/a" covers "/a/b",
- * not "/ab") dropped, the rest in byte order -- the list to hand to lyr_hash_selectors.
+ * them: any plain selector covered by another plain one (a whole path-component prefix: "/a"
+ * covers "/a/b", not "/ab") dropped, the rest in byte order -- the list to hand to
+ * lyr_hash_selectors.
  * READ_ONLY is true when every mount of the input is a read-only bind (the root never is);
  * such an input is keyed by the content hash of SELECTORS, any other by its layer ID. */
 typedef struct lyr_exec_input {
@@ -169,13 +175,14 @@ typedef struct lyr_sandbox {
 	const char *user;	      /* NULL: root; "UID[:GID]" or "NAME[:GROUP]" */
 	const char *hostname;	      /* NULL: "layerfs" */
 	lyr_network network;
+	lyr_security security;	/* insecure: the command runs without the seccomp filter */
 	bool stdin_passthrough; /* false: stdin is /dev/null */
 } lyr_sandbox;
 
 /* Fills RET from validated OP for a run over ROOTFS: args, env, proxy env, cwd, user, hostname,
- * network and stdin (-i).  MOUNTS must have room for op->n_mounts entries; entry i gets mount i's
- * target, readonly and size, and its type with cache turned into bind; its source is left NULL
- * for the caller to set to the host directory where it mounted that mount's view.  RET borrows
+ * network, security and stdin (-i).  MOUNTS must have room for op->n_mounts entries; entry i gets
+ * mount i's target, readonly and size, and its type with cache turned into bind; its source is left
+ * NULL for the caller to set to the host directory where it mounted that mount's view.  RET borrows
  * from OP, ROOTFS and MOUNTS. */
 void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_sandbox_mount *mounts,
 			      lyr_sandbox *ret);

@@ -30,6 +30,7 @@ typedef struct lyr_fs_config {
 	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;
 	bool nodev, nosuid, noexec, noatime;
+	bool nodiratime; /* directories' atime never moves (noatime: no atime moves) */
 	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
 	bool static_nlink;  /* directories report st_nlink 1 */

@@ -172,8 +172,8 @@ typedef struct lyr_hash_opts {
 
 /* The content hash of SELECTORS (N paths in the view, "" or "/" for all of it; wildcards `*`,
  * `?`, `[` allowed) as the hash issue specifies: each selector is normalised (-EINVAL, naming
- * it, when ".." leaves the root), selectors inside another by whole path component are dropped,
- * and the rest sorted.  One remaining selector gives its own digest; several give sha256 of
+ * it, when ".." leaves the root), deduplicated by lyr_hash_selectors_dedupe (FILTERED when OPTS
+ * has include or exclude globs), and the rest sorted.  One remaining selector gives its own digest; several give sha256 of
  * their digest texts joined by "\0".  N == 0 means the whole view.  A missing (non-wildcard)
  * selector fails with -ENOENT naming it; a wildcard matching nothing gives sha256 of "".  OPTS
  * may be NULL.  Writes "sha256:<hex>" to RET_DIGEST. */
@@ -190,11 +190,13 @@ int lyr_hash_file_prefix(int fd, const struct stat *st, uint8_t **ret, size_t *r
  * whole view).  Returns 0, or -EINVAL when ".." would leave the root.  *RET is heap. */
 int lyr_hash_selector_normalize(const char *sel, char **ret);
 
-/* Normalises SELECTORS, drops those inside another by whole path component (`/a` covers
- * `/a/b`, not `/ab`) and duplicates, and sorts the rest (byte order).  On -EINVAL, *RET_BAD
+/* Normalises SELECTORS, drops plain ones inside another plain one by whole path component
+ * (`/a` covers `/a/b`, not `/ab`) and duplicates of plain ones, and sorts the rest (byte
+ * order).  Wildcard selectors, and every selector when FILTERED (--include/--exclude globs
+ * apply), are kept as they are, duplicates too, as BuildKit keeps them.  On -EINVAL, *RET_BAD
  * (if non-NULL) is the index of the offending selector.  Free with lyr_hash_selectors_free. */
-int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, char ***ret, size_t *ret_n,
-			      size_t *ret_bad);
+int lyr_hash_selectors_dedupe(const char *const *selectors, size_t n, bool filtered, char ***ret,
+			      size_t *ret_n, size_t *ret_bad);
 void lyr_hash_selectors_free(char **list, size_t n);
 
 /* True when SEL contains an unescaped `*`, `?` or `[`. */
@@ -212,7 +214,10 @@ int lyr_hash_check_pattern(const char *pat, const char **ret_why);
  * and returns the diff digest of the copy (lyr_hash_diff of DST_DIRFD).
  * Each file's content is hashed from the copy right after it is written, while the copy goes
  * on, so the tree is not read a second time.  On failure returns -errno and fills ERR (may be
- * NULL) with the failing path (of the source for copy errors, of the copy for hash errors). */
+ * NULL) with the failing path (of the source for copy errors, of the copy for hash errors).
+ * The copy is plain: an entry the store would read as an overlay marker (a name starting with
+ * ".wh.", a character device 0/0, a trusted.overlay.* or user.overlay.* xattr) fails with
+ * -EINVAL, ERR->why saying which. */
 int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN]);
 /* lyr_hash_import that also fills RET_ENTRIES (may be NULL; clear it) as lyr_hash_diff_ex does. */

@@ -143,9 +143,13 @@ int lyr_ref_set_mount(lyr_store *s, const char *ref_id, const char *mountpoint, 
 int lyr_ref_clear_mount(lyr_store *s, const char *ref_id);
 
 /* Tags: NAME is 1-128 bytes of [A-Za-z0-9._:-], not starting with '.' or '-', not starting
- * with "sha256:", and not 12 or more lower-case hex digits only (those read as IDs); else
- * -EINVAL.  Setting an existing tag moves it; -ENOENT when the layer does not exist. */
-int lyr_tag_valid(const char *name);
+ * with "sha256:", and not LYR_MIN_PREFIX or more hex digits only, in either letter case (IDs
+ * and their prefixes are read in either case, so such a name would shadow one); else -EINVAL,
+ * with *RET_WHY (if non-NULL) a static text saying which rule it breaks.  Setting an existing
+ * tag moves it; -ENOENT when the layer does not exist.  lyr_tag_remove checks only the
+ * characters, so a tag made before a rule existed can still be removed. */
+int lyr_tag_check(const char *name, const char **ret_why);
+int lyr_tag_valid(const char *name); /* lyr_tag_check without the reason */
 int lyr_tag_set(lyr_store *s, const char *name, const char *layer_id);
 int lyr_tag_remove(lyr_store *s, const char *name); /* -ENOENT when missing */
 

@@ -11,6 +11,7 @@
 typedef struct lyr_tree_error {
 	char path[4096]; /* relative to the source root; "" for the root itself */
 	int err;         /* positive errno */
+	char why[384];   /* what is wrong with the entry, when ERR alone does not say; else "" */
 } lyr_tree_error;
 
 /* Copies everything below SRC_DIRFD into the empty directory DST_DIRFD: regular files (FICLONE,

@@ -875,3 +875,53 @@ Test(cli_exec, one_cache_at_two_targets_is_one_ref_and_is_unmounted_after)
 	tu_run_free(&r);
 	assert_clean(1);
 }
+
+Test(cli_exec, the_default_filter_holds_over_a_layer_root_and_insecure_is_another_key)
+{
+	need_all();
+	_cleanup_free_ char *d = tu_path(dirs.tmp, "probe-root");
+	tu_busybox_root(d, applets, LYR_ARRAY_SIZE(applets), "root:x:0:0:root:/root:/bin/sh\n",
+			"root:x:0:\n");
+	tu_add_probe_syscalls(d);
+	import_as(d, "probe");
+	/* with --json the command's stdout is on stderr */
+	tu_run r = lx("--json", "exec", "probe", "--", "probe-syscalls", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	static const char *const refused[] = {"unshare_user EPERM", "keyctl EPERM",
+					      "bpf EPERM",	    "perf_event_open EPERM",
+					      "kexec_load EPERM",   "open_by_handle_at EPERM",
+					      "mount EPERM"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(refused); i++)
+		cr_assert(tu_has_line(r.err, refused[i]), "%s not in:\n%s", refused[i], r.err);
+	_cleanup_free_ char *k_sandbox = tu_json_field(r.out, "cache_key");
+	tu_run_free(&r);
+
+	r = lx("--json", "exec", "--security=insecure", "probe", "--", "probe-syscalls", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(tu_has_line(r.err, "unshare_user 0"), "%s", r.err);
+	_cleanup_free_ char *k_insecure = tu_json_field(r.out, "cache_key");
+	tu_run_free(&r);
+	cr_assert_str_neq(k_sandbox, k_insecure);
+
+	/* the same setting through --spec, and an explicit sandbox is the default */
+	_cleanup_free_ char *spec = tu_path(dirs.tmp, "op.json");
+	tu_write(
+	    dirs.tmp, "op.json",
+	    "{\"root\": \"probe\", \"args\": [\"probe-syscalls\"], \"security\": \"insecure\"}");
+	r = lx("--json", "exec", "--spec", spec, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(tu_has_line(r.err, "unshare_user 0"), "%s", r.err);
+	expect(r.out, "cache_key", k_insecure);
+	tu_run_free(&r);
+	r = lx("--json", "exec", "--security", "sandbox", "probe", "--", "probe-syscalls", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	expect(r.out, "cache_key", k_sandbox);
+	tu_run_free(&r);
+
+	r = lx("exec", "--security", "off", "probe", "--", "true", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert_str_eq(r.err, "layerfs exec: security 'off': expected sandbox or insecure\n"
+				"Try 'layerfs exec --help'.\n");
+	tu_run_free(&r);
+	assert_clean(0);
+}

@@ -1,10 +1,13 @@
 /* The command line over a real store: import, new, commit, tag, untag, rm, ls, inspect, du,
  * prune, fsck; exit codes, messages, and that bad input leaves the store unchanged. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <regex.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
@@ -233,6 +236,58 @@ Test(cli_layers, bad_tag_names_are_usage_errors_and_change_nothing)
 	cr_assert_str_eq(before, after);
 }
 
+Test(cli_layers, tags_that_read_as_ids_are_refused_by_every_command)
+{
+	_cleanup_free_ char *id = import(dirs.src, "base");
+	_cleanup_free_ char *ref = new_ref(id);
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	char upper[13];
+	for (int k = 0; k < 12; k++)
+		upper[k] = (char)toupper((unsigned char)id[7 + k]);
+	upper[12] = '\0';
+	static const char *const hex = "12 or more hex digits (in either case) read as an ID prefix";
+	const char *const cases[][2] = {
+	    {upper, hex},
+	    {"e244a1e87b89", hex},
+	    {"AbCdEf0123456789", hex},
+	    {"sha256:base", "it starts with 'sha256:', as a layer ID does"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		const char *name = cases[i][0];
+		tu_run runs[3] = {
+		    tu_lf(dirs.store, "tag", name, "base", NULL),
+		    tu_lf(dirs.store, "import", dirs.src, "--tag", name, NULL),
+		    tu_lf(dirs.store, "commit", ref, "--tag", name, NULL),
+		};
+		const char *cmds[3] = {"tag", "import", "commit"};
+		for (int c = 0; c < 3; c++) {
+			cr_assert_eq(runs[c].status, 2, "%s '%s': status %d", cmds[c], name,
+				     runs[c].status);
+			_cleanup_free_ char *want = NULL;
+			cr_assert(asprintf(&want,
+					   "layerfs %s: invalid tag name '%s': %s\nTry 'layerfs %s "
+					   "--help'.\n",
+					   cmds[c], name, cases[i][1], cmds[c]) > 0);
+			cr_assert_str_eq(runs[c].err, want);
+			cr_assert_str_eq(runs[c].out, "");
+			tu_run_free(&runs[c]);
+		}
+	}
+	_cleanup_free_ char *after = tu_store_state(dirs.store);
+	cr_assert_str_eq(before, after);
+
+	/* So an upper-case ID prefix always means the ID: the same layer as the lower-case one. */
+	tu_run a = tu_lf(dirs.store, "inspect", "--json", upper, NULL);
+	char lower[13];
+	snprintf(lower, sizeof lower, "%.12s", id + 7);
+	tu_run b = tu_lf(dirs.store, "inspect", "--json", lower, NULL);
+	cr_assert_eq(a.status, 0, "%s", a.err);
+	cr_assert_eq(b.status, 0, "%s", b.err);
+	cr_assert_str_eq(a.out, b.out);
+	tu_run_free(&a);
+	tu_run_free(&b);
+}
+
 Test(cli_layers, importing_a_missing_directory_fails_and_changes_nothing)
 {
 	_cleanup_free_ char *before = tu_store_state(dirs.store);
@@ -287,6 +342,110 @@ Test(cli_layers, importing_an_unreadable_file_names_it_and_changes_nothing)
 	tu_run_free(&r);
 	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(before, after);
+}
+
+/* Adds one entry to the source tree that a layer would read as an overlay marker; returns false
+ * (after saying why) when this system cannot make it. */
+typedef bool (*marker_fn)(const char *src);
+
+static bool wh_file(const char *src)
+{
+	tu_write(src, "etc/.wh.hostname", "x");
+	return true;
+}
+
+static bool wh_opaque(const char *src)
+{
+	tu_write(src, "usr/share/.wh..wh..opq", "");
+	return true;
+}
+
+static bool wh_device(const char *src)
+{
+	_cleanup_free_ char *p = tu_path(src, "bin/gone");
+	return mknod(p, S_IFCHR | 0644, makedev(0, 0)) == 0;
+}
+
+static bool opaque_xattr(const char *src)
+{
+	_cleanup_free_ char *p = tu_path(src, "usr");
+	return setxattr(p, "user.overlay.opaque", "y", 1, 0) == 0;
+}
+
+static bool redirect_xattr(const char *src)
+{
+	_cleanup_free_ char *p = tu_path(src, "bin/tool");
+	return setxattr(p, "trusted.overlay.redirect", "/x", 2, 0) == 0;
+}
+
+static void marker_gone(const char *src)
+{
+	const char *names[] = {"etc/.wh.hostname", "usr/share/.wh..wh..opq", "bin/gone"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *p = tu_path(src, names[i]);
+		unlink(p);
+	}
+	_cleanup_free_ char *usr = tu_path(src, "usr");
+	_cleanup_free_ char *tool = tu_path(src, "bin/tool");
+	removexattr(usr, "user.overlay.opaque");
+	removexattr(tool, "trusted.overlay.redirect");
+}
+
+Test(cli_layers, import_refuses_entries_a_layer_would_read_as_markers)
+{
+	_cleanup_free_ char *id = import(dirs.src, "base");
+	_cleanup_free_ char *before = tu_store_state(dirs.store);
+	static const struct {
+		marker_fn make;
+		const char *path, *why;
+	} cases[] = {
+	    {wh_file, "etc/.wh.hostname", "a name starting with '.wh.' is a whiteout marker"},
+	    {wh_opaque, "usr/share/.wh..wh..opq", "a name starting with '.wh.' is a whiteout marker"},
+	    {wh_device, "bin/gone", "a character device 0/0 is a whiteout"},
+	    {opaque_xattr, "usr", "xattr 'user.overlay.opaque' is an overlay marker"},
+	    {redirect_xattr, "bin/tool", "xattr 'trusted.overlay.redirect' is an overlay marker"},
+	};
+	size_t tried = 0;
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		if (!cases[i].make(dirs.src)) {
+			cr_log_warn("cannot make '%s' here (%s): case skipped", cases[i].path,
+				    strerror(errno));
+			continue;
+		}
+		tried++;
+		tu_run r = tu_lf(dirs.store, "import", dirs.src, NULL);
+		cr_assert_eq(r.status, 1, "'%s': status %d", cases[i].path, r.status);
+		_cleanup_free_ char *want = NULL;
+		cr_assert(asprintf(&want,
+				   "layerfs: import '%s': '%s': %s in a layer: a directory import "
+				   "copies files and refuses it\n",
+				   dirs.src, cases[i].path, cases[i].why) > 0);
+		cr_assert_str_eq(r.err, want);
+		cr_assert_str_eq(r.out, "");
+		tu_run_free(&r);
+		_cleanup_free_ char *after = tu_store_state(dirs.store);
+		cr_assert_str_eq(before, after, "'%s' changed the store", cases[i].path);
+		marker_gone(dirs.src);
+	}
+	cr_assert_geq(tried, 3, "the file cases run everywhere");
+	/* Without the markers it imports again (a new layer: the directories' mtimes moved). */
+	_cleanup_free_ char *again = import(dirs.src, NULL);
+	cr_assert_str_neq(again, id);
+}
+
+Test(cli_layers, import_keeps_devices_other_than_0_0)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root to make a device node");
+	_cleanup_free_ char *p = tu_path(dirs.src, "null");
+	cr_assert_eq(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
+	_cleanup_free_ char *id = import(dirs.src, NULL);
+	_cleanup_free_ char *layer = NULL;
+	cr_assert(asprintf(&layer, "%s/layers/%s/diff/null", dirs.store, id + 7) > 0);
+	struct stat st;
+	cr_assert_eq(lstat(layer, &st), 0, "%s: %s", layer, strerror(errno));
+	cr_assert(S_ISCHR(st.st_mode));
+	cr_assert_eq(st.st_rdev, makedev(1, 3));
 }
 
 Test(cli_layers, unknown_ids_and_wrong_kinds_are_named_in_the_message)

@@ -425,3 +425,71 @@ Test(cli_mount, an_unprivileged_user_mounts_through_fusermount3)
 	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
 	cr_assert_str_eq(low, "box\n");
 }
+
+/* What a ref's mount showed of REL's times, against the upper after umount, the committed layer
+ * and a read-only mount of that layer: one value everywhere, to the nanosecond. */
+static void check_times_survive_commit(const char *wb_option)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *ref = new_ref_on_base();
+	free(tu_ok(tu_lf(dirs.store, "mount", "-o", wb_option, ref, mp, NULL)));
+	const char *names[] = {"etc/hostname", "etc/new", "data/keep"};
+	struct stat shown[3];
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *p = tu_path(mp, names[i]);
+		int fd = open(p, O_WRONLY | O_CREAT | (i == 2 ? O_APPEND : O_TRUNC), 0644);
+		cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+		cr_assert_eq(write(fd, "ccc\n", 4), 4);
+		cr_assert_eq(close(fd), 0);
+	}
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *p = tu_path(mp, names[i]);
+		cr_assert_eq(stat(p, &shown[i]), 0);
+	}
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	_cleanup_free_ char *id = tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "v1", NULL));
+	id[strcspn(id, "\n")] = '\0';
+	_cleanup_free_ char *diff = NULL;
+	cr_assert(asprintf(&diff, "%s/layers/%s/diff", dirs.store, id + strlen("sha256:")) > 0);
+	free(tu_ok(tu_lf(dirs.store, "mount", "v1", mp, NULL)));
+	const char *where[] = {diff, mp};
+	for (size_t w = 0; w < LYR_ARRAY_SIZE(where); w++) {
+		for (size_t i = 0; i < LYR_ARRAY_SIZE(names); i++) {
+			_cleanup_free_ char *p = tu_path(where[w], names[i]);
+			struct stat st;
+			cr_assert_eq(stat(p, &st), 0, "%s: %s", p, strerror(errno));
+			cr_assert(st.st_mtim.tv_sec == shown[i].st_mtim.tv_sec &&
+				      st.st_mtim.tv_nsec == shown[i].st_mtim.tv_nsec,
+				  "%s: mtime %lld.%09ld, shown %lld.%09ld", p,
+				  (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+				  (long long)shown[i].st_mtim.tv_sec, shown[i].st_mtim.tv_nsec);
+			cr_assert(st.st_atim.tv_sec == shown[i].st_atim.tv_sec &&
+				      st.st_atim.tv_nsec == shown[i].st_atim.tv_nsec,
+				  "%s: atime differs from the one shown", p);
+		}
+	}
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+}
+
+Test(cli_mount, times_shown_are_the_times_committed_with_the_writeback_cache)
+{
+	check_times_survive_commit("writeback=1");
+}
+
+Test(cli_mount, times_shown_are_the_times_committed_without_the_writeback_cache)
+{
+	check_times_survive_commit("writeback=0");
+}
+
+Test(cli_mount, strictatime_is_refused_with_the_reason)
+{
+	_cleanup_free_ char *ref = new_ref_on_base();
+	tu_run r = tu_lf(dirs.store, "mount", "-o", "strictatime", ref, mp, NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert_str_eq(r.err,
+			 "layerfs mount: -o strictatime: option strictatime is not supported: "
+			 "reads served from the kernel's page cache never reach the daemon, so "
+			 "atime moves only when a file is opened (relatime's rule, the default) "
+			 "or never (noatime)\nTry 'layerfs mount --help'.\n");
+	tu_run_free(&r);
+}

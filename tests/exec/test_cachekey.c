@@ -211,6 +211,41 @@ Test(exec_cachekey, meta_fields_and_platform_are_part_of_the_key)
 	lyr_exec_op_free(op);
 }
 
+Test(exec_cachekey, insecure_adds_a_trailing_field_and_sandbox_keeps_the_old_encoding)
+{
+	lyr_exec_op *op = op_make("true", NULL, NULL);
+	lyr_exec_error err;
+	static const char sandbox[] = "17:layerfs-exec-op/1,8:platform,11:linux/amd64,"
+				      "4:args,1:1,4:true,3:env,1:0,"
+				      "3:cwd,1:/,4:user,0:,8:hostname,7:layerfs,7:network,4:none,"
+				      "6:mounts,1:0,";
+	uint8_t *enc = NULL;
+	size_t len = 0;
+	char k[3][LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(lyr_exec_op_set_security(op, "sandbox", &err), 0);
+	cr_assert_eq(lyr_exec_op_encode(op, "linux/amd64", &enc, &len), 0);
+	cr_assert_eq(len, strlen(sandbox));
+	cr_assert_eq(memcmp(enc, sandbox, len), 0, "%.*s", (int)len, enc);
+	free(enc);
+	key_of(op, k[0]);
+
+	cr_assert_eq(lyr_exec_op_set_security(op, "insecure", &err), 0);
+	cr_assert_eq(lyr_exec_op_encode(op, "linux/amd64", &enc, &len), 0);
+	static const char insecure[] = "8:security,8:insecure,";
+	cr_assert_eq(len, strlen(sandbox) + strlen(insecure));
+	cr_assert_eq(memcmp(enc, sandbox, strlen(sandbox)), 0);
+	cr_assert_eq(memcmp(enc + strlen(sandbox), insecure, strlen(insecure)), 0, "%.*s", (int)len,
+		     enc);
+	free(enc);
+	key_of(op, k[1]);
+	cr_assert_str_neq(k[0], k[1]);
+
+	cr_assert_eq(lyr_exec_op_set_security(op, "sandbox", &err), 0);
+	key_of(op, k[2]);
+	cr_assert_str_eq(k[0], k[2]);
+	lyr_exec_op_free(op);
+}
+
 Test(exec_cachekey, selectors_are_blanked_in_the_op_and_keyed_per_input)
 {
 	lyr_exec_op *a =

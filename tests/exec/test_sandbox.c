@@ -722,3 +722,137 @@ Test(exec_sandbox, an_op_from_json_runs_with_its_mounts_once_sources_are_set)
 	tu_rmtree(view);
 	tu_rmtree(root);
 }
+
+/* What probe-syscalls (tests/probe/) prints when it is the command under SECURITY. */
+static char *probe_output(lyr_security security)
+{
+	_cleanup_free_ char *root = make_root();
+	tu_add_probe_syscalls(root);
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("probe-syscalls"), .security = security};
+	result res = run(&sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	free(res.err);
+	tu_rmtree(root);
+	return res.out;
+}
+
+Test(exec_sandbox, the_default_filter_refuses_what_container_runtimes_refuse_on_every_abi)
+{
+	need_root();
+	_cleanup_free_ char *out = probe_output(LYR_SECURITY_SANDBOX);
+	/* EPERM for each; clone3 ENOSYS so that libc falls back to clone; flags without a
+	 * namespace, and the personalities Docker allows, pass */
+	static const char want[] = "unshare_user EPERM\n"
+				   "unshare_fs 0\n"
+				   "clone_newuser EPERM\n"
+				   "clone_newns EPERM\n"
+				   "fork 0\n"
+				   "clone3 ENOSYS\n"
+				   "setns EPERM\n"
+				   "keyctl EPERM\n"
+				   "add_key EPERM\n"
+				   "request_key EPERM\n"
+				   "bpf EPERM\n"
+				   "perf_event_open EPERM\n"
+				   "kexec_load EPERM\n"
+				   "init_module EPERM\n"
+				   "open_by_handle_at EPERM\n"
+				   "name_to_handle_at EPERM\n"
+				   "mount EPERM\n"
+				   "umount2 EPERM\n"
+				   "open_tree EPERM\n"
+				   "fsopen EPERM\n"
+				   "clock_settime EPERM\n"
+				   "userfaultfd EPERM\n"
+				   "io_uring_setup EPERM\n"
+				   "personality_addr_no_randomize EPERM\n"
+				   "personality_all_but_query EPERM\n"
+				   "personality_linux32 0\n"
+				   "personality_uname26_linux32 0\n"
+				   "personality_query 0\n"
+				   "ptrace_init EPERM\n";
+	cr_assert_eq(strncmp(out, want, strlen(want)), 0, "%s", out);
+	const char *compat = out + strlen(want);
+#if defined(__x86_64__)
+	/* the i386 (int 0x80) and x32 tables are filtered too */
+	if (strncmp(compat, "i386_getpid unavailable\n", 24) == 0)
+		cr_assert_str_eq(compat, "i386_getpid unavailable\nx32_unshare_user EPERM\n");
+	else
+		cr_assert_str_eq(compat, "i386_getpid 0\n"
+					 "i386_unshare_user EPERM\n"
+					 "i386_keyctl EPERM\n"
+					 "x32_unshare_user EPERM\n");
+#else
+	cr_assert_str_eq(compat, "");
+#endif
+}
+
+Test(exec_sandbox, insecure_runs_the_command_without_the_filter)
+{
+	need_root();
+	_cleanup_free_ char *out = probe_output(LYR_SECURITY_INSECURE);
+	/* the kernel's own answers: the EPERMs above came from the filter */
+	static const char *const lines[] = {"unshare_user 0",
+					    "clone_newuser 0",
+					    "clone3 EINVAL",
+					    "setns EBADF",
+					    "keyctl 0",
+					    "perf_event_open EFAULT",
+					    "name_to_handle_at EFAULT",
+					    "mount ENOENT",
+					    "open_tree 0",
+					    "personality_addr_no_randomize 0"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(lines); i++)
+		cr_assert(tu_has_line(out, lines[i]), "%s not in:\n%s", lines[i], out);
+#if defined(__x86_64__)
+	if (tu_has_line(out, "i386_getpid 0"))
+		cr_assert(tu_has_line(out, "i386_unshare_user 0"), "%s", out);
+#endif
+}
+
+Test(exec_sandbox, an_op_carries_its_security_setting_into_the_sandbox)
+{
+	lyr_exec_op *op = NULL;
+	lyr_exec_error err = {{0}};
+	cr_assert_eq(lyr_exec_op_parse_json("{\"root\": \"r\", \"args\": [\"true\"]}", &op, &err),
+		     0);
+	lyr_sandbox sb;
+	lyr_exec_sandbox_from_op(op, "/r", NULL, &sb);
+	cr_assert_eq(sb.security, LYR_SECURITY_SANDBOX);
+	cr_assert_eq(lyr_exec_op_set_security(op, "insecure", &err), 0);
+	lyr_exec_sandbox_from_op(op, "/r", NULL, &sb);
+	cr_assert_eq(sb.security, LYR_SECURITY_INSECURE);
+	lyr_exec_op_free(op);
+}
+
+Test(exec_sandbox, every_call_the_filter_refuses_is_listed_in_the_security_docs)
+{
+	/* the generated program's header names each refused call in lines " * EPERM, GROUP:
+	 * NAMES" */
+	_cleanup_free_ char *program = NULL, *doc = NULL;
+	cr_assert_eq(lyr_read_file(LAYERFS_BUILD_DIR "/exec/seccomp_program.h", &program, NULL), 0);
+	cr_assert_eq(lyr_read_file(LAYERFS_SOURCE_DIR "/docs/security.md", &doc, NULL), 0);
+	char *section = strstr(doc, "\n## System calls\n");
+	cr_assert_not_null(section);
+	char *next = strstr(section + 1, "\n## ");
+	if (next)
+		*next = '\0'; /* other sections name mounts too */
+	size_t n = 0;
+	for (const char *p = program; (p = strstr(p, "\n * EPERM, ")) != NULL;) {
+		p = strchr(p, ':');
+		cr_assert_not_null(p);
+		const char *end = strchr(p, '\n');
+		for (p++; p < end;) {
+			p += strspn(p, " ");
+			size_t len = strcspn(p, " \n");
+			char name[80];
+			snprintf(name, sizeof name, "`%.*s`", (int)len, p);
+			cr_assert_not_null(strstr(section, name), "%s is not in docs/security.md",
+					   name);
+			n++;
+			p += len;
+		}
+	}
+	cr_assert_geq(n, 50, "only %zu names found in the generated program", n);
+}

@@ -242,6 +242,13 @@ Test(exec_spec, setters_check_their_values)
 	cr_assert_eq(lyr_exec_op_set_user(op, "alice:wheel", &err), 0);
 	cr_assert_eq(lyr_exec_op_set_hostname(op, "bad host", &err), -EINVAL);
 	cr_assert_str_eq(err.msg, "hostname 'bad host': 1-64 letters, digits, '-', '_' or '.'");
+	cr_assert_eq(op->security, LYR_SECURITY_SANDBOX);
+	cr_assert_eq(lyr_exec_op_set_security(op, "privileged", &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "security 'privileged': expected sandbox or insecure");
+	cr_assert_eq(lyr_exec_op_set_security(op, "insecure", &err), 0);
+	cr_assert_eq(op->security, LYR_SECURITY_INSECURE);
+	cr_assert_eq(lyr_exec_op_set_security(op, "sandbox", &err), 0);
+	cr_assert_eq(op->security, LYR_SECURITY_SANDBOX);
 	lyr_exec_op_free(op);
 }
 
@@ -250,7 +257,7 @@ Test(exec_spec, json_spec_reads_every_field)
 	const char *text =
 	    "{\"root\": \"sha256:abcdefabcdef\", \"args\": [\"sh\", \"-c\", \"make\"],\n"
 	    " \"env\": [\"A=1\"], \"cwd\": \"/src\", \"user\": \"1000:1000\",\n"
-	    " \"hostname\": \"builder\", \"network\": \"host\",\n"
+	    " \"hostname\": \"builder\", \"network\": \"host\", \"security\": \"insecure\",\n"
 	    " \"proxy_env\": [\"HTTP_PROXY=http://p:3128\"],\n"
 	    " \"mounts\": [\n"
 	    "  {\"type\": \"tmpfs\", \"target\": \"/tmp\", \"size\": 4096},\n"
@@ -271,6 +278,7 @@ Test(exec_spec, json_spec_reads_every_field)
 	cr_assert_str_eq(op->user, "1000:1000");
 	cr_assert_str_eq(op->hostname, "builder");
 	cr_assert_eq(op->network, LYR_NET_HOST);
+	cr_assert_eq(op->security, LYR_SECURITY_INSECURE);
 	cr_assert_str_eq(op->proxy_env[0], "HTTP_PROXY=http://p:3128");
 	cr_assert(op->cache && !op->interactive && op->commit_on_failure);
 	cr_assert_eq(op->n_mounts, 3);
@@ -316,6 +324,10 @@ Test(exec_spec, json_spec_errors_name_the_path_of_the_bad_value)
 			  "spec: line 2 column 7: duplicate object key near '\"root\"'");
 	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"]} x",
 			  "spec: line 1 column 30: end of file expected near 'x'");
+	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"security\": \"off\"}",
+			  "security 'off': expected sandbox or insecure");
+	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"security\": false}",
+			  "security: expected a string");
 	expect_json_error("[]", "spec: expected a JSON object at the top");
 	expect_json_error("{\"args\": [\"x\"]}", "exec: no ROOT given");
 }

@@ -59,6 +59,7 @@ typedef struct mnt_opts {
 	bool squash_to_root;
 	bool allow_other;
 	bool noacl;
+	bool noatime, nodiratime;
 } mnt_opts;
 
 /* CFG as the usual mount has it: l1 over l2, with the upper and the work dir. */
@@ -87,6 +88,8 @@ static inline void mnt_mount_opts(const mnt_opts *o)
 		cfg.squash_to_root = o->squash_to_root;
 		cfg.allow_other = o->allow_other;
 		cfg.noacl = o->noacl;
+		cfg.noatime = o->noatime;
+		cfg.nodiratime = o->nodiratime;
 	}
 	lyr_fs_error err = {{0}};
 	int r = lyr_fs_mount(&cfg, M.mp, &err, &M.pid);

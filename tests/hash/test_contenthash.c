@@ -53,6 +53,17 @@ static void expect(const char *dir, const char *sel, bool follow, const char *wa
 	cr_assert_str_eq(got, want, "selector '%s'", sel);
 }
 
+/* Hashing SEL of DIR fails with WANT_R, naming WANT_ERR. */
+static void expect_fail(const char *dir, const char *sel, bool follow, int want_r,
+			const char *want_err)
+{
+	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
+	lyr_hash_opts o = {.follow_links = follow, .err_path = err};
+	const char *sels[] = {sel};
+	cr_assert_eq(tu_hash_dir(dir, NULL, sels, 1, &o, got), want_r, "selector '%s'", sel);
+	cr_assert_str_eq(err, want_err, "selector '%s'", sel);
+}
+
 /* ---- the digests written out independently (tarsum v1 headers) ----------------------------- */
 
 static void sha_text(const void *p, size_t n, char out[LYR_DIGEST_TEXT_LEN])
@@ -94,6 +105,16 @@ static size_t put_item(char *buf, size_t len, const char *key, const char *diges
 		buf[len++] = *k == '/' ? '\0' : *k;
 	memcpy(buf + len, digest, 71);
 	return len + 71;
+}
+
+/* The digest of two selectors' digests: sha256(A + "\0" + B). */
+static void joined_digest(const char *a, const char *b, char out[LYR_DIGEST_TEXT_LEN])
+{
+	char buf[143];
+	memcpy(buf, a, 71);
+	buf[71] = '\0';
+	memcpy(buf + 72, b, 71);
+	sha_text(buf, sizeof buf, out);
 }
 
 /* ---- the vectors ---------------------------------------------------------------------------- */
@@ -241,6 +262,144 @@ Test(hash_contenthash, include_and_exclude_filter_a_directory_listing)
 	tu_rmtree(dir);
 }
 
+/* A directory's digest written out: "\0" + header digest, then "\0" + name + digest per child
+ * (NAMES in byte order). */
+static void dir_digest(const char *hdr, const char *const *names, const char *const *digests,
+		       size_t n, char out[LYR_DIGEST_TEXT_LEN])
+{
+	char buf[1024];
+	size_t len = 0;
+	buf[len++] = '\0';
+	memcpy(buf + len, hdr, 71);
+	len += 71;
+	for (size_t i = 0; i < n; i++) {
+		buf[len++] = '\0';
+		memcpy(buf + len, names[i], strlen(names[i]));
+		len += strlen(names[i]);
+		memcpy(buf + len, digests[i], 71);
+		len += 71;
+	}
+	sha_text(buf, len, out);
+}
+
+/* A listing's digest written out: per item its key (a path relative to the literal prefix,
+ * "" for the prefix itself) with '/' as NUL, then its digest. */
+static void listing_digest(const char *const (*items)[2], size_t n, char out[LYR_DIGEST_TEXT_LEN])
+{
+	char buf[1024];
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!*items[i][0])
+			buf[len++] = '\0';
+		len = put_item(buf, len, items[i][0], items[i][1]);
+	}
+	sha_text(buf, len, out);
+}
+
+/* /ff (data0), /b/l -> ../ff, /b/m -> nosuchfile, /lnk -> b. */
+static void build_link_tree(const char *dir)
+{
+	static const char *const links[][2] = {{"b/l", "../ff"}, {"b/m", "nosuchfile"}, {"lnk", "b"}};
+	file_at(dir, "ff", "data0");
+	dir_at(dir, "b");
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(links); i++)
+		link_at(dir, links[i][0], links[i][1]);
+}
+
+/* The link tree's pieces: /b's header digest and the digests of the links /b/l and /b/m. */
+typedef struct link_digests {
+	char hdr[LYR_DIGEST_TEXT_LEN], l[LYR_DIGEST_TEXT_LEN], m[LYR_DIGEST_TEXT_LEN];
+} link_digests;
+
+static char *link_tree(link_digests *d)
+{
+	char *dir = vector_root();
+	build_link_tree(dir);
+	dir_header_digest(0755, d->hdr);
+	symlink_digest("../ff", d->l);
+	symlink_digest("nosuchfile", d->m);
+	return dir;
+}
+
+Test(hash_contenthash, follow_links_never_follows_links_below_a_matched_directory)
+{
+	link_digests d;
+	_cleanup_free_ char *dir = link_tree(&d);
+	char want[LYR_DIGEST_TEXT_LEN];
+	/* `/?` matches the directory /b only: its header and its links as links, dangling or not. */
+	const char *const matched[][2] = {{"/b", d.hdr}, {"/b/l", d.l}, {"/b/m", d.m}};
+	listing_digest(matched, 3, want);
+	expect(dir, "/?", false, want);
+	expect(dir, "/?", true, want);
+
+	/* A plain selector with a filter lists the same way: the links below it stay links. */
+	char got[LYR_DIGEST_TEXT_LEN];
+	const char *const selected[][2] = {{"", d.hdr}, {"/l", d.l}, {"/m", d.m}};
+	listing_digest(selected, 3, want);
+	const char *inc[] = {"*"};
+	const char *b[] = {"/b"};
+	for (int follow = 0; follow < 2; follow++) {
+		lyr_hash_opts o = {.follow_links = follow, .include = inc, .n_include = 1};
+		cr_assert_eq(tu_hash_dir(dir, NULL, b, 1, &o, got), 0);
+		cr_assert_str_eq(got, want, "follow %d", follow);
+	}
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, follow_links_follows_a_matched_link_and_links_in_the_prefix)
+{
+	link_digests d;
+	_cleanup_free_ char *dir = link_tree(&d);
+	char lnk[LYR_DIGEST_TEXT_LEN], b[LYR_DIGEST_TEXT_LEN], want[LYR_DIGEST_TEXT_LEN];
+	symlink_digest("b", lnk);
+	const char *names[] = {"l", "m"};
+	const char *digests[] = {d.l, d.m};
+	dir_digest(d.hdr, names, digests, 2, b);
+
+	/* The prefix /lnk is resolved to /b either way; the matched /lnk/l is followed only when
+	 * asked, through /b, to /ff. */
+	const char *const link[][2] = {{"/l", d.l}}, *const followed[][2] = {{"/l", D_DATA0}};
+	listing_digest(link, 1, want);
+	expect(dir, "/lnk/l*", false, want);
+	listing_digest(followed, 1, want);
+	expect(dir, "/lnk/l*", true, want);
+
+	/* The matched link /lnk stands for the whole directory it names. */
+	const char *const dlink[][2] = {{"/lnk", lnk}}, *const ddir[][2] = {{"/lnk", b}};
+	listing_digest(dlink, 1, want);
+	expect(dir, "/ln?", false, want);
+	listing_digest(ddir, 1, want);
+	expect(dir, "/ln?", true, want);
+
+	/* A matched link that dangles cannot be followed: that fails, naming it. */
+	expect_fail(dir, "/b/m*", true, -ENOENT, "/b/m");
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, sockets_are_hashed_by_their_header_as_buildkit_does)
+{
+	_cleanup_free_ char *dir = vector_root();
+	dir_at(dir, "d");
+	file_at(dir, "d/f", "data0");
+	_cleanup_free_ char *s = tu_path(dir, "d/s");
+	cr_assert_eq(mknod(s, S_IFSOCK | 0600, 0), 0);
+	cr_assert_eq(chmod(s, 0755), 0);
+	/* BuildKit clears the socket bit: the header of an empty regular file, no content. */
+	char sock[LYR_DIGEST_TEXT_LEN], hdr[LYR_DIGEST_TEXT_LEN], want[LYR_DIGEST_TEXT_LEN];
+	file_digest("", 0755, sock);
+	cr_assert_str_eq(sock, "sha256:f17a848b35eb7ee0d2782522a9daf8a81f8bb998a53d4dd0c2142715f145d194");
+	dir_header_digest(0755, hdr);
+	const char *names[] = {"f", "s"};
+	const char *digests[] = {D_DATA0, sock};
+	dir_digest(hdr, names, digests, 2, want);
+	expect(dir, "/d", false, want);
+	expect(dir, "/d/s", false, sock);
+	const char *const listed[][2] = {{"/f", D_DATA0}, {"/s", sock}};
+	listing_digest(listed, 2, want);
+	expect(dir, "/d/*", false, want);
+	tu_rmtree(dir);
+}
+
 /* ---- resolution ---------------------------------------------------------------------------- */
 
 Test(hash_contenthash, symlinks_are_followed_inside_the_root_only)
@@ -265,13 +424,8 @@ Test(hash_contenthash, symlinks_are_followed_inside_the_root_only)
 	expect(dir, "/pw", true, D_DATA1);            /* never the host's /etc/passwd */
 	expect(dir, "/link", true, D_D0);
 
-	char got[LYR_DIGEST_TEXT_LEN], err[PATH_MAX] = "";
-	lyr_hash_opts o = {.follow_links = true, .err_path = err};
-	const char *loop[] = {"/loop"};
-	cr_assert_eq(tu_hash_dir(dir, NULL, loop, 1, &o, got), -ELOOP);
-	cr_assert_str_eq(err, "/loop");
-	const char *dangling[] = {"/d0/ghi"};
-	cr_assert_eq(tu_hash_dir(dir, NULL, dangling, 1, &o, got), -ENOENT);
+	expect_fail(dir, "/loop", true, -ELOOP, "/loop");
+	expect_fail(dir, "/d0/ghi", true, -ENOENT, "/d0/ghi");
 	tu_rmtree(dir);
 }
 
@@ -308,11 +462,8 @@ Test(hash_contenthash, several_selectors_join_sorted_digests_with_nul)
 	_cleanup_free_ char *dir = vector_root();
 	file_at(dir, "Gemfile", "data0");
 	file_at(dir, "Gemfile.lock", "data1");
-	char want[LYR_DIGEST_TEXT_LEN], got[LYR_DIGEST_TEXT_LEN], buf[160];
-	memcpy(buf, D_DATA0, 71);
-	buf[71] = '\0';
-	memcpy(buf + 72, D_DATA1, 71);
-	sha_text(buf, 143, want);
+	char want[LYR_DIGEST_TEXT_LEN], got[LYR_DIGEST_TEXT_LEN];
+	joined_digest(D_DATA0, D_DATA1, want);
 	const char *a[] = {"/Gemfile.lock", "/Gemfile"};
 	cr_assert_eq(tu_hash_dir(dir, NULL, a, 2, NULL, got), 0);
 	cr_assert_str_eq(got, want, "/Gemfile does not cover /Gemfile.lock");
@@ -336,12 +487,71 @@ Test(hash_contenthash, a_selector_inside_another_is_dropped)
 	tu_rmtree(dir);
 }
 
+Test(hash_contenthash, a_wildcard_selector_under_a_plain_one_is_kept)
+{
+	_cleanup_free_ char *dir = vector_root();
+	dir_at(dir, "a");
+	file_at(dir, "a/x.c", "data0");
+	file_at(dir, "a/y.h", "data1");
+	char hdr[LYR_DIGEST_TEXT_LEN], a[LYR_DIGEST_TEXT_LEN], wild[LYR_DIGEST_TEXT_LEN];
+	char want[LYR_DIGEST_TEXT_LEN], got[LYR_DIGEST_TEXT_LEN];
+	dir_header_digest(0755, hdr);
+	const char *names[] = {"x.c", "y.h"};
+	const char *digests[] = {D_DATA0, D_DATA1};
+	dir_digest(hdr, names, digests, 2, a);
+	const char *const x[][2] = {{"/x.c", D_DATA0}};
+	listing_digest(x, 1, wild);
+	expect(dir, "/a/*.c", false, wild);
+
+	/* D("/a") + "\0" + D(the wildcard): both digests, in selector order. */
+	joined_digest(a, wild, want);
+	const char *sels[] = {"/a/*.c", "/a"};
+	cr_assert_eq(tu_hash_dir(dir, NULL, sels, 2, NULL, got), 0);
+	cr_assert_str_eq(got, want);
+	/* A plain path below a plain one still merges. */
+	const char *plain[] = {"/a/x.c", "/a"};
+	cr_assert_eq(tu_hash_dir(dir, NULL, plain, 2, NULL, got), 0);
+	cr_assert_str_eq(got, a);
+
+	/* With a filter every selector is a listing of its own and is kept: "/a" lists its header
+	 * and x.c, the file "/a/x.c" lists nothing (sha256 of ""). */
+	const char *const hx[][2] = {{"", hdr}, {"/x.c", D_DATA0}};
+	char filtered[LYR_DIGEST_TEXT_LEN];
+	listing_digest(hx, 2, filtered);
+	joined_digest(filtered, D_EMPTY, want);
+	const char *exc[] = {"y.h"};
+	lyr_hash_opts o = {.exclude = exc, .n_exclude = 1};
+	cr_assert_eq(tu_hash_dir(dir, NULL, plain, 2, &o, got), 0);
+	cr_assert_str_eq(got, want);
+	tu_rmtree(dir);
+}
+
+Test(hash_contenthash, dedupe_merges_plain_paths_only)
+{
+	const char *in[] = {"/a/*.c", "/a", "/a/b", "a/*.c", "/b*", "/b*/c", "/a"};
+	char **out = NULL;
+	size_t n = 0;
+	cr_assert_eq(lyr_hash_selectors_dedupe(in, LYR_ARRAY_SIZE(in), false, &out, &n, NULL), 0);
+	const char *want[] = {"/a", "/a/*.c", "/a/*.c", "/b*", "/b*/c"};
+	cr_assert_eq(n, LYR_ARRAY_SIZE(want));
+	for (size_t i = 0; i < n; i++)
+		cr_assert_str_eq(out[i], want[i], "[%zu]", i);
+	lyr_hash_selectors_free(out, n);
+
+	cr_assert_eq(lyr_hash_selectors_dedupe(in, LYR_ARRAY_SIZE(in), true, &out, &n, NULL), 0);
+	const char *all[] = {"/a", "/a", "/a/*.c", "/a/*.c", "/a/b", "/b*", "/b*/c"};
+	cr_assert_eq(n, LYR_ARRAY_SIZE(all));
+	for (size_t i = 0; i < n; i++)
+		cr_assert_str_eq(out[i], all[i], "filtered [%zu]", i);
+	lyr_hash_selectors_free(out, n);
+}
+
 Test(hash_contenthash, dedupe_compares_whole_path_components)
 {
 	const char *in[] = {"/ab", "a/b/", "/a", "/a/./c/..", "/a.b", "/ab/c", "x/../a.b"};
 	char **out = NULL;
 	size_t n = 0;
-	cr_assert_eq(lyr_hash_selectors_dedupe(in, LYR_ARRAY_SIZE(in), &out, &n, NULL), 0);
+	cr_assert_eq(lyr_hash_selectors_dedupe(in, LYR_ARRAY_SIZE(in), false, &out, &n, NULL), 0);
 	cr_assert_eq(n, 3);
 	cr_assert_str_eq(out[0], "/a");
 	cr_assert_str_eq(out[1], "/a.b");
@@ -350,7 +560,7 @@ Test(hash_contenthash, dedupe_compares_whole_path_components)
 
 	const char *bad[] = {"/ok", "/a/../../x"};
 	size_t which = 99;
-	cr_assert_eq(lyr_hash_selectors_dedupe(bad, 2, &out, &n, &which), -EINVAL);
+	cr_assert_eq(lyr_hash_selectors_dedupe(bad, 2, false, &out, &n, &which), -EINVAL);
 	cr_assert_eq(which, 1);
 }
 

@@ -494,11 +494,33 @@ Test(hash_diff, unreadable_file_fails_naming_its_path)
 	tu_rmtree(dir);
 }
 
+Test(hash_diff, import_refuses_overlay_markers_naming_the_first)
+{
+	_cleanup_free_ char *src = tu_mkdtemp();
+	_cleanup_free_ char *dst = tu_mkdtemp();
+	build_rich(src, false);
+	_cleanup_close_ int sfd = open(src, O_RDONLY | O_DIRECTORY);
+	_cleanup_close_ int dfd = open(dst, O_RDONLY | O_DIRECTORY);
+	lyr_tree_error err = {0};
+	char got[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(lyr_hash_import(sfd, dfd, NULL, &err, got), -EINVAL);
+	cr_assert_str_eq(err.path, "files"); /* its xattr is met when the walk leaves it */
+	cr_assert_eq(err.err, EINVAL);
+	cr_assert_str_eq(err.why, "xattr 'user.overlay.opaque' is an overlay marker in a layer: a "
+				  "directory import copies files and refuses it");
+	tu_rmtree(src);
+	tu_rmtree(dst);
+}
+
 Test(hash_diff, import_copies_and_returns_the_digest_of_the_copy)
 {
 	_cleanup_free_ char *src = tu_mkdtemp();
 	_cleanup_free_ char *dst = tu_mkdtemp();
 	build_rich(src, false);
+	/* An import is a plain copy: no overlay markers (the test above). */
+	_cleanup_free_ char *files = tu_path(src, "files");
+	cr_assert_eq(removexattr(files, "user.overlay.opaque"), 0);
+	run("rm %s/wh", src);
 	_cleanup_close_ int sfd = open(src, O_RDONLY | O_DIRECTORY);
 	_cleanup_close_ int dfd = open(dst, O_RDONLY | O_DIRECTORY);
 	lyr_tree_error err = {0};

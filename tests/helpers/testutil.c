@@ -280,6 +280,24 @@ void tu_busybox_root(const char *dir, const char *const *applets, size_t n, cons
 	tu_write(dir, "etc/group", group);
 }
 
+bool tu_has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+void tu_add_probe_syscalls(const char *dir)
+{
+	_cleanup_free_ char *dst = tu_path(dir, "bin/probe-syscalls");
+	const char *cp[] = {"/bin/cp", TU_PROBE_SYSCALLS, dst, NULL};
+	tu_run r = tu_cmd(NULL, cp);
+	cr_assert_eq(r.status, 0, "cp probe-syscalls: %s", r.err);
+	tu_run_free(&r);
+}
+
 static tu_run lf_va(const char *const *env, const char *root, va_list ap)
 {
 	const char *argv[64] = {"--root", root};

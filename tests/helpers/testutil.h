@@ -64,6 +64,13 @@ void tu_need_busybox(void);
 void tu_busybox_root(const char *dir, const char *const *applets, size_t n, const char *passwd,
 		     const char *group);
 
+/* True when TEXT has LINE (without its newline) as one of its lines. */
+bool tu_has_line(const char *text, const char *line);
+
+/* Copies the static probe-syscalls program (tests/probe/) into DIR as bin/probe-syscalls, so
+ * that a sandbox over DIR can run it. */
+void tu_add_probe_syscalls(const char *dir);
+
 /* Runs `layerfs --root ROOT ARGS...` (a NULL-terminated list of strings). */
 tu_run tu_lf(const char *root, ...) __attribute__((sentinel));
 /* The same with ENV (NULL-terminated "K=V" list, may be NULL) added to the environment. */
