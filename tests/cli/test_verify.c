@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -74,20 +73,11 @@ static void digest_now(const char *id, char out[LYR_DIGEST_TEXT_LEN])
 	close(fd);
 }
 
-static bool matches(const char *re, const char *text)
-{
-	regex_t rx;
-	cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
-	bool ok = regexec(&rx, text, 0, NULL, 0) == 0;
-	regfree(&rx);
-	return ok;
-}
-
 /* Asserts R's exit STATUS and that its stdout matches the extended regex RE; frees R. */
 static void expect_match(tu_run r, int status, const char *re)
 {
 	cr_assert_eq(r.status, status, "%s", r.err);
-	cr_assert(matches(re, r.out), "%s", r.out);
+	cr_assert(tu_matches(re, r.out), "%s", r.out);
 	tu_run_free(&r);
 }
 
@@ -99,7 +89,7 @@ static void cut_verified(tu_run *r, unsigned layers, unsigned files, const char 
 			   "(^|\n)verified %u layers? \\(%u files, %s\\) in [0-9]+\\.[0-9]{2} s: "
 			   "[0-9]+ MB/s\n",
 			   layers, files, size) > 0);
-	cr_assert(matches(re, r->out), "%s", r->out);
+	cr_assert(tu_matches(re, r->out), "%s", r->out);
 	char *v = strstr(r->out, "verified ");
 	memmove(v, v + strcspn(v, "\n") + 1, strlen(v + strcspn(v, "\n") + 1) + 1);
 }
@@ -313,7 +303,7 @@ Test(cli_verify, json_gives_each_finding_with_its_layer_and_path)
 		     "\"bytes\":30,",
 		     id, now, id, now, id, id) > 0);
 	cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
-	cr_assert(matches("\"milliseconds\":[0-9]+,\"mb_per_s\":[0-9]+}}\n$", r.out), "%s", r.out);
+	cr_assert(tu_matches("\"milliseconds\":[0-9]+,\"mb_per_s\":[0-9]+}}\n$", r.out), "%s", r.out);
 	tu_run_free(&r);
 }
 
@@ -380,7 +370,7 @@ Test(cli_verify, exec_cache_refuses_a_result_over_a_failed_layer)
 	tu_run x = tu_lf_env(env, dirs.store, "--json", "exec", "--mount", bind, root, "--", "cat",
 			     "/in/etc/hostname", NULL);
 	cr_assert_eq(x.status, 0, "%s", x.err);
-	cr_assert(matches("\"cache_key\":null", x.out), "%s", x.out);
+	cr_assert(tu_matches("\"cache_key\":null", x.out), "%s", x.out);
 	_cleanup_free_ char *warned = NULL;
 	cr_assert(asprintf(&warned,
 			   "layerfs: exec: '%s': layer %s failed verification; run layerfs fsck "
