@@ -191,6 +191,8 @@ static int commit_locked(lyr_store *s, commit_ctx *c)
 		return back_to_idle(s, c->id, r);
 	}
 	lyr_fault("commit-after-txn");
+	if (c->reuse) /* the same content again puts back a layer that failed verification */
+		(void)layer_restore(s, c->layer, s->rootfd, upper, diff);
 	return 0;
 }
 

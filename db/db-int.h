@@ -155,6 +155,13 @@ int filelist_read(int dirfd, const char *name, lyr_diff_list *ret);
  * length, *POS moved past it; or -EBADMSG. */
 int filelist_field(const char *buf, size_t len, size_t *pos, const char **ret, size_t *ret_len);
 
+/* verify.c: a layer marked as failed verification gets FROM (a directory at FROMFD whose
+ * content was just hashed to the layer's ID) in place of TO (below the root: "layers/<hex>" or
+ * "layers/<hex>/diff"), in one atomic exchange: FROM then holds the changed copy, for the
+ * caller to remove.  The mark and the layer's digest cache entries go.  Returns 1 when done,
+ * 0 when the layer is not marked, or -errno.  Hold the namespace lock. */
+int layer_restore(lyr_store *s, const char *id, int fromfd, const char *from, const char *to);
+
 /* remove.c */
 int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size);
 int ref_remove(lyr_store *s, const char *id, uint64_t *ret_size);

@@ -385,9 +385,14 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 			if (r < 0) /* put the directory back where nothing refers to it */
 				renameat(s->rootfd, to, tmpfd, tmp);
 		}
-	} else if (r >= 0 && tag) {
+	} else if (r >= 0) {
+		/* importing the tree again puts back a layer that failed verification */
+		char to[160];
+		snprintf(to, sizeof to, "layers/%s", layer_hex(id));
+		r = layer_restore(s, id, tmpfd, tmp, to);
 		add_ctx a = {id, &rec, tag, false};
-		r = txn_run(s, import_txn, &a);
+		if (r >= 0 && tag)
+			r = txn_run(s, import_txn, &a);
 	}
 	ns_unlock(s);
 	if (r < 0)

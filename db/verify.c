@@ -21,6 +21,7 @@
  * layer removed meanwhile only loses its mark with its directory. */
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -631,6 +632,24 @@ static int check_cache(verify *v, layer_ctx *l, bool failed, bool name)
 			       c->n == 1 ? "y" : "ies");
 	}
 	return r < 0 ? r : named;
+}
+
+int layer_restore(lyr_store *s, const char *id, int fromfd, const char *from, const char *to)
+{
+	int r = marked(s, id);
+	if (r <= 0)
+		return r;
+	if (renameat2(fromfd, from, s->rootfd, to, RENAME_EXCHANGE) < 0)
+		return -errno;
+	r = mark_clear(s, id);
+	/* digests cached while it was changed may be wrong: the content hash starts afresh */
+	centries c = {.hex = layer_hex(id)};
+	if (r >= 0)
+		r = centries_load(s, &c);
+	if (r >= 0)
+		r = centries_drop(s, &c, false);
+	centries_clear(&c);
+	return r < 0 ? r : 1;
 }
 
 /* ---- one layer ------------------------------------------------------------------------------ */
