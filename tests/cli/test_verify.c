@@ -303,7 +303,8 @@ Test(cli_verify, json_gives_each_finding_with_its_layer_and_path)
 		     "\"bytes\":30,",
 		     id, now, id, now, id, id) > 0);
 	cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
-	cr_assert(tu_matches("\"milliseconds\":[0-9]+,\"mb_per_s\":[0-9]+}}\n$", r.out), "%s", r.out);
+	cr_assert(tu_matches("\"milliseconds\":[0-9]+,\"mb_per_s\":[0-9]+}}\n$", r.out), "%s",
+		  r.out);
 	tu_run_free(&r);
 }
 
@@ -406,7 +407,8 @@ Test(cli_verify, removing_a_failed_layer_leaves_no_problem)
 	_cleanup_free_ char *gone = tu_ok(tu_lf(dirs.store, "rm", id, NULL));
 	expect_out(tu_lf(dirs.store, "fsck", NULL), 0, false, "store '%s': no problems\n",
 		   dirs.store);
-	expect_match(tu_lf(dirs.store, "fsck", "--verify", NULL), 0,
-		     "^verified 0 layers \\(0 files, 0 B\\) in [0-9.]+ s: 0 MB/s\nstore '[^']*': no "
-		     "problems\n$");
+	expect_match(
+	    tu_lf(dirs.store, "fsck", "--verify", NULL), 0,
+	    "^verified 0 layers \\(0 files, 0 B\\) in [0-9.]+ s: 0 MB/s\nstore '[^']*': no "
+	    "problems\n$");
 }
