@@ -177,6 +177,8 @@ int cmd_diff(lyr_cli *cli, int argc, char **argv)
 	char id[LYR_ID_MAX];
 	if (cli_resolve(cli, argv[i], LYR_OBJ_NONE, &kind, id) < 0)
 		return EXIT_FAIL;
+	if (kind == LYR_OBJ_REF && cli_ref_upper_check(cli, "diff", argv[i], id) != EXIT_OK)
+		return EXIT_FAIL;
 
 	/* The stack: the object's own directory (a ref's upper, a layer's diff), then its parent's
 	 * chain. */

@@ -140,8 +140,11 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		lyr_exec_op_free(o->op);
 		o->op = NULL;
 		int r = lyr_exec_op_load_json(o->spec, &o->op, &err);
+		/* a bad op is a usage error wherever it was written; an unreadable file is not */
+		if (r == -EINVAL)
+			return cli_usage(cmd->name, "%s", err.msg);
 		if (r < 0) {
-			fprintf(stderr, "layerfs exec: --spec '%s': %s\n", o->spec,
+			fprintf(stderr, "layerfs exec: %s\n",
 				err.msg[0] ? err.msg : cli_strerror(r));
 			return EXEC_EXIT_FAILED;
 		}

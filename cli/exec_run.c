@@ -586,7 +586,7 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 {
 	memset(res, 0, sizeof *res);
 	run R = {.cli = cli, .op = op};
-	R.s = cli_store(cli);
+	R.s = cli_store_create(cli);
 	if (!R.s)
 		return -EIO;
 	R.src_kinds = calloc(op->n_mounts + 1, sizeof *R.src_kinds);

@@ -66,7 +66,8 @@ static const cli_command commands[] = {
 	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
 	{"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
 	 "check the store; --repair fixes what it can",
-	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts;\n"
+	 "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"
+	 "                 database lost, clear stale mounts (layer data is never deleted);\n"
 	 "                 verify layers marked by an earlier --verify again\n"
 	 "  --verify       hash every layer (or each LAYER) again and compare it with its ID;\n"
 	 "                 name the files that changed and mark a changed layer as failed\n"},
@@ -112,8 +113,10 @@ const char *cli_strerror(int r)
 	}
 }
 
-lyr_store *cli_store(lyr_cli *cli)
+/* Opens the store; where there is none and MISSING_OK, returns NULL without a message. */
+static lyr_store *store_open(lyr_cli *cli, unsigned mode, bool missing_ok, bool *ret_failed)
 {
+	*ret_failed = false;
 	if (cli->store)
 		return cli->store;
 	_cleanup_free_ char *dflt = NULL;
@@ -121,12 +124,16 @@ lyr_store *cli_store(lyr_cli *cli)
 	if (!root) {
 		dflt = lyr_store_default_root();
 		if (!dflt) {
+			*ret_failed = true;
 			cli_fail("no store directory: set --root or $LAYERFS_ROOT");
 			return NULL;
 		}
 		root = dflt;
 	}
-	int r = lyr_store_open(root, &cli->store);
+	int r = lyr_store_open_mode(root, mode, &cli->store);
+	if (r == -ENOENT && missing_ok)
+		return NULL;
+	*ret_failed = r < 0;
 	if (r < 0) {
 		const char *why = lyr_store_last_error();
 		if (why && *why)
@@ -136,6 +143,27 @@ lyr_store *cli_store(lyr_cli *cli)
 		return NULL;
 	}
 	return cli->store;
+}
+
+lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode)
+{
+	bool failed;
+	return store_open(cli, mode, false, &failed);
+}
+
+lyr_store *cli_store_if_any(lyr_cli *cli, bool *ret_failed)
+{
+	return store_open(cli, LYR_OPEN_EXISTING, true, ret_failed);
+}
+
+lyr_store *cli_store(lyr_cli *cli)
+{
+	return cli_store_mode(cli, LYR_OPEN_EXISTING);
+}
+
+lyr_store *cli_store_create(lyr_cli *cli)
+{
+	return cli_store_mode(cli, LYR_OPEN_CREATE);
 }
 
 int cli_resolve(lyr_cli *cli, const char *text, lyr_obj_kind want, lyr_obj_kind *ret_kind,
@@ -201,6 +229,10 @@ int cli_common_opt(lyr_cli *cli, const cli_command *cmd, int c)
 		cli->json = true;
 		return 1;
 	case OPT_ROOT:
+		if (!*optarg) {
+			fprintf(stderr, "layerfs %s: --root: empty store directory\n", cmd->name);
+			exit(EXIT_USAGE);
+		}
 		cli->root = optarg;
 		return 1;
 	case '?':
@@ -281,6 +313,10 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ROOT:
+			if (!*optarg) {
+				fprintf(stderr, "layerfs: --root: empty store directory\n");
+				return EXIT_USAGE;
+			}
 			cli.root = optarg;
 			break;
 		case OPT_JSON:

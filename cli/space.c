@@ -58,6 +58,9 @@ int cmd_du(lyr_cli *cli, int argc, char **argv)
 	lyr_store *s = cli_store(cli);
 	if (!s)
 		return EXIT_FAIL;
+	int r = lyr_store_check_records(s);
+	if (r < 0)
+		return cli_fail("%s", lyr_store_last_error());
 
 	static const char *const headers[] = {"KIND", "ID", "SIZE", "NAME"};
 	du_ctx d = {.cli = cli};
@@ -69,7 +72,7 @@ int cmd_du(lyr_cli *cli, int argc, char **argv)
 	} else {
 		d.t = table_new(4, headers);
 	}
-	int r = lyr_layer_list(s, du_layer, &d);
+	r = lyr_layer_list(s, du_layer, &d);
 	if (cli->json) {
 		json_arr_close(&j);
 		json_arr_open(&j, "refs");
@@ -211,7 +214,8 @@ int cmd_prune(lyr_cli *cli, int argc, char **argv)
 		printf("Total reclaimed space: %s\n", total);
 	}
 	if (r < 0)
-		return cli_fail("prune: %s", cli_strerror(r));
+		return cli_fail("prune: %s",
+				r == -EUCLEAN ? lyr_store_last_error() : cli_strerror(r));
 	return EXIT_OK;
 }
 
@@ -249,7 +253,7 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 	int i = cli_parse(cli, cmd, argc, argv, opts, 2, fsck_opt, &a);
 	if (i != argc && !a.verify)
 		return cli_usage(cmd->name, "takes no arguments (layers go after --verify)");
-	lyr_store *s = cli_store(cli);
+	lyr_store *s = cli_store_mode(cli, a.repair ? LYR_OPEN_REPAIR : LYR_OPEN_CHECK);
 	if (!s)
 		return EXIT_FAIL;
 	if (i != argc && cli_fsck_resolve(cli, argv + i, (size_t)(argc - i), &a.ids) < 0)

@@ -91,3 +91,24 @@ int lyr_read_file(const char *path, char **ret, size_t *ret_len)
 	*ret = LYR_TAKE_PTR(buf);
 	return 0;
 }
+
+int lyr_dir_empty(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	int empty = 1;
+	struct dirent *e;
+	errno = 0;
+	while (empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	int r = empty && errno ? -errno : empty;
+	closedir(d);
+	return r;
+}

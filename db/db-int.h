@@ -17,6 +17,8 @@ typedef struct lyr_owner {
 	uint64_t start;
 } lyr_owner;
 
+#define DAMAGE_MAX 10
+
 struct lyr_store {
 	char *root;
 	char *dbdir;
@@ -28,6 +30,13 @@ struct lyr_store {
 	DB_ENV *env;
 	DB *meta, *layers, *refs, *tags, *uses, *hashes, *actions;
 	lyr_owner self;
+	unsigned mode; /* LYR_OPEN_* */
+	/* Damage found (and with LYR_OPEN_REPAIR mended) while opening; fsck reports it. */
+	struct damage {
+		char text[400];
+		bool fixed;
+	} damage[DAMAGE_MAX];
+	int ndamage;
 };
 
 /* Berkeley DB return values the runner retries on; every other value is converted to -errno
@@ -39,6 +48,9 @@ static inline bool db_retryable(int r)
 
 /* env.c */
 int dbx(int r);
+/* Notes damage for fsck to report (FIXED: mended already). */
+void damage_add(lyr_store *s, bool fixed, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int env_open(lyr_store *s);
 void env_close(lyr_store *s);
 typedef int (*txn_fn)(lyr_store *s, DB_TXN *txn, void *ctx);
@@ -192,6 +204,23 @@ void centries_fresh(centries *c, const lyr_diff_list *now);
  * its ID and its ancestors', N of them) on THREADS threads (0: all); entries the hash never
  * reaches stay unchecked.  0 or -errno. */
 int centries_check(lyr_store *s, centries *c, char **chain, size_t n, unsigned threads);
+
+/* adopt.c: notes in a layer's or ref's directory (DIR relative to the root, NAME "parent" or
+ * "pending"; see adopt.c) and rebuilding lost records from directories.  Must hold the
+ * namespace lock. */
+#define NOTE_PARENT "parent"
+#define NOTE_PENDING "pending"
+int note_put(lyr_store *s, const char *dir, const char *name, const char *text);
+int note_get(lyr_store *s, const char *dir, const char *name, char *buf, size_t len);
+void note_del(lyr_store *s, const char *dir, const char *name);
+bool is_store_id(const char *name); /* 64 lower-case hex digits */
+/* Records layer directory layers/HEX again: its ID is recomputed from the diff and the parent
+ * (its parent note, else the first of CANDIDATES[0..N) that gives the name).  On failure
+ * *RET_WHY says why for people ("its diff does not give its ID with any parent", ...). */
+int adopt_layer(lyr_store *s, const char *hex, char *const *candidates, size_t n,
+		const char **ret_why);
+/* Records refs/ID again from its parent note (idle, not mounted, no description). */
+int adopt_ref(lyr_store *s, const char *id, const char **ret_why);
 
 /* remove.c */
 int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size);

@@ -3,8 +3,8 @@
  * A layer is the record in layers.db keyed by its ID text and the directory
  * layers/<hex>/diff.  Import copies the source into tmp/ (outside any lock), hashes the copy,
  * then under the namespace lock renames it into layers/ and records it in one transaction;
- * a crash leaves either a temporary directory of a dead process or a layer directory without
- * a record, and fsck removes both. */
+ * a crash leaves either a temporary directory of a dead process or a layer directory marked
+ * pending "import" without a record, and fsck removes both (adopt.c). */
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -366,6 +366,13 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 	r = lyr_tree_usage(dst, &rec.size, &rec.entries);
 	if (r < 0)
 		goto fail;
+	char tmprel[160];
+	snprintf(tmprel, sizeof tmprel, "tmp/%s", tmp);
+	r = note_put(s, tmprel, NOTE_PARENT, "");
+	if (r >= 0)
+		r = note_put(s, tmprel, NOTE_PENDING, "import");
+	if (r < 0)
+		goto fail;
 	r = ns_lock(s);
 	if (r < 0)
 		goto fail;
@@ -384,12 +391,16 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 			r = txn_run(s, import_txn, &a);
 			if (r < 0) /* put the directory back where nothing refers to it */
 				renameat(s->rootfd, to, tmpfd, tmp);
+			else
+				note_del(s, to, NOTE_PENDING);
 		}
 	} else if (r >= 0) {
 		/* importing the tree again puts back a layer that failed verification */
 		char to[160];
 		snprintf(to, sizeof to, "layers/%s", layer_hex(id));
 		r = layer_restore(s, id, tmpfd, tmp, to);
+		if (r > 0)
+			note_del(s, to, NOTE_PENDING);
 		add_ctx a = {id, &rec, tag, false};
 		if (r >= 0 && tag)
 			r = txn_run(s, import_txn, &a);

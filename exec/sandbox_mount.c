@@ -54,12 +54,13 @@ static int fail(lyr_exec_error *err, int r, const char *what, const char *path)
 	return r;
 }
 
-/* Opens directory PATH (absolute, normalized) inside the root ROOTFD as O_PATH. */
-static int open_in_root(int rootfd, const char *path)
+/* Opens PATH (absolute, normalized) inside the root ROOTFD as O_PATH: a directory, or with
+ * ANY_TYPE an object of any type (a file a file is bound onto). */
+static int open_in_root_as(int rootfd, const char *path, bool any_type)
 {
 	const char *rel = path[1] ? path + 1 : ".";
 	struct open_how how = {
-	    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+	    .flags = O_PATH | O_CLOEXEC | (any_type ? 0 : O_DIRECTORY),
 	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
 	int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
@@ -77,19 +78,46 @@ static int open_in_root(int rootfd, const char *path)
 	}
 	char *save = NULL;
 	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-		int next = openat(cur, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		bool leaf = !*save;
+		int next = openat(
+		    cur, c, O_PATH | O_NOFOLLOW | O_CLOEXEC | (any_type && leaf ? 0 : O_DIRECTORY));
 		int e = errno;
 		close(cur);
 		if (next < 0)
 			return e == ENOTDIR ? -ELOOP : -e;
 		cur = next;
 	}
+	if (any_type) {
+		/* a symlink opened with O_NOFOLLOW is refused like one on the way */
+		struct stat st;
+		if (fstat(cur, &st) < 0 || S_ISLNK(st.st_mode)) {
+			close(cur);
+			return -ELOOP;
+		}
+	}
 	return cur;
 }
 
-/* Resolves TARGET inside the root, creating missing directories (recorded in ST for removal).
- * Returns an O_PATH fd of the target directory or -errno with ERR filled. */
-static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_error *err)
+static int open_in_root(int rootfd, const char *path)
+{
+	return open_in_root_as(rootfd, path, false);
+}
+
+/* Remembers NAME, just created in the directory at CUR, for removal after the run. */
+static void record_created(lyr_exec_mounts *st, int cur, const char *name, bool file)
+{
+	if (st->n_created >= st->max_created)
+		return;
+	st->created[st->n_created].parentfd = fcntl(cur, F_DUPFD_CLOEXEC, 3);
+	st->created[st->n_created].file = file;
+	snprintf(st->created[st->n_created].name, sizeof st->created[0].name, "%s", name);
+	st->n_created++;
+}
+
+/* Resolves TARGET inside the root, creating missing directories, and with FILE a missing last
+ * component as an empty file (each recorded in ST for removal).  Returns an O_PATH fd of the
+ * target (a directory unless FILE) or -errno with ERR filled. */
+static int resolve_target(lyr_exec_mounts *st, const char *target, bool file, lyr_exec_error *err)
 {
 	_cleanup_free_ char *prefix = malloc(strlen(target) + 1);
 	if (!prefix)
@@ -115,16 +143,18 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_erro
 			close(cur);
 			return -ENOMEM;
 		}
-		int fd = open_in_root(st->rootfd, prefix);
+		bool leaf_file = file && !p[strspn(p, "/")];
+		int fd = open_in_root_as(st->rootfd, prefix, leaf_file);
 		if (fd == -ENOENT) {
-			if (mkdirat(cur, name, 0755) == 0) {
-				if (st->n_created < st->max_created) {
-					st->created[st->n_created].parentfd =
-					    fcntl(cur, F_DUPFD_CLOEXEC, 3);
-					snprintf(st->created[st->n_created].name,
-						 sizeof st->created[0].name, "%s", name);
-					st->n_created++;
-				}
+			int made =
+			    leaf_file
+				? openat(cur, name,
+					 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)
+				: mkdirat(cur, name, 0755);
+			if (made >= 0) {
+				if (leaf_file)
+					close(made);
+				record_created(st, cur, name, leaf_file);
 			} else if (errno != EEXIST) {
 				int e = -errno;
 				close(cur);
@@ -132,7 +162,7 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_erro
 					      target, prefix, strerror(-e));
 				return e;
 			}
-			fd = open_in_root(st->rootfd, prefix);
+			fd = open_in_root_as(st->rootfd, prefix, leaf_file);
 		}
 		close(cur);
 		if (fd < 0) {
@@ -151,12 +181,13 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_erro
 	return cur;
 }
 
-/* Remembers the mount now sitting on TARGET so that undo can detach it. */
-static void record_mount(lyr_exec_mounts *st, const char *target)
+/* Remembers the mount now sitting on TARGET (a directory unless FILE) so that undo can detach
+ * it. */
+static void record_mount(lyr_exec_mounts *st, const char *target, bool file)
 {
 	if (st->n_mounted >= st->max_mounted)
 		return;
-	int fd = open_in_root(st->rootfd, target);
+	int fd = open_in_root_as(st->rootfd, target, file);
 	if (fd >= 0)
 		st->mounted[st->n_mounted++] = fd;
 }
@@ -170,7 +201,7 @@ static void fdpath(char out[64], int fd)
 static int mount_fs(lyr_exec_mounts *st, const char *target, const char *type, unsigned long flags,
 		    const char *data, lyr_exec_error *err)
 {
-	int fd = resolve_target(st, target, err);
+	int fd = resolve_target(st, target, false, err);
 	if (fd < 0)
 		return fd;
 	char at[64];
@@ -181,11 +212,12 @@ static int mount_fs(lyr_exec_mounts *st, const char *target, const char *type, u
 		lyr_exec_errf(err, "%s mount on '%s': %s", type, target, strerror(-r));
 		return r;
 	}
-	record_mount(st, target);
+	record_mount(st, target, false);
 	return 0;
 }
 
-/* Binds host directory SOURCE (recursively, read-only when asked) onto TARGET. */
+/* Binds host directory or file SOURCE (recursively, read-only when asked) onto TARGET, which
+ * must be of the same kind (a missing one is made so). */
 static int mount_bind(lyr_exec_mounts *st, const char *source, const char *target, bool readonly,
 		      lyr_exec_error *err)
 {
@@ -193,6 +225,13 @@ static int mount_bind(lyr_exec_mounts *st, const char *source, const char *targe
 				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (tree < 0)
 		return fail(err, -errno, "bind mount source", source);
+	struct stat sst;
+	if (fstat(tree, &sst) < 0) {
+		int e = -errno;
+		close(tree);
+		return fail(err, e, "bind mount source", source);
+	}
+	bool file = !S_ISDIR(sst.st_mode);
 	if (readonly) {
 		struct mount_attr_arg attr = {.attr_set = MOUNT_ATTR_RDONLY};
 		if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
@@ -202,10 +241,18 @@ static int mount_bind(lyr_exec_mounts *st, const char *source, const char *targe
 			return fail(err, e, "read-only bind mount of", source);
 		}
 	}
-	int fd = resolve_target(st, target, err);
+	int fd = resolve_target(st, target, file, err);
 	if (fd < 0) {
 		close(tree);
 		return fd;
+	}
+	struct stat tst;
+	if (file && fstat(fd, &tst) == 0 && S_ISDIR(tst.st_mode)) {
+		close(fd);
+		close(tree);
+		lyr_exec_errf(err, "mount target '%s': a directory, and the source is a file",
+			      target);
+		return -EISDIR;
 	}
 	int r = syscall(SYS_move_mount, tree, "", fd, "",
 			MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
@@ -215,7 +262,7 @@ static int mount_bind(lyr_exec_mounts *st, const char *source, const char *targe
 	close(tree);
 	if (r < 0)
 		return fail(err, r, "bind mount on", target);
-	record_mount(st, target);
+	record_mount(st, target, file);
 	return 0;
 }
 
@@ -343,15 +390,20 @@ void lyr_exec_mounts_undo(lyr_exec_mounts *st)
 	/* Detach through the descriptor of each mount's root: fchdir + umount(".") needs no
 	 * path that the command could have replaced, and no /proc. */
 	for (size_t i = st->n_mounted; i-- > 0;) {
+		char at[64];
+		fdpath(at, st->mounted[i]);
 		if (fchdir(st->mounted[i]) == 0)
 			(void)umount2(".", MNT_DETACH);
+		else /* a file bound onto a file: no directory to enter */
+			(void)umount2(at, MNT_DETACH);
 		close(st->mounted[i]);
 	}
 	(void)chdir("/");
 	for (size_t i = st->n_created; i-- > 0;) {
 		if (st->created[i].parentfd < 0)
 			continue;
-		(void)unlinkat(st->created[i].parentfd, st->created[i].name, AT_REMOVEDIR);
+		(void)unlinkat(st->created[i].parentfd, st->created[i].name,
+			       st->created[i].file ? 0 : AT_REMOVEDIR);
 		close(st->created[i].parentfd);
 	}
 	st->n_mounted = st->n_created = 0;

@@ -547,11 +547,11 @@ static const char *mount_rule_broken(const lyr_exec_mount *m)
 int lyr_exec_op_validate(lyr_exec_op *op, lyr_exec_error *err)
 {
 	if (!op->root || !*op->root) {
-		lyr_exec_errf(err, "exec: no ROOT given");
+		lyr_exec_errf(err, "no ROOT given");
 		return -EINVAL;
 	}
 	if (op->n_args == 0 || !*op->args[0]) {
-		lyr_exec_errf(err, "exec: no command given");
+		lyr_exec_errf(err, "no command given");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < op->n_env; i++)

@@ -285,7 +285,7 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_cr
 		return r;
 	struct ovl_create_args made = *a;
 	made.mode = (a->mode & S_IFMT) | acl.mode;
-	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_DIRECT;
+	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME;
 	_cleanup_close_ int fd = openat(
 	    fs->work_fd, ".", (a->open_flags & keep) | O_TMPFILE | O_CLOEXEC, made.mode & 07777);
 	if (fd < 0)

@@ -73,6 +73,73 @@ static void report(int fd, int r, const lyr_fs_error *err)
 	close(fd);
 }
 
+/* True when path A is B or below it (both resolved, absolute, without a trailing '/'). */
+static bool path_within(const char *a, const char *b)
+{
+	size_t n = strlen(b);
+	if (n == 1) /* "/" */
+		return true;
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+struct layer_dir {
+	const char *what; /* "upper directory", ... */
+	char *path;	  /* resolved; NULL when it does not resolve (opening it will fail) */
+};
+
+/* Refuses directories that overlap as kernel overlayfs refuses them, and more: no two of the
+ * upper, the work dir and the lowers may be equal or one inside the other (kernel overlayfs lets
+ * an upper or work dir inside a lower mount, only to fail lookups of that path with ELOOP), and
+ * the mountpoint may not be inside any of them, since the daemon reaches objects through those
+ * directories and would find its own mount there and wait on itself.  A layer at or below the
+ * mountpoint is fine: the daemon opens every layer before it mounts.  MP is resolved. */
+static int check_overlaps(const lyr_fs_config *cfg, const char *mp, lyr_fs_error *err)
+{
+	if (cfg->nlowers > OVL_LOWERS_MAX)
+		return 0; /* a config ovl_fs_new refuses, before it reads any lower */
+	size_t n = cfg->nlowers + (cfg->upper ? 2 : 0);
+	struct layer_dir *d = calloc(n ? n : 1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	size_t k = 0;
+	if (cfg->upper) {
+		d[k++] = (struct layer_dir){"upper directory", realpath(cfg->upper, NULL)};
+		d[k++] = (struct layer_dir){"work directory", realpath(cfg->work, NULL)};
+	}
+	for (size_t i = 0; i < cfg->nlowers; i++)
+		d[k++] = (struct layer_dir){"lower directory", realpath(cfg->lowers[i], NULL)};
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (!d[i].path)
+			continue;
+		if (path_within(mp, d[i].path) && strcmp(mp, d[i].path) != 0)
+			r = fail(err, -EINVAL,
+				 "mountpoint '%s' is inside %s '%s' (the mount would serve its own "
+				 "lookups)",
+				 mp, d[i].what, d[i].path);
+		for (size_t j = i + 1; j < n && r == 0; j++) {
+			if (!d[j].path)
+				continue;
+			if (strcmp(d[i].path, d[j].path) == 0 && d[i].what == d[j].what)
+				r = fail(err, -EINVAL, "%s '%s' is given twice", d[i].what,
+					 d[i].path);
+			else if (strcmp(d[i].path, d[j].path) == 0)
+				r = fail(err, -EINVAL, "%s '%s' is also %s %s", d[i].what,
+					 d[i].path, d[j].what[0] == 'l' ? "a" : "the", d[j].what);
+			else if (path_within(d[i].path, d[j].path))
+				r = fail(err, -EINVAL, "%s '%s' is inside %s '%s'", d[i].what,
+					 d[i].path, d[j].what, d[j].path);
+			else if (path_within(d[j].path, d[i].path))
+				r = fail(err, -EINVAL, "%s '%s' is inside %s '%s'", d[j].what,
+					 d[j].path, d[i].what, d[i].path);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(d[i].path);
+	free(d);
+	return r;
+}
+
 static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err, int notify)
 {
 	char mp[PATH_MAX];
@@ -86,6 +153,11 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		int r = fail(err, -ENOTDIR, "mountpoint '%s': not a directory", mountpoint);
 		report(notify, r, err);
 		return r;
+	}
+	int cr = check_overlaps(cfg, mp, err);
+	if (cr < 0) {
+		report(notify, cr, err);
+		return cr;
 	}
 	/* every inode the kernel holds keeps an O_PATH fd: allow as many as we may */
 	struct rlimit rl;
@@ -254,27 +326,137 @@ static int wait_exit(pid_t pid)
 	return 0;
 }
 
+/* Unmounts MOUNTPOINT, detached from its users when LAZY (a dead mount, which nothing can use). */
+static int unmount(const char *mountpoint, bool lazy, lyr_fs_error *err)
+{
+	if (geteuid() == 0) {
+		if (umount2(mountpoint, UMOUNT_NOFOLLOW | (lazy ? MNT_DETACH : 0)) < 0)
+			return fail(err, -errno, "unmounting '%s': %s", mountpoint,
+				    errno == EINVAL ? "not a mountpoint" : strerror(errno));
+		return 0;
+	}
+	char *argv[] = {"fusermount3", "-u", "-q", lazy ? "-z" : NULL, NULL, NULL};
+	argv[lazy ? 4 : 3] = (char *)mountpoint;
+	pid_t child;
+	int e = posix_spawnp(&child, "fusermount3", NULL, NULL, argv, environ);
+	if (e)
+		return fail(err, -e, "unmounting '%s': fusermount3: %s", mountpoint, strerror(e));
+	int st;
+	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return fail(err, -EPERM, "unmounting '%s': fusermount3 -u%s failed", mountpoint,
+			    lazy ? " -z" : "");
+	return 0;
+}
+
+int lyr_fs_mountpoint_path(const char *path, char *ret, size_t size)
+{
+	_cleanup_free_ char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	size_t len = strlen(copy);
+	while (len > 1 && copy[len - 1] == '/')
+		copy[--len] = '\0';
+	char *slash = strrchr(copy, '/');
+	const char *base = slash ? slash + 1 : copy;
+	const char *parent = slash ? (slash == copy ? "/" : copy) : ".";
+	if (slash)
+		*slash = '\0';
+	char dir[PATH_MAX];
+	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		/* no last name to keep: the whole path resolves like any other */
+		if (!realpath(path, dir))
+			return -errno;
+		base = "";
+	} else if (!realpath(parent, dir)) {
+		return -errno;
+	}
+	int n = snprintf(ret, size, "%s%s%s", dir, *base && strcmp(dir, "/") ? "/" : "", base);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Undoes the octal escapes (\040 ...) of a /proc/self/mountinfo field in place. */
+static void mountinfo_unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+/* The filesystem type of the topmost mount at PATH (resolved) into TYPE, "" when none. */
+static void mount_type_at(const char *path, char *type, size_t size)
+{
+	type[0] = '\0';
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) > 0) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER */
+		char *save, *field = strtok_r(line, " ", &save);
+		for (int i = 0; field && i < 4; i++)
+			field = strtok_r(NULL, " ", &save);
+		if (!field)
+			continue;
+		mountinfo_unescape(field);
+		if (strcmp(field, path) != 0)
+			continue;
+		while ((field = strtok_r(NULL, " ", &save)) && strcmp(field, "-") != 0)
+			;
+		if (field && (field = strtok_r(NULL, " ", &save)))
+			snprintf(type, size, "%s", field);
+	}
+	free(line);
+	fclose(f);
+}
+
+int lyr_fs_clear_dead(const char *mountpoint, lyr_fs_error *err)
+{
+	if (err)
+		err->msg[0] = '\0';
+	char path[PATH_MAX];
+	int cleared = 0;
+	struct stat st;
+	/* mounts may be stacked, each dead: clear them one by one, topmost first */
+	for (int i = 0; i < 64; i++) {
+		if (lyr_fs_mountpoint_path(mountpoint, path, sizeof(path)) < 0 ||
+		    stat(path, &st) == 0 || errno != ENOTCONN)
+			return cleared;
+		char type[64];
+		mount_type_at(path, type, sizeof(type));
+		if (strcmp(type, "fuse.layerfs") != 0)
+			return fail(
+			    err, -ENOTCONN,
+			    "mountpoint '%s' is a dead %s mount (its serving process is "
+			    "gone): unmount it first with 'umount -l %s' or 'fusermount3 -u -z "
+			    "%s'",
+			    mountpoint, *type ? type : "FUSE", path, path);
+		int r = unmount(path, true, err);
+		if (r < 0)
+			return r;
+		cleared = 1;
+	}
+	return fail(err, -ELOOP, "mountpoint '%s': more than 64 dead mounts", mountpoint);
+}
+
 int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err)
 {
 	if (err)
 		err->msg[0] = '\0';
-	int r = 0;
-	if (geteuid() == 0) {
-		if (umount2(mountpoint, UMOUNT_NOFOLLOW) < 0)
-			r = fail(err, -errno, "unmounting '%s': %s", mountpoint, strerror(errno));
-	} else {
-		char *argv[] = {"fusermount3", "-u", "-q", (char *)mountpoint, NULL};
-		pid_t child;
-		int e = posix_spawnp(&child, "fusermount3", NULL, NULL, argv, environ);
-		if (e)
-			return fail(err, -e, "unmounting '%s': fusermount3: %s", mountpoint,
-				    strerror(e));
-		int st;
-		while (waitpid(child, &st, 0) < 0 && errno == EINTR)
-			;
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-			r = fail(err, -EPERM, "unmounting '%s': fusermount3 -u failed", mountpoint);
-	}
+	/* a dead mount (its server gone) is one nothing can use: detach it */
+	struct stat st;
+	bool dead = stat(mountpoint, &st) < 0 && errno == ENOTCONN;
+	int r = unmount(mountpoint, dead, err);
 	if (r == 0 && pid > 0)
 		wait_exit(pid);
 	return r;

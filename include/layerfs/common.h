@@ -78,3 +78,7 @@ int lyr_read_file(const char *path, char **ret, size_t *ret_len);
 /* openat(2) for reading that leaves the object's atime alone: O_NOATIME where the caller may
  * (the owner, or CAP_FOWNER), plain otherwise.  The fd, or -1 with errno set. */
 int lyr_open_noatime(int dirfd, const char *path, int flags);
+
+/* Whether the directory open as DIRFD holds no entry but "." and ".." (DIRFD itself is left
+ * open and unread).  Returns 1 empty, 0 not, or -errno. */
+int lyr_dir_empty(int dirfd);

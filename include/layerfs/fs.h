@@ -71,13 +71,24 @@ void lyr_fs_config_init(lyr_fs_config *cfg);
  * mount is live (or failed), and returns 0 with the serving process's pid in *RET_PID; that
  * process has its own session and exits after the mount is unmounted.  With CFG->foreground:
  * serves in the calling process until unmounted (or SIGINT/SIGTERM/SIGHUP), then returns 0 with
- * *RET_PID = its pid.  On failure returns -errno and fills ERR (may be NULL): -EINVAL bad config,
- * -ENOENT/-ENOTDIR/-EACCES a layer, work dir or mountpoint, -EXDEV work dir on another filesystem
- * than the upper, -EIO the kernel refused the mount. */
+ * *RET_PID = its pid.  On failure returns -errno and fills ERR (may be NULL): -EINVAL bad config
+ * (directories that overlap among it: two layers equal or nested, or the mountpoint inside a
+ * layer), -ENOENT/-ENOTDIR/-EACCES a layer, work dir or mountpoint, -EXDEV work dir on another
+ * filesystem than the upper, -EIO the kernel refused the mount. */
 int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err,
 		 pid_t *ret_pid);
 
-/* Unmounts MOUNTPOINT (umount2 when privileged, else `fusermount3 -u`).  When PID > 0, waits
+/* The absolute path of PATH with its parent resolved and its last name kept as given, so that a
+ * dead mount (whose root cannot be looked at) has one.  0 or -errno (from the parent). */
+int lyr_fs_mountpoint_path(const char *path, char *ret, size_t size);
+
+/* When MOUNTPOINT is a dead FUSE mount (its serving process gone: ENOTCONN), detaches it if it
+ * is a layerfs one (fuse.layerfs), each of several stacked, and returns 1; any other dead mount
+ * is refused with -ENOTCONN and ERR saying how to clear it.  0 when it is not a dead mount. */
+int lyr_fs_clear_dead(const char *mountpoint, lyr_fs_error *err);
+
+/* Unmounts MOUNTPOINT (umount2 when privileged, else `fusermount3 -u`; lazily when the mount is
+ * dead).  When PID > 0, waits
  * until that serving process has exited (reaping it when it is a child).  Returns 0 or -errno:
  * -EBUSY in use, -EINVAL not a mount, -EPERM; ERR (may be NULL) says why. */
 int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err);

@@ -32,12 +32,35 @@ typedef struct lyr_store lyr_store;
 /* Current on-disk format version; a store with a higher one is refused (-EPROTO). */
 #define LYR_STORE_FORMAT 1
 
-/* Opens (creating when missing, mkdir -p) the store at ROOT; the root is made absolute, so
+/* Opens (creating when missing or empty, mkdir -p) the store at ROOT; the root is made absolute, so
  * paths handed out stay valid after chdir.  Returns 0, or -errno: -EROFS when the store is on
  * a read-only filesystem (a store is never opened read-only), -EPROTO when it was written by
- * a newer format (nothing is changed then).  Takes well under a millisecond on an existing
- * store.  Interrupted commits are not settled here (see lyr_store_fsck). */
+ * a newer format (nothing is changed then), -EUCLEAN when its database is damaged or lost
+ * records (see LYR_OPEN_CHECK; the message names the file and the damage).  Takes well under
+ * a millisecond on an existing store.  Interrupted commits are not settled here (see
+ * lyr_store_fsck). */
 int lyr_store_open(const char *root, lyr_store **ret);
+
+/* How lyr_store_open_mode treats ROOT.  Without LYR_OPEN_CREATE only an existing store is
+ * opened (-ENOENT "no store at ..." for a missing or empty directory): read-only commands
+ * never create one.  With it, a store is created in a missing or empty directory.  Either way
+ * a directory that is neither empty nor a store (it has no db/ or layers/) is refused with
+ * -ENOTEMPTY and left alone. */
+enum {
+	LYR_OPEN_EXISTING = 0,
+	LYR_OPEN_CREATE = 1 << 0,
+	/* For fsck.  A store whose database is damaged is refused by other opens (-EUCLEAN, the
+	 * message names the damaged file and what is wrong with it, and suggests fsck
+	 * --repair).  LYR_OPEN_CHECK opens it anyway without changing it (a damaged table is
+	 * replaced by an empty one in memory) so fsck can report; LYR_OPEN_REPAIR mends the
+	 * database: a damaged table file is moved aside to db/FILE.damaged and made anew, a
+	 * missing db/ or format record is made again.  Either way lyr_store_fsck reports the
+	 * damage first and then rebuilds what the directories allow (layers, refs, parents,
+	 * sizes, the uses index); tags, descriptions and caches of a lost table stay lost. */
+	LYR_OPEN_CHECK = 1 << 1,
+	LYR_OPEN_REPAIR = 1 << 2,
+};
+int lyr_store_open_mode(const char *root, unsigned mode, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
 const char *lyr_store_root(const lyr_store *s);
 
@@ -179,11 +202,12 @@ void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
 /* fsck: checks records against directories (holding the store's namespace lock, so no
  * import, commit or rm is half way).  Each finding goes to FN (may be NULL) as one line of
  * text ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...; the
- * full list is in docs/store-format.md) with whether it was repaired.  With REPAIR: orphan
- * directories and temporary directories of dead processes are removed, interrupted commits
- * are rolled forward or back, stale mount records cleared, the uses index mended; records
- * without data are reported, not deleted.  Returns the number of problems left (>= 0) or
- * -errno. */
+ * full list is in docs/store-format.md) with whether it was repaired.  With REPAIR:
+ * temporary directories of dead processes are removed, interrupted commits, imports, news and
+ * rms are rolled forward or back, layer and ref directories whose records the database lost
+ * are re-adopted (a layer only under the ID its content gives), stale mount records cleared,
+ * the uses index mended; records without data and layer directories that cannot be adopted
+ * are reported, never deleted.  Returns the number of problems left (>= 0) or -errno. */
 int lyr_store_fsck(lyr_store *s, bool repair,
 		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
 
@@ -228,6 +252,13 @@ int lyr_store_verify(lyr_store *s, const char *const *ids, size_t n, const lyr_v
  * -errno (-ENOENT unknown layer).  When 1, the last error names the marked layer: "layer
  * sha256:... failed verification; run layerfs fsck --repair or layerfs rm". */
 int lyr_layer_verify_failed(lyr_store *s, const char *id);
+
+/* Whether every directory in layers/ and refs/ whose name is an ID has its record (or is an
+ * operation under way): 0, or -EUCLEAN when the database lost records (the message names one
+ * such directory and suggests fsck --repair).  Reads both directories: commands that show or
+ * decide from every record (ls, du, prune) call it so that a store whose database forgot
+ * layers is never shown or pruned as if they did not exist. */
+int lyr_store_check_records(lyr_store *s);
 
 /* ---- exec support ------------------------------------------------------------------------- */
 

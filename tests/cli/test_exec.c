@@ -876,6 +876,46 @@ Test(cli_exec, one_cache_at_two_targets_is_one_ref_and_is_unmounted_after)
 	assert_clean(1);
 }
 
+/* A bind whose selector is a file binds that file (BuildKit's bind of a single file): onto a new
+ * name, which is gone again after the run, or over a file of the root; read-only when asked;
+ * as an output, the write lands in the output layer.  A file onto a directory is refused by
+ * name. */
+Test(cli_exec, a_bind_with_a_file_selector_binds_the_file)
+{
+	need_all();
+	tu_write(dirs.src, "conf/app.conf", "setting=1\n");
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "data", NULL)));
+	tu_run r = lx("exec", "--mount",
+		      "type=bind,target=/x/app.conf,source=data,selector=/conf/app.conf", "bb",
+		      "--", "sh", "-c", "cat /x/app.conf; ls -l /x | grep -c conf", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "setting=1\n1\n");
+	tu_run_free(&r);
+	r = lx("exec", "--mount",
+	       "type=bind,target=/etc/group,source=data,selector=/conf/app.conf,readonly", "bb",
+	       "--", "sh", "-c", "cat /etc/group; echo x > /etc/group", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.out, "setting=1\n");
+	cr_assert_not_null(strstr(r.err, "Read-only file system"), "%s", r.err);
+	tu_run_free(&r);
+	_cleanup_free_ char *json =
+	    tu_ok(lx("--json", "exec", "--mount",
+		     "type=bind,target=/c,source=data,selector=/conf/app.conf,"
+		     "output",
+		     "bb", "--", "sh", "-c", "echo setting=2 > /c", NULL));
+	_cleanup_free_ char *out = output_of(json, "/c"), *root = output_of(json, "/");
+	_cleanup_free_ char *d = tu_ok(tu_lf(dirs.store, "diff", out, NULL));
+	cr_assert_str_eq(d, "C /conf\nC /conf/app.conf\n");
+	/* the name made for the bind is not part of the root's output */
+	_cleanup_free_ char *rd = tu_ok(tu_lf(dirs.store, "diff", root, NULL));
+	cr_assert_str_eq(rd, "");
+	r = lx("exec", "--mount", "type=bind,target=/etc,source=data,selector=/conf/app.conf", "bb",
+	       "--", "true", NULL);
+	tu_fails(r, 125,
+		 "layerfs: exec: mount target '/etc': a directory, and the source is a file\n");
+	assert_clean(0);
+}
+
 Test(cli_exec, the_default_filter_holds_over_a_layer_root_and_insecure_is_another_key)
 {
 	need_all();

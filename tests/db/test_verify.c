@@ -62,6 +62,7 @@ Test(db_verify, committing_the_same_content_again_restores_a_failed_layer)
 	cr_assert_str_eq(again, layer);
 	cr_assert_eq(lyr_layer_verify_failed(t.s, layer), 0);
 	cr_assert_eq(lyr_store_verify(t.s, ids, 1, NULL, NULL), 0);
+	cr_assert_eq(lyr_store_fsck(t.s, false, NULL, NULL), 0);
 	char rel[200];
 	snprintf(rel, sizeof rel, "layers/%s/diff/d/f", layer + 7);
 	char *got = tu_read(t.root, rel);
@@ -90,6 +91,7 @@ Test(db_verify, importing_the_same_tree_again_restores_a_failed_layer)
 	cr_assert_str_eq(again, layer);
 	cr_assert_eq(lyr_layer_verify_failed(t.s, layer), 0);
 	cr_assert_eq(lyr_store_verify(t.s, ids, 1, NULL, NULL), 0);
+	cr_assert_eq(lyr_store_fsck(t.s, false, NULL, NULL), 0);
 	char *ls = ts_ls(t.root, "tmp");
 	cr_assert_str_eq(ls, "");
 	free(ls);

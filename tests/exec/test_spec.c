@@ -203,10 +203,10 @@ Test(exec_spec, validate_rejects_missing_command_root_and_duplicate_env)
 	lyr_exec_error err = {{0}};
 	cr_assert_eq(lyr_exec_op_new(&op), 0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
-	cr_assert_str_eq(err.msg, "exec: no ROOT given");
+	cr_assert_str_eq(err.msg, "no ROOT given");
 	cr_assert_eq(lyr_exec_op_set_root(op, "base"), 0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
-	cr_assert_str_eq(err.msg, "exec: no command given");
+	cr_assert_str_eq(err.msg, "no command given");
 	cr_assert_eq(lyr_exec_op_add_arg(op, "true"), 0);
 	cr_assert_eq(lyr_exec_op_add_env(op, "A=1", &err), 0);
 	cr_assert_eq(lyr_exec_op_add_env(op, "AB=2", &err), 0);
@@ -329,7 +329,7 @@ Test(exec_spec, json_spec_errors_name_the_path_of_the_bad_value)
 	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"security\": false}",
 			  "security: expected a string");
 	expect_json_error("[]", "spec: expected a JSON object at the top");
-	expect_json_error("{\"args\": [\"x\"]}", "exec: no ROOT given");
+	expect_json_error("{\"args\": [\"x\"]}", "no ROOT given");
 }
 
 Test(exec_spec, json_spec_file_errors_name_the_file)
