@@ -629,6 +629,14 @@ static int answer_cached(run *R, exec_result *res)
 		cli_fail("exec: action cache '%s': %s", res->key, cli_strerror(r));
 		return r;
 	}
+	/* A result whose layers no longer match their IDs is not an answer. */
+	for (size_t i = 0; r >= 0 && i < a.n_outputs; i++) {
+		r = lyr_layer_verify_failed(R->s, a.outputs[i].layer);
+		if (r > 0) {
+			cli_fail("exec: cached result %s: %s", res->key, lyr_store_last_error());
+			r = -EUCLEAN;
+		}
+	}
 	for (size_t i = 0; r >= 0 && i < a.n_outputs; i++)
 		r = add_output(res, a.outputs[i].target, a.outputs[i].layer);
 	res->status = a.exit_code;

@@ -66,10 +66,14 @@ static const cli_command commands[] = {
 	 "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
 	 "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
 	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
-	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
+	{"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
+	 "check the store; --repair fixes what it can",
 	 "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"
 	 "                 database lost, clear stale mounts, unmount and release what dead runs\n"
-	 "                 left, tighten store modes to 0700 (layer data is never deleted)\n"},
+	 "                 left, tighten store modes to 0700 (layer data is never deleted);\n"
+	 "                 verify layers marked by an earlier --verify again\n"
+	 "  --verify       hash every layer (or each LAYER) again and compare it with its ID;\n"
+	 "                 name the files that changed and mark a changed layer as failed\n"},
 };
 
 const cli_command *cli_find(const char *name)

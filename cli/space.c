@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "verify.h"
 
 typedef struct du_ctx {
 	lyr_cli *cli;
@@ -239,16 +240,29 @@ static void fsck_finding(void *ctx, const char *finding, bool repaired)
 typedef int (*fsck_check)(lyr_store *s, bool repair,
 			  void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
 
+static int fsck_opt(void *ctx, int c, const char *arg)
+{
+	(void)arg;
+	cli_fsck_args *a = ctx;
+	*(c == 'v' ? &a->verify : &a->repair) = true;
+	return 0;
+}
+
 int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("fsck");
-	static const struct option opts[] = {{"repair", no_argument, NULL, 'r'}};
-	bool repair = false;
-	if (cli_parse(cli, cmd, argc, argv, opts, 1, cli_set_flag, &repair) != argc)
-		return cli_usage(cmd->name, "takes no arguments");
-	lyr_store *s = cli_store_mode(cli, repair ? LYR_OPEN_REPAIR : LYR_OPEN_CHECK);
+	static const struct option opts[] = {{"repair", no_argument, NULL, 'r'},
+					     {"verify", no_argument, NULL, 'v'}};
+	cli_fsck_args a = {0};
+	int i = cli_parse(cli, cmd, argc, argv, opts, 2, fsck_opt, &a);
+	if (i != argc && !a.verify)
+		return cli_usage(cmd->name, "takes no arguments (layers go after --verify)");
+	lyr_store *s = cli_store_mode(cli, a.repair ? LYR_OPEN_REPAIR : LYR_OPEN_CHECK);
 	if (!s)
 		return EXIT_FAIL;
+	if (i != argc && cli_fsck_resolve(cli, argv + i, (size_t)(argc - i), &a.ids) < 0)
+		return EXIT_FAIL;
+	bool repair = a.repair;
 	json_out j;
 	fsck_ctx f = {0};
 	if (cli->json) {
@@ -259,17 +273,28 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 	/* runs first: releasing a dead run's refs settles their mount records too */
 	static const fsck_check checks[] = {lyr_store_modes, lyr_store_fsck_runs, lyr_store_fsck};
 	int left = 0;
-	for (size_t i = 0; left >= 0 && i < LYR_ARRAY_SIZE(checks); i++) {
-		int more = checks[i](s, repair, fsck_finding, &f);
+	for (size_t k = 0; left >= 0 && k < LYR_ARRAY_SIZE(checks); k++) {
+		int more = checks[k](s, repair, fsck_finding, &f);
 		left = more < 0 ? more : left + more;
 	}
+	cli_fsck_stats vs = {0};
+	int vleft = left < 0 ? 0 : cli_fsck_layers(cli, &a, f.j, &vs);
+	lyr_strv_free(a.ids);
+	if (left >= 0)
+		left = vleft < 0 ? vleft : left + vleft;
 	if (cli->json) {
 		json_arr_close(&j);
 		json_i64(&j, "problems", left < 0 ? -1 : left);
+		if (a.verify)
+			cli_fsck_stats_print(cli, &vs, &j);
 		json_end(&j);
-	} else if (left == 0) {
-		printf("store '%s': no problems\n", lyr_store_root(s));
+	} else if (left >= 0 && a.verify) {
+		cli_fsck_stats_print(cli, &vs, NULL);
 	}
+	if (!cli->json && left == 0)
+		printf("store '%s': no problems\n", lyr_store_root(s));
+	if (vleft < 0)
+		return EXIT_FAIL; /* said why */
 	if (left < 0)
 		return cli_fail("fsck: %s", cli_strerror(left));
 	if (left > 0)

@@ -145,6 +145,16 @@ static int back_to_idle(lyr_store *s, const char *id, int err)
 	return err;
 }
 
+/* The file list written next to the upper goes with it (docs/store-format.md); a layer
+ * without one is still whole, so a failure here only costs naming files in fsck --verify. */
+static void move_filelist(lyr_store *s, const char *ref_id, const char *layerdir)
+{
+	char from[160], to[160];
+	snprintf(from, sizeof from, "refs/%s/%s", ref_id, FILELIST_NAME);
+	snprintf(to, sizeof to, "%s/%s", layerdir, FILELIST_NAME);
+	(void)renameat(s->rootfd, from, s->rootfd, to);
+}
+
 /* Steps 3-5, under the namespace lock. */
 static int commit_locked(lyr_store *s, commit_ctx *c)
 {
@@ -165,6 +175,8 @@ static int commit_locked(lyr_store *s, commit_ctx *c)
 			r = note_put(s, layerdir, NOTE_PARENT, c->parent);
 		if (r >= 0 && renameat(s->rootfd, upper, s->rootfd, diff) < 0)
 			r = -errno;
+		if (r >= 0)
+			move_filelist(s, c->id, layerdir);
 		if (r < 0) {
 			lyr_tree_remove(s->rootfd, layerdir);
 			return back_to_idle(s, c->id, r);
@@ -188,6 +200,8 @@ static int commit_locked(lyr_store *s, commit_ctx *c)
 		return back_to_idle(s, c->id, r);
 	}
 	lyr_fault("commit-after-txn");
+	if (c->reuse) /* the same content again puts back a layer that failed verification */
+		(void)layer_restore(s, c->layer, s->rootfd, upper, diff);
 	return 0;
 }
 
@@ -257,8 +271,17 @@ int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_
 		goto out;
 	}
 	r = settle_empty_root(s, fd, c.parent);
+	lyr_diff_list files = {0};
+	lyr_diff_opts o = {.progress = progress, .entries = &files};
 	if (r >= 0)
-		r = lyr_hash_diff(fd, progress, c.digest, errpath);
+		r = lyr_hash_diff_ex(fd, &o, c.digest, errpath);
+	if (r >= 0) { /* beside the upper, until the layer directory exists */
+		char list[160];
+		snprintf(list, sizeof list, "refs/%s/%s", ref_id, FILELIST_NAME);
+		if ((r = filelist_write(s->rootfd, list, &files)) < 0)
+			snprintf(errpath, sizeof errpath, "%s", list);
+		lyr_diff_list_clear(&files);
+	}
 	if (r >= 0)
 		r = lyr_tree_usage(fd, &c.size, &c.entries);
 	if (r < 0) {

@@ -162,6 +162,53 @@ int ref_settle(lyr_store *s, const char *ref_id);
 /* layer.c */
 int tag_point_txn(lyr_store *s, DB_TXN *txn, const char *name, const char *layer);
 
+/* filelist.c: a layer's file list (layers/<hex>/filelist).  Write creates or replaces NAME in
+ * DIRFD (removed again on failure); read returns -ENOENT when missing, -EBADMSG when damaged. */
+#define FILELIST_NAME "filelist"
+int filelist_write(int dirfd, const char *name, const lyr_diff_list *l);
+int filelist_read(int dirfd, const char *name, lyr_diff_list *ret);
+/* One L(...) field (decimal length, ':', bytes) at *POS of BUF (LEN bytes): its bytes and
+ * length, *POS moved past it; or -EBADMSG. */
+int filelist_field(const char *buf, size_t len, size_t *pos, const char **ret, size_t *ret_len);
+
+/* verify.c: a layer marked as failed verification gets FROM (a directory at FROMFD whose
+ * content was just hashed to the layer's ID) in place of TO (below the root: "layers/<hex>" or
+ * "layers/<hex>/diff"), in one atomic exchange: FROM then holds the changed copy, for the
+ * caller to remove.  The mark and the layer's digest cache entries go.  Returns 1 when done,
+ * 0 when the layer is not marked, or -errno.  Hold the namespace lock. */
+int layer_restore(lyr_store *s, const char *id, int fromfd, const char *from, const char *to);
+
+/* verify_cache.c: the digest cache entries of a layer being verified. */
+typedef struct centry {
+	char kind; /* f, d or h (db/hashcache.c) */
+	char *path;
+	char digest[LYR_DIGEST_TEXT_LEN];
+	char fresh[LYR_DIGEST_TEXT_LEN]; /* computed in the verifying read ("" when not) */
+	bool checked, stale;
+} centry;
+
+typedef struct centries {
+	const char *hex; /* the layer's ID without "sha256:" */
+	centry *v;
+	size_t n;
+} centries;
+
+void centries_clear(centries *c);
+/* The entries of layer C->hex, sorted by kind and path. */
+int centries_load(lyr_store *s, centries *c);
+/* Drops the stale entries (or all), a thousand per transaction. */
+int centries_drop(lyr_store *s, const centries *c, bool stale_only);
+/* lyr_diff_opts.file_prefix with CTX a centries: a file with an entry gets its content-hash
+ * digest from the verifying read; centries_fresh then takes them from the listing NOW and sets
+ * those entries' checked and stale. */
+int centries_file_prefix(void *ctx, int fd, const struct stat *st, const char *path, uint8_t **ret,
+			 size_t *ret_len);
+void centries_fresh(centries *c, const lyr_diff_list *now);
+/* Recomputes every entry not checked yet through the content hash of the layer's view (CHAIN:
+ * its ID and its ancestors', N of them) on THREADS threads (0: all); entries the hash never
+ * reaches stay unchecked.  0 or -errno. */
+int centries_check(lyr_store *s, centries *c, char **chain, size_t n, unsigned threads);
+
 /* adopt.c: notes in a layer's or ref's directory (DIR relative to the root, NAME "parent" or
  * "pending"; see adopt.c) and rebuilding lost records from directories.  Must hold the
  * namespace lock. */

@@ -347,12 +347,18 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 		goto fail;
 	}
 	/* Copy and hash in one pass: each file is hashed from the copy right after it is written. */
-	r = lyr_hash_import(src, dst, progress, err, digest);
+	lyr_diff_list files = {0};
+	r = lyr_hash_import_list(src, dst, progress, err, digest, &files);
 	if (r < 0) {
 		db_seterr("import '%s': copying '%s': %s", src_dir, err ? err->path : "",
 			  err && err->why[0] ? err->why : strerror(-r));
 		goto fail;
 	}
+	snprintf(tmpdiff, sizeof tmpdiff, "%s/%s", tmp, FILELIST_NAME);
+	r = filelist_write(tmpfd, tmpdiff, &files);
+	lyr_diff_list_clear(&files);
+	if (r < 0)
+		goto fail;
 	lyr_fault("import-after-copy");
 	lyr_layer_id("", digest, id);
 	layer_rec rec = {.created = now_seconds(), .parent = "", .digest = digest,
@@ -388,9 +394,16 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 			else
 				note_del(s, to, NOTE_PENDING);
 		}
-	} else if (r >= 0 && tag) {
+	} else if (r >= 0) {
+		/* importing the tree again puts back a layer that failed verification */
+		char to[160];
+		snprintf(to, sizeof to, "layers/%s", layer_hex(id));
+		r = layer_restore(s, id, tmpfd, tmp, to);
+		if (r > 0)
+			note_del(s, to, NOTE_PENDING);
 		add_ctx a = {id, &rec, tag, false};
-		r = txn_run(s, import_txn, &a);
+		if (r >= 0 && tag)
+			r = txn_run(s, import_txn, &a);
 	}
 	ns_unlock(s);
 	if (r < 0)

@@ -211,6 +211,48 @@ void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
 int lyr_store_fsck(lyr_store *s, bool repair,
 		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
 
+/* verify (fsck --verify): recomputes each layer's diff digest and ID from its diff directory
+ * with the code commit and import use, and compares the ID with the layer's own.  A layer whose
+ * content no longer gives its ID is marked (layers/<hex>/verify-failed) until a later
+ * verification finds it intact again or it is removed; the entries that changed are named from
+ * the layer's file list or, for a layer without one, from its digest cache entries.  For every
+ * layer verified, the digest cache entries (lyr_store_hash_cache) are checked against the
+ * content.  Layers are verified one after another, each on THREADS threads.  No lock is held
+ * while hashing.  docs/store-format.md lists the findings. */
+typedef struct lyr_verify_finding {
+	const char *layer;   /* the layer's ID */
+	const char *path;    /* an entry ("/etc/passwd", "/" for the diff's root), or NULL */
+	const char *problem; /* "content differs from the layer's digest", ... */
+	bool repaired;
+} lyr_verify_finding;
+
+typedef struct lyr_verify_opts {
+	/* Drops stale digest cache entries (all of those of a failed layer), writes a missing or
+	 * wrong file list of an intact layer.  Content is never changed: a failed layer stays
+	 * marked until its files are restored or it is removed. */
+	bool repair;
+	bool marked_only; /* only layers marked by an earlier verification */
+	bool no_hash;     /* do not hash: report the marks of earlier verifications */
+	unsigned threads; /* file reading threads: 0 one per CPU this process may use */
+	void (*fn)(void *ctx, const lyr_verify_finding *f); /* may be NULL */
+	void *ctx;
+} lyr_verify_opts;
+
+typedef struct lyr_verify_stats {
+	uint64_t layers, files, bytes; /* verified, and read doing so */
+} lyr_verify_stats;
+
+/* Verifies the layers IDS[0..N) (full IDs; N == 0: every layer).  Returns the number of
+ * problems left (>= 0) or -errno (-ENOENT for an unknown layer, named in the last error).
+ * RET_STATS may be NULL. */
+int lyr_store_verify(lyr_store *s, const char *const *ids, size_t n, const lyr_verify_opts *opts,
+		     lyr_verify_stats *ret_stats);
+
+/* 1 when layer ID or one of its ancestors is marked as failed verification, 0 when not, or
+ * -errno (-ENOENT unknown layer).  When 1, the last error names the marked layer: "layer
+ * sha256:... failed verification; run layerfs fsck --repair or layerfs rm". */
+int lyr_layer_verify_failed(lyr_store *s, const char *id);
+
 /* Whether every directory in layers/ and refs/ whose name is an ID has its record (or is an
  * operation under way): 0, or -EUCLEAN when the database lost records (the message names one
  * such directory and suggests fsck --repair).  Reads both directories: commands that show or

@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <pty.h>
+#include <regex.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -345,6 +346,15 @@ char *tu_ok(tu_run r)
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	free(r.err);
 	return r.out;
+}
+
+bool tu_matches(const char *re, const char *text)
+{
+	regex_t rx;
+	cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0, "bad regex %s", re);
+	bool ok = regexec(&rx, text, 0, NULL, 0) == 0;
+	regfree(&rx);
+	return ok;
 }
 
 void tu_fails(tu_run r, int status, const char *fmt, ...)

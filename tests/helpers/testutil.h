@@ -84,6 +84,8 @@ char *tu_ok(tu_run r);
 void tu_fails(tu_run r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The text of KEY's first value in JSON (a string without its quotes, or a number). Heap. */
 char *tu_json_field(const char *json, const char *key);
+/* True when TEXT matches the POSIX extended regular expression RE. */
+bool tu_matches(const char *re, const char *text);
 /* The upper directory of ref REF in the store at ROOT, from `inspect --json`.  Heap. */
 char *tu_ref_upper(const char *root, const char *ref);
 /* A text that changes whenever the store's visible state does: `ls --json` (or "no store"
