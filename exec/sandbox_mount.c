@@ -39,6 +39,9 @@
 #endif
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x00000001
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+#define MOUNT_ATTR_NOEXEC 0x00000008
 #endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
@@ -185,53 +188,74 @@ static int mount_fs(lyr_exec_mounts *st, const char *target, const char *type, u
 	return 0;
 }
 
-/* Binds host directory SOURCE (recursively, read-only when asked) onto TARGET. */
+/* Sets the mount attributes SET and clears CLR on the detached or attached mount FD, and on
+ * every mount below it when RECURSIVE.  Returns 0 or -errno. */
+static int set_attr(int fd, uint64_t set, uint64_t clr, bool recursive)
+{
+	struct mount_attr_arg attr = {.attr_set = set, .attr_clr = clr};
+	unsigned flags = AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
+	return syscall(SYS_mount_setattr, fd, "", flags, &attr, sizeof attr) < 0 ? -errno : 0;
+}
+
+/* A detached copy of the mount (tree, when RECURSIVE) at PATH relative to DIRFD, with the
+ * attributes SET set and CLR cleared.  Returns its fd or -errno. */
+static int clone_tree(int dirfd, const char *path, bool recursive, uint64_t set, uint64_t clr)
+{
+	unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0) |
+			 (*path ? 0 : AT_EMPTY_PATH);
+	int tree = (int)syscall(SYS_open_tree, dirfd, path, flags);
+	if (tree < 0)
+		return -errno;
+	int r = set_attr(tree, set, clr, recursive);
+	if (r < 0) {
+		close(tree);
+		return r;
+	}
+	return tree;
+}
+
+/* Attaches the detached mount TREE onto the file or directory open at FD. */
+static int attach(int tree, int fd)
+{
+	return syscall(SYS_move_mount, tree, "", fd, "",
+		       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
+		   ? -errno
+		   : 0;
+}
+
+/* Binds host directory SOURCE (recursively, nodev, read-only when asked) onto TARGET. */
 static int mount_bind(lyr_exec_mounts *st, const char *source, const char *target, bool readonly,
 		      lyr_exec_error *err)
 {
-	int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
-				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	_cleanup_close_ int tree = clone_tree(
+	    AT_FDCWD, source, true, MOUNT_ATTR_NODEV | (readonly ? MOUNT_ATTR_RDONLY : 0), 0);
 	if (tree < 0)
-		return fail(err, -errno, "bind mount source", source);
-	if (readonly) {
-		struct mount_attr_arg attr = {.attr_set = MOUNT_ATTR_RDONLY};
-		if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
-			    sizeof attr) < 0) {
-			int e = -errno;
-			close(tree);
-			return fail(err, e, "read-only bind mount of", source);
-		}
-	}
-	int fd = resolve_target(st, target, err);
-	if (fd < 0) {
-		close(tree);
+		return fail(err, tree, "bind mount source", source);
+	_cleanup_close_ int fd = resolve_target(st, target, err);
+	if (fd < 0)
 		return fd;
-	}
-	int r = syscall(SYS_move_mount, tree, "", fd, "",
-			MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
-		    ? -errno
-		    : 0;
-	close(fd);
-	close(tree);
+	int r = attach(tree, fd);
 	if (r < 0)
 		return fail(err, r, "bind mount on", target);
 	record_mount(st, target);
 	return 0;
 }
 
-/* The minimal /dev: a small tmpfs holding bind mounts of the host's harmless character
- * devices, a private devpts instance, /dev/shm and the usual symlinks. */
+/* The minimal /dev: a small nodev tmpfs holding bind mounts of the host's harmless character
+ * devices, a private devpts instance, /dev/shm and the usual symlinks.  Only the bound nodes
+ * and devpts allow devices: a node the command makes in /dev cannot be opened. */
 static int mount_dev(lyr_exec_mounts *st, lyr_exec_error *err)
 {
 	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
-	int r = mount_fs(st, "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536", err);
+	int r = mount_fs(st, "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			 "mode=755,size=65536", err);
 	if (r < 0)
 		return r;
 	_cleanup_close_ int dev = open_in_root(st->rootfd, "/dev");
 	if (dev < 0)
 		return fail(err, dev, "open of", "/dev");
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(nodes); i++) {
-		char host[32], at[64];
+		char host[32];
 		snprintf(host, sizeof host, "/dev/%s", nodes[i]);
 		if (access(host, F_OK) < 0 && strcmp(nodes[i], "null") != 0)
 			continue; /* a host without it (a minimal CI container): leave it out */
@@ -242,9 +266,12 @@ static int mount_dev(lyr_exec_mounts *st, lyr_exec_error *err)
 		_cleanup_close_ int node = openat(dev, nodes[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (node < 0)
 			return fail(err, -errno, "open of /dev node", nodes[i]);
-		fdpath(at, node);
-		if (mount(host, at, NULL, MS_BIND, NULL) < 0)
-			return fail(err, -errno, "bind mount of", host);
+		/* The node's own mount must allow devices, whatever /dev's is. */
+		_cleanup_close_ int tree = clone_tree(
+		    AT_FDCWD, host, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV);
+		r = tree < 0 ? tree : attach(tree, node);
+		if (r < 0)
+			return fail(err, r, "bind mount of", host);
 	}
 	if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0)
 		return fail(err, -errno, "mkdir in", "/dev");
@@ -295,6 +322,11 @@ int lyr_exec_mounts_apply(lyr_exec_mounts *st, const lyr_sandbox *sb, lyr_exec_e
 		r = check_system_dir(st, "dev", err);
 	if (r < 0)
 		return r;
+	/* Device nodes in the root view (made by the command, or committed into a layer by an
+	 * earlier one) stay inert: only /dev's own nodes open. */
+	r = set_attr(st->rootfd, MOUNT_ATTR_NODEV, 0, true);
+	if (r < 0)
+		return fail(err, r, "nodev remount of", "/");
 	r = mount_fs(st, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
 	if (r < 0)
 		return r;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,9 +20,9 @@
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",      "ls",	"true",
-				      "false", "sleep", "hostname", "mkdir",   "touch", "env",
-				      "dd",    "kill",	"pwd",	    "readlink"};
+static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",	"ls",	 "true",
+				      "false", "sleep", "hostname", "mkdir",	"touch", "env",
+				      "dd",    "kill",	"pwd",	    "readlink", "mknod", "wc"};
 
 static void need_root(void)
 {
@@ -110,6 +111,19 @@ static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *
 static result run(const lyr_sandbox *sb)
 {
 	return run_ex(sb, NULL, NULL);
+}
+
+/* Runs SB and asserts that the command exits with STATUS, printing exactly OUT, and exactly
+ * ERR on stderr unless ERR is NULL. */
+static void expect_run(const lyr_sandbox *sb, int status, const char *out, const char *err)
+{
+	result res = run(sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, status, "%s", res.err);
+	cr_assert_str_eq(res.out, out);
+	if (err)
+		cr_assert_str_eq(res.err, err);
+	result_free(&res);
 }
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -315,6 +329,58 @@ Test(exec_sandbox, readonly_bind_refuses_writes_and_tmpfs_honours_its_size)
 	cr_assert_eq(access(f, F_OK), -1);
 	result_free(&res);
 	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, device_nodes_made_or_found_inside_cannot_be_opened)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	/* A node already in the root, as a layer committed by an earlier command holds it. */
+	_cleanup_free_ char *old = tu_path(root, "old-mem");
+	cr_assert_eq(mknod(old, S_IFCHR | 0666, makedev(1, 1)), 0);
+	lyr_sandbox_mount m[] = {
+	    {.type = LYR_MOUNT_TMPFS, .target = "/t"},
+	    {.type = LYR_MOUNT_BIND, .target = "/b", .source = src},
+	};
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = m,
+			  .n_mounts = 2,
+			  .args = ARGS("sh", "-c",
+				       "cat /old-mem 2>&1; "
+				       "for d in '' /dev /t /b; do "
+				       "mknod $d/loop b 7 0 && mknod $d/mem c 1 1 || exit 9; "
+				       "cat $d/loop 2>&1; cat $d/mem 2>&1; done")};
+	expect_run(&sb, 1,
+		   "cat: can't open '/old-mem': Permission denied\n"
+		   "cat: can't open '/loop': Permission denied\n"
+		   "cat: can't open '/mem': Permission denied\n"
+		   "cat: can't open '/dev/loop': Permission denied\n"
+		   "cat: can't open '/dev/mem': Permission denied\n"
+		   "cat: can't open '/t/loop': Permission denied\n"
+		   "cat: can't open '/t/mem': Permission denied\n"
+		   "cat: can't open '/b/loop': Permission denied\n"
+		   "cat: can't open '/b/mem': Permission denied\n",
+		   NULL);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, standard_devices_keep_working)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sh", "-c",
+				       "echo gone > /dev/null && cat /dev/null && echo null; "
+				       "dd if=/dev/zero bs=1000 count=3 2>/dev/null | wc -c; "
+				       "dd if=/dev/urandom bs=16 count=1 2>/dev/null | wc -c; "
+				       "dd if=/dev/random bs=8 count=1 2>/dev/null | wc -c; "
+				       "echo x > /dev/full; "
+				       "exec 3<>/dev/ptmx && echo ptmx")};
+	expect_run(&sb, 0, "null\n3000\n16\n8\nptmx\n",
+		   "sh: write error: No space left on device\n");
 	tu_rmtree(root);
 }
 
