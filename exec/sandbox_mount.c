@@ -241,6 +241,65 @@ static int mount_bind(lyr_exec_mounts *st, const char *source, const char *targe
 	return 0;
 }
 
+/* Binds the host's device node HOST onto the file open at FD.  The bind is a mount of its own
+ * that allows devices, whatever the mount under FD says. */
+static int bind_node(const char *host, int fd)
+{
+	_cleanup_close_ int tree = clone_tree(
+	    AT_FDCWD, host, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV);
+	return tree < 0 ? tree : attach(tree, fd);
+}
+
+/* /proc, with the OCI runtime spec's default masks (runc's and Docker's lists): files that
+ * show the host's kernel state or keys read as /dev/null, such directories as an empty
+ * read-only tmpfs, and the kernel's global knobs (sysctls, sysrq, irq affinity) are
+ * read-only.  /proc/sys/net is read-only too: with "--network host" it is the host's. */
+static int mount_proc(lyr_exec_mounts *st, lyr_exec_error *err)
+{
+	static const char *const masked[] = {"acpi",	   "asound",	    "interrupts",  "kcore",
+					     "keys",	   "latency_stats", "sched_debug", "scsi",
+					     "timer_list", "timer_stats"};
+	static const char *const readonly[] = {"bus", "fs", "irq", "sys", "sysrq-trigger"};
+	int r = mount_fs(st, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int proc = open_in_root(st->rootfd, "/proc");
+	if (proc < 0)
+		return fail(err, proc, "open of", "/proc");
+	char path[64];
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(masked) + LYR_ARRAY_SIZE(readonly); i++) {
+		bool mask = i < LYR_ARRAY_SIZE(masked);
+		const char *name = mask ? masked[i] : readonly[i - LYR_ARRAY_SIZE(masked)];
+		snprintf(path, sizeof path, "/proc/%s", name);
+		_cleanup_close_ int fd = openat(proc, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		struct stat s;
+		if (fd < 0 && errno == ENOENT)
+			continue; /* this kernel has no such file */
+		if (fd < 0 || fstat(fd, &s) < 0)
+			return fail(err, -errno, "open of", path);
+		if (!mask) {
+			_cleanup_close_ int tree =
+			    clone_tree(fd, "", true,
+				       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+					   MOUNT_ATTR_NOEXEC,
+				       0);
+			r = tree < 0 ? tree : attach(tree, fd);
+		} else if (S_ISDIR(s.st_mode)) {
+			char at[64];
+			fdpath(at, fd);
+			r = mount("tmpfs", at, "tmpfs",
+				  MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=555") < 0
+				? -errno
+				: 0;
+		} else {
+			r = bind_node("/dev/null", fd);
+		}
+		if (r < 0)
+			return fail(err, r, mask ? "masking" : "read-only bind mount of", path);
+	}
+	return 0;
+}
+
 /* The minimal /dev: a small nodev tmpfs holding bind mounts of the host's harmless character
  * devices, a private devpts instance, /dev/shm and the usual symlinks.  Only the bound nodes
  * and devpts allow devices: a node the command makes in /dev cannot be opened. */
@@ -266,10 +325,7 @@ static int mount_dev(lyr_exec_mounts *st, lyr_exec_error *err)
 		_cleanup_close_ int node = openat(dev, nodes[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (node < 0)
 			return fail(err, -errno, "open of /dev node", nodes[i]);
-		/* The node's own mount must allow devices, whatever /dev's is. */
-		_cleanup_close_ int tree = clone_tree(
-		    AT_FDCWD, host, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV);
-		r = tree < 0 ? tree : attach(tree, node);
+		r = bind_node(host, node);
 		if (r < 0)
 			return fail(err, r, "bind mount of", host);
 	}
@@ -327,7 +383,7 @@ int lyr_exec_mounts_apply(lyr_exec_mounts *st, const lyr_sandbox *sb, lyr_exec_e
 	r = set_attr(st->rootfd, MOUNT_ATTR_NODEV, 0, true);
 	if (r < 0)
 		return fail(err, r, "nodev remount of", "/");
-	r = mount_fs(st, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
+	r = mount_proc(st, err);
 	if (r < 0)
 		return r;
 	r = mount_dev(st, err);

@@ -384,6 +384,69 @@ Test(exec_sandbox, standard_devices_keep_working)
 	tu_rmtree(root);
 }
 
+Test(exec_sandbox, kernel_settings_in_proc_are_read_only)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *before = NULL, *after = NULL;
+	cr_assert_eq(lyr_read_file("/proc/sys/kernel/core_pattern", &before, NULL), 0);
+	/* "true >" opens for writing and writes nothing: harmless even where the open succeeds. */
+	bool sysrq = access("/proc/sysrq-trigger", F_OK) == 0;
+	char script[512];
+	snprintf(script, sizeof script,
+		 "echo layerfs-core-%%p > /proc/sys/kernel/core_pattern; "
+		 "echo 1 > /proc/sys/net/ipv4/ip_forward; "
+		 "true > /proc/irq/default_smp_affinity; %s"
+		 "echo 500 > /proc/self/oom_score_adj && cat /proc/self/oom_score_adj",
+		 sysrq ? "true > /proc/sysrq-trigger; " : "");
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
+	result res = run(&sb);
+	cr_assert_eq(lyr_read_file("/proc/sys/kernel/core_pattern", &after, NULL), 0);
+	if (strcmp(before, after) != 0)
+		tu_write("/proc/sys/kernel", "core_pattern", before); /* the host's, back */
+	cr_assert_str_eq(after, before, "the host's core_pattern was changed");
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	/* The rest of /proc stays usable: the command's own entries are writable. */
+	cr_assert_str_eq(res.out, "500\n");
+	char want[512];
+	snprintf(want, sizeof want,
+		 "sh: can't create /proc/sys/kernel/core_pattern: Read-only file system\n"
+		 "sh: can't create /proc/sys/net/ipv4/ip_forward: Read-only file system\n"
+		 "sh: can't create /proc/irq/default_smp_affinity: Read-only file system\n%s",
+		 sysrq ? "sh: can't create /proc/sysrq-trigger: Read-only file system\n" : "");
+	cr_assert_str_eq(res.err, want);
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, host_kernel_state_in_proc_is_masked)
+{
+	need_root();
+	static const char *const masked[] = {"acpi",	   "asound",	    "interrupts",  "kcore",
+					     "keys",	   "latency_stats", "sched_debug", "scsi",
+					     "timer_list", "timer_stats"};
+	cr_assert_eq(access("/proc/keys", F_OK), 0, "the host kernel has no /proc/keys");
+	_cleanup_free_ char *root = make_root();
+	char script[2048] = "", want[2048] = "";
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(masked); i++) {
+		char p[64];
+		struct stat s;
+		snprintf(p, sizeof p, "/proc/%s", masked[i]);
+		if (stat(p, &s) < 0)
+			continue;
+		/* A masked file reads as empty; a masked directory lists nothing. */
+		snprintf(script + strlen(script), sizeof script - strlen(script),
+			 S_ISDIR(s.st_mode) ? "echo %s $(ls -A %s | wc -l); "
+					    : "echo %s $(cat %s | wc -c); ",
+			 p, p);
+		snprintf(want + strlen(want), sizeof want - strlen(want), "%s 0\n", p);
+	}
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
+	expect_run(&sb, 0, want, "");
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, network_none_has_only_loopback_and_hostname_is_set)
 {
 	need_root();
