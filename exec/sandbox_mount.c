@@ -57,6 +57,10 @@ static int fail(lyr_exec_error *err, int r, const char *what, const char *path)
 	return r;
 }
 
+/* How often a lookup is retried when openat2 reports EAGAIN: it does so whenever a rename or
+ * mount anywhere on the system races with a ".." step, so a busy host needs a few tries. */
+#define OPENAT2_TRIES 64
+
 /* Opens directory PATH (absolute, normalized) inside the root ROOTFD as O_PATH. */
 static int open_in_root(int rootfd, const char *path)
 {
@@ -65,7 +69,12 @@ static int open_in_root(int rootfd, const char *path)
 	    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
 	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
-	int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+	int fd = -1;
+	for (int i = 0; i < OPENAT2_TRIES; i++) {
+		fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+		if (fd >= 0 || errno != EAGAIN)
+			break;
+	}
 	if (fd >= 0 || errno != ENOSYS)
 		return fd < 0 ? -errno : fd;
 
@@ -150,6 +159,21 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, lyr_exec_erro
 			return fd;
 		}
 		cur = fd;
+	}
+	/* A symlink can lead back to the root ("/tmp -> /"): mounting there would cover the
+	 * whole root, which target "/" is refused for. */
+	struct stat a, b;
+	if (fstat(cur, &a) < 0 || fstat(st->rootfd, &b) < 0) {
+		int e = -errno;
+		close(cur);
+		return fail(err, e, "mount target", target);
+	}
+	if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+		close(cur);
+		lyr_exec_errf(err,
+			      "mount target '%s': resolves to '/' inside the root, not below it",
+			      target);
+		return -EINVAL;
 	}
 	return cur;
 }

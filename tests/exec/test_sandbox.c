@@ -271,6 +271,77 @@ Test(exec_sandbox, mount_through_a_symlink_to_etc_lands_inside_the_root)
 	tu_rmtree(root);
 }
 
+Test(exec_sandbox, a_target_that_leads_back_to_the_root_is_refused_like_slash)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *tmp = tu_path(root, "tmp"), *up = tu_path(root, "up");
+	cr_assert_eq(symlink("/", tmp), 0);
+	cr_assert_eq(symlink("etc/..", up), 0);
+	static const char *const targets[] = {"/tmp", "/up"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(targets); i++) {
+		lyr_sandbox_mount m = {.type = LYR_MOUNT_TMPFS, .target = targets[i]};
+		lyr_sandbox sb = {
+		    .rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("true")};
+		result res = run(&sb);
+		char want[128];
+		snprintf(want, sizeof want,
+			 "mount target '%s': resolves to '/' inside the root, not below it",
+			 targets[i]);
+		cr_assert_eq(res.r, -EINVAL, "%s: %d %s", targets[i], res.r, res.msg);
+		cr_assert_str_eq(res.msg, want);
+		result_free(&res);
+	}
+	_cleanup_free_ char *bin = tu_path(root, "bin/busybox");
+	cr_assert_eq(access(bin, X_OK), 0, "the root was covered");
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, targets_through_dotdot_survive_a_rename_storm)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *storm = tu_mkdtemp();
+	_cleanup_free_ char *a = tu_path(storm, "a"), *b = tu_path(storm, "b");
+	_cleanup_free_ char *deep = tu_path(root, "d/e/f"), *link = tu_path(root, "l");
+	cr_assert_eq(mkdir(a, 0755), 0);
+	cr_assert_eq(lyr_mkdir_p(deep, 0755), 0);
+	/* Every ".." lets openat2(RESOLVE_IN_ROOT) give up with EAGAIN when a rename anywhere on
+	 * the system raced with the lookup. */
+	cr_assert_eq(symlink("d/e/f/../../e/f/../../e/f/../../e/f/../../e/f/..", link), 0);
+	pid_t renamer = fork();
+	cr_assert_geq(renamer, 0);
+	if (renamer == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			if (rename(a, b) == 0)
+				(void)rename(b, a);
+	}
+	lyr_sandbox_mount m[] = {
+	    {.type = LYR_MOUNT_TMPFS, .target = "/l/t"},
+	    {.type = LYR_MOUNT_TMPFS, .target = "/l/f/u"},
+	};
+	lyr_sandbox sb = {
+	    .rootfs = root, .mounts = m, .n_mounts = 2, .args = ARGS("sh", "-c", "ls /d/e /d/e/f")};
+	int failed = 0;
+	char first[512] = "";
+	for (int i = 0; i < 40; i++) {
+		result res = run(&sb);
+		if (res.r < 0 || res.status != 0 ||
+		    strcmp(res.out, "/d/e:\nf\nt\n\n/d/e/f:\nu\n") != 0) {
+			if (!failed++)
+				snprintf(first, sizeof first, "%d %.300s %.200s", res.r, res.msg,
+					 res.out);
+		}
+		result_free(&res);
+	}
+	kill(renamer, SIGKILL);
+	cr_assert_eq(waitpid(renamer, NULL, 0), renamer);
+	cr_assert_eq(failed, 0, "%d of 40 runs failed, the first: %s", failed, first);
+	tu_rmtree(storm);
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, missing_target_directories_are_created_and_removed_afterwards)
 {
 	need_root();
