@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static inline void lyr_freep(void *p) { free(*(void **)p); }
+static inline void lyr_freep(void *p)
+{
+	free(*(void **)p);
+}
 static inline void lyr_closep(int *fd)
 {
 	if (*fd >= 0) {
@@ -36,17 +39,17 @@ static inline void lyr_closedirp(DIR **d)
 #define _cleanup_closedir_ _cleanup_(lyr_closedirp)
 
 /* Hand a resource over to the caller: returns it and leaves the local empty. */
-#define LYR_TAKE_PTR(p)                    \
-	({                                 \
-		typeof(p) _tmp_ = (p);     \
-		(p) = NULL;                \
-		_tmp_;                     \
+#define LYR_TAKE_PTR(p)                                                                            \
+	({                                                                                         \
+		typeof(p) _tmp_ = (p);                                                             \
+		(p) = NULL;                                                                        \
+		_tmp_;                                                                             \
 	})
-#define LYR_TAKE_FD(fd)                    \
-	({                                 \
-		int _tmp_ = (fd);          \
-		(fd) = -1;                 \
-		_tmp_;                     \
+#define LYR_TAKE_FD(fd)                                                                            \
+	({                                                                                         \
+		int _tmp_ = (fd);                                                                  \
+		(fd) = -1;                                                                         \
+		_tmp_;                                                                             \
 	})
 
 #define LYR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -75,3 +78,6 @@ int lyr_mkdir_p(const char *path, mode_t mode);
 
 /* Reads PATH fully into a NUL-terminated heap buffer; returns 0 or -errno. */
 int lyr_read_file(const char *path, char **ret, size_t *ret_len);
+/* The same for a file of at most MAX bytes: reads no more than MAX + 1 bytes and returns
+ * -EFBIG for a longer file (or an endless one such as /dev/zero). */
+int lyr_read_file_max(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -21,7 +21,7 @@ typedef struct lyr_fs_config {
 	const char *upper;	   /* NULL: read-only mount */
 	const char *work; /* required with UPPER: an empty-able dir on UPPER's filesystem */
 
-	bool foreground;  /* serve in the calling process until unmounted */
+	bool foreground; /* serve in the calling process until unmounted */
 	/* UPPER was only ever written through layerfs (a store ref), so it holds no OCI/AUFS
 	 * ".wh." markers and lookups need not probe it for them; off for `layerfs overlay`, whose
 	 * upper fuse-overlayfs may have written */

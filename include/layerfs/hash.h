@@ -67,7 +67,8 @@ typedef struct lyr_hash_source_ops {
 		      struct stat *st);
 	/* Calls FN once for every name the view shows in directory DIR (not "." and ".."), in any
 	 * order; stops with FN's negative return. */
-	int (*list)(void *ctx, lyr_hash_ent *dir, int (*fn)(void *arg, const char *name), void *arg);
+	int (*list)(void *ctx, lyr_hash_ent *dir, int (*fn)(void *arg, const char *name),
+		    void *arg);
 	/* readlink of a symlink entry: writes at most SIZE bytes, returns the length or -errno. */
 	ssize_t (*readlink)(void *ctx, lyr_hash_ent *ent, char *buf, size_t size);
 	/* listxattr / getxattr of the entry itself (never what a symlink points to), with the
@@ -103,8 +104,7 @@ void lyr_hash_source_dir_free(lyr_hash_source *src);
  * layer that may change (a ref's upper); entries whose topmost copy is in a layer with an ID are
  * cacheable under "<that ID>:<path>".  Release with lyr_hash_source_stack_free. */
 typedef struct lyr_stack lyr_stack;
-int lyr_hash_source_stack(const lyr_stack *s, const char *const *layer_ids,
-			  lyr_hash_source *ret);
+int lyr_hash_source_stack(const lyr_stack *s, const char *const *layer_ids, lyr_hash_source *ret);
 void lyr_hash_source_stack_free(lyr_hash_source *src);
 
 /* A digest cache, such as the store's per-layer one.  get returns 1 and fills DIGEST when KEY
@@ -118,16 +118,16 @@ typedef struct lyr_hash_cache {
 } lyr_hash_cache;
 
 typedef struct lyr_hash_opts {
-	bool follow_links;             /* follow a symlink in a selector's last component */
-	const char *const *include;    /* globs filtering the selected subtrees (may be NULL) */
+	bool follow_links;	    /* follow a symlink in a selector's last component */
+	const char *const *include; /* globs filtering the selected subtrees (may be NULL) */
 	size_t n_include;
 	const char *const *exclude;
 	size_t n_exclude;
-	const lyr_hash_cache *cache;   /* may be NULL */
-	char *err_path;                /* NULL or PATH_MAX bytes: on failure, what failed */
-	const lyr_progress *progress;  /* may be NULL: running count of entries and bytes hashed */
-	unsigned threads;              /* threads reading and hashing file contents: 0 one per CPU
-	                                * this process may use, 1 only the calling thread */
+	const lyr_hash_cache *cache;  /* may be NULL */
+	char *err_path;		      /* NULL or PATH_MAX bytes: on failure, what failed */
+	const lyr_progress *progress; /* may be NULL: running count of entries and bytes hashed */
+	unsigned threads;	      /* threads reading and hashing file contents: 0 one per CPU
+				       * this process may use, 1 only the calling thread */
 } lyr_hash_opts;
 
 /* The content hash of SELECTORS (N paths in the view, "" or "/" for all of it; wildcards `*`,
@@ -167,5 +167,5 @@ int lyr_hash_check_pattern(const char *pat, const char **ret_why);
  * Each file's content is hashed from the copy right after it is written, while the copy goes
  * on, so the tree is not read a second time.  On failure returns -errno and fills ERR (may be
  * NULL) with the failing path (of the source for copy errors, of the copy for hash errors). */
-int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
-		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN]);
+int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress, lyr_tree_error *err,
+		    char ret_digest[LYR_DIGEST_TEXT_LEN]);

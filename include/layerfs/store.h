@@ -26,7 +26,7 @@
 typedef struct lyr_store lyr_store;
 
 #define LYR_REF_ID_LEN 65 /* 64 hex + NUL */
-#define LYR_ID_MAX 72     /* fits a layer ID text and a ref ID */
+#define LYR_ID_MAX 72	  /* fits a layer ID text and a ref ID */
 #define LYR_MIN_PREFIX 12 /* hex digits a user must give at least */
 
 /* Current on-disk format version; a store with a higher one is refused (-EPROTO). */
@@ -64,11 +64,11 @@ typedef struct lyr_layer_info {
 	char id[LYR_ID_MAX];
 	char parent[LYR_ID_MAX]; /* "" for a base layer */
 	char diff_digest[LYR_DIGEST_TEXT_LEN];
-	uint64_t size;    /* bytes of the layer's own diff */
-	uint64_t entries; /* entries in its own diff */
-	int64_t created;  /* Unix time, seconds */
-	char *desc;       /* heap, may be "" */
-	char **tags;      /* heap, NULL-terminated */
+	uint64_t size;		 /* bytes of the layer's own diff */
+	uint64_t entries;	 /* entries in its own diff */
+	int64_t created;	 /* Unix time, seconds */
+	char *desc;		 /* heap, may be "" */
+	char **tags;		 /* heap, NULL-terminated */
 	unsigned children, refs; /* layers and refs that have this layer as parent */
 } lyr_layer_info;
 
@@ -160,7 +160,8 @@ int lyr_store_rm(lyr_store *s, const char *id);
  * callback (may be NULL) is told each removed ID and its size (a layer's own diff size, a
  * ref's upper usage), in removal order. */
 int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
-		    void (*fn)(void *ctx, lyr_obj_kind kind, const char *id, uint64_t size), void *ctx);
+		    void (*fn)(void *ctx, lyr_obj_kind kind, const char *id, uint64_t size),
+		    void *ctx);
 
 /* du: calls LAYER_FN (may be NULL) for every layer, with size = bytes of its own diff, and
  * REF_FN (may be NULL) for every ref, with size = bytes now in its upper dir (walked). */
@@ -188,13 +189,13 @@ int lyr_store_fsck(lyr_store *s, bool repair,
 /* The action cache: what an exec run with a given cache key produced.  Entries do not keep
  * layers alive; one naming a layer that no longer exists is never returned (get drops it). */
 typedef struct lyr_action_output {
-	char *target;		 /* heap: "/" for the root, else the mount target */
+	char *target;		/* heap: "/" for the root, else the mount target */
 	char layer[LYR_ID_MAX]; /* full layer ID */
 } lyr_action_output;
 
 typedef struct lyr_action {
 	int exit_code;
-	int64_t created; /* Unix time, seconds (set by the caller before put) */
+	int64_t created;	    /* Unix time, seconds (set by the caller before put) */
 	lyr_action_output *outputs; /* heap, in mount order, the root first */
 	size_t n_outputs;
 } lyr_action;

@@ -10,7 +10,7 @@
 
 typedef struct lyr_tree_error {
 	char path[4096]; /* relative to the source root; "" for the root itself */
-	int err;         /* positive errno */
+	int err;	 /* positive errno */
 } lyr_tree_error;
 
 /* Copies everything below SRC_DIRFD into the empty directory DST_DIRFD: regular files (FICLONE,
@@ -53,7 +53,8 @@ int lyr_tree_usage(int dirfd, uint64_t *ret_bytes, uint64_t *ret_entries);
 #define LYR_TREE_SKIP 1
 
 typedef struct lyr_tree_visit {
-	int (*entry)(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path);
+	int (*entry)(void *ctx, int dirfd, const char *name, const struct stat *st,
+		     const char *path);
 	int (*leave)(void *ctx, int fd, const struct stat *st, const char *path);
 	void *ctx;
 	bool sorted;

@@ -676,6 +676,11 @@ Test(cli_exec, a_spec_file_describes_the_whole_op)
 	r = lx("exec", "--spec", spec, "--env", "A=1", NULL);
 	cr_assert_eq(r.status, 2);
 	tu_run_free(&r);
+	r = lx("exec", "--spec", "/dev/zero", NULL);
+	cr_assert_eq(r.status, 125);
+	cr_assert_str_eq(r.err,
+			 "layerfs exec: spec '/dev/zero': larger than the limit of 16 MiB\n");
+	tu_run_free(&r);
 }
 
 Test(cli_exec, stdin_reaches_the_command_only_with_i)
