@@ -578,6 +578,46 @@ Test(exec_sandbox, environment_is_exactly_the_given_variables_plus_path_and_prox
 	tu_rmtree(root);
 }
 
+Test(exec_sandbox, fifty_thousand_variables_are_checked_and_passed_in_linear_time, .timeout = 60)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	enum { N = 50000 };
+	lyr_exec_op *op = NULL;
+	lyr_exec_error err = {{0}};
+	cr_assert_eq(lyr_exec_op_new(&op), 0);
+	cr_assert_eq(lyr_exec_op_set_root(op, "r"), 0);
+	cr_assert_eq(lyr_exec_op_add_arg(op, "env"), 0);
+	size_t cap = (size_t)N * 24 + 128, len = 0;
+	_cleanup_free_ char *want = malloc(cap);
+	cr_assert_not_null(want);
+	for (int i = 0; i < N; i++) {
+		char kv[32];
+		snprintf(kv, sizeof kv, "V%d=%d", N - i, i);
+		cr_assert_eq(lyr_exec_op_add_env(op, kv, &err), 0);
+		len += (size_t)snprintf(want + len, cap - len, "%s\n", kv);
+	}
+	snprintf(want + len, cap - len, "%s\n", DEFAULT_PATH);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(lyr_exec_op_validate(op, &err), 0, "%s", err.msg);
+	lyr_sandbox sb;
+	lyr_exec_sandbox_from_op(op, root, NULL, &sb);
+	result res = run(&sb);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, want);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_lt(secs, 2.0, "checking and passing %d variables took %.2f s", N, secs);
+	cr_assert_eq(lyr_exec_op_add_env(op, "V7=again", &err), 0);
+	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "env 'V7': given twice");
+	result_free(&res);
+	lyr_exec_op_free(op);
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, stdin_is_dev_null_unless_passed_through)
 {
 	need_root();
