@@ -2,6 +2,11 @@
  * pivot_root: the root bound onto itself, /proc, a minimal /dev, then the caller's mounts in
  * component order (parents first).
  *
+ * Everything the command can write to is nodev (the root and whatever is mounted below it,
+ * /dev, tmpfs, binds); only the standard nodes bound into /dev, each a mount of its own,
+ * allow devices.  /proc carries the OCI runtime spec's default masks and read-only paths
+ * (docs/security.md).
+ *
  * Every target is resolved inside the root: with openat2(RESOLVE_IN_ROOT) a symlink is
  * followed as if the root were "/" (so "/evil -> /etc" leads to ROOT/etc, never the host's
  * /etc); on kernels without openat2 any symlink on the way is refused.  Missing directories are
