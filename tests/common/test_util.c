@@ -50,7 +50,7 @@ Test(common_util, read_file_returns_exact_bytes)
 	tu_rmtree(dir);
 }
 
-Test(common_util, read_file_max_stops_one_byte_past_the_limit, .timeout = 10)
+Test(common_util, read_file_max_stops_one_byte_past_the_limit)
 {
 	_cleanup_free_ char *dir = tu_mkdtemp();
 	tu_write(dir, "f", "0123456789");

@@ -337,7 +337,7 @@ Test(exec_spec, json_spec_file_errors_name_the_file)
 	tu_rmtree(dir);
 }
 
-Test(exec_spec, json_spec_file_over_the_limit_is_refused_without_reading_on, .timeout = 10)
+Test(exec_spec, json_spec_file_over_the_limit_is_refused_without_reading_on)
 {
 	lyr_exec_op *op = NULL;
 	lyr_exec_error err = {{0}};
