@@ -64,13 +64,20 @@ void lyr_exec_op_free(lyr_exec_op *op)
 	free(op);
 }
 
-/* Appends a copy of S to the NULL-terminated vector *V of length *N. */
+/* Appends a copy of S to the NULL-terminated vector *V of length *N, which only this function
+ * has grown.  Its capacity follows from its length: whenever the slots in use (*N + 1, the
+ * NULL included) are a power of two, the vector is full and doubles.  So N pushes copy O(N)
+ * pointers in all, also where realloc always copies (as under AddressSanitizer). */
 static int strv_push(char ***v, size_t *n, const char *s)
 {
-	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
-	if (!nv)
-		return -ENOMEM;
-	*v = nv;
+	size_t used = *n + 1;
+	char **nv = *v;
+	if ((used & (used - 1)) == 0) {
+		nv = realloc(*v, 2 * used * sizeof(char *));
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+	}
 	nv[*n] = strdup(s);
 	if (!nv[*n]) {
 		nv[*n] = NULL;

@@ -578,7 +578,7 @@ Test(exec_sandbox, environment_is_exactly_the_given_variables_plus_path_and_prox
 	tu_rmtree(root);
 }
 
-Test(exec_sandbox, fifty_thousand_variables_are_checked_and_passed_in_linear_time, .timeout = 60)
+Test(exec_sandbox, fifty_thousand_variables_are_checked_and_passed_in_linear_time)
 {
 	need_root();
 	_cleanup_free_ char *root = make_root();
@@ -591,6 +591,8 @@ Test(exec_sandbox, fifty_thousand_variables_are_checked_and_passed_in_linear_tim
 	size_t cap = (size_t)N * 24 + 128, len = 0;
 	_cleanup_free_ char *want = malloc(cap);
 	cr_assert_not_null(want);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < N; i++) {
 		char kv[32];
 		snprintf(kv, sizeof kv, "V%d=%d", N - i, i);
@@ -598,8 +600,6 @@ Test(exec_sandbox, fifty_thousand_variables_are_checked_and_passed_in_linear_tim
 		len += (size_t)snprintf(want + len, cap - len, "%s\n", kv);
 	}
 	snprintf(want + len, cap - len, "%s\n", DEFAULT_PATH);
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), 0, "%s", err.msg);
 	lyr_sandbox sb;
 	lyr_exec_sandbox_from_op(op, root, NULL, &sb);
@@ -609,7 +609,7 @@ Test(exec_sandbox, fifty_thousand_variables_are_checked_and_passed_in_linear_tim
 	cr_assert_eq(res.status, 0, "%s", res.err);
 	cr_assert_str_eq(res.out, want);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	cr_assert_lt(secs, 2.0, "checking and passing %d variables took %.2f s", N, secs);
+	cr_assert_lt(secs, 2.0, "adding, checking and passing %d variables took %.2f s", N, secs);
 	cr_assert_eq(lyr_exec_op_add_env(op, "V7=again", &err), 0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
 	cr_assert_str_eq(err.msg, "env 'V7': given twice");
