@@ -497,8 +497,6 @@ Test(exec_sandbox, host_kernel_state_in_proc_is_masked)
 	static const char *const masked[] = {"acpi",	   "asound",	    "interrupts",  "kcore",
 					     "keys",	   "latency_stats", "sched_debug", "scsi",
 					     "timer_list", "timer_stats"};
-	cr_assert_eq(access("/proc/keys", F_OK), 0, "the host kernel has no /proc/keys");
-	_cleanup_free_ char *root = make_root();
 	char script[2048] = "", want[2048] = "";
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(masked); i++) {
 		char p[64];
@@ -513,6 +511,9 @@ Test(exec_sandbox, host_kernel_state_in_proc_is_masked)
 			 p, p);
 		snprintf(want + strlen(want), sizeof want - strlen(want), "%s 0\n", p);
 	}
+	if (!*want)
+		cr_skip_test("this kernel has none of the masked /proc paths");
+	_cleanup_free_ char *root = make_root();
 	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
 	expect_run(&sb, 0, want, "");
 	tu_rmtree(root);
