@@ -228,7 +228,12 @@ int lyr_exec_op_load_json(const char *path, lyr_exec_op **ret, lyr_exec_error *e
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
-	int r = lyr_read_file(path, &text, &len);
+	int r = lyr_read_file_max(path, LYR_EXEC_SPEC_MAX, &text, &len);
+	if (r == -EFBIG) {
+		lyr_exec_errf(err, "spec '%s': larger than the limit of %d MiB", path,
+			      LYR_EXEC_SPEC_MAX >> 20);
+		return r;
+	}
 	if (r < 0) {
 		lyr_exec_errf(err, "spec '%s': %s", path, strerror(-r));
 		return r;
