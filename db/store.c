@@ -147,16 +147,19 @@ static int probe_root(const char *root, enum root_kind *ret)
 		*ret = ROOT_NONE;
 		return 0;
 	}
-	struct stat st;
-	if (fstatat(fd, "db", &st, AT_SYMLINK_NOFOLLOW) == 0 ||
-	    fstatat(fd, "layers", &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		*ret = ROOT_STORE;
-		return 0;
-	}
+	/* emptiness first: db/ is the first entry a store gets, so a directory that was not
+	 * empty a moment ago has it by now if it is a store being created at the same time */
 	int r = lyr_dir_empty(fd);
 	if (r < 0)
 		return r;
-	*ret = r ? ROOT_NONE : ROOT_OTHER;
+	struct stat st;
+	if (r)
+		*ret = ROOT_NONE;
+	else if (fstatat(fd, "db", &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		 fstatat(fd, "layers", &st, AT_SYMLINK_NOFOLLOW) == 0)
+		*ret = ROOT_STORE;
+	else
+		*ret = ROOT_OTHER;
 	return 0;
 }
 
@@ -252,6 +255,10 @@ static int open_layout(lyr_store *s, unsigned mode)
 	}
 	if (mkdirat(s->rootfd, "db", 0700) < 0 && errno != EEXIST)
 		return fail(-errno, s->root, "create db/");
+	/* after db/: a store directory holding only "lock" would read as not a store */
+	s->lockfd = openat(s->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lockfd < 0)
+		return fail(-errno, s->root, "open the lock file");
 	r = env_open(s);
 	if (r == -EUCLEAN)
 		return r; /* the message names the damaged table */
@@ -262,10 +269,22 @@ static int open_layout(lyr_store *s, unsigned mode)
 	if (r < 0)
 		return fail(r, s->root, "read the format record");
 	if (format == 0) {
-		r = format_missing(s, mode, db_made);
+		/* Under the namespace lock and read again: a process creating the same store at
+		 * once may have written the record meanwhile, and made its first refs since, which
+		 * would read as a database that lost its records. */
+		while (flock(s->lockfd, LOCK_EX) < 0)
+			if (errno != EINTR)
+				return fail(-errno, s->root, "lock the store");
+		r = txn_run(s, meta_txn, &format);
+		if (r < 0) {
+			r = fail(r, s->root, "read the format record");
+		} else if (format == 0) {
+			r = format_missing(s, mode, db_made);
+			format = LYR_STORE_FORMAT;
+		}
+		flock(s->lockfd, LOCK_UN);
 		if (r < 0)
 			return r;
-		format = LYR_STORE_FORMAT;
 	}
 	if (format > LYR_STORE_FORMAT) {
 		db_seterr("store '%s': format %u is newer than this layerfs supports (%d)", s->root,
@@ -275,9 +294,6 @@ static int open_layout(lyr_store *s, unsigned mode)
 	for (size_t i = 0; i < STORE_TOP_DIRS; i++)
 		if (mkdirat(s->rootfd, store_top_dirs[i], 0700) < 0 && errno != EEXIST)
 			return fail(-errno, s->root, "create a store directory");
-	s->lockfd = openat(s->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lockfd < 0)
-		return fail(-errno, s->root, "open the lock file");
 	r = owner_self(&s->self);
 	if (r < 0)
 		return fail(r, s->root, "read /proc/self/stat");
