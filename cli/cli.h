@@ -33,8 +33,16 @@ const cli_command *cli_find(const char *name);
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "layerfs COMMAND: " + message and a usage hint; returns EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Opens the store (once); on failure prints why and returns NULL. */
+/* Opens the store (once); on failure prints why and returns NULL.  cli_store opens an
+ * existing store only (read-only commands never create one); cli_store_create, for commands
+ * that write layers or refs, creates it in a missing or empty directory; cli_store_mode
+ * takes lyr_store_open_mode's flags. */
 lyr_store *cli_store(lyr_cli *cli);
+lyr_store *cli_store_create(lyr_cli *cli);
+lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode);
+/* cli_store for commands that also work without a store (umount of any mount): NULL and no
+ * message when there is none; *RET_FAILED is set when opening failed (and said why). */
+lyr_store *cli_store_if_any(lyr_cli *cli, bool *ret_failed);
 /* Parses the common options of a subcommand (--help, --json, --root) plus its own long
  * options; see main.c. */
 

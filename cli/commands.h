@@ -43,6 +43,9 @@ typedef struct cli_view {
 } cli_view;
 int cli_view_get(lyr_cli *cli, lyr_obj_kind kind, const char *id, cli_view *ret);
 void cli_view_clear(cli_view *v);
+/* EXIT_OK when ref ID's upper directory is there; otherwise says "WHAT 'TEXT': upper directory
+ * 'PATH': CAUSE" and returns EXIT_FAIL (TEXT: the ref as the user wrote it). */
+int cli_ref_upper_check(lyr_cli *cli, const char *what, const char *text, const char *id);
 
 /* The content hash of SELECTORS (N; 0: the whole view) of a layer's or ref's view, through the
  * layer stack without mounting, with the store's digest cache for the immutable layers.  OPTS

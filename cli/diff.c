@@ -4,6 +4,10 @@
  *   A path   added (not in the parent's view)
  *   C path   changed (present in the parent's view; directories holding changes included)
  *   D path   deleted (a whiteout, or a name an opaque directory hides)
+ * A directory with a redirect (a renamed directory) shows the lower content of another path at
+ * its own: there and in every directory below it, the view is compared with what the parent
+ * shows at the same path: names only the parent shows are deleted, names the redirect brings in
+ * are added or changed, and so is everything below them.
  * Output is sorted by path. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -85,8 +89,81 @@ static int hidden_by_opaque(diff_walk *w, const char *dir, char **own, size_t n_
 	return r < 0 ? r : 0;
 }
 
-/* Walks directory DIR ("" for the root) of layer 0, open at DIR_FD (consumed). */
-static int walk(diff_walk *w, int dir_fd, const char *dir)
+static bool own_name(const char *name, char **own, size_t n_own)
+{
+	return n_own && bsearch(&name, own, n_own, sizeof(char *), name_cmp);
+}
+
+/* True when NAME is in LIST. */
+static bool listed(const lyr_stack_list *list, const char *name)
+{
+	for (size_t i = 0; i < list->n; i++)
+		if (!strcmp(list->entries[i].name, name))
+			return true;
+	return false;
+}
+
+/* Lists what the stack from layer FROM shows at PATH (empty when nothing or no directory). */
+static int list_at(diff_walk *w, unsigned from, const char *path, lyr_stack_list *ret)
+{
+	*ret = (lyr_stack_list){0};
+	if (from == 1 && !w->has_parent)
+		return 0;
+	lyr_stack_node node = {0};
+	int r = lyr_stack_resolve(w->stack, from, path[0] ? path : "/", &node);
+	if (r == -ENOENT || r == -ENOTDIR)
+		return 0;
+	if (r < 0)
+		return r;
+	if (S_ISDIR(node.st.st_mode))
+		r = lyr_stack_list_dir(w->stack, &node, ret);
+	lyr_stack_node_clear(&node);
+	return r;
+}
+
+/* DIR, under a redirect: the names the parent shows there that the view does not are deleted;
+ * the names the view shows from the layers below (not the OWN names of layer 0, which the walk
+ * reports) are added or changed, and so is everything below them. */
+static int moved_content(diff_walk *w, const char *dir, char **own, size_t n_own)
+{
+	lyr_stack_list now, before;
+	int r = list_at(w, 0, dir, &now);
+	if (r < 0)
+		return r;
+	if ((r = list_at(w, 1, dir, &before)) < 0) {
+		lyr_stack_list_clear(&now);
+		return r;
+	}
+	for (size_t i = 0; r >= 0 && i < before.n; i++)
+		if (!listed(&now, before.entries[i].name))
+			r = add_change(w, 'D', dir, before.entries[i].name);
+	for (size_t i = 0; r >= 0 && i < now.n; i++) {
+		const lyr_stack_dirent *e = &now.entries[i];
+		if (own_name(e->name, own, n_own))
+			continue;
+		r = add_change(w, listed(&before, e->name) ? 'C' : 'A', dir, e->name);
+		_cleanup_free_ char *path = NULL;
+		if (r >= 0 && asprintf(&path, "%s/%s", dir, e->name) < 0)
+			r = -ENOMEM;
+		if (r >= 0)
+			r = moved_content(w, path, NULL, 0);
+	}
+	lyr_stack_list_clear(&now);
+	lyr_stack_list_clear(&before);
+	return r;
+}
+
+/* True when the directory at FD redirects its lower parts to another path than DIR. */
+static bool redirected(int fd, const char *dir)
+{
+	char v[4096];
+	ssize_t n = lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, v, sizeof(v));
+	return n > 0 && (size_t)n < sizeof(v) && strcmp(v, dir) != 0;
+}
+
+/* Walks directory DIR ("" for the root) of layer 0, open at DIR_FD (consumed); MOVED: an
+ * ancestor's redirect brought its lower content from another path. */
+static int walk(diff_walk *w, int dir_fd, const char *dir, bool moved)
 {
 	DIR *d = fdopendir(dir_fd);
 	if (!d) {
@@ -121,12 +198,20 @@ static int walk(diff_walk *w, int dir_fd, const char *dir)
 	int fd = dirfd(d);
 	if (r >= 0) {
 		r = lyr_stack_dir_opaque(fd);
-		if (r > 0)
+		if (r > 0) {
 			r = hidden_by_opaque(w, dir, names, n);
+			moved = false; /* nothing below it shows any more */
+		} else if (r == 0 && w->has_parent && (moved || redirected(fd, dir))) {
+			moved = true;
+			r = moved_content(w, dir, names, n);
+		}
 	}
 	for (size_t i = 0; r >= 0 && i < n; i++) {
 		const char *name = names[i];
 		if (!strcmp(name, LYR_WH_OPAQUE))
+			continue;
+		/* under a redirect, what is deleted was found by comparing with the parent */
+		if (moved && lyr_stack_is_marker_name(name))
 			continue;
 		if (lyr_stack_is_marker_name(name)) {
 			r = add_change(w, 'D', dir, name + strlen(LYR_WH_PREFIX));
@@ -138,7 +223,8 @@ static int walk(diff_walk *w, int dir_fd, const char *dir)
 			break;
 		}
 		if (lyr_stack_is_whiteout(&st)) {
-			r = add_change(w, 'D', dir, name);
+			if (!moved)
+				r = add_change(w, 'D', dir, name);
 			continue;
 		}
 		_cleanup_free_ char *path = NULL;
@@ -151,7 +237,7 @@ static int walk(diff_walk *w, int dir_fd, const char *dir)
 			r = add_change(w, r ? 'C' : 'A', dir, name);
 		if (r >= 0 && S_ISDIR(st.st_mode)) {
 			int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			r = sub < 0 ? -errno : walk(w, sub, path);
+			r = sub < 0 ? -errno : walk(w, sub, path, moved);
 		}
 	}
 	for (size_t i = 0; i < n; i++)
@@ -177,6 +263,8 @@ int cmd_diff(lyr_cli *cli, int argc, char **argv)
 	char id[LYR_ID_MAX];
 	if (cli_resolve(cli, argv[i], LYR_OBJ_NONE, &kind, id) < 0)
 		return EXIT_FAIL;
+	if (kind == LYR_OBJ_REF && cli_ref_upper_check(cli, "diff", argv[i], id) != EXIT_OK)
+		return EXIT_FAIL;
 
 	/* The stack: the object's own directory (a ref's upper, a layer's diff), then its parent's
 	 * chain. */
@@ -197,7 +285,7 @@ int cmd_diff(lyr_cli *cli, int argc, char **argv)
 	r = lyr_stack_open(dirs, n_dirs, NULL, &w.stack);
 	int fd = r < 0 ? -1 : open(dirs[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (r >= 0)
-		r = fd < 0 ? -errno : walk(&w, fd, "");
+		r = fd < 0 ? -errno : walk(&w, fd, "", false);
 	lyr_stack_free(w.stack);
 
 	if (r >= 0) {

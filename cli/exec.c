@@ -140,9 +140,16 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		lyr_exec_op_free(o->op);
 		o->op = NULL;
 		int r = lyr_exec_op_load_json(o->spec, &o->op, &err);
+		/* a bad op is a usage error wherever it was written; an unreadable file is not */
+		if (r == -EINVAL)
+			return cli_usage(cmd->name, "%s", err.msg);
 		if (r < 0) {
-			fprintf(stderr, "layerfs exec: --spec '%s': %s\n", o->spec,
-				err.msg[0] ? err.msg : cli_strerror(r));
+			/* the library's message already names the file */
+			if (err.msg[0])
+				fprintf(stderr, "layerfs exec: %s\n", err.msg);
+			else
+				fprintf(stderr, "layerfs exec: --spec '%s': %s\n", o->spec,
+					cli_strerror(r));
 			return EXEC_EXIT_FAILED;
 		}
 	} else {

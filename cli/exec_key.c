@@ -1,7 +1,9 @@
 /* The cache key of an exec op over the store: per input, the content hash of its selectors
  * when every mount only reads it, else its layer ID (docs/exec-spec.md, "Cache key").
  * Content hashes are taken over the input's layer stack, never over a mount (cli_hash_view,
- * with the store's per-layer digest cache), so computing a key mounts nothing. */
+ * with the store's per-layer digest cache), so computing a key mounts nothing.  An input with a
+ * layer that failed verification has no content hash: with --cache that is an error, without
+ * it the run has no key (and its result is not stored). */
 #include <string.h>
 
 #include "commands.h"
@@ -27,7 +29,17 @@ int exec_cache_key(lyr_cli *cli, const lyr_exec_op *op, const lyr_obj_kind *kind
 			r = cli_hash_view(cli, kinds[i], in[i].source,
 					  (const char *const *)in[i].selectors, in[i].n_selectors,
 					  NULL, digests[i]);
-			if (r < 0)
+			if (r == -EUCLEAN && !op->cache) {
+				/* damaged input: the run may go on, but its result has no key */
+				fprintf(stderr, "layerfs: exec: '%s': %s; the result is not cached\n",
+					in[i].source, lyr_store_last_error());
+				r = 0;
+				cacheable = false;
+				break;
+			}
+			if (r == -EUCLEAN)
+				cli_fail("exec: '%s': %s", in[i].source, lyr_store_last_error());
+			else if (r < 0)
 				cli_fail("exec: hashing %s of '%s': %s",
 					 in[i].n_selectors == 1 ? in[i].selectors[0]
 								: "the selectors",

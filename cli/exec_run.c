@@ -55,6 +55,21 @@ static void catch_signals(bool restart, struct sigaction old[3])
 
 typedef enum { VIEW_NONE = 0, VIEW_RO, VIEW_NEW_REF, VIEW_REF, VIEW_CACHE } view_kind;
 
+/* What the serving process of a view does when the run dies under it (fs.h's owner watch):
+ * filled before the mount, used in the serving process's copy of our memory. */
+typedef struct orphan {
+	const char *root;   /* the store, opened afresh there */
+	const char *mp;	    /* the mountpoint, removed after the unmount (not for a cache) */
+	const char *dir;    /* the run's directory, removed when it is the last view */
+	const char *record; /* the run's record, removed with DIR */
+	char ref[LYR_ID_MAX];
+	bool claimed; /* the mount record is ours: clear it */
+	bool created; /* the run made REF: release it */
+	bool cache;   /* another run may share the mount: it stays while one does */
+	lyr_store *s;
+	lyr_cache_hold *hold;
+} orphan;
+
 /* One view of the run. */
 typedef struct view {
 	view_kind kind;
@@ -65,6 +80,7 @@ typedef struct view {
 	pid_t pid;	      /* serving process; 0: not mounted by us */
 	lyr_cache_hold *hold; /* VIEW_CACHE */
 	char *host;	      /* what the sandbox binds: MP or a directory below it (heap) */
+	orphan own;	      /* the serving process's cleanup if the run dies */
 } view;
 
 typedef struct run {
@@ -74,6 +90,7 @@ typedef struct run {
 	lyr_obj_kind root_kind;
 	lyr_obj_kind *src_kinds; /* per mount (LYR_OBJ_NONE: no source) */
 	char *tmp;		 /* private directory holding the mountpoints */
+	lyr_run *rec;		 /* the store's record of TMP and of the refs made */
 	view root;
 	view *views; /* per mount */
 	char desc[256];
@@ -118,6 +135,48 @@ static int resolve(run *R)
 	return 0;
 }
 
+/* In the serving process of a cache mount whose run died (asked again while it says no):
+ * true when no run uses the cache any more; then the mount lock and the exclusive exec lock
+ * are kept until the unmount is done, so no run mounts or uses the cache meanwhile. */
+static bool owner_gone(void *ctx)
+{
+	orphan *o = ctx;
+	if (!o->cache)
+		return true;
+	if (lyr_store_open(o->root, &o->s) < 0 ||
+	    lyr_cache_hold_adopt(o->s, o->ref, &o->hold) < 0 ||
+	    lyr_cache_hold_mount_lock(o->s, o->hold) < 0)
+		return true; /* cannot tell: a view must not outlive its runs */
+	if (lyr_cache_hold_last(o->hold) != 0)
+		return true;
+	/* A run still uses it: it unmounts it when done, or, if it dies too, we do.  Nothing is
+	 * held meanwhile, the store included (a process that ends with it open makes the next
+	 * one to open it run recovery). */
+	lyr_cache_release(o->s, o->hold);
+	o->hold = NULL;
+	lyr_store_free(o->s);
+	o->s = NULL;
+	return false;
+}
+
+/* In the serving process of a view whose run died, after the unmount: what the run would
+ * have done for this view at its end. */
+static void orphaned(void *ctx)
+{
+	orphan *o = ctx;
+	if (o->s || lyr_store_open(o->root, &o->s) >= 0) {
+		if (o->claimed || o->created)
+			lyr_ref_clear_mount(o->s, o->ref);
+		if (o->created)
+			lyr_ref_release(o->s, o->ref);
+		lyr_cache_release(o->s, o->hold);
+		lyr_store_free(o->s);
+	}
+	/* the last view out removes the directory and with it the record */
+	if (!o->cache && rmdir(o->mp) == 0 && rmdir(o->dir) == 0)
+		unlink(o->record);
+}
+
 /* Mounts the view of KIND/ID (a ref read-write unless READ_ONLY) at V->mp. */
 static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool read_only,
 		      const char *what)
@@ -150,11 +209,26 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 	 * run's user: root lets them in (the mountpoints sit in a 0700 directory or in the store).
 	 * Without root the sandbox's user namespace maps the caller, whom FUSE lets in anyway. */
 	cfg.allow_other = geteuid() == 0;
+	/* nodev too (the default): a layer's set-id programs and devices stay inert on the host */
+	cfg.nosuid = true;
 	char fsname[80];
 	snprintf(fsname, sizeof fsname, "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
 	cfg.fsname = fsname;
 
 	bool claim = kind == LYR_OBJ_REF && !read_only;
+	/* the view dies with this process, however it ends */
+	v->own = (orphan){.root = lyr_store_root(R->s),
+			  .mp = v->mp,
+			  .dir = R->tmp,
+			  .record = lyr_run_path(R->rec),
+			  .claimed = claim,
+			  .created = v->created,
+			  .cache = v->kind == VIEW_CACHE};
+	snprintf(v->own.ref, sizeof v->own.ref, "%s", id);
+	cfg.owner = getpid();
+	cfg.owner_gone = owner_gone;
+	cfg.orphaned = orphaned;
+	cfg.owner_ctx = &v->own;
 	/* a ref this run just made is known to no one else: recording the server is enough */
 	if (claim && !v->created) {
 		r = lyr_ref_set_mount(R->s, id, v->mp, getpid());
@@ -242,6 +316,15 @@ static int sub_path(const char *mp, const char *selector, char **ret)
 	return (*ret = strdup(path)) ? 0 : -ENOMEM;
 }
 
+/* Records REF, just made, as the run's (fsck releases it if the run dies unnoticed). */
+static int record_ref(run *R, const char *ref)
+{
+	int r = lyr_run_add_ref(R->rec, ref);
+	if (r < 0)
+		cli_fail("exec: recording ref %s of the run: %s", ref, cli_strerror(r));
+	return r;
+}
+
 static int setup_root(run *R)
 {
 	view *v = &R->root;
@@ -256,6 +339,8 @@ static int setup_root(run *R)
 		}
 		v->kind = VIEW_NEW_REF;
 		v->created = true;
+		if ((r = record_ref(R, v->ref)) < 0)
+			return r;
 	} else {
 		snprintf(v->ref, sizeof v->ref, "%s", R->op->root);
 		v->kind = VIEW_REF;
@@ -346,7 +431,7 @@ static int mount_cache(run *R, size_t i)
 	if (is_mounted(mp) && stat(mp, &st) < 0)
 		umount2(mp, MNT_DETACH); /* its server died (a run killed hard): mount it afresh */
 	if (!is_mounted(mp)) {
-		view tmp = {.mp = (char *)mp};
+		view tmp = {.mp = (char *)mp, .kind = VIEW_CACHE};
 		snprintf(tmp.ref, sizeof tmp.ref, "%s", v->ref);
 		r = mount_view(R, &tmp, LYR_OBJ_REF, v->ref, false, "cache mount");
 		if (r < 0 && tmp.pid > 0)
@@ -396,7 +481,9 @@ static int setup_mount(run *R, size_t i)
 		}
 		v->kind = VIEW_NEW_REF;
 		v->created = true;
-		r = mount_view(R, v, LYR_OBJ_REF, v->ref, false, "mount");
+		r = record_ref(R, v->ref);
+		if (r >= 0)
+			r = mount_view(R, v, LYR_OBJ_REF, v->ref, false, "mount");
 	}
 	if (r < 0)
 		return r;
@@ -542,6 +629,14 @@ static int answer_cached(run *R, exec_result *res)
 		cli_fail("exec: action cache '%s': %s", res->key, cli_strerror(r));
 		return r;
 	}
+	/* A result whose layers no longer match their IDs is not an answer. */
+	for (size_t i = 0; r >= 0 && i < a.n_outputs; i++) {
+		r = lyr_layer_verify_failed(R->s, a.outputs[i].layer);
+		if (r > 0) {
+			cli_fail("exec: cached result %s: %s", res->key, lyr_store_last_error());
+			r = -EUCLEAN;
+		}
+	}
 	for (size_t i = 0; r >= 0 && i < a.n_outputs; i++)
 		r = add_output(res, a.outputs[i].target, a.outputs[i].layer);
 	res->status = a.exit_code;
@@ -578,7 +673,7 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 {
 	memset(res, 0, sizeof *res);
 	run R = {.cli = cli, .op = op};
-	R.s = cli_store(cli);
+	R.s = cli_store_create(cli);
 	if (!R.s)
 		return -EIO;
 	R.src_kinds = calloc(op->n_mounts + 1, sizeof *R.src_kinds);
@@ -628,7 +723,11 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 		cli_fail("exec: temporary directory: %s", cli_strerror(r));
 		goto out;
 	}
-	r = setup_caches(&R);
+	r = lyr_run_new(R.s, R.tmp, &R.rec);
+	if (r < 0)
+		cli_fail("exec: %s", lyr_store_last_error());
+	if (r >= 0)
+		r = setup_caches(&R);
 	if (r >= 0 && !interrupted)
 		r = setup_root(&R);
 	for (size_t i = 0; r >= 0 && !interrupted && i < op->n_mounts; i++)
@@ -651,6 +750,7 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 	if (r >= 0 && ran && res->status == 0 && res->has_key)
 		r = store_action(&R, res);
 	release_all(&R);
+	lyr_run_end(R.rec);
 out:
 	for (int i = 0; i < 3; i++)
 		sigaction(caught[i], &old[i], NULL);

@@ -17,6 +17,9 @@ int cli_hash_view(lyr_cli *cli, lyr_obj_kind kind, const char *id, const char *c
 	int r = cli_view_get(cli, kind, id, &view);
 	if (r < 0)
 		return r;
+	/* A layer whose content no longer gives its ID has no digest to serve, cached or not. */
+	if (view.nlowers && (r = lyr_layer_verify_failed(cli->store, view.ids[0])) != 0)
+		return r > 0 ? -EUCLEAN : r;
 	size_t n_dirs = view.nlowers + (view.upper ? 1 : 0);
 	_cleanup_free_ const char **dirs = calloc(n_dirs + 1, sizeof(char *));
 	_cleanup_free_ const char **ids = calloc(n_dirs + 1, sizeof(char *));
@@ -183,7 +186,9 @@ int cmd_hash(lyr_cli *cli, int argc, char **argv)
 	int r = hash_target_run(cli, &t, sel, n, &o, digest);
 	progress_done(&pl);
 	if (r < 0) {
-		if (err_path[0] && r == -EINVAL)
+		if (r == -EUCLEAN)
+			cli_fail("hash '%s': %s", what, lyr_store_last_error());
+		else if (err_path[0] && r == -EINVAL)
 			cli_fail("hash '%s': '%s': selector leaves the root", what, err_path);
 		else if (err_path[0])
 			cli_fail("hash '%s': '%s': %s", what, err_path, cli_strerror(r));

@@ -1,5 +1,6 @@
 /* Commands that create and remove objects: import, new, commit, tag, untag, rm.  Each checks
  * its arguments fully before it changes the store, so bad input changes nothing. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,11 @@ int cmd_import(lyr_cli *cli, int argc, char **argv)
 	if (!td.desc && asprintf(&desc, "import %s", abs ? abs : src) < 0)
 		return cli_fail("out of memory");
 
-	lyr_store *s = cli_store(cli);
+	/* A source that cannot be read leaves no new store behind. */
+	_cleanup_close_ int srcfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (srcfd < 0)
+		return cli_fail("import '%s': %s", src, strerror(errno));
+	lyr_store *s = cli_store_create(cli);
 	if (!s)
 		return EXIT_FAIL;
 	progress_line pl;
@@ -106,7 +111,7 @@ int cmd_new(lyr_cli *cli, int argc, char **argv)
 	char parent[LYR_ID_MAX] = "";
 	if (argc - i == 1 && cli_resolve(cli, argv[i], LYR_OBJ_LAYER, NULL, parent) < 0)
 		return EXIT_FAIL;
-	lyr_store *s = cli_store(cli);
+	lyr_store *s = cli_store_create(cli);
 	if (!s)
 		return EXIT_FAIL;
 	char id[LYR_ID_MAX];
@@ -167,7 +172,8 @@ int cmd_commit(lyr_cli *cli, int argc, char **argv)
 	if (check_tag(cmd->name, td.tag))
 		return EXIT_USAGE;
 	char ref[LYR_ID_MAX];
-	if (cli_resolve(cli, argv[i], LYR_OBJ_REF, NULL, ref) < 0)
+	if (cli_resolve(cli, argv[i], LYR_OBJ_REF, NULL, ref) < 0 ||
+	    cli_ref_upper_check(cli, "commit", argv[i], ref) != EXIT_OK)
 		return EXIT_FAIL;
 	progress_line pl;
 	progress_start(&pl, cli, "commit");

@@ -36,9 +36,11 @@ static const cli_command commands[] = {
 	 "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
 	 "  --all                 remove unmounted refs too\n"
 	 "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
-	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [-o OPTS]",
+	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [--suid] [--dev] [-o OPTS]",
 	 "mount a ref read-write (a layer read-only) through FUSE",
 	 "  -f, --foreground     serve in this process until unmounted\n"
+	 "  --suid               honour set-id bits (default nosuid; -o suid does the same)\n"
+	 "  --dev                let device nodes open (default nodev; -o dev does the same)\n"
 	 "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
 	 "                       writeback=0, timeout=S, threaded=0, squash_to_root, ...)\n"},
 	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
@@ -86,8 +88,14 @@ static const cli_command commands[] = {
 	 "  --tag NAME          tag the top layer\n"
 	 "  --platform P        the image of an index for platform P (default: linux and\n"
 	 "                      this machine's architecture)\n"},
-	{"fsck", cmd_fsck, "[--repair]", "check the store; --repair fixes what it can",
-	 "  --repair       remove orphans, finish or undo interrupted commits, clear stale mounts\n"},
+	{"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
+	 "check the store; --repair fixes what it can",
+	 "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"
+	 "                 database lost, clear stale mounts, unmount and release what dead runs\n"
+	 "                 left, tighten store modes to 0700 (layer data is never deleted);\n"
+	 "                 verify layers marked by an earlier --verify again\n"
+	 "  --verify       hash every layer (or each LAYER) again and compare it with its ID;\n"
+	 "                 name the files that changed and mark a changed layer as failed\n"},
 };
 
 const cli_command *cli_find(const char *name)
@@ -130,8 +138,10 @@ const char *cli_strerror(int r)
 	}
 }
 
-lyr_store *cli_store(lyr_cli *cli)
+/* Opens the store; where there is none and MISSING_OK, returns NULL without a message. */
+static lyr_store *store_open(lyr_cli *cli, unsigned mode, bool missing_ok, bool *ret_failed)
 {
+	*ret_failed = false;
 	if (cli->store)
 		return cli->store;
 	_cleanup_free_ char *dflt = NULL;
@@ -139,12 +149,16 @@ lyr_store *cli_store(lyr_cli *cli)
 	if (!root) {
 		dflt = lyr_store_default_root();
 		if (!dflt) {
+			*ret_failed = true;
 			cli_fail("no store directory: set --root or $LAYERFS_ROOT");
 			return NULL;
 		}
 		root = dflt;
 	}
-	int r = lyr_store_open(root, &cli->store);
+	int r = lyr_store_open_mode(root, mode, &cli->store);
+	if (r == -ENOENT && missing_ok)
+		return NULL;
+	*ret_failed = r < 0;
 	if (r < 0) {
 		const char *why = lyr_store_last_error();
 		if (why && *why)
@@ -153,7 +167,32 @@ lyr_store *cli_store(lyr_cli *cli)
 			cli_fail("store '%s': %s", root, cli_strerror(r));
 		return NULL;
 	}
+	/* Stores made while their directories were 0755 are tightened by every command but
+	 * fsck, which reports them instead; a user other than the owner changes nothing. */
+	if (!(mode & (LYR_OPEN_CHECK | LYR_OPEN_REPAIR)))
+		lyr_store_modes(cli->store, true, NULL, NULL);
 	return cli->store;
+}
+
+lyr_store *cli_store_mode(lyr_cli *cli, unsigned mode)
+{
+	bool failed;
+	return store_open(cli, mode, false, &failed);
+}
+
+lyr_store *cli_store_if_any(lyr_cli *cli, bool *ret_failed)
+{
+	return store_open(cli, LYR_OPEN_EXISTING, true, ret_failed);
+}
+
+lyr_store *cli_store(lyr_cli *cli)
+{
+	return cli_store_mode(cli, LYR_OPEN_EXISTING);
+}
+
+lyr_store *cli_store_create(lyr_cli *cli)
+{
+	return cli_store_mode(cli, LYR_OPEN_CREATE);
 }
 
 int cli_resolve(lyr_cli *cli, const char *text, lyr_obj_kind want, lyr_obj_kind *ret_kind,
@@ -219,6 +258,10 @@ int cli_common_opt(lyr_cli *cli, const cli_command *cmd, int c)
 		cli->json = true;
 		return 1;
 	case OPT_ROOT:
+		if (!*optarg) {
+			fprintf(stderr, "layerfs %s: --root: empty store directory\n", cmd->name);
+			exit(EXIT_USAGE);
+		}
 		cli->root = optarg;
 		return 1;
 	case '?':
@@ -299,6 +342,10 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ROOT:
+			if (!*optarg) {
+				fprintf(stderr, "layerfs: --root: empty store directory\n");
+				return EXIT_USAGE;
+			}
 			cli.root = optarg;
 			break;
 		case OPT_JSON:

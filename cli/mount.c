@@ -25,6 +25,11 @@ static int mount_opt(void *ctx, int c, const char *arg)
 		o->foreground = true;
 		return 0;
 	}
+	if (c == 'S' || c == 'D') {
+		lyr_fs_config *cfg = lyr_fs_options_config(o->fs);
+		*(c == 'S' ? &cfg->nosuid : &cfg->nodev) = false;
+		return 0;
+	}
 	if (c == 'o') {
 		int r = lyr_fs_options_parse(o->fs, arg);
 		if (r < 0)
@@ -56,6 +61,13 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 	char id[LYR_ID_MAX];
 	if (cli_resolve(cli, text, LYR_OBJ_NONE, &kind, id) < 0)
 		return EXIT_FAIL;
+	lyr_fs_error err = {{0}};
+	int r = lyr_fs_clear_dead(mp, &err);
+	if (r < 0)
+		return cli_fail("mount '%s': %s", text, err.msg);
+	if (r > 0)
+		fprintf(stderr, "layerfs: mount '%s': cleared the dead layerfs mount at '%s'\n",
+			text, mp);
 	char abs[PATH_MAX];
 	struct stat st;
 	if (!realpath(mp, abs) || stat(abs, &st) < 0)
@@ -66,7 +78,7 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 	lyr_fs_config *cfg = lyr_fs_options_config(o->fs);
 	cfg->foreground = o->foreground;
 	_cleanup_(cli_view_clear) cli_view view = {0};
-	int r = cli_view_get(cli, kind, id, &view);
+	r = cli_view_get(cli, kind, id, &view);
 	if (r < 0)
 		return cli_fail("mount '%s': %s", text, cli_strerror(r));
 	cfg->lowers = (const char *const *)view.lowers;
@@ -94,7 +106,6 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 		if (r < 0)
 			return cli_fail("mount '%s': %s", text, cli_strerror(r));
 	}
-	lyr_fs_error err = {{0}};
 	pid_t pid = 0;
 	struct live_ctx live = {cli->store, id, abs};
 	if (kind == LYR_OBJ_REF) {
@@ -132,11 +143,17 @@ int cmd_mount(lyr_cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 		{"foreground", no_argument, NULL, 'f'},
 		{"options", required_argument, NULL, 'o'},
+		{"suid", no_argument, NULL, 'S'},
+		{"dev", no_argument, NULL, 'D'},
 	};
 	mount_opts o = {0};
 	if (lyr_fs_options_new(&o.fs) < 0)
 		return cli_fail("out of memory");
-	int i = cli_parse_short(cli, cmd, argc, argv, "hfo:", opts, 2, mount_opt, &o);
+	/* as mount(8) treats a user's mount: what layers hold (set-id programs, device nodes
+	 * committed by whoever ran in them) has no power here unless asked for */
+	lyr_fs_config *cfg = lyr_fs_options_config(o.fs);
+	cfg->nosuid = cfg->nodev = true;
+	int i = cli_parse_short(cli, cmd, argc, argv, "hfo:", opts, LYR_ARRAY_SIZE(opts), mount_opt, &o);
 	int status;
 	if (argc - i != 2)
 		status = cli_usage(cmd->name, "expects an ID and a mountpoint");
@@ -176,14 +193,19 @@ int cmd_umount(lyr_cli *cli, int argc, char **argv)
 	if (argc - i != 1)
 		return cli_usage(cmd->name, "expects a mountpoint");
 	const char *mp = argv[i];
+	int r;
+	/* a dead mount's root cannot be resolved: its parent can */
 	char abs[PATH_MAX];
-	if (!realpath(mp, abs))
-		return cli_fail("umount '%s': %s", mp, strerror(errno));
-	lyr_store *s = cli_store(cli);
-	if (!s)
+	if (!realpath(mp, abs) && (r = lyr_fs_mountpoint_path(mp, abs, sizeof(abs))) < 0)
+		return cli_fail("umount '%s': %s", mp, cli_strerror(r));
+	/* A mount made by 'overlay' or mount(8) needs no store: without one, nothing is
+	 * recorded about it. */
+	bool failed;
+	lyr_store *s = cli_store_if_any(cli, &failed);
+	if (failed)
 		return EXIT_FAIL;
 	find_mount f = {.mountpoint = abs};
-	int r = lyr_ref_list(s, match_mount, &f);
+	r = s ? lyr_ref_list(s, match_mount, &f) : 0;
 	if (r < 0)
 		return cli_fail("umount '%s': %s", mp, cli_strerror(r));
 	lyr_fs_error err = {{0}};

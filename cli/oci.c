@@ -24,7 +24,7 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
 	_cleanup_free_ char *d = NULL;
 	if (!desc && asprintf(&d, "import --tar %s", in ? "-" : abs ? abs : file) < 0)
 		return cli_fail("out of memory");
-	lyr_store *s = cli_store(cli);
+	lyr_store *s = cli_store_create(cli);
 	if (!s)
 		return EXIT_FAIL;
 	progress_line pl;
@@ -193,7 +193,7 @@ static int fetch(lyr_cli *cli, const char *name, int argc, char **argv, bool pul
 		return cli_usage(
 		    cmd->name,
 		    "source '%s' is not oci:DIR, oci-archive:FILE or docker-archive:FILE", src);
-	lyr_store *s = cli_store(cli);
+	lyr_store *s = cli_store_create(cli);
 	if (!s)
 		return EXIT_FAIL;
 	progress_line pl;

@@ -127,7 +127,10 @@ int cmd_ls(lyr_cli *cli, int argc, char **argv)
 		return EXIT_FAIL;
 
 	_cleanup_(rows_free) ls_rows rows = {0};
-	int r = lyr_layer_list(s, collect_layer, &rows);
+	int r = lyr_store_check_records(s);
+	if (r < 0)
+		return cli_fail("%s", lyr_store_last_error());
+	r = lyr_layer_list(s, collect_layer, &rows);
 	if (r >= 0)
 		r = lyr_ref_list(s, collect_ref, &rows);
 	if (r < 0)
@@ -270,6 +273,10 @@ static int inspect_ref(lyr_cli *cli, const char *id)
 		return cli_fail("inspect '%s': %s", id, cli_strerror(r));
 	_cleanup_free_ char *upper = NULL, *work = NULL;
 	uint64_t bytes = 0, entries = 0;
+	if (cli_ref_upper_check(cli, "inspect", id, id) != EXIT_OK) {
+		lyr_ref_info_clear(&info);
+		return EXIT_FAIL;
+	}
 	r = lyr_ref_dirs(cli->store, id, &upper, &work);
 	if (r >= 0)
 		r = lyr_ref_usage(cli->store, id, &bytes, &entries);

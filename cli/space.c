@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "verify.h"
 
 typedef struct du_ctx {
 	lyr_cli *cli;
@@ -57,6 +58,9 @@ int cmd_du(lyr_cli *cli, int argc, char **argv)
 	lyr_store *s = cli_store(cli);
 	if (!s)
 		return EXIT_FAIL;
+	int r = lyr_store_check_records(s);
+	if (r < 0)
+		return cli_fail("%s", lyr_store_last_error());
 
 	static const char *const headers[] = {"KIND", "ID", "SIZE", "NAME"};
 	du_ctx d = {.cli = cli};
@@ -68,7 +72,7 @@ int cmd_du(lyr_cli *cli, int argc, char **argv)
 	} else {
 		d.t = table_new(4, headers);
 	}
-	int r = lyr_layer_list(s, du_layer, &d);
+	r = lyr_layer_list(s, du_layer, &d);
 	if (cli->json) {
 		json_arr_close(&j);
 		json_arr_open(&j, "refs");
@@ -210,7 +214,8 @@ int cmd_prune(lyr_cli *cli, int argc, char **argv)
 		printf("Total reclaimed space: %s\n", total);
 	}
 	if (r < 0)
-		return cli_fail("prune: %s", cli_strerror(r));
+		return cli_fail("prune: %s",
+				r == -EUCLEAN ? lyr_store_last_error() : cli_strerror(r));
 	return EXIT_OK;
 }
 
@@ -231,16 +236,33 @@ static void fsck_finding(void *ctx, const char *finding, bool repaired)
 	}
 }
 
+/* One family of checks: findings to FN, the number left or -errno. */
+typedef int (*fsck_check)(lyr_store *s, bool repair,
+			  void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
+static int fsck_opt(void *ctx, int c, const char *arg)
+{
+	(void)arg;
+	cli_fsck_args *a = ctx;
+	*(c == 'v' ? &a->verify : &a->repair) = true;
+	return 0;
+}
+
 int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("fsck");
-	static const struct option opts[] = {{"repair", no_argument, NULL, 'r'}};
-	bool repair = false;
-	if (cli_parse(cli, cmd, argc, argv, opts, 1, cli_set_flag, &repair) != argc)
-		return cli_usage(cmd->name, "takes no arguments");
-	lyr_store *s = cli_store(cli);
+	static const struct option opts[] = {{"repair", no_argument, NULL, 'r'},
+					     {"verify", no_argument, NULL, 'v'}};
+	cli_fsck_args a = {0};
+	int i = cli_parse(cli, cmd, argc, argv, opts, 2, fsck_opt, &a);
+	if (i != argc && !a.verify)
+		return cli_usage(cmd->name, "takes no arguments (layers go after --verify)");
+	lyr_store *s = cli_store_mode(cli, a.repair ? LYR_OPEN_REPAIR : LYR_OPEN_CHECK);
 	if (!s)
 		return EXIT_FAIL;
+	if (i != argc && cli_fsck_resolve(cli, argv + i, (size_t)(argc - i), &a.ids) < 0)
+		return EXIT_FAIL;
+	bool repair = a.repair;
 	json_out j;
 	fsck_ctx f = {0};
 	if (cli->json) {
@@ -248,14 +270,31 @@ int cmd_fsck(lyr_cli *cli, int argc, char **argv)
 		json_begin(&j, stdout);
 		json_arr_open(&j, "findings");
 	}
-	int left = lyr_store_fsck(s, repair, fsck_finding, &f);
+	/* runs first: releasing a dead run's refs settles their mount records too */
+	static const fsck_check checks[] = {lyr_store_modes, lyr_store_fsck_runs, lyr_store_fsck};
+	int left = 0;
+	for (size_t k = 0; left >= 0 && k < LYR_ARRAY_SIZE(checks); k++) {
+		int more = checks[k](s, repair, fsck_finding, &f);
+		left = more < 0 ? more : left + more;
+	}
+	cli_fsck_stats vs = {0};
+	int vleft = left < 0 ? 0 : cli_fsck_layers(cli, &a, f.j, &vs);
+	lyr_strv_free(a.ids);
+	if (left >= 0)
+		left = vleft < 0 ? vleft : left + vleft;
 	if (cli->json) {
 		json_arr_close(&j);
 		json_i64(&j, "problems", left < 0 ? -1 : left);
+		if (a.verify)
+			cli_fsck_stats_print(cli, &vs, &j);
 		json_end(&j);
-	} else if (left == 0) {
-		printf("store '%s': no problems\n", lyr_store_root(s));
+	} else if (left >= 0 && a.verify) {
+		cli_fsck_stats_print(cli, &vs, NULL);
 	}
+	if (!cli->json && left == 0)
+		printf("store '%s': no problems\n", lyr_store_root(s));
+	if (vleft < 0)
+		return EXIT_FAIL; /* said why */
 	if (left < 0)
 		return cli_fail("fsck: %s", cli_strerror(left));
 	if (left > 0)

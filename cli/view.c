@@ -1,6 +1,7 @@
 /* The directories behind a layer or ref: what `mount` hands the overlay and what `diff` walks. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 
@@ -64,4 +65,20 @@ void cli_view_clear(cli_view *v)
 	free(v->upper);
 	free(v->work);
 	memset(v, 0, sizeof(*v));
+}
+
+int cli_ref_upper_check(lyr_cli *cli, const char *what, const char *text, const char *id)
+{
+	_cleanup_free_ char *upper = NULL, *work = NULL;
+	int r = lyr_ref_dirs(cli->store, id, &upper, &work);
+	if (r < 0)
+		return cli_fail("%s '%s': %s", what, text, cli_strerror(r));
+	struct stat st;
+	if (stat(upper, &st) < 0)
+		return cli_fail("%s '%s': upper directory '%s': %s", what, text, upper,
+				strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return cli_fail("%s '%s': upper directory '%s': not a directory", what, text,
+				upper);
+	return EXIT_OK;
 }

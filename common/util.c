@@ -60,6 +60,11 @@ int lyr_open_noatime(int dirfd, const char *path, int flags)
 
 int lyr_read_file(const char *path, char **ret, size_t *ret_len)
 {
+	return lyr_read_file_max(path, SIZE_MAX - 1, ret, ret_len);
+}
+
+int lyr_read_file_max(const char *path, size_t max, char **ret, size_t *ret_len)
+{
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -75,7 +80,11 @@ int lyr_read_file(const char *path, char **ret, size_t *ret_len)
 			buf = nb;
 			cap *= 2;
 		}
-		ssize_t r = read(fd, buf + len, cap - len - 1);
+		/* One byte past MAX tells a file over the limit from one exactly at it. */
+		size_t want = cap - len - 1;
+		if (want > max - len + 1)
+			want = max - len + 1;
+		ssize_t r = read(fd, buf + len, want);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -84,10 +93,33 @@ int lyr_read_file(const char *path, char **ret, size_t *ret_len)
 		if (r == 0)
 			break;
 		len += (size_t)r;
+		if (len > max)
+			return -EFBIG;
 	}
 	buf[len] = '\0';
 	if (ret_len)
 		*ret_len = len;
 	*ret = LYR_TAKE_PTR(buf);
 	return 0;
+}
+
+int lyr_dir_empty(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	int empty = 1;
+	struct dirent *e;
+	errno = 0;
+	while (empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	int r = empty && errno ? -errno : empty;
+	closedir(d);
+	return r;
 }

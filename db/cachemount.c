@@ -310,6 +310,14 @@ int lyr_cache_acquire(lyr_store *s, const lyr_cache_req *reqs, size_t n, lyr_cac
 	return 0;
 }
 
+int lyr_cache_hold_adopt(lyr_store *s, const char *ref_id, lyr_cache_hold **ret)
+{
+	int fd = lock_file(s, ref_id, "exec.lock");
+	if (fd < 0)
+		return fd;
+	return hold_new(s, ref_id, fd, false, ret);
+}
+
 const char *lyr_cache_hold_ref(const lyr_cache_hold *h)
 {
 	return h->ref;

@@ -145,6 +145,16 @@ static int back_to_idle(lyr_store *s, const char *id, int err)
 	return err;
 }
 
+/* The file list written next to the upper goes with it (docs/store-format.md); a layer
+ * without one is still whole, so a failure here only costs naming files in fsck --verify. */
+static void move_filelist(lyr_store *s, const char *ref_id, const char *layerdir)
+{
+	char from[160], to[160];
+	snprintf(from, sizeof from, "refs/%s/%s", ref_id, FILELIST_NAME);
+	snprintf(to, sizeof to, "%s/%s", layerdir, FILELIST_NAME);
+	(void)renameat(s->rootfd, from, s->rootfd, to);
+}
+
 /* Steps 3-5, under the namespace lock. */
 static int commit_locked(lyr_store *s, commit_ctx *c)
 {
@@ -161,24 +171,37 @@ static int commit_locked(lyr_store *s, commit_ctx *c)
 		r = lyr_tree_remove(s->rootfd, layerdir); /* debris of an earlier crash */
 		if (r >= 0 && mkdirat(s->rootfd, layerdir, 0755) < 0)
 			r = -errno;
+		if (r >= 0)
+			r = note_put(s, layerdir, NOTE_PARENT, c->parent);
 		if (r >= 0 && renameat(s->rootfd, upper, s->rootfd, diff) < 0)
 			r = -errno;
+		if (r >= 0)
+			move_filelist(s, c->id, layerdir);
 		if (r < 0) {
-			unlinkat(s->rootfd, layerdir, AT_REMOVEDIR);
+			lyr_tree_remove(s->rootfd, layerdir);
 			return back_to_idle(s, c->id, r);
 		}
 		lyr_fault("commit-after-rename");
 	}
+	/* The ref's record goes in the next transaction and its directory after the lock is
+	 * released: the note tells fsck that directory is a finished commit's. */
+	char refdir[128];
+	snprintf(refdir, sizeof refdir, "refs/%s", c->id);
 	finish_ctx f = {c->id};
-	r = txn_run(s, finish_txn, &f);
+	r = note_put(s, refdir, NOTE_PENDING, "commit");
+	if (r >= 0)
+		r = txn_run(s, finish_txn, &f);
 	if (r < 0) {
+		note_del(s, refdir, NOTE_PENDING);
 		if (!c->reuse) {
 			renameat(s->rootfd, diff, s->rootfd, upper);
-			unlinkat(s->rootfd, layerdir, AT_REMOVEDIR);
+			lyr_tree_remove(s->rootfd, layerdir);
 		}
 		return back_to_idle(s, c->id, r);
 	}
 	lyr_fault("commit-after-txn");
+	if (c->reuse) /* the same content again puts back a layer that failed verification */
+		(void)layer_restore(s, c->layer, s->rootfd, upper, diff);
 	return 0;
 }
 
@@ -188,21 +211,9 @@ static int commit_locked(lyr_store *s, commit_ctx *c)
  * so the empty diff on a parent is one layer. */
 static int settle_empty_root(lyr_store *s, int upperfd, const char *parent)
 {
-	int dfd = openat(upperfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return -errno;
-	}
-	bool empty = true;
-	struct dirent *e;
-	while (empty && (e = readdir(d)))
-		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
-	closedir(d);
-	if (!empty)
-		return 0;
+	int empty = lyr_dir_empty(upperfd);
+	if (empty <= 0)
+		return empty;
 	struct stat up, base = {.st_mode = S_IFDIR | 0755};
 	if (fstat(upperfd, &up) < 0)
 		return -errno;
@@ -260,8 +271,17 @@ int lyr_ref_commit(lyr_store *s, const char *ref_id, const char *tag, const lyr_
 		goto out;
 	}
 	r = settle_empty_root(s, fd, c.parent);
+	lyr_diff_list files = {0};
+	lyr_diff_opts o = {.progress = progress, .entries = &files};
 	if (r >= 0)
-		r = lyr_hash_diff(fd, progress, c.digest, errpath);
+		r = lyr_hash_diff_ex(fd, &o, c.digest, errpath);
+	if (r >= 0) { /* beside the upper, until the layer directory exists */
+		char list[160];
+		snprintf(list, sizeof list, "refs/%s/%s", ref_id, FILELIST_NAME);
+		if ((r = filelist_write(s->rootfd, list, &files)) < 0)
+			snprintf(errpath, sizeof errpath, "%s", list);
+		lyr_diff_list_clear(&files);
+	}
 	if (r >= 0)
 		r = lyr_tree_usage(fd, &c.size, &c.entries);
 	if (r < 0) {

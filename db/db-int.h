@@ -17,6 +17,8 @@ typedef struct lyr_owner {
 	uint64_t start;
 } lyr_owner;
 
+#define DAMAGE_MAX 10
+
 struct lyr_store {
 	char *root;
 	char *dbdir;
@@ -28,6 +30,13 @@ struct lyr_store {
 	DB_ENV *env;
 	DB *meta, *layers, *refs, *tags, *uses, *hashes, *actions;
 	lyr_owner self;
+	unsigned mode; /* LYR_OPEN_* */
+	/* Damage found (and with LYR_OPEN_REPAIR mended) while opening; fsck reports it. */
+	struct damage {
+		char text[400];
+		bool fixed;
+	} damage[DAMAGE_MAX];
+	int ndamage;
 };
 
 /* Berkeley DB return values the runner retries on; every other value is converted to -errno
@@ -39,6 +48,9 @@ static inline bool db_retryable(int r)
 
 /* env.c */
 int dbx(int r);
+/* Notes damage for fsck to report (FIXED: mended already). */
+void damage_add(lyr_store *s, bool fixed, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int env_open(lyr_store *s);
 void env_close(lyr_store *s);
 typedef int (*txn_fn)(lyr_store *s, DB_TXN *txn, void *ctx);
@@ -119,6 +131,10 @@ void tmp_name(const lyr_store *s, const char *op, char *ret, size_t len);
 bool tmp_owner(const char *name, lyr_owner *ret);
 void rand_hex(char *out, size_t nbytes);
 
+/* modes.c: the directories below the root, all 0700 (the root too). */
+#define STORE_TOP_DIRS 5
+extern const char *const store_top_dirs[STORE_TOP_DIRS];
+
 /* store.c */
 int ns_lock(lyr_store *s);
 void ns_unlock(lyr_store *s);
@@ -147,7 +163,72 @@ int ref_settle(lyr_store *s, const char *ref_id);
 int tag_point_txn(lyr_store *s, DB_TXN *txn, const char *name, const char *layer);
 /* layer.c: adds the filled, hashed tmp/TMP as layer lyr_layer_id(PARENT, DIGEST) (see there). */
 int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *parent,
-		const char *digest, const char *desc, const char *tag, char *ret_id);
+		const char *digest, const lyr_diff_list *files, const char *desc, const char *tag,
+		char *ret_id);
+
+/* filelist.c: a layer's file list (layers/<hex>/filelist).  Write creates or replaces NAME in
+ * DIRFD (removed again on failure); read returns -ENOENT when missing, -EBADMSG when damaged. */
+#define FILELIST_NAME "filelist"
+int filelist_write(int dirfd, const char *name, const lyr_diff_list *l);
+int filelist_read(int dirfd, const char *name, lyr_diff_list *ret);
+/* One L(...) field (decimal length, ':', bytes) at *POS of BUF (LEN bytes): its bytes and
+ * length, *POS moved past it; or -EBADMSG. */
+int filelist_field(const char *buf, size_t len, size_t *pos, const char **ret, size_t *ret_len);
+
+/* verify.c: a layer marked as failed verification gets FROM (a directory at FROMFD whose
+ * content was just hashed to the layer's ID) in place of TO (below the root: "layers/<hex>" or
+ * "layers/<hex>/diff"), in one atomic exchange: FROM then holds the changed copy, for the
+ * caller to remove.  The mark and the layer's digest cache entries go.  Returns 1 when done,
+ * 0 when the layer is not marked, or -errno.  Hold the namespace lock. */
+int layer_restore(lyr_store *s, const char *id, int fromfd, const char *from, const char *to);
+
+/* verify_cache.c: the digest cache entries of a layer being verified. */
+typedef struct centry {
+	char kind; /* f, d or h (db/hashcache.c) */
+	char *path;
+	char digest[LYR_DIGEST_TEXT_LEN];
+	char fresh[LYR_DIGEST_TEXT_LEN]; /* computed in the verifying read ("" when not) */
+	bool checked, stale;
+} centry;
+
+typedef struct centries {
+	const char *hex; /* the layer's ID without "sha256:" */
+	centry *v;
+	size_t n;
+} centries;
+
+void centries_clear(centries *c);
+/* The entries of layer C->hex, sorted by kind and path. */
+int centries_load(lyr_store *s, centries *c);
+/* Drops the stale entries (or all), a thousand per transaction. */
+int centries_drop(lyr_store *s, const centries *c, bool stale_only);
+/* lyr_diff_opts.file_prefix with CTX a centries: a file with an entry gets its content-hash
+ * digest from the verifying read; centries_fresh then takes them from the listing NOW and sets
+ * those entries' checked and stale. */
+int centries_file_prefix(void *ctx, int fd, const struct stat *st, const char *path, uint8_t **ret,
+			 size_t *ret_len);
+void centries_fresh(centries *c, const lyr_diff_list *now);
+/* Recomputes every entry not checked yet through the content hash of the layer's view (CHAIN:
+ * its ID and its ancestors', N of them) on THREADS threads (0: all); entries the hash never
+ * reaches stay unchecked.  0 or -errno. */
+int centries_check(lyr_store *s, centries *c, char **chain, size_t n, unsigned threads);
+
+/* adopt.c: notes in a layer's or ref's directory (DIR relative to the root, NAME "parent" or
+ * "pending"; see adopt.c) and rebuilding lost records from directories.  Must hold the
+ * namespace lock. */
+#define NOTE_PARENT "parent"
+#define NOTE_PENDING "pending"
+int note_put(lyr_store *s, const char *dir, const char *name, const char *text);
+int note_get(lyr_store *s, const char *dir, const char *name, char *buf, size_t len);
+void note_del(lyr_store *s, const char *dir, const char *name);
+bool is_store_id(const char *name); /* 64 lower-case hex digits */
+/* Records layer directory layers/HEX again: its ID is recomputed from the diff and the parent
+ * (its parent note, else the first of CANDIDATES[0..N) that gives the name).  On failure
+ * *RET_WHY says why for people ("its diff does not give its ID with any parent", ...). */
+int adopt_layer(lyr_store *s, const char *hex, char *const *candidates, size_t n,
+		const char **ret_why);
+/* Records refs/ID again from its parent note (idle, not mounted, no description). */
+int adopt_ref(lyr_store *s, const char *id, const char **ret_why);
 
 /* remove.c */
 int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size);

@@ -27,6 +27,7 @@
  *
  * A store handle is used by one thread at a time; handles of one process on one store share
  * one environment (DB_REGISTER allows no more), which any thread may use. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -78,9 +79,28 @@ int dbx(int r)
 	}
 }
 
+/* Berkeley DB's last complaint on this thread, and its last one naming a table file, for
+ * saying what is damaged. */
+static __thread char bdb_msg[256], bdb_file_msg[256];
+
+void damage_add(lyr_store *s, bool fixed, const char *fmt, ...)
+{
+	if (s->ndamage >= DAMAGE_MAX)
+		return;
+	struct damage *d = &s->damage[s->ndamage++];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d->text, sizeof d->text, fmt, ap);
+	va_end(ap);
+	d->fixed = fixed;
+}
+
 static void errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
 	(void)env, (void)pfx;
+	snprintf(bdb_msg, sizeof bdb_msg, "%s", msg);
+	if (strstr(msg, ".db:"))
+		snprintf(bdb_file_msg, sizeof bdb_file_msg, "%s", msg);
 	if (getenv("LAYERFS_DB_DEBUG"))
 		fprintf(stderr, "layerfs: db: %s\n", msg);
 }
@@ -92,14 +112,23 @@ static void msgcall(const DB_ENV *env, const char *msg)
 		fprintf(stderr, "layerfs: db: %s\n", msg);
 }
 
+/* Each table, what it holds and what becomes of that when the table is lost and the log no
+ * longer holds it (fsck --repair rebuilds it from the directories, or it is lost). */
 static const struct {
 	size_t off;
 	const char *file;
+	const char *holds, *fate;
 } tables[] = {
-	{offsetof(lyr_store, meta), "meta.db"},     {offsetof(lyr_store, layers), "layers.db"},
-	{offsetof(lyr_store, refs), "refs.db"},     {offsetof(lyr_store, tags), "tags.db"},
-	{offsetof(lyr_store, uses), "uses.db"},     {offsetof(lyr_store, hashes), "hashes.db"},
-	{offsetof(lyr_store, actions), "actions.db"},
+	{offsetof(lyr_store, meta), "meta.db", "the format record", "is written again"},
+	{offsetof(lyr_store, layers), "layers.db", "layer records",
+	 "are rebuilt from layers/ (descriptions are lost)"},
+	{offsetof(lyr_store, refs), "refs.db", "ref records",
+	 "are rebuilt from refs/ (descriptions are lost)"},
+	{offsetof(lyr_store, tags), "tags.db", "tags", "are lost"},
+	{offsetof(lyr_store, uses), "uses.db", "uses index entries", "are rebuilt from the records"},
+	{offsetof(lyr_store, hashes), "hashes.db", "cached digests", "are lost (computed again)"},
+	{offsetof(lyr_store, actions), "actions.db", "exec cache entries and cache-mount bindings",
+	 "are lost"},
 };
 #define NTABLES LYR_ARRAY_SIZE(tables)
 
@@ -154,9 +183,97 @@ static void handles_close(struct shared_env *e, bool opened)
 	e->env = NULL;
 }
 
-static int handles_open(struct shared_env *e, const char *dbdir)
+/* What is wrong with table FILE in DBDIR, for people: Berkeley DB only says "Invalid
+ * argument".  A btree file starts with a metadata page: magic 0x053162 at byte 12, page size
+ * at byte 20. */
+static void describe_table(const char *dbdir, const char *file, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", dbdir, file);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t meta[24];
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(buf, len, "cannot be read (%s)", strerror(errno));
+		return;
+	}
+	if (st.st_size == 0) {
+		snprintf(buf, len, "empty (0 bytes)");
+		return;
+	}
+	ssize_t n = pread(fd, meta, sizeof meta, 0);
+	uint32_t magic = 0, pagesize = 0;
+	if (n == (ssize_t)sizeof meta) {
+		magic = (uint32_t)meta[12] | (uint32_t)meta[13] << 8 | (uint32_t)meta[14] << 16 |
+			(uint32_t)meta[15] << 24;
+		pagesize = (uint32_t)meta[20] | (uint32_t)meta[21] << 8 | (uint32_t)meta[22] << 16 |
+			   (uint32_t)meta[23] << 24;
+	}
+	if (magic != 0x053162)
+		snprintf(buf, len, "%s (%lld bytes with no Berkeley DB btree header)",
+			 n < (ssize_t)sizeof meta ? "truncated" : "garbage", (long long)st.st_size);
+	else if (pagesize >= 512 && pagesize <= 65536 && st.st_size % pagesize != 0)
+		snprintf(buf, len, "truncated (%lld bytes, not a whole number of %u-byte pages)",
+			 (long long)st.st_size, pagesize);
+	else
+		snprintf(buf, len, "damaged (%s)", *bdb_msg ? bdb_msg : "unreadable pages");
+}
+
+/* Table I is damaged: by the open's mode, refused naming the file (-EUCLEAN); noted for
+ * fsck (LYR_OPEN_CHECK, when IN_MEMORY: the caller puts an empty table in memory in its
+ * place, changing nothing); or moved aside to FILE.damaged to be made anew (REPAIR). */
+static int table_verdict(lyr_store *s, size_t i, bool in_memory)
+{
+	char what[300];
+	describe_table(s->dbdir, tables[i].file, what, sizeof what);
+	bool repair = s->mode & LYR_OPEN_REPAIR;
+	if (!repair && !(in_memory && (s->mode & LYR_OPEN_CHECK))) {
+		db_seterr("store '%s': database table db/%s is %s; run 'layerfs fsck --repair' "
+			  "(%s the log no longer holds %s)",
+			  s->root, tables[i].file, what, tables[i].holds, tables[i].fate);
+		return -EUCLEAN;
+	}
+	if (!repair) {
+		damage_add(s, false,
+			   "table db/%s is %s: --repair makes it anew (%s the log no longer holds "
+			   "%s)",
+			   tables[i].file, what, tables[i].holds, tables[i].fate);
+		return 0;
+	}
+	char from[PATH_MAX], to[PATH_MAX + 16];
+	snprintf(from, sizeof from, "%s/%s", s->dbdir, tables[i].file);
+	snprintf(to, sizeof to, "%s.damaged", from);
+	if (rename(from, to) < 0)
+		return -errno;
+	damage_add(s, true,
+		   "table db/%s was %s: made anew from the log, the damaged file kept as "
+		   "db/%s.damaged (%s the log no longer held %s)",
+		   tables[i].file, what, tables[i].file, tables[i].holds, tables[i].fate);
+	return 0;
+}
+
+/* Table I of E failed to open (after an environment open that worked): see table_verdict. */
+static int table_damaged(lyr_store *s, struct shared_env *e, size_t i)
+{
+	if (e->db[i])
+		e->db[i]->close(e->db[i], DB_NOSYNC);
+	e->db[i] = NULL;
+	int r = table_verdict(s, i, true);
+	if (r < 0)
+		return r;
+	bool repair = s->mode & LYR_OPEN_REPAIR;
+	r = db_create(&e->db[i], e->env, 0);
+	if (r == 0)
+		r = e->db[i]->open(e->db[i], NULL, repair ? tables[i].file : NULL, NULL, DB_BTREE,
+				   DB_CREATE | DB_AUTO_COMMIT | DB_THREAD, 0644);
+	return dbx(r);
+}
+
+/* *RET_ENV_FAILED tells an environment (region) failure from a table's. */
+static int handles_open(struct shared_env *e, lyr_store *s, bool *ret_env_failed)
 {
 	DB_ENV *env;
+	*ret_env_failed = false;
 	int r = db_env_create(&env, 0);
 	if (r)
 		return dbx(r);
@@ -174,21 +291,33 @@ static int handles_open(struct shared_env *e, const char *dbdir)
 	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
 	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
 			 DB_THREAD | DB_REGISTER | DB_RECOVER;
-	r = env->open(env, dbdir, flags, 0644);
+	r = env->open(env, s->dbdir, flags, 0644);
 	if (r) {
 		handles_close(e, false);
+		*ret_env_failed = true;
 		return dbx(r);
 	}
+	bool rebuilt = false;
 	for (size_t i = 0; i < NTABLES; i++) {
+		bdb_msg[0] = '\0';
 		r = db_create(&e->db[i], env, 0);
 		if (r == 0)
 			r = e->db[i]->open(e->db[i], NULL, tables[i].file, NULL, DB_BTREE,
 					   DB_CREATE | DB_AUTO_COMMIT | DB_THREAD, 0644);
+		r = dbx(r);
+		if (r && !db_retryable(r) && r != -EAGAIN && r != -EBUSY && r != -EACCES &&
+		    r != -EROFS && r != -ENOSPC && r != -ENOMEM) {
+			r = table_damaged(s, e, i);
+			rebuilt = r == 0 && (s->mode & LYR_OPEN_REPAIR);
+		}
 		if (r) {
 			handles_close(e, true);
-			return dbx(r);
+			return r;
 		}
 	}
+	/* Recovery must never replay the old file's log records into the new one. */
+	if (rebuilt)
+		env->txn_checkpoint(env, 0, 0, DB_FORCE);
 	return 0;
 }
 
@@ -273,20 +402,92 @@ static int force_recovery(const char *dbdir)
 	return dbx(r ? r : c);
 }
 
-/* Opens E's handles, retrying while another process holds the environment in recovery. */
-static int handles_open_retry(struct shared_env *e, const char *dbdir)
+/* The environment's region files (__db.001 ...) hold nothing the log does not: when they are
+ * damaged they are removed and recovery makes them again from the log. */
+static int regions_remove(const char *dbdir)
+{
+	DIR *d = opendir(dbdir);
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	int r = 0;
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, "__db.", 5) == 0 && strcmp(de->d_name, "__db.register") &&
+		    unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
+			r = -errno;
+	closedir(d);
+	return r;
+}
+
+/* Whether DBDIR holds log files but no region files: the regions were removed (they live
+ * on disk beside the tables and hold pages not yet written to them), so the environment
+ * must be rebuilt from the log, which DB_REGISTER alone would not do. */
+static bool regions_gone(const char *dbdir)
+{
+	DIR *d = opendir(dbdir);
+	if (!d)
+		return false;
+	bool region = false, log = false;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		region |= strncmp(de->d_name, "__db.0", 6) == 0;
+		log |= strncmp(de->d_name, "log.", 4) == 0;
+	}
+	closedir(d);
+	return log && !region;
+}
+
+/* force_recovery, where a damaged table makes recovery fail (Berkeley DB names the file
+ * before it panics): the table is refused or, repairing, moved aside and recovery rerun. */
+static int recover(lyr_store *s)
 {
 	int r = 0;
+	for (size_t attempt = 0; attempt <= NTABLES; attempt++) {
+		bdb_file_msg[0] = '\0';
+		r = force_recovery(s->dbdir);
+		if (r == 0)
+			return 0;
+		size_t i = 0;
+		char name[64];
+		for (; i < NTABLES; i++) {
+			snprintf(name, sizeof name, "/%s:", tables[i].file);
+			if (strstr(bdb_file_msg, name))
+				break;
+		}
+		if (i == NTABLES)
+			return r;
+		r = table_verdict(s, i, false);
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+/* Opens E's handles, retrying while another process holds the environment in recovery. */
+static int handles_open_retry(struct shared_env *e, lyr_store *s)
+{
+	const char *dbdir = s->dbdir;
+	int r = 0;
+	bool regions_made = false;
 	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
-		bool dirty;
+		bool dirty, env_failed = false;
 		int lk = env_lock(dbdir, &dirty);
 		if (lk < 0)
 			return lk;
-		r = dirty ? force_recovery(dbdir) : 0;
+		r = dirty || regions_gone(dbdir) ? recover(s) : 0;
 		if (r == 0)
 			dirty = false;
 		if (r == 0)
-			r = handles_open(e, dbdir);
+			r = handles_open(e, s, &env_failed);
+		if (env_failed && (r == -EINVAL || r == -EIO) && !regions_made) {
+			/* garbage regions: made again from the log, once */
+			regions_made = true;
+			r = regions_remove(dbdir);
+			if (r == 0)
+				r = recover(s);
+			if (r == 0)
+				r = handles_open(e, s, &env_failed);
+		}
 		env_unlock(lk, dirty);
 		if (r && getenv("LAYERFS_DB_DEBUG"))
 			fprintf(stderr, "layerfs: db: pid %d: open: %s\n", (int)getpid(),
@@ -324,7 +525,7 @@ int env_open(lyr_store *s)
 	}
 	e->dev = st.st_dev, e->ino = st.st_ino, e->pid = pid, e->refs = 1;
 	pthread_rwlock_init(&e->lock, NULL);
-	int r = handles_open_retry(e, s->dbdir);
+	int r = handles_open_retry(e, s);
 	if (r < 0) {
 		pthread_rwlock_destroy(&e->lock);
 		free(e);
@@ -379,7 +580,7 @@ static int reopen(lyr_store *s, unsigned gen)
 		} else {
 			handles_close(e, false);
 			env_unlock(lk, dirty);
-			r = handles_open_retry(e, s->dbdir);
+			r = handles_open_retry(e, s);
 			e->gen++;
 		}
 	}

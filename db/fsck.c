@@ -2,15 +2,19 @@
  * namespace lock throughout so no import, commit or rm is half way through a rename.
  *
  * Findings, in this order (docs/store-format.md lists the texts):
+ *   damage  what opening the store found wrong with the database (and with LYR_OPEN_REPAIR
+ *           mended: env.c, store.c);
  *   refs    interrupted commits of dead processes (settled: forward or back), stale mount
  *           records (cleared), missing upper (reported) or work (recreated) directories,
  *           missing parent layers (reported);
  *   layers  missing diff directories, missing parents (reported);
  *   tags    tags of missing layers (reported);
  *   uses    index entries without their record (removed) and missing entries (added);
- *   dirs    orphan layers/ and refs/ directories and temporary directories of dead
- *           processes (removed).
- * Records without data are never deleted: that would hide the loss. */
+ *   dirs    layers/ and refs/ directories without a record: an operation that died (its
+ *           pending note says which: finished or undone), or a record the database lost
+ *           (re-adopted, adopt.c); temporary directories of dead processes (removed).
+ * Records without data are never deleted: that would hide the loss.  Layer directories are
+ * never deleted either, except to finish an rm or undo an import that died. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -94,6 +98,19 @@ static void keys_reset(keys *k)
 	k->n = 0;
 }
 
+/* Adds a copy of the string NAME (list_dir's lists hold plain strings). */
+static int keys_add(keys *k, const char *name)
+{
+	char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
+	if (!nv)
+		return -ENOMEM;
+	k->v = nv;
+	if (!(nv[k->n] = strdup(name)))
+		return -ENOMEM;
+	k->n++;
+	return 0;
+}
+
 static int keys_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	keys *k = ctx;
@@ -133,6 +150,11 @@ static int collect(lyr_store *s, enum table t, keys *k)
 {
 	k->table = t;
 	return txn_run(s, keys_txn, k);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static const char *key_str(const char *k)
@@ -217,10 +239,24 @@ static int check_ref(fsck *f, const char *id)
 		bool ok = f->repair && is_dir(s, ref) && mkdirat(s->rootfd, path, 0700) == 0;
 		finding(f, ok, "ref %s has no work directory", id);
 	}
-	if (!o.exists_parent)
-		finding(f, false, "ref %s: parent layer %s has no record", id, o.r.parent);
 	ref_rec_clear(&o.r);
 	return 0;
+}
+
+static int need_use(fsck *f, const char *layer, char kind, const char *name);
+
+/* After lost layers were adopted: the ref's parent and its uses entry. */
+static int check_ref_parent(fsck *f, const char *id)
+{
+	one_ctx o = {.id = id};
+	int r = txn_run(f->s, load_ref_txn, &o);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	if (!o.exists_parent)
+		finding(f, false, "ref %s: parent layer %s has no record", id, o.r.parent);
+	r = need_use(f, o.r.parent, USE_REF, id);
+	ref_rec_clear(&o.r);
+	return r;
 }
 
 static int load_layer_txn(lyr_store *s, DB_TXN *txn, void *ctx)
@@ -366,7 +402,8 @@ static int need_use(fsck *f, const char *layer, char kind, const char *name)
 	return 0;
 }
 
-static int check_dir(fsck *f, const char *sub, bool (*known)(fsck *, const char *))
+/* The names in ROOT/SUB, sorted (a retried fsck reports in the same order). */
+static int list_dir(fsck *f, const char *sub, keys *ret)
 {
 	_cleanup_close_ int fd = openat(f->s->rootfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -376,28 +413,29 @@ static int check_dir(fsck *f, const char *sub, bool (*known)(fsck *, const char 
 		return -errno;
 	fd = -1;
 	_cleanup_closedir_ DIR *dir = d;
-	keys names = {0};
-	int r = 0;
 	struct dirent *de;
 	while ((de = readdir(dir))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		char **nv = realloc(names.v, (names.n + 1) * sizeof *nv);
-		if (!nv || !(nv[names.n] = strdup(de->d_name))) {
-			names.v = nv ? nv : names.v;
-			r = -ENOMEM;
-			break;
-		}
-		names.v = nv;
-		names.n++;
+		int r = keys_add(ret, de->d_name);
+		if (r < 0)
+			return r;
 	}
+	if (ret->n)
+		qsort(ret->v, ret->n, sizeof *ret->v, cmp_str);
+	return 0;
+}
+
+static int check_tmp(fsck *f)
+{
+	keys names = {0};
+	int r = list_dir(f, "tmp", &names);
 	for (size_t i = 0; r == 0 && i < names.n; i++) {
-		const char *name = names.v[i];
-		if (known(f, name))
+		lyr_owner o;
+		if (tmp_owner(names.v[i], &o) && owner_alive(&o))
 			continue;
-		bool tmp = strcmp(sub, "tmp") == 0;
-		int e = f->repair ? dir_discard(f->s, sub, name, "fsck") : -1;
-		finding(f, e >= 0, "%s directory %s/%s", tmp ? "temporary" : "orphan", sub, name);
+		int e = f->repair ? dir_discard(f->s, "tmp", names.v[i], "fsck") : -1;
+		finding(f, e >= 0, "temporary directory tmp/%s", names.v[i]);
 	}
 	keys_reset(&names);
 	return r;
@@ -424,40 +462,142 @@ static bool exists_in(fsck *f, enum table t, const char *key)
 	return txn_run(f->s, exists_txn, &e) < 0 || e.yes;
 }
 
-static bool known_layer_dir(fsck *f, const char *name)
+static bool is_target(fsck *f, const char *hex)
 {
-	char id[LYR_ID_MAX + 8];
-	snprintf(id, sizeof id, "%s%s", LYR_DIGEST_PREFIX, name);
 	for (size_t i = 0; i < f->ntargets; i++)
-		if (strcmp(f->targets[i], name) == 0)
+		if (strcmp(f->targets[i], hex) == 0)
 			return true;
-	return exists_in(f, T_LAYERS, id);
+	return false;
 }
 
-static bool known_ref_dir(fsck *f, const char *name)
+/* What fsck does with a directory ROOT/SUB/NAME that has a record but a pending note: the
+ * operation died before its transaction (rm), or after it but before the note went
+ * (import, new): either way the record stands and the note is stale. */
+static void stale_note(fsck *f, const char *kind, const char *id, const char *dir, const char *op)
 {
-	return exists_in(f, T_REFS, name);
+	if (f->repair)
+		note_del(f->s, dir, NOTE_PENDING);
+	finding(f, f->repair, "%s %s: stale note of an interrupted %s (%s)", kind, id, op,
+		f->repair ? "removed" : "to remove");
 }
 
-static bool live_tmp_dir(fsck *f, const char *name)
+/* A directory without a record whose pending note names OP: finish or undo OP as its
+ * process would have.  rm and commit had dropped the record: the directory goes (rolled
+ * forward); import and new had not recorded it yet: it goes too (rolled back). */
+static void pending_dir(fsck *f, const char *kind, const char *id, const char *sub,
+			const char *name, const char *op)
 {
-	(void)f;
-	lyr_owner o;
-	return tmp_owner(name, &o) && owner_alive(&o);
+	bool forward = strcmp(op, "rm") == 0 || strcmp(op, "commit") == 0;
+	int e = f->repair ? dir_discard(f->s, sub, name, "fsck") : -1;
+	finding(f, e >= 0, "%s %s: interrupted %s (%s)", kind, id, op,
+		forward ? (f->repair ? "rolled forward" : "to roll forward")
+			: (f->repair ? "rolled back" : "to roll back"));
+}
+
+/* SUB/NAME, the directory of KIND ID: true when its record is lost (no record, no pending
+ * note); an operation that died is settled here, a stale note removed. */
+static bool record_lost(fsck *f, const char *kind, const char *id, const char *sub,
+			const char *name, enum table t)
+{
+	char dir[128], op[32];
+	snprintf(dir, sizeof dir, "%s/%s", sub, name);
+	bool pending = note_get(f->s, dir, NOTE_PENDING, op, sizeof op) == 0;
+	if (exists_in(f, t, t == T_LAYERS ? id : name)) {
+		if (pending)
+			stale_note(f, kind, id, dir, op);
+		return false;
+	}
+	if (pending)
+		pending_dir(f, kind, id, sub, name, op);
+	return !pending;
+}
+
+#define LOST " directory present but not recorded in the database"
+
+/* layers/: every directory that is a layer's (its name a layer ID) either has a record, is
+ * claimed by a pending commit, carries an interrupted operation's note, or lost its record,
+ * which repair rebuilds (adopt.c).  Nothing else is touched. */
+static int check_layer_dirs(fsck *f)
+{
+	lyr_store *s = f->s;
+	keys names = {0}, known = {0}, lost = {0};
+	int r = list_dir(f, "layers", &names);
+	if (r >= 0)
+		r = collect(s, T_LAYERS, &known);
+	for (size_t i = 0; r >= 0 && i < names.n; i++) {
+		const char *name = names.v[i];
+		char id[LYR_ID_MAX + 8];
+		snprintf(id, sizeof id, "%s%s", LYR_DIGEST_PREFIX, name);
+		if (!is_store_id(name)) {
+			finding(f, false, "unexpected entry layers/%s (not a layer ID; left alone)",
+				name);
+			continue;
+		}
+		if (!is_target(f, name) && record_lost(f, "layer", id, "layers", name, T_LAYERS))
+			r = keys_add(&lost, id);
+	}
+	/* Parents of layers without a parent note: any layer recorded or found here. */
+	size_t n = known.n + lost.n;
+	char **cands = r >= 0 ? calloc(n + 1, sizeof *cands) : NULL;
+	if (r >= 0 && !cands)
+		r = -ENOMEM;
+	for (size_t i = 0; r >= 0 && i < known.n; i++)
+		cands[i] = (char *)key_str(known.v[i]);
+	for (size_t i = 0; r >= 0 && i < lost.n; i++)
+		cands[known.n + i] = lost.v[i];
+	for (size_t i = 0; r >= 0 && i < lost.n; i++) {
+		const char *id = lost.v[i], *why = NULL;
+		int e = f->repair ? adopt_layer(s, layer_hex(id), cands, n, &why) : -1;
+		if (why)
+			finding(f, false, "layer %s:" LOST " (%s: kept, not adopted)", id, why);
+		else
+			finding(f, e >= 0, "layer %s:" LOST, id);
+	}
+	free(cands);
+	keys_reset(&names), keys_reset(&known), keys_reset(&lost);
+	return r;
+}
+
+/* refs/: the same for refs; a ref whose record was lost is rebuilt from its parent note. */
+static int check_ref_dirs(fsck *f)
+{
+	lyr_store *s = f->s;
+	keys names = {0};
+	int r = list_dir(f, "refs", &names);
+	for (size_t i = 0; r >= 0 && i < names.n; i++) {
+		const char *name = names.v[i];
+		if (!is_store_id(name)) {
+			finding(f, false, "unexpected entry refs/%s (not a ref ID; left alone)",
+				name);
+			continue;
+		}
+		if (record_lost(f, "ref", name, "refs", name, T_REFS)) {
+			const char *why = NULL;
+			int e = f->repair ? adopt_ref(s, name, &why) : -1;
+			if (why)
+				finding(f, false, "ref %s:" LOST " (%s: kept, not adopted)", name,
+					why);
+			else
+				finding(f, e >= 0, "ref %s:" LOST, name);
+		}
+	}
+	keys_reset(&names);
+	return r;
 }
 
 static int fsck_run(fsck *f)
 {
 	lyr_store *s = f->s;
 	keys k = {0};
+	for (int i = 0; i < s->ndamage; i++)
+		finding(f, s->damage[i].fixed, "%s", s->damage[i].text);
 	int r = collect(s, T_REFS, &k);
 	for (size_t i = 0; r >= 0 && i < k.n; i++) {
 		const char *id = key_str(k.v[i]);
 		r = check_ref(f, id);
 		one_ctx o = {.id = id};
 		if (r >= 0 && txn_run(s, load_ref_txn, &o) >= 0) {
-			r = need_use(f, o.r.parent, USE_REF, id);
-			if (r >= 0 && o.r.state == REF_COMMITTING && *o.r.target) {
+			if (o.r.state == REF_COMMITTING && *o.r.target) {
 				char **nv = realloc(f->targets, (f->ntargets + 1) * sizeof *nv);
 				if (!nv || !(nv[f->ntargets] = strdup(layer_hex(o.r.target))))
 					r = -ENOMEM;
@@ -469,6 +609,12 @@ static int fsck_run(fsck *f)
 			ref_rec_clear(&o.r);
 		}
 	}
+	if (r >= 0)
+		r = check_layer_dirs(f);
+	if (r >= 0)
+		r = check_ref_dirs(f);
+	for (size_t i = 0; r >= 0 && i < k.n; i++)
+		r = check_ref_parent(f, key_str(k.v[i]));
 	keys_reset(&k);
 	if (r >= 0)
 		r = collect(s, T_LAYERS, &k);
@@ -509,11 +655,7 @@ static int fsck_run(fsck *f)
 	}
 	keys_reset(&k);
 	if (r >= 0)
-		r = check_dir(f, "layers", known_layer_dir);
-	if (r >= 0)
-		r = check_dir(f, "refs", known_ref_dir);
-	if (r >= 0)
-		r = check_dir(f, "tmp", live_tmp_dir);
+		r = check_tmp(f);
 	return r;
 }
 

@@ -3,8 +3,8 @@
  * A layer is the record in layers.db keyed by its ID text and the directory
  * layers/<hex>/diff.  Import copies the source into tmp/ (outside any lock), hashes the copy,
  * then under the namespace lock renames it into layers/ and records it in one transaction;
- * a crash leaves either a temporary directory of a dead process or a layer directory without
- * a record, and fsck removes both. */
+ * a crash leaves either a temporary directory of a dead process or a layer directory marked
+ * pending "import" without a record, and fsck removes both (adopt.c). */
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -320,18 +320,33 @@ static int layer_exists(lyr_store *s, const char *id, bool *ret)
 	return r;
 }
 
-/* Makes the filled, hashed directory tmp/TMP (open at TMPFD; its diff/ open at DIFF) the layer
- * lyr_layer_id(PARENT, DIGEST): under the namespace lock it is renamed into layers/ and recorded
- * with TAG in one transaction, or, when that layer exists, only TAG is pointed and the copy is
- * removed.  -ENOLINK when PARENT has no record.  On failure tmp/TMP is left for the caller. */
+/* Makes the filled, hashed directory tmp/TMP (open at TMPFD; its diff/ open at DIFF, whose
+ * entries FILES lists) the layer lyr_layer_id(PARENT, DIGEST): its file list and notes are
+ * written beside the diff, then under the namespace lock it is renamed into layers/ and recorded
+ * with TAG in one transaction, or, when that layer exists, only TAG is pointed (a layer marked
+ * as failing verification gets this copy back) and the copy is removed.  -ENOLINK when PARENT
+ * has no record.  On failure tmp/TMP is left for the caller. */
 int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *parent,
-		const char *digest, const char *desc, const char *tag, char *ret_id)
+		const char *digest, const lyr_diff_list *files, const char *desc, const char *tag,
+		char *ret_id)
 {
-	char id[LYR_DIGEST_TEXT_LEN];
+	char id[LYR_DIGEST_TEXT_LEN], path[160];
+	snprintf(path, sizeof path, "%s/%s", tmp, FILELIST_NAME);
+	int r = filelist_write(tmpfd, path, files);
+	if (r < 0)
+		return r;
+	lyr_fault("import-after-copy");
 	lyr_layer_id(parent, digest, id);
 	layer_rec rec = {.created = now_seconds(), .parent = (char *)parent, .digest = (char *)digest,
 			 .desc = (char *)(desc ? desc : "")};
-	int r = lyr_tree_usage(diff, &rec.size, &rec.entries);
+	r = lyr_tree_usage(diff, &rec.size, &rec.entries);
+	if (r < 0)
+		return r;
+	char tmprel[160];
+	snprintf(tmprel, sizeof tmprel, "tmp/%s", tmp);
+	r = note_put(s, tmprel, NOTE_PARENT, parent);
+	if (r >= 0)
+		r = note_put(s, tmprel, NOTE_PENDING, "import");
 	if (r < 0)
 		return r;
 	r = ns_lock(s);
@@ -339,9 +354,9 @@ int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *
 		return r;
 	bool existed;
 	r = layer_exists(s, id, &existed);
+	char to[160];
+	snprintf(to, sizeof to, "layers/%s", layer_hex(id));
 	if (r >= 0 && !existed) {
-		char to[160];
-		snprintf(to, sizeof to, "layers/%s", layer_hex(id));
 		/* A directory without a record is debris of a crash: replace it. */
 		r = lyr_tree_remove(s->rootfd, to);
 		if (r >= 0 && renameat(tmpfd, tmp, s->rootfd, to) < 0)
@@ -352,10 +367,17 @@ int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *
 			r = txn_run(s, import_txn, &a);
 			if (r < 0) /* put the directory back where nothing refers to it */
 				renameat(s->rootfd, to, tmpfd, tmp);
+			else
+				note_del(s, to, NOTE_PENDING);
 		}
-	} else if (r >= 0 && tag) {
+	} else if (r >= 0) {
+		/* importing the tree again puts back a layer that failed verification */
+		r = layer_restore(s, id, tmpfd, tmp, to);
+		if (r > 0)
+			note_del(s, to, NOTE_PENDING);
 		add_ctx a = {id, &rec, tag, false};
-		r = txn_run(s, import_txn, &a);
+		if (r >= 0 && tag)
+			r = txn_run(s, import_txn, &a);
 	}
 	ns_unlock(s);
 	if (r == -ENOLINK)
@@ -399,14 +421,15 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 		goto fail;
 	}
 	/* Copy and hash in one pass: each file is hashed from the copy right after it is written. */
-	r = lyr_hash_import(src, dst, progress, err, digest);
+	lyr_diff_list files = {0};
+	r = lyr_hash_import_list(src, dst, progress, err, digest, &files);
 	if (r < 0) {
 		db_seterr("import '%s': copying '%s': %s", src_dir, err ? err->path : "",
 			  err && err->why[0] ? err->why : strerror(-r));
 		goto fail;
 	}
-	lyr_fault("import-after-copy");
-	r = layer_adopt(s, tmpfd, tmp, dst, "", digest, desc, tag, ret_id);
+	r = layer_adopt(s, tmpfd, tmp, dst, "", digest, &files, desc, tag, ret_id);
+	lyr_diff_list_clear(&files);
 	if (r >= 0)
 		return 0;
 fail:

@@ -210,6 +210,10 @@ static int ref_new_id(lyr_store *s, const char *id, const char *parent_id, const
 		if (mkdirat(s->rootfd, sub, i == 0 ? 0755 : 0700) < 0)
 			r = -errno;
 	}
+	if (r == 0)
+		r = note_put(s, path, NOTE_PARENT, parent_id ? parent_id : "");
+	if (r == 0)
+		r = note_put(s, path, NOTE_PENDING, "new");
 	snprintf(to, sizeof to, "refs/%s", id);
 	if (r == 0)
 		r = ns_lock(s);
@@ -222,6 +226,8 @@ static int ref_new_id(lyr_store *s, const char *id, const char *parent_id, const
 			r = txn_run(s, ref_new_txn, &n);
 			if (r < 0)
 				renameat(s->rootfd, to, s->rootfd, path);
+			else
+				note_del(s, to, NOTE_PENDING);
 		}
 		ns_unlock(s);
 	}

@@ -3,8 +3,9 @@
  *
  * Removal order: under the namespace lock, one transaction drops the record (refusing a
  * needed layer or a mounted ref), then the directory is renamed into tmp/; the slow delete
- * runs after the lock is released.  A crash after the transaction leaves a directory without
- * a record, after the rename a temporary directory of a dead process: fsck removes both. */
+ * runs after the lock is released.  The directory is marked pending "rm" first, so a crash
+ * after the transaction leaves a marked directory without a record, after the rename a
+ * temporary directory of a dead process: fsck removes both (and never an unmarked one). */
 #include <fcntl.h>
 #include <string.h>
 
@@ -44,6 +45,27 @@ static int layer_rm_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	return r;
 }
 
+/* Under the namespace lock: marks SUB/NAME pending "rm", drops the record with FN, and moves
+ * the directory into tmp/ (RET_TMP).  A crash after the transaction leaves the marked
+ * directory, which fsck then removes as rm would have. */
+static int rm_locked(lyr_store *s, const char *sub, const char *name, txn_fn fn, rm_ctx *c,
+		     char *ret_tmp, size_t len)
+{
+	char dir[128];
+	snprintf(dir, sizeof dir, "%s/%s", sub, name);
+	int r = note_put(s, dir, NOTE_PENDING, "rm");
+	if (r == -ENOENT)
+		r = 0; /* no directory: the record alone goes */
+	if (r >= 0)
+		r = txn_run(s, fn, c);
+	if (r < 0) {
+		note_del(s, dir, NOTE_PENDING);
+		return r;
+	}
+	lyr_fault("rm-after-txn");
+	return dir_stash(s, sub, name, "rm", ret_tmp, len);
+}
+
 int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size)
 {
 	rm_ctx c = {.id = id};
@@ -51,11 +73,7 @@ int layer_remove(lyr_store *s, const char *id, uint64_t *ret_size)
 	int r = ns_lock(s);
 	if (r < 0)
 		return r;
-	r = txn_run(s, layer_rm_txn, &c);
-	if (r >= 0) {
-		lyr_fault("rm-after-txn");
-		r = dir_stash(s, "layers", layer_hex(id), "rm", tmp, sizeof tmp);
-	}
+	r = rm_locked(s, "layers", layer_hex(id), layer_rm_txn, &c, tmp, sizeof tmp);
 	ns_unlock(s);
 	if (r == -EBUSY)
 		db_seterr("rm '%s': layer is needed by %s", id, c.why);
@@ -111,11 +129,7 @@ int ref_remove(lyr_store *s, const char *id, uint64_t *ret_size)
 	r = ns_lock(s);
 	if (r < 0)
 		return r;
-	r = txn_run(s, ref_rm_txn, &c);
-	if (r >= 0) {
-		lyr_fault("rm-after-txn");
-		r = dir_stash(s, "refs", id, "rm", tmp, sizeof tmp);
-	}
+	r = rm_locked(s, "refs", id, ref_rm_txn, &c, tmp, sizeof tmp);
 	ns_unlock(s);
 	if (r == -EBUSY)
 		db_seterr("rm '%s': %s", id, c.why);
@@ -202,7 +216,11 @@ int lyr_store_prune(lyr_store *s, bool all, int64_t keep_seconds,
 		    void (*fn)(void *ctx, lyr_obj_kind kind, const char *id, uint64_t size), void *ctx)
 {
 	prune_ctx p = {.cutoff = now_seconds() - (keep_seconds > 0 ? keep_seconds : 0)};
-	int r = 0;
+	/* A database that forgot records may have forgotten tags too: pruning by it would
+	 * remove what the tags kept. */
+	int r = lyr_store_check_records(s);
+	if (r < 0)
+		return r;
 	if (all) {
 		r = lyr_ref_list(s, pick_ref, &p);
 		for (size_t i = 0; r >= 0 && i < p.pick.n; i++) {

@@ -58,13 +58,16 @@ int lyr_stage_commit(lyr_stage *st, const char *parent_id, const char *desc, con
 		db_seterr("tag '%s': invalid name", tag);
 		return -EINVAL;
 	}
-	int r = lyr_hash_diff(st->diff, progress, digest, bad);
+	lyr_diff_list files = {0};
+	lyr_diff_opts o = {.progress = progress, .entries = &files};
+	int r = lyr_hash_diff_ex(st->diff, &o, digest, bad);
 	if (r < 0) {
 		db_seterr("hashing the staged layer: '%s': %s", bad, strerror(-r));
 		return r;
 	}
 	r = layer_adopt(st->s, st->tmpfd, st->tmp, st->diff, parent_id ? parent_id : "", digest,
-			desc, tag, ret_id);
+			&files, desc, tag, ret_id);
+	lyr_diff_list_clear(&files);
 	if (r >= 0)
 		st->tmp[0] = '\0'; /* renamed into layers/, or removed as a copy */
 	return r;

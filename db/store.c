@@ -81,20 +81,16 @@ int dir_discard(lyr_store *s, const char *sub, const char *name, const char *op)
 	return r < 0 ? r : tmp_remove(s, tmp);
 }
 
+/* Reads the format record into *CTX (0 when there is none; it is written by set_format_txn). */
 static int meta_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 {
 	uint32_t *format = ctx;
 	void *v = NULL;
 	size_t len;
+	*format = 0;
 	int r = rec_get(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &v, &len);
-	if (r == -ENOENT) {
-		uint32_t le = htole32(LYR_STORE_FORMAT);
-		r = rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le,
-			    DB_NOOVERWRITE);
-		*format = LYR_STORE_FORMAT;
-		/* another process created the store meanwhile: read its record */
-		return r == -EEXIST ? DB_LOCK_NOTGRANTED : r;
-	}
+	if (r == -ENOENT)
+		return 0;
 	if (r)
 		return r;
 	uint32_t le = 0;
@@ -105,6 +101,16 @@ static int meta_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 		return -EBADMSG;
 	*format = le32toh(le);
 	return 0;
+}
+
+/* Writes the format record of a new store (another process may have just done so). */
+static int new_format_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	(void)ctx;
+	uint32_t le = htole32(LYR_STORE_FORMAT);
+	int r =
+	    rec_put(s->meta, txn, META_FORMAT, strlen(META_FORMAT), &le, sizeof le, DB_NOOVERWRITE);
+	return r == -EEXIST ? 0 : r;
 }
 
 static int set_format_txn(lyr_store *s, DB_TXN *txn, void *ctx)
@@ -128,9 +134,94 @@ static int fail(int r, const char *root, const char *what)
 	return r;
 }
 
-static int open_layout(lyr_store *s)
+/* What ROOT holds: nothing (missing or an empty directory), a store (db/ or layers/ is
+ * there, even when the database is damaged), or something else. */
+enum root_kind { ROOT_NONE, ROOT_STORE, ROOT_OTHER };
+
+static int probe_root(const char *root, enum root_kind *ret)
 {
-	int r = lyr_mkdir_p(s->root, 0755);
+	_cleanup_close_ int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		*ret = ROOT_NONE;
+		return 0;
+	}
+	/* emptiness first: db/ is the first entry a store gets, so a directory that was not
+	 * empty a moment ago has it by now if it is a store being created at the same time */
+	int r = lyr_dir_empty(fd);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (r)
+		*ret = ROOT_NONE;
+	else if (fstatat(fd, "db", &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		 fstatat(fd, "layers", &st, AT_SYMLINK_NOFOLLOW) == 0)
+		*ret = ROOT_STORE;
+	else
+		*ret = ROOT_OTHER;
+	return 0;
+}
+
+#define LOSS                                                                                       \
+	"(layers and refs are rebuilt from their directories; tags, descriptions and caches "      \
+	"are lost)"
+
+/* Whether ROOT/SUB holds anything (a missing SUB holds nothing). */
+static bool has_entries(lyr_store *s, const char *sub)
+{
+	_cleanup_close_ int fd = openat(s->rootfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd >= 0 && lyr_dir_empty(fd) == 0;
+}
+
+/* No format record: a new store (write it), or a database that lost its records while
+ * layers/ or refs/ kept their directories (refused; fsck notes it, and with repair writes
+ * the record again and re-adopts the directories). */
+static int format_missing(lyr_store *s, unsigned mode, bool db_made)
+{
+	bool lost = has_entries(s, "layers") || has_entries(s, "refs");
+	if (lost && !(mode & (LYR_OPEN_CHECK | LYR_OPEN_REPAIR))) {
+		db_seterr("store '%s': the database has lost its records (db/meta.db has no format "
+			  "record, yet layers/ or refs/ hold directories); run 'layerfs fsck "
+			  "--repair' %s",
+			  s->root, LOSS);
+		return -EUCLEAN;
+	}
+	if (lost && !(mode & LYR_OPEN_REPAIR)) {
+		damage_add(s, false,
+			   "database: no format record: the database lost its records; --repair "
+			   "writes it again %s",
+			   LOSS);
+		return 0;
+	}
+	if (lost && !db_made)
+		damage_add(s, true,
+			   "database: no format record: the database lost its records; "
+			   "written again " LOSS);
+	int r = txn_run(s, new_format_txn, NULL);
+	return r < 0 ? fail(r, s->root, "write the format record") : 0;
+}
+
+static int open_layout(lyr_store *s, unsigned mode)
+{
+	enum root_kind kind = ROOT_NONE;
+	int r = probe_root(s->root, &kind);
+	if (r < 0)
+		return fail(r, s->root, "open the store directory");
+	if (kind == ROOT_OTHER) {
+		db_seterr("store '%s': not a layerfs store (the directory is not empty and has no "
+			  "db/ or layers/)%s",
+			  s->root,
+			  mode & LYR_OPEN_CREATE ? "; refusing to create a store in it" : "");
+		return -ENOTEMPTY;
+	}
+	if (kind == ROOT_NONE && !(mode & LYR_OPEN_CREATE)) {
+		db_seterr("no store at '%s' (commands that write, such as import, create one)",
+			  s->root);
+		return -ENOENT;
+	}
+	/* 0700 throughout: what layers hold is for the store's owner only (modes.c) */
+	r = lyr_mkdir_p(s->root, 0700);
 	if (r < 0)
 		return fail(r, s->root, "create the store directory");
 	/* Paths handed out (layer chains, ref dirs) must stay valid after a chdir. */
@@ -150,27 +241,59 @@ static int open_layout(lyr_store *s)
 	s->rootfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->rootfd < 0)
 		return fail(-errno, s->root, "open the store directory");
-	if (mkdirat(s->rootfd, "db", 0755) < 0 && errno != EEXIST)
+	struct stat st;
+	bool db_made = false;
+	if (kind == ROOT_STORE && fstatat(s->rootfd, "db", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (!(mode & LYR_OPEN_REPAIR)) {
+			db_seterr("store '%s': the database directory db/ is missing; run 'layerfs "
+				  "fsck --repair' %s",
+				  s->root, LOSS);
+			return -EUCLEAN;
+		}
+		damage_add(s, true, "database directory db/ was missing: made anew %s", LOSS);
+		db_made = true;
+	}
+	if (mkdirat(s->rootfd, "db", 0700) < 0 && errno != EEXIST)
 		return fail(-errno, s->root, "create db/");
+	/* after db/: a store directory holding only "lock" would read as not a store */
+	s->lockfd = openat(s->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lockfd < 0)
+		return fail(-errno, s->root, "open the lock file");
 	r = env_open(s);
+	if (r == -EUCLEAN)
+		return r; /* the message names the damaged table */
 	if (r < 0)
 		return fail(r, s->root, "open the database");
 	uint32_t format = 0;
 	r = txn_run(s, meta_txn, &format);
 	if (r < 0)
 		return fail(r, s->root, "read the format record");
+	if (format == 0) {
+		/* Under the namespace lock and read again: a process creating the same store at
+		 * once may have written the record meanwhile, and made its first refs since, which
+		 * would read as a database that lost its records. */
+		while (flock(s->lockfd, LOCK_EX) < 0)
+			if (errno != EINTR)
+				return fail(-errno, s->root, "lock the store");
+		r = txn_run(s, meta_txn, &format);
+		if (r < 0) {
+			r = fail(r, s->root, "read the format record");
+		} else if (format == 0) {
+			r = format_missing(s, mode, db_made);
+			format = LYR_STORE_FORMAT;
+		}
+		flock(s->lockfd, LOCK_UN);
+		if (r < 0)
+			return r;
+	}
 	if (format > LYR_STORE_FORMAT) {
 		db_seterr("store '%s': format %u is newer than this layerfs supports (%d)", s->root,
 			  format, LYR_STORE_FORMAT);
 		return -EPROTO;
 	}
-	static const char *const dirs[] = {"layers", "refs", "tmp"};
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(dirs); i++)
-		if (mkdirat(s->rootfd, dirs[i], 0755) < 0 && errno != EEXIST)
+	for (size_t i = 0; i < STORE_TOP_DIRS; i++)
+		if (mkdirat(s->rootfd, store_top_dirs[i], 0700) < 0 && errno != EEXIST)
 			return fail(-errno, s->root, "create a store directory");
-	s->lockfd = openat(s->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (s->lockfd < 0)
-		return fail(-errno, s->root, "open the lock file");
 	r = owner_self(&s->self);
 	if (r < 0)
 		return fail(r, s->root, "read /proc/self/stat");
@@ -179,17 +302,23 @@ static int open_layout(lyr_store *s)
 
 int lyr_store_open(const char *root, lyr_store **ret)
 {
+	return lyr_store_open_mode(root, LYR_OPEN_CREATE, ret);
+}
+
+int lyr_store_open_mode(const char *root, unsigned mode, lyr_store **ret)
+{
 	lyr_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return -ENOMEM;
 	s->rootfd = s->lockfd = -1;
+	s->mode = mode;
 	s->root = strdup(root);
 	if (!s->root || asprintf(&s->dbdir, "%s/db", root) < 0) {
 		s->dbdir = NULL;
 		lyr_store_free(s);
 		return -ENOMEM;
 	}
-	int r = open_layout(s);
+	int r = open_layout(s, mode);
 	if (r < 0) {
 		lyr_store_free(s);
 		return r;

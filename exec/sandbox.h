@@ -14,7 +14,8 @@ typedef struct lyr_exec_mounts {
 	struct {
 		int parentfd;
 		char name[256];
-	} * created; /* directories created for a mount target, outermost first */
+		bool file; /* an empty file made for a file bound onto it */
+	} * created; /* directories (and files) created for a mount target, outermost first */
 	size_t n_created;
 } lyr_exec_mounts;
 

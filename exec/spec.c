@@ -64,13 +64,20 @@ void lyr_exec_op_free(lyr_exec_op *op)
 	free(op);
 }
 
-/* Appends a copy of S to the NULL-terminated vector *V of length *N. */
+/* Appends a copy of S to the NULL-terminated vector *V of length *N, which only this function
+ * has grown.  Its capacity follows from its length: whenever the slots in use (*N + 1, the
+ * NULL included) are a power of two, the vector is full and doubles.  So N pushes copy O(N)
+ * pointers in all, also where realloc always copies (as under AddressSanitizer). */
 static int strv_push(char ***v, size_t *n, const char *s)
 {
-	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
-	if (!nv)
-		return -ENOMEM;
-	*v = nv;
+	size_t used = *n + 1;
+	char **nv = *v;
+	if ((used & (used - 1)) == 0) {
+		nv = realloc(*v, 2 * used * sizeof(char *));
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+	}
 	nv[*n] = strdup(s);
 	if (!nv[*n]) {
 		nv[*n] = NULL;
@@ -544,34 +551,72 @@ static const char *mount_rule_broken(const lyr_exec_mount *m)
 	return NULL;
 }
 
+/* Orders "NAME=VALUE" strings by NAME alone (case-sensitively, or not). */
+static int name_order(const void *a, const void *b, bool nocase)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t nx = strcspn(x, "="), ny = strcspn(y, "=");
+	size_t n = nx < ny ? nx : ny;
+	int c = nocase ? strncasecmp(x, y, n) : strncmp(x, y, n);
+	return c ? c : (nx > ny) - (nx < ny);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return name_order(a, b, false);
+}
+
+static int name_case_cmp(const void *a, const void *b)
+{
+	return name_order(a, b, true);
+}
+
+/* Sets *RET to one of the "NAME=VALUE" strings V[0..N) whose NAME (as CMP compares it)
+ * another one repeats, or to NULL when all differ.  Sorts a copy: O(n log n), so tens of
+ * thousands of variables cost milliseconds.  Returns 0 or -ENOMEM. */
+static int find_repeat(char *const *v, size_t n, int (*cmp)(const void *, const void *),
+		       const char **ret)
+{
+	*ret = NULL;
+	if (n < 2)
+		return 0;
+	_cleanup_free_ const char **sorted = malloc(n * sizeof *sorted);
+	if (!sorted)
+		return -ENOMEM;
+	memcpy(sorted, v, n * sizeof *sorted);
+	qsort(sorted, n, sizeof *sorted, cmp);
+	for (size_t i = 1; i < n && !*ret; i++)
+		if (cmp(&sorted[i - 1], &sorted[i]) == 0)
+			*ret = sorted[i];
+	return 0;
+}
+
 int lyr_exec_op_validate(lyr_exec_op *op, lyr_exec_error *err)
 {
 	if (!op->root || !*op->root) {
-		lyr_exec_errf(err, "exec: no ROOT given");
+		lyr_exec_errf(err, "no ROOT given");
 		return -EINVAL;
 	}
 	if (op->n_args == 0 || !*op->args[0]) {
-		lyr_exec_errf(err, "exec: no command given");
+		lyr_exec_errf(err, "no command given");
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < op->n_env; i++)
-		for (size_t j = 0; j < i; j++) {
-			size_t n = strcspn(op->env[i], "=");
-			if (strncmp(op->env[i], op->env[j], n + 1) == 0) {
-				lyr_exec_errf(err, "env '%.*s': given twice", (int)n, op->env[i]);
-				return -EINVAL;
-			}
-		}
-	for (size_t i = 0; i < op->n_proxy_env; i++)
-		for (size_t j = 0; j < i; j++) {
-			size_t n = strcspn(op->proxy_env[i], "=");
-			if (strcspn(op->proxy_env[j], "=") == n &&
-			    strncasecmp(op->proxy_env[i], op->proxy_env[j], n) == 0) {
-				lyr_exec_errf(err, "proxy env '%.*s': given twice", (int)n,
-					      op->proxy_env[i]);
-				return -EINVAL;
-			}
-		}
+	const char *twice = NULL;
+	int r = find_repeat(op->env, op->n_env, name_cmp, &twice);
+	if (r < 0)
+		return r;
+	if (twice) {
+		lyr_exec_errf(err, "env '%.*s': given twice", (int)strcspn(twice, "="), twice);
+		return -EINVAL;
+	}
+	r = find_repeat(op->proxy_env, op->n_proxy_env, name_case_cmp, &twice);
+	if (r < 0)
+		return r;
+	if (twice) {
+		lyr_exec_errf(err, "proxy env '%.*s': given twice", (int)strcspn(twice, "="),
+			      twice);
+		return -EINVAL;
+	}
 	for (size_t i = 0; i < op->n_mounts; i++) {
 		const lyr_exec_mount *m = &op->mounts[i];
 		_cleanup_free_ char *n = NULL;

@@ -129,10 +129,11 @@ out:
 	return r;
 }
 
-static int parse_top(lyr_exec_op *op, json_t *doc, lyr_exec_error *err)
+/* PRE starts the messages about the document as a whole ("spec: " or ""). */
+static int parse_top(lyr_exec_op *op, json_t *doc, const char *pre, lyr_exec_error *err)
 {
 	if (!json_is_object(doc)) {
-		lyr_exec_errf(err, "spec: expected a JSON object at the top");
+		lyr_exec_errf(err, "%sexpected a JSON object at the top", pre);
 		return -EINVAL;
 	}
 	const char *key;
@@ -186,7 +187,7 @@ static int parse_top(lyr_exec_op *op, json_t *doc, lyr_exec_error *err)
 			else
 				r = lyr_exec_op_set_network(op, s, err);
 		} else {
-			lyr_exec_errf(err, "spec: unknown key '%s'", key);
+			lyr_exec_errf(err, "%sunknown key '%s'", pre, key);
 			return -EINVAL;
 		}
 		if (r < 0)
@@ -195,12 +196,13 @@ static int parse_top(lyr_exec_op *op, json_t *doc, lyr_exec_error *err)
 	return lyr_exec_op_validate(op, err);
 }
 
-int lyr_exec_op_parse_json(const char *text, lyr_exec_op **ret, lyr_exec_error *err)
+/* lyr_exec_op_parse_json, whose messages about the whole document start with PRE. */
+static int parse_text(const char *text, const char *pre, lyr_exec_op **ret, lyr_exec_error *err)
 {
 	json_error_t jerr;
 	_cleanup_(decrefp) json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
-		lyr_exec_errf(err, "spec: line %d column %d: %s", jerr.line, jerr.column,
+		lyr_exec_errf(err, "%sline %d column %d: %s", pre, jerr.line, jerr.column,
 			      jerr.text);
 		return -EINVAL;
 	}
@@ -208,7 +210,7 @@ int lyr_exec_op_parse_json(const char *text, lyr_exec_op **ret, lyr_exec_error *
 	int r = lyr_exec_op_new(&op);
 	if (r < 0)
 		return r;
-	r = parse_top(op, doc, err);
+	r = parse_top(op, doc, pre, err);
 	if (r < 0) {
 		lyr_exec_op_free(op);
 		return r;
@@ -217,11 +219,21 @@ int lyr_exec_op_parse_json(const char *text, lyr_exec_op **ret, lyr_exec_error *
 	return 0;
 }
 
+int lyr_exec_op_parse_json(const char *text, lyr_exec_op **ret, lyr_exec_error *err)
+{
+	return parse_text(text, "spec: ", ret, err);
+}
+
 int lyr_exec_op_load_json(const char *path, lyr_exec_op **ret, lyr_exec_error *err)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
-	int r = lyr_read_file(path, &text, &len);
+	int r = lyr_read_file_max(path, LYR_EXEC_SPEC_MAX, &text, &len);
+	if (r == -EFBIG) {
+		lyr_exec_errf(err, "spec '%s': larger than the limit of %d MiB", path,
+			      LYR_EXEC_SPEC_MAX >> 20);
+		return r;
+	}
 	if (r < 0) {
 		lyr_exec_errf(err, "spec '%s': %s", path, strerror(-r));
 		return r;
@@ -230,8 +242,8 @@ int lyr_exec_op_load_json(const char *path, lyr_exec_op **ret, lyr_exec_error *e
 		lyr_exec_errf(err, "spec '%s': contains a NUL byte", path);
 		return -EINVAL;
 	}
-	lyr_exec_error sub;
-	r = lyr_exec_op_parse_json(text, ret, &sub);
+	lyr_exec_error sub = {{0}};
+	r = parse_text(text, "", ret, &sub); /* every message gets the file's name below */
 	if (r == -EINVAL)
 		lyr_exec_errf(err, "spec '%s': %s", path, sub.msg);
 	return r;

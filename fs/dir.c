@@ -2,7 +2,9 @@
  * rename.  Everything changes the upper layer only: a name that the lower layers hold is removed
  * by a whiteout (a 0/0 character device), a directory created over a whiteout is made opaque, and
  * a directory with lower parts that moves gets an absolute overlay.redirect to where its lower
- * parts are, so renaming a lower directory copies no data and never fails with EXDEV.  A lower
+ * parts are, so renaming a lower directory copies no data and never fails with EXDEV.  Whatever
+ * the lower layers hold at the name a directory moves to stays hidden: a directory of the upper
+ * only is made opaque there, and a redirect replaces the name for the layers below.  A lower
  * file that is renamed or linked gets a metadata-only copy-up (see copy_up.c); one that is
  * unlinked gets only a whiteout.
  *
@@ -151,11 +153,20 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	int wh = upper_slot(upper, name);
 	if ((r = wh) < 0)
 		goto unlock;
-	if (!wh && parent->node.nparts > 1 && !lyr_stack_aufs_whiteout(fs->stack, 0, upper, name)) {
+	/* an OCI/AUFS ".wh.NAME" in an upper another overlay wrote hides the name as a whiteout
+	 * device does: a directory made there must be opaque too, or the lower copy it hides would
+	 * merge with it once the marker is no longer looked at (a name found in the upper is) */
+	bool marked =
+	    !wh && parent->node.nparts > 1 && lyr_stack_aufs_whiteout(fs->stack, 0, upper, name);
+	if (!wh && !marked && parent->node.nparts > 1) {
 		int lower = ovl_lower_has(fs, parent, name);
 		if ((r = lower < 0 ? lower : lower ? -EEXIST : 0) < 0)
 			goto unlock;
 	}
+	bool opaque = S_ISDIR(a->mode) && (wh || marked);
+	/* what replaces a whiteout, or is made opaque, is built in the work dir and moved in
+	 * complete */
+	bool in_work = wh || opaque;
 	if (!is_link) {
 		if ((r = ovl_acl_prepare(fs, parent, upper, asked->mode, asked->umask, &acl)) < 0)
 			goto unlock;
@@ -164,7 +175,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	ovl_writable_add(fs, &ws, upper);
 	int dirfd = upper;
 	const char *obj = name;
-	if (wh) {
+	if (in_work) {
 		ovl_tmp_name(fs, tmp);
 		dirfd = fs->work_fd;
 		obj = tmp;
@@ -194,14 +205,16 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		if (r < 0)
 			goto undo;
 	}
-	if (wh) {
-		if (S_ISDIR(a->mode)) {
+	if (in_work) {
+		if (opaque) {
 			_cleanup_close_ int dfd =
 			    openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (dfd < 0 || set_opaque(fs, dfd) < 0) {
 				r = dfd < 0 ? -errno : -EIO;
 				goto undo;
 			}
+		}
+		if (wh && S_ISDIR(a->mode)) {
 			/* a directory cannot replace a device: swap them, then drop the whiteout */
 			if (renameat2(fs->work_fd, tmp, upper, name, RENAME_EXCHANGE) < 0) {
 				r = -errno;
@@ -285,7 +298,7 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_cr
 		return r;
 	struct ovl_create_args made = *a;
 	made.mode = (a->mode & S_IFMT) | acl.mode;
-	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_DIRECT;
+	int keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME;
 	_cleanup_close_ int fd = openat(
 	    fs->work_fd, ".", (a->open_flags & keep) | O_TMPFILE | O_CLOEXEC, made.mode & 07777);
 	if (fd < 0)
@@ -549,16 +562,23 @@ static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in)
 	return r;
 }
 
-/* A directory of the upper only, moving onto a name the lower layers hold, must not merge with
- * them: make it opaque.  Called with its parent locked. */
+/* A directory of the upper only, moving onto a name the lower layers hold (whited out, or hidden
+ * only by the directory being replaced), must not merge with them: make it opaque, unless the
+ * marker is there already.  The node's opaque flag does not tell: a directory just made says
+ * "nothing below" without a marker, because nothing was below its name then.  A directory with
+ * lower parts needs nothing here: its redirect (prepare_move) names where its lower parts are, so
+ * the lower layers' copy of the new name never merges with it.  Called with its parent locked. */
 static int guard_pure_dir(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode *newparent,
 			  const char *newname)
 {
-	if (!S_ISDIR(in->type) || in->node.nparts != 1 || in->node.opaque)
+	if (!S_ISDIR(in->type) || in->node.nparts != 1 || in->node.layer != 0)
 		return 0;
 	int lower = ovl_lower_has(fs, newparent, newname);
 	if (lower <= 0)
 		return lower;
+	int opaque = lyr_stack_dir_opaque(in->node.fd);
+	if (opaque != 0)
+		return opaque < 0 ? opaque : 0;
 	return set_opaque(fs, in->node.fd);
 }
 

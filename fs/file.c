@@ -35,11 +35,24 @@ static struct ovl_file *file_alloc(struct ovl_fs *fs, struct ovl_inode *in, int 
 	return f;
 }
 
+int ovl_backing_flags(const struct ovl_fs *fs, int flags)
+{
+	if (fs->cfg.writeback) {
+		/* the kernel reads pages to fill partial writes, and it tracks the append offset */
+		if ((flags & O_ACCMODE) == O_WRONLY)
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+		flags &= ~O_APPEND;
+	}
+	/* the kernel already sends a program's O_DIRECT I/O past its page cache, as requests of
+	 * whatever offset and size the program used; the daemon serves them from and into its
+	 * own unaligned buffers, which a backing file opened O_DIRECT would refuse (EINVAL) */
+	return flags & ~O_DIRECT;
+}
+
 int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache,
 	     struct ovl_file **ret)
 {
-	int acc = flags & O_ACCMODE;
-	bool writing = acc != O_RDONLY || (flags & O_TRUNC);
+	bool writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 	if (writing) {
 		if (!fs->has_upper || fs->read_only)
 			return -EROFS;
@@ -47,12 +60,7 @@ int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_
 		if (r < 0)
 			return r;
 	}
-	if (fs->cfg.writeback) {
-		/* the kernel reads pages to fill partial writes, and it tracks the append offset */
-		if (acc == O_WRONLY)
-			flags = (flags & ~O_ACCMODE) | O_RDWR;
-		flags &= ~O_APPEND;
-	}
+	flags = ovl_backing_flags(fs, flags);
 	uint64_t gen = atomic_load(&in->data_gen);
 	int r = ovl_inode_rdlock(fs, in);
 	if (r < 0)

@@ -190,6 +190,16 @@ static int start_worker(struct loop *l)
 	return 0;
 }
 
+void ovl_block_exit_signals(sigset_t *old)
+{
+	sigset_t block;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, old);
+}
+
 int ovl_loop_run(struct fuse_session *se, unsigned max)
 {
 	struct loop l = {.se = se, .max = max ? max : 1};
@@ -197,12 +207,8 @@ int ovl_loop_run(struct fuse_session *se, unsigned max)
 	pthread_cond_init(&l.turn, NULL);
 	sem_init(&l.finished, 0, 0);
 	/* workers inherit this mask: the exit signals go to this thread and wake it */
-	sigset_t block, old;
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
+	sigset_t old;
+	ovl_block_exit_signals(&old);
 	int r = start_worker(&l);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r == 0)

@@ -210,12 +210,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct ovl_fs *fs = FS(req);
 	struct ovl_create_args a;
 	create_args(req, &a, S_IFREG | (mode & 07777));
-	int flags = fi->flags;
-	if (fs->cfg.writeback) {
-		if ((flags & O_ACCMODE) == O_WRONLY)
-			flags = (flags & ~O_ACCMODE) | O_RDWR;
-		flags &= ~O_APPEND;
-	}
+	int flags = ovl_backing_flags(fs, fi->flags);
 	a.open_flags = flags;
 	struct fuse_entry_param e;
 	int fd = -1;

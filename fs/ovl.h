@@ -39,6 +39,7 @@
 #include "layerfs/stack.h"
 
 #define OVL_NAME_MAX 255
+#define OVL_LOWERS_MAX 500 /* as kernel overlayfs */
 #define OVL_SHARDS 64
 #define OVL_TIMES_LOCKS 64 /* striped by inode number (times.c) */
 
@@ -258,6 +259,9 @@ struct ovl_file {
 	bool lower;	      /* fd reads a lower copy */
 	uint64_t gen;	      /* in->data_gen when fd was opened */
 };
+/* The flags a backing file is opened with for a FUSE open with FLAGS: read-write and without
+ * O_APPEND under the writeback cache, never O_DIRECT. */
+int ovl_backing_flags(const struct ovl_fs *fs, int flags);
 /* Opens IN for I/O with FLAGS (copying up first when writing). */
 int ovl_open(struct ovl_fs *fs, struct ovl_inode *in, int flags, bool *ret_keep_cache,
 	     struct ovl_file **ret);
@@ -296,6 +300,9 @@ int ovl_copy_xattrs(struct ovl_fs *fs, int src, int dst);
 /* Serves SE's requests on up to MAX threads until the session ends; 0 or the -errno of a failed
  * read. */
 int ovl_loop_run(struct fuse_session *se, unsigned max);
+/* Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (OLD gets the previous mask), so that
+ * threads started meanwhile leave them to the main thread, whose handlers end the session. */
+void ovl_block_exit_signals(sigset_t *old);
 /* Set while the current thread handles a FUSE_TMPFILE, which reaches the create handler. */
 extern _Thread_local bool ovl_loop_tmpfile;
 

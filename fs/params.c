@@ -43,8 +43,9 @@ static void usage(FILE *out, const char *prog)
 	    "  static_nlink              directories report 1 link\n"
 	    "  noacl                     POSIX ACLs not enforced (their xattrs: EOPNOTSUPP)\n"
 	    "  timeout=SECONDS, threaded=0|1, writeback=0|1, max_write=BYTES\n"
-	    "  ro, nodev, nosuid, noexec, relatime (default), noatime, nodiratime, allow_other,\n"
-	    "  allow_root, default_permissions,\n"
+	    "  ro, dev|nodev (default nodev), suid|nosuid (default suid for root), noexec,\n"
+	    "  relatime (default), noatime, nodiratime, allow_other, allow_root,\n"
+	    "  default_permissions,\n"
 	    "  context=\"...\"\n"
 	    "  -f  stay in the foreground    -d  debug output\n",
 	    prog);
@@ -64,8 +65,9 @@ static void unescape(char *s)
 
 static int add_lower(struct lyr_fs_options *a, const char *path)
 {
-	if (a->nlowers >= 500) {
-		snprintf(a->error, sizeof(a->error), "more than 500 lower directories");
+	if (a->nlowers >= OVL_LOWERS_MAX) {
+		snprintf(a->error, sizeof(a->error), "more than %d lower directories",
+			 OVL_LOWERS_MAX);
 		return -EINVAL;
 	}
 	char **l = realloc(a->lowers, (a->nlowers + 1) * sizeof(char *));
@@ -110,8 +112,8 @@ static int parse_lowers(struct lyr_fs_options *a, const char *value)
 	return 0;
 }
 
-static int parse_idmap(struct lyr_fs_options *a, const char *value, lyr_fs_idmap **ret,
-		       size_t *ret_n)
+static int parse_idmap(struct lyr_fs_options *a, const char *key, const char *value,
+		       lyr_fs_idmap **ret, size_t *ret_n)
 {
 	const char *p = value;
 	if (*p == ':')
@@ -127,7 +129,9 @@ static int parse_idmap(struct lyr_fs_options *a, const char *value, lyr_fs_idmap
 			if (errno || end == p || v[i] > UINT32_MAX ||
 			    (*end != ':' && *end != '\0') || (i < 2 && *end != ':')) {
 				free(m);
-				snprintf(a->error, sizeof(a->error), "bad id mapping '%s'", value);
+				snprintf(a->error, sizeof(a->error),
+					 "option %s=%s: expected C:H:S triplets of numbers", key,
+					 value);
 				return -EINVAL;
 			}
 			p = *end ? end + 1 : end;
@@ -181,8 +185,14 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 	lyr_fs_config *c = &a->cfg;
 	long long n;
 	int r;
-	if (strcmp(k, "lowerdir") == 0)
-		return value ? parse_lowers(a, value) : -EINVAL;
+	if (strcmp(k, "lowerdir") == 0) {
+		if (!value || !*value) {
+			snprintf(a->error, sizeof(a->error),
+				 "option lowerdir needs directories (lowerdir=A[:B...])");
+			return -EINVAL;
+		}
+		return parse_lowers(a, value);
+	}
 	if (strcmp(k, "upperdir") == 0 || strcmp(k, "workdir") == 0) {
 		if (!value || !*value) {
 			snprintf(a->error, sizeof(a->error), "option %s needs a directory", k);
@@ -200,10 +210,15 @@ static int apply_option(struct lyr_fs_options *a, char *opt)
 		*slot = abs;
 		return 0;
 	}
-	if (strcmp(k, "uidmapping") == 0)
-		return parse_idmap(a, value ? value : "", &a->uidmap, &a->nuid);
-	if (strcmp(k, "gidmapping") == 0)
-		return parse_idmap(a, value ? value : "", &a->gidmap, &a->ngid);
+	if (strcmp(k, "uidmapping") == 0 || strcmp(k, "gidmapping") == 0) {
+		if (!value || !*value || strcmp(value, ":") == 0) {
+			snprintf(a->error, sizeof(a->error),
+				 "option %s needs mappings (%s=C:H:S[:C:H:S...])", k, k);
+			return -EINVAL;
+		}
+		return k[0] == 'u' ? parse_idmap(a, k, value, &a->uidmap, &a->nuid)
+				   : parse_idmap(a, k, value, &a->gidmap, &a->ngid);
+	}
 	if (strcmp(k, "squash_to_root") == 0) {
 		c->squash_to_root = true;
 		return 0;
@@ -494,8 +509,12 @@ int lyr_fs_overlay_main(int argc, char **argv)
 	lyr_fs_options_config(&a);
 	a.cfg.fsname = helper && npos == 2 ? positional[0] : "layerfs";
 	lyr_fs_error err = {{0}};
+	int r = lyr_fs_clear_dead(mountpoint, &err);
+	if (r > 0)
+		fprintf(stderr, "%s: cleared the dead layerfs mount at '%s'\n", prog, mountpoint);
 	pid_t pid;
-	int r = lyr_fs_mount(&a.cfg, mountpoint, &err, &pid);
+	if (r >= 0)
+		r = lyr_fs_mount(&a.cfg, mountpoint, &err, &pid);
 	if (r < 0) {
 		fprintf(stderr, "%s: cannot mount at '%s': %s\n", prog, mountpoint,
 			err.msg[0] ? err.msg : strerror(-r));

@@ -107,9 +107,9 @@ static bool index_nonempty(int fd)
 int ovl_fs_new(const lyr_fs_config *cfg, lyr_fs_error *err, struct ovl_fs **ret)
 {
 	/* an upper alone is a scratch tree (a store ref with no parent) */
-	if (cfg->nlowers > 500 || (cfg->nlowers < 1 && !cfg->upper))
-		return fail(err, -EINVAL, "%zu lower layers given (1 to 500 are allowed)",
-			    cfg->nlowers);
+	if (cfg->nlowers > OVL_LOWERS_MAX || (cfg->nlowers < 1 && !cfg->upper))
+		return fail(err, -EINVAL, "%zu lower layers given (1 to %d are allowed)",
+			    cfg->nlowers, OVL_LOWERS_MAX);
 	if (!cfg->upper != !cfg->work)
 		return fail(err, -EINVAL,
 			    "an upper directory needs a work directory and the other way round");

@@ -150,8 +150,10 @@ static void put_num(hbuf *b, const char *key, unsigned long long v)
 	hb_put(b, num, (size_t)n);
 }
 
-/* The tarsum v1 header of an entry into B. */
-static int tar_header(ch *c, lyr_hash_ent *e, const struct stat *st, hbuf *b)
+/* The tarsum v1 header of an entry with stat ST, symlink target TARGET (TLEN bytes) and
+ * extended attributes XA (sorted by name) into B. */
+static int header_of(const struct stat *st, const char *target, size_t tlen, const hx_list *xa,
+		     hbuf *b)
 {
 	char flag;
 	switch (st->st_mode & S_IFMT) {
@@ -165,15 +167,6 @@ static int tar_header(ch *c, lyr_hash_ent *e, const struct stat *st, hbuf *b)
 	 * socket's size (0), and hashes no content. */
 	case S_IFSOCK: flag = '0'; break;
 	default: return -EOPNOTSUPP;
-	}
-	char target[PATH_MAX + 1];
-	ssize_t tlen = 0;
-	if (S_ISLNK(st->st_mode)) {
-		tlen = OPS(c)->readlink(CTX(c), e, target, sizeof target);
-		if (tlen < 0)
-			return (int)tlen;
-		if ((size_t)tlen >= sizeof target)
-			return -ENAMETOOLONG;
 	}
 	unsigned long long mode = st->st_mode & 07777;
 	if (S_ISLNK(st->st_mode))
@@ -189,25 +182,65 @@ static int tar_header(ch *c, lyr_hash_ent *e, const struct stat *st, hbuf *b)
 	hb_puts(b, "typeflag");
 	hb_put(b, &flag, 1);
 	hb_puts(b, "linkname");
-	hb_put(b, target, (size_t)tlen);
+	hb_put(b, target, tlen);
 	hb_puts(b, "uname");
 	hb_puts(b, "gname");
 	put_num(b, "devmajor", dev ? major(st->st_rdev) : 0);
 	put_num(b, "devminor", dev ? minor(st->st_rdev) : 0);
+	for (size_t i = 0; i < xa->n; i++) {
+		if (!xattr_kept(xa->v[i].name))
+			continue;
+		hb_puts(b, xa->v[i].name);
+		hb_put(b, xa->v[i].value, xa->v[i].len);
+	}
+	return b->oom ? -ENOMEM : 0;
+}
 
+/* The tarsum v1 header of an entry into B. */
+static int tar_header(ch *c, lyr_hash_ent *e, const struct stat *st, hbuf *b)
+{
+	char target[PATH_MAX + 1];
+	ssize_t tlen = 0;
+	if (S_ISLNK(st->st_mode)) {
+		tlen = OPS(c)->readlink(CTX(c), e, target, sizeof target);
+		if (tlen < 0)
+			return (int)tlen;
+		if ((size_t)tlen >= sizeof target)
+			return -ENAMETOOLONG;
+	}
 	hx_list xa = {0};
 	xarg xg = {c, e};
 	int r = hx_read_cb(x_list, x_get, &xg, &xa);
+	if (r == 0)
+		r = header_of(st, target, (size_t)tlen, &xa, b);
+	hx_free(&xa);
+	return r;
+}
+
+int lyr_hash_file_prefix(int fd, const struct stat *st, uint8_t **ret, size_t *ret_len)
+{
+	if (!S_ISREG(st->st_mode))
+		return -EINVAL;
+	hx_list xa = {0};
+	int r = hx_read(fd, -1, NULL, &xa);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < xa.n; i++) {
-		if (!xattr_kept(xa.v[i].name))
-			continue;
-		hb_puts(b, xa.v[i].name);
-		hb_put(b, xa.v[i].value, xa.v[i].len);
-	}
+	size_t k = 0; /* a layer view hides the overlay's own attributes (source_stack.c) */
+	for (size_t i = 0; i < xa.n; i++)
+		if (strncmp(xa.v[i].name, "trusted.overlay.", 16) != 0 &&
+		    strncmp(xa.v[i].name, "user.overlay.", 13) != 0)
+			xa.v[k++] = xa.v[i];
+	xa.n = k;
+	hbuf b = {0};
+	r = header_of(st, "", 0, &xa, &b);
 	hx_free(&xa);
-	return b->oom ? -ENOMEM : 0;
+	if (r < 0) {
+		hb_free(&b);
+		return r;
+	}
+	*ret = b.p;
+	*ret_len = b.len;
+	return 0;
 }
 
 /* ---- directories --------------------------------------------------------------------------- */

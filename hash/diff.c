@@ -3,8 +3,9 @@
  *
  * The calling thread walks the tree (lyr_tree_walk, sorted, any depth) and builds, for each
  * directory on the way, a node holding its children's names and digest slots.  Regular files are
- * opened by the walker and handed, with their encoded header, to a pool of HASH_THREADS workers
- * that read and hash the contents; everything else is digested by the walker on the spot.  A
+ * opened by the walker and handed, with their encoded header, to a pool of workers (HASH_THREADS,
+ * or as many as the caller asks for) that read and hash the contents; everything else is digested
+ * by the walker on the spot.  A
  * directory's digest can only be computed once all its children's digests are in, which may be
  * after the walker has moved on, so each node counts what it still waits for (`pending`: one per
  * unfinished child plus one until the walker has left the directory).  Whoever drops the count to
@@ -18,6 +19,9 @@
  * the copy becomes a content-only job whose digest lands in `known` (by device and inode), and
  * the walk that follows uses those instead of reading the files again.  That walk of the copy
  * also refuses what an import must not turn into overlay markers (see plain_entry).
+ *
+ * Listing (lyr_diff_opts.entries): the walker also keeps each entry's header and path; a worker
+ * writes the content digest into the entry of its job, read after the workers are joined.
  *
  * Locking: `lock` protects the job queue, `busy`, `known`, every node's `pending`, and the first
  * error.  The
@@ -68,6 +72,8 @@ typedef struct job {
 	char *path;
 	dev_t dev;
 	ino_t ino;
+	lyr_diff_entry *ent; /* where the content digest goes too, when listing */
+	lyr_sha256_ctx *extra; /* fed the prefix, then the content (lyr_diff_opts.file_prefix) */
 } job;
 
 /* Content digests computed during an import, by device and inode of the copy. */
@@ -107,6 +113,12 @@ typedef struct hasher {
 	atomic_uint_fast64_t bytes;
 	hbuf scratch;     /* walker only */
 
+	pthread_t *threads; /* nthreads, of which `started` run */
+	unsigned nthreads, started;
+	bool listing;          /* collect every entry (lyr_diff_opts.entries) */
+	const lyr_diff_opts *opts;
+	hbuf ents;             /* lyr_diff_entry pointers; walker only (workers fill in the data
+				* of their job's entry) */
 	bool plain;       /* an import: overlay markers are refused (see plain_*) */
 	char why[sizeof ((lyr_tree_error *)0)->why]; /* what a refused entry is (walker only) */
 } hasher;
@@ -200,6 +212,33 @@ static kid *add_kid(hasher *h, const char *name)
 	}
 	d->kids[d->n++] = k;
 	return k;
+}
+
+/* Lists the entry PATH with header HDR when listing; *RET (may be NULL) gets it, or NULL when
+ * not listing.  Walker only. */
+static int list_entry(hasher *h, const char *path, const hbuf *hdr, lyr_diff_entry **ret)
+{
+	if (ret)
+		*ret = NULL;
+	if (!h->listing)
+		return 0;
+	lyr_diff_entry *e = calloc(1, sizeof *e);
+	if (e)
+		hb_put(&h->ents, &e, sizeof e);
+	if (!e || h->ents.oom || !(e->path = strdup(path)) ||
+	    !(e->header = malloc(hdr->len ? hdr->len : 1))) {
+		if (e && !h->ents.oom)
+			h->ents.len -= sizeof e;
+		if (e)
+			free(e->path);
+		free(e);
+		return -ENOMEM;
+	}
+	memcpy(e->header, hdr->p, hdr->len);
+	e->header_len = hdr->len;
+	if (ret)
+		*ret = e;
+	return 0;
 }
 
 static char type_char(mode_t m)
@@ -365,7 +404,8 @@ static void *reader_run(void *arg)
 
 /* Feeds the file to C through a reader thread; returns bytes hashed or -errno, or 1 in
  * *FALLBACK when no thread could be made (the caller then reads by itself). */
-static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, bool *fallback)
+static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, lyr_sha256_ctx *c2,
+			      bool *fallback)
 {
 	reader rd = {.fd = fd};
 	int64_t total = 0;
@@ -392,6 +432,8 @@ static int64_t hash_pipelined(hasher *h, int fd, lyr_sha256_ctx *c, bool *fallba
 			size_t idx = rd.head;
 			pthread_mutex_unlock(&rd.lock);
 			lyr_sha256_update(c, rd.buf[idx], rd.len[idx]);
+			if (c2)
+				lyr_sha256_update(c2, rd.buf[idx], rd.len[idx]);
 			total += (int64_t)rd.len[idx];
 			atomic_fetch_add(&h->bytes, (uint64_t)rd.len[idx]);
 			pthread_mutex_lock(&rd.lock);
@@ -429,7 +471,7 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 	int64_t total = 0;
 	bool fallback = true;
 	if (j->size >= (off_t)PIPELINE_MIN) {
-		total = hash_pipelined(h, j->fd, c, &fallback);
+		total = hash_pipelined(h, j->fd, c, j->extra, &fallback);
 		if (total < 0)
 			r = (int)total;
 	}
@@ -448,6 +490,8 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 		if (n == 0)
 			break;
 		lyr_sha256_update(c, buf, (size_t)n);
+		if (j->extra)
+			lyr_sha256_update(j->extra, buf, (size_t)n);
 		total += n;
 		atomic_fetch_add(&h->bytes, (uint64_t)n);
 	}
@@ -460,6 +504,7 @@ static int hash_contents(hasher *h, job *j, uint8_t *buf, uint8_t out[LYR_SHA256
 
 static void job_free(job *j)
 {
+	lyr_sha256_free(j->extra);
 	if (j->fd >= 0)
 		close(j->fd);
 	hb_free(&j->hdr);
@@ -502,6 +547,14 @@ static void run_job(hasher *h, job *j, uint8_t *buf)
 			fail(h, r, j->path);
 		job_free(j);
 		return;
+	}
+	if (r == 0 && j->ent) {
+		memcpy(j->ent->data, content, sizeof content);
+		j->ent->has_data = true;
+		if (j->extra) {
+			lyr_sha256_final(j->extra, j->ent->extra);
+			j->ent->has_extra = true;
+		}
 	}
 	if (r == 0) {
 		hb_lcstr(&j->hdr, "data");
@@ -600,7 +653,7 @@ static int hard_link(hasher *h, const struct stat *st, const char *path, kid *k)
 		hb_lcstr(b, "h");
 		hb_lcstr(b, "link");
 		hb_lcstr(b, (*found)->path);
-		if (b->oom)
+		if (b->oom || list_entry(h, path, b, NULL) < 0)
 			return -ENOMEM;
 		lyr_sha256(b->p, b->len, k->digest);
 		return 1;
@@ -617,6 +670,18 @@ static int hard_link(hasher *h, const struct stat *st, const char *path, kid *k)
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+/* Starts J's second digest when the caller wants one (lyr_diff_opts.file_prefix). */
+static int extra_digest(hasher *h, job *j, const struct stat *st, const char *path)
+{
+	uint8_t *prefix = NULL;
+	size_t len = 0;
+	int r = h->opts->file_prefix(h->opts->ctx, j->fd, st, path, &prefix, &len);
+	if (r > 0 && (r = lyr_sha256_new(&j->extra)) == 0)
+		lyr_sha256_update(j->extra, prefix, len);
+	free(prefix);
+	return r < 0 ? r : 0;
 }
 
 static int on_regular(hasher *h, int dirfd, const char *name, const struct stat *st,
@@ -643,6 +708,10 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 	hx_free(&xa);
 	if (r == 0 && !(j->path = strdup(path)))
 		r = -ENOMEM;
+	if (r == 0)
+		r = list_entry(h, path, &j->hdr, &j->ent);
+	if (r == 0 && j->ent && h->opts && h->opts->file_prefix)
+		r = extra_digest(h, j, &now, path);
 	if (r < 0) {
 		job_free(j);
 		return r;
@@ -651,6 +720,10 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 	known_rec key = {.dev = now.st_dev, .ino = now.st_ino}, **found = NULL;
 	if (h->known && (found = tfind(&key, &h->known, known_cmp))) {
 		/* Hashed while it was being copied: no second read. */
+		if (j->ent) {
+			memcpy(j->ent->data, (*found)->digest, LYR_SHA256_LEN);
+			j->ent->has_data = true;
+		}
 		hb_lcstr(&j->hdr, "data");
 		hb_lstr(&j->hdr, (*found)->digest, LYR_SHA256_LEN);
 		r = j->hdr.oom ? -ENOMEM : 0;
@@ -670,7 +743,8 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 	return 0;
 }
 
-static int on_other(hasher *h, int dirfd, const char *name, const struct stat *st, kid *k)
+static int on_other(hasher *h, int dirfd, const char *name, const struct stat *st,
+		    const char *path, kid *k)
 {
 	_cleanup_free_ char *target = NULL;
 	size_t tlen = 0;
@@ -699,6 +773,8 @@ static int on_other(hasher *h, int dirfd, const char *name, const struct stat *s
 	hb_reset(&h->scratch);
 	r = encode_header(&h->scratch, st, target, tlen, &xa);
 	hx_free(&xa);
+	if (r == 0)
+		r = list_entry(h, path, &h->scratch, NULL);
 	if (r < 0)
 		return r;
 	lyr_sha256(h->scratch.p, h->scratch.len, k->digest);
@@ -733,7 +809,7 @@ static int on_entry(void *ctx, int dirfd, const char *name, const struct stat *s
 	r = hard_link(h, st, path, k);
 	if (r == 0)
 		r = S_ISREG(st->st_mode) ? on_regular(h, dirfd, name, st, path, k)
-					 : on_other(h, dirfd, name, st, k);
+					 : on_other(h, dirfd, name, st, path, k);
 	lyr_progress_report(h->progress, h->files, atomic_load(&h->bytes));
 	return r < 0 ? r : 0;
 }
@@ -741,13 +817,14 @@ static int on_entry(void *ctx, int dirfd, const char *name, const struct stat *s
 static int on_leave(void *ctx, int fd, const struct stat *st, const char *path)
 {
 	hasher *h = ctx;
-	(void)path;
 	dnode *d = h->cur;
 	hx_list xa = {0};
 	int r = read_xattrs(h, fd, -1, NULL, &xa);
 	if (r == 0)
 		r = encode_header(&d->hdr, st, NULL, 0, &xa);
 	hx_free(&xa);
+	if (r == 0)
+		r = list_entry(h, path, &d->hdr, NULL);
 	if (r < 0)
 		return r;
 	h->cur = d->parent;
@@ -755,10 +832,14 @@ static int on_leave(void *ctx, int fd, const struct stat *st, const char *path)
 	return 0;
 }
 
-static void hasher_init(hasher *h, const lyr_progress *progress)
+static void hasher_init(hasher *h, const lyr_progress *progress, unsigned threads, bool listing)
 {
 	memset(h, 0, sizeof *h);
 	h->progress = progress;
+	h->nthreads = threads ? threads : HASH_THREADS;
+	if (h->nthreads > HPOOL_MAX_THREADS)
+		h->nthreads = HPOOL_MAX_THREADS;
+	h->listing = listing;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->not_empty, NULL);
 	pthread_cond_init(&h->not_full, NULL);
@@ -771,36 +852,46 @@ static void hasher_destroy(hasher *h)
 	tdestroy(h->known, free);
 	hb_free(&h->scratch);
 	free(h->err_path);
+	free(h->threads);
+	lyr_diff_entry **ents = (lyr_diff_entry **)h->ents.p;
+	for (size_t i = 0; i < h->ents.len / sizeof *ents; i++) {
+		free(ents[i]->path);
+		free(ents[i]->header);
+		free(ents[i]);
+	}
+	hb_free(&h->ents);
 	pthread_cond_destroy(&h->not_empty);
 	pthread_cond_destroy(&h->not_full);
 	pthread_cond_destroy(&h->idle);
 	pthread_mutex_destroy(&h->lock);
 }
 
-static int start_workers(hasher *h, pthread_t *threads, size_t *started)
+static int start_workers(hasher *h)
 {
-	for (*started = 0; *started < HASH_THREADS; (*started)++) {
-		int r = pthread_create(&threads[*started], NULL, worker, h);
+	if (!(h->threads = calloc(h->nthreads, sizeof *h->threads)))
+		return -ENOMEM;
+	for (h->started = 0; h->started < h->nthreads; h->started++) {
+		int r = pthread_create(&h->threads[h->started], NULL, worker, h);
 		if (r != 0)
 			return -r;
 	}
 	return 0;
 }
 
-static void stop_workers(hasher *h, pthread_t *threads, size_t started)
+static void stop_workers(hasher *h)
 {
 	pthread_mutex_lock(&h->lock);
 	h->stop = true;
 	pthread_cond_broadcast(&h->not_empty);
 	pthread_mutex_unlock(&h->lock);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
+	for (unsigned i = 0; i < h->started; i++)
+		pthread_join(h->threads[i], NULL);
 }
 
 /* The walk and the digest of DIRFD, with the workers running; stops them before returning.
  * R is the result so far (a failure skips the walk). */
-static int run_diff(hasher *h, int r, int dirfd, pthread_t *threads, size_t started,
-		    char ret_digest[LYR_DIGEST_TEXT_LEN], char *err_path)
+static int run_diff(hasher *h, int r, int dirfd, char ret_digest[LYR_DIGEST_TEXT_LEN],
+		    char *err_path)
 {
 	lyr_tree_error werr = {0};
 	if (r == 0 && !(h->cur = calloc(1, sizeof *h->cur)))
@@ -810,7 +901,7 @@ static int run_diff(hasher *h, int r, int dirfd, pthread_t *threads, size_t star
 		lyr_tree_visit v = {.entry = on_entry, .leave = on_leave, .ctx = h, .sorted = true};
 		r = lyr_tree_walk(dirfd, &v, &werr);
 	}
-	stop_workers(h, threads, started);
+	stop_workers(h);
 
 	/* A worker's failure wins: it names the file that failed, the walk only where it stopped. */
 	int werror = atomic_load(&h->error);
@@ -848,17 +939,69 @@ static int run_diff(hasher *h, int r, int dirfd, pthread_t *threads, size_t star
 	return r;
 }
 
+static int by_path(const void *a, const void *b)
+{
+	const lyr_diff_entry *const *x = a, *const *y = b;
+	return strcmp((*x)->path, (*y)->path);
+}
+
+/* Hands the listed entries over to RET, sorted by path. */
+static int take_list(hasher *h, lyr_diff_list *ret)
+{
+	lyr_diff_entry **ents = (lyr_diff_entry **)h->ents.p;
+	size_t n = h->ents.len / sizeof *ents;
+	lyr_diff_entry *v = calloc(n ? n : 1, sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	qsort(ents, n, sizeof *ents, by_path);
+	for (size_t i = 0; i < n; i++) {
+		v[i] = *ents[i];
+		free(ents[i]);
+	}
+	ret->v = v;
+	ret->n = n;
+	h->ents.len = 0;
+	return 0;
+}
+
+void lyr_diff_list_clear(lyr_diff_list *l)
+{
+	for (size_t i = 0; l && i < l->n; i++) {
+		free(l->v[i].path);
+		free(l->v[i].header);
+	}
+	if (l) {
+		free(l->v);
+		l->v = NULL;
+		l->n = 0;
+	}
+}
+
+unsigned lyr_hash_cpu_threads(void)
+{
+	return hpool_default_threads();
+}
+
+int lyr_hash_diff_ex(int dirfd, const lyr_diff_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN],
+		     char *err_path)
+{
+	lyr_diff_opts o = opts ? *opts : (lyr_diff_opts){0};
+	hasher h;
+	hasher_init(&h, o.progress, o.threads, o.entries != NULL);
+	h.opts = &o;
+	int r = start_workers(&h);
+	r = run_diff(&h, r, dirfd, ret_digest, err_path);
+	if (r >= 0 && o.entries)
+		r = take_list(&h, o.entries);
+	hasher_destroy(&h);
+	return r;
+}
+
 int lyr_hash_diff(int dirfd, const lyr_progress *progress, char ret_digest[LYR_DIGEST_TEXT_LEN],
 		  char *err_path)
 {
-	hasher h;
-	pthread_t threads[HASH_THREADS];
-	size_t started = 0;
-	hasher_init(&h, progress);
-	int r = start_workers(&h, threads, &started);
-	r = run_diff(&h, r, dirfd, threads, started, ret_digest, err_path);
-	hasher_destroy(&h);
-	return r;
+	lyr_diff_opts o = {.progress = progress};
+	return lyr_hash_diff_ex(dirfd, &o, ret_digest, err_path);
 }
 
 /* Import: each file's content goes to the workers right after the copy wrote it (it is still
@@ -890,13 +1033,18 @@ static int on_copied(void *ctx, int fd, const struct stat *st, const char *path)
 int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN])
 {
-	hasher h;
-	pthread_t threads[HASH_THREADS];
-	size_t started = 0;
+	return lyr_hash_import_list(src_dirfd, dst_dirfd, progress, err, ret_digest, NULL);
+}
+
+int lyr_hash_import_list(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
+			 lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN],
+			 lyr_diff_list *ret_entries)
+{
 	char path[PATH_MAX] = "";
-	hasher_init(&h, NULL);
+	hasher h;
+	hasher_init(&h, NULL, 0, ret_entries != NULL);
 	h.plain = true;
-	int r = start_workers(&h, threads, &started);
+	int r = start_workers(&h);
 	if (r == 0) {
 		lyr_tree_copy_opts o = {.progress = progress, .file_done = on_copied, .ctx = &h};
 		r = lyr_tree_copy_ex(src_dirfd, dst_dirfd, &o, err);
@@ -919,12 +1067,14 @@ int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 	}
 	/* The digest is of the copy, read back from it: what the layer really holds. */
 	bool copy_failed = r < 0;
-	r = run_diff(&h, r, dst_dirfd, threads, started, ret_digest, path);
+	r = run_diff(&h, r, dst_dirfd, ret_digest, path);
 	if (r < 0 && err && !copy_failed) {
 		snprintf(err->path, sizeof err->path, "%s", path);
 		err->err = -r;
 		memcpy(err->why, h.why, sizeof err->why);
 	}
+	if (r >= 0 && ret_entries)
+		r = take_list(&h, ret_entries);
 	hasher_destroy(&h);
 	return r;
 }

@@ -75,6 +75,13 @@ int lyr_mkdir_p(const char *path, mode_t mode);
 
 /* Reads PATH fully into a NUL-terminated heap buffer; returns 0 or -errno. */
 int lyr_read_file(const char *path, char **ret, size_t *ret_len);
+/* The same for a file of at most MAX bytes: reads no more than MAX + 1 bytes and returns
+ * -EFBIG for a longer file (or an endless one such as /dev/zero). */
+int lyr_read_file_max(const char *path, size_t max, char **ret, size_t *ret_len);
 /* openat(2) for reading that leaves the object's atime alone: O_NOATIME where the caller may
  * (the owner, or CAP_FOWNER), plain otherwise.  The fd, or -1 with errno set. */
 int lyr_open_noatime(int dirfd, const char *path, int flags);
+
+/* Whether the directory open as DIRFD holds no entry but "." and ".." (DIRFD itself is left
+ * open and unread).  Returns 1 empty, 0 not, or -errno. */
+int lyr_dir_empty(int dirfd);

@@ -88,9 +88,14 @@ int lyr_exec_op_set_security(lyr_exec_op *op, const char *security, lyr_exec_err
  * -ENOMEM, or -EINVAL with ERR naming the bad key or value. */
 int lyr_exec_op_add_mount_spec(lyr_exec_op *op, const char *spec, lyr_exec_error *err);
 
+/* The largest --spec file read: a spec is a few KiB, and a file given by mistake (or
+ * /dev/zero) must not be read without end. */
+#define LYR_EXEC_SPEC_MAX (16 * 1024 * 1024)
+
 /* Reads a --spec FILE.json (schema in docs/exec-spec.md) into a new op.  Unknown keys, wrong
  * types and duplicate keys are errors.  The op is validated before it is returned.  Returns 0,
- * -ENOENT/-EACCES/... when the file cannot be read, -EINVAL with ERR for bad content. */
+ * -ENOENT/-EACCES/... when the file cannot be read, -EFBIG with ERR for a file over
+ * LYR_EXEC_SPEC_MAX bytes (read no further), -EINVAL with ERR for bad content. */
 int lyr_exec_op_load_json(const char *path, lyr_exec_op **ret, lyr_exec_error *err);
 /* The same from a buffer (NUL-terminated). */
 int lyr_exec_op_parse_json(const char *text, lyr_exec_op **ret, lyr_exec_error *err);

@@ -29,7 +29,9 @@ typedef struct lyr_fs_config {
 	bool read_only;	  /* mount read-only even with an upper */
 	bool allow_other; /* let other users in (FUSE allow_other) */
 	bool allow_root;
-	bool nodev, nosuid, noexec, noatime;
+	bool nodev;	  /* device nodes do not open (lyr_fs_config_init: on, as libfuse) */
+	bool nosuid;	  /* set-id bits ignored; always so for a mount by another user than root */
+	bool noexec, noatime;
 	bool nodiratime; /* directories' atime never moves (noatime: no atime moves) */
 	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
@@ -57,27 +59,55 @@ typedef struct lyr_fs_config {
 	/* Called once a FOREGROUND mount is live, in the serving process (NULL: none). */
 	void (*ready)(void *ctx, pid_t pid);
 	void *ready_ctx;
+
+	/* Background mounts whose life is another process's (exec's views): when OWNER > 0 (the
+	 * caller or one of its ancestors), the serving process watches it through a pidfd.  Once
+	 * OWNER has exited, however it ended, OWNER_GONE (NULL: always true) is asked, in a
+	 * thread of the serving process, whether the mount should end, and asked again every
+	 * LYR_FS_OWNER_RECHECK_MS while it says no and the mount lives; once it says yes the
+	 * mount ends as on SIGTERM (unmounted, lazily when busy) and ORPHANED (may be NULL) runs
+	 * in the serving process after the unmount, before it exits.  Both get OWNER_CTX, as the
+	 * caller set it up before lyr_fs_mount (the serving process holds a copy of the caller's
+	 * memory and no descriptor of it: a store must be opened afresh there). */
+	pid_t owner;
+	bool (*owner_gone)(void *ctx);
+	void (*orphaned)(void *ctx);
+	void *owner_ctx;
 } lyr_fs_config;
+
+#define LYR_FS_OWNER_RECHECK_MS 250
 
 /* A message for people naming the object and the cause of a failure. */
 typedef struct lyr_fs_error {
 	char msg[1024];
 } lyr_fs_error;
 
-/* Defaults: no layers, timeout -1, squash ids -1, everything else off. */
+/* Defaults: no layers, timeout -1, squash ids -1, nodev and writeback on, everything else
+ * off. */
 void lyr_fs_config_init(lyr_fs_config *cfg);
 
 /* Mounts CFG at MOUNTPOINT.  Without CFG->foreground: forks a serving process, waits until the
  * mount is live (or failed), and returns 0 with the serving process's pid in *RET_PID; that
  * process has its own session and exits after the mount is unmounted.  With CFG->foreground:
  * serves in the calling process until unmounted (or SIGINT/SIGTERM/SIGHUP), then returns 0 with
- * *RET_PID = its pid.  On failure returns -errno and fills ERR (may be NULL): -EINVAL bad config,
- * -ENOENT/-ENOTDIR/-EACCES a layer, work dir or mountpoint, -EXDEV work dir on another filesystem
- * than the upper, -EIO the kernel refused the mount. */
+ * *RET_PID = its pid.  On failure returns -errno and fills ERR (may be NULL): -EINVAL bad config
+ * (directories that overlap among it: two layers equal or nested, or the mountpoint inside a
+ * layer), -ENOENT/-ENOTDIR/-EACCES a layer, work dir or mountpoint, -EXDEV work dir on another
+ * filesystem than the upper, -EIO the kernel refused the mount. */
 int lyr_fs_mount(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error *err,
 		 pid_t *ret_pid);
 
-/* Unmounts MOUNTPOINT (umount2 when privileged, else `fusermount3 -u`).  When PID > 0, waits
+/* The absolute path of PATH with its parent resolved and its last name kept as given, so that a
+ * dead mount (whose root cannot be looked at) has one.  0 or -errno (from the parent). */
+int lyr_fs_mountpoint_path(const char *path, char *ret, size_t size);
+
+/* When MOUNTPOINT is a dead FUSE mount (its serving process gone: ENOTCONN), detaches it if it
+ * is a layerfs one (fuse.layerfs), each of several stacked, and returns 1; any other dead mount
+ * is refused with -ENOTCONN and ERR saying how to clear it.  0 when it is not a dead mount. */
+int lyr_fs_clear_dead(const char *mountpoint, lyr_fs_error *err);
+
+/* Unmounts MOUNTPOINT (umount2 when privileged, else `fusermount3 -u`; lazily when the mount is
+ * dead).  When PID > 0, waits
  * until that serving process has exited (reaping it when it is a child).  Returns 0 or -errno:
  * -EBUSY in use, -EINVAL not a mount, -EPERM; ERR (may be NULL) says why. */
 int lyr_fs_umount(const char *mountpoint, pid_t pid, lyr_fs_error *err);

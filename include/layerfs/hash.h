@@ -43,6 +43,46 @@ int lyr_digest_parse(const char *text, uint8_t out[LYR_SHA256_LEN]);
 int lyr_hash_diff(int dirfd, const lyr_progress *progress, char ret_digest[LYR_DIGEST_TEXT_LEN],
 		  char *err_path);
 
+/* One entry of a diff directory as the diff digest read it: enough to tell later which entry
+ * of a layer changed and how (a layer's file list, docs/store-format.md). */
+typedef struct lyr_diff_entry {
+	char *path;        /* relative to the diff directory, "" for the directory itself */
+	uint8_t *header;   /* HDR(e) of docs/diff-digest.md ("type h" for later hard-link names) */
+	size_t header_len;
+	bool has_data;     /* a regular file's first name: DATA is sha256 of its content */
+	uint8_t data[LYR_SHA256_LEN];
+	bool has_extra;    /* lyr_diff_opts.file_prefix asked for EXTRA */
+	uint8_t extra[LYR_SHA256_LEN];
+} lyr_diff_entry;
+
+/* Every entry below a diff directory and the directory itself, sorted by path (strcmp). */
+typedef struct lyr_diff_list {
+	lyr_diff_entry *v;
+	size_t n;
+} lyr_diff_list;
+
+void lyr_diff_list_clear(lyr_diff_list *l);
+
+typedef struct lyr_diff_opts {
+	const lyr_progress *progress; /* may be NULL */
+	unsigned threads;             /* file reading threads: 0 the default (2), else 1..256 */
+	lyr_diff_list *entries;       /* NULL, or filled on success (clear it) */
+	/* With ENTRIES, optional: a second digest of a regular file from the same read,
+	 * sha256(prefix + content), into the entry's EXTRA.  Called by the walking thread for each
+	 * file listed with data, with its open fd, stat and path: returns 1 and a heap prefix when
+	 * one is wanted, 0 when not, or -errno to stop. */
+	int (*file_prefix)(void *ctx, int fd, const struct stat *st, const char *path,
+			   uint8_t **ret, size_t *ret_len);
+	void *ctx;
+} lyr_diff_opts;
+
+/* lyr_hash_diff with options (OPTS may be NULL). */
+int lyr_hash_diff_ex(int dirfd, const lyr_diff_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN],
+		     char *err_path);
+
+/* Threads for work that should use every core: the CPUs this process may run on (1..256). */
+unsigned lyr_hash_cpu_threads(void);
+
 /* Layer ID: "sha256:" + hex(sha256(PARENT_ID or "" + " " + DIFF_DIGEST)). */
 void lyr_layer_id(const char *parent_id, const char *diff_digest, char ret_id[LYR_DIGEST_TEXT_LEN]);
 
@@ -140,6 +180,12 @@ typedef struct lyr_hash_opts {
 int lyr_hash_selectors(const lyr_hash_source *src, const char *const *selectors, size_t n,
 		       const lyr_hash_opts *opts, char ret_digest[LYR_DIGEST_TEXT_LEN]);
 
+/* The bytes that precede a regular file's content in its content-hash digest (the file's digest
+ * is sha256 of them + the content), for the file open at FD with stat ST as a layer view shows
+ * it (the overlay's trusted.overlay.* and user.overlay.* attributes hidden).  Not for metacopy
+ * files, whose content lives in a lower layer.  Returns 0 or -errno; *RET is heap. */
+int lyr_hash_file_prefix(int fd, const struct stat *st, uint8_t **ret, size_t *ret_len);
+
 /* Normalises one selector: absolute, no "." or empty components, ".." applied ("/" for the
  * whole view).  Returns 0, or -EINVAL when ".." would leave the root.  *RET is heap. */
 int lyr_hash_selector_normalize(const char *sel, char **ret);
@@ -174,3 +220,7 @@ int lyr_hash_check_pattern(const char *pat, const char **ret_why);
  * -EINVAL, ERR->why saying which. */
 int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
 		    lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN]);
+/* lyr_hash_import that also fills RET_ENTRIES (may be NULL; clear it) as lyr_hash_diff_ex does. */
+int lyr_hash_import_list(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
+			 lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN],
+			 lyr_diff_list *ret_entries);

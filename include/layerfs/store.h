@@ -32,12 +32,35 @@ typedef struct lyr_store lyr_store;
 /* Current on-disk format version; a store with a higher one is refused (-EPROTO). */
 #define LYR_STORE_FORMAT 1
 
-/* Opens (creating when missing, mkdir -p) the store at ROOT; the root is made absolute, so
+/* Opens (creating when missing or empty, mkdir -p) the store at ROOT; the root is made absolute, so
  * paths handed out stay valid after chdir.  Returns 0, or -errno: -EROFS when the store is on
  * a read-only filesystem (a store is never opened read-only), -EPROTO when it was written by
- * a newer format (nothing is changed then).  Takes well under a millisecond on an existing
- * store.  Interrupted commits are not settled here (see lyr_store_fsck). */
+ * a newer format (nothing is changed then), -EUCLEAN when its database is damaged or lost
+ * records (see LYR_OPEN_CHECK; the message names the file and the damage).  Takes well under
+ * a millisecond on an existing store.  Interrupted commits are not settled here (see
+ * lyr_store_fsck). */
 int lyr_store_open(const char *root, lyr_store **ret);
+
+/* How lyr_store_open_mode treats ROOT.  Without LYR_OPEN_CREATE only an existing store is
+ * opened (-ENOENT "no store at ..." for a missing or empty directory): read-only commands
+ * never create one.  With it, a store is created in a missing or empty directory.  Either way
+ * a directory that is neither empty nor a store (it has no db/ or layers/) is refused with
+ * -ENOTEMPTY and left alone. */
+enum {
+	LYR_OPEN_EXISTING = 0,
+	LYR_OPEN_CREATE = 1 << 0,
+	/* For fsck.  A store whose database is damaged is refused by other opens (-EUCLEAN, the
+	 * message names the damaged file and what is wrong with it, and suggests fsck
+	 * --repair).  LYR_OPEN_CHECK opens it anyway without changing it (a damaged table is
+	 * replaced by an empty one in memory) so fsck can report; LYR_OPEN_REPAIR mends the
+	 * database: a damaged table file is moved aside to db/FILE.damaged and made anew, a
+	 * missing db/ or format record is made again.  Either way lyr_store_fsck reports the
+	 * damage first and then rebuilds what the directories allow (layers, refs, parents,
+	 * sizes, the uses index); tags, descriptions and caches of a lost table stay lost. */
+	LYR_OPEN_CHECK = 1 << 1,
+	LYR_OPEN_REPAIR = 1 << 2,
+};
+int lyr_store_open_mode(const char *root, unsigned mode, lyr_store **ret);
 void lyr_store_free(lyr_store *s);
 const char *lyr_store_root(const lyr_store *s);
 
@@ -201,13 +224,97 @@ void lyr_store_hash_cache(lyr_store *s, lyr_hash_cache *ret);
 /* fsck: checks records against directories (holding the store's namespace lock, so no
  * import, commit or rm is half way).  Each finding goes to FN (may be NULL) as one line of
  * text ("orphan directory layers/ab12...", "layer sha256:... has no diff directory", ...; the
- * full list is in docs/store-format.md) with whether it was repaired.  With REPAIR: orphan
- * directories and temporary directories of dead processes are removed, interrupted commits
- * are rolled forward or back, stale mount records cleared, the uses index mended; records
- * without data are reported, not deleted.  Returns the number of problems left (>= 0) or
- * -errno. */
+ * full list is in docs/store-format.md) with whether it was repaired.  With REPAIR:
+ * temporary directories of dead processes are removed, interrupted commits, imports, news and
+ * rms are rolled forward or back, layer and ref directories whose records the database lost
+ * are re-adopted (a layer only under the ID its content gives), stale mount records cleared,
+ * the uses index mended; records without data and layer directories that cannot be adopted
+ * are reported, never deleted.  Returns the number of problems left (>= 0) or -errno. */
 int lyr_store_fsck(lyr_store *s, bool repair,
 		   void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
+/* verify (fsck --verify): recomputes each layer's diff digest and ID from its diff directory
+ * with the code commit and import use, and compares the ID with the layer's own.  A layer whose
+ * content no longer gives its ID is marked (layers/<hex>/verify-failed) until a later
+ * verification finds it intact again or it is removed; the entries that changed are named from
+ * the layer's file list or, for a layer without one, from its digest cache entries.  For every
+ * layer verified, the digest cache entries (lyr_store_hash_cache) are checked against the
+ * content.  Layers are verified one after another, each on THREADS threads.  No lock is held
+ * while hashing.  docs/store-format.md lists the findings. */
+typedef struct lyr_verify_finding {
+	const char *layer;   /* the layer's ID */
+	const char *path;    /* an entry ("/etc/passwd", "/" for the diff's root), or NULL */
+	const char *problem; /* "content differs from the layer's digest", ... */
+	bool repaired;
+} lyr_verify_finding;
+
+typedef struct lyr_verify_opts {
+	/* Drops stale digest cache entries (all of those of a failed layer), writes a missing or
+	 * wrong file list of an intact layer.  Content is never changed: a failed layer stays
+	 * marked until its files are restored or it is removed. */
+	bool repair;
+	bool marked_only; /* only layers marked by an earlier verification */
+	bool no_hash;     /* do not hash: report the marks of earlier verifications */
+	unsigned threads; /* file reading threads: 0 one per CPU this process may use */
+	void (*fn)(void *ctx, const lyr_verify_finding *f); /* may be NULL */
+	void *ctx;
+} lyr_verify_opts;
+
+typedef struct lyr_verify_stats {
+	uint64_t layers, files, bytes; /* verified, and read doing so */
+} lyr_verify_stats;
+
+/* Verifies the layers IDS[0..N) (full IDs; N == 0: every layer).  Returns the number of
+ * problems left (>= 0) or -errno (-ENOENT for an unknown layer, named in the last error).
+ * RET_STATS may be NULL. */
+int lyr_store_verify(lyr_store *s, const char *const *ids, size_t n, const lyr_verify_opts *opts,
+		     lyr_verify_stats *ret_stats);
+
+/* 1 when layer ID or one of its ancestors is marked as failed verification, 0 when not, or
+ * -errno (-ENOENT unknown layer).  When 1, the last error names the marked layer: "layer
+ * sha256:... failed verification; run layerfs fsck --repair or layerfs rm". */
+int lyr_layer_verify_failed(lyr_store *s, const char *id);
+
+/* Whether every directory in layers/ and refs/ whose name is an ID has its record (or is an
+ * operation under way): 0, or -EUCLEAN when the database lost records (the message names one
+ * such directory and suggests fsck --repair).  Reads both directories: commands that show or
+ * decide from every record (ls, du, prune) call it so that a store whose database forgot
+ * layers is never shown or pruned as if they did not exist. */
+int lyr_store_check_records(lyr_store *s);
+
+/* The modes of the store's root and top directories (db/, layers/, refs/, tmp/, runs/), which
+ * must be 0700: layers may hold set-id programs and device nodes that no other user may
+ * reach.  Each looser one goes to FN (may be NULL) as one line ("store directory '/s/layers'
+ * has mode 0755, not 0700"); with REPAIR its group and other bits are cleared (which needs
+ * the owner or root).  Returns the number of looser modes left (>= 0) or -errno. */
+int lyr_store_modes(lyr_store *s, bool repair,
+		    void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
+
+/* ---- runs ---------------------------------------------------------------------------------
+ * An exec run keeps a record in the store of what must not outlive it: the private directory
+ * holding its mountpoints and the refs it made.  The record (runs/exec-<pid>-<start>-<rand>)
+ * names its process, so fsck can tell a dead run's leftovers from a live run's views. */
+typedef struct lyr_run lyr_run;
+
+/* Starts the record of a run of the calling process whose mountpoints are the entries of DIR
+ * (an absolute path).  0 or -errno. */
+int lyr_run_new(lyr_store *s, const char *dir, lyr_run **ret);
+/* Adds REF_ID, a ref the run made (to be committed or released before it ends). */
+int lyr_run_add_ref(lyr_run *r, const char *ref_id);
+/* The record's absolute path: a process that finishes the run's cleanup on its behalf (the
+ * serving process of its last view) unlinks it once DIR is gone. */
+const char *lyr_run_path(const lyr_run *r);
+/* Ends the run (everything released): removes its record and frees R (NULL-safe). */
+void lyr_run_end(lyr_run *r);
+
+/* fsck of what dead processes left mounted: runs whose process is dead (refs they made and
+ * did not release: released; their directory: every view below it unmounted lazily, the
+ * directories removed, never anything else; then the record) and refs whose mount record
+ * names a dead serving process while the mountpoint is still its dead FUSE mount (unmounted
+ * lazily; the record itself is lyr_store_fsck's).  Findings go to FN as lyr_store_fsck's do
+ * (docs/store-format.md lists them).  Returns the number of problems left or -errno. */
+int lyr_store_fsck_runs(lyr_store *s, bool repair,
+			void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx);
 
 /* ---- exec support ------------------------------------------------------------------------- */
 
@@ -257,6 +364,10 @@ typedef struct lyr_cache_hold lyr_cache_hold;
  * one hold.  Returns 0 or -errno (nothing is held then): -EINTR when a signal whose handler
  * was installed without SA_RESTART ended a wait. */
 int lyr_cache_acquire(lyr_store *s, const lyr_cache_req *reqs, size_t n, lyr_cache_hold **ret);
+/* A hold on the cache ref REF_ID that holds no lock yet, for the serving process of its mount
+ * when the run that mounted it died: with the mount lock taken, lyr_cache_hold_last tells
+ * whether another run still uses the ref.  0 or -errno (-ENOENT: no such ref directory). */
+int lyr_cache_hold_adopt(lyr_store *s, const char *ref_id, lyr_cache_hold **ret);
 /* The ref ID of a hold, and the directory where runs mount it (inside the ref's directory;
  * shared runs use one mount there). */
 const char *lyr_cache_hold_ref(const lyr_cache_hold *h);

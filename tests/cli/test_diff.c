@@ -1,5 +1,5 @@
 /* `layerfs diff`: A, C and D lines of a ref and of a layer against the parent, from whiteouts
- * (0/0 devices and OCI .wh. names) and opaque directories. */
+ * (0/0 devices and OCI .wh. names), opaque directories and redirected (renamed) directories. */
 #include <criterion/criterion.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -82,4 +82,33 @@ Test(cli_diff, an_unchanged_ref_has_an_empty_diff)
 	ref_out[64] = '\0';
 	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref_out, NULL));
 	cr_assert_str_eq(diff, "");
+}
+
+/* A directory renamed onto a removed one (a redirect to where its lower files are): the removed
+ * directory's files are deleted, the ones the rename brings are added, and a whiteout of a name
+ * only the old place had is no change at the new one. */
+Test(cli_diff, a_renamed_directory_shows_what_it_brings_and_what_it_hides)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root for trusted.overlay xattrs");
+	tu_write(dirs.src, "e/sub/deep", "deep\n");
+	_cleanup_free_ char *out =
+	    tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *ref_out = tu_ok(tu_lf(dirs.store, "new", "base", NULL));
+	_cleanup_free_ char *ref = strndup(ref_out, 64);
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
+
+	/* mv e d (d removed first), then a file written into it and one of its files removed */
+	_cleanup_free_ char *d = tu_path(upper, "d");
+	cr_assert_eq(mkdir(d, 0755), 0);
+	cr_assert_eq(setxattr(d, "trusted.overlay.redirect", "/e", 2, 0), 0);
+	tu_write(upper, "d/new", "new\n");
+	_cleanup_free_ char *wh = tu_path(upper, "d/older");
+	cr_assert_eq(mknod(wh, S_IFCHR | 0000, makedev(0, 0)), 0);
+	_cleanup_free_ char *e = tu_path(upper, "e");
+	cr_assert_eq(mknod(e, S_IFCHR | 0000, makedev(0, 0)), 0);
+
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref, NULL));
+	cr_assert_str_eq(diff, "C /d\nA /d/new\nA /d/old\nA /d/sub\nA /d/sub/deep\nD /d/x\nD /d/y\n"
+			       "D /e\n");
 }

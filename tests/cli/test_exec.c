@@ -13,15 +13,16 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
 #include "testutil.h"
 
-static const char *const applets[] = {"sh",    "cat",	"echo",	 "id",	  "ls",	  "true",
-				      "false", "sleep", "mkdir", "touch", "env",  "grep",
-				      "kill",  "rm",	"wc",	 "seq",	  "head", "tr"};
+static const char *const applets[] = {"sh",    "cat",	"echo",	 "id",	"ls",	"true", "false",
+				      "sleep", "mkdir", "touch", "env", "grep", "kill", "rm",
+				      "wc",    "seq",	"head",	 "tr",	"mknod"};
 
 static tu_dirs dirs;
 static char *rootfs, *tmpenv;
@@ -658,6 +659,39 @@ Test(cli_exec, a_symlink_in_the_root_does_not_lead_a_mount_to_the_hosts_etc)
 	assert_clean(0);
 }
 
+Test(cli_exec, device_nodes_in_the_root_view_stay_inert)
+{
+	need_all();
+	/* One node comes with the layer, as a committed earlier run would leave it. */
+	_cleanup_free_ char *mem = tu_path(rootfs, "mem");
+	cr_assert_eq(mknod(mem, S_IFCHR | 0666, makedev(1, 1)), 0);
+	import_as(rootfs, "bb");
+	tu_run r = lx("exec", "bb", "--", "sh", "-c",
+		      "cat /mem; mknod /null2 c 1 3 && cat /null2; cat /dev/null && echo ok", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "ok\n");
+	cr_assert_not_null(strstr(r.err, "cat: can't open '/mem': Permission denied\n"
+					 "cat: can't open '/null2': Permission denied\n"),
+			   "%s", r.err);
+	tu_run_free(&r);
+	assert_clean(0);
+}
+
+Test(cli_exec, a_mount_target_leading_back_to_the_root_fails_like_slash)
+{
+	need_all();
+	_cleanup_free_ char *tmp = tu_path(rootfs, "tmp");
+	cr_assert_eq(symlink("/", tmp), 0);
+	import_as(rootfs, "bb");
+	tu_run r = lx("exec", "--mount", "type=tmpfs,target=/tmp", "bb", "--", "true", NULL);
+	cr_assert_eq(r.status, 125, "%s", r.err);
+	cr_assert_str_eq(
+	    r.err,
+	    "layerfs: exec: mount target '/tmp': resolves to '/' inside the root, not below it\n");
+	tu_run_free(&r);
+	assert_clean(0);
+}
+
 Test(cli_exec, a_spec_file_describes_the_whole_op)
 {
 	need_all();
@@ -675,6 +709,11 @@ Test(cli_exec, a_spec_file_describes_the_whole_op)
 	tu_run_free(&r);
 	r = lx("exec", "--spec", spec, "--env", "A=1", NULL);
 	cr_assert_eq(r.status, 2);
+	tu_run_free(&r);
+	r = lx("exec", "--spec", "/dev/zero", NULL);
+	cr_assert_eq(r.status, 125);
+	cr_assert_str_eq(r.err,
+			 "layerfs exec: spec '/dev/zero': larger than the limit of 16 MiB\n");
 	tu_run_free(&r);
 }
 
@@ -874,6 +913,46 @@ Test(cli_exec, one_cache_at_two_targets_is_one_ref_and_is_unmounted_after)
 	cr_assert_str_eq(r.out, "x\n");
 	tu_run_free(&r);
 	assert_clean(1);
+}
+
+/* A bind whose selector is a file binds that file (BuildKit's bind of a single file): onto a new
+ * name, which is gone again after the run, or over a file of the root; read-only when asked;
+ * as an output, the write lands in the output layer.  A file onto a directory is refused by
+ * name. */
+Test(cli_exec, a_bind_with_a_file_selector_binds_the_file)
+{
+	need_all();
+	tu_write(dirs.src, "conf/app.conf", "setting=1\n");
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, "--tag", "data", NULL)));
+	tu_run r = lx("exec", "--mount",
+		      "type=bind,target=/x/app.conf,source=data,selector=/conf/app.conf", "bb",
+		      "--", "sh", "-c", "cat /x/app.conf; ls -l /x | grep -c conf", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "setting=1\n1\n");
+	tu_run_free(&r);
+	r = lx("exec", "--mount",
+	       "type=bind,target=/etc/group,source=data,selector=/conf/app.conf,readonly", "bb",
+	       "--", "sh", "-c", "cat /etc/group; echo x > /etc/group", NULL);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.out, "setting=1\n");
+	cr_assert_not_null(strstr(r.err, "Read-only file system"), "%s", r.err);
+	tu_run_free(&r);
+	_cleanup_free_ char *json =
+	    tu_ok(lx("--json", "exec", "--mount",
+		     "type=bind,target=/c,source=data,selector=/conf/app.conf,"
+		     "output",
+		     "bb", "--", "sh", "-c", "echo setting=2 > /c", NULL));
+	_cleanup_free_ char *out = output_of(json, "/c"), *root = output_of(json, "/");
+	_cleanup_free_ char *d = tu_ok(tu_lf(dirs.store, "diff", out, NULL));
+	cr_assert_str_eq(d, "C /conf\nC /conf/app.conf\n");
+	/* the name made for the bind is not part of the root's output */
+	_cleanup_free_ char *rd = tu_ok(tu_lf(dirs.store, "diff", root, NULL));
+	cr_assert_str_eq(rd, "");
+	r = lx("exec", "--mount", "type=bind,target=/etc,source=data,selector=/conf/app.conf", "bb",
+	       "--", "true", NULL);
+	tu_fails(r, 125,
+		 "layerfs: exec: mount target '/etc': a directory, and the source is a file\n");
+	assert_clean(0);
 }
 
 Test(cli_exec, the_default_filter_holds_over_a_layer_root_and_insecure_is_another_key)

@@ -2,6 +2,7 @@
  * layer mounts read-only, a mounted ref is neither committed nor mounted twice, umount waits for
  * the serving process, a record whose process died is stale and cleared. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <grp.h>
 #include <sched.h>
 #include <spawn.h>
@@ -41,17 +42,6 @@ static void teardown(void)
 }
 
 TestSuite(cli_mount, .init = setup, .fini = teardown);
-
-/* True while PID runs (a zombie has exited: only its parent has not reaped it yet). */
-static bool process_running(pid_t pid)
-{
-	_cleanup_free_ char *path = NULL, *stat = NULL;
-	cr_assert(asprintf(&path, "/proc/%d/stat", (int)pid) > 0);
-	if (lyr_read_file(path, &stat, NULL) < 0)
-		return false;
-	const char *p = strrchr(stat, ')');
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
 
 static char *new_ref_on_base(void)
 {
@@ -134,7 +124,7 @@ Test(cli_mount, umount_returns_after_the_serving_process_exited)
 	cr_assert_eq(kill(pid, 0), 0);
 	tu_write(mp, "f", "data\n");
 	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
-	cr_assert(!process_running(pid), "the serving process %d still runs", pid);
+	cr_assert(!tu_process_running(pid), "the serving process %d still runs", pid);
 	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
 	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
 }
@@ -147,7 +137,7 @@ Test(cli_mount, a_record_whose_server_died_is_stale_and_cleared)
 	_cleanup_free_ char *pid_text = tu_json_field(out, "pid");
 	pid_t pid = (pid_t)atoi(pid_text);
 	cr_assert_eq(kill(pid, SIGKILL), 0);
-	for (int i = 0; i < 500 && process_running(pid); i++)
+	for (int i = 0; i < 500 && tu_process_running(pid); i++)
 		usleep(10000);
 	cr_assert_eq(umount2(mp, MNT_DETACH), 0); /* the dead mount itself */
 	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
@@ -280,17 +270,27 @@ Test(cli_mount, a_write_through_one_lower_hard_link_is_committed_for_both_names)
 	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
 }
 
+/* Makes TMP/upper (its path in *RET_UPPER) and TMP/work and returns the -o text of an overlay
+ * of the source tree with them. */
+static char *overlay_opts(char **ret_upper)
+{
+	char *upper = tu_path(dirs.tmp, "upper");
+	_cleanup_free_ char *work = tu_path(dirs.tmp, "work");
+	cr_assert_eq(mkdir(upper, 0755), 0);
+	cr_assert_eq(mkdir(work, 0755), 0);
+	char *opts = NULL;
+	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", dirs.src, upper, work) > 0);
+	*ret_upper = upper;
+	return opts;
+}
+
 Test(cli_mount, layerfs_overlay_takes_fuse_overlayfs_arguments_as_a_mount_program)
 {
 	tu_need_fuse();
 	_cleanup_free_ char *prog = tu_path(dirs.tmp, "layerfs-overlay");
 	cr_assert_eq(symlink(LAYERFS_BIN, prog), 0);
-	_cleanup_free_ char *upper = tu_path(dirs.tmp, "upper");
-	_cleanup_free_ char *work = tu_path(dirs.tmp, "work");
-	cr_assert_eq(mkdir(upper, 0755), 0);
-	cr_assert_eq(mkdir(work, 0755), 0);
-	_cleanup_free_ char *opts = NULL;
-	cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", dirs.src, upper, work) > 0);
+	_cleanup_free_ char *upper = NULL;
+	_cleanup_free_ char *opts = overlay_opts(&upper);
 	const char *argv[] = {prog, "-o", opts, mp, NULL};
 	tu_run r = tu_cmd(NULL, argv);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -424,6 +424,318 @@ Test(cli_mount, an_unprivileged_user_mounts_through_fusermount3)
 	cr_assert_eq(s.st_uid, 65534);
 	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
 	cr_assert_str_eq(low, "box\n");
+}
+
+/* dd with oflag=direct and iflag=direct on a ref's mount, with the writeback cache (the
+ * default) and without: page-sized and odd-sized blocks at odd offsets, read back byte for byte
+ * through the mount and found in the committed layer. */
+static void direct_dd(const char *opts)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *ref = new_ref_on_base();
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, mp, "-o", opts, NULL)));
+	_cleanup_free_ char *want = tu_path(dirs.tmp, "want");
+	_cleanup_free_ char *got = tu_path(dirs.tmp, "got");
+	/* keep\n, then 3 pages at 8192, then 7 blocks of 1000 bytes from 5003 */
+	cr_assert_eq(tu_sh("set -e; cd '%s'; head -c 12288 /dev/urandom >pages;"
+			   " head -c 7000 /dev/urandom >odd;"
+			   " printf 'keep\\n' >want; dd if=pages of=want bs=4096 seek=2 conv=notrunc"
+			   " status=none; dd if=odd of=want bs=1000 seek=5003 oflag=seek_bytes"
+			   " conv=notrunc status=none",
+			   dirs.tmp),
+		     0);
+	cr_assert_eq(tu_sh("set -e; cd '%s'; dd if=pages of='%s/data/keep' bs=4096 seek=2"
+			   " oflag=direct conv=notrunc status=none;"
+			   " dd if=odd of='%s/data/keep' bs=1000 seek=5003 oflag=direct,seek_bytes"
+			   " conv=notrunc status=none",
+			   dirs.tmp, mp, mp),
+		     0);
+	cr_assert_eq(tu_sh("dd if='%s/data/keep' of='%s' bs=1000 iflag=direct status=none", mp, got),
+		     0);
+	cr_assert_eq(tu_sh("cmp '%s' '%s'", want, got), 0);
+	cr_assert_eq(tu_sh("cmp '%s' '%s/data/keep'", want, mp), 0);
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	_cleanup_free_ char *layer = tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "out", NULL));
+	free(tu_ok(tu_lf(dirs.store, "mount", "out", mp, NULL)));
+	cr_assert_eq(tu_sh("cmp '%s' '%s/data/keep'", want, mp), 0);
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+}
+
+Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref)
+{
+	direct_dd("writeback=1");
+}
+
+Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref_without_writeback)
+{
+	direct_dd("writeback=0");
+}
+
+/* `layerfs overlay` with directories that overlap: exit 1, the two paths named, nothing
+ * mounted (the mountpoint inside the upper used to hang its first lookup). */
+Test(cli_mount, overlay_refuses_overlapping_directories)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *t = realpath(dirs.tmp, NULL);
+	const char *made[] = {"l/u", "l/w", "u/m", "u/w", "w/work", "l2", "m"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(made); i++) {
+		_cleanup_free_ char *p = tu_path(t, made[i]);
+		cr_assert_eq(lyr_mkdir_p(p, 0755), 0);
+	}
+	static const struct {
+		const char *lower, *upper, *work, *mp, *msg;
+	} cases[] = {
+	    {"l", "u", "w", "u/m",
+	     "mountpoint 'T/u/m' is inside upper directory 'T/u' (the mount would serve its own "
+	     "lookups)"},
+	    {"l", "u", "w", "l/u",
+	     "mountpoint 'T/l/u' is inside lower directory 'T/l' (the mount would serve its own "
+	     "lookups)"},
+	    {"l", "u", "w", "w/work",
+	     "mountpoint 'T/w/work' is inside work directory 'T/w' (the mount would serve its own "
+	     "lookups)"},
+	    {"l", "l/u", "w", "m", "upper directory 'T/l/u' is inside lower directory 'T/l'"},
+	    {"l", "u", "l/w", "m", "work directory 'T/l/w' is inside lower directory 'T/l'"},
+	    {"l", "u", "u", "m", "upper directory 'T/u' is also the work directory"},
+	    {"l", "u", "u/w", "m", "work directory 'T/u/w' is inside upper directory 'T/u'"},
+	    {"u", "u/w", "w", "m", "upper directory 'T/u/w' is inside lower directory 'T/u'"},
+	    {"w/work", "u", "w", "m", "lower directory 'T/w/work' is inside work directory 'T/w'"},
+	    {"u/m", "u", "w", "m", "lower directory 'T/u/m' is inside upper directory 'T/u'"},
+	    {"w", "u", "w", "m", "work directory 'T/w' is also a lower directory"},
+	    {"l2:u", "u", "w", "m", "upper directory 'T/u' is also a lower directory"},
+	    {"l:l2:l/w", "u", "w", "m", "lower directory 'T/l/w' is inside lower directory 'T/l'"},
+	    {"l2:l", NULL, NULL, "l/u",
+	     "mountpoint 'T/l/u' is inside lower directory 'T/l' (the mount would serve its own "
+	     "lookups)"},
+	    {"l:l", NULL, NULL, "m", "lower directory 'T/l' is given twice"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *opts = NULL, *lowers = strdup(cases[i].lower), *abs = NULL;
+		/* each lower as T/NAME */
+		char *list = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&list, &len);
+		for (char *save, *l = strtok_r(lowers, ":", &save); l; l = strtok_r(NULL, ":", &save))
+			fprintf(f, "%s%s/%s", ftell(f) ? ":" : "", t, l);
+		fclose(f);
+		if (cases[i].upper)
+			cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s/%s,workdir=%s/%s", list, t,
+					   cases[i].upper, t, cases[i].work) > 0);
+		else
+			cr_assert(asprintf(&opts, "lowerdir=%s", list) > 0);
+		free(list);
+		_cleanup_free_ char *mpath = tu_path(t, cases[i].mp);
+		cr_assert_eq(lyr_mkdir_p(mpath, 0755), 0);
+		const char *argv[] = {"overlay", "-o", opts, mpath, NULL};
+		tu_run r = tu_layerfs(NULL, argv);
+		/* the expected message with T for the temporary directory */
+		_cleanup_free_ char *want = NULL;
+		char *w = NULL;
+		size_t wlen = 0;
+		FILE *g = open_memstream(&w, &wlen);
+		fprintf(g, "layerfs overlay: cannot mount at '%s': ", mpath);
+		for (const char *p = cases[i].msg; *p; p++)
+			if (*p == 'T')
+				fputs(t, g);
+			else
+				fputc(*p, g);
+		fputc('\n', g);
+		fclose(g);
+		want = w;
+		if (r.status == 0)
+			umount2(mpath, MNT_DETACH);
+		cr_assert_eq(r.status, 1, "case %zu: exit %d: %s", i, r.status, r.err);
+		cr_assert_str_eq(r.err, want, "case %zu", i);
+		tu_run_free(&r);
+		cr_assert_eq(umount2(mpath, 0), -1, "case %zu: mounted anyway", i);
+	}
+}
+
+/* A layer at the mountpoint (mount over the lower directory itself, as is usual with kernel
+ * overlayfs) is fine: the daemon opened the layers before it mounted. */
+Test(cli_mount, overlay_mounts_over_its_lower_directory)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *upper = NULL;
+	_cleanup_free_ char *opts = overlay_opts(&upper);
+	const char *argv[] = {"overlay", "-o", opts, dirs.src, NULL};
+	tu_run r = tu_layerfs(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_run_free(&r);
+	tu_write(dirs.src, "etc/hostname", "changed\n");
+	_cleanup_free_ char *keep = tu_read(dirs.src, "data/keep");
+	cr_assert_str_eq(keep, "keep\n");
+	cr_assert_eq(umount2(dirs.src, 0), 0);
+	_cleanup_free_ char *up = tu_read(upper, "etc/hostname");
+	cr_assert_str_eq(up, "changed\n");
+	_cleanup_free_ char *low = tu_read(dirs.src, "etc/hostname");
+	cr_assert_str_eq(low, "box\n");
+}
+
+/* The serving process of the mount at DIR, found by its command line (it ends with DIR). */
+static pid_t server_of(const char *dir)
+{
+	_cleanup_free_ char *abs = realpath(dir, NULL);
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	pid_t found = 0;
+	struct dirent *de;
+	while (!found && (de = readdir(d))) {
+		pid_t pid = (pid_t)atoi(de->d_name);
+		_cleanup_free_ char *path = NULL, *cmd = NULL;
+		size_t len = 0;
+		cr_assert(asprintf(&path, "/proc/%s/cmdline", de->d_name) > 0);
+		if (pid <= 0 || pid == getpid() || lyr_read_file(path, &cmd, &len) < 0 || len < 2)
+			continue;
+		const char *last = cmd + len - 1;
+		while (last > cmd && last[-1])
+			last--;
+		if (strcmp(last, dir) == 0 || strcmp(last, abs) == 0)
+			found = pid;
+	}
+	closedir(d);
+	cr_assert_gt(found, 0, "no process serves '%s'", dir);
+	return found;
+}
+
+/* Kills PID, the server of the mount at DIR, and waits until the mount is dead (ENOTCONN). */
+static void kill_server(pid_t pid, const char *dir)
+{
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	struct stat st;
+	for (int i = 0; i < 500 && (stat(dir, &st) == 0 || errno != ENOTCONN); i++)
+		usleep(10000);
+	cr_assert_eq(stat(dir, &st), -1);
+	cr_assert_eq(errno, ENOTCONN);
+}
+
+/* How many mounts /proc/self/mountinfo has at MP (resolved). */
+static int mounts_at(const char *abs)
+{
+	_cleanup_free_ char *info = NULL;
+	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &info, NULL), 0);
+	_cleanup_free_ char *needle = NULL;
+	cr_assert(asprintf(&needle, " %s ", abs) > 0);
+	int n = 0;
+	for (const char *p = info; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* Runs ARGV, a command that mounts at mp (its last argument) and leaves a server behind, and
+ * kills that server. */
+static void mount_and_kill(const char *const *argv)
+{
+	tu_run r = tu_cmd(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_run_free(&r);
+	kill_server(server_of(mp), mp);
+}
+
+static pid_t mount_ref(const char *ref)
+{
+	_cleanup_free_ char *out = tu_ok(tu_lf(dirs.store, "--json", "mount", ref, mp, NULL));
+	_cleanup_free_ char *pid = tu_json_field(out, "pid");
+	return (pid_t)atoi(pid);
+}
+
+Test(cli_mount, a_mount_on_a_dead_layerfs_mount_clears_it_first)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *ref = new_ref_on_base();
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	kill_server(mount_ref(ref), mp);
+	tu_run r = tu_lf(dirs.store, "mount", ref, mp, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs: mount '%s': cleared the dead layerfs mount at '%s'\n",
+			   ref, mp) > 0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	cr_assert_eq(mounts_at(abs), 1, "the new mount is not stacked on the dead one");
+	_cleanup_free_ char *keep = tu_read(mp, "data/keep");
+	cr_assert_str_eq(keep, "keep\n");
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	cr_assert_eq(mounts_at(abs), 0);
+	struct stat st;
+	cr_assert_eq(stat(mp, &st), 0, "%s", strerror(errno));
+}
+
+Test(cli_mount, umount_of_a_dead_mount_unmounts_it_and_releases_the_ref)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *ref = new_ref_on_base();
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	kill_server(mount_ref(ref), mp);
+	tu_run r = tu_lf(dirs.store, "umount", mp, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	tu_run_free(&r);
+	cr_assert_eq(mounts_at(abs), 0);
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
+	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
+	_cleanup_free_ char *layer = tu_ok(tu_lf(dirs.store, "commit", ref, NULL));
+	cr_assert_eq(strncmp(layer, "sha256:", 7), 0);
+	/* nothing is mounted there any more */
+	tu_fails(tu_lf(dirs.store, "umount", mp, NULL), 1,
+		 "layerfs: umount '%s': unmounting '%s': not a mountpoint\n", mp, abs);
+}
+
+Test(cli_mount, overlay_on_a_dead_layerfs_mount_clears_it_first)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	_cleanup_free_ char *lower = NULL;
+	cr_assert(asprintf(&lower, "lowerdir=%s", dirs.src) > 0);
+	const char *argv[] = {LAYERFS_BIN, "overlay", "-o", lower, abs, NULL};
+	mount_and_kill(argv);
+	tu_run r = tu_cmd(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs overlay: cleared the dead layerfs mount at '%s'\n", abs) >
+		  0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	cr_assert_eq(mounts_at(abs), 1);
+	_cleanup_free_ char *keep = tu_read(mp, "data/keep");
+	cr_assert_str_eq(keep, "keep\n");
+	cr_assert_eq(umount2(mp, 0), 0);
+}
+
+/* R (freed here) failed (exit 1) saying "WHAT: mountpoint ..." about the dead fuse-overlayfs
+ * mount at mp (ABS resolved). */
+static void assert_refused_dead(tu_run r, const char *what, const char *abs)
+{
+	tu_fails(r, 1,
+		 "%s: mountpoint '%s' is a dead fuse.fuse-overlayfs mount (its serving process is "
+		 "gone): unmount it first with 'umount -l %s' or 'fusermount3 -u -z %s'\n",
+		 what, mp, abs, abs);
+}
+
+Test(cli_mount, a_dead_mount_of_another_filesystem_is_refused_with_the_way_out)
+{
+	tu_need_fuse();
+	if (access("/usr/bin/fuse-overlayfs", X_OK) != 0)
+		cr_skip_test("needs fuse-overlayfs for a dead FUSE mount that is not layerfs'");
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	_cleanup_free_ char *lower = NULL;
+	cr_assert(asprintf(&lower, "lowerdir=%s", dirs.src) > 0);
+	const char *fo[] = {"/usr/bin/fuse-overlayfs", "-o", lower, abs, NULL};
+	mount_and_kill(fo);
+	_cleanup_free_ char *ref = new_ref_on_base();
+	tu_run r = tu_lf(dirs.store, "mount", ref, mp, NULL);
+	_cleanup_free_ char *what = NULL;
+	cr_assert(asprintf(&what, "layerfs: mount '%s'", ref) > 0);
+	assert_refused_dead(r, what, abs);
+	cr_assert_eq(mounts_at(abs), 1, "the dead mount is left alone");
+	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "inspect", "--json", ref, NULL));
+	cr_assert_not_null(strstr(info, "\"mountpoint\":null"), "%s", info);
+	const char *argv[] = {"overlay", "-o", lower, mp, NULL};
+	r = tu_layerfs(NULL, argv);
+	free(what);
+	cr_assert(asprintf(&what, "layerfs overlay: cannot mount at '%s'", mp) > 0);
+	assert_refused_dead(r, what, abs);
+	cr_assert_eq(umount2(mp, MNT_DETACH), 0);
 }
 
 /* What a ref's mount showed of REL's times, against the upper after umount, the committed layer

@@ -1,6 +1,7 @@
 /* Help, version and usage errors: exit status 0 for help, 2 for usage errors. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "layerfs/common.h"
 #include "layerfs/version.h"
@@ -59,4 +60,41 @@ Test(cli_usage, wrong_argument_counts_and_unknown_options_exit_2)
 	cr_assert_eq(r.status, 2);
 	cr_assert_not_null(strstr(r.err, "Try 'layerfs ls --help'."), "%s", r.err);
 	tu_run_free(&r);
+}
+
+/* A bad op in a --spec file is the usage error it is on the command line (exit 2), named once
+ * with the file; a file that cannot be read is a failure (125). */
+Test(cli_usage, spec_errors_exit_2_like_the_same_error_on_the_command_line)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	_cleanup_free_ char *store = tu_path(dir, "store"), *spec = tu_path(dir, "op.json");
+	const char *cl[] = {"--root", store, "exec", "--network", "foo", "bb", "--", "true", NULL};
+	tu_fails(tu_layerfs(NULL, cl), 2,
+		 "layerfs exec: network 'foo': expected none or host\n"
+		 "Try 'layerfs exec --help'.\n");
+	static const struct {
+		const char *json, *msg;
+	} cases[] = {
+	    {"{\"root\": \"bb\", \"args\": [\"true\"], \"network\": \"foo\"}",
+	     "network 'foo': expected none or host"},
+	    {"{\"root\": \"bb\", \"args\": [\"true\"], \"netwrk\": \"foo\"}",
+	     "unknown key 'netwrk'"},
+	    {"{\"args\": [\"true\"]}", "no ROOT given"},
+	    {"[]", "expected a JSON object at the top"},
+	    {"{\"root\": \"r\",\n \"root\": \"s\", \"args\": [\"x\"]}",
+	     "line 2 column 7: duplicate object key near '\"root\"'"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		tu_write(dir, "op.json", cases[i].json);
+		const char *argv[] = {"--root", store, "exec", "--spec", spec, NULL};
+		tu_fails(tu_layerfs(NULL, argv), 2,
+			 "layerfs exec: spec '%s': %s\nTry 'layerfs exec --help'.\n", spec,
+			 cases[i].msg);
+	}
+	_cleanup_free_ char *missing = tu_path(dir, "none.json");
+	const char *argv[] = {"--root", store, "exec", "--spec", missing, NULL};
+	tu_fails(tu_layerfs(NULL, argv), 125,
+		 "layerfs exec: spec '%s': No such file or directory\n", missing);
+	cr_assert_eq(access(store, F_OK), -1, "a usage error created the store");
+	tu_rmtree(dir);
 }

@@ -50,6 +50,25 @@ Test(common_util, read_file_returns_exact_bytes)
 	tu_rmtree(dir);
 }
 
+Test(common_util, read_file_max_stops_one_byte_past_the_limit)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "f", "0123456789");
+	_cleanup_free_ char *p = tu_path(dir, "f");
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	cr_assert_eq(lyr_read_file_max(p, 10, &buf, &len), 0);
+	cr_assert_eq(len, 10);
+	cr_assert_str_eq(buf, "0123456789");
+	char *none = NULL;
+	cr_assert_eq(lyr_read_file_max(p, 9, &none, &len), -EFBIG);
+	cr_assert_null(none);
+	/* An endless file ends at the limit, not at memory's end. */
+	cr_assert_eq(lyr_read_file_max("/dev/zero", 1 << 20, &none, &len), -EFBIG);
+	cr_assert_null(none);
+	tu_rmtree(dir);
+}
+
 Test(common_util, fault_point_kills_the_process_only_when_named, .signal = SIGKILL)
 {
 	setenv("LAYERFS_FAULT", "other,commit-after-rename", 1);

@@ -322,3 +322,20 @@ Test(db_commit, a_chmod_of_the_root_alone_is_a_change)
 	cr_assert_str_neq(la, lb);
 	ts_teardown(&t);
 }
+
+Test(db_commit, commit_moves_the_file_list_beside_the_diff)
+{
+	tstore t;
+	ts_setup(&t);
+	char ref[LYR_ID_MAX], layer[LYR_ID_MAX];
+	ts_new(t.s, NULL, ref);
+	ts_write(t.s, ref, "d/b", "abc");
+	cr_assert_eq(lyr_ref_commit(t.s, ref, NULL, NULL, layer), 0, "%s", lyr_store_last_error());
+	char rel[160];
+	snprintf(rel, sizeof rel, "layers/%s/filelist", layer + strlen("sha256:"));
+	_cleanup_free_ char *list = tu_read(t.root, rel);
+	cr_assert_not_null(list);
+	cr_assert_eq(strncmp(list, "layerfs-filelist 1\n0:", 21), 0);
+	cr_assert_not_null(strstr(list, "3:d/b"));
+	ts_teardown(&t);
+}

@@ -119,10 +119,8 @@ static void crash_case(const char *point, enum op op, bool forward, const char *
 		char *ls = ts_ls(w.t.root, "tmp");
 		snprintf(name, sizeof name, "%s", ls);
 		free(ls);
-	} else if (strcmp(what, "layer-hex") == 0) {
-		snprintf(name, sizeof name, "%s", o.out + strlen("sha256:"));
-	} else if (strcmp(what, "side-hex") == 0) {
-		snprintf(name, sizeof name, "%s", w.side + strlen("sha256:"));
+	} else if (strcmp(what, "side") == 0) {
+		snprintf(name, sizeof name, "%s", w.side);
 	} else if (strcmp(what, "layer") == 0) {
 		snprintf(name, sizeof name, "%s", o.out);
 	} else if (strcmp(what, "new-ref") == 0) {
@@ -172,10 +170,10 @@ Test(db_crash, import_killed_after_the_copy_leaves_a_temporary_directory_fsck_re
 	crash_case("import-after-copy", OP_IMPORT, false, "temporary directory tmp/%s", "tmp");
 }
 
-Test(db_crash, import_killed_after_the_rename_leaves_an_orphan_layer_fsck_removes)
+Test(db_crash, import_killed_after_the_rename_is_rolled_back)
 {
-	crash_case("import-after-rename", OP_IMPORT, false, "orphan directory layers/%s",
-		   "layer-hex");
+	crash_case("import-after-rename", OP_IMPORT, false, "layer %s: interrupted import (%s)",
+		   "layer");
 }
 
 Test(db_crash, commit_killed_after_the_intent_is_rolled_back)
@@ -192,13 +190,13 @@ Test(db_crash, commit_killed_after_the_rename_is_rolled_forward)
 
 Test(db_crash, commit_killed_after_the_transaction_leaves_the_ref_dir_fsck_removes)
 {
-	crash_case("commit-after-txn", OP_COMMIT, true, "orphan directory refs/" WORK_REF "%s",
-		   "none");
+	crash_case("commit-after-txn", OP_COMMIT, true,
+		   "ref " WORK_REF "%s: interrupted commit (%s)", "none");
 }
 
-Test(db_crash, rm_of_a_layer_killed_after_the_transaction_leaves_an_orphan_dir)
+Test(db_crash, rm_of_a_layer_killed_after_the_transaction_is_rolled_forward)
 {
-	crash_case("rm-after-txn", OP_RM_LAYER, true, "orphan directory layers/%s", "side-hex");
+	crash_case("rm-after-txn", OP_RM_LAYER, true, "layer %s: interrupted rm (%s)", "side");
 }
 
 Test(db_crash, rm_of_a_layer_killed_after_the_rename_leaves_a_temporary_dir)
@@ -206,14 +204,15 @@ Test(db_crash, rm_of_a_layer_killed_after_the_rename_leaves_a_temporary_dir)
 	crash_case("rm-after-rename", OP_RM_LAYER, true, "temporary directory tmp/%s", "tmp");
 }
 
-Test(db_crash, rm_of_a_ref_killed_after_the_transaction_leaves_an_orphan_dir)
+Test(db_crash, rm_of_a_ref_killed_after_the_transaction_is_rolled_forward)
 {
-	crash_case("rm-after-txn", OP_RM_REF, true, "orphan directory refs/" WORK_REF "%s", "none");
+	crash_case("rm-after-txn", OP_RM_REF, true, "ref " WORK_REF "%s: interrupted rm (%s)",
+		   "none");
 }
 
-Test(db_crash, new_ref_killed_after_the_rename_leaves_an_orphan_dir)
+Test(db_crash, new_ref_killed_after_the_rename_is_rolled_back)
 {
-	crash_case("new-after-rename", OP_NEW, false, "orphan directory refs/%s", "new-ref");
+	crash_case("new-after-rename", OP_NEW, false, "ref %s: interrupted new (%s)", "new-ref");
 }
 
 Test(db_crash, an_interrupted_commit_is_settled_when_the_ref_is_used_again)

@@ -221,3 +221,23 @@ Test(db_import, a_full_filesystem_fails_with_enospc_and_leaves_the_store_as_it_w
 	free(before), free(after), free(findings), free(src), free(big), free(t.root), free(mnt),
 		free(dir);
 }
+
+/* The layer keeps what each entry looked like (layers/<hex>/filelist), so a changed file can
+ * be named later; the format is in docs/store-format.md. */
+Test(db_import, import_writes_the_layer_file_list)
+{
+	tstore t;
+	ts_setup(&t);
+	_cleanup_free_ char *src = make_source(&t);
+	char id[LYR_ID_MAX];
+	lyr_tree_error err = {0};
+	cr_assert_eq(lyr_store_import(t.s, src, NULL, NULL, NULL, &err, id), 0);
+	char rel[160];
+	snprintf(rel, sizeof rel, "layers/%s/filelist", id + 7);
+	_cleanup_free_ char *list = tu_read(t.root, rel);
+	cr_assert_not_null(list);
+	cr_assert_eq(strncmp(list, "layerfs-filelist 1\n0:", 21), 0);
+	cr_assert_not_null(strstr(list, "12:etc/hostname"));
+	cr_assert_not_null(strstr(list, "8:bin/tool"));
+	ts_teardown(&t);
+}

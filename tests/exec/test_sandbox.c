@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,9 +20,9 @@
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",      "ls",	"true",
-				      "false", "sleep", "hostname", "mkdir",   "touch", "env",
-				      "dd",    "kill",	"pwd",	    "readlink"};
+static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",	"ls",	 "true",
+				      "false", "sleep", "hostname", "mkdir",	"touch", "env",
+				      "dd",    "kill",	"pwd",	    "readlink", "mknod", "wc"};
 
 static void need_root(void)
 {
@@ -110,6 +111,19 @@ static result run_ex(const lyr_sandbox *sb, const char *stdin_data, const char *
 static result run(const lyr_sandbox *sb)
 {
 	return run_ex(sb, NULL, NULL);
+}
+
+/* Runs SB and asserts that the command exits with STATUS, printing exactly OUT, and exactly
+ * ERR on stderr unless ERR is NULL. */
+static void expect_run(const lyr_sandbox *sb, int status, const char *out, const char *err)
+{
+	result res = run(sb);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, status, "%s", res.err);
+	cr_assert_str_eq(res.out, out);
+	if (err)
+		cr_assert_str_eq(res.err, err);
+	result_free(&res);
 }
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -257,6 +271,77 @@ Test(exec_sandbox, mount_through_a_symlink_to_etc_lands_inside_the_root)
 	tu_rmtree(root);
 }
 
+Test(exec_sandbox, a_target_that_leads_back_to_the_root_is_refused_like_slash)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *tmp = tu_path(root, "tmp"), *up = tu_path(root, "up");
+	cr_assert_eq(symlink("/", tmp), 0);
+	cr_assert_eq(symlink("etc/..", up), 0);
+	static const char *const targets[] = {"/tmp", "/up"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(targets); i++) {
+		lyr_sandbox_mount m = {.type = LYR_MOUNT_TMPFS, .target = targets[i]};
+		lyr_sandbox sb = {
+		    .rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("true")};
+		result res = run(&sb);
+		char want[128];
+		snprintf(want, sizeof want,
+			 "mount target '%s': resolves to '/' inside the root, not below it",
+			 targets[i]);
+		cr_assert_eq(res.r, -EINVAL, "%s: %d %s", targets[i], res.r, res.msg);
+		cr_assert_str_eq(res.msg, want);
+		result_free(&res);
+	}
+	_cleanup_free_ char *bin = tu_path(root, "bin/busybox");
+	cr_assert_eq(access(bin, X_OK), 0, "the root was covered");
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, targets_through_dotdot_survive_a_rename_storm)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *storm = tu_mkdtemp();
+	_cleanup_free_ char *a = tu_path(storm, "a"), *b = tu_path(storm, "b");
+	_cleanup_free_ char *deep = tu_path(root, "d/e/f"), *link = tu_path(root, "l");
+	cr_assert_eq(mkdir(a, 0755), 0);
+	cr_assert_eq(lyr_mkdir_p(deep, 0755), 0);
+	/* Every ".." lets openat2(RESOLVE_IN_ROOT) give up with EAGAIN when a rename anywhere on
+	 * the system raced with the lookup. */
+	cr_assert_eq(symlink("d/e/f/../../e/f/../../e/f/../../e/f/../../e/f/..", link), 0);
+	pid_t renamer = fork();
+	cr_assert_geq(renamer, 0);
+	if (renamer == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			if (rename(a, b) == 0)
+				(void)rename(b, a);
+	}
+	lyr_sandbox_mount m[] = {
+	    {.type = LYR_MOUNT_TMPFS, .target = "/l/t"},
+	    {.type = LYR_MOUNT_TMPFS, .target = "/l/f/u"},
+	};
+	lyr_sandbox sb = {
+	    .rootfs = root, .mounts = m, .n_mounts = 2, .args = ARGS("sh", "-c", "ls /d/e /d/e/f")};
+	int failed = 0;
+	char first[512] = "";
+	for (int i = 0; i < 40; i++) {
+		result res = run(&sb);
+		if (res.r < 0 || res.status != 0 ||
+		    strcmp(res.out, "/d/e:\nf\nt\n\n/d/e/f:\nu\n") != 0) {
+			if (!failed++)
+				snprintf(first, sizeof first, "%d %.300s %.200s", res.r, res.msg,
+					 res.out);
+		}
+		result_free(&res);
+	}
+	kill(renamer, SIGKILL);
+	cr_assert_eq(waitpid(renamer, NULL, 0), renamer);
+	cr_assert_eq(failed, 0, "%d of 40 runs failed, the first: %s", failed, first);
+	tu_rmtree(storm);
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, missing_target_directories_are_created_and_removed_afterwards)
 {
 	need_root();
@@ -318,6 +403,122 @@ Test(exec_sandbox, readonly_bind_refuses_writes_and_tmpfs_honours_its_size)
 	tu_rmtree(root);
 }
 
+Test(exec_sandbox, device_nodes_made_or_found_inside_cannot_be_opened)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *src = tu_mkdtemp();
+	/* A node already in the root, as a layer committed by an earlier command holds it. */
+	_cleanup_free_ char *old = tu_path(root, "old-mem");
+	cr_assert_eq(mknod(old, S_IFCHR | 0666, makedev(1, 1)), 0);
+	lyr_sandbox_mount m[] = {
+	    {.type = LYR_MOUNT_TMPFS, .target = "/t"},
+	    {.type = LYR_MOUNT_BIND, .target = "/b", .source = src},
+	};
+	lyr_sandbox sb = {.rootfs = root,
+			  .mounts = m,
+			  .n_mounts = 2,
+			  .args = ARGS("sh", "-c",
+				       "cat /old-mem 2>&1; "
+				       "for d in '' /dev /t /b; do "
+				       "mknod $d/loop b 7 0 && mknod $d/mem c 1 1 || exit 9; "
+				       "cat $d/loop 2>&1; cat $d/mem 2>&1; done")};
+	expect_run(&sb, 1,
+		   "cat: can't open '/old-mem': Permission denied\n"
+		   "cat: can't open '/loop': Permission denied\n"
+		   "cat: can't open '/mem': Permission denied\n"
+		   "cat: can't open '/dev/loop': Permission denied\n"
+		   "cat: can't open '/dev/mem': Permission denied\n"
+		   "cat: can't open '/t/loop': Permission denied\n"
+		   "cat: can't open '/t/mem': Permission denied\n"
+		   "cat: can't open '/b/loop': Permission denied\n"
+		   "cat: can't open '/b/mem': Permission denied\n",
+		   NULL);
+	tu_rmtree(src);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, standard_devices_keep_working)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sh", "-c",
+				       "echo gone > /dev/null && cat /dev/null && echo null; "
+				       "dd if=/dev/zero bs=1000 count=3 2>/dev/null | wc -c; "
+				       "dd if=/dev/urandom bs=16 count=1 2>/dev/null | wc -c; "
+				       "dd if=/dev/random bs=8 count=1 2>/dev/null | wc -c; "
+				       "echo x > /dev/full; "
+				       "exec 3<>/dev/ptmx && echo ptmx")};
+	expect_run(&sb, 0, "null\n3000\n16\n8\nptmx\n",
+		   "sh: write error: No space left on device\n");
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, kernel_settings_in_proc_are_read_only)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *before = NULL, *after = NULL;
+	cr_assert_eq(lyr_read_file("/proc/sys/kernel/core_pattern", &before, NULL), 0);
+	/* "true >" opens for writing and writes nothing: harmless even where the open succeeds. */
+	bool sysrq = access("/proc/sysrq-trigger", F_OK) == 0;
+	char script[512];
+	snprintf(script, sizeof script,
+		 "echo layerfs-core-%%p > /proc/sys/kernel/core_pattern; "
+		 "echo 1 > /proc/sys/net/ipv4/ip_forward; "
+		 "true > /proc/irq/default_smp_affinity; %s"
+		 "echo 500 > /proc/self/oom_score_adj && cat /proc/self/oom_score_adj",
+		 sysrq ? "true > /proc/sysrq-trigger; " : "");
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
+	result res = run(&sb);
+	cr_assert_eq(lyr_read_file("/proc/sys/kernel/core_pattern", &after, NULL), 0);
+	if (strcmp(before, after) != 0)
+		tu_write("/proc/sys/kernel", "core_pattern", before); /* the host's, back */
+	cr_assert_str_eq(after, before, "the host's core_pattern was changed");
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	/* The rest of /proc stays usable: the command's own entries are writable. */
+	cr_assert_str_eq(res.out, "500\n");
+	char want[512];
+	snprintf(want, sizeof want,
+		 "sh: can't create /proc/sys/kernel/core_pattern: Read-only file system\n"
+		 "sh: can't create /proc/sys/net/ipv4/ip_forward: Read-only file system\n"
+		 "sh: can't create /proc/irq/default_smp_affinity: Read-only file system\n%s",
+		 sysrq ? "sh: can't create /proc/sysrq-trigger: Read-only file system\n" : "");
+	cr_assert_str_eq(res.err, want);
+	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, host_kernel_state_in_proc_is_masked)
+{
+	need_root();
+	static const char *const masked[] = {"acpi",	   "asound",	    "interrupts",  "kcore",
+					     "keys",	   "latency_stats", "sched_debug", "scsi",
+					     "timer_list", "timer_stats"};
+	char script[2048] = "", want[2048] = "";
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(masked); i++) {
+		char p[64];
+		struct stat s;
+		snprintf(p, sizeof p, "/proc/%s", masked[i]);
+		if (stat(p, &s) < 0)
+			continue;
+		/* A masked file reads as empty; a masked directory lists nothing. */
+		snprintf(script + strlen(script), sizeof script - strlen(script),
+			 S_ISDIR(s.st_mode) ? "echo %s $(ls -A %s | wc -l); "
+					    : "echo %s $(cat %s | wc -c); ",
+			 p, p);
+		snprintf(want + strlen(want), sizeof want - strlen(want), "%s 0\n", p);
+	}
+	if (!*want)
+		cr_skip_test("this kernel has none of the masked /proc paths");
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
+	expect_run(&sb, 0, want, "");
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, network_none_has_only_loopback_and_hostname_is_set)
 {
 	need_root();
@@ -375,6 +576,46 @@ Test(exec_sandbox, environment_is_exactly_the_given_variables_plus_path_and_prox
 	cr_assert_eq(res.status, 0, "%s", res.err);
 	cr_assert_str_eq(res.out, "/etc\n");
 	result_free(&res);
+	tu_rmtree(root);
+}
+
+Test(exec_sandbox, fifty_thousand_variables_are_checked_and_passed_in_linear_time)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	enum { N = 50000 };
+	lyr_exec_op *op = NULL;
+	lyr_exec_error err = {{0}};
+	cr_assert_eq(lyr_exec_op_new(&op), 0);
+	cr_assert_eq(lyr_exec_op_set_root(op, "r"), 0);
+	cr_assert_eq(lyr_exec_op_add_arg(op, "env"), 0);
+	size_t cap = (size_t)N * 24 + 128, len = 0;
+	_cleanup_free_ char *want = malloc(cap);
+	cr_assert_not_null(want);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < N; i++) {
+		char kv[32];
+		snprintf(kv, sizeof kv, "V%d=%d", N - i, i);
+		cr_assert_eq(lyr_exec_op_add_env(op, kv, &err), 0);
+		len += (size_t)snprintf(want + len, cap - len, "%s\n", kv);
+	}
+	snprintf(want + len, cap - len, "%s\n", DEFAULT_PATH);
+	cr_assert_eq(lyr_exec_op_validate(op, &err), 0, "%s", err.msg);
+	lyr_sandbox sb;
+	lyr_exec_sandbox_from_op(op, root, NULL, &sb);
+	result res = run(&sb);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 0, "%s", res.err);
+	cr_assert_str_eq(res.out, want);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_lt(secs, 2.0, "adding, checking and passing %d variables took %.2f s", N, secs);
+	cr_assert_eq(lyr_exec_op_add_env(op, "V7=again", &err), 0);
+	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "env 'V7': given twice");
+	result_free(&res);
+	lyr_exec_op_free(op);
 	tu_rmtree(root);
 }
 

@@ -1,6 +1,7 @@
 /* The exec op: --mount SPEC grammar, JSON spec, normalization and validation. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <time.h>
 
 #include "layerfs/exec.h"
 #include "testutil.h"
@@ -203,10 +204,10 @@ Test(exec_spec, validate_rejects_missing_command_root_and_duplicate_env)
 	lyr_exec_error err = {{0}};
 	cr_assert_eq(lyr_exec_op_new(&op), 0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
-	cr_assert_str_eq(err.msg, "exec: no ROOT given");
+	cr_assert_str_eq(err.msg, "no ROOT given");
 	cr_assert_eq(lyr_exec_op_set_root(op, "base"), 0);
 	cr_assert_eq(lyr_exec_op_validate(op, &err), -EINVAL);
-	cr_assert_str_eq(err.msg, "exec: no command given");
+	cr_assert_str_eq(err.msg, "no command given");
 	cr_assert_eq(lyr_exec_op_add_arg(op, "true"), 0);
 	cr_assert_eq(lyr_exec_op_add_env(op, "A=1", &err), 0);
 	cr_assert_eq(lyr_exec_op_add_env(op, "AB=2", &err), 0);
@@ -329,7 +330,7 @@ Test(exec_spec, json_spec_errors_name_the_path_of_the_bad_value)
 	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"security\": false}",
 			  "security: expected a string");
 	expect_json_error("[]", "spec: expected a JSON object at the top");
-	expect_json_error("{\"args\": [\"x\"]}", "exec: no ROOT given");
+	expect_json_error("{\"args\": [\"x\"]}", "no ROOT given");
 }
 
 Test(exec_spec, json_spec_file_errors_name_the_file)
@@ -345,5 +346,32 @@ Test(exec_spec, json_spec_file_errors_name_the_file)
 	cr_assert_str_eq(err.msg, want);
 	cr_assert_eq(lyr_exec_op_load_json(missing, &op, &err), -ENOENT);
 	cr_assert_null(op);
+	tu_rmtree(dir);
+}
+
+Test(exec_spec, json_spec_file_over_the_limit_is_refused_without_reading_on)
+{
+	lyr_exec_op *op = NULL;
+	lyr_exec_error err = {{0}};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(lyr_exec_op_load_json("/dev/zero", &op, &err), -EFBIG);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_null(op);
+	cr_assert_str_eq(err.msg, "spec '/dev/zero': larger than the limit of 16 MiB");
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_lt(s, 2.0, "reading /dev/zero took %.2f s", s);
+
+	/* A regular file one byte over: refused the same way; one exactly at it is read. */
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "big.json", "");
+	_cleanup_free_ char *path = tu_path(dir, "big.json");
+	cr_assert_eq(truncate(path, LYR_EXEC_SPEC_MAX + 1), 0);
+	cr_assert_eq(lyr_exec_op_load_json(path, &op, &err), -EFBIG);
+	cr_assert_eq(truncate(path, LYR_EXEC_SPEC_MAX), 0);
+	cr_assert_eq(lyr_exec_op_load_json(path, &op, &err), -EINVAL);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "spec '%s': contains a NUL byte", path) > 0);
+	cr_assert_str_eq(err.msg, want);
 	tu_rmtree(dir);
 }

@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -138,6 +140,20 @@ static inline const char *in_dir(const char *dir, const char *rel)
 	snprintf(b, 4096, "%s/%s", dir, rel);
 	return b;
 }
+/* A short name made from FMT (static buffers, rotating: the last eight stay valid). */
+static inline const char *short_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline const char *short_name(const char *fmt, ...)
+{
+	static char bufs[8][64];
+	static int k;
+	char *b = bufs[k++ % 8];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b, 64, fmt, ap);
+	va_end(ap);
+	return b;
+}
+
 #define MP(rel) in_dir(M.mp, rel)
 #define UP(rel) in_dir(M.upper, rel)
 

@@ -202,11 +202,38 @@ Test(fs_mount, overlay_command_usage_errors)
 	const char *badmap[] = {"layerfs overlay", "-o", "lowerdir=/tmp,uidmapping=1:2", M.mp,
 				NULL};
 	cr_assert_eq(overlay(&e4, badmap), 2);
-	cr_assert_str_eq(e4, "layerfs overlay: bad id mapping '1:2'\n");
+	cr_assert_str_eq(
+	    e4, "layerfs overlay: option uidmapping=1:2: expected C:H:S triplets of numbers\n");
 	const char *missing[] = {"layerfs overlay", "-o", "lowerdir=/nonexistent", M.mp, NULL};
 	cr_assert_eq(overlay(&e5, missing), 1);
 	cr_assert_str_eq(
 	    e5, "layerfs overlay: lower directory '/nonexistent': No such file or directory\n");
+}
+
+/* An option that needs a value and has none (or an empty one) is named with what it needs. */
+Test(fs_mount, options_without_their_value_are_usage_errors)
+{
+	static const struct {
+		const char *opts, *msg;
+	} cases[] = {
+	    {"lowerdir", "option lowerdir needs directories (lowerdir=A[:B...])"},
+	    {"lowerdir=", "option lowerdir needs directories (lowerdir=A[:B...])"},
+	    {"lowerdir=/tmp,upperdir", "option upperdir needs a directory"},
+	    {"lowerdir=/tmp,uidmapping",
+	     "option uidmapping needs mappings (uidmapping=C:H:S[:C:H:S...])"},
+	    {"lowerdir=/tmp,uidmapping=:",
+	     "option uidmapping needs mappings (uidmapping=C:H:S[:C:H:S...])"},
+	    {"lowerdir=/tmp,gidmapping=",
+	     "option gidmapping needs mappings (gidmapping=C:H:S[:C:H:S...])"},
+	    {"lowerdir=/tmp,squash_to_uid", "option squash_to_uid needs a non-negative number"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		const char *argv[] = {"layerfs overlay", "-o", cases[i].opts, "/nonexistent", NULL};
+		_cleanup_free_ char *err = NULL, *want = NULL;
+		cr_assert_eq(overlay(&err, argv), 2, "%s: %s", cases[i].opts, err);
+		cr_assert(asprintf(&want, "layerfs overlay: %s\n", cases[i].msg) > 0);
+		cr_assert_str_eq(err, want);
+	}
 }
 
 static int write_file(const char *path, const char *text)

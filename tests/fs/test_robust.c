@@ -398,6 +398,30 @@ Test(fs_robust, aufs_whiteouts_in_the_upper_hide_names_and_let_them_be_made, .in
 	cr_assert_eq(errno, EEXIST);
 }
 
+/* A directory made, or a new one renamed, where such a marker hides a lower directory shows
+ * none of the lower files, also after a remount. */
+Test(fs_robust, a_directory_made_over_an_aufs_whiteout_in_the_upper_hides_the_lower_one,
+     .init = plain_layers)
+{
+	tu_write(M.l1, "made/a", "a");
+	tu_write(M.l1, "moved/b", "b");
+	tu_write(M.upper, ".wh.made", "");
+	tu_write(M.upper, ".wh.moved", "");
+	mnt_mount();
+	cr_assert_eq(mkdir(MP("made"), 0755), 0, "mkdir: %s", strerror(errno));
+	cr_assert_eq(mkdir(MP("new"), 0755), 0);
+	put(MP("new/x"), "x");
+	cr_assert_eq(rename(MP("new"), MP("moved")), 0, "rename: %s", strerror(errno));
+	for (int round = 0; round < 2; round++) {
+		_cleanup_free_ char *made = tu_tree_text(MP("made"));
+		cr_assert_str_eq(made, "", "round %d", round);
+		_cleanup_free_ char *moved = tu_tree_text(MP("moved"));
+		cr_assert_str_eq(moved, "x=x\n", "round %d", round);
+		mnt_umount();
+		mnt_mount();
+	}
+}
+
 /* The files and directories PID holds open (libfuse's per-thread pipes aside: their number
  * follows the request threads, not the requests). */
 static size_t fds_of(pid_t pid)

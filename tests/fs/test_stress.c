@@ -1,12 +1,16 @@
 /* Data integrity under random operations: reads, writes, truncates, renames and shared mmap
  * writes over files that start in a lower layer, checked against an in-memory model after every
- * read and in full at the end and after a remount.  Bounded in time (a few seconds per run); run
- * with and without the writeback cache.  Needs /dev/fuse; skips otherwise. */
+ * read and in full at the end and after a remount; beside them, directories that start merged,
+ * opaque (both marker formats) or whited out in the lowers are removed, refilled, and replaced
+ * by new or other directories renamed onto their names, whose listings must show exactly what
+ * the model holds (no deleted lower file comes back).  Bounded in time (a few seconds per run);
+ * run with and without the writeback cache.  Needs /dev/fuse; skips otherwise. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
 
+#include "layerfs/stack.h"
 #include "mnt.h"
 
 #define NAMES 12
@@ -22,6 +26,17 @@ typedef struct model_file {
 static model_file model[NAMES];
 static unsigned seed;
 
+#define DIRS 5
+#define DIR_FILES 4
+
+/* Directory dK holds files eJ, J < DIR_FILES, with short contents ("" when absent). */
+typedef struct model_dir {
+	bool exists;
+	char file[DIR_FILES][16];
+} model_dir;
+
+static model_dir dirs[DIRS];
+
 static unsigned rnd(unsigned n)
 {
 	seed = seed * 1103515245u + 12345u;
@@ -30,17 +45,57 @@ static unsigned rnd(unsigned n)
 
 static const char *fname(int i)
 {
-	static char b[4][16];
-	static int k;
-	char *s = b[k++ % 4];
-	snprintf(s, 16, "f%d", i);
-	return s;
+	return short_name("f%d", i);
 }
 
 static void fill(unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		p[i] = (unsigned char)rnd(256);
+}
+
+static const char *dname(int k)
+{
+	return short_name("d%d", k);
+}
+
+static const char *dfile(int k, int j)
+{
+	return short_name("d%d/e%d", k, j);
+}
+
+/* Lower dir K's file J holding DATA in LAYER, and in the model when SHOWN. */
+static void lower_dir_file(const char *layer, int k, int j, const char *data, bool shown)
+{
+	tu_write(layer, dfile(k, j), data);
+	if (shown) {
+		dirs[k].exists = true;
+		snprintf(dirs[k].file[j], sizeof(dirs[k].file[j]), "%s", data);
+	}
+}
+
+/* d0 in l2 alone; d1 merged from both; d2 opaque in l1 (xattr), d3 opaque in l1 (".wh..wh..opq"),
+ * each over an l2 copy with other files; d4 whited out in l1: every deleted or hidden lower file
+ * has a name that a new directory may get too. */
+static void build_lower_dirs(void)
+{
+	memset(dirs, 0, sizeof(dirs));
+	lower_dir_file(M.l2, 0, 0, "l2-d0e0", true);
+	lower_dir_file(M.l2, 0, 1, "l2-d0e1", true);
+	lower_dir_file(M.l2, 1, 0, "l2-d1e0", true);
+	lower_dir_file(M.l2, 1, 1, "l2-d1e1", false);
+	lower_dir_file(M.l1, 1, 2, "l1-d1e2", true);
+	mk_whiteout(M.l1, "d1/e1");
+	for (int k = 2; k <= 3; k++) {
+		lower_dir_file(M.l2, k, 0, "l2-hidden", false);
+		lower_dir_file(M.l2, k, 3, "l2-hidden", false);
+		lower_dir_file(M.l1, k, 1, k == 2 ? "l1-d2e1" : "l1-d3e1", true);
+	}
+	cr_assert_eq(setxattr(in_dir(M.l1, "d2"), "trusted.overlay.opaque", "y", 1, 0), 0);
+	tu_write(M.l1, "d3/" LYR_WH_OPAQUE, "");
+	lower_dir_file(M.l2, 4, 0, "l2-hidden", false);
+	lower_dir_file(M.l2, 4, 2, "l2-hidden", false);
+	mk_whiteout(M.l1, "d4");
 }
 
 static void build_lowers(void)
@@ -62,6 +117,7 @@ static void build_lowers(void)
 	/* a whiteout over one lower name: it starts absent */
 	tu_write(M.l2, "f9", "hidden");
 	mk_whiteout(M.l1, "f9");
+	build_lower_dirs();
 }
 
 static void check_file(int i)
@@ -84,10 +140,34 @@ static void check_file(int i)
 	free(buf);
 }
 
+static void check_dir(int k)
+{
+	_cleanup_free_ char *got = NULL, *want = strdup("");
+	if (dirs[k].exists) {
+		got = tu_tree_text(MP(dname(k)));
+		for (int j = 0; j < DIR_FILES; j++) {
+			if (!dirs[k].file[j][0])
+				continue;
+			char *w;
+			cr_assert(asprintf(&w, "%se%d=%s\n", want, j, dirs[k].file[j]) > 0);
+			free(want);
+			want = w;
+		}
+	} else {
+		struct stat st;
+		got = strdup(lstat(MP(dname(k)), &st) == 0 ? "present" : strerror(errno));
+		free(want);
+		want = strdup(strerror(ENOENT));
+	}
+	cr_assert_str_eq(got, want, "listing of %s (seed %u)", dname(k), seed);
+}
+
 static void check_all(void)
 {
 	for (int i = 0; i < NAMES; i++)
 		check_file(i);
+	for (int k = 0; k < DIRS; k++)
+		check_dir(k);
 }
 
 static int pick_existing(void)
@@ -193,6 +273,77 @@ static void create_missing(void)
 	close(fd);
 }
 
+/* A directory of the model other than K that exists (EXISTS) or not, or -1. */
+static int pick_dir(int k, bool exists)
+{
+	for (int tries = 0; tries < 16; tries++) {
+		int j = (int)rnd(DIRS);
+		if (j != k && dirs[j].exists == exists)
+			return j;
+	}
+	return -1;
+}
+
+static void random_text(char *buf, size_t size)
+{
+	size_t n = 1 + rnd((unsigned)size - 1);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)('a' + rnd(26));
+	buf[n] = '\0';
+}
+
+/* Writes file J of directory K, in the mount and in the model. */
+static void dir_write(int k, int j)
+{
+	random_text(dirs[k].file[j], sizeof(dirs[k].file[j]) - 1);
+	put(MP(dfile(k, j)), dirs[k].file[j]);
+}
+
+/* A directory operation on dK: an existing one is removed, written into or renamed onto a
+ * missing name; a missing name gets a new directory (made elsewhere, with some files, and
+ * renamed onto it) or an existing directory renamed onto it. */
+static void op_dir(int k)
+{
+	int j;
+	if (dirs[k].exists) {
+		switch (rnd(3)) {
+		case 0:
+			tu_rmtree(MP(dname(k)));
+			memset(&dirs[k], 0, sizeof(dirs[k]));
+			break;
+		case 1:
+			dir_write(k, (int)rnd(DIR_FILES));
+			break;
+		default:
+			if ((j = pick_dir(k, false)) < 0)
+				return;
+			cr_assert_eq(rename(MP(dname(k)), MP(dname(j))), 0, "rename %s %s: %s",
+				     dname(k), dname(j), strerror(errno));
+			dirs[j] = dirs[k];
+			memset(&dirs[k], 0, sizeof(dirs[k]));
+		}
+		return;
+	}
+	if (rnd(2) == 0 && (j = pick_dir(k, true)) >= 0) {
+		cr_assert_eq(rename(MP(dname(j)), MP(dname(k))), 0, "rename %s %s: %s", dname(j),
+			     dname(k), strerror(errno));
+		dirs[k] = dirs[j];
+		memset(&dirs[j], 0, sizeof(dirs[j]));
+		return;
+	}
+	cr_assert_eq(mkdir(MP("new"), 0755), 0, "mkdir new: %s", strerror(errno));
+	for (int f = 0; f < DIR_FILES; f++)
+		if (rnd(2)) {
+			random_text(dirs[k].file[f], sizeof(dirs[k].file[f]) - 1);
+			char rel[32];
+			snprintf(rel, sizeof(rel), "new/e%d", f);
+			put(MP(rel), dirs[k].file[f]);
+		}
+	cr_assert_eq(rename(MP("new"), MP(dname(k))), 0, "rename new %s: %s", dname(k),
+		     strerror(errno));
+	dirs[k].exists = true;
+}
+
 static void run(bool writeback, unsigned s)
 {
 	mnt_skip_unless_fuse();
@@ -204,6 +355,12 @@ static void run(bool writeback, unsigned s)
 	time_t end = time(NULL) + SECONDS;
 	unsigned ops = 0;
 	while (time(NULL) < end) {
+		if (rnd(6) == 0) {
+			op_dir((int)rnd(DIRS));
+			if (++ops % 64 == 0)
+				check_all();
+			continue;
+		}
 		int i = pick_existing();
 		if (i < 0 || rnd(20) == 0) {
 			create_missing();

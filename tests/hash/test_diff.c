@@ -560,3 +560,79 @@ Test(hash_diff, the_overlays_local_bookkeeping_xattrs_are_left_out)
 	cr_assert_str_neq(other, before);
 	tu_rmtree(dir);
 }
+
+/* The listing of lyr_hash_diff_ex: each entry's header bytes as the digest encodes them, and a
+ * regular file's content digest, sorted by path; the digest is the same as without listing and
+ * with any number of threads. */
+Test(hash_diff, listing_gives_each_header_and_content_digest)
+{
+	_cleanup_free_ char *dir = tu_mkdtemp();
+	tu_write(dir, "a/f", "hello");
+	tu_write(dir, "b", "");
+	_cleanup_free_ char *f = tu_path(dir, "a/f");
+	_cleanup_free_ char *l = tu_path(dir, "a/l");
+	cr_assert_eq(link(f, l), 0);
+	cr_assert_eq(chmod(f, 0640), 0);
+	set_time(dir, "a/f", 1500000000, 1);
+	char plain[LYR_DIGEST_TEXT_LEN], listed[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(digest_of(dir, plain), 0);
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	lyr_diff_list list = {0};
+	lyr_diff_opts o = {.threads = 5, .entries = &list};
+	cr_assert_eq(lyr_hash_diff_ex(fd, &o, listed, NULL), 0);
+	cr_assert_str_eq(listed, plain);
+
+	cr_assert_eq(list.n, 5);
+	const char *paths[] = {"", "a", "a/f", "a/l", "b"};
+	for (size_t i = 0; i < 5; i++)
+		cr_assert_str_eq(list.v[i].path, paths[i]);
+	bytes h = {0};
+	Ls(&h, "type"), Ls(&h, "f"), Ls(&h, "mode"), Ls(&h, "416");
+	Ls(&h, "uid"), Lf(&h, "%u", (unsigned)getuid()), Ls(&h, "gid"), Lf(&h, "%u", (unsigned)getgid());
+	Ls(&h, "size"), Ls(&h, "5"), Ls(&h, "mtime"), Ls(&h, "1500000000.000000001");
+	cr_assert_eq(list.v[2].header_len, h.len + 11);
+	cr_assert_eq(memcmp(list.v[2].header, h.p, h.len), 0);
+	cr_assert_eq(memcmp(list.v[2].header + h.len, "6:xattrs1:0", 11), 0);
+	cr_assert(list.v[2].has_data);
+	uint8_t want[32];
+	lyr_sha256("hello", 5, want);
+	cr_assert_eq(memcmp(list.v[2].data, want, 32), 0);
+	/* the second name of the link is "type h" pointing at the first */
+	bytes hl = {0};
+	Ls(&hl, "type"), Ls(&hl, "h"), Ls(&hl, "link"), Ls(&hl, "a/f");
+	cr_assert_eq(list.v[3].header_len, hl.len);
+	cr_assert_eq(memcmp(list.v[3].header, hl.p, hl.len), 0);
+	cr_assert(!list.v[3].has_data);
+	/* an empty file's content digest is that of "" */
+	lyr_sha256("", 0, want);
+	cr_assert(list.v[4].has_data);
+	cr_assert_eq(memcmp(list.v[4].data, want, 32), 0);
+	cr_assert(!list.v[0].has_data && !list.v[1].has_data);
+	cr_assert_eq(memcmp(list.v[1].header, "4:type1:d", 9), 0);
+	lyr_diff_list_clear(&list);
+	free(h.p);
+	free(hl.p);
+	tu_rmtree(dir);
+}
+
+Test(hash_diff, import_lists_the_copy)
+{
+	_cleanup_free_ char *src = tu_mkdtemp();
+	_cleanup_free_ char *dst = tu_mkdtemp();
+	tu_write(src, "x/y", "data");
+	_cleanup_close_ int sfd = open(src, O_RDONLY | O_DIRECTORY);
+	_cleanup_close_ int dfd = open(dst, O_RDONLY | O_DIRECTORY);
+	lyr_tree_error err = {0};
+	lyr_diff_list list = {0};
+	char got[LYR_DIGEST_TEXT_LEN];
+	cr_assert_eq(lyr_hash_import_list(sfd, dfd, NULL, &err, got, &list), 0);
+	cr_assert_eq(list.n, 3);
+	cr_assert_str_eq(list.v[2].path, "x/y");
+	uint8_t want[32];
+	lyr_sha256("data", 4, want);
+	cr_assert(list.v[2].has_data);
+	cr_assert_eq(memcmp(list.v[2].data, want, 32), 0);
+	lyr_diff_list_clear(&list);
+	tu_rmtree(src);
+	tu_rmtree(dst);
+}

@@ -2,10 +2,12 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
 #include <pty.h>
+#include <regex.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -233,6 +235,16 @@ void tu_run_free(tu_run *r)
 	r->out = r->err = NULL;
 }
 
+bool tu_process_running(pid_t pid)
+{
+	_cleanup_free_ char *path = NULL, *stat = NULL;
+	cr_assert(asprintf(&path, "/proc/%d/stat", (int)pid) > 0);
+	if (lyr_read_file(path, &stat, NULL) < 0)
+		return false;
+	const char *p = strrchr(stat, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
 bool tu_have_fuse(void)
 {
 	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
@@ -336,6 +348,27 @@ char *tu_ok(tu_run r)
 	return r.out;
 }
 
+bool tu_matches(const char *re, const char *text)
+{
+	regex_t rx;
+	cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0, "bad regex %s", re);
+	bool ok = regexec(&rx, text, 0, NULL, 0) == 0;
+	regfree(&rx);
+	return ok;
+}
+
+void tu_fails(tu_run r, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(vasprintf(&want, fmt, ap) >= 0);
+	va_end(ap);
+	cr_assert_eq(r.status, status, "exit %d, not %d: %s", r.status, status, r.err);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+}
+
 char *tu_json_field(const char *json, const char *key)
 {
 	_cleanup_free_ char *k = NULL;
@@ -382,11 +415,71 @@ static void append_names(char **out, const char *root, const char *sub)
 	}
 }
 
+/* Appends the entries below ROOT/SUB (SUB "" for ROOT itself) to *OUT, names sorted, depth
+ * first. */
+static void append_tree(char **out, const char *root, const char *sub)
+{
+	_cleanup_free_ char *dir = *sub ? tu_path(root, sub) : strdup(root);
+	DIR *d = opendir(dir);
+	if (!d) {
+		char *joined;
+		cr_assert(asprintf(&joined, "%s%s/ (%s)\n", *out, sub, strerror(errno)) > 0);
+		free(*out);
+		*out = joined;
+		return;
+	}
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			names = realloc(names, (n + 1) * sizeof(*names));
+			cr_assert_not_null(names);
+			names[n++] = strdup(e->d_name);
+		}
+	closedir(d);
+	if (n) /* an empty directory has no array, which qsort does not take */
+		qsort(names, n, sizeof(char *), name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *rel = NULL, *what = NULL;
+		cr_assert(asprintf(&rel, "%s%s%s", sub, *sub ? "/" : "", names[i]) > 0);
+		_cleanup_free_ char *path = tu_path(root, rel);
+		struct stat st = {0};
+		char *data = NULL;
+		if (lstat(path, &st) < 0)
+			cr_assert(asprintf(&what, " (%s)", strerror(errno)) > 0);
+		else if (S_ISDIR(st.st_mode))
+			what = strdup("/");
+		else if (S_ISREG(st.st_mode) && lyr_read_file(path, &data, NULL) == 0)
+			cr_assert(asprintf(&what, "=%s", data) > 0);
+		else
+			cr_assert(asprintf(&what, " (mode %o)", (unsigned)st.st_mode) > 0);
+		free(data);
+		char *joined;
+		cr_assert(asprintf(&joined, "%s%s%s\n", *out, rel, what) > 0);
+		free(*out);
+		*out = joined;
+		if (S_ISDIR(st.st_mode))
+			append_tree(out, root, rel);
+		free(names[i]);
+	}
+	free(names);
+}
+
+char *tu_tree_text(const char *dir)
+{
+	char *out = strdup("");
+	cr_assert_not_null(out);
+	append_tree(&out, dir, "");
+	return out;
+}
+
 char *tu_store_state(const char *root)
 {
 	tu_run r = tu_lf(root, "ls", "--json", NULL);
-	cr_assert_eq(r.status, 0, "ls --json failed: %s", r.err);
-	char *state = strdup(r.out);
+	bool none = r.status == 1 && strncmp(r.err, "layerfs: no store at ", 21) == 0;
+	cr_assert(r.status == 0 || none, "ls --json failed: %s", r.err);
+	char *state = strdup(none ? "no store\n" : r.out);
 	tu_run_free(&r);
 	append_names(&state, root, "layers");
 	append_names(&state, root, "refs");

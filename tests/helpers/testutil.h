@@ -47,6 +47,8 @@ tu_run tu_cmd(const char *const *env, const char *const *argv);
 tu_run tu_cmd_on(tu_sink out, tu_sink err, const char *const *env, const char *const *argv);
 void tu_run_free(tu_run *r);
 
+/* True while PID runs (a zombie has exited: only its parent has not reaped it yet). */
+bool tu_process_running(pid_t pid);
 /* True when /dev/fuse can be opened read-write. */
 bool tu_have_fuse(void);
 /* Skips the test unless /dev/fuse can be opened. */
@@ -78,12 +80,19 @@ tu_run tu_lf_env(const char *const *env, const char *root, ...) __attribute__((s
 /* R's stdout, after asserting that R exited 0 (its stderr in the message otherwise); R's
  * stderr is freed, the heap string returned is the caller's. */
 char *tu_ok(tu_run r);
+/* Asserts that R exited STATUS with exactly the message FMT... on stderr; frees R. */
+void tu_fails(tu_run r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The text of KEY's first value in JSON (a string without its quotes, or a number). Heap. */
 char *tu_json_field(const char *json, const char *key);
+/* True when TEXT matches the POSIX extended regular expression RE. */
+bool tu_matches(const char *re, const char *text);
 /* The upper directory of ref REF in the store at ROOT, from `inspect --json`.  Heap. */
 char *tu_ref_upper(const char *root, const char *ref);
-/* A text that changes whenever the store's visible state does: `ls --json` plus the names
- * under layers/, refs/ and tmp/.  Heap string. */
+/* A text that changes whenever the store's visible state does: `ls --json` (or "no store"
+ * when there is none) plus the names under layers/, refs/ and tmp/.  Heap string. */
 char *tu_store_state(const char *root);
+/* Everything below DIR as text, one line per entry in name order, depth first: "a/b/" for a
+ * directory, "a/f=CONTENT" for a regular file, "a/x (mode M)" for anything else.  Heap. */
+char *tu_tree_text(const char *dir);
 /* Runs a shell command line with /bin/sh -c; returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

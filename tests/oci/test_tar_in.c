@@ -466,7 +466,9 @@ Test(oci_tar_in, refuses_devices_without_the_privilege_to_make_them)
 		refused(tar, "entry 'dev/sda': creating a device needs root (CAP_MKNOD)", NULL);
 		return;
 	}
-	/* as root: the same command with CAP_MKNOD out of reach */
+	/* as root: the same command with CAP_MKNOD out of reach, on an existing store */
+	tu_write(dirs.src, "f", "x");
+	free(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
 	_cleanup_free_ char *before = tu_store_state(dirs.store);
 	const char *argv[] = {"/usr/bin/setpriv",
 			      "--bounding-set=-mknod",
