@@ -1,9 +1,10 @@
-/* Image configs kept with layers: a layer that was the top of a loaded image keeps that image's
- * config (the OCI config JSON, as the image had it) in layers/<hex>/image-config.json, beside
- * its diff.  It is metadata about how the layer was delivered, not content: it is not hashed,
- * and the same layer loaded from another image takes that image's config (the last one wins).
- * Writes are a rename of a complete temporary file under the namespace lock, so readers see the
- * old or the new config and a layer being removed is never written into. */
+/* What the OCI world knows about a layer, kept beside its diff: the config of the image whose
+ * top layer it was (layers/<hex>/image-config.json, compact JSON) and the diff_id of the layer
+ * tar it was loaded from (layers/<hex>/diff-id, "sha256:<hex>"), by which a later load or pull
+ * finds it without reading the blob again.  Metadata about how the layer was delivered, not
+ * content: not hashed; a later load replaces it (the last one wins).  Writes are a rename of a
+ * complete temporary file under the namespace lock, so readers see the old or the new text and
+ * a layer being removed is never written into. */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -14,14 +15,15 @@
 #include "db-int.h"
 
 #define CONFIG_NAME "image-config.json"
-#define CONFIG_MAX (4 << 20)
+#define DIFF_ID_NAME "diff-id"
+#define META_MAX (4 << 20)
 
-int lyr_layer_config_set(lyr_store *s, const char *id, const char *json, size_t len)
+static int meta_set(lyr_store *s, const char *id, const char *name, const char *json, size_t len)
 {
 	char dir[160], tmp[200], to[200];
 	snprintf(dir, sizeof dir, "layers/%s", layer_hex(id));
-	snprintf(tmp, sizeof tmp, "%s/." CONFIG_NAME ".%d", dir, (int)getpid());
-	snprintf(to, sizeof to, "%s/" CONFIG_NAME, dir);
+	snprintf(tmp, sizeof tmp, "%s/.%s.%d", dir, name, (int)getpid());
+	snprintf(to, sizeof to, "%s/%s", dir, name);
 	int r = ns_lock(s);
 	if (r < 0)
 		return r;
@@ -43,21 +45,21 @@ int lyr_layer_config_set(lyr_store *s, const char *id, const char *json, size_t 
 				unlinkat(s->rootfd, tmp, 0);
 		}
 		if (r < 0)
-			db_seterr("layer '%s': keeping the image config: %s", id, strerror(-r));
+			db_seterr("layer '%s': writing %s: %s", id, name, strerror(-r));
 	}
 	ns_unlock(s);
 	return r;
 }
 
-int lyr_layer_config_get(lyr_store *s, const char *id, char **ret)
+static int meta_get(lyr_store *s, const char *id, const char *name, char **ret)
 {
 	char path[200];
-	snprintf(path, sizeof path, "layers/%s/" CONFIG_NAME, layer_hex(id));
+	snprintf(path, sizeof path, "layers/%s/%s", layer_hex(id), name);
 	int fd = openat(s->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
-	int r = fstat(fd, &st) < 0 ? -errno : st.st_size > CONFIG_MAX ? -EFBIG : 0;
+	int r = fstat(fd, &st) < 0 ? -errno : st.st_size > META_MAX ? -EFBIG : 0;
 	char *buf = r == 0 ? malloc((size_t)st.st_size + 1) : NULL;
 	if (r == 0 && !buf)
 		r = -ENOMEM;
@@ -71,4 +73,84 @@ int lyr_layer_config_get(lyr_store *s, const char *id, char **ret)
 	buf[st.st_size] = '\0';
 	*ret = buf;
 	return 0;
+}
+
+int lyr_layer_config_set(lyr_store *s, const char *id, const char *json, size_t len)
+{
+	return meta_set(s, id, CONFIG_NAME, json, len);
+}
+
+int lyr_layer_config_get(lyr_store *s, const char *id, char **ret)
+{
+	return meta_get(s, id, CONFIG_NAME, ret);
+}
+
+int lyr_layer_diff_id_set(lyr_store *s, const char *id, const char *diff_id)
+{
+	return meta_set(s, id, DIFF_ID_NAME, diff_id, strlen(diff_id));
+}
+
+typedef struct children {
+	char **ids;
+	size_t n;
+} children;
+
+static int add_child(void *ctx, char kind, const char *name)
+{
+	children *c = ctx;
+	if (kind != USE_LAYER)
+		return 0;
+	char **nv = realloc(c->ids, (c->n + 1) * sizeof *nv);
+	if (!nv)
+		return -ENOMEM;
+	c->ids = nv;
+	return (c->ids[c->n] = strdup(name)) ? (c->n++, 0) : -ENOMEM;
+}
+
+static void children_clear(children *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->ids[i]);
+	free(c->ids);
+	c->ids = NULL;
+	c->n = 0;
+}
+
+typedef struct child_ctx {
+	const char *parent;
+	children c;
+} child_ctx;
+
+static int children_txn(lyr_store *s, DB_TXN *txn, void *ctx)
+{
+	child_ctx *cc = ctx;
+	children_clear(&cc->c); /* a retried transaction starts over */
+	int r = use_each(s, txn, cc->parent, add_child, &cc->c);
+	return r < 0 ? r : 0;
+}
+
+static int add_base(void *ctx, const lyr_layer_info *info)
+{
+	return info->parent[0] ? 0 : add_child(ctx, USE_LAYER, info->id);
+}
+
+int lyr_layer_find_diff_id(lyr_store *s, const char *parent_id, const char *diff_id, char *ret_id)
+{
+	child_ctx cc = {parent_id ? parent_id : "", {NULL, 0}};
+	int r = parent_id && *parent_id ? txn_run(s, children_txn, &cc)
+					: lyr_layer_list(s, add_base, &cc.c);
+	if (r >= 0)
+		r = -ENOENT;
+	for (size_t i = 0; r == -ENOENT && i < cc.c.n; i++) {
+		char *text;
+		if (meta_get(s, cc.c.ids[i], DIFF_ID_NAME, &text) == 0) {
+			if (strcmp(text, diff_id) == 0) {
+				snprintf(ret_id, LYR_ID_MAX, "%s", cc.c.ids[i]);
+				r = 0;
+			}
+			free(text);
+		}
+	}
+	children_clear(&cc.c);
+	return r;
 }

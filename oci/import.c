@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include "layerfs/oci.h"
+#include "oci-int.h"
 
-/* The root attributes a tar without a "./" entry leaves as they were: the parent's. */
-static int parent_root(lyr_store *s, const char *parent_id, lyr_oci_root *ret)
+int oci_parent_root(lyr_store *s, const char *parent_id, lyr_oci_root *ret)
 {
 	*ret = (lyr_oci_root){0755, geteuid(), getegid(), {0, 0}};
 	if (!parent_id)
@@ -37,7 +37,7 @@ int lyr_oci_import_tar(lyr_store *s, int fd, const char *parent_id, const char *
 	if (tag && lyr_tag_valid(tag) < 0)
 		return -EINVAL;
 	lyr_oci_root root;
-	int r = parent_root(s, parent_id, &root);
+	int r = oci_parent_root(s, parent_id, &root);
 	if (r < 0)
 		return r;
 	lyr_stage *st;

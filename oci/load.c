@@ -510,6 +510,19 @@ out:
 	return r;
 }
 
+/* The attributes a layer tar without a "./" entry gives its root: those of the layer below it
+ * (the stage PREV, else the store layer PREV_ID; see oci_parent_root). */
+static int layer_root(lyr_store *s, lyr_stage *prev, const char *prev_id, lyr_oci_root *ret)
+{
+	if (!prev)
+		return oci_parent_root(s, prev_id, ret);
+	struct stat st;
+	if (fstat(lyr_stage_fd(prev), &st) < 0)
+		return -errno;
+	*ret = (lyr_oci_root){st.st_mode & 07777, st.st_uid, st.st_gid, st.st_mtim};
+	return 0;
+}
+
 void lyr_oci_loaded_clear(lyr_oci_loaded *l)
 {
 	free(l->ids);
@@ -571,29 +584,35 @@ int lyr_oci_load(lyr_store *s, const char *source, const char *tag, const char *
 		r = oci_fail(err, -EBADMSG, source, "the image has no layers");
 	if (r == 0 && !(stages = calloc(im.n, sizeof *stages)))
 		r = -ENOMEM;
-	/* every layer extracted and checked before anything is committed */
-	for (size_t i = 0; r == 0 && i < im.n; i++) {
-		lyr_oci_root root = {0755, geteuid(), getegid(), {0, 0}};
-		if (i > 0) {
-			struct stat st;
-			if (fstat(lyr_stage_fd(stages[i - 1]), &st) < 0) {
-				r = -errno;
-				break;
-			}
-			root = (lyr_oci_root){st.st_mode & 07777, st.st_uid, st.st_gid, st.st_mtim};
-		}
-		r = lyr_stage_new(s, "load", &stages[i]);
+	if (r == 0 && !(ret->ids = calloc(im.n, sizeof *ret->ids)))
+		r = -ENOMEM;
+	/* the layers the store has (the same diff_id on the same parent) are not read again */
+	size_t known = 0;
+	while (r == 0 && known < im.n &&
+	       lyr_layer_find_diff_id(s, known ? ret->ids[known - 1] : NULL,
+				      im.layers[known].diff_id, ret->ids[known]) == 0)
+		known++;
+	/* every other layer extracted and checked before anything is committed */
+	for (size_t i = known; r == 0 && i < im.n; i++) {
+		lyr_oci_root root;
+		r = i ? layer_root(s, i > known ? stages[i - 1] : NULL, ret->ids[i - 1], &root)
+		      : layer_root(s, NULL, NULL, &root);
+		if (r == 0)
+			r = lyr_stage_new(s, "load", &stages[i]);
 		if (r == 0)
 			r = extract_layer(dir, &im.layers[i], stages[i], &root, progress, err);
 	}
-	if (r == 0 && !(ret->ids = calloc(im.n, sizeof *ret->ids)))
-		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < im.n; i++) {
-		r = lyr_stage_commit(stages[i], i ? ret->ids[i - 1] : NULL, im.layers[i].desc,
-				     i + 1 == im.n ? tag : NULL, NULL, ret->ids[i]);
+		if (i >= known)
+			r = lyr_stage_commit(stages[i], i ? ret->ids[i - 1] : NULL,
+					     im.layers[i].desc, NULL, NULL, ret->ids[i]);
+		if (r == 0 && i >= known)
+			r = lyr_layer_diff_id_set(s, ret->ids[i], im.layers[i].diff_id);
 		if (r == 0)
 			ret->n = i + 1;
 	}
+	if (r == 0 && tag)
+		r = lyr_tag_set(s, tag, ret->ids[im.n - 1]);
 	if (r == 0) { /* the config stays with the top layer, for save (and exec defaults) */
 		char *text = json_dumps(im.config, JSON_COMPACT | JSON_SORT_KEYS);
 		r = text ? lyr_layer_config_set(s, ret->ids[im.n - 1], text, strlen(text))

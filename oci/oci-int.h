@@ -37,3 +37,7 @@ int oci_fail(lyr_oci_error *err, int r, const char *what, const char *fmt, ...)
 typedef enum { OCI_DIR, OCI_ARCHIVE, OCI_DOCKER_ARCHIVE } oci_kind;
 int oci_parse_name(const char *name, lyr_oci_error *err, oci_kind *ret_kind, char **ret_path,
 		   const char **ret_ref);
+
+/* import.c: the attributes a layer tar without a "./" entry gives its root: those of the root of
+ * layer PARENT_ID, or for a base layer (NULL) mode 0755, the importer's owner, mtime 0. */
+int oci_parent_root(lyr_store *s, const char *parent_id, lyr_oci_root *ret);

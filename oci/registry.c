@@ -275,13 +275,33 @@ int lyr_oci_pull(lyr_store *s, const char *name, const char *tag, const char *pl
 		else
 			r = get_manifest(&ir, pick, blobs, err, mdigest, &man);
 	}
+	const char *cfg_digest =
+	    json_string_value(json_object_get(json_object_get(man, "config"), "digest"));
 	if (r == 0)
-		r = get_blob(
-		    &ir,
-		    json_string_value(json_object_get(json_object_get(man, "config"), "digest")),
-		    blobs, err);
+		r = get_blob(&ir, cfg_digest, blobs, err);
 	json_t *layers = json_object_get(man, "layers");
-	for (size_t i = 0; r == 0 && i < json_array_size(layers); i++)
+	/* the layers the store has (load finds them by diff_id too) are not downloaded */
+	size_t known = 0;
+	if (r == 0) {
+		json_t *cfg = NULL;
+		int fd = openat(blobs, cfg_digest + 7, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			cfg = json_loadfd(fd, 0, NULL);
+			close(fd);
+		}
+		json_t *ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
+		char prev[LYR_ID_MAX] = "", cur[LYR_ID_MAX];
+		while (known < json_array_size(ids) && known < json_array_size(layers) &&
+		       json_is_string(json_array_get(ids, known)) &&
+		       lyr_layer_find_diff_id(s, prev[0] ? prev : NULL,
+					      json_string_value(json_array_get(ids, known)),
+					      cur) == 0) {
+			snprintf(prev, sizeof prev, "%s", cur);
+			known++;
+		}
+		json_decref(cfg);
+	}
+	for (size_t i = known; r == 0 && i < json_array_size(layers); i++)
 		r = get_blob(
 		    &ir, json_string_value(json_object_get(json_array_get(layers, i), "digest")),
 		    blobs, err);

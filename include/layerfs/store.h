@@ -158,6 +158,12 @@ void lyr_stage_free(lyr_stage *st);
  * the layer has none.  Not part of the layer's content or ID (docs/store-format.md). */
 int lyr_layer_config_set(lyr_store *s, const char *id, const char *json, size_t len);
 int lyr_layer_config_get(lyr_store *s, const char *id, char **ret);
+/* The diff_id (digest of the uncompressed layer tar) a layer was loaded from, and the layer on
+ * PARENT_ID (NULL or "": a base layer) loaded from DIFF_ID: 0 with RET_ID (LYR_ID_MAX bytes),
+ * -ENOENT when there is none. */
+int lyr_layer_diff_id_set(lyr_store *s, const char *id, const char *diff_id);
+int lyr_layer_find_diff_id(lyr_store *s, const char *parent_id, const char *diff_id,
+			   char *ret_id);
 
 /* new: a mutable ref on PARENT_ID (a full layer ID, or NULL for scratch).  RET_ID gets the ref
  * ID (LYR_ID_MAX bytes). */

@@ -313,6 +313,17 @@ Test(oci_load, a_saved_chain_loads_into_another_store_with_the_same_layer_ids)
 		_cleanup_free_ char *after = tu_store_state(store2);
 		cr_assert_str_eq(after, before);
 	}
+	/* a layer the store has is found by its diff_id: its blob is not even read */
+	cr_assert_eq(tu_sh("cd %s/img && for d in $(jq -r '.layers[].digest' blobs/sha256/$(jq -r "
+			   "'.manifests[0].digest' index.json | cut -c8-) | cut -c8-); do "
+			   "rm blobs/sha256/$d; done",
+			   dirs.tmp),
+		     0);
+	char src[4200], store0[4200];
+	snprintf(src, sizeof src, "oci:%s/img:t", dirs.tmp);
+	snprintf(store0, sizeof store0, "%s/store-0", dirs.tmp);
+	_cleanup_free_ char *again = tu_ok(tu_lf(store0, "--json", "load", src, NULL));
+	cr_assert_str_eq(again, want);
 }
 
 Test(oci_load, an_image_umoci_wrote_runs_under_exec)
@@ -587,13 +598,24 @@ static void registry_setup(void)
 
 TestSuite(oci_registry, .init = registry_setup, .fini = registry_stop);
 
-static int registry_uploads(void)
+/* Requests in the registry's access log that start with TEXT ("POST /v2/", ...). */
+static int registry_requests(const char *text)
 {
 	_cleanup_free_ char *log = tu_read(dirs.tmp, "registry.log");
 	int n = 0;
-	for (const char *p = log; p && (p = strstr(p, "\"POST /v2/")); p++)
+	for (const char *p = log; p && (p = strstr(p, text)); p++)
 		n++;
 	return n;
+}
+
+static int registry_blob_gets(void)
+{
+	return registry_requests("\"GET /v2/up/img/blobs/");
+}
+
+static int registry_uploads(void)
+{
+	return registry_requests("\"POST /v2/");
 }
 
 Test(oci_registry, push_then_skopeo_and_umoci_give_the_mount_tree_and_a_second_push_uploads_nothing)
@@ -641,6 +663,11 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 	_cleanup_free_ char *pulled =
 	    tu_ok(tu_lf(store2, "--json", "pull", name, "--tag", "img", NULL));
 	cr_assert_str_eq(pulled, loaded);
+	/* a second pull asks for the manifest and config only */
+	int gets = registry_blob_gets();
+	_cleanup_free_ char *again = tu_ok(tu_lf(store2, "--json", "pull", name, NULL));
+	cr_assert_str_eq(again, loaded);
+	cr_assert_eq(registry_blob_gets(), gets + 1, "only the config blob is fetched again");
 	/* an unknown tag: the registry's own words */
 	snprintf(name, sizeof name, "%s/up/img:nope", registry);
 	tu_run r = tu_lf(store2, "pull", name, NULL);
