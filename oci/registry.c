@@ -241,7 +241,7 @@ int lyr_oci_pull(lyr_store *s, const char *name, const char *tag, const char *pl
 		r = -errno;
 	if (r == 0)
 		r = oci_write_file(dir, "oci-layout", layout, sizeof layout - 1);
-	char top[LYR_DIGEST_TEXT_LEN];
+	char top[LYR_DIGEST_TEXT_LEN] = "";
 	json_t *m = NULL;
 	if (r == 0)
 		r = get_manifest(&ir, ir.ref, blobs, err, top, &m);
