@@ -154,3 +154,13 @@ int lyr_layer_find_diff_id(lyr_store *s, const char *parent_id, const char *diff
 	children_clear(&cc.c);
 	return r;
 }
+
+int lyr_layer_meta_set(lyr_store *s, const char *id, const char *name, const char *data, size_t len)
+{
+	return meta_set(s, id, name, data, len);
+}
+
+int lyr_layer_meta_get(lyr_store *s, const char *id, const char *name, char **ret)
+{
+	return meta_get(s, id, name, ret);
+}

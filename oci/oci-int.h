@@ -14,9 +14,12 @@ int oci_layer_write(struct archive *a, const char *const *chain, size_t n, lyr_o
 
 /* save.c: writes NAME in DIRFD atomically (a temporary name, then rename). */
 int oci_write_file(int dirfd, const char *name, const void *data, size_t len);
-/* save.c: the chain of LAYER_ID as an image in the OCI layout open at DIRFD, tagged REF. */
+/* save.c: the chain of LAYER_ID as an image in the OCI layout open at DIRFD, tagged REF.  Each
+ * layer blob written leaves a note of its digest, size and diff_id with the layer; with REUSE,
+ * a layer with such a note is not written again (its blob is then missing from the layout: for
+ * push, which needs the digests first and a blob only when the registry lacks it). */
 int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *ref,
-		    lyr_oci_compression c, lyr_oci_error *err, lyr_oci_saved *ret);
+		    lyr_oci_compression c, bool reuse, lyr_oci_error *err, lyr_oci_saved *ret);
 
 /* tar_in.c: lyr_oci_tar_extract from the archive A, open for reading (formats and filters
  * chosen by the caller); A is not freed.  SRC_EOF (may be NULL) is true once the stream below

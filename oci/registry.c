@@ -340,6 +340,8 @@ static int put_blob(const image_ref *ir, int blobs, const char *digest, lyr_oci_
 		return (int)st;
 	if (st == 200)
 		return 0; /* the registry has it */
+	if (faccessat(blobs, digest + 7, F_OK, 0) < 0)
+		return -ENODATA; /* known by its note only: the caller writes it first */
 	base_url(ir, url, sizeof url);
 	strncat(url, "/blobs/uploads/", sizeof url - strlen(url) - 1);
 	membuf empty = {0};
@@ -404,12 +406,23 @@ int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, lyr_oci_e
 	if (r < 0)
 		return r;
 	int dir = lyr_stage_fd(scratch);
-	r = oci_save_layout(s, layer_id, dir, "push", LYR_OCI_GZIP, err, ret);
+	/* layers saved before are known by their notes: a registry that has their blobs gets
+	 * HEAD requests only, and no blob is built */
+	r = oci_save_layout(s, layer_id, dir, "push", LYR_OCI_GZIP, true, err, ret);
 	int blobs = r == 0 ? openat(dir, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	if (r == 0 && blobs < 0)
 		r = -errno;
-	for (size_t i = 0; r == 0 && i < ret->layers; i++)
+	for (size_t i = 0; r == 0 && i < ret->layers; i++) {
 		r = put_blob(&ir, blobs, ret->layer_digests[i], err);
+		if (r ==
+		    -ENODATA) { /* the registry lacks a blob we did not build: build them all */
+			lyr_oci_saved_clear(ret);
+			r = oci_save_layout(s, layer_id, dir, "push", LYR_OCI_GZIP, false, err,
+					    ret);
+			if (r == 0)
+				r = put_blob(&ir, blobs, ret->layer_digests[i], err);
+		}
+	}
 	if (r == 0)
 		r = put_blob(&ir, blobs, ret->config, err);
 	if (r == 0) {

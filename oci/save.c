@@ -277,8 +277,42 @@ int oci_write_file(int dirfd, const char *name, const void *data, size_t len)
 }
 
 /* Saves into the OCI layout at DIRFD. */
+/* The note "blob-<compression>" of a layer: "<digest> <size> <diff_id>" of its last save. */
+static int blob_note(lyr_store *s, const char *id, lyr_oci_compression c,
+		     char digest[LYR_DIGEST_TEXT_LEN], uint64_t *size,
+		     char diff_id[LYR_DIGEST_TEXT_LEN])
+{
+	static const char *const names[] = {"blob-gzip", "blob-zstd", "blob-none"};
+	char *text;
+	int r = lyr_layer_meta_get(s, id, names[c], &text);
+	if (r < 0)
+		return r;
+	unsigned long long sz;
+	char d[80], di[80];
+	r = sscanf(text, "%79s %llu %79s", d, &sz, di) == 3 && strlen(d) == 71 && strlen(di) == 71
+		? 0
+		: -EBADMSG;
+	free(text);
+	if (r == 0) {
+		snprintf(digest, LYR_DIGEST_TEXT_LEN, "%s", d);
+		snprintf(diff_id, LYR_DIGEST_TEXT_LEN, "%s", di);
+		*size = sz;
+	}
+	return r;
+}
+
+static void blob_note_set(lyr_store *s, const char *id, lyr_oci_compression c, const char *digest,
+			  uint64_t size, const char *diff_id)
+{
+	static const char *const names[] = {"blob-gzip", "blob-zstd", "blob-none"};
+	char text[200];
+	int n =
+	    snprintf(text, sizeof text, "%s %llu %s", digest, (unsigned long long)size, diff_id);
+	lyr_layer_meta_set(s, id, names[c], text, (size_t)n); /* a cache: failing is harmless */
+}
+
 int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *ref,
-		    lyr_oci_compression c, lyr_oci_error *err, lyr_oci_saved *ret)
+		    lyr_oci_compression c, bool reuse, lyr_oci_error *err, lyr_oci_saved *ret)
 {
 	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
 	int r = oci_write_file(dirfd, "oci-layout", layout, sizeof layout - 1);
@@ -305,6 +339,9 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 	char cur[LYR_ID_MAX];
 	snprintf(cur, sizeof cur, "%s", layer_id);
 	json_t *loaded = NULL; /* the config of the nearest loaded image in the chain */
+	char(*ids)[LYR_ID_MAX] = calloc(n + 1, sizeof *ids);
+	if (!ids)
+		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && descs && i < n; i++) {
 		lyr_layer_info info;
 		r = lyr_layer_get(s, cur, &info);
@@ -320,6 +357,7 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 			}
 		}
 		descs[i] = strdup(info.desc);
+		snprintf(ids[i], LYR_ID_MAX, "%s", cur);
 		snprintf(cur, sizeof cur, "%s", info.parent);
 		lyr_layer_info_clear(&info);
 	}
@@ -337,10 +375,14 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 	for (size_t i = n; r == 0 && i-- > 0;) {
 		char digest[LYR_DIGEST_TEXT_LEN], diff_id[LYR_DIGEST_TEXT_LEN];
 		uint64_t size;
-		r = save_layer(blobs, (const char *const *)dirs + i, n - i, c, err, digest, diff_id,
-			       &size);
-		if (r < 0)
-			break;
+		/* a blob saved before is known by its note (the save is deterministic) */
+		if (!reuse || blob_note(s, ids[i], c, digest, &size, diff_id) < 0) {
+			r = save_layer(blobs, (const char *const *)dirs + i, n - i, c, err, digest,
+				       diff_id, &size);
+			if (r < 0)
+				break;
+			blob_note_set(s, ids[i], c, digest, size, diff_id);
+		}
 		snprintf(ret->layer_digests[n - 1 - i], LYR_DIGEST_TEXT_LEN, "%s", digest);
 		snprintf(ret->diff_ids[n - 1 - i], LYR_DIGEST_TEXT_LEN, "%s", diff_id);
 		json_array_append_new(diff_ids, json_string(diff_id));
@@ -387,6 +429,7 @@ int oci_save_layout(lyr_store *s, const char *layer_id, int dirfd, const char *r
 		lyr_oci_saved_clear(ret);
 	}
 	json_decref(loaded);
+	free(ids);
 	json_decref(diff_ids);
 	json_decref(history);
 	json_decref(layers);
@@ -521,7 +564,8 @@ int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_c
 		_cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dirfd < 0)
 			return oci_fail(err, -errno, path, "%s", strerror(errno));
-		return oci_save_layout(s, layer_id, dirfd, ref ? ref : "latest", c, err, ret);
+		return oci_save_layout(s, layer_id, dirfd, ref ? ref : "latest", c, false, err,
+				       ret);
 	}
 	/* an archive: the layout in a temporary directory beside FILE, then one tar */
 	_cleanup_free_ char *tmpl = NULL, *tmpfile = NULL;
@@ -539,7 +583,7 @@ int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_c
 		goto out;
 	}
 	r = oci_save_layout(s, layer_id, dirfd, ref ? ref : "latest", docker ? LYR_OCI_NONE : c,
-			    err, ret);
+			    false, err, ret);
 	if (r == 0 && docker && (r = docker_manifest(dirfd, ret, ref)) < 0)
 		oci_fail(err, r, path, "writing manifest.json: %s", strerror(-r));
 	if (r < 0)

@@ -164,6 +164,11 @@ int lyr_layer_config_get(lyr_store *s, const char *id, char **ret);
 int lyr_layer_diff_id_set(lyr_store *s, const char *id, const char *diff_id);
 int lyr_layer_find_diff_id(lyr_store *s, const char *parent_id, const char *diff_id,
 			   char *ret_id);
+/* Other notes of the same kind (NAME a fixed file name chosen by the caller, such as
+ * "blob-gzip": what a save of the layer wrote), with the same semantics. */
+int lyr_layer_meta_set(lyr_store *s, const char *id, const char *name, const char *data,
+		       size_t len);
+int lyr_layer_meta_get(lyr_store *s, const char *id, const char *name, char **ret);
 
 /* new: a mutable ref on PARENT_ID (a full layer ID, or NULL for scratch).  RET_ID gets the ref
  * ID (LYR_ID_MAX bytes). */

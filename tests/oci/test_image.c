@@ -632,6 +632,14 @@ Test(oci_registry, push_then_skopeo_and_umoci_give_the_mount_tree_and_a_second_p
 	_cleanup_free_ char *m2 = tu_ok(tu_lf(dirs.store, "push", top, name, NULL));
 	cr_assert_str_eq(m2, m1);
 	cr_assert_eq(registry_uploads(), uploads, "the second push only asks (HEAD)");
+	/* another repository lacks the blobs, which the push then builds again and sends */
+	char other[256];
+	snprintf(other, sizeof other, "%s/layerfs/other:v1", registry);
+	_cleanup_free_ char *m3 = tu_ok(tu_lf(dirs.store, "push", top, other, NULL));
+	cr_assert_str_eq(m3, m1);
+	cr_assert_eq(registry_uploads(), uploads + 3);
+	cr_assert_eq(tu_sh("skopeo inspect -n --tls-verify=false docker://%s >/dev/null", other),
+		     0);
 
 	cr_assert_eq(
 	    tu_sh("cd %s && skopeo copy -q --src-tls-verify=false docker://%s oci:copy:t && "
