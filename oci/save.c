@@ -294,8 +294,8 @@ static int blob_note(lyr_store *s, const char *id, lyr_oci_compression c,
 		: -EBADMSG;
 	free(text);
 	if (r == 0) {
-		snprintf(digest, LYR_DIGEST_TEXT_LEN, "%s", d);
-		snprintf(diff_id, LYR_DIGEST_TEXT_LEN, "%s", di);
+		memcpy(digest, d, 72); /* both 71 characters and a NUL, checked above */
+		memcpy(diff_id, di, 72);
 		*size = sz;
 	}
 	return r;
