@@ -81,6 +81,7 @@ static char *make_chain(const char *store)
 
 Test(oci_save, saving_twice_and_from_another_store_gives_identical_digests)
 {
+	need_tool("jq");
 	_cleanup_free_ char *id = make_chain(dirs.store);
 	static const char *const comps[] = {"gzip", "zstd", "none"};
 	_cleanup_free_ char *other = tu_path(dirs.tmp, "store2");
@@ -291,6 +292,7 @@ TestSuite(oci_load, .init = setup, .fini = teardown);
 
 Test(oci_load, a_saved_chain_loads_into_another_store_with_the_same_layer_ids)
 {
+	need_tool("jq");
 	_cleanup_free_ char *top = make_chain(dirs.store);
 	_cleanup_free_ char *info = tu_ok(tu_lf(dirs.store, "--json", "inspect", top, NULL));
 	_cleanup_free_ char *base = tu_json_field(info, "parent");
@@ -453,6 +455,7 @@ Test(oci_load, a_blob_that_does_not_match_its_digest_changes_nothing)
 
 Test(oci_load, a_missing_blob_a_non_layer_and_a_short_diff_id_list_are_refused)
 {
+	need_tool("jq");
 	_cleanup_free_ char *dir = tu_path(dirs.tmp, "img");
 	char blob[128];
 	saved_image(dir, blob);
@@ -475,6 +478,7 @@ Test(oci_load, a_missing_blob_a_non_layer_and_a_short_diff_id_list_are_refused)
 
 Test(oci_load, a_layer_whose_diff_id_differs_from_the_config_is_refused)
 {
+	need_tool("jq");
 	_cleanup_free_ char *dir = tu_path(dirs.tmp, "img");
 	char blob[128];
 	saved_image(dir, blob);
@@ -494,6 +498,7 @@ Test(oci_load, a_layer_whose_diff_id_differs_from_the_config_is_refused)
 
 Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
 {
+	need_tool("jq");
 	/* two images in one layout, one per platform, in one index entry each */
 	tu_write(dirs.src, "which", "amd64\n");
 	_cleanup_free_ char *a = id_of(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
@@ -689,6 +694,7 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 
 Test(oci_load, the_image_config_stays_with_the_top_layer_and_save_writes_it_back)
 {
+	need_tool("jq");
 	need_tool("umoci");
 	cr_assert_eq(
 	    tu_sh("cd %s && umoci init --layout img && umoci new --image img:t && "
