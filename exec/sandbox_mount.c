@@ -314,11 +314,15 @@ static int mount_bind(lyr_exec_mounts *st, const char *source, const char *targe
 }
 
 /* Binds the host's device node HOST onto the file open at FD.  The bind is a mount of its own
- * that allows devices, whatever the mount under FD says. */
+ * that allows devices, whatever the mount under FD says.  It is read-only: the node is the
+ * host's own inode, and a chmod, chown or utime through a writable mount would change it for
+ * the whole host (reading and writing the device itself is not affected by the mount's
+ * read-only flag). */
 static int bind_node(const char *host, int fd)
 {
-	_cleanup_close_ int tree = clone_tree(
-	    AT_FDCWD, host, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV);
+	_cleanup_close_ int tree =
+	    clone_tree(AT_FDCWD, host, false,
+		       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV);
 	return tree < 0 ? tree : attach(tree, fd);
 }
 

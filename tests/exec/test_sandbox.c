@@ -20,9 +20,9 @@
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",	"ls",	 "true",
-				      "false", "sleep", "hostname", "mkdir",	"touch", "env",
-				      "dd",    "kill",	"pwd",	    "readlink", "mknod", "wc"};
+static const char *const applets[] = {
+    "sh",    "cat", "echo", "id",   "ls",  "true",     "false", "sleep", "hostname", "mkdir",
+    "touch", "env", "dd",   "kill", "pwd", "readlink", "mknod", "wc",	 "chmod",    "chown"};
 
 static void need_root(void)
 {
@@ -452,6 +452,42 @@ Test(exec_sandbox, standard_devices_keep_working)
 				       "exec 3<>/dev/ptmx && echo ptmx")};
 	expect_run(&sb, 0, "null\n3000\n16\n8\nptmx\n",
 		   "sh: write error: No space left on device\n");
+	tu_rmtree(root);
+}
+
+/* The standard nodes are the host's own inodes: a chmod or chown inside would change the
+ * host's /dev/null for every process on it.  The modes and owners asked for here are the
+ * ones the nodes already have, so that the host stays as it is even where the call
+ * succeeds. */
+Test(exec_sandbox, standard_devices_are_the_hosts_and_cannot_be_changed)
+{
+	need_root();
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	char script[1024] = "", want[1024] = "";
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(nodes); i++) {
+		char p[32];
+		struct stat s;
+		snprintf(p, sizeof p, "/dev/%s", nodes[i]);
+		if (stat(p, &s) < 0)
+			continue; /* not bound in where the host lacks it */
+		snprintf(script + strlen(script), sizeof script - strlen(script),
+			 "chmod %o %s; chown %u:%u %s; ", (unsigned)(s.st_mode & 07777), p,
+			 (unsigned)s.st_uid, (unsigned)s.st_gid, p);
+		snprintf(want + strlen(want), sizeof want - strlen(want),
+			 "chmod: %s: Read-only file system\n"
+			 "chown: %s: Read-only file system\n",
+			 p, p);
+	}
+	/* the masks over /proc are binds of the host's /dev/null too */
+	struct stat null;
+	cr_assert_eq(stat("/dev/null", &null), 0);
+	snprintf(script + strlen(script), sizeof script - strlen(script),
+		 "chmod %o /proc/keys; echo x > /proc/keys && echo written",
+		 (unsigned)(null.st_mode & 07777));
+	strcat(want, "chmod: /proc/keys: Read-only file system\n");
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
+	expect_run(&sb, 0, "written\n", want);
 	tu_rmtree(root);
 }
 
