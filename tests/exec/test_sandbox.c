@@ -1065,6 +1065,55 @@ Test(exec_sandbox, the_default_filter_refuses_what_container_runtimes_refuse_on_
 #endif
 }
 
+/* The command shares the caller's session, so /dev/tty inside is the caller's terminal.
+ * TIOCSTI on it would type into the shell that started layerfs, which runs what it reads as
+ * the caller on the host (CVE-2017-5226 in bubblewrap); the filter refuses it and TIOCLINUX,
+ * whatever the high bits of the request. */
+Test(exec_sandbox, the_command_cannot_type_into_the_callers_terminal)
+{
+	need_root();
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		cr_skip_test("no pseudo-terminals: %s", strerror(errno));
+	cr_assert_eq(grantpt(master), 0);
+	cr_assert_eq(unlockpt(master), 0);
+	const char *slave = ptsname(master);
+	cr_assert_not_null(slave);
+	_cleanup_free_ char *root = make_root();
+	tu_add_probe_syscalls(root);
+	_cleanup_free_ char *out = tu_path(root, "probe.out");
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("probe-syscalls", "tty")};
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* a session of its own whose controlling terminal is the pty, like a shell's */
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (setsid() < 0 || open(slave, O_RDWR) < 0 || o < 0 || dup2(o, 1) < 0)
+			_exit(100);
+		lyr_exec_error err;
+		int status = 0;
+		_exit(lyr_exec_sandbox_run(&sb, &status, &err) < 0 ? 101 : status);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	_cleanup_free_ char *got = tu_read(root, "probe.out");
+	static const char want[] = "tiocsti EPERM\ntiocsti_high_bits EPERM\ntioclinux EPERM\n";
+	cr_assert_eq(strncmp(got, want, strlen(want)), 0, "%s", got);
+#if defined(__x86_64__)
+	/* and through the i386 table where this kernel has it, and the x32 one */
+	const char *compat = got + strlen(want);
+	if (strncmp(compat, "i386_", 5) == 0)
+		cr_assert_str_eq(compat, "i386_tiocsti EPERM\nx32_tiocsti EPERM\n");
+	else
+		cr_assert_str_eq(compat, "x32_tiocsti EPERM\n");
+#else
+	cr_assert_str_eq(got, want);
+#endif
+	close(master);
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, insecure_runs_the_command_without_the_filter)
 {
 	need_root();
