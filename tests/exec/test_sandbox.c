@@ -841,6 +841,51 @@ static bool process_running(const char *argv0, const char *argv1)
 	return found;
 }
 
+/* kill(0, SIG) signals the sender's process group, wherever its members are: a command in
+ * the caller's process group reached the caller and every process of the caller's job on the
+ * host (a build script's common "trap 'kill 0' EXIT" would kill the shell pipeline that ran
+ * layerfs).  The sandbox is a session and process group of its own. */
+Test(exec_sandbox, the_command_cannot_signal_the_callers_process_group)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *out = tu_path(root, "kill.out");
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sh", "-c", "trap '' USR1; kill -USR1 0; echo kill=$?")};
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* a job of its own, as a shell makes one: the runner and a sibling */
+		setpgid(0, 0);
+		signal(SIGUSR1, SIG_DFL);
+		pid_t sibling = fork();
+		if (sibling == 0) {
+			pause();
+			_exit(0);
+		}
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (sibling < 0 || o < 0 || dup2(o, 1) < 0)
+			_exit(100);
+		lyr_exec_error err;
+		int status = 0;
+		int r = lyr_exec_sandbox_run(&sb, &status, &err);
+		usleep(100000);
+		kill(sibling, SIGKILL);
+		int st;
+		waitpid(sibling, &st, 0);
+		if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+			_exit(102); /* the sibling was killed from inside */
+		_exit(r < 0 ? 101 : status);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "the runner was killed by signal %d", WTERMSIG(st));
+	cr_assert_eq(WEXITSTATUS(st), 0);
+	_cleanup_free_ char *got = tu_read(root, "kill.out");
+	cr_assert_str_eq(got, "kill=0\n");
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, killing_the_caller_kills_the_whole_sandbox)
 {
 	need_root();
@@ -1065,10 +1110,11 @@ Test(exec_sandbox, the_default_filter_refuses_what_container_runtimes_refuse_on_
 #endif
 }
 
-/* The command shares the caller's session, so /dev/tty inside is the caller's terminal.
- * TIOCSTI on it would type into the shell that started layerfs, which runs what it reads as
- * the caller on the host (CVE-2017-5226 in bubblewrap); the filter refuses it and TIOCLINUX,
- * whatever the high bits of the request. */
+/* A terminal on the command's stdin (or its /dev/tty) is the caller's: TIOCSTI on it would
+ * type into the shell that started layerfs, which runs what it reads as the caller on the
+ * host (CVE-2017-5226 in bubblewrap).  The sandbox has no controlling terminal (/dev/tty
+ * does not open), and the filter refuses TIOCSTI and TIOCLINUX whatever the high bits of the
+ * request. */
 Test(exec_sandbox, the_command_cannot_type_into_the_callers_terminal)
 {
 	need_root();
@@ -1082,13 +1128,15 @@ Test(exec_sandbox, the_command_cannot_type_into_the_callers_terminal)
 	_cleanup_free_ char *root = make_root();
 	tu_add_probe_syscalls(root);
 	_cleanup_free_ char *out = tu_path(root, "probe.out");
-	lyr_sandbox sb = {.rootfs = root, .args = ARGS("probe-syscalls", "tty")};
+	lyr_sandbox sb = {
+	    .rootfs = root, .args = ARGS("probe-syscalls", "tty"), .stdin_passthrough = true};
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		/* a session of its own whose controlling terminal is the pty, like a shell's */
 		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (setsid() < 0 || open(slave, O_RDWR) < 0 || o < 0 || dup2(o, 1) < 0)
+		int t = setsid() < 0 ? -1 : open(slave, O_RDWR);
+		if (t < 0 || o < 0 || dup2(o, 1) < 0 || dup2(t, 0) < 0)
 			_exit(100);
 		lyr_exec_error err;
 		int status = 0;
@@ -1098,7 +1146,8 @@ Test(exec_sandbox, the_command_cannot_type_into_the_callers_terminal)
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 	_cleanup_free_ char *got = tu_read(root, "probe.out");
-	static const char want[] = "tiocsti EPERM\ntiocsti_high_bits EPERM\ntioclinux EPERM\n";
+	static const char want[] =
+	    "open_tty ENXIO\ntiocsti EPERM\ntiocsti_high_bits EPERM\ntioclinux EPERM\n";
 	cr_assert_eq(strncmp(got, want, strlen(want)), 0, "%s", got);
 #if defined(__x86_64__)
 	/* and through the i386 table where this kernel has it, and the x32 one */

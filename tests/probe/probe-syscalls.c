@@ -104,18 +104,19 @@ static void compat_abis(void)
 }
 #endif
 
-/* "probe-syscalls tty": the ioctls that act on the controlling terminal from outside the
- * sandbox.  TIOCSTI pushes a byte ('#') into the terminal's input, as if typed, where the
- * caller's shell would read it; TIOCLINUX (0x541c) does the like on a virtual console.  The
- * command bits go through the 64-bit argument with a high bit set too: the kernel reads only
- * the low 32. */
+/* "probe-syscalls tty": the ioctls that act on a terminal from outside the sandbox, on the
+ * terminal of standard input (the caller's, with stdin passed through).  TIOCSTI pushes a
+ * byte ('#') into the terminal's input, as if typed, where the caller's shell would read it;
+ * TIOCLINUX (0x541c) does the like on a virtual console.  The command bits go through the
+ * 64-bit argument with a high bit set too: the kernel reads only the low 32.  Whether
+ * /dev/tty opens (the sandbox has a controlling terminal) is reported first. */
 static void tty_ioctls(void)
 {
-	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		report("open_tty", -1);
-		return;
-	}
+	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+	report("open_tty", tty);
+	if (tty >= 0)
+		close(tty);
+	int fd = 0;
 	char c = '#';
 	PROBE("tiocsti", ioctl(fd, TIOCSTI, &c));
 	PROBE("tiocsti_high_bits", syscall(SYS_ioctl, fd, (1UL << 32) | TIOCSTI, &c));
@@ -127,7 +128,6 @@ static void tty_ioctls(void)
 		PROBE("i386_tiocsti", int80(54 /* ioctl */, fd, TIOCSTI));
 	PROBE("x32_tiocsti", syscall(0x40000000 | 514, fd, TIOCSTI, &c));
 #endif
-	close(fd);
 }
 
 int main(int argc, char **argv)
