@@ -206,6 +206,41 @@ Test(exec_sandbox, user_name_is_looked_up_in_the_roots_passwd_and_group)
 	tu_rmtree(root);
 }
 
+/* The init looks the user up as root with every capability: what a layer puts at
+ * /etc/passwd or /etc/group must not make it block (a FIFO), spin (/dev/zero) or read a
+ * kernel interface (/proc/kmsg consumes the host's kernel log). */
+Test(exec_sandbox, user_files_that_are_not_regular_files_are_refused, .timeout = 60)
+{
+	need_root();
+	static const struct {
+		const char *file, *link, *user;
+	} cases[] = {
+	    {"etc/passwd", "/proc/self/status", NULL},
+	    {"etc/passwd", "/dev/zero", "alice"},
+	    {"etc/group", "/proc/self/environ", "alice"},
+	    {"etc/group", NULL, "0:wheel"}, /* a FIFO */
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *root = make_root();
+		_cleanup_free_ char *f = tu_path(root, cases[i].file);
+		cr_assert_eq(unlink(f), 0);
+		if (cases[i].link)
+			cr_assert_eq(symlink(cases[i].link, f), 0);
+		else
+			cr_assert_eq(mkfifo(f, 0644), 0);
+		lyr_sandbox sb = {.rootfs = root, .user = cases[i].user, .args = ARGS("true")};
+		result res = run(&sb);
+		char want[256];
+		snprintf(want, sizeof want,
+			 "user '%s': '/%s' is not a regular file of at most 64 MiB",
+			 cases[i].user ? cases[i].user : "0", cases[i].file);
+		cr_assert_eq(res.r, -EINVAL, "case %zu: %d %s", i, res.r, res.msg);
+		cr_assert_str_eq(res.msg, want);
+		result_free(&res);
+		tu_rmtree(root);
+	}
+}
+
 Test(exec_sandbox, exit_codes_propagate_like_docker_run)
 {
 	need_root();
