@@ -332,6 +332,48 @@ Test(exec_sandbox, a_target_that_leads_back_to_the_root_is_refused_like_slash)
 	tu_rmtree(root);
 }
 
+/* /proc and /dev are the sandbox's: a mount there would cover the masks and the read-only
+ * sysctls, or replace /dev/null, which the command's process opens for its stdin while it
+ * still holds every capability (a layer's /dev/null -> /proc/kmsg would read the host's
+ * kernel log).  A layer's symlink must not lead a mount there either. */
+Test(exec_sandbox, a_target_on_or_below_proc_or_dev_is_refused)
+{
+	need_root();
+	static const struct {
+		const char *target, *link, *dest, *where;
+	} cases[] = {
+	    {"/work", "work", "/dev", "/dev"}, {"/data/x", "data", "../proc/sys", "/proc"},
+	    {"/n", "n", "/dev/null", "/dev"},  {"/proc/sys/kernel", NULL, NULL, "/proc"},
+	    {"/dev/shm", NULL, NULL, "/dev"},  {"/proc", NULL, NULL, "/proc"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *root = make_root();
+		if (cases[i].link) {
+			_cleanup_free_ char *l = tu_path(root, cases[i].link);
+			cr_assert_eq(symlink(cases[i].dest, l), 0);
+		}
+		/* "/n -> /dev/null" takes a file: bind one */
+		_cleanup_free_ char *src = tu_path(root, "src-file");
+		tu_write(root, "src-file", "x");
+		bool file = strcmp(cases[i].target, "/n") == 0;
+		lyr_sandbox_mount m = {.type = file ? LYR_MOUNT_BIND : LYR_MOUNT_TMPFS,
+				       .target = cases[i].target,
+				       .source = file ? src : NULL};
+		lyr_sandbox sb = {
+		    .rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("ls", "/dev")};
+		result res = run(&sb);
+		char want[256];
+		snprintf(want, sizeof want,
+			 "mount target '%s': on or below the sandbox's %s, which no mount may "
+			 "cover",
+			 cases[i].target, cases[i].where);
+		cr_assert_eq(res.r, -EINVAL, "case %zu: %d %s %s", i, res.r, res.msg, res.out);
+		cr_assert_str_eq(res.msg, want);
+		result_free(&res);
+		tu_rmtree(root);
+	}
+}
+
 Test(exec_sandbox, targets_through_dotdot_survive_a_rename_storm)
 {
 	need_root();
