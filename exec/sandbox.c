@@ -448,12 +448,35 @@ static int map_user(pid_t pid, lyr_exec_error *err)
 	return r;
 }
 
+/* The standard streams are the only descriptors of the caller's the command gets.  A
+ * directory among them would be a way out of the root (/proc/self/fd/N/.. is the host's
+ * filesystem; runc's CVE-2024-21626 was a leaked directory descriptor).  Returns 0, or
+ * -EISDIR with ERR filled. */
+static int check_streams(const lyr_sandbox *sb, lyr_exec_error *err)
+{
+	static const char *const names[] = {"input", "output", "error"};
+	for (int fd = sb->stdin_passthrough ? 0 : 1; fd < 3; fd++) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+			lyr_exec_errf(err,
+				      "sandbox: standard %s is a directory, which the command "
+				      "could leave the root through",
+				      names[fd]);
+			return -EISDIR;
+		}
+	}
+	return 0;
+}
+
 int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error *err)
 {
 	if (!sb->rootfs || !sb->args || !sb->args[0]) {
 		lyr_exec_errf(err, "sandbox: no root directory or no command");
 		return -EINVAL;
 	}
+	int r = check_streams(sb, err);
+	if (r < 0)
+		return r;
 	run c = {.sb = sb, .userns = geteuid() != 0, .sync_rd = -1, .err_wr = -1};
 	c.st.rootfd = -1;
 	/* /proc, /dev, /dev/pts, /dev/shm and the caller's; at most one created directory per
@@ -524,7 +547,7 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 		sigaction(forwarded[i], &fwd, &old_act[i]);
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
-	int r = c.userns ? map_user(pid, err) : 0;
+	r = c.userns ? map_user(pid, err) : 0;
 	if (r >= 0 && send(syncp[1], "g", 1, MSG_NOSIGNAL) != 1) {
 		r = -errno;
 		lyr_exec_errf(err, "sandbox: starting the init: %s", strerror(-r));

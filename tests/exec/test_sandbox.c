@@ -963,6 +963,55 @@ Test(exec_sandbox, the_command_cannot_signal_the_callers_process_group)
 	tu_rmtree(root);
 }
 
+/* A directory on a standard stream is a door out of the root: /proc/self/fd/N/ inside is the
+ * host's directory, readable and writable by root (runc's CVE-2024-21626 was a leaked
+ * directory descriptor).  A run with one is refused before anything is mounted. */
+Test(exec_sandbox, a_directory_on_a_standard_stream_is_refused)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *host = tu_mkdtemp();
+	tu_write(host, "secret", "host file\n");
+	static const char *const names[] = {"input", "output", "error"};
+	for (int fd = 0; fd < 3; fd++) {
+		lyr_sandbox sb = {.rootfs = root,
+				  .args = ARGS("cat", "/proc/self/fd/0/secret",
+					       "/proc/self/fd/1/secret", "/proc/self/fd/2/secret"),
+				  .stdin_passthrough = true};
+		int pfd[2];
+		cr_assert_eq(pipe(pfd), 0);
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			int d = open(host, O_RDONLY | O_DIRECTORY);
+			int n = open("/dev/null", O_RDWR);
+			for (int i = 0; i < 3; i++)
+				dup2(i == fd ? d : n, i);
+			result res = {0};
+			lyr_exec_error err = {{0}};
+			res.r = lyr_exec_sandbox_run(&sb, &res.status, &err);
+			memcpy(res.msg, err.msg, sizeof res.msg);
+			(void)!write(pfd[1], &res, sizeof res);
+			_exit(0);
+		}
+		close(pfd[1]);
+		result res = {0};
+		cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res, "runner died");
+		close(pfd[0]);
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		char want[256];
+		snprintf(want, sizeof want,
+			 "sandbox: standard %s is a directory, which the command could leave "
+			 "the root through",
+			 names[fd]);
+		cr_assert_eq(res.r, -EISDIR, "fd %d: %d %s", fd, res.r, res.msg);
+		cr_assert_str_eq(res.msg, want);
+	}
+	tu_rmtree(host);
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, killing_the_caller_kills_the_whole_sandbox)
 {
 	need_root();
