@@ -55,6 +55,26 @@ static void result_free(result *res)
 	free(res->err);
 }
 
+/* In a forked child: runs SB and writes its result to WFD, then exits. */
+static _Noreturn void run_and_report(const lyr_sandbox *sb, int wfd)
+{
+	result res = {0};
+	lyr_exec_error err = {{0}};
+	res.r = lyr_exec_sandbox_run(sb, &res.status, &err);
+	memcpy(res.msg, err.msg, sizeof res.msg);
+	(void)!write(wfd, &res, sizeof res);
+	_exit(0);
+}
+
+/* The result run_and_report wrote to RFD (which is closed). */
+static result read_report(int rfd)
+{
+	result res = {0};
+	cr_assert_eq(read(rfd, &res, sizeof res), (ssize_t)sizeof res, "runner died");
+	close(rfd);
+	return res;
+}
+
 /* Runs SB in a child with stdout/stderr captured; STDIN_DATA (may be NULL) feeds its stdin.
  * When READY (a host path) is given, the child gets signal SIG as soon as that file exists. */
 static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char *ready, int sig)
@@ -73,12 +93,7 @@ static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char 
 		dup2(e, 2);
 		dup2(in[0], 0);
 		close(in[1]);
-		result res = {0};
-		lyr_exec_error err = {{0}};
-		res.r = lyr_exec_sandbox_run(sb, &res.status, &err);
-		memcpy(res.msg, err.msg, sizeof res.msg);
-		(void)!write(pfd[1], &res, sizeof res);
-		_exit(0);
+		run_and_report(sb, pfd[1]);
 	}
 	close(pfd[1]);
 	close(in[0]);
@@ -91,9 +106,7 @@ static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char 
 		cr_assert_eq(access(ready, F_OK), 0, "the command never got ready");
 		kill(pid, sig);
 	}
-	result res = {0};
-	cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res, "runner died");
-	close(pfd[0]);
+	result res = read_report(pfd[0]);
 	int st;
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	res.out = tu_read(dir, "out");
@@ -987,17 +1000,10 @@ Test(exec_sandbox, a_directory_on_a_standard_stream_is_refused)
 			int n = open("/dev/null", O_RDWR);
 			for (int i = 0; i < 3; i++)
 				dup2(i == fd ? d : n, i);
-			result res = {0};
-			lyr_exec_error err = {{0}};
-			res.r = lyr_exec_sandbox_run(&sb, &res.status, &err);
-			memcpy(res.msg, err.msg, sizeof res.msg);
-			(void)!write(pfd[1], &res, sizeof res);
-			_exit(0);
+			run_and_report(&sb, pfd[1]);
 		}
 		close(pfd[1]);
-		result res = {0};
-		cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res, "runner died");
-		close(pfd[0]);
+		result res = read_report(pfd[0]);
 		int st;
 		cr_assert_eq(waitpid(pid, &st, 0), pid);
 		char want[256];
