@@ -1,6 +1,6 @@
 /* The sandbox: three processes.
  *
- *   caller ──clone(new mount/pid/uts/ipc[/net][/user] namespaces)──▶ init (pid 1)
+ *   caller ──clone(new mount/pid/uts/ipc/cgroup[/net][/user] namespaces)──▶ init (pid 1)
  *                                                                    └─fork─▶ command
  *
  * The init makes the mounts (sandbox_mount.c), pivots into the root, sets the hostname and
@@ -507,7 +507,9 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 	c.sync_rd = syncp[0];
 	c.err_wr = errp[1];
 
-	unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+	/* a cgroup namespace too, as Docker makes one: the caller's cgroup path is the host's */
+	unsigned long flags =
+	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
 	if (sb->network == LYR_NET_NONE)
 		flags |= CLONE_NEWNET;
 	if (c.userns)

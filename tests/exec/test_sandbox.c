@@ -645,6 +645,29 @@ Test(exec_sandbox, host_kernel_state_in_proc_is_masked)
 	tu_rmtree(root);
 }
 
+/* The caller's cgroup path (a service's name, a container's id on the host) is not the
+ * command's to see: in a cgroup namespace of its own every hierarchy reads as "/". */
+Test(exec_sandbox, the_command_sees_its_cgroups_as_the_root)
+{
+	need_root();
+	_cleanup_free_ char *host = NULL;
+	cr_assert_eq(lyr_read_file("/proc/self/cgroup", &host, NULL), 0);
+	char want[4096] = "";
+	for (char *line = host, *end; *line; line = end + 1) {
+		end = strchrnul(line, '\n');
+		char *path = memrchr(line, ':', (size_t)(end - line));
+		cr_assert_not_null(path);
+		snprintf(want + strlen(want), sizeof want - strlen(want), "%.*s:/\n",
+			 (int)(path - line), line);
+		if (!*end)
+			break;
+	}
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat", "/proc/self/cgroup")};
+	expect_run(&sb, 0, want, "");
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, network_none_has_only_loopback_and_hostname_is_set)
 {
 	need_root();
