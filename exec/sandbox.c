@@ -1,6 +1,6 @@
 /* The sandbox: three processes.
  *
- *   caller ──clone(new mount/pid/uts/ipc[/net][/user] namespaces)──▶ init (pid 1)
+ *   caller ──clone(new mount/pid/uts/ipc/cgroup[/net][/user] namespaces)──▶ init (pid 1)
  *                                                                    └─fork─▶ command
  *
  * The init makes the mounts (sandbox_mount.c), pivots into the root, sets the hostname and
@@ -10,6 +10,12 @@
  * its mounts and created directories, and exits with the command's status (128+N for signal
  * N, as docker reports it).  The command is not pid 1 so that it keeps ordinary signal
  * semantics (a pid 1 ignores signals it has no handler for, even SIGKILL sent by itself).
+ *
+ * The init starts a session of its own (setsid), so the sandbox is its own process group with
+ * no controlling terminal: kill(0, SIG) inside signals the sandbox, not the caller's job on
+ * the host, and the caller's terminal is only a file on the standard streams (TIOCSTI on a
+ * terminal that is not one's controlling terminal needs CAP_SYS_ADMIN).  Signals the
+ * terminal sends to its foreground job reach the caller, which forwards them.
  *
  * The whole sandbox dies with the caller: the init has PR_SET_PDEATHSIG(SIGKILL), and the
  * kernel kills every process of a pid namespace when its init dies; the mount namespace, and
@@ -230,8 +236,8 @@ static void noop(int sig)
 	(void)sig;
 }
 
-/* Pid 1: wait for the command, forward signals that processes sent (a terminal's signals
- * reach the command directly, as it is in the caller's process group), reap everything. */
+/* Pid 1: wait for the command, forward the signals it gets (from the caller, or from the
+ * command's own processes), reap everything. */
 static _Noreturn void init_wait(run *c, pid_t cmd)
 {
 	sigset_t set;
@@ -246,8 +252,7 @@ static _Noreturn void init_wait(run *c, pid_t cmd)
 		if (sig < 0)
 			continue;
 		if (sig != SIGCHLD) {
-			if (si.si_code != SI_KERNEL)
-				kill(cmd, sig);
+			kill(cmd, sig);
 			continue;
 		}
 		int st;
@@ -294,6 +299,10 @@ static _Noreturn void init_main(run *c)
 
 	c->in_init = true;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Out of the caller's session and process group (the file's header says why); it cannot
+	 * fail, the init being no group leader. */
+	if (setsid() < 0)
+		_exit(125);
 	/* Nothing of the caller's (store database, FUSE devices, host directories) may reach
 	 * the sandbox: keep only stdio and the two channels to the caller. */
 	close_all_but(c->sync_rd, c->err_wr);
@@ -398,12 +407,12 @@ void lyr_exec_sandbox_from_op(const lyr_exec_op *op, const char *rootfs, lyr_san
 
 static volatile pid_t forward_to;
 
-static void forward(int sig, siginfo_t *si, void *uc)
+/* Every forwarded signal the caller gets goes to the init, a terminal's too: the sandbox is in
+ * no process group of the terminal's. */
+static void forward(int sig)
 {
-	(void)uc;
 	pid_t p = forward_to;
-	/* A terminal's SIGINT reaches the whole process group, the command included. */
-	if (p > 0 && si->si_code != SI_KERNEL)
+	if (p > 0)
 		kill(p, sig);
 }
 
@@ -439,12 +448,35 @@ static int map_user(pid_t pid, lyr_exec_error *err)
 	return r;
 }
 
+/* The standard streams are the only descriptors of the caller's the command gets.  A
+ * directory among them would be a way out of the root (/proc/self/fd/N/.. is the host's
+ * filesystem; runc's CVE-2024-21626 was a leaked directory descriptor).  Returns 0, or
+ * -EISDIR with ERR filled. */
+static int check_streams(const lyr_sandbox *sb, lyr_exec_error *err)
+{
+	static const char *const names[] = {"input", "output", "error"};
+	for (int fd = sb->stdin_passthrough ? 0 : 1; fd < 3; fd++) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+			lyr_exec_errf(err,
+				      "sandbox: standard %s is a directory, which the command "
+				      "could leave the root through",
+				      names[fd]);
+			return -EISDIR;
+		}
+	}
+	return 0;
+}
+
 int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error *err)
 {
 	if (!sb->rootfs || !sb->args || !sb->args[0]) {
 		lyr_exec_errf(err, "sandbox: no root directory or no command");
 		return -EINVAL;
 	}
+	int r = check_streams(sb, err);
+	if (r < 0)
+		return r;
 	run c = {.sb = sb, .userns = geteuid() != 0, .sync_rd = -1, .err_wr = -1};
 	c.st.rootfd = -1;
 	/* /proc, /dev, /dev/pts, /dev/shm and the caller's; at most one created directory per
@@ -475,7 +507,9 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 	c.sync_rd = syncp[0];
 	c.err_wr = errp[1];
 
-	unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+	/* a cgroup namespace too, as Docker makes one: the caller's cgroup path is the host's */
+	unsigned long flags =
+	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
 	if (sb->network == LYR_NET_NONE)
 		flags |= CLONE_NEWNET;
 	if (c.userns)
@@ -483,8 +517,8 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 
 	sigset_t block, old_mask;
 	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(forwarded); i++)
+		sigaddset(&block, forwarded[i]);
 	sigprocmask(SIG_BLOCK, &block, &old_mask);
 
 	pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
@@ -507,15 +541,15 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 		return -clone_errno;
 	}
 
-	struct sigaction fwd = {.sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART};
-	struct sigaction old_int, old_term;
+	struct sigaction fwd = {.sa_handler = forward, .sa_flags = SA_RESTART};
+	struct sigaction old_act[LYR_ARRAY_SIZE(forwarded)];
 	sigemptyset(&fwd.sa_mask);
 	forward_to = pid;
-	sigaction(SIGINT, &fwd, &old_int);
-	sigaction(SIGTERM, &fwd, &old_term);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(forwarded); i++)
+		sigaction(forwarded[i], &fwd, &old_act[i]);
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
-	int r = c.userns ? map_user(pid, err) : 0;
+	r = c.userns ? map_user(pid, err) : 0;
 	if (r >= 0 && send(syncp[1], "g", 1, MSG_NOSIGNAL) != 1) {
 		r = -errno;
 		lyr_exec_errf(err, "sandbox: starting the init: %s", strerror(-r));
@@ -540,8 +574,8 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	forward_to = 0;
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(forwarded); i++)
+		sigaction(forwarded[i], &old_act[i], NULL);
 
 	if (r < 0)
 		return r;

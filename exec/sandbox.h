@@ -15,8 +15,16 @@ typedef struct lyr_exec_mounts {
 		int parentfd;
 		char name[256];
 		bool file; /* an empty file made for a file bound onto it */
-	} * created; /* directories (and files) created for a mount target, outermost first */
+	} * created;	   /* directories (and files) created for a mount target, outermost first */
 	size_t n_created;
+	/* The filesystems of the sandbox's /proc and /dev (proc, its masks, the /dev tmpfs,
+	 * devpts, /dev/shm, the bound nodes' devtmpfs), filled once they are mounted: no mount
+	 * target may lie on one of them. */
+	struct {
+		dev_t dev;
+		const char *where; /* "/proc" or "/dev" */
+	} sys[16];
+	size_t n_sys;
 } lyr_exec_mounts;
 
 /* sandbox_mount.c */

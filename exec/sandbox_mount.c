@@ -132,6 +132,27 @@ static void record_created(lyr_exec_mounts *st, int cur, const char *name, bool 
 	st->n_created++;
 }
 
+/* No mount may cover the sandbox's /proc (its masks, the read-only sysctls) or /dev (the nodes
+ * the command's process opens before it drops its capabilities), whether TARGET names them or
+ * a symlink leads there: checks that FD, a component of TARGET resolved, lies on none of
+ * their filesystems.  Returns 0 or -EINVAL with ERR filled. */
+static int check_not_system(const lyr_exec_mounts *st, int fd, const char *target,
+			    lyr_exec_error *err)
+{
+	struct stat s;
+	if (st->n_sys == 0 || fstat(fd, &s) < 0)
+		return 0; /* the sandbox's own mounts, or a vanished file the mount will fail on */
+	for (size_t i = 0; i < st->n_sys; i++)
+		if (s.st_dev == st->sys[i].dev) {
+			lyr_exec_errf(err,
+				      "mount target '%s': on or below the sandbox's %s, which no "
+				      "mount may cover",
+				      target, st->sys[i].where);
+			return -EINVAL;
+		}
+	return 0;
+}
+
 /* Resolves TARGET inside the root, creating missing directories, and with FILE a missing last
  * component as an empty file (each recorded in ST for removal).  Returns an O_PATH fd of the
  * target (a directory unless FILE) or -errno with ERR filled. */
@@ -195,6 +216,11 @@ static int resolve_target(lyr_exec_mounts *st, const char *target, bool file, ly
 			return fd;
 		}
 		cur = fd;
+		int r = check_not_system(st, cur, target, err);
+		if (r < 0) {
+			close(cur);
+			return r;
+		}
 	}
 	/* A symlink can lead back to the root ("/tmp -> /"): mounting there would cover the
 	 * whole root, which target "/" is refused for. */
@@ -314,11 +340,15 @@ static int mount_bind(lyr_exec_mounts *st, const char *source, const char *targe
 }
 
 /* Binds the host's device node HOST onto the file open at FD.  The bind is a mount of its own
- * that allows devices, whatever the mount under FD says. */
+ * that allows devices, whatever the mount under FD says.  It is read-only: the node is the
+ * host's own inode, and a chmod, chown or utime through a writable mount would change it for
+ * the whole host (reading and writing the device itself is not affected by the mount's
+ * read-only flag). */
 static int bind_node(const char *host, int fd)
 {
-	_cleanup_close_ int tree = clone_tree(
-	    AT_FDCWD, host, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV);
+	_cleanup_close_ int tree =
+	    clone_tree(AT_FDCWD, host, false,
+		       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV);
 	return tree < 0 ? tree : attach(tree, fd);
 }
 
@@ -326,11 +356,12 @@ static int bind_node(const char *host, int fd)
  * show the host's kernel state or keys read as /dev/null, such directories as an empty
  * read-only tmpfs, and the kernel's global knobs (sysctls, sysrq, irq affinity) are
  * read-only.  /proc/sys/net is read-only too: with "--network host" it is the host's. */
+static const char *const masked[] = {"acpi",	   "asound",	    "interrupts",  "kcore",
+				     "keys",	   "latency_stats", "sched_debug", "scsi",
+				     "timer_list", "timer_stats"};
+
 static int mount_proc(lyr_exec_mounts *st, lyr_exec_error *err)
 {
-	static const char *const masked[] = {"acpi",	   "asound",	    "interrupts",  "kcore",
-					     "keys",	   "latency_stats", "sched_debug", "scsi",
-					     "timer_list", "timer_stats"};
 	static const char *const readonly[] = {"bus", "fs", "irq", "sys", "sysrq-trigger"};
 	int r = mount_fs(st, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
 	if (r < 0)
@@ -443,6 +474,34 @@ static int check_system_dir(lyr_exec_mounts *st, const char *name, lyr_exec_erro
 	return 0;
 }
 
+/* Records the filesystem of PATH (inside the root) as one of the sandbox's under WHERE. */
+static void note_system(lyr_exec_mounts *st, const char *path, const char *where)
+{
+	struct stat s;
+	if (fstatat(st->rootfd, path, &s, AT_SYMLINK_NOFOLLOW) < 0)
+		return; /* a mask this kernel has no path for */
+	for (size_t i = 0; i < st->n_sys; i++)
+		if (st->sys[i].dev == s.st_dev)
+			return;
+	if (st->n_sys < LYR_ARRAY_SIZE(st->sys))
+		st->sys[st->n_sys++] = (typeof(st->sys[0])){.dev = s.st_dev, .where = where};
+}
+
+/* Fills ST's list of the sandbox's own filesystems, once /proc and /dev are mounted. */
+static void note_systems(lyr_exec_mounts *st)
+{
+	static const char *const dev[] = {"dev", "dev/pts", "dev/shm", "dev/null"};
+	/* /dev first: the masks of files in /proc are binds of /dev/null as well */
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(dev); i++)
+		note_system(st, dev[i], "/dev");
+	note_system(st, "proc", "/proc");
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(masked); i++) {
+		char path[64];
+		snprintf(path, sizeof path, "proc/%s", masked[i]);
+		note_system(st, path, "/proc");
+	}
+}
+
 int lyr_exec_mounts_apply(lyr_exec_mounts *st, const lyr_sandbox *sb, lyr_exec_error *err)
 {
 	int r = check_system_dir(st, "proc", err);
@@ -461,6 +520,7 @@ int lyr_exec_mounts_apply(lyr_exec_mounts *st, const lyr_sandbox *sb, lyr_exec_e
 	r = mount_dev(st, err);
 	if (r < 0)
 		return r;
+	note_systems(st);
 
 	_cleanup_free_ const lyr_sandbox_mount **order = calloc(sb->n_mounts + 1, sizeof *order);
 	if (!order)

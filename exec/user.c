@@ -2,8 +2,11 @@
  * etc/group (never the host's NSS).  Called inside the sandbox after pivot_root, so a symlink in
  * the root cannot point the lookup at a host file.  Lines longer than 4 KiB are ignored. */
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include "internal.h"
 
@@ -34,15 +37,35 @@ static bool parse_id(const char *s, unsigned *ret)
 	return true;
 }
 
-static FILE *open_in(int rootfd, const char *rel)
+/* The largest /etc/passwd or /etc/group read: far beyond any real one. */
+#define ID_FILE_MAX (64 << 20)
+
+/* Opens the root's REL (etc/passwd, etc/group) into *RET, or leaves *RET NULL when there is
+ * none.  The init reads it as root with every capability and no filter, so a layer must not
+ * choose what it reads: only a regular file outside /proc, of a sane size, is read.  A FIFO
+ * would block the run forever, /dev/zero spin it, a symlink to /proc/kmsg consume the host's
+ * kernel log, /dev/stdin the caller's input.  Returns 0 or -errno with ERR filled for USER. */
+static int open_in(int rootfd, const char *rel, const char *user, FILE **ret, lyr_exec_error *err)
 {
-	int fd = openat(rootfd, rel, O_RDONLY | O_CLOEXEC);
+	*ret = NULL;
+	int fd = openat(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
-		return NULL;
-	FILE *f = fdopen(fd, "r");
-	if (!f)
+		return 0; /* no such file, or none the init may read: no entries */
+	struct stat st;
+	struct statfs sf;
+	if (fstat(fd, &st) < 0 || fstatfs(fd, &sf) < 0 || !S_ISREG(st.st_mode) ||
+	    sf.f_type == PROC_SUPER_MAGIC || st.st_size > ID_FILE_MAX) {
 		close(fd);
-	return f;
+		lyr_exec_errf(err, "user '%s': '/%s' is not a regular file of at most %d MiB", user,
+			      rel, ID_FILE_MAX >> 20);
+		return -EINVAL;
+	}
+	*ret = fdopen(fd, "r");
+	if (!*ret) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int lyr_exec_user_resolve(int rootfd, const char *user, uid_t *ret_uid, gid_t *ret_gid,
@@ -64,7 +87,10 @@ int lyr_exec_user_resolve(int rootfd, const char *user, uid_t *ret_uid, gid_t *r
 	bool uid_numeric = parse_id(spec, &uid), have_entry = false;
 	char name[256] = "";
 	char line[4096];
-	_cleanup_fclose_ FILE *pw = open_in(rootfd, "etc/passwd");
+	_cleanup_fclose_ FILE *pw = NULL;
+	int r = open_in(rootfd, "etc/passwd", user, &pw, err);
+	if (r < 0)
+		return r;
 	while (pw && fgets(line, sizeof line, pw)) {
 		char *f[7];
 		unsigned u, g;
@@ -86,7 +112,9 @@ int lyr_exec_user_resolve(int rootfd, const char *user, uid_t *ret_uid, gid_t *r
 	size_t max = *n_groups, n = 0;
 	if (gspec && !parse_id(gspec, &gid)) {
 		bool found = false;
-		_cleanup_fclose_ FILE *gr = open_in(rootfd, "etc/group");
+		_cleanup_fclose_ FILE *gr = NULL;
+		if ((r = open_in(rootfd, "etc/group", user, &gr, err)) < 0)
+			return r;
 		while (gr && !found && fgets(line, sizeof line, gr)) {
 			char *f[4];
 			unsigned g;
@@ -103,7 +131,9 @@ int lyr_exec_user_resolve(int rootfd, const char *user, uid_t *ret_uid, gid_t *r
 		}
 	}
 	if (name[0]) {
-		_cleanup_fclose_ FILE *gr = open_in(rootfd, "etc/group");
+		_cleanup_fclose_ FILE *gr = NULL;
+		if ((r = open_in(rootfd, "etc/group", user, &gr, err)) < 0)
+			return r;
 		while (gr && fgets(line, sizeof line, gr)) {
 			char *f[4];
 			unsigned g;

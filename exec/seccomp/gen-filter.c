@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,22 @@ static int add_namespaces(scmp_filter_ctx ctx)
 	return r;
 }
 
+/* ioctl requests that reach outside the sandbox through the terminal it shares with the
+ * caller: TIOCSTI types into the terminal's input, which the caller's shell reads and runs
+ * (CVE-2017-5226); TIOCLINUX pastes a virtual console's selection into it the same way
+ * (CVE-2023-1523).  The kernel reads the request as an unsigned int, so only the low 32 bits
+ * are compared: a request with high bits set is the same request. */
+static const unsigned long tty_requests[] = {TIOCSTI, TIOCLINUX};
+
+static int add_tty_ioctls(scmp_filter_ctx ctx)
+{
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < sizeof tty_requests / sizeof tty_requests[0]; i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, tty_requests[i]));
+	return r;
+}
+
 /* The compat ABIs the native one carries; each gets the same rules. */
 static int add_arches(scmp_filter_ctx ctx)
 {
@@ -183,6 +200,8 @@ static scmp_filter_ctx build(const char **ret_what)
 		*ret_what = "namespace flags";
 	if (r == 0 && (r = add_personality(ctx)) < 0)
 		*ret_what = "personality";
+	if (r == 0 && (r = add_tty_ioctls(ctx)) < 0)
+		*ret_what = "terminal ioctls";
 	if (r < 0) {
 		errno = -r;
 		seccomp_release(ctx);
@@ -214,7 +233,8 @@ static int write_header(scmp_filter_ctx ctx, FILE *out)
 	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
 		fprintf(out, " * EPERM, %s: %s\n", refused[i].group, refused[i].names);
 	fprintf(out, " * EPERM: unshare and clone with namespace flags, personality but for 0, 8,\n"
-		     " * 0x20000, 0x20008, 0xffffffff.  ENOSYS: clone3.\n"
+		     " * 0x20000, 0x20008, 0xffffffff; ioctl TIOCSTI and TIOCLINUX.  ENOSYS:\n"
+		     " * clone3.\n"
 		     " */\n"
 		     "static const struct sock_filter seccomp_program[] = {\n");
 	/* struct sock_filter: u16 code, u8 jt, u8 jf, u32 k, in host byte order */

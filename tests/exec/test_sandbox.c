@@ -20,9 +20,9 @@
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-static const char *const applets[] = {"sh",    "cat",	"echo",	    "id",	"ls",	 "true",
-				      "false", "sleep", "hostname", "mkdir",	"touch", "env",
-				      "dd",    "kill",	"pwd",	    "readlink", "mknod", "wc"};
+static const char *const applets[] = {
+    "sh",    "cat", "echo", "id",   "ls",  "true",     "false", "sleep", "hostname", "mkdir",
+    "touch", "env", "dd",   "kill", "pwd", "readlink", "mknod", "wc",	 "chmod",    "chown"};
 
 static void need_root(void)
 {
@@ -55,6 +55,26 @@ static void result_free(result *res)
 	free(res->err);
 }
 
+/* In a forked child: runs SB and writes its result to WFD, then exits. */
+static _Noreturn void run_and_report(const lyr_sandbox *sb, int wfd)
+{
+	result res = {0};
+	lyr_exec_error err = {{0}};
+	res.r = lyr_exec_sandbox_run(sb, &res.status, &err);
+	memcpy(res.msg, err.msg, sizeof res.msg);
+	(void)!write(wfd, &res, sizeof res);
+	_exit(0);
+}
+
+/* The result run_and_report wrote to RFD (which is closed). */
+static result read_report(int rfd)
+{
+	result res = {0};
+	cr_assert_eq(read(rfd, &res, sizeof res), (ssize_t)sizeof res, "runner died");
+	close(rfd);
+	return res;
+}
+
 /* Runs SB in a child with stdout/stderr captured; STDIN_DATA (may be NULL) feeds its stdin.
  * When READY (a host path) is given, the child gets signal SIG as soon as that file exists. */
 static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char *ready, int sig)
@@ -73,12 +93,7 @@ static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char 
 		dup2(e, 2);
 		dup2(in[0], 0);
 		close(in[1]);
-		result res = {0};
-		lyr_exec_error err = {{0}};
-		res.r = lyr_exec_sandbox_run(sb, &res.status, &err);
-		memcpy(res.msg, err.msg, sizeof res.msg);
-		(void)!write(pfd[1], &res, sizeof res);
-		_exit(0);
+		run_and_report(sb, pfd[1]);
 	}
 	close(pfd[1]);
 	close(in[0]);
@@ -91,9 +106,7 @@ static result run_sig(const lyr_sandbox *sb, const char *stdin_data, const char 
 		cr_assert_eq(access(ready, F_OK), 0, "the command never got ready");
 		kill(pid, sig);
 	}
-	result res = {0};
-	cr_assert_eq(read(pfd[0], &res, sizeof res), (ssize_t)sizeof res, "runner died");
-	close(pfd[0]);
+	result res = read_report(pfd[0]);
 	int st;
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	res.out = tu_read(dir, "out");
@@ -206,6 +219,41 @@ Test(exec_sandbox, user_name_is_looked_up_in_the_roots_passwd_and_group)
 	tu_rmtree(root);
 }
 
+/* The init looks the user up as root with every capability: what a layer puts at
+ * /etc/passwd or /etc/group must not make it block (a FIFO), spin (/dev/zero) or read a
+ * kernel interface (/proc/kmsg consumes the host's kernel log). */
+Test(exec_sandbox, user_files_that_are_not_regular_files_are_refused, .timeout = 60)
+{
+	need_root();
+	static const struct {
+		const char *file, *link, *user;
+	} cases[] = {
+	    {"etc/passwd", "/proc/self/status", NULL},
+	    {"etc/passwd", "/dev/zero", "alice"},
+	    {"etc/group", "/proc/self/environ", "alice"},
+	    {"etc/group", NULL, "0:wheel"}, /* a FIFO */
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *root = make_root();
+		_cleanup_free_ char *f = tu_path(root, cases[i].file);
+		cr_assert_eq(unlink(f), 0);
+		if (cases[i].link)
+			cr_assert_eq(symlink(cases[i].link, f), 0);
+		else
+			cr_assert_eq(mkfifo(f, 0644), 0);
+		lyr_sandbox sb = {.rootfs = root, .user = cases[i].user, .args = ARGS("true")};
+		result res = run(&sb);
+		char want[256];
+		snprintf(want, sizeof want,
+			 "user '%s': '/%s' is not a regular file of at most 64 MiB",
+			 cases[i].user ? cases[i].user : "0", cases[i].file);
+		cr_assert_eq(res.r, -EINVAL, "case %zu: %d %s", i, res.r, res.msg);
+		cr_assert_str_eq(res.msg, want);
+		result_free(&res);
+		tu_rmtree(root);
+	}
+}
+
 Test(exec_sandbox, exit_codes_propagate_like_docker_run)
 {
 	need_root();
@@ -295,6 +343,48 @@ Test(exec_sandbox, a_target_that_leads_back_to_the_root_is_refused_like_slash)
 	_cleanup_free_ char *bin = tu_path(root, "bin/busybox");
 	cr_assert_eq(access(bin, X_OK), 0, "the root was covered");
 	tu_rmtree(root);
+}
+
+/* /proc and /dev are the sandbox's: a mount there would cover the masks and the read-only
+ * sysctls, or replace /dev/null, which the command's process opens for its stdin while it
+ * still holds every capability (a layer's /dev/null -> /proc/kmsg would read the host's
+ * kernel log).  A layer's symlink must not lead a mount there either. */
+Test(exec_sandbox, a_target_on_or_below_proc_or_dev_is_refused)
+{
+	need_root();
+	static const struct {
+		const char *target, *link, *dest, *where;
+	} cases[] = {
+	    {"/work", "work", "/dev", "/dev"}, {"/data/x", "data", "../proc/sys", "/proc"},
+	    {"/n", "n", "/dev/null", "/dev"},  {"/proc/sys/kernel", NULL, NULL, "/proc"},
+	    {"/dev/shm", NULL, NULL, "/dev"},  {"/proc", NULL, NULL, "/proc"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *root = make_root();
+		if (cases[i].link) {
+			_cleanup_free_ char *l = tu_path(root, cases[i].link);
+			cr_assert_eq(symlink(cases[i].dest, l), 0);
+		}
+		/* "/n -> /dev/null" takes a file: bind one */
+		_cleanup_free_ char *src = tu_path(root, "src-file");
+		tu_write(root, "src-file", "x");
+		bool file = strcmp(cases[i].target, "/n") == 0;
+		lyr_sandbox_mount m = {.type = file ? LYR_MOUNT_BIND : LYR_MOUNT_TMPFS,
+				       .target = cases[i].target,
+				       .source = file ? src : NULL};
+		lyr_sandbox sb = {
+		    .rootfs = root, .mounts = &m, .n_mounts = 1, .args = ARGS("ls", "/dev")};
+		result res = run(&sb);
+		char want[256];
+		snprintf(want, sizeof want,
+			 "mount target '%s': on or below the sandbox's %s, which no mount may "
+			 "cover",
+			 cases[i].target, cases[i].where);
+		cr_assert_eq(res.r, -EINVAL, "case %zu: %d %s %s", i, res.r, res.msg, res.out);
+		cr_assert_str_eq(res.msg, want);
+		result_free(&res);
+		tu_rmtree(root);
+	}
 }
 
 Test(exec_sandbox, targets_through_dotdot_survive_a_rename_storm)
@@ -455,6 +545,42 @@ Test(exec_sandbox, standard_devices_keep_working)
 	tu_rmtree(root);
 }
 
+/* The standard nodes are the host's own inodes: a chmod or chown inside would change the
+ * host's /dev/null for every process on it.  The modes and owners asked for here are the
+ * ones the nodes already have, so that the host stays as it is even where the call
+ * succeeds. */
+Test(exec_sandbox, standard_devices_are_the_hosts_and_cannot_be_changed)
+{
+	need_root();
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	char script[1024] = "", want[1024] = "";
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(nodes); i++) {
+		char p[32];
+		struct stat s;
+		snprintf(p, sizeof p, "/dev/%s", nodes[i]);
+		if (stat(p, &s) < 0)
+			continue; /* not bound in where the host lacks it */
+		snprintf(script + strlen(script), sizeof script - strlen(script),
+			 "chmod %o %s; chown %u:%u %s; ", (unsigned)(s.st_mode & 07777), p,
+			 (unsigned)s.st_uid, (unsigned)s.st_gid, p);
+		snprintf(want + strlen(want), sizeof want - strlen(want),
+			 "chmod: %s: Read-only file system\n"
+			 "chown: %s: Read-only file system\n",
+			 p, p);
+	}
+	/* the masks over /proc are binds of the host's /dev/null too */
+	struct stat null;
+	cr_assert_eq(stat("/dev/null", &null), 0);
+	snprintf(script + strlen(script), sizeof script - strlen(script),
+		 "chmod %o /proc/keys; echo x > /proc/keys && echo written",
+		 (unsigned)(null.st_mode & 07777));
+	strcat(want, "chmod: /proc/keys: Read-only file system\n");
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
+	expect_run(&sb, 0, "written\n", want);
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, kernel_settings_in_proc_are_read_only)
 {
 	need_root();
@@ -515,6 +641,29 @@ Test(exec_sandbox, host_kernel_state_in_proc_is_masked)
 		cr_skip_test("this kernel has none of the masked /proc paths");
 	_cleanup_free_ char *root = make_root();
 	lyr_sandbox sb = {.rootfs = root, .args = ARGS("sh", "-c", script)};
+	expect_run(&sb, 0, want, "");
+	tu_rmtree(root);
+}
+
+/* The caller's cgroup path (a service's name, a container's id on the host) is not the
+ * command's to see: in a cgroup namespace of its own every hierarchy reads as "/". */
+Test(exec_sandbox, the_command_sees_its_cgroups_as_the_root)
+{
+	need_root();
+	_cleanup_free_ char *host = NULL;
+	cr_assert_eq(lyr_read_file("/proc/self/cgroup", &host, NULL), 0);
+	char want[4096] = "";
+	for (char *line = host, *end; *line; line = end + 1) {
+		end = strchrnul(line, '\n');
+		char *path = memrchr(line, ':', (size_t)(end - line));
+		cr_assert_not_null(path);
+		snprintf(want + strlen(want), sizeof want - strlen(want), "%.*s:/\n",
+			 (int)(path - line), line);
+		if (!*end)
+			break;
+	}
+	_cleanup_free_ char *root = make_root();
+	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat", "/proc/self/cgroup")};
 	expect_run(&sb, 0, want, "");
 	tu_rmtree(root);
 }
@@ -805,6 +954,93 @@ static bool process_running(const char *argv0, const char *argv1)
 	return found;
 }
 
+/* kill(0, SIG) signals the sender's process group, wherever its members are: a command in
+ * the caller's process group reached the caller and every process of the caller's job on the
+ * host (a build script's common "trap 'kill 0' EXIT" would kill the shell pipeline that ran
+ * layerfs).  The sandbox is a session and process group of its own. */
+Test(exec_sandbox, the_command_cannot_signal_the_callers_process_group)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *out = tu_path(root, "kill.out");
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sh", "-c", "trap '' USR1; kill -USR1 0; echo kill=$?")};
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* a job of its own, as a shell makes one: the runner and a sibling */
+		setpgid(0, 0);
+		signal(SIGUSR1, SIG_DFL);
+		pid_t sibling = fork();
+		if (sibling == 0) {
+			pause();
+			_exit(0);
+		}
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (sibling < 0 || o < 0 || dup2(o, 1) < 0)
+			_exit(100);
+		lyr_exec_error err;
+		int status = 0;
+		int r = lyr_exec_sandbox_run(&sb, &status, &err);
+		usleep(100000);
+		kill(sibling, SIGKILL);
+		int st;
+		waitpid(sibling, &st, 0);
+		if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+			_exit(102); /* the sibling was killed from inside */
+		_exit(r < 0 ? 101 : status);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "the runner was killed by signal %d", WTERMSIG(st));
+	cr_assert_eq(WEXITSTATUS(st), 0);
+	_cleanup_free_ char *got = tu_read(root, "kill.out");
+	cr_assert_str_eq(got, "kill=0\n");
+	tu_rmtree(root);
+}
+
+/* A directory on a standard stream is a door out of the root: /proc/self/fd/N/ inside is the
+ * host's directory, readable and writable by root (runc's CVE-2024-21626 was a leaked
+ * directory descriptor).  A run with one is refused before anything is mounted. */
+Test(exec_sandbox, a_directory_on_a_standard_stream_is_refused)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *host = tu_mkdtemp();
+	tu_write(host, "secret", "host file\n");
+	static const char *const names[] = {"input", "output", "error"};
+	for (int fd = 0; fd < 3; fd++) {
+		lyr_sandbox sb = {.rootfs = root,
+				  .args = ARGS("cat", "/proc/self/fd/0/secret",
+					       "/proc/self/fd/1/secret", "/proc/self/fd/2/secret"),
+				  .stdin_passthrough = true};
+		int pfd[2];
+		cr_assert_eq(pipe(pfd), 0);
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			int d = open(host, O_RDONLY | O_DIRECTORY);
+			int n = open("/dev/null", O_RDWR);
+			for (int i = 0; i < 3; i++)
+				dup2(i == fd ? d : n, i);
+			run_and_report(&sb, pfd[1]);
+		}
+		close(pfd[1]);
+		result res = read_report(pfd[0]);
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		char want[256];
+		snprintf(want, sizeof want,
+			 "sandbox: standard %s is a directory, which the command could leave "
+			 "the root through",
+			 names[fd]);
+		cr_assert_eq(res.r, -EISDIR, "fd %d: %d %s", fd, res.r, res.msg);
+		cr_assert_str_eq(res.msg, want);
+	}
+	tu_rmtree(host);
+	tu_rmtree(root);
+}
+
 Test(exec_sandbox, killing_the_caller_kills_the_whole_sandbox)
 {
 	need_root();
@@ -1027,6 +1263,59 @@ Test(exec_sandbox, the_default_filter_refuses_what_container_runtimes_refuse_on_
 #else
 	cr_assert_str_eq(compat, "");
 #endif
+}
+
+/* A terminal on the command's stdin (or its /dev/tty) is the caller's: TIOCSTI on it would
+ * type into the shell that started layerfs, which runs what it reads as the caller on the
+ * host (CVE-2017-5226 in bubblewrap).  The sandbox has no controlling terminal (/dev/tty
+ * does not open), and the filter refuses TIOCSTI and TIOCLINUX whatever the high bits of the
+ * request. */
+Test(exec_sandbox, the_command_cannot_type_into_the_callers_terminal)
+{
+	need_root();
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		cr_skip_test("no pseudo-terminals: %s", strerror(errno));
+	cr_assert_eq(grantpt(master), 0);
+	cr_assert_eq(unlockpt(master), 0);
+	const char *slave = ptsname(master);
+	cr_assert_not_null(slave);
+	_cleanup_free_ char *root = make_root();
+	tu_add_probe_syscalls(root);
+	_cleanup_free_ char *out = tu_path(root, "probe.out");
+	lyr_sandbox sb = {
+	    .rootfs = root, .args = ARGS("probe-syscalls", "tty"), .stdin_passthrough = true};
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* a session of its own whose controlling terminal is the pty, like a shell's */
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int t = setsid() < 0 ? -1 : open(slave, O_RDWR);
+		if (t < 0 || o < 0 || dup2(o, 1) < 0 || dup2(t, 0) < 0)
+			_exit(100);
+		lyr_exec_error err;
+		int status = 0;
+		_exit(lyr_exec_sandbox_run(&sb, &status, &err) < 0 ? 101 : status);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	_cleanup_free_ char *got = tu_read(root, "probe.out");
+	static const char want[] =
+	    "open_tty ENXIO\ntiocsti EPERM\ntiocsti_high_bits EPERM\ntioclinux EPERM\n";
+	cr_assert_eq(strncmp(got, want, strlen(want)), 0, "%s", got);
+#if defined(__x86_64__)
+	/* and through the i386 table where this kernel has it, and the x32 one */
+	const char *compat = got + strlen(want);
+	if (strncmp(compat, "i386_", 5) == 0)
+		cr_assert_str_eq(compat, "i386_tiocsti EPERM\nx32_tiocsti EPERM\n");
+	else
+		cr_assert_str_eq(compat, "x32_tiocsti EPERM\n");
+#else
+	cr_assert_str_eq(got, want);
+#endif
+	close(master);
+	tu_rmtree(root);
 }
 
 Test(exec_sandbox, insecure_runs_the_command_without_the_filter)

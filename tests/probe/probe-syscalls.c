@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -103,13 +104,43 @@ static void compat_abis(void)
 }
 #endif
 
-int main(void)
+/* "probe-syscalls tty": the ioctls that act on a terminal from outside the sandbox, on the
+ * terminal of standard input (the caller's, with stdin passed through).  TIOCSTI pushes a
+ * byte ('#') into the terminal's input, as if typed, where the caller's shell would read it;
+ * TIOCLINUX (0x541c) does the like on a virtual console.  The command bits go through the
+ * 64-bit argument with a high bit set too: the kernel reads only the low 32.  Whether
+ * /dev/tty opens (the sandbox has a controlling terminal) is reported first. */
+static void tty_ioctls(void)
+{
+	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+	report("open_tty", tty);
+	if (tty >= 0)
+		close(tty);
+	int fd = 0;
+	char c = '#';
+	PROBE("tiocsti", ioctl(fd, TIOCSTI, &c));
+	PROBE("tiocsti_high_bits", syscall(SYS_ioctl, fd, (1UL << 32) | TIOCSTI, &c));
+	char sel[2] = {3 /* TIOCL_SETSEL, with no selection data */, 0};
+	PROBE("tioclinux", ioctl(fd, 0x541c /* TIOCLINUX */, sel));
+#if defined(__x86_64__)
+	/* the same request through the i386 and x32 tables (x32's ioctl is 514) */
+	if (have_i386())
+		PROBE("i386_tiocsti", int80(54 /* ioctl */, fd, TIOCSTI));
+	PROBE("x32_tiocsti", syscall(0x40000000 | 514, fd, TIOCSTI, &c));
+#endif
+}
+
+int main(int argc, char **argv)
 {
 	/* ptrace of pid 1 and the rest are meant for a sandbox's pid 1, not a host's */
 	if (getpid() > 64) {
 		fprintf(stderr, "probe-syscalls: runs only as an early process of a new pid "
 				"namespace (a sandbox)\n");
 		return 2;
+	}
+	if (argc > 1 && strcmp(argv[1], "tty") == 0) {
+		tty_ioctls();
+		return 0;
 	}
 	PROBE("unshare_user", unshare(CLONE_NEWUSER));
 	PROBE("unshare_fs", unshare(CLONE_FS));
