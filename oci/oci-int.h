@@ -44,3 +44,12 @@ int oci_parse_name(const char *name, lyr_oci_error *err, oci_kind *ret_kind, cha
 /* import.c: the attributes a layer tar without a "./" entry gives its root: those of the root of
  * layer PARENT_ID, or for a base layer (NULL) mode 0755, the importer's owner, mtime 0. */
 int oci_parent_root(lyr_store *s, const char *parent_id, lyr_oci_root *ret);
+
+/* auth.c: the credentials for registry HOST ("host[:port]") from the first auth file that has
+ * them ($REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, then
+ * $DOCKER_CONFIG/config.json or ~/.docker/config.json).  1 found (RET filled, FILE naming the
+ * file), 0 none, -EINVAL with ERR naming the file when one is malformed. */
+typedef struct oci_credentials {
+	char user[256], pass[512], file[4096];
+} oci_credentials;
+int oci_credentials_find(const char *host, oci_credentials *ret, lyr_oci_error *err);

@@ -30,6 +30,11 @@
 typedef struct image_ref {
 	char host[256], repo[512], ref[160];
 	bool plain_http;
+	/* authentication, as the registry asked for it: credentials (looked up on the first
+	 * 401), sent as basic auth once a Basic challenge came, or a bearer token */
+	oci_credentials creds;
+	bool creds_looked, basic, token_request;
+	char bearer[8192];
 } image_ref;
 
 static int parse_ref(const char *name, image_ref *ret, lyr_oci_error *err)
@@ -90,66 +95,190 @@ static size_t fd_write(char *d, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
-static size_t header_location(char *d, size_t size, size_t nmemb, void *ctx)
+/* The response headers a request looks at. */
+typedef struct resp_headers {
+	char location[2048], challenge[1024];
+} resp_headers;
+
+static void header_value(const char *d, size_t n, size_t name_len, char *out, size_t out_len)
 {
+	const char *v = d + name_len;
+	size_t k = n - name_len;
+	while (k && (*v == ' ' || *v == '\t'))
+		v++, k--;
+	while (k && (v[k - 1] == '\r' || v[k - 1] == '\n'))
+		k--;
+	snprintf(out, out_len, "%.*s", (int)k, v);
+}
+
+static size_t header_cb(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	resp_headers *h = ctx;
 	size_t n = size * nmemb;
-	if (n > 9 && strncasecmp(d, "location:", 9) == 0) {
-		char *loc = ctx;
-		size_t k = n - 9;
-		const char *v = d + 9;
-		while (k && (*v == ' ' || *v == '\t'))
-			v++, k--;
-		while (k && (v[k - 1] == '\r' || v[k - 1] == '\n'))
-			k--;
-		snprintf(loc, 2048, "%.*s", (int)k, v);
-	}
+	if (n >= 5 && strncmp(d, "HTTP/", 5) == 0)
+		h->location[0] = h->challenge[0] = '\0'; /* a new response (after a redirect) */
+	else if (n > 9 && strncasecmp(d, "location:", 9) == 0)
+		header_value(d, n, 9, h->location, sizeof h->location);
+	else if (n > 17 && strncasecmp(d, "www-authenticate:", 17) == 0)
+		header_value(d, n, 17, h->challenge, sizeof h->challenge);
 	return n;
 }
 
-/* One request: METHOD on URL with HEADERS; the body to BODY_FD (>= 0) or BODY; UPLOAD (may be
- * NULL) sent.  Returns the HTTP status, or -errno with ERR filled. */
-static long request(const char *method, const char *url, struct curl_slist *headers, int body_fd,
-		    membuf *body, const membuf *upload, char *location, lyr_oci_error *err)
+/* PARAM="value" of a WWW-Authenticate challenge into OUT; false when absent. */
+static bool challenge_param(const char *ch, const char *param, char *out, size_t len)
 {
+	size_t pl = strlen(param);
+	for (const char *p = ch; (p = strcasestr(p, param)); p += pl) {
+		if ((p != ch && p[-1] != ' ' && p[-1] != ',') || p[pl] != '=')
+			continue;
+		const char *v = p + pl + 1;
+		size_t n = *v == '"' ? strcspn(++v, "\"") : strcspn(v, ", ");
+		snprintf(out, len, "%.*s", (int)n, v);
+		return true;
+	}
+	return false;
+}
+
+static int http_fail(const image_ref *ir, lyr_oci_error *err, const char *what, long status,
+		     const membuf *body);
+static long request(image_ref *ir, const char *method, const char *url, struct curl_slist *headers,
+		    int body_fd, membuf *body, const membuf *upload, char *location,
+		    lyr_oci_error *err);
+
+/* A bearer token for the challenge CH (realm, service, scope), asked for with the registry's
+ * credentials when there are any, into IR. */
+static int fetch_token(image_ref *ir, const char *ch, lyr_oci_error *err)
+{
+	char realm[1024], service[256] = "", scope[512] = "";
+	if (!challenge_param(ch, "realm", realm, sizeof realm))
+		return oci_fail(err, -EPROTO, ir->host, "a Bearer challenge without a realm: %s",
+				ch);
+	challenge_param(ch, "service", service, sizeof service);
+	challenge_param(ch, "scope", scope, sizeof scope);
 	CURL *c = curl_easy_init();
 	if (!c)
 		return -ENOMEM;
-	char cerr[CURL_ERROR_SIZE] = "";
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, strcmp(method, "GET") == 0 ? 1L : 0L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (strcmp(method, "HEAD") == 0)
-		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-	else if (strcmp(method, "GET") != 0)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (upload) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, upload->p ? upload->p : "");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)upload->n);
-	}
-	membuf sink = {0};
-	if (body_fd >= 0) {
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fd_write);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &body_fd);
-	} else {
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, body ? body : &sink);
-	}
-	if (location) {
-		location[0] = '\0';
-		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_location);
-		curl_easy_setopt(c, CURLOPT_HEADERDATA, location);
-	}
-	CURLcode cr = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	char *es = curl_easy_escape(c, service, 0), *esc = curl_easy_escape(c, scope, 0);
+	char url[2600];
+	snprintf(url, sizeof url, "%s%sservice=%s%s%s", realm, strchr(realm, '?') ? "&" : "?",
+		 es ? es : "", scope[0] ? "&scope=" : "", scope[0] && esc ? esc : "");
+	curl_free(es);
+	curl_free(esc);
 	curl_easy_cleanup(c);
-	free(sink.p);
-	if (cr != CURLE_OK)
-		return oci_fail(err, -EIO, url, "%s", cerr[0] ? cerr : curl_easy_strerror(cr));
-	return status;
+	membuf body = {0};
+	image_ref token_ir = *ir; /* the realm is another server: no token, basic credentials */
+	token_ir.bearer[0] = '\0';
+	token_ir.basic = ir->creds.user[0] != '\0';
+	token_ir.token_request = true;
+	long st = request(&token_ir, "GET", url, NULL, -1, &body, NULL, NULL, err);
+	int r = st < 0 ? (int)st : st != 200 ? http_fail(ir, err, realm, st, &body) : 0;
+	json_t *j = r == 0 ? json_loadb(body.p, body.n, 0, NULL) : NULL;
+	const char *tok = json_string_value(json_object_get(j, "token"))
+			      ?: json_string_value(json_object_get(j, "access_token"));
+	if (r == 0 && (!tok || strlen(tok) >= sizeof ir->bearer))
+		r = oci_fail(err, -EPROTO, realm, "the token server of %s sent no usable token",
+			     ir->host);
+	if (r == 0)
+		snprintf(ir->bearer, sizeof ir->bearer, "%s", tok);
+	json_decref(j);
+	free(body.p);
+	return r;
+}
+
+/* After a 401 with challenge CH: credentials (basic) or a token (bearer) for the next try.
+ * 1 when a retry may succeed, 0 when there is nothing more to try, -errno on failure. */
+static int authorize(image_ref *ir, const char *ch, lyr_oci_error *err)
+{
+	if (!ir->creds_looked) {
+		ir->creds_looked = true;
+		int r = oci_credentials_find(ir->host, &ir->creds, err);
+		if (r < 0)
+			return r;
+	}
+	if (strncasecmp(ch, "Bearer ", 7) == 0)
+		return fetch_token(ir, ch, err) < 0 ? -EACCES : 1;
+	if (strncasecmp(ch, "Basic", 5) == 0 && ir->creds.user[0] && !ir->basic) {
+		ir->basic = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* One request: METHOD on URL with HEADERS; the body to BODY_FD (>= 0) or BODY; UPLOAD (may be
+ * NULL) sent; LOCATION (may be NULL) gets the Location header.  A 401 is answered as the
+ * registry asks (basic credentials or a bearer token) and the request tried again.  Returns
+ * the HTTP status, or -errno with ERR filled. */
+static long request(image_ref *ir, const char *method, const char *url, struct curl_slist *headers,
+		    int body_fd, membuf *body, const membuf *upload, char *location,
+		    lyr_oci_error *err)
+{
+	bool auth_tried = false;
+	for (;;) {
+		CURL *c = curl_easy_init();
+		if (!c)
+			return -ENOMEM;
+		struct curl_slist *h = NULL;
+		for (struct curl_slist *p = headers; p; p = p->next)
+			h = curl_slist_append(h, p->data);
+		char bearer[sizeof ir->bearer + 32];
+		if (ir->bearer[0] && !ir->token_request) {
+			snprintf(bearer, sizeof bearer, "Authorization: Bearer %s", ir->bearer);
+			h = curl_slist_append(h, bearer);
+		} else if (ir->basic) {
+			curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+			curl_easy_setopt(c, CURLOPT_USERNAME, ir->creds.user);
+			curl_easy_setopt(c, CURLOPT_PASSWORD, ir->creds.pass);
+		}
+		char cerr[CURL_ERROR_SIZE] = "";
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, strcmp(method, "GET") == 0 ? 1L : 0L);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+		if (strcmp(method, "HEAD") == 0)
+			curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+		else if (strcmp(method, "GET") != 0)
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		if (upload) {
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, upload->p ? upload->p : "");
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)upload->n);
+		}
+		membuf sink = {0};
+		if (body_fd >= 0) {
+			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fd_write);
+			curl_easy_setopt(c, CURLOPT_WRITEDATA, &body_fd);
+		} else {
+			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
+			curl_easy_setopt(c, CURLOPT_WRITEDATA, body ? body : &sink);
+		}
+		resp_headers rh = {"", ""};
+		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+		curl_easy_setopt(c, CURLOPT_HEADERDATA, &rh);
+		CURLcode cr = curl_easy_perform(c);
+		long status = 0;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_cleanup(c);
+		curl_slist_free_all(h);
+		free(sink.p);
+		if (cr != CURLE_OK)
+			return oci_fail(err, -EIO, url, "%s",
+					cerr[0] ? cerr : curl_easy_strerror(cr));
+		if (location)
+			snprintf(location, 2048, "%s", rh.location);
+		if (status != 401 || auth_tried || ir->token_request || !rh.challenge[0])
+			return status;
+		auth_tried = true;
+		int r = authorize(ir, rh.challenge, err);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			return status;
+		if (body_fd >= 0 && (ftruncate(body_fd, 0) < 0 || lseek(body_fd, 0, SEEK_SET) < 0))
+			return oci_fail(err, -errno, url, "%s", strerror(errno));
+		if (body && body->p)
+			body->n = 0, body->p[0] = '\0';
+	}
 }
 
 static void base_url(const image_ref *r, char *out, size_t len)
@@ -157,23 +286,29 @@ static void base_url(const image_ref *r, char *out, size_t len)
 	snprintf(out, len, "%s://%s/v2/%s", r->plain_http ? "http" : "https", r->host, r->repo);
 }
 
-static int http_fail(lyr_oci_error *err, const char *what, long status, const membuf *body)
+static int http_fail(const image_ref *ir, lyr_oci_error *err, const char *what, long status,
+		     const membuf *body)
 {
 	/* the registry's own error text when it gave one */
 	json_t *j = body && body->p ? json_loads(body->p, 0, NULL) : NULL;
 	const char *msg = json_string_value(
 	    json_object_get(json_array_get(json_object_get(j, "errors"), 0), "message"));
+	char by[4600] = ""; /* a refused login names the registry and whose login it was */
+	if (status == 401 || status == 403)
+		snprintf(by, sizeof by, " (registry %s, %s%s%s)", ir->host,
+			 ir->creds.user[0] ? "as user '" : "no credentials", ir->creds.user,
+			 ir->creds.user[0] ? "'" : "");
 	int r = oci_fail(err,
 			 status == 404			  ? -ENOENT
 			 : status == 401 || status == 403 ? -EACCES
 							  : -EIO,
-			 what, "HTTP %ld%s%s", status, msg ? ": " : "", msg ? msg : "");
+			 what, "HTTP %ld%s%s%s", status, msg ? ": " : "", msg ? msg : "", by);
 	json_decref(j);
 	return r;
 }
 
 /* GET a manifest or index by REF into BLOBS (named by its digest); RET_DIGEST gets it. */
-static int get_manifest(const image_ref *ir, const char *ref, int blobs, lyr_oci_error *err,
+static int get_manifest(image_ref *ir, const char *ref, int blobs, lyr_oci_error *err,
 			char ret_digest[LYR_DIGEST_TEXT_LEN], json_t **ret)
 {
 	char url[2048];
@@ -182,9 +317,9 @@ static int get_manifest(const image_ref *ir, const char *ref, int blobs, lyr_oci
 	strncat(url, ref, sizeof url - strlen(url) - 1);
 	struct curl_slist *h = curl_slist_append(NULL, ACCEPT_MANIFESTS);
 	membuf body = {0};
-	long st = request("GET", url, h, -1, &body, NULL, NULL, err);
+	long st = request(ir, "GET", url, h, -1, &body, NULL, NULL, err);
 	curl_slist_free_all(h);
-	int r = st < 0 ? (int)st : st != 200 ? http_fail(err, ref, st, &body) : 0;
+	int r = st < 0 ? (int)st : st != 200 ? http_fail(ir, err, ref, st, &body) : 0;
 	if (r == 0) {
 		uint8_t d[LYR_SHA256_LEN];
 		lyr_sha256(body.p, body.n, d);
@@ -201,7 +336,7 @@ static int get_manifest(const image_ref *ir, const char *ref, int blobs, lyr_oci
 	return r;
 }
 
-static int get_blob(const image_ref *ir, const char *digest, int blobs, lyr_oci_error *err)
+static int get_blob(image_ref *ir, const char *digest, int blobs, lyr_oci_error *err)
 {
 	if (!digest || strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 71 ||
 	    strspn(digest + 7, "0123456789abcdef") != 64)
@@ -212,11 +347,11 @@ static int get_blob(const image_ref *ir, const char *digest, int blobs, lyr_oci_
 	int fd = openat(blobs, digest + 7, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return oci_fail(err, -errno, digest, "%s", strerror(errno));
-	long st = request("GET", url, NULL, fd, NULL, NULL, NULL, err);
+	long st = request(ir, "GET", url, NULL, fd, NULL, NULL, NULL, err);
 	close(fd);
 	if (st < 0)
 		return (int)st;
-	return st == 200 ? 0 : http_fail(err, digest, st, NULL);
+	return st == 200 ? 0 : http_fail(ir, err, digest, st, NULL);
 }
 
 int lyr_oci_pull(lyr_store *s, const char *name, const char *tag, const char *platform,
@@ -330,12 +465,12 @@ int lyr_oci_pull(lyr_store *s, const char *name, const char *tag, const char *pl
 	return r;
 }
 
-static int put_blob(const image_ref *ir, int blobs, const char *digest, lyr_oci_error *err)
+static int put_blob(image_ref *ir, int blobs, const char *digest, lyr_oci_error *err)
 {
 	char url[2048], loc[2048];
 	base_url(ir, url, sizeof url);
 	snprintf(url + strlen(url), sizeof url - strlen(url), "/blobs/%s", digest);
-	long st = request("HEAD", url, NULL, -1, NULL, NULL, NULL, err);
+	long st = request(ir, "HEAD", url, NULL, -1, NULL, NULL, NULL, err);
 	if (st < 0)
 		return (int)st;
 	if (st == 200)
@@ -346,13 +481,13 @@ static int put_blob(const image_ref *ir, int blobs, const char *digest, lyr_oci_
 	strncat(url, "/blobs/uploads/", sizeof url - strlen(url) - 1);
 	membuf empty = {0};
 	membuf resp = {0};
-	st = request("POST", url, NULL, -1, &resp, &empty, loc, err);
+	st = request(ir, "POST", url, NULL, -1, &resp, &empty, loc, err);
 	if (st < 0) {
 		free(resp.p);
 		return (int)st;
 	}
 	if (st != 202 || !loc[0]) {
-		int r = http_fail(err, digest, st, &resp);
+		int r = http_fail(ir, err, digest, st, &resp);
 		free(resp.p);
 		return r;
 	}
@@ -380,8 +515,8 @@ static int put_blob(const image_ref *ir, int blobs, const char *digest, lyr_oci_
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
 	membuf resp2 = {0};
 	if (r == 0) {
-		st = request("PUT", put, h, -1, &resp2, &data, NULL, err);
-		r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(err, digest, st, &resp2);
+		st = request(ir, "PUT", put, h, -1, &resp2, &data, NULL, err);
+		r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(ir, err, digest, st, &resp2);
 	}
 	curl_slist_free_all(h);
 	free(resp2.p);
@@ -443,8 +578,10 @@ int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, lyr_oci_e
 		    NULL, "Content-Type: application/vnd.oci.image.manifest.v1+json");
 		membuf resp = {0};
 		if (r == 0) {
-			long st = request("PUT", url, h, -1, &resp, &man, NULL, err);
-			r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(err, ir.ref, st, &resp);
+			long st = request(&ir, "PUT", url, h, -1, &resp, &man, NULL, err);
+			r = st < 0	? (int)st
+			    : st == 201 ? 0
+					: http_fail(&ir, err, ir.ref, st, &resp);
 		}
 		curl_slist_free_all(h);
 		free(resp.p);

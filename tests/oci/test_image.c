@@ -556,8 +556,9 @@ static void registry_stop(void)
 }
 
 /* Starts docker-registry on a free port of 127.0.0.1 with its storage below the test's
- * directory; REGISTRY gets "127.0.0.1:PORT". */
-static void registry_start(void)
+ * directory and CONFIG (YAML lines, "" for none) added to its configuration; REGISTRY gets
+ * "127.0.0.1:PORT". */
+static void registry_start(const char *config)
 {
 	need_tool("docker-registry");
 	int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -571,8 +572,8 @@ static void registry_start(void)
 	_cleanup_free_ char *cfg = tu_path(dirs.tmp, "registry.yml");
 	cr_assert_eq(tu_sh("mkdir %s/registry && printf 'version: 0.1\\nlog:\\n  level: error\\n"
 			   "storage:\\n  filesystem:\\n    rootdirectory: %s/registry\\nhttp:\\n"
-			   "  addr: %s\\n' > %s",
-			   dirs.tmp, dirs.tmp, registry, cfg),
+			   "  addr: %s\\n%s' > %s",
+			   dirs.tmp, dirs.tmp, registry, config, cfg),
 		     0);
 	_cleanup_free_ char *log = tu_path(dirs.tmp, "registry.log");
 	registry_pid = fork();
@@ -598,7 +599,7 @@ static void registry_start(void)
 static void registry_setup(void)
 {
 	setup();
-	registry_start();
+	registry_start("");
 }
 
 TestSuite(oci_registry, .init = registry_setup, .fini = registry_stop);
@@ -690,6 +691,90 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 		 name);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
+}
+
+/* ---- the same registry with htpasswd (basic) authentication: alice, password "s3cret" ---- */
+
+#include <crypt.h>
+
+static void auth_registry_setup(void)
+{
+	setup();
+	char *hash = crypt("s3cret", crypt_gensalt("$2b$", 5, NULL, 0));
+	cr_assert(hash && strncmp(hash, "$2b$", 4) == 0, "libcrypt makes bcrypt hashes");
+	_cleanup_free_ char *line = NULL;
+	cr_assert(asprintf(&line, "alice:%s\n", hash) > 0);
+	tu_write(dirs.tmp, "htpasswd", line);
+	char config[4400];
+	snprintf(config, sizeof config,
+		 "auth:\\n  htpasswd:\\n    realm: layerfs-test\\n    path: %s/htpasswd\\n",
+		 dirs.tmp);
+	registry_start(config);
+}
+
+TestSuite(oci_registry_auth, .init = auth_registry_setup, .fini = registry_stop);
+
+/* An auth file in the docker/podman format for the test's registry, USER:PASS in it. */
+static char *auth_file(const char *name, const char *user_pass)
+{
+	_cleanup_free_ char *b64 = NULL;
+	_cleanup_free_ char *path = tu_path(dirs.tmp, name);
+	cr_assert_eq(tu_sh("mkdir -p $(dirname %s) && printf '{\"auths\": {\"other:1\": {}, "
+			   "\"%s\": {\"auth\": \"%%s\"}}}' $(printf %%s '%s' | base64 -w0) > %s",
+			   path, registry, user_pass, path),
+		     0);
+	return tu_path(dirs.tmp, name);
+}
+
+Test(oci_registry_auth, credentials_from_each_auth_file_log_in_and_a_refused_login_says_why)
+{
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/sec/img:v1", registry);
+	/* no credentials anywhere: the registry's refusal, naming it */
+	_cleanup_free_ char *home = tu_path(dirs.tmp, "home");
+	_cleanup_free_ char *run = tu_path(dirs.tmp, "run");
+	char e_home[4200], e_run[4200], e_docker[4200];
+	snprintf(e_home, sizeof e_home, "HOME=%s", home);
+	snprintf(e_run, sizeof e_run, "XDG_RUNTIME_DIR=%s", run);
+	snprintf(e_docker, sizeof e_docker, "DOCKER_CONFIG=");
+	const char *none[] = {e_home, e_run, e_docker, "REGISTRY_AUTH_FILE=", NULL};
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	tu_fails(tu_lf_env(none, store2, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
+		 "no credentials)\n",
+		 name, registry);
+
+	/* a wrong password in $REGISTRY_AUTH_FILE: refused, the user named */
+	_cleanup_free_ char *bad = auth_file("bad.json", "alice:wrong");
+	char e_file[4200];
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", bad);
+	const char *wrong[] = {e_home, e_run, e_docker, e_file, NULL};
+	tu_fails(tu_lf_env(wrong, store2, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
+		 "as user 'alice')\n",
+		 name, registry);
+
+	/* the right one: push with $REGISTRY_AUTH_FILE, pull with each of the other two files */
+	_cleanup_free_ char *good = auth_file("good.json", "alice:s3cret");
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", good);
+	const char *right[] = {e_home, e_run, e_docker, e_file, NULL};
+	_cleanup_free_ char *m = tu_ok(tu_lf_env(right, dirs.store, "push", top, name, NULL));
+	cr_assert_eq(strlen(m), 72, "the manifest digest: '%s'", m);
+	free(auth_file("run/containers/auth.json", "alice:s3cret"));
+	_cleanup_free_ char *p1 = id_of(tu_ok(tu_lf_env(none, store2, "pull", name, NULL)));
+	cr_assert_str_eq(p1, top);
+	cr_assert_eq(tu_sh("rm -r %s/containers", run), 0);
+	free(auth_file("home/.docker/config.json", "alice:s3cret"));
+	_cleanup_free_ char *store3 = tu_path(dirs.tmp, "store3");
+	_cleanup_free_ char *p2 = id_of(tu_ok(tu_lf_env(none, store3, "pull", name, NULL)));
+	cr_assert_str_eq(p2, top);
+	/* $REGISTRY_AUTH_FILE comes first: its wrong password is the one tried */
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", bad);
+	tu_fails(tu_lf_env(wrong, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
+		 "as user 'alice')\n",
+		 name, registry);
 }
 
 Test(oci_load, the_image_config_stays_with_the_top_layer_and_save_writes_it_back)
