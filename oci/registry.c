@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "layerfs/hash.h"
@@ -98,6 +99,7 @@ static size_t fd_write(char *d, size_t size, size_t nmemb, void *ctx)
 /* The response headers a request looks at. */
 typedef struct resp_headers {
 	char location[2048], challenge[1024];
+	long retry_after; /* seconds, -1 when not given */
 } resp_headers;
 
 static void header_value(const char *d, size_t n, size_t name_len, char *out, size_t out_len)
@@ -116,7 +118,9 @@ static size_t header_cb(char *d, size_t size, size_t nmemb, void *ctx)
 	resp_headers *h = ctx;
 	size_t n = size * nmemb;
 	if (n >= 5 && strncmp(d, "HTTP/", 5) == 0)
-		h->location[0] = h->challenge[0] = '\0'; /* a new response (after a redirect) */
+		*h = (resp_headers){"", "", -1}; /* a new response (after a redirect) */
+	else if (n > 12 && strncasecmp(d, "retry-after:", 12) == 0)
+		h->retry_after = strtol(d + 12, NULL, 10); /* an HTTP date counts as 0: soon */
 	else if (n > 9 && strncasecmp(d, "location:", 9) == 0)
 		header_value(d, n, 9, h->location, sizeof h->location);
 	else if (n > 17 && strncasecmp(d, "www-authenticate:", 17) == 0)
@@ -204,15 +208,40 @@ static int authorize(image_ref *ir, const char *ch, lyr_oci_error *err)
 	return 0;
 }
 
+/* How often a request is tried (LAYERFS_REGISTRY_RETRIES more times after the first, 3 by
+ * default) and its timeout (LAYERFS_REGISTRY_TIMEOUT seconds, 10 by default). */
+typedef struct request_limits {
+	int tries;
+	long timeout_ms;
+} request_limits;
+
+static request_limits request_limits_get(void)
+{
+	request_limits l = {4, 10000};
+	const char *v = getenv("LAYERFS_REGISTRY_RETRIES");
+	char *end;
+	long n;
+	if (v && *v && (n = strtol(v, &end, 10)) >= 0 && n < 100 && !*end)
+		l.tries = (int)n + 1;
+	v = getenv("LAYERFS_REGISTRY_TIMEOUT");
+	double t;
+	if (v && *v && (t = strtod(v, &end)) > 0 && t < 86400 && !*end)
+		l.timeout_ms = (long)(t * 1000);
+	return l;
+}
+
 /* One request: METHOD on URL with HEADERS; the body to BODY_FD (>= 0) or BODY; UPLOAD (may be
  * NULL) sent; LOCATION (may be NULL) gets the Location header.  A 401 is answered as the
- * registry asks (basic credentials or a bearer token) and the request tried again.  Returns
- * the HTTP status, or -errno with ERR filled. */
+ * registry asks (basic credentials or a bearer token) and the request tried again; so is a
+ * transient failure (no connection, a reset, a timeout, 5xx, 429), after a backoff, as often as
+ * request_limits say.  Returns the HTTP status, or -errno with ERR filled. */
 static long request(image_ref *ir, const char *method, const char *url, struct curl_slist *headers,
 		    int body_fd, membuf *body, const membuf *upload, char *location,
 		    lyr_oci_error *err)
 {
 	bool auth_tried = false;
+	int tries = 1;
+	request_limits limits = request_limits_get();
 	for (;;) {
 		CURL *c = curl_easy_init();
 		if (!c)
@@ -236,6 +265,10 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+		/* the timeout: to connect, and for a transfer that stalls (no byte moves) */
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, limits.timeout_ms);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (limits.timeout_ms + 999) / 1000);
 		if (strcmp(method, "HEAD") == 0)
 			curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 		else if (strcmp(method, "GET") != 0)
@@ -252,7 +285,7 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
 			curl_easy_setopt(c, CURLOPT_WRITEDATA, body ? body : &sink);
 		}
-		resp_headers rh = {"", ""};
+		resp_headers rh = {"", "", -1};
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, &rh);
 		CURLcode cr = curl_easy_perform(c);
@@ -261,19 +294,34 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 		curl_easy_cleanup(c);
 		curl_slist_free_all(h);
 		free(sink.p);
-		if (cr != CURLE_OK)
-			return oci_fail(err, -EIO, url, "%s",
-					cerr[0] ? cerr : curl_easy_strerror(cr));
-		if (location)
-			snprintf(location, 2048, "%s", rh.location);
-		if (status != 401 || auth_tried || ir->token_request || !rh.challenge[0])
-			return status;
-		auth_tried = true;
-		int r = authorize(ir, rh.challenge, err);
-		if (r < 0)
-			return r;
-		if (r == 0)
-			return status;
+		bool transient = cr == CURLE_COULDNT_CONNECT || cr == CURLE_SEND_ERROR ||
+				 cr == CURLE_RECV_ERROR || cr == CURLE_GOT_NOTHING ||
+				 cr == CURLE_OPERATION_TIMEDOUT || cr == CURLE_PARTIAL_FILE ||
+				 (cr == CURLE_OK && (status >= 500 || status == 429));
+		if (transient && tries < limits.tries) {
+			/* backoff: 250 ms, doubled each time, or what Retry-After asks (at most 30
+			 * s) */
+			long ms = rh.retry_after >= 0
+				      ? (rh.retry_after > 30 ? 30 : rh.retry_after) * 1000
+				      : 250L << (tries - 1 < 6 ? tries - 1 : 6);
+			struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+			tries++;
+		} else if (cr != CURLE_OK) {
+			return oci_fail(err, -EIO, ir->host, "%s (%d %s)",
+					cerr[0] ? cerr : curl_easy_strerror(cr), tries,
+					tries == 1 ? "try" : "tries");
+		} else {
+			if (location)
+				snprintf(location, 2048, "%s", rh.location);
+			if (status != 401 || auth_tried || ir->token_request || !rh.challenge[0])
+				return status;
+			auth_tried = true;
+			int r = authorize(ir, rh.challenge, err);
+			if (r <= 0)
+				return r < 0 ? r : status;
+		}
 		if (body_fd >= 0 && (ftruncate(body_fd, 0) < 0 || lseek(body_fd, 0, SEEK_SET) < 0))
 			return oci_fail(err, -errno, url, "%s", strerror(errno));
 		if (body && body->p)

@@ -541,12 +541,20 @@ Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 
 static pid_t registry_pid;
 static char registry[64];
 
+static pid_t front_pid;
+
 static void registry_stop(void)
 {
+	if (front_pid > 0) {
+		kill(front_pid, SIGTERM);
+		waitpid(front_pid, NULL, 0);
+		front_pid = 0;
+	}
 	if (registry_pid > 0) {
 		kill(registry_pid, SIGTERM);
 		waitpid(registry_pid, NULL, 0);
@@ -693,6 +701,140 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 	tu_run_free(&r);
 }
 
+/* Starts tests/oci/front.py before the registry: FAILS 503 answers first, then a bearer-token
+ * login with USER_PASS.  Returns "127.0.0.1:PORT"; its requests are logged in front-N.log. */
+static char *front_start(const char *user_pass, int fails)
+{
+	static int n;
+	need_tool("python3");
+	char port_file[4200], log[4200];
+	snprintf(port_file, sizeof port_file, "%s/front-%d.port", dirs.tmp, ++n);
+	snprintf(log, sizeof log, "%s/front-%d.log", dirs.tmp, n);
+	char nfails[16];
+	snprintf(nfails, sizeof nfails, "%d", fails);
+	if (front_pid > 0) {
+		kill(front_pid, SIGTERM);
+		waitpid(front_pid, NULL, 0);
+	}
+	front_pid = fork();
+	cr_assert_geq(front_pid, 0);
+	if (front_pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		execlp("python3", "python3", LAYERFS_SOURCE_DIR "/tests/oci/front.py", port_file,
+		       registry, user_pass, nfails, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) { /* up to 10 s */
+		FILE *f = fopen(port_file, "r");
+		int port = 0;
+		if (f) {
+			int got = fscanf(f, "%d", &port);
+			fclose(f);
+			if (got == 1) {
+				char *ret;
+				cr_assert(asprintf(&ret, "127.0.0.1:%d", port) > 0);
+				return ret;
+			}
+		}
+		usleep(50000);
+	}
+	cr_assert_fail("front.py did not start");
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+Test(oci_registry, a_registry_that_is_down_is_tried_four_times_then_named)
+{
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/down/img:v1", registry);
+	kill(registry_pid, SIGTERM);
+	waitpid(registry_pid, NULL, 0);
+	registry_pid = 0;
+	double t0 = now_s();
+	tu_run r = tu_lf(dirs.store, "push", top, name, NULL);
+	double took = now_s() - t0;
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	char re[512];
+	snprintf(re, sizeof re,
+		 "^layerfs: push '%s' to '%s': '%s': [^\n]*Couldn't connect to server \\(4 "
+		 "tries\\)\n$",
+		 top, name, registry);
+	cr_assert(tu_matches(re, r.err), "%s", r.err);
+	/* backoff 0.25 + 0.5 + 1 s between the tries */
+	cr_assert(took >= 1.7 && took < 6, "took %.2f s", took);
+	tu_run_free(&r);
+	const char *once[] = {"LAYERFS_REGISTRY_RETRIES=0", NULL};
+	r = tu_lf_env(once, dirs.store, "push", top, name, NULL);
+	snprintf(re, sizeof re, "Couldn't connect to server \\(1 try\\)\n$");
+	cr_assert(r.status == 1 && tu_matches(re, r.err), "%s", r.err);
+	tu_run_free(&r);
+}
+
+/* An auth file in the docker/podman format for HOST with USER:PASS, written to NAME. */
+static char *auth_file_for(const char *host, const char *name, const char *user_pass);
+
+Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched)
+{
+	need_tool("python3");
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/up/img:v1", registry);
+	free(tu_ok(tu_lf(dirs.store, "push", top, name, NULL)));
+
+	_cleanup_free_ char *front = front_start("alice:s3cret", 2);
+	snprintf(name, sizeof name, "%s/up/img:v1", front);
+	_cleanup_free_ char *good = auth_file_for(front, "front.json", "alice:s3cret");
+	char e_file[4200];
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", good);
+	const char *env[] = {e_file, NULL};
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	double t0 = now_s();
+	_cleanup_free_ char *pulled = id_of(tu_ok(tu_lf_env(env, store2, "pull", name, NULL)));
+	double took = now_s() - t0;
+	cr_assert_str_eq(pulled, top);
+	cr_assert(took >= 1.25, "Retry-After: 1, then 250 ms: took %.2f s", took);
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
+	cr_assert(tu_matches("^GET /v2/up/img/manifests/v1 503\n"
+			     "GET /v2/up/img/manifests/v1 503\n"
+			     "GET /v2/up/img/manifests/v1 401\n"
+			     "GET /token\\?service=front&scope=repository%3Ax%3Apull 200\n"
+			     "GET /v2/up/img/manifests/v1 200\n",
+			     log),
+		  "%s", log);
+
+	/* a front that stays unavailable: three tries, then its own words */
+	free(front);
+	front = front_start("alice:s3cret", 100);
+	snprintf(name, sizeof name, "%s/up/img:v1", front);
+	_cleanup_free_ char *good2 = auth_file_for(front, "front2.json", "alice:s3cret");
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", good2);
+	const char *env2[] = {e_file, "LAYERFS_REGISTRY_RETRIES=2", NULL};
+	tu_fails(tu_lf_env(env2, store2, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'v1': HTTP 503: the front is busy\n", name);
+	_cleanup_free_ char *log2 = tu_read(dirs.tmp, "front-2.log");
+	cr_assert_str_eq(log2, "GET /v2/up/img/manifests/v1 503\nGET /v2/up/img/manifests/v1 "
+			       "503\nGET /v2/up/img/manifests/v1 503\n");
+
+	/* credentials the token server refuses: its words, the registry named */
+	free(front);
+	front = front_start("alice:s3cret", 0);
+	snprintf(name, sizeof name, "%s/up/img:v1", front);
+	_cleanup_free_ char *bad = auth_file_for(front, "front3.json", "alice:nope");
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", bad);
+	tu_fails(tu_lf_env(env, store2, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'http://%s/token': HTTP 401: bad credentials for the token "
+		 "(registry %s, as user 'alice')\n",
+		 name, front, front);
+}
+
 /* ---- the same registry with htpasswd (basic) authentication: alice, password "s3cret" ---- */
 
 #include <crypt.h>
@@ -714,16 +856,21 @@ static void auth_registry_setup(void)
 
 TestSuite(oci_registry_auth, .init = auth_registry_setup, .fini = registry_stop);
 
-/* An auth file in the docker/podman format for the test's registry, USER:PASS in it. */
-static char *auth_file(const char *name, const char *user_pass)
+static char *auth_file_for(const char *host, const char *name, const char *user_pass)
 {
 	_cleanup_free_ char *b64 = NULL;
 	_cleanup_free_ char *path = tu_path(dirs.tmp, name);
 	cr_assert_eq(tu_sh("mkdir -p $(dirname %s) && printf '{\"auths\": {\"other:1\": {}, "
 			   "\"%s\": {\"auth\": \"%%s\"}}}' $(printf %%s '%s' | base64 -w0) > %s",
-			   path, registry, user_pass, path),
+			   path, host, user_pass, path),
 		     0);
 	return tu_path(dirs.tmp, name);
+}
+
+/* An auth file in the docker/podman format for the test's registry, USER:PASS in it. */
+static char *auth_file(const char *name, const char *user_pass)
+{
+	return auth_file_for(registry, name, user_pass);
 }
 
 Test(oci_registry_auth, credentials_from_each_auth_file_log_in_and_a_refused_login_says_why)

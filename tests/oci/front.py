@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""A registry's front as some registries are: a bearer-token login and transient failures.
+
+front.py PORT_FILE UPSTREAM USER:PASS FAILS
+Listens on a free port of 127.0.0.1 (written to PORT_FILE).  The first FAILS requests to /v2/
+get a 503 with a registry error body (the first one with Retry-After: 1); then a request without
+the token gets a 401 with a Bearer challenge whose realm is /token here, which hands out the
+token for basic credentials USER:PASS only; requests with the token are passed on to UPSTREAM
+(host:port) and the answers passed back.  Each request is logged to stdout as "METHOD PATH
+STATUS"."""
+import base64
+import http.client
+import http.server
+import json
+import sys
+
+port_file, upstream, creds, fails = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+TOKEN = "t0ken-for-" + creds.split(":")[0]
+state = {"fails": fails}
+
+
+class Front(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def answer(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        print(self.command, self.path, status, flush=True)
+
+    def error(self, status, code, message, headers=()):
+        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+        self.answer(status, body, [("Content-Type", "application/json")] + list(headers))
+
+    def handle_any(self):
+        if self.path.startswith("/token"):
+            want = "Basic " + base64.b64encode(creds.encode()).decode()
+            if self.headers.get("Authorization") != want:
+                return self.error(401, "UNAUTHORIZED", "bad credentials for the token")
+            return self.answer(200, json.dumps({"token": TOKEN}).encode(),
+                               [("Content-Type", "application/json")])
+        if state["fails"] > 0:
+            retry = [("Retry-After", "1")] if state["fails"] == fails else []
+            state["fails"] -= 1
+            return self.error(503, "UNAVAILABLE", "the front is busy", retry)
+        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+            host = "127.0.0.1:%d" % self.server.server_address[1]
+            return self.error(401, "UNAUTHORIZED", "authentication required", [(
+                "WWW-Authenticate",
+                'Bearer realm="http://%s/token",service="front",scope="repository:x:pull"' %
+                host)])
+        n = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(n) if n else None
+        up = http.client.HTTPConnection(upstream, timeout=30)
+        hdrs = {k: v for k, v in self.headers.items()
+                if k.lower() not in ("authorization", "host", "connection")}
+        up.request(self.command, self.path, body=data, headers=hdrs)
+        r = up.getresponse()
+        body = r.read()
+        keep = [(k, v) for k, v in r.getheaders()
+                if k.lower() not in ("content-length", "connection", "transfer-encoding")]
+        up.close()
+        self.answer(r.status, body, keep)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = handle_any
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+import os
+os.rename(port_file + ".tmp", port_file)
+server.serve_forever()
