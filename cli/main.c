@@ -13,89 +13,98 @@
 #include "layerfs/version.h"
 
 static const cli_command commands[] = {
-	{"import", cmd_import, "DIR | --tar FILE|- [--parent LAYER] [--tag NAME] [--desc TEXT]",
-	 "copy a directory tree, or one tar layer, into a new layer; prints its ID",
-	 "  --tar FILE|-     read one layer tar (plain, gzip or zstd; OCI whiteouts) from FILE\n"
-	 "                   or standard input instead of a directory\n"
-	 "  --parent LAYER   the layer the tar's changes apply to (--tar only; default none)\n"
-	 "  --tag NAME       tag the new layer\n"
-	 "  --desc TEXT      description kept with the layer\n"},
-	{"new", cmd_new, "[LAYER] [--desc TEXT]", "create a mutable ref on LAYER (or scratch); prints the ref ID",
-	 "  --desc TEXT    description kept with the ref\n"},
-	{"commit", cmd_commit, "REF [--tag NAME]", "freeze REF's changes into a layer; prints the layer ID",
-	 "  --tag NAME     tag the new layer\n"},
-	{"diff", cmd_diff, "ID", "list changed paths of a layer or ref against its parent (A, C, D)", NULL},
-	{"ls", cmd_ls, "[--no-trunc]", "list layers and refs",
-	 "  --no-trunc     print full IDs\n"},
-	{"inspect", cmd_inspect, "ID", "show everything known about a layer or ref", NULL},
-	{"tag", cmd_tag, "NAME ID", "point tag NAME at a layer (moves an existing tag)", NULL},
-	{"untag", cmd_untag, "NAME", "remove a tag", NULL},
-	{"rm", cmd_rm, "ID...", "remove layers or refs that nothing else needs", NULL},
-	{"du", cmd_du, "", "show each layer's and ref's own size and the total", NULL},
-	{"prune", cmd_prune, "[--all] [--keep-duration D]",
-	 "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
-	 "  --all                 remove unmounted refs too\n"
-	 "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
-	{"mount", cmd_mount, "ID MOUNTPOINT [-f] [--suid] [--dev] [-o OPTS]",
-	 "mount a ref read-write (a layer read-only) through FUSE",
-	 "  -f, --foreground     serve in this process until unmounted\n"
-	 "  --suid               honour set-id bits (default nosuid; -o suid does the same)\n"
-	 "  --dev                let device nodes open (default nodev; -o dev does the same)\n"
-	 "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
-	 "                       writeback=0, timeout=S, threaded=0, squash_to_root, ...)\n"},
-	{"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish", NULL},
-	{"overlay", cmd_overlay, "-o lowerdir=A:B[,upperdir=U,workdir=W][,...] MOUNTPOINT",
-	 "fuse-overlayfs-compatible mount of plain directories (see 'layerfs overlay --help')", NULL},
-	{"hash", cmd_hash, "ID|DIR [SELECTOR...] [--follow-links] [--include GLOB]... [--exclude GLOB]...",
-	 "content hash of selector paths (BuildKit-compatible); prints sha256:<hex>",
-	 "  --follow-links     follow a symlink in a selector's last component\n"
-	 "  --include GLOB     hash only paths matching GLOB (repeatable)\n"
-	 "  --exclude GLOB     leave out paths matching GLOB (repeatable)\n"},
-	{"exec", cmd_exec, "[OPTION]... ROOT [--] CMD [ARG...] | --spec FILE.json",
-	 "run a command in a sandbox over layer views; commit its outputs",
-	 "  --mount SPEC          type=bind|cache|tmpfs,target=PATH[,source=ID][,selector=P]\n"
-	 "                        [,readonly][,output][,id=NAME][,sharing=shared|private|locked]\n"
-	 "                        [,size=BYTES]\n"
-	 "  --env K=V             environment variable (PATH is added when none is given)\n"
-	 "  --proxy-env K=V       proxy variable (both cases set; not part of the cache key)\n"
-	 "  --cwd DIR             working directory inside the sandbox\n"
-	 "  --user UID[:GID]      user (or NAME[:GROUP] from the root's /etc/passwd, /etc/group)\n"
-	 "  --network none|host   network namespace (default none)\n"
-	 "  --security sandbox|insecure\n"
-	 "                        the default seccomp filter, or none (default sandbox)\n"
-	 "  --hostname H          hostname (default layerfs)\n"
-	 "  --cache               answer from the action cache when the same run is stored\n"
-	 "  -i, --interactive     pass stdin to the command\n"
-	 "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
-	 "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
-	 "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
-	{"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
-	 "load an OCI or docker image, one layer per image layer; prints the top layer's ID",
-	 "  SOURCE              oci:DIR[:REF], oci-archive:FILE[:REF],\n"
-	 "                      docker-archive:FILE[:NAME[:TAG]]\n"
-	 "  --tag NAME          tag the top layer\n"
-	 "  --platform P        the image of an index for platform P (default: linux and\n"
-	 "                      this machine's architecture)\n"},
-	{"save", cmd_save, "LAYER|TAG -o DEST [--compression gzip|zstd|none]",
-	 "write a layer's chain as an OCI image; prints the manifest digest",
-	 "  -o, --output DEST      oci:DIR[:TAG] (an OCI image layout), oci-archive:FILE[:TAG],\n"
-	 "                         docker-archive:FILE[:NAME[:TAG]]\n"
-	 "  --compression C        gzip (default), zstd or none (docker-archive: always none)\n"},
-	{"push", cmd_push, "LAYER|TAG REGISTRY/REPOSITORY[:TAG]",
-	 "upload a layer's chain as an image to a registry; prints the manifest digest", NULL},
-	{"pull", cmd_pull, "REGISTRY/REPOSITORY[:TAG|@DIGEST] [--tag NAME] [--platform P]",
-	 "download an image from a registry into layers; prints the top layer's ID",
-	 "  --tag NAME          tag the top layer\n"
-	 "  --platform P        the image of an index for platform P (default: linux and\n"
-	 "                      this machine's architecture)\n"},
-	{"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
-	 "check the store; --repair fixes what it can",
-	 "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"
-	 "                 database lost, clear stale mounts, unmount and release what dead runs\n"
-	 "                 left, tighten store modes to 0700 (layer data is never deleted);\n"
-	 "                 verify layers marked by an earlier --verify again\n"
-	 "  --verify       hash every layer (or each LAYER) again and compare it with its ID;\n"
-	 "                 name the files that changed and mark a changed layer as failed\n"},
+    {"import", cmd_import, "DIR | --tar FILE|- [--parent LAYER] [--tag NAME] [--desc TEXT]",
+     "copy a directory tree, or one tar layer, into a new layer; prints its ID",
+     "  --tar FILE|-     read one layer tar (plain, gzip or zstd; OCI whiteouts) from FILE\n"
+     "                   or standard input instead of a directory\n"
+     "  --parent LAYER   the layer the tar's changes apply to (--tar only; default none)\n"
+     "  --tag NAME       tag the new layer\n"
+     "  --desc TEXT      description kept with the layer\n"},
+    {"new", cmd_new, "[LAYER] [--desc TEXT]",
+     "create a mutable ref on LAYER (or scratch); prints the ref ID",
+     "  --desc TEXT    description kept with the ref\n"},
+    {"commit", cmd_commit, "REF [--tag NAME]",
+     "freeze REF's changes into a layer; prints the layer ID",
+     "  --tag NAME     tag the new layer\n"},
+    {"diff", cmd_diff, "ID", "list changed paths of a layer or ref against its parent (A, C, D)",
+     NULL},
+    {"ls", cmd_ls, "[--no-trunc]", "list layers and refs", "  --no-trunc     print full IDs\n"},
+    {"inspect", cmd_inspect, "ID", "show everything known about a layer or ref", NULL},
+    {"tag", cmd_tag, "NAME ID", "point tag NAME at a layer (moves an existing tag)", NULL},
+    {"untag", cmd_untag, "NAME", "remove a tag", NULL},
+    {"rm", cmd_rm, "ID...", "remove layers or refs that nothing else needs", NULL},
+    {"du", cmd_du, "", "show each layer's and ref's own size and the total", NULL},
+    {"prune", cmd_prune, "[--all] [--keep-duration D]",
+     "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
+     "  --all                 remove unmounted refs too\n"
+     "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
+    {"mount", cmd_mount, "ID MOUNTPOINT [-f] [--suid] [--dev] [-o OPTS]",
+     "mount a ref read-write (a layer read-only) through FUSE",
+     "  -f, --foreground     serve in this process until unmounted\n"
+     "  --suid               honour set-id bits (default nosuid; -o suid does the same)\n"
+     "  --dev                let device nodes open (default nodev; -o dev does the same)\n"
+     "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
+     "                       writeback=0, timeout=S, threaded=0, squash_to_root, ...)\n"},
+    {"umount", cmd_umount, "MOUNTPOINT", "unmount and wait for the serving process to finish",
+     NULL},
+    {"overlay", cmd_overlay, "-o lowerdir=A:B[,upperdir=U,workdir=W][,...] MOUNTPOINT",
+     "fuse-overlayfs-compatible mount of plain directories (see 'layerfs overlay --help')", NULL},
+    {"hash", cmd_hash,
+     "ID|DIR [SELECTOR...] [--follow-links] [--include GLOB]... [--exclude GLOB]...",
+     "content hash of selector paths (BuildKit-compatible); prints sha256:<hex>",
+     "  --follow-links     follow a symlink in a selector's last component\n"
+     "  --include GLOB     hash only paths matching GLOB (repeatable)\n"
+     "  --exclude GLOB     leave out paths matching GLOB (repeatable)\n"},
+    {"exec", cmd_exec, "[OPTION]... ROOT [--] CMD [ARG...] | --spec FILE.json",
+     "run a command in a sandbox over layer views; commit its outputs",
+     "  --mount SPEC          type=bind|cache|tmpfs,target=PATH[,source=ID][,selector=P]\n"
+     "                        [,readonly][,output][,id=NAME][,sharing=shared|private|locked]\n"
+     "                        [,size=BYTES]\n"
+     "  --env K=V             environment variable (PATH is added when none is given)\n"
+     "  --proxy-env K=V       proxy variable (both cases set; not part of the cache key)\n"
+     "  --cwd DIR             working directory inside the sandbox\n"
+     "  --user UID[:GID]      user (or NAME[:GROUP] from the root's /etc/passwd, /etc/group)\n"
+     "  --network none|host   network namespace (default none)\n"
+     "  --security sandbox|insecure\n"
+     "                        the default seccomp filter, or none (default sandbox)\n"
+     "  --hostname H          hostname (default layerfs)\n"
+     "  --cache               answer from the action cache when the same run is stored\n"
+     "  -i, --interactive     pass stdin to the command\n"
+     "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
+     "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
+     "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
+    {"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
+     "load an OCI or docker image, one layer per image layer; prints the top layer's ID",
+     "  SOURCE              oci:DIR[:REF], oci-archive:FILE[:REF],\n"
+     "                      docker-archive:FILE[:NAME[:TAG]]\n"
+     "  --tag NAME          tag the top layer\n"
+     "  --platform P        the image of an index for platform P (default: linux and\n"
+     "                      this machine's architecture)\n"},
+    {"save", cmd_save, "LAYER|TAG -o DEST [--compression gzip|zstd|none]",
+     "write a layer's chain as an OCI image; prints the manifest digest",
+     "  -o, --output DEST      oci:DIR[:TAG] (an OCI image layout), oci-archive:FILE[:TAG],\n"
+     "                         docker-archive:FILE[:NAME[:TAG]]\n"
+     "  --compression C        gzip (default), zstd or none (docker-archive: always none)\n"},
+    {"push", cmd_push, "LAYER|TAG REGISTRY/REPOSITORY[:TAG] [--tls-verify=false]",
+     "upload a layer's chain as an image to a registry; prints the manifest digest",
+     "  --tls-verify=false  do not verify the registry's TLS certificate, and speak plain\n"
+     "                      HTTP to a registry without TLS (plain HTTP is the default for\n"
+     "                      localhost, 127.0.0.1 and [::1] only)\n"},
+    {"pull", cmd_pull,
+     "REGISTRY/REPOSITORY[:TAG|@DIGEST] [--tag NAME] [--platform P] [--tls-verify=false]",
+     "download an image from a registry into layers; prints the top layer's ID",
+     "  --tag NAME          tag the top layer\n"
+     "  --platform P        the image of an index for platform P (default: linux and\n"
+     "                      this machine's architecture)\n"
+     "  --tls-verify=false  as for push\n"},
+    {"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
+     "check the store; --repair fixes what it can",
+     "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"
+     "                 database lost, clear stale mounts, unmount and release what dead runs\n"
+     "                 left, tighten store modes to 0700 (layer data is never deleted);\n"
+     "                 verify layers marked by an earlier --verify again\n"
+     "  --verify       hash every layer (or each LAYER) again and compare it with its ID;\n"
+     "                 name the files that changed and mark a changed layer as failed\n"},
 };
 
 const cli_command *cli_find(const char *name)
@@ -332,9 +341,11 @@ int main(int argc, char **argv)
 
 	lyr_cli cli = {.tty = isatty(STDOUT_FILENO)};
 	static const struct option opts[] = {
-		{"root", required_argument, NULL, OPT_ROOT}, {"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"root", required_argument, NULL, OPT_ROOT},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 
 	/* Global options stop at the first non-option: the command name. */
@@ -368,7 +379,8 @@ int main(int argc, char **argv)
 	}
 	const cli_command *cmd = cli_find(argv[optind]);
 	if (!cmd) {
-		fprintf(stderr, "layerfs: unknown command '%s'\nTry 'layerfs --help'.\n", argv[optind]);
+		fprintf(stderr, "layerfs: unknown command '%s'\nTry 'layerfs --help'.\n",
+			argv[optind]);
 		return EXIT_USAGE;
 	}
 	int sub_argc = argc - optind;

@@ -157,7 +157,23 @@ int cmd_save(lyr_cli *cli, int argc, char **argv)
 
 struct load_opts {
 	const char *tag, *platform;
+	int tls_verify; /* 1: verify the registry's certificate (--tls-verify=false: 0) */
 };
+
+/* --tls-verify[=true|false] into *TLS_VERIFY; -1 (with why printed) otherwise. */
+static int tls_verify_opt(const char *cmd, const char *arg, int *tls_verify)
+{
+	if (!arg || strcmp(arg, "true") == 0)
+		*tls_verify = 1;
+	else if (strcmp(arg, "false") == 0)
+		*tls_verify = 0;
+	else {
+		fprintf(stderr, "layerfs %s: --tls-verify takes true or false, not '%s'\n", cmd,
+			arg);
+		return -1;
+	}
+	return 0;
+}
 
 static int load_opt(void *ctx, int c, const char *arg)
 {
@@ -166,6 +182,8 @@ static int load_opt(void *ctx, int c, const char *arg)
 		o->tag = arg;
 	else if (c == 'p')
 		o->platform = arg;
+	else if (c == 'k')
+		return tls_verify_opt("pull", arg, &o->tls_verify);
 	else
 		return -1;
 	return 0;
@@ -178,9 +196,10 @@ static int fetch(lyr_cli *cli, const char *name, int argc, char **argv, bool pul
 	static const struct option opts[] = {
 	    {"tag", required_argument, NULL, 't'},
 	    {"platform", required_argument, NULL, 'p'},
+	    {"tls-verify", optional_argument, NULL, 'k'},
 	};
-	struct load_opts o = {0};
-	int i = cli_parse(cli, cmd, argc, argv, opts, 2, load_opt, &o);
+	struct load_opts o = {.tls_verify = 1};
+	int i = cli_parse(cli, cmd, argc, argv, opts, pull ? 3 : 2, load_opt, &o);
 	if (argc - i != 1)
 		return cli_usage(cmd->name,
 				 pull ? "expects one image name" : "expects one image source");
@@ -200,7 +219,7 @@ static int fetch(lyr_cli *cli, const char *name, int argc, char **argv, bool pul
 	progress_start(&pl, cli, name);
 	lyr_oci_error err;
 	lyr_oci_loaded loaded;
-	int r = pull ? lyr_oci_pull(s, src, o.tag, o.platform, &pl.p, &err, &loaded)
+	int r = pull ? lyr_oci_pull(s, src, o.tls_verify, o.tag, o.platform, &pl.p, &err, &loaded)
 		     : lyr_oci_load(s, src, o.tag, o.platform, &pl.p, &err, &loaded);
 	progress_done(&pl);
 	if (r < 0) {
@@ -222,10 +241,19 @@ int cmd_pull(lyr_cli *cli, int argc, char **argv)
 	return fetch(cli, "pull", argc, argv, true);
 }
 
+static int push_opt(void *ctx, int c, const char *arg)
+{
+	return c == 'k' ? tls_verify_opt("push", arg, ctx) : -1;
+}
+
 int cmd_push(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("push");
-	int i = cli_parse(cli, cmd, argc, argv, NULL, 0, NULL, NULL);
+	static const struct option opts[] = {
+	    {"tls-verify", optional_argument, NULL, 'k'},
+	};
+	int tls_verify = 1;
+	int i = cli_parse(cli, cmd, argc, argv, opts, 1, push_opt, &tls_verify);
 	if (argc - i != 2)
 		return cli_usage(cmd->name, "expects a layer and an image name");
 	char id[LYR_ID_MAX];
@@ -236,7 +264,7 @@ int cmd_push(lyr_cli *cli, int argc, char **argv)
 		return EXIT_FAIL;
 	lyr_oci_error err;
 	lyr_oci_saved saved;
-	int r = lyr_oci_push(s, id, argv[i + 1], &err, &saved);
+	int r = lyr_oci_push(s, id, argv[i + 1], tls_verify, &err, &saved);
 	if (r < 0) {
 		if (err.why[0])
 			return cli_fail("push '%s' to '%s': '%s': %s", argv[i], argv[i + 1],

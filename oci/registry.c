@@ -30,7 +30,7 @@
 /* NAME[:TAG|@DIGEST] split: registry host, repository, reference. */
 typedef struct image_ref {
 	char host[256], repo[512], ref[160];
-	bool plain_http;
+	bool plain_http, tls_verify;
 	/* authentication, as the registry asked for it: credentials (looked up on the first
 	 * 401), sent as basic auth once a Basic challenge came, or a bearer token */
 	oci_credentials creds;
@@ -38,7 +38,7 @@ typedef struct image_ref {
 	char bearer[8192];
 } image_ref;
 
-static int parse_ref(const char *name, image_ref *ret, lyr_oci_error *err)
+static int parse_ref(const char *name, bool tls_verify, image_ref *ret, lyr_oci_error *err)
 {
 	memset(ret, 0, sizeof *ret);
 	const char *slash = strchr(name, '/');
@@ -56,9 +56,14 @@ static int parse_ref(const char *name, image_ref *ret, lyr_oci_error *err)
 	for (const char *p = ret->repo; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._-/", *p)))
 			return oci_fail(err, -EINVAL, name, "repository names are lower case");
-	ret->plain_http = strncmp(ret->host, "localhost", 9) == 0 ||
-			  strncmp(ret->host, "127.0.0.1", 9) == 0 ||
-			  strncmp(ret->host, "[::1]", 5) == 0;
+	/* the host without its port: plain HTTP for the loopback names only */
+	const char *port = ret->host[0] == '[' ? strstr(ret->host, "]:") : strrchr(ret->host, ':');
+	size_t hl = port ? (size_t)(port - ret->host) + (ret->host[0] == '[') : strlen(ret->host);
+	static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
+	for (size_t i = 0; i < 3; i++)
+		if (strlen(loopback[i]) == hl && strncmp(ret->host, loopback[i], hl) == 0)
+			ret->plain_http = true;
+	ret->tls_verify = tls_verify;
 	return 0;
 }
 
@@ -241,6 +246,7 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 {
 	bool auth_tried = false;
 	int tries = 1;
+	char plain[4400];
 	request_limits limits = request_limits_get();
 	for (;;) {
 		CURL *c = curl_easy_init();
@@ -260,6 +266,10 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 		}
 		char cerr[CURL_ERROR_SIZE] = "";
 		curl_easy_setopt(c, CURLOPT_URL, url);
+		if (!ir->tls_verify) {
+			curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+		}
 		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
 		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, strcmp(method, "GET") == 0 ? 1L : 0L);
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -298,7 +308,14 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 				 cr == CURLE_RECV_ERROR || cr == CURLE_GOT_NOTHING ||
 				 cr == CURLE_OPERATION_TIMEDOUT || cr == CURLE_PARTIAL_FILE ||
 				 (cr == CURLE_OK && (status >= 500 || status == 429));
-		if (transient && tries < limits.tries) {
+		if (cr == CURLE_SSL_CONNECT_ERROR && !ir->tls_verify && !ir->plain_http &&
+		    strncmp(url, "https://", 8) == 0) {
+			/* --tls-verify=false: a registry that speaks no TLS is spoken to in plain
+			 * HTTP, as podman and skopeo do */
+			ir->plain_http = true;
+			snprintf(plain, sizeof plain, "http://%s", url + 8);
+			url = plain;
+		} else if (transient && tries < limits.tries) {
 			/* backoff: 250 ms, doubled each time, or what Retry-After asks (at most 30
 			 * s) */
 			long ms = rh.retry_after >= 0
@@ -402,14 +419,15 @@ static int get_blob(image_ref *ir, const char *digest, int blobs, lyr_oci_error 
 	return st == 200 ? 0 : http_fail(ir, err, digest, st, NULL);
 }
 
-int lyr_oci_pull(lyr_store *s, const char *name, const char *tag, const char *platform,
-		 const lyr_progress *progress, lyr_oci_error *err, lyr_oci_loaded *ret)
+int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *tag,
+		 const char *platform, const lyr_progress *progress, lyr_oci_error *err,
+		 lyr_oci_loaded *ret)
 {
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
 	memset(ret, 0, sizeof *ret);
 	image_ref ir;
-	int r = parse_ref(name, &ir, err);
+	int r = parse_ref(name, tls_verify, &ir, err);
 	if (r < 0)
 		return r;
 	lyr_stage *scratch;
@@ -572,14 +590,14 @@ static int put_blob(image_ref *ir, int blobs, const char *digest, lyr_oci_error 
 	return r;
 }
 
-int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, lyr_oci_error *err,
-		 lyr_oci_saved *ret)
+int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_verify,
+		 lyr_oci_error *err, lyr_oci_saved *ret)
 {
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
 	memset(ret, 0, sizeof *ret);
 	image_ref ir;
-	int r = parse_ref(name, &ir, err);
+	int r = parse_ref(name, tls_verify, &ir, err);
 	if (r < 0)
 		return r;
 	if (strncmp(ir.ref, "sha256:", 7) == 0)

@@ -97,14 +97,21 @@ void lyr_oci_loaded_clear(lyr_oci_loaded *loaded);
 int lyr_oci_load(lyr_store *s, const char *source, const char *tag, const char *platform,
 		 const lyr_progress *progress, lyr_oci_error *err, lyr_oci_loaded *ret);
 
-/* Registries (OCI distribution API, anonymous access; plain HTTP for localhost and 127.0.0.1,
- * HTTPS otherwise).  NAME is REGISTRY/REPOSITORY[:TAG|@DIGEST] (TAG "latest" by default).
- * lyr_oci_pull downloads the image (the manifest for PLATFORM from an index) into a scratch
- * layout in the store and loads it with lyr_oci_load's checks and guarantees.  lyr_oci_push
- * saves the chain of LAYER_ID (gzip) and uploads the blobs the registry lacks (HEAD first), then
- * the manifest under TAG; RET as lyr_oci_save fills it.  Failures name the blob or reference
- * and give the registry's own error text. */
-int lyr_oci_pull(lyr_store *s, const char *name, const char *tag, const char *platform,
-		 const lyr_progress *progress, lyr_oci_error *err, lyr_oci_loaded *ret);
-int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, lyr_oci_error *err,
-		 lyr_oci_saved *ret);
+/* Registries (OCI distribution API; plain HTTP for localhost, 127.0.0.1 and [::1], HTTPS
+ * otherwise, its certificate verified unless TLS_VERIFY is false, which also allows plain HTTP
+ * to a registry that speaks no TLS).  A 401 is answered as the registry asks: basic
+ * credentials, or a bearer token fetched with them, from the first auth file that has the
+ * registry ($REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.docker/config.json).
+ * Transient failures (no connection, reset, timeout, 5xx, 429) are tried again with backoff
+ * ($LAYERFS_REGISTRY_RETRIES more times, 3 by default; $LAYERFS_REGISTRY_TIMEOUT seconds to
+ * connect or of a stalled transfer, 10 by default).  NAME is REGISTRY/REPOSITORY[:TAG|@DIGEST] (TAG
+ * "latest" by default). lyr_oci_pull downloads the image (the manifest for PLATFORM from an index)
+ * into a scratch layout in the store and loads it with lyr_oci_load's checks and guarantees.
+ * lyr_oci_push saves the chain of LAYER_ID (gzip) and uploads the blobs the registry lacks (HEAD
+ * first), then the manifest under TAG; RET as lyr_oci_save fills it.  Failures name the blob or
+ * reference and give the registry's own error text. */
+int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *tag,
+		 const char *platform, const lyr_progress *progress, lyr_oci_error *err,
+		 lyr_oci_loaded *ret);
+int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_verify,
+		 lyr_oci_error *err, lyr_oci_saved *ret);

@@ -545,6 +545,7 @@ Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
 
 static pid_t registry_pid;
 static char registry[64];
+static const char *registry_ip = "127.0.0.1"; /* where the next registry_start listens */
 
 static pid_t front_pid;
 
@@ -563,20 +564,20 @@ static void registry_stop(void)
 	teardown();
 }
 
-/* Starts docker-registry on a free port of 127.0.0.1 with its storage below the test's
+/* Starts docker-registry on a free port of REGISTRY_IP with its storage below the test's
  * directory and CONFIG (YAML lines, "" for none) added to its configuration; REGISTRY gets
- * "127.0.0.1:PORT". */
+ * "IP:PORT". */
 static void registry_start(const char *config)
 {
 	need_tool("docker-registry");
 	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = inet_addr(registry_ip)};
 	socklen_t len = sizeof a;
 	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
 	cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
 	int port = ntohs(a.sin_port);
 	close(s);
-	snprintf(registry, sizeof registry, "127.0.0.1:%d", port);
+	snprintf(registry, sizeof registry, "%s:%d", registry_ip, port);
 	_cleanup_free_ char *cfg = tu_path(dirs.tmp, "registry.yml");
 	cr_assert_eq(tu_sh("mkdir %s/registry && printf 'version: 0.1\\nlog:\\n  level: error\\n"
 			   "storage:\\n  filesystem:\\n    rootdirectory: %s/registry\\nhttp:\\n"
@@ -607,6 +608,7 @@ static void registry_start(const char *config)
 static void registry_setup(void)
 {
 	setup();
+	registry_ip = "127.0.0.1";
 	registry_start("");
 }
 
@@ -842,6 +844,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 static void auth_registry_setup(void)
 {
 	setup();
+	registry_ip = "127.0.0.1";
 	char *hash = crypt("s3cret", crypt_gensalt("$2b$", 5, NULL, 0));
 	cr_assert(hash && strncmp(hash, "$2b$", 4) == 0, "libcrypt makes bcrypt hashes");
 	_cleanup_free_ char *line = NULL;
@@ -922,6 +925,69 @@ Test(oci_registry_auth, credentials_from_each_auth_file_log_in_and_a_refused_log
 		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
 		 "as user 'alice')\n",
 		 name, registry);
+}
+
+/* ---- a registry that is not on a loopback name (127.0.0.2): HTTPS by default ---- */
+
+static void far_registry_setup(void)
+{
+	setup();
+	registry_ip = "127.0.0.2";
+	registry_start("");
+}
+
+/* The same with TLS, its certificate self-signed. */
+static void tls_registry_setup(void)
+{
+	setup();
+	cr_assert_eq(tu_sh("cd %s && openssl req -x509 -newkey ec -pkeyopt "
+			   "ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem "
+			   "-days 2 -subj /CN=127.0.0.2 -addext subjectAltName=IP:127.0.0.2 "
+			   "2>/dev/null",
+			   dirs.tmp),
+		     0);
+	char config[9000];
+	snprintf(config, sizeof config,
+		 "  tls:\\n    certificate: %s/cert.pem\\n    key: %s/key.pem\\n", dirs.tmp,
+		 dirs.tmp);
+	registry_ip = "127.0.0.2";
+	registry_start(config);
+}
+
+TestSuite(oci_registry_far, .init = far_registry_setup, .fini = registry_stop);
+TestSuite(oci_registry_tls, .init = tls_registry_setup, .fini = registry_stop);
+
+/* A push to REGISTRY without --tls-verify=false fails as RE says; with it, the push and a pull
+ * into another store work. */
+static void tls_verify_false_needed(const char *re)
+{
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/far/img:v1", registry);
+	tu_run r = tu_lf(dirs.store, "push", top, name, NULL);
+	cr_assert(r.status == 1 && tu_matches(re, r.err), "%d %s", r.status, r.err);
+	tu_run_free(&r);
+	tu_fails(tu_lf(dirs.store, "push", "--tls-verify=maybe", top, name, NULL), 2,
+		 "layerfs push: --tls-verify takes true or false, not 'maybe'\n"
+		 "Try 'layerfs push --help'.\n");
+	free(tu_ok(tu_lf(dirs.store, "push", "--tls-verify=false", top, name, NULL)));
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *pulled =
+	    id_of(tu_ok(tu_lf(store2, "pull", "--tls-verify=false", name, NULL)));
+	cr_assert_str_eq(pulled, top);
+}
+
+Test(oci_registry_far, plain_http_beyond_loopback_names_only_with_tls_verify_false)
+{
+	tls_verify_false_needed("^layerfs: push '[^']*' to '127\\.0\\.0\\.2:[0-9]+/far/img:v1': "
+				"'127\\.0\\.0\\.2:[0-9]+': [^\n]*SSL[^\n]* \\(1 try\\)\n$");
+}
+
+Test(oci_registry_tls, a_self_signed_certificate_only_with_tls_verify_false)
+{
+	tls_verify_false_needed("^layerfs: push '[^']*' to '127\\.0\\.0\\.2:[0-9]+/far/img:v1': "
+				"'127\\.0\\.0\\.2:[0-9]+': SSL certificate problem: self[- ]signed "
+				"certificate \\(1 try\\)\n$");
 }
 
 Test(oci_load, the_image_config_stays_with_the_top_layer_and_save_writes_it_back)
