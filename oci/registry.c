@@ -1,11 +1,14 @@
-/* push and pull: the OCI distribution API over libcurl, anonymous access.
+/* push and pull: the OCI distribution API over libcurl, logged in as the registry asks (basic
+ * credentials or a bearer token, from the container tools' auth files, see auth.c), transient
+ * failures retried with backoff.
  *
  * Neither speaks the image format itself: pull downloads the manifest (and index), config and
  * layer blobs into an OCI layout in a scratch stage of the store and hands it to load, which
  * checks every digest before anything is committed; push saves the chain into a scratch layout
  * and uploads what the registry lacks (a HEAD per blob first; monolithic POST + PUT uploads),
- * then the manifest under the tag.  Plain HTTP is used for localhost and 127.0.0.1 registries,
- * HTTPS otherwise.  Redirects (blob storage elsewhere) are followed. */
+ * then the manifest under the tag.  Plain HTTP is used for localhost, 127.0.0.1 and [::1]
+ * registries, HTTPS otherwise (unverified, and plain HTTP when TLS fails, with
+ * --tls-verify=false).  Redirects (blob storage elsewhere) are followed. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
