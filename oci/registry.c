@@ -220,21 +220,20 @@ static int authorize(image_ref *ir, const char *ch, lyr_oci_error *err)
  * default) and its timeout (LAYERFS_REGISTRY_TIMEOUT seconds, 10 by default). */
 typedef struct request_limits {
 	int tries;
-	long timeout_ms;
+	long timeout_s;
 } request_limits;
 
 static request_limits request_limits_get(void)
 {
-	request_limits l = {4, 10000};
+	request_limits l = {4, 10};
 	const char *v = getenv("LAYERFS_REGISTRY_RETRIES");
 	char *end;
 	long n;
 	if (v && *v && (n = strtol(v, &end, 10)) >= 0 && n < 100 && !*end)
 		l.tries = (int)n + 1;
 	v = getenv("LAYERFS_REGISTRY_TIMEOUT");
-	double t;
-	if (v && *v && (t = strtod(v, &end)) > 0 && t < 86400 && !*end)
-		l.timeout_ms = (long)(t * 1000);
+	if (v && *v && (n = strtol(v, &end, 10)) > 0 && n <= 86400 && !*end)
+		l.timeout_s = n;
 	return l;
 }
 
@@ -279,9 +278,9 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 		/* the timeout: to connect, and for a transfer that stalls (no byte moves) */
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, limits.timeout_ms);
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, limits.timeout_s);
 		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (limits.timeout_ms + 999) / 1000);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, limits.timeout_s);
 		if (strcmp(method, "HEAD") == 0)
 			curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 		else if (strcmp(method, "GET") != 0)
@@ -328,6 +327,10 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 				;
 			tries++;
+		} else if (cr == CURLE_OPERATION_TIMEDOUT) {
+			return oci_fail(err, -ETIMEDOUT, ir->host,
+					"timed out: no progress for %ld s (%d %s)",
+					limits.timeout_s, tries, tries == 1 ? "try" : "tries");
 		} else if (cr != CURLE_OK) {
 			return oci_fail(err, -EIO, ir->host, "%s (%d %s)",
 					cerr[0] ? cerr : curl_easy_strerror(cr), tries,

@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """A registry's front as some registries are: a bearer-token login and transient failures.
 
-front.py PORT_FILE UPSTREAM USER:PASS FAILS
+front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall]
 Listens on a free port of 127.0.0.1 (written to PORT_FILE).  The first FAILS requests to /v2/
 get a 503 with a registry error body (the first one with Retry-After: 1); then a request without
 the token gets a 401 with a Bearer challenge whose realm is /token here, which hands out the
 token for basic credentials USER:PASS only; requests with the token are passed on to UPSTREAM
 (host:port) and the answers passed back.  Each request is logged to stdout as "METHOD PATH
-STATUS"."""
+STATUS".  With "stall", every request to /v2/ is read and never answered."""
 import base64
 import http.client
 import http.server
 import json
 import sys
+import time
 
 port_file, upstream, creds, fails = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+stall = sys.argv[5:] == ["stall"]
 TOKEN = "t0ken-for-" + creds.split(":")[0]
 state = {"fails": fails}
 
@@ -46,6 +48,9 @@ class Front(http.server.BaseHTTPRequestHandler):
                 return self.error(401, "UNAUTHORIZED", "bad credentials for the token")
             return self.answer(200, json.dumps({"token": TOKEN}).encode(),
                                [("Content-Type", "application/json")])
+        if stall:
+            print(self.command, self.path, "stalled", flush=True)
+            time.sleep(3600)
         if state["fails"] > 0:
             retry = [("Retry-After", "1")] if state["fails"] == fails else []
             state["fails"] -= 1

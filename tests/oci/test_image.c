@@ -705,7 +705,7 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 
 /* Starts tests/oci/front.py before the registry: FAILS 503 answers first, then a bearer-token
  * login with USER_PASS.  Returns "127.0.0.1:PORT"; its requests are logged in front-N.log. */
-static char *front_start(const char *user_pass, int fails)
+static char *front_start(const char *user_pass, int fails, bool stall)
 {
 	static int n;
 	need_tool("python3");
@@ -724,7 +724,7 @@ static char *front_start(const char *user_pass, int fails)
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		execlp("python3", "python3", LAYERFS_SOURCE_DIR "/tests/oci/front.py", port_file,
-		       registry, user_pass, nfails, (char *)NULL);
+		       registry, user_pass, nfails, stall ? "stall" : NULL, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) { /* up to 10 s */
@@ -783,6 +783,28 @@ Test(oci_registry, a_registry_that_is_down_is_tried_four_times_then_named)
 /* An auth file in the docker/podman format for HOST with USER:PASS, written to NAME. */
 static char *auth_file_for(const char *host, const char *name, const char *user_pass);
 
+Test(oci_registry, a_registry_that_never_answers_times_out_as_configured)
+{
+	_cleanup_free_ char *front = front_start("alice:s3cret", 0, true);
+	char name[256];
+	snprintf(name, sizeof name, "%s/up/img:v1", front);
+	const char *env[] = {"LAYERFS_REGISTRY_TIMEOUT=1", "LAYERFS_REGISTRY_RETRIES=1", NULL};
+	double t0 = now_s();
+	tu_run r = tu_lf_env(env, dirs.store, "pull", name, NULL);
+	double took = now_s() - t0;
+	char re[512];
+	snprintf(re, sizeof re,
+		 "^layerfs: pull '%s': '%s': timed out: no progress for 1 s \\(2 tries\\)\n$", name,
+		 front);
+	cr_assert(r.status == 1 && tu_matches(re, r.err), "%d %s", r.status, r.err);
+	/* 1 s each try, 250 ms between them */
+	cr_assert(took >= 2.2 && took < 6, "took %.2f s", took);
+	tu_run_free(&r);
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
+	cr_assert_str_eq(
+	    log, "GET /v2/up/img/manifests/v1 stalled\nGET /v2/up/img/manifests/v1 stalled\n");
+}
+
 Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched)
 {
 	need_tool("python3");
@@ -791,7 +813,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 	snprintf(name, sizeof name, "%s/up/img:v1", registry);
 	free(tu_ok(tu_lf(dirs.store, "push", top, name, NULL)));
 
-	_cleanup_free_ char *front = front_start("alice:s3cret", 2);
+	_cleanup_free_ char *front = front_start("alice:s3cret", 2, false);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *good = auth_file_for(front, "front.json", "alice:s3cret");
 	char e_file[4200];
@@ -814,7 +836,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 
 	/* a front that stays unavailable: three tries, then its own words */
 	free(front);
-	front = front_start("alice:s3cret", 100);
+	front = front_start("alice:s3cret", 100, false);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *good2 = auth_file_for(front, "front2.json", "alice:s3cret");
 	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", good2);
@@ -827,7 +849,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 
 	/* credentials the token server refuses: its words, the registry named */
 	free(front);
-	front = front_start("alice:s3cret", 0);
+	front = front_start("alice:s3cret", 0, false);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *bad = auth_file_for(front, "front3.json", "alice:nope");
 	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", bad);
