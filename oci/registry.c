@@ -223,18 +223,30 @@ typedef struct request_limits {
 	long timeout_s;
 } request_limits;
 
-static request_limits request_limits_get(void)
+/* An environment variable VAR holding a number from MIN to MAX into *RET (left as it is when
+ * VAR is unset or empty); -EINVAL with ERR naming VAR otherwise. */
+static int env_number(const char *var, long min, long max, long *ret, lyr_oci_error *err)
 {
-	request_limits l = {4, 10};
-	const char *v = getenv("LAYERFS_REGISTRY_RETRIES");
+	const char *v = getenv(var);
+	if (!v || !*v)
+		return 0;
 	char *end;
-	long n;
-	if (v && *v && (n = strtol(v, &end, 10)) >= 0 && n < 100 && !*end)
-		l.tries = (int)n + 1;
-	v = getenv("LAYERFS_REGISTRY_TIMEOUT");
-	if (v && *v && (n = strtol(v, &end, 10)) > 0 && n <= 86400 && !*end)
-		l.timeout_s = n;
-	return l;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || *end || n < min || n > max)
+		return oci_fail(err, -EINVAL, var, "'%s' is not a whole number from %ld to %ld", v,
+				min, max);
+	*ret = n;
+	return 0;
+}
+
+static int request_limits_get(request_limits *l, lyr_oci_error *err)
+{
+	long retries = 3;
+	l->timeout_s = 10;
+	int r = env_number("LAYERFS_REGISTRY_RETRIES", 0, 99, &retries, err);
+	l->tries = (int)retries + 1;
+	return r < 0 ? r : env_number("LAYERFS_REGISTRY_TIMEOUT", 1, 86400, &l->timeout_s, err);
 }
 
 /* One request: METHOD on URL with HEADERS; the body to BODY_FD (>= 0) or BODY; UPLOAD (may be
@@ -249,7 +261,10 @@ static long request(image_ref *ir, const char *method, const char *url, struct c
 	bool auth_tried = false;
 	int tries = 1;
 	char plain[4400];
-	request_limits limits = request_limits_get();
+	request_limits limits;
+	int lr = request_limits_get(&limits, err);
+	if (lr < 0)
+		return lr;
 	for (;;) {
 		CURL *c = curl_easy_init();
 		if (!c)
