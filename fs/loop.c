@@ -66,6 +66,7 @@ static bool translate(struct fuse_buf *buf)
 	struct fuse_in_header *h = buf->mem;
 	const void *arg = h + 1;
 	size_t argsize = buf->size - sizeof(*h);
+	ovl_stats_count(h->opcode);
 	switch (h->opcode) {
 	case FUSE_TMPFILE:
 		h->opcode = FUSE_CREATE;
@@ -203,6 +204,7 @@ void ovl_block_exit_signals(sigset_t *old)
 int ovl_loop_run(struct fuse_session *se, unsigned max)
 {
 	struct loop l = {.se = se, .max = max ? max : 1};
+	ovl_stats_start();
 	pthread_mutex_init(&l.lock, NULL);
 	pthread_cond_init(&l.turn, NULL);
 	sem_init(&l.finished, 0, 0);
@@ -231,6 +233,7 @@ int ovl_loop_run(struct fuse_session *se, unsigned max)
 		free(w->buf.mem);
 		free(w);
 	}
+	ovl_stats_finish();
 	sem_destroy(&l.finished);
 	pthread_cond_destroy(&l.turn);
 	pthread_mutex_destroy(&l.lock);

@@ -306,6 +306,14 @@ void ovl_block_exit_signals(sigset_t *old);
 /* Set while the current thread handles a FUSE_TMPFILE, which reaches the create handler. */
 extern _Thread_local bool ovl_loop_tmpfile;
 
+/* stats.c */
+/* Request counts per opcode when LAYERFS_FUSE_STATS names a file (docs/overlay.md, "Round
+ * trips").  Start before the first request is read; count from any thread; finish once the
+ * session has ended, which writes the counts. */
+void ovl_stats_start(void);
+void ovl_stats_count(uint32_t opcode);
+void ovl_stats_finish(void);
+
 /* acl.c */
 /* What a new object gets from its parent: the mode to make it with and, when ACLs are on and the
  * parent has a default ACL, the ACLs to set on it. */
