@@ -172,6 +172,21 @@ static int write_override(struct ovl_fs *fs, struct ovl_inode *in, const struct 
 	return r;
 }
 
+int ovl_kill_suidgid(struct ovl_fs *fs, struct ovl_inode *in, int fd)
+{
+	if (!S_ISREG(in->type))
+		return 0;
+	struct stat st;
+	int r = ovl_getattr(fs, in, &st);
+	if (r < 0)
+		return r;
+	mode_t kill = S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0);
+	if (!(st.st_mode & kill))
+		return 0;
+	st.st_mode &= ~kill;
+	return ovl_setattr(fs, in, &st, FUSE_SET_ATTR_MODE, fd);
+}
+
 int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid, int fd)
 {
 	if (!fs->has_upper || fs->read_only)
