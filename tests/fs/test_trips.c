@@ -370,3 +370,46 @@ Test(fs_trips, chown_clears_set_id_bits_kept_in_override_stat)
 {
 	chown_clears_set_id_bits(1);
 }
+
+/* The kernel sends the new ctime of every unlinked regular file as a SETATTR (writeback cache):
+ * for a file of a lower layer that is a change of times of an object that has no name left. */
+static void times_of_an_unlinked_lower_file(bool writeback)
+{
+	FILE *f = fopen(in_dir(M.l1, "low"), "w");
+	cr_assert_not_null(f);
+	fputs("lower\n", f);
+	fclose(f);
+	mnt_mount_opts(&(mnt_opts){.writeback = writeback});
+	const char *p = in_dir(M.mp, "low");
+	int fd = open(p, O_RDONLY);
+	cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+	cr_assert_eq(unlink(p), 0, "unlink %s: %s", p, strerror(errno));
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 1600000000}};
+	cr_assert_eq(futimens(fd, ts), 0, "futimens of the unlinked file: %s", strerror(errno));
+	char buf[16] = {0};
+	cr_assert_eq(pread(fd, buf, sizeof(buf) - 1, 0), 6);
+	cr_assert_str_eq(buf, "lower\n");
+	cr_assert_eq(close(fd), 0);
+	mnt_umount();
+	/* nothing of the file reached the upper or stayed in the work dir: only the whiteout */
+	struct stat st;
+	cr_assert_eq(lstat(in_dir(M.upper, "low"), &st), 0);
+	cr_assert(S_ISCHR(st.st_mode) && st.st_rdev == 0, "no whiteout: mode 0%o", st.st_mode);
+	DIR *d = opendir(in_dir(M.work, "work"));
+	cr_assert_not_null(d);
+	struct dirent *de;
+	while ((de = readdir(d)))
+		cr_assert(strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0,
+			  "left in the work dir: %s", de->d_name);
+	closedir(d);
+}
+
+Test(fs_trips, an_unlinked_lower_file_takes_new_times_with_the_writeback_cache)
+{
+	times_of_an_unlinked_lower_file(true);
+}
+
+Test(fs_trips, an_unlinked_lower_file_takes_new_times_without_the_writeback_cache)
+{
+	times_of_an_unlinked_lower_file(false);
+}
