@@ -172,6 +172,21 @@ static int write_override(struct ovl_fs *fs, struct ovl_inode *in, const struct 
 	return r;
 }
 
+int ovl_kill_suidgid(struct ovl_fs *fs, struct ovl_inode *in, int fd)
+{
+	if (!S_ISREG(in->type))
+		return 0;
+	struct stat st;
+	int r = ovl_getattr(fs, in, &st);
+	if (r < 0)
+		return r;
+	mode_t kill = S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0);
+	if (!(st.st_mode & kill))
+		return 0;
+	st.st_mode &= ~kill;
+	return ovl_setattr(fs, in, &st, FUSE_SET_ATTR_MODE, fd);
+}
+
 int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid, int fd)
 {
 	if (!fs->has_upper || fs->read_only)
@@ -204,6 +219,18 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 		   FUSE_SET_ATTR_MTIME_NOW;
 	if (!(valid & meta))
 		return 0;
+	/* new times for a lower file whose last name is gone, which the kernel sends for every
+	 * unlinked file under the writeback cache: a copy-up needs a name to go to, and no one can
+	 * reach the file through the layers again, so they stay in the kernel's cache */
+	int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+	if (!(valid & ~times)) {
+		pthread_rwlock_rdlock(&in->lock);
+		bool gone_below = in->unlinked && in->node.layer >= fs->first_lower;
+		pthread_rwlock_unlock(&in->lock);
+		if (gone_below)
+			return 0;
+	}
 	if ((r = ovl_copy_up(fs, in, OVL_COPY_META)) < 0)
 		return r;
 	int owner = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID;

@@ -28,10 +28,22 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "ovl.h"
 
 _Thread_local bool ovl_loop_tmpfile;
+_Thread_local bool ovl_loop_kill_suidgid;
+
+/* FUSE_HANDLE_KILLPRIV_V2, which libfuse 3.14 cannot negotiate (it predates it): when the
+ * kernel offers it, the loop notes the INIT request and the reply to it, on its way out through
+ * io_writev, gets the flag added.  The kernel then leaves the clearing of set-id bits on write,
+ * truncate and chown to the daemon, marks each such request (ovl_loop_kill_suidgid for the
+ * handlers), and stops asking for security.capability before every write() call and for fresh
+ * attributes before every chown (docs/overlay.md, "Round trips"). */
+static _Atomic uint64_t init_unique; /* the INIT request that offered it, 0 before */
+static atomic_bool *killpriv_set;    /* &fs->killpriv: set once the reply carries the flag */
 
 struct worker {
 	pthread_t thread;
@@ -61,12 +73,21 @@ static int start_worker(struct loop *l);
 static bool translate(struct fuse_buf *buf)
 {
 	ovl_loop_tmpfile = false;
+	ovl_loop_kill_suidgid = false;
 	if ((buf->flags & FUSE_BUF_IS_FD) || buf->size < sizeof(struct fuse_in_header))
 		return true;
 	struct fuse_in_header *h = buf->mem;
 	const void *arg = h + 1;
 	size_t argsize = buf->size - sizeof(*h);
+	ovl_stats_count(h->opcode);
 	switch (h->opcode) {
+	case FUSE_INIT: {
+		const struct fuse_init_in *in = arg;
+		if (argsize >= offsetof(struct fuse_init_in, flags) + sizeof(in->flags) &&
+		    (in->flags & FUSE_HANDLE_KILLPRIV_V2))
+			atomic_store(&init_unique, h->unique);
+		return false;
+	}
 	case FUSE_TMPFILE:
 		h->opcode = FUSE_CREATE;
 		ovl_loop_tmpfile = true;
@@ -74,18 +95,26 @@ static bool translate(struct fuse_buf *buf)
 	case FUSE_OPEN: {
 		/* opening for writing copies the data up, unless it truncates */
 		const struct fuse_open_in *in = arg;
+		ovl_loop_kill_suidgid =
+		    argsize >= sizeof(*in) && (in->open_flags & FUSE_OPEN_KILL_SUIDGID);
 		return argsize < sizeof(*in) ||
 		       ((in->flags & O_ACCMODE) != O_RDONLY && !(in->flags & O_TRUNC));
 	}
 	case FUSE_SETATTR: {
 		const struct fuse_setattr_in *in = arg;
+		ovl_loop_kill_suidgid = argsize >= sizeof(*in) && (in->valid & FATTR_KILL_SUIDGID);
 		return argsize < sizeof(*in) || (in->valid & FATTR_SIZE);
 	}
 	case FUSE_READ: {
 		const struct fuse_read_in *in = arg;
 		return argsize < sizeof(*in) || in->size > (16u << 10);
 	}
-	case FUSE_WRITE:
+	case FUSE_WRITE: {
+		const struct fuse_write_in *in = arg;
+		ovl_loop_kill_suidgid =
+		    argsize >= sizeof(*in) && (in->write_flags & FUSE_WRITE_KILL_SUIDGID);
+		return true;
+	}
 	case FUSE_FSYNC:
 	case FUSE_FSYNCDIR:
 	case FUSE_FALLOCATE:
@@ -190,6 +219,46 @@ static int start_worker(struct loop *l)
 	return 0;
 }
 
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	(void)userdata;
+	return read(fd, buf, len);
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	uint64_t want = atomic_load(&init_unique);
+	if (want && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
+		const struct fuse_out_header *oh = iov[0].iov_base;
+		if (oh->unique == want && oh->error == 0 &&
+		    atomic_compare_exchange_strong(&init_unique, &want, 0)) {
+			/* libfuse's own reply, in its memory until this returns */
+			((struct fuse_init_out *)iov[1].iov_base)->flags |= FUSE_HANDLE_KILLPRIV_V2;
+			atomic_store(killpriv_set, true);
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+			      unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+int ovl_loop_attach(struct fuse_session *se, atomic_bool *killpriv)
+{
+	static const struct fuse_custom_io io = {
+	    .read = io_read, .writev = io_writev, .splice_send = io_splice_send};
+	atomic_store(&init_unique, 0);
+	killpriv_set = killpriv;
+	int r = fuse_session_custom_io(se, &io, fuse_session_fd(se));
+	return r < 0 ? r : 0;
+}
+
 void ovl_block_exit_signals(sigset_t *old)
 {
 	sigset_t block;
@@ -203,6 +272,7 @@ void ovl_block_exit_signals(sigset_t *old)
 int ovl_loop_run(struct fuse_session *se, unsigned max)
 {
 	struct loop l = {.se = se, .max = max ? max : 1};
+	ovl_stats_start();
 	pthread_mutex_init(&l.lock, NULL);
 	pthread_cond_init(&l.turn, NULL);
 	sem_init(&l.finished, 0, 0);
@@ -231,6 +301,7 @@ int ovl_loop_run(struct fuse_session *se, unsigned max)
 		free(w->buf.mem);
 		free(w);
 	}
+	ovl_stats_finish();
 	sem_destroy(&l.finished);
 	pthread_cond_destroy(&l.turn);
 	pthread_mutex_destroy(&l.lock);

@@ -268,6 +268,16 @@ static int serve(const lyr_fs_config *cfg, const char *mountpoint, lyr_fs_error 
 		report(notify, r, err);
 		return r;
 	}
+	if ((r = ovl_loop_attach(se, &fs->killpriv)) < 0) {
+		r = fail(err, r, "mounting at '%s': cannot serve the connection: %s", mountpoint,
+			 strerror(-r));
+		fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+		ovl_fs_free(fs);
+		report(notify, r, err);
+		return r;
+	}
 	/* modes arrive unmasked (FUSE_CAP_DONT_MASK): each creation applies the caller's umask or
 	 * the parent's default ACL itself (acl.c), and ours must not take more */
 	mode_t old_umask = umask(0);

@@ -31,9 +31,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* requests are read, not spliced: libfuse splices each request into a pipe and then reads
 	 * all but large writes out of it again, one more syscall per request; a large write costs
 	 * the same two copies either way (into the pipe and out of it, or into memory and out) */
-	unsigned want = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-			FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_READDIRPLUS |
-			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ASYNC_READ | FUSE_CAP_CACHE_SYMLINKS;
+	unsigned want = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_PARALLEL_DIROPS |
+			FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ASYNC_READ |
+			FUSE_CAP_CACHE_SYMLINKS;
 	if (fs->cfg.writeback)
 		want |= FUSE_CAP_WRITEBACK_CACHE;
 	/* the kernel enforces ACLs and sends modes unmasked with the umask beside them: whether
@@ -97,6 +97,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	struct ovl_inode *in = INODE(req, ino);
 	int fd = fi ? ovl_file_get(fs, FILE_OF(fi)) : -1;
 	int r = ovl_setattr(fs, in, attr, valid, fd);
+	/* a chown or truncate the kernel marked: the kill flag comes without a mode */
+	if (r == 0 && ovl_loop_kill_suidgid)
+		r = ovl_kill_suidgid(fs, in, fd);
 	if (fi)
 		ovl_file_put(FILE_OF(fi));
 	struct stat st;
@@ -193,6 +196,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -r);
 		return;
 	}
+	/* an O_TRUNC open the kernel marked (FUSE_OPEN_KILL_SUIDGID) */
+	if (ovl_loop_kill_suidgid) {
+		r = ovl_kill_suidgid(fs, INODE(req, ino), ovl_file_get(fs, f));
+		ovl_file_put(f);
+	}
+	if (r < 0) {
+		ovl_file_release(fs, f);
+		fuse_reply_err(req, -r);
+		return;
+	}
 	if ((fi->flags & O_ACCMODE) != O_WRONLY && !(fi->flags & (O_TRUNC | O_NOATIME)))
 		ovl_times_accessed(fs, INODE(req, ino));
 	fi->fh = (uint64_t)(uintptr_t)f;
@@ -278,6 +291,13 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 	struct ovl_file *f = FILE_OF(fi);
 	out.buf[0].fd = ovl_file_get(FS(req), f);
 	out.buf[0].pos = off;
+	/* a write through the cache of a set-id file by a caller without CAP_FSETID */
+	int k = ovl_loop_kill_suidgid ? ovl_kill_suidgid(FS(req), f->in, out.buf[0].fd) : 0;
+	if (k < 0) {
+		ovl_file_put(f);
+		fuse_reply_err(req, -k);
+		return;
+	}
 	ovl_times_data_begin(FS(req), f->in, out.buf[0].fd);
 	ssize_t r = fuse_buf_copy(&out, in_buf, 0);
 	ovl_times_data_end(FS(req), f->in, out.buf[0].fd);

@@ -64,7 +64,7 @@ struct ovl_inode {
 	 * create in it and forgotten when an xattr of it changes; lower copies never change and the
 	 * upper changes only through the mount, so the answer holds until then */
 	atomic_uchar dacl;
-	atomic_uint_fast64_t data_gen;	 /* bumped when the data moves to the upper (copy-up) */
+	atomic_uint_fast64_t data_gen; /* bumped when the data moves to the upper (copy-up) */
 	/* fs->times_locks: the mtime the kernel last gave a regular file under the writeback
 	 * cache, which data requests restore (times.c) */
 	struct timespec mtime;
@@ -103,6 +103,8 @@ struct ovl_fs {
 	 * at mount and by init (when the kernel cannot), before any other request is read */
 	bool acl;
 	double timeout;
+	/* FUSE_HANDLE_KILLPRIV_V2 is on: the daemon clears set-id bits where the kernel says */
+	atomic_bool killpriv;
 	atomic_uint_fast64_t tmp_seq;
 	atomic_long open_fds; /* O_PATH fds held by non-directory inodes */
 	long fd_budget;	      /* above it, fds of idle non-directory inodes are closed */
@@ -238,6 +240,9 @@ int ovl_getattr_known(struct ovl_fs *fs, struct ovl_inode *in, const struct stat
 		      struct stat *ret);
 int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr, int valid,
 		int fd);
+/* Clears IN's set-user-ID bit, and its set-group-ID bit when it is group-executable, as a write,
+ * truncate or chown by the caller must (FD: an open fd of IN, or -1).  0 or -errno. */
+int ovl_kill_suidgid(struct ovl_fs *fs, struct ovl_inode *in, int fd);
 /* Ids between the mount and the disk (uidmapping/gidmapping): to the disk (uid_t)-1 when
  * unmapped, from the disk 65534 when unmapped. */
 uid_t ovl_uid_to_disk(struct ovl_fs *fs, uid_t uid);
@@ -305,6 +310,21 @@ int ovl_loop_run(struct fuse_session *se, unsigned max);
 void ovl_block_exit_signals(sigset_t *old);
 /* Set while the current thread handles a FUSE_TMPFILE, which reaches the create handler. */
 extern _Thread_local bool ovl_loop_tmpfile;
+/* Set while the current thread handles a WRITE, SETATTR or OPEN the kernel marked for clearing
+ * the set-id bits (FUSE_HANDLE_KILLPRIV_V2), which libfuse 3.14 does not pass on. */
+extern _Thread_local bool ovl_loop_kill_suidgid;
+/* Makes SE's mounted connection go through the loop's reads and writes, which add
+ * FUSE_HANDLE_KILLPRIV_V2 to the INIT reply when the kernel offers it (then *KILLPRIV becomes
+ * true before any other request is read).  Call after fuse_session_mount.  0 or -errno. */
+int ovl_loop_attach(struct fuse_session *se, atomic_bool *killpriv);
+
+/* stats.c */
+/* Request counts per opcode when LAYERFS_FUSE_STATS names a file (docs/overlay.md, "Round
+ * trips").  Start before the first request is read; count from any thread; finish once the
+ * session has ended, which writes the counts. */
+void ovl_stats_start(void);
+void ovl_stats_count(uint32_t opcode);
+void ovl_stats_finish(void);
 
 /* acl.c */
 /* What a new object gets from its parent: the mode to make it with and, when ACLs are on and the
