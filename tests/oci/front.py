@@ -3,7 +3,8 @@
 
 front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall]
 Listens on a free port of 127.0.0.1 (written to PORT_FILE).  The first FAILS requests to /v2/
-get a 503 with a registry error body (the first a 429 with Retry-After: 1, when FAILS < 100); then a request without
+get a 503 with a registry error body (when FAILS < 100: the first a 429 with Retry-After: 1,
+the second no answer at all, the connection closed); then a request without
 the token gets a 401 with a Bearer challenge whose realm is /token here, which hands out the
 token for basic credentials USER:PASS only; requests with the token are passed on to UPSTREAM
 (host:port) and the answers passed back.  Each request is logged to stdout as "METHOD PATH
@@ -56,6 +57,10 @@ class Front(http.server.BaseHTTPRequestHandler):
             state["fails"] -= 1
             if first and fails < 100:
                 return self.error(429, "TOOMANYREQUESTS", "slow down", [("Retry-After", "1")])
+            if state["fails"] == fails - 2 and fails < 100:
+                self.close_connection = True  # the connection closed with no answer at all
+                print(self.command, self.path, "dropped", flush=True)
+                return
             return self.error(503, "UNAVAILABLE", "the front is busy")
         if self.headers.get("Authorization") != "Bearer " + TOKEN:
             host = "127.0.0.1:%d" % self.server.server_address[1]
