@@ -703,8 +703,9 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 	tu_run_free(&r);
 }
 
-/* Starts tests/oci/front.py before the registry: FAILS 429 or 503 answers first, then a bearer-token
- * login with USER_PASS.  Returns "127.0.0.1:PORT"; its requests are logged in front-N.log. */
+/* Starts tests/oci/front.py before the registry: FAILS failures first (a 429, a dropped
+ * connection, then 503s), then a bearer-token login with USER_PASS; with STALL no answer ever.
+ * Returns "127.0.0.1:PORT"; its requests are logged in front-N.log. */
 static char *front_start(const char *user_pass, int fails, bool stall)
 {
 	static int n;
