@@ -10,8 +10,6 @@
  * config names) and extracts them into a stage.  All layers are extracted and checked before the
  * first is committed, so a bad blob anywhere leaves the store as it was.  Archives are first
  * unpacked (safely, as any tar) into a scratch stage that is deleted at the end. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -534,6 +532,8 @@ int lyr_oci_load(lyr_store *s, const char *source, const char *tag, const char *
 {
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
+	if (oci_libs_load(err) < 0)
+		return -ENOSYS;
 	memset(ret, 0, sizeof *ret);
 	oci_kind kind;
 	char *path;

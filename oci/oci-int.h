@@ -1,11 +1,11 @@
 /* oci/ internals shared between its files. */
 #pragma once
 
-#include <archive.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "layerfs/oci.h"
+#include "libs.h"
 
 /* tar_out.c: writes the diff of CHAIN[0] (a layer's diff directory; CHAIN[1..N) its ancestors,
  * parent first) as the entries of an OCI layer tar into A (format and filters already set, open).

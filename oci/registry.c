@@ -9,7 +9,6 @@
  * then the manifest under the tag.  Plain HTTP is used for localhost, 127.0.0.1 and [::1]
  * registries, HTTPS otherwise (unverified, and plain HTTP when TLS fails, with
  * --tls-verify=false).  Redirects (blob storage elsewhere) are followed. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -446,6 +445,8 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 {
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
+	if (oci_libs_load(err) < 0)
+		return -ENOSYS;
 	memset(ret, 0, sizeof *ret);
 	image_ref ir;
 	int r = parse_ref(name, tls_verify, &ir, err);
@@ -616,6 +617,8 @@ int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_
 {
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
+	if (oci_libs_load(err) < 0)
+		return -ENOSYS;
 	memset(ret, 0, sizeof *ret);
 	image_ref ir;
 	int r = parse_ref(name, tls_verify, &ir, err);

@@ -6,8 +6,6 @@
  * compression settings are fixed (gzip level 6 without a timestamp, zstd level 3), so the same
  * chain gives the same digests on every save and every machine.  An archive destination is the
  * layout built in a temporary directory beside it, then written as one tar. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -449,7 +447,7 @@ void lyr_oci_saved_clear(lyr_oci_saved *saved)
 
 /* Adds the tree at AT (PATH its name in the archive, "" the top) to A: names in byte order,
  * fixed modes, owner 0, mtime 0, so the archive depends only on the files' contents. */
-static int archive_tree(struct archive *a, int at, const char *path)
+static int write_tree_entries(struct archive *a, int at, const char *path)
 {
 	int fd = openat(at, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -496,7 +494,7 @@ static int archive_tree(struct archive *a, int at, const char *path)
 		archive_entry_free(e);
 		if (r == 0 && dir) {
 			int sub = openat(dirfd(d), names[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			r = sub < 0 ? -errno : archive_tree(a, sub, p);
+			r = sub < 0 ? -errno : write_tree_entries(a, sub, p);
 			if (sub >= 0)
 				close(sub);
 		} else if (r == 0) {
@@ -551,6 +549,8 @@ int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_c
 {
 	if (err)
 		err->entry[0] = err->why[0] = '\0';
+	if (oci_libs_load(err) < 0)
+		return -ENOSYS;
 	oci_kind kind;
 	_cleanup_free_ char *path = NULL;
 	const char *ref;
@@ -596,7 +596,7 @@ int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_c
 	archive_write_set_format_pax_restricted(a);
 	if (archive_write_open_filename(a, tmpfile) != ARCHIVE_OK)
 		r = oci_fail(err, -EIO, path, "%s", archive_error_string(a));
-	else if ((r = archive_tree(a, dirfd, "")) < 0)
+	else if ((r = write_tree_entries(a, dirfd, "")) < 0)
 		oci_fail(err, r, path, "writing the archive: %s", strerror(-r));
 	if (archive_write_close(a) != ARCHIVE_OK && r == 0)
 		r = oci_fail(err, -EIO, path, "%s", archive_error_string(a));

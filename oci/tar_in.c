@@ -9,8 +9,6 @@
  * permission bits and times last, after every child is in place (a child changes its parent's
  * mtime, and a read-only directory would refuse children).  Nothing here keeps state beyond
  * one call; sizes are those of the tar (no limits besides the file system's). */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -514,6 +512,8 @@ static la_ssize_t fd_read(struct archive *a, void *ctx, const void **buf)
 int lyr_oci_tar_extract(int fd, int dirfd, const lyr_oci_root *root, const lyr_progress *progress,
 			lyr_oci_error *err)
 {
+	if (oci_libs_load(err) < 0)
+		return -ENOSYS;
 	struct archive *a = archive_read_new();
 	if (!a)
 		return -ENOMEM;

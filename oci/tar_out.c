@@ -9,8 +9,6 @@
  * private xattrs never leave the store.  Headers carry only what a layer holds (type, mode,
  * owner ids, mtime with nanoseconds, size, link targets, device numbers, xattrs in name order):
  * no user or group names, no atime or ctime, so a save does not depend on the machine. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -98,3 +98,17 @@ Test(cli_usage, spec_errors_exit_2_like_the_same_error_on_the_command_line)
 	cr_assert_eq(access(store, F_OK), -1, "a usage error created the store");
 	tu_rmtree(dir);
 }
+
+/* libarchive and libcurl (and the forty libraries they pull in) are opened by the OCI commands
+ * that use them: linked in, they cost every command, exec and mount included, some 12 ms of
+ * dynamic linking before main. */
+Test(cli_usage, the_binary_loads_no_archive_or_http_library_until_it_needs_one)
+{
+	const char *argv[] = {"/usr/bin/ldd", LAYERFS_BIN, NULL};
+	tu_run r = tu_cmd(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_not_null(strstr(r.out, "libc.so"), "%s", r.out);
+	cr_assert_null(strstr(r.out, "libarchive"), "%s", r.out);
+	cr_assert_null(strstr(r.out, "libcurl"), "%s", r.out);
+	tu_run_free(&r);
+}
