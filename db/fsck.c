@@ -35,7 +35,7 @@ typedef struct fsck {
 } fsck;
 
 static void finding(fsck *f, bool repaired, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void finding(fsck *f, bool repaired, const char *fmt, ...)
 {
 	char line[512];
@@ -188,8 +188,8 @@ static int load_ref_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (r)
 		return r;
 	o->have = true;
-	o->exists_parent = !*o->r.parent ||
-			   rec_exists(s->layers, txn, o->r.parent, strlen(o->r.parent), &r);
+	o->exists_parent =
+	    !*o->r.parent || rec_exists(s->layers, txn, o->r.parent, strlen(o->r.parent), &r);
 	return r;
 }
 
@@ -269,8 +269,8 @@ static int load_layer_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (r)
 		return r;
 	o->have = true;
-	o->exists_parent = !*o->l.parent ||
-			   rec_exists(s->layers, txn, o->l.parent, strlen(o->l.parent), &r);
+	o->exists_parent =
+	    !*o->l.parent || rec_exists(s->layers, txn, o->l.parent, strlen(o->l.parent), &r);
 	return r;
 }
 
@@ -481,6 +481,20 @@ static void stale_note(fsck *f, const char *kind, const char *id, const char *di
 		f->repair ? "removed" : "to remove");
 }
 
+/* A pending note that cannot be read or names no operation (ERR) tells nothing about the
+ * directory, which is then treated as if it had none: never removed for it. */
+static void damaged_note(fsck *f, const char *kind, const char *id, const char *dir, int err)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/" NOTE_PENDING, dir);
+	bool removed = f->repair && unlinkat(f->s->rootfd, path, 0) == 0;
+	finding(f, removed, "%s %s: damaged note %s (%s; %s)", kind, id, path,
+		err == -EBADMSG ? "not an operation's note" : strerror(-err),
+		removed	    ? "removed"
+		: f->repair ? "cannot be removed"
+			    : "to remove");
+}
+
 /* A directory without a record whose pending note names OP: finish or undo OP as its
  * process would have.  rm and commit had dropped the record: the directory goes (rolled
  * forward); import and new had not recorded it yet: it goes too (rolled back). */
@@ -501,7 +515,10 @@ static bool record_lost(fsck *f, const char *kind, const char *id, const char *s
 {
 	char dir[128], op[32];
 	snprintf(dir, sizeof dir, "%s/%s", sub, name);
-	bool pending = note_get(f->s, dir, NOTE_PENDING, op, sizeof op) == 0;
+	int e = note_get_pending(f->s, dir, t == T_LAYERS, op, sizeof op);
+	bool pending = e == 0;
+	if (e < 0 && e != -ENOENT)
+		damaged_note(f, kind, id, dir, e);
 	if (exists_in(f, t, t == T_LAYERS ? id : name)) {
 		if (pending)
 			stale_note(f, kind, id, dir, op);

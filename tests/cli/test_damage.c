@@ -459,3 +459,97 @@ Test(cli_damage, a_stale_note_of_an_operation_on_a_recorded_layer_is_removed)
 	_cleanup_free_ char *c = layer_line(w.child);
 	cr_assert_str_eq(c, w.child_line);
 }
+
+/* What a damaged disk or a careless hand leaves in a note: zeros, garbage, a fifo (which
+ * must not hang fsck). */
+static void damage_note(const char *dir, const char *name, int how)
+{
+	_cleanup_free_ char *p = NULL;
+	cr_assert(asprintf(&p, "%s/%s", dir, name) > 0);
+	unlink(p);
+	if (how == 0)
+		cr_assert_eq(tu_sh("head -c 71 /dev/zero > '%s'", p), 0);
+	else if (how == 1)
+		tu_write(dir, name, "rm\nsha256:zzz\n");
+	else
+		cr_assert_eq(mkfifo(p, 0644), 0);
+}
+
+static char *layer_dir(const char *id)
+{
+	_cleanup_free_ char *rel = NULL;
+	cr_assert(asprintf(&rel, "layers/%s", id + 7) > 0);
+	return tu_path(dirs.store, rel);
+}
+
+/* A pending note that names no operation says nothing about the directory: with the records
+ * lost, the layers are re-adopted, never removed as an import that died. */
+Test(cli_damage, a_damaged_pending_note_never_removes_a_layer, .timeout = 60)
+{
+	for (int how = 0; how < 3; how++) {
+		if (how > 0) { /* a fresh store for each kind of damage */
+			teardown();
+			setup();
+		}
+		_cleanup_free_ char *b = layer_dir(w.base), *c = layer_dir(w.child);
+		damage_note(b, "pending", how);
+		damage_note(c, "pending", (how + 1) % 3);
+		rm_db_files("*");
+		tu_run r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+		cr_assert_eq(r.status, 0, "%d: %s%s", how, r.out, r.err);
+		for (int i = 0; i < 2; i++) {
+			const char *id = i ? w.child : w.base;
+			_cleanup_free_ char *want = NULL;
+			cr_assert(
+			    asprintf(&want,
+				     "repaired: layer %s: damaged note layers/%s/pending (not "
+				     "an operation's note; removed)\n",
+				     id, id + 7) > 0);
+			cr_assert_not_null(strstr(r.out, want), "%d: %s", how, r.out);
+		}
+		_cleanup_free_ char *lost = lost_findings("repaired: ");
+		cr_assert_not_null(strstr(r.out, lost), "%d: %s", how, r.out);
+		tu_run_free(&r);
+		assert_rebuilt();
+	}
+}
+
+/* A damaged parent note of a layer is no note: the parent is found by the ID and the note
+ * written again; a ref's is refused rather than read as "scratch" (zeros) or garbage. */
+Test(cli_damage, a_damaged_parent_note_never_adopts_under_a_wrong_parent, .timeout = 60)
+{
+	for (int how = 0; how < 3; how++) {
+		if (how > 0) {
+			teardown();
+			setup();
+		}
+		_cleanup_free_ char *c = layer_dir(w.child), *rrel = NULL;
+		cr_assert(asprintf(&rrel, "refs/%s", w.ref) > 0);
+		_cleanup_free_ char *rdir = tu_path(dirs.store, rrel);
+		damage_note(c, "parent", how);
+		damage_note(rdir, "parent", how);
+		rm_db_files("*");
+		tu_run r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+		cr_assert_eq(r.status, 1, "%d: %s%s", how, r.out, r.err);
+		_cleanup_free_ char *want = NULL;
+		cr_assert(asprintf(&want,
+				   "problem: ref %s: directory present but not recorded in the "
+				   "database (its parent note is not a layer ID: kept, not "
+				   "adopted)\n",
+				   w.ref) > 0);
+		cr_assert_not_null(strstr(r.out, want), "%d: %s", how, r.out);
+		cr_assert_str_eq(r.err, "layerfs: fsck: 1 problem left\n");
+		tu_run_free(&r);
+		_cleanup_free_ char *cl = layer_line(w.child), *note = tu_read(c, "parent");
+		cr_assert_str_eq(cl, w.child_line);
+		cr_assert_str_eq(note, w.base);
+		/* the note put right by hand, the ref comes back on its parent */
+		_cleanup_free_ char *np = tu_path(rdir, "parent");
+		unlink(np);
+		tu_write(rdir, "parent", w.child);
+		r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+		cr_assert_eq(r.status, 0, "%d: %s%s", how, r.out, r.err);
+		tu_run_free(&r);
+		assert_rebuilt();
+	}
+}
