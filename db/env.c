@@ -37,11 +37,12 @@
 #include <time.h>
 
 #include "db-int.h"
+#include "layerfs/hash.h"
 
-#define TXN_ATTEMPTS 500     /* lock conflicts (about 4 s of backoff) */
-#define BUSY_REOPEN 25       /* conflicts in a row after which the holder may be dead */
-#define RECOVER_ATTEMPTS 8   /* environment reopened after a panic */
-#define OPEN_ATTEMPTS 100    /* opens while another process recovers (about 3 s) */
+#define TXN_ATTEMPTS 500   /* lock conflicts (about 4 s of backoff) */
+#define BUSY_REOPEN 25	   /* conflicts in a row after which the holder may be dead */
+#define RECOVER_ATTEMPTS 8 /* environment reopened after a panic */
+#define OPEN_ATTEMPTS 100  /* opens while another process recovers (about 3 s) */
 
 static __thread char last_error[512];
 
@@ -119,16 +120,16 @@ static const struct {
 	const char *file;
 	const char *holds, *fate;
 } tables[] = {
-	{offsetof(lyr_store, meta), "meta.db", "the format record", "is written again"},
-	{offsetof(lyr_store, layers), "layers.db", "layer records",
-	 "are rebuilt from layers/ (descriptions are lost)"},
-	{offsetof(lyr_store, refs), "refs.db", "ref records",
-	 "are rebuilt from refs/ (descriptions are lost)"},
-	{offsetof(lyr_store, tags), "tags.db", "tags", "are lost"},
-	{offsetof(lyr_store, uses), "uses.db", "uses index entries", "are rebuilt from the records"},
-	{offsetof(lyr_store, hashes), "hashes.db", "cached digests", "are lost (computed again)"},
-	{offsetof(lyr_store, actions), "actions.db", "exec cache entries and cache-mount bindings",
-	 "are lost"},
+    {offsetof(lyr_store, meta), "meta.db", "the format record", "is written again"},
+    {offsetof(lyr_store, layers), "layers.db", "layer records",
+     "are rebuilt from layers/ (descriptions are lost)"},
+    {offsetof(lyr_store, refs), "refs.db", "ref records",
+     "are rebuilt from refs/ (descriptions are lost)"},
+    {offsetof(lyr_store, tags), "tags.db", "tags", "are lost"},
+    {offsetof(lyr_store, uses), "uses.db", "uses index entries", "are rebuilt from the records"},
+    {offsetof(lyr_store, hashes), "hashes.db", "cached digests", "are lost (computed again)"},
+    {offsetof(lyr_store, actions), "actions.db", "exec cache entries and cache-mount bindings",
+     "are lost"},
 };
 #define NTABLES LYR_ARRAY_SIZE(tables)
 
@@ -164,6 +165,8 @@ static void env_bind(lyr_store *s)
 		*table(s, i) = s->shared->db[i];
 }
 
+static void regions_seal_write(const char *dbdir);
+
 static void handles_close(struct shared_env *e, bool opened)
 {
 	/* DB_NOSYNC: the log already holds every committed change and recovery replays it;
@@ -173,6 +176,10 @@ static void handles_close(struct shared_env *e, bool opened)
 			e->db[i]->close(e->db[i], DB_NOSYNC);
 		e->db[i] = NULL;
 	}
+	char home[PATH_MAX] = "";
+	const char *h = NULL;
+	if (e->env && opened && e->env->get_home(e->env, &h) == 0 && h)
+		snprintf(home, sizeof home, "%s", h);
 	if (e->env) {
 		/* Keep the log short: a checkpoint lets DB_LOG_AUTO_REMOVE drop old log files.
 		 * It writes only when enough log accumulated, so closing stays cheap. */
@@ -181,6 +188,8 @@ static void handles_close(struct shared_env *e, bool opened)
 		e->env->close(e->env, 0);
 	}
 	e->env = NULL;
+	if (*home)
+		regions_seal_write(home); /* callers hold open.lock */
 }
 
 /* What is wrong with table FILE in DBDIR, for people: Berkeley DB only says "Invalid
@@ -396,7 +405,7 @@ static int force_recovery(const char *dbdir)
 	env->set_msgcall(env, msgcall);
 	r = env->open(env, dbdir,
 		      DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
-			      DB_RECOVER,
+			  DB_RECOVER,
 		      0644);
 	int c = env->close(env, 0);
 	return dbx(r ? r : c);
@@ -422,19 +431,128 @@ static int regions_remove(const char *dbdir)
 /* Whether DBDIR holds log files but no region files: the regions were removed (they live
  * on disk beside the tables and hold pages not yet written to them), so the environment
  * must be rebuilt from the log, which DB_REGISTER alone would not do. */
-static bool regions_gone(const char *dbdir)
+static void db_files(const char *dbdir, bool *ret_region, bool *ret_log)
 {
+	*ret_region = *ret_log = false;
 	DIR *d = opendir(dbdir);
 	if (!d)
-		return false;
-	bool region = false, log = false;
+		return;
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		region |= strncmp(de->d_name, "__db.0", 6) == 0;
-		log |= strncmp(de->d_name, "log.", 4) == 0;
+		*ret_region |= strncmp(de->d_name, "__db.0", 6) == 0;
+		*ret_log |= strncmp(de->d_name, "log.", 4) == 0;
 	}
 	closedir(d);
+}
+
+static bool regions_gone(const char *dbdir)
+{
+	bool region, log;
+	db_files(dbdir, &region, &log);
 	return log && !region;
+}
+
+/* Region seal.  Berkeley DB maps the region files and trusts every byte: a truncated one makes
+ * the open spin or die of SIGBUS, a zeroed or garbage one of SIGSEGV, before it can return an
+ * error.  The regions hold nothing the log does not, so they are checked before anyone maps
+ * them: the last process to close the environment (no other process registered) writes
+ * db/regions.seal, the SHA-256 of every region file's name, size and content; the first to
+ * open it again (the same) checks the seal and removes it, and when it does not match (or
+ * is missing: a process died attached, or the store predates seals) the regions are removed
+ * and recovery makes them again from the log.  Both run under open.lock. */
+#define SEAL_NAME "regions.seal"
+
+/* Whether no process is registered in DBDIR's environment: each registered process holds an
+ * fcntl lock on its slot of __db.register. */
+static bool registry_idle(const char *dbdir)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/__db.register", dbdir);
+	_cleanup_close_ int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT;
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+	return fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
+}
+
+static int region_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The seal text of DBDIR's region files into OUT: "sha256:<hex>"; -errno when one cannot be
+ * read (then there is no valid seal). */
+static int regions_seal(const char *dbdir, char out[LYR_DIGEST_TEXT_LEN])
+{
+	_cleanup_closedir_ DIR *d = opendir(dbdir);
+	if (!d)
+		return -errno;
+	char *names[64];
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) && n < LYR_ARRAY_SIZE(names))
+		if (strncmp(de->d_name, "__db.0", 6) == 0)
+			names[n++] = de->d_name;
+	qsort(names, n, sizeof *names, region_cmp);
+	lyr_sha256_ctx *h;
+	int r = lyr_sha256_new(&h);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		_cleanup_close_ int fd =
+		    openat(dirfd(d), names[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r = -errno;
+			break;
+		}
+		char head[96];
+		int len = snprintf(head, sizeof head, "%s %lld\n", names[i], (long long)st.st_size);
+		lyr_sha256_update(h, head, (size_t)len);
+		static __thread uint8_t buf[1 << 16];
+		ssize_t got;
+		while ((got = read(fd, buf, sizeof buf)) > 0)
+			lyr_sha256_update(h, buf, (size_t)got);
+		if (got < 0)
+			r = -errno;
+	}
+	uint8_t dg[LYR_SHA256_LEN];
+	if (r == 0) {
+		lyr_sha256_final(h, dg);
+		lyr_digest_text(dg, out);
+	}
+	lyr_sha256_free(h);
+	return r;
+}
+
+/* At the last close: seals the regions (nothing is lost without a seal: the next open
+ * rebuilds them). */
+static void regions_seal_write(const char *dbdir)
+{
+	char seal[LYR_DIGEST_TEXT_LEN], p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/" SEAL_NAME, dbdir);
+	if (!registry_idle(dbdir) || regions_seal(dbdir, seal) < 0)
+		return;
+	_cleanup_close_ int fd =
+	    open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+	if (fd >= 0 && write(fd, seal, strlen(seal)) != (ssize_t)strlen(seal))
+		(void)ftruncate(fd, 0);
+}
+
+/* At the first open: whether the regions must be made again, the seal taken away either
+ * way (the regions change once mapped). */
+static bool regions_unsealed(const char *dbdir)
+{
+	if (!registry_idle(dbdir))
+		return false; /* mapped by a live process: as sound as that process finds them */
+	char seal[LYR_DIGEST_TEXT_LEN], want[LYR_DIGEST_TEXT_LEN + 1] = "", p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/" SEAL_NAME, dbdir);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	ssize_t n = fd >= 0 ? read(fd, want, sizeof want - 1) : -1;
+	if (n > 0)
+		want[n] = '\0';
+	unlink(p);
+	bool region, log;
+	db_files(dbdir, &region, &log);
+	return region && (n <= 0 || regions_seal(dbdir, seal) < 0 || strcmp(seal, want) != 0);
 }
 
 /* force_recovery, where a damaged table makes recovery fail (Berkeley DB names the file
@@ -474,7 +592,9 @@ static int handles_open_retry(struct shared_env *e, lyr_store *s)
 		int lk = env_lock(dbdir, &dirty);
 		if (lk < 0)
 			return lk;
-		r = dirty || regions_gone(dbdir) ? recover(s) : 0;
+		r = regions_unsealed(dbdir) ? regions_remove(dbdir) : 0;
+		if (r == 0)
+			r = dirty || regions_gone(dbdir) ? recover(s) : 0;
 		if (r == 0)
 			dirty = false;
 		if (r == 0)
