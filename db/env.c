@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "db-int.h"
@@ -167,6 +168,14 @@ static void env_bind(lyr_store *s)
 
 static void regions_seal_write(const char *dbdir);
 
+/* Region files are mapped: Berkeley DB makes them sparse, and the first write to a page a
+ * full filesystem cannot back kills the process with SIGBUS.  DB_REGION_INIT writes every
+ * page when a region is made, so a full disk is an open failing with ENOSPC instead. */
+static void region_init(DB_ENV *env)
+{
+	env->set_flags(env, DB_REGION_INIT, 1);
+}
+
 static void handles_close(struct shared_env *e, bool opened)
 {
 	/* DB_NOSYNC: the log already holds every committed change and recovery replays it;
@@ -298,6 +307,7 @@ static int handles_open(struct shared_env *e, lyr_store *s, bool *ret_env_failed
 	 * machine crash the last transactions may be lost, and fsck reconciles directories
 	 * with whatever records survived. */
 	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
+	region_init(env);
 	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
 			 DB_THREAD | DB_REGISTER | DB_RECOVER;
 	r = env->open(env, s->dbdir, flags, 0644);
@@ -345,12 +355,37 @@ static void backoff(int attempt)
  * DB_REGISTER never looks at the registry while another process is half registered or half
  * gone (the cause of spurious recoveries under heavy open/close churn).
  *
- * While it holds the lock, a process writes "<pid> <start time>" into the file and truncates
+ * While it holds the lock, a process writes "<pid> <start time>" into the file and blanks
  * it when done.  Finding a marker whose process is gone means that process died inside an
  * environment open or close -- possibly while running recovery, when it is not registered and
  * its half-built regions would make every later open wait in __env_attach for a region that
  * never becomes valid.  *RET_DIRTY is then set, and the next open forces recovery.  Returns
  * the locked fd. */
+/* The marker is rewritten in place at a fixed length (blank when free), so that once the
+ * file has its block, marking never needs space: on a full disk an unwritable marker would
+ * otherwise read as a dead opener and force a recovery. */
+#define MARK_LEN 64
+
+static int mark(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int mark(int fd, const char *fmt, ...)
+{
+	char buf[MARK_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (len < 0 || len >= MARK_LEN)
+		return -EINVAL;
+	memset(buf + len, ' ', MARK_LEN - 1 - (size_t)len);
+	buf[MARK_LEN - 1] = '\n';
+	ssize_t n = pwrite(fd, buf, MARK_LEN, 0);
+	if (n < 0)
+		return -errno;
+	if (n != MARK_LEN || ftruncate(fd, MARK_LEN) < 0)
+		return -EIO;
+	return 0;
+}
+
 static int env_lock(const char *dbdir, bool *ret_dirty)
 {
 	_cleanup_free_ char *p = NULL;
@@ -366,17 +401,20 @@ static int env_lock(const char *dbdir, bool *ret_dirty)
 			return e;
 		}
 	}
-	char buf[64] = "";
+	char buf[MARK_LEN + 1] = "";
 	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
 	lyr_owner prev = {0, 0}, self;
 	unsigned long long start = 0;
-	*ret_dirty = n > 0 && (sscanf(buf, "%d %llu", &prev.pid, &start) != 2 ||
-			       (prev.start = start, !owner_alive(&prev)));
-	if (owner_self(&self) == 0) {
-		int len = snprintf(buf, sizeof buf, "%d %llu\n", (int)self.pid,
-				   (unsigned long long)self.start);
-		if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) < 0)
-			*ret_dirty = true; /* cannot tell: be safe */
+	bool blank = n <= 0 || strspn(buf, " \n") == (size_t)n;
+	*ret_dirty = !blank && (sscanf(buf, "%d %llu", &prev.pid, &start) != 2 ||
+				(prev.start = start, !owner_alive(&prev)));
+	int r = owner_self(&self);
+	if (r == 0)
+		r = mark(fd, "%d %llu", (int)self.pid, (unsigned long long)self.start);
+	if (r < 0) {
+		/* no marker, no safe open: recovering on a full disk would die of SIGBUS */
+		close(fd);
+		return r;
 	}
 	return fd;
 }
@@ -384,12 +422,7 @@ static int env_lock(const char *dbdir, bool *ret_dirty)
 /* Releases the lock; DIRTY leaves a marker of a dead process for the next opener. */
 static void env_unlock(int fd, bool dirty)
 {
-	if (dirty) {
-		if (pwrite(fd, "0 0\n", 4, 0) == 4)
-			(void)ftruncate(fd, 4);
-	} else {
-		(void)ftruncate(fd, 0);
-	}
+	(void)mark(fd, "%s", dirty ? "0 0" : "");
 	close(fd);
 }
 
@@ -403,6 +436,7 @@ static int force_recovery(const char *dbdir)
 		return dbx(r);
 	env->set_errcall(env, errcall);
 	env->set_msgcall(env, msgcall);
+	region_init(env);
 	r = env->open(env, dbdir,
 		      DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
 			  DB_RECOVER,
@@ -461,6 +495,7 @@ static bool regions_gone(const char *dbdir)
  * is missing: a process died attached, or the store predates seals) the regions are removed
  * and recovery makes them again from the log.  Both run under open.lock. */
 #define SEAL_NAME "regions.seal"
+#define SEAL_LEN (LYR_DIGEST_TEXT_LEN - 1)
 
 /* Whether no process is registered in DBDIR's environment: each registered process holds an
  * fcntl lock on its slot of __db.register. */
@@ -531,9 +566,10 @@ static void regions_seal_write(const char *dbdir)
 	snprintf(p, sizeof p, "%s/" SEAL_NAME, dbdir);
 	if (!registry_idle(dbdir) || regions_seal(dbdir, seal) < 0)
 		return;
+	/* rewritten in place, like the open marker: a full disk must not lose the seal */
 	_cleanup_close_ int fd =
-	    open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
-	if (fd >= 0 && write(fd, seal, strlen(seal)) != (ssize_t)strlen(seal))
+	    open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+	if (fd >= 0 && pwrite(fd, seal, SEAL_LEN, 0) != SEAL_LEN)
 		(void)ftruncate(fd, 0);
 }
 
@@ -549,10 +585,30 @@ static bool regions_unsealed(const char *dbdir)
 	ssize_t n = fd >= 0 ? read(fd, want, sizeof want - 1) : -1;
 	if (n > 0)
 		want[n] = '\0';
-	unlink(p);
+	if (n > 0) {
+		char blank[SEAL_LEN];
+		memset(blank, ' ', sizeof blank);
+		_cleanup_close_ int w = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		if (w < 0 || pwrite(w, blank, sizeof blank, 0) != SEAL_LEN)
+			unlink(p);
+	}
 	bool region, log;
 	db_files(dbdir, &region, &log);
 	return region && (n <= 0 || regions_seal(dbdir, seal) < 0 || strcmp(seal, want) != 0);
+}
+
+/* Recovery makes the regions again, and Berkeley DB grows them by writing to mapped pages
+ * it never allocated: a filesystem without room kills the process with SIGBUS.  So recovery
+ * (and removing regions, which calls for it) is refused with -ENOSPC unless this much is
+ * free: the regions, the 4 MB cache, the log buffer, with a margin. */
+#define RECOVERY_ROOM (16ull << 20)
+
+static int recovery_room(const char *dbdir)
+{
+	struct statvfs sv;
+	if (statvfs(dbdir, &sv) < 0)
+		return -errno;
+	return (unsigned long long)sv.f_bavail * sv.f_frsize >= RECOVERY_ROOM ? 0 : -ENOSPC;
 }
 
 /* force_recovery, where a damaged table makes recovery fail (Berkeley DB names the file
@@ -592,7 +648,10 @@ static int handles_open_retry(struct shared_env *e, lyr_store *s)
 		int lk = env_lock(dbdir, &dirty);
 		if (lk < 0)
 			return lk;
-		r = regions_unsealed(dbdir) ? regions_remove(dbdir) : 0;
+		bool unsealed = regions_unsealed(dbdir);
+		r = unsealed || dirty || regions_gone(dbdir) ? recovery_room(dbdir) : 0;
+		if (r == 0 && unsealed)
+			r = regions_remove(dbdir);
 		if (r == 0)
 			r = dirty || regions_gone(dbdir) ? recover(s) : 0;
 		if (r == 0)
@@ -602,7 +661,9 @@ static int handles_open_retry(struct shared_env *e, lyr_store *s)
 		if (env_failed && (r == -EINVAL || r == -EIO) && !regions_made) {
 			/* garbage regions: made again from the log, once */
 			regions_made = true;
-			r = regions_remove(dbdir);
+			r = recovery_room(dbdir);
+			if (r == 0)
+				r = regions_remove(dbdir);
 			if (r == 0)
 				r = recover(s);
 			if (r == 0)

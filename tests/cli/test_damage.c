@@ -66,6 +66,7 @@ static void setup(void)
 static void teardown(void)
 {
 	free(w.base), free(w.child), free(w.ref), free(w.base_line), free(w.child_line);
+	tu_umount_below(dirs.tmp); /* the full disk's tmpfs, should its test fail */
 	tu_dirs_fini(&dirs);
 }
 
@@ -585,4 +586,49 @@ Test(cli_damage, a_damaged_parent_note_never_adopts_under_a_wrong_parent, .timeo
 		tu_run_free(&r);
 		assert_rebuilt();
 	}
+}
+
+/* A full disk under the store: the first write to a region page the filesystem cannot back
+ * killed the process with SIGBUS (a marker that could not be written read as a dead
+ * opener and forced a recovery that grew the regions).  Commands that must write now fail
+ * naming the object and ENOSPC, those that read work, and nothing is left to repair. */
+Test(cli_damage, a_full_disk_fails_commands_cleanly_and_leaves_a_sound_store, .timeout = 120)
+{
+	if (geteuid() != 0)
+		cr_skip_test("mounts a small tmpfs: needs root (runs as root in CI)");
+	_cleanup_free_ char *fs = tu_path(dirs.tmp, "full");
+	cr_assert_eq(mkdir(fs, 0700), 0);
+	if (tu_sh("mount -t tmpfs -o size=24m tmpfs '%s' 2>/dev/null", fs) != 0)
+		cr_skip_test("cannot mount a tmpfs here");
+	_cleanup_free_ char *store = tu_path(fs, "s");
+	_cleanup_free_ char *base =
+	    first_line(tu_lf(store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *ref = first_line(tu_lf(store, "new", "base", NULL));
+	_cleanup_free_ char *before = tu_ok(tu_lf(store, "ls", "--json", NULL));
+	/* fill it: dd stops at ENOSPC */
+	tu_sh("dd if=/dev/zero of='%s/fill' bs=64k 2>/dev/null", fs);
+	tu_run r = tu_lf(store, "new", "base", NULL);
+	cr_assert_eq(r.status, 1, "%d %s", r.status, r.err);
+	cr_assert_str_eq(r.err, "layerfs: new ref on 'base': No space left on device\n");
+	tu_run_free(&r);
+	_cleanup_free_ char *up = tu_ref_upper(store, ref);
+	tu_sh("echo change > '%s/file' 2>/dev/null", up);
+	r = tu_lf(store, "commit", ref, NULL);
+	cr_assert_eq(r.status, 1, "%d %s", r.status, r.err);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs: commit '%s': No space left on device\n", ref) > 0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	_cleanup_free_ char *ok = NULL;
+	cr_assert(asprintf(&ok, "store '%s': no problems\n", store) > 0);
+	for (int freed = 0; freed < 2; freed++) {
+		_cleanup_free_ char *now = tu_ok(tu_lf(store, "ls", "--json", NULL));
+		cr_assert_str_eq(now, before);
+		_cleanup_free_ char *fsck = tu_ok(tu_lf(store, "fsck", NULL));
+		cr_assert_str_eq(fsck, ok);
+		cr_assert_eq(tu_sh("rm -f '%s/fill'", fs), 0);
+	}
+	_cleanup_free_ char *layer = first_line(tu_lf(store, "commit", ref, NULL));
+	cr_assert_str_neq(layer, base);
+	cr_assert_eq(tu_sh("umount '%s'", fs), 0);
 }
