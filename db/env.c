@@ -608,7 +608,11 @@ static int recovery_room(const char *dbdir)
 	struct statvfs sv;
 	if (statvfs(dbdir, &sv) < 0)
 		return -errno;
-	return (unsigned long long)sv.f_bavail * sv.f_frsize >= RECOVERY_ROOM ? 0 : -ENOSPC;
+	/* a filesystem too small ever to have that much free must still recover */
+	unsigned long long room = (unsigned long long)sv.f_blocks * sv.f_frsize / 4;
+	if (room > RECOVERY_ROOM)
+		room = RECOVERY_ROOM;
+	return (unsigned long long)sv.f_bavail * sv.f_frsize >= room ? 0 : -ENOSPC;
 }
 
 /* force_recovery, where a damaged table makes recovery fail (Berkeley DB names the file
