@@ -210,6 +210,26 @@ static int clear_mount_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	return r;
 }
 
+/* The parent note of a recorded layer or ref (in DIR) is what rebuilds its record should the
+ * database lose it: one that is damaged or disagrees with the record's PARENT is written
+ * again from the record.  A missing note (stores from before notes) is left alone. */
+static void check_parent_note(fsck *f, const char *kind, const char *id, const char *dir,
+			      const char *parent)
+{
+	char note[LYR_ID_MAX + 8];
+	int r = note_get_parent(f->s, dir, note, sizeof note);
+	if (r == -ENOENT || (r == 0 && strcmp(note, parent) == 0) || !is_dir(f->s, dir))
+		return;
+	bool fixed = false;
+	if (f->repair) {
+		note_del(f->s, dir, NOTE_PARENT);
+		fixed = note_put(f->s, dir, NOTE_PARENT, parent) == 0;
+	}
+	finding(f, fixed, "%s %s: parent note %s/" NOTE_PARENT " %s (%s)", kind, id, dir,
+		r == 0 ? "names another parent than the record" : "is damaged",
+		fixed ? "written again from the record" : "to write again from the record");
+}
+
 static int check_ref(fsck *f, const char *id)
 {
 	lyr_store *s = f->s;
@@ -232,6 +252,9 @@ static int check_ref(fsck *f, const char *id)
 	snprintf(path, sizeof path, "refs/%s/upper", id);
 	if (!found && !is_dir(s, path))
 		finding(f, false, "ref %s has no upper directory", id);
+	snprintf(path, sizeof path, "refs/%s", id);
+	if (!found)
+		check_parent_note(f, "ref", id, path, o.r.parent);
 	snprintf(path, sizeof path, "refs/%s/work", id);
 	if (!is_dir(s, path)) {
 		char ref[128];
@@ -284,6 +307,8 @@ static int check_layer(fsck *f, const char *id)
 	snprintf(path, sizeof path, "layers/%s/diff", layer_hex(id));
 	if (!is_dir(f->s, path))
 		finding(f, false, "layer %s has no diff directory", id);
+	snprintf(path, sizeof path, "layers/%s", layer_hex(id));
+	check_parent_note(f, "layer", id, path, o.l.parent);
 	if (!o.exists_parent)
 		finding(f, false, "layer %s: parent layer %s has no record", id, o.l.parent);
 	layer_rec_clear(&o.l);

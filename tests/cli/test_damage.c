@@ -632,3 +632,43 @@ Test(cli_damage, a_full_disk_fails_commands_cleanly_and_leaves_a_sound_store, .t
 	cr_assert_str_neq(layer, base);
 	cr_assert_eq(tu_sh("umount '%s'", fs), 0);
 }
+
+/* The parent notes are what rebuilds lost records: fsck checks those of recorded layers and
+ * refs against the records, and repair writes a damaged or wrong one again, so a later loss
+ * of the database finds them sound. */
+Test(cli_damage, a_damaged_or_wrong_parent_note_is_written_again_from_the_record)
+{
+	_cleanup_free_ char *c = layer_dir(w.child), *rrel = NULL;
+	cr_assert(asprintf(&rrel, "refs/%s", w.ref) > 0);
+	_cleanup_free_ char *rdir = tu_path(dirs.store, rrel);
+	damage_note(c, "parent", 0);
+	_cleanup_free_ char *np = tu_path(rdir, "parent");
+	unlink(np);
+	tu_write(rdir, "parent", w.base); /* the ref is on the child */
+	_cleanup_free_ char *want = NULL;
+	for (int repair = 0; repair < 2; repair++) {
+		const char *what = repair ? "repaired" : "problem",
+			   *fix = repair ? "written again" : "to write again";
+		free(want);
+		cr_assert(asprintf(&want,
+				   "%s: ref %s: parent note refs/%s/parent names another parent "
+				   "than the record (%s from the record)\n"
+				   "%s: layer %s: parent note layers/%s/parent is damaged (%s from "
+				   "the record)\n",
+				   what, w.ref, w.ref, fix, what, w.child, w.child + 7, fix) > 0);
+		tu_run r = repair ? tu_lf(dirs.store, "fsck", "--repair", NULL)
+				  : tu_lf(dirs.store, "fsck", NULL);
+		cr_assert_eq(r.status, repair ? 0 : 1, "%s", r.err);
+		cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+		tu_run_free(&r);
+	}
+	_cleanup_free_ char *cn = tu_read(c, "parent"), *rn = tu_read(rdir, "parent");
+	cr_assert_str_eq(cn, w.base);
+	cr_assert_str_eq(rn, w.child);
+	/* and a loss of the database now rebuilds the ref on its true parent */
+	rm_db_files("*");
+	tu_run r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tu_run_free(&r);
+	assert_rebuilt();
+}
