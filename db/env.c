@@ -35,6 +35,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "db-int.h"
@@ -497,17 +498,28 @@ static bool regions_gone(const char *dbdir)
 #define SEAL_NAME "regions.seal"
 #define SEAL_LEN (LYR_DIGEST_TEXT_LEN - 1)
 
-/* Whether no process is registered in DBDIR's environment: each registered process holds an
- * fcntl lock on its slot of __db.register. */
+/* Whether no process is registered in DBDIR's environment: each registered process holds a
+ * POSIX record lock on its slot of __db.register.  They are looked for in /proc/locks, not
+ * with F_GETLK, which would need a descriptor of the file, and closing one drops every record
+ * lock this process holds on it (a registration it keeps through a panicked environment it
+ * could not close).  When in doubt, not idle: the regions are then trusted as before. */
 static bool registry_idle(const char *dbdir)
 {
-	char p[PATH_MAX];
+	char p[PATH_MAX], key[64], line[256];
 	snprintf(p, sizeof p, "%s/__db.register", dbdir);
-	_cleanup_close_ int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
+	struct stat st;
+	if (stat(p, &st) < 0)
 		return errno == ENOENT;
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-	return fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
+	snprintf(key, sizeof key, " %02x:%02x:%llu ", major(st.st_dev), minor(st.st_dev),
+		 (unsigned long long)st.st_ino);
+	FILE *f = fopen("/proc/locks", "re");
+	if (!f)
+		return false;
+	bool idle = true;
+	while (idle && fgets(line, sizeof line, f))
+		idle = !(strstr(line, " POSIX ") && strstr(line, key));
+	fclose(f);
+	return idle;
 }
 
 static int region_cmp(const void *a, const void *b)
