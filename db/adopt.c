@@ -24,12 +24,18 @@
 #include "db-int.h"
 #include "layerfs/tree.h"
 
+static bool is_hex64(const char *name)
+{
+	return strlen(name) == 64 && strspn(name, "0123456789abcdef") == 64;
+}
+
 int note_put(lyr_store *s, const char *dir, const char *name, const char *text)
 {
 	char path[256];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	_cleanup_close_ int fd =
-	    openat(s->rootfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	    openat(s->rootfd, path,
+		   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
 	if (fd < 0)
 		return -errno;
 	size_t len = strlen(text);
@@ -43,14 +49,44 @@ int note_get(lyr_store *s, const char *dir, const char *name, char *buf, size_t 
 {
 	char path[256];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
-	_cleanup_close_ int fd = openat(s->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	/* O_NONBLOCK: a fifo put in a note's place must not hang whoever reads it */
+	_cleanup_close_ int fd =
+	    openat(s->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
 		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size >= len)
+		return -EBADMSG;
 	ssize_t n = read(fd, buf, len - 1);
 	if (n < 0)
 		return -errno;
 	buf[n] = '\0';
-	return 0;
+	return memchr(buf, '\0', (size_t)n) ? -EBADMSG : 0; /* zeroed by a damaged disk */
+}
+
+int note_get_parent(lyr_store *s, const char *dir, char *buf, size_t len)
+{
+	int r = note_get(s, dir, NOTE_PARENT, buf, len);
+	if (r < 0)
+		return r;
+	size_t plen = strlen(LYR_DIGEST_PREFIX);
+	bool id = strncmp(buf, LYR_DIGEST_PREFIX, plen) == 0 && is_hex64(buf + plen);
+	return !*buf || id ? 0 : -EBADMSG;
+}
+
+int note_get_pending(lyr_store *s, const char *dir, bool layer, char *buf, size_t len)
+{
+	static const char *const layer_ops[] = {"import", "rm"}, *const ref_ops[] = {
+								     "new", "commit", "rm"};
+	int r = note_get(s, dir, NOTE_PENDING, buf, len);
+	if (r < 0)
+		return r;
+	const char *const *ops = layer ? layer_ops : ref_ops;
+	size_t n = layer ? LYR_ARRAY_SIZE(layer_ops) : LYR_ARRAY_SIZE(ref_ops);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(buf, ops[i]) == 0)
+			return 0;
+	return -EBADMSG;
 }
 
 void note_del(lyr_store *s, const char *dir, const char *name)
@@ -58,11 +94,6 @@ void note_del(lyr_store *s, const char *dir, const char *name)
 	char path[256];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	unlinkat(s->rootfd, path, 0);
-}
-
-static bool is_hex64(const char *name)
-{
-	return strlen(name) == 64 && strspn(name, "0123456789abcdef") == 64;
 }
 
 /* Creation time of a rebuilt record: when the directory last changed (its commit, import
@@ -136,12 +167,13 @@ int adopt_layer(lyr_store *s, const char *hex, char *const *candidates, size_t n
 		*ret_why = "it has no diff directory";
 		return -errno;
 	}
-	int r = note_get(s, dir, NOTE_PARENT, note, sizeof note);
-	if (r < 0 && r != -ENOENT) {
+	int r = note_get_parent(s, dir, note, sizeof note);
+	if (r < 0 && r != -ENOENT && r != -EBADMSG) {
 		*ret_why = "its parent note cannot be read";
 		return r;
 	}
-	bool noted = r == 0;
+	/* a damaged note is no note: the parent is then found by the ID, as before notes */
+	bool noted = r == 0, damaged = r == -EBADMSG;
 	r = lyr_hash_diff(fd, NULL, digest, errpath);
 	if (r < 0) {
 		*ret_why = "its diff cannot be read";
@@ -163,6 +195,8 @@ int adopt_layer(lyr_store *s, const char *hex, char *const *candidates, size_t n
 		*ret_why = "its diff cannot be measured";
 		return r;
 	}
+	if (damaged)
+		note_del(s, dir, NOTE_PARENT);
 	if (!noted)
 		note_put(s, dir, NOTE_PARENT, parent); /* found once, kept for next time */
 	r = txn_run(s, adopt_txn, &a);
@@ -175,10 +209,11 @@ int adopt_ref(lyr_store *s, const char *id, const char **ret_why)
 {
 	char dir[128], sub[160], note[LYR_ID_MAX + 8];
 	snprintf(dir, sizeof dir, "refs/%s", id);
-	int r = note_get(s, dir, NOTE_PARENT, note, sizeof note);
+	int r = note_get_parent(s, dir, note, sizeof note);
 	if (r < 0) {
-		*ret_why =
-		    r == -ENOENT ? "it has no parent note" : "its parent note cannot be read";
+		*ret_why = r == -ENOENT	   ? "it has no parent note"
+			   : r == -EBADMSG ? "its parent note is not a layer ID"
+					   : "its parent note cannot be read";
 		return r;
 	}
 	snprintf(sub, sizeof sub, "%s/upper", dir);
@@ -248,7 +283,7 @@ static int unrecorded_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 				return r;
 			continue;
 		}
-		if (note_get(s, dir, NOTE_PENDING, op, sizeof op) == 0)
+		if (note_get_pending(s, dir, layers, op, sizeof op) == 0)
 			continue;
 		if (layers) {
 			target_ctx t = {id, false};

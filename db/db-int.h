@@ -22,8 +22,8 @@ typedef struct lyr_owner {
 struct lyr_store {
 	char *root;
 	char *dbdir;
-	int rootfd;   /* O_DIRECTORY of the root; every path below is opened *at() it */
-	int lockfd;   /* ROOT/lock: flock serialises directory moves with their records */
+	int rootfd; /* O_DIRECTORY of the root; every path below is opened *at() it */
+	int lockfd; /* ROOT/lock: flock serialises directory moves with their records */
 	int lock_depth;
 	struct shared_env *shared;
 	/* The shared environment's handles, bound by txn_run for the transaction it runs. */
@@ -88,10 +88,10 @@ typedef struct ref_rec {
 	char *parent, *desc;
 	lyr_owner mount_owner; /* pid 0: not mounted */
 	char *mountpoint;
-	lyr_owner owner;       /* who runs the commit (state COMMITTING) */
+	lyr_owner owner;	     /* who runs the commit (state COMMITTING) */
 	char *target, *digest, *tag; /* intent: layer the commit produces ("" until hashed) */
 	uint64_t size, entries;
-	int64_t stamp;         /* time the intent was recorded */
+	int64_t stamp; /* time the intent was recorded */
 } ref_rec;
 
 void layer_rec_clear(layer_rec *r);
@@ -153,7 +153,8 @@ int dir_discard(lyr_store *s, const char *sub, const char *name, const char *op)
 /* commit.c: finishes or undoes the commit recorded on a ref whose owner died.  Must hold the
  * namespace lock.  FN (may be NULL) gets a line of text describing what was done. */
 int commit_settle(lyr_store *s, const char *ref_id, bool repair,
-		  void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx, bool *ret_found);
+		  void (*fn)(void *ctx, const char *finding, bool repaired), void *ctx,
+		  bool *ret_found);
 
 /* Settles a dead process's commit on REF_ID, if any, under the namespace lock.  Returns 0
  * (nothing to do, or rolled back), -ENOENT when it was rolled forward (the ref is gone). */
@@ -219,7 +220,12 @@ int centries_check(lyr_store *s, centries *c, char **chain, size_t n, unsigned t
 #define NOTE_PARENT "parent"
 #define NOTE_PENDING "pending"
 int note_put(lyr_store *s, const char *dir, const char *name, const char *text);
+/* A note that is not a regular file, too long for BUF or holds a NUL is -EBADMSG; so is a
+ * parent note that is not "" or a layer ID, and a pending note that names no operation on a
+ * layer (LAYER) or a ref. */
 int note_get(lyr_store *s, const char *dir, const char *name, char *buf, size_t len);
+int note_get_parent(lyr_store *s, const char *dir, char *buf, size_t len);
+int note_get_pending(lyr_store *s, const char *dir, bool layer, char *buf, size_t len);
 void note_del(lyr_store *s, const char *dir, const char *name);
 bool is_store_id(const char *name); /* 64 lower-case hex digits */
 /* Records layer directory layers/HEX again: its ID is recomputed from the diff and the parent

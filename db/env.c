@@ -34,14 +34,17 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "db-int.h"
+#include "layerfs/hash.h"
 
-#define TXN_ATTEMPTS 500     /* lock conflicts (about 4 s of backoff) */
-#define BUSY_REOPEN 25       /* conflicts in a row after which the holder may be dead */
-#define RECOVER_ATTEMPTS 8   /* environment reopened after a panic */
-#define OPEN_ATTEMPTS 100    /* opens while another process recovers (about 3 s) */
+#define TXN_ATTEMPTS 500   /* lock conflicts (about 4 s of backoff) */
+#define BUSY_REOPEN 25	   /* conflicts in a row after which the holder may be dead */
+#define RECOVER_ATTEMPTS 8 /* environment reopened after a panic */
+#define OPEN_ATTEMPTS 100  /* opens while another process recovers (about 3 s) */
 
 static __thread char last_error[512];
 
@@ -119,16 +122,16 @@ static const struct {
 	const char *file;
 	const char *holds, *fate;
 } tables[] = {
-	{offsetof(lyr_store, meta), "meta.db", "the format record", "is written again"},
-	{offsetof(lyr_store, layers), "layers.db", "layer records",
-	 "are rebuilt from layers/ (descriptions are lost)"},
-	{offsetof(lyr_store, refs), "refs.db", "ref records",
-	 "are rebuilt from refs/ (descriptions are lost)"},
-	{offsetof(lyr_store, tags), "tags.db", "tags", "are lost"},
-	{offsetof(lyr_store, uses), "uses.db", "uses index entries", "are rebuilt from the records"},
-	{offsetof(lyr_store, hashes), "hashes.db", "cached digests", "are lost (computed again)"},
-	{offsetof(lyr_store, actions), "actions.db", "exec cache entries and cache-mount bindings",
-	 "are lost"},
+    {offsetof(lyr_store, meta), "meta.db", "the format record", "is written again"},
+    {offsetof(lyr_store, layers), "layers.db", "layer records",
+     "are rebuilt from layers/ (descriptions are lost)"},
+    {offsetof(lyr_store, refs), "refs.db", "ref records",
+     "are rebuilt from refs/ (descriptions are lost)"},
+    {offsetof(lyr_store, tags), "tags.db", "tags", "are lost"},
+    {offsetof(lyr_store, uses), "uses.db", "uses index entries", "are rebuilt from the records"},
+    {offsetof(lyr_store, hashes), "hashes.db", "cached digests", "are lost (computed again)"},
+    {offsetof(lyr_store, actions), "actions.db", "exec cache entries and cache-mount bindings",
+     "are lost"},
 };
 #define NTABLES LYR_ARRAY_SIZE(tables)
 
@@ -164,6 +167,16 @@ static void env_bind(lyr_store *s)
 		*table(s, i) = s->shared->db[i];
 }
 
+static void regions_seal_write(const char *dbdir);
+
+/* Region files are mapped: Berkeley DB makes them sparse, and the first write to a page a
+ * full filesystem cannot back kills the process with SIGBUS.  DB_REGION_INIT writes every
+ * page when a region is made, so a full disk is an open failing with ENOSPC instead. */
+static void region_init(DB_ENV *env)
+{
+	env->set_flags(env, DB_REGION_INIT, 1);
+}
+
 static void handles_close(struct shared_env *e, bool opened)
 {
 	/* DB_NOSYNC: the log already holds every committed change and recovery replays it;
@@ -173,6 +186,10 @@ static void handles_close(struct shared_env *e, bool opened)
 			e->db[i]->close(e->db[i], DB_NOSYNC);
 		e->db[i] = NULL;
 	}
+	char home[PATH_MAX] = "";
+	const char *h = NULL;
+	if (e->env && opened && e->env->get_home(e->env, &h) == 0 && h)
+		snprintf(home, sizeof home, "%s", h);
 	if (e->env) {
 		/* Keep the log short: a checkpoint lets DB_LOG_AUTO_REMOVE drop old log files.
 		 * It writes only when enough log accumulated, so closing stays cheap. */
@@ -181,6 +198,8 @@ static void handles_close(struct shared_env *e, bool opened)
 		e->env->close(e->env, 0);
 	}
 	e->env = NULL;
+	if (*home)
+		regions_seal_write(home); /* callers hold open.lock */
 }
 
 /* What is wrong with table FILE in DBDIR, for people: Berkeley DB only says "Invalid
@@ -289,6 +308,7 @@ static int handles_open(struct shared_env *e, lyr_store *s, bool *ret_env_failed
 	 * machine crash the last transactions may be lost, and fsck reconciles directories
 	 * with whatever records survived. */
 	env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
+	region_init(env);
 	uint32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
 			 DB_THREAD | DB_REGISTER | DB_RECOVER;
 	r = env->open(env, s->dbdir, flags, 0644);
@@ -336,12 +356,37 @@ static void backoff(int attempt)
  * DB_REGISTER never looks at the registry while another process is half registered or half
  * gone (the cause of spurious recoveries under heavy open/close churn).
  *
- * While it holds the lock, a process writes "<pid> <start time>" into the file and truncates
+ * While it holds the lock, a process writes "<pid> <start time>" into the file and blanks
  * it when done.  Finding a marker whose process is gone means that process died inside an
  * environment open or close -- possibly while running recovery, when it is not registered and
  * its half-built regions would make every later open wait in __env_attach for a region that
  * never becomes valid.  *RET_DIRTY is then set, and the next open forces recovery.  Returns
  * the locked fd. */
+/* The marker is rewritten in place at a fixed length (blank when free), so that once the
+ * file has its block, marking never needs space: on a full disk an unwritable marker would
+ * otherwise read as a dead opener and force a recovery. */
+#define MARK_LEN 64
+
+static int mark(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int mark(int fd, const char *fmt, ...)
+{
+	char buf[MARK_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (len < 0 || len >= MARK_LEN)
+		return -EINVAL;
+	memset(buf + len, ' ', MARK_LEN - 1 - (size_t)len);
+	buf[MARK_LEN - 1] = '\n';
+	ssize_t n = pwrite(fd, buf, MARK_LEN, 0);
+	if (n < 0)
+		return -errno;
+	if (n != MARK_LEN || ftruncate(fd, MARK_LEN) < 0)
+		return -EIO;
+	return 0;
+}
+
 static int env_lock(const char *dbdir, bool *ret_dirty)
 {
 	_cleanup_free_ char *p = NULL;
@@ -357,17 +402,20 @@ static int env_lock(const char *dbdir, bool *ret_dirty)
 			return e;
 		}
 	}
-	char buf[64] = "";
+	char buf[MARK_LEN + 1] = "";
 	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
 	lyr_owner prev = {0, 0}, self;
 	unsigned long long start = 0;
-	*ret_dirty = n > 0 && (sscanf(buf, "%d %llu", &prev.pid, &start) != 2 ||
-			       (prev.start = start, !owner_alive(&prev)));
-	if (owner_self(&self) == 0) {
-		int len = snprintf(buf, sizeof buf, "%d %llu\n", (int)self.pid,
-				   (unsigned long long)self.start);
-		if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) < 0)
-			*ret_dirty = true; /* cannot tell: be safe */
+	bool blank = n <= 0 || strspn(buf, " \n") == (size_t)n;
+	*ret_dirty = !blank && (sscanf(buf, "%d %llu", &prev.pid, &start) != 2 ||
+				(prev.start = start, !owner_alive(&prev)));
+	int r = owner_self(&self);
+	if (r == 0)
+		r = mark(fd, "%d %llu", (int)self.pid, (unsigned long long)self.start);
+	if (r < 0) {
+		/* no marker, no safe open: recovering on a full disk would die of SIGBUS */
+		close(fd);
+		return r;
 	}
 	return fd;
 }
@@ -375,12 +423,7 @@ static int env_lock(const char *dbdir, bool *ret_dirty)
 /* Releases the lock; DIRTY leaves a marker of a dead process for the next opener. */
 static void env_unlock(int fd, bool dirty)
 {
-	if (dirty) {
-		if (pwrite(fd, "0 0\n", 4, 0) == 4)
-			(void)ftruncate(fd, 4);
-	} else {
-		(void)ftruncate(fd, 0);
-	}
+	(void)mark(fd, "%s", dirty ? "0 0" : "");
 	close(fd);
 }
 
@@ -394,9 +437,10 @@ static int force_recovery(const char *dbdir)
 		return dbx(r);
 	env->set_errcall(env, errcall);
 	env->set_msgcall(env, msgcall);
+	region_init(env);
 	r = env->open(env, dbdir,
 		      DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL |
-			      DB_RECOVER,
+			  DB_RECOVER,
 		      0644);
 	int c = env->close(env, 0);
 	return dbx(r ? r : c);
@@ -422,19 +466,165 @@ static int regions_remove(const char *dbdir)
 /* Whether DBDIR holds log files but no region files: the regions were removed (they live
  * on disk beside the tables and hold pages not yet written to them), so the environment
  * must be rebuilt from the log, which DB_REGISTER alone would not do. */
-static bool regions_gone(const char *dbdir)
+static void db_files(const char *dbdir, bool *ret_region, bool *ret_log)
 {
+	*ret_region = *ret_log = false;
 	DIR *d = opendir(dbdir);
 	if (!d)
-		return false;
-	bool region = false, log = false;
+		return;
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		region |= strncmp(de->d_name, "__db.0", 6) == 0;
-		log |= strncmp(de->d_name, "log.", 4) == 0;
+		*ret_region |= strncmp(de->d_name, "__db.0", 6) == 0;
+		*ret_log |= strncmp(de->d_name, "log.", 4) == 0;
 	}
 	closedir(d);
+}
+
+static bool regions_gone(const char *dbdir)
+{
+	bool region, log;
+	db_files(dbdir, &region, &log);
 	return log && !region;
+}
+
+/* Region seal.  Berkeley DB maps the region files and trusts every byte: a truncated one makes
+ * the open spin or die of SIGBUS, a zeroed or garbage one of SIGSEGV, before it can return an
+ * error.  The regions hold nothing the log does not, so they are checked before anyone maps
+ * them: the last process to close the environment (no other process registered) writes
+ * db/regions.seal, the SHA-256 of every region file's name, size and content; the first to
+ * open it again (the same) checks the seal and removes it, and when it does not match (or
+ * is missing: a process died attached, or the store predates seals) the regions are removed
+ * and recovery makes them again from the log.  Both run under open.lock. */
+#define SEAL_NAME "regions.seal"
+#define SEAL_LEN (LYR_DIGEST_TEXT_LEN - 1)
+
+/* Whether no process is registered in DBDIR's environment: each registered process holds a
+ * POSIX record lock on its slot of __db.register.  They are looked for in /proc/locks, not
+ * with F_GETLK, which would need a descriptor of the file, and closing one drops every record
+ * lock this process holds on it (a registration it keeps through a panicked environment it
+ * could not close).  When in doubt, not idle: the regions are then trusted as before. */
+static bool registry_idle(const char *dbdir)
+{
+	char p[PATH_MAX], key[64], line[256];
+	snprintf(p, sizeof p, "%s/__db.register", dbdir);
+	struct stat st;
+	if (stat(p, &st) < 0)
+		return errno == ENOENT;
+	snprintf(key, sizeof key, " %02x:%02x:%llu ", major(st.st_dev), minor(st.st_dev),
+		 (unsigned long long)st.st_ino);
+	FILE *f = fopen("/proc/locks", "re");
+	if (!f)
+		return false;
+	bool idle = true;
+	while (idle && fgets(line, sizeof line, f))
+		idle = !(strstr(line, " POSIX ") && strstr(line, key));
+	fclose(f);
+	return idle;
+}
+
+static int region_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The seal text of DBDIR's region files into OUT: "sha256:<hex>"; -errno when one cannot be
+ * read (then there is no valid seal). */
+static int regions_seal(const char *dbdir, char out[LYR_DIGEST_TEXT_LEN])
+{
+	_cleanup_closedir_ DIR *d = opendir(dbdir);
+	if (!d)
+		return -errno;
+	char *names[64];
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) && n < LYR_ARRAY_SIZE(names))
+		if (strncmp(de->d_name, "__db.0", 6) == 0)
+			names[n++] = de->d_name;
+	qsort(names, n, sizeof *names, region_cmp);
+	lyr_sha256_ctx *h;
+	int r = lyr_sha256_new(&h);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		_cleanup_close_ int fd =
+		    openat(dirfd(d), names[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r = -errno;
+			break;
+		}
+		char head[96];
+		int len = snprintf(head, sizeof head, "%s %lld\n", names[i], (long long)st.st_size);
+		lyr_sha256_update(h, head, (size_t)len);
+		static __thread uint8_t buf[1 << 16];
+		ssize_t got;
+		while ((got = read(fd, buf, sizeof buf)) > 0)
+			lyr_sha256_update(h, buf, (size_t)got);
+		if (got < 0)
+			r = -errno;
+	}
+	uint8_t dg[LYR_SHA256_LEN];
+	if (r == 0) {
+		lyr_sha256_final(h, dg);
+		lyr_digest_text(dg, out);
+	}
+	lyr_sha256_free(h);
+	return r;
+}
+
+/* At the last close: seals the regions (nothing is lost without a seal: the next open
+ * rebuilds them). */
+static void regions_seal_write(const char *dbdir)
+{
+	char seal[LYR_DIGEST_TEXT_LEN], p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/" SEAL_NAME, dbdir);
+	if (!registry_idle(dbdir) || regions_seal(dbdir, seal) < 0)
+		return;
+	/* rewritten in place, like the open marker: a full disk must not lose the seal */
+	_cleanup_close_ int fd =
+	    open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+	if (fd >= 0 && pwrite(fd, seal, SEAL_LEN, 0) != SEAL_LEN)
+		(void)ftruncate(fd, 0);
+}
+
+/* At the first open: whether the regions must be made again, the seal taken away either
+ * way (the regions change once mapped). */
+static bool regions_unsealed(const char *dbdir)
+{
+	if (!registry_idle(dbdir))
+		return false; /* mapped by a live process: as sound as that process finds them */
+	char seal[LYR_DIGEST_TEXT_LEN], want[LYR_DIGEST_TEXT_LEN + 1] = "", p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/" SEAL_NAME, dbdir);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	ssize_t n = fd >= 0 ? read(fd, want, sizeof want - 1) : -1;
+	if (n > 0)
+		want[n] = '\0';
+	if (n > 0) {
+		char blank[SEAL_LEN];
+		memset(blank, ' ', sizeof blank);
+		_cleanup_close_ int w = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		if (w < 0 || pwrite(w, blank, sizeof blank, 0) != SEAL_LEN)
+			unlink(p);
+	}
+	bool region, log;
+	db_files(dbdir, &region, &log);
+	return region && (n <= 0 || regions_seal(dbdir, seal) < 0 || strcmp(seal, want) != 0);
+}
+
+/* Recovery makes the regions again, and Berkeley DB grows them by writing to mapped pages
+ * it never allocated: a filesystem without room kills the process with SIGBUS.  So recovery
+ * (and removing regions, which calls for it) is refused with -ENOSPC unless this much is
+ * free: the regions, the 4 MB cache, the log buffer, with a margin. */
+#define RECOVERY_ROOM (16ull << 20)
+
+static int recovery_room(const char *dbdir)
+{
+	struct statvfs sv;
+	if (statvfs(dbdir, &sv) < 0)
+		return -errno;
+	/* a filesystem too small ever to have that much free must still recover */
+	unsigned long long room = (unsigned long long)sv.f_blocks * sv.f_frsize / 4;
+	if (room > RECOVERY_ROOM)
+		room = RECOVERY_ROOM;
+	return (unsigned long long)sv.f_bavail * sv.f_frsize >= room ? 0 : -ENOSPC;
 }
 
 /* force_recovery, where a damaged table makes recovery fail (Berkeley DB names the file
@@ -474,7 +664,12 @@ static int handles_open_retry(struct shared_env *e, lyr_store *s)
 		int lk = env_lock(dbdir, &dirty);
 		if (lk < 0)
 			return lk;
-		r = dirty || regions_gone(dbdir) ? recover(s) : 0;
+		bool unsealed = regions_unsealed(dbdir);
+		r = unsealed || dirty || regions_gone(dbdir) ? recovery_room(dbdir) : 0;
+		if (r == 0 && unsealed)
+			r = regions_remove(dbdir);
+		if (r == 0)
+			r = dirty || regions_gone(dbdir) ? recover(s) : 0;
 		if (r == 0)
 			dirty = false;
 		if (r == 0)
@@ -482,7 +677,9 @@ static int handles_open_retry(struct shared_env *e, lyr_store *s)
 		if (env_failed && (r == -EINVAL || r == -EIO) && !regions_made) {
 			/* garbage regions: made again from the log, once */
 			regions_made = true;
-			r = regions_remove(dbdir);
+			r = recovery_room(dbdir);
+			if (r == 0)
+				r = regions_remove(dbdir);
 			if (r == 0)
 				r = recover(s);
 			if (r == 0)

@@ -35,7 +35,7 @@ typedef struct fsck {
 } fsck;
 
 static void finding(fsck *f, bool repaired, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void finding(fsck *f, bool repaired, const char *fmt, ...)
 {
 	char line[512];
@@ -188,8 +188,8 @@ static int load_ref_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (r)
 		return r;
 	o->have = true;
-	o->exists_parent = !*o->r.parent ||
-			   rec_exists(s->layers, txn, o->r.parent, strlen(o->r.parent), &r);
+	o->exists_parent =
+	    !*o->r.parent || rec_exists(s->layers, txn, o->r.parent, strlen(o->r.parent), &r);
 	return r;
 }
 
@@ -208,6 +208,26 @@ static int clear_mount_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	}
 	ref_rec_clear(&rec);
 	return r;
+}
+
+/* The parent note of a recorded layer or ref (in DIR) is what rebuilds its record should the
+ * database lose it: one that is damaged or disagrees with the record's PARENT is written
+ * again from the record.  A missing note (stores from before notes) is left alone. */
+static void check_parent_note(fsck *f, const char *kind, const char *id, const char *dir,
+			      const char *parent)
+{
+	char note[LYR_ID_MAX + 8];
+	int r = note_get_parent(f->s, dir, note, sizeof note);
+	if (r == -ENOENT || (r == 0 && strcmp(note, parent) == 0) || !is_dir(f->s, dir))
+		return;
+	bool fixed = false;
+	if (f->repair) {
+		note_del(f->s, dir, NOTE_PARENT);
+		fixed = note_put(f->s, dir, NOTE_PARENT, parent) == 0;
+	}
+	finding(f, fixed, "%s %s: parent note %s/" NOTE_PARENT " %s (%s)", kind, id, dir,
+		r == 0 ? "names another parent than the record" : "is damaged",
+		fixed ? "written again from the record" : "to write again from the record");
 }
 
 static int check_ref(fsck *f, const char *id)
@@ -232,6 +252,9 @@ static int check_ref(fsck *f, const char *id)
 	snprintf(path, sizeof path, "refs/%s/upper", id);
 	if (!found && !is_dir(s, path))
 		finding(f, false, "ref %s has no upper directory", id);
+	snprintf(path, sizeof path, "refs/%s", id);
+	if (!found)
+		check_parent_note(f, "ref", id, path, o.r.parent);
 	snprintf(path, sizeof path, "refs/%s/work", id);
 	if (!is_dir(s, path)) {
 		char ref[128];
@@ -269,8 +292,8 @@ static int load_layer_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	if (r)
 		return r;
 	o->have = true;
-	o->exists_parent = !*o->l.parent ||
-			   rec_exists(s->layers, txn, o->l.parent, strlen(o->l.parent), &r);
+	o->exists_parent =
+	    !*o->l.parent || rec_exists(s->layers, txn, o->l.parent, strlen(o->l.parent), &r);
 	return r;
 }
 
@@ -284,6 +307,8 @@ static int check_layer(fsck *f, const char *id)
 	snprintf(path, sizeof path, "layers/%s/diff", layer_hex(id));
 	if (!is_dir(f->s, path))
 		finding(f, false, "layer %s has no diff directory", id);
+	snprintf(path, sizeof path, "layers/%s", layer_hex(id));
+	check_parent_note(f, "layer", id, path, o.l.parent);
 	if (!o.exists_parent)
 		finding(f, false, "layer %s: parent layer %s has no record", id, o.l.parent);
 	layer_rec_clear(&o.l);
@@ -481,6 +506,20 @@ static void stale_note(fsck *f, const char *kind, const char *id, const char *di
 		f->repair ? "removed" : "to remove");
 }
 
+/* A pending note that cannot be read or names no operation (ERR) tells nothing about the
+ * directory, which is then treated as if it had none: never removed for it. */
+static void damaged_note(fsck *f, const char *kind, const char *id, const char *dir, int err)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/" NOTE_PENDING, dir);
+	bool removed = f->repair && unlinkat(f->s->rootfd, path, 0) == 0;
+	finding(f, removed, "%s %s: damaged note %s (%s; %s)", kind, id, path,
+		err == -EBADMSG ? "not an operation's note" : strerror(-err),
+		removed	    ? "removed"
+		: f->repair ? "cannot be removed"
+			    : "to remove");
+}
+
 /* A directory without a record whose pending note names OP: finish or undo OP as its
  * process would have.  rm and commit had dropped the record: the directory goes (rolled
  * forward); import and new had not recorded it yet: it goes too (rolled back). */
@@ -501,7 +540,10 @@ static bool record_lost(fsck *f, const char *kind, const char *id, const char *s
 {
 	char dir[128], op[32];
 	snprintf(dir, sizeof dir, "%s/%s", sub, name);
-	bool pending = note_get(f->s, dir, NOTE_PENDING, op, sizeof op) == 0;
+	int e = note_get_pending(f->s, dir, t == T_LAYERS, op, sizeof op);
+	bool pending = e == 0;
+	if (e < 0 && e != -ENOENT)
+		damaged_note(f, kind, id, dir, e);
 	if (exists_in(f, t, t == T_LAYERS ? id : name)) {
 		if (pending)
 			stale_note(f, kind, id, dir, op);

@@ -78,8 +78,8 @@ static int mark_set(lyr_store *s, const char *id, const char *why)
 {
 	char p[160];
 	layer_path(id, MARK_NAME, p, sizeof p);
-	_cleanup_close_ int fd =
-	    openat(s->rootfd, p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	_cleanup_close_ int fd = openat(
+	    s->rootfd, p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno; /* removed meanwhile: nothing left to mark */
 	char line[1200];

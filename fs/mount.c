@@ -92,7 +92,48 @@ static bool path_within(const char *a, const char *b)
 struct layer_dir {
 	const char *what; /* "upper directory", ... */
 	char *path;	  /* resolved; NULL when it does not resolve (opening it will fail) */
+	struct stat st;	  /* its identity: a bind mount gives one directory two paths */
 };
+
+static bool same_dir(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* True when directory A is strictly below directory B by identity: some ancestor of A, reached
+ * through "..", is B.  Paths alone miss a directory reached through a bind mount of another
+ * (the upper as lb/u with lb a bind mount of lower l). */
+static bool below(const char *a, const struct stat *b)
+{
+	int fd = open(a, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	struct stat cur;
+	if (fd < 0 || fstat(fd, &cur) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	bool hit = false;
+	for (int depth = 0; depth < 4096 && !hit; depth++) {
+		int up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		struct stat st;
+		close(fd);
+		fd = up;
+		if (fd < 0 || fstat(fd, &st) < 0 || same_dir(&st, &cur))
+			break; /* the root */
+		hit = same_dir(&st, b);
+		cur = st;
+	}
+	if (fd >= 0)
+		close(fd);
+	return hit;
+}
+
+/* A inside B, by path or by identity (both resolved). */
+static bool inside(const struct layer_dir *a, const struct layer_dir *b)
+{
+	return (path_within(a->path, b->path) && strcmp(a->path, b->path) != 0) ||
+	       below(a->path, &b->st);
+}
 
 /* Refuses directories that overlap as kernel overlayfs refuses them, and more: no two of the
  * upper, the work dir and the lowers may be equal or one inside the other (kernel overlayfs lets
@@ -110,16 +151,25 @@ static int check_overlaps(const lyr_fs_config *cfg, const char *mp, lyr_fs_error
 		return -ENOMEM;
 	size_t k = 0;
 	if (cfg->upper) {
-		d[k++] = (struct layer_dir){"upper directory", realpath(cfg->upper, NULL)};
-		d[k++] = (struct layer_dir){"work directory", realpath(cfg->work, NULL)};
+		d[k++] = (struct layer_dir){.what = "upper directory",
+					    .path = realpath(cfg->upper, NULL)};
+		d[k++] =
+		    (struct layer_dir){.what = "work directory", .path = realpath(cfg->work, NULL)};
 	}
 	for (size_t i = 0; i < cfg->nlowers; i++)
-		d[k++] = (struct layer_dir){"lower directory", realpath(cfg->lowers[i], NULL)};
+		d[k++] = (struct layer_dir){.what = "lower directory",
+					    .path = realpath(cfg->lowers[i], NULL)};
+	for (size_t i = 0; i < n; i++)
+		if (d[i].path && stat(d[i].path, &d[i].st) < 0)
+			free(d[i].path), d[i].path = NULL;
+	struct layer_dir m = {.what = "mountpoint", .path = (char *)mp};
+	if (stat(mp, &m.st) < 0)
+		memset(&m.st, 0, sizeof m.st);
 	int r = 0;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		if (!d[i].path)
 			continue;
-		if (path_within(mp, d[i].path) && strcmp(mp, d[i].path) != 0)
+		if (inside(&m, &d[i]) && !same_dir(&m.st, &d[i].st))
 			r = fail(err, -EINVAL,
 				 "mountpoint '%s' is inside %s '%s' (the mount would serve its own "
 				 "lookups)",
@@ -133,10 +183,13 @@ static int check_overlaps(const lyr_fs_config *cfg, const char *mp, lyr_fs_error
 			else if (strcmp(d[i].path, d[j].path) == 0)
 				r = fail(err, -EINVAL, "%s '%s' is also %s %s", d[i].what,
 					 d[i].path, d[j].what[0] == 'l' ? "a" : "the", d[j].what);
-			else if (path_within(d[i].path, d[j].path))
+			else if (same_dir(&d[i].st, &d[j].st))
+				r = fail(err, -EINVAL, "%s '%s' is the same directory as %s '%s'",
+					 d[j].what, d[j].path, d[i].what, d[i].path);
+			else if (inside(&d[i], &d[j]))
 				r = fail(err, -EINVAL, "%s '%s' is inside %s '%s'", d[i].what,
 					 d[i].path, d[j].what, d[j].path);
-			else if (path_within(d[j].path, d[i].path))
+			else if (inside(&d[j], &d[i]))
 				r = fail(err, -EINVAL, "%s '%s' is inside %s '%s'", d[j].what,
 					 d[j].path, d[i].what, d[i].path);
 		}

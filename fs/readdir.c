@@ -135,6 +135,22 @@ void ovl_dir_free(struct ovl_fs *fs, struct ovl_dir *d)
 	free(d);
 }
 
+/* The inode number readdir gives ENT of DIR (computed once). */
+static ino_t dirent_ino(struct ovl_fs *fs, struct ovl_inode *dir, struct ovl_dirent *ent,
+			unsigned *dev_layer, dev_t *dev)
+{
+	if (!ent->ino_known) {
+		pthread_rwlock_rdlock(&dir->lock);
+		ent->ino =
+		    entry_ino(fs, &dir->node,
+			      &(lyr_stack_dirent){ent->name, ent->layer, ent->type, ent->raw_ino},
+			      dev_layer, dev);
+		pthread_rwlock_unlock(&dir->lock);
+		ent->ino_known = true;
+	}
+	return ent->ino;
+}
+
 int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struct ovl_dir *d,
 		 char *buf, size_t size, off_t off, bool plus)
 {
@@ -160,12 +176,16 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 				int lr = ovl_lookup(fs, dir, ent->name, &e);
 				if (lr == -ENOENT)
 					continue; /* gone since the snapshot */
+				looked_up = lr == 0;
 				if (lr < 0) {
-					if (pos == 0)
-						r = lr;
-					break;
+					/* an entry that cannot be looked up (a malformed
+					 * metacopy, say) is listed without attributes (node 0:
+					 * the kernel emits the name only); its own lookup then
+					 * gives the error, and the entries after it are listed */
+					memset(&e, 0, sizeof(e));
+					e.attr.st_ino = dirent_ino(fs, dir, ent, &dev_layer, &dev);
+					e.attr.st_mode = (mode_t)DTTOIF(ent->type);
 				}
-				looked_up = true;
 			}
 			used = fuse_add_direntry_plus(req, buf + pos, size - pos, ent->name, &e,
 						      (off_t)i + 1);
@@ -175,16 +195,8 @@ int ovl_dir_read(struct ovl_fs *fs, fuse_req_t req, struct ovl_inode *dir, struc
 				break;
 			}
 		} else {
-			if (!ent->ino_known) {
-				pthread_rwlock_rdlock(&dir->lock);
-				ent->ino = entry_ino(fs, &dir->node,
-						     &(lyr_stack_dirent){ent->name, ent->layer,
-									 ent->type, ent->raw_ino},
-						     &dev_layer, &dev);
-				pthread_rwlock_unlock(&dir->lock);
-				ent->ino_known = true;
-			}
-			struct stat st = {.st_ino = ent->ino, .st_mode = (mode_t)DTTOIF(ent->type)};
+			struct stat st = {.st_ino = dirent_ino(fs, dir, ent, &dev_layer, &dev),
+					  .st_mode = (mode_t)DTTOIF(ent->type)};
 			used = fuse_add_direntry(req, buf + pos, size - pos, ent->name, &st,
 						 (off_t)i + 1);
 			if (used > size - pos)

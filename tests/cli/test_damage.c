@@ -66,6 +66,7 @@ static void setup(void)
 static void teardown(void)
 {
 	free(w.base), free(w.child), free(w.ref), free(w.base_line), free(w.child_line);
+	tu_umount_below(dirs.tmp); /* the full disk's tmpfs, should its test fail */
 	tu_dirs_fini(&dirs);
 }
 
@@ -306,6 +307,39 @@ Test(cli_damage, garbage_region_files_are_rebuilt_silently)
 	cr_assert_str_eq(fsck, ok);
 }
 
+/* Berkeley DB maps region files and trusts them: truncated, zeroed or half-length ones made
+ * the next command spin or die of SIGBUS or SIGSEGV.  Each kind of damage to each region is
+ * mended silently, nothing lost. */
+Test(cli_damage, truncated_zeroed_or_cut_region_files_are_rebuilt_silently, .timeout = 120)
+{
+	_cleanup_free_ char *before = tu_ok(tu_lf(dirs.store, "ls", "--json", NULL));
+	_cleanup_free_ char *ok = NULL;
+	cr_assert(asprintf(&ok, "store '%s': no problems\n", dirs.store) > 0);
+	/* R: the region file; the zeros and garbage keep its size */
+	static const char *const damage[] = {
+	    ": > \"$R\"",
+	    "head -c $(stat -c %s \"$R\") /dev/zero > \"$R.new\" && mv \"$R.new\" \"$R\"",
+	    "truncate -s $(( $(stat -c %s \"$R\") / 2 + 100 )) \"$R\"",
+	    "head -c $(stat -c %s \"$R\") /dev/urandom > \"$R.new\" && mv \"$R.new\" \"$R\"",
+	};
+	for (int i = 1; i <= 3; i++) {
+		for (size_t k = 0; k < LYR_ARRAY_SIZE(damage); k++) {
+			_cleanup_free_ char *rel = NULL;
+			cr_assert(asprintf(&rel, "db/__db.00%d", i) > 0);
+			_cleanup_free_ char *region = tu_path(dirs.store, rel);
+			cr_assert_eq(tu_sh("R='%s'; %s", region, damage[k]), 0);
+			tu_run r = tu_lf(dirs.store, "ls", "--json", NULL);
+			cr_assert_eq(r.status, 0, "%s damage %zu: %d %s", rel, k, r.status, r.err);
+			cr_assert_str_eq(r.err, "");
+			cr_assert_str_eq(r.out, before);
+			tu_run_free(&r);
+			_cleanup_free_ char *fsck = tu_ok(tu_lf(dirs.store, "fsck", NULL));
+			cr_assert_str_eq(fsck, ok);
+		}
+	}
+	assert_tags_kept();
+}
+
 Test(cli_damage, a_missing_database_directory_is_named_and_rebuilt)
 {
 	_cleanup_free_ char *db = tu_path(dirs.store, "db");
@@ -458,4 +492,183 @@ Test(cli_damage, a_stale_note_of_an_operation_on_a_recorded_layer_is_removed)
 	tu_run_free(&r);
 	_cleanup_free_ char *c = layer_line(w.child);
 	cr_assert_str_eq(c, w.child_line);
+}
+
+/* What a damaged disk or a careless hand leaves in a note: zeros, garbage, a fifo (which
+ * must not hang fsck). */
+static void damage_note(const char *dir, const char *name, int how)
+{
+	_cleanup_free_ char *p = NULL;
+	cr_assert(asprintf(&p, "%s/%s", dir, name) > 0);
+	unlink(p);
+	if (how == 0)
+		cr_assert_eq(tu_sh("head -c 71 /dev/zero > '%s'", p), 0);
+	else if (how == 1)
+		tu_write(dir, name, "rm\nsha256:zzz\n");
+	else
+		cr_assert_eq(mkfifo(p, 0644), 0);
+}
+
+static char *layer_dir(const char *id)
+{
+	_cleanup_free_ char *rel = NULL;
+	cr_assert(asprintf(&rel, "layers/%s", id + 7) > 0);
+	return tu_path(dirs.store, rel);
+}
+
+/* A pending note that names no operation says nothing about the directory: with the records
+ * lost, the layers are re-adopted, never removed as an import that died. */
+Test(cli_damage, a_damaged_pending_note_never_removes_a_layer, .timeout = 60)
+{
+	for (int how = 0; how < 3; how++) {
+		if (how > 0) { /* a fresh store for each kind of damage */
+			teardown();
+			setup();
+		}
+		_cleanup_free_ char *b = layer_dir(w.base), *c = layer_dir(w.child);
+		damage_note(b, "pending", how);
+		damage_note(c, "pending", (how + 1) % 3);
+		rm_db_files("*");
+		tu_run r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+		cr_assert_eq(r.status, 0, "%d: %s%s", how, r.out, r.err);
+		for (int i = 0; i < 2; i++) {
+			const char *id = i ? w.child : w.base;
+			_cleanup_free_ char *want = NULL;
+			cr_assert(
+			    asprintf(&want,
+				     "repaired: layer %s: damaged note layers/%s/pending (not "
+				     "an operation's note; removed)\n",
+				     id, id + 7) > 0);
+			cr_assert_not_null(strstr(r.out, want), "%d: %s", how, r.out);
+		}
+		_cleanup_free_ char *lost = lost_findings("repaired: ");
+		cr_assert_not_null(strstr(r.out, lost), "%d: %s", how, r.out);
+		tu_run_free(&r);
+		assert_rebuilt();
+	}
+}
+
+/* A damaged parent note of a layer is no note: the parent is found by the ID and the note
+ * written again; a ref's is refused rather than read as "scratch" (zeros) or garbage. */
+Test(cli_damage, a_damaged_parent_note_never_adopts_under_a_wrong_parent, .timeout = 60)
+{
+	for (int how = 0; how < 3; how++) {
+		if (how > 0) {
+			teardown();
+			setup();
+		}
+		_cleanup_free_ char *c = layer_dir(w.child), *rrel = NULL;
+		cr_assert(asprintf(&rrel, "refs/%s", w.ref) > 0);
+		_cleanup_free_ char *rdir = tu_path(dirs.store, rrel);
+		damage_note(c, "parent", how);
+		damage_note(rdir, "parent", how);
+		rm_db_files("*");
+		tu_run r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+		cr_assert_eq(r.status, 1, "%d: %s%s", how, r.out, r.err);
+		_cleanup_free_ char *want = NULL;
+		cr_assert(asprintf(&want,
+				   "problem: ref %s: directory present but not recorded in the "
+				   "database (its parent note is not a layer ID: kept, not "
+				   "adopted)\n",
+				   w.ref) > 0);
+		cr_assert_not_null(strstr(r.out, want), "%d: %s", how, r.out);
+		cr_assert_str_eq(r.err, "layerfs: fsck: 1 problem left\n");
+		tu_run_free(&r);
+		_cleanup_free_ char *cl = layer_line(w.child), *note = tu_read(c, "parent");
+		cr_assert_str_eq(cl, w.child_line);
+		cr_assert_str_eq(note, w.base);
+		/* the note put right by hand, the ref comes back on its parent */
+		_cleanup_free_ char *np = tu_path(rdir, "parent");
+		unlink(np);
+		tu_write(rdir, "parent", w.child);
+		r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+		cr_assert_eq(r.status, 0, "%d: %s%s", how, r.out, r.err);
+		tu_run_free(&r);
+		assert_rebuilt();
+	}
+}
+
+/* A full disk under the store: the first write to a region page the filesystem cannot back
+ * killed the process with SIGBUS (a marker that could not be written read as a dead
+ * opener and forced a recovery that grew the regions).  Commands that must write now fail
+ * naming the object and ENOSPC, those that read work, and nothing is left to repair. */
+Test(cli_damage, a_full_disk_fails_commands_cleanly_and_leaves_a_sound_store, .timeout = 120)
+{
+	if (geteuid() != 0)
+		cr_skip_test("mounts a small tmpfs: needs root (runs as root in CI)");
+	_cleanup_free_ char *fs = tu_path(dirs.tmp, "full");
+	cr_assert_eq(mkdir(fs, 0700), 0);
+	if (tu_sh("mount -t tmpfs -o size=24m tmpfs '%s' 2>/dev/null", fs) != 0)
+		cr_skip_test("cannot mount a tmpfs here");
+	_cleanup_free_ char *store = tu_path(fs, "s");
+	_cleanup_free_ char *base =
+	    first_line(tu_lf(store, "import", dirs.src, "--tag", "base", NULL));
+	_cleanup_free_ char *ref = first_line(tu_lf(store, "new", "base", NULL));
+	_cleanup_free_ char *before = tu_ok(tu_lf(store, "ls", "--json", NULL));
+	/* fill it: dd stops at ENOSPC */
+	tu_sh("dd if=/dev/zero of='%s/fill' bs=64k 2>/dev/null", fs);
+	tu_run r = tu_lf(store, "new", "base", NULL);
+	cr_assert_eq(r.status, 1, "%d %s", r.status, r.err);
+	cr_assert_str_eq(r.err, "layerfs: new ref on 'base': No space left on device\n");
+	tu_run_free(&r);
+	_cleanup_free_ char *up = tu_ref_upper(store, ref);
+	tu_sh("echo change > '%s/file' 2>/dev/null", up);
+	r = tu_lf(store, "commit", ref, NULL);
+	cr_assert_eq(r.status, 1, "%d %s", r.status, r.err);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want, "layerfs: commit '%s': No space left on device\n", ref) > 0);
+	cr_assert_str_eq(r.err, want);
+	tu_run_free(&r);
+	_cleanup_free_ char *ok = NULL;
+	cr_assert(asprintf(&ok, "store '%s': no problems\n", store) > 0);
+	for (int freed = 0; freed < 2; freed++) {
+		_cleanup_free_ char *now = tu_ok(tu_lf(store, "ls", "--json", NULL));
+		cr_assert_str_eq(now, before);
+		_cleanup_free_ char *fsck = tu_ok(tu_lf(store, "fsck", NULL));
+		cr_assert_str_eq(fsck, ok);
+		cr_assert_eq(tu_sh("rm -f '%s/fill'", fs), 0);
+	}
+	_cleanup_free_ char *layer = first_line(tu_lf(store, "commit", ref, NULL));
+	cr_assert_str_neq(layer, base);
+	cr_assert_eq(tu_sh("umount '%s'", fs), 0);
+}
+
+/* The parent notes are what rebuilds lost records: fsck checks those of recorded layers and
+ * refs against the records, and repair writes a damaged or wrong one again, so a later loss
+ * of the database finds them sound. */
+Test(cli_damage, a_damaged_or_wrong_parent_note_is_written_again_from_the_record)
+{
+	_cleanup_free_ char *c = layer_dir(w.child), *rrel = NULL;
+	cr_assert(asprintf(&rrel, "refs/%s", w.ref) > 0);
+	_cleanup_free_ char *rdir = tu_path(dirs.store, rrel);
+	damage_note(c, "parent", 0);
+	_cleanup_free_ char *np = tu_path(rdir, "parent");
+	unlink(np);
+	tu_write(rdir, "parent", w.base); /* the ref is on the child */
+	_cleanup_free_ char *want = NULL;
+	for (int repair = 0; repair < 2; repair++) {
+		const char *what = repair ? "repaired" : "problem",
+			   *fix = repair ? "written again" : "to write again";
+		free(want);
+		cr_assert(asprintf(&want,
+				   "%s: ref %s: parent note refs/%s/parent names another parent "
+				   "than the record (%s from the record)\n"
+				   "%s: layer %s: parent note layers/%s/parent is damaged (%s from "
+				   "the record)\n",
+				   what, w.ref, w.ref, fix, what, w.child, w.child + 7, fix) > 0);
+		tu_run r = repair ? tu_lf(dirs.store, "fsck", "--repair", NULL)
+				  : tu_lf(dirs.store, "fsck", NULL);
+		cr_assert_eq(r.status, repair ? 0 : 1, "%s", r.err);
+		cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+		tu_run_free(&r);
+	}
+	_cleanup_free_ char *cn = tu_read(c, "parent"), *rn = tu_read(rdir, "parent");
+	cr_assert_str_eq(cn, w.base);
+	cr_assert_str_eq(rn, w.child);
+	/* and a loss of the database now rebuilds the ref on its true parent */
+	rm_db_files("*");
+	tu_run r = tu_lf(dirs.store, "fsck", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tu_run_free(&r);
+	assert_rebuilt();
 }

@@ -106,7 +106,8 @@ Test(cli_mount, a_mounted_ref_is_not_mounted_twice)
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *abs = realpath(mp, NULL);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "layerfs: mount '%s': ref is already mounted at '%s'\n", ref, abs) > 0);
+	cr_assert(
+	    asprintf(&want, "layerfs: mount '%s': ref is already mounted at '%s'\n", ref, abs) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 	cr_assert_eq(umount2(mp2, 0), -1, "the second mount must not exist");
@@ -196,19 +197,22 @@ Test(cli_mount, mount_refuses_layer_directories_and_bad_options)
 	_cleanup_free_ char *ref = new_ref_on_base();
 	tu_run r = tu_lf(dirs.store, "mount", "-o", "upperdir=/tmp", ref, mp, NULL);
 	cr_assert_eq(r.status, 2);
-	cr_assert_str_eq(r.err, "layerfs mount: lowerdir, upperdir and workdir come from the store "
-				"(use 'layerfs overlay' for directories)\nTry 'layerfs mount --help'.\n");
+	cr_assert_str_eq(r.err,
+			 "layerfs mount: lowerdir, upperdir and workdir come from the store "
+			 "(use 'layerfs overlay' for directories)\nTry 'layerfs mount --help'.\n");
 	tu_run_free(&r);
 	r = tu_lf(dirs.store, "mount", "-o", "xattr_permissions=7", ref, mp, NULL);
 	cr_assert_eq(r.status, 2);
-	cr_assert_str_eq(r.err, "layerfs mount: -o xattr_permissions=7: xattr_permissions must be 0, 1 or 2\n"
-				"Try 'layerfs mount --help'.\n");
+	cr_assert_str_eq(
+	    r.err, "layerfs mount: -o xattr_permissions=7: xattr_permissions must be 0, 1 or 2\n"
+		   "Try 'layerfs mount --help'.\n");
 	tu_run_free(&r);
 	_cleanup_free_ char *missing = tu_path(dirs.tmp, "nope");
 	r = tu_lf(dirs.store, "mount", ref, missing, NULL);
 	cr_assert_eq(r.status, 1);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "layerfs: mount '%s': mountpoint '%s': No such file or directory\n", ref,
+	cr_assert(asprintf(&want,
+			   "layerfs: mount '%s': mountpoint '%s': No such file or directory\n", ref,
 			   missing) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
@@ -437,21 +441,22 @@ static void direct_dd(const char *opts)
 	_cleanup_free_ char *want = tu_path(dirs.tmp, "want");
 	_cleanup_free_ char *got = tu_path(dirs.tmp, "got");
 	/* keep\n, then 3 pages at 8192, then 7 blocks of 1000 bytes from 5003 */
-	cr_assert_eq(tu_sh("set -e; cd '%s'; head -c 12288 /dev/urandom >pages;"
-			   " head -c 7000 /dev/urandom >odd;"
-			   " printf 'keep\\n' >want; dd if=pages of=want bs=4096 seek=2 conv=notrunc"
-			   " status=none; dd if=odd of=want bs=1000 seek=5003 oflag=seek_bytes"
-			   " conv=notrunc status=none",
-			   dirs.tmp),
-		     0);
+	cr_assert_eq(
+	    tu_sh("set -e; cd '%s'; head -c 12288 /dev/urandom >pages;"
+		  " head -c 7000 /dev/urandom >odd;"
+		  " printf 'keep\\n' >want; dd if=pages of=want bs=4096 seek=2 conv=notrunc"
+		  " status=none; dd if=odd of=want bs=1000 seek=5003 oflag=seek_bytes"
+		  " conv=notrunc status=none",
+		  dirs.tmp),
+	    0);
 	cr_assert_eq(tu_sh("set -e; cd '%s'; dd if=pages of='%s/data/keep' bs=4096 seek=2"
 			   " oflag=direct conv=notrunc status=none;"
 			   " dd if=odd of='%s/data/keep' bs=1000 seek=5003 oflag=direct,seek_bytes"
 			   " conv=notrunc status=none",
 			   dirs.tmp, mp, mp),
 		     0);
-	cr_assert_eq(tu_sh("dd if='%s/data/keep' of='%s' bs=1000 iflag=direct status=none", mp, got),
-		     0);
+	cr_assert_eq(
+	    tu_sh("dd if='%s/data/keep' of='%s' bs=1000 iflag=direct status=none", mp, got), 0);
 	cr_assert_eq(tu_sh("cmp '%s' '%s'", want, got), 0);
 	cr_assert_eq(tu_sh("cmp '%s' '%s/data/keep'", want, mp), 0);
 	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
@@ -469,6 +474,21 @@ Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref)
 Test(cli_mount, dd_with_o_direct_writes_and_reads_a_ref_without_writeback)
 {
 	direct_dd("writeback=0");
+}
+
+/* S with each T replaced by the temporary directory T. */
+static char *with_t(const char *s, const char *t)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	for (const char *p = s; *p; p++)
+		if (*p == 'T')
+			fputs(t, f);
+		else
+			fputc(*p, f);
+	fclose(f);
+	return out;
 }
 
 /* `layerfs overlay` with directories that overlap: exit 1, the two paths named, nothing
@@ -515,12 +535,13 @@ Test(cli_mount, overlay_refuses_overlapping_directories)
 		char *list = NULL;
 		size_t len = 0;
 		FILE *f = open_memstream(&list, &len);
-		for (char *save, *l = strtok_r(lowers, ":", &save); l; l = strtok_r(NULL, ":", &save))
+		for (char *save, *l = strtok_r(lowers, ":", &save); l;
+		     l = strtok_r(NULL, ":", &save))
 			fprintf(f, "%s%s/%s", ftell(f) ? ":" : "", t, l);
 		fclose(f);
 		if (cases[i].upper)
-			cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s/%s,workdir=%s/%s", list, t,
-					   cases[i].upper, t, cases[i].work) > 0);
+			cr_assert(asprintf(&opts, "lowerdir=%s,upperdir=%s/%s,workdir=%s/%s", list,
+					   t, cases[i].upper, t, cases[i].work) > 0);
 		else
 			cr_assert(asprintf(&opts, "lowerdir=%s", list) > 0);
 		free(list);
@@ -528,20 +549,9 @@ Test(cli_mount, overlay_refuses_overlapping_directories)
 		cr_assert_eq(lyr_mkdir_p(mpath, 0755), 0);
 		const char *argv[] = {"overlay", "-o", opts, mpath, NULL};
 		tu_run r = tu_layerfs(NULL, argv);
-		/* the expected message with T for the temporary directory */
-		_cleanup_free_ char *want = NULL;
-		char *w = NULL;
-		size_t wlen = 0;
-		FILE *g = open_memstream(&w, &wlen);
-		fprintf(g, "layerfs overlay: cannot mount at '%s': ", mpath);
-		for (const char *p = cases[i].msg; *p; p++)
-			if (*p == 'T')
-				fputs(t, g);
-			else
-				fputc(*p, g);
-		fputc('\n', g);
-		fclose(g);
-		want = w;
+		_cleanup_free_ char *msg = with_t(cases[i].msg, t), *want = NULL;
+		cr_assert(
+		    asprintf(&want, "layerfs overlay: cannot mount at '%s': %s\n", mpath, msg) > 0);
 		if (r.status == 0)
 			umount2(mpath, MNT_DETACH);
 		cr_assert_eq(r.status, 1, "case %zu: exit %d: %s", i, r.status, r.err);
@@ -549,6 +559,61 @@ Test(cli_mount, overlay_refuses_overlapping_directories)
 		tu_run_free(&r);
 		cr_assert_eq(umount2(mpath, 0), -1, "case %zu: mounted anyway", i);
 	}
+}
+
+/* A bind mount gives a directory a second path: T/lb is T/l.  Overlaps are judged by identity,
+ * not by path (an upper reached through the alias used to mount and give EIO). */
+Test(cli_mount, overlay_refuses_overlaps_through_a_bind_mount)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *t = realpath(dirs.tmp, NULL);
+	const char *made[] = {"l/u/m", "lb", "u", "w", "m"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(made); i++) {
+		_cleanup_free_ char *p = tu_path(t, made[i]);
+		cr_assert_eq(lyr_mkdir_p(p, 0755), 0);
+	}
+	_cleanup_free_ char *l = tu_path(t, "l"), *lb = tu_path(t, "lb");
+	if (mount(l, lb, NULL, MS_BIND, NULL) < 0)
+		cr_skip_test("cannot bind-mount here: %s", strerror(errno));
+	static const struct {
+		const char *opts, *mp, *msg;
+	} cases[] = {
+	    {"lowerdir=T/l,upperdir=T/lb/u,workdir=T/w", "T/m",
+	     "upper directory 'T/lb/u' is inside lower directory 'T/l'"},
+	    {"lowerdir=T/lb,upperdir=T/u,workdir=T/l/u", "T/m",
+	     "work directory 'T/l/u' is inside lower directory 'T/lb'"},
+	    {"lowerdir=T/l:T/lb", "T/m",
+	     "lower directory 'T/lb' is the same directory as lower directory 'T/l'"},
+	    {"lowerdir=T/l,upperdir=T/u,workdir=T/w", "T/lb/u/m",
+	     "mountpoint 'T/lb/u/m' is inside lower directory 'T/l' (the mount would serve its "
+	     "own lookups)"},
+	};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *opts = with_t(cases[i].opts, t);
+		_cleanup_free_ char *at = with_t(cases[i].mp, t);
+		_cleanup_free_ char *msg = with_t(cases[i].msg, t);
+		const char *argv[] = {"overlay", "-o", opts, at, NULL};
+		tu_run r = tu_layerfs(NULL, argv);
+		if (r.status == 0)
+			umount2(at, MNT_DETACH);
+		_cleanup_free_ char *want = NULL;
+		cr_assert(asprintf(&want, "layerfs overlay: cannot mount at '%s': %s\n", at, msg) >
+			  0);
+		cr_assert_eq(r.status, 1, "case %zu: exit %d: %s", i, r.status, r.err);
+		cr_assert_str_eq(r.err, want, "case %zu", i);
+		tu_run_free(&r);
+	}
+	/* the alias of a lower as the mountpoint is the usual idiom, as the lower itself is */
+	_cleanup_free_ char *opts = with_t("lowerdir=T/l,upperdir=T/u,workdir=T/w", t);
+	const char *argv[] = {"overlay", "-o", opts, lb, NULL};
+	tu_run r = tu_layerfs(NULL, argv);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_run_free(&r);
+	_cleanup_free_ char *seen = tu_path(lb, "u");
+	struct stat st;
+	cr_assert_eq(stat(seen, &st), 0);
+	cr_assert_eq(umount2(lb, 0), 0);
+	cr_assert_eq(umount2(lb, 0), 0);
 }
 
 /* A layer at the mountpoint (mount over the lower directory itself, as is usual with kernel
@@ -692,8 +757,8 @@ Test(cli_mount, overlay_on_a_dead_layerfs_mount_clears_it_first)
 	tu_run r = tu_cmd(NULL, argv);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	_cleanup_free_ char *want = NULL;
-	cr_assert(asprintf(&want, "layerfs overlay: cleared the dead layerfs mount at '%s'\n", abs) >
-		  0);
+	cr_assert(
+	    asprintf(&want, "layerfs overlay: cleared the dead layerfs mount at '%s'\n", abs) > 0);
 	cr_assert_str_eq(r.err, want);
 	tu_run_free(&r);
 	cr_assert_eq(mounts_at(abs), 1);

@@ -412,3 +412,25 @@ Test(cli_verify, removing_a_failed_layer_leaves_no_problem)
 	    "^verified 0 layers \\(0 files, 0 B\\) in [0-9.]+ s: 0 MB/s\nstore '[^']*': no "
 	    "problems\n$");
 }
+
+/* A fifo in the file list's place (a careless hand, a damaged directory) is reported as a
+ * file list that does not match, never opened blocking; repair writes it anew. */
+Test(cli_verify, a_fifo_for_a_file_list_does_not_hang_verify)
+{
+	_cleanup_free_ char *id = import(dirs.src);
+	_cleanup_free_ char *fl = in_layer(id, "filelist");
+	cr_assert_eq(unlink(fl), 0);
+	cr_assert_eq(mkfifo(fl, 0644), 0);
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "^problem: layer %s: file list layers/%s/filelist does not match the "
+			   "layer\nverified 1 layer ",
+			   id, id + 7) > 0);
+	expect_match(tu_lf(dirs.store, "fsck", "--verify", NULL), 1, want);
+	tu_run r = tu_lf(dirs.store, "fsck", "--verify", "--repair", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tu_run_free(&r);
+	struct stat st;
+	cr_assert_eq(lstat(fl, &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+}

@@ -38,7 +38,8 @@ static int worker(const char *root, int p)
 				if (asprintf(&path, "%s/%s", upper, rel) < 0)
 					return 9;
 				int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-				if (fd < 0 || write(fd, data, strlen(data)) != (ssize_t)strlen(data))
+				if (fd < 0 ||
+				    write(fd, data, strlen(data)) != (ssize_t)strlen(data))
 					r = -EIO;
 				if (fd >= 0)
 					close(fd);
@@ -156,7 +157,8 @@ Test(db_concurrent, operations_survive_recoveries_caused_by_killed_processes)
 			lyr_store *s;
 			char ref[LYR_ID_MAX], layer[LYR_ID_MAX];
 			char *upper, *work, name[16];
-			if (lyr_store_open(t.root, &s) < 0 || lyr_ref_new(s, NULL, "victim", ref) < 0 ||
+			if (lyr_store_open(t.root, &s) < 0 ||
+			    lyr_ref_new(s, NULL, "victim", ref) < 0 ||
 			    lyr_ref_dirs(s, ref, &upper, &work) < 0)
 				_exit(1);
 			snprintf(name, sizeof name, "v%d", v);
@@ -288,7 +290,8 @@ Test(db_concurrent, processes_creating_one_store_at_once_all_succeed)
 	for (int p = 0; p < N; p++) {
 		int status;
 		cr_assert_eq(waitpid(pids[p], &status, 0), pids[p]);
-		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "process %d: %#x", p, status);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "process %d: %#x", p,
+			  status);
 	}
 	lyr_store *s;
 	cr_assert_eq(lyr_store_open(root, &s), 0);
@@ -298,4 +301,62 @@ Test(db_concurrent, processes_creating_one_store_at_once_all_succeed)
 	lyr_store_free(s);
 	tu_rmtree(dir);
 	free(root), free(dir);
+}
+
+static ino_t region_ino(const char *root)
+{
+	_cleanup_free_ char *p = tu_path(root, "db/__db.001");
+	struct stat st;
+	cr_assert_eq(stat(p, &st), 0, "%s", p);
+	return st.st_ino;
+}
+
+/* Whether db/regions.seal holds a seal (an open blanks it in place). */
+static bool sealed(const char *root)
+{
+	_cleanup_free_ char *p = tu_path(root, "db/regions.seal");
+	char buf[8] = "";
+	int fd = open(p, O_RDONLY);
+	bool yes = fd >= 0 && read(fd, buf, 7) == 7 && memcmp(buf, "sha256:", 7) == 0;
+	if (fd >= 0)
+		close(fd);
+	return yes;
+}
+
+/* Regions are checked against their seal, and made again, only when no process has them
+ * mapped: a process opening and closing the store while another holds it never removes
+ * them (which would panic the holder), and the last close seals them so the next lone open
+ * keeps them too. */
+Test(db_concurrent, region_files_are_rebuilt_only_when_nobody_maps_them)
+{
+	tstore t;
+	ts_setup(&t);
+	char ref[LYR_ID_MAX];
+	ts_new(t.s, NULL, ref); /* the environment is open and registered here */
+	ino_t ino = region_ino(t.root);
+	for (int i = 0; i < 3; i++) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			lyr_store *s;
+			char other[LYR_ID_MAX];
+			int ok = lyr_store_open(t.root, &s) == 0 &&
+				 lyr_ref_new(s, NULL, NULL, other) == 0;
+			lyr_store_free(s);
+			_exit(ok ? 0 : 1);
+		}
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		cr_assert_eq(region_ino(t.root), ino, "a lone-looking open rebuilt mapped regions");
+		cr_assert(!sealed(t.root), "sealed while mapped");
+	}
+	ts_new(t.s, NULL, ref); /* still works: no recovery panicked it */
+	lyr_store_free(t.s);
+	t.s = NULL;
+	cr_assert(sealed(t.root), "the last close seals the regions");
+	ts_reopen(&t);
+	cr_assert_eq(region_ino(t.root), ino, "sound sealed regions are kept");
+	cr_assert(!sealed(t.root), "an open takes the seal away");
+	ts_teardown(&t);
 }

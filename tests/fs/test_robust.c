@@ -50,6 +50,53 @@ Test(fs_robust, malformed_layers_give_errors_not_crashes, .init = bad_layers)
 	cr_assert_str_eq(n, "still serving");
 }
 
+/* 400 files and, among them, one whose lookup fails: a malformed metacopy xattr. */
+static void a_bad_entry_among_many(void)
+{
+	mnt_skip_unless_fuse();
+	mnt_dirs();
+	for (int i = 0; i < 400; i++) {
+		char rel[32];
+		snprintf(rel, sizeof rel, "many/f%03d", i);
+		tu_write(M.l1, rel, "f");
+	}
+	tu_write(M.l1, "many/bad", "");
+	cr_assert_eq(setxattr(in_dir(M.l1, "many/bad"), "trusted.overlay.metacopy", "zz", 2, 0), 0);
+	mnt_mount();
+}
+
+/* Such an entry made a readdirplus fail with its error, so `ls -l` of the directory showed
+ * nothing past it.  It is listed like every other entry, and only its own stat fails. */
+Test(fs_robust, an_entry_that_cannot_be_looked_up_does_not_break_its_directory_listing,
+     .init = a_bad_entry_among_many)
+{
+	for (int round = 0; round < 2; round++) {
+		DIR *d = opendir(MP("many"));
+		cr_assert_not_null(d);
+		size_t n = 0;
+		struct dirent *de;
+		errno = 0;
+		while ((de = readdir(d))) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			n++;
+			_cleanup_free_ char *p = NULL;
+			cr_assert(asprintf(&p, "%s/many/%s", M.mp, de->d_name) > 0);
+			struct stat st;
+			int r = lstat(p, &st);
+			if (strcmp(de->d_name, "bad") == 0)
+				cr_assert(r == -1 && errno == EIO, "%s: %d %s", p, r,
+					  strerror(errno));
+			else
+				cr_assert_eq(r, 0, "%s: %s", p, strerror(errno));
+			errno = 0;
+		}
+		cr_assert_eq(errno, 0, "round %d: readdir: %s", round, strerror(errno));
+		closedir(d);
+		cr_assert_eq(n, 401, "round %d", round);
+	}
+}
+
 static void plain_layers(void)
 {
 	mnt_skip_unless_fuse();
