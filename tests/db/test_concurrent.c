@@ -317,7 +317,7 @@ static bool sealed(const char *root)
 	_cleanup_free_ char *p = tu_path(root, "db/regions.seal");
 	char buf[8] = "";
 	int fd = open(p, O_RDONLY);
-	bool yes = fd >= 0 && read(fd, buf, 7) == 7 && memcmp(buf, "sha256:", 7) == 0;
+	bool yes = fd >= 0 && read(fd, buf, 7) == 7 && memcmp(buf, "seal64:", 7) == 0;
 	if (fd >= 0)
 		close(fd);
 	return yes;
