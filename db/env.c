@@ -28,6 +28,7 @@
  * A store handle is used by one thread at a time; handles of one process on one store share
  * one environment (DB_REGISTER allows no more), which any thread may use. */
 #include <dirent.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -498,27 +499,29 @@ static bool regions_gone(const char *dbdir)
 #define SEAL_NAME "regions.seal"
 #define SEAL_LEN (LYR_DIGEST_TEXT_LEN - 1)
 
+/* Set once this process replaced a panicked environment: Berkeley DB's close of it returns
+ * early and keeps its registration, a record lock on __db.register. */
+static atomic_bool registration_kept;
+
 /* Whether no process is registered in DBDIR's environment: each registered process holds a
- * POSIX record lock on its slot of __db.register.  They are looked for in /proc/locks, not
- * with F_GETLK, which would need a descriptor of the file, and closing one drops every record
- * lock this process holds on it (a registration it keeps through a panicked environment it
- * could not close).  When in doubt, not idle: the regions are then trusted as before. */
+ * POSIX record lock on its slot of __db.register, which F_GETLK finds (not /proc/locks: reading
+ * it waits for an RCU grace period, some 10 ms, twice per command).  Closing the descriptor
+ * drops every record lock this process holds on the file, which is none at the two places this
+ * runs (before the process opens the environment, after it closed it; fork does not pass
+ * record locks on) unless a panicked environment kept its registration: then, and whenever in
+ * doubt, not idle, and the regions are trusted as before. */
 static bool registry_idle(const char *dbdir)
 {
-	char p[PATH_MAX], key[64], line[256];
-	snprintf(p, sizeof p, "%s/__db.register", dbdir);
-	struct stat st;
-	if (stat(p, &st) < 0)
-		return errno == ENOENT;
-	snprintf(key, sizeof key, " %02x:%02x:%llu ", major(st.st_dev), minor(st.st_dev),
-		 (unsigned long long)st.st_ino);
-	FILE *f = fopen("/proc/locks", "re");
-	if (!f)
+	if (atomic_load(&registration_kept))
 		return false;
-	bool idle = true;
-	while (idle && fgets(line, sizeof line, f))
-		idle = !(strstr(line, " POSIX ") && strstr(line, key));
-	fclose(f);
+	char p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/__db.register", dbdir);
+	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT;
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	bool idle = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
+	close(fd);
 	return idle;
 }
 
@@ -830,6 +833,7 @@ static int reopen(lyr_store *s, unsigned gen)
 		if (lk < 0) {
 			r = lk;
 		} else {
+			atomic_store(&registration_kept, true);
 			handles_close(e, false);
 			env_unlock(lk, dirty);
 			r = handles_open_retry(e, s);
