@@ -32,9 +32,7 @@ int lyr_oci_import_tar(lyr_store *s, int fd, const char *parent_id, const char *
 		       const char *tag, const lyr_progress *progress, lyr_oci_error *err,
 		       char *ret_id)
 {
-	if (err)
-		err->entry[0] = err->why[0] = '\0';
-	if (oci_libs_load(err) < 0)
+	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	if (tag && lyr_tag_valid(tag) < 0)
 		return -EINVAL;

@@ -56,3 +56,10 @@ int oci_libs_load(lyr_oci_error *err)
 	return oci_fail(err, -ENOSYS, "libraries", "cannot load libarchive and libcurl: %s",
 			failure);
 }
+
+int oci_begin(lyr_oci_error *err)
+{
+	if (err)
+		err->entry[0] = err->why[0] = '\0';
+	return oci_libs_load(err);
+}

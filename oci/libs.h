@@ -95,6 +95,8 @@ extern struct oci_libs oci_libs;
 /* Opens both libraries, once per process.  0, or -ENOSYS with ERR (may be NULL) naming the
  * library and dlopen's reason. */
 int oci_libs_load(lyr_oci_error *err);
+/* The start of every public OCI operation: ERR (may be NULL) cleared, then oci_libs_load. */
+int oci_begin(lyr_oci_error *err);
 
 #ifndef OCI_LIBS_SELF
 /* curl.h makes these two macros that only count their arguments */

@@ -530,9 +530,7 @@ void lyr_oci_loaded_clear(lyr_oci_loaded *l)
 int lyr_oci_load(lyr_store *s, const char *source, const char *tag, const char *platform,
 		 const lyr_progress *progress, lyr_oci_error *err, lyr_oci_loaded *ret)
 {
-	if (err)
-		err->entry[0] = err->why[0] = '\0';
-	if (oci_libs_load(err) < 0)
+	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	memset(ret, 0, sizeof *ret);
 	oci_kind kind;

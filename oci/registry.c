@@ -443,9 +443,7 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 		 const char *platform, const lyr_progress *progress, lyr_oci_error *err,
 		 lyr_oci_loaded *ret)
 {
-	if (err)
-		err->entry[0] = err->why[0] = '\0';
-	if (oci_libs_load(err) < 0)
+	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	memset(ret, 0, sizeof *ret);
 	image_ref ir;
@@ -615,9 +613,7 @@ static int put_blob(image_ref *ir, int blobs, const char *digest, lyr_oci_error 
 int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_verify,
 		 lyr_oci_error *err, lyr_oci_saved *ret)
 {
-	if (err)
-		err->entry[0] = err->why[0] = '\0';
-	if (oci_libs_load(err) < 0)
+	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	memset(ret, 0, sizeof *ret);
 	image_ref ir;

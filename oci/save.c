@@ -547,9 +547,7 @@ static int docker_manifest(int dirfd, const lyr_oci_saved *saved, const char *re
 int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_compression c,
 		 lyr_oci_error *err, lyr_oci_saved *ret)
 {
-	if (err)
-		err->entry[0] = err->why[0] = '\0';
-	if (oci_libs_load(err) < 0)
+	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	oci_kind kind;
 	_cleanup_free_ char *path = NULL;
