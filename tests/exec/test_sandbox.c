@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -645,11 +646,66 @@ Test(exec_sandbox, host_kernel_state_in_proc_is_masked)
 	tu_rmtree(root);
 }
 
+/* Moves this process into a new child of its cgroup2 cgroup, so that its path is not "/"
+ * whatever cgroup the tests run in.  Writes the directory made to MADE and the one left to
+ * FROM ("" when the host has no cgroup2 hierarchy this process may write). */
+static void enter_child_cgroup(char made[PATH_MAX], char from[PATH_MAX])
+{
+	made[0] = from[0] = '\0';
+	_cleanup_free_ char *info = NULL, *self = NULL;
+	if (lyr_read_file("/proc/self/mountinfo", &info, NULL) < 0 ||
+	    lyr_read_file("/proc/self/cgroup", &self, NULL) < 0)
+		return;
+	char *unified = strstr(self, "0::");
+	char *mnt = NULL;
+	for (char *line = strtok(info, "\n"); line && !mnt; line = strtok(NULL, "\n")) {
+		char point[PATH_MAX], type[64];
+		if (sscanf(line, "%*s %*s %*s %*s %4095s %*s %*[^-]- %63s", point, type) == 2 &&
+		    strcmp(type, "cgroup2") == 0)
+			mnt = strdup(point);
+	}
+	if (!unified || !mnt)
+		return free(mnt);
+	unified += 3;
+	unified[strcspn(unified, "\n")] = '\0';
+	snprintf(from, PATH_MAX, "%s%s", mnt, strcmp(unified, "/") ? unified : "");
+	snprintf(made, PATH_MAX, "%s/layerfs-test-%d", from, (int)getpid());
+	free(mnt);
+	char procs[PATH_MAX + 16];
+	snprintf(procs, sizeof procs, "%s/cgroup.procs", made);
+	int fd = -1;
+	if (mkdir(made, 0755) < 0 || (fd = open(procs, O_WRONLY | O_CLOEXEC)) < 0 ||
+	    write(fd, "0", 1) != 1) {
+		if (fd >= 0)
+			close(fd);
+		rmdir(made);
+		made[0] = from[0] = '\0';
+		return;
+	}
+	close(fd);
+}
+
+static void leave_child_cgroup(const char *made, const char *from)
+{
+	if (!*made)
+		return;
+	char procs[PATH_MAX + 16];
+	snprintf(procs, sizeof procs, "%s/cgroup.procs", from);
+	int fd = open(procs, O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0, "%s: %s", procs, strerror(errno));
+	cr_assert_eq(write(fd, "0", 1), 1, "%s: %s", procs, strerror(errno));
+	close(fd);
+	cr_assert_eq(rmdir(made), 0, "%s: %s", made, strerror(errno));
+}
+
 /* The caller's cgroup path (a service's name, a container's id on the host) is not the
- * command's to see: in a cgroup namespace of its own every hierarchy reads as "/". */
+ * command's to see: in a cgroup namespace of its own every hierarchy reads as "/".  The test
+ * runs from a cgroup of its own, so that the caller's path is never "/" already. */
 Test(exec_sandbox, the_command_sees_its_cgroups_as_the_root)
 {
 	need_root();
+	char made[PATH_MAX], from[PATH_MAX];
+	enter_child_cgroup(made, from);
 	_cleanup_free_ char *host = NULL;
 	cr_assert_eq(lyr_read_file("/proc/self/cgroup", &host, NULL), 0);
 	char want[4096] = "";
@@ -665,6 +721,7 @@ Test(exec_sandbox, the_command_sees_its_cgroups_as_the_root)
 	_cleanup_free_ char *root = make_root();
 	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat", "/proc/self/cgroup")};
 	expect_run(&sb, 0, want, "");
+	leave_child_cgroup(made, from);
 	tu_rmtree(root);
 }
 
