@@ -1,0 +1,579 @@
+/* The OCI distribution API over libcurl (client.h): requests logged in as the registry asks
+ * (basic credentials or a bearer token, from the container tools' auth files, see auth.c),
+ * transient failures (no connection, a reset, a timeout, 5xx, 429) retried with backoff, the
+ * registry's own error text in every failure.  Uploads are monolithic (POST, then PUT with the
+ * digest).  Redirects (blob storage elsewhere) are followed for GET. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "layerfs/hash.h"
+#include "layerfs/oci.h"
+
+#define ACCEPT_MANIFESTS                                                                           \
+	"Accept: application/vnd.oci.image.index.v1+json, "                                        \
+	"application/vnd.oci.image.manifest.v1+json, "                                             \
+	"application/vnd.docker.distribution.manifest.list.v2+json, "                              \
+	"application/vnd.docker.distribution.manifest.v2+json"
+
+int oci_registry_open(const char *name, bool tls_verify, oci_registry *ret, lyr_oci_error *err)
+{
+	memset(ret, 0, sizeof *ret);
+	const char *slash = strchr(name, '/');
+	if (!slash || slash == name)
+		return oci_fail(err, -EINVAL, name, "expected REGISTRY/REPOSITORY[:TAG|@DIGEST]");
+	snprintf(ret->host, sizeof ret->host, "%.*s", (int)(slash - name), name);
+	const char *rest = slash + 1;
+	const char *at = strchr(rest, '@');
+	const char *colon = strrchr(rest, ':');
+	size_t rlen = at ? (size_t)(at - rest) : colon ? (size_t)(colon - rest) : strlen(rest);
+	if (rlen == 0 || rlen >= sizeof ret->repo)
+		return oci_fail(err, -EINVAL, name, "no repository");
+	snprintf(ret->repo, sizeof ret->repo, "%.*s", (int)rlen, rest);
+	snprintf(ret->ref, sizeof ret->ref, "%s", at ? at + 1 : colon ? colon + 1 : "latest");
+	for (const char *p = ret->repo; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._-/", *p)))
+			return oci_fail(err, -EINVAL, name, "repository names are lower case");
+	/* the host without its port: plain HTTP for the loopback names only */
+	const char *port = ret->host[0] == '[' ? strstr(ret->host, "]:") : strrchr(ret->host, ':');
+	size_t hl = port ? (size_t)(port - ret->host) + (ret->host[0] == '[') : strlen(ret->host);
+	static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
+	for (size_t i = 0; i < 3; i++)
+		if (strlen(loopback[i]) == hl && strncmp(ret->host, loopback[i], hl) == 0)
+			ret->plain_http = true;
+	ret->tls_verify = tls_verify;
+	return 0;
+}
+
+typedef struct membuf {
+	char *p;
+	size_t n;
+} membuf;
+
+static size_t mem_write(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	membuf *m = ctx;
+	size_t n = size * nmemb;
+	if (m->n + n > (64u << 20))
+		return 0; /* manifests are small; refuse a flood */
+	char *np = realloc(m->p, m->n + n + 1);
+	if (!np)
+		return 0;
+	memcpy(np + m->n, d, n);
+	m->p = np;
+	m->n += n;
+	m->p[m->n] = '\0';
+	return n;
+}
+
+static size_t fd_write(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	int fd = *(int *)ctx;
+	size_t n = size * nmemb;
+	for (size_t done = 0; done < n;) {
+		ssize_t w = write(fd, d + done, n - done);
+		if (w < 0)
+			return 0;
+		done += (size_t)w;
+	}
+	return n;
+}
+
+/* The response headers a request looks at. */
+typedef struct resp_headers {
+	char location[2048], challenge[1024], link[2048];
+	long retry_after; /* seconds, -1 when not given */
+} resp_headers;
+
+static void header_value(const char *d, size_t n, size_t name_len, char *out, size_t out_len)
+{
+	const char *v = d + name_len;
+	size_t k = n - name_len;
+	while (k && (*v == ' ' || *v == '\t'))
+		v++, k--;
+	while (k && (v[k - 1] == '\r' || v[k - 1] == '\n'))
+		k--;
+	snprintf(out, out_len, "%.*s", (int)k, v);
+}
+
+static size_t header_cb(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	resp_headers *h = ctx;
+	size_t n = size * nmemb;
+	if (n >= 5 && strncmp(d, "HTTP/", 5) == 0)
+		*h = (resp_headers){"", "", "", -1}; /* a new response (after a redirect) */
+	else if (n > 12 && strncasecmp(d, "retry-after:", 12) == 0)
+		h->retry_after = strtol(d + 12, NULL, 10); /* an HTTP date counts as 0: soon */
+	else if (n > 9 && strncasecmp(d, "location:", 9) == 0)
+		header_value(d, n, 9, h->location, sizeof h->location);
+	else if (n > 17 && strncasecmp(d, "www-authenticate:", 17) == 0)
+		header_value(d, n, 17, h->challenge, sizeof h->challenge);
+	else if (n > 5 && strncasecmp(d, "link:", 5) == 0)
+		header_value(d, n, 5, h->link, sizeof h->link);
+	return n;
+}
+
+/* PARAM="value" of a WWW-Authenticate challenge into OUT; false when absent. */
+static bool challenge_param(const char *ch, const char *param, char *out, size_t len)
+{
+	size_t pl = strlen(param);
+	for (const char *p = ch; (p = strcasestr(p, param)); p += pl) {
+		if ((p != ch && p[-1] != ' ' && p[-1] != ',') || p[pl] != '=')
+			continue;
+		const char *v = p + pl + 1;
+		size_t n = *v == '"' ? strcspn(++v, "\"") : strcspn(v, ", ");
+		snprintf(out, len, "%.*s", (int)n, v);
+		return true;
+	}
+	return false;
+}
+
+static int http_fail(const oci_registry *ir, lyr_oci_error *err, const char *what, long status,
+		     const membuf *body);
+static long request(oci_registry *ir, const char *method, const char *url,
+		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
+		    resp_headers *ret_headers, lyr_oci_error *err);
+
+/* A bearer token for the challenge CH (realm, service, scope), asked for with the registry's
+ * credentials when there are any, into IR. */
+static int fetch_token(oci_registry *ir, const char *ch, lyr_oci_error *err)
+{
+	char realm[1024], service[256] = "", scope[512] = "";
+	if (!challenge_param(ch, "realm", realm, sizeof realm))
+		return oci_fail(err, -EPROTO, ir->host, "a Bearer challenge without a realm: %s",
+				ch);
+	challenge_param(ch, "service", service, sizeof service);
+	challenge_param(ch, "scope", scope, sizeof scope);
+	CURL *c = curl_easy_init();
+	if (!c)
+		return -ENOMEM;
+	char *es = curl_easy_escape(c, service, 0), *esc = curl_easy_escape(c, scope, 0);
+	char url[2600];
+	snprintf(url, sizeof url, "%s%sservice=%s%s%s", realm, strchr(realm, '?') ? "&" : "?",
+		 es ? es : "", scope[0] ? "&scope=" : "", scope[0] && esc ? esc : "");
+	curl_free(es);
+	curl_free(esc);
+	curl_easy_cleanup(c);
+	membuf body = {0};
+	oci_registry token_ir = *ir; /* the realm is another server: no token, basic credentials */
+	token_ir.bearer[0] = '\0';
+	token_ir.basic = ir->creds.user[0] != '\0';
+	token_ir.token_request = true;
+	long st = request(&token_ir, "GET", url, NULL, -1, &body, NULL, NULL, err);
+	int r = st < 0 ? (int)st : st != 200 ? http_fail(ir, err, realm, st, &body) : 0;
+	json_t *j = r == 0 ? json_loadb(body.p, body.n, 0, NULL) : NULL;
+	const char *tok = json_string_value(json_object_get(j, "token"))
+			      ?: json_string_value(json_object_get(j, "access_token"));
+	if (r == 0 && (!tok || strlen(tok) >= sizeof ir->bearer))
+		r = oci_fail(err, -EPROTO, realm, "the token server of %s sent no usable token",
+			     ir->host);
+	if (r == 0)
+		snprintf(ir->bearer, sizeof ir->bearer, "%s", tok);
+	json_decref(j);
+	free(body.p);
+	return r;
+}
+
+/* After a 401 with challenge CH: credentials (basic) or a token (bearer) for the next try.
+ * 1 when a retry may succeed, 0 when there is nothing more to try, -errno on failure. */
+static int authorize(oci_registry *ir, const char *ch, lyr_oci_error *err)
+{
+	if (!ir->creds_looked) {
+		ir->creds_looked = true;
+		int r = oci_credentials_find(ir->host, &ir->creds, err);
+		if (r < 0)
+			return r;
+	}
+	if (strncasecmp(ch, "Bearer ", 7) == 0)
+		return fetch_token(ir, ch, err) < 0 ? -EACCES : 1;
+	if (strncasecmp(ch, "Basic", 5) == 0 && ir->creds.user[0] && !ir->basic) {
+		ir->basic = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* How often a request is tried (LAYERFS_REGISTRY_RETRIES more times after the first, 3 by
+ * default) and its timeout (LAYERFS_REGISTRY_TIMEOUT seconds, 10 by default), unless the
+ * registry handle sets its own. */
+typedef struct request_limits {
+	int tries;
+	long timeout_s;
+} request_limits;
+
+/* An environment variable VAR holding a number from MIN to MAX into *RET (left as it is when
+ * VAR is unset or empty); -EINVAL with ERR naming VAR otherwise. */
+static int env_number(const char *var, long min, long max, long *ret, lyr_oci_error *err)
+{
+	const char *v = getenv(var);
+	if (!v || !*v)
+		return 0;
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || *end || n < min || n > max)
+		return oci_fail(err, -EINVAL, var, "'%s' is not a whole number from %ld to %ld", v,
+				min, max);
+	*ret = n;
+	return 0;
+}
+
+static int request_limits_get(const oci_registry *ir, request_limits *l, lyr_oci_error *err)
+{
+	long retries = 3;
+	l->timeout_s = 10;
+	int r = env_number("LAYERFS_REGISTRY_RETRIES", 0, 99, &retries, err);
+	if (r == 0)
+		r = env_number("LAYERFS_REGISTRY_TIMEOUT", 1, 86400, &l->timeout_s, err);
+	if (ir->retries > 0)
+		retries = ir->retries;
+	if (ir->timeout_s > 0)
+		l->timeout_s = ir->timeout_s;
+	l->tries = (int)retries + 1;
+	return r;
+}
+
+/* One request: METHOD on URL with HEADERS; the body to BODY_FD (>= 0) or BODY; UPLOAD (may be
+ * NULL) sent; RET_HEADERS (may be NULL) gets the headers looked at.  A 401 is answered as the
+ * registry asks (basic credentials or a bearer token) and the request tried again; so is a
+ * transient failure (no connection, a reset, a timeout, 5xx, 429), after a backoff, as often as
+ * request_limits say.  Returns the HTTP status, or -errno with ERR filled. */
+static long request(oci_registry *ir, const char *method, const char *url,
+		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
+		    resp_headers *ret_headers, lyr_oci_error *err)
+{
+	bool auth_tried = false;
+	int tries = 1;
+	char plain[4400];
+	request_limits limits;
+	int lr = request_limits_get(ir, &limits, err);
+	if (lr < 0)
+		return lr;
+	for (;;) {
+		CURL *c = curl_easy_init();
+		if (!c)
+			return -ENOMEM;
+		struct curl_slist *h = NULL;
+		for (struct curl_slist *p = headers; p; p = p->next)
+			h = curl_slist_append(h, p->data);
+		char bearer[sizeof ir->bearer + 32];
+		if (ir->bearer[0] && !ir->token_request) {
+			snprintf(bearer, sizeof bearer, "Authorization: Bearer %s", ir->bearer);
+			h = curl_slist_append(h, bearer);
+		} else if (ir->basic) {
+			curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+			curl_easy_setopt(c, CURLOPT_USERNAME, ir->creds.user);
+			curl_easy_setopt(c, CURLOPT_PASSWORD, ir->creds.pass);
+		}
+		char cerr[CURL_ERROR_SIZE] = "";
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		if (!ir->tls_verify) {
+			curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+		}
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, strcmp(method, "GET") == 0 ? 1L : 0L);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+		/* the timeout: to connect, and for a transfer that stalls (no byte moves) */
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, limits.timeout_s);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, limits.timeout_s);
+		if (strcmp(method, "HEAD") == 0)
+			curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+		else if (strcmp(method, "GET") != 0)
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		if (upload) {
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, upload->p ? upload->p : "");
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)upload->n);
+		}
+		membuf sink = {0};
+		if (body_fd >= 0) {
+			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fd_write);
+			curl_easy_setopt(c, CURLOPT_WRITEDATA, &body_fd);
+		} else {
+			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
+			curl_easy_setopt(c, CURLOPT_WRITEDATA, body ? body : &sink);
+		}
+		resp_headers rh = {"", "", "", -1};
+		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+		curl_easy_setopt(c, CURLOPT_HEADERDATA, &rh);
+		CURLcode cr = curl_easy_perform(c);
+		long status = 0;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_cleanup(c);
+		curl_slist_free_all(h);
+		free(sink.p);
+		bool transient = cr == CURLE_COULDNT_CONNECT || cr == CURLE_SEND_ERROR ||
+				 cr == CURLE_RECV_ERROR || cr == CURLE_GOT_NOTHING ||
+				 cr == CURLE_OPERATION_TIMEDOUT || cr == CURLE_PARTIAL_FILE ||
+				 (cr == CURLE_OK && (status >= 500 || status == 429));
+		if (cr == CURLE_SSL_CONNECT_ERROR && !ir->tls_verify && !ir->plain_http &&
+		    strncmp(url, "https://", 8) == 0) {
+			/* --tls-verify=false: a registry that speaks no TLS is spoken to in plain
+			 * HTTP, as podman and skopeo do */
+			ir->plain_http = true;
+			snprintf(plain, sizeof plain, "http://%s", url + 8);
+			url = plain;
+		} else if (transient && tries < limits.tries) {
+			/* backoff: 250 ms, doubled each time, or what Retry-After asks (at most 30
+			 * s) */
+			long ms = rh.retry_after >= 0
+				      ? (rh.retry_after > 30 ? 30 : rh.retry_after) * 1000
+				      : 250L << (tries - 1 < 6 ? tries - 1 : 6);
+			struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+			tries++;
+		} else if (cr == CURLE_OPERATION_TIMEDOUT) {
+			return oci_fail(err, -ETIMEDOUT, ir->host,
+					"timed out: no progress for %ld s (%d %s)",
+					limits.timeout_s, tries, tries == 1 ? "try" : "tries");
+		} else if (cr != CURLE_OK) {
+			return oci_fail(err, -EIO, ir->host, "%s (%d %s)",
+					cerr[0] ? cerr : curl_easy_strerror(cr), tries,
+					tries == 1 ? "try" : "tries");
+		} else {
+			if (ret_headers)
+				*ret_headers = rh;
+			if (status != 401 || auth_tried || ir->token_request || !rh.challenge[0])
+				return status;
+			auth_tried = true;
+			int r = authorize(ir, rh.challenge, err);
+			if (r <= 0)
+				return r < 0 ? r : status;
+		}
+		if (body_fd >= 0 && (ftruncate(body_fd, 0) < 0 || lseek(body_fd, 0, SEEK_SET) < 0))
+			return oci_fail(err, -errno, url, "%s", strerror(errno));
+		if (body && body->p)
+			body->n = 0, body->p[0] = '\0';
+	}
+}
+
+static void base_url(const oci_registry *r, char *out, size_t len)
+{
+	snprintf(out, len, "%s://%s/v2/%s", r->plain_http ? "http" : "https", r->host, r->repo);
+}
+
+static int http_fail(const oci_registry *ir, lyr_oci_error *err, const char *what, long status,
+		     const membuf *body)
+{
+	/* the registry's own error text when it gave one */
+	json_t *j = body && body->p ? json_loads(body->p, 0, NULL) : NULL;
+	const char *msg = json_string_value(
+	    json_object_get(json_array_get(json_object_get(j, "errors"), 0), "message"));
+	char by[4600] = ""; /* a refused login names the registry and whose login it was */
+	if (status == 401 || status == 403)
+		snprintf(by, sizeof by, " (registry %s, %s%s%s)", ir->host,
+			 ir->creds.user[0] ? "as user '" : "no credentials", ir->creds.user,
+			 ir->creds.user[0] ? "'" : "");
+	int r = oci_fail(err,
+			 status == 404			  ? -ENOENT
+			 : status == 401 || status == 403 ? -EACCES
+							  : -EIO,
+			 what, "HTTP %ld%s%s%s", status, msg ? ": " : "", msg ? msg : "", by);
+	json_decref(j);
+	return r;
+}
+
+/* URL: the repository's base URL followed by PATH and ARG. */
+static void repo_url(const oci_registry *r, char *url, size_t len, const char *path,
+		     const char *arg)
+{
+	base_url(r, url, len);
+	snprintf(url + strlen(url), len - strlen(url), "%s%s", path, arg);
+}
+
+int oci_registry_manifest_get(oci_registry *ir, const char *ref, int blobs, lyr_oci_error *err,
+			      char ret_digest[LYR_DIGEST_TEXT_LEN], json_t **ret)
+{
+	char url[2048];
+	repo_url(ir, url, sizeof url, "/manifests/", ref);
+	struct curl_slist *h = curl_slist_append(NULL, ACCEPT_MANIFESTS);
+	membuf body = {0};
+	long st = request(ir, "GET", url, h, -1, &body, NULL, NULL, err);
+	curl_slist_free_all(h);
+	int r = st < 0 ? (int)st : st != 200 ? http_fail(ir, err, ref, st, &body) : 0;
+	if (r == 0) {
+		uint8_t d[LYR_SHA256_LEN];
+		lyr_sha256(body.p, body.n, d);
+		lyr_digest_text(d, ret_digest);
+		if (strncmp(ref, "sha256:", 7) == 0 && strcmp(ref, ret_digest) != 0)
+			r = oci_fail(err, -EBADMSG, ref, "the registry sent a manifest that is %s",
+				     ret_digest);
+	}
+	if (r == 0)
+		r = oci_write_file(blobs, ret_digest + 7, body.p, body.n);
+	if (r == 0 && !(*ret = json_loadb(body.p, body.n, 0, NULL)))
+		r = oci_fail(err, -EBADMSG, ref, "the manifest is not JSON");
+	free(body.p);
+	return r;
+}
+
+int oci_registry_blob_get(oci_registry *ir, const char *digest, int blobs, lyr_oci_error *err)
+{
+	if (!digest || strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 71 ||
+	    strspn(digest + 7, "0123456789abcdef") != 64)
+		return oci_fail(err, -EBADMSG, digest ? digest : "blob", "not a sha256 digest");
+	char url[2048];
+	repo_url(ir, url, sizeof url, "/blobs/", digest);
+	int fd = openat(blobs, digest + 7, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return oci_fail(err, -errno, digest, "%s", strerror(errno));
+	long st = request(ir, "GET", url, NULL, fd, NULL, NULL, NULL, err);
+	close(fd);
+	if (st < 0)
+		return (int)st;
+	return st == 200 ? 0 : http_fail(ir, err, digest, st, NULL);
+}
+
+int oci_registry_blob_has(oci_registry *ir, const char *digest, lyr_oci_error *err)
+{
+	char url[2048];
+	repo_url(ir, url, sizeof url, "/blobs/", digest);
+	long st = request(ir, "HEAD", url, NULL, -1, NULL, NULL, NULL, err);
+	if (st < 0)
+		return (int)st;
+	return st == 200 ? 1 : st == 404 ? 0 : http_fail(ir, err, digest, st, NULL);
+}
+
+int oci_registry_blob_put(oci_registry *ir, int blobs, const char *digest, lyr_oci_error *err)
+{
+	int r = oci_registry_blob_has(ir, digest, err);
+	if (r != 0)
+		return r < 0 ? r : 0; /* the registry has it */
+	if (faccessat(blobs, digest + 7, F_OK, 0) < 0)
+		return -ENODATA; /* known by its note only: the caller writes it first */
+	char url[2048];
+	repo_url(ir, url, sizeof url, "/blobs/uploads/", "");
+	membuf empty = {0};
+	membuf resp = {0};
+	resp_headers rh;
+	long st = request(ir, "POST", url, NULL, -1, &resp, &empty, &rh, err);
+	if (st < 0) {
+		free(resp.p);
+		return (int)st;
+	}
+	if (st != 202 || !rh.location[0]) {
+		r = http_fail(ir, err, digest, st, &resp);
+		free(resp.p);
+		return r;
+	}
+	free(resp.p);
+	/* the upload URL may be relative */
+	char put[4200];
+	if (rh.location[0] == '/')
+		snprintf(put, sizeof put, "%s://%s%s", ir->plain_http ? "http" : "https", ir->host,
+			 rh.location);
+	else
+		snprintf(put, sizeof put, "%s", rh.location);
+	snprintf(put + strlen(put), sizeof put - strlen(put), "%sdigest=%s",
+		 strchr(put, '?') ? "&" : "?", digest);
+	int fd = openat(blobs, digest + 7, O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return oci_fail(err, -e, digest, "%s", strerror(e));
+	}
+	membuf data = {malloc((size_t)sb.st_size + 1), (size_t)sb.st_size};
+	r = data.p && read(fd, data.p, data.n) == (ssize_t)data.n ? 0 : -EIO;
+	close(fd);
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+	membuf resp2 = {0};
+	if (r == 0) {
+		st = request(ir, "PUT", put, h, -1, &resp2, &data, NULL, err);
+		r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(ir, err, digest, st, &resp2);
+	}
+	curl_slist_free_all(h);
+	free(resp2.p);
+	free(data.p);
+	return r;
+}
+
+int oci_registry_manifest_put(oci_registry *ir, const char *ref, const char *media_type,
+			      const void *data, size_t len, lyr_oci_error *err)
+{
+	char url[2048], ct[256];
+	repo_url(ir, url, sizeof url, "/manifests/", ref);
+	snprintf(ct, sizeof ct, "Content-Type: %s", media_type);
+	struct curl_slist *h = curl_slist_append(NULL, ct);
+	membuf body = {(char *)data, len}, resp = {0};
+	long st = request(ir, "PUT", url, h, -1, &resp, &body, NULL, err);
+	int r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(ir, err, ref, st, &resp);
+	curl_slist_free_all(h);
+	free(resp.p);
+	return r;
+}
+
+int oci_registry_manifest_delete(oci_registry *ir, const char *digest, lyr_oci_error *err)
+{
+	char url[2048];
+	repo_url(ir, url, sizeof url, "/manifests/", digest);
+	membuf resp = {0};
+	long st = request(ir, "DELETE", url, NULL, -1, &resp, NULL, NULL, err);
+	int r = st < 0			 ? (int)st
+		: st == 202 || st == 200 ? 0
+					 : http_fail(ir, err, digest, st, &resp);
+	free(resp.p);
+	return r;
+}
+
+int oci_registry_tags_list(oci_registry *ir, lyr_oci_error *err, json_t **ret)
+{
+	char url[4200];
+	repo_url(ir, url, sizeof url, "/tags/list?n=", "1000");
+	json_t *all = json_array();
+	int r = all ? 0 : -ENOMEM;
+	/* a registry that pages the list says where the next page is in a Link header:
+	 * <URL>; rel="next", URL relative to the registry */
+	for (int page = 0; r == 0 && url[0]; page++) {
+		membuf body = {0};
+		resp_headers rh;
+		long st = request(ir, "GET", url, NULL, -1, &body, NULL, &rh, err);
+		json_t *j = NULL;
+		if (st < 0)
+			r = (int)st;
+		else if (st == 404 && page == 0)
+			url[0] = '\0'; /* no such repository: no tags */
+		else if (st != 200)
+			r = http_fail(ir, err, ir->repo, st, &body);
+		else if (!(j = json_loadb(body.p, body.n, 0, NULL)))
+			r = oci_fail(err, -EBADMSG, ir->repo, "the tag list is not JSON");
+		else {
+			json_t *tags = json_object_get(j, "tags"), *t;
+			size_t i;
+			json_array_foreach(tags, i, t) if (json_is_string(t))
+			    json_array_append(all, t);
+			const char *lt = strchr(rh.link, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+			url[0] = '\0';
+			if (lt && gt && strstr(gt, "rel=\"next\"")) {
+				if (lt[1] == '/')
+					snprintf(url, sizeof url, "%s://%s%.*s",
+						 ir->plain_http ? "http" : "https", ir->host,
+						 (int)(gt - lt - 1), lt + 1);
+				else
+					snprintf(url, sizeof url, "%.*s", (int)(gt - lt - 1),
+						 lt + 1);
+			}
+			if (page > 10000)
+				r = oci_fail(err, -EPROTO, ir->repo, "the tag list does not end");
+		}
+		json_decref(j);
+		free(body.p);
+	}
+	if (r < 0)
+		json_decref(all);
+	else
+		*ret = all;
+	return r;
+}

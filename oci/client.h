@@ -1,0 +1,62 @@
+/* oci/client.c: the OCI distribution API over libcurl, for push and pull (registry.c) and for
+ * anything else that keeps blobs and manifests in a registry.  One oci_registry is one
+ * repository on one registry, with the login state the registry asked for; it is not shared
+ * between threads.  Every call returns 0 (or the documented positive value) or -errno with ERR
+ * naming the blob or reference and giving the registry's own error text: -ENOENT a 404,
+ * -EACCES a refused login, -ETIMEDOUT a stalled transfer, -EIO anything else. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "oci-int.h"
+
+typedef struct oci_registry {
+	char host[256], repo[512], ref[160]; /* ref: the TAG or DIGEST of the name, "latest" */
+	bool plain_http, tls_verify;
+	/* per-request bounds: 0 takes $LAYERFS_REGISTRY_TIMEOUT (seconds; 10 by default) and
+	 * $LAYERFS_REGISTRY_RETRIES (more tries after the first; 3 by default) */
+	long timeout_s;
+	int retries;
+	/* authentication, as the registry asked for it: credentials (looked up on the first
+	 * 401), sent as basic auth once a Basic challenge came, or a bearer token */
+	oci_credentials creds;
+	bool creds_looked, basic, token_request;
+	char bearer[8192];
+} oci_registry;
+
+/* NAME ("REGISTRY/REPOSITORY[:TAG|@DIGEST]") into RET; no request is made.  Plain HTTP for
+ * localhost, 127.0.0.1 and [::1], HTTPS otherwise (certificate checked unless TLS_VERIFY is
+ * false, which also lets a registry without TLS be spoken to in plain HTTP).  -EINVAL for a
+ * malformed name. */
+int oci_registry_open(const char *name, bool tls_verify, oci_registry *ret, lyr_oci_error *err);
+
+/* GET the manifest or index REF (a tag or a digest) into the file named by its hex digest in
+ * the directory BLOBS; RET_DIGEST gets its digest, RET its JSON.  A manifest asked for by
+ * digest is checked against it (-EBADMSG). */
+int oci_registry_manifest_get(oci_registry *r, const char *ref, int blobs, lyr_oci_error *err,
+			      char ret_digest[LYR_DIGEST_TEXT_LEN], json_t **ret);
+
+/* PUT DATA (LEN bytes, of MEDIA_TYPE) as the manifest REF (a tag or its digest). */
+int oci_registry_manifest_put(oci_registry *r, const char *ref, const char *media_type,
+			      const void *data, size_t len, lyr_oci_error *err);
+
+/* DELETE the manifest DIGEST (registries refuse deletes by tag; the reference registry needs
+ * storage.delete.enabled, else -EACCES or -EIO with its text). */
+int oci_registry_manifest_delete(oci_registry *r, const char *digest, lyr_oci_error *err);
+
+/* Every tag of the repository (following the registry's pagination) as a JSON array of
+ * strings into RET; an unknown repository has no tags (an empty array). */
+int oci_registry_tags_list(oci_registry *r, lyr_oci_error *err, json_t **ret);
+
+/* 1 when the registry has the blob DIGEST (HEAD), 0 when not. */
+int oci_registry_blob_has(oci_registry *r, const char *digest, lyr_oci_error *err);
+
+/* GET the blob DIGEST into the file named by its hex digest in BLOBS (not checked against the
+ * digest: the caller checks what it reads). */
+int oci_registry_blob_get(oci_registry *r, const char *digest, int blobs, lyr_oci_error *err);
+
+/* Uploads the blob DIGEST from the file named by its hex digest in BLOBS unless the registry
+ * has it (HEAD first).  -ENODATA when the registry lacks it and BLOBS has no such file (the
+ * caller writes it and calls again). */
+int oci_registry_blob_put(oci_registry *r, int blobs, const char *digest, lyr_oci_error *err);
