@@ -718,6 +718,12 @@ Test(exec_sandbox, the_command_sees_its_cgroups_as_the_root)
 		if (!*end)
 			break;
 	}
+	if (strcmp(want, host) == 0) {
+		/* every path is "/" already: the run would show it with or without a namespace */
+		leave_child_cgroup(made, from);
+		cr_skip_test("this process is in the root cgroup and could not make a child cgroup "
+			     "(no writable cgroup2 hierarchy)");
+	}
 	_cleanup_free_ char *root = make_root();
 	lyr_sandbox sb = {.rootfs = root, .args = ARGS("cat", "/proc/self/cgroup")};
 	expect_run(&sb, 0, want, "");
