@@ -166,6 +166,38 @@ Test(fs_times, relatime_moves_atime_on_open_as_the_rule_says)
 	cr_assert_eq(access(UP("lower"), F_OK), -1);
 }
 
+/* An open that moves atime may be followed by no READ or READDIR (nothing read, or the kernel
+ * keeps the pages and the listing: keep_cache, cache_readdir), so nothing makes the kernel ask
+ * for attributes again: the daemon must drop the ones the kernel holds itself, or the old atime
+ * stays shown for the attribute timeout. */
+Test(fs_times, an_atime_moved_while_the_kernel_keeps_the_data_is_shown)
+{
+	put(UP("f"), "data\n");
+	cr_assert_eq(mkdir(UP("dir"), 0755), 0);
+	mnt_mount();
+	read_all(MP("f"));
+	list(MP("dir"));
+	/* through the mount, atime alone (before mtime: due again): the kernel now holds these
+	 * attributes, the pages and the listing */
+	time_t now = time(NULL);
+	struct timespec ts[2] = {{now - 120, 0}, {0, UTIME_OMIT}};
+	cr_assert_eq(utimensat(AT_FDCWD, MP("f"), ts, 0), 0);
+	cr_assert_eq(utimensat(AT_FDCWD, MP("dir"), ts, 0), 0);
+	cr_assert_eq(stat_of(MP("f")).st_atim.tv_sec, now - 120);
+	cr_assert_eq(stat_of(MP("dir")).st_atim.tv_sec, now - 120);
+	int fd = open(MP("f"), O_RDONLY);
+	cr_assert_geq(fd, 0, "open f: %s", strerror(errno));
+	cr_assert_eq(close(fd), 0);
+	list(MP("dir"));
+	struct stat f = stat_of(MP("f")), dir = stat_of(MP("dir"));
+	cr_assert_geq(f.st_atim.tv_sec, now, "f: atime %lld shown", (long long)f.st_atim.tv_sec);
+	cr_assert_geq(dir.st_atim.tv_sec, now, "dir: atime %lld shown",
+		      (long long)dir.st_atim.tv_sec);
+	mnt_umount();
+	assert_time_eq(f.st_atim, stat_of(UP("f")).st_atim, "f atime stored");
+	assert_time_eq(dir.st_atim, stat_of(UP("dir")).st_atim, "dir atime stored");
+}
+
 Test(fs_times, noatime_and_nodiratime_keep_atime_where_they_say)
 {
 	time_t now = time(NULL);
