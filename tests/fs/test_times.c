@@ -198,6 +198,42 @@ Test(fs_times, an_atime_moved_while_the_kernel_keeps_the_data_is_shown)
 	assert_time_eq(dir.st_atim, stat_of(UP("dir")).st_atim, "dir atime stored");
 }
 
+/* Under the writeback cache the daemon does not store the mtime and ctime of an upper file whose
+ * last name is gone (the kernel shows its own, and no name reaches the file again); an O_TMPFILE
+ * file has no name yet but may get one, so its times are stored. */
+Test(fs_times, times_of_nameless_files_are_shown_and_a_tmpfile_keeps_them_when_linked)
+{
+	mnt_mount_opts(&(mnt_opts){.writeback = true});
+	struct timespec ts[2] = {{1500000000, 5}, {1600000000, 7}};
+	int fd = open(MP("gone"), O_RDWR | O_CREAT | O_EXCL, 0644);
+	cr_assert_geq(fd, 0, "create gone: %s", strerror(errno));
+	cr_assert_eq(write(fd, "abc", 3), 3);
+	cr_assert_eq(unlink(MP("gone")), 0);
+	cr_assert_eq(futimens(fd, ts), 0, "futimens of the unlinked file: %s", strerror(errno));
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	assert_time_eq(st.st_atim, ts[0], "unlinked atime");
+	assert_time_eq(st.st_mtim, ts[1], "unlinked mtime");
+	cr_assert_eq(st.st_size, 3);
+	cr_assert_eq(close(fd), 0);
+
+	fd = open(M.mp, O_TMPFILE | O_RDWR, 0644);
+	cr_assert_geq(fd, 0, "open O_TMPFILE: %s", strerror(errno));
+	cr_assert_eq(write(fd, "tmp\n", 4), 4);
+	cr_assert_eq(fsync(fd), 0);
+	struct timespec mtime_only[2] = {{0, UTIME_OMIT}, {1600000000, 9}};
+	cr_assert_eq(futimens(fd, mtime_only), 0);
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, MP("named"), AT_SYMLINK_FOLLOW), 0,
+		     "link the tmpfile: %s", strerror(errno));
+	cr_assert_eq(close(fd), 0);
+	assert_time_eq(stat_of(MP("named")).st_mtim, mtime_only[1], "named mtime shown");
+	mnt_umount();
+	assert_time_eq(stat_of(UP("named")).st_mtim, mtime_only[1], "named mtime stored");
+	cr_assert_eq(access(UP("gone"), F_OK), -1);
+}
+
 Test(fs_times, noatime_and_nodiratime_keep_atime_where_they_say)
 {
 	time_t now = time(NULL);
