@@ -219,16 +219,23 @@ int ovl_setattr(struct ovl_fs *fs, struct ovl_inode *in, const struct stat *attr
 		   FUSE_SET_ATTR_MTIME_NOW;
 	if (!(valid & meta))
 		return 0;
-	/* new times for a lower file whose last name is gone, which the kernel sends for every
-	 * unlinked file under the writeback cache: a copy-up needs a name to go to, and no one can
-	 * reach the file through the layers again, so they stay in the kernel's cache */
+	/* new times for a file whose last name is gone for good, which the kernel sends for every
+	 * unlinked file under the writeback cache (its ctime): no one can reach the file through
+	 * the layers again, so they stay in the kernel's cache.  For a lower file a copy-up would
+	 * need a name to go to; an upper file's mtime and ctime are the kernel's to show under the
+	 * writeback cache, so storing them costs two syscalls for nothing (its atime, which the
+	 * daemon shows, is still stored) */
 	int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+	int kept = FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
 	if (!(valid & ~times)) {
 		pthread_rwlock_rdlock(&in->lock);
-		bool gone_below = in->unlinked && in->node.layer >= fs->first_lower;
+		bool gone = in->unlinked && !in->linkable;
+		bool gone_below = gone && in->node.layer >= fs->first_lower;
+		bool kernel_times =
+		    gone && fs->cfg.writeback && S_ISREG(in->type) && !(valid & ~kept);
 		pthread_rwlock_unlock(&in->lock);
-		if (gone_below)
+		if (gone_below || kernel_times)
 			return 0;
 	}
 	if ((r = ovl_copy_up(fs, in, OVL_COPY_META)) < 0)

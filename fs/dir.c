@@ -199,6 +199,7 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		 * file): from now on it is found by that name like any other */
 		pthread_rwlock_wrlock(&a->link_src->lock);
 		a->link_src->unlinked = false;
+		a->link_src->linkable = false;
 		a->link_src->pinned = false;
 		r = ovl_inode_set_name(fs, a->link_src, parent, name);
 		pthread_rwlock_unlock(&a->link_src->lock);
@@ -328,6 +329,7 @@ int ovl_tmpfile(struct ovl_fs *fs, struct ovl_inode *parent, const struct ovl_cr
 	/* no name finds it: it keeps its fd, and shows st_nlink 0 until linked */
 	pthread_rwlock_wrlock(&in->lock);
 	in->unlinked = true;
+	in->linkable = true;
 	in->pinned = true;
 	pthread_rwlock_unlock(&in->lock);
 	struct stat st;
@@ -401,7 +403,8 @@ int ovl_unlink(struct ovl_fs *fs, struct ovl_inode *parent, const char *name, bo
 		return r;
 	lyr_stack_node node;
 	pthread_rwlock_rdlock(&parent->lock);
-	r = ovl_lookup_node(fs, parent, name, &node);
+	/* what goes is named, not opened: a plain file needs no fd of its own here */
+	r = lyr_stack_lookup_lazy(fs->stack, &parent->node, name, &node);
 	pthread_rwlock_unlock(&parent->lock);
 	if (r < 0)
 		return r;

@@ -57,6 +57,7 @@ struct ovl_inode {
 	struct ovl_inode *parent;
 	char *name;
 	bool unlinked;	  /* its last name is gone */
+	bool linkable;	  /* unlinked as made (O_TMPFILE): linkat may give it a name */
 	bool pinned;	  /* keeps node.fd: its name no longer finds it (see inode.c) */
 	bool indexed;	  /* a lower hard-link group's upper copy, kept in the index */
 	atomic_bool used; /* touched since the fd evictor last looked */

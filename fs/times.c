@@ -111,5 +111,5 @@ void ovl_times_accessed(struct ovl_fs *fs, struct ovl_inode *in)
 	pthread_rwlock_unlock(&in->lock);
 	/* the kernel keeps attributes for the entry timeout: it must ask again to see the atime */
 	if (moved && fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, in->ino, -1, 0);
+		fuse_lowlevel_notify_inval_inode(fs->se, ovl_inode_id(fs, in), -1, 0);
 }

@@ -166,6 +166,74 @@ Test(fs_times, relatime_moves_atime_on_open_as_the_rule_says)
 	cr_assert_eq(access(UP("lower"), F_OK), -1);
 }
 
+/* An open that moves atime may be followed by no READ or READDIR (nothing read, or the kernel
+ * keeps the pages and the listing: keep_cache, cache_readdir), so nothing makes the kernel ask
+ * for attributes again: the daemon must drop the ones the kernel holds itself, or the old atime
+ * stays shown for the attribute timeout. */
+Test(fs_times, an_atime_moved_while_the_kernel_keeps_the_data_is_shown)
+{
+	put(UP("f"), "data\n");
+	cr_assert_eq(mkdir(UP("dir"), 0755), 0);
+	mnt_mount();
+	read_all(MP("f"));
+	list(MP("dir"));
+	/* through the mount, atime alone (before mtime: due again): the kernel now holds these
+	 * attributes, the pages and the listing */
+	time_t now = time(NULL);
+	struct timespec ts[2] = {{now - 120, 0}, {0, UTIME_OMIT}};
+	cr_assert_eq(utimensat(AT_FDCWD, MP("f"), ts, 0), 0);
+	cr_assert_eq(utimensat(AT_FDCWD, MP("dir"), ts, 0), 0);
+	cr_assert_eq(stat_of(MP("f")).st_atim.tv_sec, now - 120);
+	cr_assert_eq(stat_of(MP("dir")).st_atim.tv_sec, now - 120);
+	int fd = open(MP("f"), O_RDONLY);
+	cr_assert_geq(fd, 0, "open f: %s", strerror(errno));
+	cr_assert_eq(close(fd), 0);
+	list(MP("dir"));
+	struct stat f = stat_of(MP("f")), dir = stat_of(MP("dir"));
+	cr_assert_geq(f.st_atim.tv_sec, now, "f: atime %lld shown", (long long)f.st_atim.tv_sec);
+	cr_assert_geq(dir.st_atim.tv_sec, now, "dir: atime %lld shown",
+		      (long long)dir.st_atim.tv_sec);
+	mnt_umount();
+	assert_time_eq(f.st_atim, stat_of(UP("f")).st_atim, "f atime stored");
+	assert_time_eq(dir.st_atim, stat_of(UP("dir")).st_atim, "dir atime stored");
+}
+
+/* Under the writeback cache the daemon does not store the mtime and ctime of an upper file whose
+ * last name is gone (the kernel shows its own, and no name reaches the file again); an O_TMPFILE
+ * file has no name yet but may get one, so its times are stored. */
+Test(fs_times, times_of_nameless_files_are_shown_and_a_tmpfile_keeps_them_when_linked)
+{
+	mnt_mount_opts(&(mnt_opts){.writeback = true});
+	struct timespec ts[2] = {{1500000000, 5}, {1600000000, 7}};
+	int fd = open(MP("gone"), O_RDWR | O_CREAT | O_EXCL, 0644);
+	cr_assert_geq(fd, 0, "create gone: %s", strerror(errno));
+	cr_assert_eq(write(fd, "abc", 3), 3);
+	cr_assert_eq(unlink(MP("gone")), 0);
+	cr_assert_eq(futimens(fd, ts), 0, "futimens of the unlinked file: %s", strerror(errno));
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	assert_time_eq(st.st_atim, ts[0], "unlinked atime");
+	assert_time_eq(st.st_mtim, ts[1], "unlinked mtime");
+	cr_assert_eq(st.st_size, 3);
+	cr_assert_eq(close(fd), 0);
+
+	fd = open(M.mp, O_TMPFILE | O_RDWR, 0644);
+	cr_assert_geq(fd, 0, "open O_TMPFILE: %s", strerror(errno));
+	cr_assert_eq(write(fd, "tmp\n", 4), 4);
+	cr_assert_eq(fsync(fd), 0);
+	struct timespec mtime_only[2] = {{0, UTIME_OMIT}, {1600000000, 9}};
+	cr_assert_eq(futimens(fd, mtime_only), 0);
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, MP("named"), AT_SYMLINK_FOLLOW), 0,
+		     "link the tmpfile: %s", strerror(errno));
+	cr_assert_eq(close(fd), 0);
+	assert_time_eq(stat_of(MP("named")).st_mtim, mtime_only[1], "named mtime shown");
+	mnt_umount();
+	assert_time_eq(stat_of(UP("named")).st_mtim, mtime_only[1], "named mtime stored");
+	cr_assert_eq(access(UP("gone"), F_OK), -1);
+}
+
 Test(fs_times, noatime_and_nodiratime_keep_atime_where_they_say)
 {
 	time_t now = time(NULL);

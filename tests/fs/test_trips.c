@@ -220,6 +220,92 @@ Test(fs_trips, removing_a_fresh_tree_costs_at_most_five_requests_a_file_and_no_l
 		      c.total, DIRS * FILES);
 }
 
+/* DIRS directories of FILES files in the upper lower layer (l1), as a layer of the store is. */
+static void lower_tree(void)
+{
+	for (int d = 0; d < DIRS; d++) {
+		char *dir = tu_path(M.l1, short_name("d%d", d));
+		cr_assert_eq(mkdir(dir, 0755), 0, "mkdir %s: %s", dir, strerror(errno));
+		for (int i = 0; i < FILES; i++)
+			put(in_dir(dir, short_name("f%d", i)), "data\n");
+		free(dir);
+	}
+}
+
+/* Lists the directory at PATH and stats every entry, then descends, as `find -printf '%s'` and
+ * `ls -lR` do. */
+static void stat_walk(const char *path)
+{
+	DIR *d = opendir(path);
+	cr_assert_not_null(d, "opendir %s: %s", path, strerror(errno));
+	char *subs[DIRS + 1];
+	size_t nsubs = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		struct stat st;
+		cr_assert_eq(fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW), 0,
+			     "%s/%s: %s", path, de->d_name, strerror(errno));
+		if (S_ISDIR(st.st_mode) && nsubs < LYR_ARRAY_SIZE(subs))
+			subs[nsubs++] = tu_path(path, de->d_name);
+	}
+	closedir(d);
+	for (size_t i = 0; i < nsubs; i++) {
+		stat_walk(subs[i]);
+		free(subs[i]);
+	}
+}
+
+/* Walks the mount WALKS times in a fresh mount and returns the requests it cost. */
+static struct counts counted_walks(const char *tag, int walks)
+{
+	mount_counting(tag);
+	for (int i = 0; i < walks; i++)
+		stat_walk(M.mp);
+	struct counts c = umount_counts();
+	print_counts(tag, &c);
+	return c;
+}
+
+Test(fs_trips, a_stat_storm_costs_four_requests_a_directory_and_none_a_file)
+{
+	lower_tree();
+	struct counts c = counted_walks("stat-once.stats", 1);
+	/* each listing brings its entries' attributes (READDIRPLUS), the next read finds its end */
+	cr_assert_eq(count_of(&c, "OPENDIR"), DIRS + 1);
+	cr_assert_eq(count_of(&c, "READDIRPLUS") + count_of(&c, "READDIR"), 2 * (DIRS + 1));
+	cr_assert_eq(count_of(&c, "RELEASEDIR"), DIRS + 1);
+	cr_assert_eq(count_of(&c, "LOOKUP"), 0);
+	cr_assert_eq(count_of(&c, "GETXATTR"), 0);
+	/* the root's, and none for a file: 3 on Linux 6.18 */
+	assert_at_most(c, "GETATTR", 3);
+	cr_assert_leq(c.total, 4 * (DIRS + 1) + FIXED, "%llu requests for %d files", c.total,
+		      DIRS * FILES);
+}
+
+Test(fs_trips, a_second_stat_storm_reads_no_listing_and_looks_nothing_up)
+{
+	lower_tree();
+	struct counts once = counted_walks("stat-once.stats", 1);
+	struct counts twice = counted_walks("stat-twice.stats", 2);
+	/* listings and attributes stay with the kernel (cache_readdir, timeouts): the second walk
+	 * opens each directory and asks for its attributes, which the kernel itself drops when it
+	 * reads a listing (the daemon may move atime then), and nothing else */
+	const char *none[] = {"READDIRPLUS", "READDIR", "LOOKUP", "GETXATTR"};
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(none); i++)
+		cr_assert_eq(count_of(&twice, none[i]), count_of(&once, none[i]),
+			     "%s: %llu, then %llu", none[i], count_of(&once, none[i]),
+			     count_of(&twice, none[i]));
+	cr_assert_eq(count_of(&twice, "OPENDIR"), 2 * (DIRS + 1));
+	cr_assert_eq(count_of(&twice, "RELEASEDIR"), 2 * (DIRS + 1));
+	cr_assert_leq(count_of(&twice, "GETATTR"), count_of(&once, "GETATTR") + DIRS + 1,
+		      "GETATTR: %llu, then %llu", count_of(&once, "GETATTR"),
+		      count_of(&twice, "GETATTR"));
+	cr_assert_leq(twice.total, once.total + 3 * (DIRS + 1) + 2,
+		      "%llu requests, %llu the first time", twice.total, once.total);
+}
+
 Test(fs_trips, small_writes_cost_no_xattr_request_each)
 {
 	mount_counting("writes.stats");
