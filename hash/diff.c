@@ -100,6 +100,7 @@ typedef struct hasher {
 
 	const lyr_progress *progress;
 	uint64_t files;   /* walker only */
+	uint64_t usage;   /* apparent size so far, as lyr_tree_usage counts it (walker only) */
 	atomic_uint_fast64_t bytes;
 	hbuf scratch;     /* walker only */
 
@@ -673,6 +674,7 @@ static int hash_regular(hasher *h, int fd, const struct stat *st, const char *pa
 		return r;
 	}
 	j->size = st->st_size;
+	h->usage += (uint64_t)st->st_size;
 	if (content) {
 		if (j->ent) {
 			memcpy(j->ent->data, content, LYR_SHA256_LEN);
@@ -720,6 +722,7 @@ static int on_other(hasher *h, int dirfd, const char *name, const struct stat *s
 	_cleanup_free_ char *target = NULL;
 	size_t tlen = 0;
 	if (S_ISLNK(st->st_mode)) {
+		h->usage += (uint64_t)st->st_size;
 		size_t cap = (size_t)st->st_size + 1;
 		for (;;) {
 			free(target);
@@ -951,6 +954,7 @@ static int take_list(hasher *h, lyr_diff_list *ret)
 	}
 	ret->v = v;
 	ret->n = n;
+	ret->bytes = h->usage;
 	h->ents.len = 0;
 	return 0;
 }
@@ -965,6 +969,7 @@ void lyr_diff_list_clear(lyr_diff_list *l)
 		free(l->v);
 		l->v = NULL;
 		l->n = 0;
+		l->bytes = 0;
 	}
 }
 

@@ -55,10 +55,13 @@ typedef struct lyr_diff_entry {
 	uint8_t extra[LYR_SHA256_LEN];
 } lyr_diff_entry;
 
-/* Every entry below a diff directory and the directory itself, sorted by path (strcmp). */
+/* Every entry below a diff directory and the directory itself, sorted by path (strcmp), and
+ * the tree's apparent size as lyr_tree_usage counts it (regular files and symlinks, each inode
+ * once), so that a caller needs no walk of its own for it. */
 typedef struct lyr_diff_list {
 	lyr_diff_entry *v;
 	size_t n;
+	uint64_t bytes;
 } lyr_diff_list;
 
 void lyr_diff_list_clear(lyr_diff_list *l);
