@@ -647,23 +647,25 @@ static int extra_digest(hasher *h, job *j, const struct stat *st, const char *pa
 	return r < 0 ? r : 0;
 }
 
-/* Digests the regular file open at FD (taken over) with fstat ST into K: at once when CONTENT
- * (its content digest, known already) is given, else through a worker. */
+/* Digests the regular file open at FD with fstat ST into K: at once when CONTENT (its content
+ * digest, known already) is given, FD then only read from; else through a worker, FD taken
+ * over. */
 static int hash_regular(hasher *h, int fd, const struct stat *st, const char *path, kid *k,
 			const uint8_t *content)
 {
 	job *j = calloc(1, sizeof *j);
 	if (!j) {
-		close(fd);
+		if (!content)
+			close(fd);
 		return -ENOMEM;
 	}
-	j->fd = fd;
+	j->fd = content ? -1 : fd;
 	hx_list xa = {0};
 	int r = read_xattrs(h, fd, -1, NULL, &xa);
 	if (r == 0)
 		r = encode_header(&j->hdr, st, NULL, 0, &xa);
 	hx_free(&xa);
-	if (r == 0 && !(j->path = strdup(path)))
+	if (r == 0 && !content && !(j->path = strdup(path)))
 		r = -ENOMEM;
 	if (r == 0)
 		r = list_entry(h, path, &j->hdr, &j->ent);
@@ -1081,7 +1083,7 @@ static int import_done(void *ctx, int dirfd, const char *name, int fd, const cha
 	} else if (fd >= 0 && S_ISREG(st.st_mode)) {
 		bool copied = h->copied_set;
 		h->copied_set = false;
-		int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		int own = copied ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3); /* a worker reads it later */
 		r = own < 0 ? -errno : hash_regular(h, own, &st, path, k, copied ? h->copied : NULL);
 	} else {
 		r = on_other(h, dirfd, name, &st, path, k);
