@@ -1,4 +1,4 @@
-/* Whole-tree operations on directory fds: copy (import, with a per-file hook), rm -rf, usage,
+/* Whole-tree operations on directory fds: copy (with hooks that see the copy as it is made), rm -rf, usage,
  * and a generic walk (sorted or not) for other modules such as the diff digest.
  *
  * Every syscall works relative to an open directory fd with a single name (*at() calls,
@@ -523,9 +523,8 @@ typedef struct copier {
 	const lyr_progress *progress;
 	uint64_t files, bytes;
 	void *links; /* tsearch tree of link_rec, for inodes with more than one name */
-	int (*file_done)(void *ctx, int fd, const struct stat *st, const char *path);
+	const lyr_tree_copy_opts *opts; /* the caller's hooks */
 	const char *path; /* of the entry being copied */
-	void *file_done_ctx;
 	char *buf;   /* read/write fallback buffer */
 	bool no_clone_set, no_cfr_set; /* a device that offers no reflink / copy_file_range */
 	dev_t no_clone_dev, no_cfr_dev;
@@ -646,16 +645,18 @@ static int copy_regular(copier *c, int sdir, int ddir, const char *name, const s
 		openat(ddir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0)
 		return -errno;
-	int r = copy_data(c, in, out, now.st_dev, now.st_size);
+	const lyr_tree_copy_opts *o = c->opts;
+	int r = o->data ? o->data(o->ctx, in, out, &now) : LYR_TREE_DEFAULT;
+	if (r == LYR_TREE_DEFAULT)
+		r = copy_data(c, in, out, now.st_dev, now.st_size);
+	else if (r == 0)
+		c->bytes += (uint64_t)now.st_size;
 	if (r < 0)
 		return r;
 	r = finish_fd(in, out, &now);
-	if (r < 0 || !c->file_done)
+	if (r < 0 || !o->done)
 		return r;
-	struct stat done;
-	if (fstat(out, &done) < 0)
-		return -errno;
-	return c->file_done(c->file_done_ctx, out, &done, c->path);
+	return o->done(o->ctx, ddir, name, out, NULL, c->path);
 }
 
 /* Symlinks, fifos, sockets and device nodes: created by name, never opened. */
@@ -742,7 +743,10 @@ static int copy_entry(copier *c, walk *w, int sdir, int ddir, const char *name,
 		link_rec key = {.dev = st->st_dev, .ino = st->st_ino};
 		link_rec **found = tfind(&key, &c->links, link_cmp);
 		if (found) {
+			const lyr_tree_copy_opts *o = c->opts;
 			int r = make_link(c, ddir, name, (*found)->path);
+			if (r == 0 && o->done)
+				r = o->done(o->ctx, ddir, name, -1, (*found)->path, w->path);
 			if (r == 0)
 				c->files++;
 			return r;
@@ -758,6 +762,8 @@ static int copy_entry(copier *c, walk *w, int sdir, int ddir, const char *name,
 	c->path = w->path;
 	int r = S_ISREG(st->st_mode) ? copy_regular(c, sdir, ddir, name, st)
 				     : copy_special(sdir, ddir, name, st);
+	if (r == 0 && !S_ISREG(st->st_mode) && c->opts->done)
+		r = c->opts->done(c->opts->ctx, ddir, name, -1, NULL, w->path);
 	if (r < 0) {
 		if (rec)
 			link_free(rec);
@@ -784,7 +790,7 @@ static int copy_step(void *ctx, walk *w, frame *f, const char *name, const struc
 {
 	copier *c = ctx;
 	if (S_ISDIR(st->st_mode))
-		return 0;
+		return c->opts->dir ? c->opts->dir(c->opts->ctx, name, st, w->path) : 0;
 	int r = copy_entry(c, w, f->fd[0], f->fd[1], name, st);
 	if (r < 0)
 		return r;
@@ -803,17 +809,19 @@ static int copy_enter(void *ctx, frame *f, const char *name, int *cfd)
 
 static int copy_leave(void *ctx, walk *w, frame *f)
 {
-	(void)ctx, (void)w;
-	return finish_fd(f->fd[0], f->fd[1], &f->st);
+	copier *c = ctx;
+	int r = finish_fd(f->fd[0], f->fd[1], &f->st);
+	if (r == 0 && c->opts->dir_done)
+		r = c->opts->dir_done(c->opts->ctx, f->fd[1], w->path);
+	return r;
 }
 
 int lyr_tree_copy_ex(int src_dirfd, int dst_dirfd, const lyr_tree_copy_opts *opts,
 		     lyr_tree_error *err)
 {
 	static const walk_ops ops = {.entry = copy_step, .enter = copy_enter, .leave = copy_leave};
-	copier c = {.dst_root = dst_dirfd, .progress = opts->progress, .file_done = opts->file_done,
-		    .file_done_ctx = opts->ctx};
-	walk w = {.nfd = 2};
+	copier c = {.dst_root = dst_dirfd, .progress = opts->progress, .opts = opts};
+	walk w = {.nfd = 2, .sorted = opts->sorted};
 	const int dirfds[2] = {src_dirfd, dst_dirfd};
 	int r = walk_tree(&w, dirfds, &ops, &c, err);
 	tdestroy(c.links, link_free);

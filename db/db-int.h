@@ -163,7 +163,7 @@ int ref_settle(lyr_store *s, const char *ref_id);
 /* layer.c */
 int tag_point_txn(lyr_store *s, DB_TXN *txn, const char *name, const char *layer);
 /* layer.c: adds the filled, hashed tmp/TMP as layer lyr_layer_id(PARENT, DIGEST) (see there). */
-int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *parent,
+int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, const char *parent,
 		const char *digest, const lyr_diff_list *files, const char *desc, const char *tag,
 		char *ret_id);
 

@@ -320,13 +320,13 @@ static int layer_exists(lyr_store *s, const char *id, bool *ret)
 	return r;
 }
 
-/* Makes the filled, hashed directory tmp/TMP (open at TMPFD; its diff/ open at DIFF, whose
- * entries FILES lists) the layer lyr_layer_id(PARENT, DIGEST): its file list and notes are
+/* Makes the filled, hashed directory tmp/TMP (open at TMPFD; FILES lists the entries of its
+ * diff/, with their apparent size) the layer lyr_layer_id(PARENT, DIGEST): its file list and notes are
  * written beside the diff, then under the namespace lock it is renamed into layers/ and recorded
  * with TAG in one transaction, or, when that layer exists, only TAG is pointed (a layer marked
  * as failing verification gets this copy back) and the copy is removed.  -ENOLINK when PARENT
  * has no record.  On failure tmp/TMP is left for the caller. */
-int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *parent,
+int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, const char *parent,
 		const char *digest, const lyr_diff_list *files, const char *desc, const char *tag,
 		char *ret_id)
 {
@@ -339,9 +339,9 @@ int layer_adopt(lyr_store *s, int tmpfd, const char *tmp, int diff, const char *
 	lyr_layer_id(parent, digest, id);
 	layer_rec rec = {.created = now_seconds(), .parent = (char *)parent, .digest = (char *)digest,
 			 .desc = (char *)(desc ? desc : "")};
-	r = lyr_tree_usage(diff, &rec.size, &rec.entries);
-	if (r < 0)
-		return r;
+	/* The hashing pass listed every entry (and the root) and summed the sizes: no other walk. */
+	rec.size = files->bytes;
+	rec.entries = files->n ? files->n - 1 : 0;
 	char tmprel[160];
 	snprintf(tmprel, sizeof tmprel, "tmp/%s", tmp);
 	r = note_put(s, tmprel, NOTE_PARENT, parent);
@@ -428,7 +428,7 @@ int lyr_store_import(lyr_store *s, const char *src_dir, const char *desc, const 
 			  err && err->why[0] ? err->why : strerror(-r));
 		goto fail;
 	}
-	r = layer_adopt(s, tmpfd, tmp, dst, "", digest, &files, desc, tag, ret_id);
+	r = layer_adopt(s, tmpfd, tmp, "", digest, &files, desc, tag, ret_id);
 	lyr_diff_list_clear(&files);
 	if (r >= 0)
 		return 0;

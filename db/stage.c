@@ -65,8 +65,8 @@ int lyr_stage_commit(lyr_stage *st, const char *parent_id, const char *desc, con
 		db_seterr("hashing the staged layer: '%s': %s", bad, strerror(-r));
 		return r;
 	}
-	r = layer_adopt(st->s, st->tmpfd, st->tmp, st->diff, parent_id ? parent_id : "", digest,
-			&files, desc, tag, ret_id);
+	r = layer_adopt(st->s, st->tmpfd, st->tmp, parent_id ? parent_id : "", digest, &files,
+			desc, tag, ret_id);
 	lyr_diff_list_clear(&files);
 	if (r >= 0)
 		st->tmp[0] = '\0'; /* renamed into layers/, or removed as a copy */

@@ -15,15 +15,18 @@
  * A file of PIPELINE_MIN bytes or more is read ahead by a short-lived reader thread, because one
  * file's SHA-256 cannot be split and the page-cache copy is all a second core can take over.
  *
- * Import (lyr_hash_import) runs the same workers during lyr_tree_copy_ex: each finished file of
- * the copy becomes a content-only job whose digest lands in `known` (by device and inode), and
- * the walk that follows uses those instead of reading the files again.  That walk of the copy
- * also refuses what an import must not turn into overlay markers (see plain_entry).
+ * Import (lyr_hash_import) digests the copy while lyr_tree_copy_ex makes it, in one pass: the
+ * copy goes in the walk's sorted order and its hooks hand the walker each entry of the copy as
+ * it is completed (import_*), so the tree is neither walked nor opened a second time.  A file of
+ * up to INLINE_MAX bytes is copied through a buffer and hashed from that buffer on the spot (one
+ * read of the source, no hand-over); a bigger one is copied the copy's own way (reflink,
+ * copy_file_range) and read back by a worker, while the copy goes on.  The import also refuses
+ * what it must not turn into overlay markers (see plain_entry).
  *
  * Listing (lyr_diff_opts.entries): the walker also keeps each entry's header and path; a worker
  * writes the content digest into the entry of its job, read after the workers are joined.
  *
- * Locking: `lock` protects the job queue, `busy`, `known`, every node's `pending`, and the first
+ * Locking: `lock` protects the job queue, every node's `pending`, and the first
  * error.  The
  * walker alone appends children (only to the node it is in, which cannot finish meanwhile);
  * a worker writes only the digest of the child its job names; a node's children are read only by
@@ -67,21 +70,12 @@ typedef struct job {
 	int fd;
 	off_t size;
 	hbuf hdr;
-	kid *slot;     /* NULL for a content-only job of an import (see known) */
+	kid *slot;
 	dnode *node;
 	char *path;
-	dev_t dev;
-	ino_t ino;
 	lyr_diff_entry *ent; /* where the content digest goes too, when listing */
 	lyr_sha256_ctx *extra; /* fed the prefix, then the content (lyr_diff_opts.file_prefix) */
 } job;
-
-/* Content digests computed during an import, by device and inode of the copy. */
-typedef struct known_rec {
-	dev_t dev;
-	ino_t ino;
-	uint8_t digest[LYR_SHA256_LEN];
-} known_rec;
 
 typedef struct link_rec {
 	dev_t dev;
@@ -104,12 +98,9 @@ typedef struct hasher {
 	uint8_t root[LYR_SHA256_LEN];
 	bool root_done;
 
-	void *known;      /* tsearch tree of known_rec; written by workers under lock */
-	size_t busy;      /* jobs taken but not finished, under lock */
-	pthread_cond_t idle;
-
 	const lyr_progress *progress;
 	uint64_t files;   /* walker only */
+	uint64_t usage;   /* apparent size so far, as lyr_tree_usage counts it (walker only) */
 	atomic_uint_fast64_t bytes;
 	hbuf scratch;     /* walker only */
 
@@ -120,6 +111,10 @@ typedef struct hasher {
 	hbuf ents;             /* lyr_diff_entry pointers; walker only (workers fill in the data
 				* of their job's entry) */
 	bool plain;       /* an import: overlay markers are refused (see plain_*) */
+	int src_root;     /* an import's source directory */
+	uint8_t *copybuf; /* an import's buffer for small files (walker only) */
+	uint8_t copied[LYR_SHA256_LEN]; /* the content digest of the file just copied through it */
+	bool copied_set;
 	char why[sizeof ((lyr_tree_error *)0)->why]; /* what a refused entry is (walker only) */
 } hasher;
 
@@ -512,42 +507,12 @@ static void job_free(job *j)
 	free(j);
 }
 
-static int known_cmp(const void *a, const void *b)
-{
-	const known_rec *x = a, *y = b;
-	if (x->dev != y->dev)
-		return x->dev < y->dev ? -1 : 1;
-	if (x->ino != y->ino)
-		return x->ino < y->ino ? -1 : 1;
-	return 0;
-}
-
 static void run_job(hasher *h, job *j, uint8_t *buf)
 {
 	uint8_t content[LYR_SHA256_LEN];
 	int r = atomic_load(&h->error);
 	if (r == 0)
 		r = hash_contents(h, j, buf, content);
-	if (!j->slot) {
-		known_rec *k = r == 0 ? malloc(sizeof *k) : NULL;
-		if (k) {
-			k->dev = j->dev;
-			k->ino = j->ino;
-			memcpy(k->digest, content, sizeof content);
-		}
-		pthread_mutex_lock(&h->lock);
-		if (k && !tsearch(k, &h->known, known_cmp)) {
-			free(k);
-			k = NULL;
-		}
-		pthread_mutex_unlock(&h->lock);
-		if (r == 0 && !k)
-			r = -ENOMEM;
-		if (r < 0)
-			fail(h, r, j->path);
-		job_free(j);
-		return;
-	}
 	if (r == 0 && j->ent) {
 		memcpy(j->ent->data, content, sizeof content);
 		j->ent->has_data = true;
@@ -586,23 +551,16 @@ static void *worker(void *arg)
 		job *j = h->queue[h->qhead];
 		h->qhead = (h->qhead + 1) % QUEUE_LEN;
 		h->qlen--;
-		h->busy++;
 		pthread_cond_signal(&h->not_full);
 		pthread_mutex_unlock(&h->lock);
 		if (!buf) {
 			fail(h, -ENOMEM, j->path);
 			dnode *d = j->node;
-			bool content_only = !j->slot;
 			job_free(j);
-			if (!content_only)
-				complete(h, d);
+			complete(h, d);
 		} else {
 			run_job(h, j, buf);
 		}
-		pthread_mutex_lock(&h->lock);
-		if (--h->busy == 0 && h->qlen == 0)
-			pthread_cond_broadcast(&h->idle);
-		pthread_mutex_unlock(&h->lock);
 	}
 	free(buf);
 	return NULL;
@@ -638,6 +596,21 @@ static void link_free(void *p)
 	free(l);
 }
 
+/* The digest of PATH, a later name of the hard-link group whose first name is FIRST; returns 1. */
+static int link_digest(hasher *h, const char *path, const char *first, kid *k)
+{
+	hbuf *b = &h->scratch;
+	hb_reset(b);
+	hb_lcstr(b, "type");
+	hb_lcstr(b, "h");
+	hb_lcstr(b, "link");
+	hb_lcstr(b, first);
+	if (b->oom || list_entry(h, path, b, NULL) < 0)
+		return -ENOMEM;
+	lyr_sha256(b->p, b->len, k->digest);
+	return 1;
+}
+
 /* For a later name of a hard-link group, its digest (docs: "Hard links"); returns 1 when NAME
  * is such a name, 0 when it is the first (and remembers it), or -errno. */
 static int hard_link(hasher *h, const struct stat *st, const char *path, kid *k)
@@ -646,18 +619,8 @@ static int hard_link(hasher *h, const struct stat *st, const char *path, kid *k)
 		return 0;
 	link_rec key = {.dev = st->st_dev, .ino = st->st_ino};
 	link_rec **found = tfind(&key, &h->links, link_cmp);
-	if (found) {
-		hbuf *b = &h->scratch;
-		hb_reset(b);
-		hb_lcstr(b, "type");
-		hb_lcstr(b, "h");
-		hb_lcstr(b, "link");
-		hb_lcstr(b, (*found)->path);
-		if (b->oom || list_entry(h, path, b, NULL) < 0)
-			return -ENOMEM;
-		lyr_sha256(b->p, b->len, k->digest);
-		return 1;
-	}
+	if (found)
+		return link_digest(h, path, (*found)->path, k);
 	link_rec *rec = calloc(1, sizeof *rec);
 	if (!rec || !(rec->path = strdup(path))) {
 		free(rec);
@@ -684,52 +647,47 @@ static int extra_digest(hasher *h, job *j, const struct stat *st, const char *pa
 	return r < 0 ? r : 0;
 }
 
-static int on_regular(hasher *h, int dirfd, const char *name, const struct stat *st,
-		      const char *path, kid *k)
+/* Digests the regular file open at FD with fstat ST into K: at once when CONTENT (its content
+ * digest, known already) is given, FD then only read from; else through a worker, FD taken
+ * over. */
+static int hash_regular(hasher *h, int fd, const struct stat *st, const char *path, kid *k,
+			const uint8_t *content)
 {
-	int fd = lyr_open_noatime(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
 	job *j = calloc(1, sizeof *j);
 	if (!j) {
-		close(fd);
+		if (!content)
+			close(fd);
 		return -ENOMEM;
 	}
-	j->fd = fd;
-	struct stat now;
-	int r = fstat(fd, &now) < 0 ? -errno : 0;
-	if (r == 0 && (now.st_dev != st->st_dev || now.st_ino != st->st_ino))
-		r = -ESTALE;
+	j->fd = content ? -1 : fd;
 	hx_list xa = {0};
+	int r = read_xattrs(h, fd, -1, NULL, &xa);
 	if (r == 0)
-		r = read_xattrs(h, fd, -1, NULL, &xa);
-	if (r == 0)
-		r = encode_header(&j->hdr, &now, NULL, 0, &xa);
+		r = encode_header(&j->hdr, st, NULL, 0, &xa);
 	hx_free(&xa);
-	if (r == 0 && !(j->path = strdup(path)))
+	if (r == 0 && !content && !(j->path = strdup(path)))
 		r = -ENOMEM;
 	if (r == 0)
 		r = list_entry(h, path, &j->hdr, &j->ent);
 	if (r == 0 && j->ent && h->opts && h->opts->file_prefix)
-		r = extra_digest(h, j, &now, path);
+		r = extra_digest(h, j, st, path);
 	if (r < 0) {
 		job_free(j);
 		return r;
 	}
-	j->size = now.st_size;
-	known_rec key = {.dev = now.st_dev, .ino = now.st_ino}, **found = NULL;
-	if (h->known && (found = tfind(&key, &h->known, known_cmp))) {
-		/* Hashed while it was being copied: no second read. */
+	j->size = st->st_size;
+	h->usage += (uint64_t)st->st_size;
+	if (content) {
 		if (j->ent) {
-			memcpy(j->ent->data, (*found)->digest, LYR_SHA256_LEN);
+			memcpy(j->ent->data, content, LYR_SHA256_LEN);
 			j->ent->has_data = true;
 		}
 		hb_lcstr(&j->hdr, "data");
-		hb_lstr(&j->hdr, (*found)->digest, LYR_SHA256_LEN);
+		hb_lstr(&j->hdr, content, LYR_SHA256_LEN);
 		r = j->hdr.oom ? -ENOMEM : 0;
 		if (r == 0) {
 			lyr_sha256(j->hdr.p, j->hdr.len, k->digest);
-			atomic_fetch_add(&h->bytes, (uint64_t)now.st_size);
+			atomic_fetch_add(&h->bytes, (uint64_t)st->st_size);
 		}
 		job_free(j);
 		return r;
@@ -743,12 +701,30 @@ static int on_regular(hasher *h, int dirfd, const char *name, const struct stat 
 	return 0;
 }
 
+static int on_regular(hasher *h, int dirfd, const char *name, const struct stat *st,
+		      const char *path, kid *k)
+{
+	int fd = lyr_open_noatime(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	struct stat now;
+	int r = fstat(fd, &now) < 0 ? -errno : 0;
+	if (r == 0 && (now.st_dev != st->st_dev || now.st_ino != st->st_ino))
+		r = -ESTALE;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return hash_regular(h, fd, &now, path, k, NULL);
+}
+
 static int on_other(hasher *h, int dirfd, const char *name, const struct stat *st,
 		    const char *path, kid *k)
 {
 	_cleanup_free_ char *target = NULL;
 	size_t tlen = 0;
 	if (S_ISLNK(st->st_mode)) {
+		h->usage += (uint64_t)st->st_size;
 		size_t cap = (size_t)st->st_size + 1;
 		for (;;) {
 			free(target);
@@ -781,6 +757,22 @@ static int on_other(hasher *h, int dirfd, const char *name, const struct stat *s
 	return 0;
 }
 
+/* The walker goes into the directory whose digest goes to K. */
+static int enter_dir(hasher *h, kid *k)
+{
+	dnode *d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	d->parent = h->cur;
+	d->slot = k;
+	d->pending = 1;
+	pthread_mutex_lock(&h->lock);
+	h->cur->pending++;
+	pthread_mutex_unlock(&h->lock);
+	h->cur = d;
+	return 0;
+}
+
 static int on_entry(void *ctx, int dirfd, const char *name, const struct stat *st, const char *path)
 {
 	hasher *h = ctx;
@@ -792,19 +784,8 @@ static int on_entry(void *ctx, int dirfd, const char *name, const struct stat *s
 	kid *k = add_kid(h, name);
 	if (!k)
 		return -ENOMEM;
-	if (S_ISDIR(st->st_mode)) {
-		dnode *d = calloc(1, sizeof *d);
-		if (!d)
-			return -ENOMEM;
-		d->parent = h->cur;
-		d->slot = k;
-		d->pending = 1;
-		pthread_mutex_lock(&h->lock);
-		h->cur->pending++;
-		pthread_mutex_unlock(&h->lock);
-		h->cur = d;
-		return 0;
-	}
+	if (S_ISDIR(st->st_mode))
+		return enter_dir(h, k);
 	h->files++;
 	r = hard_link(h, st, path, k);
 	if (r == 0)
@@ -843,13 +824,12 @@ static void hasher_init(hasher *h, const lyr_progress *progress, unsigned thread
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->not_empty, NULL);
 	pthread_cond_init(&h->not_full, NULL);
-	pthread_cond_init(&h->idle, NULL);
 }
 
 static void hasher_destroy(hasher *h)
 {
 	tdestroy(h->links, link_free);
-	tdestroy(h->known, free);
+	free(h->copybuf);
 	hb_free(&h->scratch);
 	free(h->err_path);
 	free(h->threads);
@@ -862,7 +842,6 @@ static void hasher_destroy(hasher *h)
 	hb_free(&h->ents);
 	pthread_cond_destroy(&h->not_empty);
 	pthread_cond_destroy(&h->not_full);
-	pthread_cond_destroy(&h->idle);
 	pthread_mutex_destroy(&h->lock);
 }
 
@@ -888,26 +867,27 @@ static void stop_workers(hasher *h)
 		pthread_join(h->threads[i], NULL);
 }
 
-/* The walk and the digest of DIRFD, with the workers running; stops them before returning.
- * R is the result so far (a failure skips the walk). */
-static int run_diff(hasher *h, int r, int dirfd, char ret_digest[LYR_DIGEST_TEXT_LEN],
-		    char *err_path)
+/* Makes the root's node, where the walk starts.  R is the result so far. */
+static int diff_begin(hasher *h, int r)
 {
-	lyr_tree_error werr = {0};
 	if (r == 0 && !(h->cur = calloc(1, sizeof *h->cur)))
 		r = -ENOMEM;
-	if (r == 0) {
+	if (r == 0)
 		h->cur->pending = 1;
-		lyr_tree_visit v = {.entry = on_entry, .leave = on_leave, .ctx = h, .sorted = true};
-		r = lyr_tree_walk(dirfd, &v, &werr);
-	}
+	return r;
+}
+
+/* After the walk that ended with R (WERR naming where it stopped): stops the workers and
+ * returns the digest, or the first failure with WERR naming it. */
+static int diff_end(hasher *h, int r, lyr_tree_error *werr, char ret_digest[LYR_DIGEST_TEXT_LEN])
+{
 	stop_workers(h);
 
 	/* A worker's failure wins: it names the file that failed, the walk only where it stopped. */
 	int werror = atomic_load(&h->error);
 	if (werror < 0) {
 		r = werror;
-		snprintf(werr.path, sizeof werr.path, "%s", h->err_path ? h->err_path : "");
+		snprintf(werr->path, sizeof werr->path, "%s", h->err_path ? h->err_path : "");
 		h->why[0] = '\0'; /* about the walker's entry, not the worker's */
 	}
 	if (r == 0 && !h->root_done)
@@ -919,8 +899,7 @@ static int run_diff(hasher *h, int r, int dirfd, char ret_digest[LYR_DIGEST_TEXT
 			node_free(d);
 			d = parent;
 		}
-		if (err_path)
-			snprintf(err_path, PATH_MAX, "%s", werr.path);
+		h->cur = NULL;
 		return r;
 	}
 	hbuf b = {0};
@@ -936,6 +915,23 @@ static int run_diff(hasher *h, int r, int dirfd, char ret_digest[LYR_DIGEST_TEXT
 		lyr_progress_report(h->progress, h->files, atomic_load(&h->bytes));
 	}
 	hb_free(&b);
+	return r;
+}
+
+/* The walk and the digest of DIRFD, with the workers running; stops them before returning.
+ * R is the result so far (a failure skips the walk). */
+static int run_diff(hasher *h, int r, int dirfd, char ret_digest[LYR_DIGEST_TEXT_LEN],
+		    char *err_path)
+{
+	lyr_tree_error werr = {0};
+	r = diff_begin(h, r);
+	if (r == 0) {
+		lyr_tree_visit v = {.entry = on_entry, .leave = on_leave, .ctx = h, .sorted = true};
+		r = lyr_tree_walk(dirfd, &v, &werr);
+	}
+	r = diff_end(h, r, &werr, ret_digest);
+	if (r < 0 && err_path)
+		snprintf(err_path, PATH_MAX, "%s", werr.path);
 	return r;
 }
 
@@ -960,6 +956,7 @@ static int take_list(hasher *h, lyr_diff_list *ret)
 	}
 	ret->v = v;
 	ret->n = n;
+	ret->bytes = h->usage;
 	h->ents.len = 0;
 	return 0;
 }
@@ -974,6 +971,7 @@ void lyr_diff_list_clear(lyr_diff_list *l)
 		free(l->v);
 		l->v = NULL;
 		l->n = 0;
+		l->bytes = 0;
 	}
 }
 
@@ -1004,30 +1002,111 @@ int lyr_hash_diff(int dirfd, const lyr_progress *progress, char ret_digest[LYR_D
 	return lyr_hash_diff_ex(dirfd, &o, ret_digest, err_path);
 }
 
-/* Import: each file's content goes to the workers right after the copy wrote it (it is still
- * in the page cache), so copying and hashing overlap. */
-static int on_copied(void *ctx, int fd, const struct stat *st, const char *path)
+/* ---- import: the digest of the copy, made while copying ----------------------------------- */
+
+/* Files up to this size are copied through the walker's buffer and hashed from it. */
+#define INLINE_MAX READ_CHUNK
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* A small file: read once, written from the same buffer, hashed from it into h->copied. */
+static int import_data(void *ctx, int in, int out, const struct stat *st)
+{
+	hasher *h = ctx;
+	h->copied_set = false;
+	if (st->st_size > (off_t)INLINE_MAX)
+		return LYR_TREE_DEFAULT;
+	if (!h->copybuf && !(h->copybuf = malloc(INLINE_MAX)))
+		return -ENOMEM;
+	size_t len = 0, want = (size_t)st->st_size;
+	while (len < want) {
+		ssize_t n = read(in, h->copybuf + len, want - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break; /* shrank meanwhile: the copy is what was there, as copy_file_range does */
+		len += (size_t)n;
+	}
+	int r = write_all(out, h->copybuf, len);
+	if (r < 0)
+		return r;
+	lyr_sha256(h->copybuf, len, h->copied);
+	h->copied_set = true;
+	return 0;
+}
+
+static int import_dir(void *ctx, const char *name, const struct stat *st, const char *path)
+{
+	hasher *h = ctx;
+	(void)path;
+	int r = atomic_load(&h->error);
+	if (r < 0 || (r = plain_entry(h, name, st)) < 0)
+		return r;
+	kid *k = add_kid(h, name);
+	return k ? enter_dir(h, k) : -ENOMEM;
+}
+
+/* An entry of the copy is complete: digested as the walk of the finished copy would (on_entry),
+ * from the copy's own stat and xattrs. */
+static int import_done(void *ctx, int dirfd, const char *name, int fd, const char *first,
+		       const char *path)
 {
 	hasher *h = ctx;
 	int r = atomic_load(&h->error);
 	if (r < 0)
 		return r;
-	if (st->st_size == 0)
-		return 0; /* nothing to read: the walk hashes it on the spot */
-	job *j = calloc(1, sizeof *j);
-	if (!j)
-		return -ENOMEM;
-	j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	if (j->fd < 0 || !(j->path = strdup(path))) {
-		r = j->fd < 0 ? -errno : -ENOMEM;
-		job_free(j);
+	struct stat st;
+	if ((fd >= 0 ? fstat(fd, &st) : fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) < 0)
+		return -errno;
+	if ((r = plain_entry(h, name, &st)) < 0)
 		return r;
+	kid *k = add_kid(h, name);
+	if (!k)
+		return -ENOMEM;
+	h->files++;
+	if (first) {
+		r = link_digest(h, path, first, k);
+	} else if (fd >= 0 && S_ISREG(st.st_mode)) {
+		bool copied = h->copied_set;
+		h->copied_set = false;
+		int own = copied ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3); /* a worker reads it later */
+		r = own < 0 ? -errno : hash_regular(h, own, &st, path, k, copied ? h->copied : NULL);
+	} else {
+		r = on_other(h, dirfd, name, &st, path, k);
 	}
-	j->size = st->st_size;
-	j->dev = st->st_dev;
-	j->ino = st->st_ino;
-	enqueue(h, j);
-	return 0;
+	return r < 0 ? r : 0;
+}
+
+static int import_dir_done(void *ctx, int fd, const char *path)
+{
+	hasher *h = ctx;
+	int r = atomic_load(&h->error);
+	if (r < 0)
+		return r;
+	struct stat st;
+	/* The root's own attributes belong to the diff too (importing the same tree twice gives the
+	 * same digest). */
+	if (!path[0] && (fstat(h->src_root, &st) < 0 || fchmod(fd, st.st_mode & 07777) < 0 ||
+			 (fchown(fd, st.st_uid, st.st_gid) < 0 && errno != EPERM) ||
+			 futimens(fd, (struct timespec[]){st.st_atim, st.st_mtim}) < 0))
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	return on_leave(h, fd, &st, path);
 }
 
 int lyr_hash_import(int src_dirfd, int dst_dirfd, const lyr_progress *progress,
@@ -1040,36 +1119,21 @@ int lyr_hash_import_list(int src_dirfd, int dst_dirfd, const lyr_progress *progr
 			 lyr_tree_error *err, char ret_digest[LYR_DIGEST_TEXT_LEN],
 			 lyr_diff_list *ret_entries)
 {
-	char path[PATH_MAX] = "";
 	hasher h;
 	hasher_init(&h, NULL, 0, ret_entries != NULL);
 	h.plain = true;
-	int r = start_workers(&h);
+	h.src_root = src_dirfd;
+	lyr_tree_error werr = {0};
+	int r = diff_begin(&h, start_workers(&h));
 	if (r == 0) {
-		lyr_tree_copy_opts o = {.progress = progress, .file_done = on_copied, .ctx = &h};
-		r = lyr_tree_copy_ex(src_dirfd, dst_dirfd, &o, err);
-		pthread_mutex_lock(&h.lock);
-		while (h.qlen > 0 || h.busy > 0)
-			pthread_cond_wait(&h.idle, &h.lock);
-		pthread_mutex_unlock(&h.lock);
-		if (r == 0 && atomic_load(&h.error) < 0)
-			r = atomic_load(&h.error); /* a copied file could not be read back */
-		/* The root's own attributes belong to the diff too (importing the same tree twice
-		 * gives the same digest); its times last, after the copy changed them. */
-		struct stat st;
-		if (r == 0 && (fstat(src_dirfd, &st) < 0 || fchmod(dst_dirfd, st.st_mode & 07777) < 0 ||
-			       (fchown(dst_dirfd, st.st_uid, st.st_gid) < 0 && errno != EPERM) ||
-			       futimens(dst_dirfd, (struct timespec[]){st.st_atim, st.st_mtim}) < 0)) {
-			r = -errno;
-			if (err)
-				err->path[0] = '\0', err->err = -r;
-		}
+		lyr_tree_copy_opts o = {.progress = progress, .ctx = &h, .sorted = true,
+					.data = import_data, .dir = import_dir,
+					.done = import_done, .dir_done = import_dir_done};
+		r = lyr_tree_copy_ex(src_dirfd, dst_dirfd, &o, &werr);
 	}
-	/* The digest is of the copy, read back from it: what the layer really holds. */
-	bool copy_failed = r < 0;
-	r = run_diff(&h, r, dst_dirfd, ret_digest, path);
-	if (r < 0 && err && !copy_failed) {
-		snprintf(err->path, sizeof err->path, "%s", path);
+	r = diff_end(&h, r, &werr, ret_digest);
+	if (r < 0 && err) {
+		memcpy(err->path, werr.path, sizeof err->path);
 		err->err = -r;
 		memcpy(err->why, h.why, sizeof err->why);
 	}

@@ -55,10 +55,13 @@ typedef struct lyr_diff_entry {
 	uint8_t extra[LYR_SHA256_LEN];
 } lyr_diff_entry;
 
-/* Every entry below a diff directory and the directory itself, sorted by path (strcmp). */
+/* Every entry below a diff directory and the directory itself, sorted by path (strcmp), and
+ * the tree's apparent size as lyr_tree_usage counts it (regular files and symlinks, each inode
+ * once), so that a caller needs no walk of its own for it. */
 typedef struct lyr_diff_list {
 	lyr_diff_entry *v;
 	size_t n;
+	uint64_t bytes;
 } lyr_diff_list;
 
 void lyr_diff_list_clear(lyr_diff_list *l);
@@ -212,8 +215,9 @@ int lyr_hash_check_pattern(const char *pat, const char **ret_why);
 /* Import: copies everything below SRC_DIRFD into the empty directory DST_DIRFD exactly as
  * lyr_tree_copy does, gives DST_DIRFD the mode, owner (when permitted) and times of SRC_DIRFD,
  * and returns the diff digest of the copy (lyr_hash_diff of DST_DIRFD).
- * Each file's content is hashed from the copy right after it is written, while the copy goes
- * on, so the tree is not read a second time.  On failure returns -errno and fills ERR (may be
+ * The digest is made during the copy, from each entry of the copy as it is completed (its own
+ * stat and xattrs): a file of up to 1 MiB is hashed from the buffer that wrote it, a bigger one
+ * read back by a worker while the copy goes on; the copy is not walked a second time.  On failure returns -errno and fills ERR (may be
  * NULL) with the failing path (of the source for copy errors, of the copy for hash errors).
  * The copy is plain: an entry the store would read as an overlay marker (a name starting with
  * ".wh.", a character device 0/0, a trusted.overlay.* or user.overlay.* xattr) fails with

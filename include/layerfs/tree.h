@@ -21,14 +21,31 @@ typedef struct lyr_tree_error {
  * NULL) with the failing path.  PROGRESS may be NULL. */
 int lyr_tree_copy(int src_dirfd, int dst_dirfd, const lyr_progress *progress, lyr_tree_error *err);
 
-/* lyr_tree_copy with a hook: FILE_DONE (may be NULL) is called after each regular file of the
- * copy is complete (data and metadata) with a read-write fd of the copy, valid only during the
- * call, its fstat and its relative path; a negative return stops the copy with that error.
- * Hard-link names after the first are not reported. */
+/* lyr_tree_copy with hooks, so that a caller can learn the copy while it is made (import digests
+ * it this way, without walking it again).  Each hook may be NULL; all get CTX; a negative return
+ * stops the copy with that error.  With SORTED, each directory's entries are copied in byte order
+ * of their names (strcmp), the order of lyr_tree_walk with `sorted`.
+ * - DATA copies the content of the regular file IN (fstat ST) into the new, empty OUT itself, or
+ *   returns LYR_TREE_DEFAULT to leave it to the copy's own way (FICLONE, copy_file_range, ...).
+ * - DIR: directory NAME (lstat ST of the source) is about to be made and entered.
+ * - DONE: the non-directory NAME in DIRFD (the copy's directory) is complete, data and metadata:
+ *   FD is a read-write fd of the copy when it is a regular file (else -1); FIRST is NULL, or for
+ *   a later name of a hard-link group the relative path of the group's first name (whose DONE
+ *   came earlier).  Both fds are valid only during the call.
+ * - DIR_DONE: the copy of a directory, open read-only at FD, is complete, its own metadata
+ *   included; called for the root too, last, with PATH "".
+ * PATH is the entry's path relative to the root (the same in the source and in the copy). */
+#define LYR_TREE_DEFAULT 1
+
 typedef struct lyr_tree_copy_opts {
 	const lyr_progress *progress;
-	int (*file_done)(void *ctx, int fd, const struct stat *st, const char *path);
 	void *ctx;
+	bool sorted;
+	int (*data)(void *ctx, int in, int out, const struct stat *st);
+	int (*dir)(void *ctx, const char *name, const struct stat *st, const char *path);
+	int (*done)(void *ctx, int dirfd, const char *name, int fd, const char *first,
+		    const char *path);
+	int (*dir_done)(void *ctx, int fd, const char *path);
 } lyr_tree_copy_opts;
 
 int lyr_tree_copy_ex(int src_dirfd, int dst_dirfd, const lyr_tree_copy_opts *opts,

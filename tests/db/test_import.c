@@ -241,3 +241,50 @@ Test(db_import, import_writes_the_layer_file_list)
 	cr_assert_not_null(strstr(list, "8:bin/tool"));
 	ts_teardown(&t);
 }
+
+/* The layer's size and entry count come from the hashing pass, not from a walk of their own:
+ * they must still be what lyr_tree_usage says of the layer (each inode once, symlinks by their
+ * target's length, every name counted), for files copied both ways (through the buffer and,
+ * over 1 MiB, by copy_file_range and read back). */
+Test(db_import, size_and_entries_count_each_inode_once)
+{
+	tstore t;
+	ts_setup(&t);
+	char *src = tu_path(t.dir, "src");
+	tu_write(src, "a", "0123456789");
+	tu_write(src, "d/e", "xyz");
+	char *big = malloc((3 << 20) + 1);
+	memset(big, 'b', 3 << 20);
+	big[3 << 20] = '\0';
+	tu_write(src, "d/big", big);
+	char *a = tu_path(src, "a"), *b = tu_path(src, "b"), *c = tu_path(src, "c");
+	char *big1 = tu_path(src, "d/big"), *big2 = tu_path(src, "big2");
+	cr_assert_eq(link(a, b), 0);
+	cr_assert_eq(link(big1, big2), 0);
+	cr_assert_eq(symlink("a", c), 0);
+	char id[LYR_ID_MAX], want[LYR_ID_MAX];
+	hash_dir(src, want);
+	lyr_tree_error err = {0};
+	cr_assert_eq(lyr_store_import(t.s, src, NULL, NULL, NULL, &err, id), 0, "%s",
+		     lyr_store_last_error());
+	cr_assert_str_eq(id, want);
+	lyr_layer_info info;
+	cr_assert_eq(lyr_layer_get(t.s, id, &info), 0);
+	cr_assert_eq(info.size, 10 + 3 + (3 << 20) + 1);
+	cr_assert_eq(info.entries, 7); /* a b big2 c d d/big d/e */
+	char **dirs;
+	cr_assert_eq(lyr_layer_chain(t.s, id, &dirs), 0);
+	int fd = open(dirs[0], O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(fd, 0);
+	uint64_t bytes, entries;
+	cr_assert_eq(lyr_tree_usage(fd, &bytes, &entries), 0);
+	close(fd);
+	cr_assert_eq(info.size, bytes);
+	cr_assert_eq(info.entries, entries);
+	char *got = tu_read(dirs[0], "d/big");
+	cr_assert_str_eq(got, big);
+	lyr_layer_info_clear(&info);
+	lyr_strv_free(dirs);
+	free(got), free(big), free(a), free(b), free(c), free(big1), free(big2), free(src);
+	ts_teardown(&t);
+}
