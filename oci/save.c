@@ -1,6 +1,7 @@
 /* save: a layer's chain as an OCI image.  One layer tar per store layer, base first; each is
  * written once through two libarchive writers, the tar (its bytes hashed: the diff_id) feeding a
- * raw writer that compresses (its bytes hashed and stored: the blob), so nothing is read twice.
+ * raw writer that compresses (its bytes hashed and stored: the blob), so nothing is read twice;
+ * the compressing half runs on a thread of its own (see layer_out).
  * Blobs are written to a temporary name in blobs/sha256/ and renamed to their digest; a blob
  * already there is kept.  JSON is written compact with sorted keys, the config has no times, and
  * compression settings are fixed (gzip level 6 without a timestamp, zstd level 3), so the same
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -107,22 +109,140 @@ static int write_json_blob(int dir, json_t *j, char ret_digest[LYR_DIGEST_TEXT_L
 	return r;
 }
 
-/* The pipeline of one layer: tar bytes -> diff_id hash -> compressor -> blob. */
+/* The pipeline of one layer: tar bytes -> diff_id hash -> compressor -> blob, on two threads
+ * so that compression, by far the dearest step, runs beside the walk.  The tar writer's thread
+ * reads the files, builds the tar bytes, hashes them (the diff_id) and copies them into a ring of
+ * PIPE_BUFS buffers; the compressor thread takes the full buffers in order, compresses them, and
+ * hashes and writes the blob.  The compressor sees exactly the byte stream a single thread would
+ * give it, in the same order, and its output does not depend on how the stream is cut, so the
+ * blob is the same byte for byte.  LOCK guards COUNT, HEAD, DONE and ERR: a buffer belongs to the
+ * tar writer (which fills buf[TAIL]) until it is counted, then to the compressor until HEAD moves
+ * past it.  Without a thread (none could be started) the tar writer compresses each full buffer
+ * itself. */
+#define PIPE_BUFS 4
+#define PIPE_CHUNK (1 << 20)
+
 typedef struct layer_out {
 	lyr_sha256_ctx *diff;
 	struct archive *z; /* raw + filter, or NULL for no compression */
 	blob *b;
+	char *buf[PIPE_BUFS];
+	size_t len[PIPE_BUFS];
+	size_t tail, fill; /* the tar writer's own: the buffer it fills and how far */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t head, count;
+	bool done, threaded;
+	int err;       /* the first failure of either side: the other stops */
+	char why[256]; /* the compressor's failure, for the tar writer's message */
+	pthread_t thread;
 } layer_out;
+
+/* Compresses (or, without compression, writes) P[0..N) into the blob. */
+static int out_put(layer_out *o, const char *p, size_t n)
+{
+	if (!o->z) {
+		int r = blob_write(o->b, p, n);
+		if (r < 0)
+			snprintf(o->why, sizeof o->why, "writing the blob: %s", strerror(-r));
+		return r;
+	}
+	if (archive_write_data(o->z, p, n) == (la_ssize_t)n)
+		return 0;
+	snprintf(o->why, sizeof o->why, "%s", archive_error_string(o->z));
+	return -EIO;
+}
+
+static void *compressor(void *arg)
+{
+	layer_out *o = arg;
+	pthread_mutex_lock(&o->lock);
+	for (;;) {
+		while (o->count == 0 && !o->done && o->err == 0)
+			pthread_cond_wait(&o->cond, &o->lock);
+		if (o->count == 0 || o->err < 0)
+			break;
+		size_t i = o->head;
+		pthread_mutex_unlock(&o->lock);
+		int r = out_put(o, o->buf[i], o->len[i]);
+		pthread_mutex_lock(&o->lock);
+		if (r < 0 && o->err == 0)
+			o->err = r;
+		o->head = (o->head + 1) % PIPE_BUFS;
+		o->count--;
+		pthread_cond_broadcast(&o->cond);
+	}
+	pthread_mutex_unlock(&o->lock);
+	return NULL;
+}
+
+static int out_start(layer_out *o)
+{
+	for (size_t i = 0; i < PIPE_BUFS; i++)
+		if (!(o->buf[i] = malloc(PIPE_CHUNK)))
+			return -ENOMEM;
+	o->threaded = pthread_create(&o->thread, NULL, compressor, o) == 0;
+	return 0;
+}
+
+/* Hands the buffer being filled to the compressor and waits for a free one; the first failure
+ * of either side. */
+static int out_pass(layer_out *o)
+{
+	int r;
+	if (!o->threaded) {
+		r = o->err = o->err < 0 ? o->err : out_put(o, o->buf[o->tail], o->fill);
+	} else {
+		pthread_mutex_lock(&o->lock);
+		o->len[o->tail] = o->fill;
+		o->count++;
+		pthread_cond_broadcast(&o->cond);
+		while (o->count == PIPE_BUFS && o->err == 0)
+			pthread_cond_wait(&o->cond, &o->lock);
+		r = o->err;
+		pthread_mutex_unlock(&o->lock);
+	}
+	o->tail = (o->tail + 1) % PIPE_BUFS;
+	o->fill = 0;
+	return r;
+}
+
+/* Ends the pipeline: with R == 0 what is left is compressed, otherwise the compressor stops
+ * where it is.  Returns R or the compressor's failure. */
+static int out_finish(layer_out *o, int r)
+{
+	if (r == 0 && o->fill > 0)
+		r = out_pass(o);
+	if (o->threaded) {
+		pthread_mutex_lock(&o->lock);
+		o->done = true;
+		if (r < 0 && o->err == 0)
+			o->err = r;
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->lock);
+		pthread_join(o->thread, NULL);
+		o->threaded = false;
+	}
+	for (size_t i = 0; i < PIPE_BUFS; i++)
+		free(o->buf[i]);
+	return r < 0 ? r : o->err;
+}
 
 static la_ssize_t tar_bytes(struct archive *a, void *ctx, const void *p, size_t n)
 {
 	layer_out *o = ctx;
 	lyr_sha256_update(o->diff, p, n);
-	if (!o->z)
-		return blob_write(o->b, p, n) < 0
-			   ? (archive_set_error(a, EIO, "writing the blob"), -1)
-			   : (la_ssize_t)n;
-	return archive_write_data(o->z, p, n) == (la_ssize_t)n ? (la_ssize_t)n : -1;
+	for (size_t done = 0; done < n;) {
+		size_t k = n - done < PIPE_CHUNK - o->fill ? n - done : PIPE_CHUNK - o->fill;
+		memcpy(o->buf[o->tail] + o->fill, (const char *)p + done, k);
+		o->fill += k;
+		done += k;
+		if (o->fill == PIPE_CHUNK && out_pass(o) < 0) {
+			archive_set_error(a, EIO, "%s", o->why[0] ? o->why : "compressing");
+			return -1;
+		}
+	}
+	return (la_ssize_t)n;
 }
 
 static la_ssize_t zbytes(struct archive *a, void *ctx, const void *p, size_t n)
@@ -140,8 +260,9 @@ static int save_layer(int blobs, const char *const *chain, size_t n, lyr_oci_com
 		      lyr_oci_error *err, char digest[LYR_DIGEST_TEXT_LEN],
 		      char diff_id[LYR_DIGEST_TEXT_LEN], uint64_t *size)
 {
-	blob b;
-	layer_out o = {.b = &b};
+	blob b = {.fd = -1};
+	layer_out o = {
+	    .b = &b, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	struct archive *t = archive_write_new();
 	int r = t ? blob_open(&b, blobs) : -ENOMEM;
 	if (r == 0)
@@ -172,6 +293,8 @@ static int save_layer(int blobs, const char *const *chain, size_t n, lyr_oci_com
 			archive_entry_free(e);
 		}
 	}
+	if (r == 0)
+		r = out_start(&o);
 	if (r == 0) {
 		archive_write_set_format_pax(t);
 		if (archive_write_open2(t, &o, NULL, tar_bytes, NULL, NULL) != ARCHIVE_OK)
@@ -184,6 +307,9 @@ static int save_layer(int blobs, const char *const *chain, size_t n, lyr_oci_com
 			r = oci_fail(err, -EIO, chain[0], "%s", archive_error_string(t));
 		archive_write_free(t);
 	}
+	int rf = out_finish(&o, r);
+	if (r == 0 && rf < 0)
+		r = oci_fail(err, rf, chain[0], "%s", o.why);
 	if (o.z) {
 		if (archive_write_close(o.z) != ARCHIVE_OK && r == 0)
 			r = oci_fail(err, -EIO, chain[0], "%s", archive_error_string(o.z));

@@ -79,13 +79,11 @@ static char *make_chain(const char *store)
 	return id;
 }
 
-Test(oci_save, saving_twice_and_from_another_store_gives_identical_digests)
+/* Saves layer ID twice with each compression, into one-C and two-C in the test's directory, and
+ * asserts that both saves print the same digests. */
+static void save_each_twice(const char *id)
 {
-	need_tool("jq");
-	_cleanup_free_ char *id = make_chain(dirs.store);
 	static const char *const comps[] = {"gzip", "zstd", "none"};
-	_cleanup_free_ char *other = tu_path(dirs.tmp, "store2");
-	_cleanup_free_ char *id2 = NULL;
 	for (size_t i = 0; i < 3; i++) {
 		char d1[4200], d2[4200];
 		snprintf(d1, sizeof d1, "oci:%s/one-%s:t", dirs.tmp, comps[i]);
@@ -97,6 +95,15 @@ Test(oci_save, saving_twice_and_from_another_store_gives_identical_digests)
 		cr_assert_str_eq(a, b, "%s", comps[i]);
 		cr_assert(strstr(a, "\"layers\":[{\"digest\":\"sha256:"), "%s", a);
 	}
+}
+
+Test(oci_save, saving_twice_and_from_another_store_gives_identical_digests)
+{
+	need_tool("jq");
+	_cleanup_free_ char *id = make_chain(dirs.store);
+	save_each_twice(id);
+	_cleanup_free_ char *other = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *id2 = NULL;
 	/* a second store: the same imports, the same layer and manifest digests */
 	cr_assert_eq(tu_sh("rm -rf %s/src", dirs.tmp), 0);
 	id2 = make_chain(other);
@@ -115,6 +122,65 @@ Test(oci_save, saving_twice_and_from_another_store_gives_identical_digests)
 		  "| cut -c8-); done | uniq | wc -l | grep -qx 1",
 		  dirs.tmp),
 	    0);
+}
+
+/* A layer of several MiB crosses the save pipeline's buffers many times over: each compressed
+ * blob still decompresses to exactly the uncompressed one, whose digest is the diff_id, and a
+ * second save gives the same bytes. */
+Test(oci_save, a_layer_of_many_pipeline_buffers_decompresses_to_its_diff_id)
+{
+	need_tool("jq");
+	need_tool("zstd");
+	cr_assert_eq(
+	    tu_sh("mkdir -p %s && cd %s && mkdir a b && head -c 9437184 /dev/urandom > a/big && "
+		  "yes layer | head -c 3000000 > b/text && "
+		  "for i in $(seq 300); do echo $i > b/f$i; done",
+		  dirs.src, dirs.src),
+	    0);
+	_cleanup_free_ char *id = id_of(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
+	save_each_twice(id);
+	cr_assert_eq(
+	    tu_sh(
+		"cd %s && blob() { m=$(jq -r '.manifests[0].digest' $1/index.json | cut -c8-) && "
+		"echo $1/blobs/sha256/$(jq -r '.layers[0].digest' $1/blobs/sha256/$m | cut -c8-); "
+		"} && "
+		"diff_id() { m=$(jq -r '.manifests[0].digest' $1/index.json | cut -c8-) && "
+		"c=$(jq -r .config.digest $1/blobs/sha256/$m | cut -c8-) && "
+		"jq -r '.rootfs.diff_ids[0]' $1/blobs/sha256/$c; } && "
+		"t=$(blob one-none) && [ $(stat -c %%s $t) -gt 12000000 ] && "
+		"gzip -dc $(blob one-gzip) | cmp - $t && zstd -qdc $(blob one-zstd) | cmp - $t && "
+		"[ sha256:$(sha256sum < $t | cut -c1-64) = $(diff_id one-gzip) ] && "
+		"[ $(diff_id one-zstd) = $(diff_id one-gzip) ]",
+		dirs.tmp),
+	    0);
+}
+
+/* The disk filling up while the blob is written (by the compressing thread) fails the save with
+ * the cause named, and leaves no partial blob behind. */
+Test(oci_save, a_full_disk_during_a_save_is_named_and_leaves_no_partial_blob)
+{
+	if (geteuid() != 0)
+		cr_skip_test("mounting a small tmpfs needs root");
+	cr_assert_eq(
+	    tu_sh("mkdir -p %s/a && head -c 8388608 /dev/urandom > %s/a/big", dirs.src, dirs.src),
+	    0);
+	_cleanup_free_ char *id = id_of(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
+	_cleanup_free_ char *full = tu_path(dirs.tmp, "full");
+	cr_assert_eq(mkdir(full, 0755), 0);
+	cr_assert_eq(tu_sh("mount -t tmpfs -o size=2m tmpfs %s", full), 0);
+	static const char *const comps[] = {"gzip", "zstd", "none"};
+	for (size_t i = 0; i < 3; i++) {
+		char d[4200];
+		snprintf(d, sizeof d, "oci:%s/%s:t", full, comps[i]);
+		tu_run r = tu_lf(dirs.store, "save", id, "-o", d, "--compression", comps[i], NULL);
+		cr_assert_eq(r.status, 1, "%s: %s", comps[i], r.err);
+		cr_assert(strstr(r.err, "writing the blob: No space left on device"), "%s: %s",
+			  comps[i], r.err);
+		tu_run_free(&r);
+		cr_assert_eq(tu_sh("ls -A %s/%s/blobs/sha256 | grep -q .", full, comps[i]), 1,
+			     "%s left a file in blobs/sha256", comps[i]);
+	}
+	cr_assert_eq(tu_sh("umount %s", full), 0);
 }
 
 /* One line per entry of the tree at ROOT, in name order: type, mode, owner, mtime, size,
