@@ -110,3 +110,12 @@ char *tu_tree_attrs(const char *root)
 	free(seen);
 	return buf;
 }
+
+char *tu_mounted_attrs(const char *store, const char *id, const char *mp)
+{
+	mkdir(mp, 0755);
+	free(tu_ok(tu_lf(store, "mount", id, mp, NULL)));
+	char *seen = tu_tree_attrs(mp);
+	free(tu_ok(tu_lf(store, "umount", mp, NULL)));
+	return seen;
+}

@@ -15,3 +15,6 @@ int tu_hash_dir(const char *dir, const char *cache_prefix, const char *const *se
  * of the file's hard-link group ("links-to=-" for the first); symlink targets; device numbers;
  * xattrs (security.selinux left out).  Heap. */
 char *tu_tree_attrs(const char *root);
+/* tu_tree_attrs of layer or ref ID of the store at STORE as `layerfs mount` shows it at MP
+ * (created when missing), unmounted again. */
+char *tu_mounted_attrs(const char *store, const char *id, const char *mp);

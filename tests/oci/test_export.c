@@ -101,12 +101,7 @@ static char *make_chain(const char *store)
 /* tu_tree_attrs of ID (layer or ref) as `layerfs mount` shows it. */
 static char *mounted_tree(const char *store, const char *id)
 {
-	const char *mp = at(1, "view");
-	mkdir(mp, 0755);
-	free(tu_ok(tu_lf(store, "mount", id, mp, NULL)));
-	char *seen = tu_tree_attrs(mp);
-	free(tu_ok(tu_lf(store, "umount", mp, NULL)));
-	return seen;
+	return tu_mounted_attrs(store, id, at(1, "view"));
 }
 
 /* tu_tree_attrs of TAR extracted by GNU tar (xattrs, owners, modes as stored) into DIR. */

@@ -122,11 +122,7 @@ static char *tree_text(const char *root)
 static char *mounted_tree(const char *id)
 {
 	_cleanup_free_ char *mp = tu_path(dirs.tmp, "view");
-	mkdir(mp, 0755);
-	free(tu_ok(tu_lf(dirs.store, "mount", id, mp, NULL)));
-	char *seen = tree_text(mp);
-	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
-	return seen;
+	return tu_mounted_attrs(dirs.store, id, mp);
 }
 
 Test(oci_save, umoci_unpacks_the_tree_a_mount_shows_with_renames_metacopy_and_links)

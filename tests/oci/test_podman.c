@@ -134,11 +134,7 @@ static char *busybox_image(void)
 static char *mounted_tree(const char *id)
 {
 	_cleanup_free_ char *mp = tu_path(dirs.tmp, "view");
-	mkdir(mp, 0755);
-	free(tu_ok(tu_lf(dirs.store, "mount", id, mp, NULL)));
-	char *seen = tu_tree_attrs(mp);
-	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
-	return seen;
+	return tu_mounted_attrs(dirs.store, id, mp);
 }
 
 Test(oci_podman, saved_archives_load_into_podman_with_the_mount_tree_and_run)
