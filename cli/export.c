@@ -209,6 +209,9 @@ int cmd_export(lyr_cli *cli, int argc, char **argv)
 	char id[LYR_ID_MAX];
 	if (cli_resolve(cli, argv[i], LYR_OBJ_NONE, &kind, id) < 0)
 		return EXIT_FAIL;
+	struct stat st;
+	if (!to_stdout && stat(o.out, &st) == 0 && S_ISDIR(st.st_mode))
+		return cli_fail("export '%s': '%s': %s", argv[i], o.out, strerror(EISDIR));
 	if (kind == LYR_OBJ_REF) {
 		if (cli_ref_upper_check(cli, "export", argv[i], id) != EXIT_OK ||
 		    claim_ref(cli, argv[i], id) != EXIT_OK)

@@ -330,7 +330,10 @@ Test(oci_export, refusals_leave_no_file_and_name_the_cause)
 	cr_assert_str_eq(left, "x.tar=old\n\n");
 	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(after, before);
-	/* into a directory that does not exist */
+	/* onto a directory, or into one that does not exist */
+	tu_fails(tu_lf(dirs.store, "export", id, "-o", at(1, "out"), NULL), 1,
+		 "layerfs: export '%s': '%s': Is a directory\n", id, at(1, "out"));
+
 	tu_fails(tu_lf(dirs.store, "export", id, "-o", at(0, "no/such/dir.tar"), NULL), 1,
 		 "layerfs: export '%s': '%s': No such file or directory\n", id,
 		 at(0, "no/such/dir.tar"));
