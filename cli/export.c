@@ -11,7 +11,8 @@
  *
  * A tar to a file is written under a temporary name beside it and renamed over FILE at the end:
  * a failed or interrupted export leaves no partial FILE (and no temporary file: SIGINT, SIGTERM,
- * SIGHUP and SIGPIPE remove it before the process ends). */
+ * SIGHUP, SIGPIPE, SIGQUIT and SIGXFSZ, a file-size limit reached, remove it before the process
+ * ends by that signal). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -54,11 +55,15 @@ static void on_fatal_signal(int sig)
 
 static void catch_fatal_signals(void)
 {
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT, SIGXFSZ};
 	struct sigaction sa = {.sa_handler = on_fatal_signal};
 	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < LYR_ARRAY_SIZE(sigs); i++)
-		sigaction(sigs[i], &sa, NULL);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(sigs); i++) {
+		/* one ignored on entry stays ignored (a write then fails with its errno) */
+		struct sigaction old;
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+	}
 }
 
 /* An empty temporary file beside FILE, mode 0666 less the umask as a new FILE would get. */

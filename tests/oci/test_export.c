@@ -3,6 +3,7 @@
  * same bytes every time and from a second store; --diff as the layer tar save writes; refusals
  * (a terminal, an unknown object, a mounted ref, a failed write) that leave nothing behind. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +335,14 @@ Test(oci_export, refusals_leave_no_file_and_name_the_cause)
 	cr_assert_str_eq(err, want);
 	_cleanup_free_ char *left = tu_tree_text(at(1, "out"));
 	cr_assert_str_eq(left, "x.tar=old\n\n");
+	/* the same write, ended by the signal it raises (SIGXFSZ): the temporary file is removed
+	 * before the process dies */
+	cr_assert_eq(
+	    tu_sh("ulimit -c 0; ulimit -f 16; exec %s --root %s export %s -o %s 2>/dev/null",
+		  LAYERFS_BIN, dirs.store, id, out),
+	    128 + SIGXFSZ);
+	_cleanup_free_ char *left2 = tu_tree_text(at(1, "out"));
+	cr_assert_str_eq(left2, "x.tar=old\n\n");
 	_cleanup_free_ char *after = tu_store_state(dirs.store);
 	cr_assert_str_eq(after, before);
 	/* onto a directory, or into one that does not exist */
