@@ -60,9 +60,9 @@ static void need_root_fuse(void)
 	} while (0)
 
 /* A base layer imported from a directory (owners, a ns mtime, xattrs, a hard-link pair, a
- * symlink, a fifo) and a layer committed through a mount over it that deletes a file, makes a
- * directory opaque, renames a lower directory (redirect), chmods a lower file (metacopy) and
- * links it.  Returns the top layer's ID (heap). */
+ * symlink, a fifo, a device) and a layer committed through a mount over it that deletes a file,
+ * makes a directory opaque, renames a lower directory (redirect), chmods a lower file (metacopy)
+ * and links it.  Returns the top layer's ID (heap). */
 static char *make_chain(const char *store)
 {
 	tu_write(dirs.src, "etc/hostname", "box\n");
@@ -73,7 +73,8 @@ static char *make_chain(const char *store)
 	tu_write(dirs.src, "opt/keep", "kept\n");
 	cr_assert_eq(
 	    tu_sh("cd %s && ln usr/lib/a usr/lib/a2 && ln -s ../etc/motd usr/motd && "
-		  "mkdir run && mkfifo -m 0640 run/fifo && chown 1000:1001 usr/lib/b && "
+		  "mkdir run dev && mkfifo -m 0640 run/fifo && mknod -m 0620 dev/tty9 c 4 9 && "
+		  "chown 1000:1001 usr/lib/b && "
 		  "setfattr -n user.k -v v usr/lib/b && setfattr -n trusted.t -v 1 etc/motd "
 		  "&& touch -h -d @1600000000.123456789 usr/motd usr/lib/b run/fifo run "
 		  "etc/motd etc/hostname usr/lib/a usr/lib usr opt/old/x opt/old opt/keep "
@@ -147,6 +148,8 @@ Test(oci_export, the_merged_tree_extracts_to_what_a_mount_shows_and_is_the_same_
 	    " links-to=etc/hostname\n",
 	    "\nopt/new 100644 ",
 	    "\nrun/fifo 10640 0:0 1600000000.123456789\n",
+	    "\ndev/tty9 20620 0:0 ",
+	    " dev=4:9\n",
 	    "\nusr/lib64/a2 100644 0:0 ",
 	    " links-to=usr/lib64/a user.top=2\n",
 	    "\nusr/lib64/b 100644 1000:1001 1600000000.123456789 size=4 ",
