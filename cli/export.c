@@ -66,6 +66,15 @@ static void catch_fatal_signals(void)
 	}
 }
 
+static void drop_temp(char *p)
+{
+	if (!p)
+		return;
+	tmp_path = NULL;
+	unlink(p);
+	free(p);
+}
+
 /* An empty temporary file beside FILE, mode 0666 less the umask as a new FILE would get. */
 static int open_temp(const char *file, char **ret_path)
 {
@@ -85,19 +94,11 @@ static int open_temp(const char *file, char **ret_path)
 	if (fchmod(fd, 0666 & ~mask) < 0) {
 		int e = errno;
 		close(fd);
+		drop_temp(p);
 		return -e;
 	}
 	*ret_path = p;
 	return fd;
-}
-
-static void drop_temp(char *p)
-{
-	if (!p)
-		return;
-	tmp_path = NULL;
-	unlink(p);
-	free(p);
 }
 
 /* Claims ref ID for this process, as a mount does; EXIT_OK, or says why not. */
