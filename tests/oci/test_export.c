@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
@@ -355,4 +356,66 @@ Test(oci_export, refusals_leave_no_file_and_name_the_cause)
 	tu_fails(tu_lf(dirs.store, "export", id, "-o", at(0, "no/such/dir.tar"), NULL), 1,
 		 "layerfs: export '%s': '%s': No such file or directory\n", id,
 		 at(0, "no/such/dir.tar"));
+}
+
+/* While a ref is exported, it is held as a mount holds it: a commit or a mount of it is refused,
+ * naming the export; once the tar is written, both work again. */
+Test(oci_export, a_ref_being_exported_cannot_be_committed_or_mounted_meanwhile)
+{
+	tu_need_fuse();
+	tu_write(dirs.src, "f", "base\n");
+	_cleanup_free_ char *base = line1(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
+	_cleanup_free_ char *ref = line1(tu_ok(tu_lf(dirs.store, "new", base, NULL)));
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
+	/* more than a pipe holds, so that the export waits for its reader */
+	cr_assert_eq(tu_sh("head -c 1000000 /dev/urandom > %s/big", upper), 0);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], STDOUT_FILENO);
+		close(p[0]);
+		close(p[1]);
+		execl(LAYERFS_BIN, "layerfs", "--root", dirs.store, "export", ref, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	char claim[64];
+	snprintf(claim, sizeof claim, "\"mountpoint\":\"(export, pid %d)\"", (int)pid);
+	bool held = false;
+	for (int i = 0; i < 500 && !held; i++) {
+		_cleanup_free_ char *info =
+		    tu_ok(tu_lf(dirs.store, "--json", "inspect", ref, NULL));
+		held = strstr(info, claim) != NULL;
+		if (!held)
+			usleep(10000);
+	}
+	cr_assert(held, "the export never claimed the ref");
+	tu_fails(tu_lf(dirs.store, "commit", ref, NULL), 1,
+		 "layerfs: commit '%s': ref is mounted at '(export, pid %d)'\n", ref, (int)pid);
+	const char *mp = at(0, "mnt");
+	mkdir(mp, 0755);
+	tu_run r = tu_lf(dirs.store, "mount", ref, mp, NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.err, "(export, pid"), "%s", r.err);
+	tu_run_free(&r);
+	/* the reader drains the pipe: the export ends well, and lets the ref go */
+	FILE *in = fdopen(p[0], "r");
+	FILE *out = fopen(at(1, "piped.tar"), "w");
+	cr_assert(in && out);
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+		cr_assert_eq(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	fclose(out);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "export ended with %d", st);
+	free(tu_ok(tu_lf(dirs.store, "export", ref, "-o", at(2, "file.tar"), NULL)));
+	cr_assert_eq(tu_sh("cmp %s %s", at(1, "piped.tar"), at(2, "file.tar")), 0);
+	free(tu_ok(tu_lf(dirs.store, "mount", ref, mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "umount", mp, NULL)));
+	free(tu_ok(tu_lf(dirs.store, "commit", ref, NULL)));
 }
