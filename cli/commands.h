@@ -43,6 +43,9 @@ typedef struct cli_view {
 } cli_view;
 int cli_view_get(lyr_cli *cli, lyr_obj_kind kind, const char *id, cli_view *ret);
 void cli_view_clear(cli_view *v);
+/* The view's layer stack, topmost first: the upper (refs), then the lowers.  A heap array of
+ * pointers into V (NULL-terminated), its length in RET_N; NULL when out of memory. */
+const char **cli_view_stack(const cli_view *v, size_t *ret_n);
 /* EXIT_OK when ref ID's upper directory is there; otherwise says "WHAT 'TEXT': upper directory
  * 'PATH': CAUSE" and returns EXIT_FAIL (TEXT: the ref as the user wrote it). */
 int cli_ref_upper_check(lyr_cli *cli, const char *what, const char *text, const char *id);
@@ -69,6 +72,7 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
 
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_save(lyr_cli *cli, int argc, char **argv);
+int cmd_export(lyr_cli *cli, int argc, char **argv);
 /* Adds to OP what the config of the nearest loaded image in its root's chain gives, as BuildKit
  * takes an image's config: Env entries whose keys OP does not set, WorkingDir and User unless
  * OP has them.  Returns 0 (also when ROOT has no config or does not resolve: the run reports

@@ -272,14 +272,10 @@ int cmd_diff(lyr_cli *cli, int argc, char **argv)
 	int r = cli_view_get(cli, kind, id, &view);
 	if (r < 0)
 		return cli_fail("diff '%s': %s", argv[i], cli_strerror(r));
-	_cleanup_free_ const char **dirs = calloc(view.nlowers + 1, sizeof(char *));
+	size_t n_dirs;
+	_cleanup_free_ const char **dirs = cli_view_stack(&view, &n_dirs);
 	if (!dirs)
 		return cli_fail("out of memory");
-	size_t n_dirs = 0;
-	if (view.upper)
-		dirs[n_dirs++] = view.upper;
-	for (size_t k = 0; k < view.nlowers; k++)
-		dirs[n_dirs++] = view.lowers[k];
 
 	diff_walk w = {.has_parent = n_dirs > 1};
 	r = lyr_stack_open(dirs, n_dirs, NULL, &w.stack);

@@ -85,6 +85,13 @@ static const cli_command commands[] = {
      "  -o, --output DEST      oci:DIR[:TAG] (an OCI image layout), oci-archive:FILE[:TAG],\n"
      "                         docker-archive:FILE[:NAME[:TAG]]\n"
      "  --compression C        gzip (default), zstd or none (docker-archive: always none)\n"},
+    {"export", cmd_export, "LAYER|REF|TAG [-o FILE|-] [--diff]",
+     "write a layer's or ref's merged tree (or its own changes) as one tar",
+     "  -o, --output FILE   write the tar to FILE (replaced whole at the end; a failed\n"
+     "                      export leaves no FILE); '-' or none: standard output, which\n"
+     "                      must not be a terminal; prints the tar's digest\n"
+     "  --diff              only this layer's or ref's own changes, as the OCI layer tar\n"
+     "                      'save --compression none' writes (its digest is the diff_id)\n"},
     {"push", cmd_push, "LAYER|TAG REGISTRY/REPOSITORY[:TAG] [--tls-verify=false]",
      "upload a layer's chain as an image to a registry; prints the manifest digest",
      "  --tls-verify=false  do not verify the registry's TLS certificate, and speak plain\n"

@@ -67,6 +67,20 @@ void cli_view_clear(cli_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
+const char **cli_view_stack(const cli_view *v, size_t *ret_n)
+{
+	const char **dirs = calloc(v->nlowers + 2, sizeof(char *));
+	if (!dirs)
+		return NULL;
+	size_t n = 0;
+	if (v->upper)
+		dirs[n++] = v->upper;
+	for (size_t k = 0; k < v->nlowers; k++)
+		dirs[n++] = v->lowers[k];
+	*ret_n = n;
+	return dirs;
+}
+
 int cli_ref_upper_check(lyr_cli *cli, const char *what, const char *text, const char *id)
 {
 	_cleanup_free_ char *upper = NULL, *work = NULL;

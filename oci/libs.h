@@ -45,6 +45,7 @@
 	X(archive_entry_xattr_next) \
 	X(archive_entry_xattr_reset) \
 	X(archive_error_string) \
+	X(archive_file_count) \
 	X(archive_read_data) \
 	X(archive_read_data_block) \
 	X(archive_read_free) \
@@ -134,6 +135,7 @@ int oci_begin(lyr_oci_error *err);
 #define archive_entry_xattr_next (oci_libs.archive_entry_xattr_next)
 #define archive_entry_xattr_reset (oci_libs.archive_entry_xattr_reset)
 #define archive_error_string (oci_libs.archive_error_string)
+#define archive_file_count (oci_libs.archive_file_count)
 #define archive_read_data (oci_libs.archive_read_data)
 #define archive_read_data_block (oci_libs.archive_read_data_block)
 #define archive_read_free (oci_libs.archive_read_free)

@@ -11,6 +11,13 @@
  * parent first) as the entries of an OCI layer tar into A (format and filters already set, open).
  * Returns 0 or -errno with ERR naming the path and the cause. */
 int oci_layer_write(struct archive *a, const char *const *chain, size_t n, lyr_oci_error *err);
+/* tar_out.c: writes the merged tree of STACK as the entries of one plain tar into A, as
+ * oci_layer_write writes entries (PAX times and xattrs, names in byte order, the root as "./"),
+ * but with no marker of any kind: whiteouts and what they hide left out, renamed directories
+ * at their new paths, metacopy files whole, hard-link groups (one inode in one layer) as tar
+ * hard links to their first name.  Returns 0 or -errno with ERR naming the path and cause. */
+struct lyr_stack;
+int oci_tree_write(struct archive *a, const struct lyr_stack *stack, lyr_oci_error *err);
 
 /* save.c: writes NAME in DIRFD atomically (a temporary name, then rename). */
 int oci_write_file(int dirfd, const char *name, const void *data, size_t len);

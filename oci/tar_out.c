@@ -8,7 +8,9 @@
  * is in the diff already); a metacopy file is written with the data found below.  The overlay's
  * private xattrs never leave the store.  Headers carry only what a layer holds (type, mode,
  * owner ids, mtime with nanoseconds, size, link targets, device numbers, xattrs in name order):
- * no user or group names, no atime or ctime, so a save does not depend on the machine. */
+ * no user or group names, no atime or ctime, so a save does not depend on the machine.
+ * The same writer gives `export` the merged tree of a chain as one plain tar (oci_tree_write):
+ * the walk of a renamed directory's body, from the root down, markers never written. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -409,7 +411,7 @@ static int put_tree(writer *w, int at, const char *path)
 	}
 	if (r == 0 && errno)
 		r = oci_fail(w->err, -errno, path, "listing: %s", strerror(errno));
-	if (r == 0)
+	if (r == 0 && n > 0) /* an empty directory has no array, which qsort does not take */
 		qsort(ents, n, sizeof *ents, own_cmp);
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = put_own(w, dirfd(d), path, ents[i].name, ents[i].type);
@@ -417,6 +419,26 @@ static int put_tree(writer *w, int at, const char *path)
 		free(ents[i].name);
 	free(ents);
 	closedir(d);
+	return r;
+}
+
+static void writer_clear(writer *w)
+{
+	for (size_t i = 0; i < w->nlinks; i++)
+		free(w->links[i].path);
+	free(w->links);
+}
+
+int oci_tree_write(struct archive *a, const lyr_stack *stack, lyr_oci_error *err)
+{
+	writer w = {.a = a, .stack = stack, .err = err};
+	lyr_stack_node root;
+	int r = lyr_stack_root(stack, 0, &root);
+	if (r < 0)
+		return oci_fail(err, r, "", "the root directory: %s", strerror(-r));
+	r = put_merged(&w, &root, "");
+	lyr_stack_node_clear(&root);
+	writer_clear(&w);
 	return r;
 }
 
@@ -439,9 +461,7 @@ int oci_layer_write(struct archive *a, const char *const *chain, size_t n, lyr_o
 		r = put_opaque(&w, "", &st);
 	if (r == 0)
 		r = put_tree(&w, root, "");
-	for (size_t i = 0; i < w.nlinks; i++)
-		free(w.links[i].path);
-	free(w.links);
+	writer_clear(&w);
 	lyr_stack_free(stack);
 	return r;
 }

@@ -75,6 +75,24 @@ void lyr_oci_saved_clear(lyr_oci_saved *saved);
 int lyr_oci_save(lyr_store *s, const char *layer_id, const char *dest, lyr_oci_compression c,
 		 lyr_oci_error *err, lyr_oci_saved *ret);
 
+/* What an export wrote: the digest ("sha256:<hex>") and size of the tar, and its entries. */
+typedef struct lyr_oci_exported {
+	char digest[LYR_DIGEST_TEXT_LEN];
+	uint64_t size, entries;
+} lyr_oci_exported;
+
+/* Writes one uncompressed tar to FD.  DIRS[0..N) is a view's stack, topmost first: a layer's
+ * chain (its own diff first), or a ref's upper over its parent's chain.  Without DIFF: the merged
+ * tree, as `docker export` writes it (no whiteouts or other markers, no overlay xattrs, every
+ * file whole, hard-link groups as tar hard links, xattrs as PAX SCHILY.xattr, mtimes to the
+ * nanosecond); with DIFF: DIRS[0]'s own changes as an OCI layer tar, the bytes `save` writes
+ * for that layer uncompressed (digest = its diff_id).  Entries come in name order with fixed
+ * header fields, so the same tree gives the same bytes.  PROGRESS (may be NULL) hears the
+ * entries and bytes written.  Returns 0 and fills RET (may be NULL), or -errno with ERR naming
+ * the path and the cause; FD then holds a partial tar for the caller to discard. */
+int lyr_oci_export(const char *const *dirs, size_t n, bool diff, int fd,
+		   const lyr_progress *progress, lyr_oci_error *err, lyr_oci_exported *ret);
+
 /* What a load made: the store layer of each image layer, base first (the top is ids[n-1]). */
 typedef struct lyr_oci_loaded {
 	size_t n;

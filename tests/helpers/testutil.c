@@ -72,6 +72,12 @@ void tu_dirs_fini(tu_dirs *d)
 	*d = (tu_dirs){0};
 }
 
+void tu_dirs_fini_mounted(tu_dirs *d)
+{
+	tu_umount_below(d->tmp);
+	tu_dirs_fini(d);
+}
+
 char *tu_path(const char *dir, const char *rel)
 {
 	char *p;
@@ -496,4 +502,14 @@ int tu_sh(const char *fmt, ...)
 	va_end(ap);
 	int st = system(cmd);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void tu_need_tool(const char *name)
+{
+	if (tu_sh("command -v %s >/dev/null 2>&1", name) == 0)
+		return;
+	const char *ci = getenv("CI");
+	cr_assert(!(ci && strcmp(ci, "true") == 0), "%s is missing (scripts/setup installs it)",
+		  name);
+	cr_skip_test("%s is not installed", name);
 }

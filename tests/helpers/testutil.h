@@ -18,6 +18,8 @@ typedef struct tu_dirs {
 void tu_dirs_init(tu_dirs *d);
 /* Removes TMP and all below it, and frees the paths. */
 void tu_dirs_fini(tu_dirs *d);
+/* tu_dirs_fini after unmounting whatever a failed test left mounted below TMP. */
+void tu_dirs_fini_mounted(tu_dirs *d);
 
 /* Writes DATA to DIR/REL, creating parent directories. */
 void tu_write(const char *dir, const char *rel, const char *data);
@@ -96,3 +98,6 @@ char *tu_store_state(const char *root);
 char *tu_tree_text(const char *dir);
 /* Runs a shell command line with /bin/sh -c; returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Skips the test when the program NAME is not on PATH, except in CI ($CI is "true"), where it
+ * must be installed (scripts/setup installs it) and its absence fails the test. */
+void tu_need_tool(const char *name);
