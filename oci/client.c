@@ -2,10 +2,13 @@
  * (basic credentials or a bearer token, from the container tools' auth files, see auth.c),
  * transient failures (no connection, a reset, a timeout, 5xx, 429) retried with backoff, the
  * registry's own error text in every failure.  Uploads are monolithic (POST, then PUT with the
- * digest).  Redirects (blob storage elsewhere) are followed for GET. */
+ * digest).  Redirects (blob storage elsewhere) are followed for GET.  Blobs are downloaded a
+ * few at a time, on threads that each hold a copy of the registry handle (no login state is
+ * shared between them); nothing else here uses threads. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +140,20 @@ static bool challenge_param(const char *ch, const char *param, char *out, size_t
 
 static int http_fail(const oci_registry *ir, lyr_oci_error *err, const char *what, long status,
 		     const membuf *body);
+
+static bool cancelled(const oci_registry *ir)
+{
+	return ir->cancel && atomic_load(ir->cancel);
+}
+
+/* CURLOPT_XFERINFOFUNCTION: a transfer stops once its handle is cancelled */
+static int xfer_info(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		     curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return cancelled(ctx) ? 1 : 0;
+}
+
 static long request(oci_registry *ir, const char *method, const char *url,
 		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
 		    resp_headers *ret_headers, lyr_oci_error *err);
@@ -257,6 +274,8 @@ static long request(oci_registry *ir, const char *method, const char *url,
 	if (lr < 0)
 		return lr;
 	for (;;) {
+		if (cancelled(ir))
+			return oci_fail(err, -ECANCELED, ir->host, "cancelled");
 		CURL *c = curl_easy_init();
 		if (!c)
 			return -ENOMEM;
@@ -306,6 +325,11 @@ static long request(oci_registry *ir, const char *method, const char *url,
 		resp_headers rh = {"", "", "", -1};
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, &rh);
+		if (ir->cancel) {
+			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_info);
+			curl_easy_setopt(c, CURLOPT_XFERINFODATA, ir);
+			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		}
 		CURLcode cr = curl_easy_perform(c);
 		long status = 0;
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -316,7 +340,9 @@ static long request(oci_registry *ir, const char *method, const char *url,
 				 cr == CURLE_RECV_ERROR || cr == CURLE_GOT_NOTHING ||
 				 cr == CURLE_OPERATION_TIMEDOUT || cr == CURLE_PARTIAL_FILE ||
 				 (cr == CURLE_OK && (status >= 500 || status == 429));
-		if (cr == CURLE_SSL_CONNECT_ERROR && !ir->tls_verify && !ir->plain_http &&
+		if (cr == CURLE_ABORTED_BY_CALLBACK) {
+			return oci_fail(err, -ECANCELED, ir->host, "cancelled");
+		} else if (cr == CURLE_SSL_CONNECT_ERROR && !ir->tls_verify && !ir->plain_http &&
 		    strncmp(url, "https://", 8) == 0) {
 			/* --tls-verify=false: a registry that speaks no TLS is spoken to in plain
 			 * HTTP, as podman and skopeo do */
@@ -329,9 +355,12 @@ static long request(oci_registry *ir, const char *method, const char *url,
 			long ms = rh.retry_after >= 0
 				      ? (rh.retry_after > 30 ? 30 : rh.retry_after) * 1000
 				      : 250L << (tries - 1 < 6 ? tries - 1 : 6);
-			struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-				;
+			for (long slept = 0; slept < ms && !cancelled(ir); slept += 50) {
+				long step = ms - slept < 50 ? ms - slept : 50;
+				struct timespec ts = {0, step * 1000000};
+				while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+					;
+			}
 			tries++;
 		} else if (cr == CURLE_OPERATION_TIMEDOUT) {
 			return oci_fail(err, -ETIMEDOUT, ir->host,
@@ -425,14 +454,81 @@ int oci_registry_blob_get(oci_registry *ir, const char *digest, int blobs, lyr_o
 		return oci_fail(err, -EBADMSG, digest ? digest : "blob", "not a sha256 digest");
 	char url[2048];
 	repo_url(ir, url, sizeof url, "/blobs/", digest);
-	int fd = openat(blobs, digest + 7, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = openat(blobs, digest + 7, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return oci_fail(err, -errno, digest, "%s", strerror(errno));
 	long st = request(ir, "GET", url, NULL, fd, NULL, NULL, NULL, err);
+	int r = st < 0 ? (int)st : 0;
+	if (st >= 0 && st != 200) {
+		/* what came is the registry's error, not the blob */
+		char text[8192];
+		ssize_t n = pread(fd, text, sizeof text - 1, 0);
+		membuf body = {text, n > 0 ? (size_t)n : 0};
+		text[body.n] = '\0';
+		r = http_fail(ir, err, digest, st, &body);
+		unlinkat(blobs, digest + 7, 0);
+	}
 	close(fd);
-	if (st < 0)
-		return (int)st;
-	return st == 200 ? 0 : http_fail(ir, err, digest, st, NULL);
+	return r;
+}
+
+/* The downloads of oci_registry_blobs_get: workers take the next digest until none is left or
+ * one failed; LOCK guards NEXT and the first failure (R, ERR). */
+typedef struct blobs_job {
+	const oci_registry *base;
+	const char *const *digests;
+	size_t n, next;
+	int blobs;
+	pthread_mutex_t lock;
+	atomic_bool cancel;
+	int r;
+	lyr_oci_error *err;
+} blobs_job;
+
+static void *blobs_worker(void *arg)
+{
+	blobs_job *j = arg;
+	/* a handle of its own: a worker that must log in again does so on its copy */
+	oci_registry ir = *j->base;
+	ir.cancel = &j->cancel;
+	for (;;) {
+		pthread_mutex_lock(&j->lock);
+		size_t i = j->next < j->n && j->r == 0 ? j->next++ : j->n;
+		pthread_mutex_unlock(&j->lock);
+		if (i >= j->n)
+			return NULL;
+		lyr_oci_error e = {.entry = ""};
+		int r = oci_registry_blob_get(&ir, j->digests[i], j->blobs, &e);
+		if (r >= 0)
+			continue;
+		pthread_mutex_lock(&j->lock);
+		if (j->r == 0 && r != -ECANCELED) {
+			j->r = r;
+			if (j->err)
+				*j->err = e;
+			atomic_store(&j->cancel, true);
+		}
+		pthread_mutex_unlock(&j->lock);
+	}
+}
+
+int oci_registry_blobs_get(oci_registry *ir, const char *const *digests, size_t n, int blobs,
+			   lyr_oci_error *err)
+{
+	blobs_job j = {.base = ir, .digests = digests, .n = n, .blobs = blobs, .err = err};
+	pthread_mutex_init(&j.lock, NULL);
+	atomic_init(&j.cancel, false);
+	pthread_t t[OCI_REGISTRY_DOWNLOADS];
+	size_t started = 0;
+	/* the first download runs here: one blob needs no thread */
+	while (started + 1 < OCI_REGISTRY_DOWNLOADS && started + 1 < n &&
+	       pthread_create(&t[started], NULL, blobs_worker, &j) == 0)
+		started++;
+	blobs_worker(&j);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	pthread_mutex_destroy(&j.lock);
+	return j.r;
 }
 
 int oci_registry_blob_has(oci_registry *ir, const char *digest, lyr_oci_error *err)

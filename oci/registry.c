@@ -2,7 +2,8 @@
  *
  * Neither speaks the image format itself: pull downloads the manifest (and index), config and
  * layer blobs into an OCI layout in a scratch stage of the store and hands it to load, which
- * checks every digest before anything is committed; push saves the chain into a scratch layout
+ * checks every digest before anything is committed (layer blobs are downloaded a few at a time,
+ * see oci_registry_blobs_get); push saves the chain into a scratch layout
  * and uploads what the registry lacks (a HEAD per blob first; monolithic POST + PUT uploads),
  * then the manifest under the tag.  The requests themselves are client.c's. */
 #include <errno.h>
@@ -101,10 +102,22 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 		}
 		json_decref(cfg);
 	}
-	for (size_t i = known; r == 0 && i < json_array_size(layers); i++)
-		r = oci_registry_blob_get(
-		    &ir, json_string_value(json_object_get(json_array_get(layers, i), "digest")),
-		    blobs, err);
+	/* the rest, a few at a time; a digest named twice is fetched once */
+	size_t nl = json_array_size(layers), nget = 0;
+	const char **get = r == 0 && nl > known ? calloc(nl - known, sizeof *get) : NULL;
+	if (r == 0 && nl > known && !get)
+		r = -ENOMEM;
+	for (size_t i = known; r == 0 && i < nl; i++) {
+		const char *d = json_string_value(json_object_get(json_array_get(layers, i), "digest"));
+		bool dup = false;
+		for (size_t k = 0; k < nget && d && !dup; k++)
+			dup = get[k] && strcmp(get[k], d) == 0;
+		if (!dup)
+			get[nget++] = d;
+	}
+	if (r == 0 && nget)
+		r = oci_registry_blobs_get(&ir, get, nget, blobs, err);
+	free(get);
 	if (r == 0) {
 		json_t *ix = json_pack(
 		    "{s:i,s:[{s:s,s:s,s:{s:s}}]}", "schemaVersion", 2, "manifests", "mediaType",

@@ -704,9 +704,10 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 }
 
 /* Starts tests/oci/front.py before the registry: FAILS failures first (a 429, a dropped
- * connection, then 503s), then a bearer-token login with USER_PASS; with STALL no answer ever.
- * Returns "127.0.0.1:PORT"; its requests are logged in front-N.log. */
-static char *front_start(const char *user_pass, int fails, bool stall)
+ * connection, then 503s), then a bearer-token login with USER_PASS; MODE (may be NULL) is
+ * "stall" (no answer ever) or "delay=MS" (each blob GET held MS ms).  Returns
+ * "127.0.0.1:PORT"; its requests are logged in front-N.log. */
+static char *front_start(const char *user_pass, int fails, const char *mode)
 {
 	static int n;
 	need_tool("python3");
@@ -725,7 +726,7 @@ static char *front_start(const char *user_pass, int fails, bool stall)
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		execlp("python3", "python3", LAYERFS_SOURCE_DIR "/tests/oci/front.py", port_file,
-		       registry, user_pass, nfails, stall ? "stall" : NULL, (char *)NULL);
+		       registry, user_pass, nfails, mode, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) { /* up to 10 s */
@@ -786,7 +787,7 @@ static char *auth_file_for(const char *host, const char *name, const char *user_
 
 Test(oci_registry, a_registry_that_never_answers_times_out_as_configured)
 {
-	_cleanup_free_ char *front = front_start("alice:s3cret", 0, true);
+	_cleanup_free_ char *front = front_start("alice:s3cret", 0, "stall");
 	char name[256];
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	const char *env[] = {"LAYERFS_REGISTRY_TIMEOUT=1", "LAYERFS_REGISTRY_RETRIES=1", NULL};
@@ -814,7 +815,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 	snprintf(name, sizeof name, "%s/up/img:v1", registry);
 	free(tu_ok(tu_lf(dirs.store, "push", top, name, NULL)));
 
-	_cleanup_free_ char *front = front_start("alice:s3cret", 3, false);
+	_cleanup_free_ char *front = front_start("alice:s3cret", 3, NULL);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *good = auth_file_for(front, "front.json", "alice:s3cret");
 	char e_file[4200];
@@ -838,7 +839,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 
 	/* a front that stays unavailable: three tries, then its own words */
 	free(front);
-	front = front_start("alice:s3cret", 100, false);
+	front = front_start("alice:s3cret", 100, NULL);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *good2 = auth_file_for(front, "front2.json", "alice:s3cret");
 	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", good2);
@@ -851,7 +852,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 
 	/* credentials the token server refuses: its words, the registry named */
 	free(front);
-	front = front_start("alice:s3cret", 0, false);
+	front = front_start("alice:s3cret", 0, NULL);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *bad = auth_file_for(front, "front3.json", "alice:nope");
 	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", bad);
@@ -859,6 +860,73 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 		 "layerfs: pull '%s': 'http://%s/token': HTTP 401: bad credentials for the token "
 		 "(registry %s, as user 'alice')\n",
 		 name, front, front);
+}
+
+/* An image of N layers (umoci; layer K adds the file "K") copied by skopeo into the registry
+ * as REPO:t; its layout stays in the test's directory as REPO-img. */
+static void layered_image(const char *repo, int n)
+{
+	need_tool("skopeo");
+	need_tool("umoci");
+	cr_assert_eq(tu_sh("cd %s && umoci init --layout %s-img && umoci new --image %s-img:t && "
+			   "for k in $(seq %d); do mkdir -p l$k && echo $k > l$k/$k && "
+			   "umoci insert --image %s-img:t l$k / >/dev/null || exit 1; done && "
+			   "skopeo copy -q --dest-tls-verify=false oci:%s-img:t docker://%s/%s:t",
+			   dirs.tmp, repo, repo, n, repo, repo, registry, repo),
+		     0);
+}
+
+/* The digest of layer K of the image REPO:t in the registry (heap). */
+static char *layer_digest(const char *repo, int k)
+{
+	_cleanup_free_ char *out = tu_path(dirs.tmp, "digest.txt");
+	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s/%s:t | "
+			   "jq -jr '.layers[%d].digest' > %s",
+			   registry, repo, k, out),
+		     0);
+	char *d = tu_read(dirs.tmp, "digest.txt");
+	cr_assert_eq(strlen(d), 71, "'%s'", d);
+	return d;
+}
+
+Test(oci_registry, layer_blobs_download_a_few_at_once_and_the_first_failure_is_named)
+{
+	layered_image("many", 5);
+	char src[4200], name[256];
+	snprintf(src, sizeof src, "oci:%s/many-img:t", dirs.tmp);
+	_cleanup_free_ char *loaded = tu_ok(tu_lf(dirs.store, "--json", "load", src, NULL));
+	/* behind a front that holds each blob GET 400 ms and logs how many were in flight */
+	_cleanup_free_ char *front = front_start("alice:s3cret", 0, "delay=400");
+	_cleanup_free_ char *auth = auth_file_for(front, "front.json", "alice:s3cret");
+	char e_file[4200];
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	const char *env[] = {e_file, NULL};
+	snprintf(name, sizeof name, "%s/many:t", front);
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *pulled = tu_ok(tu_lf_env(env, store2, "--json", "pull", name, NULL));
+	cr_assert_str_eq(pulled, loaded);
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
+	/* one at a time would never log 2; the bound is 3 */
+	cr_assert(tu_has_line(log, "blob GETs at once: 2"), "%s", log);
+	cr_assert(!tu_has_line(log, "blob GETs at once: 4"), "%s", log);
+	int gets = 0;
+	for (const char *p = log; (p = strstr(p, "GET /v2/many/blobs/sha256:")); p++)
+		gets++;
+	cr_assert_eq(gets, 6, "a config and five layers: %s", log);
+
+	/* the registry lost the data of layer 3 of 5: that blob is named, nothing is kept */
+	_cleanup_free_ char *lost = layer_digest("many", 2);
+	cr_assert_eq(tu_sh("rm %s/registry/docker/registry/v2/blobs/sha256/%.2s/%s/data", dirs.tmp,
+			   lost + 7, lost + 7),
+		     0);
+	_cleanup_free_ char *store3 = tu_path(dirs.tmp, "store3");
+	tu_write(dirs.src, "f", "x");
+	free(tu_ok(tu_lf(store3, "import", dirs.src, NULL)));
+	_cleanup_free_ char *before = tu_store_state(store3);
+	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': '%s': HTTP 404: blob unknown to registry\n", name, lost);
+	_cleanup_free_ char *after = tu_store_state(store3);
+	cr_assert_str_eq(after, before);
 }
 
 /* ---- the same registry with htpasswd (basic) authentication: alice, password "s3cret" ---- */
