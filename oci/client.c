@@ -1,13 +1,15 @@
 /* The OCI distribution API over libcurl (client.h): requests logged in as the registry asks
  * (basic credentials or a bearer token, from the container tools' auth files, see auth.c),
  * transient failures (no connection, a reset, a timeout, 5xx, 429) retried with backoff, the
- * registry's own error text in every failure.  Uploads are monolithic (POST, then PUT with the
- * digest).  Redirects (blob storage elsewhere) are followed for GET.  Blobs are downloaded a
+ * registry's own error text in every failure.  Uploads stream the blob from its file: one PUT
+ * with the digest for a blob that fits in a chunk, PATCHes of chunks and a closing PUT for a
+ * larger one (see upload_send for how a failed part is resumed).  Redirects (blob storage elsewhere) are followed for GET.  Blobs are downloaded a
  * few at a time, on threads that each hold a copy of the registry handle (no login state is
  * shared between them); nothing else here uses threads. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +95,11 @@ static size_t fd_write(char *d, size_t size, size_t nmemb, void *ctx)
 typedef struct resp_headers {
 	char location[2048], challenge[1024], link[2048];
 	long retry_after; /* seconds, -1 when not given */
+	char range[64];	  /* an upload's "0-END" */
+	long chunk_min;	  /* OCI-Chunk-Min-Length, 0 when not given */
 } resp_headers;
+
+#define RESP_HEADERS_EMPTY ((resp_headers){.retry_after = -1})
 
 static void header_value(const char *d, size_t n, size_t name_len, char *out, size_t out_len)
 {
@@ -111,7 +117,7 @@ static size_t header_cb(char *d, size_t size, size_t nmemb, void *ctx)
 	resp_headers *h = ctx;
 	size_t n = size * nmemb;
 	if (n >= 5 && strncmp(d, "HTTP/", 5) == 0)
-		*h = (resp_headers){"", "", "", -1}; /* a new response (after a redirect) */
+		*h = RESP_HEADERS_EMPTY; /* a new response (after a redirect) */
 	else if (n > 12 && strncasecmp(d, "retry-after:", 12) == 0)
 		h->retry_after = strtol(d + 12, NULL, 10); /* an HTTP date counts as 0: soon */
 	else if (n > 9 && strncasecmp(d, "location:", 9) == 0)
@@ -120,6 +126,10 @@ static size_t header_cb(char *d, size_t size, size_t nmemb, void *ctx)
 		header_value(d, n, 17, h->challenge, sizeof h->challenge);
 	else if (n > 5 && strncasecmp(d, "link:", 5) == 0)
 		header_value(d, n, 5, h->link, sizeof h->link);
+	else if (n > 6 && strncasecmp(d, "range:", 6) == 0)
+		header_value(d, n, 6, h->range, sizeof h->range);
+	else if (n > 21 && strncasecmp(d, "oci-chunk-min-length:", 21) == 0)
+		h->chunk_min = strtol(d + 21, NULL, 10);
 	return n;
 }
 
@@ -157,6 +167,44 @@ static int xfer_info(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
 static long request(oci_registry *ir, const char *method, const char *url,
 		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
 		    resp_headers *ret_headers, lyr_oci_error *err);
+
+/* A request body read from a file: LEN bytes from OFF of FD, DONE of them sent so far. */
+typedef struct file_part {
+	int fd;
+	off_t off, len, done;
+	int read_errno; /* set when the file could not be read (or ended early) */
+} file_part;
+
+static size_t part_read(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	file_part *p = ctx;
+	size_t want = size * nmemb;
+	if ((off_t)want > p->len - p->done)
+		want = (size_t)(p->len - p->done);
+	if (want == 0)
+		return 0;
+	ssize_t n = pread(p->fd, d, want, p->off + p->done);
+	if (n <= 0) {
+		p->read_errno = n < 0 ? errno : EIO;
+		return CURL_READFUNC_ABORT;
+	}
+	p->done += n;
+	return (size_t)n;
+}
+
+static int part_seek(void *ctx, curl_off_t offset, int origin)
+{
+	file_part *p = ctx;
+	if (origin != SEEK_SET || offset < 0 || offset > p->len)
+		return CURL_SEEKFUNC_FAIL;
+	p->done = offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+static long request_body(oci_registry *ir, const char *method, const char *url,
+			 struct curl_slist *headers, int body_fd, membuf *body,
+			 const membuf *upload, file_part *part, bool once,
+			 resp_headers *ret_headers, lyr_oci_error *err);
 
 /* A bearer token for the challenge CH (realm, service, scope), asked for with the registry's
  * credentials when there are any, into IR. */
@@ -266,6 +314,19 @@ static long request(oci_registry *ir, const char *method, const char *url,
 		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
 		    resp_headers *ret_headers, lyr_oci_error *err)
 {
+	return request_body(ir, method, url, headers, body_fd, body, upload, NULL, false,
+			    ret_headers, err);
+}
+
+/* request, with the body sent from PART (may be NULL) instead of UPLOAD; with ONCE, a
+ * transient failure is not tried again here but returned: -EAGAIN for no connection, a reset
+ * or a timeout (ERR filled), the status for 5xx and 429 (the caller asks where an upload stands
+ * before it sends more). */
+static long request_body(oci_registry *ir, const char *method, const char *url,
+			 struct curl_slist *headers, int body_fd, membuf *body,
+			 const membuf *upload, file_part *part, bool once,
+			 resp_headers *ret_headers, lyr_oci_error *err)
+{
 	bool auth_tried = false;
 	int tries = 1;
 	char plain[4400];
@@ -313,6 +374,16 @@ static long request(oci_registry *ir, const char *method, const char *url,
 		if (upload) {
 			curl_easy_setopt(c, CURLOPT_POSTFIELDS, upload->p ? upload->p : "");
 			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)upload->n);
+		} else if (part) {
+			/* streamed from the file, its length known: no blob is held in memory */
+			part->done = 0;
+			curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(c, CURLOPT_READFUNCTION, part_read);
+			curl_easy_setopt(c, CURLOPT_READDATA, part);
+			curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, part_seek);
+			curl_easy_setopt(c, CURLOPT_SEEKDATA, part);
+			curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)part->len);
+			h = curl_slist_append(h, "Expect:"); /* no wait for a 100 Continue */
 		}
 		membuf sink = {0};
 		if (body_fd >= 0) {
@@ -322,7 +393,7 @@ static long request(oci_registry *ir, const char *method, const char *url,
 			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
 			curl_easy_setopt(c, CURLOPT_WRITEDATA, body ? body : &sink);
 		}
-		resp_headers rh = {"", "", "", -1};
+		resp_headers rh = RESP_HEADERS_EMPTY;
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, &rh);
 		if (ir->cancel) {
@@ -340,7 +411,10 @@ static long request(oci_registry *ir, const char *method, const char *url,
 				 cr == CURLE_RECV_ERROR || cr == CURLE_GOT_NOTHING ||
 				 cr == CURLE_OPERATION_TIMEDOUT || cr == CURLE_PARTIAL_FILE ||
 				 (cr == CURLE_OK && (status >= 500 || status == 429));
-		if (cr == CURLE_ABORTED_BY_CALLBACK) {
+		if (cr == CURLE_ABORTED_BY_CALLBACK && part && part->read_errno) {
+			return oci_fail(err, -part->read_errno, url, "reading the blob: %s",
+					strerror(part->read_errno));
+		} else if (cr == CURLE_ABORTED_BY_CALLBACK) {
 			return oci_fail(err, -ECANCELED, ir->host, "cancelled");
 		} else if (cr == CURLE_SSL_CONNECT_ERROR && !ir->tls_verify && !ir->plain_http &&
 		    strncmp(url, "https://", 8) == 0) {
@@ -349,7 +423,10 @@ static long request(oci_registry *ir, const char *method, const char *url,
 			ir->plain_http = true;
 			snprintf(plain, sizeof plain, "http://%s", url + 8);
 			url = plain;
-		} else if (transient && tries < limits.tries) {
+		} else if (transient && once && cr != CURLE_OK) {
+			return oci_fail(err, -EAGAIN, ir->host, "%s",
+					cerr[0] ? cerr : curl_easy_strerror(cr));
+		} else if (transient && tries < limits.tries && !once) {
 			/* backoff: 250 ms, doubled each time, or what Retry-After asks (at most 30
 			 * s) */
 			long ms = rh.retry_after >= 0
@@ -541,39 +618,125 @@ int oci_registry_blob_has(oci_registry *ir, const char *digest, lyr_oci_error *e
 	return st == 200 ? 1 : st == 404 ? 0 : http_fail(ir, err, digest, st, NULL);
 }
 
+/* An upload's LOCATION (relative to the registry or whole) as a URL into OUT. */
+static void upload_url(const oci_registry *ir, const char *location, char *out, size_t len)
+{
+	if (location[0] == '/')
+		snprintf(out, len, "%s://%s%s", ir->plain_http ? "http" : "https", ir->host,
+			 location);
+	else
+		snprintf(out, len, "%s", location);
+}
+
+/* POST /blobs/uploads/: a new upload session of DIGEST, its URL into LOC, the smallest chunk
+ * the registry takes into *CHUNK_MIN. */
+static int upload_start(oci_registry *ir, const char *digest, char *loc, size_t len,
+			long *chunk_min, lyr_oci_error *err)
+{
+	char url[2048];
+	repo_url(ir, url, sizeof url, "/blobs/uploads/", "");
+	membuf empty = {0}, resp = {0};
+	resp_headers rh;
+	long st = request(ir, "POST", url, NULL, -1, &resp, &empty, &rh, err);
+	int r = st < 0				 ? (int)st
+		: st != 202 || !rh.location[0] ? http_fail(ir, err, digest, st, &resp)
+						 : 0;
+	free(resp.p);
+	if (r == 0) {
+		upload_url(ir, rh.location, loc, len);
+		*chunk_min = rh.chunk_min;
+	}
+	return r;
+}
+
+/* Sends the SIZE bytes of FD (the blob DIGEST) to the upload session at LOC: one PUT with
+ * the digest when the blob fits in a chunk of CHUNK bytes (monolithic), else a PATCH per
+ * chunk (Content-Range START-END) and a closing PUT with the digest and no body.  A part that
+ * fails on the way (no connection, a reset, 5xx, 429) is not sent again blindly: the session is
+ * asked where it stands (GET, 204 with Range 0-END) and the upload goes on from there, at most
+ * TRIES times in all.  -EAGAIN when the registry no longer knows the session (the caller
+ * starts a new one). */
+static int upload_send(oci_registry *ir, int fd, off_t size, off_t chunk, const char *digest,
+		       char *loc, size_t loc_len, int tries, lyr_oci_error *err)
+{
+	bool monolithic = size <= chunk;
+	off_t done = 0;
+	for (int failed = 0;;) {
+		bool last = monolithic || done == size;
+		off_t len = last ? size - done : size - done < chunk ? size - done : chunk;
+		char url[4300], range[80];
+		snprintf(url, sizeof url, "%s%s%s%s", loc, last ? strchr(loc, '?') ? "&" : "?" : "",
+			 last ? "digest=" : "", last ? digest : "");
+		struct curl_slist *h =
+		    curl_slist_append(NULL, "Content-Type: application/octet-stream");
+		if (!last) {
+			snprintf(range, sizeof range, "Content-Range: %lld-%lld", (long long)done,
+				 (long long)(done + len - 1));
+			h = curl_slist_append(h, range);
+		}
+		file_part part = {.fd = fd, .off = done, .len = len};
+		membuf resp = {0};
+		resp_headers rh = RESP_HEADERS_EMPTY;
+		long st = request_body(ir, last ? "PUT" : "PATCH", url, h, -1, &resp, NULL, &part,
+				       true, &rh, err);
+		curl_slist_free_all(h);
+		bool transient = st == -EAGAIN || st >= 500 || st == 429;
+		int r = st == (last ? 201 : 202) ? 0
+			: transient		 ? -EAGAIN
+			: st < 0		 ? (int)st
+						 : http_fail(ir, err, digest, st, &resp);
+		if (r == -EAGAIN && st > 0)
+			http_fail(ir, err, digest, st, &resp); /* the words, should this be the last */
+		free(resp.p);
+		if (r == 0 && last)
+			return 0;
+		if (r == 0) {
+			done += len;
+			if (rh.location[0])
+				upload_url(ir, rh.location, loc, loc_len);
+			continue;
+		}
+		if (r != -EAGAIN || ++failed >= tries)
+			return r == -EAGAIN ? -EIO : r;
+		long ms = rh.retry_after >= 0 ? (rh.retry_after > 30 ? 30 : rh.retry_after) * 1000
+					      : 250L << (failed - 1 < 6 ? failed - 1 : 6);
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		/* where the session stands: the bytes it holds are not sent again */
+		lyr_oci_error status_err;
+		rh = RESP_HEADERS_EMPTY;
+		st = request(ir, "GET", loc, NULL, -1, NULL, NULL, &rh, &status_err);
+		if (st == 404)
+			return -EAGAIN;
+		if (st != 204)
+			continue; /* unknown: the same part again */
+		/* "0-END", END the last byte held; the reference registry says "0-0" for none as
+		 * for one byte, so that answer starts a new session */
+		const char *dash = strchr(rh.range, '-');
+		long long end = dash ? strtoll(dash + 1, NULL, 10) : -1;
+		if (end == 0)
+			return -EAGAIN;
+		if (end + 1 > size)
+			return oci_fail(err, -EPROTO, digest,
+					"the registry holds %lld bytes of a %lld-byte blob",
+					end + 1, (long long)size);
+		done = monolithic ? 0 : end + 1;
+		if (monolithic && end >= 0)
+			return -EAGAIN; /* a PUT cut short: that session is spoilt */
+		if (rh.location[0])
+			upload_url(ir, rh.location, loc, loc_len);
+	}
+}
+
 int oci_registry_blob_put(oci_registry *ir, int blobs, const char *digest, lyr_oci_error *err)
 {
 	int r = oci_registry_blob_has(ir, digest, err);
 	if (r != 0)
 		return r < 0 ? r : 0; /* the registry has it */
-	if (faccessat(blobs, digest + 7, F_OK, 0) < 0)
-		return -ENODATA; /* known by its note only: the caller writes it first */
-	char url[2048];
-	repo_url(ir, url, sizeof url, "/blobs/uploads/", "");
-	membuf empty = {0};
-	membuf resp = {0};
-	resp_headers rh;
-	long st = request(ir, "POST", url, NULL, -1, &resp, &empty, &rh, err);
-	if (st < 0) {
-		free(resp.p);
-		return (int)st;
-	}
-	if (st != 202 || !rh.location[0]) {
-		r = http_fail(ir, err, digest, st, &resp);
-		free(resp.p);
-		return r;
-	}
-	free(resp.p);
-	/* the upload URL may be relative */
-	char put[4200];
-	if (rh.location[0] == '/')
-		snprintf(put, sizeof put, "%s://%s%s", ir->plain_http ? "http" : "https", ir->host,
-			 rh.location);
-	else
-		snprintf(put, sizeof put, "%s", rh.location);
-	snprintf(put + strlen(put), sizeof put - strlen(put), "%sdigest=%s",
-		 strchr(put, '?') ? "&" : "?", digest);
 	int fd = openat(blobs, digest + 7, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return -ENODATA; /* known by its note only: the caller writes it first */
 	struct stat sb;
 	if (fd < 0 || fstat(fd, &sb) < 0) {
 		int e = errno;
@@ -581,18 +744,28 @@ int oci_registry_blob_put(oci_registry *ir, int blobs, const char *digest, lyr_o
 			close(fd);
 		return oci_fail(err, -e, digest, "%s", strerror(e));
 	}
-	membuf data = {malloc((size_t)sb.st_size + 1), (size_t)sb.st_size};
-	r = data.p && read(fd, data.p, data.n) == (ssize_t)data.n ? 0 : -EIO;
-	close(fd);
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
-	membuf resp2 = {0};
-	if (r == 0) {
-		st = request(ir, "PUT", put, h, -1, &resp2, &data, NULL, err);
-		r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(ir, err, digest, st, &resp2);
+	request_limits limits;
+	long chunk = OCI_REGISTRY_CHUNK;
+	r = request_limits_get(ir, &limits, err);
+	if (r == 0)
+		r = env_number("LAYERFS_REGISTRY_CHUNK", 1, LONG_MAX, &chunk, err);
+	/* a session the registry forgot (or a PUT cut short) is started again, as often as a
+	 * request is tried */
+	for (int session = 0; r == 0; session++) {
+		char loc[4200];
+		long chunk_min = 0;
+		r = upload_start(ir, digest, loc, sizeof loc, &chunk_min, err);
+		if (r == 0)
+			r = upload_send(ir, fd, sb.st_size, chunk > chunk_min ? chunk : chunk_min,
+					digest, loc, sizeof loc, limits.tries, err);
+		if (r != -EAGAIN)
+			break;
+		r = session + 1 < limits.tries ? 0
+					       : oci_fail(err, -EIO, digest,
+							  "the registry lost the upload %d times",
+							  session + 1);
 	}
-	curl_slist_free_all(h);
-	free(resp2.p);
-	free(data.p);
+	close(fd);
 	return r;
 }
 

@@ -68,6 +68,9 @@ int oci_registry_blobs_get(oci_registry *r, const char *const *digests, size_t n
 			   lyr_oci_error *err);
 
 /* Uploads the blob DIGEST from the file named by its hex digest in BLOBS unless the registry
- * has it (HEAD first).  -ENODATA when the registry lacks it and BLOBS has no such file (the
- * caller writes it and calls again). */
+ * has it (HEAD first), streamed from the file: monolithic (one PUT) up to
+ * $LAYERFS_REGISTRY_CHUNK bytes (OCI_REGISTRY_CHUNK by default, or the registry's
+ * OCI-Chunk-Min-Length when larger), in PATCHed chunks of that size above.  -ENODATA when the
+ * registry lacks it and BLOBS has no such file (the caller writes it and calls again). */
+#define OCI_REGISTRY_CHUNK (32L << 20)
 int oci_registry_blob_put(oci_registry *r, int blobs, const char *digest, lyr_oci_error *err);

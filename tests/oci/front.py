@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A registry's front as some registries are: a bearer-token login and transient failures.
 
-front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall | delay=MS]
+front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall | delay=MS | cut=N | lose=N]...
 Listens on a free port of 127.0.0.1 (written to PORT_FILE).  The first FAILS requests to /v2/
 get a 503 with a registry error body (when FAILS < 100: the first a 429 with Retry-After: 1,
 the second no answer at all, the connection closed); then a request without
@@ -11,7 +11,14 @@ token for basic credentials USER:PASS only; requests with the token are passed o
 STATUS", a request with a body as "METHOD PATH STATUS +N bytes".  With "stall", every request
 to /v2/ is read and never answered; with "delay=MS", each blob GET is held MS milliseconds
 before it is passed on, and each time more blob GETs than ever before are in flight at once,
-"blob GETs at once: N" is logged."""
+"blob GETs at once: N" is logged; with "cut=N", the Nth PATCH (an upload's chunk) is passed on
+with the first half of its bytes only (its Content-Range cut to match), and then its connection
+is closed with no answer, logged as "PATCH PATH cut +N bytes" (the bytes passed on); later
+requests for that upload's location go to the one the registry gave for the half, as a
+registry that keeps what a cut request brought does (the reference registry's locations carry
+the offset, so it has forgotten the old one).  "lose=N" is the same without that: the upload is
+lost as the reference registry loses it.  The Host header is passed on, so that the upload
+locations the registry gives name the front."""
 import base64
 import http.client
 import http.server
@@ -19,12 +26,17 @@ import json
 import sys
 import threading
 import time
+import urllib.parse
 
 port_file, upstream, creds, fails = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-stall = sys.argv[5:] == ["stall"]
-delay_ms = int(sys.argv[5][6:]) if sys.argv[5:6] and sys.argv[5].startswith("delay=") else 0
+modes = [m for m in sys.argv[5:] if m]
+stall = "stall" in modes
+delay_ms = int(next((m[6:] for m in modes if m.startswith("delay=")), 0))
+cut = int(next((m[4:] for m in modes if m.startswith("cut=")), 0))
+lose = int(next((m[5:] for m in modes if m.startswith("lose=")), 0))
+moved = {}  # upload locations (paths) a cut PATCH left behind -> where that upload went
 TOKEN = "t0ken-for-" + creds.split(":")[0]
-state = {"fails": fails, "blob_gets": 0, "most_blob_gets": 0}
+state = {"fails": fails, "blob_gets": 0, "most_blob_gets": 0, "patches": 0}
 lock = threading.Lock()
 
 
@@ -87,8 +99,28 @@ class Front(http.server.BaseHTTPRequestHandler):
             time.sleep(delay_ms / 1000)
         up = http.client.HTTPConnection(upstream, timeout=30)
         hdrs = {k: v for k, v in self.headers.items()
-                if k.lower() not in ("authorization", "host", "connection")}
-        up.request(self.command, self.path, body=data, headers=hdrs)
+                if k.lower() not in ("authorization", "connection")}
+        if self.command == "PATCH":
+            with lock:
+                state["patches"] += 1
+                cutting = state["patches"] in (cut, lose)
+            if cutting:
+                start = int(self.headers["Content-Range"].split("-")[0])
+                data = data[:n // 2]
+                hdrs = {k: v for k, v in hdrs.items()
+                        if k.lower() not in ("content-range", "content-length")}
+                hdrs["Content-Range"] = "%d-%d" % (start, start + len(data) - 1)
+                up.request("PATCH", self.path, body=data, headers=hdrs)
+                half = up.getresponse()
+                half.read()
+                up.close()
+                if state["patches"] == cut:
+                    where = urllib.parse.urlsplit(half.getheader("Location"))
+                    moved[self.path] = where.path + "?" + where.query
+                self.close_connection = True
+                print("PATCH", self.path, "cut", "+%d bytes" % len(data), flush=True)
+                return
+        up.request(self.command, moved.get(self.path, self.path), body=data, headers=hdrs)
         r = up.getresponse()
         body = r.read()
         keep = [(k, v) for k, v in r.getheaders()

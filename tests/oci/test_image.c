@@ -929,6 +929,105 @@ Test(oci_registry, layer_blobs_download_a_few_at_once_and_the_first_failure_is_n
 	cr_assert_str_eq(after, before);
 }
 
+/* The sum of N in the "+N bytes" of the lines of LOG that start with PREFIX. */
+static long logged_bytes(const char *log, const char *prefix)
+{
+	long sum = 0;
+	for (const char *p = log; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		const char *eol = strchr(p, '\n'), *plus = strstr(p, " +");
+		if (strncmp(p, prefix, strlen(prefix)) == 0 && plus && (!eol || plus < eol))
+			sum += strtol(plus + 2, NULL, 10);
+	}
+	return sum;
+}
+
+/* The image NAME read back by skopeo (which checks every digest) into the layout copy:TAG and
+ * unpacked by umoci: its file "big" is the one in the test's source tree. */
+static void read_back_big(const char *name, const char *tag)
+{
+	cr_assert_eq(tu_sh("cd %s && skopeo copy -q --src-tls-verify=false docker://%s oci:copy:%s "
+			   "&& umoci unpack --image copy:%s bundle-%s >/dev/null 2>&1 && "
+			   "cmp bundle-%s/rootfs/big %s/big",
+			   dirs.tmp, name, tag, tag, tag, tag, dirs.src),
+		     0);
+}
+
+/* Pushes layer ID as REPO:v1 in chunks of 64 KiB through the Nth front of the test, started
+ * in MODE; returns the front's log (heap). */
+static char *push_in_chunks(const char *id, const char *repo, const char *mode, int n)
+{
+	_cleanup_free_ char *front = front_start("alice:s3cret", 0, mode);
+	char file[64], e_file[4200], name[256];
+	snprintf(file, sizeof file, "front-%d.json", n);
+	_cleanup_free_ char *auth = auth_file_for(front, file, "alice:s3cret");
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	const char *env[] = {e_file, "LAYERFS_REGISTRY_CHUNK=65536", NULL};
+	snprintf(name, sizeof name, "%s/%s:v1", front, repo);
+	free(tu_ok(tu_lf_env(env, dirs.store, "push", id, name, NULL)));
+	snprintf(file, sizeof file, "front-%d.log", n);
+	return tu_read(dirs.tmp, file);
+}
+
+Test(oci_registry, a_blob_larger_than_a_chunk_goes_up_in_chunks_and_a_cut_chunk_resumes)
+{
+	need_tool("skopeo");
+	need_tool("umoci");
+	cr_assert_eq(tu_sh("mkdir -p %s && head -c 300000 /dev/urandom > %s/big", dirs.src, dirs.src),
+		     0);
+	_cleanup_free_ char *id = id_of(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
+	/* the second PATCH reaches the registry half sent, and its connection drops */
+	_cleanup_free_ char *log = push_in_chunks(id, "big", "cut=2", 1);
+	char name[256];
+	cr_assert(tu_matches("\nPOST /v2/big/blobs/uploads/ 202\n"
+			     "PATCH /v2/big/blobs/uploads/[^ ]+ 202 \\+65536 bytes\n"
+			     "PATCH /v2/big/blobs/uploads/[^ ]+ cut \\+32768 bytes\n"
+			     "GET /v2/big/blobs/uploads/[^ ]+ 204\n"
+			     "PATCH /v2/big/blobs/uploads/[^ ]+ 202 \\+65536 bytes\n"
+			     "(PATCH /v2/big/blobs/uploads/[^ ]+ 202 \\+[0-9]+ bytes\n)+"
+			     "PUT /v2/big/blobs/uploads/[^ ]+digest=sha256:[0-9a-f]{64} 201\n",
+			     log),
+		  "%s", log);
+	/* each byte of the layer went once: from where the registry said it stood */
+	snprintf(name, sizeof name, "%s/big:v1", registry);
+	_cleanup_free_ char *size_file = tu_path(dirs.tmp, "size.txt");
+	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s | "
+			   "jq -jr '.layers[0].size' > %s",
+			   name, size_file),
+		     0);
+	_cleanup_free_ char *size = tu_read(dirs.tmp, "size.txt");
+	cr_assert_gt(atol(size), 3 * 65536, "the layer is %s bytes", size);
+	cr_assert_eq(logged_bytes(log, "PATCH "), atol(size), "%s", log);
+	/* the config fits in a chunk: one PUT with its bytes */
+	cr_assert(tu_matches("\nPUT /v2/big/blobs/uploads/[^ ]+digest=sha256:[0-9a-f]{64} 201 "
+			     "\\+[0-9]+ bytes\n",
+			     log),
+		  "%s", log);
+	read_back_big(name, "t");
+
+	/* a registry that loses the upload a cut chunk belonged to (as the reference registry
+	 * does): a new upload session, from the first byte */
+	_cleanup_free_ char *log2 = push_in_chunks(id, "big2", "lose=2", 2);
+	cr_assert(tu_matches("\nPOST /v2/big2/blobs/uploads/ 202\n"
+			     "PATCH /v2/big2/blobs/uploads/[^ ]+ 202 \\+65536 bytes\n"
+			     "PATCH /v2/big2/blobs/uploads/[^ ]+ cut \\+32768 bytes\n"
+			     "GET /v2/big2/blobs/uploads/[^ ]+ 404\n"
+			     "POST /v2/big2/blobs/uploads/ 202\n"
+			     "(PATCH /v2/big2/blobs/uploads/[^ ]+ 202 \\+[0-9]+ bytes\n)+"
+			     "PUT /v2/big2/blobs/uploads/[^ ]+digest=sha256:[0-9a-f]{64} 201\n",
+			     log2),
+		  "%s", log2);
+	cr_assert_eq(logged_bytes(log2, "PATCH "), 65536 + 32768 + atol(size), "%s", log2);
+	snprintf(name, sizeof name, "%s/big2:v1", registry);
+	read_back_big(name, "t2");
+
+	const char *bad[] = {"LAYERFS_REGISTRY_CHUNK=0", NULL};
+	snprintf(name, sizeof name, "%s/big3:v1", registry);
+	tu_fails(tu_lf_env(bad, dirs.store, "push", id, name, NULL), 1,
+		 "layerfs: push '%s' to '%s': 'LAYERFS_REGISTRY_CHUNK': '0' is not a whole number "
+		 "from 1 to 9223372036854775807\n",
+		 id, name);
+}
+
 /* ---- the same registry with htpasswd (basic) authentication: alice, password "s3cret" ---- */
 
 #include <crypt.h>
