@@ -629,16 +629,29 @@ static void upload_url(const oci_registry *ir, const char *location, char *out, 
 }
 
 /* POST /blobs/uploads/: a new upload session of DIGEST, its URL into LOC, the smallest chunk
- * the registry takes into *CHUNK_MIN. */
-static int upload_start(oci_registry *ir, const char *digest, char *loc, size_t len,
-			long *chunk_min, lyr_oci_error *err)
+ * the registry takes into *CHUNK_MIN.  With FROM (may be NULL), the registry is asked to mount
+ * the blob from that repository instead: 1 when it did (201, nothing to upload), 0 when it
+ * opened a session (202) as without FROM. */
+static int upload_start(oci_registry *ir, const char *digest, const char *from, char *loc,
+			size_t len, long *chunk_min, lyr_oci_error *err)
 {
-	char url[2048];
-	repo_url(ir, url, sizeof url, "/blobs/uploads/", "");
+	char url[2600], arg[700] = "";
+	if (from) {
+		CURL *c = curl_easy_init();
+		char *e = c ? curl_easy_escape(c, from, 0) : NULL;
+		if (c)
+			curl_easy_cleanup(c);
+		if (!e)
+			return -ENOMEM;
+		snprintf(arg, sizeof arg, "?mount=%s&from=%s", digest, e);
+		curl_free(e);
+	}
+	repo_url(ir, url, sizeof url, "/blobs/uploads/", arg);
 	membuf empty = {0}, resp = {0};
 	resp_headers rh;
 	long st = request(ir, "POST", url, NULL, -1, &resp, &empty, &rh, err);
 	int r = st < 0				 ? (int)st
+		: st == 201 && from		 ? 1
 		: st != 202 || !rh.location[0] ? http_fail(ir, err, digest, st, &resp)
 						 : 0;
 	free(resp.p);
@@ -731,9 +744,24 @@ static int upload_send(oci_registry *ir, int fd, off_t size, off_t chunk, const 
 
 int oci_registry_blob_put(oci_registry *ir, int blobs, const char *digest, lyr_oci_error *err)
 {
+	return oci_registry_blob_put_from(ir, blobs, digest, NULL, err);
+}
+
+int oci_registry_blob_put_from(oci_registry *ir, int blobs, const char *digest, const char *from,
+			       lyr_oci_error *err)
+{
 	int r = oci_registry_blob_has(ir, digest, err);
 	if (r != 0)
 		return r < 0 ? r : 0; /* the registry has it */
+	char loc[4200];
+	long chunk_min = 0;
+	bool opened = false; /* a session the mount request opened */
+	if (from) {
+		r = upload_start(ir, digest, from, loc, sizeof loc, &chunk_min, err);
+		if (r != 0)
+			return r < 0 ? r : 1;
+		opened = true;
+	}
 	int fd = openat(blobs, digest + 7, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT)
 		return -ENODATA; /* known by its note only: the caller writes it first */
@@ -752,9 +780,9 @@ int oci_registry_blob_put(oci_registry *ir, int blobs, const char *digest, lyr_o
 	/* a session the registry forgot (or a PUT cut short) is started again, as often as a
 	 * request is tried */
 	for (int session = 0; r == 0; session++) {
-		char loc[4200];
-		long chunk_min = 0;
-		r = upload_start(ir, digest, loc, sizeof loc, &chunk_min, err);
+		if (!opened)
+			r = upload_start(ir, digest, NULL, loc, sizeof loc, &chunk_min, err);
+		opened = false;
 		if (r == 0)
 			r = upload_send(ir, fd, sb.st_size, chunk > chunk_min ? chunk : chunk_min,
 					digest, loc, sizeof loc, limits.tries, err);

@@ -74,3 +74,10 @@ int oci_registry_blobs_get(oci_registry *r, const char *const *digests, size_t n
  * registry lacks it and BLOBS has no such file (the caller writes it and calls again). */
 #define OCI_REGISTRY_CHUNK (32L << 20)
 int oci_registry_blob_put(oci_registry *r, int blobs, const char *digest, lyr_oci_error *err);
+
+/* oci_registry_blob_put, but a blob the repository lacks is first asked for as a
+ * cross-repository mount from the repository FROM (may be NULL: none) of the same registry:
+ * 1 when the registry mounted it (nothing was sent), 0 when it was there or got uploaded (a
+ * registry that does not mount answers with an upload session, which is then used). */
+int oci_registry_blob_put_from(oci_registry *r, int blobs, const char *digest, const char *from,
+			       lyr_oci_error *err);

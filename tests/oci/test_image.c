@@ -648,14 +648,45 @@ Test(oci_registry, push_then_skopeo_and_umoci_give_the_mount_tree_and_a_second_p
 	_cleanup_free_ char *m2 = tu_ok(tu_lf(dirs.store, "push", top, name, NULL));
 	cr_assert_str_eq(m2, m1);
 	cr_assert_eq(registry_uploads(), uploads, "the second push only asks (HEAD)");
-	/* another repository lacks the blobs, which the push then builds again and sends */
+	/* another repository of the registry lacks the blobs: the layers' are mounted from the
+	 * first (nothing sent), the config is uploaded */
 	char other[256];
 	snprintf(other, sizeof other, "%s/layerfs/other:v1", registry);
 	_cleanup_free_ char *m3 = tu_ok(tu_lf(dirs.store, "push", top, other, NULL));
 	cr_assert_str_eq(m3, m1);
 	cr_assert_eq(registry_uploads(), uploads + 3);
+	cr_assert_eq(registry_requests("\"POST /v2/layerfs/other/blobs/uploads/?mount=sha256:"), 2);
+	cr_assert_eq(registry_requests("&from=layerfs%2Ftest HTTP/1.1\" 201 "), 2);
+	cr_assert_eq(registry_requests("\"PUT /v2/layerfs/other/blobs/uploads/"), 1);
+	cr_assert_eq(registry_requests("\"PATCH /v2/"), 0);
 	cr_assert_eq(tu_sh("skopeo inspect -n --tls-verify=false docker://%s >/dev/null", other),
 		     0);
+	/* pulled into another store, the layers remember where from: a push of them to a third
+	 * repository mounts their blobs from there */
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *pulled = id_of(tu_ok(tu_lf(store2, "pull", other, NULL)));
+	cr_assert_str_eq(pulled, top);
+	char third[256];
+	snprintf(third, sizeof third, "%s/layerfs/third:v1", registry);
+	_cleanup_free_ char *m4 = tu_ok(tu_lf(store2, "push", top, third, NULL));
+	cr_assert_str_eq(m4, m1);
+	cr_assert_eq(registry_requests("&from=layerfs%2Fother HTTP/1.1\" 201 "), 2);
+	cr_assert_eq(registry_requests("\"PUT /v2/layerfs/third/blobs/uploads/"), 1);
+	/* a note gone stale (that repository lost the layers): the registry opens an upload
+	 * instead of mounting, and the blob goes up through it */
+	cr_assert_eq(tu_sh("rm -r %s/registry/docker/registry/v2/repositories/layerfs/other/_layers",
+			   dirs.tmp),
+		     0);
+	char fourth[256];
+	snprintf(fourth, sizeof fourth, "%s/layerfs/fourth:v1", registry);
+	_cleanup_free_ char *m5 = tu_ok(tu_lf(dirs.store, "push", top, fourth, NULL));
+	cr_assert_str_eq(m5, m1);
+	cr_assert_eq(registry_requests("&from=layerfs%2Fother HTTP/1.1\" 202 "), 2);
+	/* the blobs were known by their notes, not built: after the first 202 they are built and
+	 * that blob goes up through an upload of its own; the second layer's through the upload
+	 * its 202 opened; the config's through another */
+	cr_assert_eq(registry_requests("\"POST /v2/layerfs/fourth/blobs/uploads/ "), 2);
+	cr_assert_eq(registry_requests("\"PUT /v2/layerfs/fourth/blobs/uploads/"), 3);
 
 	cr_assert_eq(
 	    tu_sh("cd %s && skopeo copy -q --src-tls-verify=false docker://%s oci:copy:t && "
