@@ -156,12 +156,36 @@ static bool cancelled(const oci_registry *ir)
 	return ir->cancel && atomic_load(ir->cancel);
 }
 
-/* CURLOPT_XFERINFOFUNCTION: a transfer stops once its handle is cancelled */
+/* A blob transfer that reports its bytes: NAME (the digest), BASE bytes of it sent by earlier
+ * requests, of TOTAL (0: the length the response gives). */
+typedef struct xfer_watch {
+	const char *name;
+	uint64_t base, total;
+} xfer_watch;
+
+typedef struct xfer_ctx {
+	const oci_registry *ir;
+	const xfer_watch *watch; /* may be NULL */
+	uint64_t last;		 /* the bytes last reported */
+} xfer_ctx;
+
+/* CURLOPT_XFERINFOFUNCTION: reports a watched transfer's bytes as they move; a transfer stops
+ * once its handle is cancelled */
 static int xfer_info(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		     curl_off_t ulnow)
 {
-	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-	return cancelled(ctx) ? 1 : 0;
+	xfer_ctx *x = ctx;
+	const xfer_watch *w = x->watch;
+	(void)ultotal;
+	if (w && x->ir->progress) {
+		uint64_t now = w->base + (uint64_t)(dlnow > 0 ? dlnow : ulnow > 0 ? ulnow : 0);
+		uint64_t total = w->total ? w->total : dltotal > 0 ? (uint64_t)dltotal : 0;
+		if (now != x->last && total) {
+			x->last = now;
+			lyr_oci_blob_progress_report(x->ir->progress, w->name, now, total);
+		}
+	}
+	return cancelled(x->ir) ? 1 : 0;
 }
 
 static long request(oci_registry *ir, const char *method, const char *url,
@@ -204,7 +228,7 @@ static int part_seek(void *ctx, curl_off_t offset, int origin)
 static long request_body(oci_registry *ir, const char *method, const char *url,
 			 struct curl_slist *headers, int body_fd, membuf *body,
 			 const membuf *upload, file_part *part, bool once,
-			 resp_headers *ret_headers, lyr_oci_error *err);
+			 const xfer_watch *watch, resp_headers *ret_headers, lyr_oci_error *err);
 
 /* A bearer token for the challenge CH (realm, service, scope), asked for with the registry's
  * credentials when there are any, into IR. */
@@ -314,18 +338,18 @@ static long request(oci_registry *ir, const char *method, const char *url,
 		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
 		    resp_headers *ret_headers, lyr_oci_error *err)
 {
-	return request_body(ir, method, url, headers, body_fd, body, upload, NULL, false,
+	return request_body(ir, method, url, headers, body_fd, body, upload, NULL, false, NULL,
 			    ret_headers, err);
 }
 
 /* request, with the body sent from PART (may be NULL) instead of UPLOAD; with ONCE, a
  * transient failure is not tried again here but returned: -EAGAIN for no connection, a reset
  * or a timeout (ERR filled), the status for 5xx and 429 (the caller asks where an upload stands
- * before it sends more). */
+ * before it sends more).  WATCH (may be NULL): the blob whose bytes this request moves. */
 static long request_body(oci_registry *ir, const char *method, const char *url,
 			 struct curl_slist *headers, int body_fd, membuf *body,
 			 const membuf *upload, file_part *part, bool once,
-			 resp_headers *ret_headers, lyr_oci_error *err)
+			 const xfer_watch *watch, resp_headers *ret_headers, lyr_oci_error *err)
 {
 	bool auth_tried = false;
 	int tries = 1;
@@ -396,9 +420,10 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 		resp_headers rh = RESP_HEADERS_EMPTY;
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, &rh);
-		if (ir->cancel) {
+		xfer_ctx xc = {ir, watch, 0};
+		if (ir->cancel || (watch && ir->progress)) {
 			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_info);
-			curl_easy_setopt(c, CURLOPT_XFERINFODATA, ir);
+			curl_easy_setopt(c, CURLOPT_XFERINFODATA, &xc);
 			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 		}
 		CURLcode cr = curl_easy_perform(c);
@@ -534,8 +559,12 @@ int oci_registry_blob_get(oci_registry *ir, const char *digest, int blobs, lyr_o
 	int fd = openat(blobs, digest + 7, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return oci_fail(err, -errno, digest, "%s", strerror(errno));
-	long st = request(ir, "GET", url, NULL, fd, NULL, NULL, NULL, err);
+	xfer_watch w = {digest, 0, 0};
+	long st = request_body(ir, "GET", url, NULL, fd, NULL, NULL, NULL, false, &w, NULL, err);
 	int r = st < 0 ? (int)st : 0;
+	struct stat sb;
+	if (st == 200 && fstat(fd, &sb) == 0) /* the last word: all of it */
+		lyr_oci_blob_progress_report(ir->progress, digest, (uint64_t)sb.st_size, (uint64_t)sb.st_size);
 	if (st >= 0 && st != 200) {
 		/* what came is the registry's error, not the blob */
 		char text[8192];
@@ -597,6 +626,8 @@ int oci_registry_blobs_get(oci_registry *ir, const char *const *digests, size_t 
 	atomic_init(&j.cancel, false);
 	pthread_t t[OCI_REGISTRY_DOWNLOADS];
 	size_t started = 0;
+	for (size_t i = 0; i < n; i++) /* shown in this order, whichever starts first */
+		lyr_oci_blob_progress_report(ir->progress, digests[i], 0, 0);
 	/* the first download runs here: one blob needs no thread */
 	while (started + 1 < OCI_REGISTRY_DOWNLOADS && started + 1 < n &&
 	       pthread_create(&t[started], NULL, blobs_worker, &j) == 0)
@@ -690,8 +721,9 @@ static int upload_send(oci_registry *ir, int fd, off_t size, off_t chunk, const 
 		file_part part = {.fd = fd, .off = done, .len = len};
 		membuf resp = {0};
 		resp_headers rh = RESP_HEADERS_EMPTY;
+		xfer_watch w = {digest, (uint64_t)done, (uint64_t)size};
 		long st = request_body(ir, last ? "PUT" : "PATCH", url, h, -1, &resp, NULL, &part,
-				       true, &rh, err);
+				       true, &w, &rh, err);
 		curl_slist_free_all(h);
 		bool transient = st == -EAGAIN || st >= 500 || st == 429;
 		int r = st == (last ? 201 : 202) ? 0
@@ -701,8 +733,10 @@ static int upload_send(oci_registry *ir, int fd, off_t size, off_t chunk, const 
 		if (r == -EAGAIN && st > 0)
 			http_fail(ir, err, digest, st, &resp); /* the words, should this be the last */
 		free(resp.p);
-		if (r == 0 && last)
+		if (r == 0 && last) {
+			lyr_oci_blob_progress_report(ir->progress, digest, (uint64_t)size, (uint64_t)size);
 			return 0;
+		}
 		if (r == 0) {
 			done += len;
 			if (rh.location[0])

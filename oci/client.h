@@ -27,6 +27,8 @@ typedef struct oci_registry {
 	/* NULL, or a flag that stops the handle's requests (-ECANCELED) once it is true: set by
 	 * another thread when a transfer beside this one failed */
 	const atomic_bool *cancel;
+	/* NULL, or where the bytes of blob transfers are reported */
+	const lyr_oci_blob_progress *progress;
 } oci_registry;
 
 /* NAME ("REGISTRY/REPOSITORY[:TAG|@DIGEST]") into RET; no request is made.  Plain HTTP for

@@ -79,7 +79,8 @@ static void blob_repo_note(lyr_store *s, const char *id, const char *digest,
 }
 
 int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *tag,
-		 const char *platform, const lyr_progress *progress, lyr_oci_error *err,
+		 const char *platform, const lyr_progress *progress,
+		 const lyr_oci_blob_progress *blobs_progress, lyr_oci_error *err,
 		 lyr_oci_loaded *ret)
 {
 	if (oci_begin(err) < 0)
@@ -89,6 +90,7 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 	int r = oci_registry_open(name, tls_verify, &ir, err);
 	if (r < 0)
 		return r;
+	ir.progress = blobs_progress;
 	lyr_stage *scratch;
 	r = lyr_stage_new(s, "pull", &scratch);
 	if (r < 0)
@@ -209,7 +211,7 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 }
 
 int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_verify,
-		 lyr_oci_error *err, lyr_oci_saved *ret)
+		 const lyr_oci_blob_progress *blobs_progress, lyr_oci_error *err, lyr_oci_saved *ret)
 {
 	if (oci_begin(err) < 0)
 		return -ENOSYS;
@@ -220,6 +222,7 @@ int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_
 		return r;
 	if (strncmp(ir.ref, "sha256:", 7) == 0)
 		return oci_fail(err, -EINVAL, name, "push needs a tag, not a digest");
+	ir.progress = blobs_progress;
 	lyr_stage *scratch;
 	r = lyr_stage_new(s, "push", &scratch);
 	if (r < 0)

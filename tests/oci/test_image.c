@@ -1059,6 +1059,109 @@ Test(oci_registry, a_blob_larger_than_a_chunk_goes_up_in_chunks_and_a_cut_chunk_
 		 id, name);
 }
 
+/* The final lines a terminal shows for the blobs of image NAME (as the registry has it) in the
+ * order WHICH ("layers,config" or "config,layers"): the cursor taken up to the first blob's
+ * line, then "blob HEX12  SIZE  done" for each (heap). */
+static char *final_blob_lines(const char *name, const char *which)
+{
+	_cleanup_free_ char *out = tu_path(dirs.tmp, "blob-lines.txt");
+	const char *order = strcmp(which, "config,layers") == 0 ? "(.config, .layers[])"
+								: "(.layers[], .config)";
+	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s | jq -r '%s | "
+			   "\"\\(.digest[7:19]) \\(.size)\"' > %s",
+			   name, order, out),
+		     0);
+	_cleanup_free_ char *list = tu_read(dirs.tmp, "blob-lines.txt");
+	char *text = NULL;
+	size_t len = 0, n = 0;
+	FILE *f = open_memstream(&text, &len);
+	char hex[13];
+	long size;
+	for (const char *p = list; sscanf(p, "%12s %ld", hex, &size) == 2; p = strchr(p, '\n') + 1) {
+		cr_assert_lt(size, 1000, "small blobs only: their sizes print as bytes");
+		fprintf(f, "\r\033[Kblob %s  %ld B  done\n", hex, size);
+		n++;
+	}
+	fclose(f);
+	char *ret;
+	cr_assert(asprintf(&ret, "\033[%zuA%s", n, text) > 0);
+	free(text);
+	return ret;
+}
+
+static bool ends_with(const char *text, const char *end)
+{
+	size_t n = strlen(text), k = strlen(end);
+	return n >= k && strcmp(text + n - k, end) == 0;
+}
+
+Test(oci_registry, push_and_pull_show_each_blob_on_a_terminal)
+{
+	need_tool("skopeo");
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/prog/img:v1", registry);
+	static const char *const every_step[] = {"LAYERFS_PROGRESS_MS=0", NULL};
+	const char *push[] = {"--root", dirs.store, "push", top, name, NULL};
+	tu_run r = tu_layerfs_on(TU_PTY, TU_PTY, every_step, push);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* the layers base first, then the config: each line left as its blob ended */
+	_cleanup_free_ char *pushed = final_blob_lines(name, "layers,config");
+	cr_assert(ends_with(r.err, pushed), "stderr '%s', want it to end with '%s'", r.err,
+		  pushed);
+	tu_run_free(&r);
+
+	/* pull: the config, then the layers in the manifest's order however their downloads
+	 * overlap (each announced "waiting" first); then load's line, erased */
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	const char *pull[] = {"--root", store2, "pull", name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PTY, every_step, pull);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	_cleanup_free_ char *pulled = final_blob_lines(name, "config,layers");
+	char *want;
+	cr_assert(asprintf(&want, "%s\r\033[K", pulled) > 0);
+	cr_assert(ends_with(r.err, want), "stderr '%s', want it to end with '%s'", r.err, want);
+	cr_assert(tu_matches("blob [0-9a-f]{12}  waiting\n", r.err), "%s", r.err);
+	free(want);
+	tu_run_free(&r);
+
+	/* nothing when stderr is not a terminal, nor with --json */
+	_cleanup_free_ char *store3 = tu_path(dirs.tmp, "store3");
+	const char *pull3[] = {"--root", store3, "pull", name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PIPE, every_step, pull3);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	tu_run_free(&r);
+	_cleanup_free_ char *store4 = tu_path(dirs.tmp, "store4");
+	const char *pull4[] = {"--root", store4, "--json", "pull", name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PTY, every_step, pull4);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	tu_run_free(&r);
+
+	/* a blob in chunks: while it moves, its bytes so far of all and the rate */
+	cr_assert_eq(tu_sh("mkdir -p %s/big && head -c 300000 /dev/urandom > %s/big/f", dirs.tmp,
+			   dirs.tmp),
+		     0);
+	_cleanup_free_ char *bigdir = tu_path(dirs.tmp, "big");
+	_cleanup_free_ char *big = id_of(tu_ok(tu_lf(dirs.store, "import", bigdir, NULL)));
+	snprintf(name, sizeof name, "%s/prog/big:v1", registry);
+	static const char *const chunks[] = {"LAYERFS_PROGRESS_MS=0", "LAYERFS_REGISTRY_CHUNK=65536",
+					     NULL};
+	const char *push_big[] = {"--root", dirs.store, "push", big, name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PTY, chunks, push_big);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(tu_matches("\r\033\\[Kblob [0-9a-f]{12}  [0-9.]+ kB / 30[0-9] kB  [0-9.]+ [kMG]?B/s\n",
+			     r.err),
+		  "%s", r.err);
+	cr_assert(tu_matches("\r\033\\[Kblob [0-9a-f]{12}  30[0-9] kB  done\n$", r.err) ||
+		      tu_matches("\r\033\\[Kblob [0-9a-f]{12}  30[0-9] kB  done\n"
+				 "\r\033\\[Kblob [0-9a-f]{12}  [0-9]+ B  done\n$",
+				 r.err),
+		  "%s", r.err);
+	tu_run_free(&r);
+}
+
 /* ---- the same registry with htpasswd (basic) authentication: alice, password "s3cret" ---- */
 
 #include <crypt.h>
