@@ -1252,6 +1252,98 @@ Test(oci_registry_auth, credentials_from_each_auth_file_log_in_and_a_refused_log
 		 name, registry);
 }
 
+/* Writes the credential helper docker-credential-NAME into the directory BIN: a shell script
+ * that keeps what it was given on its standard input in BIN/asked-NAME and runs BODY. */
+static void cred_helper(const char *bin, const char *name, const char *body)
+{
+	_cleanup_free_ char *path = NULL;
+	cr_assert(asprintf(&path, "%s/docker-credential-%s", bin, name) > 0);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "#!/bin/sh\n[ \"$1\" = get ] || exit 3\ncat > %s/asked-%s\n%s\n", bin, name,
+		body);
+	fclose(f);
+	cr_assert_eq(chmod(path, 0755), 0);
+}
+
+Test(oci_registry_auth, credential_helpers_named_by_credhelpers_and_credsstore_log_in)
+{
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/sec/img:v1", registry);
+	_cleanup_free_ char *bin = tu_path(dirs.tmp, "bin");
+	_cleanup_free_ char *home = tu_path(dirs.tmp, "home");
+	cr_assert_eq(tu_sh("mkdir -p %s %s/.docker", bin, home), 0);
+	char answer[512];
+	snprintf(answer, sizeof answer,
+		 "if [ \"$(cat %s/asked-good)\" = %s ]; then echo '{\"ServerURL\":\"%s\","
+		 "\"Username\":\"alice\",\"Secret\":\"s3cret\"}'; else echo 'credentials not "
+		 "found in native keychain'; exit 1; fi",
+		 bin, registry, registry);
+	cred_helper(bin, "good", answer);
+	cred_helper(bin, "none", "echo 'credentials not found in native keychain'; exit 1");
+	cred_helper(bin, "broken", "echo 'the keychain is locked'; exit 1");
+	char e_path[8192], e_home[4200], e_file[4200];
+	snprintf(e_path, sizeof e_path, "PATH=%s:%s", bin, getenv("PATH"));
+	snprintf(e_home, sizeof e_home, "HOME=%s", home);
+	const char *env[] = {e_path, e_home, "DOCKER_CONFIG=", "XDG_RUNTIME_DIR=", e_file, NULL};
+	_cleanup_free_ char *auth = tu_path(dirs.tmp, "auth.json");
+
+	/* credHelpers in containers' auth.json: the helper is asked for this registry */
+	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"other:1\": \"broken\", \"%s\": "
+			   "\"good\"}}' > %s",
+			   registry, auth),
+		     0);
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	_cleanup_free_ char *m = tu_ok(tu_lf_env(env, dirs.store, "push", top, name, NULL));
+	cr_assert_eq(strlen(m), 72, "the manifest digest: '%s'", m);
+	_cleanup_free_ char *asked = tu_read(bin, "asked-good");
+	cr_assert_str_eq(asked, registry);
+
+	/* credsStore in docker's config.json, for every registry */
+	cr_assert_eq(tu_sh("printf '{\"auths\": {\"%s\": {}}, \"credsStore\": \"good\"}' > "
+			   "%s/.docker/config.json",
+			   registry, home),
+		     0);
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=");
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *p1 = id_of(tu_ok(tu_lf_env(env, store2, "pull", name, NULL)));
+	cr_assert_str_eq(p1, top);
+
+	/* credsStore counts in docker's file only; a helper without an entry gives nothing; one
+	 * that fails is named with its words; one that is missing is named with the file */
+	cr_assert_eq(tu_sh("printf '{\"credsStore\": \"good\"}' > %s && "
+			   "printf '{\"credsStore\": \"none\"}' > %s/.docker/config.json",
+			   auth, home),
+		     0);
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	_cleanup_free_ char *store3 = tu_path(dirs.tmp, "store3");
+	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
+		 "no credentials)\n",
+		 name, registry);
+	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"broken\"}}' > %s", registry,
+			   auth),
+		     0);
+	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'docker-credential-broken': failed for %s: the keychain is "
+		 "locked\n",
+		 name, registry);
+	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"gone\"}}' > %s", registry,
+			   auth),
+		     0);
+	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'docker-credential-gone': cannot run it (named by %s for "
+		 "%s): No such file or directory\n",
+		 name, auth, registry);
+	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"../x\"}}' > %s", registry,
+			   auth),
+		     0);
+	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': '%s': '../x' is not a credential helper's name\n", name,
+		 auth);
+}
+
 /* ---- a registry that is not on a loopback name (127.0.0.2): HTTPS by default ---- */
 
 static void far_registry_setup(void)
