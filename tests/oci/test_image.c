@@ -1322,26 +1322,23 @@ Test(oci_registry_auth, credential_helpers_named_by_credhelpers_and_credsstore_l
 		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
 		 "no credentials)\n",
 		 name, registry);
-	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"broken\"}}' > %s", registry,
-			   auth),
-		     0);
-	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
-		 "layerfs: pull '%s': 'docker-credential-broken': failed for %s: the keychain is "
-		 "locked\n",
-		 name, registry);
-	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"gone\"}}' > %s", registry,
-			   auth),
-		     0);
-	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
-		 "layerfs: pull '%s': 'docker-credential-gone': cannot run it (named by %s for "
-		 "%s): No such file or directory\n",
-		 name, auth, registry);
-	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"../x\"}}' > %s", registry,
-			   auth),
-		     0);
-	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
-		 "layerfs: pull '%s': '%s': '../x' is not a credential helper's name\n", name,
-		 auth);
+	/* (the message after "layerfs: pull 'NAME': ") */
+	const char *const helpers[] = {"broken", "gone", "../x"};
+	char want[3][2048];
+	snprintf(want[0], sizeof want[0],
+		 "'docker-credential-broken': failed for %s: the keychain is locked", registry);
+	snprintf(want[1], sizeof want[1],
+		 "'docker-credential-gone': cannot run it (named by %s for %s): No such file or "
+		 "directory",
+		 auth, registry);
+	snprintf(want[2], sizeof want[2], "'%s': '../x' is not a credential helper's name", auth);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(helpers); i++) {
+		cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"%s\"}}' > %s",
+				   registry, helpers[i], auth),
+			     0);
+		tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+			 "layerfs: pull '%s': %s\n", name, want[i]);
+	}
 }
 
 /* ---- a registry that is not on a loopback name (127.0.0.2): HTTPS by default ---- */
