@@ -743,8 +743,15 @@ static int upload_send(oci_registry *ir, int fd, off_t size, off_t chunk, const 
 				upload_url(ir, rh.location, loc, loc_len);
 			continue;
 		}
-		if (r != -EAGAIN || ++failed >= tries)
-			return r == -EAGAIN ? -EIO : r;
+		if (st == 416)
+			return -EAGAIN; /* the session holds other bytes than we thought */
+		if (r != -EAGAIN)
+			return r;
+		if (++failed >= tries) {
+			char why[sizeof err->why];
+			snprintf(why, sizeof why, "%s", err ? err->why : "");
+			return oci_fail(err, -EIO, digest, "%s (%d tries)", why, failed);
+		}
 		long ms = rh.retry_after >= 0 ? (rh.retry_after > 30 ? 30 : rh.retry_after) * 1000
 					      : 250L << (failed - 1 < 6 ? failed - 1 : 6);
 		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
@@ -759,11 +766,12 @@ static int upload_send(oci_registry *ir, int fd, off_t size, off_t chunk, const 
 		if (st != 204)
 			continue; /* unknown: the same part again */
 		/* "0-END", END the last byte held; the reference registry says "0-0" for none as
-		 * for one byte, so that answer starts a new session */
+		 * for one byte: taken as none (had the byte come, the next part gets a 416, which
+		 * starts a new session) */
 		const char *dash = strchr(rh.range, '-');
 		long long end = dash ? strtoll(dash + 1, NULL, 10) : -1;
 		if (end == 0)
-			return -EAGAIN;
+			end = -1;
 		if (end + 1 > size)
 			return oci_fail(err, -EPROTO, digest,
 					"the registry holds %lld bytes of a %lld-byte blob",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A registry's front as some registries are: a bearer-token login and transient failures.
 
-front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall | delay=MS | cut=N | lose=N]...
+front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall | delay=MS | cut=N | lose=N | busy-uploads]...
 Listens on a free port of 127.0.0.1 (written to PORT_FILE).  The first FAILS requests to /v2/
 get a 503 with a registry error body (when FAILS < 100: the first a 429 with Retry-After: 1,
 the second no answer at all, the connection closed); then a request without
@@ -17,7 +17,8 @@ is closed with no answer, logged as "PATCH PATH cut +N bytes" (the bytes passed 
 requests for that upload's location go to the one the registry gave for the half, as a
 registry that keeps what a cut request brought does (the reference registry's locations carry
 the offset, so it has forgotten the old one).  "lose=N" is the same without that: the upload is
-lost as the reference registry loses it.  The Host header is passed on, so that the upload
+lost as the reference registry loses it.  With "busy-uploads", every PATCH and PUT of an upload
+gets a 503 (its body read and dropped).  The Host header is passed on, so that the upload
 locations the registry gives name the front."""
 import base64
 import http.client
@@ -34,6 +35,7 @@ stall = "stall" in modes
 delay_ms = int(next((m[6:] for m in modes if m.startswith("delay=")), 0))
 cut = int(next((m[4:] for m in modes if m.startswith("cut=")), 0))
 lose = int(next((m[5:] for m in modes if m.startswith("lose=")), 0))
+busy_uploads = "busy-uploads" in modes
 moved = {}  # upload locations (paths) a cut PATCH left behind -> where that upload went
 TOKEN = "t0ken-for-" + creds.split(":")[0]
 state = {"fails": fails, "blob_gets": 0, "most_blob_gets": 0, "patches": 0}
@@ -100,6 +102,8 @@ class Front(http.server.BaseHTTPRequestHandler):
         up = http.client.HTTPConnection(upstream, timeout=30)
         hdrs = {k: v for k, v in self.headers.items()
                 if k.lower() not in ("authorization", "connection")}
+        if busy_uploads and self.command in ("PATCH", "PUT") and "/blobs/uploads/" in self.path:
+            return self.error(503, "UNAVAILABLE", "uploads are paused")
         if self.command == "PATCH":
             with lock:
                 state["patches"] += 1

@@ -907,13 +907,13 @@ static void layered_image(const char *repo, int n)
 		     0);
 }
 
-/* The digest of layer K of the image REPO:t in the registry (heap). */
-static char *layer_digest(const char *repo, int k)
+/* The digest of layer K of the image REF (REPO:TAG) in the registry (heap). */
+static char *layer_digest(const char *ref, int k)
 {
 	_cleanup_free_ char *out = tu_path(dirs.tmp, "digest.txt");
-	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s/%s:t | "
+	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s/%s | "
 			   "jq -jr '.layers[%d].digest' > %s",
-			   registry, repo, k, out),
+			   registry, ref, k, out),
 		     0);
 	char *d = tu_read(dirs.tmp, "digest.txt");
 	cr_assert_eq(strlen(d), 71, "'%s'", d);
@@ -946,7 +946,7 @@ Test(oci_registry, layer_blobs_download_a_few_at_once_and_the_first_failure_is_n
 	cr_assert_eq(gets, 6, "a config and five layers: %s", log);
 
 	/* the registry lost the data of layer 3 of 5: that blob is named, nothing is kept */
-	_cleanup_free_ char *lost = layer_digest("many", 2);
+	_cleanup_free_ char *lost = layer_digest("many:t", 2);
 	cr_assert_eq(tu_sh("rm %s/registry/docker/registry/v2/blobs/sha256/%.2s/%s/data", dirs.tmp,
 			   lost + 7, lost + 7),
 		     0);
@@ -1050,6 +1050,27 @@ Test(oci_registry, a_blob_larger_than_a_chunk_goes_up_in_chunks_and_a_cut_chunk_
 	cr_assert_eq(logged_bytes(log2, "PATCH "), 65536 + 32768 + atol(size), "%s", log2);
 	snprintf(name, sizeof name, "%s/big2:v1", registry);
 	read_back_big(name, "t2");
+
+	/* a registry that keeps refusing the chunks: each try asks where the upload stands, then
+	 * the blob is named with the registry's words and the number of tries */
+	_cleanup_free_ char *busy = front_start("alice:s3cret", 0, "busy-uploads");
+	_cleanup_free_ char *auth3 = auth_file_for(busy, "front-busy.json", "alice:s3cret");
+	char e_file[4200];
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth3);
+	const char *env3[] = {e_file, "LAYERFS_REGISTRY_CHUNK=65536", "LAYERFS_REGISTRY_RETRIES=1",
+			      NULL};
+	snprintf(name, sizeof name, "%s/big3:v1", busy);
+	_cleanup_free_ char *layer = layer_digest("big:v1", 0);
+	tu_fails(tu_lf_env(env3, dirs.store, "push", id, name, NULL), 1,
+		 "layerfs: push '%s' to '%s': '%s': HTTP 503: uploads are paused (2 tries)\n", id,
+		 name, layer);
+	_cleanup_free_ char *log3 = tu_read(dirs.tmp, "front-3.log");
+	cr_assert(tu_matches("\nPOST /v2/big3/blobs/uploads/ 202\n"
+			     "PATCH /v2/big3/blobs/uploads/[^ ]+ 503\n"
+			     "GET /v2/big3/blobs/uploads/[^ ]+ 204\n"
+			     "PATCH /v2/big3/blobs/uploads/[^ ]+ 503\n$",
+			     log3),
+		  "%s", log3);
 
 	const char *bad[] = {"LAYERFS_REGISTRY_CHUNK=0", NULL};
 	snprintf(name, sizeof name, "%s/big3:v1", registry);
