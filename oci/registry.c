@@ -34,7 +34,8 @@ static bool blob_repo_find(lyr_store *s, const char *id, const char *digest,
 	if (lyr_layer_meta_get(s, id, "blob-repos", &text) < 0)
 		return false;
 	bool found = false;
-	for (char *line = strtok(text, "\n"); line && !found; line = strtok(NULL, "\n")) {
+	for (char *save, *line = strtok_r(text, "\n", &save); line && !found;
+	     line = strtok_r(NULL, "\n", &save)) {
 		char d[80], host[256], repo[512];
 		found = sscanf(line, "%79s %255s %511s", d, host, repo) == 3 &&
 			strcmp(d, digest) == 0 && strcmp(host, ir->host) == 0 &&
