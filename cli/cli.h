@@ -3,11 +3,13 @@
  * failed (message on stderr), 2 usage error. */
 #pragma once
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
+#include "layerfs/oci.h"
 #include "layerfs/store.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -87,12 +89,23 @@ const char *short_id(const char *id, char buf[16]);
 
 /* Progress line on a terminal: "LABEL: N files, X MB" first drawn after an interval of work
  * and redrawn at most once an interval (100 ms, or $LAYERFS_PROGRESS_MS), erased by
- * progress_done.  Silent when stdout or stderr is not a terminal, and with --json. */
+ * progress_done.  Items (the blobs of a pull or push, through BLOBS) get a line each above
+ * it, "blob HEX12  DONE / TOTAL  RATE/s" while they move, under the same interval; progress_done
+ * leaves them as "blob HEX12  SIZE  done".  Silent when stdout or stderr is not a terminal, and
+ * with --json.  LOCK serializes the item callbacks, which come from several threads. */
+typedef struct progress_item {
+	char name[80];
+	uint64_t done, total, start_ns;
+} progress_item;
 typedef struct progress_line {
 	bool on, drawn;
 	const char *label;
-	uint64_t interval_ns, last_ns;
+	uint64_t interval_ns, last_ns, items_last_ns;
 	lyr_progress p;
+	lyr_oci_blob_progress blobs;
+	pthread_mutex_t lock;
+	progress_item *items;
+	size_t n_items, lines; /* lines: item lines on the screen */
 } progress_line;
 void progress_start(progress_line *pl, lyr_cli *cli, const char *label);
 void progress_done(progress_line *pl);

@@ -219,7 +219,8 @@ static int fetch(lyr_cli *cli, const char *name, int argc, char **argv, bool pul
 	progress_start(&pl, cli, name);
 	lyr_oci_error err;
 	lyr_oci_loaded loaded;
-	int r = pull ? lyr_oci_pull(s, src, o.tls_verify, o.tag, o.platform, &pl.p, &err, &loaded)
+	int r = pull ? lyr_oci_pull(s, src, o.tls_verify, o.tag, o.platform, &pl.p, &pl.blobs,
+				    &err, &loaded)
 		     : lyr_oci_load(s, src, o.tag, o.platform, &pl.p, &err, &loaded);
 	progress_done(&pl);
 	if (r < 0) {
@@ -264,7 +265,10 @@ int cmd_push(lyr_cli *cli, int argc, char **argv)
 		return EXIT_FAIL;
 	lyr_oci_error err;
 	lyr_oci_saved saved;
-	int r = lyr_oci_push(s, id, argv[i + 1], tls_verify, &err, &saved);
+	progress_line pl;
+	progress_start(&pl, cli, "push");
+	int r = lyr_oci_push(s, id, argv[i + 1], tls_verify, &pl.blobs, &err, &saved);
+	progress_done(&pl);
 	if (r < 0) {
 		if (err.why[0])
 			return cli_fail("push '%s' to '%s': '%s': %s", argv[i], argv[i + 1],

@@ -270,6 +270,65 @@ static uint64_t progress_interval_ns(void)
 	return (uint64_t)ms * 1000000u;
 }
 
+/* The item lines, from the first (the cursor is on the line below them, where the progress
+ * line is); with FINAL, each as it ends. */
+static void progress_items_draw(progress_line *pl, bool final, uint64_t t)
+{
+	if (pl->lines)
+		fprintf(stderr, "\033[%zuA", pl->lines);
+	for (size_t i = 0; i < pl->n_items; i++) {
+		const progress_item *it = &pl->items[i];
+		char done[32], total[32], rate[32];
+		fmt_size(it->done, done, sizeof done);
+		fmt_size(it->total, total, sizeof total);
+		const char *hex = strncmp(it->name, "sha256:", 7) == 0 ? it->name + 7 : it->name;
+		if (final || (it->total && it->done == it->total)) {
+			fprintf(stderr, "\r\033[Kblob %.12s  %s  done\n", hex, done);
+			continue;
+		}
+		if (!it->total) {
+			fprintf(stderr, "\r\033[Kblob %.12s  waiting\n", hex);
+			continue;
+		}
+		double s = (double)(t - it->start_ns) / 1e9;
+		fmt_size(s > 0 ? (uint64_t)((double)it->done / s) : 0, rate, sizeof rate);
+		fprintf(stderr, "\r\033[Kblob %.12s  %s / %s  %s/s\n", hex, done, total, rate);
+	}
+	pl->lines = pl->n_items;
+	fflush(stderr);
+}
+
+static void progress_item_draw(void *ctx, const char *name, uint64_t done, uint64_t total)
+{
+	progress_line *pl = ctx;
+	uint64_t t = now_ns();
+	pthread_mutex_lock(&pl->lock);
+	size_t i = 0;
+	while (i < pl->n_items && strcmp(pl->items[i].name, name) != 0)
+		i++;
+	if (i == pl->n_items) {
+		progress_item *n = realloc(pl->items, (i + 1) * sizeof *n);
+		if (!n) {
+			pthread_mutex_unlock(&pl->lock);
+			return; /* a display: nothing to fail */
+		}
+		pl->items = n;
+		memset(&n[i], 0, sizeof n[i]);
+		snprintf(n[i].name, sizeof n[i].name, "%s", name);
+		pl->n_items++;
+	}
+	progress_item *it = &pl->items[i];
+	if (!it->start_ns && (done || total))
+		it->start_ns = t;
+	it->done = done;
+	it->total = total;
+	if (t - pl->items_last_ns >= pl->interval_ns) {
+		pl->items_last_ns = t;
+		progress_items_draw(pl, false, t);
+	}
+	pthread_mutex_unlock(&pl->lock);
+}
+
 void progress_start(progress_line *pl, lyr_cli *cli, const char *label)
 {
 	memset(pl, 0, sizeof(*pl));
@@ -277,14 +336,23 @@ void progress_start(progress_line *pl, lyr_cli *cli, const char *label)
 	pl->label = label;
 	pl->interval_ns = progress_interval_ns();
 	pl->last_ns = now_ns(); /* first line after one interval: quick work draws nothing */
+	pl->items_last_ns = pl->last_ns;
 	pl->p.fn = pl->on ? progress_draw : NULL;
 	pl->p.ctx = pl;
+	pl->blobs.fn = pl->on ? progress_item_draw : NULL;
+	pl->blobs.ctx = pl;
+	pthread_mutex_init(&pl->lock, NULL);
 }
 
 void progress_done(progress_line *pl)
 {
+	if (pl->lines) /* the blobs' lines stay, each as it ended */
+		progress_items_draw(pl, true, now_ns());
 	if (pl->drawn) {
 		fputs("\r\033[K", stderr);
 		fflush(stderr);
 	}
+	free(pl->items);
+	pl->items = NULL;
+	pthread_mutex_destroy(&pl->lock);
 }

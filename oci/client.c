@@ -1,11 +1,16 @@
 /* The OCI distribution API over libcurl (client.h): requests logged in as the registry asks
  * (basic credentials or a bearer token, from the container tools' auth files, see auth.c),
  * transient failures (no connection, a reset, a timeout, 5xx, 429) retried with backoff, the
- * registry's own error text in every failure.  Uploads are monolithic (POST, then PUT with the
- * digest).  Redirects (blob storage elsewhere) are followed for GET. */
+ * registry's own error text in every failure.  Uploads stream the blob from its file: one PUT
+ * with the digest for a blob that fits in a chunk, PATCHes of chunks and a closing PUT for a
+ * larger one (see upload_send for how a failed part is resumed).  Redirects (blob storage elsewhere) are followed for GET.  Blobs are downloaded a
+ * few at a time, on threads that each hold a copy of the registry handle (no login state is
+ * shared between them); nothing else here uses threads. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +95,11 @@ static size_t fd_write(char *d, size_t size, size_t nmemb, void *ctx)
 typedef struct resp_headers {
 	char location[2048], challenge[1024], link[2048];
 	long retry_after; /* seconds, -1 when not given */
+	char range[64];	  /* an upload's "0-END" */
+	long chunk_min;	  /* OCI-Chunk-Min-Length, 0 when not given */
 } resp_headers;
+
+#define RESP_HEADERS_EMPTY ((resp_headers){.retry_after = -1})
 
 static void header_value(const char *d, size_t n, size_t name_len, char *out, size_t out_len)
 {
@@ -108,7 +117,7 @@ static size_t header_cb(char *d, size_t size, size_t nmemb, void *ctx)
 	resp_headers *h = ctx;
 	size_t n = size * nmemb;
 	if (n >= 5 && strncmp(d, "HTTP/", 5) == 0)
-		*h = (resp_headers){"", "", "", -1}; /* a new response (after a redirect) */
+		*h = RESP_HEADERS_EMPTY; /* a new response (after a redirect) */
 	else if (n > 12 && strncasecmp(d, "retry-after:", 12) == 0)
 		h->retry_after = strtol(d + 12, NULL, 10); /* an HTTP date counts as 0: soon */
 	else if (n > 9 && strncasecmp(d, "location:", 9) == 0)
@@ -117,6 +126,10 @@ static size_t header_cb(char *d, size_t size, size_t nmemb, void *ctx)
 		header_value(d, n, 17, h->challenge, sizeof h->challenge);
 	else if (n > 5 && strncasecmp(d, "link:", 5) == 0)
 		header_value(d, n, 5, h->link, sizeof h->link);
+	else if (n > 6 && strncasecmp(d, "range:", 6) == 0)
+		header_value(d, n, 6, h->range, sizeof h->range);
+	else if (n > 21 && strncasecmp(d, "oci-chunk-min-length:", 21) == 0)
+		h->chunk_min = strtol(d + 21, NULL, 10);
 	return n;
 }
 
@@ -137,9 +150,85 @@ static bool challenge_param(const char *ch, const char *param, char *out, size_t
 
 static int http_fail(const oci_registry *ir, lyr_oci_error *err, const char *what, long status,
 		     const membuf *body);
+
+static bool cancelled(const oci_registry *ir)
+{
+	return ir->cancel && atomic_load(ir->cancel);
+}
+
+/* A blob transfer that reports its bytes: NAME (the digest), BASE bytes of it sent by earlier
+ * requests, of TOTAL (0: the length the response gives). */
+typedef struct xfer_watch {
+	const char *name;
+	uint64_t base, total;
+} xfer_watch;
+
+typedef struct xfer_ctx {
+	const oci_registry *ir;
+	const xfer_watch *watch; /* may be NULL */
+	uint64_t last;		 /* the bytes last reported */
+} xfer_ctx;
+
+/* CURLOPT_XFERINFOFUNCTION: reports a watched transfer's bytes as they move; a transfer stops
+ * once its handle is cancelled */
+static int xfer_info(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		     curl_off_t ulnow)
+{
+	xfer_ctx *x = ctx;
+	const xfer_watch *w = x->watch;
+	(void)ultotal;
+	if (w && x->ir->progress) {
+		uint64_t now = w->base + (uint64_t)(dlnow > 0 ? dlnow : ulnow > 0 ? ulnow : 0);
+		uint64_t total = w->total ? w->total : dltotal > 0 ? (uint64_t)dltotal : 0;
+		if (now != x->last && total) {
+			x->last = now;
+			lyr_oci_blob_progress_report(x->ir->progress, w->name, now, total);
+		}
+	}
+	return cancelled(x->ir) ? 1 : 0;
+}
+
 static long request(oci_registry *ir, const char *method, const char *url,
 		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
 		    resp_headers *ret_headers, lyr_oci_error *err);
+
+/* A request body read from a file: LEN bytes from OFF of FD, DONE of them sent so far. */
+typedef struct file_part {
+	int fd;
+	off_t off, len, done;
+	int read_errno; /* set when the file could not be read (or ended early) */
+} file_part;
+
+static size_t part_read(char *d, size_t size, size_t nmemb, void *ctx)
+{
+	file_part *p = ctx;
+	size_t want = size * nmemb;
+	if ((off_t)want > p->len - p->done)
+		want = (size_t)(p->len - p->done);
+	if (want == 0)
+		return 0;
+	ssize_t n = pread(p->fd, d, want, p->off + p->done);
+	if (n <= 0) {
+		p->read_errno = n < 0 ? errno : EIO;
+		return CURL_READFUNC_ABORT;
+	}
+	p->done += n;
+	return (size_t)n;
+}
+
+static int part_seek(void *ctx, curl_off_t offset, int origin)
+{
+	file_part *p = ctx;
+	if (origin != SEEK_SET || offset < 0 || offset > p->len)
+		return CURL_SEEKFUNC_FAIL;
+	p->done = offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+static long request_body(oci_registry *ir, const char *method, const char *url,
+			 struct curl_slist *headers, int body_fd, membuf *body,
+			 const membuf *upload, file_part *part, bool once,
+			 const xfer_watch *watch, resp_headers *ret_headers, lyr_oci_error *err);
 
 /* A bearer token for the challenge CH (realm, service, scope), asked for with the registry's
  * credentials when there are any, into IR. */
@@ -249,6 +338,19 @@ static long request(oci_registry *ir, const char *method, const char *url,
 		    struct curl_slist *headers, int body_fd, membuf *body, const membuf *upload,
 		    resp_headers *ret_headers, lyr_oci_error *err)
 {
+	return request_body(ir, method, url, headers, body_fd, body, upload, NULL, false, NULL,
+			    ret_headers, err);
+}
+
+/* request, with the body sent from PART (may be NULL) instead of UPLOAD; with ONCE, a
+ * transient failure is not tried again here but returned: -EAGAIN for no connection, a reset
+ * or a timeout (ERR filled), the status for 5xx and 429 (the caller asks where an upload stands
+ * before it sends more).  WATCH (may be NULL): the blob whose bytes this request moves. */
+static long request_body(oci_registry *ir, const char *method, const char *url,
+			 struct curl_slist *headers, int body_fd, membuf *body,
+			 const membuf *upload, file_part *part, bool once,
+			 const xfer_watch *watch, resp_headers *ret_headers, lyr_oci_error *err)
+{
 	bool auth_tried = false;
 	int tries = 1;
 	char plain[4400];
@@ -257,6 +359,8 @@ static long request(oci_registry *ir, const char *method, const char *url,
 	if (lr < 0)
 		return lr;
 	for (;;) {
+		if (cancelled(ir))
+			return oci_fail(err, -ECANCELED, ir->host, "cancelled");
 		CURL *c = curl_easy_init();
 		if (!c)
 			return -ENOMEM;
@@ -294,6 +398,16 @@ static long request(oci_registry *ir, const char *method, const char *url,
 		if (upload) {
 			curl_easy_setopt(c, CURLOPT_POSTFIELDS, upload->p ? upload->p : "");
 			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)upload->n);
+		} else if (part) {
+			/* streamed from the file, its length known: no blob is held in memory */
+			part->done = 0;
+			curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(c, CURLOPT_READFUNCTION, part_read);
+			curl_easy_setopt(c, CURLOPT_READDATA, part);
+			curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, part_seek);
+			curl_easy_setopt(c, CURLOPT_SEEKDATA, part);
+			curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)part->len);
+			h = curl_slist_append(h, "Expect:"); /* no wait for a 100 Continue */
 		}
 		membuf sink = {0};
 		if (body_fd >= 0) {
@@ -303,9 +417,15 @@ static long request(oci_registry *ir, const char *method, const char *url,
 			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
 			curl_easy_setopt(c, CURLOPT_WRITEDATA, body ? body : &sink);
 		}
-		resp_headers rh = {"", "", "", -1};
+		resp_headers rh = RESP_HEADERS_EMPTY;
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, &rh);
+		xfer_ctx xc = {ir, watch, 0};
+		if (ir->cancel || (watch && ir->progress)) {
+			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_info);
+			curl_easy_setopt(c, CURLOPT_XFERINFODATA, &xc);
+			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		}
 		CURLcode cr = curl_easy_perform(c);
 		long status = 0;
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -316,22 +436,33 @@ static long request(oci_registry *ir, const char *method, const char *url,
 				 cr == CURLE_RECV_ERROR || cr == CURLE_GOT_NOTHING ||
 				 cr == CURLE_OPERATION_TIMEDOUT || cr == CURLE_PARTIAL_FILE ||
 				 (cr == CURLE_OK && (status >= 500 || status == 429));
-		if (cr == CURLE_SSL_CONNECT_ERROR && !ir->tls_verify && !ir->plain_http &&
+		if (cr == CURLE_ABORTED_BY_CALLBACK && part && part->read_errno) {
+			return oci_fail(err, -part->read_errno, url, "reading the blob: %s",
+					strerror(part->read_errno));
+		} else if (cr == CURLE_ABORTED_BY_CALLBACK) {
+			return oci_fail(err, -ECANCELED, ir->host, "cancelled");
+		} else if (cr == CURLE_SSL_CONNECT_ERROR && !ir->tls_verify && !ir->plain_http &&
 		    strncmp(url, "https://", 8) == 0) {
 			/* --tls-verify=false: a registry that speaks no TLS is spoken to in plain
 			 * HTTP, as podman and skopeo do */
 			ir->plain_http = true;
 			snprintf(plain, sizeof plain, "http://%s", url + 8);
 			url = plain;
-		} else if (transient && tries < limits.tries) {
+		} else if (transient && once && cr != CURLE_OK) {
+			return oci_fail(err, -EAGAIN, ir->host, "%s",
+					cerr[0] ? cerr : curl_easy_strerror(cr));
+		} else if (transient && tries < limits.tries && !once) {
 			/* backoff: 250 ms, doubled each time, or what Retry-After asks (at most 30
 			 * s) */
 			long ms = rh.retry_after >= 0
 				      ? (rh.retry_after > 30 ? 30 : rh.retry_after) * 1000
 				      : 250L << (tries - 1 < 6 ? tries - 1 : 6);
-			struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-				;
+			for (long slept = 0; slept < ms && !cancelled(ir); slept += 50) {
+				long step = ms - slept < 50 ? ms - slept : 50;
+				struct timespec ts = {0, step * 1000000};
+				while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+					;
+			}
 			tries++;
 		} else if (cr == CURLE_OPERATION_TIMEDOUT) {
 			return oci_fail(err, -ETIMEDOUT, ir->host,
@@ -425,14 +556,87 @@ int oci_registry_blob_get(oci_registry *ir, const char *digest, int blobs, lyr_o
 		return oci_fail(err, -EBADMSG, digest ? digest : "blob", "not a sha256 digest");
 	char url[2048];
 	repo_url(ir, url, sizeof url, "/blobs/", digest);
-	int fd = openat(blobs, digest + 7, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = openat(blobs, digest + 7, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return oci_fail(err, -errno, digest, "%s", strerror(errno));
-	long st = request(ir, "GET", url, NULL, fd, NULL, NULL, NULL, err);
+	xfer_watch w = {digest, 0, 0};
+	long st = request_body(ir, "GET", url, NULL, fd, NULL, NULL, NULL, false, &w, NULL, err);
+	int r = st < 0 ? (int)st : 0;
+	struct stat sb;
+	if (st == 200 && fstat(fd, &sb) == 0) /* the last word: all of it */
+		lyr_oci_blob_progress_report(ir->progress, digest, (uint64_t)sb.st_size, (uint64_t)sb.st_size);
+	if (st >= 0 && st != 200) {
+		/* what came is the registry's error, not the blob */
+		char text[8192];
+		ssize_t n = pread(fd, text, sizeof text - 1, 0);
+		membuf body = {text, n > 0 ? (size_t)n : 0};
+		text[body.n] = '\0';
+		r = http_fail(ir, err, digest, st, &body);
+		unlinkat(blobs, digest + 7, 0);
+	}
 	close(fd);
-	if (st < 0)
-		return (int)st;
-	return st == 200 ? 0 : http_fail(ir, err, digest, st, NULL);
+	return r;
+}
+
+/* The downloads of oci_registry_blobs_get: workers take the next digest until none is left or
+ * one failed; LOCK guards NEXT and the first failure (R, ERR). */
+typedef struct blobs_job {
+	const oci_registry *base;
+	const char *const *digests;
+	size_t n, next;
+	int blobs;
+	pthread_mutex_t lock;
+	atomic_bool cancel;
+	int r;
+	lyr_oci_error *err;
+} blobs_job;
+
+static void *blobs_worker(void *arg)
+{
+	blobs_job *j = arg;
+	/* a handle of its own: a worker that must log in again does so on its copy */
+	oci_registry ir = *j->base;
+	ir.cancel = &j->cancel;
+	for (;;) {
+		pthread_mutex_lock(&j->lock);
+		size_t i = j->next < j->n && j->r == 0 ? j->next++ : j->n;
+		pthread_mutex_unlock(&j->lock);
+		if (i >= j->n)
+			return NULL;
+		lyr_oci_error e = {.entry = ""};
+		int r = oci_registry_blob_get(&ir, j->digests[i], j->blobs, &e);
+		if (r >= 0)
+			continue;
+		pthread_mutex_lock(&j->lock);
+		if (j->r == 0 && r != -ECANCELED) {
+			j->r = r;
+			if (j->err)
+				*j->err = e;
+			atomic_store(&j->cancel, true);
+		}
+		pthread_mutex_unlock(&j->lock);
+	}
+}
+
+int oci_registry_blobs_get(oci_registry *ir, const char *const *digests, size_t n, int blobs,
+			   lyr_oci_error *err)
+{
+	blobs_job j = {.base = ir, .digests = digests, .n = n, .blobs = blobs, .err = err};
+	pthread_mutex_init(&j.lock, NULL);
+	atomic_init(&j.cancel, false);
+	pthread_t t[OCI_REGISTRY_DOWNLOADS];
+	size_t started = 0;
+	for (size_t i = 0; i < n; i++) /* shown in this order, whichever starts first */
+		lyr_oci_blob_progress_report(ir->progress, digests[i], 0, 0);
+	/* the first download runs here: one blob needs no thread */
+	while (started + 1 < OCI_REGISTRY_DOWNLOADS && started + 1 < n &&
+	       pthread_create(&t[started], NULL, blobs_worker, &j) == 0)
+		started++;
+	blobs_worker(&j);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	pthread_mutex_destroy(&j.lock);
+	return j.r;
 }
 
 int oci_registry_blob_has(oci_registry *ir, const char *digest, lyr_oci_error *err)
@@ -445,39 +649,164 @@ int oci_registry_blob_has(oci_registry *ir, const char *digest, lyr_oci_error *e
 	return st == 200 ? 1 : st == 404 ? 0 : http_fail(ir, err, digest, st, NULL);
 }
 
+/* An upload's LOCATION (relative to the registry or whole) as a URL into OUT. */
+static void upload_url(const oci_registry *ir, const char *location, char *out, size_t len)
+{
+	if (location[0] == '/')
+		snprintf(out, len, "%s://%s%s", ir->plain_http ? "http" : "https", ir->host,
+			 location);
+	else
+		snprintf(out, len, "%s", location);
+}
+
+/* POST /blobs/uploads/: a new upload session of DIGEST, its URL into LOC, the smallest chunk
+ * the registry takes into *CHUNK_MIN.  With FROM (may be NULL), the registry is asked to mount
+ * the blob from that repository instead: 1 when it did (201, nothing to upload), 0 when it
+ * opened a session (202) as without FROM. */
+static int upload_start(oci_registry *ir, const char *digest, const char *from, char *loc,
+			size_t len, long *chunk_min, lyr_oci_error *err)
+{
+	char url[2600], arg[700] = "";
+	if (from) {
+		CURL *c = curl_easy_init();
+		char *e = c ? curl_easy_escape(c, from, 0) : NULL;
+		if (c)
+			curl_easy_cleanup(c);
+		if (!e)
+			return -ENOMEM;
+		snprintf(arg, sizeof arg, "?mount=%s&from=%s", digest, e);
+		curl_free(e);
+	}
+	repo_url(ir, url, sizeof url, "/blobs/uploads/", arg);
+	membuf empty = {0}, resp = {0};
+	resp_headers rh;
+	long st = request(ir, "POST", url, NULL, -1, &resp, &empty, &rh, err);
+	int r = st < 0				 ? (int)st
+		: st == 201 && from		 ? 1
+		: st != 202 || !rh.location[0] ? http_fail(ir, err, digest, st, &resp)
+						 : 0;
+	free(resp.p);
+	if (r == 0) {
+		upload_url(ir, rh.location, loc, len);
+		*chunk_min = rh.chunk_min;
+	}
+	return r;
+}
+
+/* Sends the SIZE bytes of FD (the blob DIGEST) to the upload session at LOC: one PUT with
+ * the digest when the blob fits in a chunk of CHUNK bytes (monolithic), else a PATCH per
+ * chunk (Content-Range START-END) and a closing PUT with the digest and no body.  A part that
+ * fails on the way (no connection, a reset, 5xx, 429) is not sent again blindly: the session is
+ * asked where it stands (GET, 204 with Range 0-END) and the upload goes on from there, at most
+ * TRIES times in all.  -EAGAIN when the registry no longer knows the session (the caller
+ * starts a new one). */
+static int upload_send(oci_registry *ir, int fd, off_t size, off_t chunk, const char *digest,
+		       char *loc, size_t loc_len, int tries, lyr_oci_error *err)
+{
+	bool monolithic = size <= chunk;
+	off_t done = 0;
+	for (int failed = 0;;) {
+		bool last = monolithic || done == size;
+		off_t len = last ? size - done : size - done < chunk ? size - done : chunk;
+		char url[4300], range[80];
+		snprintf(url, sizeof url, "%s%s%s%s", loc, last ? strchr(loc, '?') ? "&" : "?" : "",
+			 last ? "digest=" : "", last ? digest : "");
+		struct curl_slist *h =
+		    curl_slist_append(NULL, "Content-Type: application/octet-stream");
+		if (!last) {
+			snprintf(range, sizeof range, "Content-Range: %lld-%lld", (long long)done,
+				 (long long)(done + len - 1));
+			h = curl_slist_append(h, range);
+		}
+		file_part part = {.fd = fd, .off = done, .len = len};
+		membuf resp = {0};
+		resp_headers rh = RESP_HEADERS_EMPTY;
+		xfer_watch w = {digest, (uint64_t)done, (uint64_t)size};
+		long st = request_body(ir, last ? "PUT" : "PATCH", url, h, -1, &resp, NULL, &part,
+				       true, &w, &rh, err);
+		curl_slist_free_all(h);
+		bool transient = st == -EAGAIN || st >= 500 || st == 429;
+		int r = st == (last ? 201 : 202) ? 0
+			: transient		 ? -EAGAIN
+			: st < 0		 ? (int)st
+						 : http_fail(ir, err, digest, st, &resp);
+		if (r == -EAGAIN && st > 0)
+			http_fail(ir, err, digest, st, &resp); /* the words, should this be the last */
+		free(resp.p);
+		if (r == 0 && last) {
+			lyr_oci_blob_progress_report(ir->progress, digest, (uint64_t)size, (uint64_t)size);
+			return 0;
+		}
+		if (r == 0) {
+			done += len;
+			if (rh.location[0])
+				upload_url(ir, rh.location, loc, loc_len);
+			continue;
+		}
+		if (st == 416)
+			return -EAGAIN; /* the session holds other bytes than we thought */
+		if (r != -EAGAIN)
+			return r;
+		if (++failed >= tries) {
+			char why[sizeof err->why];
+			snprintf(why, sizeof why, "%s", err ? err->why : "");
+			return oci_fail(err, -EIO, digest, "%s (%d tries)", why, failed);
+		}
+		long ms = rh.retry_after >= 0 ? (rh.retry_after > 30 ? 30 : rh.retry_after) * 1000
+					      : 250L << (failed - 1 < 6 ? failed - 1 : 6);
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		/* where the session stands: the bytes it holds are not sent again */
+		lyr_oci_error status_err;
+		rh = RESP_HEADERS_EMPTY;
+		st = request(ir, "GET", loc, NULL, -1, NULL, NULL, &rh, &status_err);
+		if (st == 404)
+			return -EAGAIN;
+		if (st != 204)
+			continue; /* unknown: the same part again */
+		/* "0-END", END the last byte held; the reference registry says "0-0" for none as
+		 * for one byte: taken as none (had the byte come, the next part gets a 416, which
+		 * starts a new session) */
+		const char *dash = strchr(rh.range, '-');
+		long long end = dash ? strtoll(dash + 1, NULL, 10) : -1;
+		if (end == 0)
+			end = -1;
+		if (end + 1 > size)
+			return oci_fail(err, -EPROTO, digest,
+					"the registry holds %lld bytes of a %lld-byte blob",
+					end + 1, (long long)size);
+		done = monolithic ? 0 : end + 1;
+		if (monolithic && end >= 0)
+			return -EAGAIN; /* a PUT cut short: that session is spoilt */
+		if (rh.location[0])
+			upload_url(ir, rh.location, loc, loc_len);
+	}
+}
+
 int oci_registry_blob_put(oci_registry *ir, int blobs, const char *digest, lyr_oci_error *err)
+{
+	return oci_registry_blob_put_from(ir, blobs, digest, NULL, err);
+}
+
+int oci_registry_blob_put_from(oci_registry *ir, int blobs, const char *digest, const char *from,
+			       lyr_oci_error *err)
 {
 	int r = oci_registry_blob_has(ir, digest, err);
 	if (r != 0)
 		return r < 0 ? r : 0; /* the registry has it */
-	if (faccessat(blobs, digest + 7, F_OK, 0) < 0)
-		return -ENODATA; /* known by its note only: the caller writes it first */
-	char url[2048];
-	repo_url(ir, url, sizeof url, "/blobs/uploads/", "");
-	membuf empty = {0};
-	membuf resp = {0};
-	resp_headers rh;
-	long st = request(ir, "POST", url, NULL, -1, &resp, &empty, &rh, err);
-	if (st < 0) {
-		free(resp.p);
-		return (int)st;
+	char loc[4200];
+	long chunk_min = 0;
+	bool opened = false; /* a session the mount request opened */
+	if (from) {
+		r = upload_start(ir, digest, from, loc, sizeof loc, &chunk_min, err);
+		if (r != 0)
+			return r < 0 ? r : 1;
+		opened = true;
 	}
-	if (st != 202 || !rh.location[0]) {
-		r = http_fail(ir, err, digest, st, &resp);
-		free(resp.p);
-		return r;
-	}
-	free(resp.p);
-	/* the upload URL may be relative */
-	char put[4200];
-	if (rh.location[0] == '/')
-		snprintf(put, sizeof put, "%s://%s%s", ir->plain_http ? "http" : "https", ir->host,
-			 rh.location);
-	else
-		snprintf(put, sizeof put, "%s", rh.location);
-	snprintf(put + strlen(put), sizeof put - strlen(put), "%sdigest=%s",
-		 strchr(put, '?') ? "&" : "?", digest);
 	int fd = openat(blobs, digest + 7, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return -ENODATA; /* known by its note only: the caller writes it first */
 	struct stat sb;
 	if (fd < 0 || fstat(fd, &sb) < 0) {
 		int e = errno;
@@ -485,18 +814,28 @@ int oci_registry_blob_put(oci_registry *ir, int blobs, const char *digest, lyr_o
 			close(fd);
 		return oci_fail(err, -e, digest, "%s", strerror(e));
 	}
-	membuf data = {malloc((size_t)sb.st_size + 1), (size_t)sb.st_size};
-	r = data.p && read(fd, data.p, data.n) == (ssize_t)data.n ? 0 : -EIO;
-	close(fd);
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
-	membuf resp2 = {0};
-	if (r == 0) {
-		st = request(ir, "PUT", put, h, -1, &resp2, &data, NULL, err);
-		r = st < 0 ? (int)st : st == 201 ? 0 : http_fail(ir, err, digest, st, &resp2);
+	request_limits limits;
+	long chunk = OCI_REGISTRY_CHUNK;
+	r = request_limits_get(ir, &limits, err);
+	if (r == 0)
+		r = env_number("LAYERFS_REGISTRY_CHUNK", 1, LONG_MAX, &chunk, err);
+	/* a session the registry forgot (or a PUT cut short) is started again, as often as a
+	 * request is tried */
+	for (int session = 0; r == 0; session++) {
+		if (!opened)
+			r = upload_start(ir, digest, NULL, loc, sizeof loc, &chunk_min, err);
+		opened = false;
+		if (r == 0)
+			r = upload_send(ir, fd, sb.st_size, chunk > chunk_min ? chunk : chunk_min,
+					digest, loc, sizeof loc, limits.tries, err);
+		if (r != -EAGAIN)
+			break;
+		r = session + 1 < limits.tries ? 0
+					       : oci_fail(err, -EIO, digest,
+							  "the registry lost the upload %d times",
+							  session + 1);
 	}
-	curl_slist_free_all(h);
-	free(resp2.p);
-	free(data.p);
+	close(fd);
 	return r;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "oci-int.h"
@@ -23,6 +24,11 @@ typedef struct oci_registry {
 	oci_credentials creds;
 	bool creds_looked, basic, token_request;
 	char bearer[8192];
+	/* NULL, or a flag that stops the handle's requests (-ECANCELED) once it is true: set by
+	 * another thread when a transfer beside this one failed */
+	const atomic_bool *cancel;
+	/* NULL, or where the bytes of blob transfers are reported */
+	const lyr_oci_blob_progress *progress;
 } oci_registry;
 
 /* NAME ("REGISTRY/REPOSITORY[:TAG|@DIGEST]") into RET; no request is made.  Plain HTTP for
@@ -56,7 +62,24 @@ int oci_registry_blob_has(oci_registry *r, const char *digest, lyr_oci_error *er
  * digest: the caller checks what it reads). */
 int oci_registry_blob_get(oci_registry *r, const char *digest, int blobs, lyr_oci_error *err);
 
+/* oci_registry_blob_get of the N blobs DIGESTS, OCI_REGISTRY_DOWNLOADS at a time, each
+ * download on a copy of R (its login state as R has it).  The first failure stops the others
+ * and is the one returned; files of blobs not (wholly) fetched may be left in BLOBS. */
+#define OCI_REGISTRY_DOWNLOADS 3
+int oci_registry_blobs_get(oci_registry *r, const char *const *digests, size_t n, int blobs,
+			   lyr_oci_error *err);
+
 /* Uploads the blob DIGEST from the file named by its hex digest in BLOBS unless the registry
- * has it (HEAD first).  -ENODATA when the registry lacks it and BLOBS has no such file (the
- * caller writes it and calls again). */
+ * has it (HEAD first), streamed from the file: monolithic (one PUT) up to
+ * $LAYERFS_REGISTRY_CHUNK bytes (OCI_REGISTRY_CHUNK by default, or the registry's
+ * OCI-Chunk-Min-Length when larger), in PATCHed chunks of that size above.  -ENODATA when the
+ * registry lacks it and BLOBS has no such file (the caller writes it and calls again). */
+#define OCI_REGISTRY_CHUNK (32L << 20)
 int oci_registry_blob_put(oci_registry *r, int blobs, const char *digest, lyr_oci_error *err);
+
+/* oci_registry_blob_put, but a blob the repository lacks is first asked for as a
+ * cross-repository mount from the repository FROM (may be NULL: none) of the same registry:
+ * 1 when the registry mounted it (nothing was sent), 0 when it was there or got uploaded (a
+ * registry that does not mount answers with an upload session, which is then used). */
+int oci_registry_blob_put_from(oci_registry *r, int blobs, const char *digest, const char *from,
+			       lyr_oci_error *err);

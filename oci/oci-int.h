@@ -54,8 +54,9 @@ int oci_parent_root(lyr_store *s, const char *parent_id, lyr_oci_root *ret);
 
 /* auth.c: the credentials for registry HOST ("host[:port]") from the first auth file that has
  * them ($REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, then
- * $DOCKER_CONFIG/config.json or ~/.docker/config.json).  1 found (RET filled, FILE naming the
- * file), 0 none, -EINVAL with ERR naming the file when one is malformed. */
+ * $DOCKER_CONFIG/config.json or ~/.docker/config.json), or from the credential helper one
+ * names for it.  1 found (RET filled, FILE naming the file or helper), 0 none, -EINVAL with ERR
+ * naming the file when one is malformed, -errno with ERR naming a helper that failed. */
 typedef struct oci_credentials {
 	char user[256], pass[512], file[4096];
 } oci_credentials;

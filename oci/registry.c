@@ -2,7 +2,8 @@
  *
  * Neither speaks the image format itself: pull downloads the manifest (and index), config and
  * layer blobs into an OCI layout in a scratch stage of the store and hands it to load, which
- * checks every digest before anything is committed; push saves the chain into a scratch layout
+ * checks every digest before anything is committed (layer blobs are downloaded a few at a time,
+ * see oci_registry_blobs_get); push saves the chain into a scratch layout
  * and uploads what the registry lacks (a HEAD per blob first; monolithic POST + PUT uploads),
  * then the manifest under the tag.  The requests themselves are client.c's. */
 #include <errno.h>
@@ -18,8 +19,69 @@
 #include "layerfs/hash.h"
 #include "layerfs/oci.h"
 
+/* The note "blob-repos" of a layer: where the registries hold its blob, one line
+ * "DIGEST HOST REPOSITORY" per place it was pulled from or pushed to, the newest first, at most
+ * BLOB_REPOS_MAX; push asks a registry to mount a blob from another of its repositories that
+ * the note names.  A cache: a lost or stale note costs an upload, nothing else. */
+#define BLOB_REPOS_MAX 8
+
+/* A repository of IR's registry other than IR's own that the note of layer ID names as
+ * holding DIGEST, into FROM; false when there is none. */
+static bool blob_repo_find(lyr_store *s, const char *id, const char *digest,
+			   const oci_registry *ir, char *from, size_t len)
+{
+	char *text;
+	if (lyr_layer_meta_get(s, id, "blob-repos", &text) < 0)
+		return false;
+	bool found = false;
+	for (char *save, *line = strtok_r(text, "\n", &save); line && !found;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char d[80], host[256], repo[512];
+		found = sscanf(line, "%79s %255s %511s", d, host, repo) == 3 &&
+			strcmp(d, digest) == 0 && strcmp(host, ir->host) == 0 &&
+			strcmp(repo, ir->repo) != 0;
+		if (found)
+			snprintf(from, len, "%s", repo);
+	}
+	free(text);
+	return found;
+}
+
+/* Adds to the note of layer ID that IR's repository holds DIGEST (unless it says so). */
+static void blob_repo_note(lyr_store *s, const char *id, const char *digest,
+			   const oci_registry *ir)
+{
+	char *old = NULL, line[1024];
+	lyr_layer_meta_get(s, id, "blob-repos", &old);
+	int n = snprintf(line, sizeof line, "%s %s %s\n", digest, ir->host, ir->repo);
+	size_t ol = old ? strlen(old) : 0;
+	char *text = malloc((size_t)n + ol + 1);
+	if (text && n > 0 && (size_t)n < sizeof line) {
+		size_t len = (size_t)n, kept = 1;
+		memcpy(text, line, len);
+		for (char *p = old, *eol; p && *p && kept < BLOB_REPOS_MAX; p = eol + 1) {
+			eol = strchr(p, '\n');
+			if (!eol)
+				break;
+			if ((size_t)(eol + 1 - p) == len && memcmp(p, line, len) == 0) {
+				if (p == old)
+					break; /* the newest line already: nothing to write */
+				continue;
+			}
+			memcpy(text + len, p, (size_t)(eol + 1 - p));
+			len += (size_t)(eol + 1 - p);
+			kept++;
+		}
+		if (!(old && strncmp(old, line, (size_t)n) == 0))
+			lyr_layer_meta_set(s, id, "blob-repos", text, len);
+	}
+	free(text);
+	free(old);
+}
+
 int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *tag,
-		 const char *platform, const lyr_progress *progress, lyr_oci_error *err,
+		 const char *platform, const lyr_progress *progress,
+		 const lyr_oci_blob_progress *blobs_progress, lyr_oci_error *err,
 		 lyr_oci_loaded *ret)
 {
 	if (oci_begin(err) < 0)
@@ -29,6 +91,7 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 	int r = oci_registry_open(name, tls_verify, &ir, err);
 	if (r < 0)
 		return r;
+	ir.progress = blobs_progress;
 	lyr_stage *scratch;
 	r = lyr_stage_new(s, "pull", &scratch);
 	if (r < 0)
@@ -101,10 +164,22 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 		}
 		json_decref(cfg);
 	}
-	for (size_t i = known; r == 0 && i < json_array_size(layers); i++)
-		r = oci_registry_blob_get(
-		    &ir, json_string_value(json_object_get(json_array_get(layers, i), "digest")),
-		    blobs, err);
+	/* the rest, a few at a time; a digest named twice is fetched once */
+	size_t nl = json_array_size(layers), nget = 0;
+	const char **get = r == 0 && nl > known ? calloc(nl - known, sizeof *get) : NULL;
+	if (r == 0 && nl > known && !get)
+		r = -ENOMEM;
+	for (size_t i = known; r == 0 && i < nl; i++) {
+		const char *d = json_string_value(json_object_get(json_array_get(layers, i), "digest"));
+		bool dup = false;
+		for (size_t k = 0; k < nget && d && !dup; k++)
+			dup = get[k] && strcmp(get[k], d) == 0;
+		if (!dup)
+			get[nget++] = d;
+	}
+	if (r == 0 && nget)
+		r = oci_registry_blobs_get(&ir, get, nget, blobs, err);
+	free(get);
 	if (r == 0) {
 		json_t *ix = json_pack(
 		    "{s:i,s:[{s:s,s:s,s:{s:s}}]}", "schemaVersion", 2, "manifests", "mediaType",
@@ -116,9 +191,6 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 		free(text);
 		json_decref(ix);
 	}
-	if (man != m)
-		json_decref(man);
-	json_decref(m);
 	if (blobs >= 0)
 		close(blobs);
 	if (r == 0) {
@@ -126,12 +198,21 @@ int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *ta
 		snprintf(src, sizeof src, "oci:/proc/self/fd/%d:pulled", dir);
 		r = lyr_oci_load(s, src, tag, platform, progress, err, ret);
 	}
+	/* a later push of these layers to another repository here can mount their blobs */
+	for (size_t i = 0; r == 0 && i < ret->n && i < nl; i++) {
+		const char *d = json_string_value(json_object_get(json_array_get(layers, i), "digest"));
+		if (d)
+			blob_repo_note(s, ret->ids[i], d, &ir);
+	}
+	if (man != m)
+		json_decref(man);
+	json_decref(m);
 	lyr_stage_free(scratch);
 	return r;
 }
 
 int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_verify,
-		 lyr_oci_error *err, lyr_oci_saved *ret)
+		 const lyr_oci_blob_progress *blobs_progress, lyr_oci_error *err, lyr_oci_saved *ret)
 {
 	if (oci_begin(err) < 0)
 		return -ENOSYS;
@@ -142,6 +223,7 @@ int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_
 		return r;
 	if (strncmp(ir.ref, "sha256:", 7) == 0)
 		return oci_fail(err, -EINVAL, name, "push needs a tag, not a digest");
+	ir.progress = blobs_progress;
 	lyr_stage *scratch;
 	r = lyr_stage_new(s, "push", &scratch);
 	if (r < 0)
@@ -153,8 +235,25 @@ int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_
 	int blobs = r == 0 ? openat(dir, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	if (r == 0 && blobs < 0)
 		r = -errno;
+	/* the chain's layer IDs, base first as the digests */
+	char(*ids)[LYR_ID_MAX] = r == 0 ? calloc(ret->layers + 1, sizeof *ids) : NULL;
+	if (r == 0 && !ids)
+		r = -ENOMEM;
+	for (size_t i = ret->layers; r == 0 && i-- > 0;) {
+		lyr_layer_info info;
+		snprintf(ids[i], LYR_ID_MAX, "%s", i + 1 == ret->layers ? layer_id : "");
+		if (!ids[i][0] && (r = lyr_layer_get(s, ids[i + 1], &info)) == 0) {
+			snprintf(ids[i], LYR_ID_MAX, "%s", info.parent);
+			lyr_layer_info_clear(&info);
+		}
+	}
 	for (size_t i = 0; r == 0 && i < ret->layers; i++) {
-		r = oci_registry_blob_put(&ir, blobs, ret->layer_digests[i], err);
+		/* a blob another repository here holds is mounted from there */
+		char from[512];
+		bool known = blob_repo_find(s, ids[i], ret->layer_digests[i], &ir, from,
+					    sizeof from);
+		r = oci_registry_blob_put_from(&ir, blobs, ret->layer_digests[i],
+					       known ? from : NULL, err);
 		if (r ==
 		    -ENODATA) { /* the registry lacks a blob we did not build: build them all */
 			lyr_oci_saved_clear(ret);
@@ -163,7 +262,11 @@ int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_
 			if (r == 0)
 				r = oci_registry_blob_put(&ir, blobs, ret->layer_digests[i], err);
 		}
+		if (r >= 0)
+			blob_repo_note(s, ids[i], ret->layer_digests[i], &ir);
+		r = r < 0 ? r : 0;
 	}
+	free(ids);
 	if (r == 0)
 		r = oci_registry_blob_put(&ir, blobs, ret->config, err);
 	if (r == 0) {

@@ -127,9 +127,23 @@ int lyr_oci_load(lyr_store *s, const char *source, const char *tag, const char *
  * into a scratch layout in the store and loads it with lyr_oci_load's checks and guarantees.
  * lyr_oci_push saves the chain of LAYER_ID (gzip) and uploads the blobs the registry lacks (HEAD
  * first), then the manifest under TAG; RET as lyr_oci_save fills it.  Failures name the blob or
- * reference and give the registry's own error text. */
+ * reference and give the registry's own error text.  PROGRESS (pull; may be NULL): the files
+ * and bytes load extracts.  BLOBS (may be NULL): the bytes DONE of TOTAL of each blob sent or
+ * received, called from the download threads too; a first call with both 0 announces a blob
+ * (blobs are announced in the order they are best shown in), TOTAL is 0 until it is known. */
+typedef struct lyr_oci_blob_progress {
+	void (*fn)(void *ctx, const char *digest, uint64_t done, uint64_t total);
+	void *ctx;
+} lyr_oci_blob_progress;
 int lyr_oci_pull(lyr_store *s, const char *name, bool tls_verify, const char *tag,
-		 const char *platform, const lyr_progress *progress, lyr_oci_error *err,
-		 lyr_oci_loaded *ret);
+		 const char *platform, const lyr_progress *progress,
+		 const lyr_oci_blob_progress *blobs, lyr_oci_error *err, lyr_oci_loaded *ret);
 int lyr_oci_push(lyr_store *s, const char *layer_id, const char *name, bool tls_verify,
-		 lyr_oci_error *err, lyr_oci_saved *ret);
+		 const lyr_oci_blob_progress *blobs, lyr_oci_error *err, lyr_oci_saved *ret);
+
+static inline void lyr_oci_blob_progress_report(const lyr_oci_blob_progress *p,
+						const char *digest, uint64_t done, uint64_t total)
+{
+	if (p && p->fn)
+		p->fn(p->ctx, digest, done, total);
+}

@@ -627,14 +627,45 @@ Test(oci_registry, push_then_skopeo_and_umoci_give_the_mount_tree_and_a_second_p
 	_cleanup_free_ char *m2 = tu_ok(tu_lf(dirs.store, "push", top, name, NULL));
 	cr_assert_str_eq(m2, m1);
 	cr_assert_eq(registry_uploads(), uploads, "the second push only asks (HEAD)");
-	/* another repository lacks the blobs, which the push then builds again and sends */
+	/* another repository of the registry lacks the blobs: the layers' are mounted from the
+	 * first (nothing sent), the config is uploaded */
 	char other[256];
 	snprintf(other, sizeof other, "%s/layerfs/other:v1", registry);
 	_cleanup_free_ char *m3 = tu_ok(tu_lf(dirs.store, "push", top, other, NULL));
 	cr_assert_str_eq(m3, m1);
 	cr_assert_eq(registry_uploads(), uploads + 3);
+	cr_assert_eq(registry_requests("\"POST /v2/layerfs/other/blobs/uploads/?mount=sha256:"), 2);
+	cr_assert_eq(registry_requests("&from=layerfs%2Ftest HTTP/1.1\" 201 "), 2);
+	cr_assert_eq(registry_requests("\"PUT /v2/layerfs/other/blobs/uploads/"), 1);
+	cr_assert_eq(registry_requests("\"PATCH /v2/"), 0);
 	cr_assert_eq(tu_sh("skopeo inspect -n --tls-verify=false docker://%s >/dev/null", other),
 		     0);
+	/* pulled into another store, the layers remember where from: a push of them to a third
+	 * repository mounts their blobs from there */
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *pulled = id_of(tu_ok(tu_lf(store2, "pull", other, NULL)));
+	cr_assert_str_eq(pulled, top);
+	char third[256];
+	snprintf(third, sizeof third, "%s/layerfs/third:v1", registry);
+	_cleanup_free_ char *m4 = tu_ok(tu_lf(store2, "push", top, third, NULL));
+	cr_assert_str_eq(m4, m1);
+	cr_assert_eq(registry_requests("&from=layerfs%2Fother HTTP/1.1\" 201 "), 2);
+	cr_assert_eq(registry_requests("\"PUT /v2/layerfs/third/blobs/uploads/"), 1);
+	/* a note gone stale (that repository lost the layers): the registry opens an upload
+	 * instead of mounting, and the blob goes up through it */
+	cr_assert_eq(tu_sh("rm -r %s/registry/docker/registry/v2/repositories/layerfs/other/_layers",
+			   dirs.tmp),
+		     0);
+	char fourth[256];
+	snprintf(fourth, sizeof fourth, "%s/layerfs/fourth:v1", registry);
+	_cleanup_free_ char *m5 = tu_ok(tu_lf(dirs.store, "push", top, fourth, NULL));
+	cr_assert_str_eq(m5, m1);
+	cr_assert_eq(registry_requests("&from=layerfs%2Fother HTTP/1.1\" 202 "), 2);
+	/* the blobs were known by their notes, not built: after the first 202 they are built and
+	 * that blob goes up through an upload of its own; the second layer's through the upload
+	 * its 202 opened; the config's through another */
+	cr_assert_eq(registry_requests("\"POST /v2/layerfs/fourth/blobs/uploads/ "), 2);
+	cr_assert_eq(registry_requests("\"PUT /v2/layerfs/fourth/blobs/uploads/"), 3);
 
 	cr_assert_eq(
 	    tu_sh("cd %s && skopeo copy -q --src-tls-verify=false docker://%s oci:copy:t && "
@@ -683,9 +714,10 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 }
 
 /* Starts tests/oci/front.py before the registry: FAILS failures first (a 429, a dropped
- * connection, then 503s), then a bearer-token login with USER_PASS; with STALL no answer ever.
- * Returns "127.0.0.1:PORT"; its requests are logged in front-N.log. */
-static char *front_start(const char *user_pass, int fails, bool stall)
+ * connection, then 503s), then a bearer-token login with USER_PASS; MODE (may be NULL) is
+ * "stall" (no answer ever) or "delay=MS" (each blob GET held MS ms).  Returns
+ * "127.0.0.1:PORT"; its requests are logged in front-N.log. */
+static char *front_start(const char *user_pass, int fails, const char *mode)
 {
 	static int n;
 	need_tool("python3");
@@ -704,7 +736,7 @@ static char *front_start(const char *user_pass, int fails, bool stall)
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		execlp("python3", "python3", LAYERFS_SOURCE_DIR "/tests/oci/front.py", port_file,
-		       registry, user_pass, nfails, stall ? "stall" : NULL, (char *)NULL);
+		       registry, user_pass, nfails, mode, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) { /* up to 10 s */
@@ -765,7 +797,7 @@ static char *auth_file_for(const char *host, const char *name, const char *user_
 
 Test(oci_registry, a_registry_that_never_answers_times_out_as_configured)
 {
-	_cleanup_free_ char *front = front_start("alice:s3cret", 0, true);
+	_cleanup_free_ char *front = front_start("alice:s3cret", 0, "stall");
 	char name[256];
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	const char *env[] = {"LAYERFS_REGISTRY_TIMEOUT=1", "LAYERFS_REGISTRY_RETRIES=1", NULL};
@@ -793,7 +825,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 	snprintf(name, sizeof name, "%s/up/img:v1", registry);
 	free(tu_ok(tu_lf(dirs.store, "push", top, name, NULL)));
 
-	_cleanup_free_ char *front = front_start("alice:s3cret", 3, false);
+	_cleanup_free_ char *front = front_start("alice:s3cret", 3, NULL);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *good = auth_file_for(front, "front.json", "alice:s3cret");
 	char e_file[4200];
@@ -817,7 +849,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 
 	/* a front that stays unavailable: three tries, then its own words */
 	free(front);
-	front = front_start("alice:s3cret", 100, false);
+	front = front_start("alice:s3cret", 100, NULL);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *good2 = auth_file_for(front, "front2.json", "alice:s3cret");
 	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", good2);
@@ -830,7 +862,7 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 
 	/* credentials the token server refuses: its words, the registry named */
 	free(front);
-	front = front_start("alice:s3cret", 0, false);
+	front = front_start("alice:s3cret", 0, NULL);
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	_cleanup_free_ char *bad = auth_file_for(front, "front3.json", "alice:nope");
 	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", bad);
@@ -838,6 +870,296 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 		 "layerfs: pull '%s': 'http://%s/token': HTTP 401: bad credentials for the token "
 		 "(registry %s, as user 'alice')\n",
 		 name, front, front);
+}
+
+/* An image of N layers (umoci; layer K adds the file "K") copied by skopeo into the registry
+ * as REPO:t; its layout stays in the test's directory as REPO-img. */
+static void layered_image(const char *repo, int n)
+{
+	need_tool("skopeo");
+	need_tool("umoci");
+	cr_assert_eq(tu_sh("cd %s && umoci init --layout %s-img && umoci new --image %s-img:t && "
+			   "for k in $(seq %d); do mkdir -p l$k && echo $k > l$k/$k && "
+			   "umoci insert --image %s-img:t l$k / >/dev/null || exit 1; done && "
+			   "skopeo copy -q --dest-tls-verify=false oci:%s-img:t docker://%s/%s:t",
+			   dirs.tmp, repo, repo, n, repo, repo, registry, repo),
+		     0);
+}
+
+/* The digest of layer K of the image REF (REPO:TAG) in the registry (heap). */
+static char *layer_digest(const char *ref, int k)
+{
+	_cleanup_free_ char *out = tu_path(dirs.tmp, "digest.txt");
+	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s/%s | "
+			   "jq -jr '.layers[%d].digest' > %s",
+			   registry, ref, k, out),
+		     0);
+	char *d = tu_read(dirs.tmp, "digest.txt");
+	cr_assert_eq(strlen(d), 71, "'%s'", d);
+	return d;
+}
+
+Test(oci_registry, layer_blobs_download_a_few_at_once_and_the_first_failure_is_named)
+{
+	layered_image("many", 5);
+	char src[4200], name[256];
+	snprintf(src, sizeof src, "oci:%s/many-img:t", dirs.tmp);
+	_cleanup_free_ char *loaded = tu_ok(tu_lf(dirs.store, "--json", "load", src, NULL));
+	/* behind a front that holds each blob GET 400 ms and logs how many were in flight */
+	_cleanup_free_ char *front = front_start("alice:s3cret", 0, "delay=400");
+	_cleanup_free_ char *auth = auth_file_for(front, "front.json", "alice:s3cret");
+	char e_file[4200];
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	const char *env[] = {e_file, NULL};
+	snprintf(name, sizeof name, "%s/many:t", front);
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *pulled = tu_ok(tu_lf_env(env, store2, "--json", "pull", name, NULL));
+	cr_assert_str_eq(pulled, loaded);
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
+	/* one at a time would never log 2; the bound is 3 */
+	cr_assert(tu_has_line(log, "blob GETs at once: 2"), "%s", log);
+	cr_assert(!tu_has_line(log, "blob GETs at once: 4"), "%s", log);
+	int gets = 0;
+	for (const char *p = log; (p = strstr(p, "GET /v2/many/blobs/sha256:")); p++)
+		gets++;
+	cr_assert_eq(gets, 6, "a config and five layers: %s", log);
+
+	/* the registry lost the data of layer 3 of 5: that blob is named, nothing is kept */
+	_cleanup_free_ char *lost = layer_digest("many:t", 2);
+	cr_assert_eq(tu_sh("rm %s/registry/docker/registry/v2/blobs/sha256/%.2s/%s/data", dirs.tmp,
+			   lost + 7, lost + 7),
+		     0);
+	_cleanup_free_ char *store3 = tu_path(dirs.tmp, "store3");
+	tu_write(dirs.src, "f", "x");
+	free(tu_ok(tu_lf(store3, "import", dirs.src, NULL)));
+	_cleanup_free_ char *before = tu_store_state(store3);
+	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': '%s': HTTP 404: blob unknown to registry\n", name, lost);
+	_cleanup_free_ char *after = tu_store_state(store3);
+	cr_assert_str_eq(after, before);
+}
+
+/* The sum of N in the "+N bytes" of the lines of LOG that start with PREFIX. */
+static long logged_bytes(const char *log, const char *prefix)
+{
+	long sum = 0;
+	for (const char *p = log; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		const char *eol = strchr(p, '\n'), *plus = strstr(p, " +");
+		if (strncmp(p, prefix, strlen(prefix)) == 0 && plus && (!eol || plus < eol))
+			sum += strtol(plus + 2, NULL, 10);
+	}
+	return sum;
+}
+
+/* The image NAME read back by skopeo (which checks every digest) into the layout copy:TAG and
+ * unpacked by umoci: its file "big" is the one in the test's source tree. */
+static void read_back_big(const char *name, const char *tag)
+{
+	cr_assert_eq(tu_sh("cd %s && skopeo copy -q --src-tls-verify=false docker://%s oci:copy:%s "
+			   "&& umoci unpack --image copy:%s bundle-%s >/dev/null 2>&1 && "
+			   "cmp bundle-%s/rootfs/big %s/big",
+			   dirs.tmp, name, tag, tag, tag, tag, dirs.src),
+		     0);
+}
+
+/* Pushes layer ID as REPO:v1 in chunks of 64 KiB through the Nth front of the test, started
+ * in MODE; returns the front's log (heap). */
+static char *push_in_chunks(const char *id, const char *repo, const char *mode, int n)
+{
+	_cleanup_free_ char *front = front_start("alice:s3cret", 0, mode);
+	char file[64], e_file[4200], name[256];
+	snprintf(file, sizeof file, "front-%d.json", n);
+	_cleanup_free_ char *auth = auth_file_for(front, file, "alice:s3cret");
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	const char *env[] = {e_file, "LAYERFS_REGISTRY_CHUNK=65536", NULL};
+	snprintf(name, sizeof name, "%s/%s:v1", front, repo);
+	free(tu_ok(tu_lf_env(env, dirs.store, "push", id, name, NULL)));
+	snprintf(file, sizeof file, "front-%d.log", n);
+	return tu_read(dirs.tmp, file);
+}
+
+Test(oci_registry, a_blob_larger_than_a_chunk_goes_up_in_chunks_and_a_cut_chunk_resumes)
+{
+	need_tool("skopeo");
+	need_tool("umoci");
+	cr_assert_eq(tu_sh("mkdir -p %s && head -c 300000 /dev/urandom > %s/big", dirs.src, dirs.src),
+		     0);
+	_cleanup_free_ char *id = id_of(tu_ok(tu_lf(dirs.store, "import", dirs.src, NULL)));
+	/* the second PATCH reaches the registry half sent, and its connection drops */
+	_cleanup_free_ char *log = push_in_chunks(id, "big", "cut=2", 1);
+	char name[256];
+	cr_assert(tu_matches("\nPOST /v2/big/blobs/uploads/ 202\n"
+			     "PATCH /v2/big/blobs/uploads/[^ ]+ 202 \\+65536 bytes\n"
+			     "PATCH /v2/big/blobs/uploads/[^ ]+ cut \\+32768 bytes\n"
+			     "GET /v2/big/blobs/uploads/[^ ]+ 204\n"
+			     "PATCH /v2/big/blobs/uploads/[^ ]+ 202 \\+65536 bytes\n"
+			     "(PATCH /v2/big/blobs/uploads/[^ ]+ 202 \\+[0-9]+ bytes\n)+"
+			     "PUT /v2/big/blobs/uploads/[^ ]+digest=sha256:[0-9a-f]{64} 201\n",
+			     log),
+		  "%s", log);
+	/* each byte of the layer went once: from where the registry said it stood */
+	snprintf(name, sizeof name, "%s/big:v1", registry);
+	_cleanup_free_ char *size_file = tu_path(dirs.tmp, "size.txt");
+	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s | "
+			   "jq -jr '.layers[0].size' > %s",
+			   name, size_file),
+		     0);
+	_cleanup_free_ char *size = tu_read(dirs.tmp, "size.txt");
+	cr_assert_gt(atol(size), 3 * 65536, "the layer is %s bytes", size);
+	cr_assert_eq(logged_bytes(log, "PATCH "), atol(size), "%s", log);
+	/* the config fits in a chunk: one PUT with its bytes */
+	cr_assert(tu_matches("\nPUT /v2/big/blobs/uploads/[^ ]+digest=sha256:[0-9a-f]{64} 201 "
+			     "\\+[0-9]+ bytes\n",
+			     log),
+		  "%s", log);
+	read_back_big(name, "t");
+
+	/* a registry that loses the upload a cut chunk belonged to (as the reference registry
+	 * does): a new upload session, from the first byte */
+	_cleanup_free_ char *log2 = push_in_chunks(id, "big2", "lose=2", 2);
+	cr_assert(tu_matches("\nPOST /v2/big2/blobs/uploads/ 202\n"
+			     "PATCH /v2/big2/blobs/uploads/[^ ]+ 202 \\+65536 bytes\n"
+			     "PATCH /v2/big2/blobs/uploads/[^ ]+ cut \\+32768 bytes\n"
+			     "GET /v2/big2/blobs/uploads/[^ ]+ 404\n"
+			     "POST /v2/big2/blobs/uploads/ 202\n"
+			     "(PATCH /v2/big2/blobs/uploads/[^ ]+ 202 \\+[0-9]+ bytes\n)+"
+			     "PUT /v2/big2/blobs/uploads/[^ ]+digest=sha256:[0-9a-f]{64} 201\n",
+			     log2),
+		  "%s", log2);
+	cr_assert_eq(logged_bytes(log2, "PATCH "), 65536 + 32768 + atol(size), "%s", log2);
+	snprintf(name, sizeof name, "%s/big2:v1", registry);
+	read_back_big(name, "t2");
+
+	/* a registry that keeps refusing the chunks: each try asks where the upload stands, then
+	 * the blob is named with the registry's words and the number of tries */
+	_cleanup_free_ char *busy = front_start("alice:s3cret", 0, "busy-uploads");
+	_cleanup_free_ char *auth3 = auth_file_for(busy, "front-busy.json", "alice:s3cret");
+	char e_file[4200];
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth3);
+	const char *env3[] = {e_file, "LAYERFS_REGISTRY_CHUNK=65536", "LAYERFS_REGISTRY_RETRIES=1",
+			      NULL};
+	snprintf(name, sizeof name, "%s/big3:v1", busy);
+	_cleanup_free_ char *layer = layer_digest("big:v1", 0);
+	tu_fails(tu_lf_env(env3, dirs.store, "push", id, name, NULL), 1,
+		 "layerfs: push '%s' to '%s': '%s': HTTP 503: uploads are paused (2 tries)\n", id,
+		 name, layer);
+	_cleanup_free_ char *log3 = tu_read(dirs.tmp, "front-3.log");
+	cr_assert(tu_matches("\nPOST /v2/big3/blobs/uploads/ 202\n"
+			     "PATCH /v2/big3/blobs/uploads/[^ ]+ 503\n"
+			     "GET /v2/big3/blobs/uploads/[^ ]+ 204\n"
+			     "PATCH /v2/big3/blobs/uploads/[^ ]+ 503\n$",
+			     log3),
+		  "%s", log3);
+
+	const char *bad[] = {"LAYERFS_REGISTRY_CHUNK=0", NULL};
+	snprintf(name, sizeof name, "%s/big3:v1", registry);
+	tu_fails(tu_lf_env(bad, dirs.store, "push", id, name, NULL), 1,
+		 "layerfs: push '%s' to '%s': 'LAYERFS_REGISTRY_CHUNK': '0' is not a whole number "
+		 "from 1 to 9223372036854775807\n",
+		 id, name);
+}
+
+/* The final lines a terminal shows for the blobs of image NAME (as the registry has it) in the
+ * order WHICH ("layers,config" or "config,layers"): the cursor taken up to the first blob's
+ * line, then "blob HEX12  SIZE  done" for each (heap). */
+static char *final_blob_lines(const char *name, const char *which)
+{
+	_cleanup_free_ char *out = tu_path(dirs.tmp, "blob-lines.txt");
+	const char *order = strcmp(which, "config,layers") == 0 ? "(.config, .layers[])"
+								: "(.layers[], .config)";
+	cr_assert_eq(tu_sh("skopeo inspect --raw --tls-verify=false docker://%s | jq -r '%s | "
+			   "\"\\(.digest[7:19]) \\(.size)\"' > %s",
+			   name, order, out),
+		     0);
+	_cleanup_free_ char *list = tu_read(dirs.tmp, "blob-lines.txt");
+	char *text = NULL;
+	size_t len = 0, n = 0;
+	FILE *f = open_memstream(&text, &len);
+	char hex[13];
+	long size;
+	for (const char *p = list; sscanf(p, "%12s %ld", hex, &size) == 2; p = strchr(p, '\n') + 1) {
+		cr_assert_lt(size, 1000, "small blobs only: their sizes print as bytes");
+		fprintf(f, "\r\033[Kblob %s  %ld B  done\n", hex, size);
+		n++;
+	}
+	fclose(f);
+	char *ret;
+	cr_assert(asprintf(&ret, "\033[%zuA%s", n, text) > 0);
+	free(text);
+	return ret;
+}
+
+static bool ends_with(const char *text, const char *end)
+{
+	size_t n = strlen(text), k = strlen(end);
+	return n >= k && strcmp(text + n - k, end) == 0;
+}
+
+Test(oci_registry, push_and_pull_show_each_blob_on_a_terminal)
+{
+	need_tool("skopeo");
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/prog/img:v1", registry);
+	static const char *const every_step[] = {"LAYERFS_PROGRESS_MS=0", NULL};
+	const char *push[] = {"--root", dirs.store, "push", top, name, NULL};
+	tu_run r = tu_layerfs_on(TU_PTY, TU_PTY, every_step, push);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* the layers base first, then the config: each line left as its blob ended */
+	_cleanup_free_ char *pushed = final_blob_lines(name, "layers,config");
+	cr_assert(ends_with(r.err, pushed), "stderr '%s', want it to end with '%s'", r.err,
+		  pushed);
+	tu_run_free(&r);
+
+	/* pull: the config, then the layers in the manifest's order however their downloads
+	 * overlap (each announced "waiting" first); then load's line, erased */
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	const char *pull[] = {"--root", store2, "pull", name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PTY, every_step, pull);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	_cleanup_free_ char *pulled = final_blob_lines(name, "config,layers");
+	char *want;
+	cr_assert(asprintf(&want, "%s\r\033[K", pulled) > 0);
+	cr_assert(ends_with(r.err, want), "stderr '%s', want it to end with '%s'", r.err, want);
+	cr_assert(tu_matches("blob [0-9a-f]{12}  waiting\n", r.err), "%s", r.err);
+	free(want);
+	tu_run_free(&r);
+
+	/* nothing when stderr is not a terminal, nor with --json */
+	_cleanup_free_ char *store3 = tu_path(dirs.tmp, "store3");
+	const char *pull3[] = {"--root", store3, "pull", name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PIPE, every_step, pull3);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	tu_run_free(&r);
+	_cleanup_free_ char *store4 = tu_path(dirs.tmp, "store4");
+	const char *pull4[] = {"--root", store4, "--json", "pull", name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PTY, every_step, pull4);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	tu_run_free(&r);
+
+	/* a blob in chunks: while it moves, its bytes so far of all and the rate */
+	cr_assert_eq(tu_sh("mkdir -p %s/big && head -c 300000 /dev/urandom > %s/big/f", dirs.tmp,
+			   dirs.tmp),
+		     0);
+	_cleanup_free_ char *bigdir = tu_path(dirs.tmp, "big");
+	_cleanup_free_ char *big = id_of(tu_ok(tu_lf(dirs.store, "import", bigdir, NULL)));
+	snprintf(name, sizeof name, "%s/prog/big:v1", registry);
+	static const char *const chunks[] = {"LAYERFS_PROGRESS_MS=0", "LAYERFS_REGISTRY_CHUNK=65536",
+					     NULL};
+	const char *push_big[] = {"--root", dirs.store, "push", big, name, NULL};
+	r = tu_layerfs_on(TU_PTY, TU_PTY, chunks, push_big);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(tu_matches("\r\033\\[Kblob [0-9a-f]{12}  [0-9.]+ kB / 30[0-9] kB  [0-9.]+ [kMG]?B/s\n",
+			     r.err),
+		  "%s", r.err);
+	cr_assert(tu_matches("\r\033\\[Kblob [0-9a-f]{12}  30[0-9] kB  done\n$", r.err) ||
+		      tu_matches("\r\033\\[Kblob [0-9a-f]{12}  30[0-9] kB  done\n"
+				 "\r\033\\[Kblob [0-9a-f]{12}  [0-9]+ B  done\n$",
+				 r.err),
+		  "%s", r.err);
+	tu_run_free(&r);
 }
 
 /* ---- the same registry with htpasswd (basic) authentication: alice, password "s3cret" ---- */
@@ -928,6 +1250,95 @@ Test(oci_registry_auth, credentials_from_each_auth_file_log_in_and_a_refused_log
 		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
 		 "as user 'alice')\n",
 		 name, registry);
+}
+
+/* Writes the credential helper docker-credential-NAME into the directory BIN: a shell script
+ * that keeps what it was given on its standard input in BIN/asked-NAME and runs BODY. */
+static void cred_helper(const char *bin, const char *name, const char *body)
+{
+	_cleanup_free_ char *path = NULL;
+	cr_assert(asprintf(&path, "%s/docker-credential-%s", bin, name) > 0);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "#!/bin/sh\n[ \"$1\" = get ] || exit 3\ncat > %s/asked-%s\n%s\n", bin, name,
+		body);
+	fclose(f);
+	cr_assert_eq(chmod(path, 0755), 0);
+}
+
+Test(oci_registry_auth, credential_helpers_named_by_credhelpers_and_credsstore_log_in)
+{
+	_cleanup_free_ char *top = make_chain(dirs.store);
+	char name[256];
+	snprintf(name, sizeof name, "%s/sec/img:v1", registry);
+	_cleanup_free_ char *bin = tu_path(dirs.tmp, "bin");
+	_cleanup_free_ char *home = tu_path(dirs.tmp, "home");
+	cr_assert_eq(tu_sh("mkdir -p %s %s/.docker", bin, home), 0);
+	char answer[512];
+	snprintf(answer, sizeof answer,
+		 "if [ \"$(cat %s/asked-good)\" = %s ]; then echo '{\"ServerURL\":\"%s\","
+		 "\"Username\":\"alice\",\"Secret\":\"s3cret\"}'; else echo 'credentials not "
+		 "found in native keychain'; exit 1; fi",
+		 bin, registry, registry);
+	cred_helper(bin, "good", answer);
+	cred_helper(bin, "none", "echo 'credentials not found in native keychain'; exit 1");
+	cred_helper(bin, "broken", "echo 'the keychain is locked'; exit 1");
+	char e_path[8192], e_home[4200], e_file[4200];
+	snprintf(e_path, sizeof e_path, "PATH=%s:%s", bin, getenv("PATH"));
+	snprintf(e_home, sizeof e_home, "HOME=%s", home);
+	const char *env[] = {e_path, e_home, "DOCKER_CONFIG=", "XDG_RUNTIME_DIR=", e_file, NULL};
+	_cleanup_free_ char *auth = tu_path(dirs.tmp, "auth.json");
+
+	/* credHelpers in containers' auth.json: the helper is asked for this registry */
+	cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"other:1\": \"broken\", \"%s\": "
+			   "\"good\"}}' > %s",
+			   registry, auth),
+		     0);
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	_cleanup_free_ char *m = tu_ok(tu_lf_env(env, dirs.store, "push", top, name, NULL));
+	cr_assert_eq(strlen(m), 72, "the manifest digest: '%s'", m);
+	_cleanup_free_ char *asked = tu_read(bin, "asked-good");
+	cr_assert_str_eq(asked, registry);
+
+	/* credsStore in docker's config.json, for every registry */
+	cr_assert_eq(tu_sh("printf '{\"auths\": {\"%s\": {}}, \"credsStore\": \"good\"}' > "
+			   "%s/.docker/config.json",
+			   registry, home),
+		     0);
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=");
+	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
+	_cleanup_free_ char *p1 = id_of(tu_ok(tu_lf_env(env, store2, "pull", name, NULL)));
+	cr_assert_str_eq(p1, top);
+
+	/* credsStore counts in docker's file only; a helper without an entry gives nothing; one
+	 * that fails is named with its words; one that is missing is named with the file */
+	cr_assert_eq(tu_sh("printf '{\"credsStore\": \"good\"}' > %s && "
+			   "printf '{\"credsStore\": \"none\"}' > %s/.docker/config.json",
+			   auth, home),
+		     0);
+	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", auth);
+	_cleanup_free_ char *store3 = tu_path(dirs.tmp, "store3");
+	tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+		 "layerfs: pull '%s': 'v1': HTTP 401: authentication required (registry %s, "
+		 "no credentials)\n",
+		 name, registry);
+	/* (the message after "layerfs: pull 'NAME': ") */
+	const char *const helpers[] = {"broken", "gone", "../x"};
+	char want[3][2048];
+	snprintf(want[0], sizeof want[0],
+		 "'docker-credential-broken': failed for %s: the keychain is locked", registry);
+	snprintf(want[1], sizeof want[1],
+		 "'docker-credential-gone': cannot run it (named by %s for %s): No such file or "
+		 "directory",
+		 auth, registry);
+	snprintf(want[2], sizeof want[2], "'%s': '../x' is not a credential helper's name", auth);
+	for (size_t i = 0; i < LYR_ARRAY_SIZE(helpers); i++) {
+		cr_assert_eq(tu_sh("printf '{\"credHelpers\": {\"%s\": \"%s\"}}' > %s",
+				   registry, helpers[i], auth),
+			     0);
+		tu_fails(tu_lf_env(env, store3, "pull", name, NULL), 1,
+			 "layerfs: pull '%s': %s\n", name, want[i]);
+	}
 }
 
 /* ---- a registry that is not on a loopback name (127.0.0.2): HTTPS by default ---- */
