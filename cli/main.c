@@ -71,6 +71,10 @@ static const cli_command commands[] = {
      "  --cache               answer from the action cache when the same run is stored\n"
      "  -i, --interactive     pass stdin to the command\n"
      "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
+     "  --cache-from NAME     on a local miss, look the result up in registry repository\n"
+     "                        NAME (REGISTRY/REPOSITORY; repeatable, tried in order;\n"
+     "                        implies --cache)\n"
+     "  --cache-to NAME       publish the result to registry repository NAME (repeatable)\n"
      "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
      "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
     {"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
@@ -291,7 +295,7 @@ int cli_parse_short(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		    const char *shortopts, const struct option *local, size_t n_local,
 		    local_opt_fn fn, void *ctx)
 {
-	struct option opts[16] = {CLI_COMMON_OPTIONS};
+	struct option opts[32] = {CLI_COMMON_OPTIONS};
 	size_t n = 3;
 	for (size_t i = 0; i < n_local && n + 1 < LYR_ARRAY_SIZE(opts); i++)
 		opts[n++] = local[i];
