@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
+#include "layerfs/hash.h"
 
 extern char **environ;
 
@@ -497,3 +500,88 @@ int tu_sh(const char *fmt, ...)
 	int st = system(cmd);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+/* One line per entry of the tree at ROOT, in name order: type, mode, owner, mtime, size,
+ * content digest, link target, xattrs, and the first path of its hard-link group. */
+static void listing(FILE *out, const char *root, const char *rel, char ***seen, size_t *nseen)
+{
+	char *dir = tu_path(root, rel);
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+	cr_assert_geq(n, 0, "scandir %s", dir);
+	for (int i = 0; i < n; i++) {
+		const char *nm = names[i]->d_name;
+		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) {
+			free(names[i]);
+			continue;
+		}
+		char p[4096], full[8192];
+		snprintf(p, sizeof p, "%s%s%s", rel, *rel ? "/" : "", nm);
+		snprintf(full, sizeof full, "%s/%s", root, p);
+		struct stat st;
+		cr_assert_eq(lstat(full, &st), 0, "%s", full);
+		fprintf(out, "%s %o %u:%u %lld.%09ld", p, st.st_mode, st.st_uid, st.st_gid,
+			(long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+		if (S_ISREG(st.st_mode)) {
+			char key[64];
+			snprintf(key, sizeof key, "%lu:%lu", (unsigned long)st.st_dev,
+				 (unsigned long)st.st_ino);
+			const char *first = NULL;
+			for (size_t k = 0; k < *nseen; k += 2)
+				if (strcmp((*seen)[k], key) == 0)
+					first = (*seen)[k + 1];
+			if (!first) {
+				*seen = realloc(*seen, (*nseen + 2) * sizeof **seen);
+				(*seen)[(*nseen)++] = strdup(key);
+				(*seen)[(*nseen)++] = strdup(p);
+			}
+			_cleanup_free_ char *data = tu_read(root, p);
+			uint8_t d[LYR_SHA256_LEN];
+			char text[LYR_DIGEST_TEXT_LEN];
+			lyr_sha256(data, strlen(data), d);
+			lyr_digest_text(d, text);
+			fprintf(out, " size=%lld %s links-to=%s", (long long)st.st_size, text,
+				first ? first : "-");
+		}
+		if (S_ISLNK(st.st_mode)) {
+			char t[4096];
+			ssize_t k = readlink(full, t, sizeof t - 1);
+			t[k > 0 ? k : 0] = '\0';
+			fprintf(out, " -> %s", t);
+		}
+		if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
+			fprintf(out, " dev=%u:%u", major(st.st_rdev), minor(st.st_rdev));
+		char xl[4096];
+		ssize_t xn = llistxattr(full, xl, sizeof xl);
+		for (ssize_t k = 0; k < xn; k += (ssize_t)strlen(xl + k) + 1) {
+			if (strncmp(xl + k, "security.selinux", 16) == 0)
+				continue;
+			char v[1024];
+			ssize_t vl = lgetxattr(full, xl + k, v, sizeof v - 1);
+			v[vl > 0 ? vl : 0] = '\0';
+			fprintf(out, " %s=%s", xl + k, v);
+		}
+		fputc('\n', out);
+		if (S_ISDIR(st.st_mode))
+			listing(out, root, p, seen, nseen);
+		free(names[i]);
+	}
+	free(names);
+	free(dir);
+}
+
+char *tu_tree_detail(const char *root)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	char **seen = NULL;
+	size_t nseen = 0;
+	listing(f, root, "", &seen, &nseen);
+	fclose(f);
+	for (size_t i = 0; i < nseen; i++)
+		free(seen[i]);
+	free(seen);
+	return buf;
+}
+

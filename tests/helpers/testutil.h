@@ -96,3 +96,7 @@ char *tu_store_state(const char *root);
 char *tu_tree_text(const char *dir);
 /* Runs a shell command line with /bin/sh -c; returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Everything below ROOT in detail, one line per entry in name order: path, mode, owner, ns
+ * mtime; for regular files size, content digest and the first path of its hard-link group;
+ * link targets, device numbers, xattrs (but security.selinux).  Heap. */
+char *tu_tree_detail(const char *root);

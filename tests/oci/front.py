@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A registry's front as some registries are: a bearer-token login and transient failures.
 
-front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall]
+front.py PORT_FILE UPSTREAM USER:PASS|- FAILS [stall|500|delay:SECONDS]
 Listens on a free port of 127.0.0.1 (written to PORT_FILE).  The first FAILS requests to /v2/
 get a 503 with a registry error body (when FAILS < 100: the first a 429 with Retry-After: 1,
 the second no answer at all, the connection closed); then a request without
 the token gets a 401 with a Bearer challenge whose realm is /token here, which hands out the
 token for basic credentials USER:PASS only; requests with the token are passed on to UPSTREAM
 (host:port) and the answers passed back.  Each request is logged to stdout as "METHOD PATH
-STATUS".  With "stall", every request to /v2/ is read and never answered."""
+STATUS".  With "-" for USER:PASS no login is asked for.  With "stall", every request to /v2/
+is read and never answered; with "500", every one gets a 500 with a registry error body; with
+"delay:SECONDS", every one is passed on after SECONDS (a slow registry)."""
 import base64
 import http.client
 import http.server
@@ -17,7 +19,9 @@ import sys
 import time
 
 port_file, upstream, creds, fails = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-stall = sys.argv[5:] == ["stall"]
+mode = sys.argv[5] if len(sys.argv) > 5 else ""
+stall = mode == "stall"
+delay = float(mode[6:]) if mode.startswith("delay:") else 0
 TOKEN = "t0ken-for-" + creds.split(":")[0]
 state = {"fails": fails}
 
@@ -52,6 +56,10 @@ class Front(http.server.BaseHTTPRequestHandler):
         if stall:
             print(self.command, self.path, "stalled", flush=True)
             time.sleep(3600)
+        if mode == "500" and self.path.startswith("/v2/"):
+            return self.error(500, "UNKNOWN", "the storage is broken")
+        if delay and self.path.startswith("/v2/"):
+            time.sleep(delay)
         if state["fails"] > 0:
             first = state["fails"] == fails
             state["fails"] -= 1
@@ -62,7 +70,7 @@ class Front(http.server.BaseHTTPRequestHandler):
                 print(self.command, self.path, "dropped", flush=True)
                 return
             return self.error(503, "UNAVAILABLE", "the front is busy")
-        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+        if creds != "-" and self.headers.get("Authorization") != "Bearer " + TOKEN:
             host = "127.0.0.1:%d" % self.server.server_address[1]
             return self.error(401, "UNAUTHORIZED", "authentication required", [(
                 "WWW-Authenticate",
@@ -81,7 +89,7 @@ class Front(http.server.BaseHTTPRequestHandler):
         up.close()
         self.answer(r.status, body, keep)
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = handle_any
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)

@@ -14,6 +14,7 @@
 
 #include "layerfs/common.h"
 #include "layerfs/hash.h"
+#include "registry.h"
 #include "testutil.h"
 
 static tu_dirs dirs;
@@ -31,15 +32,9 @@ static void teardown(void)
 
 TestSuite(oci_save, .init = setup, .fini = teardown);
 
-/* A tool the test needs: skipped where missing, except in CI, where it must be installed. */
 static void need_tool(const char *name)
 {
-	if (tu_sh("command -v %s >/dev/null 2>&1", name) == 0)
-		return;
-	const char *ci = getenv("CI");
-	cr_assert(!(ci && strcmp(ci, "true") == 0), "%s is missing (scripts/setup installs it)",
-		  name);
-	cr_skip_test("%s is not installed", name);
+	tu_need_tool(name);
 }
 
 static char *id_of(char *out)
@@ -117,88 +112,9 @@ Test(oci_save, saving_twice_and_from_another_store_gives_identical_digests)
 	    0);
 }
 
-/* One line per entry of the tree at ROOT, in name order: type, mode, owner, mtime, size,
- * content digest, link target, xattrs, and the first path of its hard-link group. */
-static void listing(FILE *out, const char *root, const char *rel, char ***seen, size_t *nseen)
-{
-	char *dir = tu_path(root, rel);
-	struct dirent **names;
-	int n = scandir(dir, &names, NULL, alphasort);
-	cr_assert_geq(n, 0, "scandir %s", dir);
-	for (int i = 0; i < n; i++) {
-		const char *nm = names[i]->d_name;
-		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) {
-			free(names[i]);
-			continue;
-		}
-		char p[4096], full[8192];
-		snprintf(p, sizeof p, "%s%s%s", rel, *rel ? "/" : "", nm);
-		snprintf(full, sizeof full, "%s/%s", root, p);
-		struct stat st;
-		cr_assert_eq(lstat(full, &st), 0, "%s", full);
-		fprintf(out, "%s %o %u:%u %lld.%09ld", p, st.st_mode, st.st_uid, st.st_gid,
-			(long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-		if (S_ISREG(st.st_mode)) {
-			char key[64];
-			snprintf(key, sizeof key, "%lu:%lu", (unsigned long)st.st_dev,
-				 (unsigned long)st.st_ino);
-			const char *first = NULL;
-			for (size_t k = 0; k < *nseen; k += 2)
-				if (strcmp((*seen)[k], key) == 0)
-					first = (*seen)[k + 1];
-			if (!first) {
-				*seen = realloc(*seen, (*nseen + 2) * sizeof **seen);
-				(*seen)[(*nseen)++] = strdup(key);
-				(*seen)[(*nseen)++] = strdup(p);
-			}
-			_cleanup_free_ char *data = tu_read(root, p);
-			uint8_t d[LYR_SHA256_LEN];
-			char text[LYR_DIGEST_TEXT_LEN];
-			lyr_sha256(data, strlen(data), d);
-			lyr_digest_text(d, text);
-			fprintf(out, " size=%lld %s links-to=%s", (long long)st.st_size, text,
-				first ? first : "-");
-		}
-		if (S_ISLNK(st.st_mode)) {
-			char t[4096];
-			ssize_t k = readlink(full, t, sizeof t - 1);
-			t[k > 0 ? k : 0] = '\0';
-			fprintf(out, " -> %s", t);
-		}
-		if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
-			fprintf(out, " dev=%u:%u", major(st.st_rdev), minor(st.st_rdev));
-		char xl[4096];
-		ssize_t xn = llistxattr(full, xl, sizeof xl);
-		for (ssize_t k = 0; k < xn; k += (ssize_t)strlen(xl + k) + 1) {
-			if (strncmp(xl + k, "security.selinux", 16) == 0)
-				continue;
-			char v[1024];
-			ssize_t vl = lgetxattr(full, xl + k, v, sizeof v - 1);
-			v[vl > 0 ? vl : 0] = '\0';
-			fprintf(out, " %s=%s", xl + k, v);
-		}
-		fputc('\n', out);
-		if (S_ISDIR(st.st_mode))
-			listing(out, root, p, seen, nseen);
-		free(names[i]);
-	}
-	free(names);
-	free(dir);
-}
-
 static char *tree_text(const char *root)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	char **seen = NULL;
-	size_t nseen = 0;
-	listing(f, root, "", &seen, &nseen);
-	fclose(f);
-	for (size_t i = 0; i < nseen; i++)
-		free(seen[i]);
-	free(seen);
-	return buf;
+	return tu_tree_detail(root);
 }
 
 /* tree_text of layer ID as `layerfs mount` shows it. */
@@ -543,66 +459,20 @@ Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
 #include <sys/wait.h>
 #include <time.h>
 
-static pid_t registry_pid;
-static char registry[64];
+static tu_registry reg;
+static char *registry = reg.addr;
 static const char *registry_ip = "127.0.0.1"; /* where the next registry_start listens */
-
-static pid_t front_pid;
 
 static void registry_stop(void)
 {
-	if (front_pid > 0) {
-		kill(front_pid, SIGTERM);
-		waitpid(front_pid, NULL, 0);
-		front_pid = 0;
-	}
-	if (registry_pid > 0) {
-		kill(registry_pid, SIGTERM);
-		waitpid(registry_pid, NULL, 0);
-		registry_pid = 0;
-	}
+	tu_registry_stop(&reg);
 	teardown();
 }
 
-/* Starts docker-registry on a free port of REGISTRY_IP with its storage below the test's
- * directory and CONFIG (YAML lines, "" for none) added to its configuration; REGISTRY gets
- * "IP:PORT". */
+/* Starts docker-registry on a free port of REGISTRY_IP (registry.h). */
 static void registry_start(const char *config)
 {
-	need_tool("docker-registry");
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = inet_addr(registry_ip)};
-	socklen_t len = sizeof a;
-	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-	cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
-	int port = ntohs(a.sin_port);
-	close(s);
-	snprintf(registry, sizeof registry, "%s:%d", registry_ip, port);
-	_cleanup_free_ char *cfg = tu_path(dirs.tmp, "registry.yml");
-	cr_assert_eq(tu_sh("mkdir %s/registry && printf 'version: 0.1\\nlog:\\n  level: error\\n"
-			   "storage:\\n  filesystem:\\n    rootdirectory: %s/registry\\nhttp:\\n"
-			   "  addr: %s\\n%s' > %s",
-			   dirs.tmp, dirs.tmp, registry, config, cfg),
-		     0);
-	_cleanup_free_ char *log = tu_path(dirs.tmp, "registry.log");
-	registry_pid = fork();
-	cr_assert_geq(registry_pid, 0);
-	if (registry_pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) { /* up to 5 s for it to listen */
-		int c = socket(AF_INET, SOCK_STREAM, 0);
-		int ok = connect(c, (struct sockaddr *)&a, sizeof a) == 0;
-		close(c);
-		if (ok)
-			return;
-		usleep(50000);
-	}
-	cr_assert_fail("docker-registry did not start listening on %s", registry);
+	tu_registry_start(&reg, dirs.tmp, registry_ip, config);
 }
 
 static void registry_setup(void)
@@ -614,14 +484,9 @@ static void registry_setup(void)
 
 TestSuite(oci_registry, .init = registry_setup, .fini = registry_stop);
 
-/* Requests in the registry's access log that start with TEXT ("POST /v2/", ...). */
 static int registry_requests(const char *text)
 {
-	_cleanup_free_ char *log = tu_read(dirs.tmp, "registry.log");
-	int n = 0;
-	for (const char *p = log; p && (p = strstr(p, text)); p++)
-		n++;
-	return n;
+	return tu_registry_requests(&reg, text);
 }
 
 static int registry_blob_gets(void)
@@ -703,54 +568,15 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 	tu_run_free(&r);
 }
 
-/* Starts tests/oci/front.py before the registry: FAILS failures first (a 429, a dropped
- * connection, then 503s), then a bearer-token login with USER_PASS; with STALL no answer ever.
- * Returns "127.0.0.1:PORT"; its requests are logged in front-N.log. */
+/* tests/oci/front.py before the registry (registry.h); with STALL no answer ever. */
 static char *front_start(const char *user_pass, int fails, bool stall)
 {
-	static int n;
-	need_tool("python3");
-	char port_file[4200], log[4200];
-	snprintf(port_file, sizeof port_file, "%s/front-%d.port", dirs.tmp, ++n);
-	snprintf(log, sizeof log, "%s/front-%d.log", dirs.tmp, n);
-	char nfails[16];
-	snprintf(nfails, sizeof nfails, "%d", fails);
-	if (front_pid > 0) {
-		kill(front_pid, SIGTERM);
-		waitpid(front_pid, NULL, 0);
-	}
-	front_pid = fork();
-	cr_assert_geq(front_pid, 0);
-	if (front_pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		execlp("python3", "python3", LAYERFS_SOURCE_DIR "/tests/oci/front.py", port_file,
-		       registry, user_pass, nfails, stall ? "stall" : NULL, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) { /* up to 10 s */
-		FILE *f = fopen(port_file, "r");
-		int port = 0;
-		if (f) {
-			int got = fscanf(f, "%d", &port);
-			fclose(f);
-			if (got == 1) {
-				char *ret;
-				cr_assert(asprintf(&ret, "127.0.0.1:%d", port) > 0);
-				return ret;
-			}
-		}
-		usleep(50000);
-	}
-	cr_assert_fail("front.py did not start");
-	return NULL;
+	return tu_front_start(&reg, user_pass, fails, stall ? "stall" : NULL);
 }
 
 static double now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return tu_now();
 }
 
 Test(oci_registry, a_registry_that_is_down_is_tried_four_times_then_named)
@@ -758,9 +584,7 @@ Test(oci_registry, a_registry_that_is_down_is_tried_four_times_then_named)
 	_cleanup_free_ char *top = make_chain(dirs.store);
 	char name[256];
 	snprintf(name, sizeof name, "%s/down/img:v1", registry);
-	kill(registry_pid, SIGTERM);
-	waitpid(registry_pid, NULL, 0);
-	registry_pid = 0;
+	tu_registry_stop(&reg);
 	double t0 = now_s();
 	tu_run r = tu_lf(dirs.store, "push", top, name, NULL);
 	double took = now_s() - t0;
