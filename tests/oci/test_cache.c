@@ -186,3 +186,152 @@ Test(oci_cache, a_result_published_by_one_store_is_answered_in_another_as_a_loca
 	tu_run_free(&ra);
 	tu_run_free(&rb);
 }
+
+/* What a fallback looks like: the command ran (it said so), the result is its own, and it is
+ * stored locally: a later --cache run answers it without any registry. */
+static void ran_locally(tu_run *r, const char *st, const char *warning_re)
+{
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert(tu_matches(warning_re, r->err), "stderr: %s", r->err);
+	_cleanup_free_ char *cached = tu_json_field(r->out, "cached");
+	cr_assert_str_eq(cached, "false");
+	tu_run hit = exec_op(NULL, st, "--cache-from", "127.0.0.1:1/unused", NULL, NULL, "one");
+	_cleanup_free_ char *want = as_cached(r->out);
+	cr_assert_str_eq(hit.out, want, "%s", hit.err);
+	cr_assert_str_eq(hit.err, "", "a local hit asks no registry");
+	tu_run_free(&hit);
+	tu_run_free(r);
+}
+
+/* Anchored regular expression for the one warning line about NAME with CAUSE_RE, after "ran". */
+static char *warning(const char *dir, const char *name, const char *cause_re, const char *then)
+{
+	char *re;
+	cr_assert(asprintf(&re,
+			   "^(ran\n)?layerfs: exec: warning: cache %s '%s': %s; %s\n(ran\n)?$",
+			   dir, name, cause_re, then) > 0);
+	return re;
+}
+
+Test(oci_cache, a_registry_that_is_down_warns_and_the_run_goes_on_locally)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	tu_registry_stop(&reg);
+	/* --cache-to after a successful run: a warning, the command's status */
+	tu_run ra = exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one");
+	_cleanup_free_ char *re_to =
+	    warning("to", cache, "[^\n]*Couldn't connect to server \\(2 tries\\)",
+		    "the result is not published");
+	cr_assert(ra.status == 0 && tu_matches(re_to, ra.err), "%d %s", ra.status, ra.err);
+	tu_run_free(&ra);
+	/* --cache-from: a warning, then the run */
+	tu_run rb = exec_op(NULL, b, "--cache-from", cache, NULL, NULL, "one");
+	_cleanup_free_ char *re_from =
+	    warning("from", cache, "[^\n]*Couldn't connect to server \\(2 tries\\)",
+		    "continuing without it");
+	ran_locally(&rb, b, re_from);
+}
+
+Test(oci_cache, a_registry_answering_500_warns_and_the_run_goes_on_locally)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *b = store("b");
+	_cleanup_free_ char *front = tu_front_start(&reg, "-", 0, "500");
+	char name[256];
+	snprintf(name, sizeof name, "%s/team/cache", front);
+	tu_run rb = exec_op(NULL, b, "--cache-from", name, NULL, NULL, "one");
+	_cleanup_free_ char *re = warning("from", name,
+					  "lfc-[0-9a-f]{64}: HTTP 500: the storage is broken",
+					  "continuing without it");
+	ran_locally(&rb, b, re);
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
+	cr_assert(tu_matches("^(GET /v2/team/cache/manifests/lfc-[0-9a-f]{64} 500\n){2}$", log),
+		  "one retry, no more: %s", log);
+}
+
+Test(oci_cache, a_registry_slower_than_the_timeout_warns_and_the_run_goes_on_locally)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *b = store("b");
+	_cleanup_free_ char *front = tu_front_start(&reg, "-", 0, "delay:4");
+	char name[256];
+	snprintf(name, sizeof name, "%s/team/cache", front);
+	const char *env[] = {"LAYERFS_CACHE_TIMEOUT=1", NULL};
+	double t0 = tu_now();
+	tu_run rb = exec_op(env, b, "--cache-from", name, NULL, NULL, "one");
+	double took = tu_now() - t0;
+	char cause[256];
+	snprintf(cause, sizeof cause, "%s: timed out: no progress for 1 s \\(2 tries\\)", front);
+	_cleanup_free_ char *re = warning("from", name, cause, "continuing without it");
+	cr_assert(took < 4, "two tries of 1 s and the run took %.2f s", took);
+	ran_locally(&rb, b, re);
+	/* a timeout that is not a number is a cause like any other */
+	const char *bad[] = {"LAYERFS_CACHE_TIMEOUT=soon", NULL};
+	tu_run rc = exec_op(bad, b, "--cache-from", name, NULL, NULL, "two");
+	_cleanup_free_ char *re2 = warning(
+	    "from", name,
+	    "LAYERFS_CACHE_TIMEOUT: 'soon' is not a whole number of seconds from 1 to 86400",
+	    "continuing without it");
+	cr_assert(rc.status == 0 && tu_matches(re2, rc.err), "%s", rc.err);
+	tu_run_free(&rc);
+}
+
+/* The layers of store ST that a cache fetch imported (their description says so). */
+static int fetched_layers(const char *st)
+{
+	_cleanup_free_ char *ls = tu_ok(tu_lf(st, "ls", NULL));
+	int n = 0;
+	for (const char *p = ls; (p = strstr(p, "exec cache from")); p++)
+		n++;
+	return n;
+}
+
+Test(oci_cache, a_tampered_blob_is_detected_and_nothing_fetched_stays)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	/* the /out layer's blob, as save writes it (the same bytes the cache published) */
+	_cleanup_free_ char *out = output_layer(pub, "/out");
+	char img[4200];
+	snprintf(img, sizeof img, "oci:%s/out:v1", dirs.tmp);
+	_cleanup_free_ char *saved = tu_ok(tu_lf(a, "--json", "save", out, "-o", img, NULL));
+	const char *d = strstr(saved, "\"digest\":\"sha256:");
+	cr_assert(d, "%s", saved);
+	char hex[65];
+	snprintf(hex, sizeof hex, "%.64s", d + 17);
+	cr_assert_eq(tu_sh("printf tampered > %s/registry/docker/registry/v2/blobs/sha256/%.2s/%s/data",
+			   dirs.tmp, hex, hex),
+		     0);
+	tu_run rb = exec_op(NULL, b, "--cache-from", cache, NULL, NULL, "one");
+	char cause[256];
+	snprintf(cause, sizeof cause,
+		 "sha256:%s: the registry sent a blob that is sha256:[0-9a-f]{64}", hex);
+	_cleanup_free_ char *re = warning("from", cache, cause, "continuing without it");
+	ran_locally(&rb, b, re);
+	/* the root's layer, fetched before the /out one failed, was removed again (the run
+	 * made the same layer afresh) */
+	cr_assert_eq(fetched_layers(b), 0);
+}
+
+Test(oci_cache, a_record_whose_layer_id_is_wrong_is_ignored_and_nothing_fetched_stays)
+{
+	tu_need_fuse();
+	tu_need_tool("python3");
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	_cleanup_free_ char *key = tu_json_field(pub, "cache_key");
+	_cleanup_free_ char *out = output_layer(pub, "/out");
+	cr_assert_eq(tu_sh("python3 %s/tests/oci/retarget.py %s team/cache lfc-%s /out",
+			   LAYERFS_SOURCE_DIR, reg.addr, key + 7),
+		     0);
+	tu_run rb = exec_op(NULL, b, "--cache-from", cache, NULL, NULL, "one");
+	char cause[512];
+	snprintf(cause, sizeof cause,
+		 "sha256:[0-9a-f]{64}: the blob gives layer %s, the record says sha256:0{64}",
+		 out);
+	_cleanup_free_ char *re = warning("from", cache, cause, "continuing without it");
+	ran_locally(&rb, b, re);
+	cr_assert_eq(fetched_layers(b), 0);
+}
