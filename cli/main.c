@@ -101,6 +101,11 @@ static const cli_command commands[] = {
      "  --platform P        the image of an index for platform P (default: linux and\n"
      "                      this machine's architecture)\n"
      "  --tls-verify=false  as for push\n"},
+    {"cache", cmd_cache, "ls NAME | prune NAME --older-than DURATION",
+     "list or delete the exec results kept in registry repository NAME (docs/cache.md)",
+     "  ls NAME                   each record: key, created, age, size of its blobs\n"
+     "  prune NAME --older-than D delete the records created more than D ago (e.g. 12h,\n"
+     "                            7d); the registry's garbage collection frees the blobs\n"},
     {"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
      "check the store; --repair fixes what it can",
      "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"

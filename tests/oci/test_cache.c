@@ -335,3 +335,72 @@ Test(oci_cache, a_record_whose_layer_id_is_wrong_is_ignored_and_nothing_fetched_
 	ran_locally(&rb, b, re);
 	cr_assert_eq(fetched_layers(b), 0);
 }
+
+/* The size `cache ls` gives the record of KEY: its config and layer blobs, from its manifest. */
+static unsigned long long record_size(const char *key)
+{
+	_cleanup_free_ char *out = tu_path(dirs.tmp, "size.txt");
+	cr_assert_eq(tu_sh("curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' "
+			   "http://%s/v2/team/cache/manifests/lfc-%s | "
+			   "jq '[.config.size, .layers[].size] | add' > %s",
+			   reg.addr, key + 7, out),
+		     0);
+	_cleanup_free_ char *text = tu_read(dirs.tmp, "size.txt");
+	return strtoull(text, NULL, 10);
+}
+
+Test(oci_cache, cache_ls_lists_the_records_and_prune_deletes_those_older_than_asked)
+{
+	tu_need_fuse();
+	tu_need_tool("jq");
+	tu_need_tool("curl");
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *one = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	_cleanup_free_ char *two = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "two"));
+	_cleanup_free_ char *k1 = tu_json_field(one, "cache_key"), *k2 = tu_json_field(two, "cache_key");
+	_cleanup_free_ char *ls = tu_ok(tu_lf(a, "--json", "cache", "ls", cache, NULL));
+	const char *keys[] = {k1, k2};
+	for (size_t i = 0; i < 2; i++) {
+		char re[512];
+		snprintf(re, sizeof re,
+			 "\\{\"key\":\"%s\",\"digest\":\"sha256:[0-9a-f]{64}\",\"created\":\"20[0-9]{2}-"
+			 "[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z\",\"age_seconds\":[0-9]+,\"size\":%llu\\}",
+			 keys[i], record_size(keys[i]));
+		cr_assert(tu_matches(re, ls), "%s in %s", re, ls);
+	}
+	cr_assert(tu_matches("^\\{\"entries\":\\[\\{[^]]*\\},\\{[^]]*\\}\\]\\}\n$", ls), "%s", ls);
+	/* for people: a header and a line each */
+	_cleanup_free_ char *text = tu_ok(tu_lf(a, "cache", "ls", cache, NULL));
+	cr_assert(tu_matches("^KEY +CREATED +AGE +SIZE\n(sha256:[0-9a-f]{12}  20[-0-9]{8} "
+			     "[0-9:]{8} +[0-9]+[smhd] +[0-9.]+ [kM]?B\n){2}$",
+			     text),
+		  "%s", text);
+
+	_cleanup_free_ char *none =
+	    tu_ok(tu_lf(a, "--json", "cache", "prune", cache, "--older-than", "1h", NULL));
+	cr_assert_str_eq(none, "{\"removed\":[],\"kept\":2}\n");
+	_cleanup_free_ char *all =
+	    tu_ok(tu_lf(a, "cache", "prune", cache, "--older-than", "0s", NULL));
+	char want[400];
+	snprintf(want, sizeof want, "removed %s\nremoved %s\n", k1, k2);
+	_cleanup_free_ char *want2 = NULL;
+	cr_assert(asprintf(&want2, "removed %s\nremoved %s\n", k2, k1) > 0);
+	cr_assert(strcmp(all, want) == 0 || strcmp(all, want2) == 0, "%s", all);
+	_cleanup_free_ char *empty = tu_ok(tu_lf(a, "--json", "cache", "ls", cache, NULL));
+	cr_assert_str_eq(empty, "{\"entries\":[]}\n");
+	/* gone: another store misses, quietly, and runs */
+	tu_run rb = exec_op(NULL, b, "--cache-from", cache, NULL, NULL, "one");
+	cr_assert_eq(rb.status, 0, "%s", rb.err);
+	cr_assert_str_eq(rb.err, "ran\n");
+	tu_run_free(&rb);
+
+	tu_fails(tu_lf(a, "cache", "prune", cache, NULL), 2,
+		 "layerfs cache: prune needs --older-than DURATION\n"
+		 "Try 'layerfs cache --help'.\n");
+	char tagged[256];
+	snprintf(tagged, sizeof tagged, "%s:v1", cache);
+	tu_fails(tu_lf(a, "cache", "ls", tagged, NULL), 2,
+		 "layerfs cache: '%s': a cache is a repository: REGISTRY/REPOSITORY, without a "
+		 "tag\nTry 'layerfs cache --help'.\n",
+		 tagged);
+}
