@@ -409,6 +409,31 @@ static int save_chain(publish *p, const char *id, bool reuse, lyr_oci_error *err
 	return r;
 }
 
+/* 1 when the registry holds a layerfs record under TAG, 0 when it holds none. */
+static int record_there(publish *p, const char *tag, lyr_oci_error *err)
+{
+	char mdigest[LYR_DIGEST_TEXT_LEN];
+	json_t *old = NULL;
+	int r = oci_registry_manifest_get(&p->ir, tag, p->dir, err, mdigest, &old);
+	const char *mt =
+	    json_string_value(json_object_get(json_object_get(old, "config"), "mediaType"));
+	json_decref(old);
+	if (r == 0 && mt && strcmp(mt, MT_RECORD) == 0)
+		return 1;
+	return r == 0 || r == -ENOENT ? 0 : r;
+}
+
+/* oci_registry_blob_put of DIGEST; a failed upload of a blob the registry has now (a
+ * concurrent publisher's) is no failure: registries refuse some concurrent uploads of the
+ * same bytes (docker-registry with "digest did not match uploaded content"). */
+static int put_blob(publish *p, const char *digest, lyr_oci_error *err)
+{
+	int r = oci_registry_blob_put(&p->ir, p->blobs, digest, err);
+	if (r < 0 && r != -ENODATA && oci_registry_blob_has(&p->ir, digest, NULL) == 1)
+		r = 0;
+	return r;
+}
+
 /* Writes TEXT into the scratch blobs as a blob; RET_DIGEST gets its digest. */
 static int put_json_blob(publish *p, const char *text, char ret_digest[LYR_DIGEST_TEXT_LEN],
 			 lyr_oci_error *err)
@@ -419,7 +444,30 @@ static int put_json_blob(publish *p, const char *text, char ret_digest[LYR_DIGES
 	int r = oci_write_file(p->blobs, ret_digest + 7, text, strlen(text));
 	if (r < 0)
 		return oci_fail(err, r, ret_digest, "%s", strerror(-r));
-	return oci_registry_blob_put(&p->ir, p->blobs, ret_digest, err);
+	return put_blob(p, ret_digest, err);
+}
+
+/* PUTs the manifest TEXT under TAG: 1 done, 0 when a concurrent publisher's record is there
+ * instead.  docker-registry writes a manifest's bytes in place, so concurrent PUTs of the same
+ * manifest can fail each other ("digest did not match uploaded content"): a failed PUT is
+ * tried again after a short random pause, unless a record has landed meanwhile. */
+static int put_manifest(publish *p, const char *tag, const char *text, lyr_oci_error *err)
+{
+	for (int tries = 1;; tries++) {
+		int r = oci_registry_manifest_put(&p->ir, tag, MT_MANIFEST, text, strlen(text), err);
+		if (r == 0)
+			return 1;
+		if (r != -EIO || tries == 4)
+			return r;
+		/* random per process: the publishers that collided must not meet again */
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		unsigned seed = (unsigned)ts.tv_nsec ^ (unsigned)getpid() * 2654435761u;
+		ts = (struct timespec){0, (50 + rand_r(&seed) % 200) * 1000000L};
+		nanosleep(&ts, NULL);
+		if (record_there(p, tag, NULL) == 1)
+			return 0;
+	}
 }
 
 /* The record of A as config JSON text (heap). */
@@ -450,16 +498,7 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const
 		return r;
 	p.dir = lyr_stage_fd(scratch);
 	/* a record there already stays: the first one published is the answer */
-	char mdigest[LYR_DIGEST_TEXT_LEN];
-	json_t *old = NULL;
-	r = oci_registry_manifest_get(&p.ir, tag, p.dir, err, mdigest, &old);
-	const char *mt =
-	    json_string_value(json_object_get(json_object_get(old, "config"), "mediaType"));
-	if (r == 0 && mt && strcmp(mt, MT_RECORD) == 0)
-		r = 1;
-	else if (r == 0 || r == -ENOENT)
-		r = 0;
-	json_decref(old);
+	r = record_there(&p, tag, err);
 	if (r != 0)
 		goto out;
 	if (!(p.layers = json_array()) || !(descs = json_array()))
@@ -469,7 +508,7 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const
 	for (size_t i = 0; r == 0 && i < json_array_size(p.layers); i++) {
 		json_t *l = json_array_get(p.layers, i);
 		const char *digest = json_string_value(json_object_get(l, "digest"));
-		r = oci_registry_blob_put(&p.ir, p.blobs, digest, err);
+		r = put_blob(&p, digest, err);
 		if (r == -ENODATA) {
 			/* the registry lacks a blob known by its note only: build it */
 			json_t *keep = p.layers;
@@ -480,7 +519,7 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const
 			json_decref(p.layers);
 			p.layers = keep;
 			if (r == 0)
-				r = oci_registry_blob_put(&p.ir, p.blobs, digest, err);
+				r = put_blob(&p, digest, err);
 		}
 		json_array_append_new(descs, json_pack("{s:s,s:s,s:O}", "mediaType", MT_LAYER_GZIP,
 						       "digest", digest, "size",
@@ -503,10 +542,8 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const
 		    "annotations", CREATED, created);
 		_cleanup_free_ char *text = man ? json_dumps(man, JSON_COMPACT | JSON_SORT_KEYS)
 						: NULL;
-		r = text ? oci_registry_manifest_put(&p.ir, tag, MT_MANIFEST, text, strlen(text),
-						     err)
-			 : -ENOMEM;
-		published = r == 0;
+		r = text ? put_manifest(&p, tag, text, err) : -ENOMEM;
+		published = r == 1;
 	}
 out:
 	json_decref(descs);

@@ -404,3 +404,58 @@ Test(oci_cache, cache_ls_lists_the_records_and_prune_deletes_those_older_than_as
 		 "tag\nTry 'layerfs cache --help'.\n",
 		 tagged);
 }
+
+Test(oci_cache, eight_stores_publishing_one_result_at_once_leave_one_valid_record,
+     .timeout = 400)
+{
+	tu_need_fuse();
+	char img[4200];
+	snprintf(img, sizeof img, "oci:%s/img:v1", dirs.tmp);
+	for (int i = 0; i < 9; i++) { /* s0..s7 publish, s8 reads */
+		char name[16];
+		snprintf(name, sizeof name, "s%d", i);
+		_cleanup_free_ char *st = store(name);
+		free(tu_ok(tu_lf(st, "load", img, NULL)));
+	}
+	cr_assert_eq(tu_sh("cd %s && for i in 0 1 2 3 4 5 6 7; do "
+			   "%s --root s$i --json exec --cache-to %s --mount %s %s sh -c "
+			   "'echo ran >&2; echo one > /out/f && mkdir /out/d && echo g > /out/d/g && "
+			   "touch -d @0 /out/f /out/d/g /out/d /out' >out$i 2>err$i & done; wait",
+			   dirs.tmp, LAYERFS_BIN, cache, OP_MOUNT, base),
+		     0);
+	_cleanup_free_ char *first = tu_read(dirs.tmp, "out0");
+	for (int i = 0; i < 8; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "out%d", i);
+		_cleanup_free_ char *out = tu_read(dirs.tmp, name);
+		name[0] = 'e', name[1] = 'r', name[2] = 'r';
+		_cleanup_free_ char *err = tu_read(dirs.tmp, name);
+		cr_assert_str_eq(err, "ran\n", "store %d: %s", i, err);
+		cr_assert_str_eq(out, first, "store %d", i);
+	}
+	/* one tag; its manifest was PUT at least once, and at most four times by each (the
+	 * registry fails some concurrent PUTs of the same manifest: they are tried again) */
+	_cleanup_free_ char *tags = tu_path(dirs.tmp, "tags");
+	cr_assert_eq(tu_sh("curl -sf http://%s/v2/team/cache/tags/list > %s", reg.addr, tags), 0);
+	_cleanup_free_ char *list = tu_read(dirs.tmp, "tags");
+	cr_assert(tu_matches("^\\{\"name\":\"team/cache\",\"tags\":\\[\"lfc-[0-9a-f]{64}\"\\]\\}", list),
+		  "%s", list);
+	int puts = tu_registry_requests(&reg, "\"PUT /v2/team/cache/manifests/lfc-");
+	cr_assert(puts >= 1 && puts <= 32, "%d manifest PUTs", puts);
+	/* the same bytes from every publisher: one manifest (two when the eight straddled a
+	 * minute, the record's one time) */
+	_cleanup_free_ char *revs = tu_path(dirs.tmp, "revs");
+	cr_assert_eq(tu_sh("ls %s/registry/docker/registry/v2/repositories/team/cache/_manifests/"
+			   "revisions/sha256 | wc -l > %s",
+			   dirs.tmp, revs),
+		     0);
+	_cleanup_free_ char *nrevs = tu_read(dirs.tmp, "revs");
+	cr_assert(atoi(nrevs) == 1 || (atoi(nrevs) == 2 && puts >= 2), "%s manifests", nrevs);
+	/* and the record is whole: a ninth store takes it */
+	_cleanup_free_ char *s8 = store("s8");
+	tu_run r = exec_op(NULL, s8, "--cache-from", cache, NULL, NULL, "one");
+	_cleanup_free_ char *want = as_cached(first);
+	cr_assert_str_eq(r.out, want, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	tu_run_free(&r);
+}
