@@ -29,6 +29,7 @@
 #define MT_RECORD "application/vnd.layerfs.exec.cache.v1+json"
 #define MT_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
 #define CREATED "org.opencontainers.image.created"
+#define RESULT "dev.layerfs.exec.result"
 #define CACHE_TIMEOUT_DEFAULT 5
 
 static void decrefp(json_t **j)
@@ -242,6 +243,27 @@ static int fetch_record(fetch *f, const char *tag, lyr_oci_error *err)
 	const char *cdigest = digest_of(cfg, "digest");
 	if (!mt || strcmp(mt, MT_RECORD) != 0 || !cdigest)
 		return oci_fail(err, -EBADMSG, tag, "not a layerfs cache record");
+	/* the result in the manifest's annotation answers when the store has every output
+	 * layer: then nothing is imported, and the config is not needed */
+	const char *text =
+	    json_string_value(json_object_get(json_object_get(f->man, "annotations"), RESULT));
+	_cleanup_(decrefp) json_t *result = text ? json_loads(text, JSON_REJECT_DUPLICATES, NULL)
+						 : NULL;
+	json_t *outs = json_object_get(result, "outputs");
+	bool local = json_is_integer(json_object_get(result, "exit_code")) &&
+		     json_is_array(outs);
+	size_t i;
+	json_t *o;
+	json_array_foreach(outs, i, o)
+	{
+		const char *l = json_string_value(json_object_get(o, "layer"));
+		local = local && l && store_has(f->s, l);
+	}
+	if (local) {
+		f->rec = json_pack("{s:O,s:O,s:[]}", "exit_code",
+				   json_object_get(result, "exit_code"), "outputs", outs, "layers");
+		return f->rec ? 1 : -ENOMEM;
+	}
 	json_t *csize = json_object_get(cfg, "size");
 	r = oci_registry_blob_get(&f->ir, cdigest, f->dir, err);
 	if (r == 0)
@@ -260,6 +282,11 @@ static int fetch_record(fetch *f, const char *tag, lyr_oci_error *err)
 	    !json_is_array(json_object_get(f->rec, "outputs")) ||
 	    !json_is_array(json_object_get(f->rec, "layers")))
 		return oci_fail(err, -EBADMSG, tag, "the record is malformed");
+	if (result && (!json_equal(json_object_get(result, "exit_code"),
+				   json_object_get(f->rec, "exit_code")) ||
+		       !json_equal(outs, json_object_get(f->rec, "outputs"))))
+		return oci_fail(err, -EBADMSG, tag,
+				"the manifest's result differs from the record's");
 	return 1;
 }
 
@@ -470,7 +497,8 @@ static int put_manifest(publish *p, const char *tag, const char *text, lyr_oci_e
 	}
 }
 
-/* The record of A as config JSON text (heap). */
+/* The record of A as config JSON text (heap); without KEY (and LAYERS), the result only: the
+ * exit code and the outputs, for the manifest's annotation. */
 static char *record_text(const char *key, const lyr_action *a, json_t *layers)
 {
 	json_t *outs = json_array();
@@ -478,9 +506,11 @@ static char *record_text(const char *key, const lyr_action *a, json_t *layers)
 		json_array_append_new(outs, json_pack("{s:s,s:s}", "target", a->outputs[i].target,
 						      "layer", a->outputs[i].layer));
 	_cleanup_(decrefp) json_t *rec =
-	    outs ? json_pack("{s:s,s:i,s:o,s:O}", "cache_key", key, "exit_code", a->exit_code,
-			     "outputs", outs, "layers", layers)
-		 : NULL;
+	    outs ? json_pack("{s:i,s:o}", "exit_code", a->exit_code, "outputs", outs) : NULL;
+	if (rec && key &&
+	    (json_object_set_new(rec, "cache_key", json_string(key)) < 0 ||
+	     json_object_set(rec, "layers", layers) < 0))
+		return NULL;
 	return rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 }
 
@@ -535,11 +565,14 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const
 		time_t now = time(NULL);
 		now -= now % 60; /* to the minute: publishers of one result send the same bytes */
 		strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-		_cleanup_(decrefp) json_t *man = json_pack(
-		    "{s:i,s:s,s:s,s:{s:s,s:s,s:I},s:O,s:{s:s}}", "schemaVersion", 2, "mediaType",
-		    MT_MANIFEST, "artifactType", MT_RECORD, "config", "mediaType", MT_RECORD,
-		    "digest", cdigest, "size", (json_int_t)strlen(rec), "layers", descs,
-		    "annotations", CREATED, created);
+		_cleanup_free_ char *result = record_text(NULL, a, NULL);
+		_cleanup_(decrefp) json_t *man =
+		    result ? json_pack("{s:i,s:s,s:s,s:{s:s,s:s,s:I},s:O,s:{s:s,s:s}}",
+				       "schemaVersion", 2, "mediaType", MT_MANIFEST, "artifactType",
+				       MT_RECORD, "config", "mediaType", MT_RECORD, "digest",
+				       cdigest, "size", (json_int_t)strlen(rec), "layers", descs,
+				       "annotations", CREATED, created, RESULT, result)
+			   : NULL;
 		_cleanup_free_ char *text = man ? json_dumps(man, JSON_COMPACT | JSON_SORT_KEYS)
 						: NULL;
 		r = text ? put_manifest(&p, tag, text, err) : -ENOMEM;

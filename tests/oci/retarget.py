@@ -2,9 +2,10 @@
 """Rewrites a layerfs cache record in a registry so that it lies about one layer's ID.
 
 retarget.py REGISTRY REPOSITORY TAG TARGET
-Fetches the record under TAG, replaces the layer ID of output TARGET (in its outputs and its
-layer list) with sha256:000...0, uploads the changed config blob and PUTs the manifest again
-under TAG: every digest in the record is right, the layer's ID is not."""
+Fetches the record under TAG, replaces the layer ID of output TARGET (in its outputs, its
+layer list and the manifest's result annotation) with sha256:000...0, uploads the changed
+config blob and PUTs the manifest again under TAG: every digest in the record is right and
+the record agrees with itself, the layer's ID is not."""
 import hashlib
 import http.client
 import json
@@ -44,6 +45,9 @@ r, _ = call("POST", "/v2/%s/blobs/uploads/" % repo)
 loc = r.getheader("Location")
 call("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + digest, body=data,
      headers={"Content-Type": "application/octet-stream"})
+result = {"exit_code": rec["exit_code"], "outputs": rec["outputs"]}
+man["annotations"]["dev.layerfs.exec.result"] = json.dumps(result, separators=(",", ":"),
+                                                          sort_keys=True)
 man["config"]["digest"] = digest
 man["config"]["size"] = len(data)
 call("PUT", "/v2/%s/manifests/%s" % (repo, tag), body=json.dumps(man).encode(),
