@@ -485,3 +485,58 @@ Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
 	cr_assert_eq(tu_registry_requests(&reg, "\"GET /v2/team/cache/manifests/"), manifests + 1);
 	tu_run_free(&rb);
 }
+
+Test(oci_cache, a_spec_names_its_registries_and_a_tagged_name_is_a_usage_error)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	char spec[2048];
+	snprintf(spec, sizeof spec,
+		 "{\"root\": \"%s\", \"args\": [\"sh\", \"-c\", \"echo ran >&2; echo one > "
+		 "/out/f && mkdir /out/d && echo g > /out/d/g && touch -d @0 /out/f /out/d/g "
+		 "/out/d /out\"], \"mounts\": [{\"type\": \"bind\", \"target\": \"/out\", "
+		 "\"output\": true}], \"cache_from\": [\"127.0.0.1:1/nothing/here\", \"%s\"]}",
+		 base, cache);
+	tu_write(dirs.tmp, "op.json", spec);
+	_cleanup_free_ char *file = tu_path(dirs.tmp, "op.json");
+	/* the first registry is down: a warning; the second answers */
+	tu_run rb = tu_lf(b, "--json", "exec", "--spec", file, NULL);
+	_cleanup_free_ char *want = as_cached(pub);
+	cr_assert_str_eq(rb.out, want, "%s", rb.err);
+	_cleanup_free_ char *re = warning("from", "127.0.0.1:1/nothing/here",
+					  "[^\n]*Couldn't connect to server \\(2 tries\\)",
+					  "continuing without it");
+	cr_assert(tu_matches(re, rb.err), "%s", rb.err);
+	tu_run_free(&rb);
+
+	char tagged[256];
+	snprintf(tagged, sizeof tagged, "%s:v1", cache);
+	tu_fails(tu_lf(b, "exec", "--cache-to", tagged, base, "true", NULL), 2,
+		 "layerfs exec: --cache-to '%s': a cache is a repository: REGISTRY/REPOSITORY, "
+		 "without a tag\nTry 'layerfs exec --help'.\n",
+		 tagged);
+	tu_fails(tu_lf(b, "exec", "--cache-from", "nohost", base, "true", NULL), 2,
+		 "layerfs exec: --cache-from 'nohost': expected REGISTRY/REPOSITORY[:TAG|@DIGEST]\n"
+		 "Try 'layerfs exec --help'.\n");
+}
+
+Test(oci_cache, a_refused_login_warns_and_the_run_goes_on_locally)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *b = store("b");
+	/* a bearer login, whose token server refuses a request without credentials */
+	_cleanup_free_ char *front = tu_front_start(&reg, "alice:s3cret", 0, NULL);
+	char name[256];
+	snprintf(name, sizeof name, "%s/team/cache", front);
+	const char *env[] = {"REGISTRY_AUTH_FILE=/nonexistent", "DOCKER_CONFIG=/nonexistent",
+			     "XDG_RUNTIME_DIR=/nonexistent", "HOME=/nonexistent", NULL};
+	tu_run rb = exec_op(env, b, "--cache-from", name, NULL, NULL, "one");
+	char cause[512];
+	snprintf(cause, sizeof cause,
+		 "http://%s/token: HTTP 401: bad credentials for the token \\(registry %s, no "
+		 "credentials\\)",
+		 front, front);
+	_cleanup_free_ char *re = warning("from", name, cause, "continuing without it");
+	ran_locally(&rb, b, re);
+}
