@@ -365,7 +365,7 @@ static int put_tree(writer *w, int at, const char *path)
 	}
 	if (r == 0 && errno)
 		r = oci_fail(w->err, -errno, path, "listing: %s", strerror(errno));
-	if (r == 0)
+	if (r == 0 && n > 0) /* an empty directory has no list at all */
 		qsort(names, n, sizeof *names, name_cmp);
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = put_own(w, dirfd(d), path, names[i]);
