@@ -2,14 +2,10 @@
  * implementations), compared file by file with what `layerfs mount` shows; images written by umoci
  * loaded and run; save and load round trips keep layer IDs and digests. */
 #include <criterion/criterion.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
@@ -451,13 +447,6 @@ Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
 }
 
 /* ---- registries: docker-registry on 127.0.0.1, started per test ---- */
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 
 static tu_registry reg;
 static char *registry = reg.addr;
