@@ -70,6 +70,10 @@ int cli_print_id(lyr_cli *cli, const char *key, const char *id);
 int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const char *tag,
 		   const char *desc);
 
+/* A duration: a sequence of NUMBER UNIT with units s, m, h, d (e.g. "1h30m", "7d"); a bare
+ * number means seconds.  Seconds, or -1 when malformed.  space.c. */
+int64_t cli_parse_duration(const char *text);
+
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_save(lyr_cli *cli, int argc, char **argv);
 int cmd_export(lyr_cli *cli, int argc, char **argv);
@@ -98,3 +102,4 @@ int cmd_umount(lyr_cli *cli, int argc, char **argv);
 int cmd_overlay(lyr_cli *cli, int argc, char **argv);
 int cmd_hash(lyr_cli *cli, int argc, char **argv);
 int cmd_exec(lyr_cli *cli, int argc, char **argv);
+int cmd_cache(lyr_cli *cli, int argc, char **argv);

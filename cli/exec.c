@@ -1,9 +1,9 @@
 /* exec: run a command in a sandbox over layer views, commit what it wrote, cache the result.
  *   exec [--mount SPEC]... [--env K=V]... [--cwd DIR] [--user U[:G]] [--network none|host]
  *        [--security sandbox|insecure] [--hostname H] [--proxy-env K=V]... [--cache] [-i]
- *        [--commit-on-failure]
+ *        [--commit-on-failure] [--cache-from NAME]... [--cache-to NAME]...
  *        ROOT [--] CMD [ARG...]
- *   exec --spec FILE.json [--cache] [--json]
+ *   exec --spec FILE.json [--cache] [--cache-from NAME]... [--cache-to NAME]... [--json]
  * Options come before ROOT; everything after it is the command.  The command's stdout and
  * stderr stream live; the summary for people goes to stderr so stdout stays the command's,
  * and with --json the command's stdout is sent to stderr so stdout holds exactly one JSON
@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "exec.h"
+#include "layerfs/oci.h"
 
 enum {
 	OPT_MOUNT = OPT_FIRST_LOCAL,
@@ -27,6 +28,8 @@ enum {
 	OPT_CACHE,
 	OPT_COMMIT_ON_FAILURE,
 	OPT_SPEC,
+	OPT_CACHE_FROM,
+	OPT_CACHE_TO,
 };
 
 typedef struct exec_opts {
@@ -34,14 +37,27 @@ typedef struct exec_opts {
 	const char *spec;
 	unsigned op_flags; /* options that describe the op (not allowed with --spec) */
 	bool cache, interactive, commit_on_failure;
+	/* --cache-from and --cache-to (argv strings), added to the op once it is built */
+	const char **from, **to;
+	size_t n_from, n_to;
 } exec_opts;
+
+static int push_name(const char ***v, size_t *n, const char *name)
+{
+	const char **nv = realloc(*v, (*n + 1) * sizeof *nv);
+	if (!nv)
+		return -ENOMEM;
+	nv[(*n)++] = name;
+	*v = nv;
+	return 0;
+}
 
 static int exec_opt(void *ctx, int c, const char *arg)
 {
 	exec_opts *o = ctx;
 	lyr_exec_error err = {{0}};
 	int r = 0;
-	o->op_flags += c != OPT_CACHE && c != OPT_SPEC;
+	o->op_flags += c != OPT_CACHE && c != OPT_SPEC && c != OPT_CACHE_FROM && c != OPT_CACHE_TO;
 	switch (c) {
 	case OPT_MOUNT:
 		r = lyr_exec_op_add_mount_spec(o->op, arg, &err);
@@ -78,6 +94,12 @@ static int exec_opt(void *ctx, int c, const char *arg)
 		break;
 	case OPT_SPEC:
 		o->spec = arg;
+		break;
+	case OPT_CACHE_FROM:
+		r = push_name(&o->from, &o->n_from, arg);
+		break;
+	case OPT_CACHE_TO:
+		r = push_name(&o->to, &o->n_to, arg);
 		break;
 	default:
 		return -1;
@@ -128,6 +150,8 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	    {"interactive", no_argument, NULL, 'i'},
 	    {"commit-on-failure", no_argument, NULL, OPT_COMMIT_ON_FAILURE},
 	    {"spec", required_argument, NULL, OPT_SPEC},
+	    {"cache-from", required_argument, NULL, OPT_CACHE_FROM},
+	    {"cache-to", required_argument, NULL, OPT_CACHE_TO},
 	};
 	/* "+": stop at ROOT, so the command's own options stay its own */
 	int i =
@@ -136,7 +160,8 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	if (o->spec) {
 		if (o->op_flags || i < argc)
 			return cli_usage(cmd->name, "--spec takes the whole op from the file; only "
-						    "--cache and --json go with it");
+						    "--cache, --cache-from, --cache-to and --json go "
+						    "with it");
 		lyr_exec_op_free(o->op);
 		o->op = NULL;
 		int r = lyr_exec_op_load_json(o->spec, &o->op, &err);
@@ -169,7 +194,27 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		if (lyr_exec_op_validate(o->op, &err) < 0)
 			return cli_usage(cmd->name, "%s", err.msg);
 	}
-	o->op->cache |= o->cache;
+	for (size_t k = 0; k < o->n_from; k++)
+		if (lyr_exec_op_add_cache_from(o->op, o->from[k]) < 0)
+			return cli_fail("out of memory"), EXEC_EXIT_FAILED;
+	for (size_t k = 0; k < o->n_to; k++)
+		if (lyr_exec_op_add_cache_to(o->op, o->to[k]) < 0)
+			return cli_fail("out of memory"), EXEC_EXIT_FAILED;
+	/* a registry name is checked before anything runs: a typo is a usage error */
+	char **names[2] = {o->op->cache_from, o->op->cache_to};
+	for (int k = 0; k < 2; k++)
+		for (size_t n = 0; names[k] && names[k][n]; n++) {
+			lyr_oci_error oerr;
+			int r = lyr_oci_cache_check_name(names[k][n], &oerr);
+			if (r == -EINVAL)
+				return cli_usage(cmd->name, "%s '%s': %s",
+						 k ? "--cache-to" : "--cache-from", names[k][n],
+						 oerr.why);
+			if (r < 0)
+				return cli_fail("exec: %s", oerr.why), EXEC_EXIT_FAILED;
+		}
+	/* --cache-from answers from caches, the local one first (as BuildKit's does) */
+	o->op->cache |= o->cache || o->op->n_cache_from > 0;
 	o->op->interactive |= o->interactive;
 	o->op->commit_on_failure |= o->commit_on_failure;
 	return 0;
@@ -182,6 +227,8 @@ int cmd_exec(lyr_cli *cli, int argc, char **argv)
 	if (lyr_exec_op_new(&o.op) < 0)
 		return cli_fail("out of memory"), EXEC_EXIT_FAILED;
 	int status = build_op(cli, cmd, argc, argv, &o);
+	free(o.from);
+	free(o.to);
 	if (status != 0) {
 		lyr_exec_op_free(o.op);
 		return status;

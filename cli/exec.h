@@ -1,7 +1,8 @@
 /* Private to cli/exec*.c: the run behind `layerfs exec`, split from option parsing and output.
  *   exec.c      options and --spec into an op, the result for people and --json;
  *   exec_key.c  the op's cache key over the store (content hashes of read-only inputs);
- *   exec_run.c  views mounted, the sandbox run, outputs committed, everything cleaned up. */
+ *   exec_run.c  views mounted, the sandbox run, outputs committed, everything cleaned up;
+ *   exec_remote.c  the cache in registries: --cache-from and --cache-to. */
 #pragma once
 
 #include "cli.h"
@@ -37,3 +38,10 @@ int exec_cache_key(lyr_cli *cli, const lyr_exec_op *op, const lyr_obj_kind *kind
  * cache with op->cache, otherwise mounts, runs, commits and cleans up.  Returns 0 with RES
  * filled (status = the command's), or a negative errno after printing why (report 125). */
 int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res);
+
+/* exec_remote.c (docs/cache.md).  Asks each of OP's --cache-from registries in order for KEY;
+ * 1 when one answered (its result is in S's action cache now), 0 otherwise (a warning printed
+ * for each registry that failed). */
+int exec_remote_fetch(lyr_store *s, const lyr_exec_op *op, const char *key);
+/* Publishes RES to each of OP's --cache-to registries; a failure is a warning only. */
+void exec_remote_publish(lyr_store *s, const lyr_exec_op *op, const exec_result *res);

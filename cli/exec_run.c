@@ -709,6 +709,9 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 	}
 	if (r >= 0 && op->cache && res->has_key)
 		r = answer_cached(&R, res);
+	/* a local miss asks the registries; a record one gives is stored, then answered */
+	if (r == 0 && op->n_cache_from && res->has_key && exec_remote_fetch(R.s, op, res->key))
+		r = answer_cached(&R, res);
 	if (r != 0)
 		goto out; /* an error, or answered */
 
@@ -751,7 +754,12 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 		r = store_action(&R, res);
 	release_all(&R);
 	lyr_run_end(R.rec);
+	/* a run that failed is neither stored nor published */
+	if (r >= 0 && ran && res->status == 0)
+		exec_remote_publish(R.s, op, res);
 out:
+	if (r > 0) /* answered from a cache: published as a run would be */
+		exec_remote_publish(R.s, op, res);
 	for (int i = 0; i < 3; i++)
 		sigaction(caught[i], &old[i], NULL);
 	free(R.src_kinds);

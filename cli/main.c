@@ -71,6 +71,10 @@ static const cli_command commands[] = {
      "  --cache               answer from the action cache when the same run is stored\n"
      "  -i, --interactive     pass stdin to the command\n"
      "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
+     "  --cache-from NAME     on a local miss, look the result up in registry repository\n"
+     "                        NAME (REGISTRY/REPOSITORY; repeatable, tried in order;\n"
+     "                        implies --cache)\n"
+     "  --cache-to NAME       publish the result to registry repository NAME (repeatable)\n"
      "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
      "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
     {"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
@@ -104,6 +108,11 @@ static const cli_command commands[] = {
      "  --platform P        the image of an index for platform P (default: linux and\n"
      "                      this machine's architecture)\n"
      "  --tls-verify=false  as for push\n"},
+    {"cache", cmd_cache, "ls NAME | prune NAME --older-than DURATION",
+     "list or delete the exec results kept in registry repository NAME (docs/cache.md)",
+     "  ls NAME                   each record: key, created, age, size of its blobs\n"
+     "  prune NAME --older-than D delete the records created more than D ago (e.g. 12h,\n"
+     "                            7d); the registry's garbage collection frees the blobs\n"},
     {"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
      "check the store; --repair fixes what it can",
      "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"
@@ -298,7 +307,7 @@ int cli_parse_short(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		    const char *shortopts, const struct option *local, size_t n_local,
 		    local_opt_fn fn, void *ctx)
 {
-	struct option opts[16] = {CLI_COMMON_OPTIONS};
+	struct option opts[32] = {CLI_COMMON_OPTIONS};
 	size_t n = 3;
 	for (size_t i = 0; i < n_local && n + 1 < LYR_ARRAY_SIZE(opts); i++)
 		opts[n++] = local[i];

@@ -95,9 +95,7 @@ int cmd_du(lyr_cli *cli, int argc, char **argv)
 	return d.err ? EXIT_FAIL : EXIT_OK;
 }
 
-/* Parses a duration: a sequence of NUMBER UNIT with units s, m, h, d (e.g. "1h30m", "7d");
- * a bare number means seconds.  Returns -1 when malformed. */
-static int64_t parse_duration(const char *text)
+int64_t cli_parse_duration(const char *text)
 {
 	int64_t total = 0;
 	const char *p = text;
@@ -150,7 +148,7 @@ static int prune_opt(void *ctx, int c, const char *arg)
 		o->all = true;
 		return 0;
 	}
-	o->keep = parse_duration(arg);
+	o->keep = cli_parse_duration(arg);
 	if (o->keep < 0) {
 		fprintf(stderr, "layerfs prune: invalid duration '%s' (use e.g. 90s, 10m, 24h, 7d, 1h30m)\n",
 			arg);

@@ -58,6 +58,8 @@ void lyr_exec_op_free(lyr_exec_op *op)
 	free(op->cwd);
 	free(op->user);
 	free(op->hostname);
+	strv_free(op->cache_from);
+	strv_free(op->cache_to);
 	for (size_t i = 0; i < op->n_mounts; i++)
 		mount_clear(&op->mounts[i]);
 	free(op->mounts);
@@ -105,6 +107,16 @@ int lyr_exec_op_set_root(lyr_exec_op *op, const char *root)
 int lyr_exec_op_add_arg(lyr_exec_op *op, const char *arg)
 {
 	return strv_push(&op->args, &op->n_args, arg);
+}
+
+int lyr_exec_op_add_cache_from(lyr_exec_op *op, const char *name)
+{
+	return strv_push(&op->cache_from, &op->n_cache_from, name);
+}
+
+int lyr_exec_op_add_cache_to(lyr_exec_op *op, const char *name)
+{
+	return strv_push(&op->cache_to, &op->n_cache_to, name);
 }
 
 static bool valid_env_name(const char *kv, size_t len)

@@ -70,6 +70,18 @@ static int add_arg(lyr_exec_op *op, const char *s, lyr_exec_error *err)
 	return lyr_exec_op_add_arg(op, s);
 }
 
+static int add_cache_from(lyr_exec_op *op, const char *s, lyr_exec_error *err)
+{
+	(void)err;
+	return lyr_exec_op_add_cache_from(op, s);
+}
+
+static int add_cache_to(lyr_exec_op *op, const char *s, lyr_exec_error *err)
+{
+	(void)err;
+	return lyr_exec_op_add_cache_to(op, s);
+}
+
 static int parse_mount(lyr_exec_op *op, json_t *v, size_t idx, lyr_exec_error *err)
 {
 	char where[64];
@@ -148,6 +160,10 @@ static int parse_top(lyr_exec_op *op, json_t *doc, const char *pre, lyr_exec_err
 			r = string_array(op, v, key, lyr_exec_op_add_env, err);
 		} else if (strcmp(key, "proxy_env") == 0) {
 			r = string_array(op, v, key, lyr_exec_op_add_proxy_env, err);
+		} else if (strcmp(key, "cache_from") == 0) {
+			r = string_array(op, v, key, add_cache_from, err);
+		} else if (strcmp(key, "cache_to") == 0) {
+			r = string_array(op, v, key, add_cache_to, err);
 		} else if (strcmp(key, "mounts") == 0) {
 			if (!json_is_array(v)) {
 				lyr_exec_errf(err, "mounts: expected an array of objects");

@@ -61,6 +61,12 @@ typedef struct lyr_exec_op {
 	bool cache;		/* --cache: answer from the action cache when possible */
 	bool interactive;	/* -i: pass stdin */
 	bool commit_on_failure; /* --commit-on-failure */
+	/* --cache-from / --cache-to: registry repositories (docs/cache.md), NULL-terminated;
+	 * like the flags above, not part of the cache key */
+	char **cache_from;
+	size_t n_cache_from;
+	char **cache_to;
+	size_t n_cache_to;
 } lyr_exec_op;
 
 /* Proxy variable names accepted by --proxy-env (either case is accepted on input; the sandbox
@@ -80,6 +86,9 @@ int lyr_exec_op_add_proxy_env(lyr_exec_op *op, const char *kv, lyr_exec_error *e
 int lyr_exec_op_set_cwd(lyr_exec_op *op, const char *cwd, lyr_exec_error *err);
 int lyr_exec_op_set_user(lyr_exec_op *op, const char *user, lyr_exec_error *err);
 int lyr_exec_op_set_hostname(lyr_exec_op *op, const char *hostname, lyr_exec_error *err);
+/* Appends a --cache-from or --cache-to registry repository (checked by the caller). */
+int lyr_exec_op_add_cache_from(lyr_exec_op *op, const char *name);
+int lyr_exec_op_add_cache_to(lyr_exec_op *op, const char *name);
 /* "none" or "host". */
 int lyr_exec_op_set_network(lyr_exec_op *op, const char *network, lyr_exec_error *err);
 /* "sandbox" or "insecure". */

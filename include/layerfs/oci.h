@@ -147,3 +147,40 @@ static inline void lyr_oci_blob_progress_report(const lyr_oci_blob_progress *p,
 	if (p && p->fn)
 		p->fn(p->ctx, digest, done, total);
 }
+
+/* The exec cache in a registry (docs/cache.md).  NAME is a repository, REGISTRY/REPOSITORY
+ * without a tag; one record per cache key under the tag "lfc-<the key's hex>".  Requests have
+ * the cache's bounds: $LAYERFS_CACHE_TIMEOUT seconds (5 by default) per request, one retry.
+ * Failures return -errno with ERR naming the blob, tag or host and the cause (the registry's
+ * own text when it gave one): -EBADMSG a record that fails a check, -EACCES a refused login,
+ * -ETIMEDOUT, -EIO, -EINVAL a malformed NAME or $LAYERFS_CACHE_TIMEOUT. */
+#define LYR_OCI_CACHE_TAG_PREFIX "lfc-"
+#define LYR_OCI_CACHE_TAG_LEN (4 + 64 + 1)
+/* The tag of KEY ("sha256:<hex>"); -EINVAL for anything else. */
+int lyr_oci_cache_tag(const char *key, char ret[LYR_OCI_CACHE_TAG_LEN]);
+/* 0 when NAME is a repository name a cache can be, -EINVAL with ERR saying why. */
+int lyr_oci_cache_check_name(const char *name, lyr_oci_error *err);
+/* Looks KEY up in NAME: 0 when there is no record; 1 when there is one and it passed every
+ * check: the output layers S lacks (with their missing parents) are imported, each checked
+ * against its blob digest and the record's layer ID, and the result is stored in S's action
+ * cache (lyr_action_get answers it).  On failure every layer this call imported is removed. */
+int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci_error *err);
+/* Publishes A, the result of KEY, to NAME: the layer blobs of every output's chain the
+ * registry lacks, the record, then the manifest.  1 published, 0 when NAME holds a record for
+ * KEY already (then nothing is sent). */
+int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const lyr_action *a,
+			  lyr_oci_error *err);
+
+/* One record of a cache repository. */
+typedef struct lyr_oci_cache_entry {
+	char key[LYR_DIGEST_TEXT_LEN];
+	char digest[LYR_DIGEST_TEXT_LEN]; /* of its manifest */
+	int64_t created;		  /* Unix time (to the minute); -1 when not given */
+	uint64_t size;			  /* its config and layer blobs, in bytes */
+} lyr_oci_cache_entry;
+/* Every record of NAME (a manifest GET per "lfc-" tag) into RET (heap, RET_N long), in the
+ * registry's tag order.  Push/pull request bounds. */
+int lyr_oci_cache_list(const char *name, lyr_oci_error *err, lyr_oci_cache_entry **ret,
+		       size_t *ret_n);
+/* Deletes the manifest DIGEST of NAME (its blobs stay until the registry's GC). */
+int lyr_oci_cache_delete(const char *name, const char *digest, lyr_oci_error *err);

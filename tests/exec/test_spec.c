@@ -266,6 +266,7 @@ Test(exec_spec, json_spec_reads_every_field)
 	    "   \"selector\": \"/app\", \"readonly\": true, \"output\": false},\n"
 	    "  {\"type\": \"cache\", \"target\": \"/root/.cache\", \"id\": \"pip\",\n"
 	    "   \"sharing\": \"private\"}],\n"
+	    " \"cache_from\": [\"r1/team/c\", \"r2/team/c\"], \"cache_to\": [\"r1/team/c\"],\n"
 	    " \"cache\": true, \"interactive\": false, \"commit_on_failure\": true}\n";
 	lyr_exec_op *op = NULL;
 	lyr_exec_error err = {{0}};
@@ -282,6 +283,12 @@ Test(exec_spec, json_spec_reads_every_field)
 	cr_assert_eq(op->security, LYR_SECURITY_INSECURE);
 	cr_assert_str_eq(op->proxy_env[0], "HTTP_PROXY=http://p:3128");
 	cr_assert(op->cache && !op->interactive && op->commit_on_failure);
+	cr_assert_eq(op->n_cache_from, 2);
+	cr_assert_str_eq(op->cache_from[0], "r1/team/c");
+	cr_assert_str_eq(op->cache_from[1], "r2/team/c");
+	cr_assert_null(op->cache_from[2]);
+	cr_assert_eq(op->n_cache_to, 1);
+	cr_assert_str_eq(op->cache_to[0], "r1/team/c");
 	cr_assert_eq(op->n_mounts, 3);
 	/* sorted: /root/.cache, /src, /tmp */
 	cr_assert_str_eq(op->mounts[0].target, "/root/.cache");
@@ -329,6 +336,10 @@ Test(exec_spec, json_spec_errors_name_the_path_of_the_bad_value)
 			  "security 'off': expected sandbox or insecure");
 	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"security\": false}",
 			  "security: expected a string");
+	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"cache_from\": \"r/c\"}",
+			  "cache_from: expected an array of strings");
+	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"cache_to\": [true]}",
+			  "cache_to[0]: expected a string");
 	expect_json_error("[]", "spec: expected a JSON object at the top");
 	expect_json_error("{\"args\": [\"x\"]}", "no ROOT given");
 }

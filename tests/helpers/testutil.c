@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
+#include "layerfs/hash.h"
 
 extern char **environ;
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """A registry's front as some registries are: a bearer-token login and transient failures.
 
-front.py PORT_FILE UPSTREAM USER:PASS FAILS [stall | delay=MS | cut=N | lose=N | busy-uploads]...
+front.py PORT_FILE UPSTREAM USER:PASS|- FAILS
+         [stall | 500 | delay:SECONDS | delay=MS | cut=N | lose=N | busy-uploads]...
 Listens on a free port of 127.0.0.1 (written to PORT_FILE).  The first FAILS requests to /v2/
 get a 503 with a registry error body (when FAILS < 100: the first a 429 with Retry-After: 1,
 the second no answer at all, the connection closed); then a request without
 the token gets a 401 with a Bearer challenge whose realm is /token here, which hands out the
 token for basic credentials USER:PASS only; requests with the token are passed on to UPSTREAM
 (host:port) and the answers passed back.  Each request is logged to stdout as "METHOD PATH
-STATUS", a request with a body as "METHOD PATH STATUS +N bytes".  With "stall", every request
-to /v2/ is read and never answered; with "delay=MS", each blob GET is held MS milliseconds
+STATUS", a request with a body as "METHOD PATH STATUS +N bytes".  With "-" for USER:PASS no
+login is asked for.  With "stall", every request to /v2/ is read and never answered; with
+"500", every one gets a 500 with a registry error body; with "delay:SECONDS", every one is
+passed on after SECONDS (a slow registry); with "delay=MS", each blob GET is held MS milliseconds
 before it is passed on, and each time more blob GETs than ever before are in flight at once,
 "blob GETs at once: N" is logged; with "cut=N", the Nth PATCH (an upload's chunk) is passed on
 with the first half of its bytes only (its Content-Range cut to match), and then its connection
@@ -37,6 +40,8 @@ cut = int(next((m[4:] for m in modes if m.startswith("cut=")), 0))
 lose = int(next((m[5:] for m in modes if m.startswith("lose=")), 0))
 busy_uploads = "busy-uploads" in modes
 moved = {}  # upload locations (paths) a cut PATCH left behind -> where that upload went
+delay = float(next((m[6:] for m in modes if m.startswith("delay:")), 0))
+broken = "500" in modes
 TOKEN = "t0ken-for-" + creds.split(":")[0]
 state = {"fails": fails, "blob_gets": 0, "most_blob_gets": 0, "patches": 0}
 lock = threading.Lock()
@@ -73,6 +78,10 @@ class Front(http.server.BaseHTTPRequestHandler):
         if stall:
             print(self.command, self.path, "stalled", flush=True)
             time.sleep(3600)
+        if broken and self.path.startswith("/v2/"):
+            return self.error(500, "UNKNOWN", "the storage is broken")
+        if delay and self.path.startswith("/v2/"):
+            time.sleep(delay)
         if state["fails"] > 0:
             first = state["fails"] == fails
             state["fails"] -= 1
@@ -83,7 +92,7 @@ class Front(http.server.BaseHTTPRequestHandler):
                 print(self.command, self.path, "dropped", flush=True)
                 return
             return self.error(503, "UNAVAILABLE", "the front is busy")
-        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+        if creds != "-" and self.headers.get("Authorization") != "Bearer " + TOKEN:
             host = "127.0.0.1:%d" % self.server.server_address[1]
             return self.error(401, "UNAUTHORIZED", "authentication required", [(
                 "WWW-Authenticate",
@@ -135,7 +144,7 @@ class Front(http.server.BaseHTTPRequestHandler):
                 state["blob_gets"] -= 1
         self.answer(r.status, body, keep, n)
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = handle_any
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)

@@ -2,19 +2,16 @@
  * implementations), compared file by file with what `layerfs mount` shows; images written by umoci
  * loaded and run; save and load round trips keep layer IDs and digests. */
 #include <criterion/criterion.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
 #include "layerfs/hash.h"
 #include "hashutil.h"
+#include "registry.h"
 #include "testutil.h"
 
 static tu_dirs dirs;
@@ -515,73 +512,20 @@ Test(oci_load, an_index_of_several_platforms_is_resolved_with_platform)
 
 /* ---- registries: docker-registry on 127.0.0.1, started per test ---- */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-
-static pid_t registry_pid;
-static char registry[64];
+static tu_registry reg;
+static char *registry = reg.addr;
 static const char *registry_ip = "127.0.0.1"; /* where the next registry_start listens */
-
-static pid_t front_pid;
 
 static void registry_stop(void)
 {
-	if (front_pid > 0) {
-		kill(front_pid, SIGTERM);
-		waitpid(front_pid, NULL, 0);
-		front_pid = 0;
-	}
-	if (registry_pid > 0) {
-		kill(registry_pid, SIGTERM);
-		waitpid(registry_pid, NULL, 0);
-		registry_pid = 0;
-	}
+	tu_registry_stop(&reg);
 	teardown();
 }
 
-/* Starts docker-registry on a free port of REGISTRY_IP with its storage below the test's
- * directory and CONFIG (YAML lines, "" for none) added to its configuration; REGISTRY gets
- * "IP:PORT". */
+/* Starts docker-registry on a free port of REGISTRY_IP (registry.h). */
 static void registry_start(const char *config)
 {
-	need_tool("docker-registry");
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = inet_addr(registry_ip)};
-	socklen_t len = sizeof a;
-	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-	cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
-	int port = ntohs(a.sin_port);
-	close(s);
-	snprintf(registry, sizeof registry, "%s:%d", registry_ip, port);
-	_cleanup_free_ char *cfg = tu_path(dirs.tmp, "registry.yml");
-	cr_assert_eq(tu_sh("mkdir %s/registry && printf 'version: 0.1\\nlog:\\n  level: error\\n"
-			   "storage:\\n  filesystem:\\n    rootdirectory: %s/registry\\nhttp:\\n"
-			   "  addr: %s\\n%s' > %s",
-			   dirs.tmp, dirs.tmp, registry, config, cfg),
-		     0);
-	_cleanup_free_ char *log = tu_path(dirs.tmp, "registry.log");
-	registry_pid = fork();
-	cr_assert_geq(registry_pid, 0);
-	if (registry_pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) { /* up to 5 s for it to listen */
-		int c = socket(AF_INET, SOCK_STREAM, 0);
-		int ok = connect(c, (struct sockaddr *)&a, sizeof a) == 0;
-		close(c);
-		if (ok)
-			return;
-		usleep(50000);
-	}
-	cr_assert_fail("docker-registry did not start listening on %s", registry);
+	tu_registry_start(&reg, dirs.tmp, registry_ip, config);
 }
 
 static void registry_setup(void)
@@ -593,14 +537,9 @@ static void registry_setup(void)
 
 TestSuite(oci_registry, .init = registry_setup, .fini = registry_stop);
 
-/* Requests in the registry's access log that start with TEXT ("POST /v2/", ...). */
 static int registry_requests(const char *text)
 {
-	_cleanup_free_ char *log = tu_read(dirs.tmp, "registry.log");
-	int n = 0;
-	for (const char *p = log; p && (p = strstr(p, text)); p++)
-		n++;
-	return n;
+	return tu_registry_requests(&reg, text);
 }
 
 static int registry_blob_gets(void)
@@ -713,55 +652,9 @@ Test(oci_registry, an_image_skopeo_copied_pulls_to_the_layer_ids_load_gives)
 	tu_run_free(&r);
 }
 
-/* Starts tests/oci/front.py before the registry: FAILS failures first (a 429, a dropped
- * connection, then 503s), then a bearer-token login with USER_PASS; MODE (may be NULL) is
- * "stall" (no answer ever) or "delay=MS" (each blob GET held MS ms).  Returns
- * "127.0.0.1:PORT"; its requests are logged in front-N.log. */
 static char *front_start(const char *user_pass, int fails, const char *mode)
 {
-	static int n;
-	need_tool("python3");
-	char port_file[4200], log[4200];
-	snprintf(port_file, sizeof port_file, "%s/front-%d.port", dirs.tmp, ++n);
-	snprintf(log, sizeof log, "%s/front-%d.log", dirs.tmp, n);
-	char nfails[16];
-	snprintf(nfails, sizeof nfails, "%d", fails);
-	if (front_pid > 0) {
-		kill(front_pid, SIGTERM);
-		waitpid(front_pid, NULL, 0);
-	}
-	front_pid = fork();
-	cr_assert_geq(front_pid, 0);
-	if (front_pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		execlp("python3", "python3", LAYERFS_SOURCE_DIR "/tests/oci/front.py", port_file,
-		       registry, user_pass, nfails, mode, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) { /* up to 10 s */
-		FILE *f = fopen(port_file, "r");
-		int port = 0;
-		if (f) {
-			int got = fscanf(f, "%d", &port);
-			fclose(f);
-			if (got == 1) {
-				char *ret;
-				cr_assert(asprintf(&ret, "127.0.0.1:%d", port) > 0);
-				return ret;
-			}
-		}
-		usleep(50000);
-	}
-	cr_assert_fail("front.py did not start");
-	return NULL;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return tu_front_start(&reg, user_pass, fails, mode);
 }
 
 Test(oci_registry, a_registry_that_is_down_is_tried_four_times_then_named)
@@ -769,12 +662,10 @@ Test(oci_registry, a_registry_that_is_down_is_tried_four_times_then_named)
 	_cleanup_free_ char *top = make_chain(dirs.store);
 	char name[256];
 	snprintf(name, sizeof name, "%s/down/img:v1", registry);
-	kill(registry_pid, SIGTERM);
-	waitpid(registry_pid, NULL, 0);
-	registry_pid = 0;
-	double t0 = now_s();
+	tu_registry_stop(&reg);
+	double t0 = tu_now();
 	tu_run r = tu_lf(dirs.store, "push", top, name, NULL);
-	double took = now_s() - t0;
+	double took = tu_now() - t0;
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	char re[512];
 	snprintf(re, sizeof re,
@@ -801,9 +692,9 @@ Test(oci_registry, a_registry_that_never_answers_times_out_as_configured)
 	char name[256];
 	snprintf(name, sizeof name, "%s/up/img:v1", front);
 	const char *env[] = {"LAYERFS_REGISTRY_TIMEOUT=1", "LAYERFS_REGISTRY_RETRIES=1", NULL};
-	double t0 = now_s();
+	double t0 = tu_now();
 	tu_run r = tu_lf_env(env, dirs.store, "pull", name, NULL);
-	double took = now_s() - t0;
+	double took = tu_now() - t0;
 	char re[512];
 	snprintf(re, sizeof re,
 		 "^layerfs: pull '%s': '%s': timed out: no progress for 1 s \\(2 tries\\)\n$", name,
@@ -832,9 +723,9 @@ Test(oci_registry, unavailable_answers_are_retried_and_a_bearer_token_is_fetched
 	snprintf(e_file, sizeof e_file, "REGISTRY_AUTH_FILE=%s", good);
 	const char *env[] = {e_file, NULL};
 	_cleanup_free_ char *store2 = tu_path(dirs.tmp, "store2");
-	double t0 = now_s();
+	double t0 = tu_now();
 	_cleanup_free_ char *pulled = id_of(tu_ok(tu_lf_env(env, store2, "pull", name, NULL)));
-	double took = now_s() - t0;
+	double took = tu_now() - t0;
 	cr_assert_str_eq(pulled, top);
 	cr_assert(took >= 2.5, "Retry-After: 1, then 500 ms and 1 s: took %.2f s", took);
 	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
