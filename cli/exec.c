@@ -60,8 +60,8 @@ static int exec_opt(void *ctx, int c, const char *arg)
 	exec_opts *o = ctx;
 	lyr_exec_error err = {{0}};
 	int r = 0;
-	o->op_flags += c != OPT_CACHE && c != OPT_SPEC && c != OPT_CACHE_FROM && c != OPT_CACHE_TO &&
-		       c != OPT_TLS_VERIFY;
+	o->op_flags += c != OPT_CACHE && c != OPT_SPEC && c != OPT_CACHE_FROM &&
+		       c != OPT_CACHE_TO && c != OPT_TLS_VERIFY;
 	switch (c) {
 	case OPT_MOUNT:
 		r = lyr_exec_op_add_mount_spec(o->op, arg, &err);
@@ -166,9 +166,10 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	lyr_exec_error err = {{0}};
 	if (o->spec) {
 		if (o->op_flags || i < argc)
-			return cli_usage(cmd->name, "--spec takes the whole op from the file; only "
-						    "--cache, --cache-from, --cache-to, --tls-verify "
-						    "and --json go with it");
+			return cli_usage(cmd->name,
+					 "--spec takes the whole op from the file; only "
+					 "--cache, --cache-from, --cache-to, --tls-verify "
+					 "and --json go with it");
 		lyr_exec_op_free(o->op);
 		o->op = NULL;
 		int r = lyr_exec_op_load_json(o->spec, &o->op, &err);

@@ -657,8 +657,7 @@ int lyr_oci_cache_list(const char *name, bool tls_verify, lyr_oci_error *err,
 	return 0;
 }
 
-int lyr_oci_cache_delete(const char *name, bool tls_verify, const char *digest,
-			 lyr_oci_error *err)
+int lyr_oci_cache_delete(const char *name, bool tls_verify, const char *digest, lyr_oci_error *err)
 {
 	if (oci_begin(err) < 0)
 		return -ENOSYS;

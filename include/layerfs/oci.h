@@ -186,5 +186,4 @@ typedef struct lyr_oci_cache_entry {
 int lyr_oci_cache_list(const char *name, bool tls_verify, lyr_oci_error *err,
 		       lyr_oci_cache_entry **ret, size_t *ret_n);
 /* Deletes the manifest DIGEST of NAME (its blobs stay until the registry's GC). */
-int lyr_oci_cache_delete(const char *name, bool tls_verify, const char *digest,
-			 lyr_oci_error *err);
+int lyr_oci_cache_delete(const char *name, bool tls_verify, const char *digest, lyr_oci_error *err);
