@@ -446,8 +446,10 @@ static int record_there(publish *p, const char *tag, lyr_oci_error *err)
 	int r = oci_registry_manifest_get(&p->ir, tag, p->dir, err, mdigest, &old);
 	const char *mt =
 	    json_string_value(json_object_get(json_object_get(old, "config"), "mediaType"));
+	/* MT lives in OLD: compared before OLD goes */
+	bool ours = r == 0 && mt && strcmp(mt, MT_RECORD) == 0;
 	json_decref(old);
-	if (r == 0 && mt && strcmp(mt, MT_RECORD) == 0)
+	if (ours)
 		return 1;
 	return r == 0 || r == -ENOENT ? 0 : r;
 }

@@ -199,6 +199,23 @@ Test(oci_cache, a_result_published_by_one_store_is_answered_in_another_as_a_loca
 	tu_run_free(&rb);
 }
 
+Test(oci_cache, a_result_the_registry_holds_already_is_not_sent_again)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	int puts = tu_registry_requests(&reg, "\"PUT /v2/");
+	int posts = tu_registry_requests(&reg, "\"POST /v2/");
+	/* B runs the op itself (no --cache-from): the record found, nothing more is sent */
+	tu_run rb = exec_op(NULL, b, "--cache-to", cache, NULL, NULL, "one");
+	cr_assert_eq(rb.status, 0, "%s", rb.err);
+	cr_assert_str_eq(rb.err, "ran\n");
+	cr_assert_str_eq(rb.out, pub);
+	cr_assert_eq(tu_registry_requests(&reg, "\"PUT /v2/"), puts);
+	cr_assert_eq(tu_registry_requests(&reg, "\"POST /v2/"), posts);
+	tu_run_free(&rb);
+}
+
 /* What a fallback looks like: the command ran (it said so), the result is its own, and it is
  * stored locally: a later --cache run answers it without any registry. */
 static void ran_locally(tu_run *r, const char *st, const char *warning_re)
