@@ -2,7 +2,8 @@
  * registry's disk.
  *   cache ls NAME [--json]                      every record: key, created, age, size
  *   cache prune NAME --older-than D [--json]    delete the records created more than D ago
- * NAME is a registry repository (REGISTRY/REPOSITORY).  Deleting a record deletes its
+ * NAME is a registry repository (REGISTRY/REPOSITORY); both take --tls-verify=BOOL as push
+ * and pull do.  Deleting a record deletes its
  * manifest; its blobs stay until the registry's garbage collection. */
 #include <string.h>
 #include <time.h>
@@ -51,12 +52,12 @@ static void fmt_age(int64_t s, char *buf, size_t len)
 		snprintf(buf, len, "%llds", (long long)s);
 }
 
-static int cache_ls(lyr_cli *cli, const char *name)
+static int cache_ls(lyr_cli *cli, const char *name, bool tls_verify)
 {
 	lyr_oci_error err;
 	lyr_oci_cache_entry *e = NULL;
 	size_t n = 0;
-	int r = lyr_oci_cache_list(name, &err, &e, &n);
+	int r = lyr_oci_cache_list(name, tls_verify, &err, &e, &n);
 	if (r < 0)
 		return fail("ls", name, &err, r);
 	time_t now = time(NULL);
@@ -84,13 +85,21 @@ static int cache_ls(lyr_cli *cli, const char *name)
 	return EXIT_OK;
 }
 
-static int older_than_opt(void *ctx, int c, const char *arg)
+typedef struct cache_opts {
+	const char *prog; /* "cache ls" or "cache prune" */
+	int64_t older;	  /* --older-than, in seconds; -1 not given */
+	int tls_verify;
+} cache_opts;
+
+static int cache_opt(void *ctx, int c, const char *arg)
 {
-	int64_t *older = ctx;
+	cache_opts *o = ctx;
+	if (c == 'k')
+		return cli_tls_verify_opt(o->prog, arg, &o->tls_verify);
 	if (c != 'o')
 		return -1;
-	*older = cli_parse_duration(arg);
-	if (*older < 0) {
+	o->older = cli_parse_duration(arg);
+	if (o->older < 0) {
 		fprintf(stderr,
 			"layerfs cache prune: invalid duration '%s' (use e.g. 90s, 10m, 24h, 7d, "
 			"1h30m)\n",
@@ -100,12 +109,12 @@ static int older_than_opt(void *ctx, int c, const char *arg)
 	return 0;
 }
 
-static int cache_prune(lyr_cli *cli, const char *name, int64_t older)
+static int cache_prune(lyr_cli *cli, const char *name, bool tls_verify, int64_t older)
 {
 	lyr_oci_error err;
 	lyr_oci_cache_entry *e = NULL;
 	size_t n = 0;
-	int r = lyr_oci_cache_list(name, &err, &e, &n);
+	int r = lyr_oci_cache_list(name, tls_verify, &err, &e, &n);
 	if (r < 0)
 		return fail("prune", name, &err, r);
 	time_t now = time(NULL);
@@ -121,7 +130,7 @@ static int cache_prune(lyr_cli *cli, const char *name, int64_t older)
 			kept++;
 			continue;
 		}
-		r = lyr_oci_cache_delete(name, e[i].digest, &err);
+		r = lyr_oci_cache_delete(name, tls_verify, e[i].digest, &err);
 		if (r < 0)
 			break;
 		if (cli->json)
@@ -150,10 +159,12 @@ int cmd_cache(lyr_cli *cli, int argc, char **argv)
 	char prog[64];
 	snprintf(prog, sizeof prog, "layerfs cache %s", argv[1]);
 	argv[1] = prog;
-	static const struct option opts[] = {{"older-than", required_argument, NULL, 'o'}};
-	int64_t older = -1;
-	int i = cli_parse(cli, cmd, argc - 1, argv + 1, opts, prune ? 1 : 0, older_than_opt,
-			  &older);
+	static const struct option opts[] = {
+	    {"tls-verify", optional_argument, NULL, 'k'},
+	    {"older-than", required_argument, NULL, 'o'},
+	};
+	cache_opts o = {.prog = prog + strlen("layerfs "), .older = -1, .tls_verify = 1};
+	int i = cli_parse(cli, cmd, argc - 1, argv + 1, opts, prune ? 2 : 1, cache_opt, &o);
 	if (argc - 1 - i != 1)
 		return cli_usage(cmd->name, "%s expects one registry repository",
 				 prune ? "prune" : "ls");
@@ -165,8 +176,8 @@ int cmd_cache(lyr_cli *cli, int argc, char **argv)
 	if (r < 0)
 		return fail(prune ? "prune" : "ls", name, &err, r);
 	if (!prune)
-		return cache_ls(cli, name);
-	if (older < 0)
+		return cache_ls(cli, name, o.tls_verify);
+	if (o.older < 0)
 		return cli_usage(cmd->name, "prune needs --older-than DURATION");
-	return cache_prune(cli, name, older);
+	return cache_prune(cli, name, o.tls_verify, o.older);
 }

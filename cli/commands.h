@@ -74,6 +74,10 @@ int cli_import_tar(lyr_cli *cli, const char *file, const char *parent, const cha
  * number means seconds.  Seconds, or -1 when malformed.  space.c. */
 int64_t cli_parse_duration(const char *text);
 
+/* --tls-verify[=true|false] (push, pull, exec, cache) into *TLS_VERIFY (1 or 0); -1 after
+ * printing "layerfs CMD: --tls-verify takes true or false, not 'ARG'".  oci.c. */
+int cli_tls_verify_opt(const char *cmd, const char *arg, int *tls_verify);
+
 int cmd_import(lyr_cli *cli, int argc, char **argv);
 int cmd_save(lyr_cli *cli, int argc, char **argv);
 int cmd_export(lyr_cli *cli, int argc, char **argv);

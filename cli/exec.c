@@ -2,8 +2,9 @@
  *   exec [--mount SPEC]... [--env K=V]... [--cwd DIR] [--user U[:G]] [--network none|host]
  *        [--security sandbox|insecure] [--hostname H] [--proxy-env K=V]... [--cache] [-i]
  *        [--commit-on-failure] [--cache-from NAME]... [--cache-to NAME]...
- *        ROOT [--] CMD [ARG...]
- *   exec --spec FILE.json [--cache] [--cache-from NAME]... [--cache-to NAME]... [--json]
+ *        [--tls-verify=BOOL] ROOT [--] CMD [ARG...]
+ *   exec --spec FILE.json [--cache] [--cache-from NAME]... [--cache-to NAME]...
+ *        [--tls-verify=BOOL] [--json]
  * Options come before ROOT; everything after it is the command.  The command's stdout and
  * stderr stream live; the summary for people goes to stderr so stdout stays the command's,
  * and with --json the command's stdout is sent to stderr so stdout holds exactly one JSON
@@ -30,6 +31,7 @@ enum {
 	OPT_SPEC,
 	OPT_CACHE_FROM,
 	OPT_CACHE_TO,
+	OPT_TLS_VERIFY,
 };
 
 typedef struct exec_opts {
@@ -40,6 +42,7 @@ typedef struct exec_opts {
 	/* --cache-from and --cache-to (argv strings), added to the op once it is built */
 	const char **from, **to;
 	size_t n_from, n_to;
+	int tls_verify; /* --tls-verify: 1 or 0; -1 not given (the op's own stays) */
 } exec_opts;
 
 static int push_name(const char ***v, size_t *n, const char *name)
@@ -57,7 +60,8 @@ static int exec_opt(void *ctx, int c, const char *arg)
 	exec_opts *o = ctx;
 	lyr_exec_error err = {{0}};
 	int r = 0;
-	o->op_flags += c != OPT_CACHE && c != OPT_SPEC && c != OPT_CACHE_FROM && c != OPT_CACHE_TO;
+	o->op_flags += c != OPT_CACHE && c != OPT_SPEC && c != OPT_CACHE_FROM &&
+		       c != OPT_CACHE_TO && c != OPT_TLS_VERIFY;
 	switch (c) {
 	case OPT_MOUNT:
 		r = lyr_exec_op_add_mount_spec(o->op, arg, &err);
@@ -101,6 +105,8 @@ static int exec_opt(void *ctx, int c, const char *arg)
 	case OPT_CACHE_TO:
 		r = push_name(&o->to, &o->n_to, arg);
 		break;
+	case OPT_TLS_VERIFY:
+		return cli_tls_verify_opt("exec", arg, &o->tls_verify);
 	default:
 		return -1;
 	}
@@ -152,6 +158,7 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	    {"spec", required_argument, NULL, OPT_SPEC},
 	    {"cache-from", required_argument, NULL, OPT_CACHE_FROM},
 	    {"cache-to", required_argument, NULL, OPT_CACHE_TO},
+	    {"tls-verify", optional_argument, NULL, OPT_TLS_VERIFY},
 	};
 	/* "+": stop at ROOT, so the command's own options stay its own */
 	int i =
@@ -159,9 +166,10 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	lyr_exec_error err = {{0}};
 	if (o->spec) {
 		if (o->op_flags || i < argc)
-			return cli_usage(cmd->name, "--spec takes the whole op from the file; only "
-						    "--cache, --cache-from, --cache-to and --json go "
-						    "with it");
+			return cli_usage(cmd->name,
+					 "--spec takes the whole op from the file; only "
+					 "--cache, --cache-from, --cache-to, --tls-verify "
+					 "and --json go with it");
 		lyr_exec_op_free(o->op);
 		o->op = NULL;
 		int r = lyr_exec_op_load_json(o->spec, &o->op, &err);
@@ -217,13 +225,15 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	o->op->cache |= o->cache || o->op->n_cache_from > 0;
 	o->op->interactive |= o->interactive;
 	o->op->commit_on_failure |= o->commit_on_failure;
+	if (o->tls_verify >= 0)
+		o->op->tls_verify = o->tls_verify;
 	return 0;
 }
 
 int cmd_exec(lyr_cli *cli, int argc, char **argv)
 {
 	const cli_command *cmd = cli_find("exec");
-	exec_opts o = {0};
+	exec_opts o = {.tls_verify = -1};
 	if (lyr_exec_op_new(&o.op) < 0)
 		return cli_fail("out of memory"), EXEC_EXIT_FAILED;
 	int status = build_op(cli, cmd, argc, argv, &o);

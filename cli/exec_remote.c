@@ -25,7 +25,7 @@ int exec_remote_fetch(lyr_store *s, const lyr_exec_op *op, const char *key)
 {
 	for (size_t i = 0; i < op->n_cache_from; i++) {
 		lyr_oci_error err;
-		int r = lyr_oci_cache_fetch(s, op->cache_from[i], key, &err);
+		int r = lyr_oci_cache_fetch(s, op->cache_from[i], op->tls_verify, key, &err);
 		if (r > 0)
 			return 1;
 		if (r < 0)
@@ -48,7 +48,8 @@ void exec_remote_publish(lyr_store *s, const lyr_exec_op *op, const exec_result 
 	a.n_outputs = res->n_outputs;
 	for (size_t i = 0; i < op->n_cache_to; i++) {
 		lyr_oci_error err = {"", ""};
-		int r = res->has_key ? lyr_oci_cache_publish(s, op->cache_to[i], res->key, &a, &err)
+		int r = res->has_key ? lyr_oci_cache_publish(s, op->cache_to[i], op->tls_verify,
+							     res->key, &a, &err)
 				     : -ENOKEY;
 		if (r == -ENOKEY)
 			snprintf(err.why, sizeof err.why,

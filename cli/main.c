@@ -75,6 +75,7 @@ static const cli_command commands[] = {
      "                        NAME (REGISTRY/REPOSITORY; repeatable, tried in order;\n"
      "                        implies --cache)\n"
      "  --cache-to NAME       publish the result to registry repository NAME (repeatable)\n"
+     "  --tls-verify=false    for every --cache-from and --cache-to registry: as for push\n"
      "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
      "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
     {"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
@@ -108,11 +109,12 @@ static const cli_command commands[] = {
      "  --platform P        the image of an index for platform P (default: linux and\n"
      "                      this machine's architecture)\n"
      "  --tls-verify=false  as for push\n"},
-    {"cache", cmd_cache, "ls NAME | prune NAME --older-than DURATION",
+    {"cache", cmd_cache, "ls NAME | prune NAME --older-than DURATION [--tls-verify=false]",
      "list or delete the exec results kept in registry repository NAME (docs/cache.md)",
      "  ls NAME                   each record: key, created, age, size of its blobs\n"
      "  prune NAME --older-than D delete the records created more than D ago (e.g. 12h,\n"
-     "                            7d); the registry's garbage collection frees the blobs\n"},
+     "                            7d); the registry's garbage collection frees the blobs\n"
+     "  --tls-verify=false        as for push\n"},
     {"fsck", cmd_fsck, "[--repair] [--verify [LAYER...]]",
      "check the store; --repair fixes what it can",
      "  --repair       finish or undo interrupted operations, re-adopt layers and refs the\n"

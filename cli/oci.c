@@ -160,8 +160,7 @@ struct load_opts {
 	int tls_verify; /* 1: verify the registry's certificate (--tls-verify=false: 0) */
 };
 
-/* --tls-verify[=true|false] into *TLS_VERIFY; -1 (with why printed) otherwise. */
-static int tls_verify_opt(const char *cmd, const char *arg, int *tls_verify)
+int cli_tls_verify_opt(const char *cmd, const char *arg, int *tls_verify)
 {
 	if (!arg || strcmp(arg, "true") == 0)
 		*tls_verify = 1;
@@ -183,7 +182,7 @@ static int load_opt(void *ctx, int c, const char *arg)
 	else if (c == 'p')
 		o->platform = arg;
 	else if (c == 'k')
-		return tls_verify_opt("pull", arg, &o->tls_verify);
+		return cli_tls_verify_opt("pull", arg, &o->tls_verify);
 	else
 		return -1;
 	return 0;
@@ -244,7 +243,7 @@ int cmd_pull(lyr_cli *cli, int argc, char **argv)
 
 static int push_opt(void *ctx, int c, const char *arg)
 {
-	return c == 'k' ? tls_verify_opt("push", arg, ctx) : -1;
+	return c == 'k' ? cli_tls_verify_opt("push", arg, ctx) : -1;
 }
 
 int cmd_push(lyr_cli *cli, int argc, char **argv)

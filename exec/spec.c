@@ -27,6 +27,7 @@ int lyr_exec_op_new(lyr_exec_op **ret)
 	if (!op)
 		return -ENOMEM;
 	op->network = LYR_NET_NONE;
+	op->tls_verify = true;
 	*ret = op;
 	return 0;
 }

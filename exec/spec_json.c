@@ -184,6 +184,8 @@ static int parse_top(lyr_exec_op *op, json_t *doc, const char *pre, lyr_exec_err
 			r = want_bool(v, key, &op->interactive, err);
 		} else if (strcmp(key, "commit_on_failure") == 0) {
 			r = want_bool(v, key, &op->commit_on_failure, err);
+		} else if (strcmp(key, "tls_verify") == 0) {
+			r = want_bool(v, key, &op->tls_verify, err);
 		} else if (strcmp(key, "root") == 0 || strcmp(key, "cwd") == 0 ||
 			   strcmp(key, "user") == 0 || strcmp(key, "hostname") == 0 ||
 			   strcmp(key, "network") == 0 || strcmp(key, "security") == 0) {

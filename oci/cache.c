@@ -47,16 +47,16 @@ int lyr_oci_cache_tag(const char *key, char ret[LYR_OCI_CACHE_TAG_LEN])
 	return 0;
 }
 
-/* The repository NAME (no tag, no digest) opened into RET, with the cache's request bounds
- * when CACHE_BOUNDS. */
-static int cache_open(const char *name, bool cache_bounds, oci_registry *ret,
+/* The repository NAME (no tag, no digest) opened into RET, its certificate checked when
+ * TLS_VERIFY, with the cache's request bounds when CACHE_BOUNDS. */
+static int cache_open(const char *name, bool tls_verify, bool cache_bounds, oci_registry *ret,
 		      lyr_oci_error *err)
 {
 	const char *slash = strchr(name, '/');
 	if (slash && (strchr(slash, ':') || strchr(slash, '@')))
 		return oci_fail(err, -EINVAL, name,
 				"a cache is a repository: REGISTRY/REPOSITORY, without a tag");
-	int r = oci_registry_open(name, true, ret, err);
+	int r = oci_registry_open(name, tls_verify, ret, err);
 	if (r < 0 || !cache_bounds)
 		return r;
 	ret->timeout_s = CACHE_TIMEOUT_DEFAULT;
@@ -80,7 +80,7 @@ int lyr_oci_cache_check_name(const char *name, lyr_oci_error *err)
 	oci_registry ir;
 	if (oci_begin(err) < 0)
 		return -ENOSYS;
-	return cache_open(name, false, &ir, err);
+	return cache_open(name, true, false, &ir, err);
 }
 
 /* Checks the file HEX-named by DIGEST in DIR against DIGEST (and SIZE unless negative). */
@@ -315,15 +315,16 @@ static int record_outputs(fetch *f, const char *tag, lyr_action *a, lyr_oci_erro
 }
 
 /* The start of a fetch or publish of KEY in NAME: its TAG, the registry opened into IR with the
- * cache's bounds, a scratch stage of S into RET_SCRATCH. */
-static int cache_begin(lyr_store *s, const char *name, const char *key, oci_registry *ir,
-		       char tag[LYR_OCI_CACHE_TAG_LEN], lyr_stage **ret_scratch, lyr_oci_error *err)
+ * cache's bounds (TLS_VERIFY as cache_open), a scratch stage of S into RET_SCRATCH. */
+static int cache_begin(lyr_store *s, const char *name, bool tls_verify, const char *key,
+		       oci_registry *ir, char tag[LYR_OCI_CACHE_TAG_LEN], lyr_stage **ret_scratch,
+		       lyr_oci_error *err)
 {
 	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	if (lyr_oci_cache_tag(key, tag) < 0)
 		return oci_fail(err, -EINVAL, key, "not a cache key");
-	int r = cache_open(name, true, ir, err);
+	int r = cache_open(name, tls_verify, true, ir, err);
 	if (r < 0)
 		return r;
 	r = lyr_stage_new(s, "cache", ret_scratch);
@@ -332,12 +333,13 @@ static int cache_begin(lyr_store *s, const char *name, const char *key, oci_regi
 	return 0;
 }
 
-int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci_error *err)
+int lyr_oci_cache_fetch(lyr_store *s, const char *name, bool tls_verify, const char *key,
+			lyr_oci_error *err)
 {
 	char tag[LYR_OCI_CACHE_TAG_LEN];
 	fetch f = {.s = s, .key = key};
 	lyr_stage *scratch;
-	int r = cache_begin(s, name, key, &f.ir, tag, &scratch, err);
+	int r = cache_begin(s, name, tls_verify, key, &f.ir, tag, &scratch, err);
 	if (r < 0)
 		return r;
 	f.dir = lyr_stage_fd(scratch);
@@ -444,8 +446,10 @@ static int record_there(publish *p, const char *tag, lyr_oci_error *err)
 	int r = oci_registry_manifest_get(&p->ir, tag, p->dir, err, mdigest, &old);
 	const char *mt =
 	    json_string_value(json_object_get(json_object_get(old, "config"), "mediaType"));
+	/* MT lives in OLD: compared before OLD goes */
+	bool ours = r == 0 && mt && strcmp(mt, MT_RECORD) == 0;
 	json_decref(old);
-	if (r == 0 && mt && strcmp(mt, MT_RECORD) == 0)
+	if (ours)
 		return 1;
 	return r == 0 || r == -ENOENT ? 0 : r;
 }
@@ -514,8 +518,8 @@ static char *record_text(const char *key, const lyr_action *a, json_t *layers)
 	return rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 }
 
-int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const lyr_action *a,
-			  lyr_oci_error *err)
+int lyr_oci_cache_publish(lyr_store *s, const char *name, bool tls_verify, const char *key,
+			  const lyr_action *a, lyr_oci_error *err)
 {
 	char tag[LYR_OCI_CACHE_TAG_LEN];
 	publish p = {.s = s, .blobs = -1};
@@ -523,7 +527,7 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const
 	json_t *descs = NULL;
 	_cleanup_free_ char *rec = NULL;
 	lyr_stage *scratch;
-	int r = cache_begin(s, name, key, &p.ir, tag, &scratch, err);
+	int r = cache_begin(s, name, tls_verify, key, &p.ir, tag, &scratch, err);
 	if (r < 0)
 		return r;
 	p.dir = lyr_stage_fd(scratch);
@@ -589,13 +593,13 @@ out:
 
 /* ---- the registry side: list and delete ---- */
 
-int lyr_oci_cache_list(const char *name, lyr_oci_error *err, lyr_oci_cache_entry **ret,
-		       size_t *ret_n)
+int lyr_oci_cache_list(const char *name, bool tls_verify, lyr_oci_error *err,
+		       lyr_oci_cache_entry **ret, size_t *ret_n)
 {
 	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	oci_registry ir;
-	int r = cache_open(name, false, &ir, err);
+	int r = cache_open(name, tls_verify, false, &ir, err);
 	if (r < 0)
 		return r;
 	_cleanup_(decrefp) json_t *tags = NULL;
@@ -655,11 +659,11 @@ int lyr_oci_cache_list(const char *name, lyr_oci_error *err, lyr_oci_cache_entry
 	return 0;
 }
 
-int lyr_oci_cache_delete(const char *name, const char *digest, lyr_oci_error *err)
+int lyr_oci_cache_delete(const char *name, bool tls_verify, const char *digest, lyr_oci_error *err)
 {
 	if (oci_begin(err) < 0)
 		return -ENOSYS;
 	oci_registry ir;
-	int r = cache_open(name, false, &ir, err);
+	int r = cache_open(name, tls_verify, false, &ir, err);
 	return r < 0 ? r : oci_registry_manifest_delete(&ir, digest, err);
 }

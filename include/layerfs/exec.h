@@ -67,13 +67,16 @@ typedef struct lyr_exec_op {
 	size_t n_cache_from;
 	char **cache_to;
 	size_t n_cache_to;
+	/* --tls-verify: check the certificates of every cache_from and cache_to registry (true
+	 * unless the op says otherwise; false also allows plain HTTP, as for push and pull) */
+	bool tls_verify;
 } lyr_exec_op;
 
 /* Proxy variable names accepted by --proxy-env (either case is accepted on input; the sandbox
  * sets both the upper- and lower-case name). */
 #define LYR_EXEC_PROXY_NAMES "HTTP_PROXY HTTPS_PROXY FTP_PROXY NO_PROXY ALL_PROXY"
 
-/* Returns 0 and an empty op (network none), or -ENOMEM. */
+/* Returns 0 and an empty op (network none, tls_verify on), or -ENOMEM. */
 int lyr_exec_op_new(lyr_exec_op **ret);
 void lyr_exec_op_free(lyr_exec_op *op);
 

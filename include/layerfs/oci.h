@@ -149,7 +149,9 @@ static inline void lyr_oci_blob_progress_report(const lyr_oci_blob_progress *p,
 }
 
 /* The exec cache in a registry (docs/cache.md).  NAME is a repository, REGISTRY/REPOSITORY
- * without a tag; one record per cache key under the tag "lfc-<the key's hex>".  Requests have
+ * without a tag; one record per cache key under the tag "lfc-<the key's hex>".  TLS_VERIFY as
+ * for lyr_oci_pull: false skips the certificate check and falls back to plain HTTP (the
+ * registries of `--tls-verify=false`); true by default everywhere.  Requests have
  * the cache's bounds: $LAYERFS_CACHE_TIMEOUT seconds (5 by default) per request, one retry.
  * Failures return -errno with ERR naming the blob, tag or host and the cause (the registry's
  * own text when it gave one): -EBADMSG a record that fails a check, -EACCES a refused login,
@@ -164,12 +166,13 @@ int lyr_oci_cache_check_name(const char *name, lyr_oci_error *err);
  * check: the output layers S lacks (with their missing parents) are imported, each checked
  * against its blob digest and the record's layer ID, and the result is stored in S's action
  * cache (lyr_action_get answers it).  On failure every layer this call imported is removed. */
-int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci_error *err);
+int lyr_oci_cache_fetch(lyr_store *s, const char *name, bool tls_verify, const char *key,
+			lyr_oci_error *err);
 /* Publishes A, the result of KEY, to NAME: the layer blobs of every output's chain the
  * registry lacks, the record, then the manifest.  1 published, 0 when NAME holds a record for
  * KEY already (then nothing is sent). */
-int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const lyr_action *a,
-			  lyr_oci_error *err);
+int lyr_oci_cache_publish(lyr_store *s, const char *name, bool tls_verify, const char *key,
+			  const lyr_action *a, lyr_oci_error *err);
 
 /* One record of a cache repository. */
 typedef struct lyr_oci_cache_entry {
@@ -180,7 +183,7 @@ typedef struct lyr_oci_cache_entry {
 } lyr_oci_cache_entry;
 /* Every record of NAME (a manifest GET per "lfc-" tag) into RET (heap, RET_N long), in the
  * registry's tag order.  Push/pull request bounds. */
-int lyr_oci_cache_list(const char *name, lyr_oci_error *err, lyr_oci_cache_entry **ret,
-		       size_t *ret_n);
+int lyr_oci_cache_list(const char *name, bool tls_verify, lyr_oci_error *err,
+		       lyr_oci_cache_entry **ret, size_t *ret_n);
 /* Deletes the manifest DIGEST of NAME (its blobs stay until the registry's GC). */
-int lyr_oci_cache_delete(const char *name, const char *digest, lyr_oci_error *err);
+int lyr_oci_cache_delete(const char *name, bool tls_verify, const char *digest, lyr_oci_error *err);

@@ -267,6 +267,7 @@ Test(exec_spec, json_spec_reads_every_field)
 	    "  {\"type\": \"cache\", \"target\": \"/root/.cache\", \"id\": \"pip\",\n"
 	    "   \"sharing\": \"private\"}],\n"
 	    " \"cache_from\": [\"r1/team/c\", \"r2/team/c\"], \"cache_to\": [\"r1/team/c\"],\n"
+	    " \"tls_verify\": false,\n"
 	    " \"cache\": true, \"interactive\": false, \"commit_on_failure\": true}\n";
 	lyr_exec_op *op = NULL;
 	lyr_exec_error err = {{0}};
@@ -289,6 +290,7 @@ Test(exec_spec, json_spec_reads_every_field)
 	cr_assert_null(op->cache_from[2]);
 	cr_assert_eq(op->n_cache_to, 1);
 	cr_assert_str_eq(op->cache_to[0], "r1/team/c");
+	cr_assert_not(op->tls_verify);
 	cr_assert_eq(op->n_mounts, 3);
 	/* sorted: /root/.cache, /src, /tmp */
 	cr_assert_str_eq(op->mounts[0].target, "/root/.cache");
@@ -297,6 +299,21 @@ Test(exec_spec, json_spec_reads_every_field)
 	cr_assert_str_eq(op->mounts[1].selector, "/app");
 	cr_assert(op->mounts[1].readonly && !op->mounts[1].output);
 	cr_assert_eq(op->mounts[2].size, 4096);
+	lyr_exec_op_free(op);
+}
+
+Test(exec_spec, tls_verify_is_on_unless_the_op_turns_it_off)
+{
+	lyr_exec_op *op = NULL;
+	cr_assert_eq(lyr_exec_op_new(&op), 0);
+	cr_assert(op->tls_verify);
+	lyr_exec_op_free(op);
+	lyr_exec_error err = {{0}};
+	cr_assert_eq(lyr_exec_op_parse_json("{\"root\": \"r\", \"args\": [\"x\"], "
+					    "\"cache_to\": [\"r1/team/c\"]}",
+					    &op, &err),
+		     0, "%s", err.msg);
+	cr_assert(op->tls_verify);
 	lyr_exec_op_free(op);
 }
 
@@ -340,6 +357,8 @@ Test(exec_spec, json_spec_errors_name_the_path_of_the_bad_value)
 			  "cache_from: expected an array of strings");
 	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"cache_to\": [true]}",
 			  "cache_to[0]: expected a string");
+	expect_json_error("{\"root\": \"r\", \"args\": [\"x\"], \"tls_verify\": \"false\"}",
+			  "tls_verify: expected true or false");
 	expect_json_error("[]", "spec: expected a JSON object at the top");
 	expect_json_error("{\"args\": [\"x\"]}", "no ROOT given");
 }

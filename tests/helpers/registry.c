@@ -73,6 +73,20 @@ void tu_registry_start(tu_registry *r, const char *dir, const char *ip, const ch
 	cr_assert_fail("docker-registry did not start listening on %s", r->addr);
 }
 
+void tu_registry_start_tls(tu_registry *r, const char *dir, const char *ip)
+{
+	tu_need_tool("openssl");
+	cr_assert_eq(tu_sh("cd %s && openssl req -x509 -newkey ec -pkeyopt "
+			   "ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem "
+			   "-days 2 -subj /CN=%s -addext subjectAltName=IP:%s 2>/dev/null",
+			   dir, ip, ip),
+		     0);
+	char config[9000];
+	snprintf(config, sizeof config,
+		 "  tls:\\n    certificate: %s/cert.pem\\n    key: %s/key.pem\\n", dir, dir);
+	tu_registry_start(r, dir, ip, config);
+}
+
 char *tu_front_start(tu_registry *r, const char *user_pass, int fails, const char *mode)
 {
 	tu_need_tool("python3");

@@ -17,6 +17,10 @@ typedef struct tu_registry {
  * DIR/registry and CONFIG (YAML lines added to its configuration, "" for none); access log in
  * DIR/registry.log. */
 void tu_registry_start(tu_registry *r, const char *dir, const char *ip, const char *config);
+/* The same speaking only TLS, with a certificate for IP that no one signed: its own
+ * (DIR/cert.pem, its key DIR/key.pem).  IP should not be 127.0.0.1, which layerfs speaks
+ * plain HTTP to by default. */
+void tu_registry_start_tls(tu_registry *r, const char *dir, const char *ip);
 /* Stops the front and the registry (either may have been stopped already). */
 void tu_registry_stop(tu_registry *r);
 /* Starts tests/oci/front.py before the registry: FAILS failures first (a 429, a dropped

@@ -21,12 +21,10 @@ static tu_registry reg;
 static char cache[128]; /* the cache repository: REGISTRY/team/cache */
 static char base[LYR_ID_MAX];
 
-/* A busybox root imported into store A ("a"), saved as an image and loaded into store B
- * ("b"): both have it under the same ID. */
-static void setup(void)
+/* A busybox root imported into store A ("a"), saved as an image DIRS.tmp/img:v1 and loaded
+ * into store B ("b"): both have it under the same ID.  The registry is started already. */
+static void stores_setup(void)
 {
-	tu_dirs_init(&dirs);
-	tu_registry_start(&reg, dirs.tmp, "127.0.0.1", "");
 	snprintf(cache, sizeof cache, "%s/team/cache", reg.addr);
 	tu_need_busybox();
 	const char *applets[] = {"sh", "echo", "mkdir", "touch", "cat", "true"};
@@ -42,6 +40,21 @@ static void setup(void)
 	cr_assert_eq(strncmp(loaded, base, 71), 0, "B loaded %s, A has %s", loaded, base);
 }
 
+static void setup(void)
+{
+	tu_dirs_init(&dirs);
+	tu_registry_start(&reg, dirs.tmp, "127.0.0.1", "");
+	stores_setup();
+}
+
+/* The same with the registry on 127.0.0.2 speaking TLS, its certificate self-signed. */
+static void tls_setup(void)
+{
+	tu_dirs_init(&dirs);
+	tu_registry_start_tls(&reg, dirs.tmp, "127.0.0.2");
+	stores_setup();
+}
+
 static void teardown(void)
 {
 	tu_registry_stop(&reg);
@@ -50,6 +63,7 @@ static void teardown(void)
 }
 
 TestSuite(oci_cache, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(oci_cache_tls, .init = tls_setup, .fini = teardown, .timeout = 240);
 
 static char *store(const char *name)
 {
@@ -57,7 +71,9 @@ static char *store(const char *name)
 }
 
 /* The op every test runs: writes /out/f (WHAT in it) and a directory, says "ran" on
- * stderr (stdout is the JSON's); times fixed, so every store gets the same output layers. */
+ * stderr (stdout is the JSON's); times fixed, so every store gets the same output layers.
+ * FLAG1 NAME1 and FLAG2 NAME2 (NULL: none) are options before it; a NULL NAME gives FLAG
+ * alone ("--tls-verify=false"). */
 #define OP_MOUNT "type=bind,target=/out,output"
 static tu_run exec_op(const char *const *env, const char *st, const char *flag1,
 		      const char *name1, const char *flag2, const char *name2, const char *what)
@@ -71,14 +87,13 @@ static tu_run exec_op(const char *const *env, const char *st, const char *flag1,
 	size_t n = 0;
 	argv[n++] = "--json";
 	argv[n++] = "exec";
-	if (flag1) {
-		argv[n++] = flag1;
-		argv[n++] = name1;
-	}
-	if (flag2) {
-		argv[n++] = flag2;
-		argv[n++] = name2;
-	}
+	const char *opts[] = {flag1, name1, flag2, name2};
+	for (size_t i = 0; i < 4; i += 2)
+		if (opts[i]) {
+			argv[n++] = opts[i];
+			if (opts[i + 1])
+				argv[n++] = opts[i + 1];
+		}
 	argv[n++] = "--mount";
 	argv[n++] = OP_MOUNT;
 	argv[n++] = base;
@@ -181,6 +196,23 @@ Test(oci_cache, a_result_published_by_one_store_is_answered_in_another_as_a_loca
 	cr_assert_str_neq(k2, key);
 	tu_run_free(&miss);
 	tu_run_free(&ra);
+	tu_run_free(&rb);
+}
+
+Test(oci_cache, a_result_the_registry_holds_already_is_not_sent_again)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	int puts = tu_registry_requests(&reg, "\"PUT /v2/");
+	int posts = tu_registry_requests(&reg, "\"POST /v2/");
+	/* B runs the op itself (no --cache-from): the record found, nothing more is sent */
+	tu_run rb = exec_op(NULL, b, "--cache-to", cache, NULL, NULL, "one");
+	cr_assert_eq(rb.status, 0, "%s", rb.err);
+	cr_assert_str_eq(rb.err, "ran\n");
+	cr_assert_str_eq(rb.out, pub);
+	cr_assert_eq(tu_registry_requests(&reg, "\"PUT /v2/"), puts);
+	cr_assert_eq(tu_registry_requests(&reg, "\"POST /v2/"), posts);
 	tu_run_free(&rb);
 }
 
@@ -483,20 +515,30 @@ Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
 	tu_run_free(&rb);
 }
 
-Test(oci_cache, a_spec_names_its_registries_and_a_tagged_name_is_a_usage_error)
+/* The op of exec_op(..., "one") as a --spec file DIRS.tmp/op.json with the top-level members
+ * MORE ("\"key\": value, ..."); returns its path. */
+static char *spec_file(const char *more)
 {
-	tu_need_fuse();
-	_cleanup_free_ char *a = store("a"), *b = store("b");
-	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
 	char spec[2048];
 	snprintf(spec, sizeof spec,
 		 "{\"root\": \"%s\", \"args\": [\"sh\", \"-c\", \"echo ran >&2; echo one > "
 		 "/out/f && mkdir /out/d && echo g > /out/d/g && touch -d @0 /out/f /out/d/g "
 		 "/out/d /out\"], \"mounts\": [{\"type\": \"bind\", \"target\": \"/out\", "
-		 "\"output\": true}], \"cache_from\": [\"127.0.0.1:1/nothing/here\", \"%s\"]}",
-		 base, cache);
+		 "\"output\": true}], %s}",
+		 base, more);
 	tu_write(dirs.tmp, "op.json", spec);
-	_cleanup_free_ char *file = tu_path(dirs.tmp, "op.json");
+	return tu_path(dirs.tmp, "op.json");
+}
+
+Test(oci_cache, a_spec_names_its_registries_and_a_tagged_name_is_a_usage_error)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	char more[512];
+	snprintf(more, sizeof more, "\"cache_from\": [\"127.0.0.1:1/nothing/here\", \"%s\"]",
+		 cache);
+	_cleanup_free_ char *file = spec_file(more);
 	/* the first registry is down: a warning; the second answers */
 	tu_run rb = tu_lf(b, "--json", "exec", "--spec", file, NULL);
 	_cleanup_free_ char *want = as_cached(pub);
@@ -536,4 +578,108 @@ Test(oci_cache, a_refused_login_warns_and_the_run_goes_on_locally)
 		 front, front);
 	_cleanup_free_ char *re = warning("from", name, cause, "continuing without it");
 	ran_locally(&rb, b, re);
+}
+
+/* ---- a registry with a self-signed certificate: --tls-verify=false ---- */
+
+Test(oci_cache_tls, a_self_signed_certificate_warns_unless_tls_verify_is_false)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	/* verified (the default): one warning with the cause, the command's own status */
+	tu_run r0 = exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one");
+	char cause[256];
+	snprintf(cause, sizeof cause,
+		 "%s: SSL certificate problem: self[- ]signed certificate \\(1 try\\)", reg.addr);
+	_cleanup_free_ char *re_to = warning("to", cache, cause, "the result is not published");
+	cr_assert(r0.status == 0 && tu_matches(re_to, r0.err), "%d %s", r0.status, r0.err);
+	_cleanup_free_ char *c0 = tu_json_field(r0.out, "cached");
+	cr_assert_str_eq(c0, "false");
+	tu_run_free(&r0);
+	cr_assert_eq(tu_registry_requests(&reg, "\"PUT /v2/team/cache/manifests/lfc-"), 0);
+	/* a failing command keeps its status too */
+	tu_run fail = tu_lf(a, "exec", "--cache-to", cache, base, "sh", "-c", "exit 3", NULL);
+	cr_assert_eq(fail.status, 3, "%s", fail.err);
+	tu_run_free(&fail);
+	tu_run rf = exec_op(NULL, b, "--cache-from", cache, NULL, NULL, "two");
+	_cleanup_free_ char *re_from = warning("from", cache, cause, "continuing without it");
+	cr_assert(rf.status == 0 && tu_matches(re_from, rf.err), "%d %s", rf.status, rf.err);
+	tu_run_free(&rf);
+
+	/* --tls-verify=false: published (by the run that was stored locally above), and
+	 * answered in another store without running */
+	_cleanup_free_ char *pub =
+	    tu_ok(exec_op(NULL, a, "--cache-to", cache, "--tls-verify=false", NULL, "one"));
+	cr_assert_eq(tu_registry_requests(&reg, "\"PUT /v2/team/cache/manifests/lfc-"), 1);
+	tu_run rb = exec_op(NULL, b, "--tls-verify=false", NULL, "--cache-from", cache, "one");
+	_cleanup_free_ char *want = as_cached(pub);
+	cr_assert_str_eq(rb.out, want, "%s", rb.err);
+	cr_assert_str_eq(rb.err, "");
+	tu_run_free(&rb);
+
+	/* cache ls and prune: refused when verified, as push is; listed and pruned without */
+	_cleanup_free_ char *key = tu_json_field(pub, "cache_key");
+	char why[512];
+	snprintf(why, sizeof why,
+		 "^layerfs: cache ls '%s': '%s': SSL certificate problem: self[- ]signed "
+		 "certificate \\(1 try\\)\n$",
+		 cache, reg.addr);
+	tu_run ls0 = tu_lf(a, "cache", "ls", cache, NULL);
+	cr_assert(ls0.status == 1 && tu_matches(why, ls0.err), "%d %s", ls0.status, ls0.err);
+	tu_run_free(&ls0);
+	_cleanup_free_ char *ls =
+	    tu_ok(tu_lf(a, "--json", "cache", "ls", "--tls-verify=false", cache, NULL));
+	char re[512];
+	snprintf(re, sizeof re, "^\\{\"entries\":\\[\\{\"key\":\"%s\",[^]]*\\}\\]\\}\n$", key);
+	cr_assert(tu_matches(re, ls), "%s", ls);
+	tu_run pr0 = tu_lf(a, "cache", "prune", cache, "--older-than", "0s", NULL);
+	cr_assert_eq(pr0.status, 1, "%s", pr0.err);
+	tu_run_free(&pr0);
+	_cleanup_free_ char *pruned = tu_ok(
+	    tu_lf(a, "cache", "prune", cache, "--older-than", "0s", "--tls-verify=false", NULL));
+	char removed[128];
+	snprintf(removed, sizeof removed, "removed %s\n", key);
+	cr_assert_str_eq(pruned, removed);
+}
+
+Test(oci_cache_tls, a_spec_says_tls_verify_false_and_a_bad_value_is_a_usage_error)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a");
+	_cleanup_free_ char *pub =
+	    tu_ok(exec_op(NULL, a, "--tls-verify=false", NULL, "--cache-to", cache, "one"));
+	_cleanup_free_ char *want = as_cached(pub);
+	char img[4200];
+	snprintf(img, sizeof img, "oci:%s/img:v1", dirs.tmp);
+	char more[512];
+	snprintf(more, sizeof more, "\"cache_from\": [\"%s\"], \"tls_verify\": false", cache);
+	_cleanup_free_ char *file = spec_file(more);
+	_cleanup_free_ char *c = store("c");
+	free(tu_ok(tu_lf(c, "load", img, NULL)));
+	tu_run rc = tu_lf(c, "--json", "exec", "--spec", file, NULL);
+	cr_assert_str_eq(rc.out, want, "%s", rc.err);
+	cr_assert_str_eq(rc.err, "");
+	tu_run_free(&rc);
+	/* the command line's --tls-verify goes with --spec and wins over the file's */
+	snprintf(more, sizeof more, "\"cache_from\": [\"%s\"], \"tls_verify\": true", cache);
+	free(spec_file(more));
+	_cleanup_free_ char *d = store("d");
+	free(tu_ok(tu_lf(d, "load", img, NULL)));
+	tu_run rd = tu_lf(d, "--json", "exec", "--tls-verify=false", "--spec", file, NULL);
+	cr_assert_str_eq(rd.out, want, "%s", rd.err);
+	cr_assert_str_eq(rd.err, "");
+	tu_run_free(&rd);
+
+	tu_fails(tu_lf(a, "exec", "--tls-verify=maybe", "--cache-to", cache, base, "true", NULL), 2,
+		 "layerfs exec: --tls-verify takes true or false, not 'maybe'\n"
+		 "Try 'layerfs exec --help'.\n");
+	tu_fails(tu_lf(a, "cache", "ls", "--tls-verify=maybe", cache, NULL), 2,
+		 "layerfs cache ls: --tls-verify takes true or false, not 'maybe'\n"
+		 "Try 'layerfs cache --help'.\n");
+	snprintf(more, sizeof more, "\"cache_from\": [\"%s\"], \"tls_verify\": \"no\"", cache);
+	free(spec_file(more));
+	tu_fails(tu_lf(a, "exec", "--spec", file, NULL), 2,
+		 "layerfs exec: spec '%s': tls_verify: expected true or false\n"
+		 "Try 'layerfs exec --help'.\n",
+		 file);
 }

@@ -1245,18 +1245,8 @@ static void far_registry_setup(void)
 static void tls_registry_setup(void)
 {
 	setup();
-	cr_assert_eq(tu_sh("cd %s && openssl req -x509 -newkey ec -pkeyopt "
-			   "ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem "
-			   "-days 2 -subj /CN=127.0.0.2 -addext subjectAltName=IP:127.0.0.2 "
-			   "2>/dev/null",
-			   dirs.tmp),
-		     0);
-	char config[9000];
-	snprintf(config, sizeof config,
-		 "  tls:\\n    certificate: %s/cert.pem\\n    key: %s/key.pem\\n", dirs.tmp,
-		 dirs.tmp);
 	registry_ip = "127.0.0.2";
-	registry_start(config);
+	tu_registry_start_tls(&reg, dirs.tmp, registry_ip);
 }
 
 TestSuite(oci_registry_far, .init = far_registry_setup, .fini = registry_stop);
