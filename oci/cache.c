@@ -77,9 +77,10 @@ static int cache_open(const char *name, bool cache_bounds, oci_registry *ret,
 
 int lyr_oci_cache_check_name(const char *name, lyr_oci_error *err)
 {
+	/* no library is loaded: an exec answered from the local cache never needs one */
+	if (err)
+		err->entry[0] = err->why[0] = '\0';
 	oci_registry ir;
-	if (oci_begin(err) < 0)
-		return -ENOSYS;
 	return cache_open(name, false, &ir, err);
 }
 
@@ -319,7 +320,7 @@ static int record_outputs(fetch *f, const char *tag, lyr_action *a, lyr_oci_erro
 static int cache_begin(lyr_store *s, const char *name, const char *key, oci_registry *ir,
 		       char tag[LYR_OCI_CACHE_TAG_LEN], lyr_stage **ret_scratch, lyr_oci_error *err)
 {
-	if (oci_begin(err) < 0)
+	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
 	if (lyr_oci_cache_tag(key, tag) < 0)
 		return oci_fail(err, -EINVAL, key, "not a cache key");
@@ -388,7 +389,9 @@ typedef struct publish {
 static int save_chain(publish *p, const char *id, bool reuse, lyr_oci_error *err)
 {
 	lyr_oci_saved saved = {0};
-	int r = oci_save_layout(p->s, id, p->dir, "cache", LYR_OCI_GZIP, reuse, err, &saved);
+	int r = oci_libs_load(err);
+	if (r == 0)
+		r = oci_save_layout(p->s, id, p->dir, "cache", LYR_OCI_GZIP, reuse, err, &saved);
 	if (r == 0 && p->blobs < 0 &&
 	    (p->blobs = openat(p->dir, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		r = oci_fail(err, -errno, "blobs/sha256", "%s", strerror(errno));
@@ -592,7 +595,7 @@ out:
 int lyr_oci_cache_list(const char *name, lyr_oci_error *err, lyr_oci_cache_entry **ret,
 		       size_t *ret_n)
 {
-	if (oci_begin(err) < 0)
+	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
 	oci_registry ir;
 	int r = cache_open(name, false, &ir, err);
@@ -657,7 +660,7 @@ int lyr_oci_cache_list(const char *name, lyr_oci_error *err, lyr_oci_cache_entry
 
 int lyr_oci_cache_delete(const char *name, const char *digest, lyr_oci_error *err)
 {
-	if (oci_begin(err) < 0)
+	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
 	oci_registry ir;
 	int r = cache_open(name, false, &ir, err);

@@ -96,8 +96,14 @@ extern struct oci_libs oci_libs;
 /* Opens both libraries, once per process.  0, or -ENOSYS with ERR (may be NULL) naming the
  * library and dlopen's reason. */
 int oci_libs_load(lyr_oci_error *err);
+/* oci_libs_load for libcurl alone: a registry request that imports nothing (a cache hit whose
+ * layers the store has) need not pay for libarchive and the 15 libraries it pulls in. */
+int oci_libs_load_curl(lyr_oci_error *err);
 /* The start of every public OCI operation: ERR (may be NULL) cleared, then oci_libs_load. */
 int oci_begin(lyr_oci_error *err);
+/* oci_begin for an operation that talks to a registry and loads libarchive (oci_libs_load)
+ * only once it reads or writes a tar. */
+int oci_begin_net(lyr_oci_error *err);
 
 #ifndef OCI_LIBS_SELF
 /* curl.h makes these two macros that only count their arguments */
