@@ -124,12 +124,27 @@ static const char *digest_of(json_t *o, const char *key)
 	return d && lyr_digest_parse(d, scratch) == 0 ? d : NULL;
 }
 
+/* The scratch stage of store S into *ST and its fd into *DIR, unless made already.  It is
+ * made only when a blob is downloaded or written: a hit answered by the manifest alone, or a
+ * publish that finds the record there, touches no disk. */
+static int scratch(lyr_store *s, lyr_stage **st, int *dir, lyr_oci_error *err)
+{
+	if (*st)
+		return 0;
+	int r = lyr_stage_new(s, "cache", st);
+	if (r < 0)
+		return oci_fail(err, r, "store", "a scratch directory: %s", strerror(-r));
+	*dir = lyr_stage_fd(*st);
+	return 0;
+}
+
 /* ---- fetch ---- */
 
 typedef struct fetch {
 	lyr_store *s;
 	oci_registry ir;
-	int dir; /* the scratch stage: downloaded blobs */
+	lyr_stage *scratch; /* made by the first download (see scratch) */
+	int dir;	    /* its fd: downloaded blobs */
 	const char *key;
 	json_t *man, *rec;
 	char (*imported)[LYR_ID_MAX]; /* layers this fetch added, in order */
@@ -168,7 +183,9 @@ static int import_layer(fetch *f, json_t *l, lyr_oci_error *err)
 	json_t *size = json_object_get(l, "size");
 	if (!digest || !parent || !json_is_integer(size) || !find_by(json_object_get(f->man, "layers"), "digest", digest))
 		return oci_fail(err, -EBADMSG, id, "the record's entry for the layer is malformed");
-	int r = oci_registry_blob_get(&f->ir, digest, f->dir, err);
+	int r = scratch(f->s, &f->scratch, &f->dir, err);
+	if (r == 0)
+		r = oci_registry_blob_get(&f->ir, digest, f->dir, err);
 	if (r == 0)
 		r = blob_check(f->dir, digest, json_integer_value(size), err);
 	_cleanup_close_ int fd = r == 0 ? openat(f->dir, digest + 7, O_RDONLY | O_CLOEXEC) : -1;
@@ -234,7 +251,7 @@ static int missing_chain(fetch *f, const char *id, json_t *todo, lyr_oci_error *
 static int fetch_record(fetch *f, const char *tag, lyr_oci_error *err)
 {
 	char mdigest[LYR_DIGEST_TEXT_LEN];
-	int r = oci_registry_manifest_get(&f->ir, tag, f->dir, err, mdigest, &f->man);
+	int r = oci_registry_manifest_get(&f->ir, tag, -1, err, mdigest, &f->man);
 	if (r == -ENOENT)
 		return 0; /* no record: a miss */
 	if (r < 0)
@@ -266,7 +283,9 @@ static int fetch_record(fetch *f, const char *tag, lyr_oci_error *err)
 		return f->rec ? 1 : -ENOMEM;
 	}
 	json_t *csize = json_object_get(cfg, "size");
-	r = oci_registry_blob_get(&f->ir, cdigest, f->dir, err);
+	r = scratch(f->s, &f->scratch, &f->dir, err);
+	if (r == 0)
+		r = oci_registry_blob_get(&f->ir, cdigest, f->dir, err);
 	if (r == 0)
 		r = blob_check(f->dir, cdigest,
 			       json_is_integer(csize) ? json_integer_value(csize) : -1, err);
@@ -316,32 +335,24 @@ static int record_outputs(fetch *f, const char *tag, lyr_action *a, lyr_oci_erro
 }
 
 /* The start of a fetch or publish of KEY in NAME: its TAG, the registry opened into IR with the
- * cache's bounds, a scratch stage of S into RET_SCRATCH. */
-static int cache_begin(lyr_store *s, const char *name, const char *key, oci_registry *ir,
-		       char tag[LYR_OCI_CACHE_TAG_LEN], lyr_stage **ret_scratch, lyr_oci_error *err)
+ * cache's bounds. */
+static int cache_begin(const char *name, const char *key, oci_registry *ir,
+		       char tag[LYR_OCI_CACHE_TAG_LEN], lyr_oci_error *err)
 {
 	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
 	if (lyr_oci_cache_tag(key, tag) < 0)
 		return oci_fail(err, -EINVAL, key, "not a cache key");
-	int r = cache_open(name, true, ir, err);
-	if (r < 0)
-		return r;
-	r = lyr_stage_new(s, "cache", ret_scratch);
-	if (r < 0)
-		return oci_fail(err, r, "store", "a scratch directory: %s", strerror(-r));
-	return 0;
+	return cache_open(name, true, ir, err);
 }
 
 int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci_error *err)
 {
 	char tag[LYR_OCI_CACHE_TAG_LEN];
-	fetch f = {.s = s, .key = key};
-	lyr_stage *scratch;
-	int r = cache_begin(s, name, key, &f.ir, tag, &scratch, err);
+	fetch f = {.s = s, .key = key, .dir = -1};
+	int r = cache_begin(name, key, &f.ir, tag, err);
 	if (r < 0)
 		return r;
-	f.dir = lyr_stage_fd(scratch);
 	lyr_action a = {0};
 	json_t *todo = json_array();
 	r = todo ? fetch_record(&f, tag, err) : -ENOMEM;
@@ -370,7 +381,7 @@ int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci
 	json_decref(todo);
 	json_decref(f.man);
 	json_decref(f.rec);
-	lyr_stage_free(scratch);
+	lyr_stage_free(f.scratch);
 	return r;
 }
 
@@ -379,7 +390,8 @@ int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci
 typedef struct publish {
 	lyr_store *s;
 	oci_registry ir;
-	int dir;   /* the scratch layout */
+	lyr_stage *scratch; /* made once there is something to send (see scratch) */
+	int dir;	    /* its fd: the scratch layout */
 	int blobs; /* its blobs/sha256 */
 	json_t *layers; /* record entries, parents first */
 } publish;
@@ -444,7 +456,7 @@ static int record_there(publish *p, const char *tag, lyr_oci_error *err)
 {
 	char mdigest[LYR_DIGEST_TEXT_LEN];
 	json_t *old = NULL;
-	int r = oci_registry_manifest_get(&p->ir, tag, p->dir, err, mdigest, &old);
+	int r = oci_registry_manifest_get(&p->ir, tag, -1, err, mdigest, &old);
 	const char *mt =
 	    json_string_value(json_object_get(json_object_get(old, "config"), "mediaType"));
 	json_decref(old);
@@ -521,20 +533,19 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, const char *key, const
 			  lyr_oci_error *err)
 {
 	char tag[LYR_OCI_CACHE_TAG_LEN];
-	publish p = {.s = s, .blobs = -1};
+	publish p = {.s = s, .dir = -1, .blobs = -1};
 	bool published = false;
 	json_t *descs = NULL;
 	_cleanup_free_ char *rec = NULL;
-	lyr_stage *scratch;
-	int r = cache_begin(s, name, key, &p.ir, tag, &scratch, err);
+	int r = cache_begin(name, key, &p.ir, tag, err);
 	if (r < 0)
 		return r;
-	p.dir = lyr_stage_fd(scratch);
 	/* a record there already stays: the first one published is the answer */
 	r = record_there(&p, tag, err);
 	if (r != 0)
 		goto out;
-	if (!(p.layers = json_array()) || !(descs = json_array()))
+	r = scratch(s, &p.scratch, &p.dir, err);
+	if (r == 0 && (!(p.layers = json_array()) || !(descs = json_array())))
 		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < a->n_outputs; i++)
 		r = save_chain(&p, a->outputs[i].layer, true, err);
@@ -586,7 +597,7 @@ out:
 	if (p.blobs >= 0)
 		close(p.blobs);
 	json_decref(p.layers);
-	lyr_stage_free(scratch);
+	lyr_stage_free(p.scratch);
 	return r < 0 ? r : published;
 }
 

@@ -541,7 +541,7 @@ int oci_registry_manifest_get(oci_registry *ir, const char *ref, int blobs, lyr_
 			r = oci_fail(err, -EBADMSG, ref, "the registry sent a manifest that is %s",
 				     ret_digest);
 	}
-	if (r == 0)
+	if (r == 0 && blobs >= 0)
 		r = oci_write_file(blobs, ret_digest + 7, body.p, body.n);
 	if (r == 0 && !(*ret = json_loadb(body.p, body.n, 0, NULL)))
 		r = oci_fail(err, -EBADMSG, ref, "the manifest is not JSON");

@@ -38,7 +38,7 @@ typedef struct oci_registry {
 int oci_registry_open(const char *name, bool tls_verify, oci_registry *ret, lyr_oci_error *err);
 
 /* GET the manifest or index REF (a tag or a digest) into the file named by its hex digest in
- * the directory BLOBS; RET_DIGEST gets its digest, RET its JSON.  A manifest asked for by
+ * the directory BLOBS (-1: not kept); RET_DIGEST gets its digest, RET its JSON.  A manifest asked for by
  * digest is checked against it (-EBADMSG). */
 int oci_registry_manifest_get(oci_registry *r, const char *ref, int blobs, lyr_oci_error *err,
 			      char ret_digest[LYR_DIGEST_TEXT_LEN], json_t **ret);
