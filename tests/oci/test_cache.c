@@ -457,12 +457,10 @@ Test(oci_cache, eight_stores_publishing_one_result_at_once_leave_one_valid_recor
 	tu_run_free(&r);
 }
 
-Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
+/* Store B gets the output layers (not the result) of PUB, an exec's JSON in store A, through
+ * save and load. */
+static void give_outputs(const char *a, const char *b, const char *pub)
 {
-	tu_need_fuse();
-	_cleanup_free_ char *a = store("a"), *b = store("b");
-	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
-	/* B gets the output layers (not the result) through save and load */
 	const char *targets[] = {"/", "/out"};
 	for (size_t i = 0; i < 2; i++) {
 		_cleanup_free_ char *id = output_layer(pub, targets[i]);
@@ -472,6 +470,14 @@ Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
 		_cleanup_free_ char *got = tu_ok(tu_lf(b, "load", img, NULL));
 		cr_assert_eq(strncmp(got, id, 71), 0, "%s %s", got, id);
 	}
+}
+
+Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	give_outputs(a, b, pub);
 	int blobs = tu_registry_requests(&reg, "\"GET /v2/team/cache/blobs/");
 	int manifests = tu_registry_requests(&reg, "\"GET /v2/team/cache/manifests/");
 	tu_run rb = exec_op(NULL, b, "--cache-from", cache, NULL, NULL, "one");
@@ -481,6 +487,29 @@ Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
 	cr_assert_eq(tu_registry_requests(&reg, "\"GET /v2/team/cache/blobs/"), blobs);
 	cr_assert_eq(tu_registry_requests(&reg, "\"GET /v2/team/cache/manifests/"), manifests + 1);
 	tu_run_free(&rb);
+}
+
+/* A hit answered by the manifest reads no tar: libarchive (and the libraries it pulls in) is
+ * not loaded; a hit of the local cache loads no registry library either.  The dynamic
+ * linker's trace (LD_DEBUG=libs, on stderr) names every library a process loads. */
+Test(oci_cache, a_hit_whose_layers_the_store_has_loads_libcurl_alone)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	give_outputs(a, b, pub);
+	const char *env[] = {"LD_DEBUG=libs", NULL};
+	tu_run remote = exec_op(env, b, "--cache-from", cache, NULL, NULL, "one");
+	_cleanup_free_ char *want = as_cached(pub);
+	cr_assert_str_eq(remote.out, want, "%s", remote.err);
+	cr_assert_not_null(strstr(remote.err, "libcurl.so.4"), "%s", remote.err);
+	cr_assert_null(strstr(remote.err, "libarchive.so"), "%s", remote.err);
+	tu_run local = exec_op(env, b, "--cache-from", cache, NULL, NULL, "one");
+	cr_assert_str_eq(local.out, want, "%s", local.err);
+	cr_assert_null(strstr(local.err, "libcurl.so"), "%s", local.err);
+	cr_assert_null(strstr(local.err, "libarchive.so"), "%s", local.err);
+	tu_run_free(&remote);
+	tu_run_free(&local);
 }
 
 Test(oci_cache, a_spec_names_its_registries_and_a_tagged_name_is_a_usage_error)
