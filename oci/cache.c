@@ -335,7 +335,7 @@ static int record_outputs(fetch *f, const char *tag, lyr_action *a, lyr_oci_erro
 }
 
 /* The start of a fetch or publish of KEY in NAME: its TAG, the registry opened into IR with the
- * cache's bounds. */
+ * cache's bounds and one connection for all its requests (oci_registry_close it). */
 static int cache_begin(const char *name, const char *key, oci_registry *ir,
 		       char tag[LYR_OCI_CACHE_TAG_LEN], lyr_oci_error *err)
 {
@@ -343,7 +343,8 @@ static int cache_begin(const char *name, const char *key, oci_registry *ir,
 		return -ENOSYS;
 	if (lyr_oci_cache_tag(key, tag) < 0)
 		return oci_fail(err, -EINVAL, key, "not a cache key");
-	return cache_open(name, true, ir, err);
+	int r = cache_open(name, true, ir, err);
+	return r < 0 ? r : oci_registry_keep(ir);
 }
 
 int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci_error *err)
@@ -382,6 +383,7 @@ int lyr_oci_cache_fetch(lyr_store *s, const char *name, const char *key, lyr_oci
 	json_decref(f.man);
 	json_decref(f.rec);
 	lyr_stage_free(f.scratch);
+	oci_registry_close(&f.ir);
 	return r;
 }
 
@@ -598,6 +600,7 @@ out:
 		close(p.blobs);
 	json_decref(p.layers);
 	lyr_stage_free(p.scratch);
+	oci_registry_close(&p.ir);
 	return r < 0 ? r : published;
 }
 
@@ -608,8 +611,11 @@ int lyr_oci_cache_list(const char *name, lyr_oci_error *err, lyr_oci_cache_entry
 {
 	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
-	oci_registry ir;
+	/* one connection for the tag list and every manifest */
+	_cleanup_(oci_registry_close) oci_registry ir = {0};
 	int r = cache_open(name, false, &ir, err);
+	if (r == 0)
+		r = oci_registry_keep(&ir);
 	if (r < 0)
 		return r;
 	_cleanup_(decrefp) json_t *tags = NULL;

@@ -361,9 +361,11 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 	for (;;) {
 		if (cancelled(ir))
 			return oci_fail(err, -ECANCELED, ir->host, "cancelled");
-		CURL *c = curl_easy_init();
+		CURL *c = ir->conn ? ir->conn : curl_easy_init();
 		if (!c)
 			return -ENOMEM;
+		if (c == ir->conn)
+			curl_easy_reset(c); /* the options of the last request go, its connection stays */
 		struct curl_slist *h = NULL;
 		for (struct curl_slist *p = headers; p; p = p->next)
 			h = curl_slist_append(h, p->data);
@@ -429,7 +431,8 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 		CURLcode cr = curl_easy_perform(c);
 		long status = 0;
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		curl_easy_cleanup(c);
+		if (c != ir->conn)
+			curl_easy_cleanup(c);
 		curl_slist_free_all(h);
 		free(sink.p);
 		bool transient = cr == CURLE_COULDNT_CONNECT || cr == CURLE_SEND_ERROR ||
@@ -487,6 +490,20 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 		if (body && body->p)
 			body->n = 0, body->p[0] = '\0';
 	}
+}
+
+int oci_registry_keep(oci_registry *ir)
+{
+	if (!ir->conn && !(ir->conn = curl_easy_init()))
+		return -ENOMEM;
+	return 0;
+}
+
+void oci_registry_close(oci_registry *ir)
+{
+	if (ir->conn)
+		curl_easy_cleanup(ir->conn);
+	ir->conn = NULL;
 }
 
 static void base_url(const oci_registry *r, char *out, size_t len)
@@ -597,6 +614,7 @@ static void *blobs_worker(void *arg)
 	/* a handle of its own: a worker that must log in again does so on its copy */
 	oci_registry ir = *j->base;
 	ir.cancel = &j->cancel;
+	ir.conn = NULL;
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
 		size_t i = j->next < j->n && j->r == 0 ? j->next++ : j->n;

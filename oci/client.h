@@ -29,6 +29,9 @@ typedef struct oci_registry {
 	const atomic_bool *cancel;
 	/* NULL, or where the bytes of blob transfers are reported */
 	const lyr_oci_blob_progress *progress;
+	/* NULL (a connection for each request), or the libcurl handle oci_registry_keep made:
+	 * its open connections serve the next requests */
+	CURL *conn;
 } oci_registry;
 
 /* NAME ("REGISTRY/REPOSITORY[:TAG|@DIGEST]") into RET; no request is made.  Plain HTTP for
@@ -36,6 +39,14 @@ typedef struct oci_registry {
  * false, which also lets a registry without TLS be spoken to in plain HTTP).  -EINVAL for a
  * malformed name. */
 int oci_registry_open(const char *name, bool tls_verify, oci_registry *ret, lyr_oci_error *err);
+
+/* From now until oci_registry_close, the requests of R reuse one connection (HTTP keep-alive)
+ * instead of each connecting, and over HTTPS shaking hands, again.  For a handle one thread
+ * uses: the copies oci_registry_blobs_get makes for its threads connect on their own.
+ * -ENOMEM. */
+int oci_registry_keep(oci_registry *r);
+/* Closes the connections oci_registry_keep kept (none: nothing to do). */
+void oci_registry_close(oci_registry *r);
 
 /* GET the manifest or index REF (a tag or a digest) into the file named by its hex digest in
  * the directory BLOBS (-1: not kept); RET_DIGEST gets its digest, RET its JSON.  A manifest asked for by

@@ -80,6 +80,7 @@
 	X(curl_easy_getinfo) \
 	X(curl_easy_init) \
 	X(curl_easy_perform) \
+	X(curl_easy_reset) \
 	X(curl_easy_setopt) \
 	X(curl_easy_strerror) \
 	X(curl_free) \
@@ -174,6 +175,7 @@ int oci_begin_net(lyr_oci_error *err);
 #define curl_easy_getinfo (oci_libs.curl_easy_getinfo)
 #define curl_easy_init (oci_libs.curl_easy_init)
 #define curl_easy_perform (oci_libs.curl_easy_perform)
+#define curl_easy_reset (oci_libs.curl_easy_reset)
 #define curl_easy_setopt (oci_libs.curl_easy_setopt)
 #define curl_easy_strerror (oci_libs.curl_easy_strerror)
 #define curl_free (oci_libs.curl_free)
