@@ -512,6 +512,44 @@ Test(oci_cache, a_hit_whose_layers_the_store_has_loads_libcurl_alone)
 	tu_run_free(&local);
 }
 
+/* Lines of LOG that are TEXT exactly. */
+static int lines(const char *log, const char *text)
+{
+	int n = 0;
+	size_t len = strlen(text);
+	for (const char *p = log; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		n += strncmp(p, text, len) == 0 && (p[len] == '\n' || p[len] == '\0');
+	return n;
+}
+
+/* A publish and a fetch that takes the config and the layer blobs each make all their
+ * requests on one connection (keep-alive), counted by a front that logs connections. */
+Test(oci_cache, a_publish_and_a_fetch_each_use_one_connection)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *front = tu_front_start(&reg, "-", 0, "connections");
+	char name[300];
+	snprintf(name, sizeof name, "%s/team/cache", front);
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", name, NULL, NULL, "one"));
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
+	cr_assert_eq(lines(log, "connection"), 1, "%s", log);
+	cr_assert(tu_matches("^connection\n(GET|HEAD|POST|PUT|PATCH) ", log), "%s", log);
+	int published = (int)strlen(log);
+	tu_run rb = exec_op(NULL, b, "--cache-from", name, NULL, NULL, "one");
+	_cleanup_free_ char *want = as_cached(pub);
+	cr_assert_str_eq(rb.out, want, "%s", rb.err);
+	cr_assert_str_eq(rb.err, "");
+	_cleanup_free_ char *log2 = tu_read(dirs.tmp, "front-1.log");
+	const char *fetch = log2 + published;
+	/* the manifest, the config and the two layers' blobs */
+	cr_assert(tu_matches("^connection\nGET /v2/team/cache/manifests/lfc-[0-9a-f]{64} 200\n"
+			     "(GET /v2/team/cache/blobs/sha256:[0-9a-f]{64} 200\n){3}$",
+			     fetch),
+		  "%s", fetch);
+	tu_run_free(&rb);
+}
+
 Test(oci_cache, a_spec_names_its_registries_and_a_tagged_name_is_a_usage_error)
 {
 	tu_need_fuse();
