@@ -364,8 +364,6 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 		CURL *c = ir->conn ? ir->conn : curl_easy_init();
 		if (!c)
 			return -ENOMEM;
-		if (c == ir->conn)
-			curl_easy_reset(c); /* the options of the last request go, its connection stays */
 		struct curl_slist *h = NULL;
 		for (struct curl_slist *p = headers; p; p = p->next)
 			h = curl_slist_append(h, p->data);
@@ -433,6 +431,8 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 		if (c != ir->conn)
 			curl_easy_cleanup(c);
+		else /* its connection stays; no option points into this frame any more */
+			curl_easy_reset(c);
 		curl_slist_free_all(h);
 		free(sink.p);
 		bool transient = cr == CURLE_COULDNT_CONNECT || cr == CURLE_SEND_ERROR ||
