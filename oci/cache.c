@@ -461,8 +461,9 @@ static int record_there(publish *p, const char *tag, lyr_oci_error *err)
 	int r = oci_registry_manifest_get(&p->ir, tag, -1, err, mdigest, &old);
 	const char *mt =
 	    json_string_value(json_object_get(json_object_get(old, "config"), "mediaType"));
+	bool record = r == 0 && mt && strcmp(mt, MT_RECORD) == 0; /* MT is OLD's */
 	json_decref(old);
-	if (r == 0 && mt && strcmp(mt, MT_RECORD) == 0)
+	if (record)
 		return 1;
 	return r == 0 || r == -ENOENT ? 0 : r;
 }
