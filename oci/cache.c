@@ -77,9 +77,10 @@ static int cache_open(const char *name, bool tls_verify, bool cache_bounds, oci_
 
 int lyr_oci_cache_check_name(const char *name, lyr_oci_error *err)
 {
+	/* no library is loaded: an exec answered from the local cache never needs one */
+	if (err)
+		err->entry[0] = err->why[0] = '\0';
 	oci_registry ir;
-	if (oci_begin(err) < 0)
-		return -ENOSYS;
 	return cache_open(name, true, false, &ir, err);
 }
 
@@ -123,12 +124,27 @@ static const char *digest_of(json_t *o, const char *key)
 	return d && lyr_digest_parse(d, scratch) == 0 ? d : NULL;
 }
 
+/* The scratch stage of store S into *ST and its fd into *DIR, unless made already.  It is
+ * made only when a blob is downloaded or written: a hit answered by the manifest alone, or a
+ * publish that finds the record there, touches no disk. */
+static int scratch(lyr_store *s, lyr_stage **st, int *dir, lyr_oci_error *err)
+{
+	if (*st)
+		return 0;
+	int r = lyr_stage_new(s, "cache", st);
+	if (r < 0)
+		return oci_fail(err, r, "store", "a scratch directory: %s", strerror(-r));
+	*dir = lyr_stage_fd(*st);
+	return 0;
+}
+
 /* ---- fetch ---- */
 
 typedef struct fetch {
 	lyr_store *s;
 	oci_registry ir;
-	int dir; /* the scratch stage: downloaded blobs */
+	lyr_stage *scratch; /* made by the first download (see scratch) */
+	int dir;	    /* its fd: downloaded blobs */
 	const char *key;
 	json_t *man, *rec;
 	char (*imported)[LYR_ID_MAX]; /* layers this fetch added, in order */
@@ -167,7 +183,9 @@ static int import_layer(fetch *f, json_t *l, lyr_oci_error *err)
 	json_t *size = json_object_get(l, "size");
 	if (!digest || !parent || !json_is_integer(size) || !find_by(json_object_get(f->man, "layers"), "digest", digest))
 		return oci_fail(err, -EBADMSG, id, "the record's entry for the layer is malformed");
-	int r = oci_registry_blob_get(&f->ir, digest, f->dir, err);
+	int r = scratch(f->s, &f->scratch, &f->dir, err);
+	if (r == 0)
+		r = oci_registry_blob_get(&f->ir, digest, f->dir, err);
 	if (r == 0)
 		r = blob_check(f->dir, digest, json_integer_value(size), err);
 	_cleanup_close_ int fd = r == 0 ? openat(f->dir, digest + 7, O_RDONLY | O_CLOEXEC) : -1;
@@ -233,7 +251,7 @@ static int missing_chain(fetch *f, const char *id, json_t *todo, lyr_oci_error *
 static int fetch_record(fetch *f, const char *tag, lyr_oci_error *err)
 {
 	char mdigest[LYR_DIGEST_TEXT_LEN];
-	int r = oci_registry_manifest_get(&f->ir, tag, f->dir, err, mdigest, &f->man);
+	int r = oci_registry_manifest_get(&f->ir, tag, -1, err, mdigest, &f->man);
 	if (r == -ENOENT)
 		return 0; /* no record: a miss */
 	if (r < 0)
@@ -265,7 +283,9 @@ static int fetch_record(fetch *f, const char *tag, lyr_oci_error *err)
 		return f->rec ? 1 : -ENOMEM;
 	}
 	json_t *csize = json_object_get(cfg, "size");
-	r = oci_registry_blob_get(&f->ir, cdigest, f->dir, err);
+	r = scratch(f->s, &f->scratch, &f->dir, err);
+	if (r == 0)
+		r = oci_registry_blob_get(&f->ir, cdigest, f->dir, err);
 	if (r == 0)
 		r = blob_check(f->dir, cdigest,
 			       json_is_integer(csize) ? json_integer_value(csize) : -1, err);
@@ -315,34 +335,27 @@ static int record_outputs(fetch *f, const char *tag, lyr_action *a, lyr_oci_erro
 }
 
 /* The start of a fetch or publish of KEY in NAME: its TAG, the registry opened into IR with the
- * cache's bounds (TLS_VERIFY as cache_open), a scratch stage of S into RET_SCRATCH. */
-static int cache_begin(lyr_store *s, const char *name, bool tls_verify, const char *key,
-		       oci_registry *ir, char tag[LYR_OCI_CACHE_TAG_LEN], lyr_stage **ret_scratch,
-		       lyr_oci_error *err)
+ * cache's bounds (TLS_VERIFY as cache_open) and one connection for all its requests
+ * (oci_registry_close it). */
+static int cache_begin(const char *name, bool tls_verify, const char *key, oci_registry *ir,
+		       char tag[LYR_OCI_CACHE_TAG_LEN], lyr_oci_error *err)
 {
-	if (oci_begin(err) < 0)
+	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
 	if (lyr_oci_cache_tag(key, tag) < 0)
 		return oci_fail(err, -EINVAL, key, "not a cache key");
 	int r = cache_open(name, tls_verify, true, ir, err);
-	if (r < 0)
-		return r;
-	r = lyr_stage_new(s, "cache", ret_scratch);
-	if (r < 0)
-		return oci_fail(err, r, "store", "a scratch directory: %s", strerror(-r));
-	return 0;
+	return r < 0 ? r : oci_registry_keep(ir);
 }
 
 int lyr_oci_cache_fetch(lyr_store *s, const char *name, bool tls_verify, const char *key,
 			lyr_oci_error *err)
 {
 	char tag[LYR_OCI_CACHE_TAG_LEN];
-	fetch f = {.s = s, .key = key};
-	lyr_stage *scratch;
-	int r = cache_begin(s, name, tls_verify, key, &f.ir, tag, &scratch, err);
+	fetch f = {.s = s, .key = key, .dir = -1};
+	int r = cache_begin(name, tls_verify, key, &f.ir, tag, err);
 	if (r < 0)
 		return r;
-	f.dir = lyr_stage_fd(scratch);
 	lyr_action a = {0};
 	json_t *todo = json_array();
 	r = todo ? fetch_record(&f, tag, err) : -ENOMEM;
@@ -371,7 +384,8 @@ int lyr_oci_cache_fetch(lyr_store *s, const char *name, bool tls_verify, const c
 	json_decref(todo);
 	json_decref(f.man);
 	json_decref(f.rec);
-	lyr_stage_free(scratch);
+	lyr_stage_free(f.scratch);
+	oci_registry_close(&f.ir);
 	return r;
 }
 
@@ -380,7 +394,8 @@ int lyr_oci_cache_fetch(lyr_store *s, const char *name, bool tls_verify, const c
 typedef struct publish {
 	lyr_store *s;
 	oci_registry ir;
-	int dir;   /* the scratch layout */
+	lyr_stage *scratch; /* made once there is something to send (see scratch) */
+	int dir;	    /* its fd: the scratch layout */
 	int blobs; /* its blobs/sha256 */
 	json_t *layers; /* record entries, parents first */
 } publish;
@@ -390,7 +405,9 @@ typedef struct publish {
 static int save_chain(publish *p, const char *id, bool reuse, lyr_oci_error *err)
 {
 	lyr_oci_saved saved = {0};
-	int r = oci_save_layout(p->s, id, p->dir, "cache", LYR_OCI_GZIP, reuse, err, &saved);
+	int r = oci_libs_load(err);
+	if (r == 0)
+		r = oci_save_layout(p->s, id, p->dir, "cache", LYR_OCI_GZIP, reuse, err, &saved);
 	if (r == 0 && p->blobs < 0 &&
 	    (p->blobs = openat(p->dir, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		r = oci_fail(err, -errno, "blobs/sha256", "%s", strerror(errno));
@@ -443,7 +460,7 @@ static int record_there(publish *p, const char *tag, lyr_oci_error *err)
 {
 	char mdigest[LYR_DIGEST_TEXT_LEN];
 	json_t *old = NULL;
-	int r = oci_registry_manifest_get(&p->ir, tag, p->dir, err, mdigest, &old);
+	int r = oci_registry_manifest_get(&p->ir, tag, -1, err, mdigest, &old);
 	const char *mt =
 	    json_string_value(json_object_get(json_object_get(old, "config"), "mediaType"));
 	/* MT lives in OLD: compared before OLD goes */
@@ -522,20 +539,19 @@ int lyr_oci_cache_publish(lyr_store *s, const char *name, bool tls_verify, const
 			  const lyr_action *a, lyr_oci_error *err)
 {
 	char tag[LYR_OCI_CACHE_TAG_LEN];
-	publish p = {.s = s, .blobs = -1};
+	publish p = {.s = s, .dir = -1, .blobs = -1};
 	bool published = false;
 	json_t *descs = NULL;
 	_cleanup_free_ char *rec = NULL;
-	lyr_stage *scratch;
-	int r = cache_begin(s, name, tls_verify, key, &p.ir, tag, &scratch, err);
+	int r = cache_begin(name, tls_verify, key, &p.ir, tag, err);
 	if (r < 0)
 		return r;
-	p.dir = lyr_stage_fd(scratch);
 	/* a record there already stays: the first one published is the answer */
 	r = record_there(&p, tag, err);
 	if (r != 0)
 		goto out;
-	if (!(p.layers = json_array()) || !(descs = json_array()))
+	r = scratch(s, &p.scratch, &p.dir, err);
+	if (r == 0 && (!(p.layers = json_array()) || !(descs = json_array())))
 		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < a->n_outputs; i++)
 		r = save_chain(&p, a->outputs[i].layer, true, err);
@@ -587,7 +603,8 @@ out:
 	if (p.blobs >= 0)
 		close(p.blobs);
 	json_decref(p.layers);
-	lyr_stage_free(scratch);
+	lyr_stage_free(p.scratch);
+	oci_registry_close(&p.ir);
 	return r < 0 ? r : published;
 }
 
@@ -596,10 +613,13 @@ out:
 int lyr_oci_cache_list(const char *name, bool tls_verify, lyr_oci_error *err,
 		       lyr_oci_cache_entry **ret, size_t *ret_n)
 {
-	if (oci_begin(err) < 0)
+	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
-	oci_registry ir;
+	/* one connection for the tag list and every manifest */
+	_cleanup_(oci_registry_close) oci_registry ir = {0};
 	int r = cache_open(name, tls_verify, false, &ir, err);
+	if (r == 0)
+		r = oci_registry_keep(&ir);
 	if (r < 0)
 		return r;
 	_cleanup_(decrefp) json_t *tags = NULL;
@@ -661,7 +681,7 @@ int lyr_oci_cache_list(const char *name, bool tls_verify, lyr_oci_error *err,
 
 int lyr_oci_cache_delete(const char *name, bool tls_verify, const char *digest, lyr_oci_error *err)
 {
-	if (oci_begin(err) < 0)
+	if (oci_begin_net(err) < 0)
 		return -ENOSYS;
 	oci_registry ir;
 	int r = cache_open(name, tls_verify, false, &ir, err);

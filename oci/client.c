@@ -361,7 +361,7 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 	for (;;) {
 		if (cancelled(ir))
 			return oci_fail(err, -ECANCELED, ir->host, "cancelled");
-		CURL *c = curl_easy_init();
+		CURL *c = ir->conn ? ir->conn : curl_easy_init();
 		if (!c)
 			return -ENOMEM;
 		struct curl_slist *h = NULL;
@@ -429,7 +429,10 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 		CURLcode cr = curl_easy_perform(c);
 		long status = 0;
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		curl_easy_cleanup(c);
+		if (c != ir->conn)
+			curl_easy_cleanup(c);
+		else /* its connection stays; no option points into this frame any more */
+			curl_easy_reset(c);
 		curl_slist_free_all(h);
 		free(sink.p);
 		bool transient = cr == CURLE_COULDNT_CONNECT || cr == CURLE_SEND_ERROR ||
@@ -489,6 +492,20 @@ static long request_body(oci_registry *ir, const char *method, const char *url,
 	}
 }
 
+int oci_registry_keep(oci_registry *ir)
+{
+	if (!ir->conn && !(ir->conn = curl_easy_init()))
+		return -ENOMEM;
+	return 0;
+}
+
+void oci_registry_close(oci_registry *ir)
+{
+	if (ir->conn)
+		curl_easy_cleanup(ir->conn);
+	ir->conn = NULL;
+}
+
 static void base_url(const oci_registry *r, char *out, size_t len)
 {
 	snprintf(out, len, "%s://%s/v2/%s", r->plain_http ? "http" : "https", r->host, r->repo);
@@ -541,7 +558,7 @@ int oci_registry_manifest_get(oci_registry *ir, const char *ref, int blobs, lyr_
 			r = oci_fail(err, -EBADMSG, ref, "the registry sent a manifest that is %s",
 				     ret_digest);
 	}
-	if (r == 0)
+	if (r == 0 && blobs >= 0)
 		r = oci_write_file(blobs, ret_digest + 7, body.p, body.n);
 	if (r == 0 && !(*ret = json_loadb(body.p, body.n, 0, NULL)))
 		r = oci_fail(err, -EBADMSG, ref, "the manifest is not JSON");
@@ -597,6 +614,7 @@ static void *blobs_worker(void *arg)
 	/* a handle of its own: a worker that must log in again does so on its copy */
 	oci_registry ir = *j->base;
 	ir.cancel = &j->cancel;
+	ir.conn = NULL;
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
 		size_t i = j->next < j->n && j->r == 0 ? j->next++ : j->n;

@@ -29,6 +29,9 @@ typedef struct oci_registry {
 	const atomic_bool *cancel;
 	/* NULL, or where the bytes of blob transfers are reported */
 	const lyr_oci_blob_progress *progress;
+	/* NULL (a connection for each request), or the libcurl handle oci_registry_keep made:
+	 * its open connections serve the next requests */
+	CURL *conn;
 } oci_registry;
 
 /* NAME ("REGISTRY/REPOSITORY[:TAG|@DIGEST]") into RET; no request is made.  Plain HTTP for
@@ -37,8 +40,16 @@ typedef struct oci_registry {
  * malformed name. */
 int oci_registry_open(const char *name, bool tls_verify, oci_registry *ret, lyr_oci_error *err);
 
+/* From now until oci_registry_close, the requests of R reuse one connection (HTTP keep-alive)
+ * instead of each connecting, and over HTTPS shaking hands, again.  For a handle one thread
+ * uses: the copies oci_registry_blobs_get makes for its threads connect on their own.
+ * -ENOMEM. */
+int oci_registry_keep(oci_registry *r);
+/* Closes the connections oci_registry_keep kept (none: nothing to do). */
+void oci_registry_close(oci_registry *r);
+
 /* GET the manifest or index REF (a tag or a digest) into the file named by its hex digest in
- * the directory BLOBS; RET_DIGEST gets its digest, RET its JSON.  A manifest asked for by
+ * the directory BLOBS (-1: not kept); RET_DIGEST gets its digest, RET its JSON.  A manifest asked for by
  * digest is checked against it (-EBADMSG). */
 int oci_registry_manifest_get(oci_registry *r, const char *ref, int blobs, lyr_oci_error *err,
 			      char ret_digest[LYR_DIGEST_TEXT_LEN], json_t **ret);

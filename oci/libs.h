@@ -80,6 +80,7 @@
 	X(curl_easy_getinfo) \
 	X(curl_easy_init) \
 	X(curl_easy_perform) \
+	X(curl_easy_reset) \
 	X(curl_easy_setopt) \
 	X(curl_easy_strerror) \
 	X(curl_free) \
@@ -96,8 +97,14 @@ extern struct oci_libs oci_libs;
 /* Opens both libraries, once per process.  0, or -ENOSYS with ERR (may be NULL) naming the
  * library and dlopen's reason. */
 int oci_libs_load(lyr_oci_error *err);
+/* oci_libs_load for libcurl alone: a registry request that imports nothing (a cache hit whose
+ * layers the store has) need not pay for libarchive and the 15 libraries it pulls in. */
+int oci_libs_load_curl(lyr_oci_error *err);
 /* The start of every public OCI operation: ERR (may be NULL) cleared, then oci_libs_load. */
 int oci_begin(lyr_oci_error *err);
+/* oci_begin for an operation that talks to a registry and loads libarchive (oci_libs_load)
+ * only once it reads or writes a tar. */
+int oci_begin_net(lyr_oci_error *err);
 
 #ifndef OCI_LIBS_SELF
 /* curl.h makes these two macros that only count their arguments */
@@ -168,6 +175,7 @@ int oci_begin(lyr_oci_error *err);
 #define curl_easy_getinfo (oci_libs.curl_easy_getinfo)
 #define curl_easy_init (oci_libs.curl_easy_init)
 #define curl_easy_perform (oci_libs.curl_easy_perform)
+#define curl_easy_reset (oci_libs.curl_easy_reset)
 #define curl_easy_setopt (oci_libs.curl_easy_setopt)
 #define curl_easy_strerror (oci_libs.curl_easy_strerror)
 #define curl_free (oci_libs.curl_free)

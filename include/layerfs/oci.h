@@ -160,7 +160,8 @@ static inline void lyr_oci_blob_progress_report(const lyr_oci_blob_progress *p,
 #define LYR_OCI_CACHE_TAG_LEN (4 + 64 + 1)
 /* The tag of KEY ("sha256:<hex>"); -EINVAL for anything else. */
 int lyr_oci_cache_tag(const char *key, char ret[LYR_OCI_CACHE_TAG_LEN]);
-/* 0 when NAME is a repository name a cache can be, -EINVAL with ERR saying why. */
+/* 0 when NAME is a repository name a cache can be, -EINVAL with ERR saying why.  Neither a
+ * request nor a library load: the check costs an exec answered locally nothing. */
 int lyr_oci_cache_check_name(const char *name, lyr_oci_error *err);
 /* Looks KEY up in NAME: 0 when there is no record; 1 when there is one and it passed every
  * check: the output layers S lacks (with their missing parents) are imported, each checked

@@ -21,7 +21,8 @@ requests for that upload's location go to the one the registry gave for the half
 registry that keeps what a cut request brought does (the reference registry's locations carry
 the offset, so it has forgotten the old one).  "lose=N" is the same without that: the upload is
 lost as the reference registry loses it.  With "busy-uploads", every PATCH and PUT of an upload
-gets a 503 (its body read and dropped).  The Host header is passed on, so that the upload
+gets a 503 (its body read and dropped).  With "connections", each connection a client opens is
+logged as "connection" before its requests.  The Host header is passed on, so that the upload
 locations the registry gives name the front."""
 import base64
 import http.client
@@ -39,6 +40,7 @@ delay_ms = int(next((m[6:] for m in modes if m.startswith("delay=")), 0))
 cut = int(next((m[4:] for m in modes if m.startswith("cut=")), 0))
 lose = int(next((m[5:] for m in modes if m.startswith("lose=")), 0))
 busy_uploads = "busy-uploads" in modes
+connections = "connections" in modes
 moved = {}  # upload locations (paths) a cut PATCH left behind -> where that upload went
 delay = float(next((m[6:] for m in modes if m.startswith("delay:")), 0))
 broken = "500" in modes
@@ -52,6 +54,11 @@ class Front(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        if connections:
+            print("connection", flush=True)
 
     def answer(self, status, body=b"", headers=(), sent=0):
         self.send_response(status)

@@ -489,12 +489,10 @@ Test(oci_cache, eight_stores_publishing_one_result_at_once_leave_one_valid_recor
 	tu_run_free(&r);
 }
 
-Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
+/* Store B gets the output layers (not the result) of PUB, an exec's JSON in store A, through
+ * save and load. */
+static void give_outputs(const char *a, const char *b, const char *pub)
 {
-	tu_need_fuse();
-	_cleanup_free_ char *a = store("a"), *b = store("b");
-	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
-	/* B gets the output layers (not the result) through save and load */
 	const char *targets[] = {"/", "/out"};
 	for (size_t i = 0; i < 2; i++) {
 		_cleanup_free_ char *id = output_layer(pub, targets[i]);
@@ -504,6 +502,14 @@ Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
 		_cleanup_free_ char *got = tu_ok(tu_lf(b, "load", img, NULL));
 		cr_assert_eq(strncmp(got, id, 71), 0, "%s %s", got, id);
 	}
+}
+
+Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	give_outputs(a, b, pub);
 	int blobs = tu_registry_requests(&reg, "\"GET /v2/team/cache/blobs/");
 	int manifests = tu_registry_requests(&reg, "\"GET /v2/team/cache/manifests/");
 	tu_run rb = exec_op(NULL, b, "--cache-from", cache, NULL, NULL, "one");
@@ -512,6 +518,67 @@ Test(oci_cache, a_hit_whose_layers_the_store_has_asks_for_the_manifest_only)
 	cr_assert_str_eq(rb.err, "");
 	cr_assert_eq(tu_registry_requests(&reg, "\"GET /v2/team/cache/blobs/"), blobs);
 	cr_assert_eq(tu_registry_requests(&reg, "\"GET /v2/team/cache/manifests/"), manifests + 1);
+	tu_run_free(&rb);
+}
+
+/* A hit answered by the manifest reads no tar: libarchive (and the libraries it pulls in) is
+ * not loaded; a hit of the local cache loads no registry library either.  The dynamic
+ * linker's trace (LD_DEBUG=libs, on stderr) names every library a process loads. */
+Test(oci_cache, a_hit_whose_layers_the_store_has_loads_libcurl_alone)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", cache, NULL, NULL, "one"));
+	give_outputs(a, b, pub);
+	const char *env[] = {"LD_DEBUG=libs", NULL};
+	tu_run remote = exec_op(env, b, "--cache-from", cache, NULL, NULL, "one");
+	_cleanup_free_ char *want = as_cached(pub);
+	cr_assert_str_eq(remote.out, want, "%s", remote.err);
+	cr_assert_not_null(strstr(remote.err, "libcurl.so.4"), "%s", remote.err);
+	cr_assert_null(strstr(remote.err, "libarchive.so"), "%s", remote.err);
+	tu_run local = exec_op(env, b, "--cache-from", cache, NULL, NULL, "one");
+	cr_assert_str_eq(local.out, want, "%s", local.err);
+	cr_assert_null(strstr(local.err, "libcurl.so"), "%s", local.err);
+	cr_assert_null(strstr(local.err, "libarchive.so"), "%s", local.err);
+	tu_run_free(&remote);
+	tu_run_free(&local);
+}
+
+/* Lines of LOG that are TEXT exactly. */
+static int lines(const char *log, const char *text)
+{
+	int n = 0;
+	size_t len = strlen(text);
+	for (const char *p = log; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		n += strncmp(p, text, len) == 0 && (p[len] == '\n' || p[len] == '\0');
+	return n;
+}
+
+/* A publish and a fetch that takes the config and the layer blobs each make all their
+ * requests on one connection (keep-alive), counted by a front that logs connections. */
+Test(oci_cache, a_publish_and_a_fetch_each_use_one_connection)
+{
+	tu_need_fuse();
+	_cleanup_free_ char *a = store("a"), *b = store("b");
+	_cleanup_free_ char *front = tu_front_start(&reg, "-", 0, "connections");
+	char name[300];
+	snprintf(name, sizeof name, "%s/team/cache", front);
+	_cleanup_free_ char *pub = tu_ok(exec_op(NULL, a, "--cache-to", name, NULL, NULL, "one"));
+	_cleanup_free_ char *log = tu_read(dirs.tmp, "front-1.log");
+	cr_assert_eq(lines(log, "connection"), 1, "%s", log);
+	cr_assert(tu_matches("^connection\n(GET|HEAD|POST|PUT|PATCH) ", log), "%s", log);
+	int published = (int)strlen(log);
+	tu_run rb = exec_op(NULL, b, "--cache-from", name, NULL, NULL, "one");
+	_cleanup_free_ char *want = as_cached(pub);
+	cr_assert_str_eq(rb.out, want, "%s", rb.err);
+	cr_assert_str_eq(rb.err, "");
+	_cleanup_free_ char *log2 = tu_read(dirs.tmp, "front-1.log");
+	const char *fetch = log2 + published;
+	/* the manifest, the config and the two layers' blobs */
+	cr_assert(tu_matches("^connection\nGET /v2/team/cache/manifests/lfc-[0-9a-f]{64} 200\n"
+			     "(GET /v2/team/cache/blobs/sha256:[0-9a-f]{64} 200\n){3}$",
+			     fetch),
+		  "%s", fetch);
 	tu_run_free(&rb);
 }
 
