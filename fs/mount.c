@@ -40,16 +40,7 @@ void lyr_fs_config_init(lyr_fs_config *cfg)
 	cfg->squash_to_gid = -1;
 }
 
-static int fail(lyr_fs_error *err, int r, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
+#define fail ovl_fail
 
 static void append(char *buf, size_t size, const char *opt)
 {

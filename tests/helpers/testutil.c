@@ -260,6 +260,32 @@ void tu_need_fuse(void)
 		cr_skip_test("/dev/fuse cannot be opened here");
 }
 
+void tu_backend(const char *name)
+{
+	cr_assert_eq(setenv("LAYERFS_BACKEND", name, 1), 0);
+}
+
+static bool kernel_overlay(void)
+{
+	_cleanup_free_ char *fs = NULL;
+	return geteuid() == 0 && lyr_read_file("/proc/filesystems", &fs, NULL) == 0 &&
+	       strstr(fs, "\toverlay\n") != NULL;
+}
+
+bool tu_backend_kernel(void)
+{
+	const char *b = getenv("LAYERFS_BACKEND");
+	if (b && strcmp(b, "fuse") == 0)
+		return false;
+	return (b && strcmp(b, "kernel") == 0) || kernel_overlay();
+}
+
+void tu_need_kernel_overlay(void)
+{
+	if (!kernel_overlay())
+		cr_skip_test("kernel overlayfs needs root and the overlay module here");
+}
+
 void tu_umount_below(const char *dir)
 {
 	tu_sh(

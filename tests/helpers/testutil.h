@@ -53,6 +53,16 @@ bool tu_process_running(pid_t pid);
 bool tu_have_fuse(void);
 /* Skips the test unless /dev/fuse can be opened. */
 void tu_need_fuse(void);
+/* Views: the backend the CLI commands of this test use (sets LAYERFS_BACKEND: "fuse",
+ * "kernel" or "auto").  Tests of the FUSE daemon itself (its serving process, its options) pin
+ * "fuse"; the others run on whichever backend the suite's environment names (ctest runs them
+ * under both). */
+void tu_backend(const char *name);
+/* True when the CLI's views in this test come from kernel overlayfs: LAYERFS_BACKEND=kernel, or
+ * auto (unset) as root where the kernel has overlayfs. */
+bool tu_backend_kernel(void);
+/* Skips the test unless this process may mount kernel overlayfs (root, overlay module). */
+void tu_need_kernel_overlay(void);
 /* Lazily unmounts every mount below DIR, deepest first: what a failed test left behind. */
 void tu_umount_below(const char *dir);
 
