@@ -136,10 +136,16 @@ static int walk(struct commit_walk *w, struct level *l, int depth)
 				close(sub.upper);
 		} else if (S_ISREG(child.st.st_mode) && child.layer != 0 && child.st.st_nlink > 1 &&
 			   indexed(w, &child, &ifd, idx) == 0 && (r = ensure_upper(w, l)) == 0) {
+			/* the directory keeps the times the view showed: the link is no change */
+			struct stat dst;
+			bool timed = fstatat(l->upper, "", &dst, AT_EMPTY_PATH) == 0;
 			if (linkat(ifd, idx, l->upper, e->name, 0) < 0 && errno != EEXIST)
 				r = -errno;
 			else
 				w->linked++;
+			struct timespec ts[2] = {dst.st_atim, dst.st_mtim};
+			if (timed)
+				utimensat(l->upper, "", ts, AT_EMPTY_PATH);
 		}
 		lyr_stack_node_clear(&child);
 	}
