@@ -27,11 +27,13 @@ enum {
 	OPT_CACHE,
 	OPT_COMMIT_ON_FAILURE,
 	OPT_SPEC,
+	OPT_BACKEND,
 };
 
 typedef struct exec_opts {
 	lyr_exec_op *op;
 	const char *spec;
+	const char *backend; /* --backend: how views are served, not part of the op */
 	unsigned op_flags; /* options that describe the op (not allowed with --spec) */
 	bool cache, interactive, commit_on_failure;
 } exec_opts;
@@ -41,7 +43,7 @@ static int exec_opt(void *ctx, int c, const char *arg)
 	exec_opts *o = ctx;
 	lyr_exec_error err = {{0}};
 	int r = 0;
-	o->op_flags += c != OPT_CACHE && c != OPT_SPEC;
+	o->op_flags += c != OPT_CACHE && c != OPT_SPEC && c != OPT_BACKEND;
 	switch (c) {
 	case OPT_MOUNT:
 		r = lyr_exec_op_add_mount_spec(o->op, arg, &err);
@@ -79,6 +81,9 @@ static int exec_opt(void *ctx, int c, const char *arg)
 	case OPT_SPEC:
 		o->spec = arg;
 		break;
+	case OPT_BACKEND:
+		o->backend = arg;
+		break;
 	default:
 		return -1;
 	}
@@ -95,6 +100,9 @@ static void print_result(lyr_cli *cli, const exec_result *res)
 		json_i64(&j, "exit_code", res->status);
 		json_str(&j, "cache_key", res->has_key ? res->key : NULL);
 		json_bool(&j, "cached", res->cached);
+		json_str(&j, "backend", res->backend ? lyr_fs_backend_name(res->backend) : NULL);
+		if (res->fallback[0])
+			json_str(&j, "fallback", res->fallback);
 		json_arr_open(&j, "outputs");
 		for (size_t i = 0; i < res->n_outputs; i++) {
 			json_obj_open(&j, NULL);
@@ -128,6 +136,7 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	    {"interactive", no_argument, NULL, 'i'},
 	    {"commit-on-failure", no_argument, NULL, OPT_COMMIT_ON_FAILURE},
 	    {"spec", required_argument, NULL, OPT_SPEC},
+	    {"backend", required_argument, NULL, OPT_BACKEND},
 	};
 	/* "+": stop at ROOT, so the command's own options stay its own */
 	int i =
@@ -136,7 +145,7 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	if (o->spec) {
 		if (o->op_flags || i < argc)
 			return cli_usage(cmd->name, "--spec takes the whole op from the file; only "
-						    "--cache and --json go with it");
+						    "--cache, --backend and --json go with it");
 		lyr_exec_op_free(o->op);
 		o->op = NULL;
 		int r = lyr_exec_op_load_json(o->spec, &o->op, &err);
@@ -197,8 +206,14 @@ int cmd_exec(lyr_cli *cli, int argc, char **argv)
 			       EXEC_EXIT_FAILED;
 		}
 	}
+	lyr_fs_backend want;
+	status = cli_backend_want(cmd->name, o.backend, &want);
+	if (status != 0) {
+		lyr_exec_op_free(o.op);
+		return status;
+	}
 	exec_result res;
-	int r = exec_run(cli, o.op, &res);
+	int r = exec_run(cli, o.op, want, &res);
 	if (saved_stdout >= 0) {
 		dup2(saved_stdout, STDOUT_FILENO);
 		close(saved_stdout);

@@ -73,6 +73,7 @@ static const cli_command commands[] = {
      "  -i, --interactive     pass stdin to the command\n"
      "  --commit-on-failure   commit outputs even when the command exits non-zero\n"
      "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
+     "  --backend B           views through auto (default; $LAYERFS_BACKEND), kernel or fuse\n"
      "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
     {"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
      "load an OCI or docker image, one layer per image layer; prints the top layer's ID",
@@ -292,7 +293,7 @@ int cli_parse_short(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		    const char *shortopts, const struct option *local, size_t n_local,
 		    local_opt_fn fn, void *ctx)
 {
-	struct option opts[16] = {CLI_COMMON_OPTIONS};
+	struct option opts[24] = {CLI_COMMON_OPTIONS};
 	size_t n = 3;
 	for (size_t i = 0; i < n_local && n + 1 < LYR_ARRAY_SIZE(opts); i++)
 		opts[n++] = local[i];
