@@ -212,7 +212,8 @@ int lyr_fs_kernel_mount(const lyr_fs_config *cfg, lyr_fs_kernel_mode mode, const
 	}
 	_cleanup_close_ int fd = fsopen("overlay", FSOPEN_CLOEXEC);
 	if (fd < 0)
-		return fail(err, -errno, "kernel overlayfs: %s", strerror(errno));
+		return fail(err, -errno, "this process may not mount kernel overlayfs: %s",
+			    strerror(errno));
 	r = configure(fd, cfg, mode, empty, kwork, err);
 	if (r == 0 && fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
 		r = -errno;

@@ -3,10 +3,13 @@
  * both show the same tree for the same chain, and the same changes made through either commit
  * to the same layer ID.  A kernel mount's record lives while the mount does. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
@@ -280,4 +283,41 @@ Test(cli_backend, a_kernel_mount_unmounted_behind_the_store_leaves_a_stale_recor
 	cr_assert_eq(strncmp(layer, "sha256:", 7), 0);
 	_cleanup_free_ char *diff = LF("diff", "out");
 	cr_assert_str_eq(diff, "A /f\n");
+}
+
+/* A user who may not mount overlay (not root, no user namespace of its own): auto does not
+ * pick the kernel, and --backend kernel says why. */
+Test(cli_backend, a_user_without_privilege_gets_no_kernel_mount_and_the_reason)
+{
+	if (geteuid() != 0)
+		cr_skip_test("switches to another user: needs root (runs as root in CI)");
+	_cleanup_free_ char *base = base_layer();
+	cr_assert_eq(tu_sh("chown -R 65534:65534 '%s' '%s' && chmod 0755 '%s'", dirs.store, mp,
+			   dirs.tmp),
+		     0);
+	_cleanup_free_ char *err = tu_path(dirs.tmp, "err");
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(98);
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(99);
+		execl(LAYERFS_BIN, "layerfs", "--root", dirs.store, "mount", "--backend", "kernel",
+		      base, mp, (char *)NULL);
+		_exit(97);
+	}
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	_cleanup_free_ char *msg = tu_read(dirs.tmp, "err");
+	cr_assert(WIFEXITED(st));
+	cr_assert_eq(WEXITSTATUS(st), 1, "%s", msg);
+	cr_assert_str_eq(msg, "layerfs: the kernel backend cannot serve this view: this process "
+			      "may not mount kernel overlayfs: Operation not permitted\n");
+	/* the answer is kept for that user, beside root's */
+	_cleanup_free_ char *probe = tu_read(dirs.store, "kernel/probe");
+	cr_assert(tu_matches("^[^\n]+ uid=65534 caps=0+ userns=[0-9]+\nnone\n", probe), "%s",
+		  probe);
 }
