@@ -279,7 +279,7 @@ static int read_kernel_index(struct commit_walk *w, int wfd)
 			continue; /* not a copy of a lower file: nothing to link */
 		}
 		close(fd);
-		snprintf(e.name, sizeof(e.name), "%s", de->d_name);
+		memcpy(e.name, de->d_name, strlen(de->d_name) + 1); /* fits: checked above */
 		if (w->nkernel == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct kernel_entry *n = realloc(w->kernel, cap * sizeof(*n));
