@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "layerfs/common.h"
@@ -326,4 +327,36 @@ Test(cli_backend, a_user_without_privilege_gets_no_kernel_mount_and_the_reason)
 	_cleanup_free_ char *probe = tu_read(dirs.store, "kernel/probe");
 	cr_assert(tu_matches("^[^\n]+ uid=65534 caps=0+ userns=[0-9]+\nnone\n", probe), "%s",
 		  probe);
+}
+
+/* Root of a user namespace of its own (a test harness's case): auto takes the kernel with
+ * userxattr, and what it writes commits. */
+Test(cli_backend, in_a_user_namespace_auto_takes_the_kernel_with_userxattr)
+{
+	tu_need_kernel_overlay();
+	if (tu_sh("unshare -Urm true 2>/dev/null") != 0)
+		cr_skip_test("no user namespaces here");
+	unsetenv("LAYERFS_BACKEND");
+	_cleanup_free_ char *base = base_layer();
+	_cleanup_free_ char *ref = new_ref(base);
+	_cleanup_free_ char *out = tu_path(dirs.tmp, "ns.out");
+	cr_assert_eq(tu_sh("unshare -Urm sh -c \"set -e; '%s' --root '%s' --json mount %s '%s';"
+			   " rm -r '%s/gone'; mkdir '%s/gone'; echo n >'%s/gone/new';"
+			   " rm '%s/data/drop'; '%s' --root '%s' umount '%s'\" >'%s'",
+			   LAYERFS_BIN, dirs.store, ref, mp, mp, mp, mp, mp, LAYERFS_BIN,
+			   dirs.store, mp, out),
+		     0);
+	_cleanup_free_ char *json = tu_read(dirs.tmp, "ns.out");
+	cr_assert_not_null(strstr(json, "\"backend\":\"kernel\""), "%s", json);
+	_cleanup_free_ char *probe = tu_read(dirs.store, "kernel/probe");
+	cr_assert(tu_has_line(probe, "userxattr"), "%s", probe);
+	/* the kernel marked the directory over the removed one in the user namespace's way */
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
+	_cleanup_free_ char *gone = tu_path(upper, "gone");
+	char v[4] = "";
+	cr_assert_eq(lgetxattr(gone, "user.overlay.opaque", v, sizeof v), 1);
+	cr_assert_eq(v[0], 'y');
+	free(LF("commit", ref, "--tag", "ns"));
+	_cleanup_free_ char *diff = LF("diff", "ns");
+	cr_assert_str_eq(diff, "C /data\nD /data/drop\nC /gone\nA /gone/new\nD /gone/sub\n");
 }
