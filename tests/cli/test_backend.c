@@ -37,9 +37,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	umount2(mp, MNT_DETACH);
-	tu_umount_below(dirs.tmp);
-	tu_dirs_fini(&dirs);
+	tu_dirs_fini(&dirs); /* fails the test that left a mount */
 	free(mp);
 }
 

@@ -16,8 +16,14 @@ typedef struct tu_dirs {
 	char *tmp, *store, *src;
 } tu_dirs;
 void tu_dirs_init(tu_dirs *d);
-/* Removes TMP and all below it, and frees the paths. */
+/* Removes TMP and all below it (tu_rmtree_unmounted), and frees the paths. */
 void tu_dirs_fini(tu_dirs *d);
+/* For a suite's teardown: unmounts what is mounted below DIR (tu_umount_below) and removes DIR.
+ * When something was mounted there, the test that left it fails: the message names each
+ * mount, and the test's process exits 1 (Criterion reports "exited during its setup or
+ * teardown" and the run's status is a failure).  Call it before anything else in the teardown
+ * that unmounts, so that a mount a passing test forgot is not hidden. */
+void tu_rmtree_unmounted(const char *dir);
 
 /* Writes DATA to DIR/REL, creating parent directories. */
 void tu_write(const char *dir, const char *rel, const char *data);
@@ -63,7 +69,11 @@ void tu_backend(const char *name);
 bool tu_backend_kernel(void);
 /* Skips the test unless this process may mount kernel overlayfs (root, overlay module). */
 void tu_need_kernel_overlay(void);
-/* Lazily unmounts every mount below DIR, deepest first: what a failed test left behind. */
+/* The mounts at or below DIR in this mount namespace, one a line as "MOUNTPOINT (TYPE)", in
+ * the order they were mounted; heap, "" when none. */
+char *tu_mounts_below(const char *dir);
+/* Lazily unmounts every mount at or below DIR, most recent first: what a failed test left
+ * behind. */
 void tu_umount_below(const char *dir);
 
 /* Debian's busybox-static, from which sandbox tests build their roots. */
