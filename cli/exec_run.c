@@ -82,6 +82,7 @@ typedef struct view {
 	char *mp;	      /* where it is mounted (heap) */
 	pid_t pid;	      /* serving process; 0: not mounted by us */
 	bool kernel;	      /* mounted by kernel overlayfs (in the run's mount namespace) */
+	bool in_ns;	      /* mounted in the run's mount namespace (else in the host's) */
 	lyr_cache_hold *hold; /* VIEW_CACHE */
 	char *host;	      /* what the sandbox binds: MP or a directory below it (heap) */
 	orphan own;	      /* the serving process's cleanup if the run dies */
@@ -330,6 +331,7 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		return r;
 	if (r == 1) {
 		/* no serving process: the run holds the record while the view lives */
+		v->in_ns = true;
 		v->claimed = claim;
 		if (claim && v->created && (r = lyr_ref_set_mount(R->s, id, v->mp, getpid())) < 0) {
 			cli_fail("exec: %s '%s': recording the mount: %s", what, id,
@@ -349,6 +351,7 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		return r;
 	}
 	v->pid = pid;
+	v->in_ns = R->host_ns >= 0;
 	v->claimed = claim;
 	if (claim && (r = lyr_ref_set_mount(R->s, id, v->mp, pid)) < 0) {
 		cli_fail("exec: %s '%s': recording the mount: %s", what, id, cli_strerror(r));
@@ -600,18 +603,33 @@ static int setup_mount(run *R, size_t i)
 	return r;
 }
 
+/* Unmounts the run's own views (all but the shared caches) that were mounted in the run's
+ * namespace (IN_NS) or in the host's, mounts last to first, then the root; returns the first
+ * error (everything is tried). */
+static int unmount_views(run *R, bool in_ns)
+{
+	int ret = 0, r;
+	for (size_t i = R->op->n_mounts + 1; i-- > 0;) {
+		view *v = i ? &R->views[i - 1] : &R->root;
+		if (v->in_ns == in_ns && !(v->kind == VIEW_CACHE && v->hold) &&
+		    (r = unmount_view(R, v)) < 0 && ret == 0)
+			ret = r;
+	}
+	return ret;
+}
+
 /* Unmounts everything this run mounted; returns the first error (everything is tried). */
 static int teardown(run *R)
 {
-	int ret = 0, r;
-	/* the run's own views first, in our namespace; then the shared caches in the host's */
-	for (size_t i = R->op->n_mounts; i-- > 0;)
-		if (!(R->views[i].kind == VIEW_CACHE && R->views[i].hold) &&
-		    (r = unmount_view(R, &R->views[i])) < 0 && ret == 0)
-			ret = r;
-	if ((r = unmount_view(R, &R->root)) < 0 && ret == 0)
-		ret = r;
+	/* Each view where it was mounted: an unmount in the run's namespace reaches only its
+	 * copy of a FUSE view mounted before the run moved there (a root the kernel cannot show,
+	 * say), whose server would then serve the host's mount on, and never exit.  So the views
+	 * of the run's namespace first, there; then, back in the host's, the others and the
+	 * shared caches. */
+	int ret = unmount_views(R, true), r;
 	leave_ns(R);
+	if ((r = unmount_views(R, false)) < 0 && ret == 0)
+		ret = r;
 	for (size_t i = R->op->n_mounts; i-- > 0;) {
 		view *v = &R->views[i];
 		if (v->kind == VIEW_CACHE && v->hold) {

@@ -659,6 +659,46 @@ Test(cli_exec, a_run_killed_with_sigkill_leaves_no_mount_and_fsck_the_rest)
 	cr_assert_eq(count(ls, "\"refs\":[]"), 1, "%s", ls);
 }
 
+/* A root the kernel cannot show (it holds OCI/AUFS markers) is served by FUSE, in the host's
+ * mount namespace; a view after it through the kernel moves the run into a namespace of its
+ * own.  The run ends each view in the namespace it was mounted in: unmounted from the run's
+ * own, the FUSE root lost only its copy there, its server never saw the end of the mount, and
+ * the run waited for that server forever with the root still mounted on the host. */
+Test(cli_exec, a_fuse_root_beside_kernel_views_is_unmounted_where_it_was_mounted)
+{
+	need_all();
+	tu_need_kernel_overlay();
+	tu_backend("auto");
+	_cleanup_free_ char *ref = tu_ok(tu_lf(dirs.store, "new", "bb", NULL));
+	ref[64] = '\0';
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
+	tu_write(upper, ".wh.gone", "");
+	free(tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "aufs", NULL)));
+	_cleanup_free_ char *o = tu_path(dirs.tmp, "o.out");
+	const char *args[] = {"--mount", "type=bind,target=/out,output", "aufs", "--", "sh", "-c",
+			      "echo made > /out/f && grep -c ' / fuse.layerfs ' /proc/mounts", NULL};
+	pid_t pid = spawn(o, args);
+	int st = -1;
+	for (int i = 0; i < 2000 && waitpid(pid, &st, WNOHANG) == 0; i++)
+		usleep(10000);
+	bool hung = kill(pid, 0) == 0;
+	if (hung) {
+		kill(pid, SIGKILL); /* its FUSE server sees it go and unmounts the root */
+		waitpid(pid, &st, 0);
+	}
+	_cleanup_free_ char *text = tu_read(dirs.tmp, "o.out");
+	cr_assert(!hung, "the run did not end after its command: %s", text);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", text);
+	cr_assert(tu_has_line(text, "1"), "the root is not the FUSE one: %s", text);
+	/* what went through the kernel view is committed */
+	const char *line = strstr(text, "\n/out ");
+	cr_assert_not_null(line, "%s", text);
+	_cleanup_free_ char *layer = strndup(strstr(line, "sha256:"), 71);
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", layer, NULL));
+	cr_assert_str_eq(diff, "A /f\n");
+	assert_clean(0);
+}
+
 Test(cli_exec, a_user_runs_as_that_user_over_the_fuse_root)
 {
 	need_all();
