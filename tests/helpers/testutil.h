@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* A fresh directory under $TMPDIR (or /tmp); the caller removes it with tu_rmtree. */
+/* A fresh directory under $TMPDIR (or /tmp), named after the run of the test binary; the
+ * caller removes it (tu_rmtree_unmounted).  Once all tests have ended, the runner unmounts and
+ * removes what is left of the run's directories (a test killed at its timeout never tears
+ * down), naming the mounts on stderr. */
 char *tu_mkdtemp(void);
 /* rm -rf PATH (not following symlinks). */
 void tu_rmtree(const char *path);
