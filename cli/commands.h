@@ -6,6 +6,7 @@
 #include <getopt.h>
 
 #include "cli.h"
+#include "layerfs/fs.h"
 
 /* Long-option codes shared by every subcommand. */
 enum { OPT_JSON = 1000, OPT_ROOT, OPT_FIRST_LOCAL };
@@ -49,6 +50,24 @@ const char **cli_view_stack(const cli_view *v, size_t *ret_n);
 /* EXIT_OK when ref ID's upper directory is there; otherwise says "WHAT 'TEXT': upper directory
  * 'PATH': CAUSE" and returns EXIT_FAIL (TEXT: the ref as the user wrote it). */
 int cli_ref_upper_check(lyr_cli *cli, const char *what, const char *text, const char *id);
+
+/* The backend that serves a view (backend.c). */
+typedef struct cli_backend {
+	lyr_fs_backend kind;	 /* LYR_FS_KERNEL or LYR_FS_FUSE */
+	lyr_fs_kernel_mode mode; /* how the kernel may be used (LYR_KERNEL_NONE: not at all) */
+	char why[1024];		 /* with FUSE under auto: why not the kernel ("" when not asked) */
+	char empty[4096];	 /* with the kernel: the empty lower of a scratch tree */
+} cli_backend;
+/* The backend asked for: OPT (--backend), else $LAYERFS_BACKEND, else auto.  0, or EXIT_USAGE
+ * after saying what is wrong (CMD: the command's name). */
+int cli_backend_want(const char *cmd, const char *opt, lyr_fs_backend *ret);
+/* Chooses the backend for CFG, the view VIEW of a layer or ref, under WANT: FUSE when asked
+ * for; otherwise the kernel when this process may mount overlay (probed once per store) and
+ * kernel overlayfs shows the view as the daemon would (its options, the chain's markers and
+ * depth), else FUSE with *RET's why (under LYR_FS_KERNEL that is a failure: printed, -errno).
+ * Under auto, LAYERFS_DEBUG prints why FUSE was chosen. */
+int cli_backend_choose(lyr_cli *cli, lyr_fs_backend want, const lyr_fs_config *cfg,
+		       const cli_view *view, cli_backend *ret);
 
 /* The content hash of SELECTORS (N; 0: the whole view) of a layer's or ref's view, through the
  * layer stack without mounting, with the store's digest cache for the immutable layers.  OPTS

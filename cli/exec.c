@@ -32,11 +32,13 @@ enum {
 	OPT_CACHE_FROM,
 	OPT_CACHE_TO,
 	OPT_TLS_VERIFY,
+	OPT_BACKEND,
 };
 
 typedef struct exec_opts {
 	lyr_exec_op *op;
 	const char *spec;
+	const char *backend; /* --backend: how views are served, not part of the op */
 	unsigned op_flags; /* options that describe the op (not allowed with --spec) */
 	bool cache, interactive, commit_on_failure;
 	/* --cache-from and --cache-to (argv strings), added to the op once it is built */
@@ -61,7 +63,7 @@ static int exec_opt(void *ctx, int c, const char *arg)
 	lyr_exec_error err = {{0}};
 	int r = 0;
 	o->op_flags += c != OPT_CACHE && c != OPT_SPEC && c != OPT_CACHE_FROM &&
-		       c != OPT_CACHE_TO && c != OPT_TLS_VERIFY;
+		       c != OPT_CACHE_TO && c != OPT_TLS_VERIFY && c != OPT_BACKEND;
 	switch (c) {
 	case OPT_MOUNT:
 		r = lyr_exec_op_add_mount_spec(o->op, arg, &err);
@@ -107,6 +109,9 @@ static int exec_opt(void *ctx, int c, const char *arg)
 		break;
 	case OPT_TLS_VERIFY:
 		return cli_tls_verify_opt("exec", arg, &o->tls_verify);
+	case OPT_BACKEND:
+		o->backend = arg;
+		break;
 	default:
 		return -1;
 	}
@@ -123,6 +128,9 @@ static void print_result(lyr_cli *cli, const exec_result *res)
 		json_i64(&j, "exit_code", res->status);
 		json_str(&j, "cache_key", res->has_key ? res->key : NULL);
 		json_bool(&j, "cached", res->cached);
+		json_str(&j, "backend", res->backend ? lyr_fs_backend_name(res->backend) : NULL);
+		if (res->fallback[0])
+			json_str(&j, "fallback", res->fallback);
 		json_arr_open(&j, "outputs");
 		for (size_t i = 0; i < res->n_outputs; i++) {
 			json_obj_open(&j, NULL);
@@ -159,6 +167,7 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 	    {"cache-from", required_argument, NULL, OPT_CACHE_FROM},
 	    {"cache-to", required_argument, NULL, OPT_CACHE_TO},
 	    {"tls-verify", optional_argument, NULL, OPT_TLS_VERIFY},
+	    {"backend", required_argument, NULL, OPT_BACKEND},
 	};
 	/* "+": stop at ROOT, so the command's own options stay its own */
 	int i =
@@ -168,8 +177,8 @@ static int build_op(lyr_cli *cli, const cli_command *cmd, int argc, char **argv,
 		if (o->op_flags || i < argc)
 			return cli_usage(cmd->name,
 					 "--spec takes the whole op from the file; only "
-					 "--cache, --cache-from, --cache-to, --tls-verify "
-					 "and --json go with it");
+					 "--cache, --cache-from, --cache-to, --tls-verify, "
+					 "--backend and --json go with it");
 		lyr_exec_op_free(o->op);
 		o->op = NULL;
 		int r = lyr_exec_op_load_json(o->spec, &o->op, &err);
@@ -254,8 +263,14 @@ int cmd_exec(lyr_cli *cli, int argc, char **argv)
 			       EXEC_EXIT_FAILED;
 		}
 	}
+	lyr_fs_backend want;
+	status = cli_backend_want(cmd->name, o.backend, &want);
+	if (status != 0) {
+		lyr_exec_op_free(o.op);
+		return status;
+	}
 	exec_result res;
-	int r = exec_run(cli, o.op, &res);
+	int r = exec_run(cli, o.op, want, &res);
 	if (saved_stdout >= 0) {
 		dup2(saved_stdout, STDOUT_FILENO);
 		close(saved_stdout);

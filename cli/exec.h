@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "layerfs/exec.h"
+#include "layerfs/fs.h"
 
 /* Exit status when layerfs itself failed (as `docker run` reports it). */
 #define EXEC_EXIT_FAILED 125
@@ -23,6 +24,8 @@ typedef struct exec_result {
 	char key[LYR_DIGEST_TEXT_LEN];
 	exec_output *outputs; /* heap, mount order, the root first */
 	size_t n_outputs;
+	lyr_fs_backend backend; /* what served the root view (LYR_FS_AUTO: nothing mounted) */
+	char fallback[1024];	/* with FUSE under auto: why not the kernel ("" otherwise) */
 } exec_result;
 
 void exec_result_clear(exec_result *res);
@@ -37,7 +40,7 @@ int exec_cache_key(lyr_cli *cli, const lyr_exec_op *op, const lyr_obj_kind *kind
 /* Runs validated OP: resolves its IDs (writing full IDs back into OP), answers from the action
  * cache with op->cache, otherwise mounts, runs, commits and cleans up.  Returns 0 with RES
  * filled (status = the command's), or a negative errno after printing why (report 125). */
-int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res);
+int exec_run(lyr_cli *cli, lyr_exec_op *op, lyr_fs_backend want, exec_result *res);
 
 /* exec_remote.c (docs/cache.md).  Asks each of OP's --cache-from registries in order for KEY;
  * 1 when one answered (its result is in S's action cache now), 0 otherwise (a warning printed

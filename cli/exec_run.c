@@ -1,6 +1,8 @@
-/* The run of `layerfs exec`: every view the op names is mounted through the FUSE overlay, the
- * command runs in the sandbox over them, then everything is unmounted, the outputs committed
- * (root first, then mounts in order) and every ref the run made released.
+/* The run of `layerfs exec`: every view the op names is mounted (through kernel overlayfs where
+ * the process may, in a mount namespace of the run's own, else through the FUSE overlay;
+ * cache mounts always through FUSE), the command runs in the sandbox over them, then
+ * everything is unmounted, the outputs committed (root first, then mounts in order) and every
+ * ref the run made released.
  *
  * Views (one FUSE mount each, below a private temporary directory):
  *   root      a layer: a new ref on it, mounted read-write, committed after the run;
@@ -22,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -78,6 +81,8 @@ typedef struct view {
 	bool claimed;	      /* the mount record is ours or our server's */
 	char *mp;	      /* where it is mounted (heap) */
 	pid_t pid;	      /* serving process; 0: not mounted by us */
+	bool kernel;	      /* mounted by kernel overlayfs (in the run's mount namespace) */
+	bool in_ns;	      /* mounted in the run's mount namespace (else in the host's) */
 	lyr_cache_hold *hold; /* VIEW_CACHE */
 	char *host;	      /* what the sandbox binds: MP or a directory below it (heap) */
 	orphan own;	      /* the serving process's cleanup if the run dies */
@@ -94,6 +99,9 @@ typedef struct run {
 	view root;
 	view *views; /* per mount */
 	char desc[256];
+	lyr_fs_backend want; /* --backend */
+	int host_ns;	     /* the mount namespace we came from, once in our own; else -1 */
+	exec_result *res;
 } run;
 
 static void cmdline(const lyr_exec_op *op, char *buf, size_t len)
@@ -177,6 +185,73 @@ static void orphaned(void *ctx)
 		unlink(o->record);
 }
 
+/* Kernel views are mounted in a mount namespace of the run's own, so that they end with the
+ * run however it ends, with nothing for anyone to clean up.  Cache mounts, shared with other
+ * runs, are mounted before (setup_caches) in the host's namespace, and unmounted there
+ * (teardown goes back).  Mounts of the host propagate in, ours never out. */
+static int private_ns(run *R)
+{
+	if (R->host_ns >= 0)
+		return 0;
+	int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (unshare(CLONE_NEWNS) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
+		int r = -errno;
+		setns(fd, CLONE_NEWNS);
+		close(fd);
+		return r;
+	}
+	R->host_ns = fd;
+	return 0;
+}
+
+/* Back to the host's mount namespace (ours, with whatever is left in it, ends). */
+static void leave_ns(run *R)
+{
+	if (R->host_ns < 0)
+		return;
+	_cleanup_close_ int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (setns(R->host_ns, CLONE_NEWNS) < 0)
+		cli_fail("exec: back to the host's mount namespace: %s", strerror(errno));
+	if (cwd >= 0 && fchdir(cwd) < 0)
+		cli_fail("exec: back to the working directory: %s", strerror(errno));
+	close(R->host_ns);
+	R->host_ns = -1;
+}
+
+/* Mounts CFG at V->mp through kernel overlayfs when B says so; 1 when it did, 0 when the view
+ * is FUSE's after all (B's why then says why), or -errno after saying why. */
+static int mount_kernel(run *R, view *v, const lyr_fs_config *cfg, cli_backend *b,
+			const char *what, const char *id)
+{
+	if (b->kind != LYR_FS_KERNEL)
+		return 0;
+	lyr_fs_error err = {{0}};
+	int r = private_ns(R);
+	if (r < 0)
+		snprintf(err.msg, sizeof err.msg, "a mount namespace of its own: %s",
+			 strerror(-r));
+	else
+		r = lyr_fs_kernel_mount(cfg, b->mode, b->empty, v->mp, &err, NULL);
+	if (r == 0) {
+		v->kernel = true;
+		return 1;
+	}
+	if (R->want == LYR_FS_KERNEL) {
+		cli_fail("exec: mounting %s '%s': %s", what, id, err.msg);
+		return r;
+	}
+	b->kind = LYR_FS_FUSE;
+	snprintf(b->why, sizeof b->why, "%s", err.msg);
+	return 0;
+}
+
 /* Mounts the view of KIND/ID (a ref read-write unless READ_ONLY) at V->mp. */
 static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool read_only,
 		      const char *what)
@@ -215,6 +290,10 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 	snprintf(fsname, sizeof fsname, "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
 	cfg.fsname = fsname;
 
+	/* cache mounts are shared with other runs in the host's namespace: the daemon's */
+	cli_backend b = {.kind = LYR_FS_FUSE};
+	if (v->kind != VIEW_CACHE && (r = cli_backend_choose(R->cli, R->want, &cfg, &cv, &b)) < 0)
+		return r;
 	bool claim = kind == LYR_OBJ_REF && !read_only;
 	/* the view dies with this process, however it ends */
 	v->own = (orphan){.root = lyr_store_root(R->s),
@@ -243,6 +322,26 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		}
 		v->claimed = true;
 	}
+	r = mount_kernel(R, v, &cfg, &b, what, id);
+	if (v == &R->root) {
+		R->res->backend = b.kind;
+		snprintf(R->res->fallback, sizeof R->res->fallback, "%s", b.why);
+	}
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		/* no serving process: the run holds the record while the view lives */
+		v->in_ns = true;
+		v->claimed = claim;
+		if (claim && v->created && (r = lyr_ref_set_mount(R->s, id, v->mp, getpid())) < 0) {
+			cli_fail("exec: %s '%s': recording the mount: %s", what, id,
+				 cli_strerror(r));
+			return r;
+		}
+		return 0;
+	}
+	if (getenv("LAYERFS_DEBUG") && b.why[0])
+		fprintf(stderr, "layerfs: exec: %s through FUSE: %s\n", what, b.why);
 	lyr_fs_error err = {{0}};
 	pid_t pid = 0;
 	r = lyr_fs_mount(&cfg, v->mp, &err, &pid);
@@ -252,6 +351,7 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 		return r;
 	}
 	v->pid = pid;
+	v->in_ns = R->host_ns >= 0;
 	v->claimed = claim;
 	if (claim && (r = lyr_ref_set_mount(R->s, id, v->mp, pid)) < 0) {
 		cli_fail("exec: %s '%s': recording the mount: %s", what, id, cli_strerror(r));
@@ -263,6 +363,15 @@ static int mount_view(run *R, view *v, lyr_obj_kind kind, const char *id, bool r
 static int unmount_view(run *R, view *v)
 {
 	int r = 0;
+	bool ours = v->kernel; /* a kernel view's record is the run's own: clear it */
+	if (v->kernel) {
+		if (umount2(v->mp, UMOUNT_NOFOLLOW) < 0) {
+			r = -errno;
+			cli_fail("exec: unmounting '%s': %s", v->mp, strerror(errno));
+			umount2(v->mp, MNT_DETACH);
+		}
+		v->kernel = false;
+	}
 	if (v->pid > 0) {
 		lyr_fs_error err = {{0}};
 		r = lyr_fs_umount(v->mp, v->pid, &err);
@@ -276,7 +385,7 @@ static int unmount_view(run *R, view *v)
 	}
 	/* the server has exited, so the record is stale already; clearing it matters only for
 	 * refs that outlive the run (commit and release ignore stale records) */
-	if (v->claimed && !v->created)
+	if (v->claimed && (!v->created || ours))
 		lyr_ref_clear_mount(R->s, v->ref);
 	v->claimed = false;
 	return r;
@@ -494,10 +603,33 @@ static int setup_mount(run *R, size_t i)
 	return r;
 }
 
+/* Unmounts the run's own views (all but the shared caches) that were mounted in the run's
+ * namespace (IN_NS) or in the host's, mounts last to first, then the root; returns the first
+ * error (everything is tried). */
+static int unmount_views(run *R, bool in_ns)
+{
+	int ret = 0, r;
+	for (size_t i = R->op->n_mounts + 1; i-- > 0;) {
+		view *v = i ? &R->views[i - 1] : &R->root;
+		if (v->in_ns == in_ns && !(v->kind == VIEW_CACHE && v->hold) &&
+		    (r = unmount_view(R, v)) < 0 && ret == 0)
+			ret = r;
+	}
+	return ret;
+}
+
 /* Unmounts everything this run mounted; returns the first error (everything is tried). */
 static int teardown(run *R)
 {
-	int ret = 0, r;
+	/* Each view where it was mounted: an unmount in the run's namespace reaches only its
+	 * copy of a FUSE view mounted before the run moved there (a root the kernel cannot show,
+	 * say), whose server would then serve the host's mount on, and never exit.  So the views
+	 * of the run's namespace first, there; then, back in the host's, the others and the
+	 * shared caches. */
+	int ret = unmount_views(R, true), r;
+	leave_ns(R);
+	if ((r = unmount_views(R, false)) < 0 && ret == 0)
+		ret = r;
 	for (size_t i = R->op->n_mounts; i-- > 0;) {
 		view *v = &R->views[i];
 		if (v->kind == VIEW_CACHE && v->hold) {
@@ -522,13 +654,8 @@ static int teardown(run *R)
 				}
 				lyr_cache_hold_mount_unlock(v->hold);
 			}
-			continue;
 		}
-		if ((r = unmount_view(R, v)) < 0 && ret == 0)
-			ret = r;
 	}
-	if ((r = unmount_view(R, &R->root)) < 0 && ret == 0)
-		ret = r;
 	return ret;
 }
 
@@ -669,10 +796,10 @@ void exec_result_clear(exec_result *res)
 	memset(res, 0, sizeof *res);
 }
 
-int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
+int exec_run(lyr_cli *cli, lyr_exec_op *op, lyr_fs_backend want, exec_result *res)
 {
 	memset(res, 0, sizeof *res);
-	run R = {.cli = cli, .op = op};
+	run R = {.cli = cli, .op = op, .want = want, .host_ns = -1, .res = res};
 	R.s = cli_store_create(cli);
 	if (!R.s)
 		return -EIO;
@@ -731,10 +858,16 @@ int exec_run(lyr_cli *cli, lyr_exec_op *op, exec_result *res)
 		cli_fail("exec: %s", lyr_store_last_error());
 	if (r >= 0)
 		r = setup_caches(&R);
+	/* caches first: shared with other runs, they are mounted in the host's namespace, before
+	 * a kernel view moves the run into its own */
+	for (size_t i = 0; r >= 0 && !interrupted && i < op->n_mounts; i++)
+		if (op->mounts[i].type == LYR_MOUNT_CACHE)
+			r = setup_mount(&R, i);
 	if (r >= 0 && !interrupted)
 		r = setup_root(&R);
 	for (size_t i = 0; r >= 0 && !interrupted && i < op->n_mounts; i++)
-		r = setup_mount(&R, i);
+		if (op->mounts[i].type != LYR_MOUNT_CACHE)
+			r = setup_mount(&R, i);
 	if (r >= 0 && !interrupted) {
 		r = run_sandbox(&R, &res->status);
 		ran = r >= 0;

@@ -38,9 +38,10 @@ static const cli_command commands[] = {
      "remove layers no tag, ref or child needs (and with --all, unmounted refs)",
      "  --all                 remove unmounted refs too\n"
      "  --keep-duration D     keep what was created in the last D (e.g. 30s, 10m, 24h, 7d)\n"},
-    {"mount", cmd_mount, "ID MOUNTPOINT [-f] [--suid] [--dev] [-o OPTS]",
-     "mount a ref read-write (a layer read-only) through FUSE",
-     "  -f, --foreground     serve in this process until unmounted\n"
+    {"mount", cmd_mount, "ID MOUNTPOINT [-f] [--suid] [--dev] [--backend B] [-o OPTS]",
+     "mount a ref read-write (a layer read-only): kernel overlayfs or FUSE",
+     "  -f, --foreground     serve in this process until unmounted (FUSE)\n"
+     "  --backend B          auto (default; $LAYERFS_BACKEND), kernel or fuse\n"
      "  --suid               honour set-id bits (default nosuid; -o suid does the same)\n"
      "  --dev                let device nodes open (default nodev; -o dev does the same)\n"
      "  -o, --options OPTS   mount options, as fuse-overlayfs takes them (ro, allow_other,\n"
@@ -77,6 +78,7 @@ static const cli_command commands[] = {
      "  --cache-to NAME       publish the result to registry repository NAME (repeatable)\n"
      "  --tls-verify=false    for every --cache-from and --cache-to registry: as for push\n"
      "  --spec FILE.json      read the whole op from a file (docs/exec-spec.md)\n"
+     "  --backend B           views through auto (default; $LAYERFS_BACKEND), kernel or fuse\n"
      "Exit status: the command's; 125 layerfs failed; 126 cannot execute; 127 not found.\n"},
     {"load", cmd_load, "SOURCE [--tag NAME] [--platform OS/ARCH[/VARIANT]]",
      "load an OCI or docker image, one layer per image layer; prints the top layer's ID",

@@ -8,13 +8,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include "commands.h"
-#include "layerfs/fs.h"
 
 typedef struct mount_opts {
 	bool foreground;
+	const char *backend; /* --backend */
 	lyr_fs_options *fs;
 } mount_opts;
 
@@ -23,6 +24,10 @@ static int mount_opt(void *ctx, int c, const char *arg)
 	mount_opts *o = ctx;
 	if (c == 'f') {
 		o->foreground = true;
+		return 0;
+	}
+	if (c == 'B') {
+		o->backend = arg;
 		return 0;
 	}
 	if (c == 'S' || c == 'D') {
@@ -55,14 +60,52 @@ static void record_live(void *ctx, pid_t pid)
 			cli_strerror(r));
 }
 
+/* Mounts the view through kernel overlayfs and records a ref's mount; 0 or -errno with ERR
+ * saying why (nothing recorded then). */
+static int mount_kernel(lyr_cli *cli, const char *id, lyr_obj_kind kind, const lyr_fs_config *cfg,
+			const cli_backend *b, const char *abs, lyr_fs_error *err)
+{
+	uint64_t mnt_id = 0;
+	int r = lyr_fs_kernel_mount(cfg, b->mode, b->empty, abs, err, &mnt_id);
+	if (r < 0 || kind != LYR_OBJ_REF)
+		return r;
+	r = lyr_ref_set_kernel_mount(cli->store, id, abs, mnt_id);
+	if (r < 0) {
+		umount2(abs, MNT_DETACH);
+		snprintf(err->msg, sizeof err->msg, "recording the mount: %s", cli_strerror(r));
+	}
+	return r;
+}
+
+static void print_mounted(lyr_cli *cli, const char *id, const char *abs, lyr_obj_kind kind,
+			  const lyr_fs_config *cfg, const cli_backend *b, pid_t pid)
+{
+	if (!cli->json)
+		return;
+	json_out j;
+	json_begin(&j, stdout);
+	json_str(&j, "id", id);
+	json_str(&j, "mountpoint", abs);
+	json_i64(&j, "pid", pid);
+	json_bool(&j, "read_only", kind == LYR_OBJ_LAYER || cfg->read_only);
+	json_str(&j, "backend", lyr_fs_backend_name(b->kind));
+	if (b->kind == LYR_FS_FUSE && b->why[0])
+		json_str(&j, "fallback", b->why);
+	json_end(&j);
+}
+
 static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *o)
 {
+	lyr_fs_backend want;
+	int r = cli_backend_want("mount", o->backend, &want);
+	if (r != 0)
+		return r;
 	lyr_obj_kind kind;
 	char id[LYR_ID_MAX];
 	if (cli_resolve(cli, text, LYR_OBJ_NONE, &kind, id) < 0)
 		return EXIT_FAIL;
 	lyr_fs_error err = {{0}};
-	int r = lyr_fs_clear_dead(mp, &err);
+	r = lyr_fs_clear_dead(mp, &err);
 	if (r < 0)
 		return cli_fail("mount '%s': %s", text, err.msg);
 	if (r > 0)
@@ -89,6 +132,9 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 	char fsname[80];
 	snprintf(fsname, sizeof(fsname), "layerfs:%.12s", kind == LYR_OBJ_LAYER ? id + 7 : id);
 	cfg->fsname = fsname;
+	cli_backend b;
+	if (cli_backend_choose(cli, want, cfg, &view, &b) < 0)
+		return EXIT_FAIL;
 
 	if (kind == LYR_OBJ_REF) {
 		/* the claim names no mountpoint: inspect shows one only once the mount is live */
@@ -107,6 +153,23 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 			return cli_fail("mount '%s': %s", text, cli_strerror(r));
 	}
 	pid_t pid = 0;
+	if (b.kind == LYR_FS_KERNEL) {
+		r = mount_kernel(cli, id, kind, cfg, &b, abs, &err);
+		if (r < 0 && want == LYR_FS_KERNEL) {
+			if (kind == LYR_OBJ_REF)
+				lyr_ref_clear_mount(cli->store, id);
+			return cli_fail("mount '%s' at '%s': %s", text, mp, err.msg);
+		}
+		if (r < 0) { /* a layer on a filesystem the kernel refuses, ...: the daemon can */
+			b.kind = LYR_FS_FUSE;
+			snprintf(b.why, sizeof b.why, "%s", err.msg);
+			if (getenv("LAYERFS_DEBUG"))
+				fprintf(stderr, "layerfs: using FUSE: %s\n", b.why);
+		} else {
+			print_mounted(cli, id, abs, kind, cfg, &b, 0);
+			return EXIT_OK;
+		}
+	}
 	struct live_ctx live = {cli->store, id, abs};
 	if (kind == LYR_OBJ_REF) {
 		cfg->ready = record_live; /* foreground: called once the mount is live */
@@ -125,15 +188,8 @@ static int do_mount(lyr_cli *cli, const char *text, const char *mp, mount_opts *
 		if (r < 0)
 			return cli_fail("mount '%s': recording the mount: %s", text, cli_strerror(r));
 	}
-	if (cli->json && !o->foreground) {
-		json_out j;
-		json_begin(&j, stdout);
-		json_str(&j, "id", id);
-		json_str(&j, "mountpoint", abs);
-		json_i64(&j, "pid", pid);
-		json_bool(&j, "read_only", kind == LYR_OBJ_LAYER || cfg->read_only);
-		json_end(&j);
-	}
+	if (!o->foreground)
+		print_mounted(cli, id, abs, kind, cfg, &b, pid);
 	return EXIT_OK;
 }
 
@@ -145,6 +201,7 @@ int cmd_mount(lyr_cli *cli, int argc, char **argv)
 		{"options", required_argument, NULL, 'o'},
 		{"suid", no_argument, NULL, 'S'},
 		{"dev", no_argument, NULL, 'D'},
+		{"backend", required_argument, NULL, 'B'},
 	};
 	mount_opts o = {0};
 	if (lyr_fs_options_new(&o.fs) < 0)

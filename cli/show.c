@@ -295,8 +295,10 @@ static int inspect_ref(lyr_cli *cli, const char *id)
 		json_str(&j, "created", created);
 		json_str(&j, "description", info.desc);
 		json_str(&j, "mountpoint", info.mountpoint);
-		if (info.mountpoint)
+		if (info.mountpoint) {
 			json_i64(&j, "mount_pid", info.mount_pid);
+			json_str(&j, "backend", info.mount_kernel ? "kernel" : "fuse");
+		}
 		json_str(&j, "upper", upper);
 		json_str(&j, "work", work);
 		json_u64(&j, "size", bytes);
@@ -314,7 +316,11 @@ static int inspect_ref(lyr_cli *cli, const char *id)
 		       info.id, info.parent[0] ? info.parent : "scratch", created,
 		       info.desc && *info.desc ? info.desc : "-");
 		if (info.mountpoint)
-			printf("Mounted:      at %s (pid %d)\n", info.mountpoint, (int)info.mount_pid);
+			if (info.mount_kernel)
+				printf("Mounted:      at %s (kernel overlayfs)\n", info.mountpoint);
+			else
+				printf("Mounted:      at %s (pid %d, FUSE)\n", info.mountpoint,
+				       (int)info.mount_pid);
 		else
 			printf("Mounted:      no\n");
 		printf("Size:         %s (%llu entries)\n"

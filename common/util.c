@@ -123,3 +123,37 @@ int lyr_dir_empty(int dirfd)
 	closedir(d);
 	return r;
 }
+
+/* Undoes the octal escapes (\040 ...) of a mountinfo field in place. */
+static void mountinfo_unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+int lyr_mountinfo_parse(char *line, char **ret_mountpoint, char **ret_type)
+{
+	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER */
+	char *save, *mp = strtok_r(line, " \n", &save);
+	for (int i = 0; mp && i < 4; i++)
+		mp = strtok_r(NULL, " \n", &save);
+	char *field;
+	while ((field = strtok_r(NULL, " \n", &save)) && strcmp(field, "-") != 0)
+		;
+	char *type = field ? strtok_r(NULL, " \n", &save) : NULL;
+	if (!mp || !type)
+		return -EINVAL;
+	mountinfo_unescape(mp);
+	*ret_mountpoint = mp;
+	*ret_type = type;
+	return 0;
+}

@@ -37,7 +37,7 @@ static int begin_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	int r = ref_load(s, txn, c->id, &rec);
 	if (r)
 		return r;
-	if (rec.mount_owner.pid && !owner_alive(&rec.mount_owner)) {
+	if (rec.mount_owner.pid && !mount_alive(&rec.mount_owner, rec.mountpoint)) {
 		rec.mount_owner = (lyr_owner){0, 0};
 		free(rec.mountpoint);
 		rec.mountpoint = NULL;

@@ -125,6 +125,11 @@ int use_each(lyr_store *s, DB_TXN *txn, const char *layer,
 int owner_self(lyr_owner *ret);
 int owner_of(pid_t pid, lyr_owner *ret);
 bool owner_alive(const lyr_owner *o);
+/* A mount record with no serving process: kernel overlayfs (ref.c).  Its owner is
+ * {MOUNT_KERNEL, mount ID}; it is live while that mount is still at its mountpoint. */
+#define MOUNT_KERNEL (-1)
+/* True when a ref's mount record (mount_owner set) names a live mount. */
+bool mount_alive(const lyr_owner *owner, const char *mountpoint);
 /* Temporary names below tmp/: "<op>-<pid>-<start>-<rand>", so fsck can tell whose they are. */
 void tmp_name(const lyr_store *s, const char *op, char *ret, size_t len);
 /* Owner of a temporary name; false when NAME is not one. */

@@ -200,7 +200,7 @@ static int clear_mount_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	int r = ref_load(s, txn, id, &rec);
 	if (r)
 		return r;
-	if (rec.mount_owner.pid && !owner_alive(&rec.mount_owner)) {
+	if (rec.mount_owner.pid && !mount_alive(&rec.mount_owner, rec.mountpoint)) {
 		rec.mount_owner = (lyr_owner){0, 0};
 		free(rec.mountpoint);
 		rec.mountpoint = NULL;
@@ -243,10 +243,14 @@ static int check_ref(fsck *f, const char *id)
 	r = txn_run(s, load_ref_txn, &o);
 	if (r < 0)
 		return r == -ENOENT ? 0 : r;
-	if (o.r.mount_owner.pid && !owner_alive(&o.r.mount_owner)) {
+	if (o.r.mount_owner.pid && !mount_alive(&o.r.mount_owner, o.r.mountpoint)) {
 		int e = f->repair ? txn_run(s, clear_mount_txn, (void *)id) : -1;
-		finding(f, e >= 0, "ref %s: stale mount record (pid %d, '%s')", id,
-			(int)o.r.mount_owner.pid, o.r.mountpoint);
+		if (o.r.mount_owner.pid == MOUNT_KERNEL)
+			finding(f, e >= 0, "ref %s: stale mount record (kernel overlay, '%s')", id,
+				o.r.mountpoint);
+		else
+			finding(f, e >= 0, "ref %s: stale mount record (pid %d, '%s')", id,
+				(int)o.r.mount_owner.pid, o.r.mountpoint);
 	}
 	char path[160];
 	snprintf(path, sizeof path, "refs/%s/upper", id);

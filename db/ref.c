@@ -46,10 +46,28 @@ void lyr_ref_info_clear(lyr_ref_info *info)
 	memset(info, 0, sizeof *info);
 }
 
-/* Drops a mount record whose process is gone; returns true when REC changed. */
+#ifndef STATX_MNT_ID_UNIQUE
+#define STATX_MNT_ID_UNIQUE 0x00004000U
+#endif
+
+bool mount_alive(const lyr_owner *owner, const char *mountpoint)
+{
+	if (owner->pid != MOUNT_KERNEL)
+		return owner_alive(owner);
+	/* no process to ask: the mount itself, while it is the one recorded at its mountpoint.
+	 * Seen from another mount namespace than the one it was made in, it looks gone. */
+	struct statx stx;
+	if (!mountpoint || statx(AT_FDCWD, mountpoint, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+				 STATX_MNT_ID_UNIQUE, &stx) < 0)
+		return false;
+	return (stx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID)) &&
+	       stx.stx_mnt_id == owner->start;
+}
+
+/* Drops a mount record whose process (or kernel mount) is gone; true when REC changed. */
 static bool drop_stale_mount(ref_rec *rec)
 {
-	if (rec->mount_owner.pid == 0 || owner_alive(&rec->mount_owner))
+	if (rec->mount_owner.pid == 0 || mount_alive(&rec->mount_owner, rec->mountpoint))
 		return false;
 	rec->mount_owner = (lyr_owner){0, 0};
 	free(rec->mountpoint);
@@ -67,7 +85,8 @@ static int ref_info_fill(const char *id, const ref_rec *rec, lyr_ref_info *info)
 	if (!info->desc)
 		return -ENOMEM;
 	if (rec->mount_owner.pid) {
-		info->mount_pid = rec->mount_owner.pid;
+		info->mount_kernel = rec->mount_owner.pid == MOUNT_KERNEL;
+		info->mount_pid = info->mount_kernel ? 0 : rec->mount_owner.pid;
 		info->mountpoint = strdup(rec->mountpoint);
 		if (!info->mountpoint) {
 			lyr_ref_info_clear(info);
@@ -348,26 +367,45 @@ static int set_mount_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	return r;
 }
 
+/* Records M->owner as the mount of M->id (settled first); -EBUSY as lyr_ref_set_mount. */
+static int set_mount(lyr_store *s, mount_ctx *m);
+
 int lyr_ref_set_mount(lyr_store *s, const char *ref_id, const char *mountpoint, pid_t pid)
 {
+	mount_ctx m = {ref_id, mountpoint, {0, 0}, NULL};
+	int r = owner_of(pid, &m.owner);
+	if (r < 0) {
+		int e = ref_check(s, ref_id);
+		if (e < 0)
+			return e;
+		db_seterr("ref '%s': mount process %d: %s", ref_id, (int)pid, strerror(-r));
+		return r;
+	}
+	return set_mount(s, &m);
+}
+
+int lyr_ref_set_kernel_mount(lyr_store *s, const char *ref_id, const char *mountpoint,
+			     uint64_t mnt_id)
+{
+	mount_ctx m = {ref_id, mountpoint, {MOUNT_KERNEL, mnt_id}, NULL};
+	return set_mount(s, &m);
+}
+
+static int set_mount(lyr_store *s, mount_ctx *m)
+{
+	const char *ref_id = m->id;
 	int r = ref_check(s, ref_id);
 	if (r < 0)
 		return r;
 	r = ref_settle(s, ref_id);
 	if (r < 0)
 		return r;
-	mount_ctx m = {ref_id, mountpoint, {0, 0}, NULL};
-	r = owner_of(pid, &m.owner);
-	if (r < 0) {
-		db_seterr("ref '%s': mount process %d: %s", ref_id, (int)pid, strerror(-r));
-		return r;
-	}
-	r = txn_run(s, set_mount_txn, &m);
+	r = txn_run(s, set_mount_txn, m);
 	if (r == -EBUSY)
-		db_seterr(m.busy_at ? "ref '%s': already mounted at '%s'"
-				    : "ref '%s': being committed%s",
-			  ref_id, m.busy_at ? m.busy_at : "");
-	free(m.busy_at);
+		db_seterr(m->busy_at ? "ref '%s': already mounted at '%s'"
+				     : "ref '%s': being committed%s",
+			  ref_id, m->busy_at ? m->busy_at : "");
+	free(m->busy_at);
 	return r;
 }
 

@@ -95,7 +95,7 @@ static int ref_rm_txn(lyr_store *s, DB_TXN *txn, void *ctx)
 	int r = ref_load(s, txn, c->id, &rec);
 	if (r)
 		return r;
-	if (rec.mount_owner.pid && owner_alive(&rec.mount_owner)) {
+	if (rec.mount_owner.pid && mount_alive(&rec.mount_owner, rec.mountpoint)) {
 		snprintf(c->why, sizeof c->why, "ref is mounted at '%s'", rec.mountpoint);
 		r = -EBUSY;
 	} else if (rec.state == REF_COMMITTING && owner_alive(&rec.owner)) {

@@ -225,7 +225,9 @@ static int dead_one(void *ctx, const void *key, size_t klen, const void *val, si
 	if (klen >= LYR_ID_MAX || ref_rec_decode(val, vlen, &rec) < 0)
 		return 0; /* lyr_store_fsck's to report */
 	int r = 0;
-	if (rec.mount_owner.pid && rec.mountpoint && !owner_alive(&rec.mount_owner)) {
+	/* a kernel mount has no server to die: its record is live or stale, never a dead mount */
+	if (rec.mount_owner.pid && rec.mount_owner.pid != MOUNT_KERNEL && rec.mountpoint &&
+	    !owner_alive(&rec.mount_owner)) {
 		dead_mount *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
 		if (!nv) {
 			r = -ENOMEM;

@@ -5,7 +5,8 @@
  * into its upper parent, so a crash never leaves a half-copied object visible.  Directories are
  * copied up parents first.  Regular files can be copied up metadata only: the upper file gets the
  * lower file's size as a hole and an overlay.metacopy xattr (kernel overlayfs' format: empty
- * value) plus an absolute overlay.redirect naming where the data is, so chmod, chown, utimes,
+ * value) plus, where the data is not at the same path below (an index copy), an absolute
+ * overlay.redirect naming where it is, so chmod, chown, utimes,
  * xattr changes, rename and link copy no data.  The data follows in place on the first open for
  * writing (FICLONE, then copy_file_range, then read/write; holes are kept).
  *
@@ -201,6 +202,20 @@ static int refresh_node(struct ovl_fs *fs, struct ovl_inode *parent, struct ovl_
 		return r;
 	ovl_inode_set_node(fs, in, &node);
 	return 0;
+}
+
+/* True when PATH (absolute in the merged view) is NAME in PARENT. */
+static bool same_path(struct ovl_inode *parent, const char *name, const char *path)
+{
+	pthread_rwlock_rdlock(&parent->lock);
+	const char *dir = parent->node.nparts ? parent->node.parts[0].path : NULL;
+	size_t n = dir ? strlen(dir) : 0;
+	if (n == 1 && dir[0] == '/')
+		n = 0; /* the root */
+	bool same = dir && strncmp(path, dir, n) == 0 && path[n] == '/' &&
+		    strcmp(path + n + 1, name) == 0;
+	pthread_rwlock_unlock(&parent->lock);
+	return same;
 }
 
 /* Swaps in the upper copy of regular file IN just renamed to NAME in PARENT's upper dir, built
@@ -463,9 +478,12 @@ int ovl_copy_up(struct ovl_fs *fs, struct ovl_inode *in, enum ovl_copy_mode mode
 	if ((r = set_origin(fs, opath, in->ino, st.st_mode & S_IFMT)) < 0)
 		goto out;
 	if (redirect) {
+		/* the data at the same path below needs no redirect: kernel overlayfs writes none
+		 * there either, so the copy commits alike from both */
+		bool here = !idx[0] && same_path(parent, name, redirect);
 		if ((r = ovl_set_private_xattr(fs, opath, LYR_OVL_METACOPY, "", 0)) < 0 ||
-		    (r = ovl_set_private_xattr(fs, opath, LYR_OVL_REDIRECT, redirect,
-					       strlen(redirect))) < 0)
+		    (!here && (r = ovl_set_private_xattr(fs, opath, LYR_OVL_REDIRECT, redirect,
+							 strlen(redirect))) < 0))
 			goto out;
 	}
 	if ((r = copy_meta(fs, opath, &st)) < 0)

@@ -109,6 +109,8 @@ static int set_owner(struct ovl_fs *fs, const struct stat *pst, const struct ovl
 	return 0;
 }
 
+static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in, const char *name, bool samedir);
+
 int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	       const struct ovl_create_args *asked, struct fuse_entry_param *e, int *ret_fd)
 {
@@ -127,7 +129,8 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 	if (a->link_src) {
 		if (S_ISDIR(a->link_src->type))
 			return -EPERM;
-		if ((r = ovl_copy_up(fs, a->link_src, OVL_COPY_META)) < 0)
+		/* a metacopy's new name is elsewhere: it needs a redirect to its data */
+		if ((r = prepare_move(fs, a->link_src, NULL, false)) < 0)
 			return r;
 		/* an fd of our own: the parent is locked below, the source's parent may be the same
 		 */
@@ -205,6 +208,16 @@ int ovl_create(struct ovl_fs *fs, struct ovl_inode *parent, const char *name,
 		pthread_rwlock_unlock(&a->link_src->lock);
 		if (r < 0)
 			goto undo;
+	}
+	/* a new directory beside lower ones is marked opaque as kernel overlayfs marks it (with
+	 * redirect_dir or metacopy on), so a change commits to the same layer from either.
+	 * Nothing is below its name: a crash before the marker changes nothing shown. */
+	if (!in_work && S_ISDIR(a->mode) && parent->node.nparts > 1) {
+		_cleanup_close_ int dfd = openat(dirfd, obj, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || set_opaque(fs, dfd) < 0) {
+			r = dfd < 0 ? -errno : -EIO;
+			goto undo;
+		}
 	}
 	if (in_work) {
 		if (opaque) {
@@ -517,30 +530,44 @@ static int claim_name(struct ovl_fs *fs, struct ovl_inode *in, struct ovl_inode 
 	return r;
 }
 
-/* Readies IN (seen at its current name) to move: a lower non-directory is copied up metadata
- * only; a directory with lower parts gets an upper copy with a redirect to them; an upper
- * metacopy gets a redirect to its data. */
-static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in)
+/* True when the redirect the object at FD has (if any) stays right through a move: an
+ * absolute one always, a relative one (a name beside it) only within its directory. */
+static bool kept_redirect(int fd, bool samedir)
+{
+	char v[4096];
+	ssize_t n = lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, v, sizeof(v));
+	return n != -ENODATA && (samedir || (n > 0 && v[0] == '/'));
+}
+
+/* Readies IN (seen at its current name NAME) to move: a lower non-directory is copied up
+ * metadata only; a directory with lower parts gets an upper copy with a redirect to them; an
+ * upper metacopy gets a redirect to its data.  A new redirect is written as kernel overlayfs
+ * writes it: the old name when the move stays in the same directory (SAMEDIR), else the
+ * absolute path of the lower copy. */
+static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in, const char *name, bool samedir)
 {
 	int r;
 	_cleanup_free_ char *path = NULL;
 	if (!S_ISDIR(in->type)) {
 		if ((r = ovl_inode_rdlock(fs, in)) < 0)
 			return r;
-		bool lower = in->node.layer != 0, meta = in->node.metacopy;
-		char v[8];
-		bool has_redirect = meta && lyr_stack_xattr_get(in->node.fd, LYR_OVL_REDIRECT, v,
-								sizeof(v)) != -ENODATA;
+		bool lower = in->node.layer != 0;
 		pthread_rwlock_unlock(&in->lock);
-		if (lower)
-			return ovl_copy_up(fs, in, OVL_COPY_META);
-		if (!meta || has_redirect)
-			return 0;
-		if ((r = ovl_lower_path(fs, in, &path)) < 0)
+		if (lower && (r = ovl_copy_up(fs, in, OVL_COPY_META)) < 0)
 			return r;
 		if ((r = ovl_inode_rdlock(fs, in)) < 0)
 			return r;
-		r = ovl_set_private_xattr(fs, in->node.fd, LYR_OVL_REDIRECT, path, strlen(path));
+		bool meta = in->node.metacopy;
+		bool keep = meta && kept_redirect(in->node.fd, samedir);
+		pthread_rwlock_unlock(&in->lock);
+		if (!meta || keep)
+			return 0;
+		if (!samedir && (r = ovl_lower_path(fs, in, &path)) < 0)
+			return r;
+		const char *value = samedir ? name : path;
+		if ((r = ovl_inode_rdlock(fs, in)) < 0)
+			return r;
+		r = ovl_set_private_xattr(fs, in->node.fd, LYR_OVL_REDIRECT, value, strlen(value));
 		pthread_rwlock_unlock(&in->lock);
 		return r;
 	}
@@ -558,9 +585,9 @@ static int prepare_move(struct ovl_fs *fs, struct ovl_inode *in)
 		return r;
 	pthread_rwlock_rdlock(&in->lock);
 	int fd = in->node.fd;
-	char v[8];
-	if (lyr_stack_xattr_get(fd, LYR_OVL_REDIRECT, v, sizeof(v)) == -ENODATA)
-		r = ovl_set_private_xattr(fs, fd, LYR_OVL_REDIRECT, path, strlen(path));
+	const char *value = samedir ? name : path;
+	if (!kept_redirect(fd, samedir))
+		r = ovl_set_private_xattr(fs, fd, LYR_OVL_REDIRECT, value, strlen(value));
 	pthread_rwlock_unlock(&in->lock);
 	return r;
 }
@@ -671,10 +698,10 @@ int ovl_rename(struct ovl_fs *fs, struct ovl_inode *p1, const char *n1, struct o
 	if (second)
 		pthread_mutex_lock(&second->cu_lock);
 
-	if ((r = claim_name(fs, s, p1, n1, &sn)) < 0 || (r = prepare_move(fs, s)) < 0)
+	if ((r = claim_name(fs, s, p1, n1, &sn)) < 0 || (r = prepare_move(fs, s, n1, p1 == p2)) < 0)
 		goto out_cu;
 	if (flags & RENAME_EXCHANGE &&
-	    ((r = claim_name(fs, t, p2, n2, &tn)) < 0 || (r = prepare_move(fs, t)) < 0))
+	    ((r = claim_name(fs, t, p2, n2, &tn)) < 0 || (r = prepare_move(fs, t, n2, p1 == p2)) < 0))
 		goto out_cu;
 
 	lock_pair(p1, p2);

@@ -40,16 +40,7 @@ void lyr_fs_config_init(lyr_fs_config *cfg)
 	cfg->squash_to_gid = -1;
 }
 
-static int fail(lyr_fs_error *err, int r, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
+#define fail ovl_fail
 
 static void append(char *buf, size_t size, const char *opt)
 {
@@ -529,22 +520,6 @@ int lyr_fs_mountpoint_path(const char *path, char *ret, size_t size)
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-/* Undoes the octal escapes (\040 ...) of a /proc/self/mountinfo field in place. */
-static void mountinfo_unescape(char *s)
-{
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
 /* The filesystem type of the topmost mount at PATH (resolved) into TYPE, "" when none. */
 static void mount_type_at(const char *path, char *type, size_t size)
 {
@@ -555,19 +530,9 @@ static void mount_type_at(const char *path, char *type, size_t size)
 	char *line = NULL;
 	size_t cap = 0;
 	while (getline(&line, &cap, f) > 0) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER */
-		char *save, *field = strtok_r(line, " ", &save);
-		for (int i = 0; field && i < 4; i++)
-			field = strtok_r(NULL, " ", &save);
-		if (!field)
-			continue;
-		mountinfo_unescape(field);
-		if (strcmp(field, path) != 0)
-			continue;
-		while ((field = strtok_r(NULL, " ", &save)) && strcmp(field, "-") != 0)
-			;
-		if (field && (field = strtok_r(NULL, " ", &save)))
-			snprintf(type, size, "%s", field);
+		char *mp, *fstype;
+		if (lyr_mountinfo_parse(line, &mp, &fstype) == 0 && strcmp(mp, path) == 0)
+			snprintf(type, size, "%s", fstype);
 	}
 	free(line);
 	fclose(f);

@@ -369,6 +369,8 @@ void ovl_fs_free(struct ovl_fs *fs);
 /* Small helpers (util.c). */
 /* "/proc/self/fd/N" of FD into BUF. */
 void ovl_proc_path(int fd, char buf[64]);
+/* Fills ERR (may be NULL) with a message for people and returns R. */
+int ovl_fail(lyr_fs_error *err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Logs a rate-limited line about an unexpected condition: on stderr, or to syslog once the
  * serving process has left its terminal (ovl_log_to_syslog). */
 extern bool ovl_log_to_syslog;

@@ -39,16 +39,7 @@ static bool fsetxattr_probe(int fd)
 	return true;
 }
 
-static int fail(lyr_fs_error *err, int r, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
+#define fail ovl_fail
 
 static lyr_fs_idmap *copy_map(const lyr_fs_idmap *m, size_t n)
 {

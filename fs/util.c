@@ -12,6 +12,17 @@
 
 #include "ovl.h"
 
+int ovl_fail(lyr_fs_error *err, int r, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
 void ovl_proc_path(int fd, char buf[64])
 {
 	snprintf(buf, 64, "/proc/self/fd/%d", fd);

@@ -250,20 +250,35 @@ static char type_char(mode_t m)
 	}
 }
 
-/* Drops the overlay's own bookkeeping (overlay.layerfs.*: an origin inode number, a hard-link
- * group's count) from XA: local facts of the store that wrote the layer, not content, so the
- * same change committed anywhere gets the same layer ID. */
+/* True for an overlay xattr that is bookkeeping of the mount that wrote it, in either
+ * namespace: the daemon's (overlay.layerfs.*: an origin inode number, a hard-link group's
+ * count) and kernel overlayfs' (origin and upper file handles, impure and nlink caches, the
+ * filesystem's uuid).  Local facts, not content: the same change committed from either
+ * backend, on any machine, gets the same layer ID.  Markers (opaque, redirect, metacopy,
+ * whiteout, protattr) are content and stay. */
+static bool local_xattr(const char *name)
+{
+	static const char *const ns[] = {"trusted.overlay.", "user.overlay."};
+	static const char *const local[] = {"origin", "upper", "impure", "nlink", "uuid"};
+	for (size_t p = 0; p < LYR_ARRAY_SIZE(ns); p++) {
+		if (strncmp(name, ns[p], strlen(ns[p])) != 0)
+			continue;
+		const char *suffix = name + strlen(ns[p]);
+		if (strncmp(suffix, "layerfs.", 8) == 0)
+			return true;
+		for (size_t i = 0; i < LYR_ARRAY_SIZE(local); i++)
+			if (strcmp(suffix, local[i]) == 0)
+				return true;
+	}
+	return false;
+}
+
 static void drop_local_xattrs(hx_list *xa)
 {
-	static const char *const local[] = {"trusted.overlay.layerfs.", "user.overlay.layerfs."};
 	size_t k = 0;
-	for (size_t i = 0; i < xa->n; i++) {
-		bool drop = false;
-		for (size_t p = 0; p < LYR_ARRAY_SIZE(local); p++)
-			drop |= strncmp(xa->v[i].name, local[p], strlen(local[p])) == 0;
-		if (!drop)
+	for (size_t i = 0; i < xa->n; i++)
+		if (!local_xattr(xa->v[i].name))
 			xa->v[k++] = xa->v[i];
-	}
 	xa->n = k;
 }
 

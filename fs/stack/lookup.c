@@ -213,7 +213,11 @@ static int find_data(const lyr_stack *s, const lyr_stack_part *parts, unsigned n
 			return -ELOOP;
 		r = lyr_stack_resolve(s, n->layer + 1, redirect, &d);
 	} else {
-		r = lookup_parts(s, parts + i + 1, nparts - i - 1, name, depth + 1, false, &d);
+		/* a relative redirect (kernel overlayfs writes one for a move within the
+		 * directory) names the copy beside this one in the layers below */
+		bool relative = rl > 0 && (size_t)rl < sizeof(redirect) && !strchr(redirect, '/');
+		r = lookup_parts(s, parts + i + 1, nparts - i - 1, relative ? redirect : name,
+				 depth + 1, false, &d);
 	}
 	if (r < 0)
 		return r == -ENOENT || r == -EINVAL || r == -ENOTDIR ? -EIO : r;

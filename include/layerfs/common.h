@@ -85,3 +85,8 @@ int lyr_open_noatime(int dirfd, const char *path, int flags);
 /* Whether the directory open as DIRFD holds no entry but "." and ".." (DIRFD itself is left
  * open and unread).  Returns 1 empty, 0 not, or -errno. */
 int lyr_dir_empty(int dirfd);
+
+/* Splits LINE, one line of /proc/self/mountinfo, in place: its mount point (octal escapes such
+ * as \040 undone) into *RET_MOUNTPOINT and its filesystem type into *RET_TYPE, both pointing
+ * into LINE.  0, or -EINVAL when LINE is not such a line. */
+int lyr_mountinfo_parse(char *line, char **ret_mountpoint, char **ret_type);

@@ -143,3 +143,42 @@ lyr_fs_config *lyr_fs_options_config(lyr_fs_options *o);
  * "mount.fuse.layerfs".  ARGV[0] is the command name.  Returns the process exit status: 0 mounted
  * (or --help/--version), 1 mount failed (reason on stderr), 2 usage error. */
 int lyr_fs_overlay_main(int argc, char **argv);
+
+/* --- the kernel backend (kernel.c) ----------------------------------------------------------
+ * A view mounted by kernel overlayfs instead of the daemon: same directories, same tree, no
+ * serving process (docs/overlay.md, "Backends"). */
+typedef enum lyr_fs_backend { LYR_FS_AUTO = 0, LYR_FS_KERNEL = 1, LYR_FS_FUSE = 2 } lyr_fs_backend;
+
+/* "auto", "kernel", "fuse": 0, or -EINVAL for anything else. */
+int lyr_fs_backend_parse(const char *text, lyr_fs_backend *ret);
+const char *lyr_fs_backend_name(lyr_fs_backend b);
+
+/* How this process may mount kernel overlayfs: not at all; privileged (trusted.overlay.*
+ * markers, redirect_dir and metacopy followed); or in a user namespace with userxattr
+ * (user.overlay.* markers; the kernel refuses redirect_dir and metacopy there). */
+typedef enum lyr_fs_kernel_mode {
+	LYR_KERNEL_NONE = 0,
+	LYR_KERNEL_TRUSTED = 1,
+	LYR_KERNEL_USERXATTR = 2,
+} lyr_fs_kernel_mode;
+
+/* Tries a small kernel overlay mount in SCRATCH (an existing empty directory on the upper
+ * directories' filesystem; left with a few empty directories in it): privileged first (in the
+ * initial user namespace only), then userxattr.  Returns 0 with the mode in *RET, or -errno with
+ * *RET = LYR_KERNEL_NONE and WHY (may be NULL) holding the kernel's reason. */
+int lyr_fs_kernel_probe(const char *scratch, lyr_fs_kernel_mode *ret, lyr_fs_error *why);
+
+/* 0 when kernel overlayfs in MODE can show CFG as the daemon would; otherwise -errno with WHY
+ * (may be NULL) naming what needs the daemon (an option only it has, the stack depth...). */
+int lyr_fs_kernel_refuses(const lyr_fs_config *cfg, lyr_fs_kernel_mode mode, lyr_fs_error *why);
+
+/* Mounts CFG at MOUNTPOINT with kernel overlayfs in MODE (CFG->foreground, ready and owner are
+ * not used).  With an upper, the kernel works in CFG->work/kernel (made here).  EMPTY is an
+ * empty directory serving as the lower of a scratch tree.  Returns 0 with the mount's ID
+ * (statx stx_mnt_id, unique on Linux >= 6.8; 0 if unknown) in *RET_MNT_ID (may be NULL), or
+ * -errno with ERR saying why (the kernel's own words when it refused). */
+int lyr_fs_kernel_mount(const lyr_fs_config *cfg, lyr_fs_kernel_mode mode, const char *empty,
+			const char *mountpoint, lyr_fs_error *err, uint64_t *ret_mnt_id);
+
+/* The mount ID of the mount at MOUNTPOINT (as lyr_fs_kernel_mount returns it), or -errno. */
+int lyr_fs_kernel_mount_id(const char *mountpoint, uint64_t *ret);

@@ -101,7 +101,8 @@ typedef struct lyr_ref_info {
 	int64_t created;
 	char *desc;
 	char *mountpoint; /* NULL when not mounted (a stale record is reported as not mounted) */
-	pid_t mount_pid;
+	pid_t mount_pid;   /* the serving process; 0 for a kernel overlayfs mount */
+	bool mount_kernel; /* mounted by kernel overlayfs (no serving process) */
 	uint64_t size; /* bytes in the upper dir (filled by lyr_store_du only) */
 } lyr_ref_info;
 
@@ -197,6 +198,12 @@ int lyr_ref_release(lyr_store *s, const char *ref_id);
  * is stale: it counts as not mounted and is cleared when seen. */
 int lyr_ref_set_mount(lyr_store *s, const char *ref_id, const char *mountpoint, pid_t pid);
 int lyr_ref_clear_mount(lyr_store *s, const char *ref_id);
+/* Records that REF_ID is mounted at MOUNTPOINT by kernel overlayfs, as the mount with ID MNT_ID
+ * (lyr_fs_kernel_mount): a record without a process, live while that mount is at MOUNTPOINT
+ * as seen from the reader's mount namespace.  -EBUSY as lyr_ref_set_mount; a claim the calling
+ * process holds is replaced. */
+int lyr_ref_set_kernel_mount(lyr_store *s, const char *ref_id, const char *mountpoint,
+			     uint64_t mnt_id);
 
 /* Tags: NAME is 1-128 bytes of [A-Za-z0-9._:-], not starting with '.' or '-', not starting
  * with "sha256:", and not LYR_MIN_PREFIX or more hex digits only, in either letter case (IDs

@@ -36,11 +36,9 @@ static void setup(void)
 	tmpenv_list[0] = tmpenv;
 }
 
-/* Unmounts whatever a failed test left below TMP, then removes it. */
+/* Unmounts whatever a test left below TMP (failing it), then removes it. */
 static void teardown(void)
 {
-	tu_umount_below(dirs.tmp);
-	tu_umount_below(dirs.store);
 	tu_dirs_fini(&dirs);
 	free(rootfs);
 	free(tmpenv);
@@ -632,6 +630,75 @@ Test(cli_exec, an_interrupted_run_leaves_no_mount_and_no_ref)
 	(void)fsck;
 }
 
+/* kill -9 of the run itself: no handler runs.  Its views end with it all the same (kernel
+ * views with the run's mount namespace, FUSE views with their servers, which watch it), and
+ * fsck releases the refs it made and removes its directory. */
+Test(cli_exec, a_run_killed_with_sigkill_leaves_no_mount_and_fsck_the_rest)
+{
+	need_all();
+	_cleanup_free_ char *o = tu_path(dirs.tmp, "o.out");
+	const char *args[] = {"--mount", "type=bind,target=/out,output", "bb", "--", "sh", "-c",
+			      "echo > /started; sleep 30", NULL};
+	pid_t pid = spawn(o, args);
+	wait_upper_file("started");
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert_eq(wait_status(pid), 128 + SIGKILL);
+	_cleanup_free_ char *mounts = NULL;
+	for (int i = 0; i < 500; i++) {
+		free(mounts);
+		mounts = NULL;
+		cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &mounts, NULL), 0);
+		if (!strstr(mounts, dirs.tmp))
+			break;
+		usleep(10000);
+	}
+	cr_assert_null(strstr(mounts, dirs.tmp), "a mount is left below %s:\n%s", dirs.tmp, mounts);
+	free(tu_ok(tu_lf(dirs.store, "fsck", "--repair", NULL)));
+	assert_clean(0);
+	_cleanup_free_ char *ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
+	cr_assert_eq(count(ls, "\"refs\":[]"), 1, "%s", ls);
+}
+
+/* A root the kernel cannot show (it holds OCI/AUFS markers) is served by FUSE, in the host's
+ * mount namespace; a view after it through the kernel moves the run into a namespace of its
+ * own.  The run ends each view in the namespace it was mounted in: unmounted from the run's
+ * own, the FUSE root lost only its copy there, its server never saw the end of the mount, and
+ * the run waited for that server forever with the root still mounted on the host. */
+Test(cli_exec, a_fuse_root_beside_kernel_views_is_unmounted_where_it_was_mounted)
+{
+	need_all();
+	tu_need_kernel_overlay();
+	tu_backend("auto");
+	_cleanup_free_ char *ref = tu_ok(tu_lf(dirs.store, "new", "bb", NULL));
+	ref[64] = '\0';
+	_cleanup_free_ char *upper = tu_ref_upper(dirs.store, ref);
+	tu_write(upper, ".wh.gone", "");
+	free(tu_ok(tu_lf(dirs.store, "commit", ref, "--tag", "aufs", NULL)));
+	_cleanup_free_ char *o = tu_path(dirs.tmp, "o.out");
+	const char *args[] = {"--mount", "type=bind,target=/out,output", "aufs", "--", "sh", "-c",
+			      "echo made > /out/f && grep -c ' / fuse.layerfs ' /proc/mounts", NULL};
+	pid_t pid = spawn(o, args);
+	int st = -1;
+	for (int i = 0; i < 2000 && waitpid(pid, &st, WNOHANG) == 0; i++)
+		usleep(10000);
+	bool hung = kill(pid, 0) == 0;
+	if (hung) {
+		kill(pid, SIGKILL); /* its FUSE server sees it go and unmounts the root */
+		waitpid(pid, &st, 0);
+	}
+	_cleanup_free_ char *text = tu_read(dirs.tmp, "o.out");
+	cr_assert(!hung, "the run did not end after its command: %s", text);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", text);
+	cr_assert(tu_has_line(text, "1"), "the root is not the FUSE one: %s", text);
+	/* what went through the kernel view is committed */
+	const char *line = strstr(text, "\n/out ");
+	cr_assert_not_null(line, "%s", text);
+	_cleanup_free_ char *layer = strndup(strstr(line, "sha256:"), 71);
+	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", layer, NULL));
+	cr_assert_str_eq(diff, "A /f\n");
+	assert_clean(0);
+}
+
 Test(cli_exec, a_user_runs_as_that_user_over_the_fuse_root)
 {
 	need_all();
@@ -807,8 +874,13 @@ Test(cli_exec, a_ref_root_is_used_in_place_and_has_no_cache_key)
 	ref[strcspn(ref, "\n")] = 0;
 	_cleanup_free_ char *out =
 	    tu_ok(lx("--json", "exec", "--cache", ref, "--", "sh", "-c", "echo 1 >> /f", NULL));
-	cr_assert_str_eq(out,
-			 "{\"exit_code\":0,\"cache_key\":null,\"cached\":false,\"outputs\":[]}\n");
+	/* the root view's backend: whichever this suite runs on */
+	_cleanup_free_ char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "{\"exit_code\":0,\"cache_key\":null,\"cached\":false,\"backend\":\"%s\","
+			   "\"outputs\":[]}\n",
+			   tu_backend_kernel() ? "kernel" : "fuse") > 0);
+	cr_assert_str_eq(out, want);
 	free(tu_ok(lx("exec", ref, "--", "sh", "-c", "echo 2 >> /f", NULL)));
 	_cleanup_free_ char *diff = tu_ok(tu_lf(dirs.store, "diff", ref, NULL));
 	cr_assert_str_eq(diff, "A /f\n");
@@ -832,6 +904,7 @@ Test(cli_exec, a_ref_root_is_used_in_place_and_has_no_cache_key)
 Test(cli_exec, a_cache_mount_whose_server_died_is_mounted_afresh)
 {
 	need_all();
+	tu_backend("fuse"); /* a serving process to kill */
 	const char *m = "type=cache,target=/c,id=k";
 	free(tu_ok(lx("exec", "--mount", m, "bb", "--", "sh", "-c", "echo 1 > /c/n", NULL)));
 	_cleanup_free_ char *ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));

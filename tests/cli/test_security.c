@@ -38,8 +38,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	tu_umount_below(dirs.tmp);
-	tu_dirs_fini(&dirs);
+	tu_dirs_fini(&dirs); /* unmounts what a test left, and fails it */
 	free(mp);
 	free(rootfs);
 	rootfs = NULL;
@@ -368,10 +367,15 @@ static pid_t spawn_exec(const char *const *args)
 
 /* The FUSE mounts of layerfs below the test's directory, one "MOUNTPOINT OPTIONS\n" line
  * each; *RET_N gets their number.  Heap. */
-static char *our_mounts(size_t *ret_n)
+/* The layerfs views below the test's directory in the mount namespace of PID (0: ours): FUSE
+ * mounts, and kernel overlayfs mounts (which a run makes in a namespace of its own). */
+static char *views_of(pid_t pid, size_t *ret_n)
 {
-	_cleanup_free_ char *info = NULL;
-	cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &info, NULL), 0);
+	_cleanup_free_ char *info = NULL, *path = NULL;
+	if (pid)
+		cr_assert(asprintf(&path, "/proc/%d/mountinfo", (int)pid) > 0);
+	if (lyr_read_file(path ? path : "/proc/self/mountinfo", &info, NULL) < 0)
+		cr_assert_eq(lyr_read_file("/proc/self/mountinfo", &info, NULL), 0);
 	size_t cap = strlen(info) + 1, len = 0, n = 0;
 	char *out = calloc(1, cap);
 	size_t tl = strlen(dirs.tmp);
@@ -379,7 +383,9 @@ static char *our_mounts(size_t *ret_n)
 		char where[PATH_MAX], opts[512];
 		const char *type = strstr(line, " - ");
 		if (sscanf(line, "%*s %*s %*s %*s %4095s %511s", where, opts) != 2 || !type ||
-		    strncmp(type, " - fuse.layerfs ", 16) != 0 || strncmp(where, dirs.tmp, tl) != 0)
+		    (strncmp(type, " - fuse.layerfs ", 16) != 0 &&
+		     strncmp(type, " - overlay ", 11) != 0) ||
+		    strncmp(where, dirs.tmp, tl) != 0)
 			continue;
 		len += (size_t)snprintf(out + len, cap - len, "%s %s\n", where, opts);
 		n++;
@@ -388,12 +394,17 @@ static char *our_mounts(size_t *ret_n)
 	return out;
 }
 
+static char *our_mounts(size_t *ret_n)
+{
+	return views_of(0, ret_n);
+}
+
 /* Waits (up to 10 s) until N mounts of layerfs are below the test's directory. */
 static char *wait_mounts(size_t n, pid_t exec_pid)
 {
 	for (int i = 0; i < 1000; i++) {
 		size_t have;
-		char *m = our_mounts(&have);
+		char *m = views_of(exec_pid, &have);
 		if (have == n)
 			return m;
 		free(m);
@@ -447,7 +458,14 @@ Test(cli_security, the_views_of_exec_are_nosuid_nodev)
 
 /* ---- lifetime: the views of a run die with it ---- */
 
-TestSuite(cli_lifetime, .init = setup, .fini = teardown, .timeout = 60);
+/* These watch the serving processes of a run's views: the FUSE backend's. */
+static void setup_fuse(void)
+{
+	setup();
+	tu_backend("fuse");
+}
+
+TestSuite(cli_lifetime, .init = setup_fuse, .fini = teardown, .timeout = 60);
 
 static double now(void)
 {

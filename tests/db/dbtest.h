@@ -34,7 +34,7 @@ static DBT_UNUSED void ts_setup(tstore *t)
 static DBT_UNUSED void ts_teardown(tstore *t)
 {
 	lyr_store_free(t->s);
-	tu_rmtree(t->dir);
+	tu_rmtree_unmounted(t->dir);
 	free(t->root);
 	free(t->dir);
 }

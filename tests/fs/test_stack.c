@@ -83,7 +83,7 @@ static void setup(void)
 static void teardown(void)
 {
 	lyr_stack_free(stack);
-	tu_rmtree(root);
+	tu_rmtree_unmounted(root);
 	free(root);
 	free(l0);
 	free(l1);

@@ -2,9 +2,11 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <poll.h>
 #include <pty.h>
 #include <regex.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -25,11 +28,24 @@
 
 extern char **environ;
 
-char *tu_mkdtemp(void)
+/* Every temporary directory of a run of a test binary is named after the run (its runner's
+ * pid, which the runner puts in the environment before it starts the tests' processes), so that
+ * at the end the runner finds what a test whose teardown never ran (killed at its timeout, or
+ * crashed) left there. */
+#define RUN_ENV "LAYERFS_TEST_RUN"
+
+static const char *tmp_base(void)
 {
 	const char *tmp = getenv("TMPDIR");
+	return tmp && *tmp ? tmp : "/tmp";
+}
+
+char *tu_mkdtemp(void)
+{
+	const char *run = getenv(RUN_ENV);
 	char *path;
-	cr_assert(asprintf(&path, "%s/layerfs-test-XXXXXX", tmp && *tmp ? tmp : "/tmp") > 0);
+	cr_assert(asprintf(&path, "%s/layerfs-test-%s%sXXXXXX", tmp_base(), run ? run : "",
+			   run ? "-" : "") > 0);
 	cr_assert_not_null(mkdtemp(path), "mkdtemp: %s", strerror(errno));
 	return path;
 }
@@ -68,7 +84,7 @@ void tu_dirs_init(tu_dirs *d)
 
 void tu_dirs_fini(tu_dirs *d)
 {
-	tu_rmtree(d->tmp);
+	tu_rmtree_unmounted(d->tmp);
 	free(d->tmp);
 	free(d->store);
 	free(d->src);
@@ -269,11 +285,130 @@ void tu_need_fuse(void)
 		cr_skip_test("/dev/fuse cannot be opened here");
 }
 
+void tu_backend(const char *name)
+{
+	cr_assert_eq(setenv("LAYERFS_BACKEND", name, 1), 0);
+}
+
+static bool kernel_overlay(void)
+{
+	_cleanup_free_ char *fs = NULL;
+	return geteuid() == 0 && lyr_read_file("/proc/filesystems", &fs, NULL) == 0 &&
+	       strstr(fs, "\toverlay\n") != NULL;
+}
+
+bool tu_backend_kernel(void)
+{
+	const char *b = getenv("LAYERFS_BACKEND");
+	if (b && strcmp(b, "fuse") == 0)
+		return false;
+	return (b && strcmp(b, "kernel") == 0) || kernel_overlay();
+}
+
+void tu_need_kernel_overlay(void)
+{
+	if (!kernel_overlay())
+		cr_skip_test("kernel overlayfs needs root and the overlay module here");
+}
+
+/* tu_mounts_below without assertions (the runner has no test to fail): NULL on an error. */
+static char *mounts_below(const char *dir)
+{
+	size_t dlen = strlen(dir);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return NULL;
+	FILE *out = open_memstream(&text, &len);
+	if (!out) {
+		fclose(f);
+		return NULL;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) > 0) {
+		char *mp, *type;
+		if (lyr_mountinfo_parse(line, &mp, &type) == 0 && strncmp(mp, dir, dlen) == 0 &&
+		    (mp[dlen] == '/' || mp[dlen] == '\0'))
+			fprintf(out, "%s (%s)\n", mp, type);
+	}
+	free(line);
+	fclose(f);
+	fclose(out);
+	return text;
+}
+
+char *tu_mounts_below(const char *dir)
+{
+	char *text = mounts_below(dir);
+	cr_assert_not_null(text, "/proc/self/mountinfo: %s", strerror(errno));
+	return text;
+}
+
 void tu_umount_below(const char *dir)
 {
-	tu_sh(
-	    "grep -o ' %s/[^ ]*' /proc/mounts | sort -r | while read m; do umount -l \"$m\"; done",
-	    dir);
+	/* the most recent first, each lazily: what is busy goes once it is not */
+	for (int round = 0; round < 64; round++) {
+		_cleanup_free_ char *list = mounts_below(dir);
+		if (!list)
+			return;
+		char *last = NULL;
+		for (char *l = list; *l; l = strchr(l, '\n') + 1)
+			last = l;
+		if (!last)
+			return;
+		*strrchr(last, ' ') = '\0'; /* " (TYPE)" */
+		umount2(last, MNT_DETACH);
+	}
+}
+
+void tu_rmtree_unmounted(const char *dir)
+{
+	if (!dir)
+		return;
+	_cleanup_free_ char *left = tu_mounts_below(dir);
+	tu_umount_below(dir);
+	tu_rmtree(dir);
+	if (*left) {
+		/* an assertion here would not fail the test (Criterion 2.4 only logs it): the
+		 * worker's exit status does, and the runner names the test */
+		cr_log_error("the test left mounts behind below %s:\n%s", dir, left);
+		fflush(NULL);
+		_exit(1);
+	}
+}
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	(void)set;
+	char run[16];
+	snprintf(run, sizeof run, "%d", (int)getpid());
+	setenv(RUN_ENV, run, 1);
+}
+
+/* Once every test of the run has ended: unmounts and removes what the run's tests left in their
+ * directories when their teardown never ran, and names the mounts.  The test itself already
+ * failed (a timeout or a crash). */
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	(void)stats;
+	_cleanup_free_ char *pattern = NULL;
+	if (asprintf(&pattern, "%s/layerfs-test-%d-*", tmp_base(), (int)getpid()) < 0)
+		return;
+	glob_t g;
+	if (glob(pattern, GLOB_NOSORT, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		_cleanup_free_ char *left = mounts_below(g.gl_pathv[i]);
+		if (left && *left)
+			fprintf(stderr, "layerfs tests: a test whose teardown did not run left these "
+					"mounted (now unmounted):\n%s",
+				left);
+		tu_umount_below(g.gl_pathv[i]);
+		tu_rmtree(g.gl_pathv[i]);
+	}
+	globfree(&g);
 }
 
 void tu_need_busybox(void)

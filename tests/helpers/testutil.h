@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* A fresh directory under $TMPDIR (or /tmp); the caller removes it with tu_rmtree. */
+/* A fresh directory under $TMPDIR (or /tmp), named after the run of the test binary; the
+ * caller removes it (tu_rmtree_unmounted).  Once all tests have ended, the runner unmounts and
+ * removes what is left of the run's directories (a test killed at its timeout never tears
+ * down), naming the mounts on stderr. */
 char *tu_mkdtemp(void);
 /* rm -rf PATH (not following symlinks). */
 void tu_rmtree(const char *path);
@@ -16,10 +19,16 @@ typedef struct tu_dirs {
 	char *tmp, *store, *src;
 } tu_dirs;
 void tu_dirs_init(tu_dirs *d);
-/* Removes TMP and all below it, and frees the paths. */
+/* Removes TMP and all below it (tu_rmtree_unmounted), and frees the paths. */
 void tu_dirs_fini(tu_dirs *d);
 /* tu_dirs_fini after unmounting whatever a failed test left mounted below TMP. */
 void tu_dirs_fini_mounted(tu_dirs *d);
+/* For a suite's teardown: unmounts what is mounted below DIR (tu_umount_below) and removes DIR.
+ * When something was mounted there, the test that left it fails: the message names each
+ * mount, and the test's process exits 1 (Criterion reports "exited during its setup or
+ * teardown" and the run's status is a failure).  Call it before anything else in the teardown
+ * that unmounts, so that a mount a passing test forgot is not hidden. */
+void tu_rmtree_unmounted(const char *dir);
 
 /* Writes DATA to DIR/REL, creating parent directories. */
 void tu_write(const char *dir, const char *rel, const char *data);
@@ -55,7 +64,21 @@ bool tu_process_running(pid_t pid);
 bool tu_have_fuse(void);
 /* Skips the test unless /dev/fuse can be opened. */
 void tu_need_fuse(void);
-/* Lazily unmounts every mount below DIR, deepest first: what a failed test left behind. */
+/* Views: the backend the CLI commands of this test use (sets LAYERFS_BACKEND: "fuse",
+ * "kernel" or "auto").  Tests of the FUSE daemon itself (its serving process, its options) pin
+ * "fuse"; the others run on whichever backend the suite's environment names (ctest runs them
+ * under both). */
+void tu_backend(const char *name);
+/* True when the CLI's views in this test come from kernel overlayfs: LAYERFS_BACKEND=kernel, or
+ * auto (unset) as root where the kernel has overlayfs. */
+bool tu_backend_kernel(void);
+/* Skips the test unless this process may mount kernel overlayfs (root, overlay module). */
+void tu_need_kernel_overlay(void);
+/* The mounts at or below DIR in this mount namespace, one a line as "MOUNTPOINT (TYPE)", in
+ * the order they were mounted; heap, "" when none. */
+char *tu_mounts_below(const char *dir);
+/* Lazily unmounts every mount at or below DIR, most recent first: what a failed test left
+ * behind. */
 void tu_umount_below(const char *dir);
 
 /* Debian's busybox-static, from which sandbox tests build their roots. */
