@@ -106,7 +106,8 @@ static tu_run exec_op(const char *const *env, const char *st, const char *flag1,
 	return tu_layerfs(env, full);
 }
 
-/* RUN's JSON with "cached":false made true: what the same result answered from a cache says. */
+/* RUN's JSON as a hit of the same result says it: "cached" true, "backend" null (a hit mounts
+ * no view) and no "fallback". */
 static char *as_cached(const char *json)
 {
 	char *c = strdup(json);
@@ -114,6 +115,15 @@ static char *as_cached(const char *json)
 	cr_assert(p, "%s", json);
 	memcpy(p, "\"cached\":true,", 14);
 	memmove(p + 13, p + 14, strlen(p + 14) + 1);
+	/* a hit mounts no view: no backend, no fallback */
+	p = strstr(c, "\"backend\":\"");
+	cr_assert(p, "%s", json);
+	char *end = strchr(p + 11, '"') + 1;
+	const char *fallback = ",\"fallback\":\"";
+	if (strncmp(end, fallback, strlen(fallback)) == 0)
+		end = strchr(end + strlen(fallback), '"') + 1;
+	memcpy(p, "\"backend\":null", 14);
+	memmove(p + 14, end, strlen(end) + 1);
 	return c;
 }
 
