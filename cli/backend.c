@@ -162,13 +162,15 @@ static lyr_fs_kernel_mode kernel_mode(lyr_cli *cli, char *why, size_t why_size)
 	return mode;
 }
 
-/* Marker kinds a layer holds, found once per layer and kept with it (layers never change). */
+/* Marker kinds (and hard-link groups) a layer holds, found once per layer and kept with it
+ * (layers never change). */
 enum {
 	MARK_TRUSTED = 1,  /* trusted.overlay.{opaque,redirect,metacopy} */
 	MARK_USER = 2,	   /* user.overlay.{opaque,redirect,metacopy} */
 	MARK_REDIRECT = 4, /* overlay.redirect */
 	MARK_METACOPY = 8, /* overlay.metacopy */
 	MARK_AUFS = 16,	   /* ".wh." names (OCI/AUFS markers) */
+	MARK_LINKS = 32,   /* a non-directory with more than one name (a hard-link group) */
 };
 #define MARKS_META "overlay-markers"
 
@@ -179,6 +181,8 @@ static int mark_entry(void *ctx, int dirfd, const char *name, const struct stat 
 	unsigned *m = ctx;
 	if (lyr_stack_is_marker_name(name))
 		*m |= MARK_AUFS;
+	if (!S_ISDIR(st->st_mode) && st->st_nlink > 1)
+		*m |= MARK_LINKS;
 	if (!S_ISDIR(st->st_mode) && !S_ISREG(st->st_mode))
 		return 0;
 	char proc[PATH_MAX + 32], list[4096];
@@ -233,11 +237,13 @@ static int layer_marks(lyr_cli *cli, const char *id, const char *dir, unsigned *
 /* 0 when kernel overlayfs in MODE reads every marker of the layers IDS (NULL-terminated, at
  * DIRS) as the daemon does; else -EOPNOTSUPP with WHY naming the layer and the marker. */
 static int chain_refuses(lyr_cli *cli, char *const *ids, char *const *dirs,
-			 lyr_fs_kernel_mode mode, char *why, size_t size)
+			 lyr_fs_kernel_mode mode, char *why, size_t size, unsigned *ret_all)
 {
+	*ret_all = 0;
 	for (size_t i = 0; ids && ids[i]; i++) {
 		unsigned m = 0;
 		int r = layer_marks(cli, ids[i], dirs[i], &m);
+		*ret_all |= m;
 		const char *what = NULL;
 		if (r < 0)
 			what = strerror(-r);
@@ -263,7 +269,7 @@ static int chain_refuses(lyr_cli *cli, char *const *ids, char *const *dirs,
 	return 0;
 }
 
-int cli_backend_choose(lyr_cli *cli, lyr_fs_backend want, const lyr_fs_config *cfg,
+int cli_backend_choose(lyr_cli *cli, lyr_fs_backend want, lyr_fs_config *cfg,
 		       const cli_view *view, cli_backend *ret)
 {
 	memset(ret, 0, sizeof *ret);
@@ -272,10 +278,11 @@ int cli_backend_choose(lyr_cli *cli, lyr_fs_backend want, const lyr_fs_config *c
 		return 0;
 	ret->mode = kernel_mode(cli, ret->why, sizeof ret->why);
 	lyr_fs_error why = {{0}};
+	unsigned marks = 0;
 	int r = ret->mode == LYR_KERNEL_NONE ? -EPERM : lyr_fs_kernel_refuses(cfg, ret->mode, &why);
 	if (r == 0)
-		r = chain_refuses(cli, view->ids, view->lowers, ret->mode, why.msg,
-				  sizeof why.msg);
+		r = chain_refuses(cli, view->ids, view->lowers, ret->mode, why.msg, sizeof why.msg,
+				  &marks);
 	if (r < 0 && ret->mode != LYR_KERNEL_NONE)
 		fmt(ret->why, sizeof ret->why, "%s", why.msg);
 	if (r < 0) {
@@ -288,6 +295,7 @@ int cli_backend_choose(lyr_cli *cli, lyr_fs_backend want, const lyr_fs_config *c
 		return 0;
 	}
 	ret->kind = LYR_FS_KERNEL;
+	cfg->kernel_index = marks & MARK_LINKS;
 	fmt(ret->empty, sizeof ret->empty, "%s/kernel/empty", lyr_store_root(cli->store));
 	return 0;
 }

@@ -65,8 +65,9 @@ int cli_backend_want(const char *cmd, const char *opt, lyr_fs_backend *ret);
  * for; otherwise the kernel when this process may mount overlay (probed once per store) and
  * kernel overlayfs shows the view as the daemon would (its options, the chain's markers and
  * depth), else FUSE with *RET's why (under LYR_FS_KERNEL that is a failure: printed, -errno).
- * Under auto, LAYERFS_DEBUG prints why FUSE was chosen. */
-int cli_backend_choose(lyr_cli *cli, lyr_fs_backend want, const lyr_fs_config *cfg,
+ * Under auto, LAYERFS_DEBUG prints why FUSE was chosen.  With the kernel, CFG's kernel_index
+ * is on only when a lower layer of VIEW holds a hard-link group. */
+int cli_backend_choose(lyr_cli *cli, lyr_fs_backend want, lyr_fs_config *cfg,
 		       const cli_view *view, cli_backend *ret);
 
 /* The content hash of SELECTORS (N; 0: the whole view) of a layer's or ref's view, through the

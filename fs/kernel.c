@@ -183,8 +183,9 @@ static int configure(int fd, const lyr_fs_config *cfg, lyr_fs_kernel_mode mode,
 		r = set_string(fd, "metacopy", "on");
 	/* the kernel's index keeps a lower hard-link group together across a copy-up, as the
 	 * daemon's does; commit links the group's other names from it (commit.c).  It needs file
-	 * handles, which a user namespace may not open. */
-	bool index = mode == LYR_KERNEL_TRUSTED && cfg->upper;
+	 * handles, which a user namespace may not open, and costs every lookup of a lower file a
+	 * search of the index: callers turn it off for chains without hard links. */
+	bool index = mode == LYR_KERNEL_TRUSTED && cfg->upper && cfg->kernel_index;
 	if (r == 0)
 		r = set_string(fd, "index", index ? "on" : "off");
 	if (r == 0 && cfg->no_fsync && cfg->upper)

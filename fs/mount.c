@@ -36,6 +36,7 @@ void lyr_fs_config_init(lyr_fs_config *cfg)
 	cfg->writeback = true;
 	/* libfuse's and fuse-overlayfs' default: device nodes on a FUSE mount do not open */
 	cfg->nodev = true;
+	cfg->kernel_index = true;
 	cfg->squash_to_uid = -1;
 	cfg->squash_to_gid = -1;
 }

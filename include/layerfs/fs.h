@@ -35,6 +35,10 @@ typedef struct lyr_fs_config {
 	bool nodiratime; /* directories' atime never moves (noatime: no atime moves) */
 	bool writeback;	    /* FUSE writeback cache (lyr_fs_config_init: on) */
 	bool no_fsync;	    /* fsync=0 / volatile: fsync is a no-op */
+	/* the kernel backend's index=on (lyr_fs_config_init: on): needed only to keep a lower
+	 * hard-link group one file across a copy-up, and it costs every lookup of a lower file a
+	 * search of the index */
+	bool kernel_index;
 	bool static_nlink;  /* directories report st_nlink 1 */
 	bool noacl;	    /* POSIX ACLs not enforced, their xattrs EOPNOTSUPP */
 	bool debug;	    /* libfuse debug output (foreground only) */

@@ -358,3 +358,47 @@ Test(cli_backend, in_a_user_namespace_auto_takes_the_kernel_with_userxattr)
 	_cleanup_free_ char *diff = LF("diff", "ns");
 	cr_assert_str_eq(diff, "C /data\nD /data/drop\nC /gone\nA /gone/new\nD /gone/sub\n");
 }
+
+/* The super options of the kernel overlay mount at MP (heap). */
+static char *overlay_options(void)
+{
+	_cleanup_free_ char *abs = realpath(mp, NULL);
+	cr_assert_eq(tu_sh("awk -v m='%s' '$5 == m { sub(/.* - overlay [^ ]+ /, \"\"); print }' "
+			   "/proc/self/mountinfo >'%s/opts'",
+			   abs, dirs.tmp),
+		     0);
+	return tu_read(dirs.tmp, "opts");
+}
+
+/* The kernel's index (index=on) costs every lookup of a lower file a search of it, and only
+ * keeps lower hard-link groups together: a chain without such a group is mounted without it,
+ * one with a group in any lower layer with it, and the group then stays one file. */
+Test(cli_backend, the_kernel_index_is_on_only_for_chains_with_hard_links)
+{
+	tu_need_kernel_overlay();
+	_cleanup_free_ char *plain = tu_path(dirs.tmp, "plain");
+	tu_write(plain, "a", "a\n");
+	tu_write(plain, "d/b", "b\n");
+	_cleanup_free_ char *base = LF("import", plain);
+	base[strcspn(base, "\n")] = '\0';
+	_cleanup_free_ char *ref = new_ref(base);
+	mount_with(ref, "kernel");
+	_cleanup_free_ char *opts = overlay_options();
+	cr_assert(strstr(opts, "redirect_dir=on") && strstr(opts, "metacopy=on"), "%s", opts);
+	cr_assert_null(strstr(opts, "index=on"), "%s", opts);
+	/* a hard link made in the upper needs no index */
+	cr_assert_eq(tu_sh("cd '%s' && ln a a2 && echo more >>d/b", mp), 0);
+	free(LF("umount", mp));
+	_cleanup_free_ char *top = LF("commit", ref);
+	top[strcspn(top, "\n")] = '\0';
+	/* the group is now in a lower layer of a ref on TOP */
+	_cleanup_free_ char *ref2 = new_ref(top);
+	mount_with(ref2, "kernel");
+	_cleanup_free_ char *opts2 = overlay_options();
+	cr_assert_not_null(strstr(opts2, "index=on"), "%s", opts2);
+	cr_assert_eq(tu_sh("cd '%s' && echo x >>a && [ \"$(cat a2)\" = \"$(printf 'a\\nx')\" ] && "
+			   "[ $(stat -c %%h a2) = 2 ]",
+			   mp),
+		     0);
+	free(LF("umount", mp));
+}
