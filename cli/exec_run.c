@@ -737,6 +737,7 @@ static int run_sandbox(run *R, int *ret_status)
 	lyr_sandbox_mount sm[op->n_mounts ? op->n_mounts : 1];
 	lyr_sandbox sb;
 	lyr_exec_sandbox_from_op(op, R->root.mp, sm, &sb);
+	sb.caught = &interrupted; /* a signal since the last look at it goes to the command */
 	for (size_t i = 0; i < op->n_mounts; i++)
 		sm[i].source = R->views[i].host;
 	lyr_exec_error err = {{0}};

@@ -547,6 +547,10 @@ int lyr_exec_sandbox_run(const lyr_sandbox *sb, int *ret_status, lyr_exec_error 
 	forward_to = pid;
 	for (size_t i = 0; i < LYR_ARRAY_SIZE(forwarded); i++)
 		sigaction(forwarded[i], &fwd, &old_act[i]);
+	/* a signal the caller caught before the block above would otherwise be lost: the init
+	 * takes it as it takes any later one (it waits for signals before the command starts) */
+	if (sb->caught && *sb->caught > 0)
+		kill(pid, *sb->caught);
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
 	r = c.userns ? map_user(pid, err) : 0;

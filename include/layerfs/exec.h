@@ -8,6 +8,7 @@
  * includes neither store.h nor fs.h. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -194,6 +195,10 @@ typedef struct lyr_sandbox {
 	lyr_network network;
 	lyr_security security;	/* insecure: the command runs without the seccomp filter */
 	bool stdin_passthrough; /* false: stdin is /dev/null */
+	/* the caller's own record of a signal it caught (a handler sets it to the signal's
+	 * number), or NULL: one that arrived after the caller last looked, before forwarding
+	 * began, is sent to the command as if it had come later */
+	volatile sig_atomic_t *caught;
 } lyr_sandbox;
 
 /* Fills RET from validated OP for a run over ROOTFS: args, env, proxy env, cwd, user, hostname,

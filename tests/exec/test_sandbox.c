@@ -1449,3 +1449,26 @@ Test(exec_sandbox, every_call_the_filter_refuses_is_listed_in_the_security_docs)
 	}
 	cr_assert_geq(n, 50, "only %zu names found in the generated program", n);
 }
+
+/* A signal the caller caught after it last looked and before the sandbox began to forward
+ * (SB.caught already set when the run starts) still reaches the command: it ends as if the
+ * signal had come while it ran, not after its own 100 seconds. */
+Test(exec_sandbox, a_signal_caught_before_forwarding_began_reaches_the_command)
+{
+	need_root();
+	_cleanup_free_ char *root = make_root();
+	static volatile sig_atomic_t caught;
+	caught = SIGTERM;
+	lyr_sandbox sb = {.rootfs = root,
+			  .args = ARGS("sleep", "100"),
+			  .caught = &caught};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	result res = run(&sb);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(res.r, 0, "%s", res.msg);
+	cr_assert_eq(res.status, 128 + SIGTERM, "%s", res.err);
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 10);
+	result_free(&res);
+	tu_rmtree(root);
+}
