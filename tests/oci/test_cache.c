@@ -444,8 +444,7 @@ Test(oci_cache, cache_ls_lists_the_records_and_prune_deletes_those_older_than_as
 		 tagged);
 }
 
-Test(oci_cache, eight_stores_publishing_one_result_at_once_leave_one_valid_record,
-     .timeout = 400)
+Test(oci_cache, eight_stores_publishing_one_result_at_once_leave_one_valid_record)
 {
 	tu_need_fuse();
 	char img[4200];
