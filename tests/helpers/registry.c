@@ -11,12 +11,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
+
+/* In a server's child before its exec: the server goes with the test's process, also when
+ * Criterion kills that at a timeout and no teardown runs. */
+static void die_with_parent(pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(127);
+}
 
 static void stop(pid_t *pid)
 {
@@ -53,9 +63,11 @@ void tu_registry_start(tu_registry *r, const char *dir, const char *ip, const ch
 			   dir, dir, r->addr, config, cfg),
 		     0);
 	_cleanup_free_ char *log = tu_path(dir, "registry.log");
+	pid_t self = getpid();
 	r->pid = fork();
 	cr_assert_geq(r->pid, 0);
 	if (r->pid == 0) {
+		die_with_parent(self);
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		dup2(fd, 1);
 		dup2(fd, 2);
@@ -97,9 +109,11 @@ char *tu_front_start(tu_registry *r, const char *user_pass, int fails, const cha
 	char nfails[16];
 	snprintf(nfails, sizeof nfails, "%d", fails);
 	stop(&r->front_pid);
+	pid_t self = getpid();
 	r->front_pid = fork();
 	cr_assert_geq(r->front_pid, 0);
 	if (r->front_pid == 0) {
+		die_with_parent(self);
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		execlp("python3", "python3", LAYERFS_SOURCE_DIR "/tests/oci/front.py", port_file,
