@@ -25,6 +25,7 @@
 
 #include "layerfs/common.h"
 #include "layerfs/hash.h"
+#include "layerfs/tree.h"
 
 extern char **environ;
 
@@ -73,6 +74,8 @@ void tu_rmtree(const char *path)
 		return;
 	nftw(path, unlock_one, 64, FTW_PHYS);
 	nftw(path, rm_one, 64, FTW_DEPTH | FTW_PHYS);
+	/* nftw stops at PATH_MAX: a tree deeper than that goes through directory fds */
+	lyr_tree_remove(AT_FDCWD, path);
 }
 
 void tu_dirs_init(tu_dirs *d)
