@@ -633,6 +633,30 @@ Test(cli_exec, an_interrupted_run_leaves_no_mount_and_no_ref)
 /* kill -9 of the run itself: no handler runs.  Its views end with it all the same (kernel
  * views with the run's mount namespace, FUSE views with their servers, which watch it), and
  * fsck releases the refs it made and removes its directory. */
+/* Whether a process other than this one was started with the argument ARG (its servers keep
+ * the command line of the run that forked them). */
+static bool a_process_has_arg(const char *arg)
+{
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	bool found = false;
+	struct dirent *de;
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9' || atoi(de->d_name) == getpid())
+			continue;
+		char path[300];
+		snprintf(path, sizeof path, "/proc/%s/cmdline", de->d_name);
+		_cleanup_free_ char *cmd = NULL;
+		size_t len = 0;
+		if (lyr_read_file(path, &cmd, &len) < 0)
+			continue;
+		for (size_t off = 0; !found && off < len; off += strlen(cmd + off) + 1)
+			found = strcmp(cmd + off, arg) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
 Test(cli_exec, a_run_killed_with_sigkill_leaves_no_mount_and_fsck_the_rest)
 {
 	need_all();
@@ -653,6 +677,10 @@ Test(cli_exec, a_run_killed_with_sigkill_leaves_no_mount_and_fsck_the_rest)
 		usleep(10000);
 	}
 	cr_assert_null(strstr(mounts, dirs.tmp), "a mount is left below %s:\n%s", dirs.tmp, mounts);
+	/* the servers release what the run made after their mounts are gone: fsck comes after */
+	for (int i = 0; i < 500 && a_process_has_arg(dirs.store); i++)
+		usleep(10000);
+	cr_assert(!a_process_has_arg(dirs.store), "a server of the run is still there after 5 s");
 	free(tu_ok(tu_lf(dirs.store, "fsck", "--repair", NULL)));
 	assert_clean(0);
 	_cleanup_free_ char *ls = tu_ok(tu_lf(dirs.store, "--json", "ls", NULL));
